@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything Vigil needs on this machine (Debian or Ubuntu, as root): the components the
+# lab runs and the npm packages. Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/setup.sh: run as root (the lab creates network namespaces and installs Debian packages)" >&2
+  exit 1
+fi
+
+node_ok() { command -v node >/dev/null && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; }
+if ! node_ok; then
+  echo "scripts/setup.sh: Node.js >= 20.19 is required (found: $(node --version 2>/dev/null || echo none)); install it from your distribution or nodesource and run again" >&2
+  exit 1
+fi
+
+packages=(postgresql patroni etcd-server etcd-client haproxy rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The packages' own services are not used: Vigil runs the components from its generated configs.
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.vigil-lock; then
+  echo "setup: installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.vigil-lock
+fi
+echo "setup: ready"

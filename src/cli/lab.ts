@@ -1,0 +1,111 @@
+/** `vigil lab ...`: the command-line face of src/lab. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
+import * as lab from '../lab/lab.ts';
+import type { LabShape } from '../lab/topology.ts';
+import { labDemo } from '../lab/demo.ts';
+
+const int = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be a whole number');
+  return n;
+};
+
+const say = (line: string): void => void process.stdout.write(`${line}\n`);
+
+function processName(v: string): ProcessName {
+  if (!(PROCESS_NAMES as readonly string[]).includes(v)) throw new InvalidArgumentError(`must be one of ${PROCESS_NAMES.join(', ')}`);
+  return v as ProcessName;
+}
+
+export function registerLab(program: Command): void {
+  const cmd = program.command('lab').description('a cluster on this machine in network namespaces, for demos and tests (needs root)');
+
+  cmd
+    .command('up')
+    .description('bring a topology up with the real components and the reference application')
+    .addOption(new Option('--topology <name>', 'pair or distributed').choices(['pair', 'distributed']).default('distributed'))
+    .option('--app-nodes <n>', 'app machines', int)
+    .option('--db-nodes <n>', 'database machines (distributed)', int)
+    .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
+    .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
+    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication'] }) => {
+      const started = performance.now();
+      await lab.labUp({ topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication }, say);
+      say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
+    });
+
+  cmd
+    .command('status')
+    .description('machines, addresses and the processes on each')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { json?: boolean }) => {
+      const machines = await lab.labStatus();
+      if (o.json) {
+        say(JSON.stringify(machines.map(({ pids: _p, ...m }) => m), null, 2));
+        return;
+      }
+      for (const m of machines) {
+        const procs = Object.entries(m.processes)
+          .filter(([n]) => n !== 'other')
+          .map(([n, c]) => (c > 1 ? `${n}×${c}` : n));
+        say(`${m.name.padEnd(10)} ${m.address.padEnd(14)} ${m.roles.join(',').padEnd(20)} ${procs.join(' ') || '(nothing running)'}`);
+      }
+    });
+
+  cmd
+    .command('demo')
+    .description('create a ticket through the proxy and read it back')
+    .action(async () => labDemo(say));
+
+  cmd
+    .command('down')
+    .description('remove every process, namespace, link and file of the lab (also a crashed run\'s)')
+    .action(async () => lab.labDown(say));
+
+  cmd
+    .command('exec')
+    .description('run a command inside a lab machine')
+    .argument('<host>')
+    .argument('<cmd...>')
+    .action(async (host: string, argv: string[]) => {
+      process.exitCode = await lab.labExec(host, argv);
+    });
+
+  cmd.command('kill').description('kill every process of a machine').argument('<host>').action(async (h: string) => {
+    await lab.labKill(h);
+    say(`${h}: every process killed`);
+  });
+  cmd.command('revive').description('start a killed machine again, as a returning machine').argument('<host>').action(async (h: string) => {
+    await lab.labRevive(h);
+    say(`${h}: started again`);
+  });
+  for (const [name, signal, what] of [
+    ['stop', 'SIGSTOP', 'pause'],
+    ['cont', 'SIGCONT', 'resume'],
+  ] as const) {
+    cmd
+      .command(name)
+      .description(`${what} one process of a machine (${signal})`)
+      .argument('<host>')
+      .argument('<process>', PROCESS_NAMES.join('|'), processName)
+      .action(async (h: string, p: ProcessName) => {
+        const n = await lab.labSignal(h, p, signal);
+        say(`${h}: ${signal} sent to ${n} ${p} process(es)`);
+      });
+  }
+  cmd
+    .command('cut')
+    .description('cut a machine off from the others (or from --from machines)')
+    .argument('<host>')
+    .option('--from <hosts...>', 'only from these machines')
+    .option('--one-way', 'drop only what the peers send to the machine; its own packets still leave')
+    .action(async (h: string, o: { from?: string[]; oneWay?: boolean }) => {
+      await lab.labCut(h, o.from ?? [], Boolean(o.oneWay));
+      say(`${h}: cut off${o.from ? ` from ${o.from.join(', ')}` : ''}${o.oneWay ? ' (one way)' : ''}`);
+    });
+  cmd.command('heal').description('undo every cut').action(async () => {
+    await lab.labHeal();
+    say('every cut healed');
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * The `vigil` command: parses the command line and hands each sub-command to its module.
+ * Errors are printed once here, with their code and fix; nothing below prints a stack trace.
+ */
+import { Command, CommanderError } from 'commander';
+import { VigilError } from '../util/errors.ts';
+import { registerValidate } from './validate.ts';
+import { registerRender } from './render.ts';
+import { registerLab } from './lab.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('vigil')
+    .description('High availability for on-premise service-management applications')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError();
+  registerValidate(program);
+  registerRender(program);
+  registerLab(program);
+  return program;
+}
+
+/** Runs the CLI and returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof VigilError) {
+      process.stderr.write(`error [${err.code}]\n${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 70;
+  }
+}

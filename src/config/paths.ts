@@ -1,0 +1,30 @@
+/**
+ * Where Vigil and the components it runs keep their files on a machine. The lab bind-mounts a
+ * per-machine directory over each of the four roots, so the same generated configuration runs
+ * on a real machine and in a lab namespace.
+ */
+export const ROOTS = {
+  etc: '/etc/vigil',
+  data: '/var/lib/vigil',
+  log: '/var/log/vigil',
+  run: '/run/vigil',
+} as const;
+
+export const PATHS = {
+  etcdConfig: `${ROOTS.etc}/etcd.yml`,
+  etcdData: `${ROOTS.data}/etcd`,
+  patroniConfig: `${ROOTS.etc}/patroni.yml`,
+  pgData: `${ROOTS.data}/postgresql/data`,
+  pgSocketDir: `${ROOTS.run}/postgresql`,
+  pgPass: `${ROOTS.data}/postgresql/pgpass`,
+  haproxyConfig: `${ROOTS.etc}/haproxy.cfg`,
+  haproxySocket: `${ROOTS.run}/haproxy.sock`,
+  tlsBundle: `${ROOTS.etc}/tls/proxy.pem`,
+  nginxConfig: `${ROOTS.etc}/nginx.conf`,
+  refappConfig: `${ROOTS.etc}/refapp/application.properties`,
+  refappAttachments: `${ROOTS.data}/app/attachments`,
+  systemdDir: '/etc/systemd/system',
+} as const;
+
+/** Port the reference application listens on behind nginx, on loopback of each app machine. */
+export const REFAPP_PORT = 8080;

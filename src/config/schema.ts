@@ -1,0 +1,197 @@
+/**
+ * The cluster file schema: one source for the config type, its validation, its defaults and
+ * its reference documentation (docs/config-reference.md is generated from the `.describe()`
+ * texts below by `npm run docs`).
+ */
+import { z } from 'zod';
+
+export const ROLES = ['etcd', 'proxy', 'observer', 'app', 'db'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const TOPOLOGIES = ['pair', 'distributed', 'custom'] as const;
+export type Topology = (typeof TOPOLOGIES)[number];
+
+/** Roles of the machines each preset names; `custom` names none. */
+export const PRESET_ROLES: Record<Exclude<Topology, 'custom'>, Record<string, Role[]>> = {
+  pair: {
+    observer: ['etcd', 'proxy', 'observer'],
+    app1: ['app', 'db'],
+    app2: ['app', 'db'],
+  },
+  distributed: {
+    observer: ['etcd', 'proxy', 'observer'],
+    app1: ['app'],
+    app2: ['app'],
+    db1: ['db'],
+    db2: ['db'],
+  },
+};
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+const port = (what: string, dflt: number) =>
+  z.number().int().min(1).max(65535).default(dflt).describe(`${what} (default ${dflt}).`);
+
+export const machineSchema = z
+  .strictObject({
+    address: z
+      .string()
+      .regex(IPV4_RE, { message: 'must be an IPv4 address such as 10.0.0.11' })
+      .describe('IPv4 address the other machines reach this one on.'),
+    roles: z
+      .array(z.enum(ROLES))
+      .min(1)
+      .optional()
+      .describe(
+        `Roles of the machine: ${ROLES.join(', ')}. May be left out for machines a preset names (pair: observer, app1, app2; distributed: observer, app1, app2, db1, db2).`,
+      ),
+    sshUser: z.string().default('root').describe('SSH user Vigil logs in as (default root).'),
+    sshPort: port('SSH port', 22),
+  })
+  .describe('One machine of the cluster.');
+
+export const passwordFileSchema = z
+  .strictObject({
+    path: z.string().startsWith('/', { message: 'must be an absolute path' }).describe('Absolute path of the application config file.'),
+    format: z
+      .enum(['properties', 'env', 'shell'])
+      .default('properties')
+      .describe('How the file stores the password: `properties` (key=value), `env` (KEY=value), `shell` (export KEY="value").'),
+    key: z.string().min(1).describe('The key whose value is the database password.'),
+  })
+  .describe('An application config file that holds the database password.');
+
+export const serviceSchema = z
+  .strictObject({
+    name: z.string().regex(NAME_RE, { message: 'must be lower case letters, digits and dashes' }).describe('Short name.'),
+    unit: z.string().min(1).describe('systemd unit that runs it on a real machine, e.g. nginx.service.'),
+  })
+  .describe('A service of the application that runs only on the active app machine.');
+
+export const clusterFileSchema = z
+  .strictObject({
+    cluster: z
+      .strictObject({
+        name: z
+          .string()
+          .regex(NAME_RE, { message: 'must be lower case letters, digits and dashes, starting with a letter' })
+          .default('vigil')
+          .describe('Cluster name: the Patroni scope and the etcd key prefix /vigil/<name>/ (default vigil).'),
+      })
+      .prefault({})
+      .describe('Cluster identity.'),
+    topology: z.enum(TOPOLOGIES).default('custom').describe('Preset: pair, distributed or custom (default custom).'),
+    secretsFile: z
+      .string()
+      .default('vigil.secrets.yaml')
+      .describe('Secrets file, relative to this file; must be readable by its owner only (mode 600).'),
+    machines: z
+      .record(z.string().regex(NAME_RE, { message: 'machine names are lower case letters, digits and dashes, starting with a letter' }), machineSchema)
+      .describe('The machines, by name.'),
+    database: z
+      .strictObject({
+        replication: z
+          .enum(['synchronous', 'asynchronous'])
+          .default('synchronous')
+          .describe('synchronous (default: Patroni synchronous_mode, no acknowledged write lost) or asynchronous.'),
+        maximumLagOnFailoverBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(1048576)
+          .describe('Asynchronous mode: a replica further behind than this is not promoted (default 1048576).'),
+        postgresVersion: z.number().int().min(13).max(18).default(15).describe('PostgreSQL major version (default 15).'),
+        port: port('PostgreSQL port', 5432),
+        patroniPort: port('Patroni REST API port', 8008),
+        superuser: z.string().default('postgres').describe('Database superuser (default postgres).'),
+        replicationUser: z.string().default('replicator').describe('Replication user (default replicator).'),
+        appDatabase: z.string().default('servicedesk').describe('Database of the application (default servicedesk).'),
+        appUser: z.string().default('servicedesk').describe('Database user of the application (default servicedesk).'),
+      })
+      .prefault({})
+      .describe('The PostgreSQL tier.'),
+    timers: z
+      .strictObject({
+        ttlSeconds: z.number().int().min(4).default(10).describe('Patroni leader lease (ttl); default 10.'),
+        loopWaitSeconds: z.number().int().min(1).default(2).describe('Patroni loop_wait; default 2.'),
+        retryTimeoutSeconds: z.number().int().min(1).default(4).describe('Patroni retry_timeout; default 4.'),
+        proxyCheckIntervalMs: z.number().int().min(100).default(1000).describe('HAProxy health-check interval; default 1000.'),
+        proxyFallCount: z.number().int().min(1).default(2).describe('Failed checks before HAProxy marks a server down; default 2.'),
+        proxyRiseCount: z.number().int().min(1).default(1).describe('Passed checks before HAProxy marks a server up; default 1.'),
+      })
+      .prefault({})
+      .describe('Failover timers. loopWaitSeconds + 2 * retryTimeoutSeconds must not exceed ttlSeconds.'),
+    proxy: z
+      .strictObject({
+        httpPort: port('Application HTTP port', 80),
+        httpsPort: port('Application HTTPS port', 443),
+        postgresPort: port('PostgreSQL primary port', 5000),
+        statsPort: port('HAProxy stats page port', 7000),
+        tlsBundle: z
+          .string()
+          .optional()
+          .describe('Certificate bundle (certificate then key, PEM, mode 600) for :443. Without it :443 is not served.'),
+      })
+      .prefault({})
+      .describe('The HAProxy entry point.'),
+    application: z
+      .strictObject({
+        port: port('Port the application web server (nginx) listens on, on each app machine', 80),
+        healthPath: z.string().startsWith('/').default('/health').describe('Health URL path, answered through the app and its database (default /health).'),
+        services: z
+          .array(serviceSchema)
+          .default([
+            { name: 'nginx', unit: 'nginx.service' },
+            { name: 'app', unit: 'vigil-refapp.service' },
+          ])
+          .describe('Services that run only on the active app machine.'),
+        syncDirs: z
+          .array(z.string().startsWith('/', { message: 'must be an absolute path' }))
+          .default(['/var/lib/vigil/app/attachments'])
+          .describe('Directories file sync carries from the active app machine to the standbys.'),
+        passwordFiles: z
+          .array(passwordFileSchema)
+          .default([])
+          .describe('Application config files holding the database password; Vigil keeps it identical in all of them.'),
+      })
+      .prefault({})
+      .describe('The application Vigil keeps available.'),
+    alerts: z
+      .strictObject({
+        email: z.string().email().optional().describe('Address that receives alerts.'),
+      })
+      .prefault({})
+      .describe('Where alerts go.'),
+  })
+  .describe('vigil.yaml: the whole cluster.');
+
+export type ClusterFile = z.infer<typeof clusterFileSchema>;
+
+export const secretsSchema = z
+  .strictObject({
+    postgresPassword: z.string().min(8).describe('Password of the database superuser.'),
+    replicationPassword: z.string().min(8).describe('Password of the replication user.'),
+    appDbPassword: z.string().min(8).describe('Password of the application database user.'),
+    patroniRestPassword: z.string().min(8).describe('Password for Patroni REST API write actions (user vigil).'),
+  })
+  .describe('vigil.secrets.yaml: every secret of the cluster; mode 600.');
+
+export type Secrets = z.infer<typeof secretsSchema>;
+
+export interface Machine {
+  name: string;
+  address: string;
+  roles: Role[];
+  sshUser: string;
+  sshPort: number;
+}
+
+/** The cluster after defaults and presets are applied: what every other module reads. */
+export interface Cluster extends Omit<ClusterFile, 'machines'> {
+  machines: Machine[];
+  /** Where the cluster file was read from (for messages), or '<generated>'. */
+  source: string;
+}
+
+export const withRole = (c: Cluster, role: Role): Machine[] => c.machines.filter((m) => m.roles.includes(role));

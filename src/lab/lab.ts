@@ -1,0 +1,294 @@
+/**
+ * `vigil lab`: a topology on this one machine, each machine a pair of namespaces running the
+ * real etcd, Patroni/PostgreSQL, HAProxy, nginx and the reference application from the
+ * configuration Vigil generates for real machines.
+ */
+import { spawn } from 'node:child_process';
+import { chmod, chown, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadCluster, loadSecrets } from '../config/load.ts';
+import { PATHS, ROOTS } from '../config/paths.ts';
+import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
+import { renderMachine } from '../render/index.ts';
+import { ensureAppDatabase } from '../db/bootstrap.ts';
+import { VigilError, problem } from '../util/errors.ts';
+import { run, sleep, waitFor } from '../util/exec.ts';
+import * as net from './net.ts';
+import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath } from './paths.ts';
+import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
+import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
+import { labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
+
+export type Progress = (line: string) => void;
+const quiet: Progress = () => {};
+
+const VIGIL_BIN = fileURLToPath(new URL('../../bin/vigil.js', import.meta.url));
+
+export interface LabHandle {
+  cluster: Cluster;
+  secrets: Secrets;
+  state: LabState;
+}
+
+/** Loads the running lab's cluster and secrets. */
+export async function openLab(): Promise<LabHandle> {
+  const state = await requireState();
+  const cluster = await loadCluster(clusterFilePath());
+  return { state, cluster, secrets: await loadSecrets(cluster) };
+}
+
+/** Brings a lab up; on any failure tears down what it made, and the error carries the log tail. */
+export async function labUp(shape: LabShape, progress: Progress = quiet): Promise<LabHandle> {
+  if ((await readState()) || (await net.listLabNetns()).length > 0)
+    throw new VigilError('LAB', [problem(LAB_DIR, 'a lab is already up (or an earlier one crashed)', 'run `vigil lab down` first')]);
+  await mkdir(LAB_DIR, { recursive: true, mode: 0o700 });
+  await writeFile(clusterFilePath(), labClusterYaml({ ...shape, postgresVersion: shape.postgresVersion ?? (await installedPostgres()) }));
+  await writeFile(join(LAB_DIR, 'vigil.secrets.yaml'), labSecretsYaml(), { mode: 0o600 });
+  const cluster = await loadCluster(clusterFilePath());
+  const secrets = await loadSecrets(cluster);
+  const state: LabState = {
+    version: 1,
+    shape,
+    machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles })),
+    createdAt: new Date().toISOString(),
+  };
+  await writeState(state);
+  try {
+    progress(`network: bridge and ${cluster.machines.length} machines`);
+    await net.createBridge();
+    for (const m of cluster.machines) {
+      await net.createMachineNet(m.name, m.address);
+      await net.createMachineMounts(m.name);
+      await installFiles(cluster, secrets, m);
+    }
+    await startAll(cluster, secrets, progress);
+    return { cluster, secrets, state };
+  } catch (err) {
+    progress('lab up failed; tearing down what it made');
+    const logs = await logTails(cluster.machines.map((m) => m.name));
+    await labDown(quiet);
+    if (err instanceof VigilError) throw err;
+    throw new VigilError('LAB', [problem('vigil lab up', (err as Error).message, `read the logs above, fix the cause and run \`vigil lab up\` again\n${logs}`)], { cause: err });
+  }
+}
+
+async function startAll(cluster: Cluster, secrets: Secrets, progress: Progress): Promise<void> {
+  const etcd = withRole(cluster, 'etcd');
+  progress(`etcd: starting ${etcd.length} member(s)`);
+  for (const m of etcd) startRole(m, 'etcd');
+  await waitFor('etcd to be healthy', async () => ((await Promise.all(etcd.map((m) => httpOk(`http://${m.address}:2379/health`)))).every(Boolean) ? true : undefined), 30_000);
+
+  const db = withRole(cluster, 'db');
+  progress(`patroni: starting ${db.length} PostgreSQL node(s)`);
+  for (const m of db) startRole(m, 'db');
+  const primary = await waitFor('a Patroni primary', () => findPrimary(cluster), 90_000, 500);
+  progress(`patroni: ${primary.name} is primary`);
+
+  const proxies = withRole(cluster, 'proxy');
+  progress('haproxy: starting');
+  for (const m of proxies) startRole(m, 'proxy');
+  const proxy = proxies[0]!;
+  await waitFor('HAProxy to route :5000 to the primary', () => ensureAppDatabase(cluster, secrets, proxy.address).then(() => true), 60_000, 500);
+  if (cluster.database.replication === 'synchronous') {
+    progress('patroni: waiting for a synchronous standby');
+    await waitFor('a synchronous standby', () => hasSyncStandby(cluster, primary), 90_000, 500);
+  }
+
+  const apps = withRole(cluster, 'app');
+  progress(`app: starting nginx and the reference application on ${apps.map((m) => m.name).join(', ')}`);
+  for (const m of apps) startRole(m, 'app');
+  await waitFor('the application through the proxy', async () => ((await httpOk(`http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`)) ? true : undefined), 60_000, 500);
+  progress(`ready: http://${proxy.address}:${cluster.proxy.httpPort}/ and postgresql://${proxy.address}:${cluster.proxy.postgresPort}`);
+}
+
+/** What runs for each role, in the order a returning machine starts them. */
+function roleSpecs(role: Role): SpawnSpec[] {
+  switch (role) {
+    case 'etcd':
+      return [{ name: 'etcd', argv: ['etcd', '--config-file', PATHS.etcdConfig] }];
+    case 'db':
+      return [{ name: 'patroni', argv: ['patroni', PATHS.patroniConfig], user: 'postgres' }];
+    case 'proxy':
+      return [{ name: 'haproxy', argv: ['haproxy', '-W', '-db', '-f', PATHS.haproxyConfig] }];
+    case 'app':
+      return [
+        { name: 'app', argv: [process.execPath, VIGIL_BIN, 'refapp', '--config', PATHS.refappConfig] },
+        { name: 'nginx', argv: ['nginx', '-c', PATHS.nginxConfig, '-g', 'daemon off;'] },
+      ];
+    case 'observer':
+      return []; // the observer daemon arrives with its own issue
+  }
+}
+
+const ROLE_ORDER: Role[] = ['etcd', 'db', 'proxy', 'app', 'observer'];
+
+function startRole(m: Machine | LabState['machines'][number], role: Role): void {
+  for (const spec of roleSpecs(role)) spawnIn(m.name, spec);
+}
+
+/** Writes a machine's generated files into its own directories (what its mount namespace shows at the four roots). */
+async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine): Promise<void> {
+  const root = hostRoot(m.name);
+  const postgres = await userIds('postgres');
+  const dirs: [string, number, boolean][] = [
+    [dirname(PATHS.pgData), 0o700, true],
+    [PATHS.pgSocketDir, 0o775, true],
+    [PATHS.etcdData, 0o700, false],
+    [PATHS.refappAttachments, 0o755, false],
+  ];
+  for (const [dir, mode, pgOwned] of dirs) {
+    const local = toHostPath(root, dir);
+    await mkdir(local, { recursive: true, mode });
+    if (pgOwned) await chown(local, postgres.uid, postgres.gid);
+  }
+  for (const f of renderMachine(cluster, secrets, m.name)) {
+    if (!Object.values(ROOTS).some((r) => f.path.startsWith(`${r}/`))) continue; // e.g. systemd units: not used in the lab
+    const local = toHostPath(root, f.path);
+    await mkdir(dirname(local), { recursive: true });
+    await writeFile(local, f.content, { mode: f.mode });
+    await chmod(local, f.mode);
+    if (f.owner !== 'root') {
+      const ids = await userIds(f.owner);
+      await chown(local, ids.uid, ids.gid);
+    }
+  }
+}
+
+function toHostPath(root: string, path: string): string {
+  for (const [key, r] of Object.entries(ROOTS)) if (path === r || path.startsWith(`${r}/`)) return join(root, key, relative(r, path));
+  throw new Error(`${path} is outside Vigil's directories`);
+}
+
+const idCache = new Map<string, { uid: number; gid: number }>();
+async function userIds(user: string): Promise<{ uid: number; gid: number }> {
+  let ids = idCache.get(user);
+  if (!ids) {
+    const uid = Number((await run('id', ['-u', user])).stdout.trim());
+    const gid = Number((await run('id', ['-g', user])).stdout.trim());
+    ids = { uid, gid };
+    idCache.set(user, ids);
+  }
+  return ids;
+}
+
+/** The newest PostgreSQL major version installed from the distribution's packages. */
+async function installedPostgres(): Promise<number> {
+  const versions = (await readdir('/usr/lib/postgresql').catch(() => [])).map(Number).filter(Number.isInteger);
+  if (!versions.length) throw new VigilError('LAB', [problem('/usr/lib/postgresql', 'PostgreSQL is not installed', 'run `bash scripts/setup.sh`')]);
+  return Math.max(...versions);
+}
+
+export async function httpOk(url: string, timeoutMs = 1000, method = 'GET'): Promise<boolean> {
+  try {
+    const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+export async function findPrimary(cluster: Cluster): Promise<Machine | undefined> {
+  for (const m of withRole(cluster, 'db')) if (await httpOk(`http://${m.address}:${cluster.database.patroniPort}/primary`)) return m;
+  return undefined;
+}
+
+async function hasSyncStandby(cluster: Cluster, primary: Machine): Promise<true | undefined> {
+  const res = await fetch(`http://${primary.address}:${cluster.database.patroniPort}/cluster`, { signal: AbortSignal.timeout(1000) });
+  const body = (await res.json()) as { members?: { role: string; state: string }[] };
+  return body.members?.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
+}
+
+async function logTails(hosts: string[]): Promise<string> {
+  const out: string[] = [];
+  for (const h of hosts) {
+    for (const name of ['etcd', 'patroni', 'haproxy', 'app', 'nginx']) {
+      const text = await readFile(join(hostRoot(h), 'log', `${name}.log`), 'utf8').catch(() => '');
+      if (text) out.push(`--- ${h}/${name}.log (last lines)\n${text.split('\n').slice(-8).join('\n')}`);
+    }
+  }
+  return out.join('\n');
+}
+
+/** Removes every process, namespace, link, mount and file the lab made, including a crashed run's leftovers. */
+export async function labDown(progress: Progress = quiet): Promise<void> {
+  const state = await readState().catch(() => undefined);
+  const hosts = new Set([...(state?.machines.map((m) => m.name) ?? []), ...(await net.listLabNetns())]);
+  for (const h of hosts) {
+    await killAll(h);
+    await net.removeMachine(h);
+    progress(`removed ${h}`);
+  }
+  await net.removeBridgeAndRunDir();
+  await rm(LAB_DIR, { recursive: true, force: true });
+  for (const r of Object.values(ROOTS)) await rmdir(r).catch(() => {}); // only if empty: never another tool's files
+  progress('lab down');
+}
+
+/** SIGKILL until the machine's namespace holds no process (Patroni may fork PostgreSQL meanwhile). */
+async function killAll(host: string): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if ((await signalProcesses(host, 'SIGKILL')) === 0) return;
+    await sleep(100);
+  }
+  throw new VigilError('LAB', [problem(host, 'processes survive SIGKILL', 'look for processes stuck in uninterruptible sleep (ps -eo pid,stat,cmd | grep " D")')]);
+}
+
+export interface MachineStatus {
+  name: string;
+  address: string;
+  roles: Role[];
+  processes: Partial<Record<ProcessName | 'other', number>>;
+  pids: LabProcess[];
+}
+
+export async function labStatus(): Promise<MachineStatus[]> {
+  const state = await requireState();
+  return Promise.all(
+    state.machines.map(async (m) => {
+      const pids = await listProcesses(m.name);
+      const processes: MachineStatus['processes'] = {};
+      for (const p of pids) processes[p.name] = (processes[p.name] ?? 0) + 1;
+      return { ...m, processes, pids };
+    }),
+  );
+}
+
+export async function labKill(host: string): Promise<void> {
+  machineOf(await requireState(), host);
+  await killAll(host);
+}
+
+/** Starts a killed machine again, as a machine that returns after a crash. */
+export async function labRevive(host: string): Promise<void> {
+  const m = machineOf(await requireState(), host);
+  await killAll(host); // a revive is a reboot: nothing of the old life survives
+  for (const role of ROLE_ORDER) if (m.roles.includes(role)) startRole(m, role);
+}
+
+export async function labSignal(host: string, proc: ProcessName, signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<number> {
+  machineOf(await requireState(), host);
+  const n = await signalProcesses(host, signal, proc);
+  if (n === 0) throw new VigilError('LAB', [problem(host, `no ${proc} process is running`, '`vigil lab status` lists what runs where')]);
+  return n;
+}
+
+export async function labCut(host: string, from: string[], oneWay: boolean): Promise<void> {
+  const state = await requireState();
+  machineOf(state, host);
+  const peers = from.length ? from.map((f) => machineOf(state, f)) : state.machines.filter((m) => m.name !== host);
+  await net.cutOff(host, peers.map((p) => p.address), oneWay);
+}
+
+export async function labHeal(): Promise<void> {
+  const state = await requireState();
+  for (const m of state.machines) await net.healAll(m.name);
+}
+
+/** Runs a command inside a lab machine with this terminal's stdio; returns its exit status. */
+export async function labExec(host: string, argv: string[]): Promise<number> {
+  machineOf(await requireState(), host);
+  const child = spawn('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', ...argv], { stdio: 'inherit' });
+  return new Promise((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+}

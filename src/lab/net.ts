@@ -1,0 +1,116 @@
+/**
+ * The lab's machines as Linux namespaces: a network namespace per machine, joined by veth pairs
+ * to one bridge that has an address on this host but no route beyond its subnet (IP forwarding
+ * stays as it is: the machines have no default route), and a persistent mount namespace per
+ * machine in which the machine's own directories are bind-mounted over Vigil's four roots.
+ */
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ROOTS } from '../config/paths.ts';
+import { run } from '../util/exec.ts';
+import { BRIDGE, LAB_RUN_DIR, NETNS_PREFIX, hostRoot, mountNsPath, netnsName, vethName } from './paths.ts';
+import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
+
+const ip = (...args: string[]) => run('ip', args);
+export const inNetns = (host: string, cmd: string, args: string[]) => run('ip', ['netns', 'exec', netnsName(host), cmd, ...args]);
+
+const ROOT_DIRS = Object.entries(ROOTS) as [keyof typeof ROOTS, string][];
+
+export async function createBridge(): Promise<void> {
+  const exists = await run('ip', ['link', 'show', BRIDGE], { allowFail: true });
+  if (exists.code !== 0) await ip('link', 'add', BRIDGE, 'type', 'bridge');
+  await run('ip', ['addr', 'replace', `${BRIDGE_ADDRESS}/${LAB_PREFIX_LEN}`, 'dev', BRIDGE]);
+  await ip('link', 'set', BRIDGE, 'up');
+}
+
+export async function createMachineNet(host: string, address: string): Promise<void> {
+  const ns = netnsName(host);
+  const veth = vethName(host);
+  await ip('netns', 'add', ns);
+  await ip('link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+  await ip('link', 'set', veth, 'master', BRIDGE);
+  await ip('link', 'set', veth, 'up');
+  await inNetns(host, 'ip', ['link', 'set', 'lo', 'up']);
+  await inNetns(host, 'ip', ['addr', 'add', `${address}/${LAB_PREFIX_LEN}`, 'dev', 'eth0']);
+  await inNetns(host, 'ip', ['link', 'set', 'eth0', 'up']);
+}
+
+/** A mount namespace that outlives its processes, held by a bind mount of its handle file. */
+export async function createMachineMounts(host: string): Promise<void> {
+  await ensurePrivateRunDir();
+  const handle = mountNsPath(host);
+  await writeFile(handle, '');
+  await run('unshare', [`--mount=${handle}`, '--propagation', 'private', 'true']);
+  for (const [key, target] of ROOT_DIRS) {
+    const source = join(hostRoot(host), key);
+    await mkdir(source, { recursive: true });
+    await mkdir(target, { recursive: true });
+    await run('nsenter', [`--mount=${handle}`, '--', 'mount', '--bind', source, target]);
+  }
+}
+
+/** unshare --mount=FILE needs FILE on a mount with private propagation. */
+async function ensurePrivateRunDir(): Promise<void> {
+  await mkdir(join(LAB_RUN_DIR, 'mnt'), { recursive: true });
+  const mounted = await run('findmnt', ['-n', LAB_RUN_DIR], { allowFail: true });
+  if (mounted.code !== 0) {
+    await run('mount', ['--bind', LAB_RUN_DIR, LAB_RUN_DIR]);
+    await run('mount', ['--make-private', LAB_RUN_DIR]);
+  }
+}
+
+/** Network namespaces of this lab that exist now, including those left by a crashed run. */
+export async function listLabNetns(): Promise<string[]> {
+  const { stdout } = await run('ip', ['netns', 'list']);
+  return stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(NETNS_PREFIX))
+    .map((n) => n.slice(NETNS_PREFIX.length));
+}
+
+/** PIDs of every process in a machine's network namespace. */
+export async function netnsPids(host: string): Promise<number[]> {
+  const r = await run('ip', ['netns', 'pids', netnsName(host)], { allowFail: true });
+  if (r.code !== 0) return [];
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** Removes a machine's namespaces and link; each step tolerates a part already gone. */
+export async function removeMachine(host: string): Promise<void> {
+  await run('ip', ['link', 'del', vethName(host)], { allowFail: true });
+  await run('ip', ['netns', 'del', netnsName(host)], { allowFail: true });
+  await run('umount', [mountNsPath(host)], { allowFail: true });
+  await rm(mountNsPath(host), { force: true });
+}
+
+export async function removeBridgeAndRunDir(): Promise<void> {
+  await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
+  const left = await readdir(join(LAB_RUN_DIR, 'mnt')).catch(() => []);
+  for (const f of left) {
+    await run('umount', [join(LAB_RUN_DIR, 'mnt', f)], { allowFail: true });
+  }
+  await run('umount', [LAB_RUN_DIR], { allowFail: true });
+  await rm(LAB_RUN_DIR, { recursive: true, force: true });
+}
+
+/**
+ * Cuts with nftables inside the machine's namespace: dropped packets stall connections as a real
+ * partition does (a blackhole route would fail connect() at once, which no real network does).
+ * `oneWay` drops only what the peers send to the machine; the machine's own packets still leave.
+ */
+export async function cutOff(host: string, peers: string[], oneWay: boolean): Promise<void> {
+  const lines = [
+    'table inet vigil_lab {',
+    '  chain input { type filter hook input priority 0; policy accept; }',
+    '  chain output { type filter hook output priority 0; policy accept; }',
+    '}',
+    ...peers.map((p) => `add rule inet vigil_lab input ip saddr ${p} drop`),
+    ...(oneWay ? [] : peers.map((p) => `add rule inet vigil_lab output ip daddr ${p} drop`)),
+  ];
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+}
+
+export async function healAll(host: string): Promise<void> {
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', 'delete', 'table', 'inet', 'vigil_lab'], { allowFail: true });
+}

@@ -1,0 +1,12 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { classify } from './procs.ts';
+
+test('processes are named as lab status shows them', () => {
+  assert.equal(classify('etcd', ['etcd', '--config-file', '/etc/vigil/etcd.yml']), 'etcd');
+  assert.equal(classify('patroni', ['/usr/bin/python3', '/usr/bin/patroni', '/etc/vigil/patroni.yml']), 'patroni');
+  assert.equal(classify('postgres', ['postgres: lab: walwriter']), 'postgres');
+  assert.equal(classify('node', ['/usr/bin/node', '/x/bin/vigil.js', 'refapp', '--config', 'f']), 'app');
+  assert.equal(classify('node', ['/usr/bin/node', '/x/bin/vigil.js', 'agent']), 'agent');
+  assert.equal(classify('bash', ['bash']), 'other');
+});

@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parse } from 'yaml';
+import { labClusterYaml, labMachines, labSecretsYaml } from './topology.ts';
+
+const names = (shape: Parameters<typeof labMachines>[0]) => labMachines(shape).map((m) => `${m.name}:${m.roles.join('+')}`);
+
+test('distributed has the five machines of the preset with their roles', () => {
+  assert.deepEqual(names({ topology: 'distributed' }), ['observer:etcd+proxy+observer', 'app1:app', 'app2:app', 'db1:db', 'db2:db']);
+});
+
+test('pair puts the database on the app machines', () => {
+  assert.deepEqual(names({ topology: 'pair' }), ['observer:etcd+proxy+observer', 'app1:app+db', 'app2:app+db']);
+});
+
+test('extra etcd members go to database machines first, then app machines, then machines of their own', () => {
+  assert.deepEqual(names({ topology: 'distributed', etcd: 3 }), ['observer:etcd+proxy+observer', 'app1:app', 'app2:app', 'db1:db+etcd', 'db2:db+etcd']);
+  const seven = labMachines({ topology: 'pair', etcd: 7 });
+  assert.equal(seven.filter((m) => m.roles.includes('etcd')).length, 7);
+  assert.deepEqual(seven.slice(3).map((m) => m.name), ['etcd3', 'etcd4', 'etcd5', 'etcd6']);
+});
+
+test('addresses are unique and on the lab subnet', () => {
+  const ms = labMachines({ topology: 'distributed', appNodes: 4, dbNodes: 3, etcd: 7 });
+  const addrs = ms.map((m) => m.address);
+  assert.equal(new Set(addrs).size, addrs.length);
+  for (const a of addrs) assert.match(a, /^10\.213\.0\.\d+$/);
+});
+
+test('bad shapes are refused with the fix', () => {
+  assert.throws(() => labMachines({ topology: 'pair', etcd: 2 }), /use 1, 3, 5 or 7/);
+  assert.throws(() => labMachines({ topology: 'pair', appNodes: 1 }), /use 2 to 9 app machines/);
+  assert.throws(() => labMachines({ topology: 'distributed', dbNodes: 1 }), /use 2 to 9 database machines/);
+});
+
+test('the lab cluster file carries timers and the reference app password file', () => {
+  const doc = parse(labClusterYaml({ topology: 'pair', timers: { ttlSeconds: 30 } }));
+  assert.equal(doc.timers.ttlSeconds, 30);
+  assert.equal(doc.application.passwordFiles[0].key, 'spring.datasource.password');
+});
+
+test('every lab gets fresh passwords', () => {
+  assert.notEqual(labSecretsYaml(), labSecretsYaml());
+});

@@ -1,0 +1,98 @@
+/**
+ * A client that writes through the proxy's :5000 as the application does and remembers exactly
+ * which writes the database acknowledged: the probe for failover tests and benchmarks.
+ */
+import pg from 'pg';
+
+export interface WriteSample {
+  /** performance.now() when the write was acknowledged. */
+  atMs: number;
+  seq: number;
+  /** Address of the PostgreSQL server that committed it. */
+  server: string;
+}
+
+export interface WriterOptions {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+  intervalMs?: number;
+}
+
+export class AckWriter {
+  readonly acked: WriteSample[] = [];
+  failures = 0;
+  private seq = 0;
+  private stopped = false;
+  private loop?: Promise<void>;
+  private client?: pg.Client;
+
+  constructor(private readonly o: WriterOptions) {}
+
+  async prepare(): Promise<void> {
+    const c = await this.connect();
+    await c.query('CREATE TABLE IF NOT EXISTS vigil_acks (seq bigint PRIMARY KEY, at timestamptz DEFAULT now())');
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    await this.client?.end().catch(() => {});
+  }
+
+  /** The first acknowledged write after `sinceMs`. */
+  firstAfter(sinceMs: number): WriteSample | undefined {
+    return this.acked.find((s) => s.atMs > sinceMs);
+  }
+
+  /** Sequence numbers acknowledged but absent from the database now. */
+  async missing(): Promise<number[]> {
+    const c = await this.connect();
+    try {
+      const { rows } = await c.query<{ seq: string }>('SELECT seq FROM vigil_acks');
+      const present = new Set(rows.map((r) => Number(r.seq)));
+      return this.acked.map((s) => s.seq).filter((s) => !present.has(s));
+    } finally {
+      this.client = undefined;
+      await c.end().catch(() => {});
+    }
+  }
+
+  private async connect(): Promise<pg.Client> {
+    if (this.client) return this.client;
+    const c = new pg.Client({ ...this.o, connectionTimeoutMillis: 1000, query_timeout: 3000 });
+    c.on('error', () => {}); // a cut session fails the pending query; that is where it is handled
+    try {
+      await c.connect();
+    } catch (err) {
+      await c.end().catch(() => {});
+      throw err;
+    }
+    this.client = c;
+    return c;
+  }
+
+  private async run(): Promise<void> {
+    const interval = this.o.intervalMs ?? 50;
+    while (!this.stopped) {
+      const seq = ++this.seq;
+      try {
+        const c = await this.connect();
+        const { rows } = await c.query<{ server: string }>('INSERT INTO vigil_acks (seq) VALUES ($1) RETURNING inet_server_addr()::text AS server', [seq]);
+        this.acked.push({ atMs: performance.now(), seq, server: (rows[0]?.server ?? '').replace(/\/32$/, '') });
+      } catch {
+        this.failures++;
+        const c = this.client;
+        this.client = undefined;
+        await c?.end().catch(() => {});
+      }
+      await new Promise((r) => setTimeout(r, interval));
+    }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * haproxy.cfg for each proxy machine (HAProxy 2.6), in the seed's shapes, with what the seed
+ * gets wrong fixed:
+ * - The seed checks the app servers with a plain TCP connect to :80, which passes whenever nginx
+ *   listens, whether the application behind it works or not. Here it is an HTTP check of the
+ *   application's health path (appCheck), later the agent's role endpoint.
+ * - The seed balances the app round-robin over master and slave: two app nodes serving at once.
+ *   Here `balance first` sends everything to the first server that is up.
+ * - The seed's postgres checks run every 3 s with fall 3 (9 s before a dead primary leaves the
+ *   pool); here they follow the cluster's timers (default 1 s x 2).
+ * HAProxy runs in the foreground in master-worker mode (`-Ws` under systemd, `-W -db` in the
+ * lab), so there is no `daemon` here; reloads re-execute the master and hand the listening
+ * sockets to the new worker through the stats socket (`expose-fd listeners`): no refused
+ * connection during a reload.
+ */
+import type { Cluster, Machine } from '../config/schema.ts';
+import { withRole } from '../config/schema.ts';
+import { PATHS } from '../config/paths.ts';
+import { HEADER, type RenderedFile } from './file.ts';
+import { PG_MAX_CONNECTIONS } from './patroni.ts';
+
+/** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
+export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);
+
+/**
+ * How HAProxy decides an app server may receive traffic: the HTTP request of its check and
+ * where it is sent. This is the single place to change when the check moves to the agent's
+ * role endpoint (one line: return the agent's port and role path).
+ */
+export function appCheck(cluster: Cluster): { method: string; path: string; port: number } {
+  return { method: 'GET', path: cluster.application.healthPath, port: cluster.application.port };
+}
+
+const indent = (lines: string[]) => lines.map((l) => (l === '' || l.startsWith('#') ? l : `    ${l}`));
+
+function section(title: string, lines: string[]): string {
+  return [title, ...indent(lines)].join('\n');
+}
+
+/** The haproxy.cfg text. No secret is in it. */
+export function haproxyConfig(cluster: Cluster): string {
+  const t = cluster.timers;
+  const p = cluster.proxy;
+  const db = cluster.database;
+  const check = appCheck(cluster);
+  // The shared health-check timing: a server is out after fall x inter, back after rise x inter.
+  // on-marked-down shutdown-sessions cuts the open connections of a server marked down, so
+  // clients reconnect to the new one instead of waiting on a dead or demoted node.
+  const defaultServer = `default-server inter ${t.proxyCheckIntervalMs}ms fall ${t.proxyFallCount} rise ${t.proxyRiseCount} on-marked-down shutdown-sessions`;
+
+  const parts: string[] = [
+    `# ${HEADER}`,
+    section('global', [
+      'maxconn 4096',
+      // The master stays root (it binds :80/:443 and re-executes itself on reload); the
+      // workers that handle traffic run unprivileged.
+      'user haproxy',
+      'group haproxy',
+      // Logs to stderr: journald on a real machine, the lab's log file otherwise.
+      'log stderr format short local0 info',
+      `stats socket ${PATHS.haproxySocket} mode 600 level admin expose-fd listeners`,
+      'stats timeout 30s',
+      // After a reload the old worker keeps its open sessions; never longer than this, so no
+      // long-lived database session survives on a configuration that is no longer current.
+      'hard-stop-after 30s',
+    ]),
+    section('defaults', [
+      'log global',
+      'mode tcp',
+      'option dontlognull',
+      'retries 2',
+      'timeout connect 3s',
+      'timeout client 1m',
+      'timeout server 1m',
+      // A check that does not answer within one interval counts as failed.
+      `timeout check ${t.proxyCheckIntervalMs}ms`,
+    ]),
+    section(`listen stats`, ['mode http', `bind *:${p.statsPort}`, 'stats enable', 'stats uri /', 'stats refresh 5s', 'stats show-legends']),
+    section('frontend http_front', [`bind *:${p.httpPort}`, 'mode http', 'option httplog', 'option forwardfor', 'timeout http-request 10s', 'default_backend app']),
+  ];
+  if (p.tlsBundle) {
+    parts.push(
+      section('frontend https_front', [
+        `bind *:${p.httpsPort} ssl crt ${p.tlsBundle}`,
+        'mode http',
+        'option httplog',
+        'option forwardfor',
+        'timeout http-request 10s',
+        'http-request set-header X-Forwarded-Proto https',
+        'default_backend app',
+      ]),
+    );
+  }
+  parts.push(
+    section('backend app', [
+      'mode http',
+      // Only one app node may serve at a time. `balance first` gives every request to the first
+      // server (in the order below) that is up; without a per-server maxconn it never spills to
+      // the next one. Once the agent exists, only the active node passes the check at all.
+      'balance first',
+      `option httpchk ${check.method} ${check.path}`,
+      'http-check expect status 200',
+      defaultServer,
+      ...withRole(cluster, 'app').map((m) => `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port}`),
+    ]),
+    section('listen postgres', [
+      `bind *:${p.postgresPort}`,
+      'mode tcp',
+      // Database sessions are long and often idle (connection pools).
+      'timeout client 30m',
+      'timeout server 30m',
+      'timeout queue 10s',
+      'option clitcpka',
+      'option srvtcpka',
+      // Patroni answers 200 on /primary only on the member holding the leader lock and running
+      // as primary; OPTIONS avoids the work of building the status body.
+      'option httpchk OPTIONS /primary',
+      'http-check expect status 200',
+      defaultServer,
+      ...withRole(cluster, 'db').map((m: Machine) => `server ${m.name} ${m.address}:${db.port} maxconn ${PROXY_PG_MAXCONN} check port ${db.patroniPort}`),
+    ]),
+  );
+  return parts.join('\n\n') + '\n';
+}
+
+export function renderHaproxy(cluster: Cluster, machine: Machine): RenderedFile {
+  return { machine: machine.name, path: PATHS.haproxyConfig, mode: 0o644, owner: 'root:root', content: haproxyConfig(cluster) };
+}

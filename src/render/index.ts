@@ -1,0 +1,78 @@
+/**
+ * Rendering: from the cluster (and its secrets) to every file each machine needs. Pure: nothing
+ * here touches the disk; `vigil render` writes the result, the installer copies it to machines.
+ *
+ * What each role gets:
+ *   etcd   /etc/vigil/etcd.yml, vigil-etcd.service
+ *   db     /etc/vigil/patroni.yml, vigil-patroni.service
+ *   proxy  /etc/vigil/haproxy.cfg, vigil-haproxy.service
+ *   app    /etc/vigil/nginx.conf, the reference app's properties, vigil-nginx.service
+ */
+import type { Cluster, Secrets } from '../config/schema.ts';
+import { withRole } from '../config/schema.ts';
+import { VigilError, problem, type Problem } from '../util/errors.ts';
+import { renderEtcd } from './etcd.ts';
+import { renderHaproxy } from './haproxy.ts';
+import { renderNginx } from './nginx.ts';
+import { PATRONI_DEFAULT_VERSION, renderPatroni, timerProblems } from './patroni.ts';
+import { renderRefapp } from './refapp.ts';
+import { renderUnits } from './systemd.ts';
+import type { RenderedFile } from './file.ts';
+
+export type { RenderedFile } from './file.ts';
+export { appDatabaseSql, scramVerifier, type SqlStep } from './appdb.ts';
+export { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
+export { appCheck, haproxyConfig } from './haproxy.ts';
+export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems, PATRONI_REST_USER } from './patroni.ts';
+export { etcdConfig, etcdEndpoints, ETCD_CLIENT_PORT, ETCD_PEER_PORT } from './etcd.ts';
+export { REFAPP_KEYS, parseProperties, formatProperties } from './refapp.ts';
+export { COMMANDS, UNITS } from './systemd.ts';
+
+export interface RenderOptions {
+  /** Patroni version on the db machines; 3.2+ has higher timer minimums (see timerProblems). */
+  patroniVersion?: string;
+}
+
+/** Why this cluster cannot be rendered; empty when it can. */
+export function renderProblems(cluster: Cluster, opts: RenderOptions = {}): Problem[] {
+  const out = timerProblems(cluster, opts.patroniVersion ?? PATRONI_DEFAULT_VERSION);
+  if (withRole(cluster, 'db').length > 0 && withRole(cluster, 'etcd').length === 0) {
+    out.push(problem(`${cluster.source} machines`, 'there are db machines but no etcd member: Patroni has nowhere to keep its leader lock', 'give one machine (or 3, 5, 7) the etcd role'));
+  }
+  if ((withRole(cluster, 'app').length > 0 || withRole(cluster, 'db').length > 0) && withRole(cluster, 'proxy').length === 0) {
+    out.push(problem(`${cluster.source} machines`, 'no machine has the proxy role: nothing routes users to the app or the app to the database', 'give a machine the proxy role (usually the observer: etcd, proxy, observer)'));
+  }
+  return out;
+}
+
+function renderChecked(cluster: Cluster, secrets: Secrets, machineName: string): RenderedFile[] {
+  const machine = cluster.machines.find((m) => m.name === machineName);
+  if (!machine) {
+    const names = cluster.machines.map((m) => m.name).join(', ');
+    throw new VigilError('USAGE', [problem(machineName, `no machine of this name in ${cluster.source}`, `use one of: ${names}`)]);
+  }
+  const files: RenderedFile[] = [];
+  if (machine.roles.includes('etcd')) files.push(renderEtcd(cluster, machine));
+  if (machine.roles.includes('db')) files.push(renderPatroni(cluster, secrets, machine));
+  if (machine.roles.includes('proxy')) files.push(renderHaproxy(cluster, machine));
+  if (machine.roles.includes('app')) files.push(renderNginx(cluster, machine), renderRefapp(cluster, secrets, machine));
+  files.push(...renderUnits(cluster, machine));
+  return files;
+}
+
+function assertRenderable(cluster: Cluster, opts: RenderOptions): void {
+  const problems = renderProblems(cluster, opts);
+  if (problems.length > 0) throw new VigilError('CONFIG_INVALID', problems);
+}
+
+/** Every file one machine needs. Throws VigilError when the cluster cannot work as configured. */
+export function renderMachine(cluster: Cluster, secrets: Secrets, machineName: string, opts: RenderOptions = {}): RenderedFile[] {
+  assertRenderable(cluster, opts);
+  return renderChecked(cluster, secrets, machineName);
+}
+
+/** Every file of every machine, machines in cluster order. */
+export function renderAll(cluster: Cluster, secrets: Secrets, opts: RenderOptions = {}): RenderedFile[] {
+  assertRenderable(cluster, opts);
+  return cluster.machines.flatMap((m) => renderChecked(cluster, secrets, m.name));
+}

@@ -1,0 +1,46 @@
+/**
+ * Errors Vigil shows to people. Every error carries a stable code (public API: never reused,
+ * listed in docs/errors.md), a message that names the file, line, field or machine concerned,
+ * the fix, and whether retrying can help.
+ */
+export type ErrorCode =
+  | 'CONFIG_READ' // the cluster or secrets file cannot be read
+  | 'CONFIG_YAML' // not valid YAML
+  | 'CONFIG_INVALID' // YAML parsed, but a field is wrong
+  | 'SECRETS_INVALID' // secrets file missing a key, or readable by others
+  | 'TLS_BUNDLE' // certificate bundle missing, mismatched or too open
+  | 'RENDER' // a generated file failed its check
+  | 'LAB' // the lab could not do what was asked
+  | 'LAB_NOT_RUNNING' // a lab command needs a lab that is up
+  | 'USAGE'; // the command line is wrong
+
+export interface Problem {
+  /** Where: "vigil.yaml:12 machines.app1.address" or a machine name. */
+  where: string;
+  /** What is wrong. */
+  message: string;
+  /** What to write or run instead. */
+  fix: string;
+}
+
+export class VigilError extends Error {
+  readonly code: ErrorCode;
+  readonly problems: Problem[];
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, problems: Problem[], opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super(problems.map(formatProblem).join('\n'), { cause: opts.cause });
+    this.name = 'VigilError';
+    this.code = code;
+    this.problems = problems;
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+export function formatProblem(p: Problem): string {
+  return `${p.where}: ${p.message}\n  fix: ${p.fix}`;
+}
+
+export function problem(where: string, message: string, fix: string): Problem {
+  return { where, message, fix };
+}

@@ -1,0 +1,60 @@
+/**
+ * The database tier fails over behind HAProxy: the primary's machine is killed while a client
+ * writes through :5000; writes resume on the other database machine, no acknowledged write is
+ * lost (synchronous mode), and the returning machine rejoins as a replica.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { withRole } from '../../src/config/schema.ts';
+import { findPrimary, labDown, labKill, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { AckWriter } from '../../src/lab/writer.ts';
+import { waitFor } from '../../src/util/exec.ts';
+
+let lab: LabHandle;
+
+before(async () => {
+  await labDown();
+  lab = await labUp({ topology: 'distributed' }, (l) => console.log(`# lab: ${l}`));
+});
+after(async () => labDown());
+
+test('killing the primary machine moves writes to the other database machine without losing any', async () => {
+  const { cluster, secrets } = lab;
+  const proxy = withRole(cluster, 'proxy')[0]!;
+  const writer = new AckWriter({
+    host: proxy.address,
+    port: cluster.proxy.postgresPort,
+    user: cluster.database.appUser,
+    password: secrets.appDbPassword,
+    database: cluster.database.appDatabase,
+  });
+  await writer.prepare();
+  writer.start();
+  try {
+    await waitFor('writes through :5000', async () => (writer.acked.length >= 20 ? true : undefined), 20_000);
+    const old = await findPrimary(cluster);
+    assert.ok(old, 'a primary before the fault');
+    const killedAt = performance.now();
+    await labKill(old.name);
+
+    const resumed = await waitFor('a write after the kill', async () => writer.firstAfter(killedAt), 90_000, 100);
+    const other = withRole(cluster, 'db').find((m) => m.name !== old.name)!;
+    assert.equal(resumed.server, other.address, 'the first write after the kill was committed by the other database machine');
+    const after = writer.acked.length;
+    await waitFor('more writes', async () => (writer.acked.length >= after + 20 ? true : undefined), 20_000);
+    console.log(`# writes resumed ${((resumed.atMs - killedAt) / 1000).toFixed(1)} s after the kill; ${writer.acked.length} acknowledged, ${writer.failures} failed attempts`);
+
+    await labRevive(old.name);
+    const patroni = `http://${old.address}:${cluster.database.patroniPort}`;
+    await waitFor(`${old.name} to rejoin as a streaming replica`, async () => {
+      const res = await fetch(`${patroni}/replica`, { signal: AbortSignal.timeout(1000) });
+      return res.status === 200 ? true : undefined;
+    }, 120_000, 500);
+    const primaryNow = await findPrimary(cluster);
+    assert.equal(primaryNow?.name, other.name, 'no fail-back: the new primary stays primary');
+  } finally {
+    await writer.stop();
+  }
+  const missing = await writer.missing();
+  assert.deepEqual(missing, [], 'every acknowledged write is in the database');
+});

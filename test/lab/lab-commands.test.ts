@@ -1,0 +1,102 @@
+/**
+ * The lab itself on `pair`: what runs where, the reference application through the proxy, and
+ * every fault command, ending with `lab down` cleaning up after a simulated crash.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { withRole } from '../../src/config/schema.ts';
+import { labCut, labDown, labHeal, labKill, labRevive, labSignal, labStatus, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { listLabNetns } from '../../src/lab/net.ts';
+import { BRIDGE, LAB_DIR, LAB_RUN_DIR, statePath } from '../../src/lab/paths.ts';
+import { listProcesses } from '../../src/lab/procs.ts';
+import { run, waitFor } from '../../src/util/exec.ts';
+
+const vigil = (...args: string[]) => promisify(execFile)(process.execPath, ['bin/vigil.js', ...args], { timeout: 30_000 });
+
+let lab: LabHandle;
+let base: string;
+
+before(async () => {
+  await labDown();
+  lab = await labUp({ topology: 'pair' }, (l) => console.log(`# lab: ${l}`));
+  const proxy = withRole(lab.cluster, 'proxy')[0]!;
+  base = `http://${proxy.address}:${lab.cluster.proxy.httpPort}`;
+});
+after(async () => labDown());
+
+test('status names the processes on each machine', async () => {
+  const { stdout } = await vigil('lab', 'status', '--json');
+  const machines = JSON.parse(stdout) as { name: string; processes: Record<string, number> }[];
+  const on = (n: string) => Object.keys(machines.find((m) => m.name === n)!.processes);
+  for (const p of ['etcd', 'haproxy']) assert.ok(on('observer').includes(p), `observer runs ${p}`);
+  for (const host of ['app1', 'app2']) for (const p of ['patroni', 'postgres', 'nginx', 'app']) assert.ok(on(host).includes(p), `${host} runs ${p}`);
+});
+
+test('a ticket and its attachment go through the proxy and come back', async () => {
+  const res = await fetch(`${base}/api/tickets`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'VPN down' }) });
+  assert.equal(res.status, 201);
+  const { id, node } = (await res.json()) as { id: string; node: string };
+  assert.match(node, /^app[12]$/);
+  const data = Buffer.from('screenshot bytes '.repeat(1000));
+  const put = await fetch(`${base}/api/tickets/${id}/attachments/screen.png`, { method: 'PUT', body: data });
+  assert.ok(put.status === 201 || put.status === 200, `attachment stored (${put.status})`);
+  const got = Buffer.from(await (await fetch(`${base}/api/tickets/${id}/attachments/screen.png`)).arrayBuffer());
+  assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(data).digest('hex'));
+  const ticket = (await (await fetch(`${base}/api/tickets/${id}`)).json()) as { title: string };
+  assert.equal(ticket.title, 'VPN down');
+});
+
+test('exec runs a command inside a machine', async () => {
+  const app1 = lab.cluster.machines.find((m) => m.name === 'app1')!;
+  const { stdout } = await vigil('lab', 'exec', 'app1', '--', 'ip', '-4', '-o', 'addr', 'show', 'eth0');
+  assert.match(stdout, new RegExp(`inet ${app1.address.replaceAll('.', '\\.')}/`));
+});
+
+const reach = (from: string, to: string, port: number) =>
+  run('ip', ['netns', 'exec', `vigil-lab-${from}`, 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${to}/${port}`], { allowFail: true }).then((r) => r.code === 0);
+
+test('cut isolates a machine from chosen peers until heal', async () => {
+  const observer = lab.cluster.machines.find((m) => m.name === 'observer')!;
+  const app1 = lab.cluster.machines.find((m) => m.name === 'app1')!;
+  assert.ok(await reach('app1', observer.address, 2379));
+  await labCut('app1', ['observer'], false);
+  assert.equal(await reach('app1', observer.address, 2379), false, 'app1 cannot reach the observer');
+  assert.equal(await reach('observer', app1.address, 8008), false, 'the observer cannot reach app1');
+  assert.ok(await reach('app2', app1.address, 8008), 'app2 still reaches app1');
+  await labHeal();
+  assert.ok(await reach('app1', observer.address, 2379), 'healed');
+});
+
+const states = async (host: string, name: string) =>
+  Promise.all((await listProcesses(host)).filter((p) => p.name === name).map(async (p) => (await readFile(`/proc/${p.pid}/stat`, 'utf8')).split(') ')[1]![0]));
+
+test('stop pauses a process and cont resumes it', async () => {
+  await labSignal('app2', 'nginx', 'SIGSTOP');
+  assert.ok((await states('app2', 'nginx')).every((s) => s === 'T'));
+  await labSignal('app2', 'nginx', 'SIGCONT');
+  assert.ok((await states('app2', 'nginx')).every((s) => s !== 'T'));
+});
+
+test('kill empties a machine and revive brings it back', async () => {
+  await labKill('app2');
+  const dead = (await labStatus()).find((m) => m.name === 'app2')!;
+  assert.deepEqual(dead.pids, []);
+  await labRevive('app2');
+  await waitFor('app2 processes back', async () => {
+    const m = (await labStatus()).find((x) => x.name === 'app2')!;
+    return ['patroni', 'postgres', 'nginx', 'app'].every((p) => (m.processes as Record<string, number>)[p]) ? true : undefined;
+  }, 60_000, 500);
+});
+
+test('down removes everything, even when the lab state was lost in a crash', async () => {
+  await rm(statePath()); // a crashed `lab up` may never have written it
+  await labDown();
+  assert.deepEqual(await listLabNetns(), []);
+  assert.equal((await run('ip', ['link', 'show', BRIDGE], { allowFail: true })).code !== 0, true, 'bridge removed');
+  await assert.rejects(stat(LAB_DIR));
+  await assert.rejects(stat(LAB_RUN_DIR));
+});
