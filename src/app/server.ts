@@ -174,7 +174,7 @@ function answerError(ctx: Ctx, res: ServerResponse, err: unknown): void {
 async function health(ctx: Ctx, res: ServerResponse): Promise<void> {
   const node = ctx.config.node;
   try {
-    if (!ctx.schema.ready) throw new db.DbUnavailableError(`schema not ready: ${ctx.schema.lastError}`);
+    requireSchema(ctx);
     await withDeadline(db.checkDatabase(ctx.pool), ctx.healthTimeoutMs);
     sendJson(res, 200, { status: 'ok', node });
   } catch (err) {

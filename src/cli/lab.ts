@@ -29,9 +29,11 @@ export function registerLab(program: Command): void {
     .option('--db-nodes <n>', 'database machines (distributed)', int)
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
-    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication'] }) => {
+    .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
+    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean }) => {
       const started = performance.now();
-      await lab.labUp({ topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication }, say);
+      const shape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication };
+      await lab.labUp(shape, say, { keepOnFailure: o.keepOnFailure });
       say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
     });
 

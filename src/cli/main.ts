@@ -7,6 +7,7 @@ import { VigilError } from '../util/errors.ts';
 import { registerValidate } from './validate.ts';
 import { registerRender } from './render.ts';
 import { registerLab } from './lab.ts';
+import { registerRefapp } from './refapp.ts';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerValidate(program);
   registerRender(program);
   registerLab(program);
+  registerRefapp(program);
   return program;
 }
 

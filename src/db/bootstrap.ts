@@ -1,17 +1,16 @@
 /**
- * The application's role and database, created through the proxy's primary port once Patroni
- * has bootstrapped the cluster. Idempotent: a re-run changes only a password that differs.
+ * Runs the application's role-and-database statements (src/render/appdb.ts) on the primary, as
+ * the superuser, through the proxy's primary port. Idempotent, so a re-run is safe.
  */
 import pg from 'pg';
 import type { Cluster, Secrets } from '../config/schema.ts';
-import { scramVerifier } from './scram.ts';
+import { appDatabaseSql } from '../render/appdb.ts';
 
 export async function ensureAppDatabase(cluster: Cluster, secrets: Secrets, host: string): Promise<void> {
-  const { appUser, appDatabase, superuser } = cluster.database;
   const client = new pg.Client({
     host,
     port: cluster.proxy.postgresPort,
-    user: superuser,
+    user: cluster.database.superuser,
     password: secrets.postgresPassword,
     database: 'postgres',
     connectionTimeoutMillis: 2000,
@@ -20,12 +19,10 @@ export async function ensureAppDatabase(cluster: Cluster, secrets: Secrets, host
   client.on('error', () => {}); // a cut session surfaces on the pending query instead
   await client.connect();
   try {
-    const role = client.escapeIdentifier(appUser);
-    const verifier = client.escapeLiteral(scramVerifier(secrets.appDbPassword));
-    const exists = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [appUser]);
-    await client.query(`${exists.rowCount ? 'ALTER' : 'CREATE'} ROLE ${role} LOGIN PASSWORD ${verifier}`);
-    const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [appDatabase]);
-    if (!db.rowCount) await client.query(`CREATE DATABASE ${client.escapeIdentifier(appDatabase)} OWNER ${role}`);
+    for (const step of appDatabaseSql(cluster, secrets)) {
+      if (step.skipIfExists && (await client.query(step.skipIfExists)).rowCount) continue;
+      await client.query(step.sql);
+    }
   } finally {
     await client.end().catch(() => {});
   }

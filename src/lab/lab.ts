@@ -11,6 +11,7 @@ import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
+import { NGINX_DIRS } from '../render/nginx.ts';
 import { ensureAppDatabase } from '../db/bootstrap.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
@@ -39,7 +40,7 @@ export async function openLab(): Promise<LabHandle> {
 }
 
 /** Brings a lab up; on any failure tears down what it made, and the error carries the log tail. */
-export async function labUp(shape: LabShape, progress: Progress = quiet): Promise<LabHandle> {
+export async function labUp(shape: LabShape, progress: Progress = quiet, opts: { keepOnFailure?: boolean } = {}): Promise<LabHandle> {
   if ((await readState()) || (await net.listLabNetns()).length > 0)
     throw new VigilError('LAB', [problem(LAB_DIR, 'a lab is already up (or an earlier one crashed)', 'run `vigil lab down` first')]);
   await mkdir(LAB_DIR, { recursive: true, mode: 0o700 });
@@ -65,9 +66,12 @@ export async function labUp(shape: LabShape, progress: Progress = quiet): Promis
     await startAll(cluster, secrets, progress);
     return { cluster, secrets, state };
   } catch (err) {
-    progress('lab up failed; tearing down what it made');
     const logs = await logTails(cluster.machines.map((m) => m.name));
-    await labDown(quiet);
+    if (opts.keepOnFailure) progress('lab up failed; the lab is left as it is for inspection (`vigil lab down` removes it)');
+    else {
+      progress('lab up failed; tearing down what it made');
+      await labDown(quiet);
+    }
     if (err instanceof VigilError) throw err;
     throw new VigilError('LAB', [problem('vigil lab up', (err as Error).message, `read the logs above, fix the cause and run \`vigil lab up\` again\n${logs}`)], { cause: err });
   }
@@ -136,6 +140,7 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine): Pro
     [PATHS.pgSocketDir, 0o775, true],
     [PATHS.etcdData, 0o700, false],
     [PATHS.refappAttachments, 0o755, false],
+    ...Object.values(NGINX_DIRS).map((d): [string, number, boolean] => [d, 0o755, false]),
   ];
   for (const [dir, mode, pgOwned] of dirs) {
     const local = toHostPath(root, dir);
@@ -148,9 +153,10 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine): Pro
     await mkdir(dirname(local), { recursive: true });
     await writeFile(local, f.content, { mode: f.mode });
     await chmod(local, f.mode);
-    if (f.owner !== 'root') {
-      const ids = await userIds(f.owner);
-      await chown(local, ids.uid, ids.gid);
+    const [user = 'root', group = user] = f.owner.split(':');
+    if (user !== 'root' || group !== 'root') {
+      const ids = await userIds(user);
+      await chown(local, ids.uid, group === user ? ids.gid : ids.gid);
     }
   }
 }
@@ -203,7 +209,7 @@ async function hasSyncStandby(cluster: Cluster, primary: Machine): Promise<true 
 async function logTails(hosts: string[]): Promise<string> {
   const out: string[] = [];
   for (const h of hosts) {
-    for (const name of ['etcd', 'patroni', 'haproxy', 'app', 'nginx']) {
+    for (const name of ['etcd', 'patroni', 'haproxy', 'app', 'nginx', 'nginx-error']) {
       const text = await readFile(join(hostRoot(h), 'log', `${name}.log`), 'utf8').catch(() => '');
       if (text) out.push(`--- ${h}/${name}.log (last lines)\n${text.split('\n').slice(-8).join('\n')}`);
     }

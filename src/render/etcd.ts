@@ -65,6 +65,9 @@ export function etcdConfig(cluster: Cluster, machine: Machine, opts: EtcdOptions
     // Only read when the data dir is empty; a member that already has data ignores it.
     'initial-cluster-state': 'new',
     'enable-v2': false,
+    // Patroni's etcd3 client speaks the v3 JSON gateway (/v3/...). etcd enables the gateway by
+    // default only on the command line; read from a config file the option defaults to off.
+    'enable-grpc-gateway': true,
     'heartbeat-interval': ETCD_HEARTBEAT_MS,
     'election-timeout': ETCD_ELECTION_MS,
     'auto-compaction-mode': 'periodic',

@@ -98,7 +98,10 @@ export function haproxyConfig(cluster: Cluster): string {
       // server (in the order below) that is up; without a per-server maxconn it never spills to
       // the next one. Once the agent exists, only the active node passes the check at all.
       'balance first',
-      `option httpchk ${check.method} ${check.path}`,
+      // HTTP/1.1 with a Host header: a bare HTTP/1.0 check reaches the app without a Host,
+      // which Node's HTTP server answers with 400 before the application sees it.
+      'option httpchk',
+      `http-check send meth ${check.method} uri ${check.path} ver HTTP/1.1 hdr Host vigil-check`,
       'http-check expect status 200',
       defaultServer,
       ...withRole(cluster, 'app').map((m) => `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port}`),

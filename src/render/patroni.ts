@@ -120,8 +120,14 @@ export function pgHba(cluster: Cluster): string[] {
     `host all ${su} 127.0.0.1/32 scram-sha-256`,
     // Streaming replication and pg_basebackup come only from the other db machines.
     ...dbMachines.map((m) => `host replication ${hbaName(replicationUser)} ${m.address}/32 scram-sha-256`),
+    // Patroni 3 opens a replication connection to its own PostgreSQL (IDENTIFY_SYSTEM) to learn
+    // a replica's timeline; it uses the local address.
+    `host replication ${hbaName(replicationUser)} 127.0.0.1/32 scram-sha-256`,
     // pg_rewind of a former primary connects to the new one as the rewind user (the superuser).
     ...dbMachines.map((m) => `host all ${su} ${m.address}/32 scram-sha-256`),
+    // The installer (and the lab) create the application's role and database through the
+    // proxy's primary port, so the superuser may also come from the proxy machines.
+    ...withRole(cluster, 'proxy').map((m) => `host all ${su} ${m.address}/32 scram-sha-256`),
     // The app reaches PostgreSQL through HAProxy, so the source address is the proxy machine's;
     // every machine of the cluster is listed so `vigil doctor` can also connect directly.
     ...everyAddress.map((a) => `host ${hbaName(appDatabase)} ${hbaName(appUser)} ${a}/32 scram-sha-256`),

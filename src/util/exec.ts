@@ -53,6 +53,7 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       else if (result.code !== 0 && !opts.allowFail) reject(new ExecError([cmd, ...args], result, `exited with ${result.code}`));
       else resolve(result);
     });
+    child.stdin.on('error', () => {}); // a program that exits without reading its input
     child.stdin.end(opts.input ?? '');
   });
 }

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { Cluster } from '../config/schema.ts';
+import { appCheck, haproxyConfig, renderHaproxy } from './haproxy.ts';
+import { clusterFixture, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { createSelfSignedBundle } from './tls.ts';
+
+/** The lines of one section (`backend app`, `listen postgres`, ...), trimmed. */
+function sectionOf(cfg: string, title: string): string[] {
+  const block = cfg.split('\n\n').find((b) => b.startsWith(`${title}\n`));
+  assert.ok(block, `section ${title} missing`);
+  return block.split('\n').slice(1).map((l) => l.trim());
+}
+
+describe('haproxy.cfg', () => {
+  for (const topology of ['pair', 'distributed'] as const) {
+    it(`${topology}: every app machine in backend app, every db machine in listen postgres`, () => {
+      const c = clusterFixture(topology);
+      const cfg = haproxyConfig(c);
+      const app = sectionOf(cfg, 'backend app');
+      const pg = sectionOf(cfg, 'listen postgres');
+      for (const m of c.machines) {
+        const appLine = `server ${m.name} ${m.address}:80 check port 80`;
+        const pgLine = `server ${m.name} ${m.address}:5432 maxconn 150 check port 8008`;
+        assert.equal(app.includes(appLine), m.roles.includes('app'), `${m.name} in app`);
+        assert.equal(pg.includes(pgLine), m.roles.includes('db'), `${m.name} in postgres`);
+      }
+    });
+  }
+
+  it('sends app traffic to one server only, checked over HTTP', () => {
+    const c = clusterFixture('distributed', { application: { healthPath: '/api/health' } });
+    const app = sectionOf(haproxyConfig(c), 'backend app');
+    assert.ok(app.includes('balance first'));
+    assert.ok(!app.some((l) => l.startsWith('balance roundrobin')));
+    assert.ok(app.includes('option httpchk'));
+    assert.ok(app.includes('http-check send meth GET uri /api/health ver HTTP/1.1 hdr Host vigil-check'));
+    assert.ok(app.includes('http-check expect status 200'));
+    assert.deepEqual(appCheck(c), { method: 'GET', path: '/api/health', port: 80 });
+  });
+
+  it('routes :5000 to the Patroni primary with the cluster timers', () => {
+    const c = clusterFixture('distributed', { timers: { proxyCheckIntervalMs: 500, proxyFallCount: 3, proxyRiseCount: 2 } });
+    const pg = sectionOf(haproxyConfig(c), 'listen postgres');
+    assert.ok(pg.includes('bind *:5000'));
+    assert.ok(pg.includes('mode tcp'));
+    assert.ok(pg.includes('option httpchk OPTIONS /primary'));
+    assert.ok(pg.includes('http-check expect status 200'));
+    assert.ok(pg.includes('default-server inter 500ms fall 3 rise 2 on-marked-down shutdown-sessions'));
+  });
+
+  it('has the admin socket, the stats page and no daemon flag', () => {
+    const cfg = haproxyConfig(clusterFixture('pair', { proxy: { statsPort: 7100 } }));
+    const global = sectionOf(cfg, 'global');
+    assert.ok(global.includes('stats socket /run/vigil/haproxy.sock mode 600 level admin expose-fd listeners'));
+    assert.ok(!global.includes('daemon'));
+    assert.ok(sectionOf(cfg, 'listen stats').includes('bind *:7100'));
+  });
+
+  it('serves :443 only with a bundle', () => {
+    assert.ok(!haproxyConfig(clusterFixture('pair')).includes('https_front'));
+    const cfg = haproxyConfig(clusterFixture('pair', { proxy: { tlsBundle: '/etc/vigil/tls/proxy.pem', httpsPort: 8443 } }));
+    assert.ok(sectionOf(cfg, 'frontend https_front').includes('bind *:8443 ssl crt /etc/vigil/tls/proxy.pem'));
+  });
+
+  it('holds no secret', () => {
+    const c = clusterFixture('distributed', { proxy: { tlsBundle: '/etc/vigil/tls/proxy.pem' } });
+    const f = renderHaproxy(c, c.machines[0]!);
+    for (const s of Object.values(secretsFixture())) assert.ok(!f.content.includes(s));
+    assert.equal(f.mode, 0o644);
+  });
+});
+
+describe('haproxy -c (HAProxy 2.6)', () => {
+  async function check(c: Cluster, dir: string): Promise<void> {
+    const file = join(dir, 'haproxy.cfg');
+    await writeFile(file, haproxyConfig(c));
+    const r = await runTool('haproxy', ['-c', '-f', file]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    // Warnings mean HAProxy guessed at something; the generated file must need no guessing.
+    assert.doesNotMatch(r.stdout + r.stderr, /WARNING|ALERT/);
+  }
+
+  it('accepts the plain HTTP config of both topologies', async () => {
+    const dir = await tempDir('vigil-haproxy-');
+    try {
+      await check(clusterFixture('pair'), dir);
+      await check(clusterFixture('distributed'), dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('accepts the config with a TLS bundle', { timeout: 60_000 }, async () => {
+    const dir = await tempDir('vigil-haproxy-');
+    try {
+      const bundle = join(dir, 'tls', 'proxy.pem');
+      await createSelfSignedBundle(bundle, 'vigil.test', ['10.0.0.10', '127.0.0.1']);
+      await check(clusterFixture('distributed', { proxy: { tlsBundle: bundle } }), dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
