@@ -141,7 +141,7 @@ test('missing preset machine: names it and its roles', () => {
 });
 
 test("timers: Patroni's loop_wait + 2 × retry_timeout <= ttl, with a concrete fix", () => {
-  const err = errorOf(() => parseCluster(file(...PAIR, 'timers:', '  ttlSeconds: 10', '  retryTimeoutSeconds: 5'), 'vigil.yaml'));
+  const err = errorOf(() => parseCluster(file(...PAIR, 'timers:', '  ttlSeconds: 10', '  loopWaitSeconds: 2', '  retryTimeoutSeconds: 5'), 'vigil.yaml'));
   assertProblem(err, 'CONFIG_INVALID', 'vigil.yaml:10 timers.ttlSeconds', '= 12 exceeds ttlSeconds (10)', 'set `ttlSeconds: 12` or `retryTimeoutSeconds: 4`');
 });
 

@@ -113,9 +113,9 @@ export const clusterFileSchema = z
       .describe('The PostgreSQL tier.'),
     timers: z
       .strictObject({
-        ttlSeconds: z.number().int().min(4).default(10).describe('Patroni leader lease (ttl); default 10.'),
-        loopWaitSeconds: z.number().int().min(1).default(2).describe('Patroni loop_wait; default 2.'),
-        retryTimeoutSeconds: z.number().int().min(1).default(4).describe('Patroni retry_timeout; default 4.'),
+        ttlSeconds: z.number().int().min(4).default(7).describe('Patroni leader lease (ttl): a dead primary\'s lock expires after at most this long; default 7 (Patroni\'s own default is 30).'),
+        loopWaitSeconds: z.number().int().min(1).default(1).describe('Patroni loop_wait: seconds between HA cycles; default 1 (Patroni: 10).'),
+        retryTimeoutSeconds: z.number().int().min(1).default(3).describe('Patroni retry_timeout: how long etcd and PostgreSQL operations are retried before the primary demotes itself; default 3 (Patroni: 10).'),
         proxyCheckIntervalMs: z.number().int().min(100).default(1000).describe('HAProxy health-check interval; default 1000.'),
         proxyFallCount: z.number().int().min(1).default(2).describe('Failed checks before HAProxy marks a server down; default 2.'),
         proxyRiseCount: z.number().int().min(1).default(1).describe('Passed checks before HAProxy marks a server up; default 1.'),

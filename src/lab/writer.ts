@@ -43,12 +43,14 @@ export class AckWriter {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
-    await this.client?.end().catch(() => {});
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => {});
   }
 
-  /** The first acknowledged write after `sinceMs`. */
-  firstAfter(sinceMs: number): WriteSample | undefined {
-    return this.acked.find((s) => s.atMs > sinceMs);
+  /** The first write acknowledged after `sinceMs`, optionally by a server other than `notBy`. */
+  firstAfter(sinceMs: number, notBy?: string): WriteSample | undefined {
+    return this.acked.find((s) => s.atMs > sinceMs && s.server !== notBy);
   }
 
   /** Sequence numbers acknowledged but absent from the database now. */

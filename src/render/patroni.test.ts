@@ -41,7 +41,7 @@ describe('patroni timers', () => {
   it('flags values Patroni 3.2+ would silently raise', () => {
     const c = clusterFixture('distributed');
     const problems = timerProblems(c, '3.2.2');
-    assert.deepEqual(problems.map((p) => p.where), ['<generated> timers.ttlSeconds']);
+    assert.deepEqual(problems.map((p) => p.where), ['<generated> timers.ttlSeconds', '<generated> timers.loopWaitSeconds']);
     const ok = clusterFixture('distributed', { timers: { ttlSeconds: 20, loopWaitSeconds: 2, retryTimeoutSeconds: 3 } });
     assert.deepEqual(timerProblems(ok, '4.0.4'), []);
   });
@@ -107,7 +107,9 @@ describe('patroni.yml', () => {
       const hba = pgHba(c);
       for (const m of c.machines) assert.ok(hba.includes(`host servicedesk servicedesk ${m.address}/32 scram-sha-256`), `${topology}: ${m.name}`);
       const repl = hba.filter((l) => l.startsWith('host replication'));
-      assert.deepEqual(repl.map((l) => l.split(' ')[3]).sort(), c.machines.filter((m) => m.roles.includes('db')).map((m) => `${m.address}/32`).sort());
+      // The db machines, and loopback: Patroni's own replication connection to its PostgreSQL.
+      const expected = [...c.machines.filter((m) => m.roles.includes('db')).map((m) => `${m.address}/32`), '127.0.0.1/32'];
+      assert.deepEqual(repl.map((l) => l.split(' ')[3]).sort(), expected.sort());
       assert.ok(hba.includes('local all postgres trust'));
       assert.ok(!hba.some((l) => /\b(trust)\b/.test(l) && l.startsWith('host')), 'no trust over TCP');
       // The same lines at bootstrap and at every start.
