@@ -7,10 +7,10 @@
  */
 import { parseArgs } from 'node:util';
 import { withRole } from '../src/config/schema.ts';
-import { findPrimary, labDown, labKill, labRevive, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { findPrimary, hasSyncStandby, labDown, labKill, labRevive, labUp, type LabHandle } from '../src/lab/lab.ts';
 import type { LabShape } from '../src/lab/topology.ts';
 import { AckWriter } from '../src/lab/writer.ts';
-import { sleep, waitFor } from '../src/util/exec.ts';
+import { waitFor } from '../src/util/exec.ts';
 
 const PROFILES: Record<string, LabShape['timers']> = {
   vigil: {},
@@ -50,7 +50,10 @@ async function measure(lab: LabHandle, name: string): Promise<{ times: number[];
       console.log(`${name} round ${r}: killed ${old.name}, writes back after ${s.toFixed(2)} s on ${first.server}`);
       await labRevive(old.name);
       await waitFor(`${old.name} back as a replica`, async () => ((await fetch(`http://${old.address}:${cluster.database.patroniPort}/replica`, { signal: AbortSignal.timeout(1000) })).status === 200 ? true : undefined), 180_000, 500);
-      await sleep(2000); // let the synchronous standby settle before the next fault
+      // In synchronous mode Patroni promotes only the machine recorded as synchronous standby; a
+      // replica that has rejoined but is not yet recorded would (rightly) not be promoted.
+      const primary = await waitFor('a primary', () => findPrimary(cluster), 60_000);
+      await waitFor('a synchronous standby again', () => hasSyncStandby(cluster, primary), 180_000, 500);
     }
   } finally {
     await writer.stop();

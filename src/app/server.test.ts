@@ -12,7 +12,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { formatProperties, type RefappConfig } from './properties.ts';
+import type { RefappConfig } from './properties.ts';
+import { formatProperties } from '../util/properties.ts';
 import { startRefapp, type RefappServer } from './server.ts';
 import { findPgBinDir, freePort, startTestPostgres, type TestPostgres } from './testing/pg.ts';
 

@@ -197,9 +197,9 @@ test('examples validate; the example secrets file is refused only for its placeh
   );
 });
 
-test('cluster file missing: CONFIG_READ naming the path, fix vigil init', async () => {
+test('cluster file missing: CONFIG_READ naming the path, fix points at the examples', async () => {
   const err = await rejectionOf(loadCluster('/nonexistent/vigil.yaml'));
-  assertProblem(err, 'CONFIG_READ', '/nonexistent/vigil.yaml', 'no such file', '`vigil init`');
+  assertProblem(err, 'CONFIG_READ', '/nonexistent/vigil.yaml', 'no such file', 'examples/ holds pair.yaml and distributed.yaml');
 });
 
 // ------------------------------------------------------------------ secrets

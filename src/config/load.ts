@@ -280,7 +280,7 @@ async function readText(path: string, what: string, fix: string): Promise<string
 }
 
 export async function loadCluster(path: string): Promise<Cluster> {
-  const fix = `create it with \`vigil init\`, or check the path (e.g. \`vigil validate path/to/vigil.yaml\`); examples/ holds pair.yaml and distributed.yaml`;
+  const fix = `check the path, or start from an example (e.g. \`vigil validate path/to/vigil.yaml\`); examples/ holds pair.yaml and distributed.yaml`;
   return parseCluster(await readText(path, 'cannot read the cluster file', fix), path);
 }
 

@@ -11,6 +11,7 @@ import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
+import { checkTlsBundle, createSelfSignedBundle } from '../render/tls.ts';
 import { NGINX_DIRS } from '../render/nginx.ts';
 import { ensureAppDatabase } from '../db/bootstrap.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -147,6 +148,12 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine): Pro
     await mkdir(local, { recursive: true, mode });
     if (pgOwned) await chown(local, postgres.uid, postgres.gid);
   }
+  if (m.roles.includes('proxy') && cluster.proxy.tlsBundle) {
+    const bundle = toHostPath(root, cluster.proxy.tlsBundle);
+    await mkdir(dirname(bundle), { recursive: true });
+    await createSelfSignedBundle(bundle, `${cluster.cluster.name}.lab`, [m.address]);
+    await checkTlsBundle(bundle);
+  }
   for (const f of renderMachine(cluster, secrets, m.name)) {
     if (!Object.values(ROOTS).some((r) => f.path.startsWith(`${r}/`))) continue; // e.g. systemd units: not used in the lab
     const local = toHostPath(root, f.path);
@@ -200,7 +207,8 @@ export async function findPrimary(cluster: Cluster): Promise<Machine | undefined
   return undefined;
 }
 
-async function hasSyncStandby(cluster: Cluster, primary: Machine): Promise<true | undefined> {
+/** Whether the primary has a streaming synchronous standby: the only machine Patroni will promote in synchronous mode. */
+export async function hasSyncStandby(cluster: Cluster, primary: Machine): Promise<true | undefined> {
   const res = await fetch(`http://${primary.address}:${cluster.database.patroniPort}/cluster`, { signal: AbortSignal.timeout(1000) });
   const body = (await res.json()) as { members?: { role: string; state: string }[] };
   return body.members?.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;

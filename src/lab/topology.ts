@@ -73,6 +73,8 @@ export function labClusterYaml(shape: LabShape): string {
     machines,
     database: { replication: shape.replication ?? 'synchronous', ...(shape.postgresVersion ? { postgresVersion: shape.postgresVersion } : {}) },
     ...(shape.timers ? { timers: shape.timers } : {}),
+    // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.
+    proxy: { tlsBundle: PATHS.tlsBundle },
     application: {
       passwordFiles: [{ path: PATHS.refappConfig, format: 'properties', key: 'spring.datasource.password' }],
     },

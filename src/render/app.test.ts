@@ -6,7 +6,11 @@ import { describe, it } from 'node:test';
 import { REFAPP_PORT } from '../config/paths.ts';
 import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from './fixtures.ts';
 import { NGINX_DIRS, nginxConfig, renderNginx } from './nginx.ts';
-import { REFAPP_KEYS, formatProperties, parseProperties, renderRefapp } from './refapp.ts';
+import { REFAPP_KEYS } from '../app/properties.ts';
+import { formatProperties, parseProperties } from '../util/properties.ts';
+import { renderRefapp } from './refapp.ts';
+
+const valuesOf = (text: string) => Object.fromEntries([...parseProperties(text, 'f')].map(([k, e]) => [k, e.value]));
 
 const secrets = secretsFixture();
 
@@ -50,7 +54,7 @@ describe('reference app properties', () => {
     const f = renderRefapp(c, secrets, c.machines.find((m) => m.name === 'app2')!);
     assert.equal(f.mode, 0o600);
     assert.equal(f.path, '/etc/vigil/refapp/application.properties');
-    const p = parseProperties(f.content);
+    const p = valuesOf(f.content);
     assert.deepEqual(p, {
       'vigil.node': 'app2',
       'db.host': '10.0.0.10',
@@ -66,11 +70,11 @@ describe('reference app properties', () => {
   });
 
   it('round-trips awkward values through the properties format', () => {
-    const values = { a: ' leading space', 'b key': 'x=y:z', c: '#not a comment', d: 'back\\slash\nnewline', e: 'ünï €mojis 😀', f: '' };
-    assert.deepEqual(parseProperties(formatProperties(values)), values);
+    const awkward = { a: ' leading space', 'b key': 'x=y:z', c: '#not a comment', d: 'back\\slash\nnewline', e: 'ünï €mojis 😀', f: '' };
+    assert.deepEqual(valuesOf(formatProperties(awkward)), awkward);
   });
 
   it('reads continuation lines and : separators as java.util.Properties does', () => {
-    assert.deepEqual(parseProperties('# c\n! c\nk1 : v1\nk2   v2\nk3=one \\\n    two\n'), { k1: 'v1', k2: 'v2', k3: 'one two' });
+    assert.deepEqual(valuesOf('# c\n! c\nk1 : v1\nk2   v2\nk3=one \\\n    two\n'), { k1: 'v1', k2: 'v2', k3: 'one two' });
   });
 });

@@ -25,7 +25,7 @@ export { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
 export { appCheck, haproxyConfig } from './haproxy.ts';
 export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems, PATRONI_REST_USER } from './patroni.ts';
 export { etcdConfig, etcdEndpoints, ETCD_CLIENT_PORT, ETCD_PEER_PORT } from './etcd.ts';
-export { REFAPP_KEYS, parseProperties, formatProperties } from './refapp.ts';
+export { renderRefapp, refappProperties } from './refapp.ts';
 export { COMMANDS, UNITS } from './systemd.ts';
 
 export interface RenderOptions {

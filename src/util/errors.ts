@@ -3,16 +3,20 @@
  * listed in docs/errors.md), a message that names the file, line, field or machine concerned,
  * the fix, and whether retrying can help.
  */
-export type ErrorCode =
-  | 'CONFIG_READ' // the cluster or secrets file cannot be read
-  | 'CONFIG_YAML' // not valid YAML
-  | 'CONFIG_INVALID' // YAML parsed, but a field is wrong
-  | 'SECRETS_INVALID' // secrets file missing a key, or readable by others
-  | 'TLS_BUNDLE' // certificate bundle missing, mismatched or too open
-  | 'RENDER' // a generated file failed its check
-  | 'LAB' // the lab could not do what was asked
-  | 'LAB_NOT_RUNNING' // a lab command needs a lab that is up
-  | 'USAGE'; // the command line is wrong
+/** Every error code with what it means; docs/errors.md lists them all (a test checks it). */
+export const ERROR_CODES = {
+  CONFIG_READ: 'the cluster or secrets file cannot be read',
+  CONFIG_YAML: 'a file is not valid YAML',
+  CONFIG_INVALID: 'the YAML parsed, but a field is wrong or the fields contradict each other',
+  SECRETS_INVALID: 'the secrets file lacks a key, has an unknown one, or is readable by others',
+  TLS_BUNDLE: 'the certificate bundle is missing, mismatched, expired or too open',
+  RENDER: 'a generated file failed its check',
+  LAB: 'the lab could not do what was asked',
+  LAB_NOT_RUNNING: 'a lab command needs a lab that is up',
+  USAGE: 'the command line or an argument is wrong',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
 
 export interface Problem {
   /** Where: "vigil.yaml:12 machines.app1.address" or a machine name. */

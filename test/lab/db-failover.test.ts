@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withRole } from '../../src/config/schema.ts';
-import { findPrimary, labDown, labKill, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { findPrimary, hasSyncStandby, labDown, labKill, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
 import { waitFor } from '../../src/util/exec.ts';
 
@@ -53,6 +53,8 @@ test('killing the primary machine moves writes to the other database machine wit
     }, 120_000, 500);
     const primaryNow = await findPrimary(cluster);
     assert.equal(primaryNow?.name, other.name, 'no fail-back: the new primary stays primary');
+    // Full protection again: the returning machine becomes the synchronous standby.
+    await waitFor('the returning machine to become the synchronous standby', () => hasSyncStandby(cluster, other), 120_000, 500);
   } finally {
     await writer.stop();
   }

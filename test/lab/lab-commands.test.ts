@@ -8,10 +8,12 @@ import { execFile } from 'node:child_process';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
 import { withRole } from '../../src/config/schema.ts';
 import { labCut, labDown, labHeal, labKill, labRevive, labSignal, labStatus, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { listLabNetns } from '../../src/lab/net.ts';
-import { BRIDGE, LAB_DIR, LAB_RUN_DIR, statePath } from '../../src/lab/paths.ts';
+import { BRIDGE, LAB_DIR, LAB_RUN_DIR, hostRoot, statePath } from '../../src/lab/paths.ts';
 import { listProcesses } from '../../src/lab/procs.ts';
 import { run, waitFor } from '../../src/util/exec.ts';
 
@@ -48,6 +50,23 @@ test('a ticket and its attachment go through the proxy and come back', async () 
   assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(data).digest('hex'));
   const ticket = (await (await fetch(`${base}/api/tickets/${id}`)).json()) as { title: string };
   assert.equal(ticket.title, 'VPN down');
+});
+
+test('the proxy terminates TLS on :443 with the bundle it was given', async () => {
+  const proxy = withRole(lab.cluster, 'proxy')[0]!;
+  const bundle = await readFile(join(hostRoot(proxy.name), 'etc', 'tls', 'proxy.pem'), 'utf8');
+  const ca = bundle.slice(0, bundle.indexOf('-----END CERTIFICATE-----') + 25);
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: proxy.address, port: lab.cluster.proxy.httpsPort, path: '/health', ca, timeout: 5000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(answer.status, 200);
+  assert.match(answer.body, /"status":"ok"/);
 });
 
 test('exec runs a command inside a machine', async () => {
