@@ -1,0 +1,95 @@
+/**
+ * The shared vocabulary of the application tier's high availability: what Vigil keeps in etcd,
+ * what the observer sees of each app machine, and what it records. Pure types and constants;
+ * the daemons (src/agent, src/observer) and the adapters (src/etcd, src/proxy, ...) use them.
+ */
+
+/** Port of `vigil agent`'s HTTPS API (mutual TLS) on every app and db machine. */
+export const AGENT_PORT = 7710;
+
+/**
+ * Keys under the cluster's prefix `/vigil/<cluster>/` (Patroni keeps its own under
+ * `/vigil/<cluster>/patroni/`). Every value is JSON.
+ */
+export const KEYS = {
+  /** ActiveRecord: the app machine that may serve, and the epoch it serves at. */
+  active: 'active',
+  /** ObserverLeader: held under a lease by the observer that acts. */
+  observerLeader: 'observer/leader',
+  /** Maintenance, or absent: while present the observer takes no action. */
+  maintenance: 'maintenance',
+  /** OperatorRequest, or absent: a switchover or failover the leader should carry out. */
+  request: 'request',
+  /** VigilEvent, one key per event: `events/<zero-padded sequence>`; the oldest are pruned. */
+  eventsPrefix: 'events/',
+} as const;
+
+export const keyPrefix = (cluster: string): string => `/vigil/${cluster}/`;
+
+/** The active app machine. `epoch` only grows; every fence and activation carries it. */
+export interface ActiveRecord {
+  node: string;
+  epoch: number;
+  /** ISO time the record was written. */
+  since: string;
+  /** Why this machine became active (bootstrap, failover, switchover, manual). */
+  reason: string;
+}
+
+export interface Maintenance {
+  since: string;
+  by: string;
+  reason: string;
+}
+
+export interface ObserverLeader {
+  id: string;
+  host: string;
+  since: string;
+}
+
+export type OperatorRequest =
+  | { kind: 'switchover'; to?: string; id: string; at: string }
+  | { kind: 'failover'; to: string; id: string; at: string };
+
+export const EVENT_TYPES = [
+  'bootstrap', // first active node chosen
+  'failover', // active node replaced after a failure
+  'switchover', // planned move, both tiers
+  'fence', // a machine's services stopped / put in MAINT
+  'activate', // a machine's services started at an epoch
+  'node-lost', // an app machine stopped answering
+  'node-back', // it answers again
+  'maintenance-on',
+  'maintenance-off',
+  'observer-leader', // an observer took the lead
+  'request-failed', // an operator request could not be carried out
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+export interface VigilEvent {
+  /** Sequence number, increasing; assigned when stored. */
+  seq?: number;
+  at: string;
+  type: EventType;
+  node?: string;
+  epoch?: number;
+  /** One sentence a person can read: what happened and why. */
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/** What the agent of an app machine reports (GET /status). */
+export interface AgentStatus {
+  node: string;
+  /** Active at the current epoch, confirmed within the lease. */
+  active: boolean;
+  epoch: number | null;
+  /** ms since the agent last confirmed the active record in etcd; null if never. */
+  confirmedAgoMs: number | null;
+  /** The application's own health check through nginx and the app to the database. */
+  appHealthy: boolean;
+  services: { name: string; running: boolean }[];
+  patroni?: { role: string; state: string; lagBytes: number | null };
+  disk: { path: string; freeBytes: number; totalBytes: number }[];
+}

@@ -1,0 +1,261 @@
+/**
+ * HTTPS with mutual TLS under the cluster CA, for the node agent's API and the observer's calls
+ * to it. Both sides trust the cluster CA and nothing else (no system roots): a certificate from a
+ * public CA, or from another Vigil cluster, is refused during the handshake, before any handler
+ * runs. The server hands the handler the peer's common name so write endpoints can authorise by
+ * machine name.
+ *
+ * The extended key usage is enforced by OpenSSL on both sides (a server-only certificate cannot
+ * be used as a client, and a client-only one cannot serve).
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, request, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+
+/** PEM strings: the cluster CA certificate, this side's certificate and its private key. */
+export interface MtlsIdentity {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** Who is on the other end, as proved by a certificate the cluster CA signed. */
+export interface PeerInfo {
+  commonName: string;
+  fingerprint256: string;
+}
+
+export type MtlsHandler = (req: IncomingMessage, res: ServerResponse, peer: PeerInfo) => void | Promise<void>;
+
+export interface MtlsServerOptions extends MtlsIdentity {
+  handler: MtlsHandler;
+  host: string;
+  port: number;
+  /** A handshake refused (no certificate, wrong CA, wrong usage...): for the daemon's log. */
+  onTlsError?: (err: Error, remoteAddress: string | undefined) => void;
+  /** A handler threw; the client got a 500 without the details. */
+  onHandlerError?: (err: unknown, req: IncomingMessage) => void;
+}
+
+export interface MtlsServer {
+  server: Server;
+  host: string;
+  /** The port actually bound (useful with port 0). */
+  port: number;
+  close(): Promise<void>;
+}
+
+/** TLS settings both sides share: TLS 1.2 at least, and the cluster CA as the only trust root. */
+const tlsBase = (id: MtlsIdentity) => ({ ca: [id.ca], cert: id.cert, key: id.key, minVersion: 'TLSv1.2' as const });
+
+/**
+ * Starts an HTTPS server that requires a client certificate chaining to the cluster CA and
+ * resolves once it listens.
+ */
+export async function createMtlsServer(opts: MtlsServerOptions): Promise<MtlsServer> {
+  const server = createServer(
+    {
+      ...tlsBase(opts),
+      requestCert: true,
+      rejectUnauthorized: true,
+      // Bound slow or idle clients: the API answers small requests quickly.
+      requestTimeout: 30_000,
+      headersTimeout: 10_000,
+    },
+    (req, res) => void serve(opts, req, res),
+  );
+  server.keepAliveTimeout = 5_000;
+  server.on('tlsClientError', (err, socket) => opts.onTlsError?.(err, socket.remoteAddress));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    host: opts.host,
+    port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function serve(opts: MtlsServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const socket = req.socket as TLSSocket;
+  // rejectUnauthorized already ended unverified handshakes; checked again so that a change of
+  // options can never let an unauthenticated request reach a handler.
+  const cert = socket.authorized ? socket.getPeerCertificate() : undefined;
+  const cn = cert?.subject?.CN;
+  if (cert === undefined || typeof cn !== 'string' || cn === '') {
+    res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'a client certificate from the cluster CA is required' }));
+    return;
+  }
+  try {
+    await opts.handler(req, res, { commonName: cn, fingerprint256: cert.fingerprint256 });
+  } catch (err) {
+    opts.onHandlerError?.(err, req);
+    if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'internal error' }));
+    else res.destroy();
+  }
+}
+
+export type NetErrorKind = 'tls' | 'refused' | 'timeout' | 'aborted' | 'network';
+
+/**
+ * A request that did not get an HTTP response. `kind` tells the caller what to do: 'tls' needs a
+ * person (certificates), 'refused' means nothing listens (daemon down), 'timeout' means no answer
+ * in time (machine or network gone), 'network' is any other transport failure.
+ */
+export class NetError extends Error {
+  constructor(
+    readonly kind: NetErrorKind,
+    readonly url: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'NetError';
+  }
+
+  /** Whether trying again later may help; a certificate problem does not go away by itself. */
+  get retryable(): boolean {
+    return this.kind !== 'tls' && this.kind !== 'aborted';
+  }
+}
+
+/** The TLS handshake failed: a certificate from another CA, none at all, wrong usage or name. */
+export class TlsError extends NetError {
+  /** The OpenSSL or node code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_TLSV1_ALERT_UNKNOWN_CA. */
+  readonly code: string;
+  constructor(url: string, code: string, cause: unknown) {
+    super('tls', url, `TLS with ${url} failed (${code}): both sides must use certificates issued by this cluster's CA, for their own address`, { cause });
+    this.name = 'TlsError';
+    this.code = code;
+  }
+}
+
+export class ConnectionRefusedError extends NetError {
+  constructor(url: string, cause: unknown) {
+    super('refused', url, `${url} refused the connection: nothing listens there (is the daemon running?)`, { cause });
+    this.name = 'ConnectionRefusedError';
+  }
+}
+
+export class TimeoutError extends NetError {
+  constructor(url: string, timeoutMs: number) {
+    super('timeout', url, `${url} did not answer within ${timeoutMs} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+// Node's certificate verification codes (from OpenSSL's X509_V_ERR_*) and its own TLS codes.
+const CERT_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED', 'CERT_REVOKED', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'INVALID_CA', 'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_TLS_HANDSHAKE_TIMEOUT',
+]);
+
+function classify(err: unknown, url: string): NetError {
+  if (err instanceof NetError) return err;
+  const code = (err as { code?: unknown }).code;
+  const c = typeof code === 'string' ? code : '';
+  if (CERT_CODES.has(c) || c.startsWith('ERR_SSL_') || c.startsWith('ERR_TLS_')) return new TlsError(url, c, err);
+  if (c === 'ECONNREFUSED') return new ConnectionRefusedError(url, err);
+  return new NetError('network', url, `${url}: ${c || (err instanceof Error ? err.message : String(err))}`, { cause: err });
+}
+
+export interface MtlsFetchOptions extends MtlsIdentity {
+  method?: string;
+  /** Sent as is. */
+  body?: string | Uint8Array;
+  /** Sent as JSON with content-type application/json (instead of `body`). */
+  json?: unknown;
+  headers?: Record<string, string>;
+  /** Deadline for the whole exchange: connect, handshake, response and body. */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Larger responses are cut off with a 'network' NetError; the API's answers are small. */
+  maxBytes?: number;
+}
+
+export interface MtlsResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+  json<T = unknown>(): T;
+}
+
+/**
+ * One HTTPS request with this side's client certificate, trusting only the cluster CA. Resolves
+ * with any HTTP status; rejects with TlsError, ConnectionRefusedError, TimeoutError or NetError.
+ * The server's certificate must carry the URL's IP address (or host name) in its SAN.
+ */
+export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResponse> {
+  const u = new URL(url);
+  if (u.protocol !== 'https:') return Promise.reject(new NetError('network', url, `${url}: only https:// URLs are allowed here`));
+  const maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
+  const headers: Record<string, string> = { ...opts.headers };
+  let payload: string | Uint8Array | undefined = opts.body;
+  if (opts.json !== undefined) {
+    payload = JSON.stringify(opts.json);
+    headers['content-type'] = 'application/json';
+  }
+  if (payload !== undefined) headers['content-length'] = String(Buffer.byteLength(payload));
+
+  return new Promise<MtlsResponse>((resolve, reject) => {
+    let settled = false;
+    const finish = (err: NetError | undefined, res?: MtlsResponse) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        req.destroy();
+        reject(err);
+      } else resolve(res!);
+    };
+    const onAbort = () => finish(new NetError('aborted', url, `${url}: request aborted`, { cause: opts.signal?.reason }));
+    const timer = setTimeout(() => finish(new TimeoutError(url, opts.timeoutMs)), opts.timeoutMs);
+
+    const req = request(u, {
+      ...tlsBase(opts),
+      method: opts.method ?? (payload === undefined ? 'GET' : 'POST'),
+      headers,
+      // A private connection per request: the shared agent would pool sockets and TLS sessions
+      // across callers that may hold different identities.
+      agent: false,
+      rejectUnauthorized: true,
+    });
+    req.on('error', (err) => finish(classify(err, url)));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) finish(new NetError('network', url, `${url}: response larger than ${maxBytes} bytes`));
+        else chunks.push(chunk);
+      });
+      res.on('error', (err) => finish(classify(err, url)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        finish(undefined, {
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text,
+          json: <T>() => JSON.parse(text) as T,
+        });
+      });
+    });
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    req.end(payload);
+  });
+}

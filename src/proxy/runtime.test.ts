@@ -1,0 +1,84 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { waitFor } from '../util/exec.ts';
+import { HaproxyRuntime, parseServersState } from './runtime.ts';
+
+let dir: string;
+let haproxy: ChildProcess;
+let rt: HaproxyRuntime;
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vigil-rt-'));
+  const sock = join(dir, 'haproxy.sock');
+  const [front, a, b] = [await freePort(), await freePort(), await freePort()];
+  await writeFile(
+    join(dir, 'haproxy.cfg'),
+    [
+      'global',
+      `    stats socket ${sock} mode 600 level admin`,
+      'defaults',
+      '    mode http',
+      '    timeout connect 1s',
+      '    timeout client 5s',
+      '    timeout server 5s',
+      'frontend f',
+      `    bind 127.0.0.1:${front}`,
+      '    default_backend app',
+      'backend app',
+      `    server app1 127.0.0.1:${a}`,
+      `    server app2 127.0.0.1:${b}`,
+      '',
+    ].join('\n'),
+  );
+  haproxy = spawn('haproxy', ['-W', '-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
+  rt = new HaproxyRuntime(sock);
+  await waitFor('the runtime API', async () => ((await rt.servers('app')).length === 2 ? true : undefined), 10_000, 100);
+});
+
+after(async () => {
+  if (haproxy.pid) process.kill(haproxy.pid, 'SIGKILL');
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('reads every server of a backend', async () => {
+  const s = await rt.servers('app');
+  assert.deepEqual(s.map((x) => [x.server, x.admin]), [['app1', 'ready'], ['app2', 'ready']]);
+});
+
+test('maint fences a server and ready brings it back', async () => {
+  await rt.maint('app', 'app1');
+  assert.equal((await rt.servers('app')).find((x) => x.server === 'app1')?.admin, 'maint');
+  await rt.ready('app', 'app1');
+  assert.equal((await rt.servers('app')).find((x) => x.server === 'app1')?.admin, 'ready');
+});
+
+test('an unknown server is an error naming it', async () => {
+  await assert.rejects(rt.maint('app', 'nosuch'), /nosuch/);
+});
+
+test('a command cannot smuggle a second command', async () => {
+  await assert.rejects(rt.command('show info; shutdown frontend f'), /refusing/);
+});
+
+test('a socket that is not there is a retryable error', async () => {
+  const missing = new HaproxyRuntime(join(dir, 'absent.sock'));
+  await assert.rejects(missing.servers('app'), (e: Error & { retryable?: boolean }) => e.retryable === true);
+});
+
+test('parses admin state bits', () => {
+  const text = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state\n3 app 1 a 1.2.3.4 2 0\n3 app 2 b 1.2.3.5 0 1\n3 app 3 c 1.2.3.6 2 8\n';
+  assert.deepEqual(parseServersState(text).map((s) => `${s.server}:${s.op}:${s.admin}`), ['a:up:ready', 'b:down:maint', 'c:up:drain']);
+});
