@@ -4,6 +4,8 @@
  */
 import type { Command } from 'commander';
 import { loadCluster, loadSecrets, secretsPath } from '../config/load.ts';
+import { alertProblems } from '../alerts/config.ts';
+import { VigilError } from '../util/errors.ts';
 import { withRole, type Cluster } from '../config/schema.ts';
 
 /** Failures a cluster of n etcd members survives: it needs a majority to keep working. */
@@ -36,7 +38,9 @@ export function registerValidate(program: Command): void {
     .action(async (file: string, opts: { json?: boolean }) => {
       const cluster = await loadCluster(file);
       // Loaded only to check it: the values never leave this function.
-      await loadSecrets(cluster);
+      const secrets = await loadSecrets(cluster);
+      const alertIssues = alertProblems(cluster.alerts, secrets, cluster.source, secretsPath(cluster));
+      if (alertIssues.length) throw new VigilError('CONFIG_INVALID', alertIssues);
       process.stdout.write(opts.json ? `${JSON.stringify(cluster, null, 2)}\n` : `${summarize(cluster)}\n`);
     });
 }

@@ -27,6 +27,7 @@ interface JsonSchema {
   minItems?: number;
   pattern?: string;
   format?: string;
+  anyOf?: JsonSchema[];
 }
 
 interface Row {
@@ -49,6 +50,7 @@ const PATTERNS: Record<string, string> = {
 function typeOf(s: JsonSchema): string {
   if (s.pattern?.startsWith('^(25[0-5]')) return 'IPv4 address, e.g. `10.0.0.11`';
   if (s.enum) return `one of ${s.enum.map((v) => code(String(v))).join(', ')}`;
+  if (s.anyOf) return s.anyOf.map(typeOf).join(', or ');
   if (s.type === 'integer' || s.type === 'number') {
     const max = s.maximum !== undefined && s.maximum < Number.MAX_SAFE_INTEGER ? s.maximum : undefined;
     const range = s.minimum !== undefined && max !== undefined ? ` ${s.minimum}–${max}` : s.minimum !== undefined ? ` ≥ ${s.minimum}` : '';

@@ -4,6 +4,7 @@
  * texts below by `npm run docs`).
  */
 import { z } from 'zod';
+import { alertSecretsShape, alertsSchema } from '../alerts/config.ts';
 
 export const ROLES = ['etcd', 'proxy', 'observer', 'app', 'db'] as const;
 export type Role = (typeof ROLES)[number];
@@ -119,6 +120,18 @@ export const clusterFileSchema = z
         proxyCheckIntervalMs: z.number().int().min(100).default(1000).describe('HAProxy health-check interval; default 1000.'),
         proxyFallCount: z.number().int().min(1).default(2).describe('Failed checks before HAProxy marks a server down; default 2.'),
         proxyRiseCount: z.number().int().min(1).default(1).describe('Passed checks before HAProxy marks a server up; default 1.'),
+        appFailAfterMs: z
+          .number()
+          .int()
+          .min(500)
+          .default(2000)
+          .describe('How long the active app machine must fail the observer\'s deep check (through the app to the database) before it fails over; default 2000.'),
+        agentLeaseMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(3000)
+          .describe('An agent that cannot confirm in etcd that its machine is active for this long stops the application by itself (self-fencing); default 3000.'),
       })
       .prefault({})
       .describe('Failover timers. loopWaitSeconds + 2 * retryTimeoutSeconds must not exceed ttlSeconds.'),
@@ -157,12 +170,7 @@ export const clusterFileSchema = z
       })
       .prefault({})
       .describe('The application Vigil keeps available.'),
-    alerts: z
-      .strictObject({
-        email: z.string().email().optional().describe('Address that receives alerts.'),
-      })
-      .prefault({})
-      .describe('Where alerts go.'),
+    alerts: alertsSchema,
   })
   .describe('vigil.yaml: the whole cluster.');
 
@@ -174,6 +182,7 @@ export const secretsSchema = z
     replicationPassword: z.string().min(8).describe('Password of the replication user.'),
     appDbPassword: z.string().min(8).describe('Password of the application database user.'),
     patroniRestPassword: z.string().min(8).describe('Password for Patroni REST API write actions (user vigil).'),
+    ...alertSecretsShape,
   })
   .describe('vigil.secrets.yaml: every secret of the cluster; mode 600.');
 

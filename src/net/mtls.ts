@@ -32,7 +32,12 @@ export interface MtlsServerOptions extends MtlsIdentity {
   handler: MtlsHandler;
   host: string;
   port: number;
-  /** A handshake refused (no certificate, wrong CA, wrong usage...): for the daemon's log. */
+  /**
+   * A handshake OpenSSL refused (no client certificate, protocol errors): for the daemon's log.
+   * A certificate that fails verification (another CA, wrong usage, expired) is dropped by node
+   * after the handshake without any event, so it is not reported here; the client's TlsError
+   * says it.
+   */
   onTlsError?: (err: Error, remoteAddress: string | undefined) => void;
   /** A handler threw; the client got a 500 without the details. */
   onHandlerError?: (err: unknown, req: IncomingMessage) => void;
@@ -106,6 +111,15 @@ async function serve(opts: MtlsServerOptions, req: IncomingMessage, res: ServerR
   }
 }
 
+/**
+ * Node's TLS server checks a client certificate in JavaScript after the handshake completes and
+ * then just destroys the socket, without a TLS alert (only a missing certificate gets one, from
+ * OpenSSL). So the client sees its handshake succeed and then a reset or a close before any
+ * response: on a fresh connection (we never reuse one) that is the signature of a refused
+ * certificate, and is reported as such rather than as a flaky network.
+ */
+export const PEER_CLOSED_AFTER_HANDSHAKE = 'PEER_CLOSED_AFTER_HANDSHAKE';
+
 export type NetErrorKind = 'tls' | 'refused' | 'timeout' | 'aborted' | 'network';
 
 /**
@@ -135,7 +149,11 @@ export class TlsError extends NetError {
   /** The OpenSSL or node code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_TLSV1_ALERT_UNKNOWN_CA. */
   readonly code: string;
   constructor(url: string, code: string, cause: unknown) {
-    super('tls', url, `TLS with ${url} failed (${code}): both sides must use certificates issued by this cluster's CA, for their own address`, { cause });
+    const why =
+      code === PEER_CLOSED_AFTER_HANDSHAKE
+        ? `${url} closed the connection right after the TLS handshake, before answering: it most likely refused this side's certificate`
+        : `TLS with ${url} failed (${code})`;
+    super('tls', url, `${why}; both sides must use certificates issued by this cluster's CA, for their own address and use (server/client)`, { cause });
     this.name = 'TlsError';
     this.code = code;
   }
@@ -163,11 +181,13 @@ const CERT_CODES = new Set([
   'PATH_LENGTH_EXCEEDED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_TLS_HANDSHAKE_TIMEOUT',
 ]);
 
-function classify(err: unknown, url: string): NetError {
+function classify(err: unknown, url: string, afterHandshake = false): NetError {
   if (err instanceof NetError) return err;
   const code = (err as { code?: unknown }).code;
   const c = typeof code === 'string' ? code : '';
-  if (CERT_CODES.has(c) || c.startsWith('ERR_SSL_') || c.startsWith('ERR_TLS_')) return new TlsError(url, c, err);
+  // EPROTO: OpenSSL received a TLS alert (TLS 1.2 reports a refused handshake that way).
+  if (CERT_CODES.has(c) || c.startsWith('ERR_SSL_') || c.startsWith('ERR_TLS_') || c === 'EPROTO') return new TlsError(url, c, err);
+  if (afterHandshake && (c === 'ECONNRESET' || c === 'EPIPE')) return new TlsError(url, PEER_CLOSED_AFTER_HANDSHAKE, err);
   if (c === 'ECONNREFUSED') return new ConnectionRefusedError(url, err);
   return new NetError('network', url, `${url}: ${c || (err instanceof Error ? err.message : String(err))}`, { cause: err });
 }
@@ -234,8 +254,12 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
       agent: false,
       rejectUnauthorized: true,
     });
-    req.on('error', (err) => finish(classify(err, url)));
+    let handshakeDone = false;
+    let answered = false;
+    req.on('socket', (socket) => socket.once('secureConnect', () => (handshakeDone = true)));
+    req.on('error', (err) => finish(classify(err, url, handshakeDone && !answered)));
     req.on('response', (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {

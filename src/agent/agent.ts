@@ -1,0 +1,107 @@
+/**
+ * The node agent's core: runs the application's services only while its machine is the active
+ * node at the current epoch, as confirmed in etcd within the lease; otherwise stops them by itself
+ * (self-fencing). The observer decides; the agent obeys the record and its own clock.
+ */
+import type { ActiveRecord } from '../ha/model.ts';
+import type { ServiceRunner, ServiceState } from './services.ts';
+
+export interface AgentDeps {
+  node: string;
+  /** A linearizable read of the active record, with a deadline; throws when etcd cannot answer. */
+  confirm(): Promise<ActiveRecord | null>;
+  /** Present on app machines. */
+  services?: ServiceRunner;
+  /** The application's own health check on this machine (through nginx and the app to the database). */
+  appHealth(): Promise<boolean>;
+  /** Monotonic milliseconds. */
+  now(): number;
+  log(event: string, fields?: Record<string, unknown>): void;
+}
+
+export interface AgentTimers {
+  /** How long a confirmation of the active record stays valid. Past it the agent fences itself. */
+  leaseMs: number;
+}
+
+export class Agent {
+  record: ActiveRecord | null = null;
+  confirmedAt: number | null = null;
+  appHealthy = false;
+  services: ServiceState[] = [];
+  /** Services may run only at an epoch at or above this one (raised by a fence). */
+  private fencedBelow = 0;
+  private busy: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly deps: AgentDeps,
+    private readonly timers: AgentTimers,
+  ) {}
+
+  /** Active at the current epoch, with a confirmation younger than the lease. */
+  isActive(): boolean {
+    const d = this.deps;
+    return (
+      this.record !== null &&
+      this.record.node === d.node &&
+      this.record.epoch >= this.fencedBelow &&
+      this.confirmedAt !== null &&
+      d.now() - this.confirmedAt < this.timers.leaseMs
+    );
+  }
+
+  /** What the proxy's check asks: serve traffic here? */
+  roleOk(): boolean {
+    return this.isActive() && this.appHealthy;
+  }
+
+  /** One cycle: confirm the record, then bring the services in line with it. Serialised. */
+  tick(): Promise<void> {
+    this.busy = this.busy.then(() => this.cycle()).catch((err: unknown) => this.deps.log('tick-failed', { error: String(err) }));
+    return this.busy;
+  }
+
+  /** The observer's fence: stop now, and never serve again below `epoch`. */
+  async fence(epoch: number): Promise<void> {
+    if (epoch > this.fencedBelow) this.fencedBelow = epoch;
+    this.deps.log('fenced', { epoch });
+    await this.tick();
+  }
+
+  /** A watch event is only a hint: it makes the next cycle come at once, but confirms nothing. */
+  hint(record: ActiveRecord | null): void {
+    if (record && this.record && record.epoch > this.record.epoch && record.node !== this.deps.node) {
+      // A newer epoch names another machine: stop serving without waiting for a confirmation.
+      this.record = record;
+    }
+    void this.tick();
+  }
+
+  private async cycle(): Promise<void> {
+    const d = this.deps;
+    try {
+      const r = await d.confirm();
+      this.confirmedAt = d.now();
+      if (r?.epoch !== this.record?.epoch || r?.node !== this.record?.node) d.log('active-record', { node: r?.node ?? null, epoch: r?.epoch ?? null });
+      this.record = r;
+    } catch (err) {
+      if (this.confirmedAt !== null && d.now() - this.confirmedAt >= this.timers.leaseMs && this.services.some((s) => s.running))
+        d.log('self-fence', { reason: `could not confirm the active record for ${d.now() - this.confirmedAt} ms`, error: String(err) });
+    }
+    if (d.services) {
+      const want = this.isActive();
+      this.services = await d.services.states();
+      const running = this.services.some((s) => s.running);
+      const complete = this.services.every((s) => s.running);
+      if (want && !complete) {
+        d.log('start-services', { epoch: this.record?.epoch });
+        await d.services.start();
+      } else if (!want && running) {
+        d.log('stop-services', { epoch: this.record?.epoch ?? null, active: this.record?.node ?? null });
+        await d.services.stop();
+      }
+      if ((want && !complete) || (!want && running)) this.services = await d.services.states();
+    }
+    this.appHealthy = this.services.length > 0 && this.services.every((s) => s.running) ? await d.appHealth().catch(() => false) : false;
+  }
+}
