@@ -15,7 +15,7 @@ import { waitFor } from '../src/util/exec.ts';
 const PROFILES: Record<string, LabShape['timers']> = {
   vigil: {},
   // Patroni's documented defaults; HAProxy as the seed's guide sets it (inter 3s fall 3 rise 2).
-  'patroni-defaults': { ttlSeconds: 30, loopWaitSeconds: 10, retryTimeoutSeconds: 10, proxyCheckIntervalMs: 3000, proxyFallCount: 3, proxyRiseCount: 2 },
+  'patroni-defaults': { ttlSeconds: 30, loopWaitSeconds: 10, retryTimeoutSeconds: 10, proxyCheckIntervalMs: 3000, proxyQuickCheckIntervalMs: 3000, proxyFallCount: 3, proxyRiseCount: 2 },
 };
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, profile: { type: 'string', multiple: true } } });

@@ -21,7 +21,7 @@ function harness(node = 'app1') {
       node,
       confirm: async () => {
         if (!etcdUp) throw new Error('etcd unreachable');
-        return record;
+        return { record, sentAtMs: now };
       },
       services,
       appHealth: async () => running,

@@ -8,8 +8,11 @@ import type { ServiceRunner, ServiceState } from './services.ts';
 
 export interface AgentDeps {
   node: string;
-  /** A linearizable read of the active record, with a deadline; throws when etcd cannot answer. */
-  confirm(): Promise<ActiveRecord | null>;
+  /**
+   * A linearizable read of the active record, with a deadline; throws when etcd cannot answer.
+   * `sentAtMs` is when the read was sent: the confirmation holds from then, not from the answer.
+   */
+  confirm(): Promise<{ record: ActiveRecord | null; sentAtMs: number }>;
   /** Present on app machines. */
   services?: ServiceRunner;
   /** The application's own health check on this machine (through nginx and the app to the database). */
@@ -80,8 +83,8 @@ export class Agent {
   private async cycle(): Promise<void> {
     const d = this.deps;
     try {
-      const r = await d.confirm();
-      this.confirmedAt = d.now();
+      const { record: r, sentAtMs } = await d.confirm();
+      this.confirmedAt = sentAtMs;
       if (r?.epoch !== this.record?.epoch || r?.node !== this.record?.node) d.log('active-record', { node: r?.node ?? null, epoch: r?.epoch ?? null });
       this.record = r;
     } catch (err) {

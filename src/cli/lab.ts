@@ -1,15 +1,16 @@
 /** `vigil lab ...`: the command-line face of src/lab. */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
-import * as lab from '../lab/lab.ts';
 import type { LabShape } from '../lab/topology.ts';
-import { labDemo } from '../lab/demo.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
   if (!Number.isInteger(n)) throw new InvalidArgumentError('must be a whole number');
   return n;
 };
+
+/** Loaded on use: `vigil refapp` and the daemons start faster without the lab's modules. */
+const labModule = () => import('../lab/lab.ts');
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -33,7 +34,7 @@ export function registerLab(program: Command): void {
     .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean }) => {
       const started = performance.now();
       const shape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication };
-      await lab.labUp(shape, say, { keepOnFailure: o.keepOnFailure });
+      await (await labModule()).labUp(shape, say, { keepOnFailure: o.keepOnFailure });
       say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
     });
 
@@ -42,7 +43,7 @@ export function registerLab(program: Command): void {
     .description('machines, addresses and the processes on each')
     .option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const machines = await lab.labStatus();
+      const machines = await (await labModule()).labStatus();
       if (o.json) {
         say(JSON.stringify(machines.map(({ pids: _p, ...m }) => m), null, 2));
         return;
@@ -58,12 +59,12 @@ export function registerLab(program: Command): void {
   cmd
     .command('demo')
     .description('create a ticket through the proxy and read it back')
-    .action(async () => labDemo(say));
+    .action(async () => (await import('../lab/demo.ts')).labDemo(say));
 
   cmd
     .command('down')
     .description('remove every process, namespace, link and file of the lab (also a crashed run\'s)')
-    .action(async () => lab.labDown(say));
+    .action(async () => (await labModule()).labDown(say));
 
   cmd
     .command('exec')
@@ -71,15 +72,15 @@ export function registerLab(program: Command): void {
     .argument('<host>')
     .argument('<cmd...>')
     .action(async (host: string, argv: string[]) => {
-      process.exitCode = await lab.labExec(host, argv);
+      process.exitCode = await (await labModule()).labExec(host, argv);
     });
 
   cmd.command('kill').description('kill every process of a machine').argument('<host>').action(async (h: string) => {
-    await lab.labKill(h);
+    await (await labModule()).labKill(h);
     say(`${h}: every process killed`);
   });
   cmd.command('revive').description('start a killed machine again, as a returning machine').argument('<host>').action(async (h: string) => {
-    await lab.labRevive(h);
+    await (await labModule()).labRevive(h);
     say(`${h}: started again`);
   });
   for (const [name, signal, what] of [
@@ -92,7 +93,7 @@ export function registerLab(program: Command): void {
       .argument('<host>')
       .argument('<process>', PROCESS_NAMES.join('|'), processName)
       .action(async (h: string, p: ProcessName) => {
-        const n = await lab.labSignal(h, p, signal);
+        const n = await (await labModule()).labSignal(h, p, signal);
         say(`${h}: ${signal} sent to ${n} ${p} process(es)`);
       });
   }
@@ -103,11 +104,11 @@ export function registerLab(program: Command): void {
     .option('--from <hosts...>', 'only from these machines')
     .option('--one-way', 'drop only what the peers send to the machine; its own packets still leave')
     .action(async (h: string, o: { from?: string[]; oneWay?: boolean }) => {
-      await lab.labCut(h, o.from ?? [], Boolean(o.oneWay));
+      await (await labModule()).labCut(h, o.from ?? [], Boolean(o.oneWay));
       say(`${h}: cut off${o.from ? ` from ${o.from.join(', ')}` : ''}${o.oneWay ? ' (one way)' : ''}`);
     });
   cmd.command('heal').description('undo every cut').action(async () => {
-    await lab.labHeal();
+    await (await labModule()).labHeal();
     say('every cut healed');
   });
 }

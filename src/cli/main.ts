@@ -8,6 +8,7 @@ import { registerValidate } from './validate.ts';
 import { registerRender } from './render.ts';
 import { registerLab } from './lab.ts';
 import { registerRefapp } from './refapp.ts';
+import { registerDaemons } from './agent.ts';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerRender(program);
   registerLab(program);
   registerRefapp(program);
+  registerDaemons(program);
   return program;
 }
 

@@ -1,33 +1,5 @@
-/**
- * `vigil validate [FILE]`: checks the cluster file and its secrets file without touching any
- * machine, so an operator can fix the configuration before an install changes anything.
- */
+/** `vigil validate [FILE]`; the work is in src/config/validate.ts, loaded on use. */
 import type { Command } from 'commander';
-import { loadCluster, loadSecrets, secretsPath } from '../config/load.ts';
-import { alertProblems } from '../alerts/config.ts';
-import { VigilError } from '../util/errors.ts';
-import { withRole, type Cluster } from '../config/schema.ts';
-
-/** Failures a cluster of n etcd members survives: it needs a majority to keep working. */
-const etcdTolerance = (n: number) => Math.floor((n - 1) / 2);
-
-/** One paragraph a person can check against what they meant to build. */
-export function summarize(c: Cluster): string {
-  const machines = c.machines.map((m) => `${m.name} ${m.address} (${m.roles.join(', ')})`).join(', ');
-  const etcd = withRole(c, 'etcd');
-  const tolerance = etcdTolerance(etcd.length);
-  const db = withRole(c, 'db');
-  const replication =
-    c.database.replication === 'synchronous'
-      ? 'synchronous replication (no acknowledged write lost on failover)'
-      : `asynchronous replication (a failover may lose up to ${c.database.maximumLagOnFailoverBytes} bytes of writes)`;
-  return [
-    `${c.source} is valid: cluster ${c.cluster.name}, topology ${c.topology}, ${c.machines.length} machines: ${machines}.`,
-    `${etcd.length} etcd member${etcd.length === 1 ? '' : 's'} (${etcd.map((m) => m.name).join(', ')}), surviving ${tolerance} member failure${tolerance === 1 ? '' : 's'}.`,
-    `PostgreSQL ${c.database.postgresVersion} on ${db.length} machine${db.length === 1 ? '' : 's'} with ${replication}.`,
-    `Secrets: ${secretsPath(c)} (complete, readable by its owner only).`,
-  ].join(' ');
-}
 
 export function registerValidate(program: Command): void {
   program
@@ -35,12 +7,5 @@ export function registerValidate(program: Command): void {
     .description('check the cluster file and its secrets file; print a summary, or the resolved cluster with --json')
     .argument('[file]', 'cluster file', 'vigil.yaml')
     .option('--json', 'print the resolved cluster (presets and defaults applied; never the secrets) as JSON')
-    .action(async (file: string, opts: { json?: boolean }) => {
-      const cluster = await loadCluster(file);
-      // Loaded only to check it: the values never leave this function.
-      const secrets = await loadSecrets(cluster);
-      const alertIssues = alertProblems(cluster.alerts, secrets, cluster.source, secretsPath(cluster));
-      if (alertIssues.length) throw new VigilError('CONFIG_INVALID', alertIssues);
-      process.stdout.write(opts.json ? `${JSON.stringify(cluster, null, 2)}\n` : `${summarize(cluster)}\n`);
-    });
+    .action(async (file: string, opts: { json?: boolean }) => (await import('../config/validate.ts')).validate(file, opts));
 }

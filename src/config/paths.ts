@@ -20,6 +20,12 @@ export const PATHS = {
   haproxyConfig: `${ROOTS.etc}/haproxy.cfg`,
   haproxySocket: `${ROOTS.run}/haproxy.sock`,
   tlsBundle: `${ROOTS.etc}/tls/proxy.pem`,
+  /** Cluster CA certificate and each machine's own certificate and key (src/pki). */
+  pkiDir: `${ROOTS.etc}/pki`,
+  /** The proxy machine's certificate and key in one file: HAProxy's client identity for agent checks. */
+  haproxyCheckBundle: `${ROOTS.etc}/pki/haproxy-check.pem`,
+  /** A copy of the cluster file on every machine, read by the agent and the observer. */
+  clusterFile: `${ROOTS.etc}/vigil.yaml`,
   nginxConfig: `${ROOTS.etc}/nginx.conf`,
   refappConfig: `${ROOTS.etc}/refapp/application.properties`,
   refappAttachments: `${ROOTS.data}/app/attachments`,

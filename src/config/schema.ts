@@ -118,6 +118,12 @@ export const clusterFileSchema = z
         loopWaitSeconds: z.number().int().min(1).default(1).describe('Patroni loop_wait: seconds between HA cycles; default 1 (Patroni: 10).'),
         retryTimeoutSeconds: z.number().int().min(1).default(3).describe('Patroni retry_timeout: how long etcd and PostgreSQL operations are retried before the primary demotes itself; default 3 (Patroni: 10).'),
         proxyCheckIntervalMs: z.number().int().min(100).default(1000).describe('HAProxy health-check interval; default 1000.'),
+        proxyQuickCheckIntervalMs: z
+          .number()
+          .int()
+          .min(100)
+          .optional()
+          .describe('HAProxy check interval for a server going down or down (fastinter, downinter); default a quarter of proxyCheckIntervalMs, at least 100.'),
         proxyFallCount: z.number().int().min(1).default(2).describe('Failed checks before HAProxy marks a server down; default 2.'),
         proxyRiseCount: z.number().int().min(1).default(1).describe('Passed checks before HAProxy marks a server up; default 1.'),
         appFailAfterMs: z

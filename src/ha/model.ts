@@ -89,6 +89,11 @@ export interface AgentStatus {
   confirmedAgoMs: number | null;
   /** The application's own health check through nginx and the app to the database. */
   appHealthy: boolean;
+  /**
+   * A standby's readiness to take over: its agent confirmed the active record in etcd within the
+   * lease, so it can see the cluster and would learn of its activation at once.
+   */
+  ready: boolean;
   services: { name: string; running: boolean }[];
   patroni?: { role: string; state: string; lagBytes: number | null };
   disk: { path: string; freeBytes: number; totalBytes: number }[];

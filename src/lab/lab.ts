@@ -4,7 +4,7 @@
  * configuration Vigil generates for real machines.
  */
 import { spawn } from 'node:child_process';
-import { chmod, chown, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCluster, loadSecrets } from '../config/load.ts';
@@ -12,6 +12,7 @@ import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
 import { checkTlsBundle, createSelfSignedBundle } from '../render/tls.ts';
+import { caFiles, createClusterCa, issueCertificate, machinePkiFiles, pemBundle, writePki, type ClusterCa } from '../pki/ca.ts';
 import { NGINX_DIRS } from '../render/nginx.ts';
 import { ensureAppDatabase } from '../db/bootstrap.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -20,7 +21,7 @@ import * as net from './net.ts';
 import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath } from './paths.ts';
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
-import { labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
+import { BRIDGE_ADDRESS, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
 
 export type Progress = (line: string) => void;
 const quiet: Progress = () => {};
@@ -57,12 +58,13 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
   };
   await writeState(state);
   try {
-    progress(`network: bridge and ${cluster.machines.length} machines`);
+    progress(`network: bridge and ${cluster.machines.length} machines; cluster CA and certificates`);
+    const ca = await createLabPki(cluster);
     await net.createBridge();
     for (const m of cluster.machines) {
       await net.createMachineNet(m.name, m.address);
       await net.createMachineMounts(m.name);
-      await installFiles(cluster, secrets, m);
+      await installFiles(cluster, secrets, m, ca);
     }
     await startAll(cluster, secrets, progress);
     return { cluster, secrets, state };
@@ -81,18 +83,18 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
 async function startAll(cluster: Cluster, secrets: Secrets, progress: Progress): Promise<void> {
   const etcd = withRole(cluster, 'etcd');
   progress(`etcd: starting ${etcd.length} member(s)`);
-  for (const m of etcd) startRole(m, 'etcd');
+  for (const m of etcd) startPhase(m, 'etcd');
   await waitFor('etcd to be healthy', async () => ((await Promise.all(etcd.map((m) => httpOk(`http://${m.address}:2379/health`)))).every(Boolean) ? true : undefined), 30_000);
 
   const db = withRole(cluster, 'db');
   progress(`patroni: starting ${db.length} PostgreSQL node(s)`);
-  for (const m of db) startRole(m, 'db');
+  for (const m of db) startPhase(m, 'patroni');
   const primary = await waitFor('a Patroni primary', () => findPrimary(cluster), 90_000, 500);
   progress(`patroni: ${primary.name} is primary`);
 
   const proxies = withRole(cluster, 'proxy');
   progress('haproxy: starting');
-  for (const m of proxies) startRole(m, 'proxy');
+  for (const m of proxies) startPhase(m, 'haproxy');
   const proxy = proxies[0]!;
   await waitFor('HAProxy to route :5000 to the primary', () => ensureAppDatabase(cluster, secrets, proxy.address).then(() => true), 60_000, 500);
   if (cluster.database.replication === 'synchronous') {
@@ -100,40 +102,63 @@ async function startAll(cluster: Cluster, secrets: Secrets, progress: Progress):
     await waitFor('a synchronous standby', () => hasSyncStandby(cluster, primary), 90_000, 500);
   }
 
-  const apps = withRole(cluster, 'app');
-  progress(`app: starting nginx and the reference application on ${apps.map((m) => m.name).join(', ')}`);
-  for (const m of apps) startRole(m, 'app');
+  const agents = cluster.machines.filter(needsAgent);
+  progress(`agents: starting on ${agents.map((m) => m.name).join(', ')}`);
+  for (const m of agents) startPhase(m, 'agent');
+  const observers = withRole(cluster, 'observer');
+  progress(`observer: starting on ${observers.map((m) => m.name).join(', ')}; it picks the active app machine`);
+  for (const m of observers) startPhase(m, 'observer');
   await waitFor('the application through the proxy', async () => ((await httpOk(`http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`)) ? true : undefined), 60_000, 500);
   progress(`ready: http://${proxy.address}:${cluster.proxy.httpPort}/ and postgresql://${proxy.address}:${cluster.proxy.postgresPort}`);
 }
 
-/** What runs for each role, in the order a returning machine starts them. */
-function roleSpecs(role: Role): SpawnSpec[] {
-  switch (role) {
+type LabMachine = Pick<Machine, 'name' | 'roles'>;
+type Phase = 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'observer';
+/** The order a machine's processes start in, at `lab up` and when a machine returns. */
+const PHASES: Phase[] = ['etcd', 'patroni', 'haproxy', 'agent', 'observer'];
+
+const needsAgent = (m: LabMachine) => m.roles.includes('app') || m.roles.includes('db');
+
+function phaseSpecs(m: LabMachine, phase: Phase): SpawnSpec[] {
+  const vigil = (...args: string[]) => [process.execPath, VIGIL_BIN, ...args];
+  switch (phase) {
     case 'etcd':
-      return [{ name: 'etcd', argv: ['etcd', '--config-file', PATHS.etcdConfig] }];
-    case 'db':
-      return [{ name: 'patroni', argv: ['patroni', PATHS.patroniConfig], user: 'postgres' }];
-    case 'proxy':
-      return [{ name: 'haproxy', argv: ['haproxy', '-W', '-db', '-f', PATHS.haproxyConfig] }];
-    case 'app':
-      return [
-        { name: 'app', argv: [process.execPath, VIGIL_BIN, 'refapp', '--config', PATHS.refappConfig] },
-        { name: 'nginx', argv: ['nginx', '-c', PATHS.nginxConfig, '-g', 'daemon off;'] },
-      ];
+      return m.roles.includes('etcd') ? [{ name: 'etcd', argv: ['etcd', '--config-file', PATHS.etcdConfig] }] : [];
+    case 'patroni':
+      return m.roles.includes('db') ? [{ name: 'patroni', argv: ['patroni', PATHS.patroniConfig], user: 'postgres' }] : [];
+    case 'haproxy':
+      return m.roles.includes('proxy') ? [{ name: 'haproxy', argv: ['haproxy', '-W', '-db', '-f', PATHS.haproxyConfig] }] : [];
+    case 'agent': {
+      if (!needsAgent(m)) return [];
+      const lab = m.roles.includes('app') ? ['--lab-services', LAB_SERVICES] : [];
+      return [{ name: 'agent', argv: vigil('agent', '--node', m.name, ...lab) }];
+    }
     case 'observer':
-      return []; // the observer daemon arrives with its own issue
+      return m.roles.includes('observer') ? [{ name: 'observer', argv: vigil('observer', '--node', m.name) }] : [];
   }
 }
 
-const ROLE_ORDER: Role[] = ['etcd', 'db', 'proxy', 'app', 'observer'];
+/** The application's services in the lab: what the agent starts on the active machine (systemd units elsewhere). */
+const LAB_SERVICES = `${ROOTS.etc}/lab-services.json`;
+const labServices = () => [
+  { name: 'app', argv: [process.execPath, VIGIL_BIN, 'refapp', '--config', PATHS.refappConfig] },
+  { name: 'nginx', argv: ['nginx', '-c', PATHS.nginxConfig, '-g', 'daemon off;'] },
+];
 
-function startRole(m: Machine | LabState['machines'][number], role: Role): void {
-  for (const spec of roleSpecs(role)) spawnIn(m.name, spec);
+function startPhase(m: LabMachine, phase: Phase): void {
+  for (const spec of phaseSpecs(m, phase)) spawnIn(m.name, spec);
+}
+
+/** The lab's cluster CA, kept with the lab's state (as the admin's machine keeps it), and the admin's certificate. */
+async function createLabPki(cluster: Cluster): Promise<ClusterCa> {
+  const ca = await createClusterCa({ clusterName: cluster.cluster.name });
+  const admin = await issueCertificate(ca, { commonName: 'admin', ipAddresses: [BRIDGE_ADDRESS], usage: 'client' });
+  await writePki(join(LAB_DIR, 'pki'), { ...caFiles(ca), 'admin.pem': admin.certPem, 'admin.key': admin.keyPem });
+  return ca;
 }
 
 /** Writes a machine's generated files into its own directories (what its mount namespace shows at the four roots). */
-async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine): Promise<void> {
+async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: ClusterCa): Promise<void> {
   const root = hostRoot(m.name);
   const postgres = await userIds('postgres');
   const dirs: [string, number, boolean][] = [
@@ -160,12 +185,28 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine): Pro
     await mkdir(dirname(local), { recursive: true });
     await writeFile(local, f.content, { mode: f.mode });
     await chmod(local, f.mode);
-    const [user = 'root', group = user] = f.owner.split(':');
-    if (user !== 'root' || group !== 'root') {
+    const [user = 'root'] = f.owner.split(':');
+    if (user !== 'root') {
       const ids = await userIds(user);
-      await chown(local, ids.uid, group === user ? ids.gid : ids.gid);
+      await chown(local, ids.uid, ids.gid);
     }
   }
+  await installVigilFiles(cluster, m, ca);
+}
+
+/**
+ * What `vigil apply` will put on a real machine for Vigil's own daemons: the cluster file, the
+ * machine's certificate and key with the CA certificate (never the CA key), HAProxy's client
+ * bundle on proxy machines, the secrets file on observer machines only.
+ */
+async function installVigilFiles(cluster: Cluster, m: Machine, ca: ClusterCa): Promise<void> {
+  const root = hostRoot(m.name);
+  const files = await machinePkiFiles(ca, m, 'both');
+  if (m.roles.includes('proxy')) files['haproxy-check.pem'] = pemBundle(files[`${m.name}.pem`]!, files[`${m.name}.key`]!);
+  await writePki(toHostPath(root, PATHS.pkiDir), files);
+  await copyFile(clusterFilePath(), toHostPath(root, PATHS.clusterFile));
+  if (m.roles.includes('observer')) await copyFile(join(LAB_DIR, 'vigil.secrets.yaml'), toHostPath(root, join(ROOTS.etc, 'vigil.secrets.yaml')));
+  if (m.roles.includes('app')) await writeFile(toHostPath(root, LAB_SERVICES), JSON.stringify(labServices(), null, 2));
 }
 
 function toHostPath(root: string, path: string): string {
@@ -278,7 +319,7 @@ export async function labKill(host: string): Promise<void> {
 export async function labRevive(host: string): Promise<void> {
   const m = machineOf(await requireState(), host);
   await killAll(host); // a revive is a reboot: nothing of the old life survives
-  for (const role of ROLE_ORDER) if (m.roles.includes(role)) startRole(m, role);
+  for (const phase of PHASES) startPhase(m, phase);
 }
 
 export async function labSignal(host: string, proc: ProcessName, signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<number> {

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Cluster } from '../config/schema.ts';
 import { appCheck, haproxyConfig, renderHaproxy } from './haproxy.ts';
-import { clusterFixture, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { createClusterCa, issueCertificate, pemBundle, writePki } from '../pki/ca.ts';
 import { createSelfSignedBundle } from './tls.ts';
 
 /** The lines of one section (`backend app`, `listen postgres`, ...), trimmed. */
@@ -22,7 +23,7 @@ describe('haproxy.cfg', () => {
       const app = sectionOf(cfg, 'backend app');
       const pg = sectionOf(cfg, 'listen postgres');
       for (const m of c.machines) {
-        const appLine = `server ${m.name} ${m.address}:80 check port 80`;
+        const appLine = `server ${m.name} ${m.address}:80 check port 7710 check-ssl verify required ca-file /etc/vigil/pki/ca.pem crt /etc/vigil/pki/haproxy-check.pem`;
         const pgLine = `server ${m.name} ${m.address}:5432 maxconn 150 check port 8008`;
         assert.equal(app.includes(appLine), m.roles.includes('app'), `${m.name} in app`);
         assert.equal(pg.includes(pgLine), m.roles.includes('db'), `${m.name} in postgres`);
@@ -30,15 +31,15 @@ describe('haproxy.cfg', () => {
     });
   }
 
-  it('sends app traffic to one server only, checked over HTTP', () => {
+  it("sends app traffic to one server only, checked at the agent's role endpoint", () => {
     const c = clusterFixture('distributed', { application: { healthPath: '/api/health' } });
     const app = sectionOf(haproxyConfig(c), 'backend app');
     assert.ok(app.includes('balance first'));
     assert.ok(!app.some((l) => l.startsWith('balance roundrobin')));
     assert.ok(app.includes('option httpchk'));
-    assert.ok(app.includes('http-check send meth GET uri /api/health ver HTTP/1.1 hdr Host vigil-check'));
+    assert.ok(app.includes('http-check send meth GET uri /role ver HTTP/1.1 hdr Host vigil-check'));
     assert.ok(app.includes('http-check expect status 200'));
-    assert.deepEqual(appCheck(c), { method: 'GET', path: '/api/health', port: 80 });
+    assert.deepEqual(appCheck(c), { method: 'GET', path: '/role', port: 7710, caFile: '/etc/vigil/pki/ca.pem', crtFile: '/etc/vigil/pki/haproxy-check.pem' });
   });
 
   it('routes :5000 to the Patroni primary with the cluster timers', () => {
@@ -48,7 +49,7 @@ describe('haproxy.cfg', () => {
     assert.ok(pg.includes('mode tcp'));
     assert.ok(pg.includes('option httpchk OPTIONS /primary'));
     assert.ok(pg.includes('http-check expect status 200'));
-    assert.ok(pg.includes('default-server inter 500ms fall 3 rise 2 on-marked-down shutdown-sessions'));
+    assert.ok(pg.includes('default-server inter 500ms fastinter 125ms downinter 125ms fall 3 rise 2 on-marked-down shutdown-sessions'));
   });
 
   it('has the admin socket, the stats page and no daemon flag', () => {
@@ -74,9 +75,17 @@ describe('haproxy.cfg', () => {
 });
 
 describe('haproxy -c (HAProxy 2.6)', () => {
+  /** The files the agent check needs (CA and HAProxy's client bundle), under the relocated roots. */
+  async function checkPki(dir: string): Promise<void> {
+    const ca = await createClusterCa({ clusterName: 'test' });
+    const own = await issueCertificate(ca, { commonName: 'observer', ipAddresses: ['10.0.0.10'], usage: 'both' });
+    await writePki(join(dir, 'etc/vigil/pki'), { 'ca.pem': ca.certPem, 'haproxy-check.pem': pemBundle(own.certPem, own.keyPem) });
+  }
+
   async function check(c: Cluster, dir: string): Promise<void> {
     const file = join(dir, 'haproxy.cfg');
-    await writeFile(file, haproxyConfig(c));
+    await checkPki(dir);
+    await writeFile(file, relocate(haproxyConfig(c), dir));
     const r = await runTool('haproxy', ['-c', '-f', file]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     // Warnings mean HAProxy guessed at something; the generated file must need no guessing.

@@ -3,7 +3,7 @@
  * gets wrong fixed:
  * - The seed checks the app servers with a plain TCP connect to :80, which passes whenever nginx
  *   listens, whether the application behind it works or not. Here it is an HTTP check of the
- *   application's health path (appCheck), later the agent's role endpoint.
+ *   agent's role endpoint over mutual TLS (appCheck).
  * - The seed balances the app round-robin over master and slave: two app nodes serving at once.
  *   Here `balance first` sends everything to the first server that is up.
  * - The seed's postgres checks run every 3 s with fall 3 (9 s before a dead primary leaves the
@@ -16,6 +16,7 @@
 import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
 import { PATHS } from '../config/paths.ts';
+import { AGENT_PORT } from '../ha/model.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 import { PG_MAX_CONNECTIONS } from './patroni.ts';
 
@@ -23,12 +24,13 @@ import { PG_MAX_CONNECTIONS } from './patroni.ts';
 export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);
 
 /**
- * How HAProxy decides an app server may receive traffic: the HTTP request of its check and
- * where it is sent. This is the single place to change when the check moves to the agent's
- * role endpoint (one line: return the agent's port and role path).
+ * How HAProxy decides an app server may receive traffic: the agent's role endpoint, which answers
+ * 200 only while its machine is active at the current epoch and the application passes its own
+ * health check (the seed's TCP check on :80 passes whenever nginx listens). The check is HTTPS
+ * with HAProxy's own client certificate, since the agent accepts only cluster certificates.
  */
-export function appCheck(cluster: Cluster): { method: string; path: string; port: number } {
-  return { method: 'GET', path: cluster.application.healthPath, port: cluster.application.port };
+export function appCheck(_cluster: Cluster): { method: string; path: string; port: number; caFile: string; crtFile: string } {
+  return { method: 'GET', path: '/role', port: AGENT_PORT, caFile: `${PATHS.pkiDir}/ca.pem`, crtFile: PATHS.haproxyCheckBundle };
 }
 
 const indent = (lines: string[]) => lines.map((l) => (l === '' || l.startsWith('#') ? l : `    ${l}`));
@@ -46,7 +48,11 @@ export function haproxyConfig(cluster: Cluster): string {
   // The shared health-check timing: a server is out after fall x inter, back after rise x inter.
   // on-marked-down shutdown-sessions cuts the open connections of a server marked down, so
   // clients reconnect to the new one instead of waiting on a dead or demoted node.
-  const defaultServer = `default-server inter ${t.proxyCheckIntervalMs}ms fall ${t.proxyFallCount} rise ${t.proxyRiseCount} on-marked-down shutdown-sessions`;
+  // fastinter (a server going down) and downinter (a server that is down) check four times as
+  // often: a failing server leaves sooner and a new primary or active node is found sooner,
+  // while healthy servers are checked at the normal rate.
+  const quick = t.proxyQuickCheckIntervalMs ?? Math.max(100, Math.round(t.proxyCheckIntervalMs / 4));
+  const defaultServer = `default-server inter ${t.proxyCheckIntervalMs}ms fastinter ${quick}ms downinter ${quick}ms fall ${t.proxyFallCount} rise ${t.proxyRiseCount} on-marked-down shutdown-sessions`;
 
   const parts: string[] = [
     `# ${HEADER}`,
@@ -96,7 +102,7 @@ export function haproxyConfig(cluster: Cluster): string {
       'mode http',
       // Only one app node may serve at a time. `balance first` gives every request to the first
       // server (in the order below) that is up; without a per-server maxconn it never spills to
-      // the next one. Once the agent exists, only the active node passes the check at all.
+      // the next one. And only the active node passes the agent's role check at all.
       'balance first',
       // HTTP/1.1 with a Host header: a bare HTTP/1.0 check reaches the app without a Host,
       // which Node's HTTP server answers with 400 before the application sees it.
@@ -104,7 +110,9 @@ export function haproxyConfig(cluster: Cluster): string {
       `http-check send meth ${check.method} uri ${check.path} ver HTTP/1.1 hdr Host vigil-check`,
       'http-check expect status 200',
       defaultServer,
-      ...withRole(cluster, 'app').map((m) => `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port}`),
+      ...withRole(cluster, 'app').map(
+        (m) => `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile}`,
+      ),
     ]),
     section('listen postgres', [
       `bind *:${p.postgresPort}`,

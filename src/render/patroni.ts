@@ -78,7 +78,7 @@ export function timerProblems(cluster: Cluster, patroniVersion = PATRONI_DEFAULT
     out.push(problem(where, `ttlSeconds ${t.ttlSeconds} is shorter than the shortest lease etcd grants (${minTtl} s)`, `set ttlSeconds to ${minTtl} or more`));
   }
   if (versionAtLeast(patroniVersion, 3, 2)) {
-    const floors: [keyof typeof t, number, string][] = [
+    const floors: ['ttlSeconds' | 'loopWaitSeconds' | 'retryTimeoutSeconds', number, string][] = [
       ['ttlSeconds', 20, 'ttl'],
       ['loopWaitSeconds', 2, 'loop_wait'],
       ['retryTimeoutSeconds', 3, 'retry_timeout'],

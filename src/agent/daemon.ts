@@ -1,0 +1,110 @@
+/**
+ * `vigil agent`: wires the agent core to etcd, the services, the local health check and the
+ * mutual-TLS API, and runs until its signal aborts. Stopping the agent leaves the services as they
+ * are (an agent upgrade must not cause an outage); a stopped agent no longer passes the proxy's
+ * role check, so traffic leaves its machine all the same.
+ */
+import { readFile, statfs } from 'node:fs/promises';
+import { loadCluster } from '../config/load.ts';
+import { PATHS, ROOTS } from '../config/paths.ts';
+import { withRole, type Cluster, type Machine } from '../config/schema.ts';
+import { openStore } from '../etcd/store.ts';
+import { AGENT_PORT, type AgentStatus } from '../ha/model.ts';
+import { createMtlsServer } from '../net/mtls.ts';
+import { loadPki } from '../pki/ca.ts';
+import { etcdEndpoints } from '../render/etcd.ts';
+import { VigilError, problem } from '../util/errors.ts';
+import { Agent } from './agent.ts';
+import { agentHandler } from './api.ts';
+import { ProcessServices, SystemdServices, type ProcessSpec, type ServiceRunner } from './services.ts';
+
+export interface AgentOptions {
+  clusterFile: string;
+  node: string;
+  /** The lab's services (JSON list of {name, argv}) instead of systemd units. */
+  labServices?: string;
+  tickMs?: number;
+  signal: AbortSignal;
+}
+
+const log = (event: string, fields: Record<string, unknown> = {}) =>
+  process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event, ...fields })}\n`);
+
+export async function runAgent(o: AgentOptions): Promise<void> {
+  const cluster = await loadCluster(o.clusterFile);
+  const machine = cluster.machines.find((m) => m.name === o.node);
+  if (!machine) throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
+  const pki = await loadPki(PATHS.pkiDir, o.node);
+  const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
+  const services = machine.roles.includes('app') ? await serviceRunner(cluster, o.labServices) : undefined;
+  const healthUrl = `http://127.0.0.1:${cluster.application.port}${cluster.application.healthPath}`;
+  const agent = new Agent(
+    {
+      node: o.node,
+      confirm: async () => store.confirmActive(1000),
+      services,
+      appHealth: async () => (await fetch(healthUrl, { signal: AbortSignal.timeout(1000) })).ok,
+      now: () => performance.now(),
+      log,
+    },
+    { leaseMs: cluster.timers.agentLeaseMs },
+  );
+  const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
+  const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
+  const server = await createMtlsServer({
+    ca: pki.ca,
+    cert: pki.cert,
+    key: pki.key,
+    host: machine.address,
+    port: AGENT_PORT,
+    handler: agentHandler({ status: () => status(agent, cluster, machine), roleOk: () => agent.roleOk(), fence: (e) => agent.fence(e), writers: observers }),
+    onHandlerError: (err) => log('api-error', { error: String(err) }),
+  });
+  log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none' });
+  const timer = setInterval(() => void agent.tick(), o.tickMs ?? 500);
+  await agent.tick();
+  await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
+  clearInterval(timer);
+  await server.close();
+  await watch.close();
+  await store.close();
+  log('agent-stopped', { node: o.node });
+}
+
+async function serviceRunner(cluster: Cluster, labServices?: string): Promise<ServiceRunner> {
+  if (!labServices) return new SystemdServices(cluster.application.services);
+  const specs = JSON.parse(await readFile(labServices, 'utf8')) as ProcessSpec[];
+  return new ProcessServices(specs);
+}
+
+async function status(agent: Agent, cluster: Cluster, machine: Machine): Promise<AgentStatus> {
+  const s: AgentStatus = {
+    node: machine.name,
+    active: agent.isActive(),
+    epoch: agent.record?.epoch ?? null,
+    confirmedAgoMs: agent.confirmedAt === null ? null : Math.round(performance.now() - agent.confirmedAt),
+    appHealthy: agent.appHealthy,
+    ready: agent.confirmedAt !== null && performance.now() - agent.confirmedAt < cluster.timers.agentLeaseMs,
+    services: agent.services,
+    disk: [],
+  };
+  if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);
+  for (const path of [ROOTS.data]) {
+    const fs = await statfs(path).catch(() => undefined);
+    if (fs) s.disk.push({ path, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize });
+  }
+  return s;
+}
+
+/** This machine's member in Patroni's view of the cluster: role, state and replication lag. */
+async function patroniState(cluster: Cluster, machine: Machine): Promise<AgentStatus['patroni']> {
+  try {
+    const res = await fetch(`http://${machine.address}:${cluster.database.patroniPort}/cluster`, { signal: AbortSignal.timeout(1000) });
+    const body = (await res.json()) as { members?: { name: string; role: string; state: string; lag?: number | string }[] };
+    const me = body.members?.find((m) => m.name === machine.name);
+    if (!me) return { role: 'unknown', state: 'not a member', lagBytes: null };
+    return { role: me.role, state: me.state, lagBytes: typeof me.lag === 'number' ? me.lag : null };
+  } catch (err) {
+    return { role: 'unknown', state: `Patroni REST API unreachable: ${(err as Error).message}`, lagBytes: null };
+  }
+}

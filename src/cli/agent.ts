@@ -1,0 +1,33 @@
+/** `vigil agent` and `vigil observer`: the daemons, run by systemd on real machines and by the lab. */
+import type { Command } from 'commander';
+import { PATHS } from '../config/paths.ts';
+
+export function registerDaemons(program: Command): void {
+  program
+    .command('agent')
+    .description('the node agent of an app or db machine (runs as a service)')
+    .requiredOption('--node <name>', 'this machine\'s name in the cluster file')
+    .option('--cluster <file>', 'cluster file', PATHS.clusterFile)
+    .option('--lab-services <file>', 'run the lab\'s service processes instead of systemd units')
+    .action(async (o: { node: string; cluster: string; labServices?: string }) => {
+      const { runAgent } = await import('../agent/daemon.ts');
+      await runAgent({ clusterFile: o.cluster, node: o.node, labServices: o.labServices, signal: untilSignalled() });
+    });
+
+  program
+    .command('observer')
+    .description('the observer: watches the app machines and fails over (runs as a service on observer machines)')
+    .requiredOption('--node <name>', 'this machine\'s name in the cluster file')
+    .option('--cluster <file>', 'cluster file', PATHS.clusterFile)
+    .action(async (o: { node: string; cluster: string }) => {
+      const { runObserver } = await import('../observer/daemon.ts');
+      await runObserver({ clusterFile: o.cluster, node: o.node, signal: untilSignalled() });
+    });
+}
+
+/** Aborts on SIGTERM or SIGINT, so the daemon can close its connections and exit 0. */
+export function untilSignalled(): AbortSignal {
+  const ac = new AbortController();
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => ac.abort());
+  return ac.signal;
+}

@@ -1,0 +1,162 @@
+/**
+ * `vigil observer`: campaigns for leadership in etcd; every tick it observes the cluster, asks the
+ * pure decision function what to do (src/observer/decide.ts), logs every state transition with
+ * its reason, and — only while it leads — carries the actions out. Every action is idempotent and
+ * derived from what is observed, so an observer restarted in the middle of a failover finishes it.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createAlerter, type Alerter } from '../alerts/send.ts';
+import { loadCluster, loadSecrets } from '../config/load.ts';
+import { PATHS, ROOTS } from '../config/paths.ts';
+import type { Cluster, Secrets } from '../config/schema.ts';
+import { openStore, type Leadership, type VigilStore } from '../etcd/store.ts';
+import { EventLog } from '../events/log.ts';
+import { AGENT_PORT } from '../ha/model.ts';
+import { mtlsFetch } from '../net/mtls.ts';
+import { loadPki, type LoadedPki } from '../pki/ca.ts';
+import { HaproxyRuntime } from '../proxy/runtime.ts';
+import { etcdEndpoints } from '../render/etcd.ts';
+import { PATRONI_REST_USER } from '../render/patroni.ts';
+import { VigilError, problem } from '../util/errors.ts';
+import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type DecideConfig, type Memory } from './decide.ts';
+import { observe, type Observed } from './observe.ts';
+
+export interface ObserverOptions {
+  clusterFile: string;
+  node: string;
+  tickMs?: number;
+  signal: AbortSignal;
+}
+
+type Log = (event: string, fields?: Record<string, unknown>) => void;
+const log: Log = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event, ...fields })}\n`);
+
+/** The leader key's lease: a dead leader is replaced after at most this long. */
+const LEADER_TTL_SECONDS = 3;
+
+interface Ctx {
+  cluster: Cluster;
+  secrets: Secrets;
+  store: VigilStore;
+  pki: LoadedPki;
+  runtime?: HaproxyRuntime;
+  events: EventLog;
+  alerter: Alerter;
+  leadership: Leadership;
+}
+
+export async function runObserver(o: ObserverOptions): Promise<void> {
+  const cluster = await loadCluster(o.clusterFile);
+  const machine = cluster.machines.find((m) => m.name === o.node);
+  if (!machine) throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
+  const secrets = await loadSecrets(cluster);
+  const pki = await loadPki(PATHS.pkiDir, o.node);
+  const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
+  const events = new EventLog(store.events, { file: join(ROOTS.log, 'events.jsonl') });
+  const alerter = createAlerter(cluster.alerts, secrets, { clusterName: cluster.cluster.name, log: (entry) => log('alert', entry) });
+  const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, hostname(), LEADER_TTL_SECONDS);
+  leadership.onElected(() => log('leader-elected', { node: o.node }));
+  leadership.onLost((reason) => log('leader-lost', { reason }));
+  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership };
+  const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
+  log('observer-started', { node: o.node, leader: leadership.isLeader() });
+
+  let memory: Memory = initialMemory();
+  while (!o.signal.aborted) {
+    const started = performance.now();
+    try {
+      memory = await tick(ctx, memory, cfg);
+    } catch (err) {
+      log('tick-failed', { error: (err as Error).message });
+    }
+    const wait = Math.max(0, (o.tickMs ?? 500) - (performance.now() - started));
+    await new Promise((r) => setTimeout(r, wait));
+  }
+  await alerter.close();
+  await leadership.resign().catch(() => {});
+  await store.close();
+  log('observer-stopped', { node: o.node });
+}
+
+async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory> {
+  const seen = await observe({ ...ctx, isLeader: () => ctx.leadership.isLeader() }, performance.now());
+  const d = decide(memory, seen.obs, cfg);
+  for (const t of d.transitions) log('transition', { ...t });
+  // Leadership is checked again right before acting: a deposed observer must not act on a stale view.
+  if (d.actions.length && ctx.leadership.isLeader()) await execute(ctx, seen, d.actions);
+  return d.memory;
+}
+
+async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<void> {
+  for (const a of actions) {
+    log('action', { ...a });
+    switch (a.kind) {
+      case 'activate': {
+        const current = seen.active;
+        if ((current?.record.epoch ?? null) !== a.expectEpoch) return;
+        const written = await ctx.store.casActive(
+          { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason },
+          current ? { revision: current.revision } : null,
+          { leader: ctx.leadership },
+        );
+        if (!written) {
+          log('activate-lost-race', { node: a.node, epoch: a.epoch });
+          return; // someone wrote first: decide again on the next tick
+        }
+        break;
+      }
+      case 'fence':
+        await fenceAgent(ctx, a.node, a.epoch);
+        await ctx.runtime?.maint('app', a.node).catch((err: Error) => log('maint-failed', { node: a.node, error: err.message }));
+        break;
+      case 'unfence':
+        await ctx.runtime?.ready('app', a.node).catch((err: Error) => log('ready-failed', { node: a.node, error: err.message }));
+        break;
+      case 'db-switchover':
+        await patroniSwitchover(ctx, a.from, a.to);
+        break;
+      case 'event': {
+        const stored = await ctx.events.append(a.event).catch((err: Error) => {
+          log('event-store-failed', { error: err.message });
+          return { ...a.event, at: new Date().toISOString() };
+        });
+        void ctx.alerter.alert(stored); // never holds up the failover
+        break;
+      }
+      case 'complete-request':
+        await ctx.store.clearRequest(a.id);
+        break;
+    }
+  }
+}
+
+/** Best effort: the agent may be dead or cut off; MAINT in HAProxy and its own lease fence it anyway. */
+async function fenceAgent(ctx: Ctx, node: string, epoch: number): Promise<void> {
+  const m = ctx.cluster.machines.find((x) => x.name === node);
+  if (!m) return;
+  try {
+    await mtlsFetch(`https://${m.address}:${AGENT_PORT}/fence`, { ca: ctx.pki.ca, cert: ctx.pki.cert, key: ctx.pki.key, method: 'POST', json: { epoch }, timeoutMs: 1000 });
+  } catch (err) {
+    log('fence-agent-unreachable', { node, error: (err as Error).message });
+  }
+}
+
+/** Patroni's planned switchover: the primary hands over to the candidate once it has caught up. */
+async function patroniSwitchover(ctx: Ctx, from: string, to: string): Promise<void> {
+  const m = ctx.cluster.machines.find((x) => x.name === from);
+  if (!m) return;
+  const auth = Buffer.from(`${PATRONI_REST_USER}:${ctx.secrets.patroniRestPassword}`).toString('base64');
+  try {
+    const res = await fetch(`http://${m.address}:${ctx.cluster.database.patroniPort}/switchover`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ leader: from, candidate: to }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    log('db-switchover', { from, to, status: res.status, answer: (await res.text()).slice(0, 200) });
+  } catch (err) {
+    log('db-switchover-failed', { from, to, error: (err as Error).message });
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * What the observer sees each tick, gathered in parallel with short deadlines: the records in
+ * etcd, and for every app machine the observer's own deep check (an HTTP request through nginx
+ * and the app to the database), its agent's status, whether it holds the Patroni primary, and
+ * its server's state in HAProxy.
+ */
+import type { Cluster, Machine } from '../config/schema.ts';
+import { withRole } from '../config/schema.ts';
+import type { VigilStore, Versioned } from '../etcd/store.ts';
+import { AGENT_PORT, type ActiveRecord, type AgentStatus } from '../ha/model.ts';
+import { mtlsFetch } from '../net/mtls.ts';
+import type { LoadedPki } from '../pki/ca.ts';
+import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
+import type { NodeObservation, Observation, ProxyState } from './decide.ts';
+
+export const CHECK_TIMEOUT_MS = 800;
+
+export interface Observed {
+  obs: Observation;
+  /** The active record with its revision, for the compare-and-swap of an activation. */
+  active: Versioned<ActiveRecord> | null;
+  agents: Map<string, AgentStatus>;
+}
+
+export interface ObserveDeps {
+  cluster: Cluster;
+  store: VigilStore;
+  pki: LoadedPki;
+  runtime?: HaproxyRuntime;
+  isLeader(): boolean;
+}
+
+async function ok(url: string, method = 'GET'): Promise<boolean> {
+  try {
+    const res = await fetch(url, { method, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+export async function agentStatus(pki: LoadedPki, m: Machine, timeoutMs = CHECK_TIMEOUT_MS): Promise<AgentStatus | undefined> {
+  try {
+    const res = await mtlsFetch(`https://${m.address}:${AGENT_PORT}/status`, { ca: pki.ca, cert: pki.cert, key: pki.key, timeoutMs });
+    return res.status === 200 ? res.json<AgentStatus>() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function proxyState(servers: ServerState[] | undefined, name: string): ProxyState {
+  const s = servers?.find((x) => x.server === name);
+  if (!s) return 'unknown';
+  if (s.admin !== 'ready') return s.admin;
+  return s.op === 'up' ? 'ready' : 'down';
+}
+
+export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> {
+  const { cluster, store } = d;
+  const apps = withRole(cluster, 'app');
+  const [active, maintenance, request, servers] = await Promise.all([
+    store.getActive(),
+    store.getMaintenance(),
+    store.getRequest(),
+    d.runtime?.servers('app').catch(() => undefined),
+  ]);
+  const agents = new Map<string, AgentStatus>();
+  const nodes = await Promise.all(
+    apps.map(async (m): Promise<NodeObservation> => {
+      const [deepOk, status, dbPrimary] = await Promise.all([
+        ok(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`),
+        agentStatus(d.pki, m),
+        m.roles.includes('db') ? ok(`http://${m.address}:${cluster.database.patroniPort}/primary`, 'OPTIONS') : Promise.resolve(false),
+      ]);
+      if (status) agents.set(m.name, status);
+      return {
+        name: m.name,
+        deepOk,
+        agentReachable: status !== undefined,
+        agentActive: status?.active ?? false,
+        agentEpoch: status?.epoch ?? null,
+        // A standby runs no application to check: its agent's readiness stands for its health.
+        appHealthy: status ? (status.active ? status.appHealthy : status.ready) : false,
+        dbPrimary,
+        proxyState: proxyState(servers, m.name),
+      };
+    }),
+  );
+  const followDb = apps.length > 0 && apps.every((m) => m.roles.includes('db'));
+  return {
+    obs: { nowMs, isLeader: d.isLeader(), maintenance: maintenance !== null, active: active?.record ?? null, request, followDb, nodes },
+    active,
+    agents,
+  };
+}
