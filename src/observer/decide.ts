@@ -1,0 +1,501 @@
+/**
+ * The observer's decision: a pure function from what the leader observed this tick, and what it
+ * remembers from earlier ticks, to the actions the daemon carries out. No I/O and no clock: time
+ * is `obs.nowMs`, a monotonic reading the daemon passes in. docs/observer-states.md lists every
+ * state and transition with the reason texts written here.
+ *
+ * Two kinds of output:
+ * - moves (activate, db-switchover, complete-request, events) come from the state machine, which
+ *   needs memory for its timers (how long has the active node been failing?);
+ * - fencing (fence, unfence) is derived from the observation alone on every acting tick: every
+ *   app machine but the active one is in MAINT with its services stopped, the active one is not
+ *   in MAINT. So an observer that restarts with empty memory finishes an interrupted failover,
+ *   and the record in etcd, not this memory, says which node is active.
+ *
+ * @example
+ *   let memory = initialMemory();
+ *   const { memory: next, actions, transitions } = decide(memory, observation, DEFAULT_DECIDE_CONFIG);
+ */
+import type { ActiveRecord, EventType, OperatorRequest, VigilEvent } from '../ha/model.ts';
+
+export type State =
+  | 'follower'
+  | 'bootstrap'
+  | 'healthy'
+  | 'suspect'
+  | 'failing-over'
+  | 'switching-db'
+  | 'no-candidate'
+  | 'maintenance';
+
+/** HAProxy's view of an app server: its admin state (maint, drain) or else its check result. */
+export type ProxyState = 'ready' | 'maint' | 'drain' | 'down' | 'unknown';
+
+export interface NodeObservation {
+  name: string;
+  /** The observer's own request through nginx and the app to the database answered 200. */
+  deepOk: boolean;
+  agentReachable: boolean;
+  /** The agent says it serves (started the services at an epoch it confirmed). */
+  agentActive: boolean;
+  agentEpoch: number | null;
+  /** The agent's local view of the app's health check. */
+  appHealthy: boolean;
+  /** The Patroni primary runs on this machine (pair topology). */
+  dbPrimary: boolean;
+  proxyState: ProxyState;
+}
+
+export interface Observation {
+  /** Monotonic milliseconds. */
+  nowMs: number;
+  isLeader: boolean;
+  maintenance: boolean;
+  active: ActiveRecord | null;
+  request: OperatorRequest | null;
+  /** `pair` topology: the app must run on the machine that holds the PostgreSQL primary. */
+  followDb: boolean;
+  /** Every app machine, in cluster-file order (the order breaks ties between candidates). */
+  nodes: NodeObservation[];
+}
+
+export interface NodeMemory {
+  /** Since when the machine has been healthy without interruption; null while it is not. */
+  healthySinceMs: number | null;
+  /** Reachability as last reported by node-lost / node-back. */
+  reachable: boolean;
+  /** When the observation first differed from `reachable`; null while it agrees. */
+  changedSinceMs: number | null;
+}
+
+/** What the daemon carries from one tick to the next; plain JSON so it can be logged. */
+export interface Memory {
+  state: State;
+  /** Epoch of the record the timers below refer to (also the floor of a new bootstrap epoch). */
+  epoch: number | null;
+  /** When the active node started failing its checks (suspect, no-candidate). */
+  failingSinceMs: number | null;
+  /** The activation failing-over waits for. */
+  activation: { node: string; epoch: number; sinceMs: number } | null;
+  /** A planned switchover waiting for Patroni to move the primary (switching-db). */
+  switchover: { requestId: string; from: string; to: string; sinceMs: number } | null;
+  nodes: Record<string, NodeMemory>;
+}
+
+export interface DecideConfig {
+  /** How long the active node must fail its checks before a failover. */
+  failAfterMs: number;
+  /** How long a standby must have been healthy to be a failover candidate (0: healthy now). */
+  standbyHealthyForMs: number;
+  /** How long a machine must be gone (or back) before node-lost (node-back) is recorded. */
+  lostAfterMs: number;
+  /** How long a newly activated node may take to serve before it counts as failing. */
+  activateTimeoutMs: number;
+  /** How long a switchover waits for Patroni to move the primary (pair). */
+  dbSwitchoverTimeoutMs: number;
+}
+
+export const DEFAULT_DECIDE_CONFIG: DecideConfig = {
+  failAfterMs: 2000,
+  standbyHealthyForMs: 0,
+  lostAfterMs: 2000,
+  activateTimeoutMs: 10_000,
+  dbSwitchoverTimeoutMs: 30_000,
+};
+
+export type EventAction = Omit<VigilEvent, 'seq' | 'at'>;
+
+/**
+ * The daemon carries these out in the order given (decide sorts them). When an `activate`'s
+ * compare-and-swap fails, it drops the rest of the list and decides again on the next tick.
+ */
+export type Action =
+  /** Write ActiveRecord {node, epoch} if the current record's epoch is `expectEpoch` (null: no record). */
+  | { kind: 'activate'; node: string; epoch: number; expectEpoch: number | null; reason: string }
+  /** Stop the node's services through its agent (best effort) and put it in MAINT (always). */
+  | { kind: 'fence'; node: string; epoch: number; reason: string }
+  /** Set the active node's server back to READY in HAProxy. */
+  | { kind: 'unfence'; node: string }
+  /** Ask Patroni to move the primary (planned switchover, pair). */
+  | { kind: 'db-switchover'; from: string; to: string }
+  | { kind: 'event'; event: EventAction }
+  /** Answer the operator request and remove it. */
+  | { kind: 'complete-request'; id: string; ok: boolean; message: string };
+
+export interface Transition {
+  from: State;
+  to: State;
+  reason: string;
+}
+
+export interface Decision {
+  memory: Memory;
+  actions: Action[];
+  transitions: Transition[];
+}
+
+export const initialMemory = (): Memory => ({
+  state: 'follower',
+  epoch: null,
+  failingSinceMs: null,
+  activation: null,
+  switchover: null,
+  nodes: {},
+});
+
+/**
+ * Healthy: the observer's deep check passes or, when it cannot reach the machine that way, the
+ * agent it can reach says the app passes its own health check (the same path through nginx and
+ * the app to the database). The active node and the candidates are judged alike, so a broken
+ * path from the observer alone never moves the app back and forth.
+ */
+export const isHealthy = (n: NodeObservation | undefined): boolean =>
+  n !== undefined && (n.deepOk || (n.agentReachable && n.appHealthy));
+
+/** Serving at `epoch`: healthy, and its agent confirms the epoch when the observer can ask it. */
+const servesAt = (n: NodeObservation | undefined, epoch: number): boolean =>
+  n !== undefined && isHealthy(n) && (!n.agentReachable || (n.agentActive && n.agentEpoch === epoch));
+
+/** A machine that is not the active one may still run services or take traffic. */
+const needsFence = (n: NodeObservation): boolean =>
+  (n.agentReachable && n.agentActive) || n.proxyState === 'ready' || n.proxyState === 'drain' || n.proxyState === 'down';
+
+const why = (n: NodeObservation | undefined): string => {
+  if (!n) return 'not an app machine of this cluster';
+  const deep = n.deepOk ? 'deep check passes' : 'deep check fails';
+  const agent = !n.agentReachable ? 'agent unreachable' : n.appHealthy ? 'agent reports the app healthy' : 'agent reports the app unhealthy';
+  return `${deep}, ${agent}`;
+};
+
+interface Tick {
+  obs: Observation;
+  cfg: DecideConfig;
+  mem: Memory;
+  actions: Action[];
+  transitions: Transition[];
+  /** The record after this tick: the observed one, or the one this tick's activate writes. */
+  record: { node: string; epoch: number } | null;
+  /** This tick activates a node (its fences are then recorded as events). */
+  moved: boolean;
+}
+
+const ORDER: Record<Action['kind'], number> = {
+  activate: 0,
+  fence: 1,
+  unfence: 2,
+  'db-switchover': 3,
+  event: 4,
+  'complete-request': 5,
+};
+
+/** Decide one tick. See the module comment and docs/observer-states.md. */
+export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Decision {
+  if (!obs.isLeader) {
+    const transitions: Transition[] =
+      memory.state === 'follower' ? [] : [{ from: memory.state, to: 'follower', reason: 'this observer does not hold the leadership in etcd' }];
+    return { memory: initialMemory(), actions: [], transitions };
+  }
+  const t: Tick = {
+    obs,
+    cfg,
+    mem: structuredClone(memory),
+    actions: [],
+    transitions: [],
+    record: obs.active && { node: obs.active.node, epoch: obs.active.epoch },
+    moved: false,
+  };
+  // Machine changes seen during maintenance are reported once it ends, not lost.
+  track(t, !obs.maintenance);
+  if (obs.maintenance) {
+    maintenance(t);
+  } else {
+    if (t.mem.state === 'maintenance') t.actions.push(event('maintenance-off', 'maintenance ended: the observer acts again'));
+    if (obs.active) withRecord(t, obs.active);
+    else bootstrap(t);
+    if (t.record) fencing(t);
+  }
+  const actions = t.actions.sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
+  return { memory: t.mem, actions, transitions: t.transitions };
+}
+
+function go(t: Tick, to: State, reason: string, always = false): void {
+  if (t.mem.state === to && !always) return;
+  t.transitions.push({ from: t.mem.state, to, reason });
+  t.mem.state = to;
+}
+
+function event(type: EventType, message: string, extra: Omit<EventAction, 'type' | 'message'> = {}): Action {
+  return { kind: 'event', event: { type, message, ...extra } };
+}
+
+const nodeOf = (obs: Observation, name: string): NodeObservation | undefined => obs.nodes.find((n) => n.name === name);
+
+/** Two machines claiming the primary is a passing Patroni view: follow neither until it settles. */
+function dbPrimaryOf(obs: Observation): NodeObservation | undefined {
+  const primaries = obs.nodes.filter((n) => n.dbPrimary);
+  return primaries.length === 1 ? primaries[0] : undefined;
+}
+
+function isCandidate(t: Tick, n: NodeObservation): boolean {
+  const since = t.mem.nodes[n.name]?.healthySinceMs ?? null;
+  return isHealthy(n) && since !== null && t.obs.nowMs - since >= t.cfg.standbyHealthyForMs;
+}
+
+/** In pair the DB primary's machine first: the app must end up there anyway. */
+function candidate(t: Tick, exclude: string): NodeObservation | undefined {
+  const all = t.obs.nodes.filter((n) => n.name !== exclude && isCandidate(t, n));
+  return (t.obs.followDb ? all.find((n) => n.dbPrimary) : undefined) ?? all[0];
+}
+
+/** Health and reachability bookkeeping; node-lost / node-back once a change has lasted lostAfterMs. */
+function track(t: Tick, report: boolean): void {
+  const { obs, cfg } = t;
+  const nodes: Record<string, NodeMemory> = {};
+  for (const n of obs.nodes) {
+    const prev = t.mem.nodes[n.name];
+    const up = n.deepOk || n.agentReachable;
+    // A machine first seen (fresh memory) is taken as it is: a new leader does not repeat alerts.
+    const m: NodeMemory = prev ? { ...prev } : { healthySinceMs: null, reachable: up, changedSinceMs: null };
+    m.healthySinceMs = isHealthy(n) ? (m.healthySinceMs ?? obs.nowMs) : null;
+    nodes[n.name] = m;
+    if (!report) continue;
+    if (up === m.reachable) {
+      m.changedSinceMs = null;
+      continue;
+    }
+    m.changedSinceMs ??= obs.nowMs;
+    const forMs = obs.nowMs - m.changedSinceMs;
+    if (forMs < cfg.lostAfterMs) continue;
+    m.reachable = up;
+    m.changedSinceMs = null;
+    t.actions.push(
+      up
+        ? event('node-back', `${n.name} answers again (for ${forMs} ms)`, { node: n.name })
+        : event('node-lost', `${n.name} has not answered for ${forMs} ms: neither the deep check nor its agent`, { node: n.name }),
+    );
+  }
+  t.mem.nodes = nodes;
+}
+
+function maintenance(t: Tick): void {
+  const { mem, obs } = t;
+  if (mem.state !== 'maintenance') {
+    // A leader that finds maintenance already on (it just took the lead) did not see it start.
+    if (mem.state !== 'follower') t.actions.push(event('maintenance-on', 'maintenance started: the observer takes no action until it ends'));
+    go(t, 'maintenance', 'the maintenance flag is set in etcd');
+    Object.assign(mem, { failingSinceMs: null, activation: null, switchover: null });
+  }
+  if (obs.request) refuse(t, obs.request, 'the cluster is in maintenance: the observer carries out no request until maintenance ends');
+}
+
+function bootstrap(t: Tick): void {
+  const { mem, obs } = t;
+  if (mem.state !== 'bootstrap') {
+    go(t, 'bootstrap', 'there is no active record in etcd: the first healthy app machine becomes active');
+    Object.assign(mem, { failingSinceMs: null, activation: null, switchover: null });
+  }
+  if (obs.request && request(t, obs.request, null)) return;
+  const primary = dbPrimaryOf(obs);
+  const chosen = obs.followDb ? (isHealthy(primary) ? primary : undefined) : obs.nodes.find((n) => isHealthy(n));
+  if (!chosen) return; // never activate a machine that is not healthy: wait
+  const db = obs.followDb ? 'holds the database primary and ' : '';
+  move(t, chosen.name, 'bootstrap', `bootstrap: ${chosen.name} ${db}is healthy (${why(chosen)})`);
+}
+
+function withRecord(t: Tick, active: ActiveRecord): void {
+  const { mem, obs } = t;
+  // The timers belong to one record and one spell of leadership: after a follower or maintenance
+  // spell, or a record another writer changed, only the observation counts.
+  const stale = mem.epoch !== active.epoch || mem.state === 'follower' || mem.state === 'maintenance' || mem.state === 'bootstrap';
+  const withdrawn = mem.state === 'switching-db' && obs.request?.id !== mem.switchover?.requestId;
+  if (stale) resume(t, active);
+  else if (withdrawn) resume(t, active, 'the switchover request was withdrawn; ');
+  if (obs.request && request(t, obs.request, active)) return;
+  if (mem.state === 'failing-over') failingOver(t, active);
+  else watch(t, active);
+}
+
+/** Derive the state from the record and the observation alone (fresh memory converges). */
+function resume(t: Tick, active: ActiveRecord, cause = ''): void {
+  const { mem, obs } = t;
+  const n = nodeOf(obs, active.node);
+  const at = `${active.node} is active at epoch ${active.epoch}`;
+  Object.assign(mem, { epoch: active.epoch, failingSinceMs: null, activation: null, switchover: null });
+  if (servesAt(n, active.epoch)) return go(t, 'healthy', `${cause}${at} and serves`);
+  if (n?.agentReachable && !(n.agentActive && n.agentEpoch === active.epoch)) {
+    // Its agent answers but has not confirmed this epoch: an activation still under way.
+    mem.activation = { node: active.node, epoch: active.epoch, sinceMs: obs.nowMs };
+    return go(t, 'failing-over', `${cause}${at}; waiting for it to serve (${why(n)}, agent at epoch ${n.agentEpoch ?? 'none'})`);
+  }
+  mem.failingSinceMs = obs.nowMs;
+  go(t, 'suspect', `${cause}${at} but fails its checks (${why(n)})`);
+}
+
+/** healthy, suspect, no-candidate: watch the active node, fail over after failAfterMs. */
+function watch(t: Tick, active: ActiveRecord): void {
+  const { mem, obs, cfg } = t;
+  const n = nodeOf(obs, active.node);
+  const failing = !isHealthy(n);
+  if (obs.followDb && followDb(t, active, failing)) return;
+  if (!failing) {
+    const after = mem.failingSinceMs === null ? '' : ` after failing for ${obs.nowMs - mem.failingSinceMs} ms`;
+    go(t, 'healthy', `${active.node} passes its checks again${after}`);
+    mem.failingSinceMs = null;
+    return;
+  }
+  mem.failingSinceMs ??= obs.nowMs;
+  if (mem.state === 'healthy') go(t, 'suspect', `${active.node} fails its checks (${why(n)}); failover after ${cfg.failAfterMs} ms`);
+  const failedMs = obs.nowMs - mem.failingSinceMs;
+  if (failedMs < cfg.failAfterMs) return;
+  const failed = `${active.node} has failed its checks for ${failedMs} ms (${why(n)})`;
+  const to = candidate(t, active.node);
+  if (to) {
+    const db = obs.followDb && to.dbPrimary ? ' and holds the database primary' : '';
+    return move(t, to.name, 'failover', `failover: ${failed}; ${to.name} is healthy${db}`);
+  }
+  if (mem.state === 'no-candidate') return;
+  go(t, 'no-candidate', `${failed} and no standby is healthy`);
+  const standbys = obs.nodes.filter((s) => s.name !== active.node).map((s) => `${s.name}: ${why(s)}`);
+  t.actions.push(
+    event('failover', `no failover: ${failed} and no standby is healthy (${standbys.join('; ') || 'none'}); the observer keeps checking`, {
+      node: active.node,
+      epoch: active.epoch,
+      details: { outcome: 'no-candidate' },
+    }),
+  );
+}
+
+/** pair: the app runs where the database primary runs, once that machine is healthy. */
+function followDb(t: Tick, active: ActiveRecord, failing: boolean): boolean {
+  const p = dbPrimaryOf(t.obs);
+  if (!p || p.name === active.node || !isCandidate(t, p)) return false;
+  const state = failing ? `, which fails its checks (${why(nodeOf(t.obs, active.node))})` : '';
+  move(t, p.name, failing ? 'failover' : 'switchover', `follow-db: the database primary is on ${p.name} and the app on ${active.node}${state}; ${p.name} is healthy`);
+  return true;
+}
+
+/** failing-over: the epoch is bumped; wait until the new node serves at it. */
+function failingOver(t: Tick, active: ActiveRecord): void {
+  const { mem, obs, cfg } = t;
+  const act = mem.activation;
+  if (!act || act.node !== active.node || act.epoch !== active.epoch) {
+    resume(t, active);
+    if (mem.state !== 'failing-over') watch(t, active);
+    return;
+  }
+  const n = nodeOf(obs, act.node);
+  const waitedMs = obs.nowMs - act.sinceMs;
+  if (servesAt(n, act.epoch)) {
+    mem.activation = null;
+    go(t, 'healthy', `${act.node} serves at epoch ${act.epoch}, ${waitedMs} ms after its activation`);
+    t.actions.push(event('activate', `${act.node} serves at epoch ${act.epoch}`, { node: act.node, epoch: act.epoch }));
+    return;
+  }
+  if (waitedMs < cfg.activateTimeoutMs) return; // fencing re-issues fence and unfence meanwhile
+  Object.assign(mem, { activation: null, failingSinceMs: act.sinceMs });
+  go(t, 'suspect', `${act.node} did not serve within ${cfg.activateTimeoutMs} ms of its activation at epoch ${act.epoch} (${why(n)})`);
+  watch(t, active);
+}
+
+/** Write the new record (compare-and-swap on the epoch) and wait for the node in failing-over. */
+function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string): void {
+  const { mem, obs } = t;
+  const prev = obs.active;
+  // Without a record, start above every epoch still known, so no agent mistakes it for a stale one.
+  const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => n.agentEpoch ?? 0));
+  const epoch = prev ? prev.epoch + 1 : floor + 1;
+  t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason });
+  t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null } }));
+  t.record = { node: to, epoch };
+  t.moved = true;
+  Object.assign(mem, { epoch, failingSinceMs: null, switchover: null, activation: { node: to, epoch, sinceMs: obs.nowMs } });
+  go(t, 'failing-over', reason, true);
+}
+
+/** Every app machine but the active one in MAINT with its services stopped; the active one not in MAINT. */
+function fencing(t: Tick): void {
+  const rec = t.record;
+  if (!rec) return;
+  for (const n of t.obs.nodes) {
+    if (n.name === rec.node) {
+      if (n.proxyState === 'maint') t.actions.push({ kind: 'unfence', node: n.name });
+      continue;
+    }
+    if (!needsFence(n)) continue;
+    t.actions.push({ kind: 'fence', node: n.name, epoch: rec.epoch, reason: `${n.name} is not the active node (${rec.node} is, at epoch ${rec.epoch})` });
+    if (t.moved) t.actions.push(event('fence', `${n.name} fenced at epoch ${rec.epoch}: services stopped, MAINT in HAProxy`, { node: n.name, epoch: rec.epoch }));
+  }
+}
+
+// ---- operator requests ----------------------------------------------------------------------
+
+/** Both return false: answering a request does not take over the tick. */
+function complete(t: Tick, req: OperatorRequest, message: string): false {
+  t.actions.push({ kind: 'complete-request', id: req.id, ok: true, message });
+  return false;
+}
+
+function refuse(t: Tick, req: OperatorRequest, message: string): false {
+  t.actions.push({ kind: 'complete-request', id: req.id, ok: false, message });
+  t.actions.push(event('request-failed', `${req.kind} request ${req.id} refused: ${message}`, { details: { request: req } }));
+  return false;
+}
+
+/** Carry out a request; true when it owns this tick (it moved the app or waits for the database). */
+function request(t: Tick, req: OperatorRequest, active: ActiveRecord | null): boolean {
+  // The record names the request that wrote it: a request read again after a crash is done.
+  if (active?.reason.includes(`request ${req.id}`)) {
+    return complete(t, req, `already carried out: ${active.node} is active at epoch ${active.epoch}`);
+  }
+  return req.kind === 'failover' ? failoverRequest(t, req, active) : switchoverRequest(t, req, active);
+}
+
+const appMachines = (obs: Observation): string => obs.nodes.map((n) => n.name).join(', ');
+
+function failoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'failover' }>, active: ActiveRecord | null): boolean {
+  const { obs } = t;
+  const to = nodeOf(obs, req.to);
+  const stays = active ? `; ${active.node} stays active` : '';
+  if (!to) return refuse(t, req, `no app machine is named ${req.to} (app machines: ${appMachines(obs)})`);
+  if (active?.node === to.name) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
+  if (!isHealthy(to)) return refuse(t, req, `${to.name} is not healthy (${why(to)})${stays}`);
+  const p = dbPrimaryOf(obs);
+  if (obs.followDb && p && p.name !== to.name && isHealthy(p)) {
+    const msg = `${to.name} does not hold the database primary and ${p.name}, which does, is healthy: the app would follow the database straight back. A switchover moves the database first`;
+    return refuse(t, req, msg + stays);
+  }
+  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
+  complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}`);
+  return true;
+}
+
+function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switchover' }>, active: ActiveRecord | null): boolean {
+  const { mem, obs, cfg } = t;
+  if (!active) return refuse(t, req, 'there is no active node yet, so nothing to switch over from');
+  const sw = mem.switchover?.requestId === req.id ? mem.switchover : null;
+  const name = sw?.to ?? req.to ?? obs.nodes.find((n) => n.name !== active.node && isHealthy(n))?.name;
+  const stays = `; ${active.node} stays active`;
+  if (!name) return refuse(t, req, `no standby is healthy${stays}`);
+  const to = nodeOf(obs, name);
+  if (!to) return refuse(t, req, `no app machine is named ${name} (app machines: ${appMachines(obs)})`);
+  if (to.name === active.node) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
+  const dbThere = !obs.followDb || to.dbPrimary;
+  if (dbThere && isHealthy(to)) {
+    move(t, to.name, 'switchover', `switchover to ${to.name} requested by the operator (request ${req.id})`);
+    complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}`);
+    return true;
+  }
+  if (!sw) {
+    if (!isHealthy(to)) return refuse(t, req, `${to.name} is not healthy (${why(to)})${stays}`);
+    // pair: the database moves first, so the app never runs away from its primary.
+    const from = dbPrimaryOf(obs)?.name ?? active.node;
+    mem.switchover = { requestId: req.id, from, to: to.name, sinceMs: obs.nowMs };
+    t.actions.push({ kind: 'db-switchover', from, to: to.name });
+    go(t, 'switching-db', `switchover to ${to.name} requested by the operator (request ${req.id}): asking Patroni to move the database primary from ${from} first`);
+    return true;
+  }
+  if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return true;
+  const what = dbThere ? `${to.name} holds the database primary but did not pass its checks (${why(to)})` : `the database primary did not move from ${sw.from} to ${to.name}`;
+  resume(t, active, `switchover request ${req.id} failed; `);
+  return refuse(t, req, `${what} within ${cfg.dbSwitchoverTimeoutMs} ms${stays}`);
+}
