@@ -1,0 +1,171 @@
+/**
+ * Deadlines, cancellation and error mapping for every etcd call. Retry policy lives here and in
+ * the callers' loops, not in etcd3: its default policies retry three times and open a 5 s
+ * circuit breaker per endpoint, which would both hide an outage from the caller's deadline and
+ * refuse the first calls after etcd is back (see `passThroughPolicy`).
+ */
+import { ClientClosedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, GRPCUnauthenticatedError, isRecoverableError, type IOptions } from 'etcd3';
+import { problem, type Problem } from '../util/errors.ts';
+
+/** Every store call accepts these; `timeoutMs` defaults to the store's `callTimeoutMs`. */
+export interface CallOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * Stable codes of StoreError, with what each means. Kept here rather than in src/util/errors.ts
+ * until the store is wired into the CLI (ETCD_ codes are never reused either).
+ */
+export const STORE_ERROR_CODES = {
+  ETCD_TIMEOUT: 'etcd did not answer within the deadline',
+  ETCD_UNAVAILABLE: 'no etcd member could serve the request (down, unreachable, or no quorum)',
+  ETCD_REFUSED: 'etcd refused the request: authentication or permission',
+  ETCD_DATA: 'a key under the cluster prefix holds a value Vigil did not write, or a caller tried to write one',
+  ETCD_CLOSED: 'the store was used after close()',
+  ETCD_CANCELLED: 'the caller cancelled the request',
+  ETCD_FAILED: 'etcd returned an error Vigil does not know how to handle',
+} as const;
+export type StoreErrorCode = keyof typeof STORE_ERROR_CODES;
+
+/** An etcd call that failed: which operation, on which endpoints, and whether to try again. */
+export class StoreError extends Error {
+  readonly code: StoreErrorCode;
+  readonly retryable: boolean;
+  /** The store operation, e.g. "casActive". */
+  readonly op: string;
+  readonly problems: Problem[];
+
+  constructor(code: StoreErrorCode, op: string, p: Problem, opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super(`${p.where}: ${p.message}\n  fix: ${p.fix}`, { cause: opts.cause });
+    this.name = 'StoreError';
+    this.code = code;
+    this.op = op;
+    this.problems = [p];
+    this.retryable = opts.retryable ?? (code === 'ETCD_TIMEOUT' || code === 'ETCD_UNAVAILABLE');
+  }
+}
+
+const CHECK_ETCD = 'check that etcd is running and reachable (`etcdctl endpoint health --cluster`), then retry';
+
+export function toStoreError(op: string, endpoints: string[], err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  const where = `etcd ${endpoints.join(',')} (${op})`;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (err instanceof ClientClosedError) return new StoreError('ETCD_CLOSED', op, problem(where, 'the store is closed', 'open a new store'), { cause: err });
+  if (err instanceof EtcdPermissionDeniedError || err instanceof EtcdAuthenticationFailedError || err instanceof EtcdInvalidAuthTokenError || err instanceof GRPCUnauthenticatedError) {
+    return new StoreError('ETCD_REFUSED', op, problem(where, `refused: ${msg}`, "check the etcd user, password and role in the cluster's secrets"), { cause: err });
+  }
+  if (err instanceof Error && isRecoverableError(err)) return new StoreError('ETCD_UNAVAILABLE', op, problem(where, `unavailable: ${msg}`, CHECK_ETCD), { cause: err });
+  return new StoreError('ETCD_FAILED', op, problem(where, msg, 'see the cause; if etcd is healthy this is a bug in Vigil'), { cause: err });
+}
+
+export function badData(op: string, key: string, why: string, fix?: string): StoreError {
+  return new StoreError('ETCD_DATA', op, problem(`etcd key ${key}`, why, fix ?? `inspect it with \`etcdctl get ${key}\`; delete it if it was written by hand`));
+}
+
+/** Runs etcd calls under a deadline; one per store. */
+export class Caller {
+  closed = false;
+
+  constructor(
+    readonly endpoints: string[],
+    private readonly defaultTimeoutMs: number,
+  ) {}
+
+  /**
+   * Calls `fn` until it succeeds, fails for good, or the deadline passes. `fn` receives the gRPC
+   * deadline so the call itself is cancelled on the wire, not just abandoned. With `once`,
+   * recoverable errors are not retried: for writes whose outcome would be unknown.
+   */
+  async run<T>(op: string, opts: CallOptions | undefined, fn: (grpc: { deadline: Date }) => Promise<T>, mode: 'retry' | 'once' = 'retry'): Promise<T> {
+    if (this.closed) throw toStoreError(op, this.endpoints, new ClientClosedError(op));
+    const timeoutMs = opts?.timeoutMs ?? this.defaultTimeoutMs;
+    const end = performance.now() + timeoutMs;
+    let last: unknown;
+    for (let attempt = 0; ; attempt++) {
+      const remaining = end - performance.now();
+      if (remaining <= 0) throw this.timeout(op, timeoutMs, last);
+      try {
+        // gRPC wants wall-clock time; the monotonic clock above decides when we give up.
+        return await bounded(fn({ deadline: new Date(Date.now() + remaining) }), remaining, opts?.signal);
+      } catch (err) {
+        if (err === TIMED_OUT) throw this.timeout(op, timeoutMs, last);
+        if (err === CANCELLED) throw this.cancelled(op);
+        const mapped = toStoreError(op, this.endpoints, err);
+        if (!mapped.retryable) throw mapped;
+        // gRPC's own deadline error, or a failure right at the end: report it as the timeout it is.
+        if (performance.now() >= end) throw this.timeout(op, timeoutMs, err);
+        if (mode === 'once') throw mapped;
+        last = err;
+      }
+      const pause = Math.min(50 * 2 ** attempt, 1000, Math.max(0, end - performance.now()));
+      try {
+        await bounded(new Promise((r) => setTimeout(r, pause)), pause + 1000, opts?.signal);
+      } catch {
+        throw this.cancelled(op);
+      }
+    }
+  }
+
+  private timeout(op: string, timeoutMs: number, last: unknown): StoreError {
+    const why = last instanceof Error ? ` (last error: ${last.message})` : '';
+    return new StoreError('ETCD_TIMEOUT', op, problem(`etcd ${this.endpoints.join(',')} (${op})`, `no answer within ${timeoutMs} ms${why}`, CHECK_ETCD), { cause: last });
+  }
+
+  private cancelled(op: string): StoreError {
+    return new StoreError('ETCD_CANCELLED', op, problem(`etcd ${this.endpoints.join(',')} (${op})`, 'cancelled by the caller', 'none needed'), { retryable: false });
+  }
+}
+
+const TIMED_OUT = Symbol('timed out');
+const CANCELLED = Symbol('cancelled');
+
+/** `p`, or rejects with TIMED_OUT / CANCELLED; `p` itself is left to settle (and its rejection swallowed). */
+function bounded<T>(p: Promise<T>, ms: number, signal: AbortSignal | undefined): Promise<T> {
+  if (signal?.aborted) {
+    p.catch(() => undefined);
+    return Promise.reject(CANCELLED);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => finish(() => reject(CANCELLED));
+    const timer = setTimeout(() => finish(() => reject(TIMED_OUT)), ms);
+    let done = false;
+    function finish(f: () => void) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      f();
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => finish(() => resolve(v)),
+      (e: unknown) => finish(() => reject(e)),
+    );
+  });
+}
+
+type FaultHandling = NonNullable<IOptions['faultHandling']>;
+type Policy = NonNullable<FaultHandling['global']>;
+
+/** A cockatiel policy that calls straight through (without importing cockatiel, a transitive dependency). */
+const passThroughPolicy = {
+  execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
+  onSuccess: () => ({ dispose: () => undefined }),
+  onFailure: () => ({ dispose: () => undefined }),
+} as unknown as Policy;
+
+/**
+ * Watch streams reconnect after 100 ms, doubling up to 2 s: etcd3's default grows to 30 s, so an
+ * agent could miss a minute of changes after a short etcd outage.
+ */
+function watchBackoff(delayMs = 100): { duration: number; next(): ReturnType<typeof watchBackoff> } {
+  return { duration: delayMs, next: () => watchBackoff(Math.min(delayMs * 2, 2000)) };
+}
+
+export const faultHandling: FaultHandling = {
+  host: () => passThroughPolicy,
+  global: passThroughPolicy,
+  watchBackoff: { next: () => watchBackoff() } as unknown as FaultHandling['watchBackoff'],
+};

@@ -1,0 +1,260 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { ActiveRecord } from '../ha/model.ts';
+import { run, sleep, waitFor } from '../util/exec.ts';
+import { openStore, StoreError, type Leadership, type VigilStore } from './store.ts';
+import { closeAll, startTestEtcd, type TestEtcd } from './testing.ts';
+
+const rec = (node: string, epoch: number): ActiveRecord => ({ node, epoch, since: new Date().toISOString(), reason: 'test' });
+
+describe('VigilStore against a real etcd', () => {
+  let etcd: TestEtcd;
+  const stores: VigilStore[] = [];
+  let n = 0;
+  /** A store on a cluster prefix of its own, so tests do not see each other's keys. */
+  const open = async (cluster = `t${++n}`) => {
+    const s = await openStore({ endpoints: [etcd.endpoint], cluster, callTimeoutMs: 3000 });
+    stores.push(s);
+    return s;
+  };
+
+  before(async () => {
+    etcd = await startTestEtcd();
+  });
+  after(async () => {
+    try {
+      await closeAll(stores);
+    } finally {
+      await etcd?.stop();
+    }
+  });
+
+  it('compare-and-swap: the first writer wins, a writer with a stale revision loses', async () => {
+    const a = await open();
+    const b = await open(a.cluster);
+    assert.equal(await a.getActive(), null);
+    assert.equal(await a.casActive(rec('app1', 1), null), true);
+    assert.equal(await b.casActive(rec('app2', 1), null), false, 'creating over an existing record');
+    const seen = await b.getActive();
+    assert.deepEqual(seen?.record.node, 'app1');
+    assert.ok(seen);
+    assert.equal(await a.casActive(rec('app2', 2), seen), true);
+    assert.equal(await b.casActive(rec('app1', 2), seen), false, 'stale revision');
+    const now = await a.getActive();
+    assert.equal(now?.record.node, 'app2');
+    assert.equal(now?.record.epoch, 2);
+    assert.notEqual(now?.revision, seen.revision);
+  });
+
+  it('watchActive delivers the current record, then each change in order', async () => {
+    const s = await open();
+    await s.casActive(rec('app1', 1), null);
+    const got: (ActiveRecord | null)[] = [];
+    const sub = await s.watchActive((r) => got.push(r));
+    try {
+      await waitFor('initial record', async () => (got.length >= 1 ? true : undefined), 3000, 20);
+      let cur = await s.getActive();
+      assert.ok(await s.casActive(rec('app2', 2), cur));
+      cur = await s.getActive();
+      assert.ok(await s.casActive(rec('app1', 3), cur));
+      await waitFor('two changes', async () => (got.length >= 3 ? true : undefined), 3000, 20);
+      assert.deepEqual(
+        got.map((r) => `${r?.node}@${r?.epoch}`),
+        ['app1@1', 'app2@2', 'app1@3'],
+      );
+    } finally {
+      await sub.close();
+    }
+  });
+
+  it('maintenance: set, get, clear', async () => {
+    const s = await open();
+    assert.equal(await s.getMaintenance(), null);
+    const m = { since: new Date().toISOString(), by: 'admin', reason: 'patching' };
+    await s.setMaintenance(m);
+    assert.deepEqual(await s.getMaintenance(), m);
+    assert.equal(await s.clearMaintenance(), true);
+    assert.equal(await s.clearMaintenance(), false);
+    assert.equal(await s.getMaintenance(), null);
+  });
+
+  it('operator request: refused while one is pending; cleared only by its id', async () => {
+    const s = await open();
+    const r1 = { kind: 'switchover', id: 'r1', at: new Date().toISOString() } as const;
+    const r2 = { kind: 'failover', to: 'app2', id: 'r2', at: new Date().toISOString() } as const;
+    assert.equal(await s.putRequest(r1), true);
+    assert.equal(await s.putRequest(r2), false);
+    assert.deepEqual(await s.getRequest(), r1);
+    assert.equal(await s.clearRequest('r2'), false);
+    assert.deepEqual(await s.getRequest(), r1);
+    assert.equal(await s.clearRequest('r1'), true);
+    assert.equal(await s.getRequest(), null);
+    assert.equal(await s.putRequest(r2), true);
+    assert.equal(await s.clearRequest(), true);
+  });
+
+  it('a value Vigil did not write is an ETCD_DATA error naming the key', async () => {
+    const s = await open();
+    await run('etcdctl', ['--endpoints', etcd.endpoint, 'put', `/vigil/${s.cluster}/active`, '{"node":""}'], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });
+    await assert.rejects(s.getActive(), (err: StoreError) => {
+      assert.equal(err.code, 'ETCD_DATA');
+      assert.equal(err.retryable, false);
+      assert.match(err.message, new RegExp(`/vigil/${s.cluster}/active`));
+      return true;
+    });
+  });
+
+  it('refuses to write an invalid record', async () => {
+    const s = await open();
+    await assert.rejects(s.casActive({ node: 'app1', epoch: -1, since: 'x', reason: 'r' }, null), (err: StoreError) => err.code === 'ETCD_DATA');
+    assert.equal(await s.getActive(), null);
+  });
+
+  it('openStore fails with a retryable StoreError when nothing answers', async () => {
+    const started = performance.now();
+    await assert.rejects(openStore({ endpoints: ['http://127.0.0.1:1'], cluster: 'x', dialTimeoutMs: 800 }), (err: StoreError) => {
+      assert.ok(err instanceof StoreError);
+      assert.ok(err.retryable);
+      assert.match(err.code, /^ETCD_(TIMEOUT|UNAVAILABLE)$/);
+      return true;
+    });
+    assert.ok(performance.now() - started < 3000);
+  });
+
+  describe('leadership', () => {
+    it('of two campaigners one leads; the other takes over when it resigns', async () => {
+      const a = await open();
+      const b = await open(a.cluster);
+      const la = await a.campaign('obs-a', 'host-a', 2);
+      const lb = await b.campaign('obs-b', 'host-b', 2);
+      assert.equal(la.isLeader(), true);
+      assert.equal(lb.isLeader(), false);
+      assert.equal((await lb.current())?.id, 'obs-a');
+      let elected = 0;
+      lb.onElected(() => elected++);
+      await la.resign();
+      assert.equal(la.isLeader(), false);
+      // b hears the key's deletion on its watch; no need to wait for a TTL.
+      await waitFor('b to lead', async () => (lb.isLeader() ? true : undefined), 1500, 20);
+      assert.equal(elected, 1);
+      assert.equal((await a.currentLeader())?.id, 'obs-b');
+      await lb.resign();
+      assert.equal(await a.currentLeader(), null);
+    });
+
+    it('a crashed leader is replaced once its lease expires', async () => {
+      const s = await open();
+      const { child, leading } = spawnCampaigner(etcd.endpoint, s.cluster, 'obs-dead', 2);
+      try {
+        await leading; // loading TypeScript in a fresh process can take seconds on a busy machine
+        assert.equal((await s.currentLeader())?.id, 'obs-dead');
+        const l = await s.campaign('obs-live', 'h', 2);
+        assert.equal(l.isLeader(), false);
+        process.kill(child.pid as number, 'SIGKILL');
+        const killedAt = performance.now();
+        await waitFor('takeover', async () => (l.isLeader() ? true : undefined), 5000, 20);
+        const tookMs = performance.now() - killedAt;
+        assert.ok(tookMs < 4000, `took ${tookMs} ms`); // TTL 2 s, plus etcd's expiry check and the watch
+        assert.equal((await s.currentLeader())?.id, 'obs-live');
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid as number, 'SIGKILL');
+      }
+    });
+
+    it('casActive with a leader fails once that leadership is gone', async () => {
+      const a = await open();
+      const b = await open(a.cluster);
+      const la = await a.campaign('obs-a', 'h', 2);
+      assert.equal(await a.casActive(rec('app1', 1), null, { leader: la }), true);
+      const cur = await a.getActive();
+      const lb = await b.campaign('obs-b', 'h', 2);
+      assert.equal(await b.casActive(rec('app2', 2), cur, { leader: lb }), false, 'b does not lead');
+      await la.resign();
+      assert.equal(await a.casActive(rec('app2', 2), cur, { leader: la }), false, 'a resigned');
+      await waitFor('b to lead', async () => (lb.isLeader() ? true : undefined), 1500, 20);
+      assert.equal(await b.casActive(rec('app2', 2), cur, { leader: lb }), true);
+    });
+  });
+
+  describe('when etcd hangs (SIGSTOP)', () => {
+    it('confirmActive times out, a signal cancels, a watch carries on after etcd resumes', async () => {
+      const s = await open();
+      await s.casActive(rec('app1', 1), null);
+      assert.equal((await s.confirmActive(1000)).record?.node, 'app1');
+      const seen: string[] = [];
+      const sub = await s.watchActive((r) => seen.push(`${r?.node}@${r?.epoch}`));
+      try {
+        await etcd.pause();
+        const started = performance.now();
+        await assert.rejects(s.confirmActive(300), (err: StoreError) => {
+          assert.equal(err.code, 'ETCD_TIMEOUT');
+          assert.equal(err.retryable, true);
+          return true;
+        });
+        const took = performance.now() - started;
+        assert.ok(took >= 290 && took < 1500, `took ${took} ms`);
+        const cancel = new AbortController();
+        setTimeout(() => cancel.abort(), 100);
+        await assert.rejects(s.getActive({ timeoutMs: 10_000, signal: cancel.signal }), (err: StoreError) => err.code === 'ETCD_CANCELLED' && !err.retryable);
+      } finally {
+        etcd.resume();
+      }
+      await waitFor('confirm after resume', async () => (await s.confirmActive(1000)).record?.node, 5000, 50);
+      assert.ok(await s.casActive(rec('app2', 2), await s.getActive()));
+      await waitFor('the watch to see it', async () => (seen.length >= 2 ? true : undefined), 5000, 20);
+      assert.deepEqual(seen, ['app1@1', 'app2@2']);
+      await sub.close();
+    });
+
+    it('the leader hears onLost before its lease can expire, and leads again after', async () => {
+      const s = await open();
+      const l: Leadership = await s.campaign('obs-a', 'h', 2);
+      assert.ok(l.isLeader());
+      const lost: string[] = [];
+      l.onLost((why) => lost.push(why));
+      await sleep(800); // a keepalive or two went through
+      try {
+        await etcd.pause();
+        const pausedAt = performance.now();
+        await waitFor('onLost', async () => (lost.length > 0 ? true : undefined), 4000, 20);
+        const tookMs = performance.now() - pausedAt;
+        // It must not believe it leads once etcd may have expired the lease (2 s after the last keepalive).
+        assert.ok(tookMs < 2000, `onLost after ${tookMs} ms`);
+        assert.equal(l.isLeader(), false);
+        assert.match(lost[0] ?? '', /keepalive/);
+      } finally {
+        etcd.resume();
+      }
+      await waitFor('leading again', async () => (l.isLeader() ? true : undefined), 8000, 50);
+      assert.equal(lost.length, 1);
+    });
+  });
+});
+
+/** A campaigner in its own process, to be killed like a crashed observer; `leading` resolves once it leads. */
+function spawnCampaigner(endpoint: string, cluster: string, id: string, ttlSeconds: number) {
+  const storeUrl = new URL('./store.ts', import.meta.url).href;
+  const code = `
+    const { openStore } = await import(${JSON.stringify(storeUrl)});
+    const s = await openStore({ endpoints: [${JSON.stringify(endpoint)}], cluster: ${JSON.stringify(cluster)} });
+    const l = await s.campaign(${JSON.stringify(id)}, 'child', ${ttlSeconds});
+    console.log(l.isLeader() ? 'leading' : 'following');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const leading = new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('leading')) resolve();
+      else if (out.includes('following')) reject(new Error('the child campaigner did not win'));
+    });
+    child.once('exit', (code, signal) => reject(new Error(`the child campaigner exited (${code ?? signal})`)));
+  });
+  return { child, leading };
+}

@@ -1,0 +1,280 @@
+/**
+ * Vigil's view of etcd: the few keys under `/vigil/<cluster>/` (src/ha/model.ts) and the
+ * operations the observer, the agents and the CLI need on them. etcd3's types stay inside
+ * src/etcd; callers see records, revisions as strings, booleans and StoreError.
+ *
+ * Every call has a deadline (`timeoutMs`, default `callTimeoutMs`) and an optional AbortSignal.
+ * Reads are linearizable (served through the etcd leader): a member cut off from the quorum
+ * cannot answer with stale data. Conditional writes are transactions on a key's revision; when
+ * a write is retried after a lost answer, a value equal to ours counts as our own success, so a
+ * retry never reports "someone else wrote first" about our own write.
+ *
+ * ```ts
+ * const store = await openStore({ endpoints: ['http://10.0.0.10:2379'], cluster: 'prod' });
+ * const cur = await store.getActive();
+ * const ok = await store.casActive({ node: 'app2', epoch: (cur?.record.epoch ?? 0) + 1, since, reason: 'failover' }, cur, { leader });
+ * ```
+ */
+import { Etcd3, type Namespace } from 'etcd3';
+import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type OperatorRequest } from '../ha/model.ts';
+import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
+import { eventRecords, type EventRecords } from './events.ts';
+import { follow, type Subscription } from './follow.ts';
+import { Campaign, type Leadership } from './leadership.ts';
+import { decode, encode, schemas } from './records.ts';
+
+export { StoreError, STORE_ERROR_CODES, type StoreErrorCode, type CallOptions } from './call.ts';
+export type { Leadership } from './leadership.ts';
+export type { Subscription } from './follow.ts';
+export { EVENTS_SEQ_KEY, eventKey, type EventRecords, type StoredEvent } from './events.ts';
+
+export interface StoreOptions {
+  /** Client URLs, e.g. `http://10.0.0.10:2379` (all http or all https). */
+  endpoints: string[];
+  cluster: string;
+  /** How long openStore waits for a first answer from etcd. Default 5000. */
+  dialTimeoutMs?: number;
+  /** Deadline of a call that sets none. Default 5000. */
+  callTimeoutMs?: number;
+  auth?: { username: string; password: string };
+  /** PEM buffers; needed when the endpoints are https. */
+  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
+}
+
+/** A record with the mod revision of its key, to pass back to a compare-and-swap. */
+export interface Versioned<T> {
+  record: T;
+  revision: string;
+}
+
+export interface ActiveConfirmation {
+  record: ActiveRecord | null;
+  /** performance.now() when the read was sent: the confirmation holds from then, not from the answer. */
+  sentAtMs: number;
+}
+
+export interface VigilStore {
+  readonly cluster: string;
+  readonly endpoints: readonly string[];
+
+  getActive(opts?: CallOptions): Promise<Versioned<ActiveRecord> | null>;
+  /**
+   * Writes `next` only if the key is still at `expect.revision` (or absent, for null) and, with
+   * `leader`, only while that leadership holds the leader key (its create revision is compared
+   * in the same transaction: a deposed observer cannot write). False when the condition failed.
+   */
+  casActive(next: ActiveRecord, expect: { revision: string } | null, opts?: CallOptions & { leader?: Leadership }): Promise<boolean>;
+  /** Calls `onChange` with the current record, then on every change, in order and without gaps. */
+  watchActive(onChange: (r: ActiveRecord | null) => void, opts?: CallOptions & { onError?: (err: StoreError) => void }): Promise<Subscription>;
+  /** A linearizable read within `timeoutMs`, for self-fencing; throws StoreError (ETCD_TIMEOUT, ...) if none. */
+  confirmActive(timeoutMs: number, opts?: { signal?: AbortSignal }): Promise<ActiveConfirmation>;
+
+  getMaintenance(opts?: CallOptions): Promise<Maintenance | null>;
+  setMaintenance(m: Maintenance, opts?: CallOptions): Promise<void>;
+  /** True if maintenance was on. */
+  clearMaintenance(opts?: CallOptions): Promise<boolean>;
+
+  /** Stores the request unless one is pending; false if one is. */
+  putRequest(r: OperatorRequest, opts?: CallOptions): Promise<boolean>;
+  getRequest(opts?: CallOptions): Promise<OperatorRequest | null>;
+  /** Deletes the pending request (only if its id is `id`, when given). True if one was deleted. */
+  clearRequest(id?: string, opts?: CallOptions): Promise<boolean>;
+
+  /** Campaigns for observer leadership; resolves after the first attempt, leader or not. */
+  campaign(id: string, host: string, ttlSeconds: number, opts?: CallOptions): Promise<Leadership>;
+  currentLeader(opts?: CallOptions): Promise<ObserverLeader | null>;
+
+  /** The `events/` keys; use EventLog (src/events/log.ts) rather than this directly. */
+  readonly events: EventRecords;
+
+  /** Resigns running campaigns (briefly, best effort), stops watches, closes connections. */
+  close(): Promise<void>;
+}
+
+/** Connects and checks that etcd answers within `dialTimeoutMs` (throws a retryable StoreError if not). */
+export async function openStore(opts: StoreOptions): Promise<VigilStore> {
+  if (opts.endpoints.length === 0) throw new RangeError('openStore: no etcd endpoints');
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(opts.cluster)) throw new RangeError(`openStore: invalid cluster name ${JSON.stringify(opts.cluster)}`);
+  const client = new Etcd3({
+    hosts: opts.endpoints,
+    ...(opts.auth ? { auth: opts.auth } : {}),
+    ...(opts.tls ? { credentials: { rootCertificate: opts.tls.ca, ...(opts.tls.key ? { privateKey: opts.tls.key } : {}), ...(opts.tls.cert ? { certChain: opts.tls.cert } : {}) } } : {}),
+    faultHandling,
+    // Notice a dead connection (a hung member) on idle watch streams too; etcd's minimum ping
+    // interval is 5 s (--grpc-keepalive-min-time), pinging faster gets the connection closed.
+    grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
+  });
+  const store = new Store(client, opts);
+  try {
+    await store.ping(opts.dialTimeoutMs ?? 5000);
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  return store;
+}
+
+class Store implements VigilStore {
+  readonly cluster: string;
+  readonly endpoints: readonly string[];
+  readonly events: EventRecords;
+  private readonly ns: Namespace;
+  private readonly caller: Caller;
+  private readonly campaigns = new Set<Campaign>();
+  private readonly subs = new Set<Subscription>();
+
+  constructor(
+    private readonly client: Etcd3,
+    opts: StoreOptions,
+  ) {
+    this.cluster = opts.cluster;
+    this.endpoints = [...opts.endpoints];
+    this.ns = client.namespace(keyPrefix(opts.cluster));
+    this.caller = new Caller([...opts.endpoints], opts.callTimeoutMs ?? 5000);
+    this.events = eventRecords(this.ns, this.caller, (sub) => this.track(sub));
+  }
+
+  /** Any answer will do: reachability only (a bad value in a key must not stop openStore). */
+  async ping(timeoutMs: number): Promise<void> {
+    await this.caller.run('connect', { timeoutMs }, (grpc) => this.ns.get(KEYS.maintenance).options(grpc).exists());
+  }
+
+  async getActive(opts?: CallOptions): Promise<Versioned<ActiveRecord> | null> {
+    const res = await this.caller.run('getActive', opts, (grpc) => this.ns.get(KEYS.active).options(grpc).exec());
+    const kv = res.kvs[0];
+    return kv ? { record: decode(schemas.active, 'getActive', this.full(KEYS.active), kv.value), revision: kv.mod_revision } : null;
+  }
+
+  async casActive(next: ActiveRecord, expect: { revision: string } | null, opts?: CallOptions & { leader?: Leadership }): Promise<boolean> {
+    const value = encode(schemas.active, 'casActive', this.full(KEYS.active), next);
+    let fence: { key: string; createRevision: string } | null = null;
+    if (opts?.leader) {
+      if (!(opts.leader instanceof Campaign)) throw new TypeError('casActive: leader must come from this store’s campaign()');
+      fence = opts.leader.fence();
+      if (!fence) return false; // not leading (or no longer sure of it): do not even try
+    }
+    const f = fence;
+    const txn = await this.caller.run('casActive', opts, (grpc) => {
+      const t = expect ? this.ns.if(KEYS.active, 'Mod', '==', expect.revision) : this.ns.if(KEYS.active, 'Create', '==', 0);
+      if (f) t.and(f.key, 'Create', '==', f.createRevision);
+      return t.then(this.ns.put(KEYS.active).value(value)).else(this.ns.get(KEYS.active)).options(grpc).commit();
+    });
+    if (txn.succeeded) return true;
+    // Equal bytes: our own earlier try went through (records carry their `since`, so another
+    // writer producing the same bytes is not a practical case).
+    return txn.responses[0]?.response_range?.kvs[0]?.value.toString() === value;
+  }
+
+  async watchActive(onChange: (r: ActiveRecord | null) => void, opts?: CallOptions & { onError?: (err: StoreError) => void }): Promise<Subscription> {
+    const key = this.full(KEYS.active);
+    let lastRevision: string | null | undefined; // undefined: nothing delivered yet; null: absent
+    const deliver = (revision: string | null, value: Buffer | null) => {
+      if (revision === lastRevision) return; // the same version again after a resync
+      const record = value ? decode(schemas.active, 'watchActive', key, value) : null;
+      lastRevision = revision;
+      onChange(record);
+    };
+    const sub = await follow(
+      this.ns,
+      this.caller,
+      {
+        op: 'watchActive',
+        watch: { key: KEYS.active },
+        catchUp: async (grpc) => {
+          const res = await this.ns.get(KEYS.active).options(grpc).exec();
+          const kv = res.kvs[0];
+          deliver(kv ? kv.mod_revision : null, kv ? kv.value : null);
+          return res.header.revision;
+        },
+        onPut: (kv) => deliver(kv.mod_revision, kv.value),
+        onDelete: () => deliver(null, null),
+        ...(opts?.onError ? { onError: opts.onError } : {}),
+      },
+      opts,
+    );
+    return this.track(sub);
+  }
+
+  async confirmActive(timeoutMs: number, opts?: { signal?: AbortSignal }): Promise<ActiveConfirmation> {
+    const sentAtMs = performance.now();
+    // 'once': a retry would start later than sentAtMs claims; the agent asks again on its own tick.
+    const res = await this.caller.run('confirmActive', { timeoutMs, ...opts }, (grpc) => this.ns.get(KEYS.active).options(grpc).exec(), 'once');
+    const kv = res.kvs[0];
+    return { record: kv ? decode(schemas.active, 'confirmActive', this.full(KEYS.active), kv.value) : null, sentAtMs };
+  }
+
+  async getMaintenance(opts?: CallOptions): Promise<Maintenance | null> {
+    const v = await this.caller.run('getMaintenance', opts, (grpc) => this.ns.get(KEYS.maintenance).options(grpc).buffer());
+    return v ? decode(schemas.maintenance, 'getMaintenance', this.full(KEYS.maintenance), v) : null;
+  }
+
+  async setMaintenance(m: Maintenance, opts?: CallOptions): Promise<void> {
+    const value = encode(schemas.maintenance, 'setMaintenance', this.full(KEYS.maintenance), m);
+    await this.caller.run('setMaintenance', opts, (grpc) => this.ns.put(KEYS.maintenance).value(value).options(grpc).exec());
+  }
+
+  async clearMaintenance(opts?: CallOptions): Promise<boolean> {
+    const res = await this.caller.run('clearMaintenance', opts, (grpc) => this.ns.delete().key(KEYS.maintenance).options(grpc).exec());
+    return Number(res.deleted) > 0;
+  }
+
+  async putRequest(r: OperatorRequest, opts?: CallOptions): Promise<boolean> {
+    const value = encode(schemas.request, 'putRequest', this.full(KEYS.request), r);
+    const txn = await this.caller.run('putRequest', opts, (grpc) =>
+      this.ns.if(KEYS.request, 'Create', '==', 0).then(this.ns.put(KEYS.request).value(value)).else(this.ns.get(KEYS.request)).options(grpc).commit(),
+    );
+    if (txn.succeeded) return true;
+    return txn.responses[0]?.response_range?.kvs[0]?.value.toString() === value; // our own earlier try
+  }
+
+  async getRequest(opts?: CallOptions): Promise<OperatorRequest | null> {
+    const v = await this.caller.run('getRequest', opts, (grpc) => this.ns.get(KEYS.request).options(grpc).buffer());
+    return v ? decode(schemas.request, 'getRequest', this.full(KEYS.request), v) : null;
+  }
+
+  async clearRequest(id?: string, opts?: CallOptions): Promise<boolean> {
+    return this.caller.run('clearRequest', opts, async (grpc) => {
+      if (id === undefined) return Number((await this.ns.delete().key(KEYS.request).options(grpc).exec()).deleted) > 0;
+      // Only that request: a newer one put after it was read must survive.
+      const res = await this.ns.get(KEYS.request).options(grpc).exec();
+      const kv = res.kvs[0];
+      if (!kv || decode(schemas.request, 'clearRequest', this.full(KEYS.request), kv.value).id !== id) return false;
+      const txn = await this.ns.if(KEYS.request, 'Mod', '==', kv.mod_revision).then(this.ns.delete().key(KEYS.request)).options(grpc).commit();
+      return txn.succeeded;
+    });
+  }
+
+  async campaign(id: string, host: string, ttlSeconds: number, opts?: CallOptions): Promise<Leadership> {
+    const c = new Campaign({ client: this.client, ns: this.ns, caller: this.caller }, id, host, ttlSeconds);
+    await c.start(opts);
+    this.campaigns.add(c);
+    return c;
+  }
+
+  async currentLeader(opts?: CallOptions): Promise<ObserverLeader | null> {
+    const v = await this.caller.run('currentLeader', opts, (grpc) => this.ns.get(KEYS.observerLeader).options(grpc).buffer());
+    return v ? decode(schemas.leader, 'currentLeader', this.full(KEYS.observerLeader), v) : null;
+  }
+
+  async close(): Promise<void> {
+    if (this.caller.closed) return;
+    await Promise.all([...this.campaigns].map((c) => c.resign({ timeoutMs: 1000 }).catch(() => undefined)));
+    await Promise.all([...this.subs].map((s) => s.close()));
+    this.caller.closed = true;
+    this.client.close();
+  }
+
+  private track(sub: Subscription): Subscription {
+    this.subs.add(sub);
+    return {
+      close: async () => {
+        this.subs.delete(sub);
+        await sub.close();
+      },
+    };
+  }
+
+  private full(key: string): string {
+    return `${keyPrefix(this.cluster)}${key}`;
+  }
+}
