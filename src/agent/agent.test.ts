@@ -39,6 +39,7 @@ function harness(node = 'app1') {
     etcd: (up: boolean) => void (etcdUp = up),
     advance: (ms: number) => void (now += ms),
     running: () => running,
+    crash: () => void (running = false),
   };
 }
 
@@ -109,4 +110,18 @@ test('a watch hint about a newer epoch elsewhere stops serving before any confir
   h.agent.hint(h.rec('app2', 2));
   await h.agent.tick();
   assert.equal(h.running(), false);
+});
+
+test('a service that dies while active is not restarted in place: the machine fails its checks instead', async () => {
+  const h = harness();
+  h.set(h.rec('app1', 1));
+  await h.agent.tick();
+  h.crash();
+  await h.agent.tick();
+  assert.equal(h.running(), false, 'not restarted at the same epoch');
+  assert.equal(h.agent.roleOk(), false, 'the role check fails, so the proxy and the observer see it');
+  assert.ok(h.log.includes('service-died'));
+  h.set(h.rec('app1', 2)); // activated again by the observer, at a new epoch
+  await h.agent.tick();
+  assert.equal(h.running(), true);
 });

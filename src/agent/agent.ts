@@ -34,6 +34,9 @@ export class Agent {
   services: ServiceState[] = [];
   /** Services may run only at an epoch at or above this one (raised by a fence). */
   private fencedBelow = 0;
+  /** The epoch the services were last started for: they are started once per activation. */
+  private startedEpoch: number | null = null;
+  private reportedDeath = false;
   private busy: Promise<void> = Promise.resolve();
 
   constructor(
@@ -96,10 +99,20 @@ export class Agent {
       this.services = await d.services.states();
       const running = this.services.some((s) => s.running);
       const complete = this.services.every((s) => s.running);
-      if (want && !complete) {
-        d.log('start-services', { epoch: this.record?.epoch });
+      const epoch = this.record?.epoch ?? null;
+      if (want && !complete && this.startedEpoch !== epoch) {
+        d.log('start-services', { epoch });
+        this.startedEpoch = epoch;
+        this.reportedDeath = false;
         await d.services.start();
+      } else if (want && !complete) {
+        // Not restarted in place: a service that died while active makes this machine fail its
+        // checks, and the observer moves the application to a standby. Restarting here would
+        // hide a crash loop from the observer and flap between serving and failing.
+        if (this.services.some((s) => s.running) || !this.reportedDeath) d.log('service-died', { epoch, services: this.services });
+        this.reportedDeath = true;
       } else if (!want && running) {
+        this.startedEpoch = null; // stopped on purpose (fenced, moved, lease lost): may start again when active
         d.log('stop-services', { epoch: this.record?.epoch ?? null, active: this.record?.node ?? null });
         await d.services.stop();
       }

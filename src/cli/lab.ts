@@ -75,10 +75,19 @@ export function registerLab(program: Command): void {
       process.exitCode = await (await labModule()).labExec(host, argv);
     });
 
-  cmd.command('kill').description('kill every process of a machine').argument('<host>').action(async (h: string) => {
-    await (await labModule()).labKill(h);
-    say(`${h}: every process killed`);
-  });
+  cmd
+    .command('kill')
+    .description('kill every process of a machine, or only the processes of one name (SIGKILL)')
+    .argument('<host>')
+    .argument('[process]', PROCESS_NAMES.join('|'), processName)
+    .action(async (h: string, p?: ProcessName) => {
+      const lab = await labModule();
+      if (p) say(`${h}: SIGKILL sent to ${await lab.labSignal(h, p, 'SIGKILL')} ${p} process(es)`);
+      else {
+        await lab.labKill(h);
+        say(`${h}: every process killed`);
+      }
+    });
   cmd.command('revive').description('start a killed machine again, as a returning machine').argument('<host>').action(async (h: string) => {
     await (await labModule()).labRevive(h);
     say(`${h}: started again`);
@@ -97,6 +106,17 @@ export function registerLab(program: Command): void {
         say(`${h}: ${signal} sent to ${n} ${p} process(es)`);
       });
   }
+  cmd
+    .command('start')
+    .description('start one process of a machine again (etcd, patroni, haproxy, agent, observer)')
+    .argument('<host>')
+    .argument('<process>')
+    .action(async (h: string, p: string) => {
+      if (!['etcd', 'patroni', 'haproxy', 'agent', 'observer'].includes(p)) throw new InvalidArgumentError('process must be one of etcd, patroni, haproxy, agent, observer');
+      await (await labModule()).labStart(h, p as 'agent');
+      say(`${h}: ${p} started`);
+    });
+
   cmd
     .command('cut')
     .description('cut a machine off from the others (or from --from machines)')

@@ -9,6 +9,7 @@ import { registerRender } from './render.ts';
 import { registerLab } from './lab.ts';
 import { registerRefapp } from './refapp.ts';
 import { registerDaemons } from './agent.ts';
+import { registerOps } from './ops.ts';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerRender(program);
   registerLab(program);
   registerRefapp(program);
+  registerOps(program);
   registerDaemons(program);
   return program;
 }

@@ -12,9 +12,12 @@ import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
 import { checkTlsBundle, createSelfSignedBundle } from '../render/tls.ts';
-import { caFiles, createClusterCa, issueCertificate, machinePkiFiles, pemBundle, writePki, type ClusterCa } from '../pki/ca.ts';
+import { loadPki, caFiles, createClusterCa, issueCertificate, machinePkiFiles, pemBundle, writePki, type ClusterCa } from '../pki/ca.ts';
 import { NGINX_DIRS } from '../render/nginx.ts';
 import { ensureAppDatabase } from '../db/bootstrap.ts';
+import type { AgentStatus } from '../ha/model.ts';
+import { agentStatus } from '../observer/observe.ts';
+import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
 import * as net from './net.ts';
@@ -320,6 +323,28 @@ export async function labRevive(host: string): Promise<void> {
   const m = machineOf(await requireState(), host);
   await killAll(host); // a revive is a reboot: nothing of the old life survives
   for (const phase of PHASES) startPhase(m, phase);
+}
+
+/** Starts one process of a machine again (e.g. an observer killed in the middle of a failover). */
+export async function labStart(host: string, proc: 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'observer'): Promise<void> {
+  const m = machineOf(await requireState(), host);
+  if (phaseSpecs(m, proc).length === 0) throw new VigilError('USAGE', [problem(host, `${host} does not run ${proc}`, '`vigil lab status` lists what runs where')]);
+  if ((await listProcesses(host)).some((p) => p.name === proc)) throw new VigilError('LAB', [problem(host, `${proc} is already running`, `kill it first: \`vigil lab kill ${host} ${proc}\``)]);
+  startPhase(m, proc);
+}
+
+/** Every app and db machine's agent status, asked with the lab admin's certificate. */
+export async function labAgents(): Promise<Map<string, AgentStatus | undefined>> {
+  const { cluster } = await openLab();
+  const pki = await loadPki(join(LAB_DIR, 'pki'), 'admin');
+  const machines = cluster.machines.filter(needsAgent);
+  const statuses = await Promise.all(machines.map((m) => agentStatus(pki, m)));
+  return new Map(machines.map((m, i) => [m.name, statuses[i]]));
+}
+
+/** HAProxy's runtime API of a proxy machine, reached from this host through the machine's directory. */
+export function labRuntime(proxyHost: string): HaproxyRuntime {
+  return new HaproxyRuntime(join(hostRoot(proxyHost), 'run', relative(ROOTS.run, PATHS.haproxySocket)));
 }
 
 export async function labSignal(host: string, proc: ProcessName, signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<number> {

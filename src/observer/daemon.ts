@@ -5,7 +5,6 @@
  * derived from what is observed, so an observer restarted in the middle of a failover finishes it.
  */
 import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createAlerter, type Alerter } from '../alerts/send.ts';
 import { loadCluster, loadSecrets } from '../config/load.ts';
@@ -56,7 +55,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
   const events = new EventLog(store.events, { file: join(ROOTS.log, 'events.jsonl') });
   const alerter = createAlerter(cluster.alerts, secrets, { clusterName: cluster.cluster.name, log: (entry) => log('alert', entry) });
-  const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, hostname(), LEADER_TTL_SECONDS);
+  const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
   const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership };

@@ -14,6 +14,9 @@ export const ERROR_CODES = {
   LAB: 'the lab could not do what was asked',
   LAB_NOT_RUNNING: 'a lab command needs a lab that is up',
   USAGE: 'the command line or an argument is wrong',
+  CLUSTER_UNREACHABLE: 'etcd (the cluster state) cannot be reached from here',
+  REQUEST_FAILED: 'the observer refused or could not carry out an operator request',
+  REQUEST_TIMEOUT: 'no observer answered an operator request in time',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

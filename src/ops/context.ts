@@ -1,0 +1,64 @@
+/**
+ * What an operator command needs to reach a cluster from the admin's shell: the cluster file,
+ * etcd, and the admin's certificate for the agents' APIs (kept in `pki/` beside the cluster
+ * file: ca.pem, admin.pem, admin.key). `--lab` points at the running lab's.
+ */
+import { dirname, join } from 'node:path';
+import { loadCluster } from '../config/load.ts';
+import type { Cluster } from '../config/schema.ts';
+import { openStore, type VigilStore } from '../etcd/store.ts';
+import { EventLog } from '../events/log.ts';
+import { LAB_DIR, clusterFilePath } from '../lab/paths.ts';
+import { loadPki, type LoadedPki } from '../pki/ca.ts';
+import { etcdEndpoints } from '../render/etcd.ts';
+import { VigilError, problem } from '../util/errors.ts';
+
+export interface OpsOptions {
+  config?: string;
+  lab?: boolean;
+}
+
+export interface OpsContext {
+  cluster: Cluster;
+  store: VigilStore;
+  events: EventLog;
+  pkiDir: string;
+  /** The admin's identity, loaded on first use (status needs it; maintenance does not). */
+  admin(): Promise<LoadedPki>;
+  close(): Promise<void>;
+}
+
+export async function openOps(o: OpsOptions): Promise<OpsContext> {
+  const file = o.lab ? clusterFilePath() : (o.config ?? 'vigil.yaml');
+  const cluster = await loadCluster(file);
+  const pkiDir = o.lab ? join(LAB_DIR, 'pki') : join(dirname(file), 'pki');
+  let store: VigilStore;
+  try {
+    store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 5000 });
+  } catch (err) {
+    throw new VigilError(
+      'CLUSTER_UNREACHABLE',
+      [problem(etcdEndpoints(cluster).join(', '), `etcd does not answer: ${(err as Error).message}`, 'check that the etcd machines are up and reachable from here on port 2379 (`vigil doctor` lists what is wrong)')],
+      { cause: err, retryable: true },
+    );
+  }
+  let admin: Promise<LoadedPki> | undefined;
+  return {
+    cluster,
+    store,
+    events: new EventLog(store.events, { file: null }),
+    pkiDir,
+    admin: () => (admin ??= loadPki(pkiDir, 'admin')),
+    close: () => store.close(),
+  };
+}
+
+/** Runs `fn` with an open context and always closes it. */
+export async function withOps<T>(o: OpsOptions, fn: (ctx: OpsContext) => Promise<T>): Promise<T> {
+  const ctx = await openOps(o);
+  try {
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * `vigil status`: one place that says what state the cluster is in — every machine's role,
+ * health and lag, the active node and its epoch, maintenance, the observer leader, last events.
+ */
+import type { StoredEvent } from '../etcd/store.ts';
+import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../ha/model.ts';
+import { agentStatus } from '../observer/observe.ts';
+import type { OpsContext } from './context.ts';
+
+export interface ClusterStatus {
+  cluster: string;
+  active: ActiveRecord | null;
+  maintenance: Maintenance | null;
+  observerLeader: ObserverLeader | null;
+  machines: { name: string; address: string; roles: string[]; agent: AgentStatus | null }[];
+  events: StoredEvent[];
+}
+
+export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<ClusterStatus> {
+  const { cluster, store } = ctx;
+  const pki = await ctx.admin();
+  const withAgents = cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db'));
+  const [active, maintenance, observerLeader, events, agents] = await Promise.all([
+    store.getActive(),
+    store.getMaintenance(),
+    store.currentLeader(),
+    ctx.events.list(eventCount),
+    Promise.all(withAgents.map((m) => agentStatus(pki, m, 2000))),
+  ]);
+  const byName = new Map(withAgents.map((m, i) => [m.name, agents[i] ?? null]));
+  return {
+    cluster: cluster.cluster.name,
+    active: active?.record ?? null,
+    maintenance,
+    observerLeader,
+    machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, agent: byName.get(m.name) ?? null })),
+    events,
+  };
+}
+
+const fmtBytes = (n: number) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${Math.round(n / (1 << 20))} MiB`);
+
+/** The human form: a header, one line per machine, the last events. */
+export function formatStatus(s: ClusterStatus): string {
+  const lines: string[] = [];
+  lines.push(`cluster ${s.cluster}`);
+  lines.push(`  active app node: ${s.active ? `${s.active.node} at epoch ${s.active.epoch} since ${s.active.since} (${s.active.reason})` : 'none yet'}`);
+  lines.push(`  maintenance:     ${s.maintenance ? `ON since ${s.maintenance.since} by ${s.maintenance.by}: ${s.maintenance.reason}` : 'off'}`);
+  lines.push(`  observer leader: ${s.observerLeader ? `${s.observerLeader.id} on ${s.observerLeader.host} since ${s.observerLeader.since}` : 'NONE: no observer is acting'}`);
+  lines.push('');
+  lines.push('machine     address         roles                 app           database                   disk free');
+  for (const m of s.machines) {
+    const a = m.agent;
+    const hasAgent = m.roles.includes('app') || m.roles.includes('db');
+    let app = '-';
+    if (m.roles.includes('app')) app = !a ? 'UNREACHABLE' : a.active ? (a.appHealthy ? 'ACTIVE' : 'ACTIVE, UNHEALTHY') : a.ready ? 'standby' : 'standby, NOT READY';
+    let db = '-';
+    if (m.roles.includes('db')) db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
+    const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : hasAgent ? '?' : '-';
+    lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
+  }
+  if (s.events.length) {
+    lines.push('');
+    lines.push('last events');
+    for (const e of s.events) lines.push(`  ${e.at}  ${e.type.padEnd(15)} ${e.message}`);
+  }
+  return lines.join('\n');
+}
+
