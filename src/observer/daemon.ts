@@ -32,6 +32,9 @@ export interface ObserverOptions {
 type Log = (event: string, fields?: Record<string, unknown>) => void;
 const log: Log = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event, ...fields })}\n`);
 
+/** How often the observer looks; a tick whose checks time out takes up to CHECK_TIMEOUT_MS longer. */
+const TICK_MS = 250;
+
 /** The leader key's lease: a dead leader is replaced after at most this long. */
 const LEADER_TTL_SECONDS = 3;
 
@@ -70,7 +73,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     } catch (err) {
       log('tick-failed', { error: (err as Error).message });
     }
-    const wait = Math.max(0, (o.tickMs ?? 500) - (performance.now() - started));
+    const wait = Math.max(0, (o.tickMs ?? TICK_MS) - (performance.now() - started));
     await new Promise((r) => setTimeout(r, wait));
   }
   await alerter.close();
@@ -87,6 +90,8 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory
   if (d.actions.length && ctx.leadership.isLeader()) await execute(ctx, seen, d.actions);
   return d.memory;
 }
+
+let switchoverInFlight = false;
 
 async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<void> {
   for (const a of actions) {
@@ -114,7 +119,12 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
         await ctx.runtime?.ready('app', a.node).catch((err: Error) => log('ready-failed', { node: a.node, error: err.message }));
         break;
       case 'db-switchover':
-        await patroniSwitchover(ctx, a.from, a.to);
+        // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
+        // must keep observing meanwhile. One at a time: a second request would be refused anyway.
+        if (!switchoverInFlight) {
+          switchoverInFlight = true;
+          void patroniSwitchover(ctx, a.from, a.to).finally(() => (switchoverInFlight = false));
+        }
         break;
       case 'event': {
         const stored = await ctx.events.append(a.event).catch((err: Error) => {

@@ -5,6 +5,7 @@ import type { ActiveRecord, OperatorRequest } from '../ha/model.ts';
 import {
   DEFAULT_DECIDE_CONFIG,
   decide,
+  duration,
   initialMemory,
   type Action,
   type DecideConfig,
@@ -17,10 +18,13 @@ import {
 
 // ---- a small world: app1 serves at epoch 4, app2 is a healthy standby in MAINT ----------------
 
-/** A healthy standby, fenced (MAINT), its agent idle at epoch 4. */
+/**
+ * A ready standby, fenced (MAINT), its agent idle at epoch 4. It runs neither nginx nor the app, so
+ * the deep check fails; observe.ts passes the agent's readiness (confirmed in etcd) as appHealthy.
+ */
 const standby = (name: string, over: Partial<NodeObservation> = {}): NodeObservation => ({
   name,
-  deepOk: true,
+  deepOk: false,
   agentReachable: true,
   agentActive: false,
   agentEpoch: 4,
@@ -31,11 +35,11 @@ const standby = (name: string, over: Partial<NodeObservation> = {}): NodeObserva
 });
 /** Active and serving at `epoch`. */
 const serving = (name: string, epoch: number, over: Partial<NodeObservation> = {}): NodeObservation =>
-  standby(name, { agentActive: true, agentEpoch: epoch, proxyState: 'ready', ...over });
+  standby(name, { deepOk: true, agentActive: true, agentEpoch: epoch, proxyState: 'ready', ...over });
 /** The machine is gone: nothing answers, HAProxy's check fails. */
 const dead = (name: string, over: Partial<NodeObservation> = {}): NodeObservation =>
   standby(name, { deepOk: false, agentReachable: false, appHealthy: false, agentEpoch: null, proxyState: 'down', ...over });
-/** Reachable, but the app fails its checks. */
+/** Reachable, but the app fails its checks (a standby: its agent is not ready). */
 const sick = (name: string, over: Partial<NodeObservation> = {}): NodeObservation =>
   standby(name, { deepOk: false, appHealthy: false, ...over });
 
@@ -73,6 +77,14 @@ const last = (ds: Decision[]): Decision => {
 };
 /** Memory of a leader that has watched the serving world for a while. */
 const steady = (): Memory => last(run([obs(0)])).memory;
+/** pair: the same, with the database primary on app1 next to the app. */
+const pairSteady = (): Memory => last(run([obs(0, { followDb: true, nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] })])).memory;
+
+/** Every reason and message: durations rounded (never `2498.3984530000016 ms`). */
+function assertTidy(d: Decision, at = ''): void {
+  const texts = [...d.transitions.map((t) => t.reason), ...d.actions.flatMap((a) => (a.kind === 'event' ? [a.event.message] : a.kind === 'activate' || a.kind === 'fence' ? [a.reason] : a.kind === 'complete-request' ? [a.message] : []))];
+  for (const text of texts) assert.doesNotMatch(text, /\d\.\d{2,}|\.\d+ ms/, `${at}: untidy number in ${JSON.stringify(text)}`);
+}
 
 const kinds = (d: Decision): string[] => d.actions.map((a) => (a.kind === 'event' ? `event:${a.event.type}` : a.kind));
 const ofKind = <K extends Action['kind']>(d: Decision, kind: K): Extract<Action, { kind: K }>[] =>
@@ -117,7 +129,7 @@ const scenarios: Scenario[] = [
     name: 'bootstrap: waits for a healthy machine, then activates it',
     steps: [
       { obs: obs(0, { active: null, nodes: [sick('app1', { proxyState: 'down' }), sick('app2', { proxyState: 'down' })] }), state: 'bootstrap', actions: [], reason: /no active record/ },
-      { obs: obs(1000, { active: null, nodes: [sick('app1', { proxyState: 'down' }), standby('app2', { proxyState: 'down' })] }), state: 'failing-over', actions: ['activate', 'fence', 'event:bootstrap', 'event:fence'], reason: /bootstrap: app2 is healthy/ },
+      { obs: obs(1000, { active: null, nodes: [sick('app1', { proxyState: 'down' }), standby('app2', { proxyState: 'down' })] }), state: 'failing-over', actions: ['activate', 'fence', 'event:bootstrap', 'event:fence'], reason: /^bootstrap: app2 is ready \(agent reachable, confirmed in etcd\)$/ },
       { obs: obs(1500, { active: rec('app2', 5), nodes: [sick('app1'), serving('app2', 5)] }), state: 'healthy', actions: ['event:activate'], reason: /app2 serves at epoch 5, 500 ms after its activation/ },
     ],
   },
@@ -138,7 +150,7 @@ const scenarios: Scenario[] = [
     memory: steady,
     steps: [
       { obs: obs(1000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
-      { obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:node-lost', 'event:failover', 'event:fence'], reason: /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent unreachable\); app2 is healthy$/ },
+      { obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:node-lost', 'event:failover', 'event:fence'], reason: /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent unreachable\); app2 is ready \(agent reachable, confirmed in etcd\)$/ },
       // The HAProxy write was lost and app2's agent has not confirmed yet: both re-issued.
       { obs: obs(3500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'down' }), standby('app2')] }), state: 'failing-over', actions: ['fence', 'unfence'] },
       { obs: obs(4000, { active: rec('app2', 5), nodes: failedOver }), state: 'healthy', actions: ['event:activate'], reason: /app2 serves at epoch 5/ },
@@ -190,7 +202,7 @@ const scenarios: Scenario[] = [
     steps: [
       { obs: obs(1000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'suspect' },
       { obs: obs(3000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'failing-over' },
-      { obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' }), standby('app3')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'], reason: /^failover: app2 has failed its checks for 10000 ms/ },
+      { obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' }), standby('app3')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'], reason: /^failover: app2 has failed its checks for 10 s \(deep check fails, agent reachable, not confirmed in etcd within its lease\); app3 is ready/ },
     ],
   },
   {
@@ -211,11 +223,26 @@ const scenarios: Scenario[] = [
     ],
   },
   {
-    name: 'follow-db (pair): the app moves to the machine that now holds the primary, once it is healthy',
-    memory: steady,
+    name: 'follow-db (pair): Patroni moved the primary by itself; the app follows once that machine is ready',
+    memory: pairSteady,
     steps: [
       { obs: obs(1000, { followDb: true, nodes: [serving('app1', 4), sick('app2', { dbPrimary: true })] }), state: 'healthy', actions: [] },
-      { obs: obs(2000, { followDb: true, nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'], reason: /^follow-db: the database primary is on app2 and the app on app1; app2 is healthy$/ },
+      { obs: obs(2000, { followDb: true, nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'], reason: /^follow-db: the database primary moved from app1 to app2 and the app runs on app1; app2 is ready \(agent reachable, confirmed in etcd\)$/ },
+      { obs: obs(2500, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: ['event:activate'] },
+      { obs: obs(60_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: [] },
+    ],
+  },
+  {
+    name: 'failover (pair): the app dies next to the primary; the database follows the app, nothing moves back',
+    memory: pairSteady,
+    steps: [
+      { obs: obs(1000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
+      { obs: obs(3000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence', 'db-switchover'], reason: /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent reports the app unhealthy\); app2 is ready \(agent reachable, confirmed in etcd\); the database primary follows: Patroni switchover from app1 to app2$/ },
+      // app1 is fenced and ready, the primary still on it: not followed back.
+      { obs: obs(3500, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), state: 'healthy', actions: ['event:activate'] },
+      { obs: obs(5000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), state: 'healthy', actions: [] },
+      { obs: obs(6000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: [] },
+      { obs: obs(600_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: [] },
     ],
   },
   {
@@ -269,6 +296,7 @@ describe('decide: the state table', () => {
         if (step.actions) assert.deepEqual(kinds(d), step.actions, `${at}: actions ${JSON.stringify(d.actions)}`);
         if (step.transitions !== undefined) assert.equal(d.transitions.length, step.transitions, `${at}: ${JSON.stringify(d.transitions)}`);
         if (step.reason) assert.match(d.transitions.at(-1)?.reason ?? '', step.reason, at);
+        assertTidy(d, at);
         // Transitions chain from the previous state; only an activation may re-enter a state.
         let from = memory.state;
         for (const tr of d.transitions) {
@@ -300,6 +328,7 @@ describe('decide: epochs and fencing', () => {
 
   it('bootstrap: no record to compare against, epoch above every epoch an agent still knows', () => {
     const d = decide(initialMemory(), obs(0, { active: null, nodes: [standby('app1', { agentEpoch: 7, proxyState: 'down' }), standby('app2', { agentEpoch: null, proxyState: 'down' })] }), cfgOf());
+    assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /^bootstrap: app1 is ready \(agent reachable, confirmed in etcd\)$/);
     assert.deepEqual(ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })), [{ node: 'app1', epoch: 8, expectEpoch: null }]);
     assert.deepEqual(ofKind(d, 'fence').map(({ node, epoch }) => ({ node, epoch })), [{ node: 'app2', epoch: 8 }]);
   });
@@ -309,7 +338,8 @@ describe('decide: epochs and fencing', () => {
     const [wait, go] = run([obs(0, { active: null, followDb: true, nodes: nodes(false) }), obs(1000, { active: null, followDb: true, nodes: nodes(true) })]);
     assert.deepEqual(wait?.actions, []);
     assert.deepEqual(ofKind(go as Decision, 'activate').map((a) => a.node), ['app2']);
-    assert.match(ofKind(go as Decision, 'activate')[0]?.reason ?? '', /app2 holds the database primary and is healthy/);
+    assert.equal(ofKind(go as Decision, 'activate')[0]?.reason, 'bootstrap: app2 is ready (agent reachable, confirmed in etcd) and holds the database primary');
+    assert.deepEqual(ofKind(go as Decision, 'db-switchover'), []);
   });
 
   it('a standby that is not in MAINT, or whose agent still claims to serve, is fenced; the active one is unfenced', () => {
@@ -338,22 +368,21 @@ describe('decide: epochs and fencing', () => {
     assert.equal(last(ds).memory.state, 'healthy');
   });
 
-  it('failover (pair): to the machine with the database primary, not the first healthy one, at once', () => {
-    const d = decide(steady(), obs(1000, { followDb: true, nodes: [dead('app1'), standby('app2'), standby('app3', { dbPrimary: true })] }), cfgOf());
+  it('failover (pair): Patroni moved the primary by itself and the app died: follows it at once, no db-switchover', () => {
+    const d = decide(pairSteady(), obs(1000, { followDb: true, nodes: [dead('app1'), standby('app2'), standby('app3', { dbPrimary: true })] }), cfgOf());
     assert.deepEqual(ofKind(d, 'activate').map((a) => a.node), ['app3']);
-    assert.match(d.transitions.at(-1)?.reason ?? '', /^follow-db: the database primary is on app3 and the app on app1, which fails its checks \(deep check fails, agent unreachable\); app3 is healthy$/);
+    assert.equal(d.transitions.at(-1)?.reason, 'follow-db: the database primary moved from app1 to app3 and the app runs on app1, which fails its checks (deep check fails, agent unreachable); app3 is ready (agent reachable, confirmed in etcd)');
     assert.deepEqual(ofKind(d, 'event').map((e) => e.event.type), ['failover', 'fence']);
+    assert.deepEqual(ofKind(d, 'db-switchover'), []);
   });
 
-  it('failover (pair): the app dies but the database primary stays: first healthy standby, and back once the app is healthy there', () => {
-    // The pair rule (the app runs where the primary runs) wins over "no fail-back": see the doc.
-    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2'), standby('app3')];
-    const [, d] = run([obs(1000, { followDb: true, nodes }), obs(3000, { followDb: true, nodes })], steady());
-    assert.deepEqual(ofKind(d as Decision, 'activate').map((a) => a.node), ['app2']);
-    const after = [standby('app1', { dbPrimary: true }), serving('app2', 5), standby('app3')];
-    const [, back] = run([obs(4000, { followDb: true, active: rec('app2', 5), nodes: after }), obs(5000, { followDb: true, active: rec('app2', 5), nodes: after })], d?.memory);
-    assert.deepEqual(ofKind(back as Decision, 'activate').map((a) => [a.node, a.epoch]), [['app1', 6]]);
-    assert.match(back?.transitions.at(-1)?.reason ?? '', /^follow-db: /);
+  it('failover (pair): a new leader that first sees the primary elsewhere takes it as it is: plain failover to it', () => {
+    const nodes = [dead('app1'), standby('app2'), standby('app3', { dbPrimary: true })];
+    const ds = run([obs(1000, { followDb: true, nodes }), obs(3000, { followDb: true, nodes })]);
+    assert.deepEqual(ds.map((d) => d.memory.state), ['suspect', 'failing-over']);
+    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app3']);
+    assert.match(ofKind(last(ds), 'activate')[0]?.reason ?? '', /^failover: .*; app3 is ready \(agent reachable, confirmed in etcd\) and holds the database primary$/);
+    assert.deepEqual(ofKind(last(ds), 'db-switchover'), []);
   });
 
   it('follow-db: does not follow while two machines claim the primary', () => {
@@ -433,15 +462,15 @@ describe('decide: operator requests', () => {
   };
   const table: { name: string; o: Observation; ok: boolean; message: RegExp; moved?: string[] }[] = [
     { name: 'failover --to a healthy node', o: obs(1, { request: failover('app2') }), ok: true, message: /app2 is active at epoch 5/, moved: ['app2'] },
-    { name: 'failover --to an unhealthy node', o: obs(1, { request: failover('app2'), nodes: [serving('app1', 4), sick('app2')] }), ok: false, message: /^app2 is not healthy \(deep check fails, agent reports the app unhealthy\); app1 stays active$/ },
+    { name: 'failover --to a standby that is not ready', o: obs(1, { request: failover('app2'), nodes: [serving('app1', 4), sick('app2')] }), ok: false, message: /^app2 is not ready \(agent reachable, not confirmed in etcd within its lease\); app1 stays active$/ },
     { name: 'failover --to an unknown node', o: obs(1, { request: failover('app9') }), ok: false, message: /no app machine is named app9 \(app machines: app1, app2\)/ },
     { name: 'failover --to the active node', o: obs(1, { request: failover('app1') }), ok: true, message: /app1 is already active at epoch 4/ },
-    { name: 'failover --to away from a healthy DB primary (pair)', o: obs(1, { followDb: true, request: failover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), ok: false, message: /follow the database straight back/ },
+    { name: 'failover --to away from a healthy DB primary (pair): the database follows', o: obs(1, { followDb: true, request: failover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), ok: true, message: /^app2 is active at epoch 5; Patroni is asked to move the database primary from app1 to app2$/, moved: ['app2'] },
     { name: 'failover --to when the DB primary machine is down (pair)', o: obs(1, { followDb: true, request: failover('app2'), nodes: [dead('app1', { dbPrimary: true }), standby('app2')] }), ok: true, message: /app2 is active/, moved: ['app2'] },
     { name: 'failover --to without an active record', o: obs(1, { active: null, request: failover('app2') }), ok: true, message: /app2 is active at epoch 5/, moved: ['app2'] },
     { name: 'switchover --to a given node', o: obs(1, { request: switchover('app3'), nodes: [serving('app1', 4), standby('app2'), standby('app3')] }), ok: true, message: /app3 is active/, moved: ['app3'] },
     { name: 'switchover with no healthy standby', o: obs(1, { request: switchover(), nodes: [serving('app1', 4), sick('app2')] }), ok: false, message: /no standby is healthy; app1 stays active/ },
-    { name: 'switchover --to an unhealthy node', o: obs(1, { request: switchover('app2'), nodes: [serving('app1', 4), dead('app2')] }), ok: false, message: /app2 is not healthy \(deep check fails, agent unreachable\)/ },
+    { name: 'switchover --to an unreachable node', o: obs(1, { request: switchover('app2'), nodes: [serving('app1', 4), dead('app2')] }), ok: false, message: /^app2 is not healthy \(agent unreachable\); app1 stays active$/ },
     { name: 'switchover --to an unknown node', o: obs(1, { request: switchover('nope') }), ok: false, message: /no app machine is named nope/ },
     { name: 'switchover without an active record', o: obs(1, { active: null, request: switchover() }), ok: false, message: /no active node yet/, moved: ['app1'] },
     { name: 'switchover already carried out (record names the request)', o: obs(1, { active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'), request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /already carried out: app2 is active at epoch 5/ },
@@ -483,9 +512,198 @@ describe('decide: node-lost and node-back', () => {
     assert.deepEqual(events, [[], [], [], [], ['node-lost app2'], [], ['node-back app2']]);
   });
 
+  it('a fresh leader that first sees a machine down records no node-back when it comes up (start-up)', () => {
+    const at = (t: number, app2: NodeObservation) => obs(t, { nodes: [serving('app1', 4), app2] });
+    const ds = run([at(0, dead('app2', { proxyState: 'maint' })), at(1000, dead('app2', { proxyState: 'maint' })), ...[2000, 3000, 5000, 60_000].map((t) => at(t, standby('app2')))]);
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'event')), []);
+    // A real loss afterwards is reported, and so is the return, with its message.
+    const later = run([6e4 + 1000, 6e4 + 3000, 6e4 + 4000, 6e4 + 6000].map((t, i) => at(t, i < 2 ? dead('app2', { proxyState: 'maint' }) : standby('app2'))), last(ds).memory);
+    assert.deepEqual(later.flatMap((d) => ofKind(d, 'event').map((e) => [e.event.type, e.event.message])), [
+      ['node-lost', 'app2 has not answered for 2000 ms: neither the deep check nor its agent'],
+      ['node-back', 'app2 answers again (for 2000 ms)'],
+    ]);
+  });
+
   it('a machine only the agent can reach is not lost', () => {
     const ds = run([1000, 5000].map((t) => obs(t, { nodes: [serving('app1', 4), standby('app2', { deepOk: false })] })), steady());
     assert.deepEqual(ds.flatMap((d) => d.actions), []);
+  });
+});
+
+// ---- pair: the tiers stay together, the observer never fails back ------------------------------
+
+describe('decide: pair, never fail back', () => {
+  const pair = (nowMs: number, over: Partial<Observation> = {}): Observation => obs(nowMs, { followDb: true, ...over });
+  /** The app process on app1 has died; its machine, agent and Patroni (still primary) are fine. */
+  const appDiedOnApp1 = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')];
+  /** Ticks every 500 ms from `from` to `to` (exclusive). */
+  const ticks = (from: number, to: number): number[] => Array.from({ length: Math.ceil((to - from) / 500) }, (_, i) => from + i * 500);
+  /** The failover tick's decision and the memory after it. */
+  const failedOverToApp2 = (): Decision => last(run([pair(1000, { nodes: appDiedOnApp1 }), pair(3000, { nodes: appDiedOnApp1 })], pairSteady()));
+
+  it('the app dies on the primary machine: failover to app2 and a db-switchover from app1 in the same decision, after the events', () => {
+    const d = failedOverToApp2();
+    assert.deepEqual(kinds(d), ['activate', 'fence', 'unfence', 'event:failover', 'event:fence', 'db-switchover']);
+    assert.deepEqual(ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })), [{ node: 'app2', epoch: 5, expectEpoch: 4 }]);
+    assert.deepEqual(ofKind(d, 'db-switchover'), [{ kind: 'db-switchover', from: 'app1', to: 'app2' }]);
+    const [ev] = ofKind(d, 'event').filter((a) => a.event.type === 'failover');
+    assert.deepEqual(ev?.event.details, { from: 'app1', db: { from: 'app1', to: 'app2' } });
+    assert.match(ev?.event.message ?? '', /; the database primary follows: Patroni switchover from app1 to app2$/);
+  });
+
+  it('app1 recovers fully (ready standby, then Patroni replica): across many ticks nothing moves back', () => {
+    let memory = failedOverToApp2().memory;
+    const active = rec('app2', 5, 'failover: ...');
+    const steps = [
+      // Fenced, its agent ready: a candidate again, with the primary still on it while Patroni switches.
+      ...ticks(3500, 8000).map((t) => pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })),
+      // Patroni between states: no primary, then two claims.
+      pair(8000, { active, nodes: [standby('app1'), serving('app2', 5)] }),
+      pair(8500, { active, nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5, { dbPrimary: true })] }),
+      // The primary is on app2, app1 is a healthy replica and ready standby, for a long time.
+      ...ticks(9000, 1_000_000).map((t) => pair(t, { active, nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] })),
+    ];
+    const ds = run(steps, memory);
+    memory = last(ds).memory;
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'activate')), [], 'never an activate');
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), [], 'the one db-switchover was in the failover tick');
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'event').map((e) => e.event.type)), ['activate']);
+    assert.ok(ds.every((d) => d.memory.state === 'healthy'));
+    assert.deepEqual(memory.db, { primary: 'app2', asked: null, epoch: 5 });
+  });
+
+  it('Patroni does not move the primary: one db-not-moved event after dbSwitchoverTimeoutMs, nothing moves back, no retry', () => {
+    const active = rec('app2', 5);
+    const ds = run(ticks(3500, 600_000).map((t) => pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })), failedOverToApp2().memory);
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'activate')), []);
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), []);
+    const events = ds.flatMap((d) => ofKind(d, 'event').map((e) => ({ at: d, e: e.event })));
+    assert.deepEqual(events.map(({ e }) => [e.type, e.details?.outcome]), [['activate', undefined], ['failover', 'db-not-moved']]);
+    const notMoved = events[1];
+    assert.equal(ds.indexOf(notMoved?.at as Decision), (33_000 - 3500) / 500, 'reported 30 s after the failover tick (t=3000)');
+    assert.match(notMoved?.e.message ?? '', /^the database primary did not move from app1 to app2 within 30 s .*: the app runs on app2 and the database primary is on app1\. Nothing moves back on its own/);
+  });
+
+  it('failover --to (pair) away from the primary: db-switchover in the same decision, no follow back while Patroni works', () => {
+    const d = decide(pairSteady(), pair(1000, { request: failover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), cfgOf());
+    assert.deepEqual(kinds(d), ['activate', 'fence', 'unfence', 'event:failover', 'event:fence', 'db-switchover', 'complete-request']);
+    assert.deepEqual(ofKind(d, 'db-switchover'), [{ kind: 'db-switchover', from: 'app1', to: 'app2' }]);
+    const after = run(ticks(1500, 20_000).map((t) => pair(t, { active: rec('app2', 5, 'failover to app2 requested by the operator (request r2)'), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })), d.memory);
+    assert.deepEqual(after.flatMap((x) => ofKind(x, 'activate')), []);
+    assert.deepEqual(after.flatMap((x) => ofKind(x, 'db-switchover')), []);
+  });
+
+  it('follow-db still follows a later Patroni failover by itself, even to the machine the app once left', () => {
+    const together = run(ticks(3500, 10_000).map((t) => pair(t, { active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] })), failedOverToApp2().memory);
+    // Later PostgreSQL on app2 fails and Patroni promotes app1; the app on app2 still works through :5000.
+    const d = decide(last(together).memory, pair(50_000, { active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), cfgOf());
+    assert.deepEqual(ofKind(d, 'activate').map((a) => [a.node, a.epoch]), [['app1', 6]]);
+    assert.deepEqual(ofKind(d, 'db-switchover'), []);
+    assert.match(d.transitions.at(-1)?.reason ?? '', /^follow-db: the database primary moved from app2 to app1 and the app runs on app2; app1 is ready/);
+  });
+
+  it('a new leader that finds the tiers apart (crash between activate and db-switchover) moves the database, once, never the app', () => {
+    const active = rec('app2', 5, 'failover: app1 has failed its checks');
+    const apart = (t: number) => pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] });
+    const ds = run(ticks(0, 120_000).map(apart));
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'activate')), []);
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), [{ kind: 'db-switchover', from: 'app1', to: 'app2' }]);
+    assert.deepEqual(kinds(ds[0] as Decision), ['event:switchover', 'db-switchover']);
+    const [ev] = ofKind(ds[0] as Decision, 'event');
+    assert.deepEqual(ev?.event.details, { outcome: 'db-follows-app', from: 'app1', to: 'app2' });
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'event').map((e) => e.event.details?.outcome)), ['db-follows-app', 'db-not-moved']);
+  });
+
+  it('the failover happened while no primary was seen (app1 cut off); app1 comes back with its primary: the database follows, not the app', () => {
+    const gone = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const failed = run([pair(1000, { nodes: gone }), pair(3000, { nodes: gone })], pairSteady());
+    assert.deepEqual(ofKind(last(failed), 'db-switchover'), [], 'no primary seen: nothing to ask Patroni');
+    const back = run(
+      [3500, 4000, 4500].map((t) => pair(t, { active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })),
+      last(failed).memory,
+    );
+    assert.deepEqual(back.flatMap((d) => ofKind(d, 'activate')), []);
+    assert.deepEqual(back.flatMap((d) => ofKind(d, 'db-switchover')), [{ kind: 'db-switchover', from: 'app1', to: 'app2' }]);
+  });
+
+  it('a primary arriving where this leader asked it to go is not a move by itself, even after the app moved on', () => {
+    // app2 never serves: after activateTimeoutMs the app fails over to app1, where the primary still is.
+    const broken = (t: number) => pair(t, { active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), sick('app2', { proxyState: 'ready' })] });
+    const ds = run([broken(3500), broken(13_000)], failedOverToApp2().memory);
+    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app1']);
+    assert.deepEqual(ofKind(last(ds), 'db-switchover'), [], 'the app went to the primary');
+    // Then Patroni carries out the first db-switchover after all: the primary lands on app2.
+    const later = run(ticks(13_500, 60_000).map((t) => pair(t, { active: rec('app1', 6), nodes: [serving('app1', 6), standby('app2', { dbPrimary: true })] })), last(ds).memory);
+    assert.deepEqual(later.flatMap((d) => ofKind(d, 'activate')), [], 'the app does not follow back to app2');
+    assert.deepEqual(later.flatMap((d) => ofKind(d, 'db-switchover')), [{ kind: 'db-switchover', from: 'app2', to: 'app1' }]);
+  });
+
+  it('two machines claiming the primary: a failover asks Patroni for nothing', () => {
+    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2', { dbPrimary: true })];
+    const ds = run([pair(1000, { nodes }), pair(3000, { nodes })], pairSteady());
+    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app2']);
+    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), []);
+  });
+
+  it('a primary moved during maintenance counts as moved by itself afterwards: the app follows', () => {
+    const moved = [serving('app1', 4), standby('app2', { dbPrimary: true })];
+    const ds = run([pair(1000, { maintenance: true, nodes: moved }), pair(2000, { maintenance: true, nodes: moved }), pair(3000, { nodes: moved })], pairSteady());
+    assert.deepEqual(ds.slice(0, 2).flatMap((d) => ofKind(d, 'activate')), []);
+    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app2']);
+    assert.match(last(ds).transitions.at(-1)?.reason ?? '', /^follow-db: the database primary moved from app1 to app2/);
+  });
+
+  it('no db-switchover outside pair', () => {
+    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')];
+    const plain = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
+    assert.deepEqual(ofKind(last(plain), 'activate').map((a) => a.node), ['app2']);
+    assert.deepEqual(plain.flatMap((d) => ofKind(d, 'db-switchover')), []);
+  });
+});
+
+// ---- texts: standbys, durations ---------------------------------------------------------------
+
+describe('decide: reason and event texts', () => {
+  it('duration: whole milliseconds below 10 s, then seconds, then minutes', () => {
+    assert.equal(duration(2498.3984530000016), '2498 ms');
+    assert.equal(duration(0.4), '0 ms');
+    assert.equal(duration(9999.6), '10 s');
+    assert.equal(duration(10_000), '10 s');
+    assert.equal(duration(12_345.678), '12.3 s');
+    assert.equal(duration(600_000), '10 min');
+    assert.equal(duration(5_430_000), '90.5 min');
+  });
+
+  it('fractional clock readings (performance.now()) give rounded texts everywhere', () => {
+    const t0 = 12_345.678_901_234;
+    const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const ds = run(
+      [
+        obs(t0, { nodes: failing }),
+        obs(t0 + 2498.398_453_000_001_6, { nodes: failing }),
+        obs(t0 + 2700.5, { active: rec('app2', 5), nodes: failedOver }),
+        obs(t0 + 60_000.987_654, { active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5)] }),
+        obs(t0 + 62_500.987_654, { active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5)] }),
+      ],
+      steady(),
+    );
+    ds.forEach((d, i) => assertTidy(d, `tick ${i}`));
+    const texts = ds.flatMap((d) => [...d.transitions.map((t) => t.reason), ...ofKind(d, 'event').map((e) => e.event.message)]);
+    assert.ok(texts.includes('app1 has not answered for 2498 ms: neither the deep check nor its agent'), texts.join('\n'));
+    assert.ok(texts.some((x) => /^failover: app1 has failed its checks for 2498 ms /.test(x)), texts.join('\n'));
+    assert.ok(texts.includes('app2 serves at epoch 5, 202 ms after its activation'), texts.join('\n'));
+    assert.ok(texts.includes('app1 answers again (for 2500 ms)'), texts.join('\n'));
+  });
+
+  it('standbys: "ready (agent reachable, confirmed in etcd)", never "deep check fails"', () => {
+    const nodes = [dead('app1'), sick('app2'), dead('app3', { proxyState: 'maint' })];
+    const [, d] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
+    const [ev] = ofKind(d as Decision, 'event').filter((e) => e.event.type === 'failover');
+    assert.equal(ev?.event.details?.outcome, 'no-candidate');
+    assert.equal(
+      ev?.event.message,
+      'no failover: app1 has failed its checks for 2000 ms (deep check fails, agent unreachable) and no standby is healthy (app2: agent reachable, not confirmed in etcd within its lease; app3: agent unreachable); the observer keeps checking',
+    );
   });
 });
 

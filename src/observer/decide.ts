@@ -6,7 +6,8 @@
  *
  * Two kinds of output:
  * - moves (activate, db-switchover, complete-request, events) come from the state machine, which
- *   needs memory for its timers (how long has the active node been failing?);
+ *   needs memory for its timers (how long has the active node been failing?) and for where it
+ *   last accepted the database primary (`pair`: did the primary move by itself?);
  * - fencing (fence, unfence) is derived from the observation alone on every acting tick: every
  *   app machine but the active one is in MAINT with its services stopped, the active one is not
  *   in MAINT. So an observer that restarts with empty memory finishes an interrupted failover,
@@ -39,7 +40,10 @@ export interface NodeObservation {
   /** The agent says it serves (started the services at an epoch it confirmed). */
   agentActive: boolean;
   agentEpoch: number | null;
-  /** The agent's local view of the app's health check. */
+  /**
+   * The agent's local view of the app's health check; for a node whose agent does not serve (a
+   * standby), its readiness: it confirmed the cluster state in etcd within its lease.
+   */
   appHealthy: boolean;
   /** The Patroni primary runs on this machine (pair topology). */
   dbPrimary: boolean;
@@ -53,7 +57,10 @@ export interface Observation {
   maintenance: boolean;
   active: ActiveRecord | null;
   request: OperatorRequest | null;
-  /** `pair` topology: the app must run on the machine that holds the PostgreSQL primary. */
+  /**
+   * `pair` topology: the app and the PostgreSQL primary run on one machine. The app follows a
+   * primary that moved by itself; the primary is asked to follow an app the observer moved.
+   */
   followDb: boolean;
   /** Every app machine, in cluster-file order (the order breaks ties between candidates). */
   nodes: NodeObservation[];
@@ -62,8 +69,10 @@ export interface Observation {
 export interface NodeMemory {
   /** Since when the machine has been healthy without interruption; null while it is not. */
   healthySinceMs: number | null;
-  /** Reachability as last reported by node-lost / node-back. */
+  /** Reachability as last reported by node-lost / node-back, or as first seen. */
   reachable: boolean;
+  /** This leader recorded node-lost and no node-back since: only then is its return a node-back. */
+  lost: boolean;
   /** When the observation first differed from `reachable`; null while it agrees. */
   changedSinceMs: number | null;
 }
@@ -79,7 +88,22 @@ export interface Memory {
   activation: { node: string; epoch: number; sinceMs: number } | null;
   /** A planned switchover waiting for Patroni to move the primary (switching-db). */
   switchover: { requestId: string; from: string; to: string; sinceMs: number } | null;
+  /** `pair`: the database tier as this leader follows it. */
+  db: DbMemory;
   nodes: Record<string, NodeMemory>;
+}
+
+export interface DbMemory {
+  /**
+   * The machine where the primary is accepted: where it was first seen, where the app joined it,
+   * or the machine a failover left while asking Patroni to bring the primary along. A primary on
+   * another machine moved by itself (a Patroni failover), and only then does the app follow it.
+   */
+  primary: string | null;
+  /** The db-switchover asked for to bring the primary to the app, until it arrives or times out. */
+  asked: { from: string; to: string; sinceMs: number; type: 'failover' | 'switchover' } | null;
+  /** The record epoch it was last asked for: once per epoch, so a refusal is not repeated. */
+  epoch: number | null;
 }
 
 export interface DecideConfig {
@@ -91,7 +115,7 @@ export interface DecideConfig {
   lostAfterMs: number;
   /** How long a newly activated node may take to serve before it counts as failing. */
   activateTimeoutMs: number;
-  /** How long a switchover waits for Patroni to move the primary (pair). */
+  /** How long a switchover, or a failover that moves the primary too, waits for Patroni to move it (pair). */
   dbSwitchoverTimeoutMs: number;
 }
 
@@ -116,7 +140,7 @@ export type Action =
   | { kind: 'fence'; node: string; epoch: number; reason: string }
   /** Set the active node's server back to READY in HAProxy. */
   | { kind: 'unfence'; node: string }
-  /** Ask Patroni to move the primary (planned switchover, pair). */
+  /** Ask Patroni to move the primary (pair: a planned switchover, or after the app moved away from it). */
   | { kind: 'db-switchover'; from: string; to: string }
   | { kind: 'event'; event: EventAction }
   /** Answer the operator request and remove it. */
@@ -140,6 +164,7 @@ export const initialMemory = (): Memory => ({
   failingSinceMs: null,
   activation: null,
   switchover: null,
+  db: { primary: null, asked: null, epoch: null },
   nodes: {},
 });
 
@@ -152,6 +177,13 @@ export const initialMemory = (): Memory => ({
 export const isHealthy = (n: NodeObservation | undefined): boolean =>
   n !== undefined && (n.deepOk || (n.agentReachable && n.appHealthy));
 
+/**
+ * A machine whose agent answers but does not serve: it runs neither nginx nor the app, so its
+ * deep check fails by design, and observe.ts passes the agent's readiness (it confirmed the
+ * cluster state in etcd within its lease) as `appHealthy`.
+ */
+const standsBy = (n: NodeObservation): boolean => n.agentReachable && !n.agentActive;
+
 /** Serving at `epoch`: healthy, and its agent confirms the epoch when the observer can ask it. */
 const servesAt = (n: NodeObservation | undefined, epoch: number): boolean =>
   n !== undefined && isHealthy(n) && (!n.agentReachable || (n.agentActive && n.agentEpoch === epoch));
@@ -160,12 +192,36 @@ const servesAt = (n: NodeObservation | undefined, epoch: number): boolean =>
 const needsFence = (n: NodeObservation): boolean =>
   (n.agentReachable && n.agentActive) || n.proxyState === 'ready' || n.proxyState === 'drain' || n.proxyState === 'down';
 
-const why = (n: NodeObservation | undefined): string => {
+/**
+ * What the checks say of a machine. A failing deep check is named only for the active node: a
+ * standby runs no nginx, so there it is expected and says nothing.
+ */
+const why = (n: NodeObservation | undefined, active = false): string => {
   if (!n) return 'not an app machine of this cluster';
-  const deep = n.deepOk ? 'deep check passes' : 'deep check fails';
-  const agent = !n.agentReachable ? 'agent unreachable' : n.appHealthy ? 'agent reports the app healthy' : 'agent reports the app unhealthy';
-  return `${deep}, ${agent}`;
+  const parts: string[] = [];
+  if (n.deepOk) parts.push('deep check passes');
+  else if (active) parts.push('deep check fails');
+  if (!n.agentReachable) parts.push('agent unreachable');
+  else if (n.agentActive) parts.push(n.appHealthy ? 'agent reports the app healthy' : 'agent reports the app unhealthy');
+  else parts.push(n.appHealthy ? 'agent reachable, confirmed in etcd' : 'agent reachable, not confirmed in etcd within its lease');
+  return parts.join(', ');
 };
+
+/** A standby judged by its agent's readiness is "ready"; a machine judged by its app is "healthy". */
+const byReadiness = (n: NodeObservation): boolean => standsBy(n) && !n.deepOk;
+
+/** `app2 is ready (agent reachable, confirmed in etcd)`, `app2 is healthy (deep check passes, ...)`. */
+const standing = (n: NodeObservation): string => `${n.name} is ${byReadiness(n) ? 'ready' : 'healthy'} (${why(n)})`;
+const notStanding = (n: NodeObservation): string => `${n.name} is not ${byReadiness(n) ? 'ready' : 'healthy'} (${why(n)})`;
+
+/** A duration for people: whole milliseconds below 10 s, then seconds, then minutes, one decimal. */
+export function duration(ms: number): string {
+  if (!Number.isFinite(ms)) return `${ms} ms`;
+  const whole = Math.round(ms);
+  if (Math.abs(whole) < 10_000) return `${whole} ms`;
+  const one = (x: number): string => String(Math.round(x * 10) / 10);
+  return Math.abs(whole) < 600_000 ? `${one(ms / 1000)} s` : `${one(ms / 60_000)} min`;
+}
 
 interface Tick {
   obs: Observation;
@@ -179,12 +235,20 @@ interface Tick {
   moved: boolean;
 }
 
+/**
+ * The app tier first: the record (compare-and-swap; when it fails the daemon drops the rest, so no
+ * database moves for an app move that did not happen), then fencing, then the events, so the
+ * failover is recorded and alerted without waiting for Patroni. The db-switchover comes last but
+ * one: the daemon waits for Patroni's answer (seconds), while the new node already starts; until
+ * the primary moves, the app reaches it through HAProxy's :5000 as before. The request is answered
+ * once everything it caused has been carried out.
+ */
 const ORDER: Record<Action['kind'], number> = {
   activate: 0,
   fence: 1,
   unfence: 2,
-  'db-switchover': 3,
-  event: 4,
+  event: 3,
+  'db-switchover': 4,
   'complete-request': 5,
 };
 
@@ -210,8 +274,10 @@ export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Dec
     maintenance(t);
   } else {
     if (t.mem.state === 'maintenance') t.actions.push(event('maintenance-off', 'maintenance ended: the observer acts again'));
+    if (obs.followDb) seeDb(t);
     if (obs.active) withRecord(t, obs.active);
     else bootstrap(t);
+    if (obs.followDb) keepTiersTogether(t);
     if (t.record) fencing(t);
   }
   const actions = t.actions.sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
@@ -255,7 +321,7 @@ function track(t: Tick, report: boolean): void {
     const prev = t.mem.nodes[n.name];
     const up = n.deepOk || n.agentReachable;
     // A machine first seen (fresh memory) is taken as it is: a new leader does not repeat alerts.
-    const m: NodeMemory = prev ? { ...prev } : { healthySinceMs: null, reachable: up, changedSinceMs: null };
+    const m: NodeMemory = prev ? { ...prev } : { healthySinceMs: null, reachable: up, lost: false, changedSinceMs: null };
     m.healthySinceMs = isHealthy(n) ? (m.healthySinceMs ?? obs.nowMs) : null;
     nodes[n.name] = m;
     if (!report) continue;
@@ -268,11 +334,14 @@ function track(t: Tick, report: boolean): void {
     if (forMs < cfg.lostAfterMs) continue;
     m.reachable = up;
     m.changedSinceMs = null;
-    t.actions.push(
-      up
-        ? event('node-back', `${n.name} answers again (for ${forMs} ms)`, { node: n.name })
-        : event('node-lost', `${n.name} has not answered for ${forMs} ms: neither the deep check nor its agent`, { node: n.name }),
-    );
+    if (!up) {
+      m.lost = true;
+      t.actions.push(event('node-lost', `${n.name} has not answered for ${duration(forMs)}: neither the deep check nor its agent`, { node: n.name }));
+    } else if (m.lost) {
+      m.lost = false;
+      t.actions.push(event('node-back', `${n.name} answers again (for ${duration(forMs)})`, { node: n.name }));
+    }
+    // Up after first being seen down (start-up, or lost before this leader): nothing was reported.
   }
   t.mem.nodes = nodes;
 }
@@ -284,6 +353,7 @@ function maintenance(t: Tick): void {
     if (mem.state !== 'follower') t.actions.push(event('maintenance-on', 'maintenance started: the observer takes no action until it ends'));
     go(t, 'maintenance', 'the maintenance flag is set in etcd');
     Object.assign(mem, { failingSinceMs: null, activation: null, switchover: null });
+    mem.db.asked = null;
   }
   if (obs.request) refuse(t, obs.request, 'the cluster is in maintenance: the observer carries out no request until maintenance ends');
 }
@@ -298,8 +368,8 @@ function bootstrap(t: Tick): void {
   const primary = dbPrimaryOf(obs);
   const chosen = obs.followDb ? (isHealthy(primary) ? primary : undefined) : obs.nodes.find((n) => isHealthy(n));
   if (!chosen) return; // never activate a machine that is not healthy: wait
-  const db = obs.followDb ? 'holds the database primary and ' : '';
-  move(t, chosen.name, 'bootstrap', `bootstrap: ${chosen.name} ${db}is healthy (${why(chosen)})`);
+  const db = obs.followDb ? ' and holds the database primary' : '';
+  move(t, chosen.name, 'bootstrap', `bootstrap: ${standing(chosen)}${db}`);
 }
 
 function withRecord(t: Tick, active: ActiveRecord): void {
@@ -325,10 +395,10 @@ function resume(t: Tick, active: ActiveRecord, cause = ''): void {
   if (n?.agentReachable && !(n.agentActive && n.agentEpoch === active.epoch)) {
     // Its agent answers but has not confirmed this epoch: an activation still under way.
     mem.activation = { node: active.node, epoch: active.epoch, sinceMs: obs.nowMs };
-    return go(t, 'failing-over', `${cause}${at}; waiting for it to serve (${why(n)}, agent at epoch ${n.agentEpoch ?? 'none'})`);
+    return go(t, 'failing-over', `${cause}${at}; waiting for it to serve (${why(n, true)}, agent at epoch ${n.agentEpoch ?? 'none'})`);
   }
   mem.failingSinceMs = obs.nowMs;
-  go(t, 'suspect', `${cause}${at} but fails its checks (${why(n)})`);
+  go(t, 'suspect', `${cause}${at} but fails its checks (${why(n, true)})`);
 }
 
 /** healthy, suspect, no-candidate: watch the active node, fail over after failAfterMs. */
@@ -338,20 +408,21 @@ function watch(t: Tick, active: ActiveRecord): void {
   const failing = !isHealthy(n);
   if (obs.followDb && followDb(t, active, failing)) return;
   if (!failing) {
-    const after = mem.failingSinceMs === null ? '' : ` after failing for ${obs.nowMs - mem.failingSinceMs} ms`;
+    const after = mem.failingSinceMs === null ? '' : ` after failing for ${duration(obs.nowMs - mem.failingSinceMs)}`;
     go(t, 'healthy', `${active.node} passes its checks again${after}`);
     mem.failingSinceMs = null;
     return;
   }
   mem.failingSinceMs ??= obs.nowMs;
-  if (mem.state === 'healthy') go(t, 'suspect', `${active.node} fails its checks (${why(n)}); failover after ${cfg.failAfterMs} ms`);
+  if (mem.state === 'healthy') go(t, 'suspect', `${active.node} fails its checks (${why(n, true)}); failover after ${duration(cfg.failAfterMs)}`);
   const failedMs = obs.nowMs - mem.failingSinceMs;
   if (failedMs < cfg.failAfterMs) return;
-  const failed = `${active.node} has failed its checks for ${failedMs} ms (${why(n)})`;
+  const failed = `${active.node} has failed its checks for ${duration(failedMs)} (${why(n, true)})`;
   const to = candidate(t, active.node);
   if (to) {
     const db = obs.followDb && to.dbPrimary ? ' and holds the database primary' : '';
-    return move(t, to.name, 'failover', `failover: ${failed}; ${to.name} is healthy${db}`);
+    move(t, to.name, 'failover', `failover: ${failed}; ${standing(to)}${db}`);
+    return;
   }
   if (mem.state === 'no-candidate') return;
   go(t, 'no-candidate', `${failed} and no standby is healthy`);
@@ -365,13 +436,73 @@ function watch(t: Tick, active: ActiveRecord): void {
   );
 }
 
-/** pair: the app runs where the database primary runs, once that machine is healthy. */
+/**
+ * pair: when the primary moved to another machine by itself (a Patroni failover), the app follows
+ * it once that machine is a candidate. A primary still on the machine the app left (because the
+ * app failed there, or Patroni has not yet carried out the db-switchover) is not followed: never
+ * fail back.
+ */
 function followDb(t: Tick, active: ActiveRecord, failing: boolean): boolean {
   const p = dbPrimaryOf(t.obs);
-  if (!p || p.name === active.node || !isCandidate(t, p)) return false;
-  const state = failing ? `, which fails its checks (${why(nodeOf(t.obs, active.node))})` : '';
-  move(t, p.name, failing ? 'failover' : 'switchover', `follow-db: the database primary is on ${p.name} and the app on ${active.node}${state}; ${p.name} is healthy`);
+  const was = t.mem.db.primary;
+  if (!p || p.name === active.node || p.name === was || !isCandidate(t, p)) return false;
+  const state = failing ? `, which fails its checks (${why(nodeOf(t.obs, active.node), true)})` : '';
+  const moved = was ? `moved from ${was} to ${p.name}` : `is on ${p.name}`;
+  move(t, p.name, failing ? 'failover' : 'switchover', `follow-db: the database primary ${moved} and the app runs on ${active.node}${state}; ${standing(p)}`);
   return true;
+}
+
+/** pair, before the rules: settle where the primary is accepted (see DbMemory.primary). */
+function seeDb(t: Tick): void {
+  const { db } = t.mem;
+  const p = dbPrimaryOf(t.obs);
+  if (!p) return; // none or two: Patroni is between states; wait until it settles
+  const arrived = db.asked?.to === p.name; // where this leader asked it to go: not a move by itself
+  if (arrived) db.asked = null;
+  // A new leader takes the primary where it first sees it, like a machine: not a move by itself.
+  if (arrived || db.primary === null || p.name === t.obs.active?.node) db.primary = p.name;
+}
+
+/**
+ * pair, after the rules: the app stays where it runs, and the database comes to it when the
+ * primary did not move by itself (the app left it, or a new leader finds them apart): once per
+ * record epoch, when the app serves there. Then wait dbSwitchoverTimeoutMs and report a primary
+ * that did not come.
+ */
+function keepTiersTogether(t: Tick): void {
+  const { mem, obs, cfg, record } = t;
+  const { db } = mem;
+  const p = dbPrimaryOf(obs);
+  if (!record) return;
+  if (p?.name === record.node) db.primary = p.name;
+  const asked = db.asked;
+  if (asked && obs.nowMs - asked.sinceMs >= cfg.dbSwitchoverTimeoutMs) {
+    db.asked = null;
+    if (p?.name === record.node) return; // the tiers are together anyway (the app moved to the primary)
+    const where = p ? `the database primary is on ${p.name}` : 'no single database primary is seen';
+    const msg =
+      `the database primary did not move from ${asked.from} to ${asked.to} within ${duration(cfg.dbSwitchoverTimeoutMs)} ` +
+      `(Patroni refused or failed the switchover: see the observer's log and \`patronictl list\`): the app runs on ${record.node} and ${where}. ` +
+      `Nothing moves back on its own; a Patroni switchover to ${record.node}, or a switchover of the app, brings the tiers together`;
+    t.actions.push(event(asked.type, msg, { node: record.node, epoch: record.epoch, details: { outcome: 'db-not-moved', from: asked.from, to: asked.to } }));
+    return;
+  }
+  if (!p || p.name === record.node || p.name !== db.primary || db.asked || db.epoch === record.epoch) return;
+  if (t.moved || obs.request || mem.state !== 'healthy' || !servesAt(nodeOf(obs, record.node), record.epoch)) return;
+  const reason = `the app serves on ${record.node} at epoch ${record.epoch} and the database primary is still on ${p.name}, which the app left`;
+  askDb(t, p.name, record.node, record.epoch, 'switchover');
+  t.actions.push(
+    event('switchover', `${reason}: asking Patroni to move the primary to ${record.node}, so both tiers run on one machine`, {
+      node: record.node,
+      epoch: record.epoch,
+      details: { outcome: 'db-follows-app', from: p.name, to: record.node },
+    }),
+  );
+}
+
+function askDb(t: Tick, from: string, to: string, epoch: number, type: 'failover' | 'switchover'): void {
+  t.actions.push({ kind: 'db-switchover', from, to });
+  t.mem.db = { primary: from, asked: { from, to, sinceMs: t.obs.nowMs, type }, epoch };
 }
 
 /** failing-over: the epoch is bumped; wait until the new node serves at it. */
@@ -387,29 +518,40 @@ function failingOver(t: Tick, active: ActiveRecord): void {
   const waitedMs = obs.nowMs - act.sinceMs;
   if (servesAt(n, act.epoch)) {
     mem.activation = null;
-    go(t, 'healthy', `${act.node} serves at epoch ${act.epoch}, ${waitedMs} ms after its activation`);
+    go(t, 'healthy', `${act.node} serves at epoch ${act.epoch}, ${duration(waitedMs)} after its activation`);
     t.actions.push(event('activate', `${act.node} serves at epoch ${act.epoch}`, { node: act.node, epoch: act.epoch }));
     return;
   }
   if (waitedMs < cfg.activateTimeoutMs) return; // fencing re-issues fence and unfence meanwhile
   Object.assign(mem, { activation: null, failingSinceMs: act.sinceMs });
-  go(t, 'suspect', `${act.node} did not serve within ${cfg.activateTimeoutMs} ms of its activation at epoch ${act.epoch} (${why(n)})`);
+  go(t, 'suspect', `${act.node} did not serve within ${duration(cfg.activateTimeoutMs)} of its activation at epoch ${act.epoch} (${why(n, true)})`);
   watch(t, active);
 }
 
-/** Write the new record (compare-and-swap on the epoch) and wait for the node in failing-over. */
-function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string): void {
+/**
+ * Write the new record (compare-and-swap on the epoch) and wait for the node in failing-over.
+ * pair: when the primary runs on another machine (the app leaves the primary's machine, whose
+ * Patroni still runs it), ask Patroni in the same decision to bring it to the new node, so both
+ * tiers run there and nothing follows back.
+ */
+function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', text: string): { from: string; to: string } | null {
   const { mem, obs } = t;
   const prev = obs.active;
   // Without a record, start above every epoch still known, so no agent mistakes it for a stale one.
   const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => n.agentEpoch ?? 0));
   const epoch = prev ? prev.epoch + 1 : floor + 1;
+  const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
+  const db = p && p.name !== to ? { from: p.name, to } : null;
+  const reason = db ? `${text}; the database primary follows: Patroni switchover from ${db.from} to ${to}` : text;
   t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason });
-  t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null } }));
+  t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null, ...(db ? { db } : {}) } }));
+  if (db) askDb(t, db.from, to, epoch, type === 'bootstrap' ? 'failover' : type);
+  else if (p) mem.db.primary = p.name;
   t.record = { node: to, epoch };
   t.moved = true;
   Object.assign(mem, { epoch, failingSinceMs: null, switchover: null, activation: { node: to, epoch, sinceMs: obs.nowMs } });
   go(t, 'failing-over', reason, true);
+  return db;
 }
 
 /** Every app machine but the active one in MAINT with its services stopped; the active one not in MAINT. */
@@ -458,14 +600,11 @@ function failoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'failove
   const stays = active ? `; ${active.node} stays active` : '';
   if (!to) return refuse(t, req, `no app machine is named ${req.to} (app machines: ${appMachines(obs)})`);
   if (active?.node === to.name) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
-  if (!isHealthy(to)) return refuse(t, req, `${to.name} is not healthy (${why(to)})${stays}`);
-  const p = dbPrimaryOf(obs);
-  if (obs.followDb && p && p.name !== to.name && isHealthy(p)) {
-    const msg = `${to.name} does not hold the database primary and ${p.name}, which does, is healthy: the app would follow the database straight back. A switchover moves the database first`;
-    return refuse(t, req, msg + stays);
-  }
-  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
-  complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}`);
+  if (!isHealthy(to)) return refuse(t, req, `${notStanding(to)}${stays}`);
+  // pair: when the primary runs elsewhere, move() asks Patroni to bring it along.
+  const db = move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
+  const also = db ? `; Patroni is asked to move the database primary from ${db.from} to ${to.name}` : '';
+  complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}${also}`);
   return true;
 }
 
@@ -486,7 +625,7 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
     return true;
   }
   if (!sw) {
-    if (!isHealthy(to)) return refuse(t, req, `${to.name} is not healthy (${why(to)})${stays}`);
+    if (!isHealthy(to)) return refuse(t, req, `${notStanding(to)}${stays}`);
     // pair: the database moves first, so the app never runs away from its primary.
     const from = dbPrimaryOf(obs)?.name ?? active.node;
     mem.switchover = { requestId: req.id, from, to: to.name, sinceMs: obs.nowMs };
@@ -497,5 +636,5 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
   if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return true;
   const what = dbThere ? `${to.name} holds the database primary but did not pass its checks (${why(to)})` : `the database primary did not move from ${sw.from} to ${to.name}`;
   resume(t, active, `switchover request ${req.id} failed; `);
-  return refuse(t, req, `${what} within ${cfg.dbSwitchoverTimeoutMs} ms${stays}`);
+  return refuse(t, req, `${what} within ${duration(cfg.dbSwitchoverTimeoutMs)}${stays}`);
 }

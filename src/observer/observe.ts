@@ -13,7 +13,8 @@ import type { LoadedPki } from '../pki/ca.ts';
 import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 
-export const CHECK_TIMEOUT_MS = 800;
+/** Deadline of each check: a hung application counts as failing after this long. */
+export const CHECK_TIMEOUT_MS = 600;
 
 export interface Observed {
   obs: Observation;
