@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
+import type { AlertsInput } from '../alerts/config.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../config/paths.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -27,6 +28,8 @@ export interface LabShape {
   replication?: 'synchronous' | 'asynchronous';
   /** Failover timers (cluster file `timers:`), e.g. Patroni's defaults for a baseline. */
   timers?: Partial<ClusterFile['timers']>;
+  /** The cluster file's `alerts:` section, e.g. an SMTP sink on the bridge address for tests. */
+  alerts?: AlertsInput;
   /** PostgreSQL major version installed on this machine. */
   postgresVersion?: number;
 }
@@ -73,6 +76,7 @@ export function labClusterYaml(shape: LabShape): string {
     machines,
     database: { replication: shape.replication ?? 'synchronous', ...(shape.postgresVersion ? { postgresVersion: shape.postgresVersion } : {}) },
     ...(shape.timers ? { timers: shape.timers } : {}),
+    ...(shape.alerts ? { alerts: shape.alerts } : {}),
     // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.
     proxy: { tlsBundle: PATHS.tlsBundle },
     application: {

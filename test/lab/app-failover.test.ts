@@ -10,8 +10,6 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { withRole } from '../../src/config/schema.ts';
 import {
-  findPrimary,
-  hasSyncStandby,
   labAgents,
   labCut,
   labDown,
@@ -26,6 +24,7 @@ import {
 } from '../../src/lab/lab.ts';
 import { hostRoot } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
+import { labSettled } from '../../src/lab/settle.ts';
 import type { LabTopology } from '../../src/lab/topology.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 
@@ -100,7 +99,7 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
 
     for (const fault of FAULTS) {
       it(`fails over when ${fault.name}, and the old machine never serves again`, async () => {
-        await settled(lab);
+        await labSettled(lab);
         const old = await waitFor('a machine serving', async () => probe.current() ?? undefined, 30_000, 50);
         const faultAt = performance.now();
         await fault.inject(old);
@@ -113,21 +112,6 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
       });
     }
   });
-}
-
-/** Before a fault: one machine serves and every other machine is ready to take over. */
-async function settled(lab: LabHandle): Promise<void> {
-  const { cluster } = lab;
-  const apps = withRole(cluster, 'app').map((m) => m.name);
-  await waitFor('every app machine ready, one active', async () => {
-    const agents = await labAgents();
-    const ready = apps.every((n) => agents.get(n)?.ready || agents.get(n)?.active);
-    return ready && apps.filter((n) => agents.get(n)?.active).length === 1 ? true : undefined;
-  }, 120_000, 500);
-  if (cluster.database.replication === 'synchronous') {
-    const primary = await waitFor('a primary', () => findPrimary(cluster), 60_000, 500);
-    await waitFor('a synchronous standby', () => hasSyncStandby(cluster, primary), 120_000, 500);
-  }
 }
 
 /** The agents and HAProxy agree: exactly one app machine is active, serving, and the only one in READY. */

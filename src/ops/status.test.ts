@@ -1,0 +1,36 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatStatus, type ClusterStatus } from './status.ts';
+
+const base: ClusterStatus = {
+  cluster: 'lab',
+  active: { node: 'app1', epoch: 3, since: '2026-11-25T00:00:00Z', reason: 'failover' },
+  maintenance: null,
+  observerLeader: { id: 'observer-1', host: 'observer', since: '2026-11-25T00:00:00Z' },
+  machines: [
+    { name: 'observer', address: '10.0.0.10', roles: ['etcd', 'proxy', 'observer'], agent: null },
+    {
+      name: 'app1',
+      address: '10.0.0.11',
+      roles: ['app', 'db'],
+      agent: { node: 'app1', active: true, epoch: 3, confirmedAgoMs: 100, appHealthy: true, ready: true, services: [], patroni: { role: 'leader', state: 'running', lagBytes: null }, disk: [{ path: '/var/lib/vigil', freeBytes: 5 * 2 ** 30, totalBytes: 10 * 2 ** 30 }] },
+    },
+    { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], agent: null },
+  ],
+  events: [{ seq: 7, at: '2026-11-25T00:00:01Z', type: 'failover', message: 'failover: app2 -> app1', node: 'app1', epoch: 3 }],
+};
+
+test('status names the active node, the leader and each machine\'s state', () => {
+  const out = formatStatus(base);
+  assert.match(out, /active app node: app1 at epoch 3/);
+  assert.match(out, /maintenance: +off/);
+  assert.match(out, /app1 .* ACTIVE .* leader running .* 5\.0 GiB/);
+  assert.match(out, /app2 .* UNREACHABLE .* unknown/);
+  assert.match(out, /failover +failover: app2 -> app1/);
+});
+
+test('status says loudly when nobody acts or maintenance is on', () => {
+  const out = formatStatus({ ...base, observerLeader: null, maintenance: { since: 'x', by: 'root@vm', reason: 'upgrade' } });
+  assert.match(out, /observer leader: NONE/);
+  assert.match(out, /maintenance: +ON since x by root@vm: upgrade/);
+});

@@ -1,0 +1,141 @@
+/**
+ * The operator's commands against a `pair` lab: status, maintenance (the observer holds still),
+ * a planned switchover of both tiers with no lost write, a manual failover, the event history, and
+ * the e-mail alerts the observer sends to an SMTP server on the lab's bridge address.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import { SMTPServer } from 'smtp-server';
+import { simpleParser } from 'mailparser';
+import { withRole } from '../../src/config/schema.ts';
+import { findPrimary, labDown, labSignal, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { HttpProbe } from '../../src/lab/probe.ts';
+import { labSettled } from '../../src/lab/settle.ts';
+import { BRIDGE_ADDRESS } from '../../src/lab/topology.ts';
+import { AckWriter } from '../../src/lab/writer.ts';
+import { sleep, waitFor } from '../../src/util/exec.ts';
+
+const vigil = async (...args: string[]) => (await promisify(execFile)(process.execPath, ['bin/vigil.js', ...args, '--lab'], { timeout: 120_000 })).stdout;
+
+interface Status {
+  active: { node: string; epoch: number } | null;
+  maintenance: unknown;
+  observerLeader: { host: string } | null;
+  machines: { name: string; agent: { active: boolean; ready: boolean } | null }[];
+}
+const status = async () => JSON.parse(await vigil('status', '--json')) as Status;
+
+let lab: LabHandle;
+let probe: HttpProbe;
+const mails: { subject: string; text: string }[] = [];
+let smtp: SMTPServer;
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+before(async () => {
+  await labDown();
+  const port = await freePort();
+  lab = await labUp(
+    {
+      topology: 'pair',
+      alerts: { email: { to: 'ops@lab.test', from: 'vigil@lab.test', smtp: { host: BRIDGE_ADDRESS, port, starttls: 'off' } }, rateLimitSeconds: 0 },
+    },
+    (l) => console.log(`# lab: ${l}`),
+  );
+  // The sink listens on the bridge address, which exists only once the lab is up.
+  smtp = new SMTPServer({
+    logger: false,
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    onData(stream, _s, cb) {
+      simpleParser(stream).then((m) => {
+        mails.push({ subject: m.subject ?? '', text: m.text ?? '' });
+        cb();
+      }, cb);
+    },
+  });
+  await new Promise<void>((resolve) => smtp.listen(port, BRIDGE_ADDRESS, resolve));
+  const proxy = withRole(lab.cluster, 'proxy')[0]!;
+  probe = new HttpProbe(`http://${proxy.address}:${lab.cluster.proxy.httpPort}/health`);
+  probe.start();
+});
+
+after(async () => {
+  await probe?.stop();
+  await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+  await labDown();
+});
+
+test('status shows one active machine, the ready standby and the observer leader', async () => {
+  await labSettled(lab);
+  const s = await status();
+  assert.ok(s.active, 'an active node');
+  assert.equal(s.observerLeader?.host, 'observer');
+  const apps = s.machines.filter((m) => m.name.startsWith('app'));
+  assert.deepEqual(apps.filter((m) => m.agent?.active).map((m) => m.name), [s.active.node]);
+  assert.ok(apps.every((m) => m.agent?.active || m.agent?.ready));
+  const text = await vigil('status');
+  assert.match(text, new RegExp(`active app node: ${s.active.node} at epoch ${s.active.epoch}`));
+});
+
+test('in maintenance the observer takes no action; off again, it fails over', async () => {
+  const before = (await status()).active!;
+  await vigil('maintenance', 'on', '--reason', 'upgrade');
+  assert.ok((await status()).maintenance);
+  await labSignal(before.node, 'app', 'SIGKILL');
+  await sleep(6000); // three times the failover delay
+  assert.deepEqual((await status()).active, before, 'no failover during maintenance');
+  await vigil('maintenance', 'off');
+  await waitFor('a failover after maintenance', async () => {
+    const a = (await status()).active;
+    return a && a.node !== before.node ? a : undefined;
+  }, 30_000, 500);
+  await waitFor('mail about maintenance and the failover', async () => {
+    const subjects = mails.map((m) => m.subject).join('\n');
+    return /maintenance-on/.test(subjects) && /maintenance-off/.test(subjects) && /failover/.test(subjects) ? true : undefined;
+  }, 30_000, 500);
+});
+
+test('a switchover moves both tiers with no lost write', async () => {
+  await labSettled(lab);
+  const before = (await status()).active!;
+  const proxy = withRole(lab.cluster, 'proxy')[0]!;
+  const writer = new AckWriter({ host: proxy.address, port: lab.cluster.proxy.postgresPort, user: lab.cluster.database.appUser, password: lab.secrets.appDbPassword, database: lab.cluster.database.appDatabase, intervalMs: 20 });
+  await writer.prepare();
+  writer.start();
+  try {
+    await waitFor('writes', async () => (writer.acked.length > 20 ? true : undefined), 20_000);
+    const out = await vigil('switchover');
+    assert.match(out, /done: app[12] is active at epoch/);
+    const after = (await status()).active!;
+    assert.notEqual(after.node, before.node);
+    assert.equal((await findPrimary(lab.cluster))?.name, after.node, 'the database primary moved with the application');
+    const count = writer.acked.length;
+    await waitFor('writes after the switchover', async () => (writer.acked.length > count + 20 ? true : undefined), 30_000);
+  } finally {
+    await writer.stop();
+  }
+  assert.deepEqual(await writer.missing(), []);
+});
+
+test('a manual failover makes the named machine active; a bad name is refused', async () => {
+  await labSettled(lab);
+  const before = (await status()).active!;
+  const to = before.node === 'app1' ? 'app2' : 'app1';
+  assert.match(await vigil('failover', '--to', to), new RegExp(`done: ${to} is active`));
+  await assert.rejects(vigil('failover', '--to', 'db9'), /not an app machine/);
+});
+
+test('events tell the story, oldest first', async () => {
+  const out = await vigil('events', '-n', '100');
+  for (const type of ['bootstrap', 'maintenance-on', 'maintenance-off', 'failover', 'switchover', 'fence']) assert.match(out, new RegExp(`\\s${type}\\s`), type);
+});
