@@ -88,7 +88,11 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       const served = probe.answers.filter((a) => a.atMs >= t0 && a.atMs <= t1);
       let httpGap = 0;
       let lastOk = t0;
-      for (const a of served) if (a.node) ((httpGap = Math.max(httpGap, a.atMs - lastOk)), (lastOk = a.atMs));
+      for (const a of served) {
+        if (!a.node) continue;
+        httpGap = Math.max(httpGap, a.atMs - lastOk);
+        lastOk = a.atMs;
+      }
       pause.write.push(gap / 1000);
       pause.http.push(httpGap / 1000);
       console.log(`${topology} switchover round ${r}: longest write gap ${(gap / 1000).toFixed(2)} s, longest :80 gap ${(httpGap / 1000).toFixed(2)} s`);
