@@ -161,7 +161,7 @@ export const clusterFileSchema = z
         services: z
           .array(serviceSchema)
           .default([
-            { name: 'nginx', unit: 'nginx.service' },
+            { name: 'nginx', unit: 'vigil-nginx.service' },
             { name: 'app', unit: 'vigil-refapp.service' },
           ])
           .describe('Services that run only on the active app machine.'),

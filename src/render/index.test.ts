@@ -14,11 +14,11 @@ describe('renderAll', () => {
     const byMachine = new Map<string, string[]>();
     for (const f of renderAll(clusterFixture('distributed'), secrets)) byMachine.set(f.machine, [...(byMachine.get(f.machine) ?? []), f.path]);
     assert.deepEqual(Object.fromEntries(byMachine), {
-      observer: ['/etc/vigil/etcd.yml', '/etc/vigil/haproxy.cfg', '/etc/systemd/system/vigil-etcd.service', '/etc/systemd/system/vigil-haproxy.service'],
-      app1: ['/etc/vigil/nginx.conf', '/etc/vigil/refapp/application.properties', '/etc/systemd/system/vigil-nginx.service'],
-      app2: ['/etc/vigil/nginx.conf', '/etc/vigil/refapp/application.properties', '/etc/systemd/system/vigil-nginx.service'],
-      db1: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service'],
-      db2: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service'],
+      observer: ['/etc/vigil/etcd.yml', '/etc/vigil/haproxy.cfg', '/etc/systemd/system/vigil-etcd.service', '/etc/systemd/system/vigil-haproxy.service', '/etc/systemd/system/vigil-observer.service'],
+      app1: ['/etc/vigil/nginx.conf', '/etc/vigil/refapp/application.properties', '/etc/systemd/system/vigil-nginx.service', '/etc/systemd/system/vigil-refapp.service', '/etc/systemd/system/vigil-agent.service'],
+      app2: ['/etc/vigil/nginx.conf', '/etc/vigil/refapp/application.properties', '/etc/systemd/system/vigil-nginx.service', '/etc/systemd/system/vigil-refapp.service', '/etc/systemd/system/vigil-agent.service'],
+      db1: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service', '/etc/systemd/system/vigil-agent.service'],
+      db2: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service', '/etc/systemd/system/vigil-agent.service'],
     });
   });
 

@@ -3,10 +3,12 @@
  * here touches the disk; `vigil render` writes the result, the installer copies it to machines.
  *
  * What each role gets:
- *   etcd   /etc/vigil/etcd.yml, vigil-etcd.service
- *   db     /etc/vigil/patroni.yml, vigil-patroni.service
- *   proxy  /etc/vigil/haproxy.cfg, vigil-haproxy.service
- *   app    /etc/vigil/nginx.conf, the reference app's properties, vigil-nginx.service
+ *   etcd      /etc/vigil/etcd.yml, vigil-etcd.service
+ *   db        /etc/vigil/patroni.yml, vigil-patroni.service, vigil-agent.service
+ *   proxy     /etc/vigil/haproxy.cfg, vigil-haproxy.service
+ *   app       /etc/vigil/nginx.conf, the reference app's properties, vigil-nginx.service, vigil-agent.service
+ *   observer  vigil-observer.service
+ * (A machine with both app and db gets one vigil-agent.service; units: src/render/systemd.ts.)
  */
 import type { Cluster, Secrets } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';

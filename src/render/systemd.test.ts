@@ -1,19 +1,96 @@
 import assert from 'node:assert/strict';
-import { rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
+import { Command } from 'commander';
+import { registerDaemons } from '../cli/agent.ts';
+import { PATHS } from '../config/paths.ts';
 import { clusterFixture, runTool, secretsFixture, tempDir } from './fixtures.ts';
 import { renderAll } from './index.ts';
-import { COMMANDS, renderUnits } from './systemd.ts';
+import { COMMANDS, UNITS, VIGIL_INSTALL, daemonCommand, nginxUnit, refappUnit, renderUnits } from './systemd.ts';
 
 const unitsOf = (topology: 'pair' | 'distributed') => renderAll(clusterFixture(topology), secretsFixture()).filter((f) => f.path.startsWith('/etc/systemd/system/'));
+/** The content of one machine's unit. */
+const unitOf = (topology: 'pair' | 'distributed', machine: string, name: string) => {
+  const f = unitsOf(topology).find((x) => x.machine === machine && basename(x.path) === name);
+  assert.ok(f, `${topology}: ${machine} has no ${name}`);
+  return f.content;
+};
+/** The machines that get a unit, in cluster order. */
+const machinesWith = (topology: 'pair' | 'distributed', name: string) => unitsOf(topology).filter((f) => basename(f.path) === name).map((f) => f.machine);
 
 describe('systemd units', () => {
   it('gives each machine the units of its roles', () => {
     const c = clusterFixture('pair');
     const names = (m: string) => renderUnits(c, c.machines.find((x) => x.name === m)!).map((f) => basename(f.path));
-    assert.deepEqual(names('observer'), ['vigil-etcd.service', 'vigil-haproxy.service']);
-    assert.deepEqual(names('app1'), ['vigil-patroni.service', 'vigil-nginx.service']);
+    assert.deepEqual(names('observer'), ['vigil-etcd.service', 'vigil-haproxy.service', 'vigil-observer.service']);
+    assert.deepEqual(names('app1'), ['vigil-patroni.service', 'vigil-nginx.service', 'vigil-refapp.service', 'vigil-agent.service']);
+    assert.deepEqual(names('app2'), ['vigil-patroni.service', 'vigil-nginx.service', 'vigil-refapp.service', 'vigil-agent.service']);
+    const d = clusterFixture('distributed');
+    const dNames = (m: string) => renderUnits(d, d.machines.find((x) => x.name === m)!).map((f) => basename(f.path));
+    assert.deepEqual(dNames('observer'), ['vigil-etcd.service', 'vigil-haproxy.service', 'vigil-observer.service']);
+    assert.deepEqual(dNames('app1'), ['vigil-nginx.service', 'vigil-refapp.service', 'vigil-agent.service']);
+    assert.deepEqual(dNames('db1'), ['vigil-patroni.service', 'vigil-agent.service']);
+  });
+
+  it('runs an agent on exactly the app and db machines, an observer on exactly the observer machines', () => {
+    assert.deepEqual(machinesWith('pair', UNITS.agent), ['app1', 'app2']);
+    assert.deepEqual(machinesWith('pair', UNITS.observer), ['observer']);
+    assert.deepEqual(machinesWith('distributed', UNITS.agent), ['app1', 'app2', 'db1', 'db2']);
+    assert.deepEqual(machinesWith('distributed', UNITS.observer), ['observer']);
+  });
+
+  it("runs each daemon from the installed bundle with the machine's name and the cluster file", () => {
+    assert.deepEqual(VIGIL_INSTALL, { node: '/usr/bin/node', entry: '/opt/vigil/vigil.mjs' });
+    assert.equal(PATHS.clusterFile, '/etc/vigil/vigil.yaml');
+    for (const topology of ['pair', 'distributed'] as const) {
+      for (const m of machinesWith(topology, UNITS.agent)) {
+        const execs = unitOf(topology, m, UNITS.agent).split('\n').filter((l) => l.startsWith('ExecStart'));
+        assert.deepEqual(execs, [`ExecStart=/usr/bin/node /opt/vigil/vigil.mjs agent --node ${m} --cluster /etc/vigil/vigil.yaml`]);
+      }
+      const execs = unitOf(topology, 'observer', UNITS.observer).split('\n').filter((l) => l.startsWith('ExecStart'));
+      assert.deepEqual(execs, ['ExecStart=/usr/bin/node /opt/vigil/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml']);
+    }
+    assert.deepEqual(daemonCommand('agent', 'db2'), ['/usr/bin/node', '/opt/vigil/vigil.mjs', 'agent', '--node', 'db2', '--cluster', '/etc/vigil/vigil.yaml']);
+  });
+
+  it('passes only options the CLI knows', () => {
+    const program = new Command();
+    registerDaemons(program);
+    for (const daemon of ['agent', 'observer'] as const) {
+      const cmd = program.commands.find((c) => c.name() === daemon);
+      assert.ok(cmd, daemon);
+      const known = cmd.options.map((o) => o.long);
+      const passed = daemonCommand(daemon, 'app1').slice(3).filter((a) => a.startsWith('--'));
+      assert.deepEqual(passed, ['--node', '--cluster']);
+      for (const opt of passed) assert.ok(known.includes(opt), `${daemon} ${opt}`);
+    }
+  });
+
+  it('starts the agent after Patroni on db machines only, without depending on it', () => {
+    for (const [topology, machine, db] of [['pair', 'app1', true], ['distributed', 'app1', false], ['distributed', 'db1', true]] as const) {
+      const agent = unitOf(topology, machine, UNITS.agent);
+      assert.equal(/^After=vigil-patroni\.service$/m.test(agent), db, `${topology} ${machine}`);
+      assert.doesNotMatch(agent, /^(Requires|Requisite|BindsTo|PartOf)=/m);
+      assert.match(agent, /^Wants=network-online\.target$/m);
+      assert.match(agent, /^After=network-online\.target$/m);
+    }
+  });
+
+  it('keeps the application running when the agent stops, and restarts both daemons always', () => {
+    const agent = unitOf('pair', 'app1', UNITS.agent);
+    const observer = unitOf('pair', 'observer', UNITS.observer);
+    assert.match(agent, /^KillMode=process$/m);
+    assert.doesNotMatch(observer, /^KillMode=/m);
+    for (const u of [agent, observer]) {
+      for (const line of ['Type=exec', 'Restart=always', 'RestartSec=1s', 'StartLimitIntervalSec=0', 'NoNewPrivileges=yes', 'StandardOutput=journal', 'TimeoutStopSec=10', 'Environment=NODE_ENV=production', 'WantedBy=multi-user.target']) {
+        assert.ok(u.split('\n').includes(line), `${line} in\n${u}`);
+      }
+      // root for now: no User= (the agent runs systemctl).
+      assert.doesNotMatch(u, /^User=/m);
+    }
+    assert.match(observer, /^LogsDirectory=vigil$/m);
   });
 
   it('runs Patroni as postgres, stopping only Patroni itself', () => {
@@ -39,29 +116,58 @@ describe('systemd units', () => {
   });
 
   it('holds no secret', () => {
-    for (const f of [...unitsOf('pair'), ...unitsOf('distributed')]) {
+    const all = [...unitsOf('pair'), ...unitsOf('distributed')];
+    assert.equal(all.filter((f) => f.path.endsWith(UNITS.agent) || f.path.endsWith(UNITS.observer)).length, 2 + 1 + 4 + 1);
+    for (const f of all) {
       for (const s of Object.values(secretsFixture())) assert.ok(!f.content.includes(s), f.path);
     }
   });
 
-  it('passes systemd-analyze verify', { timeout: 60_000 }, async () => {
+  it('passes systemd-analyze verify', { timeout: 120_000 }, async () => {
     const dir = await tempDir('vigil-units-');
     try {
-      const units = new Map(unitsOf('distributed').map((f) => [basename(f.path), f.content]));
-      assert.equal(units.size, 4);
-      const files: string[] = [];
-      for (const [name, content] of units) {
-        const file = join(dir, name);
-        await writeFile(file, content);
-        files.push(file);
+      // verify checks that each ExecStart binary exists. Keep the real node path when this
+      // machine has it; otherwise point the daemons at the node running this test.
+      const node = existsSync(VIGIL_INSTALL.node) ? VIGIL_INSTALL.node : process.execPath;
+      // Each machine's units together (the agent unit differs by machine), in both presets.
+      const seen = new Set<string>();
+      for (const topology of ['pair', 'distributed'] as const) {
+        const byMachine = new Map<string, Map<string, string>>();
+        for (const f of unitsOf(topology)) {
+          const units = byMachine.get(f.machine) ?? new Map<string, string>();
+          units.set(basename(f.path), f.content.replaceAll(`ExecStart=${VIGIL_INSTALL.node} `, `ExecStart=${node} `));
+          byMachine.set(f.machine, units);
+        }
+        for (const [machine, units] of byMachine) {
+          const sub = join(dir, `${topology}-${machine}`);
+          await mkdir(sub);
+          const files: string[] = [];
+          for (const [name, content] of units) {
+            const file = join(sub, name);
+            await writeFile(file, content);
+            files.push(file);
+            seen.add(name);
+          }
+          const r = await runTool('systemd-analyze', ['verify', '--man=no', ...files], { cwd: sub });
+          assert.equal(r.code, 0, `${topology} ${machine}: ${r.stdout}${r.stderr}`);
+          // verify only warns about unknown settings and bad values; any output about our units is a defect.
+          const ours = (r.stdout + r.stderr).split('\n').filter((l) => l.includes('vigil-'));
+          assert.deepEqual(ours, [], `${topology} ${machine}`);
+        }
       }
-      const r = await runTool('systemd-analyze', ['verify', '--man=no', ...files], { cwd: dir });
-      assert.equal(r.code, 0, r.stdout + r.stderr);
-      // verify only warns about unknown settings and bad values; any output about our units is a defect.
-      const ours = (r.stdout + r.stderr).split('\n').filter((l) => l.includes('vigil-'));
-      assert.deepEqual(ours, []);
+      assert.deepEqual([...seen].sort(), Object.values(UNITS).sort());
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the application services the agent manages', () => {
+  it('are neither started at boot nor restarted in place (a crash fails over instead)', () => {
+    for (const text of [nginxUnit(), refappUnit()]) {
+      assert.ok(text.includes('Restart=no'));
+      assert.ok(!text.includes('[Install]'));
+    }
+    assert.match(refappUnit(), /ExecStart=\/usr\/bin\/node \/opt\/vigil\/vigil\.mjs refapp --config \/etc\/vigil\/refapp\/application\.properties/);
   });
 });

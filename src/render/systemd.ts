@@ -2,10 +2,23 @@
  * systemd units for the components Vigil runs on a real machine. The lab starts the same
  * commands itself (no systemd as PID 1 there), so each unit's command line is also exported.
  *
+ * The units, by the machine roles that get them (renderUnits):
+ *   vigil-etcd.service      etcd       etcd member; started at boot
+ *   vigil-patroni.service   db         Patroni, which runs PostgreSQL; started at boot
+ *   vigil-haproxy.service   proxy      HAProxy, the entry point; started at boot
+ *   vigil-nginx.service     app        nginx in front of the application; NOT started at boot,
+ *                                      the agent starts it on the active machine only
+ *   vigil-refapp.service    app        the reference application (`vigil refapp`), likewise
+ *   vigil-agent.service     app, db    `vigil agent --node NAME`; started at boot
+ *   vigil-observer.service  observer   `vigil observer --node NAME`; started at boot
+ *
  * Common choices: After/Wants network-online.target (etcd and Patroni bind the machine's
  * address, which must be configured first); Restart with a short RestartSec so a crashed
  * component is back within seconds; runtime and state directories created by systemd with the
  * right owner, so the files Vigil renders are all a machine needs.
+ *
+ * Vigil's own daemons (agent, observer) run Vigil's code from VIGIL_INSTALL: the installer must
+ * put both the Node.js binary and the bundled entry point there (see VIGIL_INSTALL).
  */
 import type { Cluster, Machine } from '../config/schema.ts';
 import { dirname } from 'node:path';
@@ -22,11 +35,30 @@ export const BINARIES = {
   kill: '/bin/kill',
 } as const;
 
+/**
+ * Where Vigil's own code is on a machine, for the agent and observer units. How it gets there is
+ * the installer's business (a self-contained artifact, no npm on the targets); whatever it does,
+ * it must provide BOTH files:
+ * - `node`: a Node.js >= 20.19 binary (package.json `engines`). /usr/bin/node is where Debian's
+ *   and Ubuntu's `nodejs` package (and NodeSource's) install it; Debian 12's own nodejs is 18, too
+ *   old, so there the installer has to bring a newer one (or install NodeSource's package).
+ * - `entry`: Vigil bundled into one ES module (esbuild, src/cli/main.ts plus its dependencies),
+ *   runnable as `node /opt/vigil/vigil.mjs <command> ...` like bin/vigil.js in a checkout.
+ * /opt/vigil is the FHS place for an add-on package that is not installed by the distribution.
+ */
+export const VIGIL_INSTALL = {
+  node: '/usr/bin/node',
+  entry: '/opt/vigil/vigil.mjs',
+} as const;
+
 export const UNITS = {
   etcd: 'vigil-etcd.service',
   patroni: 'vigil-patroni.service',
   haproxy: 'vigil-haproxy.service',
   nginx: 'vigil-nginx.service',
+  refapp: 'vigil-refapp.service',
+  agent: 'vigil-agent.service',
+  observer: 'vigil-observer.service',
 } as const;
 
 /** Command lines (argv) of the foreground processes, shared by the units and the lab. */
@@ -38,6 +70,17 @@ export const COMMANDS = {
   /** -e: nginx opens its error log before reading the config; keep that one under Vigil's logs too. */
   nginx: [BINARIES.nginx, '-c', PATHS.nginxConfig, '-e', NGINX_ERROR_LOG, '-g', 'daemon off;'],
 } as const;
+
+/** Vigil's daemons (src/cli/agent.ts). */
+export type VigilDaemon = 'agent' | 'observer';
+
+/**
+ * Command line (argv) of `vigil agent` or `vigil observer` for one machine, as its unit runs it:
+ * the installed Node.js and bundle, the machine's name, and the cluster file's copy on the machine.
+ */
+export function daemonCommand(daemon: VigilDaemon, node: string): string[] {
+  return [VIGIL_INSTALL.node, VIGIL_INSTALL.entry, daemon, '--node', node, '--cluster', PATHS.clusterFile];
+}
 
 /** A directory as systemd's RuntimeDirectory= (/run), StateDirectory= (/var/lib), LogsDirectory= (/var/log) want it. */
 function below(path: string, root: '/run' | '/var/lib' | '/var/log'): string {
@@ -149,11 +192,113 @@ export function nginxUnit(): string {
     'KillSignal=SIGTERM',
     'KillMode=mixed',
     'TimeoutStopSec=5s',
-    // Restarted after a crash, but never started at boot: no [Install] section, because a
-    // rebooted former master must not serve until the agent has confirmed it is active.
-    'Restart=on-failure',
-    'RestartSec=1s',
+    // Never started at boot (no [Install] section: a rebooted former master must not serve until
+    // the agent has confirmed it is active), and not restarted after a crash: the machine then
+    // fails its checks and the observer moves the application to a standby, as the agent does in
+    // the lab. A restart in place would hide a crash loop and flap.
+    'Restart=no',
   ], false);
+}
+
+/** The reference application, as the agent runs it on the active machine of a demo cluster. */
+export function refappUnit(): string {
+  return unit('Vigil reference application (the agent runs it on the active node only)', [], [
+    'Type=exec',
+    `StateDirectory=${below(PATHS.refappAttachments, '/var/lib')}`,
+    `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.entry, 'refapp', '--config', PATHS.refappConfig])}`,
+    'Environment=NODE_ENV=production',
+    'KillSignal=SIGTERM',
+    'TimeoutStopSec=5s',
+    'Restart=no', // see nginxUnit
+  ], false);
+}
+
+/**
+ * Settings the agent and observer units share.
+ *
+ * Both run as root for now. The agent has to: it runs `systemctl start|stop` on the
+ * application's units, reads the Patroni state and the machine's key. The observer does not need
+ * root but reads the secrets file and the machine's key (neither world-readable) and, on the proxy
+ * machine, HAProxy's runtime socket. A later hardening step would:
+ * - observer: run as a `vigil` user (User=/Group=) that owns /var/log/vigil and may read the
+ *   secrets file and its key (group-readable), with HAProxy's stats socket made group-accessible
+ *   (`stats socket ... group vigil mode 660`);
+ * - agent: keep root or give a `vigil` user a polkit rule allowing start/stop of exactly the
+ *   application's units (org.freedesktop.systemd1.manage-units);
+ * - both: ProtectSystem=strict with ReadWritePaths=/var/log/vigil, ProtectHome=yes,
+ *   PrivateTmp=yes, CapabilityBoundingSet= (empty, for the non-root observer),
+ *   RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6, SystemCallFilter=@system-service,
+ *   checked with `systemd-analyze security`. Not MemoryDenyWriteExecute=: V8's JIT needs W+X pages.
+ *   For the agent the sandbox also applies to processes it starts itself (--lab-services), so
+ *   that one must be checked against the application.
+ */
+function daemonService(daemon: VigilDaemon, machine: Machine): string[] {
+  return [
+    // exec: `systemctl start` fails at once when the node binary is missing, instead of
+    // reporting success and then a restart loop (a missing bundle is node's error in the journal).
+    'Type=exec',
+    'Environment=NODE_ENV=production',
+    `ExecStart=${execLine(daemonCommand(daemon, machine.name))}`,
+    // Compatible with both daemons: root does not need setuid binaries, and systemctl talks to
+    // PID 1 over its socket. Children (systemctl, processes the agent starts) inherit it.
+    'NoNewPrivileges=yes',
+    // The daemons log JSON lines on stdout; tagged with the unit's name, not "node".
+    'StandardOutput=journal',
+    'StandardError=journal',
+    `SyslogIdentifier=vigil-${daemon}`,
+    // SIGTERM makes the daemon close its etcd and TLS connections and exit 0; 10 s is plenty,
+    // and a hung one is killed rather than holding up a shutdown or an upgrade.
+    'TimeoutStopSec=10',
+    // An HA daemon must come back whatever its exit status (only `systemctl stop` keeps it down).
+    'Restart=always',
+    'RestartSec=1s',
+  ];
+}
+
+/**
+ * No start-rate limit: with the default (5 starts in 10 s) a daemon that fails for longer than a
+ * few seconds (cluster file being replaced, etcd unreachable at boot) would be given up for
+ * good, leaving the machine without HA until an operator notices. It retries every second instead.
+ */
+const NO_START_LIMIT = 'StartLimitIntervalSec=0';
+
+/** The node agent of an app or db machine. */
+export function agentUnit(machine: Machine): string {
+  const after = machine.roles.includes('db')
+    ? // After, not Requires: the agent reports Patroni's state (and a Patroni that is down) and
+      // must keep running when Patroni is stopped or fails; the ordering only makes it start after
+      // Patroni at boot and stop before it at shutdown.
+      [`After=${UNITS.patroni}`]
+    : [];
+  return unit("Vigil node agent (reports this machine's state, runs the application on the active machine)", [...after, NO_START_LIMIT], [
+    // root: it runs systemctl on the application's units (see daemonService).
+    ...daemonService('agent', machine),
+    // Stopping or restarting the agent (an upgrade, a crash) must never take the application
+    // down: only the agent's own process is signalled. On a real machine the application's
+    // services are units of their own, outside this cgroup, so the default would spare them too;
+    // but processes the agent starts itself (the lab, --lab-services; machines without units for
+    // the application) live in this cgroup and would all be killed by KillMode=control-group.
+    // They are detached into their own process groups precisely so that they outlive the agent,
+    // and the restarted agent adopts them (ProcessServices in src/agent/services.ts).
+    'KillMode=process',
+  ], true);
+}
+
+/** The observer: watches the app machines, moves the active role, fails over. */
+export function observerUnit(machine: Machine): string {
+  // The observer's etcd and HAProxy may be on this very machine (the presets' observer); then it
+  // starts after them. Wants/Requires are left out: it copes with either being down or remote.
+  const after = [
+    ...(machine.roles.includes('etcd') ? [`After=${UNITS.etcd}`] : []),
+    ...(machine.roles.includes('proxy') ? [`After=${UNITS.haproxy}`] : []),
+  ];
+  return unit('Vigil observer (watches the app machines and fails over)', [...after, NO_START_LIMIT], [
+    // root for now (see daemonService for what hardening would change).
+    ...daemonService('observer', machine),
+    // The event log's file (events.jsonl) lives under /var/log/vigil.
+    `LogsDirectory=${below(ROOTS.log, '/var/log')}`,
+    // The observer starts no processes: the default KillMode=control-group stops it whole.
+  ], true);
 }
 
 /** The units a machine needs, by its roles. */
@@ -165,5 +310,8 @@ export function renderUnits(_cluster: Cluster, machine: Machine): RenderedFile[]
   if (machine.roles.includes('db')) add(UNITS.patroni, patroniUnit());
   if (machine.roles.includes('proxy')) add(UNITS.haproxy, haproxyUnit());
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
+  if (machine.roles.includes('app')) add(UNITS.refapp, refappUnit());
+  if (machine.roles.includes('app') || machine.roles.includes('db')) add(UNITS.agent, agentUnit(machine));
+  if (machine.roles.includes('observer')) add(UNITS.observer, observerUnit(machine));
   return out;
 }
