@@ -7,7 +7,8 @@
  * Two kinds of output:
  * - moves (activate, db-switchover, complete-request, events) come from the state machine, which
  *   needs memory for its timers (how long has the active node been failing?) and for where it
- *   last accepted the database primary (`pair`: did the primary move by itself?);
+ *   last accepted the database primary (`pair`: did the primary move by itself?). An automatic
+ *   failover, or `failover --to`, moves only the app; only a planned switchover moves the database;
  * - fencing (fence, unfence) is derived from the observation alone on every acting tick: every
  *   app machine but the active one is in MAINT with its services stopped, the active one is not
  *   in MAINT. So an observer that restarts with empty memory finishes an interrupted failover,
@@ -59,7 +60,8 @@ export interface Observation {
   request: OperatorRequest | null;
   /**
    * `pair` topology: the app and the PostgreSQL primary run on one machine. The app follows a
-   * primary that moved by itself; the primary is asked to follow an app the observer moved.
+   * primary that moved by itself; a failover of the app never moves the primary (the app reaches
+   * it on the other machine through HAProxy's :5000); only a planned switchover moves both.
    */
   followDb: boolean;
   /** Every app machine, in cluster-file order (the order breaks ties between candidates). */
@@ -96,14 +98,11 @@ export interface Memory {
 export interface DbMemory {
   /**
    * The machine where the primary is accepted: where it was first seen, where the app joined it,
-   * or the machine a failover left while asking Patroni to bring the primary along. A primary on
-   * another machine moved by itself (a Patroni failover), and only then does the app follow it.
+   * or where it was when the app moved (a failover leaves it where it is). A primary on another
+   * machine moved by itself (a Patroni failover), and only then does the app follow it: never
+   * back to a machine the app just left, never merely because the tiers are apart.
    */
   primary: string | null;
-  /** The db-switchover asked for to bring the primary to the app, until it arrives or times out. */
-  asked: { from: string; to: string; sinceMs: number; type: 'failover' | 'switchover' } | null;
-  /** The record epoch it was last asked for: once per epoch, so a refusal is not repeated. */
-  epoch: number | null;
 }
 
 export interface DecideConfig {
@@ -115,7 +114,7 @@ export interface DecideConfig {
   lostAfterMs: number;
   /** How long a newly activated node may take to serve before it counts as failing. */
   activateTimeoutMs: number;
-  /** How long a switchover, or a failover that moves the primary too, waits for Patroni to move it (pair). */
+  /** How long a planned switchover waits for Patroni to move the primary (pair). */
   dbSwitchoverTimeoutMs: number;
 }
 
@@ -140,7 +139,7 @@ export type Action =
   | { kind: 'fence'; node: string; epoch: number; reason: string }
   /** Set the active node's server back to READY in HAProxy. */
   | { kind: 'unfence'; node: string }
-  /** Ask Patroni to move the primary (pair: a planned switchover, or after the app moved away from it). */
+  /** Ask Patroni to move the primary (pair: a planned switchover only; a failover never moves it). */
   | { kind: 'db-switchover'; from: string; to: string }
   | { kind: 'event'; event: EventAction }
   /** Answer the operator request and remove it. */
@@ -164,7 +163,7 @@ export const initialMemory = (): Memory => ({
   failingSinceMs: null,
   activation: null,
   switchover: null,
-  db: { primary: null, asked: null, epoch: null },
+  db: { primary: null },
   nodes: {},
 });
 
@@ -236,12 +235,10 @@ interface Tick {
 }
 
 /**
- * The app tier first: the record (compare-and-swap; when it fails the daemon drops the rest, so no
- * database moves for an app move that did not happen), then fencing, then the events, so the
- * failover is recorded and alerted without waiting for Patroni. The db-switchover comes last but
- * one: the daemon waits for Patroni's answer (seconds), while the new node already starts; until
- * the primary moves, the app reaches it through HAProxy's :5000 as before. The request is answered
- * once everything it caused has been carried out.
+ * The app tier first: the record (compare-and-swap; when it fails the daemon drops the rest), then
+ * fencing, then the events, so a move is recorded and alerted at once. A db-switchover (a planned
+ * switchover in pair, in a tick of its own) comes after them; the request is answered once
+ * everything it caused has been carried out.
  */
 const ORDER: Record<Action['kind'], number> = {
   activate: 0,
@@ -277,7 +274,6 @@ export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Dec
     if (obs.followDb) seeDb(t);
     if (obs.active) withRecord(t, obs.active);
     else bootstrap(t);
-    if (obs.followDb) keepTiersTogether(t);
     if (t.record) fencing(t);
   }
   const actions = t.actions.sort((a, b) => ORDER[a.kind] - ORDER[b.kind]);
@@ -307,7 +303,7 @@ function isCandidate(t: Tick, n: NodeObservation): boolean {
   return isHealthy(n) && since !== null && t.obs.nowMs - since >= t.cfg.standbyHealthyForMs;
 }
 
-/** In pair the DB primary's machine first: the app must end up there anyway. */
+/** In pair the DB primary's machine first: there the tiers are together again. */
 function candidate(t: Tick, exclude: string): NodeObservation | undefined {
   const all = t.obs.nodes.filter((n) => n.name !== exclude && isCandidate(t, n));
   return (t.obs.followDb ? all.find((n) => n.dbPrimary) : undefined) ?? all[0];
@@ -353,7 +349,6 @@ function maintenance(t: Tick): void {
     if (mem.state !== 'follower') t.actions.push(event('maintenance-on', 'maintenance started: the observer takes no action until it ends'));
     go(t, 'maintenance', 'the maintenance flag is set in etcd');
     Object.assign(mem, { failingSinceMs: null, activation: null, switchover: null });
-    mem.db.asked = null;
   }
   if (obs.request) refuse(t, obs.request, 'the cluster is in maintenance: the observer carries out no request until maintenance ends');
 }
@@ -438,9 +433,9 @@ function watch(t: Tick, active: ActiveRecord): void {
 
 /**
  * pair: when the primary moved to another machine by itself (a Patroni failover), the app follows
- * it once that machine is a candidate. A primary still on the machine the app left (because the
- * app failed there, or Patroni has not yet carried out the db-switchover) is not followed: never
- * fail back.
+ * it once that machine is a candidate. A primary still on the machine the app left (the app failed
+ * there while its Patroni kept the primary) is the accepted primary and is not followed: never
+ * fail back, and tiers apart after an app failover are no reason to move anything.
  */
 function followDb(t: Tick, active: ActiveRecord, failing: boolean): boolean {
   const p = dbPrimaryOf(t.obs);
@@ -457,52 +452,8 @@ function seeDb(t: Tick): void {
   const { db } = t.mem;
   const p = dbPrimaryOf(t.obs);
   if (!p) return; // none or two: Patroni is between states; wait until it settles
-  const arrived = db.asked?.to === p.name; // where this leader asked it to go: not a move by itself
-  if (arrived) db.asked = null;
   // A new leader takes the primary where it first sees it, like a machine: not a move by itself.
-  if (arrived || db.primary === null || p.name === t.obs.active?.node) db.primary = p.name;
-}
-
-/**
- * pair, after the rules: the app stays where it runs, and the database comes to it when the
- * primary did not move by itself (the app left it, or a new leader finds them apart): once per
- * record epoch, when the app serves there. Then wait dbSwitchoverTimeoutMs and report a primary
- * that did not come.
- */
-function keepTiersTogether(t: Tick): void {
-  const { mem, obs, cfg, record } = t;
-  const { db } = mem;
-  const p = dbPrimaryOf(obs);
-  if (!record) return;
-  if (p?.name === record.node) db.primary = p.name;
-  const asked = db.asked;
-  if (asked && obs.nowMs - asked.sinceMs >= cfg.dbSwitchoverTimeoutMs) {
-    db.asked = null;
-    if (p?.name === record.node) return; // the tiers are together anyway (the app moved to the primary)
-    const where = p ? `the database primary is on ${p.name}` : 'no single database primary is seen';
-    const msg =
-      `the database primary did not move from ${asked.from} to ${asked.to} within ${duration(cfg.dbSwitchoverTimeoutMs)} ` +
-      `(Patroni refused or failed the switchover: see the observer's log and \`patronictl list\`): the app runs on ${record.node} and ${where}. ` +
-      `Nothing moves back on its own; a Patroni switchover to ${record.node}, or a switchover of the app, brings the tiers together`;
-    t.actions.push(event(asked.type, msg, { node: record.node, epoch: record.epoch, details: { outcome: 'db-not-moved', from: asked.from, to: asked.to } }));
-    return;
-  }
-  if (!p || p.name === record.node || p.name !== db.primary || db.asked || db.epoch === record.epoch) return;
-  if (t.moved || obs.request || mem.state !== 'healthy' || !servesAt(nodeOf(obs, record.node), record.epoch)) return;
-  const reason = `the app serves on ${record.node} at epoch ${record.epoch} and the database primary is still on ${p.name}, which the app left`;
-  askDb(t, p.name, record.node, record.epoch, 'switchover');
-  t.actions.push(
-    event('switchover', `${reason}: asking Patroni to move the primary to ${record.node}, so both tiers run on one machine`, {
-      node: record.node,
-      epoch: record.epoch,
-      details: { outcome: 'db-follows-app', from: p.name, to: record.node },
-    }),
-  );
-}
-
-function askDb(t: Tick, from: string, to: string, epoch: number, type: 'failover' | 'switchover'): void {
-  t.actions.push({ kind: 'db-switchover', from, to });
-  t.mem.db = { primary: from, asked: { from, to, sinceMs: t.obs.nowMs, type }, epoch };
+  if (db.primary === null || p.name === t.obs.active?.node) db.primary = p.name;
 }
 
 /** failing-over: the epoch is bumped; wait until the new node serves at it. */
@@ -530,28 +481,23 @@ function failingOver(t: Tick, active: ActiveRecord): void {
 
 /**
  * Write the new record (compare-and-swap on the epoch) and wait for the node in failing-over.
- * pair: when the primary runs on another machine (the app leaves the primary's machine, whose
- * Patroni still runs it), ask Patroni in the same decision to bring it to the new node, so both
- * tiers run there and nothing follows back.
+ * pair: the primary stays where it is and becomes the accepted primary, so follow-db never sends
+ * the app back to the machine it leaves; the new node reaches the primary through HAProxy's :5000.
  */
-function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', text: string): { from: string; to: string } | null {
+function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string): void {
   const { mem, obs } = t;
   const prev = obs.active;
   // Without a record, start above every epoch still known, so no agent mistakes it for a stale one.
   const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => n.agentEpoch ?? 0));
   const epoch = prev ? prev.epoch + 1 : floor + 1;
   const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
-  const db = p && p.name !== to ? { from: p.name, to } : null;
-  const reason = db ? `${text}; the database primary follows: Patroni switchover from ${db.from} to ${to}` : text;
   t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason });
-  t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null, ...(db ? { db } : {}) } }));
-  if (db) askDb(t, db.from, to, epoch, type === 'bootstrap' ? 'failover' : type);
-  else if (p) mem.db.primary = p.name;
+  t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null } }));
+  if (p) mem.db.primary = p.name;
   t.record = { node: to, epoch };
   t.moved = true;
   Object.assign(mem, { epoch, failingSinceMs: null, switchover: null, activation: { node: to, epoch, sinceMs: obs.nowMs } });
   go(t, 'failing-over', reason, true);
-  return db;
 }
 
 /** Every app machine but the active one in MAINT with its services stopped; the active one not in MAINT. */
@@ -601,10 +547,11 @@ function failoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'failove
   if (!to) return refuse(t, req, `no app machine is named ${req.to} (app machines: ${appMachines(obs)})`);
   if (active?.node === to.name) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
   if (!isHealthy(to)) return refuse(t, req, `${notStanding(to)}${stays}`);
-  // pair: when the primary runs elsewhere, move() asks Patroni to bring it along.
-  const db = move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
-  const also = db ? `; Patroni is asked to move the database primary from ${db.from} to ${to.name}` : '';
-  complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}${also}`);
+  // pair: like an automatic failover, only the app moves; the primary stays where it is.
+  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
+  const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
+  const stay = p && p.name !== to.name ? `; the database primary stays on ${p.name}` : '';
+  complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}${stay}`);
   return true;
 }
 
