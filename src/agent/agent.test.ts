@@ -125,3 +125,13 @@ test('a service that dies while active is not restarted in place: the machine fa
   await h.agent.tick();
   assert.equal(h.running(), true);
 });
+
+test('the proxy\'s role check asks the application afresh', async () => {
+  const h = harness();
+  h.set(h.rec('app1', 1));
+  await h.agent.tick();
+  assert.equal(await h.agent.roleCheck(), true);
+  h.crash(); // the application is gone; no cycle has run since
+  assert.equal(h.agent.roleOk(), true, 'the cached answer is a cycle old');
+  assert.equal(await h.agent.roleCheck(), false, 'the fresh check sees it at once');
+});

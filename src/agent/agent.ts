@@ -56,8 +56,18 @@ export class Agent {
     );
   }
 
-  /** What the proxy's check asks: serve traffic here? */
+  /** What the proxy's check asks, from the last cycle: serve traffic here? */
   roleOk(): boolean {
+    return this.isActive() && this.appHealthy;
+  }
+
+  /**
+   * The same question with a fresh health check, for the proxy's check itself: HAProxy then
+   * sees the application come up (or go down) at its own check interval, not a cycle later.
+   */
+  async roleCheck(): Promise<boolean> {
+    if (!this.isActive()) return false;
+    this.appHealthy = await this.deps.appHealth().catch(() => false);
     return this.isActive() && this.appHealthy;
   }
 

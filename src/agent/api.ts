@@ -12,7 +12,7 @@ import type { MtlsHandler, PeerInfo } from '../net/mtls.ts';
 
 export interface AgentApiDeps {
   status(): Promise<AgentStatus>;
-  roleOk(): boolean;
+  roleOk(): Promise<boolean>;
   fence(epoch: number): Promise<void>;
   /** Common names allowed to call write endpoints. */
   writers: Set<string>;
@@ -38,7 +38,7 @@ export function agentHandler(d: AgentApiDeps): MtlsHandler {
   return async (req: IncomingMessage, res: ServerResponse, peer: PeerInfo) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/role') {
-      const ok = d.roleOk();
+      const ok = await d.roleOk();
       return send(res, ok ? 200 : 503, { active: ok });
     }
     if (req.method === 'GET' && path === '/status') return send(res, 200, await d.status());

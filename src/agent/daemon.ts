@@ -57,7 +57,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     key: pki.key,
     host: machine.address,
     port: AGENT_PORT,
-    handler: agentHandler({ status: () => status(agent, cluster, machine), roleOk: () => agent.roleOk(), fence: (e) => agent.fence(e), writers: observers }),
+    handler: agentHandler({ status: () => status(agent, cluster, machine), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
   log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none' });

@@ -1,0 +1,64 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createMtlsServer, mtlsFetch, type MtlsServer } from '../net/mtls.ts';
+import { createClusterCa, issueCertificate, type CertKeyPair, type ClusterCa } from '../pki/ca.ts';
+import type { AgentStatus } from '../ha/model.ts';
+import { agentHandler } from './api.ts';
+
+let ca: ClusterCa;
+let server: MtlsServer;
+const ids: Record<string, CertKeyPair> = {};
+let active = true;
+const fenced: number[] = [];
+
+before(async () => {
+  ca = await createClusterCa({ clusterName: 'test' });
+  for (const name of ['app1', 'app2', 'observer', 'proxy']) ids[name] = await issueCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], usage: 'both' });
+  server = await createMtlsServer({
+    ca: ca.certPem,
+    cert: ids.app1!.certPem,
+    key: ids.app1!.keyPem,
+    host: '127.0.0.1',
+    port: 0,
+    handler: agentHandler({
+      status: async () => ({ node: 'app1', active, epoch: 3, confirmedAgoMs: 10, appHealthy: true, ready: true, services: [], disk: [] }) satisfies AgentStatus,
+      roleOk: async () => active,
+      fence: async (e) => void fenced.push(e),
+      writers: new Set(['observer', 'admin']),
+    }),
+  });
+});
+after(async () => server.close());
+
+const call = (as: string, path: string, method = 'GET', json?: unknown) =>
+  mtlsFetch(`https://127.0.0.1:${server.port}${path}`, { ca: ca.certPem, cert: ids[as]!.certPem, key: ids[as]!.keyPem, method, json, timeoutMs: 5000 });
+
+test('the role endpoint answers 200 only while active', async () => {
+  active = true;
+  assert.equal((await call('proxy', '/role')).status, 200);
+  active = false;
+  assert.equal((await call('proxy', '/role')).status, 503);
+  active = true;
+});
+
+test('any cluster certificate may read the status', async () => {
+  const res = await call('app2', '/status');
+  assert.equal(res.status, 200);
+  assert.equal(res.json<AgentStatus>().epoch, 3);
+});
+
+test('only observer machines (and the admin) may fence', async () => {
+  assert.equal((await call('app2', '/fence', 'POST', { epoch: 4 })).status, 403);
+  assert.deepEqual(fenced, []);
+  assert.equal((await call('observer', '/fence', 'POST', { epoch: 4 })).status, 200);
+  assert.deepEqual(fenced, [4]);
+});
+
+test('a fence without a valid epoch is refused', async () => {
+  assert.equal((await call('observer', '/fence', 'POST', { epoch: 'soon' })).status, 400);
+  assert.equal((await call('observer', '/fence', 'POST', { epoch: 0 })).status, 400);
+});
+
+test('unknown paths are 404', async () => {
+  assert.equal((await call('observer', '/nothing')).status, 404);
+});
