@@ -23,12 +23,14 @@ const topologies = (values.topology ?? ['distributed', 'pair']) as LabTopology[]
 
 interface Fault {
   name: string;
+  /** The fault takes the machine's PostgreSQL down too (in pair it may be the primary). */
+  killsMachine: boolean;
   inject(node: string): Promise<unknown>;
   recover(node: string): Promise<unknown>;
 }
 const FAULTS: Fault[] = [
-  { name: 'machine killed', inject: (n) => labKill(n), recover: (n) => labRevive(n) },
-  { name: 'app process killed', inject: (n) => labSignal(n, 'app', 'SIGKILL'), recover: async () => {} },
+  { name: 'machine killed', killsMachine: true, inject: (n) => labKill(n), recover: (n) => labRevive(n) },
+  { name: 'app process killed', killsMachine: false, inject: (n) => labSignal(n, 'app', 'SIGKILL'), recover: async () => {} },
 ];
 
 const median = (xs: number[]) => {
@@ -63,8 +65,9 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
         const t0 = performance.now();
         await fault.inject(old);
         const served = await waitFor('another machine to serve', async () => probe.firstOtherAfter(t0, old), 120_000, 20);
-        // A write in flight as the machine dies may still be acknowledged by it (pair): count the first one from elsewhere.
-        const oldAddress = cluster.machines.find((m) => m.name === old)!.address;
+        // A write in flight as the machine dies may still be acknowledged by it (pair): count the
+        // first one from elsewhere. When only the app dies, its machine's database goes on.
+        const oldAddress = fault.killsMachine ? cluster.machines.find((m) => m.name === old)!.address : undefined;
         const wrote = await waitFor('a write after the fault', async () => writer.firstAfter(t0, oldAddress), 120_000, 20);
         row.http.push((served.atMs - t0) / 1000);
         row.write.push((wrote.atMs - t0) / 1000);
