@@ -20,6 +20,7 @@ import { agentStatus } from '../observer/observe.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
+import { httpOk } from '../util/net.ts';
 import * as net from './net.ts';
 import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath } from './paths.ts';
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
@@ -234,16 +235,6 @@ async function installedPostgres(): Promise<number> {
   const versions = (await readdir('/usr/lib/postgresql').catch(() => [])).map(Number).filter(Number.isInteger);
   if (!versions.length) throw new VigilError('LAB', [problem('/usr/lib/postgresql', 'PostgreSQL is not installed', 'run `bash scripts/setup.sh`')]);
   return Math.max(...versions);
-}
-
-export async function httpOk(url: string, timeoutMs = 1000, method = 'GET'): Promise<boolean> {
-  try {
-    const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
-    await res.arrayBuffer();
-    return res.ok;
-  } catch {
-    return false;
-  }
 }
 
 export async function findPrimary(cluster: Cluster): Promise<Machine | undefined> {

@@ -11,6 +11,7 @@ import { AGENT_PORT, type ActiveRecord, type AgentStatus } from '../ha/model.ts'
 import { mtlsFetch } from '../net/mtls.ts';
 import type { LoadedPki } from '../pki/ca.ts';
 import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
+import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 
 /** Deadline of each check: a hung application counts as failing after this long. */
@@ -29,16 +30,6 @@ export interface ObserveDeps {
   pki: LoadedPki;
   runtime?: HaproxyRuntime;
   isLeader(): boolean;
-}
-
-async function ok(url: string, method = 'GET'): Promise<boolean> {
-  try {
-    const res = await fetch(url, { method, signal: AbortSignal.timeout(CHECK_TIMEOUT_MS) });
-    await res.arrayBuffer();
-    return res.ok;
-  } catch {
-    return false;
-  }
 }
 
 export async function agentStatus(pki: LoadedPki, m: Machine, timeoutMs = CHECK_TIMEOUT_MS): Promise<AgentStatus | undefined> {
@@ -70,9 +61,9 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
   const nodes = await Promise.all(
     apps.map(async (m): Promise<NodeObservation> => {
       const [deepOk, status, dbPrimary] = await Promise.all([
-        ok(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`),
+        httpOk(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`, CHECK_TIMEOUT_MS),
         agentStatus(d.pki, m),
-        m.roles.includes('db') ? ok(`http://${m.address}:${cluster.database.patroniPort}/primary`, 'OPTIONS') : Promise.resolve(false),
+        m.roles.includes('db') ? httpOk(`http://${m.address}:${cluster.database.patroniPort}/primary`, CHECK_TIMEOUT_MS, 'OPTIONS') : Promise.resolve(false),
       ]);
       if (status) agents.set(m.name, status);
       return {

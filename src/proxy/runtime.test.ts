@@ -4,21 +4,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { waitFor } from '../util/exec.ts';
+import { freePort } from '../util/net.ts';
 import { HaproxyRuntime, parseServersState } from './runtime.ts';
 
 let dir: string;
 let haproxy: ChildProcess;
 let rt: HaproxyRuntime;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vigil-rt-'));

@@ -6,7 +6,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
@@ -17,6 +16,7 @@ import { labSettled } from '../../src/lab/settle.ts';
 import { BRIDGE_ADDRESS } from '../../src/lab/topology.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
+import { freePort } from '../../src/util/net.ts';
 
 const vigil = async (...args: string[]) => (await promisify(execFile)(process.execPath, ['bin/vigil.js', ...args, '--lab'], { timeout: 120_000 })).stdout;
 
@@ -32,14 +32,6 @@ let lab: LabHandle;
 let probe: HttpProbe;
 const mails: { subject: string; text: string }[] = [];
 let smtp: SMTPServer;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 before(async () => {
   await labDown();
