@@ -51,6 +51,9 @@ export async function storeAttachment(dir: string, ticketId: number, name: strin
   const tmp = join(ticketDir, `.upload-${randomBytes(8).toString('hex')}.part`);
   const hash = createHash('sha256');
   let size = 0;
+  // flush: fsync before close, and the directory after the rename, so a power cut leaves
+  // either the old file or the complete new one under the name.
+  const out = createWriteStream(tmp, { flags: 'wx', mode: 0o640, flush: true });
   try {
     await pipeline(
       body,
@@ -62,13 +65,14 @@ export async function storeAttachment(dir: string, ticketId: number, name: strin
           yield chunk;
         }
       },
-      // flush: fsync before close, and the directory after the rename, so a power cut leaves
-      // either the old file or the complete new one under the name.
-      createWriteStream(tmp, { flags: 'wx', mode: 0o640, flush: true }),
+      out,
     );
     await rename(tmp, join(ticketDir, name));
     await syncDir(ticketDir);
   } catch (err) {
+    // The stream opens its file asynchronously: an error can come before the file exists, and
+    // an unlink then would run before the open creates it. Wait until the stream has closed.
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
