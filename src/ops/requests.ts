@@ -12,13 +12,17 @@ import type { OpsContext } from './context.ts';
 
 export type Progress = (line: string) => void;
 
-export async function sendRequest(ctx: OpsContext, req: { kind: 'switchover'; to?: string } | { kind: 'failover'; to: string }, say: Progress, timeoutMs = 90_000): Promise<ActiveRecord> {
+/** A request as the operator makes it; the id and time are added when it is sent. */
+type WithoutStamp<R> = R extends unknown ? Omit<R, 'id' | 'at'> : never;
+export type NewRequest = WithoutStamp<OperatorRequest>;
+
+export async function sendRequest(ctx: OpsContext, req: NewRequest, say: Progress, timeoutMs = 90_000): Promise<ActiveRecord> {
   const { cluster, store } = ctx;
   const apps = cluster.machines.filter((m) => m.roles.includes('app')).map((m) => m.name);
   if (req.to !== undefined && !apps.includes(req.to)) throw new VigilError('USAGE', [problem(`--to ${req.to}`, 'not an app machine of this cluster', `use one of ${apps.join(', ')}`)]);
   if (!(await store.currentLeader())) throw new VigilError('REQUEST_FAILED', [problem(cluster.source, 'no observer is running: nobody would carry the request out', 'start the observer (`systemctl start vigil-observer` on the observer machine)')]);
   const id = randomUUID().slice(0, 8);
-  const full = { ...req, id, at: new Date().toISOString() } as OperatorRequest;
+  const full: OperatorRequest = { ...req, id, at: new Date().toISOString() };
   const seqBefore = (await ctx.events.list(1)).at(-1)?.seq ?? 0;
   if (!(await store.putRequest(full))) {
     const pending = await store.getRequest();
