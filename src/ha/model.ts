@@ -64,6 +64,9 @@ export const EVENT_TYPES = [
   'maintenance-off',
   'observer-leader', // an observer took the lead
   'request-failed', // an operator request could not be carried out
+  'files-quarantined', // file sync moved files that never reached the active machine aside
+  'sync-failed', // file sync to a standby keeps failing (disk full, refused, unreachable)
+  'sync-recovered', // it works again
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -97,4 +100,34 @@ export interface AgentStatus {
   services: { name: string; running: boolean }[];
   patroni?: { role: string; state: string; lagBytes: number | null };
   disk: { path: string; freeBytes: number; totalBytes: number }[];
+  /** File sync between app machines (app machines only). */
+  sync?: SyncStatus;
+}
+
+/** Why pushes to a standby fail, as file sync classifies rsync's and ssh's errors. */
+export type SyncErrorKind = 'disk-full' | 'refused' | 'unreachable' | 'failed';
+
+/** File sync as one app machine's agent sees it (see docs/file-sync.md). */
+export interface SyncStatus {
+  /** pushing: this machine is active and carries its files to the standbys; receiving: a standby. */
+  role: 'pushing' | 'receiving';
+  dirs: string[];
+  /** Directories watched; `degraded` says why changes are found only by reconciliation (e.g. inotify limit). */
+  watch: { dirs: number; degraded: string | null } | null;
+  /** One entry per standby, on the active machine. */
+  peers: {
+    node: string;
+    /** Changed paths not yet carried to this standby. */
+    backlog: number;
+    /** Age of the oldest change not yet carried, ms (0 when the backlog is empty). */
+    lagMs: number;
+    reconciling: boolean;
+    lastSyncAt: string | null;
+    lastReconcileAt: string | null;
+    error: { kind: SyncErrorKind; message: string; since: string } | null;
+  }[];
+  /** Write-to-standby lag of the most recent changes carried. */
+  recentLagMs: { p50: number; p99: number; samples: number } | null;
+  /** Files moved aside on this machine because they never reached the active machine; never deleted by Vigil. */
+  quarantine: { path: string; files: number; bytes: number; sessions: string[] };
 }

@@ -2,6 +2,7 @@
 import { withRole } from '../config/schema.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { findPrimary, openLab, type Progress } from './lab.ts';
+import { hostRoot } from './paths.ts';
 
 export async function labDemo(say: Progress): Promise<void> {
   const { cluster } = await openLab();
@@ -17,7 +18,7 @@ export async function labDemo(say: Progress): Promise<void> {
   });
   const body = (await created.json()) as { id?: string | number; node?: string };
   if (created.status !== 201 || body.id === undefined)
-    throw new VigilError('LAB', [problem(base, `creating a ticket answered ${created.status} ${JSON.stringify(body)}`, 'check `vigil lab status` and the logs under /var/lib/vigil-lab/hosts/*/log')]);
+    throw new VigilError('LAB', [problem(base, `creating a ticket answered ${created.status} ${JSON.stringify(body)}`, `check \`vigil lab status\` and the logs under ${hostRoot('*')}/log`)]);
   say(`  -> ${created.status}: ticket ${body.id} stored by ${body.node}`);
   const read = await fetch(`${base}/api/tickets/${body.id}`, { signal: AbortSignal.timeout(5000) });
   const ticket = (await read.json()) as { title?: string };

@@ -1,17 +1,31 @@
 /** Where the lab keeps its state on this machine, and how it names what it creates. */
 import { join } from 'node:path';
 
-/** State, cluster file and every machine's files. Overridable so a test can use its own. */
-export const LAB_DIR = process.env.VIGIL_LAB_DIR ?? '/var/lib/vigil-lab';
+/**
+ * Several labs may run side by side on one host, one per `VIGIL_LAB_ID` (0 to 9, default 0):
+ * each has its own bridge, subnet 10.213.<id>.0/24, namespaces, state directory and run
+ * directory. Lab 0 keeps the plain names.
+ */
+export const LAB_ID = labId(process.env.VIGIL_LAB_ID);
+const suffix = LAB_ID === 0 ? '' : String(LAB_ID);
+
+function labId(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 0;
+  if (!/^\d$/.test(raw)) throw new Error(`VIGIL_LAB_ID=${raw}: must be a digit 0 to 9 (each lab id is one bridge and one subnet 10.213.<id>.0/24)`);
+  return Number(raw);
+}
+
+/** State, cluster file and every machine's files. VIGIL_LAB_DIR overrides it. */
+export const LAB_DIR = process.env.VIGIL_LAB_DIR ?? `/var/lib/vigil-lab${suffix}`;
 /** Mount-namespace handles (must sit on a private mount; see net.ts). */
-export const LAB_RUN_DIR = '/run/vigil-lab';
-export const BRIDGE = 'vigilbr0';
+export const LAB_RUN_DIR = `/run/vigil-lab${suffix}`;
+export const BRIDGE = `vigilbr${LAB_ID}`;
 /** Every network namespace of the lab carries this prefix: it is how `lab down` finds leftovers. */
-export const NETNS_PREFIX = 'vigil-lab-';
+export const NETNS_PREFIX = `vigil-lab${suffix}-`;
 
 export const netnsName = (host: string): string => `${NETNS_PREFIX}${host}`;
 export const netnsPath = (host: string): string => `/run/netns/${netnsName(host)}`;
-export const vethName = (host: string): string => `vl-${host}`.slice(0, 15);
+export const vethName = (host: string): string => `vl${suffix}-${host}`.slice(0, 15);
 export const mountNsPath = (host: string): string => join(LAB_RUN_DIR, 'mnt', host);
 export const hostRoot = (host: string): string => join(LAB_DIR, 'hosts', host);
 export const statePath = (): string => join(LAB_DIR, 'state.json');

@@ -8,10 +8,11 @@ import { stringify } from 'yaml';
 import type { AlertsInput } from '../alerts/config.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../config/paths.ts';
+import { LAB_ID } from './paths.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 /** The lab bridge's subnet; the bridge holds .1 and the machines .10 and up. No route leads out. */
-export const LAB_SUBNET = '10.213.0';
+export const LAB_SUBNET = `10.213.${LAB_ID}`;
 export const LAB_PREFIX_LEN = 24;
 export const BRIDGE_ADDRESS = `${LAB_SUBNET}.1`;
 

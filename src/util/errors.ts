@@ -17,6 +17,12 @@ export const ERROR_CODES = {
   CLUSTER_UNREACHABLE: 'etcd (the cluster state) cannot be reached from here',
   REQUEST_FAILED: 'the observer refused or could not carry out an operator request',
   REQUEST_TIMEOUT: 'no observer answered an operator request in time',
+  SSH_UNREACHABLE: 'a machine does not answer on its SSH port',
+  SSH_HOST_KEY: "a machine's SSH host key is not the one pinned for it",
+  SSH_AUTH: 'SSH refused the password or key',
+  REMOTE_COMMAND: 'a command run on a machine failed',
+  INIT: '`vigil init` could not write the cluster files from its answers',
+  SYNC: 'file sync could not carry files between app machines',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

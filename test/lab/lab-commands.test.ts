@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { withRole } from '../../src/config/schema.ts';
 import { labCut, labDown, labHeal, labKill, labRevive, labSignal, labStatus, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { listLabNetns } from '../../src/lab/net.ts';
-import { BRIDGE, LAB_DIR, LAB_RUN_DIR, hostRoot, statePath } from '../../src/lab/paths.ts';
+import { BRIDGE, LAB_DIR, LAB_RUN_DIR, hostRoot, netnsName, statePath } from '../../src/lab/paths.ts';
 import { listProcesses } from '../../src/lab/procs.ts';
 import { run, waitFor } from '../../src/util/exec.ts';
 
@@ -79,7 +79,7 @@ test('exec runs a command inside a machine', async () => {
 });
 
 const reach = (from: string, to: string, port: number) =>
-  run('ip', ['netns', 'exec', `vigil-lab-${from}`, 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${to}/${port}`], { allowFail: true }).then((r) => r.code === 0);
+  run('ip', ['netns', 'exec', netnsName(from), 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${to}/${port}`], { allowFail: true }).then((r) => r.code === 0);
 
 test('cut isolates a machine from chosen peers until heal', async () => {
   const observer = lab.cluster.machines.find((m) => m.name === 'observer')!;
