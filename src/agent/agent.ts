@@ -17,6 +17,8 @@ export interface AgentDeps {
   services?: ServiceRunner;
   /** The application's own health check on this machine (through nginx and the app to the database). */
   appHealth(): Promise<boolean>;
+  /** Runs before the services start for a new epoch (file sync stops the receivers of older pushes). */
+  beforeStart?(epoch: number | null): Promise<void>;
   /** Monotonic milliseconds. */
   now(): number;
   log(event: string, fields?: Record<string, unknown>): void;
@@ -114,6 +116,7 @@ export class Agent {
         d.log('start-services', { epoch });
         this.startedEpoch = epoch;
         this.reportedDeath = false;
+        await d.beforeStart?.(epoch);
         await d.services.start();
       } else if (want && !complete) {
         // Not restarted in place: a service that died while active makes this machine fail its

@@ -9,6 +9,7 @@ import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
 import { openStore } from '../etcd/store.ts';
+import { EventLog } from '../events/log.ts';
 import { AGENT_PORT, type AgentStatus } from '../ha/model.ts';
 import { createMtlsServer } from '../net/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
@@ -17,6 +18,7 @@ import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
 import { agentHandler } from './api.ts';
 import { ProcessServices, SystemdServices, type ProcessSpec, type ServiceRunner } from './services.ts';
+import type { AgentView, FileSync } from '../sync/service.ts';
 
 export interface AgentOptions {
   clusterFile: string;
@@ -38,18 +40,36 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
   const services = machine.roles.includes('app') ? await serviceRunner(cluster, o.labServices) : undefined;
   const healthUrl = `http://127.0.0.1:${cluster.application.port}${cluster.application.healthPath}`;
-  const agent = new Agent(
+  const events = new EventLog(store.events, { file: `${ROOTS.log}/events.jsonl` });
+  const sync = machine.roles.includes('app') ? await startFileSync(cluster, o.node, events) : undefined;
+  const agent: Agent = new Agent(
     {
       node: o.node,
       confirm: async () => store.confirmActive(1000),
       services,
       appHealth: async () => (await fetch(healthUrl, { signal: AbortSignal.timeout(1000) })).ok,
+      beforeStart: async () => {
+        await sync?.update(agentView(agent));
+        await sync?.beforeActivate();
+      },
       now: () => performance.now(),
       log,
     },
     { leaseMs: cluster.timers.agentLeaseMs },
   );
-  const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
+  let cycling: Promise<void> = Promise.resolve();
+  // File sync follows each cycle: the accept file carries the confirmation the cycle just made.
+  const cycle = async () => {
+    await agent.tick();
+    await sync?.update(agentView(agent)).catch((err: unknown) => log('sync-update-failed', { error: String(err) }));
+  };
+  const watch = await store.watchActive(
+    (r) => {
+      agent.hint(r);
+      cycling = cycling.then(cycle);
+    },
+    { onError: (err) => log('watch-error', { error: err.message }) },
+  );
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
   const server = await createMtlsServer({
     ca: pki.ca,
@@ -57,18 +77,33 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     key: pki.key,
     host: machine.address,
     port: AGENT_PORT,
-    handler: agentHandler({ status: () => status(agent, cluster, machine), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
+    handler: agentHandler({ status: () => status(agent, cluster, machine, sync), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
   log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none' });
-  const timer = setInterval(() => void agent.tick(), o.tickMs ?? 500);
-  await agent.tick();
+  const timer = setInterval(() => (cycling = cycling.then(cycle)), o.tickMs ?? 500);
+  await cycle();
   await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
   clearInterval(timer);
+  await cycling;
+  await sync?.close();
   await server.close();
   await watch.close();
   await store.close();
   log('agent-stopped', { node: o.node });
+}
+
+async function startFileSync(cluster: Cluster, node: string, events: EventLog): Promise<FileSync> {
+  const { FileSync } = await import('../sync/service.ts');
+  const sync = new FileSync({ node, cluster, log, event: (e) => events.append(e, { timeoutMs: 2000 }) });
+  await sync.start();
+  return sync;
+}
+
+/** What file sync needs of the agent's state; the confirmation time in wall-clock ms, as receivers compare it with their clock. */
+function agentView(agent: Agent): AgentView {
+  const confirmedAtMs = agent.confirmedAt === null ? null : Date.now() - (performance.now() - agent.confirmedAt);
+  return { record: agent.record, confirmedAtMs, active: agent.isActive() };
 }
 
 async function serviceRunner(cluster: Cluster, labServices?: string): Promise<ServiceRunner> {
@@ -77,7 +112,7 @@ async function serviceRunner(cluster: Cluster, labServices?: string): Promise<Se
   return new ProcessServices(specs);
 }
 
-async function status(agent: Agent, cluster: Cluster, machine: Machine): Promise<AgentStatus> {
+async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync): Promise<AgentStatus> {
   const s: AgentStatus = {
     node: machine.name,
     active: agent.isActive(),
@@ -89,6 +124,7 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine): Promise
     disk: [],
   };
   if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);
+  if (sync) s.sync = sync.status(agentView(agent));
   for (const path of [ROOTS.data]) {
     const fs = await statfs(path).catch(() => undefined);
     if (fs) s.disk.push({ path, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize });

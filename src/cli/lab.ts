@@ -108,15 +108,33 @@ export function registerLab(program: Command): void {
   }
   cmd
     .command('start')
-    .description('start one process of a machine again (etcd, patroni, haproxy, agent, observer)')
+    .description('start one process of a machine again (sshd, etcd, patroni, haproxy, agent, observer)')
     .argument('<host>')
     .argument('<process>')
     .action(async (h: string, p: string) => {
-      if (!['etcd', 'patroni', 'haproxy', 'agent', 'observer'].includes(p)) throw new InvalidArgumentError('process must be one of etcd, patroni, haproxy, agent, observer');
+      if (!['sshd', 'etcd', 'patroni', 'haproxy', 'agent', 'observer'].includes(p)) throw new InvalidArgumentError('process must be one of sshd, etcd, patroni, haproxy, agent, observer');
       await (await labModule()).labStart(h, p as 'agent');
       say(`${h}: ${p} started`);
     });
 
+  cmd
+    .command('fill')
+    .description("fill a machine's disk under a directory (moved onto a small tmpfs of its own), until `lab unfill`")
+    .argument('<host>')
+    .argument('[path]', 'directory on the machine', '/var/lib/vigil/app')
+    .action(async (h: string, p: string) => {
+      await (await labModule()).labFill(h, p);
+      say(`${h}: ${p} is full`);
+    });
+  cmd
+    .command('unfill')
+    .description('remove the ballast `lab fill` wrote')
+    .argument('<host>')
+    .argument('[path]', 'directory on the machine', '/var/lib/vigil/app')
+    .action(async (h: string, p: string) => {
+      await (await labModule()).labUnfill(h, p);
+      say(`${h}: ${p} has space again`);
+    });
   cmd
     .command('cut')
     .description('cut a machine off from the others (or from --from machines)')

@@ -166,7 +166,13 @@ export const clusterFileSchema = z
           ])
           .describe('Services that run only on the active app machine.'),
         syncDirs: z
-          .array(z.string().startsWith('/', { message: 'must be an absolute path' }))
+          .array(
+            z
+              .string()
+              .startsWith('/', { message: 'must be an absolute path' })
+              .regex(/^\/[A-Za-z0-9._/-]+$/, { message: 'must be an absolute path of letters, digits and . _ / - (no spaces: it travels in an SSH command)' })
+              .refine((p) => !p.split('/').includes('..'), { message: 'must not contain ..' }),
+          )
           .default(['/var/lib/vigil/app/attachments'])
           .describe('Directories file sync carries from the active app machine to the standbys.'),
         passwordFiles: z
@@ -176,6 +182,30 @@ export const clusterFileSchema = z
       })
       .prefault({})
       .describe('The application Vigil keeps available.'),
+    fileSync: z
+      .strictObject({
+        sshPort: port('SSH port of the app machines for file sync pushes', 22),
+        batchDelayMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(5000)
+          .default(20)
+          .describe('How long the first change of a batch waits for others before it is pushed; default 20.'),
+        reconcileIntervalSeconds: z
+          .number()
+          .int()
+          .min(10)
+          .default(600)
+          .describe('Full reconciliation (rsync --delete, displaced files quarantined) to every standby this often, besides at start; default 600.'),
+        checksum: z
+          .boolean()
+          .default(true)
+          .describe('Full reconciliations compare file content (rsync --checksum) rather than size and time; default true. Reads every file on both sides.'),
+        timeoutSeconds: z.number().int().min(5).default(30).describe('A push with no data moving for this long is abandoned and retried (rsync --timeout); default 30.'),
+      })
+      .prefault({})
+      .describe('File sync between app machines: the active machine pushes `application.syncDirs` to the standbys with rsync over SSH.'),
     alerts: alertsSchema,
   })
   .describe('vigil.yaml: the whole cluster.');

@@ -26,6 +26,10 @@ import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath } from './pa
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
 import { BRIDGE_ADDRESS, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
+import { LAB_HOST_KEY, LAB_SSHD_CONFIG, labSshdConfig } from './sshd.ts';
+import { bundleReceiver } from '../sync/bundle.ts';
+import { authorizedKeyLine, createKeyPair, knownHostLine } from '../sync/keys.ts';
+import { SYNC_PATHS } from '../sync/protocol.ts';
 
 export type Progress = (line: string) => void;
 const quiet: Progress = () => {};
@@ -70,6 +74,7 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
       await net.createMachineMounts(m.name);
       await installFiles(cluster, secrets, m, ca);
     }
+    await installFileSync(cluster);
     await startAll(cluster, secrets, progress);
     return { cluster, secrets, state };
   } catch (err) {
@@ -85,6 +90,9 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
 }
 
 async function startAll(cluster: Cluster, secrets: Secrets, progress: Progress): Promise<void> {
+  const apps = withRole(cluster, 'app');
+  progress(`sshd: starting on ${apps.map((m) => m.name).join(', ')} (file sync)`);
+  for (const m of apps) startPhase(m, 'sshd');
   const etcd = withRole(cluster, 'etcd');
   progress(`etcd: starting ${etcd.length} member(s)`);
   for (const m of etcd) startPhase(m, 'etcd');
@@ -117,15 +125,17 @@ async function startAll(cluster: Cluster, secrets: Secrets, progress: Progress):
 }
 
 type LabMachine = Pick<Machine, 'name' | 'roles'>;
-type Phase = 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'observer';
+type Phase = 'sshd' | 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'observer';
 /** The order a machine's processes start in, at `lab up` and when a machine returns. */
-const PHASES: Phase[] = ['etcd', 'patroni', 'haproxy', 'agent', 'observer'];
+const PHASES: Phase[] = ['sshd', 'etcd', 'patroni', 'haproxy', 'agent', 'observer'];
 
 const needsAgent = (m: LabMachine) => m.roles.includes('app') || m.roles.includes('db');
 
 function phaseSpecs(m: LabMachine, phase: Phase): SpawnSpec[] {
   const vigil = (...args: string[]) => [process.execPath, VIGIL_BIN, ...args];
   switch (phase) {
+    case 'sshd':
+      return m.roles.includes('app') ? [{ name: 'sshd', argv: ['/usr/sbin/sshd', '-D', '-e', '-f', LAB_SSHD_CONFIG] }] : [];
     case 'etcd':
       return m.roles.includes('etcd') ? [{ name: 'etcd', argv: ['etcd', '--config-file', PATHS.etcdConfig] }] : [];
     case 'patroni':
@@ -211,6 +221,41 @@ async function installVigilFiles(cluster: Cluster, m: Machine, ca: ClusterCa): P
   await copyFile(clusterFilePath(), toHostPath(root, PATHS.clusterFile));
   if (m.roles.includes('observer')) await copyFile(join(LAB_DIR, 'vigil.secrets.yaml'), toHostPath(root, join(ROOTS.etc, 'vigil.secrets.yaml')));
   if (m.roles.includes('app')) await writeFile(toHostPath(root, LAB_SERVICES), JSON.stringify(labServices(), null, 2));
+}
+
+/** The file-sync receiver, bundled once per lab; every lab machine runs this one file. */
+const receiverPath = () => join(LAB_DIR, 'bin', 'vigil-sync-receive.mjs');
+
+/**
+ * File sync's SSH trust between the app machines (src/sync/keys.ts): each gets a sync key pair,
+ * an sshd host key, the others' host keys pinned, and the others' sync keys allowed to run the
+ * receiver only. sshd needs its privilege-separation directory, shared by every namespace.
+ */
+async function installFileSync(cluster: Cluster): Promise<void> {
+  const apps = withRole(cluster, 'app');
+  if (!apps.length) return;
+  await bundleReceiver(receiverPath());
+  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  const keys = new Map<string, { sync: string; host: string }>();
+  for (const m of apps) {
+    const root = hostRoot(m.name);
+    for (const p of [SYNC_PATHS.key, LAB_HOST_KEY]) await mkdir(dirname(toHostPath(root, p)), { recursive: true, mode: 0o700 });
+    keys.set(m.name, {
+      sync: await createKeyPair(toHostPath(root, SYNC_PATHS.key), `vigil-sync@${m.name}`),
+      host: await createKeyPair(toHostPath(root, LAB_HOST_KEY), `host@${m.name}`),
+    });
+  }
+  const port = cluster.fileSync.sshPort;
+  for (const m of apps) {
+    const root = hostRoot(m.name);
+    const others = apps.filter((o) => o.name !== m.name);
+    const authorized = others.map((o) => authorizedKeyLine({ peer: o.name, peerAddress: o.address, publicKey: keys.get(o.name)!.sync, receiverCommand: `${process.execPath} ${receiverPath()}` }));
+    const known = others.map((o) => knownHostLine(o.address, port, keys.get(o.name)!.host));
+    await writeFile(toHostPath(root, SYNC_PATHS.authorizedKeys), `${authorized.join('\n')}\n`, { mode: 0o600 });
+    await writeFile(toHostPath(root, SYNC_PATHS.knownHosts), `${known.join('\n')}\n`, { mode: 0o644 });
+    await writeFile(toHostPath(root, LAB_SSHD_CONFIG), labSshdConfig({ address: m.address, port, authorizedKeys: SYNC_PATHS.authorizedKeys }), { mode: 0o600 });
+    for (const d of cluster.application.syncDirs) await mkdir(toHostPath(root, d), { recursive: true, mode: 0o755 });
+  }
 }
 
 function toHostPath(root: string, path: string): string {
@@ -317,7 +362,7 @@ export async function labRevive(host: string): Promise<void> {
 }
 
 /** Starts one process of a machine again (e.g. an observer killed in the middle of a failover). */
-export async function labStart(host: string, proc: 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'observer'): Promise<void> {
+export async function labStart(host: string, proc: Phase): Promise<void> {
   const m = machineOf(await requireState(), host);
   if (phaseSpecs(m, proc).length === 0) throw new VigilError('USAGE', [problem(host, `${host} does not run ${proc}`, '`vigil lab status` lists what runs where')]);
   if ((await listProcesses(host)).some((p) => p.name === proc)) throw new VigilError('LAB', [problem(host, `${proc} is already running`, `kill it first: \`vigil lab kill ${host} ${proc}\``)]);
@@ -355,6 +400,40 @@ export async function labCut(host: string, from: string[], oneWay: boolean): Pro
 export async function labHeal(): Promise<void> {
   const state = await requireState();
   for (const m of state.machines) await net.healAll(m.name);
+}
+
+/**
+ * Fills a disk of a machine: `path` (a directory) moves onto a small tmpfs of its own, mounted in
+ * the machine's mount namespace with its content copied over, then a ballast file fills it.
+ * `labUnfill` removes the ballast; the tmpfs stays until `lab down`. From outside the machine the
+ * directory's host path no longer shows what the machine sees: read it with `vigil lab exec`.
+ */
+export async function labFill(host: string, path: string): Promise<void> {
+  machineOf(await requireState(), host);
+  const script = [
+    'set -e',
+    'P="$1"; S="$P.lab-fill-stage"',
+    '[ -d "$P" ] || { echo "$P is not a directory on this machine" >&2; exit 2; }',
+    'if ! mountpoint -q "$P"; then',
+    '  rm -rf "$S"; mkdir -p "$S"; cp -a "$P/." "$S/"',
+    '  mount -t tmpfs -o size=64m,mode=755 vigil-lab-fill "$P"',
+    '  cp -a "$S/." "$P/"; rm -rf "$S"',
+    'fi',
+    'dd if=/dev/zero of="$P/.lab-fill" bs=1M 2>/dev/null || true',
+    'df -h "$P" | tail -1',
+  ].join('\n');
+  const r = await run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', 'sh', '-c', script, 'sh', path], { allowFail: true });
+  if (r.code !== 0) throw new VigilError('LAB', [problem(host, `cannot fill ${path}: ${r.stderr.trim()}`, 'name a directory that exists on the machine, e.g. /var/lib/vigil/app')]);
+}
+
+export async function labUnfill(host: string, path: string): Promise<void> {
+  machineOf(await requireState(), host);
+  await run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', 'rm', '-f', join(path, '.lab-fill')]);
+}
+
+/** Runs a command inside a lab machine and returns its output (tests, benchmarks). */
+export async function labRun(host: string, argv: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', ...argv], { allowFail: true, input });
 }
 
 /** Runs a command inside a lab machine with this terminal's stdio; returns its exit status. */

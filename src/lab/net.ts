@@ -14,7 +14,11 @@ import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
 const ip = (...args: string[]) => run('ip', args);
 export const inNetns = (host: string, cmd: string, args: string[]) => run('ip', ['netns', 'exec', netnsName(host), cmd, ...args]);
 
-const ROOT_DIRS = Object.entries(ROOTS) as [keyof typeof ROOTS, string][];
+/**
+ * Vigil's four roots, and root's home: each machine has its own, as a real one does (sshd runs
+ * forced commands through root's shell, which reads ~/.bashrc; the host's must not leak in).
+ */
+const ROOT_DIRS: [string, string][] = [...Object.entries(ROOTS), ['root-home', '/root']];
 
 export async function createBridge(): Promise<void> {
   const exists = await run('ip', ['link', 'show', BRIDGE], { allowFail: true });

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { netnsPids } from './net.ts';
 import { hostRoot, mountNsPath, netnsPath } from './paths.ts';
 
-export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'nginx', 'app', 'agent', 'observer'] as const;
+export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'nginx', 'app', 'agent', 'observer', 'sshd'] as const;
 export type ProcessName = (typeof PROCESS_NAMES)[number];
 
 export interface LabProcess {
@@ -49,7 +49,7 @@ export function spawnIn(host: string, spec: SpawnSpec): number {
 }
 
 export function classify(comm: string, cmdline: string[]): ProcessName | 'other' {
-  if (comm === 'etcd' || comm === 'haproxy' || comm === 'postgres' || comm === 'nginx') return comm;
+  if (comm === 'etcd' || comm === 'haproxy' || comm === 'postgres' || comm === 'nginx' || comm === 'sshd') return comm;
   if (comm === 'patroni' || cmdline.some((a) => a.endsWith('/patroni'))) return 'patroni';
   const vigilCmd = cmdline.find((a) => a === 'refapp' || a === 'agent' || a === 'observer');
   if (vigilCmd === 'refapp') return 'app';

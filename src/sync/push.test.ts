@@ -1,0 +1,174 @@
+/**
+ * The pusher, the receiver and rsync together, on this machine: real rsync, the real bundled
+ * receiver, real directories. Only ssh is left out (rsync's remote shell is a script that runs
+ * the receiver as sshd's forced command would, with SSH_ORIGINAL_COMMAND set); the lab test
+ * (test/lab/file-sync.test.ts) runs the same through sshd between lab machines.
+ */
+import assert from 'node:assert/strict';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { waitFor } from '../util/exec.ts';
+import { bundleReceiver } from './bundle.ts';
+import type { AcceptState } from './protocol.ts';
+import { Pusher } from './push.ts';
+
+let base: string;
+let receiver: string;
+
+before(async () => {
+  base = await mkdtemp(join(tmpdir(), 'vigil-sync-'));
+  receiver = join(base, 'receive.mjs');
+  await bundleReceiver(receiver);
+});
+after(() => rm(base, { recursive: true, force: true }));
+
+interface Rig {
+  src: string;
+  dst: string;
+  root: string;
+  acceptFile: string;
+  quarantine: string;
+  sources: string;
+  rsh: string;
+  setActive(node: string, epoch: number): Promise<void>;
+}
+
+/** A source and a destination directory with the receiver's files, and a remote shell that runs the receiver locally. */
+async function rig(name: string): Promise<Rig> {
+  const root = join(base, name);
+  const src = join(root, 'src');
+  const dst = join(root, 'dst');
+  await mkdir(src, { recursive: true });
+  await mkdir(dst, { recursive: true });
+  const acceptFile = join(root, 'accept.json');
+  const quarantine = join(root, 'quarantine');
+  const sources = join(root, 'sources.json');
+  const rsh = join(root, 'rsh');
+  // rsync runs: rsh <host> <remote command words...>; the peer is fixed as the authorized_keys line fixes it.
+  await writeFile(
+    rsh,
+    [
+      '#!/bin/sh',
+      'shift',
+      `export SSH_ORIGINAL_COMMAND="$*" VIGIL_SYNC_ACCEPT_FILE=${acceptFile} VIGIL_SYNC_RECEIVERS_DIR=${join(root, 'receivers')} VIGIL_SYNC_QUARANTINE=${quarantine} VIGIL_SYNC_SOURCES=${sources}`,
+      `exec ${process.execPath} ${receiver} --peer app1`,
+      '',
+    ].join('\n'),
+  );
+  await chmod(rsh, 0o755);
+  const setActive = async (node: string, epoch: number) => {
+    const s: AcceptState = { node: 'app2', active: { node, epoch }, confirmedAtMs: Date.now() + 3_600_000, leaseMs: 3_600_000, dirs: [dst] };
+    await writeFile(acceptFile, JSON.stringify(s));
+  };
+  return { src, dst, root, acceptFile, quarantine, sources, rsh, setActive };
+}
+
+function pusher(r: Rig, epoch: number, events: unknown[] = []): Pusher {
+  return new Pusher({
+    epoch,
+    dirs: [r.src],
+    remoteDir: () => r.dst,
+    peers: [{ node: 'app2', address: 'localhost', sshPort: 22 }],
+    sshCommand: () => r.rsh,
+    timeoutSeconds: 10,
+    batchDelayMs: 10,
+    reconcileIntervalMs: 3_600_000,
+    checksum: true,
+    log: (event, fields) => events.push({ event, ...fields }),
+  });
+}
+
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (d: string, rel: string) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) await walk(p, r);
+      else out[r] = await readFile(p, 'utf8');
+    }
+  };
+  await walk(dir, '');
+  return out;
+}
+
+const same = async (a: string, b: string) => JSON.stringify(await tree(a)) === JSON.stringify(await tree(b));
+
+test('files created, changed, renamed and deleted on the active side appear so on the standby', async () => {
+  const r = await rig('stream');
+  await r.setActive('app1', 3);
+  await writeFile(join(r.src, 'before.txt'), 'here before the pusher started');
+  const p = pusher(r, 3);
+  await p.start();
+  try {
+    await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 10_000, 50);
+    await writeFile(join(r.src, 'a.txt'), 'one');
+    await mkdir(join(r.src, 'sub', 'deep'), { recursive: true });
+    await writeFile(join(r.src, 'sub', 'deep', 'b.txt'), 'two');
+    await waitFor('created files', async () => ((await tree(r.dst))['sub/deep/b.txt'] === 'two' ? true : undefined), 10_000, 50);
+    await writeFile(join(r.src, 'a.txt'), 'one, changed');
+    await rename(join(r.src, 'sub'), join(r.src, 'moved'));
+    await rm(join(r.src, 'before.txt'));
+    await waitFor('changes, a renamed directory and a deletion', async () => ((await same(r.src, r.dst)) ? true : undefined), 10_000, 50);
+    assert.deepEqual(await tree(r.dst), { 'a.txt': 'one, changed', 'moved/deep/b.txt': 'two' });
+    const s = p.status();
+    assert.equal(s.peers[0]!.error, null);
+    assert.ok(s.recentLagMs && s.recentLagMs.samples > 0);
+    // Steady-state deletions are the active machine's own: they are carried, not quarantined.
+    assert.deepEqual(await readdir(r.quarantine).catch(() => []), []);
+  } finally {
+    await p.stop();
+  }
+});
+
+test('a push at a stale epoch is refused and nothing changes on the standby', async () => {
+  const r = await rig('stale');
+  await r.setActive('app1', 5);
+  await writeFile(join(r.dst, 'made-by-the-new-active.txt'), 'keep me');
+  await writeFile(join(r.src, 'old.txt'), 'from the old active');
+  const events: { event: string; kind?: string; message?: string }[] = [];
+  const errors: string[] = [];
+  const p = pusher(r, 4, events);
+  const orig = p;
+  await orig.start();
+  try {
+    const err = await waitFor('the refusal', async () => orig.status().peers[0]!.error ?? undefined, 10_000, 50);
+    assert.equal(err.kind, 'refused');
+    assert.match(err.message, /stale push from app1 at epoch 4: the active machine is app1 at epoch 5/);
+    errors.push(err.message);
+  } finally {
+    await p.stop();
+  }
+  assert.deepEqual(await tree(r.dst), { 'made-by-the-new-active.txt': 'keep me' });
+  assert.ok(events.some((e) => e.event === 'sync-failed' && e.kind === 'refused'));
+});
+
+test('what only the standby holds is moved to quarantine by the first reconciliation from a new epoch, never deleted', async () => {
+  const r = await rig('quarantine');
+  await r.setActive('app1', 7);
+  await writeFile(join(r.src, 'shared.txt'), 'version on the new active');
+  await writeFile(join(r.dst, 'shared.txt'), 'version only the old active had');
+  await mkdir(join(r.dst, 'unsynced'), { recursive: true });
+  await writeFile(join(r.dst, 'unsynced', 'lost-if-deleted.txt'), 'never reached the new active');
+  const p = pusher(r, 7);
+  await p.start();
+  try {
+    await waitFor('the reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 10_000, 50);
+    const sessions = await readdir(r.quarantine);
+    assert.equal(sessions.length, 1, 'one quarantine session');
+    assert.match(sessions[0]!, /-epoch-7-from-app1-/);
+    const kept = await tree(join(r.quarantine, sessions[0]!));
+    const prefix = r.dst.slice(1);
+    assert.deepEqual(kept, { [`${prefix}/shared.txt`]: 'version only the old active had', [`${prefix}/unsynced/lost-if-deleted.txt`]: 'never reached the new active' });
+    const sources = JSON.parse(await readFile(r.sources, 'utf8')) as Record<string, { node: string; epoch: number }>;
+    assert.deepEqual({ node: sources[r.dst]!.node, epoch: sources[r.dst]!.epoch }, { node: 'app1', epoch: 7 });
+    // From now on a deletion is the active machine's own and is carried as such.
+    await rm(join(r.src, 'shared.txt'));
+    await waitFor('the deletion', async () => ((await tree(r.dst))['shared.txt'] === undefined ? true : undefined), 10_000, 50);
+    assert.equal((await readdir(r.quarantine)).length, 1, 'no new quarantine session');
+  } finally {
+    await p.stop();
+  }
+});

@@ -1,0 +1,342 @@
+/**
+ * The active machine's side of file sync: watch the synced directories, and carry every change
+ * to each standby with rsync over SSH, one channel per standby. A channel reconciles in full
+ * first (and on a schedule), then sends batches of changed paths as they come: the first change
+ * of a batch waits `batchDelayMs` for its neighbours, then one rsync per directory carries them
+ * all. A batch that fails is kept and retried with a growing pause; one standby's trouble never
+ * holds up another. Every push carries the epoch the pusher was made for: a standby refuses it
+ * once another machine or a newer epoch is active (see protocol.ts).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { SyncErrorKind, SyncStatus } from '../ha/model.ts';
+import { classifyFailure, incrementalArgs, isSuccess, percentile, reconcileArgs, type PushTarget } from './protocol.ts';
+import { TreeWatcher } from './watch.ts';
+
+export interface PeerSpec {
+  node: string;
+  address: string;
+  sshPort: number;
+}
+
+export interface PusherOptions {
+  epoch: number;
+  dirs: string[];
+  peers: PeerSpec[];
+  /** rsync's remote shell for a standby, e.g. protocol.ts sshCommand(). */
+  sshCommand(peer: PeerSpec): string;
+  timeoutSeconds: number;
+  batchDelayMs: number;
+  reconcileIntervalMs: number;
+  /** Full reconciliations compare file content (rsync --checksum), not only size and time. */
+  checksum: boolean;
+  log(event: string, fields?: Record<string, unknown>): void;
+  /** A standby's pushes began failing (error) or work again (null). */
+  onPeerError?(node: string, error: { kind: SyncErrorKind; message: string } | null): void;
+  /** The directory on the standby (default: the same path). Tests on one machine push into another. */
+  remoteDir?(dir: string): string;
+  /** The rsync binary (default rsync from PATH). */
+  rsync?: string;
+  now?: () => number;
+}
+
+type PeerStatus = SyncStatus['peers'][number];
+const LAG_SAMPLES = 2000;
+const MAX_BACKOFF_MS = 5000;
+
+export class Pusher {
+  private readonly watchers: TreeWatcher[] = [];
+  private readonly channels: Channel[];
+  private readonly lags: number[] = [];
+  private stopped = false;
+
+  constructor(private readonly o: PusherOptions) {
+    this.channels = o.peers.map((p) => new Channel(p, o, (ms) => this.sample(ms)));
+  }
+
+  async start(): Promise<void> {
+    for (const [i, root] of this.o.dirs.entries()) {
+      const w = new TreeWatcher({
+        root,
+        onChange: (rel) => this.changed(i, rel),
+        onDegraded: (reason) => this.o.log('sync-watch-degraded', { dir: root, reason }),
+      });
+      this.watchers.push(w);
+    }
+    // Watches first, then the reconciliation: whatever changes in between is seen by one or the other.
+    await Promise.all(this.watchers.map((w) => w.start()));
+    if (this.stopped) return;
+    for (const c of this.channels) c.start();
+  }
+
+  /** Stops watching and pushing now; a push under way is killed. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const w of this.watchers) w.close();
+    await Promise.all(this.channels.map((c) => c.stop()));
+  }
+
+  status(): Pick<SyncStatus, 'watch' | 'peers' | 'recentLagMs'> {
+    const degraded = this.watchers.find((w) => w.degraded)?.degraded ?? null;
+    return {
+      watch: { dirs: this.watchers.reduce((n, w) => n + w.size, 0), degraded },
+      peers: this.channels.map((c) => c.status()),
+      recentLagMs: this.lags.length ? { p50: percentile(this.lags, 50), p99: percentile(this.lags, 99), samples: this.lags.length } : null,
+    };
+  }
+
+  /** Asks every standby's channel for a full reconciliation now (e.g. after a watch was lost). */
+  reconcileNow(): void {
+    for (const c of this.channels) c.requestReconcile();
+  }
+
+  private changed(dir: number, rel: string): void {
+    for (const c of this.channels) c.mark(dir, rel);
+  }
+
+  private sample(ms: number): void {
+    this.lags.push(ms);
+    if (this.lags.length > LAG_SAMPLES) this.lags.splice(0, this.lags.length - LAG_SAMPLES);
+  }
+}
+
+interface Pending {
+  first: number;
+  last: number;
+}
+
+class Channel {
+  /** Changed paths not yet carried, per directory index, with when they were first and last seen. */
+  private pending = new Map<number, Map<string, Pending>>();
+  /** The batch being pushed: still backlog until it succeeds. */
+  private inflight: Map<number, Map<string, Pending>> | null = null;
+  private reconcileWanted = true;
+  private running = false;
+  private stopped = false;
+  private wake: (() => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private child: ChildProcess | null = null;
+  private backoffMs = 0;
+  private holding = false;
+  private reconciling = false;
+  private lastSyncAt: string | null = null;
+  private lastReconcileAt: string | null = null;
+  private error: PeerStatus['error'] = null;
+  private loop: Promise<void> = Promise.resolve();
+  private readonly now: () => number;
+
+  constructor(
+    private readonly peer: PeerSpec,
+    private readonly o: PusherOptions,
+    private readonly sample: (ms: number) => void,
+  ) {
+    this.now = o.now ?? (() => performance.now());
+  }
+
+  start(): void {
+    this.loop = this.run();
+    this.timer = setInterval(() => this.requestReconcile(), this.o.reconcileIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    const child = this.child;
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 1000);
+      await new Promise<void>((r) => child.once('close', () => r()));
+      clearTimeout(killer);
+    }
+    this.kick(true);
+    await this.loop;
+  }
+
+  mark(dir: number, rel: string): void {
+    const t = this.now();
+    let m = this.pending.get(dir);
+    if (!m) this.pending.set(dir, (m = new Map()));
+    const p = m.get(rel);
+    if (p) p.last = t;
+    else m.set(rel, { first: t, last: t });
+    this.kick();
+  }
+
+  requestReconcile(): void {
+    this.reconcileWanted = true;
+    this.kick();
+  }
+
+  status(): PeerStatus {
+    let backlog = 0;
+    let oldest = Infinity;
+    for (const m of [...this.pending.values(), ...(this.inflight?.values() ?? [])]) {
+      backlog += m.size;
+      for (const p of m.values()) oldest = Math.min(oldest, p.first);
+    }
+    return {
+      node: this.peer.node,
+      backlog,
+      lagMs: backlog ? Math.round(this.now() - oldest) : 0,
+      reconciling: this.reconciling,
+      lastSyncAt: this.lastSyncAt,
+      lastReconcileAt: this.lastReconcileAt,
+      error: this.error,
+    };
+  }
+
+  /** Wakes the loop when it waits for changes (not while it holds: see hold()). */
+  private kick(force = false): void {
+    if (!force && this.holding) return;
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Waits `ms` whatever changes come meanwhile; only stop() ends it early. */
+  private async hold(ms: number): Promise<void> {
+    this.holding = true;
+    await this.idle(ms);
+    this.holding = false;
+  }
+
+  private idle(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t =
+        ms === undefined
+          ? null
+          : setTimeout(() => {
+              this.wake = null;
+              resolve();
+            }, ms);
+      this.wake = () => {
+        if (t) clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopped) {
+      const hasChanges = [...this.pending.values()].some((m) => m.size > 0);
+      if (!this.reconcileWanted && !hasChanges) {
+        await this.idle();
+        continue;
+      }
+      if (this.backoffMs) await this.hold(this.backoffMs);
+      if (this.stopped) break;
+      const ok = this.reconcileWanted ? await this.reconcile() : await this.batch();
+      this.backoffMs = ok ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(250, this.backoffMs * 2));
+    }
+  }
+
+  /** One rsync per directory with --delete: afterwards the standby holds what this machine held when it started. */
+  private async reconcile(): Promise<boolean> {
+    this.reconcileWanted = false;
+    this.reconciling = true;
+    const started = this.now();
+    try {
+      for (const dir of this.o.dirs) {
+        const r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir)));
+        if (!this.settle(r, dir)) {
+          this.reconcileWanted = true;
+          return false;
+        }
+      }
+      // Changes seen before the reconciliation started are carried by it.
+      const end = this.now();
+      for (const m of this.pending.values())
+        for (const [rel, p] of m)
+          if (p.last <= started) {
+            this.sample(end - p.first);
+            m.delete(rel);
+          }
+      this.lastReconcileAt = new Date().toISOString();
+      this.o.log('sync-reconciled', { peer: this.peer.node, ms: Math.round(end - started), checksum: this.o.checksum });
+      return true;
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  /** Carries the changed paths gathered so far; what changes meanwhile waits for the next batch. */
+  private async batch(): Promise<boolean> {
+    await this.hold(this.o.batchDelayMs); // let the neighbours of the first change join it
+    if (this.stopped) return true;
+    const taken = this.pending;
+    this.pending = new Map();
+    this.inflight = taken;
+    for (const [dir, m] of taken) {
+      if (!m.size) continue;
+      const list = Buffer.from([...m.keys()].map((rel) => `${rel || '.'}\0`).join(''));
+      const r = await this.rsync(incrementalArgs(this.o.dirs[dir]!, this.target(), this.o.remoteDir?.(this.o.dirs[dir]!)), list);
+      if (!this.settle(r, this.o.dirs[dir]!)) {
+        this.inflight = null;
+        this.restore(taken);
+        return false;
+      }
+      const end = this.now();
+      for (const p of m.values()) this.sample(end - p.first);
+      taken.delete(dir);
+    }
+    this.inflight = null;
+    return true;
+  }
+
+  /** Puts a failed batch back, keeping the earliest time each path was first seen. */
+  private restore(taken: Map<number, Map<string, Pending>>): void {
+    for (const [dir, m] of taken) {
+      let cur = this.pending.get(dir);
+      if (!cur) this.pending.set(dir, (cur = new Map()));
+      for (const [rel, p] of m) {
+        const c = cur.get(rel);
+        cur.set(rel, c ? { first: Math.min(c.first, p.first), last: Math.max(c.last, p.last) } : p);
+      }
+    }
+  }
+
+  private settle(r: { code: number; stderr: string }, dir: string): boolean {
+    if (this.stopped) return false;
+    if (isSuccess(r.code)) {
+      this.lastSyncAt = new Date().toISOString();
+      if (this.error) {
+        this.o.log('sync-recovered', { peer: this.peer.node, after: this.error.kind });
+        this.error = null;
+        this.o.onPeerError?.(this.peer.node, null);
+      }
+      return true;
+    }
+    const e = classifyFailure(r.code, r.stderr, this.peer.node, dir);
+    if (this.error?.kind !== e.kind || this.error.message !== e.message) {
+      this.o.log('sync-failed', { peer: this.peer.node, kind: e.kind, message: e.message, code: r.code });
+      const first = this.error?.kind !== e.kind;
+      this.error = { ...e, since: this.error?.kind === e.kind ? this.error.since : new Date().toISOString() };
+      if (first) this.o.onPeerError?.(this.peer.node, e);
+    }
+    return false;
+  }
+
+  private target(): PushTarget {
+    return { address: this.peer.address, sshPort: this.peer.sshPort, epoch: this.o.epoch, sshCommand: this.o.sshCommand(this.peer), timeoutSeconds: this.o.timeoutSeconds };
+  }
+
+  private rsync(args: string[], input?: Buffer): Promise<{ code: number; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(this.o.rsync ?? 'rsync', args, { stdio: [input ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+      this.child = child;
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        if (stderr.length < 65536) stderr += d.toString();
+      });
+      if (input) {
+        child.stdin!.on('error', () => {}); // rsync may exit before reading it all; its status says why
+        child.stdin!.end(input);
+      }
+      child.on('error', (err) => resolve({ code: 127, stderr: `cannot run rsync: ${err.message}` }));
+      child.on('close', (code, signal) => {
+        this.child = null;
+        resolve({ code: code ?? 128, stderr: signal ? `${stderr}rsync stopped by ${signal}` : stderr });
+      });
+    });
+  }
+}

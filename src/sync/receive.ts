@@ -1,0 +1,133 @@
+/**
+ * `vigil-sync-receive --peer <machine>`: the SSH forced command of the sync key of <machine>, run
+ * on a standby for each push. It checks the push against the agent's accept file (decidePush),
+ * runs rsync's receiving side, keeps watching the accept file during the transfer and stops rsync
+ * at once if the active record moves away from the pusher. Files the push would delete or
+ * overwrite go to quarantine until a full reconciliation from the pusher's epoch has completed.
+ *
+ * Bundled into one small file (src/sync/bundle.ts) and run with plain node: it starts for every
+ * batch of changes, so it imports nothing beyond node's own modules and protocol.ts.
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { REFUSED_EXIT, REFUSED_PREFIX, SYNC_PATHS, decidePush, needsQuarantine, quarantineDir, serverArgv, stillAccepted, type AcceptState, type Sources } from './protocol.ts';
+
+export interface ReceiveOptions {
+  peer: string;
+  command: string | undefined;
+  acceptFile?: string;
+  receiversDir?: string;
+  quarantineRoot?: string;
+  sourcesFile?: string;
+  /** How often the accept file is read again during a transfer (default 100 ms). */
+  recheckMs?: number;
+}
+
+function readJson<T>(path: string): T | null {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch {
+    return null;
+  }
+}
+
+/** Removes the directories of a quarantine path that stayed empty, up to (not including) `root`. */
+function pruneEmpty(path: string, root: string): void {
+  let top = path;
+  while (dirname(top) !== root && dirname(top) !== top) top = dirname(top);
+  const walk = (p: string): boolean => {
+    let empty = true;
+    for (const e of readdirSync(p, { withFileTypes: true })) {
+      if (e.isDirectory() && walk(join(p, e.name))) continue;
+      empty = false;
+    }
+    if (empty) rmdirSync(p);
+    return empty;
+  };
+  try {
+    if (statSync(top).isDirectory()) walk(top);
+  } catch {
+    // rsync made nothing there: nothing to prune
+  }
+}
+
+export async function receive(o: ReceiveOptions): Promise<number> {
+  const acceptFile = o.acceptFile ?? SYNC_PATHS.acceptFile;
+  const receivers = o.receiversDir ?? SYNC_PATHS.receiversDir;
+  const qroot = o.quarantineRoot ?? SYNC_PATHS.quarantine;
+  const sourcesFile = o.sourcesFile ?? SYNC_PATHS.sources;
+  const decision = decidePush(o.command, o.peer, readJson<AcceptState>(acceptFile), Date.now());
+  if (!decision.ok) {
+    process.stderr.write(`${REFUSED_PREFIX} ${decision.reason}\n`);
+    return REFUSED_EXIT;
+  }
+  const sources = readJson<Sources>(sourcesFile) ?? {};
+  const quarantine = needsQuarantine(sources, decision.dir, o.peer, decision.epoch) ? quarantineDir(qroot, decision.dir, o.peer, decision.epoch, new Date(), process.pid) : null;
+  mkdirSync(receivers, { recursive: true });
+  const mark = join(receivers, String(process.pid));
+  writeFileSync(mark, `${o.peer} ${decision.epoch} ${decision.dir}\n`);
+  const argv = serverArgv(decision.options, decision.dir, quarantine);
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' });
+  let stopped: string | null = null;
+  const stop = (why: string) => {
+    if (stopped) return;
+    stopped = why;
+    child.kill('SIGKILL');
+  };
+  const onTerm = () => stop('the agent stopped this receiver: its machine is becoming active');
+  process.on('SIGTERM', onTerm);
+  const recheck = setInterval(() => {
+    if (!stillAccepted(o.peer, decision.epoch, readJson<AcceptState>(acceptFile))) stop(`the active record moved away from ${o.peer} at epoch ${decision.epoch} during the transfer`);
+  }, o.recheckMs ?? 100);
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', (err) => {
+      process.stderr.write(`vigil-sync: cannot run rsync: ${err.message}\n`);
+      resolve(1);
+    });
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  clearInterval(recheck);
+  process.off('SIGTERM', onTerm);
+  try {
+    if (stopped) {
+      process.stderr.write(`${REFUSED_PREFIX} ${stopped}\n`);
+      return REFUSED_EXIT;
+    }
+    if (code === 0 && decision.full) {
+      // A completed full reconciliation: from now on this directory holds exactly what the pusher holds.
+      const fresh = readJson<Sources>(sourcesFile) ?? {};
+      fresh[decision.dir.replace(/\/+$/, '')] = { node: o.peer, epoch: decision.epoch, at: new Date().toISOString() };
+      mkdirSync(dirname(sourcesFile), { recursive: true });
+      writeFileSync(`${sourcesFile}.tmp`, JSON.stringify(fresh, null, 2));
+      renameSync(`${sourcesFile}.tmp`, sourcesFile);
+    }
+    return code;
+  } finally {
+    if (quarantine) pruneEmpty(quarantine, qroot);
+    rmSync(mark, { force: true });
+  }
+}
+
+function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** Entry point of the bundled receiver (see bundle.ts). */
+export async function receiveMain(): Promise<void> {
+  const peer = argValue('--peer');
+  if (!peer || !/^[a-z][a-z0-9-]{0,30}$/.test(peer)) {
+    process.stderr.write(`${REFUSED_PREFIX} vigil-sync-receive needs --peer <machine> in the authorized_keys line\n`);
+    process.exitCode = REFUSED_EXIT;
+    return;
+  }
+  process.exitCode = await receive({
+    peer,
+    command: process.env.SSH_ORIGINAL_COMMAND,
+    acceptFile: process.env.VIGIL_SYNC_ACCEPT_FILE,
+    receiversDir: process.env.VIGIL_SYNC_RECEIVERS_DIR,
+    quarantineRoot: process.env.VIGIL_SYNC_QUARANTINE,
+    sourcesFile: process.env.VIGIL_SYNC_SOURCES,
+  });
+}
