@@ -34,3 +34,26 @@ test('status says loudly when nobody acts or maintenance is on', () => {
   assert.match(out, /observer leader: NONE/);
   assert.match(out, /maintenance: +ON since x by root@vm: upgrade/);
 });
+
+test('status shows file sync: backlog, lag and errors per standby, and any quarantine', () => {
+  const app1 = base.machines[1]!;
+  const sync = {
+    role: 'pushing' as const,
+    dirs: ['/var/lib/vigil/app/attachments'],
+    watch: { dirs: 3, degraded: null },
+    peers: [{ node: 'app2', backlog: 12, lagMs: 4100, reconciling: false, lastSyncAt: null, lastReconcileAt: null, error: { kind: 'disk-full' as const, message: 'app2 has no space left for /var/lib/vigil/app/attachments', since: 'T' } }],
+    recentLagMs: { p50: 210, p99: 480, samples: 100 },
+    quarantine: { path: '/var/lib/vigil/sync/quarantine', files: 0, bytes: 0, sessions: [] },
+  };
+  const out = formatStatus({
+    ...base,
+    machines: [
+      base.machines[0]!,
+      { ...app1, agent: { ...app1.agent!, sync } },
+      { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], agent: { ...app1.agent!, node: 'app2', active: false, sync: { ...sync, role: 'receiving', peers: [], quarantine: { ...sync.quarantine, files: 3, bytes: 10, sessions: ['s'] } } } },
+    ],
+  });
+  assert.match(out, /app1 pushes \/var\/lib\/vigil\/app\/attachments, recent lag p50 210 ms, p99 480 ms/);
+  assert.match(out, /-> app2 +backlog 12, oldest change 4100 ms, last push never, .*FAILING since T: app2 has no space left/);
+  assert.match(out, /app2 QUARANTINE: 3 file\(s\) that never reached the active machine kept in \/var\/lib\/vigil\/sync\/quarantine/);
+});

@@ -59,6 +59,8 @@ export function formatStatus(s: ClusterStatus): string {
     const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : hasAgent ? '?' : '-';
     lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
   }
+  const sync = formatSync(s);
+  if (sync.length) lines.push('', 'file sync', ...sync);
   if (s.events.length) {
     lines.push('');
     lines.push('last events');
@@ -67,3 +69,26 @@ export function formatStatus(s: ClusterStatus): string {
   return lines.join('\n');
 }
 
+
+const ago = (iso: string | null) => (iso ? `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))} s ago` : 'never');
+
+/** File sync: per standby, backlog and lag from the active machine; per machine, what is in quarantine. */
+function formatSync(s: ClusterStatus): string[] {
+  const lines: string[] = [];
+  for (const m of s.machines) {
+    const sync = m.agent?.sync;
+    if (!sync) continue;
+    if (sync.role === 'pushing') {
+      const lag = sync.recentLagMs ? `, recent lag p50 ${Math.round(sync.recentLagMs.p50)} ms, p99 ${Math.round(sync.recentLagMs.p99)} ms` : '';
+      const watch = sync.watch?.degraded ? ` WATCH DEGRADED: ${sync.watch.degraded}` : '';
+      lines.push(`  ${m.name} pushes ${sync.dirs.join(', ')}${lag}${watch}`);
+      for (const p of sync.peers) {
+        const state = p.error ? `FAILING since ${p.error.since}: ${p.error.message}` : p.reconciling ? 'reconciling' : 'in sync';
+        lines.push(`    -> ${p.node.padEnd(10)} backlog ${p.backlog}, oldest change ${p.lagMs} ms, last push ${ago(p.lastSyncAt)}, last full reconciliation ${ago(p.lastReconcileAt)}: ${state}`);
+      }
+    }
+    if (sync.quarantine.files > 0)
+      lines.push(`  ${m.name} QUARANTINE: ${sync.quarantine.files} file(s) that never reached the active machine kept in ${sync.quarantine.path} (docs/file-sync.md: how to restore them)`);
+  }
+  return lines;
+}

@@ -129,15 +129,12 @@ test('a push at a stale epoch is refused and nothing changes on the standby', as
   await writeFile(join(r.dst, 'made-by-the-new-active.txt'), 'keep me');
   await writeFile(join(r.src, 'old.txt'), 'from the old active');
   const events: { event: string; kind?: string; message?: string }[] = [];
-  const errors: string[] = [];
   const p = pusher(r, 4, events);
-  const orig = p;
-  await orig.start();
+  await p.start();
   try {
-    const err = await waitFor('the refusal', async () => orig.status().peers[0]!.error ?? undefined, 10_000, 50);
+    const err = await waitFor('the refusal', async () => p.status().peers[0]!.error ?? undefined, 10_000, 50);
     assert.equal(err.kind, 'refused');
     assert.match(err.message, /stale push from app1 at epoch 4: the active machine is app1 at epoch 5/);
-    errors.push(err.message);
   } finally {
     await p.stop();
   }

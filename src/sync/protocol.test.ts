@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { classifyFailure, decidePush, incrementalArgs, needsQuarantine, percentile, quarantineDir, reconcileArgs, serverArgv, stillAccepted, type AcceptState } from './protocol.ts';
+
+const DIR = '/var/lib/vigil/app/attachments';
+const NOW = 1_000_000;
+const state: AcceptState = { node: 'app2', active: { node: 'app1', epoch: 7 }, confirmedAtMs: NOW - 500, leaseMs: 3000, dirs: [DIR] };
+const push = (epoch: number, opts = '-logDtprce.iLsfxCIvu --timeout=30 --delete --force --partial-dir .vigil-sync-partial --numeric-ids', dest = `${DIR}/`) =>
+  `vigil-sync-push ${epoch} rsync --server ${opts} . ${dest}`;
+
+test('a push from the active machine at the current epoch is accepted', () => {
+  const d = decidePush(push(7), 'app1', state, NOW);
+  assert.deepEqual(d, { ok: true, epoch: 7, dir: DIR, full: true, options: ['-logDtprce.iLsfxCIvu', '--timeout=30', '--delete', '--force', '--partial-dir', '.vigil-sync-partial', '--numeric-ids'] });
+  const inc = decidePush(push(7, '-logDtprRe.iLsfxCIvu --timeout=30 --force --delete-missing-args --partial-dir .vigil-sync-partial --numeric-ids'), 'app1', state, NOW);
+  assert.equal(inc.ok && inc.full, false);
+  assert.equal(inc.ok, true);
+});
+
+const refused = (command: string | undefined, peer = 'app1', s: AcceptState | null = state, now = NOW) => {
+  const d = decidePush(command, peer, s, now);
+  assert.equal(d.ok, false, `expected a refusal of ${command}`);
+  return d.ok ? '' : d.reason;
+};
+
+test('stale epochs, other machines and an unconfirmed agent are refused', () => {
+  assert.match(refused(push(6)), /stale push from app1 at epoch 6: the active machine is app1 at epoch 7/);
+  assert.match(refused(push(8)), /stale push from app1 at epoch 8/);
+  assert.match(refused(push(7), 'app3'), /stale push from app3 at epoch 7: the active machine is app1/);
+  assert.match(refused(push(7), 'app2'), /a push from app2 to itself/);
+  assert.match(refused(push(7), 'app1', null), /agent on this machine is not running/);
+  assert.match(refused(push(7), 'app1', { ...state, confirmedAtMs: null }), /has not yet confirmed/);
+  assert.match(refused(push(7), 'app1', state, NOW + 2600), /last confirmed the active record 3100 ms ago \(lease 3000 ms\)/);
+  assert.match(refused(push(7), 'app1', { ...state, active: null }), /no machine is active yet/);
+});
+
+test('anything but an rsync receive into a synced directory is refused', () => {
+  assert.match(refused(undefined), /no command/);
+  assert.match(refused('cat /etc/shadow'), /not a file-sync push/);
+  assert.match(refused('vigil-sync-push 7 rsync --server --sender -logDtpre.iLsfxCIvu . /var/lib/vigil/app/attachments/'), /pushes only/);
+  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu', '/etc/')), /\/etc\/ is not a synced directory/);
+  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu', `${DIR}/../../../../etc`)), /not a synced directory/);
+  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu --log-file=/tmp/x')), /rsync option --log-file=\/tmp\/x is not one file sync uses/);
+  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu --partial-dir /tmp')), /rsync option --partial-dir/);
+  assert.match(refused(push(7, '-slogDtpre.iLsfxCIvu')), /rsync option -slogDtpre/);
+  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu;touch')), /unexpected characters/);
+  assert.match(refused(`vigil-sync-push 7 rsync --server -logDtpre.iLsfxCIvu "$(id)" . ${DIR}/`), /unexpected characters/);
+  assert.match(refused('vigil-sync-push 7 rsync --server -logDtpre.iLsfxCIvu'), /expected "\. <directory>"/);
+});
+
+test('the receiver stops when the record moves away from the pusher', () => {
+  assert.equal(stillAccepted('app1', 7, state), true);
+  assert.equal(stillAccepted('app1', 7, { ...state, active: { node: 'app1', epoch: 8 } }), false);
+  assert.equal(stillAccepted('app1', 7, { ...state, active: { node: 'app2', epoch: 8 } }), false);
+  assert.equal(stillAccepted('app1', 7, null), false);
+});
+
+test('quarantine until a full reconciliation from the same machine and epoch completed here', () => {
+  assert.equal(needsQuarantine({}, DIR, 'app1', 7), true);
+  assert.equal(needsQuarantine({ [DIR]: { node: 'app1', epoch: 6, at: 'x' } }, `${DIR}/`, 'app1', 7), true);
+  assert.equal(needsQuarantine({ [DIR]: { node: 'app2', epoch: 7, at: 'x' } }, DIR, 'app1', 7), true);
+  assert.equal(needsQuarantine({ [DIR]: { node: 'app1', epoch: 7, at: 'x' } }, `${DIR}/`, 'app1', 7), false);
+  const q = quarantineDir('/var/lib/vigil/sync/quarantine', `${DIR}/`, 'app1', 7, new Date('2026-11-25T01:02:03.456Z'), 42);
+  assert.equal(q, '/var/lib/vigil/sync/quarantine/2026-11-25T01-02-03-456Z-epoch-7-from-app1-42/var/lib/vigil/app/attachments');
+  assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu', '--delete'], DIR, q), ['rsync', '--server', '-logDtpre.iLsfxCIvu', '--delete', '--backup', `--backup-dir=${q}`, '.', `${DIR}/`]);
+  assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu'], DIR, null), ['rsync', '--server', '-logDtpre.iLsfxCIvu', '.', `${DIR}/`]);
+});
+
+test('the pusher names the epoch, the directory and only options the receiver accepts', () => {
+  const t = { address: '10.0.0.12', sshPort: 22, epoch: 7, sshCommand: 'ssh -x', timeoutSeconds: 30 };
+  const inc = incrementalArgs(DIR, t);
+  assert.ok(inc.includes('--rsync-path=vigil-sync-push 7 rsync'));
+  assert.deepEqual(inc.slice(-2), [`${DIR}/`, `10.0.0.12:${DIR}/`]);
+  assert.ok(inc.includes('--delete-missing-args') && inc.includes('--files-from=-') && !inc.includes('--delete'));
+  const full = reconcileArgs(DIR, t, true, '/elsewhere');
+  assert.ok(full.includes('--delete') && full.includes('--checksum'));
+  assert.equal(full.at(-1), '10.0.0.12:/elsewhere/');
+});
+
+test("rsync's failures are told apart: refused, disk full, unreachable, other", () => {
+  assert.deepEqual(classifyFailure(12, 'vigil-sync refused: stale push from app1 at epoch 6: the active machine is app2 at epoch 7\nrsync: connection unexpectedly closed', 'app2', DIR), {
+    kind: 'refused',
+    message: 'app2 refused the push: stale push from app1 at epoch 6: the active machine is app2 at epoch 7',
+  });
+  assert.equal(classifyFailure(11, 'rsync: [receiver] write failed on "/x": No space left on device (28)', 'app2', DIR).kind, 'disk-full');
+  assert.equal(classifyFailure(255, 'ssh: connect to host 10.0.0.12 port 22: Connection refused', 'app2', DIR).kind, 'unreachable');
+  assert.equal(classifyFailure(255, 'Host key verification failed.', 'app2', DIR).kind, 'unreachable');
+  const other = classifyFailure(23, 'rsync: some error\nrsync error: some files could not be transferred (code 23)', 'app2', DIR);
+  assert.equal(other.kind, 'failed');
+  assert.match(other.message, /exit 23.*code 23/);
+});
+
+test('percentiles by nearest rank', () => {
+  assert.equal(percentile([], 99), 0);
+  assert.equal(percentile([5, 1, 3, 2, 4], 50), 3);
+  assert.equal(percentile(Array.from({ length: 100 }, (_, i) => i + 1), 99), 99);
+});
