@@ -159,7 +159,8 @@ test('what only the standby holds is moved to quarantine by the first reconcilia
     const kept = await tree(join(r.quarantine, sessions[0]!));
     const prefix = r.dst.slice(1);
     assert.deepEqual(kept, { [`${prefix}/shared.txt`]: 'version only the old active had', [`${prefix}/unsynced/lost-if-deleted.txt`]: 'never reached the new active' });
-    const sources = JSON.parse(await readFile(r.sources, 'utf8')) as Record<string, { node: string; epoch: number }>;
+    // The receiver records the completed reconciliation just after rsync has exited.
+    const sources = await waitFor('the reconciliation to be recorded', async () => JSON.parse(await readFile(r.sources, 'utf8').catch(() => 'null')) as Record<string, { node: string; epoch: number }> | null ?? undefined, 10_000, 50);
     assert.deepEqual({ node: sources[r.dst]!.node, epoch: sources[r.dst]!.epoch }, { node: 'app1', epoch: 7 });
     // From now on a deletion is the active machine's own and is carried as such.
     await rm(join(r.src, 'shared.txt'));
