@@ -108,13 +108,13 @@ async function makeTree(root: string): Promise<number> {
     for (let f = d * perDir; f < Math.min(TREE_FILES, (d + 1) * perDir); f++) writes.push(writeFile(join(dir, `f${f}.dat`), `${f}:`.repeat(100 + (f % 900))));
     await Promise.all(writes);
   }
-  await run('sh', ['-c', `head -c ${BIG_MB}M /dev/urandom > "$1"`, 'sh', join(root, 'large.bin')]);
+  await run('sh', ['-c', `head -c ${BIG_MB}M /dev/urandom > "$1"`, 'sh', join(root, 'large.bin')], { timeoutMs: 1_800_000 });
   return (performance.now() - t) / 1000;
 }
 
 async function countTree(root: string): Promise<string> {
   const script = 'find "$1" -type f -printf \'%s\\n\' 2>/dev/null | awk \'{ n++; s += $1 } END { printf "%d files, %.1f MiB", n, s / 1048576 }\'';
-  return (await run('sh', ['-c', script, 'sh', root])).stdout.trim();
+  return (await run('sh', ['-c', script, 'sh', root], { timeoutMs: 600_000 })).stdout.trim();
 }
 
 async function initialSync(active: string, standby: string): Promise<void> {
