@@ -31,9 +31,16 @@ export function registerLab(program: Command): void {
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
-    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean }) => {
+    .option('--bare', 'machines that run only sshd (root password in the answers file it writes), for `vigil init` and `vigil apply`')
+    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean }) => {
       const started = performance.now();
       const shape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication };
+      if (o.bare) {
+        const { labUpBare } = await import('../lab/bare.ts');
+        const answers = await labUpBare(shape, say);
+        say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
+        return;
+      }
       await (await labModule()).labUp(shape, say, { keepOnFailure: o.keepOnFailure });
       say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
     });
@@ -145,7 +152,19 @@ export function registerLab(program: Command): void {
       await (await labModule()).labCut(h, o.from ?? [], Boolean(o.oneWay));
       say(`${h}: cut off${o.from ? ` from ${o.from.join(', ')}` : ''}${o.oneWay ? ' (one way)' : ''}`);
     });
-  cmd.command('heal').description('undo every cut').action(async () => {
+  cmd
+    .command('block')
+    .description('close one TCP port of a machine to the other machines, as a firewall would (undone by heal)')
+    .argument('<host>')
+    .argument('<port>', 'TCP port', int)
+    .action(async (h: string, port: number) => {
+      if (port < 1 || port > 65535) throw new InvalidArgumentError('port must be 1 to 65535');
+      const { machineOf, requireState } = await import('../lab/state.ts');
+      machineOf(await requireState(), h);
+      await (await import('../lab/net.ts')).blockPort(h, port);
+      say(`${h}: TCP port ${port} blocked for the other machines (\`vigil lab heal\` opens it again)`);
+    });
+  cmd.command('heal').description('undo every cut and blocked port').action(async () => {
     await (await labModule()).labHeal();
     say('every cut healed');
   });

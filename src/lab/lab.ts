@@ -316,7 +316,10 @@ export async function labDown(progress: Progress = quiet): Promise<void> {
   }
   await net.removeBridgeAndRunDir();
   await rm(LAB_DIR, { recursive: true, force: true });
-  for (const r of Object.values(ROOTS)) await rmdir(r).catch(() => {}); // only if empty: never another tool's files
+  // The empty mount points on this host, only if no lab of any id is left: removing a directory
+  // that is a mount point in another mount namespace detaches that mount there (Linux >= 3.18),
+  // which would pull Vigil's directories from under a running lab's machines.
+  if (!(await net.anyLabNetns())) for (const r of Object.values(ROOTS)) await rmdir(r).catch(() => {}); // only if empty: never another tool's files
   progress('lab down');
 }
 
@@ -356,8 +359,13 @@ export async function labKill(host: string): Promise<void> {
 
 /** Starts a killed machine again, as a machine that returns after a crash. */
 export async function labRevive(host: string): Promise<void> {
-  const m = machineOf(await requireState(), host);
+  const state = await requireState();
+  const m = machineOf(state, host);
   await killAll(host); // a revive is a reboot: nothing of the old life survives
+  if (state.bare) {
+    (await import('./bare.ts')).startBareSshd(host);
+    return;
+  }
   for (const phase of PHASES) startPhase(m, phase);
 }
 

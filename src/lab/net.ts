@@ -73,6 +73,12 @@ export async function listLabNetns(): Promise<string[]> {
     .map((n) => n.slice(NETNS_PREFIX.length));
 }
 
+/** Whether any lab (of any VIGIL_LAB_ID) still has a network namespace on this host. */
+export async function anyLabNetns(): Promise<boolean> {
+  const { stdout } = await run('ip', ['netns', 'list']);
+  return stdout.split('\n').some((l) => /^vigil-lab\d?-/.test(l));
+}
+
 /** PIDs of every process in a machine's network namespace. */
 export async function netnsPids(host: string): Promise<number[]> {
   const r = await run('ip', ['netns', 'pids', netnsName(host)], { allowFail: true });
@@ -111,6 +117,23 @@ export async function cutOff(host: string, peers: string[], oneWay: boolean): Pr
     '}',
     ...peers.map((p) => `add rule inet vigil_lab input ip saddr ${p} drop`),
     ...(oneWay ? [] : peers.map((p) => `add rule inet vigil_lab output ip daddr ${p} drop`)),
+  ];
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+}
+
+/**
+ * A closed port, as a firewall closes it: TCP connections from other machines to `port` on the
+ * machine are dropped (a connect times out); its own loopback traffic still passes, as with
+ * ufw or firewalld. Same table as cutOff, so healAll removes it too.
+ */
+export async function blockPort(host: string, port: number): Promise<void> {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`blockPort: ${port} is not a TCP port`);
+  const lines = [
+    'table inet vigil_lab {',
+    '  chain input { type filter hook input priority 0; policy accept; }',
+    '  chain output { type filter hook output priority 0; policy accept; }',
+    '}',
+    `add rule inet vigil_lab input iifname != "lo" tcp dport ${port} drop`,
   ];
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
 }

@@ -10,6 +10,8 @@ export interface LabState {
   shape: LabShape;
   machines: { name: string; address: string; roles: Role[] }[];
   createdAt: string;
+  /** `lab up --bare`: the machines run only sshd, waiting for `vigil init` and `vigil apply`. */
+  bare?: boolean;
 }
 
 export async function readState(): Promise<LabState | undefined> {
