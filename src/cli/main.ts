@@ -10,6 +10,8 @@ import { registerLab } from './lab.ts';
 import { registerRefapp } from './refapp.ts';
 import { registerDaemons } from './agent.ts';
 import { registerOps } from './ops.ts';
+import { registerInit } from './init.ts';
+import { registerDoctor } from './doctor.ts';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')
@@ -17,11 +19,13 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .exitOverride()
     .showHelpAfterError();
+  registerInit(program);
   registerValidate(program);
   registerRender(program);
   registerLab(program);
   registerRefapp(program);
   registerOps(program);
+  registerDoctor(program);
   registerDaemons(program);
   return program;
 }

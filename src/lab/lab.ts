@@ -405,6 +405,18 @@ export async function labCut(host: string, from: string[], oneWay: boolean): Pro
   await net.cutOff(host, peers.map((p) => p.address), oneWay);
 }
 
+/** Closes one TCP port of a machine to the others, as a firewall would (net.blockPort). */
+export async function labBlock(host: string, port: number): Promise<void> {
+  machineOf(await requireState(), host);
+  await net.blockPort(host, port);
+}
+
+/** Removes every cut and blocked port of one machine. */
+export async function labUnblock(host: string): Promise<void> {
+  machineOf(await requireState(), host);
+  await net.healAll(host);
+}
+
 export async function labHeal(): Promise<void> {
   const state = await requireState();
   for (const m of state.machines) await net.healAll(m.name);

@@ -1,0 +1,295 @@
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { clusterFixture, secretsFixture } from '../render/fixtures.ts';
+import type { Cluster, Secrets } from '../config/schema.ts';
+import { issueCertificate } from '../pki/ca.ts';
+import { buildReport, evaluate, exitStatus } from './evaluate.ts';
+import { fixtureContext, fixturePki, healthyFacts, renderedOf, type FixturePki } from './fixtures.ts';
+import { failed, got, type Facts, type Finding, type MachineFacts, type PlatformKind } from './types.ts';
+
+let cluster: Cluster;
+let pair: Cluster;
+let secrets: Secrets;
+let pki: FixturePki;
+let pairPki: FixturePki;
+
+before(async () => {
+  const application = { passwordFiles: [{ path: '/etc/vigil/refapp/application.properties', format: 'properties' as const, key: 'spring.datasource.password' }] };
+  cluster = clusterFixture('distributed', { application });
+  pair = clusterFixture('pair', { application });
+  secrets = secretsFixture();
+  pki = await fixturePki(cluster);
+  pairPki = await fixturePki(pair);
+});
+
+const facts = (c = cluster, p = pki, platform: PlatformKind = 'lab'): Facts => structuredClone(healthyFacts(c, renderedOf(c, secrets), p, platform));
+const machine = (f: Facts, name: string): MachineFacts => f.machines.find((m) => m.name === name)!;
+
+function findings(f: Facts, platform: PlatformKind = 'lab', c = cluster): Finding[] {
+  return evaluate(fixtureContext(c, secrets, f, platform)).findings;
+}
+
+/** The one finding of a check (fails the test if there are more or none). */
+function only(list: Finding[], check: Finding['check']): Finding {
+  const of = list.filter((x) => x.check === check);
+  assert.equal(of.length, 1, `one ${check} finding, got: ${JSON.stringify(list, null, 1)}`);
+  return of[0]!;
+}
+
+describe('a healthy cluster', () => {
+  test('distributed: no finding, every machine checked, exit status 0', () => {
+    const ctx = fixtureContext(cluster, secrets, facts());
+    const report = buildReport(ctx, evaluate(ctx), { startedAt: new Date(), durationMs: 1 });
+    assert.deepEqual(report.findings, []);
+    assert.equal(report.exitStatus, 0);
+    for (const m of report.machines) {
+      assert.ok(m.checks.every((c) => c.status === 'ok'), `${m.name}: ${JSON.stringify(m.checks)}`);
+      for (const c of ['reachable', 'ports', 'ownership', 'certificates', 'clock', 'disk']) assert.ok(m.checks.some((x) => x.check === c), `${m.name} ran ${c}`);
+    }
+    const app2 = report.machines.find((m) => m.name === 'app2')!.checks.map((c) => c.check);
+    for (const c of ['services', 'passwords', 'app-version', 'agent']) assert.ok(app2.includes(c as never), `app2 ran ${c}`);
+    assert.deepEqual(report.clusterChecks.map((c) => c.check).sort(), ['cluster-state', 'etcd', 'patroni']);
+  });
+
+  test('pair and systemd: no finding either', () => {
+    assert.deepEqual(findings(facts(pair, pairPki), 'lab', pair), []);
+    assert.deepEqual(findings(facts(cluster, pki, 'systemd'), 'systemd'), []);
+  });
+});
+
+describe('the faults of the seed and the issue', () => {
+  test('nginx running on the standby names the machine, the process and how to stop it', () => {
+    const f = facts();
+    const app2 = machine(f, 'app2');
+    (app2.listeners as { value: { address: string; port: number; processes: { name: string; pid: number }[] }[] }).value.push({ address: '0.0.0.0', port: 80, processes: [{ name: 'nginx', pid: 4242 }] });
+    const x = only(findings(f), 'services');
+    assert.equal(x.severity, 'fail');
+    assert.equal(x.machine, 'app2');
+    assert.match(x.what, /nginx \(pid 4242\) listens on port 80 on app2, a standby/);
+    assert.equal(x.fix, 'VIGIL_LAB_ID=5 vigil lab kill app2 nginx');
+    // On a real machine the fix follows the unit that runs it.
+    const s = facts(cluster, pki, 'systemd');
+    const s2 = machine(s, 'app2');
+    (s2.listeners as { value: unknown[] }).value.push({ address: '*', port: 80, processes: [{ name: 'nginx', pid: 77 }] });
+    s2.processUnits = { 77: 'nginx.service' };
+    assert.equal(only(findings(s, 'systemd'), 'services').fix, 'on app2: systemctl disable --now nginx.service');
+  });
+
+  test('an application service the agent runs on a standby, and a unit enabled at boot', () => {
+    const f = facts(cluster, pki, 'systemd');
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.services = [{ name: 'app', running: true }];
+    machine(f, 'app2').systemd = { ntpSynchronized: got(true), firewall: got('none'), enabledUnits: got([{ unit: 'nginx.service', state: 'enabled' }]) };
+    const list = findings(f, 'systemd').filter((x) => x.check === 'services');
+    assert.equal(list.length, 2);
+    assert.match(list.find((x) => x.severity === 'fail')!.fix, /systemctl stop vigil-refapp\.service/);
+    assert.equal(list.find((x) => x.severity === 'warn')!.fix, 'on app2: systemctl disable nginx.service');
+  });
+
+  test('a different database password in one file says so without the value', () => {
+    const f = facts();
+    machine(f, 'app2').passwords = [{ path: '/etc/vigil/refapp/application.properties', key: 'spring.datasource.password', status: 'differs', line: 7 }];
+    const x = only(findings(f), 'passwords');
+    assert.equal(x.machine, 'app2');
+    assert.match(x.what, /application\.properties:7 on app2 differs from the secrets file/);
+    assert.ok(!JSON.stringify(x).includes(secrets.appDbPassword));
+  });
+
+  test('wrong ownership of a directory gives the chown, a readable key the chmod', () => {
+    const f = facts();
+    const paths = (machine(f, 'db1').paths as { value: { path: string; user: string; group: string; mode: number }[] }).value;
+    Object.assign(paths.find((p) => p.path === '/var/lib/vigil/postgresql/data')!, { user: 'root', group: 'root' });
+    Object.assign(paths.find((p) => p.path === '/etc/vigil/pki/db1.key')!, { mode: 0o644 });
+    const list = findings(f).filter((x) => x.check === 'ownership');
+    assert.equal(list.length, 2);
+    const owner = list.find((x) => /owned by/.test(x.what))!;
+    assert.match(owner.what, /\/var\/lib\/vigil\/postgresql\/data on db1 is owned by root:root; it must be postgres:postgres/);
+    assert.equal(owner.fix, 'VIGIL_LAB_ID=5 vigil lab exec db1 -- chown -R postgres:postgres /var/lib/vigil/postgresql/data');
+    const mode = list.find((x) => /mode/.test(x.what))!;
+    assert.match(mode.what, /db1\.key on db1 has mode 0644: its group and others may read it/);
+    assert.equal(mode.fix, 'VIGIL_LAB_ID=5 vigil lab exec db1 -- chmod 0600 /etc/vigil/pki/db1.key');
+  });
+
+  test('missing files are one finding per machine', () => {
+    const f = facts();
+    const p = machine(f, 'app1').paths as { value: { path: string }[] };
+    p.value = p.value.filter((x) => !x.path.startsWith('/etc/vigil/'));
+    const x = only(findings(f), 'ownership');
+    assert.match(x.what, /of Vigil's files and directories are missing on app1: .*\/etc\/vigil\/nginx\.conf/);
+  });
+
+  test('a stopped etcd: the member, the lost quorum, and the command that starts it', () => {
+    const f = facts();
+    f.cluster.etcd[0]!.health = failed('connect ECONNREFUSED 10.0.0.10:2379');
+    f.cluster.state = failed('etcd does not answer');
+    const l = machine(f, 'observer').listeners as { value: { port: number }[] };
+    l.value = l.value.filter((x) => x.port !== 2379);
+    const list = findings(f);
+    const member = list.find((x) => x.check === 'etcd' && x.machine === 'observer')!;
+    assert.equal(member.fix, 'VIGIL_LAB_ID=5 vigil lab start observer etcd');
+    assert.ok(list.some((x) => x.check === 'etcd' && x.machine === null && /no quorum: 0 of 1/.test(x.what)));
+    assert.ok(list.some((x) => x.check === 'ports' && x.machine === 'observer' && /nothing listens on TCP port 2379/.test(x.what)));
+    assert.ok(list.some((x) => x.check === 'cluster-state'));
+    // What needs the active machine is skipped, not guessed.
+    const ctx = fixtureContext(cluster, secrets, f);
+    const statuses = evaluate(ctx).statuses('app1');
+    assert.equal(statuses.find((c) => c.check === 'services')?.status, 'skipped');
+  });
+
+  test('a closed port names the machine, the sources cut off and the firewall rule', () => {
+    const f = facts(cluster, pki, 'systemd');
+    for (const src of ['db1', 'observer']) machine(f, src).ports!.find((p) => p.to === 'db2' && p.port === 5432)!.outcome = 'timeout';
+    machine(f, 'db2').systemd = { ntpSynchronized: got(true), firewall: got('ufw'), enabledUnits: got([]) };
+    const x = only(findings(f, 'systemd'), 'ports');
+    assert.equal(x.machine, 'db2');
+    assert.match(x.what, /TCP port 5432 \(PostgreSQL\) on db2 is not reachable from db1, observer: connections time out: a firewall drops them/);
+    assert.equal(x.fix, 'on db2: ufw allow from 10.0.0.21 to any port 5432 proto tcp && ufw allow from 10.0.0.10 to any port 5432 proto tcp');
+    const lab = facts();
+    machine(lab, 'db1').ports!.find((p) => p.to === 'db2' && p.port === 5432)!.outcome = 'timeout';
+    assert.equal(only(findings(lab), 'ports').fix, 'VIGIL_LAB_ID=5 vigil lab heal (removes every cut and every blocked port)');
+  });
+
+  test('an unreachable machine is a failure of its own, and its other checks do not run', () => {
+    const f = facts();
+    const i = f.machines.findIndex((m) => m.name === 'app2');
+    f.machines[i] = { name: 'app2', address: '10.0.0.12', roles: ['app'], reachable: failed('no connection within 30000 ms') };
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status = null;
+    const list = findings(f);
+    assert.equal(only(list, 'reachable').fix, 'VIGIL_LAB_ID=5 vigil lab revive app2');
+    assert.equal(only(list, 'agent').machine, 'app2');
+    assert.equal(exitStatus(list), 1);
+  });
+});
+
+describe('database, proxy and application state', () => {
+  test('no synchronous standby, a paused Patroni, asynchronous where the file says synchronous', () => {
+    const f = facts();
+    const p = f.cluster.patroni as { value: { members: { role: string }[]; paused: boolean; synchronousMode: boolean | null } };
+    p.value.members[1]!.role = 'replica';
+    p.value.paused = true;
+    let list = findings(f).filter((x) => x.check === 'patroni');
+    assert.ok(list.some((x) => x.severity === 'fail' && /no synchronous standby/.test(x.what)));
+    assert.ok(list.some((x) => x.severity === 'warn' && /paused/.test(x.what) && /patronictl -c \/etc\/vigil\/patroni\.yml resume/.test(x.fix)));
+    p.value.synchronousMode = false;
+    list = findings(f).filter((x) => x.check === 'patroni');
+    assert.ok(list.some((x) => /runs asynchronous/.test(x.what) && /edit-config --set synchronous_mode=true --force/.test(x.fix)));
+  });
+
+  test('no primary, and a db machine missing from Patroni', () => {
+    const f = facts();
+    const p = f.cluster.patroni as { value: { members: { name: string; role: string }[] } };
+    p.value.members = [{ ...p.value.members[1]!, role: 'replica' }];
+    const list = findings(f).filter((x) => x.check === 'patroni');
+    assert.ok(list.some((x) => x.machine === null && x.what === 'Patroni has no primary'));
+    assert.ok(list.some((x) => x.machine === 'db1' && /not a member/.test(x.what) && x.fix === 'VIGIL_LAB_ID=5 vigil lab start db1 patroni'));
+  });
+
+  test('replication lag: beyond maximumLagOnFailoverBytes a failure, beyond half a warning', () => {
+    const f = facts();
+    const m = (f.cluster.patroni as { value: { members: { lagBytes: number | null }[] } }).value.members[1]!;
+    m.lagBytes = 2 * 1048576;
+    assert.equal(only(findings(f), 'replication').severity, 'fail');
+    m.lagBytes = 600_000;
+    assert.equal(only(findings(f), 'replication').severity, 'warn');
+  });
+
+  test('HAProxy: a standby UP, the active in MAINT, the primary DOWN behind :5000, a config that does not pass', () => {
+    const f = facts();
+    const servers = (f.cluster.haproxy[0]!.servers as { value: { backend: string; server: string; admin: string; op: string }[] }).value;
+    Object.assign(servers.find((s) => s.server === 'app1')!, { admin: 'maint', op: 'down' });
+    Object.assign(servers.find((s) => s.server === 'app2')!, { admin: 'ready', op: 'up' });
+    Object.assign(servers.find((s) => s.server === 'db1')!, { op: 'down' });
+    machine(f, 'observer').haproxyConfig = got({ valid: false, output: '[ALERT] unable to load certificate' });
+    const list = findings(f).filter((x) => x.check === 'haproxy');
+    assert.equal(list.length, 4);
+    assert.ok(list.some((x) => /sends application traffic to app2, which is not the active machine \(app1\)/.test(x.what)));
+    assert.ok(list.some((x) => /the active machine app1 is MAINT/.test(x.what) && x.fix === 'VIGIL_LAB_ID=5 vigil failover --to app1 --lab'));
+    assert.ok(list.some((x) => /the Patroni primary db1 is DOWN/.test(x.what)));
+    assert.ok(list.some((x) => /does not pass `haproxy -c`:\n\[ALERT\]/.test(x.what)));
+  });
+
+  test('certificates: expiring soon, a key that does not match, another CA, another name', async () => {
+    const f = facts();
+    const soon = await issueCertificate(pki.ca, { commonName: 'app1', ipAddresses: ['10.0.0.11'], usage: 'both', days: 10 });
+    const id = (name: string) => (machine(f, name).pki as { value: { identities: { certPem: unknown; keyPublicPem: unknown }[] } }).value.identities[0]!;
+    id('app1').certPem = got(soon.certPem);
+    id('app1').keyPublicPem = got((await import('node:crypto')).createPublicKey(soon.keyPem).export({ type: 'spki', format: 'pem' }).toString());
+    id('app2').keyPublicPem = id('db1').keyPublicPem;
+    const other = await fixturePki(cluster);
+    (machine(f, 'db2').pki as { value: { caPem: string } }).value.caPem = other.ca.certPem;
+    id('observer').certPem = got(pki.certs.get('db1')!.certPem);
+    const list = findings(f).filter((x) => x.check === 'certificates');
+    assert.ok(list.some((x) => x.machine === 'app1' && x.severity === 'warn' && /expires in 9 day/.test(x.what)));
+    assert.ok(list.some((x) => x.machine === 'app2' && /does not belong to the certificate/.test(x.what)));
+    assert.ok(list.some((x) => x.machine === 'db2' && /not this cluster's CA/.test(x.what)));
+    assert.ok(list.some((x) => x.machine === 'observer' && /issued to "db1", not to observer/.test(x.what)));
+  });
+
+  test('clocks: the machine that is off, not the others', () => {
+    const f = facts();
+    machine(f, 'db2').clock = got({ offsetMs: 2500, uncertaintyMs: 20 });
+    const x = only(findings(f), 'clock');
+    assert.equal(x.machine, 'db2');
+    assert.equal(x.severity, 'fail');
+    assert.match(x.what, /2\.50 s ahead of the other machines/);
+    machine(f, 'db2').clock = got({ offsetMs: 500, uncertaintyMs: 20 });
+    assert.equal(only(findings(f), 'clock').severity, 'warn');
+  });
+
+  test('disk: below 5 % free a failure, below 15 % a warning', () => {
+    const f = facts();
+    machine(f, 'db1').disk = got([{ path: '/var/lib/vigil', mount: '/', totalBytes: 100 * 2 ** 30, freeBytes: 3 * 2 ** 30 }]);
+    machine(f, 'app1').disk = got([{ path: '/var/lib/vigil', mount: '/srv', totalBytes: 100 * 2 ** 30, freeBytes: 10 * 2 ** 30 }]);
+    const list = findings(f).filter((x) => x.check === 'disk');
+    assert.equal(list.find((x) => x.machine === 'db1')?.severity, 'fail');
+    assert.equal(list.find((x) => x.machine === 'app1')?.severity, 'warn');
+    assert.match(list[0]!.fix, /du -xh --max-depth=2/);
+  });
+
+  test('another application version on the standby, against the active machine\'s', () => {
+    const f = facts();
+    (machine(f, 'app2').appVersion as { value: { sha256: string | null }[] }).value[1]!.sha256 = 'c'.repeat(64);
+    const x = only(findings(f), 'app-version');
+    assert.equal(x.machine, 'app2');
+    assert.match(x.what, /app on app2 is not the version on app1: \/opt\/vigil\/vigil\.mjs has SHA-256 cccccccccccc…, app1's bbbbbbbbbbbb…/);
+  });
+
+  test('files quarantined by file sync: where they are and what to do', () => {
+    const f = facts();
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.sync = {
+      role: 'receiving',
+      dirs: ['/var/lib/vigil/app/attachments'],
+      watch: null,
+      peers: [],
+      recentLagMs: null,
+      quarantine: { path: '/var/lib/vigil/sync/quarantine', files: 3, bytes: 4096, sessions: ['2026-11-25T01-00-00Z'] },
+    };
+    const x = only(findings(f), 'file-sync');
+    assert.equal(x.severity, 'warn');
+    assert.match(x.what, /3 file\(s\) \(4\.0 KiB\) on app2 were moved aside into \/var\/lib\/vigil\/sync\/quarantine/);
+    assert.match(x.fix, /ls -lR \/var\/lib\/vigil\/sync\/quarantine.*on app1/);
+  });
+
+  test('agents: one that does not answer, a standby that is not ready', () => {
+    const f = facts();
+    f.cluster.agents.find((a) => a.machine === 'db1')!.status = null;
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.ready = false;
+    const list = findings(f).filter((x) => x.check === 'agent');
+    assert.equal(list.length, 2);
+    assert.ok(list.some((x) => x.machine === 'db1' && x.fix === 'VIGIL_LAB_ID=5 vigil lab start db1 agent'));
+    assert.ok(list.some((x) => x.machine === 'app2' && /not ready to take over/.test(x.what)));
+  });
+
+  test('no observer leading is a failure, maintenance a warning; warnings alone exit 0 unless strict', () => {
+    const f = facts();
+    const s = f.cluster.state as { value: { observerLeader: unknown; maintenance: unknown } };
+    s.value.maintenance = { since: 'x', by: 'root', reason: 'upgrade' };
+    let list = findings(f);
+    assert.equal(only(list, 'cluster-state').severity, 'warn');
+    assert.equal(exitStatus(list), 0);
+    assert.equal(exitStatus(list, true), 1);
+    s.value.observerLeader = null;
+    list = findings(f);
+    assert.ok(list.some((x) => x.severity === 'fail' && /no observer holds the leadership/.test(x.what)));
+    assert.equal(exitStatus(list), 1);
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * What a healthy cluster looks like, derived from the cluster file: which machine must reach
+ * which port of which other machine, and who owns Vigil's directories with which modes. Both
+ * the gathering (what to probe) and the evaluation (what to expect) read these tables.
+ */
+import { dirname, isAbsolute, join } from 'node:path';
+import { PATHS, ROOTS } from '../config/paths.ts';
+import { withRole, type Cluster, type Machine, type Role } from '../config/schema.ts';
+import { AGENT_PORT } from '../ha/model.ts';
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../render/etcd.ts';
+import type { RenderedFile } from '../render/file.ts';
+import type { PlatformKind } from './types.ts';
+
+/** The component that listens on a port: what to start when nothing does. */
+export type Component = 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'nginx' | 'sshd';
+
+export interface PortRequirement {
+  to: string;
+  port: number;
+  /** What the port is, for messages: "etcd client API". */
+  what: string;
+  component: Component;
+  /** Machines that must reach it; null is the admin's shell (where doctor runs). */
+  from: (string | null)[];
+  /** Only the active app machine listens here (nginx); the standbys must not. */
+  activeOnly?: boolean;
+}
+
+
+/**
+ * Who must reach what, per role (ports from src/render and src/ha/model.ts):
+ * - etcd client port from every machine that talks to etcd (Patroni, agents, observers, the
+ *   admin) and the peer port between members;
+ * - PostgreSQL and Patroni's REST API between db machines (replication, pg_rewind, leader race)
+ *   and from the proxy (HAProxy's checks and connections); Patroni's API also from observers
+ *   (switchover) and the admin;
+ * - the proxy's PostgreSQL port from the app machines (the application's database), its
+ *   HTTP(S) and stats ports from the admin;
+ * - the agent API from the proxy (HAProxy's role check) and the observers, and from the admin;
+ * - the application port (nginx) of the active app machine from the proxy and the observers;
+ * - file sync's SSH port between app machines.
+ */
+export function portRequirements(cluster: Cluster): PortRequirement[] {
+  const names = (role: Role) => withRole(cluster, role).map((m) => m.name);
+  const [etcd, db, app, proxy, observer] = [names('etcd'), names('db'), names('app'), names('proxy'), names('observer')];
+  const out: PortRequirement[] = [];
+  const add = (to: string, port: number, what: string, component: Component, from: (string | null)[], activeOnly = false) => {
+    const sources = [...new Set(from)].filter((f) => f !== to);
+    if (sources.length === 0) return;
+    const same = out.find((r) => r.to === to && r.port === port);
+    if (same) same.from = [...new Set([...same.from, ...sources])];
+    else out.push({ to, port, what, component, from: sources, ...(activeOnly ? { activeOnly } : {}) });
+  };
+  for (const m of etcd) {
+    add(m, ETCD_CLIENT_PORT, 'etcd client API', 'etcd', [...etcd, ...db, ...app, ...observer, null]);
+    if (etcd.length > 1) add(m, ETCD_PEER_PORT, 'etcd peer port', 'etcd', etcd);
+  }
+  for (const m of db) {
+    add(m, cluster.database.port, 'PostgreSQL', 'patroni', [...db, ...proxy]);
+    add(m, cluster.database.patroniPort, 'Patroni REST API', 'patroni', [...db, ...proxy, ...observer, null]);
+    add(m, AGENT_PORT, 'agent API', 'agent', [null]);
+  }
+  for (const m of proxy) {
+    add(m, cluster.proxy.postgresPort, 'PostgreSQL primary through HAProxy', 'haproxy', [...app, null]);
+    add(m, cluster.proxy.httpPort, 'the application through HAProxy (HTTP)', 'haproxy', [null]);
+    if (cluster.proxy.tlsBundle) add(m, cluster.proxy.httpsPort, 'the application through HAProxy (HTTPS)', 'haproxy', [null]);
+    add(m, cluster.proxy.statsPort, 'HAProxy stats page', 'haproxy', [null]);
+  }
+  for (const m of app) {
+    add(m, AGENT_PORT, 'agent API', 'agent', [...proxy, ...observer, null]);
+    add(m, cluster.application.port, 'the application (nginx)', 'nginx', [...proxy, ...observer], true);
+    add(m, cluster.fileSync.sshPort, 'SSH for file sync', 'sshd', app);
+  }
+  return out;
+}
+
+export interface PathRule {
+  path: string;
+  user: string;
+  group: string;
+  type: 'directory' | 'file';
+  /** Permission bits that must be clear (e.g. 0o077: nobody but the owner). */
+  forbid: number;
+  /** Missing is a finding (otherwise the rule applies only when the path exists). */
+  required: boolean;
+  /** The fix changes the whole tree (data directories owned by one service user). */
+  recursive?: boolean;
+  why: string;
+}
+
+/** Users the components run as, by platform: the lab runs etcd as root (src/lab/lab.ts), systemd as etcd. */
+export function platformUsers(platform: PlatformKind): { etcd: string; postgres: string } {
+  return { etcd: platform === 'lab' ? 'root' : 'etcd', postgres: 'postgres' };
+}
+
+/** Where the daemons on a machine read the secrets file (beside the cluster file's copy). */
+export function machineSecretsPath(cluster: Cluster): string {
+  return isAbsolute(cluster.secretsFile) ? cluster.secretsFile : join(dirname(PATHS.clusterFile), cluster.secretsFile);
+}
+
+const CONFIG_WHY = 'whoever can write here can change what the cluster runs and take the machine\'s place in it';
+const KEY_WHY = 'a private key others can read must be treated as leaked: anyone holding it can act as this machine in the cluster';
+
+/**
+ * Ownership and modes of Vigil's directories and files on one machine: the four roots, the PKI,
+ * the cluster and secrets files, the data directories of etcd and PostgreSQL (owned by the user
+ * the service runs as; PostgreSQL refuses a data directory others can read), and every file the
+ * renderers generate for the machine, with the owner and mode they give it.
+ */
+export function pathRules(cluster: Cluster, machine: Machine, platform: PlatformKind, rendered: RenderedFile[]): PathRule[] {
+  const has = (r: Role) => machine.roles.includes(r);
+  const users = platformUsers(platform);
+  const pg = users.postgres;
+  const rules: PathRule[] = [
+    { path: ROOTS.etc, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: true, why: CONFIG_WHY },
+    { path: ROOTS.data, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: has('etcd') || has('db') || has('app'), why: 'it holds the data of etcd, PostgreSQL and the application' },
+    { path: ROOTS.log, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: false, why: 'others could replace or remove the logs an investigation needs' },
+    { path: ROOTS.run, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: false, why: 'it holds HAProxy\'s admin socket and the daemons\' runtime state' },
+    { path: PATHS.pkiDir, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: true, why: CONFIG_WHY },
+    // Certificates and keys: a missing one is the certificates check's finding, not repeated here.
+    { path: `${PATHS.pkiDir}/ca.pem`, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: false, why: 'whoever replaces the CA certificate decides whom this machine trusts' },
+    { path: `${PATHS.pkiDir}/${machine.name}.pem`, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: false, why: CONFIG_WHY },
+    { path: `${PATHS.pkiDir}/${machine.name}.key`, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: KEY_WHY },
+  ];
+  if (has('app') || has('db') || has('observer')) {
+    rules.push({ path: PATHS.clusterFile, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: true, why: 'the agent and the observer act on what it says' });
+  }
+  if (has('observer')) {
+    rules.push({ path: machineSecretsPath(cluster), user: 'root', group: 'root', type: 'file', forbid: 0o077, required: true, why: 'it holds every password of the cluster' });
+  }
+  if (has('etcd')) {
+    rules.push({ path: PATHS.etcdData, user: users.etcd, group: users.etcd, type: 'directory', forbid: 0o077, required: true, recursive: true, why: `etcd runs as ${users.etcd} and must own its data; it holds every leader lock and the active record` });
+  }
+  if (has('db')) {
+    const parent = dirname(PATHS.pgData);
+    rules.push(
+      { path: parent, user: pg, group: pg, type: 'directory', forbid: 0o077, required: true, recursive: true, why: 'PostgreSQL runs as postgres: a data directory it cannot write stops the database (and a replica cannot be rebuilt)' },
+      { path: PATHS.pgData, user: pg, group: pg, type: 'directory', forbid: 0o027, required: true, recursive: true, why: 'PostgreSQL refuses to start on a data directory it does not own or that others can read' },
+      {
+        path: PATHS.pgSocketDir,
+        user: pg,
+        group: pg,
+        type: 'directory',
+        // systemd makes it 0700 (vigil-patroni.service): pg_hba trusts local superuser connections
+        // through it. The lab makes it 0755; a lab machine has no other users.
+        forbid: platform === 'lab' ? 0o022 : 0o077,
+        required: false,
+        why: 'pg_hba.conf trusts superuser connections through this socket directory: only postgres and root may reach it',
+      },
+    );
+  }
+  if (has('proxy')) {
+    rules.push({ path: PATHS.haproxyCheckBundle, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: KEY_WHY });
+    if (cluster.proxy.tlsBundle) rules.push({ path: cluster.proxy.tlsBundle, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: 'the bundle holds the private key of the site users connect to' });
+  }
+  for (const f of rendered) {
+    // The lab has no systemd: only files under Vigil's roots are installed there.
+    if (platform === 'lab' && !Object.values(ROOTS).some((r) => f.path.startsWith(`${r}/`))) continue;
+    if (rules.some((r) => r.path === f.path)) continue;
+    const [user = 'root', group = user] = f.owner.split(':');
+    rules.push({
+      path: f.path,
+      user,
+      group,
+      type: 'file',
+      forbid: 0o777 & ~f.mode,
+      required: true,
+      why: f.mode & 0o077 ? 'the component reads its configuration from it' : 'it holds passwords: only its owner may read it',
+    });
+  }
+  return rules;
+}

@@ -1,0 +1,109 @@
+/**
+ * The commands doctor's findings give as fixes. They differ by platform: on real machines they
+ * are shell commands to run on the machine named (systemd units, firewall) or `vigil` commands
+ * for the admin's shell; in the lab, where no systemd runs and the machines are namespaces, they
+ * are `vigil lab` commands run on the lab's host. No fix ever carries a secret.
+ */
+import type { Cluster, Machine } from '../config/schema.ts';
+import { UNITS } from '../render/systemd.ts';
+import type { Component } from './expect.ts';
+import type { PlatformKind } from './types.ts';
+
+/** Quotes an argument for a POSIX shell when it needs it, so a printed command can be pasted. */
+export function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
+}
+
+export const commandLine = (argv: string[]): string => argv.map(shellQuote).join(' ');
+
+export type Firewall = 'firewalld' | 'ufw' | 'none';
+
+/** Something that runs (or must not) on a machine, for start and stop fixes. */
+export type Startable = Component | 'observer';
+
+export interface Fixes {
+  readonly platform: PlatformKind;
+  /** A command to run on one machine. */
+  on(machine: string, argv: string[]): string;
+  /** An operator command (`vigil status`, `vigil failover` ...) for the admin's shell. */
+  vigil(args: string[]): string;
+  /** The machine does not run commands at all. */
+  unreachable(machine: Machine): string;
+  /** Start something that should run and does not. */
+  start(machine: string, what: Startable): string;
+  /** End a process that must not run there (e.g. nginx on a standby); `unit` when systemd runs it. */
+  stopStray(machine: string, proc: { name: string; pid: number; unit: string | null }): string;
+  /** Stop one of the application's services (cluster file `application.services`). */
+  stopService(machine: string, service: { name: string; unit: string }): string;
+  /** Let `fromAddresses` reach TCP `port` on `machine`. */
+  openPort(machine: string, port: number, fromAddresses: string[], firewall: Firewall | null): string;
+  /** Put back what `vigil apply` installs (certificates, configuration). */
+  reinstall(machine: string, what: string): string;
+  /** Make the database password in an application config file the secrets file's again. */
+  setPassword(machine: string, file: { path: string; key: string }): string;
+}
+
+const UNIT_OF: Record<Startable, string> = {
+  etcd: UNITS.etcd,
+  patroni: UNITS.patroni,
+  haproxy: UNITS.haproxy,
+  agent: UNITS.agent,
+  observer: UNITS.observer,
+  nginx: UNITS.nginx,
+  sshd: 'ssh.service',
+};
+
+/** Fixes for machines run by systemd, reached over SSH by the administrator. */
+export function systemdFixes(cluster: Cluster): Fixes {
+  const file = shellQuote(cluster.source);
+  const applyCmd = `vigil apply -c ${file}`;
+  return {
+    platform: 'systemd',
+    on: (machine, argv) => `on ${machine}: ${commandLine(argv)}`,
+    vigil: (args) => `vigil ${commandLine(args)} -c ${file}`,
+    unreachable: (m) => `bring ${m.name} up and check that it answers SSH from here: ssh -p ${m.sshPort} ${m.sshUser}@${m.address} true`,
+    start(machine, what) {
+      // nginx runs only on the active machine, started by the agent once it confirmed its role.
+      if (what === 'nginx') return `on ${machine}: systemctl restart ${UNITS.agent} (the agent starts nginx and the application on the active machine; \`journalctl -u ${UNITS.agent} -n 50\` says why it did not)`;
+      return `on ${machine}: systemctl start ${UNIT_OF[what]} (\`journalctl -u ${UNIT_OF[what]} -n 50\` says why it stopped)`;
+    },
+    stopStray(machine, proc) {
+      if (proc.unit) return `on ${machine}: systemctl disable --now ${shellQuote(proc.unit)}`;
+      return `on ${machine}: kill ${proc.pid} (${proc.name}, started outside systemd)`;
+    },
+    stopService: (machine, service) => `on ${machine}: systemctl stop ${shellQuote(service.unit)}`,
+    openPort(machine, port, from, firewall) {
+      if (firewall === 'firewalld') {
+        return `on ${machine}: ${from.map((a) => `firewall-cmd --permanent --add-rich-rule='rule family=ipv4 source address=${a} port port=${port} protocol=tcp accept'`).join(' && ')} && firewall-cmd --reload`;
+      }
+      if (firewall === 'ufw') return `on ${machine}: ${from.map((a) => `ufw allow from ${a} to any port ${port} proto tcp`).join(' && ')}`;
+      return `on ${machine}: find the rule that drops TCP port ${port} with \`nft list ruleset\` (and any firewall between the machines) and allow it from ${from.join(', ')}`;
+    },
+    reinstall: (machine, what) => `${applyCmd} (installs ${what} on ${machine} again)`,
+    setPassword: (machine, f) => `${applyCmd} (writes the secrets file's appDbPassword into ${f.key} of ${f.path} on ${machine} and every other file application.passwordFiles lists)`,
+  };
+}
+
+/** Fixes in the lab: `vigil lab` commands run on the lab's host, with the lab's id when it is not 0. */
+export function labFixes(labId: number, paths: { secretsFile: string; hostPath(machine: string, path: string): string }): Fixes {
+  const env = labId === 0 ? '' : `VIGIL_LAB_ID=${labId} `;
+  const lab = `${env}vigil lab`;
+  return {
+    platform: 'lab',
+    on: (machine, argv) => `${lab} exec ${machine} -- ${commandLine(argv)}`,
+    vigil: (args) => `${env}vigil ${commandLine(args)} --lab`,
+    unreachable: (m) => `${lab} revive ${m.name}`,
+    start(machine, what) {
+      // The agent starts nginx and the app on the active machine; a restarted agent tries again.
+      if (what === 'nginx') return `${lab} kill ${machine} agent && ${lab} start ${machine} agent`;
+      return `${lab} start ${machine} ${what}`;
+    },
+    // Every nginx on a standby is a stray one: `lab kill` ends them all; anything else by its pid.
+    stopStray: (machine, proc) => (proc.name === 'nginx' ? `${lab} kill ${machine} nginx` : `${lab} exec ${machine} -- kill ${proc.pid}`),
+    stopService: (machine, service) => `${lab} kill ${machine} ${service.name === 'nginx' ? 'nginx' : 'app'}`,
+    openPort: () => `${lab} heal (removes every cut and every blocked port)`,
+    reinstall: (machine, what) => `${lab} down && ${lab} up (a lab machine gets ${what} only when the lab is built; ${machine} is rebuilt with the others)`,
+    // The lab has no `vigil apply`; the value must not go through a command line, so: an editor.
+    setPassword: (machine, f) => `edit ${shellQuote(paths.hostPath(machine, f.path))} and set ${f.key} to the value of appDbPassword in ${shellQuote(paths.secretsFile)}`,
+  };
+}

@@ -1,0 +1,264 @@
+/**
+ * What doctor asks of one machine through its RemoteShell, all probes at once, each with its own
+ * deadline. Only the results go back: listening sockets, owners and modes, free space, port
+ * connections to the other machines, HAProxy's config check, certificates (never a private key:
+ * its public half is derived on the machine), password files reduced to same/differs, program
+ * digests. Nothing here decides what is wrong; evaluate.ts does.
+ */
+import { ROOTS, PATHS } from '../config/paths.ts';
+import type { Cluster, Machine, Secrets } from '../config/schema.ts';
+import type { RenderedFile } from '../render/file.ts';
+import type { RemoteShell } from '../remote/types.ts';
+import { portRequirements, pathRules } from './expect.ts';
+import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from './parse.ts';
+import { comparePasswordFile } from './password-files.ts';
+import { failed, got, type Identity, type MachineFacts, type PasswordFileFact, type PlatformKind, type Probe, type PortOutcome, type PortProbe, type ProgramDigest, type SystemdFacts } from './types.ts';
+
+export interface MachineGatherOptions {
+  cluster: Cluster;
+  secrets: Secrets;
+  platform: PlatformKind;
+  rendered: RenderedFile[];
+  /** Deadline of each command on the machine. */
+  probeTimeoutMs: number;
+  /** Deadline of one TCP connection attempt. */
+  connectTimeoutMs: number;
+}
+
+/** The lab's list of the application's services (written by src/lab/lab.ts on app machines). */
+const LAB_SERVICES = `${ROOTS.etc}/lab-services.json`;
+
+const firstLine = (s: string) => s.trim().split('\n')[0]?.slice(0, 300) ?? '';
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** Runs a command; a non-zero exit is an error unless `okCodes` allows it. */
+async function runOn(shell: RemoteShell, argv: string[], timeoutMs: number, okCodes: number[] = [0]): Promise<Probe<{ code: number; stdout: string; stderr: string }>> {
+  try {
+    const r = await shell.exec(argv, { timeoutMs });
+    if (okCodes.includes(r.code)) return got(r);
+    if (r.code === 124) return failed(`\`${argv[0]}\` did not finish within ${timeoutMs} ms`);
+    if (r.code === 127) return failed(`\`${argv[0]}\` is not installed (${firstLine(r.stderr) || 'command not found'})`);
+    return failed(`\`${argv.slice(0, 3).join(' ')}\` exited with ${r.code}: ${firstLine(r.stderr) || firstLine(r.stdout)}`);
+  } catch (err) {
+    return failed(errorText(err));
+  }
+}
+
+async function guard<T>(fn: () => Promise<Probe<T>>): Promise<Probe<T>> {
+  try {
+    return await fn();
+  } catch (err) {
+    return failed(errorText(err));
+  }
+}
+
+/** The machine's clock against this one, read at the middle of the command's round trip. */
+async function clock(shell: RemoteShell, timeoutMs: number): Promise<Probe<{ offsetMs: number; uncertaintyMs: number }>> {
+  const t0 = Date.now();
+  const r = await runOn(shell, ['date', '+%s%N'], timeoutMs);
+  const t1 = Date.now();
+  if (!r.ok) return r;
+  const ns = r.value.stdout.trim();
+  if (!/^\d{10,}$/.test(ns)) return failed(`\`date +%s%N\` printed "${firstLine(ns)}"`);
+  const remoteMs = Number(BigInt(ns) / 1000n) / 1000;
+  return got({ offsetMs: remoteMs - (t0 + t1) / 2, uncertaintyMs: (t1 - t0) / 2 });
+}
+
+/**
+ * One TCP connection from the machine: bash's /dev/tcp under coreutils' timeout. The script is a
+ * constant; address and port are positional arguments, never part of it.
+ */
+async function connect(shell: RemoteShell, from: string, to: Machine, port: number, timeoutMs: number): Promise<PortProbe> {
+  const seconds = Math.max(1, Math.round(timeoutMs / 1000));
+  const base = { from, to: to.name, port };
+  try {
+    const r = await shell.exec(['timeout', String(seconds), 'bash', '-c', 'exec 3<>"/dev/tcp/$0/$1"', to.address, String(port)], { timeoutMs: timeoutMs + 5000 });
+    let outcome: PortOutcome;
+    if (r.code === 0) outcome = 'open';
+    else if (r.code === 124) outcome = 'timeout';
+    else if (/refused/i.test(r.stderr)) outcome = 'refused';
+    else if (/no route|unreachable/i.test(r.stderr)) outcome = 'unreachable';
+    else outcome = 'error';
+    return { ...base, outcome, ...(outcome === 'error' ? { detail: firstLine(r.stderr) || `exit ${r.code}` } : {}) };
+  } catch (err) {
+    return { ...base, outcome: 'error', detail: errorText(err) };
+  }
+}
+
+async function identity(shell: RemoteShell, label: Identity['label'], certPath: string, keyPath: string, timeoutMs: number): Promise<Identity> {
+  const exists = async (p: string) => (await shell.exec(['test', '-e', p], { timeoutMs })).code === 0;
+  const derive = async (argv: string[], path: string): Promise<Probe<string | null>> => {
+    const r = await runOn(shell, argv, timeoutMs);
+    if (r.ok) return got(r.value.stdout);
+    return (await exists(path).catch(() => true)) ? r : got(null);
+  };
+  // A bundle holds the key too: its certificate is extracted on the machine, so the key stays there.
+  const certPem =
+    certPath === keyPath
+      ? await guard(() => derive(['openssl', 'x509', '-in', certPath], certPath))
+      : await guard(async () => got((await shell.readFile(certPath))?.toString('utf8') ?? null));
+  const keyPublicPem = await guard(() => derive(['openssl', 'pkey', '-pubout', '-in', keyPath], keyPath));
+  return { label, certPath, keyPath, certPem, keyPublicPem };
+}
+
+async function pki(shell: RemoteShell, cluster: Cluster, m: Machine, timeoutMs: number): Promise<Probe<{ caPem: string | null; identities: Identity[] }>> {
+  return guard(async () => {
+    const caPem = (await shell.readFile(`${PATHS.pkiDir}/ca.pem`))?.toString('utf8') ?? null;
+    const wanted: Promise<Identity>[] = [identity(shell, 'machine', `${PATHS.pkiDir}/${m.name}.pem`, `${PATHS.pkiDir}/${m.name}.key`, timeoutMs)];
+    if (m.roles.includes('proxy')) {
+      wanted.push(identity(shell, 'haproxy-check', PATHS.haproxyCheckBundle, PATHS.haproxyCheckBundle, timeoutMs));
+      if (cluster.proxy.tlsBundle) wanted.push(identity(shell, 'tls-bundle', cluster.proxy.tlsBundle, cluster.proxy.tlsBundle, timeoutMs));
+    }
+    return got({ caPem, identities: await Promise.all(wanted) });
+  });
+}
+
+async function passwords(shell: RemoteShell, cluster: Cluster, secrets: Secrets): Promise<PasswordFileFact[]> {
+  return Promise.all(
+    cluster.application.passwordFiles.map(async (f): Promise<PasswordFileFact> => {
+      try {
+        const content = await shell.readFile(f.path);
+        return comparePasswordFile(f, content === null ? null : content.toString('utf8'), secrets.appDbPassword);
+      } catch (err) {
+        return { path: f.path, key: f.key, status: 'unreadable', detail: errorText(err) };
+      }
+    }),
+  );
+}
+
+/** Each application service's program (see parse.ts programOf) and its SHA-256. */
+async function appVersion(shell: RemoteShell, cluster: Cluster, platform: PlatformKind, timeoutMs: number): Promise<Probe<ProgramDigest[]>> {
+  return guard(async () => {
+    const programs: { service: string; program: string }[] = [];
+    if (platform === 'lab') {
+      const text = await shell.readFile(LAB_SERVICES);
+      if (!text) return failed(`${LAB_SERVICES} is missing`);
+      for (const s of JSON.parse(text.toString('utf8')) as { name: string; argv: string[] }[]) {
+        const p = programOf(s.argv);
+        if (p) programs.push({ service: s.name, program: p });
+      }
+    } else {
+      for (const s of cluster.application.services) {
+        const r = await runOn(shell, ['systemctl', 'show', '-p', 'ExecStart', '--value', s.unit], timeoutMs);
+        if (!r.ok) return r;
+        const argv = parseExecStart(r.value.stdout);
+        const p = argv ? programOf(argv) : null;
+        if (p) programs.push({ service: s.name, program: p });
+      }
+    }
+    if (programs.length === 0) return got([]);
+    // A bare name (the lab's `nginx`) is found through the machine's PATH, as the service finds it.
+    for (const p of programs.filter((x) => !x.program.startsWith('/'))) {
+      const r = await runOn(shell, ['sh', '-c', 'command -v -- "$0"', p.program], timeoutMs, [0, 1, 127]);
+      if (r.ok && r.value.stdout.trim().startsWith('/')) p.program = r.value.stdout.trim();
+    }
+    // Exit 1 when a file is missing; the others are still listed.
+    const r = await runOn(shell, ['sha256sum', '--', ...new Set(programs.map((p) => p.program))], timeoutMs, [0, 1]);
+    if (!r.ok) return r;
+    const sums = parseSha256sum(r.value.stdout);
+    return got(programs.map((p) => ({ ...p, sha256: sums.get(p.program) ?? null })));
+  });
+}
+
+async function systemdFacts(shell: RemoteShell, cluster: Cluster, m: Machine, timeoutMs: number): Promise<SystemdFacts> {
+  const [ntp, fw, enabled] = await Promise.all([
+    runOn(shell, ['timedatectl', 'show', '-p', 'NTPSynchronized', '--value'], timeoutMs),
+    // is-active exits non-zero when a unit is inactive; its lines still say which.
+    runOn(shell, ['systemctl', 'is-active', 'firewalld.service', 'ufw.service'], timeoutMs, [0, 1, 3, 4]),
+    guard(async () => {
+      if (!m.roles.includes('app')) return got([]);
+      const units = [...new Set([...cluster.application.services.map((s) => s.unit), 'nginx.service'])];
+      const states = await Promise.all(units.map(async (unit) => ({ unit, state: (await shell.exec(['systemctl', 'is-enabled', unit], { timeoutMs })).stdout.trim() || 'not-found' })));
+      return got(states);
+    }),
+  ]);
+  // One state a line, in the order asked: firewalld, then ufw.
+  const [firewalld, ufw] = fw.ok ? fw.value.stdout.split('\n').map((l) => l.trim() === 'active') : [];
+  const firewall: SystemdFacts['firewall'] = fw.ok ? got(firewalld ? 'firewalld' : ufw ? 'ufw' : 'none') : fw;
+  return {
+    ntpSynchronized: ntp.ok ? got(ntp.value.stdout.trim() === 'yes') : ntp,
+    firewall,
+    enabledUnits: enabled,
+  };
+}
+
+/**
+ * Every probe only reads, so one that failed in transport (an error marked retryable: the
+ * connection dropped under the command) is run once more before it counts as failed.
+ */
+function retrying(shell: RemoteShell): RemoteShell {
+  const again = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if ((err as { retryable?: unknown }).retryable !== true) throw err;
+      return fn();
+    }
+  };
+  return {
+    machine: shell.machine,
+    exec: (argv, opts) => again(() => shell.exec(argv, opts)),
+    readFile: (path) => again(() => shell.readFile(path)),
+    writeFile: () => Promise.reject(new Error('doctor writes nothing on a machine')),
+    close: () => shell.close(),
+  };
+}
+
+/** Every probe of one machine. A machine where not even `true` runs is reported unreachable and probed no further. */
+export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineGatherOptions): Promise<MachineFacts> {
+  const shell = retrying(remote);
+  const base = { name: m.name, address: m.address, roles: m.roles };
+  const t = o.probeTimeoutMs;
+  const alive = await runOn(shell, ['true'], t);
+  if (!alive.ok) return { ...base, reachable: failed(alive.error) };
+  const { cluster } = o;
+  const has = (r: 'app' | 'db' | 'etcd' | 'proxy') => m.roles.includes(r);
+  const rules = pathRules(cluster, m, o.platform, o.rendered);
+  // Where the components and the application write: each may be a filesystem of its own.
+  const diskPaths = [ROOTS.data, ROOTS.log, ...(has('db') ? [PATHS.pgData] : []), ...(has('etcd') ? [PATHS.etcdData] : []), ...(has('app') ? cluster.application.syncDirs : [])];
+  const targets = new Map(cluster.machines.map((x) => [x.name, x]));
+  const outgoing = portRequirements(cluster).filter((r) => r.from.includes(m.name));
+
+  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd] = await Promise.all([
+    clock(shell, t),
+    guard(async () => {
+      const r = await runOn(shell, ['ss', '-Hltnp'], t);
+      return r.ok ? got(parseSs(r.value.stdout)) : r;
+    }),
+    guard(async () => {
+      // stat exits 1 when a path is missing and still prints the others.
+      const r = await runOn(shell, ['stat', '-L', '--printf', STAT_FORMAT, '--', ...rules.map((x) => x.path)], t, [0, 1]);
+      return r.ok ? got(parseStat(r.value.stdout)) : r;
+    }),
+    guard(async () => {
+      const r = await runOn(shell, ['df', '-B1', '--output=file,target,size,avail', '--', ...diskPaths], t, [0, 1]);
+      return r.ok ? got(parseDf(r.value.stdout)) : r;
+    }),
+    Promise.all(outgoing.map((r) => connect(shell, m.name, targets.get(r.to)!, r.port, o.connectTimeoutMs))),
+    has('proxy')
+      ? guard(async () => {
+          const r = await runOn(shell, ['haproxy', '-c', '-f', PATHS.haproxyConfig], t, [0, 1, 2]);
+          if (!r.ok) return r;
+          const output = `${r.value.stdout}\n${r.value.stderr}`.split('\n').filter((l) => /ALERT|\berror\b/i.test(l)).slice(0, 5).join('\n');
+          return got({ valid: r.value.code === 0, output });
+        })
+      : undefined,
+    pki(shell, cluster, m, t),
+    has('app') ? passwords(shell, cluster, o.secrets) : undefined,
+    has('app') ? appVersion(shell, cluster, o.platform, t) : undefined,
+    o.platform === 'systemd' ? systemdFacts(shell, cluster, m, t) : undefined,
+  ]);
+
+  const facts: MachineFacts = { ...base, reachable: got(true), clock: clockP, listeners, paths, disk, ports, pki: pkiP };
+  if (haproxyConfig) facts.haproxyConfig = haproxyConfig;
+  if (pw) facts.passwords = pw;
+  if (version) facts.appVersion = version;
+  if (systemd) facts.systemd = systemd;
+  // Which unit runs what listens on the application port: the fix for a stray nginx depends on it.
+  if (o.platform === 'systemd' && has('app') && listeners.ok) {
+    const pids = listeners.value.filter((l) => l.port === cluster.application.port).flatMap((l) => l.processes.map((p) => p.pid));
+    facts.processUnits = {};
+    for (const pid of new Set(pids)) facts.processUnits[pid] = unitOfCgroup((await shell.readFile(`/proc/${pid}/cgroup`).catch(() => null))?.toString('utf8') ?? '');
+  }
+  return facts;
+}

@@ -1,0 +1,232 @@
+/**
+ * `vigil doctor`'s vocabulary. Doctor works in two steps: gathering raw facts (commands run on
+ * every machine through a RemoteShell, and what the admin's shell sees of etcd, Patroni, HAProxy
+ * and the agents), then evaluating them with pure functions into findings. Facts never hold a
+ * secret: a password file is reduced to "same / differs / missing" where it is read.
+ */
+import type { Role } from '../config/schema.ts';
+import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../ha/model.ts';
+import type { ServerState } from '../proxy/runtime.ts';
+
+/** fail: something is broken or a failover would not work; warn: works now, needs attention. */
+export type Severity = 'fail' | 'warn';
+
+export const CHECKS = [
+  'reachable',
+  'ports',
+  'services',
+  'ownership',
+  'etcd',
+  'patroni',
+  'replication',
+  'haproxy',
+  'certificates',
+  'passwords',
+  'clock',
+  'disk',
+  'app-version',
+  'agent',
+  'file-sync',
+  'cluster-state',
+] as const;
+export type CheckId = (typeof CHECKS)[number];
+
+export interface Finding {
+  check: CheckId;
+  severity: Severity;
+  /** The machine concerned; null for the cluster as a whole (or the admin's shell). */
+  machine: string | null;
+  /** What is wrong. */
+  what: string;
+  /** Why it matters. */
+  why: string;
+  /** The command that fixes it (where to run it is part of the text). */
+  fix: string;
+}
+
+export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skipped';
+
+export interface CheckResult {
+  check: CheckId;
+  status: CheckStatus;
+  /** Why a check was skipped. */
+  note?: string;
+}
+
+/** The result of one probe: its value, or why it could not be had. */
+export type Probe<T> = { ok: true; value: T } | { ok: false; error: string };
+export const got = <T>(value: T): Probe<T> => ({ ok: true, value });
+export const failed = <T = never>(error: string): Probe<T> => ({ ok: false, error });
+
+/**
+ * Where the cluster runs. The lab runs the same files as a real machine with two differences
+ * doctor must know: no systemd (processes instead of units, so `systemctl` fixes do not apply),
+ * and etcd running as root with PostgreSQL's socket directory 0755 (src/lab/lab.ts).
+ */
+export type PlatformKind = 'lab' | 'systemd';
+
+export interface Listener {
+  /** Local address as `ss` prints it: 0.0.0.0, *, [::], 10.0.0.1, 127.0.0.1 ... */
+  address: string;
+  port: number;
+  processes: { name: string; pid: number }[];
+}
+
+export interface PathStat {
+  path: string;
+  user: string;
+  group: string;
+  /** Permission bits (e.g. 0o755). */
+  mode: number;
+  type: 'directory' | 'file' | 'other';
+}
+
+export interface DiskUsage {
+  path: string;
+  mount: string;
+  totalBytes: number;
+  freeBytes: number;
+}
+
+export type PortOutcome = 'open' | 'refused' | 'timeout' | 'unreachable' | 'error';
+
+/** One TCP connection attempt from a machine (or the admin's shell) to another machine's port. */
+export interface PortProbe {
+  /** Machine name, or null for the admin's shell. */
+  from: string | null;
+  to: string;
+  port: number;
+  outcome: PortOutcome;
+  detail?: string;
+}
+
+export interface ClockProbe {
+  /** The machine's clock minus the admin's, estimated at the middle of the round trip. */
+  offsetMs: number;
+  /** Half the round trip: the offset is known to within this. */
+  uncertaintyMs: number;
+}
+
+/** A certificate and its key as found on a machine. No private key ever leaves the machine. */
+export interface Identity {
+  label: 'machine' | 'haproxy-check' | 'tls-bundle';
+  certPath: string;
+  keyPath: string;
+  /** PEM of the (first) certificate; null when the file is missing. */
+  certPem: Probe<string | null>;
+  /** Public key derived from the private key on the machine (`openssl pkey -pubout`), PEM. */
+  keyPublicPem: Probe<string | null>;
+}
+
+export interface PkiFacts {
+  caPem: string | null;
+  identities: Identity[];
+}
+
+export type PasswordStatus = 'same' | 'differs' | 'missing-file' | 'missing-key' | 'unparseable' | 'unreadable';
+
+export interface PasswordFileFact {
+  path: string;
+  key: string;
+  status: PasswordStatus;
+  /** Line of the key, or of the parse problem. Never the value. */
+  line?: number;
+  detail?: string;
+}
+
+/** The program one application service runs, and its SHA-256 on the machine. */
+export interface ProgramDigest {
+  service: string;
+  program: string;
+  sha256: string | null;
+}
+
+export interface SystemdFacts {
+  ntpSynchronized: Probe<boolean>;
+  firewall: Probe<'firewalld' | 'ufw' | 'none'>;
+  /** `systemctl is-enabled` of the application's units and the distribution's nginx. */
+  enabledUnits: Probe<{ unit: string; state: string }[]>;
+}
+
+export interface MachineFacts {
+  name: string;
+  address: string;
+  roles: Role[];
+  /** Whether commands run on the machine at all. Every other probe is absent when not. */
+  reachable: Probe<true>;
+  clock?: Probe<ClockProbe>;
+  listeners?: Probe<Listener[]>;
+  /** systemd unit (from /proc/PID/cgroup) of processes listening on the application port. */
+  processUnits?: Record<number, string | null>;
+  /** The paths asked for; a path that does not exist is absent from the list. */
+  paths?: Probe<PathStat[]>;
+  disk?: Probe<DiskUsage[]>;
+  ports?: PortProbe[];
+  haproxyConfig?: Probe<{ valid: boolean; output: string }>;
+  pki?: Probe<PkiFacts>;
+  passwords?: PasswordFileFact[];
+  appVersion?: Probe<ProgramDigest[]>;
+  systemd?: SystemdFacts;
+}
+
+export interface EtcdMemberFacts {
+  machine: string;
+  endpoint: string;
+  health: Probe<{ healthy: boolean; reason?: string }>;
+  status: Probe<{ leader: string; memberId: string; dbSizeBytes: number }>;
+}
+
+export interface PatroniMember {
+  name: string;
+  role: string;
+  state: string;
+  /** Bytes behind the primary; null for the primary, or when Patroni does not know. */
+  lagBytes: number | null;
+  lagUnknown?: boolean;
+}
+
+export interface PatroniFacts {
+  /** The db machine whose REST API answered. */
+  from: string;
+  members: PatroniMember[];
+  paused: boolean;
+  /** From Patroni's dynamic configuration (GET /config); null if it could not be read. */
+  synchronousMode: boolean | null;
+}
+
+export interface ClusterFacts {
+  etcd: EtcdMemberFacts[];
+  /** Member names etcd lists (POST /v3/cluster/member/list). */
+  etcdMembers: Probe<string[]>;
+  /** Vigil's records in etcd. */
+  state: Probe<{ active: ActiveRecord | null; observerLeader: ObserverLeader | null; maintenance: Maintenance | null }>;
+  patroni: Probe<PatroniFacts>;
+  /** Which db machines' Patroni REST API answered /cluster. */
+  patroniAnswered: Record<string, boolean>;
+  haproxy: { machine: string; servers: Probe<ServerState[]> }[];
+  /** The admin's certificate for the agents' API; the agents are not asked without it. */
+  adminPki: Probe<{ caPem: string }>;
+  /** null: the agent did not answer (or refused the admin's certificate). */
+  agents: { machine: string; status: AgentStatus | null }[];
+  /** Connections from the admin's shell to the proxy's ports. */
+  adminPorts: PortProbe[];
+}
+
+export interface Facts {
+  machines: MachineFacts[];
+  cluster: ClusterFacts;
+}
+
+export interface DoctorReport {
+  cluster: { name: string; source: string };
+  platform: PlatformKind;
+  startedAt: string;
+  durationMs: number;
+  machines: { name: string; address: string; roles: Role[]; reachable: boolean; checks: CheckResult[] }[];
+  /** Checks about the cluster as a whole (etcd quorum, Patroni leader, the active record ...). */
+  clusterChecks: CheckResult[];
+  findings: Finding[];
+  summary: { failures: number; warnings: number };
+  /** 0: no failure (warnings allowed unless strict); 1: at least one failure. */
+  exitStatus: number;
+}

@@ -1,0 +1,117 @@
+/**
+ * A RemoteShell for a lab machine: commands run inside the machine's network and mount
+ * namespaces with nsenter, as root, so they see the machine's addresses, sockets and its own
+ * /etc/vigil, /var/lib/vigil, /var/log/vigil and /run/vigil (src/lab/net.ts). There is no PID
+ * namespace: a lab machine's processes are told apart by their network namespace.
+ *
+ * Files are read and written through the machine's directory on this host. That is the same
+ * file the mount namespace shows: the namespace is this host's mount table with only the four
+ * roots bind-mounted from the machine's directory, so every other path is this host's own.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { ROOTS } from '../config/paths.ts';
+import { hostRoot, mountNsPath, netnsPath } from '../lab/paths.ts';
+import { machineOf, requireState } from '../lab/state.ts';
+import { VigilError, problem } from '../util/errors.ts';
+import { run } from '../util/exec.ts';
+import type { ExecOptions, ExecResult, RemoteShell } from './types.ts';
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Where a path of the machine is on this host: under the machine's directory for the four roots. */
+export function labHostPath(machine: string, path: string): string {
+  for (const [key, root] of Object.entries(ROOTS)) {
+    if (path === root || path.startsWith(`${root}/`)) return join(hostRoot(machine), key, relative(root, path));
+  }
+  return path;
+}
+
+export class LabShell implements RemoteShell {
+  constructor(readonly machine: string) {}
+
+  exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    if (argv.length === 0) return Promise.reject(new RangeError('exec: empty argv'));
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    return new Promise((resolve) => {
+      // Without --fork nsenter execs the program itself; detached makes it a process group, so a
+      // timeout also ends what the program started (e.g. `timeout` and its child).
+      const child = spawn('nsenter', [`--net=${netnsPath(this.machine)}`, `--mount=${mountNsPath(this.machine)}`, '--', ...argv], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+        cwd: '/',
+        // LANG=C: tools print the messages and formats doctor parses.
+        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' },
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }, timeoutMs);
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stderr.on('data', (d: Buffer) => err.push(d));
+      let settled = false;
+      const finish = (code: number, extra = '') => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() + extra });
+      };
+      // A program that cannot be started at all answers like a shell would: 127.
+      child.on('error', (e) => finish(127, e.message));
+      child.on('close', (code, signal) => finish(timedOut ? 124 : (code ?? (signal ? 128 : 1)), timedOut ? `timed out after ${timeoutMs} ms` : ''));
+      child.stdin.on('error', () => {}); // a program that exits without reading its input
+      child.stdin.end(opts.input ?? '');
+    });
+  }
+
+  async readFile(path: string): Promise<Buffer | null> {
+    try {
+      return await readFile(labHostPath(this.machine, path));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async writeFile(path: string, content: string | Buffer, opts: { mode?: number; owner?: string } = {}): Promise<void> {
+    const target = labHostPath(this.machine, path);
+    const mode = opts.mode ?? 0o644;
+    const tmp = join(dirname(target), `.${randomBytes(6).toString('hex')}.tmp`);
+    const fh = await open(tmp, 'wx', mode);
+    try {
+      await fh.writeFile(content);
+      await fh.chmod(mode); // whatever the umask
+      await fh.sync();
+      await fh.close();
+      // The lab's machines share this host's users, so the owner's name resolves the same here.
+      if (opts.owner) await run('chown', ['--', opts.owner, tmp]);
+      await rename(tmp, target);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** A shell on a machine of the running lab; refuses a machine the lab does not have. */
+export async function openLabShell(machine: string): Promise<RemoteShell> {
+  machineOf(await requireState(), machine);
+  for (const handle of [netnsPath(machine), mountNsPath(machine)]) {
+    if (!(await stat(handle).catch(() => null))) {
+      throw new VigilError('LAB', [problem(machine, `the machine's namespace handle ${handle} is missing`, 'the lab is half torn down: run `vigil lab down` and `vigil lab up` again')]);
+    }
+  }
+  return new LabShell(machine);
+}
