@@ -64,7 +64,8 @@ function parseYaml(text: string, source: string, secret: boolean): Parsed {
   return { data: doc.toJS({ maxAliasCount: 100 }), loc: locator(doc, lineCounter, source), doc };
 }
 
-function locator(doc: Document, lc: LineCounter, source: string): Locator {
+/** `FILE:LINE path` for a field of a parsed YAML document: the nearest existing node's line for a missing field. */
+export function locator(doc: Document, lc: LineCounter, source: string): Locator {
   const lineOf = (offset: number | undefined) => (offset === undefined ? 1 : lc.linePos(offset).line);
   // Walks the path as far as it exists; returns the line of the deepest node reached and
   // whether the whole path was found. A map entry's line is its key's, where the field is named.

@@ -12,9 +12,9 @@
  * from the answers file: it may hold passwords.
  */
 import { stat, readFile } from 'node:fs/promises';
-import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { byLine } from '../config/load.ts';
+import { byLine, locator } from '../config/load.ts';
 import { closest, dotted, type Locator } from '../config/cross-checks.ts';
 import { TOPOLOGIES, type Role, type Topology } from '../config/schema.ts';
 import { VigilError, problem, type Problem } from '../util/errors.ts';
@@ -157,28 +157,6 @@ function valueAt(data: unknown, path: Path): unknown {
 
 // ---------------------------------------------------------------- YAML with lines
 
-/** Like load.ts's locator: `FILE:LINE path`, the nearest existing node's line for a missing field. */
-export function yamlLocator(doc: Document, lc: LineCounter, source: string): Locator {
-  const lineOf = (offset: number | undefined) => (offset === undefined ? 1 : lc.linePos(offset).line);
-  const walk = (path: Path): { line: number; found: boolean } => {
-    let node: unknown = doc.contents;
-    let line = lineOf((doc.contents as Node | null)?.range?.[0]);
-    for (const seg of path) {
-      if (isMap(node)) {
-        const pair = node.items.find((p) => String((p.key as { value?: unknown } | null)?.value) === String(seg));
-        if (!pair) return { line, found: false };
-        line = lineOf((pair.key as Node | null)?.range?.[0]);
-        node = pair.value;
-      } else if (isSeq(node) && typeof seg === 'number' && node.items[seg]) {
-        node = node.items[seg];
-        line = lineOf((node as Node).range?.[0]);
-      } else return { line, found: false };
-    }
-    return { line, found: true };
-  };
-  return { at: (path) => `${source}:${walk(path).line}${path.length ? ' ' + dotted(path) : ''}`, has: (path) => walk(path).found };
-}
-
 /** A locator for values that came from the command line. */
 export function flagLocator(flags: (path: Path) => string | undefined, fallback: Locator): Locator {
   return { at: (path) => flags(path) ?? fallback.at(path), has: (path) => flags(path) !== undefined || fallback.has(path) };
@@ -213,7 +191,7 @@ export function readAnswersYaml(text: string, source: string): AnswersData {
     );
     throw new VigilError('INIT', byLine(problems));
   }
-  return { data: doc.toJS({ maxAliasCount: 100 }) as unknown, loc: yamlLocator(doc, lc, source) };
+  return { data: doc.toJS({ maxAliasCount: 100 }) as unknown, loc: locator(doc, lc, source) };
 }
 
 
