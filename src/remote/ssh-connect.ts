@@ -212,17 +212,25 @@ export interface RawResult {
   timedOut: boolean;
 }
 
-const signalCode = (name: string | undefined) => 128 + ((name && (osConstants.signals as Record<string, number>)[`SIG${name}`]) || 0);
+/** ssh2 names the signal of an exit-signal with its SIG prefix ('SIGTERM'); OpenSSH sends it without ('TERM'). */
+const signalCode = (name: string | undefined) => 128 + ((name && (osConstants.signals as Record<string, number>)[`SIG${name.replace(/^SIG/, '')}`]) || 0);
 
 /**
- * Opens an exec channel. A refused open ("open failed": sshd is at MaxSessions, typically still
+ * Opens an exec channel and hands it to `attach` synchronously, inside ssh2's callback (see
+ * runChannel for why). A refused open ("open failed": sshd is at MaxSessions, typically still
  * freeing the slots of channels that just closed) is retried with a short backoff: the command
  * has not started, so this is safe.
  */
-async function openChannel(client: Client, command: string): Promise<ClientChannel> {
+async function openChannel(client: Client, command: string, attach: (ch: ClientChannel) => void): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
-      return await new Promise<ClientChannel>((resolve, reject) => client.exec(command, (err, ch) => (err ? reject(err) : resolve(ch))));
+      return await new Promise<void>((resolve, reject) =>
+        client.exec(command, (err, ch) => {
+          if (err) return reject(err);
+          attach(ch);
+          resolve();
+        }),
+      );
     } catch (err) {
       if (attempt >= CHANNEL_OPEN_RETRIES || !/open failed/i.test((err as Error).message)) throw err;
       await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
@@ -230,35 +238,52 @@ async function openChannel(client: Client, command: string): Promise<ClientChann
   }
 }
 
-/** Runs one command string on an open connection; `timeoutMs` is the local backstop (the remote `timeout` fires first). */
-export async function runChannel(client: Client, command: string, input: string | Buffer | undefined, timeoutMs: number): Promise<RawResult> {
-  const ch = await openChannel(client, command);
+/**
+ * Runs one command string on an open connection; `timeoutMs` is the local backstop (the remote
+ * `timeout` fires first).
+ *
+ * Every listener goes on the channel inside ssh2's exec callback, before that callback returns.
+ * ssh2 parses everything one socket read holds in one synchronous pass, and for a short command
+ * (`true`, `stat`, `df`) a single read often holds sshd's reply to the exec request, the output,
+ * the exit status and the close: whenever this process was busy for longer than the command took
+ * on the machine (doctor probing five machines at once). ssh2 then emits 'exit' in that same
+ * pass, right after calling the exec callback. Listeners added after an `await` of the channel
+ * (as they once were) come only after the pass, so 'exit' went unheard; the output was still
+ * buffered in the stream and 'close' still came (ssh2 emits it after the stream's end), but
+ * without an exit status, and a command that had finished normally was reported as cut off by
+ * a closed connection ("the connection closed before the command finished"). The
+ * "short commands fail as another channel closes" pattern in doctor was this, not MaxSessions
+ * or the open retry. src/remote/ssh.test.ts reproduces it by stalling the event loop.
+ */
+export function runChannel(client: Client, command: string, input: string | Buffer | undefined, timeoutMs: number): Promise<RawResult> {
   return new Promise((resolve, reject) => {
     const out: Buffer[] = [];
     const errOut: Buffer[] = [];
     let code: number | undefined;
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        ch.signal('KILL');
-      } catch {
-        // the channel may already be closing
-      }
-      ch.close();
-    }, timeoutMs);
-    ch.on('data', (d: Buffer) => out.push(d));
-    ch.stderr.on('data', (d: Buffer) => errOut.push(d));
-    ch.on('exit', (c: number | null, signal?: string) => (code = c ?? signalCode(signal)));
-    ch.on('close', () => {
-      clearTimeout(timer);
-      if (timedOut) return resolve({ code: 124, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut), timedOut: true });
-      // No exit status: the connection went away under the command.
-      if (code === undefined) return reject(Object.assign(new Error('the connection closed before the command finished'), { level: 'client-socket' }));
-      resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut), timedOut: false });
-    });
-    ch.on('error', () => {}); // reported through 'close' without an exit status
-    ch.end(input ?? '');
+    const attach = (ch: ClientChannel) => {
+      const timer = setTimeout(() => {
+        timedOut = true;
+        try {
+          ch.signal('KILL');
+        } catch {
+          // the channel may already be closing
+        }
+        ch.close();
+      }, timeoutMs);
+      ch.on('data', (d: Buffer) => out.push(d));
+      ch.stderr.on('data', (d: Buffer) => errOut.push(d));
+      ch.on('exit', (c: number | null, signal?: string) => (code = c ?? signalCode(signal)));
+      ch.on('close', () => {
+        clearTimeout(timer);
+        if (timedOut) return resolve({ code: 124, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut), timedOut: true });
+        // No exit status: the connection went away under the command.
+        if (code === undefined) return reject(Object.assign(new Error('the connection closed before the command finished'), { level: 'client-socket' }));
+        resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(errOut), timedOut: false });
+      });
+      ch.on('error', () => {}); // reported through 'close' without an exit status
+      ch.end(input ?? '');
+    };
+    openChannel(client, command, attach).catch(reject);
   });
 }
-

@@ -75,7 +75,7 @@ export interface SshShellOptions {
   identityFile?: string;
   /** TCP connect plus SSH handshake plus login (default 10 s). */
   connectTimeoutMs?: number;
-  /** Commands running at once on the connection (default 8, below sshd's MaxSessions of 10). */
+  /** Commands running at once on the connection (default 6, below sshd's MaxSessions of 10). */
   maxChannels?: number;
 }
 
@@ -166,9 +166,13 @@ export class SshShell implements RemoteShell {
   private async raw(argv: string[], opts: ExecOptions = {}): Promise<RawResult> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
     const command = remoteCommand(argv, { sudo: this.sudo, timeoutMs });
-    const client = await this.client();
-    const started = performance.now();
-    const r = await this.slot(() => runChannel(client, command, opts.input, timeoutMs + LOCAL_TIMEOUT_GRACE_MS)).catch((err: unknown) => {
+    let started = 0;
+    // The connection is taken once a slot is free: one that dropped while this command waited is reopened, not used dead.
+    const r = await this.slot(async () => {
+      const client = await this.client();
+      started = performance.now();
+      return runChannel(client, command, opts.input, timeoutMs + LOCAL_TIMEOUT_GRACE_MS);
+    }).catch((err: unknown) => {
       if (err instanceof VigilError) throw err;
       const e = classify(err as Error, this.context());
       // The command may or may not have run: say so, since steps are retried on this basis.

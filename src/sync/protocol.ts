@@ -57,7 +57,7 @@ export type PushDecision =
 const SAFE_TOKEN = /^[A-Za-z0-9._/=,:@+-]+$/;
 /** rsync's compact server flags: transfer options, then `e.` and the protocol capabilities. `s` (secluded args) is refused: it would move the paths out of sight. */
 const SHORT_FLAGS = /^-[logDtprRcz]+e\.[A-Za-z]+$/;
-const LONG_OPTIONS = new Set(['--delete', '--force', '--delete-missing-args', '--numeric-ids', `--partial-dir=${PARTIAL_DIR}`]);
+const LONG_OPTIONS = new Set(['--delete', '--force', '--delete-missing-args', '--numeric-ids', `--partial-dir=${PARTIAL_DIR}`, '--max-delete=-1']); // rsync passes --max-delete=0 on as -1
 const TIMEOUT_OPTION = /^--timeout=\d{1,5}$/;
 
 const trimSlash = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
@@ -173,15 +173,25 @@ export function incrementalArgs(dir: string, t: PushTarget, remoteDir = dir): st
   return [...baseArgs(t), '-r', '--force', '--files-from=-', '--from0', '--delete-missing-args', `${trimSlash(dir)}/`, `${t.address}:${trimSlash(remoteDir)}/`];
 }
 
-/** rsync arguments for a full reconciliation of one directory; `checksum` compares content, not size and time. */
-export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir): string[] {
-  return [...baseArgs(t), '--delete', '--force', ...(checksum ? ['--checksum'] : []), `${trimSlash(dir)}/`, `${t.address}:${trimSlash(remoteDir)}/`];
+/**
+ * rsync arguments for a full reconciliation of one directory; `checksum` compares content, not
+ * size and time. `sourceEmpty`: the directory here is empty, which is more often an unmounted
+ * volume or a lost disk than an application that deleted everything; then nothing is deleted
+ * there (rsync stops with exit 25 if it would have) and the operator is told.
+ */
+export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir, sourceEmpty = false): string[] {
+  return [...baseArgs(t), '--delete', ...(sourceEmpty ? ['--max-delete=0'] : []), '--force', ...(checksum ? ['--checksum'] : []), `${trimSlash(dir)}/`, `${t.address}:${trimSlash(remoteDir)}/`];
 }
 
 /** What went wrong with a push, from rsync's exit status and its (and the receiver's) messages. */
 export function classifyFailure(code: number, stderr: string, peer: string, dir: string): { kind: SyncErrorKind; message: string } {
   const refused = stderr.split('\n').find((l) => l.includes(REFUSED_PREFIX));
   if (refused) return { kind: 'refused', message: `${peer} refused the push: ${refused.slice(refused.indexOf(REFUSED_PREFIX) + REFUSED_PREFIX.length).trim()}` };
+  if (code === 25 || /Deletions stopped due to --max-delete/.test(stderr))
+    return {
+      kind: 'failed',
+      message: `${dir} is empty on this machine while ${peer} holds files there: not emptying ${peer}. If the directory's volume is not mounted, mount it; if the files were really all deleted, delete them on ${peer} too`,
+    };
   if (/No space left on device|Disk quota exceeded/.test(stderr))
     return { kind: 'disk-full', message: `${peer} has no space left for ${dir}: changes wait here until space is freed there (df -h ${dir} on ${peer})` };
   if (code === 255 || /Connection (refused|timed out|closed)|No route to host|Could not resolve|Host key verification failed|Permission denied/.test(stderr)) {

@@ -170,3 +170,19 @@ test('what only the standby holds is moved to quarantine by the first reconcilia
     await p.stop();
   }
 });
+
+test('an empty directory on the active machine never empties a standby', async () => {
+  const r = await rig('empty-source');
+  await r.setActive('app1', 9);
+  await writeFile(join(r.dst, 'only-copy.txt'), 'the standby holds the only copy');
+  const p = pusher(r, 9);
+  await p.start();
+  try {
+    const err = await waitFor('the refusal to empty the standby', async () => p.status().peers[0]!.error ?? undefined, 10_000, 50);
+    assert.equal(err.kind, 'failed');
+    assert.match(err.message, /is empty on this machine while app2 holds files there: not emptying app2/);
+  } finally {
+    await p.stop();
+  }
+  assert.equal(await readFile(join(r.dst, 'only-copy.txt'), 'utf8'), 'the standby holds the only copy');
+});

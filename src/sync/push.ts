@@ -9,7 +9,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { SyncErrorKind, SyncStatus } from '../ha/model.ts';
-import { classifyFailure, incrementalArgs, isSuccess, percentile, reconcileArgs, type PushTarget } from './protocol.ts';
+import { readdir } from 'node:fs/promises';
+import { PARTIAL_DIR, classifyFailure, incrementalArgs, isSuccess, percentile, reconcileArgs, type PushTarget } from './protocol.ts';
 import { TreeWatcher } from './watch.ts';
 
 export interface PeerSpec {
@@ -237,7 +238,8 @@ class Channel {
     const started = this.now();
     try {
       for (const dir of this.o.dirs) {
-        const r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir)));
+        const empty = (await readdir(dir).catch(() => [])).filter((n) => n !== PARTIAL_DIR).length === 0;
+        const r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir), empty));
         if (!this.settle(r, dir)) {
           this.reconcileWanted = true;
           return false;
