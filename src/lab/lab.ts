@@ -21,8 +21,10 @@ import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
 import { httpOk } from '../util/net.ts';
+import { LabShell } from '../remote/lab.ts';
+import type { ExecResult } from '../remote/types.ts';
 import * as net from './net.ts';
-import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath } from './paths.ts';
+import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath, ownHostPathOf } from './paths.ts';
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
 import { BRIDGE_ADDRESS, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
@@ -173,7 +175,6 @@ async function createLabPki(cluster: Cluster): Promise<ClusterCa> {
 
 /** Writes a machine's generated files into its own directories (what its mount namespace shows at the four roots). */
 async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: ClusterCa): Promise<void> {
-  const root = hostRoot(m.name);
   const postgres = await userIds('postgres');
   const dirs: [string, number, boolean][] = [
     [dirname(PATHS.pgData), 0o700, true],
@@ -183,19 +184,19 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: 
     ...Object.values(NGINX_DIRS).map((d): [string, number, boolean] => [d, 0o755, false]),
   ];
   for (const [dir, mode, pgOwned] of dirs) {
-    const local = toHostPath(root, dir);
+    const local = ownHostPathOf(m.name, dir);
     await mkdir(local, { recursive: true, mode });
     if (pgOwned) await chown(local, postgres.uid, postgres.gid);
   }
   if (m.roles.includes('proxy') && cluster.proxy.tlsBundle) {
-    const bundle = toHostPath(root, cluster.proxy.tlsBundle);
+    const bundle = ownHostPathOf(m.name, cluster.proxy.tlsBundle);
     await mkdir(dirname(bundle), { recursive: true });
     await createSelfSignedBundle(bundle, `${cluster.cluster.name}.lab`, [m.address]);
     await checkTlsBundle(bundle);
   }
   for (const f of renderMachine(cluster, secrets, m.name)) {
     if (!Object.values(ROOTS).some((r) => f.path.startsWith(`${r}/`))) continue; // e.g. systemd units: not used in the lab
-    const local = toHostPath(root, f.path);
+    const local = ownHostPathOf(m.name, f.path);
     await mkdir(dirname(local), { recursive: true });
     await writeFile(local, f.content, { mode: f.mode });
     await chmod(local, f.mode);
@@ -214,13 +215,12 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: 
  * bundle on proxy machines, the secrets file on observer machines only.
  */
 async function installVigilFiles(cluster: Cluster, m: Machine, ca: ClusterCa): Promise<void> {
-  const root = hostRoot(m.name);
   const files = await machinePkiFiles(ca, m, 'both');
   if (m.roles.includes('proxy')) files['haproxy-check.pem'] = pemBundle(files[`${m.name}.pem`]!, files[`${m.name}.key`]!);
-  await writePki(toHostPath(root, PATHS.pkiDir), files);
-  await copyFile(clusterFilePath(), toHostPath(root, PATHS.clusterFile));
-  if (m.roles.includes('observer')) await copyFile(join(LAB_DIR, 'vigil.secrets.yaml'), toHostPath(root, join(ROOTS.etc, 'vigil.secrets.yaml')));
-  if (m.roles.includes('app')) await writeFile(toHostPath(root, LAB_SERVICES), JSON.stringify(labServices(), null, 2));
+  await writePki(ownHostPathOf(m.name, PATHS.pkiDir), files);
+  await copyFile(clusterFilePath(), ownHostPathOf(m.name, PATHS.clusterFile));
+  if (m.roles.includes('observer')) await copyFile(join(LAB_DIR, 'vigil.secrets.yaml'), ownHostPathOf(m.name, join(ROOTS.etc, 'vigil.secrets.yaml')));
+  if (m.roles.includes('app')) await writeFile(ownHostPathOf(m.name, LAB_SERVICES), JSON.stringify(labServices(), null, 2));
 }
 
 /** The file-sync receiver, bundled once per lab; every lab machine runs this one file. */
@@ -238,30 +238,25 @@ async function installFileSync(cluster: Cluster): Promise<void> {
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   const keys = new Map<string, { sync: string; host: string }>();
   for (const m of apps) {
-    const root = hostRoot(m.name);
-    for (const p of [SYNC_PATHS.key, LAB_HOST_KEY]) await mkdir(dirname(toHostPath(root, p)), { recursive: true, mode: 0o700 });
+    for (const p of [SYNC_PATHS.key, LAB_HOST_KEY]) await mkdir(dirname(ownHostPathOf(m.name, p)), { recursive: true, mode: 0o700 });
     keys.set(m.name, {
-      sync: await createKeyPair(toHostPath(root, SYNC_PATHS.key), `vigil-sync@${m.name}`),
-      host: await createKeyPair(toHostPath(root, LAB_HOST_KEY), `host@${m.name}`),
+      sync: await createKeyPair(ownHostPathOf(m.name, SYNC_PATHS.key), `vigil-sync@${m.name}`),
+      host: await createKeyPair(ownHostPathOf(m.name, LAB_HOST_KEY), `host@${m.name}`),
     });
   }
   const port = cluster.fileSync.sshPort;
   for (const m of apps) {
-    const root = hostRoot(m.name);
     const others = apps.filter((o) => o.name !== m.name);
     const authorized = others.map((o) => authorizedKeyLine({ peer: o.name, peerAddress: o.address, publicKey: keys.get(o.name)!.sync, receiverCommand: `${process.execPath} ${receiverPath()}` }));
     const known = others.map((o) => knownHostLine(o.address, port, keys.get(o.name)!.host));
-    await writeFile(toHostPath(root, SYNC_PATHS.authorizedKeys), `${authorized.join('\n')}\n`, { mode: 0o600 });
-    await writeFile(toHostPath(root, SYNC_PATHS.knownHosts), `${known.join('\n')}\n`, { mode: 0o644 });
-    await writeFile(toHostPath(root, LAB_SSHD_CONFIG), labSshdConfig({ address: m.address, port, authorizedKeys: SYNC_PATHS.authorizedKeys }), { mode: 0o600 });
-    for (const d of cluster.application.syncDirs) await mkdir(toHostPath(root, d), { recursive: true, mode: 0o755 });
+    await writeFile(ownHostPathOf(m.name, SYNC_PATHS.authorizedKeys), `${authorized.join('\n')}\n`, { mode: 0o600 });
+    await writeFile(ownHostPathOf(m.name, SYNC_PATHS.knownHosts), `${known.join('\n')}\n`, { mode: 0o644 });
+    await writeFile(ownHostPathOf(m.name, LAB_SSHD_CONFIG), labSshdConfig({ address: m.address, port, authorizedKeys: SYNC_PATHS.authorizedKeys }), { mode: 0o600 });
+    for (const d of cluster.application.syncDirs) await mkdir(ownHostPathOf(m.name, d), { recursive: true, mode: 0o755 });
   }
 }
 
-function toHostPath(root: string, path: string): string {
-  for (const [key, r] of Object.entries(ROOTS)) if (path === r || path.startsWith(`${r}/`)) return join(root, key, relative(r, path));
-  throw new Error(`${path} is outside Vigil's directories`);
-}
+
 
 const idCache = new Map<string, { uid: number; gid: number }>();
 async function userIds(user: string): Promise<{ uid: number; gid: number }> {
@@ -442,18 +437,19 @@ export async function labFill(host: string, path: string): Promise<void> {
     'dd if=/dev/zero of="$P/.lab-fill" bs=1M 2>/dev/null || true',
     'df -h "$P" | tail -1',
   ].join('\n');
-  const r = await run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', 'sh', '-c', script, 'sh', path], { allowFail: true });
+  const r = await new LabShell(host).exec(['sh', '-c', script, 'sh', path], { timeoutMs: 120_000 });
   if (r.code !== 0) throw new VigilError('LAB', [problem(host, `cannot fill ${path}: ${r.stderr.trim()}`, 'name a directory that exists on the machine, e.g. /var/lib/vigil/app')]);
 }
 
 export async function labUnfill(host: string, path: string): Promise<void> {
   machineOf(await requireState(), host);
-  await run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', 'rm', '-f', join(path, '.lab-fill')]);
+  await new LabShell(host).exec(['rm', '-f', join(path, '.lab-fill')]);
 }
 
 /** Runs a command inside a lab machine and returns its output (tests, benchmarks). */
-export async function labRun(host: string, argv: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', ...argv], { allowFail: true, input });
+export async function labRun(host: string, argv: string[], input?: string): Promise<ExecResult> {
+  machineOf(await requireState(), host);
+  return new LabShell(host).exec(argv, { input });
 }
 
 /** Runs a command inside a lab machine with this terminal's stdio; returns its exit status. */

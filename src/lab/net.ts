@@ -6,19 +6,13 @@
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ROOTS } from '../config/paths.ts';
 import { run } from '../util/exec.ts';
-import { BRIDGE, LAB_RUN_DIR, NETNS_PREFIX, hostRoot, mountNsPath, netnsName, vethName } from './paths.ts';
+import { BRIDGE, LAB_RUN_DIR, MACHINE_BINDS, NETNS_PREFIX, hostRoot, mountNsPath, netnsName, vethName } from './paths.ts';
 import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
 
 const ip = (...args: string[]) => run('ip', args);
 export const inNetns = (host: string, cmd: string, args: string[]) => run('ip', ['netns', 'exec', netnsName(host), cmd, ...args]);
 
-/**
- * Vigil's four roots, and root's home: each machine has its own, as a real one does (sshd runs
- * forced commands through root's shell, which reads ~/.bashrc; the host's must not leak in).
- */
-const ROOT_DIRS: [string, string][] = [...Object.entries(ROOTS), ['root-home', '/root']];
 
 export async function createBridge(): Promise<void> {
   const exists = await run('ip', ['link', 'show', BRIDGE], { allowFail: true });
@@ -45,7 +39,7 @@ export async function createMachineMounts(host: string): Promise<void> {
   const handle = mountNsPath(host);
   await writeFile(handle, '');
   await run('unshare', [`--mount=${handle}`, '--propagation', 'private', 'true']);
-  for (const [key, target] of ROOT_DIRS) {
+  for (const [key, target] of MACHINE_BINDS) {
     const source = join(hostRoot(host), key);
     await mkdir(source, { recursive: true });
     await mkdir(target, { recursive: true });

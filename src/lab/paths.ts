@@ -1,5 +1,6 @@
 /** Where the lab keeps its state on this machine, and how it names what it creates. */
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { ROOTS } from '../config/paths.ts';
 
 /**
  * Several labs may run side by side on one host, one per `VIGIL_LAB_ID` (0 to 9, default 0):
@@ -30,3 +31,29 @@ export const mountNsPath = (host: string): string => join(LAB_RUN_DIR, 'mnt', ho
 export const hostRoot = (host: string): string => join(LAB_DIR, 'hosts', host);
 export const statePath = (): string => join(LAB_DIR, 'state.json');
 export const clusterFilePath = (): string => join(LAB_DIR, 'vigil.yaml');
+
+/**
+ * What each lab machine has of its own, bind-mounted from its directory over this host's path:
+ * Vigil's four roots, and root's home (sshd runs forced commands through root's shell, which reads
+ * ~/.bashrc; the host's must not leak in). Every other path is this host's own.
+ */
+export const MACHINE_BINDS: readonly (readonly [key: string, target: string])[] = [...Object.entries(ROOTS), ['root-home', '/root']];
+
+/** The bound part a machine's path falls in: its host directory key and the path below it. */
+function boundPart(path: string): { key: string; rest: string } | undefined {
+  for (const [key, target] of MACHINE_BINDS) if (path === target || path.startsWith(`${target}/`)) return { key, rest: relative(target, path) };
+  return undefined;
+}
+
+/** Where a machine's path is on this host: under the machine's directory for what it has of its own, else the same path. */
+export function hostPathOf(host: string, path: string): string {
+  const b = boundPart(path);
+  return b ? join(hostRoot(host), b.key, b.rest) : path;
+}
+
+/** Like hostPathOf, for paths that must be the machine's own (what the lab installs); throws for any other. */
+export function ownHostPathOf(host: string, path: string): string {
+  const b = boundPart(path);
+  if (!b) throw new Error(`${path} is outside a lab machine's own directories (${MACHINE_BINDS.map(([, t]) => t).join(', ')})`);
+  return join(hostRoot(host), b.key, b.rest);
+}

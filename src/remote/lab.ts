@@ -11,9 +11,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
-import { ROOTS } from '../config/paths.ts';
-import { hostRoot, mountNsPath, netnsPath } from '../lab/paths.ts';
+import { dirname, join } from 'node:path';
+import { hostPathOf, mountNsPath, netnsPath } from '../lab/paths.ts';
 import { machineOf, requireState } from '../lab/state.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run } from '../util/exec.ts';
@@ -21,13 +20,8 @@ import type { ExecOptions, ExecResult, RemoteShell } from './types.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
-/** Where a path of the machine is on this host: under the machine's directory for the four roots. */
-export function labHostPath(machine: string, path: string): string {
-  for (const [key, root] of Object.entries(ROOTS)) {
-    if (path === root || path.startsWith(`${root}/`)) return join(hostRoot(machine), key, relative(root, path));
-  }
-  return path;
-}
+/** Where a path of the machine is on this host (src/lab/paths.ts hostPathOf). */
+export const labHostPath = hostPathOf;
 
 export class LabShell implements RemoteShell {
   constructor(readonly machine: string) {}
