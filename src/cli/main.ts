@@ -12,6 +12,7 @@ import { registerDaemons } from './agent.ts';
 import { registerOps } from './ops.ts';
 import { registerInit } from './init.ts';
 import { registerDoctor } from './doctor.ts';
+import { registerPreflight } from './preflight.ts';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerLab(program);
   registerRefapp(program);
   registerOps(program);
+  registerPreflight(program);
   registerDoctor(program);
   registerDaemons(program);
   return program;

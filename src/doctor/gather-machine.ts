@@ -53,7 +53,7 @@ async function guard<T>(fn: () => Promise<Probe<T>>): Promise<Probe<T>> {
 }
 
 /** The machine's clock against this one, read at the middle of the command's round trip. */
-async function clock(shell: RemoteShell, timeoutMs: number): Promise<Probe<{ offsetMs: number; uncertaintyMs: number }>> {
+export async function clock(shell: RemoteShell, timeoutMs: number): Promise<Probe<{ offsetMs: number; uncertaintyMs: number }>> {
   const t0 = Date.now();
   const r = await runOn(shell, ['date', '+%s%N'], timeoutMs);
   const t1 = Date.now();
@@ -68,7 +68,7 @@ async function clock(shell: RemoteShell, timeoutMs: number): Promise<Probe<{ off
  * One TCP connection from the machine: bash's /dev/tcp under coreutils' timeout. The script is a
  * constant; address and port are positional arguments, never part of it.
  */
-async function connect(shell: RemoteShell, from: string, to: Machine, port: number, timeoutMs: number): Promise<PortProbe> {
+export async function connect(shell: RemoteShell, from: string, to: Machine, port: number, timeoutMs: number): Promise<PortProbe> {
   const seconds = Math.max(1, Math.round(timeoutMs / 1000));
   const base = { from, to: to.name, port };
   try {

@@ -103,6 +103,21 @@ describe('bare machines, vigil init, and the SSH transport', () => {
     assert.match(again.out, /--force/, 'a second init refuses to overwrite and says how');
   });
 
+  it('preflight passes on the bare machines and names a closed port with its fix', async () => {
+    const ok = await vigil(['preflight', '-c', join(dir, 'vigil.yaml')]);
+    assert.equal(ok.code, 0, ok.out);
+    assert.match(ok.out, /db1: Debian GNU\/Linux 12[^\n]*\n[\s\S]*preflight: every machine can take the cluster/);
+    await labBlock('db2', 5432);
+    try {
+      const closed = await vigil(['preflight', '-c', join(dir, 'vigil.yaml')]);
+      assert.equal(closed.code, 1, closed.out);
+      assert.match(closed.out, /FAIL +ports: db1 cannot reach db2:5432 \(PostgreSQL\): no answer \(a firewall drops it\)/);
+      assert.match(closed.out, /fix: open TCP port 5432 on db2 for db1/);
+    } finally {
+      await labUnblock('db2');
+    }
+  });
+
   it('a changed host key is refused with both fingerprints', async () => {
     const key = join(hostRoot('app1'), 'etc', 'ssh', 'ssh_host_ed25519_key');
     await rm(key);

@@ -1,0 +1,154 @@
+/**
+ * `vigil preflight`: before anything is installed, can these machines take the cluster the
+ * cluster file describes? On every machine, through its shell (SSH with the pinned host keys, or
+ * the lab): the OS and its version, root or password-less sudo, the package manager, no other
+ * program on the ports the cluster will use, every port it will need reachable from the machines
+ * that need it (a refused connection is fine: nothing listens yet, but the path is open; a
+ * timeout is a firewall), the clock against this one, and free disk. The first step of
+ * `vigil apply` (issue 4); read-only.
+ */
+import type { Cluster, Machine } from '../config/schema.ts';
+import { clock, connect } from '../doctor/gather-machine.ts';
+import { portRequirements } from '../doctor/expect.ts';
+import { parseSs } from '../doctor/parse.ts';
+import type { PortProbe, Probe } from '../doctor/types.ts';
+import type { RemoteShell } from '../remote/types.ts';
+
+/** Debian, Ubuntu and RHEL-family releases Vigil installs on (DESIGN.md: Ubuntu 22/24, RHEL 9.x; Debian 12 in the lab). */
+const SUPPORTED: Record<string, (version: number) => boolean> = {
+  debian: (v) => v >= 12,
+  ubuntu: (v) => v >= 22,
+  rhel: (v) => v >= 9,
+  rocky: (v) => v >= 9,
+  almalinux: (v) => v >= 9,
+};
+/** Free space Vigil wants under /var/lib before it installs (PostgreSQL and etcd data, file sync). */
+export const MIN_FREE_BYTES = 5 * 2 ** 30;
+/** Largest clock offset tolerated: well inside the agents' lease (file sync compares wall clocks). */
+export const MAX_SKEW_MS = 500;
+
+export interface PreflightFacts {
+  machine: string;
+  reachable: Probe<true>;
+  os?: { id: string; versionId: string; pretty: string } | null;
+  root?: { uid: number; sudo: boolean };
+  packageManager?: 'apt' | 'dnf' | null;
+  /** Ports the cluster needs on this machine that something already listens on. */
+  busy?: { port: number; what: string }[];
+  ports?: PortProbe[];
+  clock?: Probe<{ offsetMs: number; uncertaintyMs: number }>;
+  freeBytes?: number | null;
+}
+
+export interface PreflightFinding {
+  severity: 'fail' | 'warn';
+  machine: string;
+  check: string;
+  what: string;
+  why: string;
+  fix: string;
+}
+
+const text = async (shell: RemoteShell, argv: string[]) => {
+  const r = await shell.exec(argv, { timeoutMs: 10_000 });
+  return r.code === 0 ? r.stdout : null;
+};
+
+export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: Cluster): Promise<PreflightFacts> {
+  try {
+    const alive = await shell.exec(['true'], { timeoutMs: 10_000 });
+    if (alive.code !== 0) return { machine: m.name, reachable: { ok: false, error: alive.stderr.trim() || `exit ${alive.code}` } };
+  } catch (err) {
+    return { machine: m.name, reachable: { ok: false, error: (err as Error).message } };
+  }
+  const needs = portRequirements(cluster);
+  const mine = needs.filter((r) => r.to === m.name);
+  const outgoing = needs.filter((r) => r.from.includes(m.name));
+  const byName = new Map(cluster.machines.map((x) => [x.name, x]));
+  const [osText, uid, sudo, apt, dnf, ss, clk, df, ports] = await Promise.all([
+    text(shell, ['cat', '/etc/os-release']),
+    text(shell, ['id', '-u']),
+    shell.exec(['sudo', '-n', 'true'], { timeoutMs: 10_000 }).then((r) => r.code === 0),
+    shell.exec(['sh', '-c', 'command -v apt-get'], { timeoutMs: 10_000 }).then((r) => r.code === 0),
+    shell.exec(['sh', '-c', 'command -v dnf'], { timeoutMs: 10_000 }).then((r) => r.code === 0),
+    text(shell, ['ss', '-Hltn']),
+    clock(shell, 10_000),
+    text(shell, ['df', '-B1', '--output=avail', '/var/lib']),
+    Promise.all(outgoing.map((r) => connect(shell, m.name, byName.get(r.to)!, r.port, 3000))),
+  ]);
+  const listeners = ss === null ? [] : parseSs(ss);
+  // sshd is expected on its port (file sync uses it); any other listener is in the way.
+  const busy = mine.filter((r) => r.component !== 'sshd' && listeners.some((l) => l.port === r.port)).map((r) => ({ port: r.port, what: r.what }));
+  return {
+    machine: m.name,
+    reachable: { ok: true, value: true },
+    os: osText === null ? null : parseOsRelease(osText),
+    root: { uid: Number(uid?.trim() ?? NaN), sudo },
+    packageManager: apt ? 'apt' : dnf ? 'dnf' : null,
+    busy,
+    ports,
+    clock: clk,
+    freeBytes: df === null ? null : Number(df.trim().split('\n').pop()),
+  };
+}
+
+export function parseOsRelease(t: string): { id: string; versionId: string; pretty: string } {
+  const v = (k: string) => new RegExp(`^${k}="?([^"\\n]*)"?$`, 'm').exec(t)?.[1] ?? '';
+  return { id: v('ID'), versionId: v('VERSION_ID'), pretty: v('PRETTY_NAME') || `${v('ID')} ${v('VERSION_ID')}` };
+}
+
+/** What is wrong, from the facts of every machine. Pure. */
+export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): PreflightFinding[] {
+  const out: PreflightFinding[] = [];
+  const add = (f: PreflightFinding) => out.push(f);
+  const needs = portRequirements(cluster);
+  const addressOf = new Map(cluster.machines.map((x) => [x.name, x.address]));
+  for (const f of facts) {
+    const m = f.machine;
+    if (!f.reachable.ok) {
+      add({ severity: 'fail', machine: m, check: 'reachable', what: `cannot run a command: ${f.reachable.error}`, why: 'nothing can be installed on it', fix: 'check that the machine is up and its SSH port open, then run `vigil preflight` again' });
+      continue;
+    }
+    if (!f.os) add({ severity: 'fail', machine: m, check: 'os', what: '/etc/os-release is missing', why: 'Vigil installs packages for Debian, Ubuntu and RHEL 9 only', fix: 'use a supported distribution' });
+    else {
+      const ok = SUPPORTED[f.os.id]?.(Number.parseFloat(f.os.versionId));
+      if (!ok) add({ severity: 'fail', machine: m, check: 'os', what: `${f.os.pretty} is not supported`, why: 'Vigil installs its packages on Debian 12, Ubuntu 22.04/24.04 and RHEL 9 (and its rebuilds)', fix: 'reinstall the machine with a supported release' });
+    }
+    if (f.root && f.root.uid !== 0 && !f.root.sudo)
+      add({ severity: 'fail', machine: m, check: 'sudo', what: 'the SSH user is not root and `sudo -n` asks for a password', why: 'installing packages and services needs root', fix: 'add `<user> ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/vigil, or log in as root (`sshUser: root`)' });
+    if (f.packageManager === null) add({ severity: 'fail', machine: m, check: 'packages', what: 'neither apt-get nor dnf is there', why: 'Vigil installs PostgreSQL, Patroni, etcd, HAProxy, nginx and rsync with the distribution\'s package manager', fix: 'use a Debian, Ubuntu or RHEL machine' });
+    for (const b of f.busy ?? [])
+      add({ severity: 'fail', machine: m, check: 'ports', what: `port ${b.port} (${b.what}) is already in use by another program`, why: 'the component Vigil installs there could not listen', fix: `find it with \`ss -ltnp 'sport = :${b.port}'\` on ${m} and stop it, or change the port in vigil.yaml` });
+    for (const p of f.ports ?? []) {
+      if (p.outcome === 'open' || p.outcome === 'refused') continue; // refused: the path is open, nothing listens yet
+      const need = needs.find((r) => r.to === p.to && r.port === p.port);
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'ports',
+        what: `${m} cannot reach ${p.to}:${p.port} (${need?.what ?? 'port'}): ${p.outcome === 'timeout' ? 'no answer (a firewall drops it)' : (p.detail ?? p.outcome)}`,
+        why: `${m} needs it once the cluster runs`,
+        fix: `open TCP port ${p.port} on ${p.to} for ${m} (firewall-cmd --add-port=${p.port}/tcp --permanent && firewall-cmd --reload, or ufw allow from ${addressOf.get(m) ?? m} to any port ${p.port})`,
+      });
+    }
+    if (f.clock && !f.clock.ok) add({ severity: 'warn', machine: m, check: 'clock', what: `could not read the clock: ${f.clock.error}`, why: 'agents and file sync compare times', fix: 'check that `date` works there' });
+    else if (f.clock?.ok && Math.abs(f.clock.value.offsetMs) > MAX_SKEW_MS + f.clock.value.uncertaintyMs)
+      add({ severity: 'fail', machine: m, check: 'clock', what: `its clock is ${Math.round(f.clock.value.offsetMs)} ms off this machine's`, why: `file sync's receivers compare wall-clock times within the agents' lease; more than ${MAX_SKEW_MS} ms apart is unsafe`, fix: 'run NTP on every machine (chrony or systemd-timesyncd) against the same servers' });
+    if (f.freeBytes !== undefined && f.freeBytes !== null && f.freeBytes < MIN_FREE_BYTES)
+      add({ severity: 'warn', machine: m, check: 'disk', what: `${(f.freeBytes / 2 ** 30).toFixed(1)} GiB free under /var/lib`, why: 'PostgreSQL, etcd and the synced files live there', fix: `free space or grow the file system to at least ${MIN_FREE_BYTES / 2 ** 30} GiB free` });
+  }
+  return out;
+}
+
+export function formatPreflight(facts: PreflightFacts[], findings: PreflightFinding[]): string {
+  const lines: string[] = [];
+  for (const f of facts) {
+    const mine = findings.filter((x) => x.machine === f.machine);
+    const os = f.os ? f.os.pretty : 'unknown OS';
+    lines.push(`${f.machine}: ${f.reachable.ok ? `${os}, ${f.packageManager ?? 'no package manager'}, ${(f.ports ?? []).length} port path(s) checked` : 'UNREACHABLE'}`);
+    for (const x of mine) lines.push(`  ${x.severity.toUpperCase().padEnd(5)} ${x.check}: ${x.what}\n        why: ${x.why}\n        fix: ${x.fix}`);
+  }
+  const fails = findings.filter((x) => x.severity === 'fail').length;
+  lines.push(fails ? `preflight: ${fails} problem(s) to fix before installing` : `preflight: every machine can take the cluster${findings.length ? ` (${findings.length} warning(s))` : ''}`);
+  return lines.join('\n');
+}
