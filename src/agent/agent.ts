@@ -19,6 +19,8 @@ export interface AgentDeps {
   appHealth(): Promise<boolean>;
   /** Runs before the services start for a new epoch (file sync stops the receivers of older pushes). */
   beforeStart?(epoch: number | null): Promise<void>;
+  /** Runs at the end of every cycle, whatever started it (timer, watch hint, fence): file sync follows the agent's state here. */
+  afterCycle?(): Promise<void>;
   /** Monotonic milliseconds. */
   now(): number;
   log(event: string, fields?: Record<string, unknown>): void;
@@ -79,6 +81,11 @@ export class Agent {
     return this.busy;
   }
 
+  /** Resolves when the cycle under way (if any) has finished. */
+  settled(): Promise<void> {
+    return this.busy;
+  }
+
   /** The observer's fence: stop now, and never serve again below `epoch`. */
   async fence(epoch: number): Promise<void> {
     if (epoch > this.fencedBelow) this.fencedBelow = epoch;
@@ -132,5 +139,6 @@ export class Agent {
       if ((want && !complete) || (!want && running)) this.services = await d.services.states();
     }
     this.appHealthy = this.services.length > 0 && this.services.every((s) => s.running) ? await d.appHealth().catch(() => false) : false;
+    await d.afterCycle?.();
   }
 }

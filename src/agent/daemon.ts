@@ -52,24 +52,16 @@ export async function runAgent(o: AgentOptions): Promise<void> {
         await sync?.update(agentView(agent));
         await sync?.beforeActivate();
       },
+      // The accept file carries the confirmation the cycle just made.
+      afterCycle: async () => {
+        await sync?.update(agentView(agent)).catch((err: unknown) => void log('sync-update-failed', { error: String(err) }));
+      },
       now: () => performance.now(),
       log,
     },
     { leaseMs: cluster.timers.agentLeaseMs },
   );
-  let cycling: Promise<void> = Promise.resolve();
-  // File sync follows each cycle: the accept file carries the confirmation the cycle just made.
-  const cycle = async () => {
-    await agent.tick();
-    await sync?.update(agentView(agent)).catch((err: unknown) => log('sync-update-failed', { error: String(err) }));
-  };
-  const watch = await store.watchActive(
-    (r) => {
-      agent.hint(r);
-      cycling = cycling.then(cycle);
-    },
-    { onError: (err) => log('watch-error', { error: err.message }) },
-  );
+  const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
   const server = await createMtlsServer({
     ca: pki.ca,
@@ -81,11 +73,11 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
   log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none' });
-  const timer = setInterval(() => (cycling = cycling.then(cycle)), o.tickMs ?? 500);
-  await cycle();
+  const timer = setInterval(() => void agent.tick(), o.tickMs ?? 500);
+  await agent.tick();
   await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
   clearInterval(timer);
-  await cycling;
+  await agent.settled();
   await sync?.close();
   await server.close();
   await watch.close();

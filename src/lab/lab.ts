@@ -51,11 +51,16 @@ export async function openLab(): Promise<LabHandle> {
   return { state, cluster, secrets: await loadSecrets(cluster) };
 }
 
-/** Brings a lab up; on any failure tears down what it made, and the error carries the log tail. */
-export async function labUp(shape: LabShape, progress: Progress = quiet, opts: { keepOnFailure?: boolean } = {}): Promise<LabHandle> {
+/** Refuses to build over a lab that is up (or a crashed one's leftovers), then makes the lab's directory. */
+export async function claimLabDir(): Promise<void> {
   if ((await readState()) || (await net.listLabNetns()).length > 0)
     throw new VigilError('LAB', [problem(LAB_DIR, 'a lab is already up (or an earlier one crashed)', 'run `vigil lab down` first')]);
   await mkdir(LAB_DIR, { recursive: true, mode: 0o700 });
+}
+
+/** Brings a lab up; on any failure tears down what it made, and the error carries the log tail. */
+export async function labUp(shape: LabShape, progress: Progress = quiet, opts: { keepOnFailure?: boolean } = {}): Promise<LabHandle> {
+  await claimLabDir();
   await writeFile(clusterFilePath(), labClusterYaml({ ...shape, postgresVersion: shape.postgresVersion ?? (await installedPostgres()) }));
   await writeFile(join(LAB_DIR, 'vigil.secrets.yaml'), labSecretsYaml(), { mode: 0o600 });
   const cluster = await loadCluster(clusterFilePath());
