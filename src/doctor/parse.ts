@@ -84,7 +84,7 @@ const INTERPRETERS = new Set(['node', 'nodejs', 'python', 'python3', 'java', 'ba
 
 /**
  * The file whose content is the service's version: the script or archive an interpreter runs
- * (`node /opt/vigil/vigil.mjs`, `java -jar app.jar`), otherwise the executable itself.
+ * (`node /opt/vigil/lib/vigil.mjs`, `java -jar app.jar`), otherwise the executable itself.
  */
 export function programOf(argv: readonly string[]): string | null {
   const exe = argv[0];

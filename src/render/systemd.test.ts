@@ -42,17 +42,17 @@ describe('systemd units', () => {
   });
 
   it("runs each daemon from the installed bundle with the machine's name and the cluster file", () => {
-    assert.deepEqual(VIGIL_INSTALL, { node: '/usr/bin/node', entry: '/opt/vigil/vigil.mjs' });
+    assert.deepEqual(VIGIL_INSTALL, { dir: '/opt/vigil', node: '/opt/vigil/bin/node', entry: '/opt/vigil/lib/vigil.mjs', receiver: '/opt/vigil/lib/vigil-sync-receive.mjs' });
     assert.equal(PATHS.clusterFile, '/etc/vigil/vigil.yaml');
     for (const topology of ['pair', 'distributed'] as const) {
       for (const m of machinesWith(topology, UNITS.agent)) {
         const execs = unitOf(topology, m, UNITS.agent).split('\n').filter((l) => l.startsWith('ExecStart'));
-        assert.deepEqual(execs, [`ExecStart=/usr/bin/node /opt/vigil/vigil.mjs agent --node ${m} --cluster /etc/vigil/vigil.yaml`]);
+        assert.deepEqual(execs, [`ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs agent --node ${m} --cluster /etc/vigil/vigil.yaml`]);
       }
       const execs = unitOf(topology, 'observer', UNITS.observer).split('\n').filter((l) => l.startsWith('ExecStart'));
-      assert.deepEqual(execs, ['ExecStart=/usr/bin/node /opt/vigil/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml']);
+      assert.deepEqual(execs, ['ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml']);
     }
-    assert.deepEqual(daemonCommand('agent', 'db2'), ['/usr/bin/node', '/opt/vigil/vigil.mjs', 'agent', '--node', 'db2', '--cluster', '/etc/vigil/vigil.yaml']);
+    assert.deepEqual(daemonCommand('agent', 'db2'), ['/opt/vigil/bin/node', '/opt/vigil/lib/vigil.mjs', 'agent', '--node', 'db2', '--cluster', '/etc/vigil/vigil.yaml']);
   });
 
   it('passes only options the CLI knows', () => {

@@ -36,19 +36,23 @@ export const BINARIES = {
 } as const;
 
 /**
- * Where Vigil's own code is on a machine, for the agent and observer units. How it gets there is
- * the installer's business (a self-contained artifact, no npm on the targets); whatever it does,
- * it must provide BOTH files:
- * - `node`: a Node.js >= 20.19 binary (package.json `engines`). /usr/bin/node is where Debian's
- *   and Ubuntu's `nodejs` package (and NodeSource's) install it; Debian 12's own nodejs is 18, too
- *   old, so there the installer has to bring a newer one (or install NodeSource's package).
+ * Where Vigil's own code is on a machine, for the agent and observer units: the self-contained
+ * artifact `vigil apply` installs (src/apply/artifact.ts), so the targets need no npm registry, no
+ * internet and no Node.js package of their own:
+ * - `node`: the Node.js binary the admin's `vigil` runs on (>= 20.19, package.json `engines`),
+ *   copied as it is. Besides glibc (>= 2.28) it links only libstdc++ and libgcc_s, which Debian
+ *   12, Ubuntu 22/24 and RHEL 9 have (OpenSSL, ICU, libuv and V8 are built in), so it runs on any
+ *   Linux machine of the same architecture (apply checks `uname -m`; docs/artifact.md).
  * - `entry`: Vigil bundled into one ES module (esbuild, src/cli/main.ts plus its dependencies),
- *   runnable as `node /opt/vigil/vigil.mjs <command> ...` like bin/vigil.js in a checkout.
+ *   runnable as `node /opt/vigil/lib/vigil.mjs <command> ...` like bin/vigil.js in a checkout.
+ * - `receiver`: file sync's receiver, the forced command of the sync keys (src/sync/receive.ts).
  * /opt/vigil is the FHS place for an add-on package that is not installed by the distribution.
  */
 export const VIGIL_INSTALL = {
-  node: '/usr/bin/node',
-  entry: '/opt/vigil/vigil.mjs',
+  dir: '/opt/vigil',
+  node: '/opt/vigil/bin/node',
+  entry: '/opt/vigil/lib/vigil.mjs',
+  receiver: '/opt/vigil/lib/vigil-sync-receive.mjs',
 } as const;
 
 export const UNITS = {
