@@ -42,6 +42,8 @@ export class Agent {
   private startedEpoch: number | null = null;
   private reportedDeath = false;
   private busy: Promise<void> = Promise.resolve();
+  /** The cycle waiting for the one under way, if any. */
+  private queued: Promise<void> | null = null;
 
   constructor(
     private readonly deps: AgentDeps,
@@ -77,8 +79,18 @@ export class Agent {
 
   /** One cycle: confirm the record, then bring the services in line with it. Serialised. */
   tick(): Promise<void> {
-    this.busy = this.busy.then(() => this.cycle()).catch((err: unknown) => this.deps.log('tick-failed', { error: String(err) }));
-    return this.busy;
+    // A cycle already waiting for the one under way serves this call too (it reads the state
+    // when it starts): ticks that come faster than cycles end (etcd slow or down) do not pile up.
+    if (this.queued) return this.queued;
+    const next = this.busy
+      .then(() => {
+        this.queued = null;
+        return this.cycle();
+      })
+      .catch((err: unknown) => this.deps.log('tick-failed', { error: String(err) }));
+    this.queued = next;
+    this.busy = next;
+    return next;
   }
 
   /** Resolves when the cycle under way (if any) has finished. */

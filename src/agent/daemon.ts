@@ -77,12 +77,59 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   await agent.tick();
   await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
   clearInterval(timer);
-  await agent.settled();
-  await sync?.close();
-  await server.close();
-  await watch.close();
-  await store.close();
-  log('agent-stopped', { node: o.node });
+  const stopping = performance.now();
+  // The API and the watch first: after them nothing starts a cycle (a fence, a hint), so the
+  // cycle under way is the last one. The services keep running whatever happens here.
+  const unfinished = await stopSteps([
+    ['api', () => server.close()],
+    ['watch', () => watch.close()],
+    ['cycle', () => agent.settled()],
+    ['sync', async () => sync?.close()],
+    ['etcd', () => store.close()],
+  ]);
+  log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
+}
+
+/** A step of the shutdown may take this long before it is given up on (and the next one runs). */
+const STOP_STEP_MS = 3000;
+/** The whole shutdown is bounded so: systemd kills the agent at TimeoutStopSec=10. */
+const STOP_TOTAL_MS = 5000;
+
+/**
+ * Runs the shutdown's steps in order, none for longer than STOP_STEP_MS and all of them within
+ * STOP_TOTAL_MS: one that hangs is logged and left behind, and the agent exits all the same (the
+ * CLI ends the process if what is left behind keeps it alive). Returns the steps left unfinished.
+ */
+export async function stopSteps(
+  steps: [string, () => Promise<unknown>][],
+  limits = { stepMs: STOP_STEP_MS, totalMs: STOP_TOTAL_MS },
+  say: (event: string, fields?: Record<string, unknown>) => void = log,
+): Promise<string[]> {
+  const deadline = performance.now() + limits.totalMs;
+  const unfinished: string[] = [];
+  for (const [step, run] of steps) {
+    const started = performance.now();
+    const budget = Math.max(0, Math.min(limits.stepMs, deadline - started));
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      Promise.resolve()
+        .then(run)
+        .then(
+          () => true,
+          (err: unknown) => {
+            say('agent-stop-failed', { step, error: String(err) });
+            return true;
+          },
+        ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), budget))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) {
+      say('agent-stop-slow', { step, waitedMs: Math.round(performance.now() - started) });
+      unfinished.push(step);
+    }
+  }
+  return unfinished;
 }
 
 async function startFileSync(cluster: Cluster, node: string, events: EventLog): Promise<FileSync> {

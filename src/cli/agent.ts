@@ -12,6 +12,7 @@ export function registerDaemons(program: Command): void {
     .action(async (o: { node: string; cluster: string; labServices?: string }) => {
       const { runAgent } = await import('../agent/daemon.ts');
       await runAgent({ clusterFile: o.cluster, node: o.node, labServices: o.labServices, signal: untilSignalled() });
+      exitSoon();
     });
 
   program
@@ -23,6 +24,18 @@ export function registerDaemons(program: Command): void {
       const { runObserver } = await import('../observer/daemon.ts');
       await runObserver({ clusterFile: o.cluster, node: o.node, signal: untilSignalled() });
     });
+}
+
+/**
+ * After the agent stopped: the process ends by itself once nothing is left to do. Should a step
+ * of the shutdown that was given up on (see stopSteps) still hold a handle, it is ended anyway,
+ * well before systemd's SIGKILL (TimeoutStopSec=10); the timer itself keeps nothing alive.
+ */
+function exitSoon(ms = 1000): void {
+  setTimeout(() => {
+    const line = { ts: new Date().toISOString(), event: 'agent-exit-forced', resources: process.getActiveResourcesInfo() };
+    process.stdout.write(`${JSON.stringify(line)}\n`, () => process.exit());
+  }, ms).unref();
 }
 
 /** Aborts on SIGTERM or SIGINT, so the daemon can close its connections and exit 0. */

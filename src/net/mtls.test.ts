@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { Agent, request } from 'node:https';
+import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -168,6 +168,40 @@ describe('mutual TLS', () => {
       assert.equal(seen.length, 1);
     } finally {
       await broken.close();
+    }
+  });
+
+  it('closes promptly with an idle keep-alive connection, a client stuck before its handshake and a request that never ends', { timeout: 10_000 }, async () => {
+    const srv = await createMtlsServer({
+      ca: ca.certPem, cert: serverCert.certPem, key: serverCert.keyPem, host: HOST, port: 0,
+      handler: (req, res) => {
+        if (req.url === '/hang') return; // never answers
+        res.writeHead(200).end('ok');
+      },
+    });
+    const keepAlive = new Agent({ keepAlive: true });
+    const get = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({ host: HOST, port: srv.port, path, agent: keepAlive, ...as(observer) }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const stalled = connect(srv.port, HOST); // TCP only: no TLS handshake ever starts
+    stalled.on('error', () => {});
+    try {
+      assert.equal(await get('/'), 200); // leaves an idle keep-alive connection
+      const hanging = get('/hang').catch(() => 'dropped');
+      await new Promise((r) => setTimeout(r, 100));
+      const started = Date.now();
+      await srv.close(300);
+      assert.ok(Date.now() - started < 2_000, `close took ${Date.now() - started} ms`);
+      assert.equal(await hanging, 'dropped');
+    } finally {
+      keepAlive.destroy();
+      stalled.destroy();
     }
   });
 

@@ -10,7 +10,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, request, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
 /** PEM strings: the cluster CA certificate, this side's certificate and its private key. */
@@ -48,7 +48,13 @@ export interface MtlsServer {
   host: string;
   /** The port actually bound (useful with port 0). */
   port: number;
-  close(): Promise<void>;
+  /**
+   * Stops listening and resolves once every connection is gone: idle ones (keep-alive) are
+   * closed at once, requests under way get `graceMs` (default 1000) to finish, and whatever is
+   * left then (a slow handler, a client stuck in the TLS handshake) is destroyed. It never waits
+   * on a client.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** TLS settings both sides share: TLS 1.2 at least, and the cluster CA as the only trust root. */
@@ -72,6 +78,14 @@ export async function createMtlsServer(opts: MtlsServerOptions): Promise<MtlsSer
   );
   server.keepAliveTimeout = 5_000;
   server.on('tlsClientError', (err, socket) => opts.onTlsError?.(err, socket.remoteAddress));
+  // Every TCP connection, from accept on: the HTTP layer's own list (closeAllConnections) holds
+  // a connection only once its TLS handshake is done, and server.close() waits for all of them
+  // (a stalled handshake for up to handshakeTimeout, 120 s).
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -84,10 +98,20 @@ export async function createMtlsServer(opts: MtlsServerOptions): Promise<MtlsSer
     server,
     host: opts.host,
     port,
-    close: () =>
+    close: (graceMs = 1000) =>
       new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
-        server.closeAllConnections();
+        // A request that finishes in the grace period leaves an idle keep-alive connection: closed too.
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        const force = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, graceMs);
+        server.close((err) => {
+          clearInterval(idle);
+          clearTimeout(force);
+          if (err) reject(err);
+          else resolve();
+        });
+        server.closeIdleConnections();
       }),
   };
 }

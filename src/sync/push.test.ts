@@ -186,3 +186,50 @@ test('an empty directory on the active machine never empties a standby', async (
   }
   assert.equal(await readFile(join(r.dst, 'only-copy.txt'), 'utf8'), 'the standby holds the only copy');
 });
+
+test('a process that keeps rsync\'s stderr open (ssh\'s ControlMaster, for a hung standby) holds up neither a push nor stop()', { timeout: 20_000 }, async () => {
+  const r = await rig('held-stderr');
+  await writeFile(join(r.src, 'a.txt'), 'one');
+  const pids = join(r.root, 'pids');
+  const hang = join(r.root, 'hang');
+  const running = join(r.root, 'running');
+  // rsync's stand-in: leaves a process behind on its stderr, as the ControlMaster holds the
+  // session's stdio until the standby closes it; then succeeds, or (with the hang file) hangs.
+  const rsync = join(r.root, 'rsync');
+  await writeFile(rsync, ['#!/bin/sh', `sleep 60 & echo $! >> ${pids}`, `[ -e ${hang} ] || exit 0`, `echo $$ >> ${pids}; : > ${running}`, 'exec sleep 60', ''].join('\n'));
+  await chmod(rsync, 0o755);
+  const events: { event: string }[] = [];
+  const p = new Pusher({
+    epoch: 1,
+    dirs: [r.src],
+    peers: [{ node: 'app2', address: 'localhost', sshPort: 22 }],
+    sshCommand: () => r.rsh,
+    rsync,
+    timeoutSeconds: 10,
+    batchDelayMs: 10,
+    reconcileIntervalMs: 3_600_000,
+    checksum: false,
+    log: (event) => events.push({ event }),
+  });
+  try {
+    const started = Date.now();
+    await p.start();
+    await waitFor('the reconciliation', async () => (events.some((e) => e.event === 'sync-reconciled') ? true : undefined), 5_000, 20);
+    assert.ok(Date.now() - started < 3_000, `the reconciliation took ${Date.now() - started} ms`);
+    await writeFile(hang, '');
+    p.reconcileNow();
+    await waitFor('the hanging push', async () => (await readFile(running).then(() => true).catch(() => undefined)), 5_000, 20);
+    const stopping = Date.now();
+    await p.stop();
+    assert.ok(Date.now() - stopping < 3_000, `stop() took ${Date.now() - stopping} ms`);
+  } finally {
+    await p.stop();
+    for (const pid of (await readFile(pids, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+});

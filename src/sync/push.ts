@@ -43,6 +43,10 @@ export interface PusherOptions {
 type PeerStatus = SyncStatus['peers'][number];
 const LAG_SAMPLES = 2000;
 const MAX_BACKOFF_MS = 5000;
+/** How long rsync's stderr is still read after rsync exited (see Channel.rsync). */
+const STDERR_LINGER_MS = 500;
+/** rsync's own status for "killed by a signal" (RERR_SIGNAL). */
+const RSYNC_SIGNALLED = 20;
 
 export class Pusher {
   private readonly watchers: TreeWatcher[] = [];
@@ -139,14 +143,19 @@ class Channel {
     this.timer.unref();
   }
 
+  /**
+   * Kills the push under way and waits for the loop to end: for rsync to exit, not for its
+   * output pipes to close (see rsync()), so a standby that hangs cannot hold this up.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     const child = this.child;
-    if (child && child.exitCode === null) {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), 1000);
-      await new Promise<void>((r) => child.once('close', () => r()));
+      await exited;
       clearTimeout(killer);
     }
     this.kick(true);
@@ -322,10 +331,26 @@ class Channel {
     return { address: this.peer.address, sshPort: this.peer.sshPort, epoch: this.o.epoch, sshCommand: this.o.sshCommand(this.peer), timeoutSeconds: this.o.timeoutSeconds };
   }
 
+  /**
+   * Runs rsync; resolves once it has exited and its stderr is read. rsync's ssh hands its stdio
+   * to the shared ControlMaster (ControlPersist), which holds them until the remote end of the
+   * session closes, long after rsync and ssh exited when the standby hangs (a paused receiver, a
+   * stuck disk). So stderr is read on only briefly after the exit, then let go: waiting for the
+   * pipe to close could hold the channel (and stop(), and the agent's shutdown) indefinitely.
+   */
   private rsync(args: string[], input?: Buffer): Promise<{ code: number; stderr: string }> {
+    // Stopped meanwhile (stop() found no child to kill): start nothing new.
+    if (this.stopped) return Promise.resolve({ code: RSYNC_SIGNALLED, stderr: 'the pusher stopped' });
     return new Promise((resolve) => {
       const child = spawn(this.o.rsync ?? 'rsync', args, { stdio: [input ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
       this.child = child;
+      let linger: NodeJS.Timeout | undefined;
+      child.on('exit', () => {
+        linger = setTimeout(() => {
+          child.stdin?.destroy();
+          child.stderr?.destroy(); // once its streams are closed the child emits 'close'
+        }, STDERR_LINGER_MS);
+      });
       let stderr = '';
       child.stderr!.on('data', (d: Buffer) => {
         if (stderr.length < 65536) stderr += d.toString();
@@ -336,7 +361,8 @@ class Channel {
       }
       child.on('error', (err) => resolve({ code: 127, stderr: `cannot run rsync: ${err.message}` }));
       child.on('close', (code, signal) => {
-        this.child = null;
+        clearTimeout(linger);
+        if (this.child === child) this.child = null;
         resolve({ code: code ?? 128, stderr: signal ? `${stderr}rsync stopped by ${signal}` : stderr });
       });
     });
