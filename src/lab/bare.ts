@@ -4,25 +4,41 @@
  * root password (its own /etc/shadow, bind-mounted in its mount namespace: this host's accounts are
  * never touched) and its own SSH host key. The lab hands over an answers file for
  * `vigil init --answers` (mode 600: it holds the root password, which init uses once).
+ *
+ * No systemd runs as PID 1 in a lab machine, so each bare machine gets the lab's service manager
+ * (src/lab/init): a daemon in the machine's namespaces that starts the units enabled in the
+ * machine's own /etc/systemd/system, and a `systemctl` (bind-mounted over /usr/bin/systemctl in
+ * the machine's mount namespace only) that talks to it. sshd is a unit of it, ssh.service, as on
+ * Debian; apply adds its own units the way it does on a real machine.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { access, chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { PATHS } from '../config/paths.ts';
+import { UNITS } from '../render/systemd.ts';
+import { LabShell } from '../remote/lab.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run, waitFor } from '../util/exec.ts';
 import * as net from './net.ts';
 import { claimLabDir, labDown } from './lab.ts';
 import { LAB_DIR, hostRoot, mountNsPath, ownHostPathOf } from './paths.ts';
 import { spawnIn } from './procs.ts';
-import { LAB_HOST_KEY, LAB_SSHD_CONFIG, labSshdConfig } from './sshd.ts';
+import { LAB_HOST_KEY, LAB_SSHD_CONFIG, LAB_SSH_UNIT, labSshUnit, labSshdConfig } from './sshd.ts';
 import { writeState, type LabState } from './state.ts';
 import { labMachines, type LabShape } from './topology.ts';
 import { createKeyPair } from '../sync/keys.ts';
-import { SYNC_PATHS } from '../sync/protocol.ts';
+import { bundleLabInit, writeSystemctlShim } from './init/bundle.ts';
+import { BOOT_TARGET, unitLogPath } from './init/files.ts';
 
 export const answersPath = (): string => join(LAB_DIR, 'answers.yaml');
 const SSH_PORT = 22;
+/** The service manager and systemctl, bundled once per lab; every bare machine runs this one file. */
+const labInitPath = () => join(LAB_DIR, 'bin', 'lab-init.mjs');
+/** The script bind-mounted over each bare machine's /usr/bin/systemctl. */
+const systemctlShimPath = () => join(LAB_DIR, 'bin', 'systemctl');
+const SYSTEMCTL = '/usr/bin/systemctl';
 
 /** Builds the machines with sshd only; returns the answers file's path. */
 export async function labUpBare(shape: LabShape, progress: (line: string) => void): Promise<string> {
@@ -33,7 +49,12 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
   try {
     const password = randomBytes(15).toString('base64url');
     const shadow = await labShadow(password);
-    progress(`network: bridge and ${machines.length} bare machines (sshd only)`);
+    progress(`network: bridge and ${machines.length} bare machines (sshd only, started by the lab's service manager)`);
+    await access(SYSTEMCTL).catch(() => {
+      throw new VigilError('LAB', [problem(SYSTEMCTL, 'is missing on this host', "the bare lab binds its machines' systemctl over it: install systemd (apt-get install systemd)")]);
+    });
+    await bundleLabInit(labInitPath());
+    await writeSystemctlShim(systemctlShimPath(), labInitPath());
     await net.createBridge();
     await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
     for (const m of machines) {
@@ -45,8 +66,10 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
       await chmod(ownHostPathOf(m.name, '/root'), 0o700);
       await mkdir(dirname(ownHostPathOf(m.name, LAB_HOST_KEY)), { recursive: true, mode: 0o700 });
       await createKeyPair(ownHostPathOf(m.name, LAB_HOST_KEY), `host@${m.name}`);
-      await writeFile(ownHostPathOf(m.name, LAB_SSHD_CONFIG), labSshdConfig({ address: m.address, port: SSH_PORT, authorizedKeys: SYNC_PATHS.authorizedKeys, bare: true }), { mode: 0o600 });
-      startBareSshd(m.name);
+      await writeFile(ownHostPathOf(m.name, LAB_SSHD_CONFIG), labSshdConfig({ address: m.address, port: SSH_PORT, bare: true }), { mode: 0o600 });
+      await installSshUnit(m.name);
+      await run('nsenter', [`--mount=${mountNsPath(m.name)}`, '--', 'mount', '--bind', systemctlShimPath(), SYSTEMCTL]);
+      startLabInit(m.name);
     }
     await waitFor('sshd on every machine', async () => ((await Promise.all(machines.map((m) => sshAnswers(m.address)))).every(Boolean) ? true : undefined), 30_000, 250);
     const answers = {
@@ -66,8 +89,49 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
   }
 }
 
-export function startBareSshd(host: string): void {
-  spawnIn(host, { name: 'sshd', argv: ['/usr/sbin/sshd', '-D', '-e', '-f', LAB_SSHD_CONFIG] });
+/**
+ * ssh.service in the machine's own /etc/systemd/system, enabled with the links `systemctl enable`
+ * makes (the boot target's .wants and the sshd.service alias; absolute, as systemctl makes them:
+ * they resolve inside the machine).
+ */
+async function installSshUnit(host: string): Promise<void> {
+  const unit = `${PATHS.systemdDir}/${LAB_SSH_UNIT}`;
+  await writeFile(ownHostPathOf(host, unit), labSshUnit(), { mode: 0o644 });
+  const wants = ownHostPathOf(host, `${PATHS.systemdDir}/${BOOT_TARGET}.wants`);
+  await mkdir(wants, { recursive: true, mode: 0o755 });
+  await symlink(unit, join(wants, LAB_SSH_UNIT));
+  await symlink(unit, ownHostPathOf(host, `${PATHS.systemdDir}/sshd.service`));
+}
+
+/**
+ * Starts the machine's service manager, which starts the enabled units: what a machine does when
+ * it boots. Its own log is the machine's /var/log/vigil/lab-init.log.
+ */
+export function startLabInit(host: string): void {
+  spawnIn(host, { name: 'lab-init', argv: [process.execPath, labInitPath(), 'manager'] });
+}
+
+/** The unit of each process `vigil lab start` names, on a machine `vigil apply` installed. */
+const PHASE_UNITS: Record<string, string> = {
+  sshd: LAB_SSH_UNIT,
+  etcd: UNITS.etcd,
+  patroni: UNITS.patroni,
+  haproxy: UNITS.haproxy,
+  agent: UNITS.agent,
+  observer: UNITS.observer,
+};
+
+/**
+ * `vigil lab start HOST PROCESS` on a bare machine: `systemctl start UNIT` inside it, which does
+ * nothing when the unit runs already (Restart= may have brought it back first).
+ */
+export async function startBareUnit(host: string, proc: string): Promise<void> {
+  const unit = PHASE_UNITS[proc];
+  if (!unit) throw new VigilError('USAGE', [problem(host, `no unit for ${proc}`, `use one of: ${Object.keys(PHASE_UNITS).join(', ')}`)]);
+  const r = await new LabShell(host).exec(['systemctl', 'start', unit], { timeoutMs: 120_000 });
+  if (r.code === 0) return;
+  const fix = r.code === 5 ? `${unit} is not installed on ${host}: \`vigil apply\` installs it` : `read ${unitLogPath(unit)} on ${host} (\`vigil lab exec ${host} -- systemctl status ${unit}\`)`;
+  throw new VigilError('LAB', [problem(host, `systemctl start ${unit} failed (exit ${r.code}): ${r.stderr.trim()}`, fix)]);
 }
 
 /** This host's /etc/shadow with root's password replaced by the lab's (hashed with SHA-512 crypt; the password goes through stdin). */
@@ -84,6 +148,17 @@ async function labShadow(password: string): Promise<string> {
 
 /** sshd answers with its banner on the machine's port 22 (from this host, over the bridge). */
 async function sshAnswers(address: string): Promise<boolean> {
-  const r = await run('timeout', ['2', 'bash', '-c', `exec 3<>/dev/tcp/${address}/${SSH_PORT}; head -c 4 <&3`], { allowFail: true });
-  return r.stdout.startsWith('SSH-');
+  // From this process rather than a `bash -c` probe: this host's shell start-up files (pyenv)
+  // can take longer than the probe's whole budget on a loaded machine.
+  return new Promise((resolve) => {
+    const sock = connect({ host: address, port: SSH_PORT });
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(2000, () => done(false));
+    sock.once('data', (d: Buffer) => done(d.subarray(0, 4).toString('latin1') === 'SSH-'));
+    sock.once('error', () => done(false));
+    sock.once('close', () => done(false));
+  });
 }

@@ -24,7 +24,7 @@ import { httpOk } from '../util/net.ts';
 import { LabShell } from '../remote/lab.ts';
 import type { ExecResult } from '../remote/types.ts';
 import * as net from './net.ts';
-import { LAB_DIR, clusterFilePath, hostRoot, mountNsPath, netnsPath, ownHostPathOf } from './paths.ts';
+import { LAB_DIR, LAB_MOUNT_POINTS, clusterFilePath, hostRoot, mountNsPath, netnsPath, ownHostPathOf } from './paths.ts';
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
 import { BRIDGE_ADDRESS, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
@@ -319,7 +319,7 @@ export async function labDown(progress: Progress = quiet): Promise<void> {
   // The empty mount points on this host, only if no lab of any id is left: removing a directory
   // that is a mount point in another mount namespace detaches that mount there (Linux >= 3.18),
   // which would pull Vigil's directories from under a running lab's machines.
-  if (!(await net.anyLabNetns())) for (const r of Object.values(ROOTS)) await rmdir(r).catch(() => {}); // only if empty: never another tool's files
+  if (!(await net.anyLabNetns())) for (const r of LAB_MOUNT_POINTS) await rmdir(r).catch(() => {}); // only if empty: never another tool's files
   progress('lab down');
 }
 
@@ -363,7 +363,7 @@ export async function labRevive(host: string): Promise<void> {
   const m = machineOf(state, host);
   await killAll(host); // a revive is a reboot: nothing of the old life survives
   if (state.bare) {
-    (await import('./bare.ts')).startBareSshd(host);
+    (await import('./bare.ts')).startLabInit(host); // which starts the enabled units, as a boot does
     return;
   }
   for (const phase of PHASES) startPhase(m, phase);
@@ -371,7 +371,9 @@ export async function labRevive(host: string): Promise<void> {
 
 /** Starts one process of a machine again (e.g. an observer killed in the middle of a failover). */
 export async function labStart(host: string, proc: Phase): Promise<void> {
-  const m = machineOf(await requireState(), host);
+  const state = await requireState();
+  const m = machineOf(state, host);
+  if (state.bare) return (await import('./bare.ts')).startBareUnit(host, proc);
   if (phaseSpecs(m, proc).length === 0) throw new VigilError('USAGE', [problem(host, `${host} does not run ${proc}`, '`vigil lab status` lists what runs where')]);
   if ((await listProcesses(host)).some((p) => p.name === proc)) throw new VigilError('LAB', [problem(host, `${proc} is already running`, `kill it first: \`vigil lab kill ${host} ${proc}\``)]);
   startPhase(m, proc);

@@ -1,6 +1,7 @@
 /** Where the lab keeps its state on this machine, and how it names what it creates. */
 import { join, relative } from 'node:path';
-import { ROOTS } from '../config/paths.ts';
+import { PATHS, ROOTS } from '../config/paths.ts';
+import { VIGIL_INSTALL } from '../render/systemd.ts';
 
 /**
  * Several labs may run side by side on one host, one per `VIGIL_LAB_ID` (0 to 9, default 0):
@@ -34,10 +35,25 @@ export const clusterFilePath = (): string => join(LAB_DIR, 'vigil.yaml');
 
 /**
  * What each lab machine has of its own, bind-mounted from its directory over this host's path:
- * Vigil's four roots, and root's home (sshd runs forced commands through root's shell, which reads
- * ~/.bashrc; the host's must not leak in). Every other path is this host's own.
+ * Vigil's four roots; root's home (sshd runs forced commands through root's shell, which reads
+ * ~/.bashrc; the host's must not leak in); and what `vigil apply` installs outside the roots: the
+ * systemd units, Vigil's artifact (VIGIL_INSTALL) and sshd drop-ins. Every other path is this
+ * host's own.
  */
-export const MACHINE_BINDS: readonly (readonly [key: string, target: string])[] = [...Object.entries(ROOTS), ['root-home', '/root']];
+export const MACHINE_BINDS: readonly (readonly [key: string, target: string])[] = [
+  ...Object.entries(ROOTS),
+  ['root-home', '/root'],
+  ['systemd', PATHS.systemdDir],
+  ['opt-vigil', VIGIL_INSTALL.dir],
+  ['sshd-config-d', '/etc/ssh/sshd_config.d'],
+];
+
+/**
+ * Mount points the lab creates on this host when they are missing, and removes again (only when
+ * empty) once no lab is left: Vigil's four roots and /opt/vigil. Never /etc/systemd/system or
+ * /etc/ssh/sshd_config.d, which belong to this host's own systemd and sshd.
+ */
+export const LAB_MOUNT_POINTS: readonly string[] = [...Object.values(ROOTS), VIGIL_INSTALL.dir];
 
 /** The bound part a machine's path falls in: its host directory key and the path below it. */
 function boundPart(path: string): { key: string; rest: string } | undefined {
