@@ -13,6 +13,7 @@ import { portRequirements } from '../doctor/expect.ts';
 import { parseSs } from '../doctor/parse.ts';
 import type { PortProbe, Probe } from '../doctor/types.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import { UNITS } from '../render/systemd.ts';
 
 /** Debian, Ubuntu and RHEL-family releases Vigil installs on (DESIGN.md: Ubuntu 22/24, RHEL 9.x; Debian 12 in the lab). */
 const SUPPORTED: Record<string, (version: number) => boolean> = {
@@ -77,8 +78,15 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     Promise.all(outgoing.map((r) => connect(shell, m.name, byName.get(r.to)!, r.port, 3000))),
   ]);
   const listeners = ss === null ? [] : parseSs(ss);
-  // sshd is expected on its port (file sync uses it); any other listener is in the way.
-  const busy = mine.filter((r) => r.component !== 'sshd' && listeners.some((l) => l.port === r.port)).map((r) => ({ port: r.port, what: r.what }));
+  // sshd is expected on its port (file sync uses it); any other listener is in the way, unless
+  // it is the component's own Vigil unit running there (an earlier apply of this cluster).
+  let taken = mine.filter((r) => r.component !== 'sshd' && listeners.some((l) => l.port === r.port));
+  if (taken.length) {
+    const units = [...new Set(taken.map((r) => COMPONENT_UNIT[r.component]).filter((u): u is string => u !== undefined))];
+    const active = await activeUnits(shell, units);
+    taken = taken.filter((r) => !active.has(COMPONENT_UNIT[r.component] ?? ''));
+  }
+  const busy = taken.map((r) => ({ port: r.port, what: r.what }));
   return {
     machine: m.name,
     reachable: { ok: true, value: true },
@@ -90,6 +98,21 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     clock: clk,
     freeBytes: df === null ? null : Number(df.trim().split('\n').pop()),
   };
+}
+
+/** The unit that runs each component on a machine Vigil installed. */
+const COMPONENT_UNIT: Partial<Record<string, string>> = {
+  etcd: UNITS.etcd,
+  patroni: UNITS.patroni,
+  haproxy: UNITS.haproxy,
+  agent: UNITS.agent,
+  nginx: UNITS.nginx,
+};
+
+async function activeUnits(shell: RemoteShell, units: string[]): Promise<Set<string>> {
+  if (!units.length) return new Set();
+  const r = await shell.exec(['sh', '-c', 'for u in "$@"; do systemctl is-active --quiet "$u" && echo "$u"; done; true', 'vigil-active', ...units], { timeoutMs: 30_000 });
+  return new Set(r.stdout.split('\n').filter(Boolean));
 }
 
 export function parseOsRelease(t: string): { id: string; versionId: string; pretty: string } {

@@ -13,6 +13,7 @@ import { registerOps } from './ops.ts';
 import { registerInit } from './init.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerPreflight } from './preflight.ts';
+import { registerApply } from './apply.ts';
 
 export function buildProgram(): Command {
   const program = new Command('vigil')
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerRefapp(program);
   registerOps(program);
   registerPreflight(program);
+  registerApply(program);
   registerDoctor(program);
   registerDaemons(program);
   return program;

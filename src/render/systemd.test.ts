@@ -168,6 +168,6 @@ describe('the application services the agent manages', () => {
       assert.ok(text.includes('Restart=no'));
       assert.ok(!text.includes('[Install]'));
     }
-    assert.match(refappUnit(), /ExecStart=\/usr\/bin\/node \/opt\/vigil\/vigil\.mjs refapp --config \/etc\/vigil\/refapp\/application\.properties/);
+    assert.match(refappUnit(), /ExecStart=\/opt\/vigil\/bin\/node \/opt\/vigil\/lib\/vigil\.mjs refapp --config \/etc\/vigil\/refapp\/application\.properties/);
   });
 });

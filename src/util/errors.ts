@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   SSH_AUTH: 'SSH refused the password or key',
   REMOTE_COMMAND: 'a command run on a machine failed',
   INIT: '`vigil init` could not write the cluster files from its answers',
+  APPLY: '`vigil apply` stopped at a step on a machine; the message names both and the fix, and a re-run resumes',
   SYNC: 'file sync could not carry files between app machines',
 } as const;
 

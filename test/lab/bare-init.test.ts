@@ -7,11 +7,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { loadCluster } from '../../src/config/load.ts';
 import { labBlock, labDown, labKill, labRevive, labUnblock } from '../../src/lab/lab.ts';
@@ -20,18 +18,7 @@ import { hostRoot } from '../../src/lab/paths.ts';
 import { openClusterSsh } from '../../src/remote/ssh.ts';
 import { createKeyPair } from '../../src/sync/keys.ts';
 import { VigilError } from '../../src/util/errors.ts';
-
-const VIGIL = fileURLToPath(new URL('../../bin/vigil.js', import.meta.url));
-
-function vigil(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [VIGIL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
-}
+import { vigil } from './run-vigil.ts';
 
 async function sshError(clusterFile: string, name: string): Promise<VigilError> {
   const cluster = await loadCluster(clusterFile);

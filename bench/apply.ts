@@ -1,0 +1,79 @@
+/**
+ * Bare machines to a verified cluster, measured on the lab:
+ *
+ * 1. Vigil: `vigil lab up --bare` (machines with sshd only), `vigil init --answers` (cluster file,
+ *    CA, host keys pinned, admin key installed with the root password once), `vigil apply` (all of
+ *    it over SSH: preflight, the artifact with Node.js, files, certificates, keys, units, every
+ *    tier started and the application answering through the proxy), then a second `vigil apply`
+ *    that must find nothing to change.
+ * 2. Baseline, in the same process: `vigil lab up` of the same topology, which writes the same
+ *    generated files straight into the machines' directories and starts the processes itself, with
+ *    no SSH, no package check and no service manager: the floor the components themselves set
+ *    (etcd, Patroni bootstrapping PostgreSQL, a synchronous standby, the application).
+ *
+ * The seed's own figure is "hours of prompts"; DESIGN.md's target is "one command, minutes".
+ * The lab's machines already have the distribution packages (they share this host's /usr), so
+ * package installation is not in these figures: on real machines add the download and install
+ * time of PostgreSQL, Patroni, etcd, HAProxy and nginx.
+ *
+ *   npx tsx bench/apply.ts [--topology distributed|pair] [--rounds 1]
+ */
+import { parseArgs } from 'node:util';
+import { labUpBare } from '../src/lab/bare.ts';
+import { labDown, labUp } from '../src/lab/lab.ts';
+import { LAB_DIR, clusterFilePath } from '../src/lab/paths.ts';
+import type { LabTopology } from '../src/lab/topology.ts';
+import { vigil } from '../test/lab/run-vigil.ts';
+
+const { values } = parseArgs({ options: { topology: { type: 'string', default: 'distributed' }, rounds: { type: 'string', default: '1' } } });
+const topology = values.topology as LabTopology;
+const rounds = Number(values.rounds);
+
+const seconds = (t0: number) => (performance.now() - t0) / 1000;
+
+async function must(args: string[]): Promise<number> {
+  const t0 = performance.now();
+  const r = await vigil(args);
+  if (r.code !== 0) throw new Error(`vigil ${args.join(' ')} failed:\n${r.out}`);
+  return seconds(t0);
+}
+
+interface Round {
+  bare: number;
+  init: number;
+  apply: number;
+  again: number;
+  baseline: number;
+}
+
+async function round(): Promise<Round> {
+  await labDown();
+  let t0 = performance.now();
+  const answers = await labUpBare({ topology }, () => {});
+  const bare = seconds(t0);
+  const init = await must(['init', '--answers', answers, '--accept-host-keys', '-d', LAB_DIR]);
+  const apply = await must(['apply', '-c', clusterFilePath()]);
+  const again = await must(['apply', '-c', clusterFilePath()]);
+  await labDown();
+  t0 = performance.now();
+  await labUp({ topology });
+  const baseline = seconds(t0);
+  await labDown();
+  return { bare, init, apply, again, baseline };
+}
+
+const results: Round[] = [];
+for (let i = 0; i < rounds; i++) {
+  const r = await round();
+  results.push(r);
+  console.log(`round ${i + 1}: bare lab ${r.bare.toFixed(1)} s, init ${r.init.toFixed(1)} s, apply ${r.apply.toFixed(1)} s, second apply ${r.again.toFixed(1)} s; baseline lab up ${r.baseline.toFixed(1)} s`);
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pick = (k: keyof Round) => median(results.map((r) => r[k])).toFixed(1);
+console.log(`\n${topology}, ${rounds} round(s), medians:`);
+console.log('| what | seconds |\n|---|---|');
+console.log(`| init: cluster files, CA, host keys pinned, admin key installed | ${pick('init')} |`);
+console.log(`| apply: bare machines (sshd only) to a verified cluster | ${pick('apply')} |`);
+console.log(`| init + apply | ${median(results.map((r) => r.init + r.apply)).toFixed(1)} |`);
+console.log(`| second apply (no change) | ${pick('again')} |`);
+console.log(`| baseline: \`vigil lab up\` (files copied, processes started directly, no SSH) | ${pick('baseline')} |`);

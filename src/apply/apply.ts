@@ -1,0 +1,543 @@
+/**
+ * `vigil apply` and `vigil plan`: bring every machine to the state the cluster file describes,
+ * over each machine's shell (SSH with the pinned host keys, or the lab).
+ *
+ * Every step first looks at the machine and changes only what differs, so a converged cluster
+ * gets no change at all, and a run that stopped half-way (a machine down, a package mirror
+ * missing) resumes where it stopped when run again. `plan` runs the same looks and changes
+ * nothing. The order:
+ *
+ *   1. preflight (src/apply/preflight.ts) on every machine; nothing is touched when it fails
+ *   2. per machine, all machines at once: packages, the distribution's own services stopped,
+ *      directories, files (configuration, units, cluster file, secrets on the observer, Vigil's
+ *      artifact), certificates, the database password in the application's config files, the
+ *      file-sync key
+ *   3. file sync's trust between the app machines: authorized keys, pinned host keys, sshd
+ *   4. services, tier by tier: etcd (healthy), Patroni (a primary), HAProxy, the application's
+ *      database, the agents, the observer; then the application answers through the proxy
+ *
+ * A failure stops the run with the machine, the step and the fix (error code APPLY).
+ */
+import { X509Certificate, createPublicKey } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join } from 'node:path';
+import pg from 'pg';
+import { PATHS } from '../config/paths.ts';
+import { withRole, type Cluster, type Machine, type Secrets } from '../config/schema.ts';
+import { ensureAppDatabase } from '../db/bootstrap.ts';
+import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
+import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
+import type { RemoteShell } from '../remote/types.ts';
+import { UNITS, VIGIL_INSTALL } from '../render/systemd.ts';
+import { authorizedKeyLine } from '../sync/keys.ts';
+import { SYNC_PATHS } from '../sync/protocol.ts';
+import { VigilError, problem, type Problem } from '../util/errors.ts';
+import { waitFor } from '../util/exec.ts';
+import { buildArtifact, type Artifact } from './artifact.ts';
+import { daemonUnits, desiredDirs, desiredFiles, sha256, type DesiredFile, type UnitAction } from './desired.ts';
+import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
+import { withPassword } from './passwords.ts';
+import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
+import { dirStates, fileStates, remoteGet, systemctl, unitStates } from './remote.ts';
+
+export type ApplyStep = 'connect' | 'preflight' | 'packages' | 'distro-services' | 'directories' | 'files' | 'certificates' | 'passwords' | 'sync-keys' | 'sync-trust' | 'services' | 'database' | 'verify';
+
+export interface Change {
+  machine: string;
+  step: ApplyStep;
+  what: string;
+}
+
+export interface ApplyOptions {
+  cluster: Cluster;
+  secrets: Secrets;
+  /** The admin's cluster file (copied to every machine) and the trust files beside it. */
+  clusterFile: string;
+  /** The cluster CA (ca.pem, ca.key) on the admin's machine. */
+  pkiDir: string;
+  /** Host keys pinned by `vigil init`: file sync's known_hosts are made from them. */
+  knownHostsFile: string;
+  openShell(m: Machine): Promise<RemoteShell>;
+  /** `vigil plan`: look, report, change nothing. */
+  dryRun: boolean;
+  progress(line: string): void;
+  /** Give up waiting for a tier (etcd healthy, a primary, the application) after this long (default 180 s). */
+  waitMs?: number;
+}
+
+export interface ApplyReport {
+  changes: Change[];
+  seconds: number;
+  verified: boolean;
+}
+
+/** The drop-in that makes sshd read file sync's authorized keys besides root's own. */
+export const SSHD_DROP_IN = '/etc/ssh/sshd_config.d/50-vigil-sync.conf';
+const sshdDropIn = () =>
+  `# Written by \`vigil apply\`: sshd also reads file sync's keys (each a forced command; src/sync/keys.ts).\nAuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 ${SYNC_PATHS.authorizedKeys}\n`;
+
+/** A certificate is reissued when it has less than this left. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
+
+class Run {
+  readonly changes: Change[] = [];
+  /** Unit actions asked for by changed files, per machine. */
+  readonly pending = new Map<string, UnitAction[]>();
+  readonly unitFilesChanged = new Set<string>();
+  readonly width: number;
+
+  constructor(readonly o: ApplyOptions) {
+    this.width = Math.max(...o.cluster.machines.map((m) => m.name.length));
+  }
+
+  change(machine: string, step: ApplyStep, what: string): void {
+    this.changes.push({ machine, step, what });
+    this.o.progress(`${machine.padEnd(this.width)}  ${step}: ${this.o.dryRun ? 'would ' : ''}${what}`);
+  }
+
+  note(machine: string, step: ApplyStep, what: string): void {
+    this.o.progress(`${machine.padEnd(this.width)}  ${step}: ${what}`);
+  }
+
+  ask(machine: string, actions: UnitAction[]): void {
+    const list = this.pending.get(machine) ?? [];
+    for (const a of actions) if (!list.some((x) => x.unit === a.unit && x.action === a.action)) list.push(a);
+    this.pending.set(machine, list);
+  }
+}
+
+/** Wraps a step: any failure becomes an APPLY error naming the machine and the step, with the fix. */
+async function step<T>(machine: string, name: ApplyStep, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const here = `${machine}, step ${name}`;
+    // Already placed by an inner step (or by this one): keep it as it is.
+    if (err instanceof VigilError && err.code === 'APPLY' && err.problems.every((p) => p.where.includes(', step '))) throw err;
+    const problems: Problem[] =
+      err instanceof VigilError
+        ? err.problems.map((p) => problem(here, `${p.where}: ${p.message}`, p.fix))
+        : [problem(here, (err as Error).message, `fix the cause and run \`vigil apply\` again; it resumes where it stopped`)];
+    throw new VigilError('APPLY', problems, { cause: err });
+  }
+}
+
+/** Runs fn for every machine at once; every failure is reported, not only the first. */
+async function eachMachine(machines: Machine[], fn: (m: Machine) => Promise<void>): Promise<void> {
+  const results = await Promise.allSettled(machines.map(fn));
+  const problems = results.flatMap((r) => (r.status === 'rejected' ? (r.reason instanceof VigilError ? r.reason.problems : [problem('apply', String(r.reason), 'run `vigil apply` again')]) : []));
+  if (problems.length) throw new VigilError('APPLY', problems, { cause: results.find((r) => r.status === 'rejected')?.reason });
+}
+
+export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
+  const started = performance.now();
+  const run = new Run(o);
+  const { cluster } = o;
+  const shells = new Map<string, RemoteShell>();
+  const workDir = await mkdtemp(join(tmpdir(), 'vigil-apply-'));
+  try {
+    o.progress(`connect: ${cluster.machines.length} machines over SSH, host keys checked against the pinned ones`);
+    await eachMachine(cluster.machines, async (m) => {
+      const shell = await step(m.name, 'connect', async () => {
+        const s = await o.openShell(m);
+        const r = await s.exec(['true'], { timeoutMs: 20_000 });
+        if (r.code !== 0) throw new Error(`a plain \`true\` failed (exit ${r.code}): ${r.stderr.trim()}`);
+        return s;
+      });
+      shells.set(m.name, shell);
+    });
+    const sh = (m: Machine) => shells.get(m.name)!;
+
+    const facts = await preflight(o, run, sh);
+    const pms = new Map(facts.map((f) => [f.machine, f.packageManager as PackageManager]));
+
+    o.progress('artifact: bundling Vigil for the machines (Node.js, the CLI, the file-sync receiver)');
+    const artifact = await buildArtifact(join(workDir, 'artifact'));
+    const input = {
+      cluster,
+      secrets: o.secrets,
+      clusterText: await readFile(o.clusterFile, 'utf8'),
+      secretsText: await readFile(isAbsolute(cluster.secretsFile) ? cluster.secretsFile : join(dirname(o.clusterFile), cluster.secretsFile), 'utf8'),
+      artifact,
+    };
+    const ca = await loadCa(o.pkiDir);
+    await eachMachine(cluster.machines, async (m) => {
+      const shell = sh(m);
+      await step(m.name, 'packages', () => packages(run, shell, m, pms.get(m.name)!));
+      await step(m.name, 'distro-services', () => distroServices(run, shell, m));
+      await step(m.name, 'files', () => archCheck(shell, artifact));
+      await step(m.name, 'directories', () => directories(run, shell, m));
+      const wanted = desiredFiles(input, m);
+      await step(m.name, 'files', () => files(run, shell, m, wanted));
+      await step(m.name, 'certificates', () => certificates(run, shell, m, ca));
+      if (m.roles.includes('app')) {
+        await step(m.name, 'passwords', () => passwords(run, shell, m, new Set(wanted.map((f) => f.path))));
+        await step(m.name, 'sync-keys', () => syncKey(run, shell, m));
+      }
+    });
+    await syncTrust(run, sh);
+    await services(run, sh);
+    const verified = await verify(run, sh);
+    const seconds = (performance.now() - started) / 1000;
+    const machines = new Set(run.changes.map((c) => c.machine)).size;
+    if (o.dryRun) o.progress(run.changes.length ? `plan: ${run.changes.length} change(s) on ${machines} machine(s); run \`vigil apply\` to make them` : 'plan: no change; every machine is as the cluster file describes');
+    else o.progress(run.changes.length ? `apply: ${run.changes.length} change(s) on ${machines} machine(s); cluster verified in ${seconds.toFixed(1)} s` : `apply: no change; every machine is as the cluster file describes (checked in ${seconds.toFixed(1)} s)`);
+    return { changes: run.changes, seconds, verified };
+  } finally {
+    await Promise.all([...shells.values()].map((s) => s.close().catch(() => {})));
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+async function preflight(o: ApplyOptions, run: Run, sh: (m: Machine) => RemoteShell): Promise<PreflightFacts[]> {
+  o.progress('preflight: OS, sudo, package manager, ports free and reachable, clocks, disk');
+  // A port held by Vigil's own running unit (an earlier apply) is no obstacle: gatherPreflight knows.
+  const facts = await Promise.all(o.cluster.machines.map((m) => gatherPreflight(sh(m), m, o.cluster)));
+  const findings = evaluatePreflight(facts, o.cluster);
+  for (const f of findings.filter((x) => x.severity === 'warn')) run.note(f.machine, 'preflight', `warning: ${f.what} (${f.fix})`);
+  const fails = findings.filter((x) => x.severity === 'fail');
+  if (fails.length) throw new VigilError('APPLY', fails.map((f) => problem(`${f.machine}, step preflight (${f.check})`, `${f.what}: ${f.why}`, f.fix)));
+  return facts;
+}
+
+async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageManager): Promise<void> {
+  const wanted = packagesFor(run.o.cluster, m, pm);
+  const missing = await missingPackages(shell, pm, wanted);
+  if (!missing.length) return;
+  run.change(m.name, 'packages', `install ${missing.join(' ')}`);
+  if (run.o.dryRun) return;
+  let r = await shell.exec(installCommand(pm, missing), { timeoutMs: 30 * 60_000 });
+  if (r.code !== 0 && pm === 'apt') {
+    // A fresh machine's package lists may be missing or stale: refresh once and try again.
+    await shell.exec(['apt-get', 'update', '-q'], { timeoutMs: 10 * 60_000 });
+    r = await shell.exec(installCommand(pm, missing), { timeoutMs: 30 * 60_000 });
+  }
+  if (r.code !== 0) throw new VigilError('REMOTE_COMMAND', [problem(m.name, `installing ${missing.join(' ')} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`, installFix(pm, m.name, missing))]);
+}
+
+async function distroServices(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
+  const states = await unitStates(shell, [...DISTRO_SERVICES]);
+  for (const [unit, s] of states) {
+    if (!s.exists || (!s.active && !s.enabled)) continue;
+    run.change(m.name, 'distro-services', `disable and stop ${unit} (Vigil runs its own unit for it)`);
+    if (!run.o.dryRun) await systemctl(shell, ['disable', '--now', unit]);
+  }
+}
+
+async function archCheck(shell: RemoteShell, artifact: Artifact): Promise<void> {
+  const arch = (await shell.exec(['uname', '-m'])).stdout.trim();
+  if (arch !== artifact.arch)
+    throw new VigilError('APPLY', [problem(shell.machine, `the machine is ${arch}, Vigil's artifact (this machine's Node.js) is ${artifact.arch}`, `run \`vigil apply\` from an ${arch} machine`)]);
+}
+
+async function directories(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
+  const dirs = desiredDirs(run.o.cluster, m);
+  const states = await dirStates(shell, dirs.map((d) => d.path));
+  for (const d of dirs) {
+    const s = states.get(d.path);
+    const mode = d.mode.toString(8);
+    if (s && s.mode === mode && s.owner === d.owner) continue;
+    run.change(m.name, 'directories', s ? `set ${d.path} to ${d.owner} ${mode} (was ${s.owner} ${s.mode})` : `create ${d.path} (${d.owner} ${mode})`);
+    if (run.o.dryRun) continue;
+    const r = await shell.exec(['sh', '-c', 'mkdir -p -- "$1" && chown -- "$2" "$1" && chmod -- "$3" "$1"', 'vigil-dir', d.path, d.owner, mode]);
+    if (r.code !== 0) throw new Error(`cannot create ${d.path}: ${r.stderr.trim()}`);
+  }
+}
+
+/** Writes what differs (content, mode or owner) and notes which services must see it. */
+async function files(run: Run, shell: RemoteShell, m: Machine, wanted: DesiredFile[], stepName: ApplyStep = 'files'): Promise<void> {
+  const states = await fileStates(shell, wanted.map((f) => f.path));
+  const toWrite = wanted.filter((f) => {
+    const s = states.get(f.path);
+    return !s || s.sha256 !== f.sha256 || s.mode !== f.mode.toString(8) || s.owner !== f.owner;
+  });
+  if (!toWrite.length) return;
+  if (!run.o.dryRun) {
+    const parents = [...new Set(toWrite.map((f) => dirname(f.path)))];
+    const r = await shell.exec(['mkdir', '-p', '--', ...parents]);
+    if (r.code !== 0) throw new Error(`cannot create ${parents.join(', ')}: ${r.stderr.trim()}`);
+  }
+  const artifact = toWrite.filter((f) => f.artifact);
+  if (artifact.length) {
+    const bytes = artifact.reduce((n, f) => n + (typeof f.content === 'object' && 'size' in f.content ? f.content.size : 0), 0);
+    const had = wanted.filter((f) => f.artifact).length;
+    run.change(m.name, stepName, `install Vigil ${artifact[0]!.artifact} under ${VIGIL_INSTALL.dir} (${artifact.length} of ${had} files, ${(bytes / 2 ** 20).toFixed(1)} MiB)`);
+  }
+  for (const f of toWrite) {
+    const s = states.get(f.path);
+    const why = !s ? 'new' : s.sha256 !== f.sha256 ? 'content differs' : `mode or owner ${s.mode} ${s.owner}`;
+    if (!f.artifact) run.change(m.name, stepName, `write ${f.path} (${why})`);
+    if (f.path.startsWith(`${PATHS.systemdDir}/`)) run.unitFilesChanged.add(m.name);
+    run.ask(m.name, f.affects);
+    if (run.o.dryRun) continue;
+    const content = typeof f.content === 'object' && 'source' in f.content ? await readFile(f.content.source) : f.content;
+    await shell.writeFile(f.path, content, { mode: f.mode, owner: f.owner });
+  }
+}
+
+/** Keeps a machine's certificate while it is the CA's, names the machine, matches its key and has a month left; else issues a new one. */
+async function certificates(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa): Promise<void> {
+  const dir = PATHS.pkiDir;
+  const cert = `${dir}/${m.name}.pem`;
+  const key = `${dir}/${m.name}.key`;
+  const proxy = m.roles.includes('proxy');
+  const reason = await certificateProblem(shell, m, ca, { cert, key, proxy });
+  if (!reason) return;
+  run.change(m.name, 'certificates', `issue ${cert} and its key (${reason})`);
+  run.ask(m.name, [...daemonUnits(m).map((unit) => ({ unit, action: 'restart' as const })), ...(proxy ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : [])]);
+  if (run.o.dryRun) return;
+  const issued = await machinePkiFiles(ca, m, 'both');
+  await shell.exec(['mkdir', '-p', dir]);
+  // Key first, certificate last: a reader never pairs the new certificate with the old key.
+  await shell.writeFile(key, issued[`${m.name}.key`]!, { mode: 0o600, owner: 'root:root' });
+  if (proxy) await shell.writeFile(PATHS.haproxyCheckBundle, pemBundle(issued[`${m.name}.pem`]!, issued[`${m.name}.key`]!), { mode: 0o600, owner: 'root:root' });
+  await shell.writeFile(`${dir}/${CA_CERT_FILE}`, issued[CA_CERT_FILE]!, { mode: 0o644, owner: 'root:root' });
+  await shell.writeFile(cert, issued[`${m.name}.pem`]!, { mode: 0o644, owner: 'root:root' });
+}
+
+async function certificateProblem(shell: RemoteShell, m: Machine, ca: ClusterCa, p: { cert: string; key: string; proxy: boolean }): Promise<string | undefined> {
+  const states = await fileStates(shell, [`${PATHS.pkiDir}/${CA_CERT_FILE}`, p.cert, p.key, ...(p.proxy ? [PATHS.haproxyCheckBundle] : [])]);
+  const [caState, certState, keyState, bundleState] = [...states.values()];
+  if (!certState || !keyState) return 'none yet';
+  if (caState?.sha256 !== sha256(ca.certPem)) return 'the CA certificate differs';
+  if (keyState.mode !== '600' || keyState.owner !== 'root:root') return `the key is ${keyState.owner} ${keyState.mode}`;
+  const certPem = (await shell.readFile(p.cert))?.toString('utf8') ?? '';
+  let x: X509Certificate;
+  try {
+    x = new X509Certificate(certPem);
+  } catch {
+    return 'the certificate cannot be read';
+  }
+  if (!x.checkIssued(new X509Certificate(ca.certPem)) || !x.verify(new X509Certificate(ca.certPem).publicKey)) return 'not issued by this cluster\'s CA';
+  const info = certificateInfo(certPem);
+  if (info.commonName !== m.name || !info.ipAddresses.includes(m.address)) return `it names ${info.commonName} ${info.ipAddresses.join(',')}`;
+  if (info.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) return `it expires on ${info.notAfter.toISOString().slice(0, 10)}`;
+  // The key's public half, computed on the machine: the private key never travels.
+  const pub = await shell.exec(['openssl', 'pkey', '-in', p.key, '-pubout']);
+  const keyPub = pub.code === 0 ? createPublicKey(pub.stdout).export({ type: 'spki', format: 'der' }) : undefined;
+  if (!keyPub || !keyPub.equals(x.publicKey.export({ type: 'spki', format: 'der' }))) return 'the key does not match the certificate';
+  if (p.proxy) {
+    const both = await shell.exec(['sh', '-c', 'cat -- "$1" "$2" | sha256sum', 'vigil-pem', p.cert, p.key]);
+    if (!bundleState || bundleState.sha256 !== both.stdout.split(' ')[0] || bundleState.mode !== '600') return "HAProxy's check bundle is missing or stale";
+  }
+  return undefined;
+}
+
+/** The application's database password, identical in every config file that holds it. */
+async function passwords(run: Run, shell: RemoteShell, m: Machine, rendered: Set<string>): Promise<void> {
+  for (const file of run.o.cluster.application.passwordFiles) {
+    // A file Vigil renders itself (the reference application's) already carries the password.
+    if (rendered.has(file.path)) continue;
+    const text = await shell.readFile(file.path);
+    if (text === null)
+      throw new VigilError('APPLY', [problem(`${m.name} ${file.path}`, 'the application config file is missing', `install the application on ${m.name} first, or remove the file from application.passwordFiles in ${run.o.cluster.source}`)]);
+    const { text: edited, changed } = withPassword(file, text.toString('utf8'), run.o.secrets.appDbPassword);
+    if (!changed) continue;
+    run.change(m.name, 'passwords', `set ${file.key} in ${file.path} to the cluster's database password`);
+    if (run.o.dryRun) continue;
+    const st = (await fileStates(shell, [file.path])).get(file.path);
+    await shell.writeFile(file.path, edited, { mode: st ? Number.parseInt(st.mode, 8) : 0o600, ...(st ? { owner: st.owner } : {}) });
+  }
+}
+
+const syncPubs = new WeakMap<Run, Map<string, string>>();
+
+/** Each app machine's own sync key, made on the machine: the private key never leaves it. */
+async function syncKey(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
+  let pub = await shell.readFile(`${SYNC_PATHS.key}.pub`);
+  const hasKey = (await fileStates(shell, [SYNC_PATHS.key])).get(SYNC_PATHS.key);
+  if (!pub || !hasKey) {
+    run.change(m.name, 'sync-keys', `create the file-sync key ${SYNC_PATHS.key}`);
+    if (run.o.dryRun) return;
+    await shell.exec(['rm', '-f', SYNC_PATHS.key, `${SYNC_PATHS.key}.pub`]);
+    const r = await shell.exec(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', `vigil-sync@${m.name}`, '-f', SYNC_PATHS.key]);
+    if (r.code !== 0) throw new Error(`ssh-keygen failed: ${r.stderr.trim()}`);
+    pub = await shell.readFile(`${SYNC_PATHS.key}.pub`);
+  }
+  const map = syncPubs.get(run) ?? new Map<string, string>();
+  map.set(m.name, pub!.toString('utf8').trim());
+  syncPubs.set(run, map);
+}
+
+/** Who may push to whom: every other app machine's key, restricted to the receiver; their host keys pinned; sshd reading the file. */
+async function syncTrust(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
+  const apps = withRole(run.o.cluster, 'app');
+  if (apps.length < 2) return;
+  const pubs = syncPubs.get(run) ?? new Map<string, string>();
+  const pinned = parseKnownHosts(await readFile(run.o.knownHostsFile, 'utf8'));
+  const port = run.o.cluster.fileSync.sshPort;
+  await eachMachine(apps, async (m) =>
+    step(m.name, 'sync-trust', async () => {
+      const shell = sh(m);
+      const others = apps.filter((x) => x.name !== m.name);
+      const wanted: DesiredFile[] = [];
+      if (others.every((x) => pubs.has(x.name))) {
+        const authorized = others.map((x) => authorizedKeyLine({ peer: x.name, peerAddress: x.address, publicKey: pubs.get(x.name)!, receiverCommand: `${VIGIL_INSTALL.node} ${VIGIL_INSTALL.receiver}` }));
+        const known = others.map((x) => {
+          const entry = pinned.find((e) => e.hosts === hostPattern(x.address, x.sshPort));
+          if (!entry) throw new VigilError('APPLY', [problem(`${m.name}, step sync-trust`, `no pinned host key for ${x.name} (${hostPattern(x.address, x.sshPort)}) in ${run.o.knownHostsFile}`, `pin it with \`vigil init --pin-only\``)]);
+          return `${hostPattern(x.address, port)} ${entry.key.type} ${entry.key.blob.toString('base64')}`;
+        });
+        const file = (path: string, content: string, mode: number): DesiredFile => ({ path, content, mode, owner: 'root:root', sha256: sha256(content), secret: false, affects: [] });
+        wanted.push(file(SYNC_PATHS.authorizedKeys, `${authorized.join('\n')}\n`, 0o600), file(SYNC_PATHS.knownHosts, `${known.join('\n')}\n`, 0o644));
+      } else if (run.o.dryRun) run.change(m.name, 'sync-trust', `allow ${others.map((x) => x.name).join(', ')} to push to it (keys made by this apply)`);
+      const dropIn: DesiredFile = { path: SSHD_DROP_IN, content: sshdDropIn(), mode: 0o644, owner: 'root:root', sha256: sha256(sshdDropIn()), secret: false, affects: [] };
+      const before = run.changes.length;
+      await files(run, shell, m, [...wanted, dropIn], 'sync-trust');
+      const sshdChanged = run.changes.slice(before).some((c) => c.what.includes(SSHD_DROP_IN));
+      if (run.o.dryRun || !sshdChanged) return;
+      const test = await shell.exec(['sshd', '-t']);
+      if (test.code !== 0) throw new Error(`sshd -t refuses the configuration with ${SSHD_DROP_IN}: ${test.stderr.trim()}`);
+      const effective = await shell.exec(['sshd', '-T', '-C', `user=root,host=${others[0]!.name},addr=${others[0]!.address}`]);
+      const line = /^authorizedkeysfile (.*)$/m.exec(effective.stdout)?.[1] ?? '';
+      if (!line.split(' ').includes(SYNC_PATHS.authorizedKeys))
+        throw new VigilError('APPLY', [problem(`${m.name}, step sync-trust`, `sshd does not read ${SYNC_PATHS.authorizedKeys} (its AuthorizedKeysFile is "${line}"): /etc/ssh/sshd_config sets it before including ${SSHD_DROP_IN}, or does not include sshd_config.d`, `add ${SYNC_PATHS.authorizedKeys} to AuthorizedKeysFile in /etc/ssh/sshd_config on ${m.name}, then run \`vigil apply\` again`)]);
+      const units = await unitStates(shell, ['ssh.service', 'sshd.service']);
+      const unit = [...units].find(([, s]) => s.active)?.[0];
+      if (unit) await systemctl(shell, ['reload', unit]);
+      else run.note(m.name, 'sync-trust', 'warning: neither ssh.service nor sshd.service runs; reload sshd by hand so it reads the new AuthorizedKeysFile');
+    }),
+  );
+}
+
+/** A machine with Vigil's artifact (an observer, else an agent's machine), to make HTTP checks from. */
+function probeMachine(cluster: Cluster): Machine {
+  return withRole(cluster, 'observer')[0] ?? cluster.machines.find((m) => daemonUnits(m).length > 0) ?? cluster.machines[0]!;
+}
+
+/** One tier's units on its machines: enabled, running, and restarted or reloaded when a file they read changed. */
+async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Machine[], unit: string): Promise<void> {
+  await eachMachine(machines, async (m) =>
+    step(m.name, 'services', async () => {
+      const shell = sh(m);
+      const s = (await unitStates(shell, [unit])).get(unit)!;
+      const asked = (run.pending.get(m.name) ?? []).filter((a) => a.unit === unit);
+      if (!s.enabled) {
+        run.change(m.name, 'services', `enable ${unit} (started at boot)`);
+        if (!run.o.dryRun) await systemctl(shell, ['enable', unit]);
+      }
+      if (!s.active) {
+        run.change(m.name, 'services', `start ${unit}`);
+        if (!run.o.dryRun) await systemctl(shell, ['start', unit]);
+      } else if (asked.some((a) => a.action === 'restart' || a.action === 'try-restart')) {
+        run.change(m.name, 'services', `restart ${unit} (its files changed)`);
+        if (!run.o.dryRun) await systemctl(shell, ['restart', unit]);
+      } else if (asked.some((a) => a.action === 'reload' || a.action === 'try-reload')) {
+        run.change(m.name, 'services', `reload ${unit} (its configuration changed)`);
+        if (!run.o.dryRun) await systemctl(shell, ['reload', unit]);
+      }
+    }),
+  );
+}
+
+/** The application's units: the agent starts them on the active machine only; apply only restarts the ones running when their files changed. */
+async function touchAppUnits(run: Run, sh: (m: Machine) => RemoteShell, m: Machine): Promise<void> {
+  const asked = (run.pending.get(m.name) ?? []).filter((a) => a.action === 'try-restart' || a.action === 'try-reload');
+  if (!asked.length) return;
+  const states = await unitStates(sh(m), asked.map((a) => a.unit));
+  for (const a of asked) {
+    if (!states.get(a.unit)?.active) continue;
+    const verb = a.action === 'try-reload' ? 'reload' : 'restart';
+    run.change(m.name, 'services', `${verb} ${a.unit} (its files changed)`);
+    if (!run.o.dryRun) await systemctl(sh(m), [verb, a.unit]);
+  }
+}
+
+async function waitUntil<T>(what: string, machine: string, waitMs: number, fix: string, probe: () => Promise<T | undefined>, stepName: ApplyStep = 'services'): Promise<T> {
+  try {
+    return await waitFor(what, probe, waitMs, 500);
+  } catch (err) {
+    throw new VigilError('APPLY', [problem(`${machine}, step ${stepName}`, (err as Error).message, fix)], { cause: err });
+  }
+}
+
+async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
+  const { cluster, dryRun } = run.o;
+  const waitMs = run.o.waitMs ?? 180_000;
+  await eachMachine(cluster.machines.filter((m) => run.unitFilesChanged.has(m.name)), async (m) => {
+    if (!dryRun) await step(m.name, 'services', () => systemctl(sh(m), ['daemon-reload']));
+  });
+  const etcd = withRole(cluster, 'etcd');
+  const db = withRole(cluster, 'db');
+  const proxies = withRole(cluster, 'proxy');
+  // HTTP checks run on a machine that has Vigil's artifact (its node); preflight showed the ports reachable between machines.
+  const probe = sh(probeMachine(cluster));
+
+  await converge(run, sh, etcd, UNITS.etcd);
+  if (!dryRun)
+    for (const m of etcd)
+      await waitUntil('etcd answering healthy', m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`); every etcd member must reach the others on port 2380`, async () =>
+        (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
+      );
+  await converge(run, sh, db, UNITS.patroni);
+  let primary: Machine | undefined;
+  if (!dryRun && db.length) {
+    primary = await waitUntil('a PostgreSQL primary (Patroni)', db[0]!.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on ${db.map((m) => m.name).join(', ')}`, async () => {
+      for (const m of db) if ((await remoteGet(probe, `http://${m.address}:${cluster.database.patroniPort}/primary`)).status === 200) return m;
+      return undefined;
+    });
+    run.note(primary.name, 'services', 'PostgreSQL primary');
+  }
+  await converge(run, sh, proxies, UNITS.haproxy);
+  if (proxies.length && db.length) await database(run, proxies[0]!, waitMs);
+  if (!dryRun && primary && cluster.database.replication === 'synchronous' && db.length > 1)
+    await waitUntil('a synchronous standby', primary.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on the replicas; they must reach ${primary.name}:5432`, async () => {
+      const r = await remoteGet(probe, `http://${primary!.address}:${cluster.database.patroniPort}/cluster`);
+      const members = (JSON.parse(r.body || '{}') as { members?: { role: string; state: string }[] }).members ?? [];
+      return members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
+    });
+  for (const m of withRole(cluster, 'app')) await step(m.name, 'services', () => touchAppUnits(run, sh, m));
+  await converge(run, sh, cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')), UNITS.agent);
+  await converge(run, sh, withRole(cluster, 'observer'), UNITS.observer);
+}
+
+/**
+ * Logs in as the application would, through the proxy's primary port from here: "ok", "refused"
+ * (PostgreSQL answered: no such role or database, or another password), or undefined when
+ * nothing answered yet.
+ */
+async function appLogin(cluster: Cluster, secrets: Secrets, proxy: Machine): Promise<'ok' | 'refused' | undefined> {
+  const c = new pg.Client({ host: proxy.address, port: cluster.proxy.postgresPort, user: cluster.database.appUser, password: secrets.appDbPassword, database: cluster.database.appDatabase, connectionTimeoutMillis: 3000 });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    return 'ok';
+  } catch (err) {
+    // SQLSTATE codes are five characters; socket errors (ECONNREFUSED, a timeout) are not PostgreSQL's answer.
+    const code = (err as { code?: string }).code;
+    return code && /^[0-9A-Z]{5}$/.test(code) ? 'refused' : undefined;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** The application's role and database exist and take the cluster's password. */
+async function database(run: Run, proxy: Machine, waitMs: number): Promise<void> {
+  const { cluster, secrets, dryRun } = run.o;
+  const what = `create or update the role ${cluster.database.appUser} and the database ${cluster.database.appDatabase}`;
+  await step(proxy.name, 'database', async () => {
+    if (dryRun) {
+      const r = await appLogin(cluster, secrets, proxy);
+      if (r !== 'ok') run.change(proxy.name, 'database', `${what}${r === undefined ? ' (PostgreSQL does not answer through the proxy yet)' : ''}`);
+      return;
+    }
+    const r = await waitUntil(`PostgreSQL answering through ${proxy.name}:${cluster.proxy.postgresPort}`, proxy.name, waitMs, `this machine must reach ${proxy.address}:${cluster.proxy.postgresPort}; check HAProxy's stats page (port ${cluster.proxy.statsPort})`, () => appLogin(cluster, secrets, proxy), 'database');
+    if (r === 'ok') return;
+    run.change(proxy.name, 'database', what);
+    await waitUntil('the application database created', proxy.name, 60_000, 'read the PostgreSQL log on the primary', () => ensureAppDatabase(cluster, secrets, proxy.address).then(() => true), 'database');
+  });
+}
+
+/** The application answers its health check through the proxy: the whole path works. */
+async function verify(run: Run, sh: (m: Machine) => RemoteShell): Promise<boolean> {
+  const { cluster } = run.o;
+  const proxy = withRole(cluster, 'proxy')[0];
+  if (run.o.dryRun || !proxy || !withRole(cluster, 'app').length) return false;
+  const url = `http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`;
+  await step(proxy.name, 'verify', () =>
+    waitUntil(`the application answering ${url}`, proxy.name, run.o.waitMs ?? 180_000, 'run `vigil doctor` to see which part is missing', async () => ((await remoteGet(sh(probeMachine(cluster)), url)).status === 200 ? true : undefined), 'verify'),
+  );
+  run.note(proxy.name, 'verify', `${url} answers 200 through HAProxy`);
+  return true;
+}

@@ -1,0 +1,110 @@
+/**
+ * What one machine should hold after `vigil apply`, as files with content, mode and owner, and
+ * which service each file concerns: the configuration rendered for it (src/render), its systemd
+ * units, the copy of the cluster file, the secrets file (observer machines only), Vigil's
+ * artifact, and the directories the components need. Pure apart from hashing.
+ */
+import { createHash } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import { PATHS, ROOTS } from '../config/paths.ts';
+import type { Cluster, Machine, Secrets } from '../config/schema.ts';
+import { renderMachine } from '../render/index.ts';
+import { UNITS } from '../render/systemd.ts';
+import { SYNC_PATHS } from '../sync/protocol.ts';
+import type { Artifact } from './artifact.ts';
+
+/** What a changed file asks of a service: restart it, reload it, or restart it only when it runs (the agent decides whether it runs). */
+export type UnitAction = { unit: string; action: 'restart' | 'reload' | 'try-restart' | 'try-reload' };
+
+export interface DesiredFile {
+  path: string;
+  mode: number;
+  owner: string;
+  sha256: string;
+  /** The content, or the local file it is copied from (the artifact's node binary is 100 MB). */
+  content: string | Buffer | { source: string; size: number };
+  /** Holds a secret: never shown, only named. */
+  secret: boolean;
+  affects: UnitAction[];
+  /** Part of Vigil's artifact: reported as one change, not file by file. */
+  artifact?: string;
+}
+
+export interface DesiredDir {
+  path: string;
+  mode: number;
+  owner: string;
+}
+
+export const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/** The units of Vigil's daemons that read the cluster file, the certificates and the artifact. */
+export function daemonUnits(m: Pick<Machine, 'roles'>): string[] {
+  const out: string[] = [];
+  if (m.roles.includes('app') || m.roles.includes('db')) out.push(UNITS.agent);
+  if (m.roles.includes('observer')) out.push(UNITS.observer);
+  return out;
+}
+
+/** Which service a rendered file belongs to. */
+function affectsOf(path: string, m: Machine): UnitAction[] {
+  switch (path) {
+    case PATHS.etcdConfig:
+      return [{ unit: UNITS.etcd, action: 'restart' }];
+    case PATHS.patroniConfig:
+      return [{ unit: UNITS.patroni, action: 'reload' }]; // SIGHUP: Patroni re-reads it without stopping PostgreSQL
+    case PATHS.haproxyConfig:
+      return [{ unit: UNITS.haproxy, action: 'reload' }];
+    case PATHS.nginxConfig:
+      return [{ unit: UNITS.nginx, action: 'try-reload' }];
+    case PATHS.refappConfig:
+      return [{ unit: UNITS.refapp, action: 'try-restart' }];
+  }
+  if (path.startsWith(`${PATHS.systemdDir}/`)) {
+    const unit = basename(path);
+    // The application's units run only where the agent started them.
+    const agentRuns = unit === UNITS.nginx || unit === UNITS.refapp;
+    return [{ unit, action: agentRuns ? 'try-restart' : 'restart' }];
+  }
+  return daemonUnits(m).map((unit) => ({ unit, action: 'restart' as const }));
+}
+
+export interface DesiredInput {
+  cluster: Cluster;
+  secrets: Secrets;
+  /** The admin's cluster file, copied as it is (the daemons read it). */
+  clusterText: string;
+  secretsText: string;
+  artifact: Artifact;
+}
+
+export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
+  const out: DesiredFile[] = [];
+  const add = (path: string, content: string, mode: number, owner: string, secret = false) =>
+    out.push({ path, content, mode, owner, secret, sha256: sha256(content), affects: affectsOf(path, m) });
+  const secretValues = Object.values(input.secrets).filter((v): v is string => typeof v === 'string' && v.length > 0);
+  for (const f of renderMachine(input.cluster, input.secrets, m.name))
+    add(f.path, f.content, f.mode, f.owner.includes(':') ? f.owner : `${f.owner}:${f.owner}`, secretValues.some((v) => f.content.includes(v)));
+  add(PATHS.clusterFile, input.clusterText, 0o644, 'root:root');
+  if (m.roles.includes('observer')) add(join(ROOTS.etc, basename(input.cluster.secretsFile)), input.secretsText, 0o600, 'root:root', true);
+  const daemons = daemonUnits(m);
+  if (daemons.length) {
+    for (const f of input.artifact.files)
+      out.push({ path: f.target, content: { source: f.source, size: f.size }, sha256: f.sha256, mode: f.mode, owner: 'root:root', secret: false, affects: daemons.map((unit) => ({ unit, action: 'restart' })), artifact: input.artifact.version });
+  }
+  return out;
+}
+
+export function desiredDirs(cluster: Cluster, m: Machine): DesiredDir[] {
+  const out: DesiredDir[] = [
+    { path: ROOTS.etc, mode: 0o755, owner: 'root:root' },
+    { path: ROOTS.log, mode: 0o755, owner: 'root:root' },
+    { path: PATHS.pkiDir, mode: 0o755, owner: 'root:root' },
+  ];
+  if (m.roles.includes('db')) out.push({ path: dirname(PATHS.pgData), mode: 0o700, owner: 'postgres:postgres' });
+  if (m.roles.includes('app')) {
+    out.push({ path: dirname(SYNC_PATHS.key), mode: 0o700, owner: 'root:root' }, { path: dirname(SYNC_PATHS.authorizedKeys), mode: 0o700, owner: 'root:root' });
+    for (const d of cluster.application.syncDirs) out.push({ path: d, mode: 0o755, owner: 'root:root' });
+  }
+  return out;
+}

@@ -1,0 +1,165 @@
+/**
+ * Bare machines to a working cluster with the commands an administrator runs:
+ * `vigil lab up --bare` (five machines running only sshd and a service manager standing in for
+ * systemd), `vigil init --answers` (non-interactive), `vigil plan`, `vigil apply`. Then:
+ *   - plan changes nothing; a closed port stops apply at preflight with nothing changed;
+ *   - a failure half-way (an application config file missing on app2) names the machine, the
+ *     step and the fix, and the next apply resumes and finishes;
+ *   - the cluster serves through the proxy, the database password is the same in every
+ *     application config file, doctor finds nothing wrong;
+ *   - a second apply and a plan report no change;
+ *   - a machine down stops apply with SSH_UNREACHABLE; once it is back, apply converges;
+ *   - the observer issue's application failover scenarios pass on this cluster.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { withRole } from '../../src/config/schema.ts';
+import { comparePasswordFile } from '../../src/doctor/password-files.ts';
+import { labUpBare } from '../../src/lab/bare.ts';
+import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
+import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
+import { HttpProbe } from '../../src/lab/probe.ts';
+import { PATHS } from '../../src/config/paths.ts';
+import { failoverTests } from './failover-scenarios.ts';
+import { vigil } from './run-vigil.ts';
+
+/** An application config file of the kind the seed edits by hand, planted on the app machines with a wrong password. */
+const APP_ENV = '/etc/vigil/app/db.env';
+
+describe('bare machines to a cluster: vigil init, plan and apply', () => {
+  let lab: LabHandle;
+  let probe: HttpProbe | undefined;
+  const cfg = clusterFilePath();
+
+  before(async () => {
+    await labDown();
+    const answersFile = await labUpBare({ topology: 'distributed' }, (l) => console.log(`# lab: ${l}`));
+    const answers = parse(await readFile(answersFile, 'utf8')) as Record<string, unknown>;
+    answers.application = {
+      passwordFiles: [
+        { path: PATHS.refappConfig, format: 'properties', key: 'spring.datasource.password' },
+        { path: APP_ENV, format: 'shell', key: 'DB_PASSWORD' },
+      ],
+    };
+    await writeFile(answersFile, stringify(answers), { mode: 0o600 });
+    // init writes into the lab's directory, so the lab's helpers (labAgents, labSettled) find the cluster and the admin certificate.
+    const init = await vigil(['init', '--answers', answersFile, '--accept-host-keys', '-d', LAB_DIR]);
+    assert.equal(init.code, 0, init.out);
+    await plant('app1', '# the application\'s database settings\nDB_HOST=10.213.0.10\nexport DB_PASSWORD="stale-password"\n');
+    await plant('app2', 'DB_PASSWORD=another-stale-one\n');
+  });
+  after(async () => {
+    await probe?.stop();
+    await labDown();
+  });
+
+  async function plant(machine: string, text: string): Promise<void> {
+    const path = hostPathOf(machine, APP_ENV);
+    await rm(path, { force: true });
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFile(path, text, { mode: 0o640 });
+  }
+
+  it('plan lists the work on bare machines and changes nothing', async () => {
+    const r = await vigil(['plan', '-c', cfg, '--json']);
+    assert.equal(r.code, 0, r.out);
+    const report = JSON.parse(r.stdout) as { changes: { machine: string; step: string; what: string }[] };
+    const on = (m: string, step: string) => report.changes.filter((c) => c.machine === m && c.step === step).map((c) => c.what);
+    assert.ok(on('observer', 'files').some((w) => w.startsWith(`write ${PATHS.etcdConfig}`)), r.out);
+    assert.ok(on('db1', 'services').includes('start vigil-patroni.service'), r.out);
+    assert.ok(on('app1', 'passwords').some((w) => w.includes(APP_ENV)), r.out);
+    assert.match(r.out, /plan: \d+ change\(s\) on 5 machine\(s\)/);
+    await assert.rejects(readFile(hostPathOf('observer', PATHS.etcdConfig)), 'plan wrote nothing');
+  });
+
+  it('a closed port stops apply at preflight, naming the machines and the fix, before anything changes', async () => {
+    await labBlock('db2', 5432);
+    try {
+      const r = await vigil(['apply', '-c', cfg]);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /error \[APPLY\]/);
+      assert.match(r.out, /db1, step preflight \(ports\): db1 cannot reach db2:5432 \(PostgreSQL\): no answer/);
+      assert.match(r.out, /fix: open TCP port 5432 on db2 for db1/);
+      await assert.rejects(readFile(hostPathOf('observer', PATHS.etcdConfig)), 'nothing written');
+    } finally {
+      await labUnblock('db2');
+    }
+  });
+
+  it('stops at the machine and step that fail, with the fix; the next apply resumes and verifies the cluster', async () => {
+    // app2 lacks the application config file the cluster file lists.
+    await rm(hostPathOf('app2', APP_ENV));
+    const first = await vigil(['apply', '-c', cfg]);
+    assert.equal(first.code, 1, first.out);
+    assert.match(first.out, /app2, step passwords: app2 \/etc\/vigil\/app\/db\.env: the application config file is missing/);
+    assert.match(first.out, /fix: install the application on app2 first/);
+    assert.doesNotMatch(first.out, /stale-password/);
+    await readFile(hostPathOf('observer', PATHS.etcdConfig)); // the other machines got their files
+
+    await plant('app2', 'DB_PASSWORD=another-stale-one\n');
+    const started = performance.now();
+    const second = await vigil(['apply', '-c', cfg], { stdout: true });
+    const seconds = (performance.now() - started) / 1000;
+    assert.equal(second.code, 0, second.out);
+    assert.match(second.out, /apply: \d+ change\(s\) on 5 machine\(s\); cluster verified in/);
+    assert.match(second.out, /verify: http:\/\/10\.213\.\d+\.10:80\/health answers 200 through HAProxy/);
+    console.log(`# resumed apply to a verified cluster: ${seconds.toFixed(1)} s`);
+
+    lab = await openLab();
+    const secrets = lab.secrets;
+    for (const m of ['app1', 'app2']) {
+      for (const f of lab.cluster.application.passwordFiles) {
+        const text = await readFile(hostPathOf(m, f.path), 'utf8');
+        assert.equal(comparePasswordFile(f, text, secrets.appDbPassword).status, 'same', `${m} ${f.path}`);
+      }
+    }
+    assert.match(await readFile(hostPathOf('app1', APP_ENV), 'utf8'), /^DB_HOST=10\.213\.0\.10$/m, 'the other lines are kept');
+  });
+
+  it('serves the application and doctor finds nothing wrong', async () => {
+    const proxy = withRole(lab.cluster, 'proxy')[0]!;
+    const res = await fetch(`http://${proxy.address}:${lab.cluster.proxy.httpPort}/api/tickets`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'installed by vigil apply' }),
+    });
+    assert.equal(res.status, 201);
+    const doctor = await vigil(['doctor', '-c', cfg]);
+    assert.equal(doctor.code, 0, doctor.out);
+  });
+
+  it('a second apply, and a plan, report no change', async () => {
+    const again = await vigil(['apply', '-c', cfg, '--json']);
+    assert.equal(again.code, 0, again.out);
+    assert.deepEqual((JSON.parse(again.stdout) as { changes: unknown[] }).changes, [], again.out);
+    assert.match(again.out, /apply: no change; every machine is as the cluster file describes/);
+    const plan = await vigil(['plan', '-c', cfg]);
+    assert.equal(plan.code, 0, plan.out);
+    assert.match(plan.out, /plan: no change/);
+  });
+
+  it('a machine that is down stops apply with SSH_UNREACHABLE; once it is back, apply converges', async () => {
+    await labKill('db2');
+    const down = await vigil(['apply', '-c', cfg]);
+    assert.equal(down.code, 1, down.out);
+    assert.match(down.out, /db2, step connect/);
+    assert.match(down.out, /db2 \(root@10\.213\.\d+\.22:22\)/);
+    await labRevive('db2'); // a reboot: the service manager starts the enabled units
+    const back = await vigil(['apply', '-c', cfg]);
+    assert.equal(back.code, 0, back.out);
+    assert.match(back.out, /apply: no change/, 'a rebooted machine comes back as apply left it');
+  });
+
+  describe('application failover on the applied cluster', () => {
+    before(() => {
+      const proxy = withRole(lab.cluster, 'proxy')[0]!;
+      probe = new HttpProbe(`http://${proxy.address}:${lab.cluster.proxy.httpPort}${lab.cluster.application.healthPath}`);
+      probe.start();
+    });
+    failoverTests('applied distributed', () => ({ lab, probe: probe! }));
+  });
+});
