@@ -85,6 +85,8 @@ class Run {
   /** Unit actions asked for by changed files, per machine. */
   readonly pending = new Map<string, UnitAction[]>();
   readonly unitFilesChanged = new Set<string>();
+  /** Each app machine's file-sync public key, read or made by the sync-keys step. */
+  readonly syncPubs = new Map<string, string>();
   readonly width: number;
 
   constructor(readonly o: ApplyOptions) {
@@ -341,8 +343,6 @@ async function passwords(run: Run, shell: RemoteShell, m: Machine, rendered: Set
   }
 }
 
-const syncPubs = new WeakMap<Run, Map<string, string>>();
-
 /** Each app machine's own sync key, made on the machine: the private key never leaves it. */
 async function syncKey(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
   let pub = await shell.readFile(`${SYNC_PATHS.key}.pub`);
@@ -355,16 +355,14 @@ async function syncKey(run: Run, shell: RemoteShell, m: Machine): Promise<void> 
     if (r.code !== 0) throw new Error(`ssh-keygen failed: ${r.stderr.trim()}`);
     pub = await shell.readFile(`${SYNC_PATHS.key}.pub`);
   }
-  const map = syncPubs.get(run) ?? new Map<string, string>();
-  map.set(m.name, pub!.toString('utf8').trim());
-  syncPubs.set(run, map);
+  run.syncPubs.set(m.name, pub!.toString('utf8').trim());
 }
 
 /** Who may push to whom: every other app machine's key, restricted to the receiver; their host keys pinned; sshd reading the file. */
 async function syncTrust(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
   const apps = withRole(run.o.cluster, 'app');
   if (apps.length < 2) return;
-  const pubs = syncPubs.get(run) ?? new Map<string, string>();
+  const pubs = run.syncPubs;
   const pinned = parseKnownHosts(await readFile(run.o.knownHostsFile, 'utf8'));
   const port = run.o.cluster.fileSync.sshPort;
   await eachMachine(apps, async (m) =>
