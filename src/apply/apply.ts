@@ -10,15 +10,15 @@
  *   1. preflight (src/apply/preflight.ts) on every machine; nothing is touched when it fails
  *   2. per machine, all machines at once: packages, the distribution's own services stopped,
  *      directories, files (configuration, units, cluster file, secrets on the observer, Vigil's
- *      artifact), certificates, the database password in the application's config files, the
- *      file-sync key
+ *      artifact), certificates, HAProxy's bundle for :443 (src/apply/tls.ts), the database
+ *      password in the application's config files, the file-sync key
  *   3. file sync's trust between the app machines: authorized keys, pinned host keys, sshd
  *   4. services, tier by tier: etcd (healthy), Patroni (a primary), HAProxy, the application's
  *      database, the agents, the observer; then the application answers through the proxy
  *
  * A failure stops the run with the machine, the step and the fix (error code APPLY).
  */
-import { X509Certificate, createPublicKey } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
@@ -38,10 +38,11 @@ import { buildArtifact, type Artifact } from './artifact.ts';
 import { daemonUnits, desiredDirs, desiredFiles, sha256, type DesiredFile, type UnitAction } from './desired.ts';
 import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
 import { withPassword } from './passwords.ts';
+import { RENEW_BEFORE_MS, issueSiteBundle, issuedByCa, ownBundle, remoteKeyMatches, siteBundleState, siteNames } from './tls.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
 import { dirStates, fileStates, remoteGet, systemctl, unitStates } from './remote.ts';
 
-export type ApplyStep = 'connect' | 'preflight' | 'packages' | 'distro-services' | 'directories' | 'files' | 'certificates' | 'passwords' | 'sync-keys' | 'sync-trust' | 'services' | 'database' | 'verify';
+export type ApplyStep = 'connect' | 'preflight' | 'packages' | 'distro-services' | 'directories' | 'files' | 'certificates' | 'tls' | 'passwords' | 'sync-keys' | 'sync-trust' | 'services' | 'database' | 'verify';
 
 export interface Change {
   machine: string;
@@ -76,9 +77,6 @@ export interface ApplyReport {
 export const SSHD_DROP_IN = '/etc/ssh/sshd_config.d/50-vigil-sync.conf';
 const sshdDropIn = () =>
   `# Written by \`vigil apply\`: sshd also reads file sync's keys (each a forced command; src/sync/keys.ts).\nAuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 ${SYNC_PATHS.authorizedKeys}\n`;
-
-/** A certificate is reissued when it has less than this left. */
-const RENEW_BEFORE_MS = 30 * 86_400_000;
 
 class Run {
   readonly changes: Change[] = [];
@@ -137,6 +135,10 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
   const run = new Run(o);
   const { cluster } = o;
   const shells = new Map<string, RemoteShell>();
+  // Your certificate for :443 is checked before any machine is touched.
+  const own = await ownBundle(cluster);
+  if (own && own.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) o.progress(`warning: the certificate for :443 (proxy.tlsCertificate) expires on ${own.notAfter.toISOString().slice(0, 10)}: renew it with your CA`);
+  const ownFile: DesiredFile | undefined = own && { path: cluster.proxy.tlsBundle!, content: own.text, sha256: sha256(own.text), mode: 0o600, owner: 'root:root', secret: true, affects: [{ unit: UNITS.haproxy, action: 'reload' }] };
   const workDir = await mkdtemp(join(tmpdir(), 'vigil-apply-'));
   try {
     o.progress(`connect: ${cluster.machines.length} machines over SSH, host keys checked against the pinned ones`);
@@ -173,6 +175,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
       const wanted = desiredFiles(input, m);
       await step(m.name, 'files', () => files(run, shell, m, wanted));
       await step(m.name, 'certificates', () => certificates(run, shell, m, ca));
+      if (m.roles.includes('proxy') && cluster.proxy.tlsBundle) await step(m.name, 'tls', () => (ownFile ? files(run, shell, m, [ownFile], 'tls') : siteBundle(run, shell, m, ca)));
       if (m.roles.includes('app')) {
         await step(m.name, 'passwords', () => passwords(run, shell, m, new Set(wanted.map((f) => f.path))));
         await step(m.name, 'sync-keys', () => syncKey(run, shell, m));
@@ -311,19 +314,34 @@ async function certificateProblem(shell: RemoteShell, m: Machine, ca: ClusterCa,
   } catch {
     return 'the certificate cannot be read';
   }
-  if (!x.checkIssued(new X509Certificate(ca.certPem)) || !x.verify(new X509Certificate(ca.certPem).publicKey)) return 'not issued by this cluster\'s CA';
+  if (!issuedByCa(x, ca)) return 'not issued by this cluster\'s CA';
   const info = certificateInfo(certPem);
   if (info.commonName !== m.name || !info.ipAddresses.includes(m.address)) return `it names ${info.commonName} ${info.ipAddresses.join(',')}`;
   if (info.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) return `it expires on ${info.notAfter.toISOString().slice(0, 10)}`;
-  // The key's public half, computed on the machine: the private key never travels.
-  const pub = await shell.exec(['openssl', 'pkey', '-in', p.key, '-pubout']);
-  const keyPub = pub.code === 0 ? createPublicKey(pub.stdout).export({ type: 'spki', format: 'der' }) : undefined;
-  if (!keyPub || !keyPub.equals(x.publicKey.export({ type: 'spki', format: 'der' }))) return 'the key does not match the certificate';
+  if (!(await remoteKeyMatches(shell, p.key, x))) return 'the key does not match the certificate';
   if (p.proxy) {
     const both = await shell.exec(['sh', '-c', 'cat -- "$1" "$2" | sha256sum', 'vigil-pem', p.cert, p.key]);
     if (!bundleState || bundleState.sha256 !== both.stdout.split(' ')[0] || bundleState.mode !== '600') return "HAProxy's check bundle is missing or stale";
   }
   return undefined;
+}
+
+/** The bundle for :443 from the cluster CA, when the cluster file gives no certificate of its own. */
+async function siteBundle(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa): Promise<void> {
+  const { cluster } = run.o;
+  const path = cluster.proxy.tlsBundle!;
+  const state = await siteBundleState(shell, cluster, ca);
+  if (state.kind === 'current') return;
+  if (state.kind === 'foreign') {
+    run.note(m.name, 'tls', `keeping ${path} (${state.subject}, valid until ${state.notAfter.toISOString().slice(0, 10)}): not issued by the cluster CA, so it was put there by hand; give it as proxy.tlsCertificate and proxy.tlsKey to have apply keep it`);
+    return;
+  }
+  const names = siteNames(cluster);
+  run.change(m.name, 'tls', `issue ${path} from the cluster CA for ${[...names.dnsNames, ...names.ipAddresses].join(', ')} (${state.reason})`);
+  run.ask(m.name, [{ unit: UNITS.haproxy, action: 'reload' }]);
+  if (run.o.dryRun) return;
+  await shell.exec(['mkdir', '-p', '--', dirname(path)]);
+  await shell.writeFile(path, await issueSiteBundle(cluster, ca), { mode: 0o600, owner: 'root:root' });
 }
 
 /** The application's database password, identical in every config file that holds it. */

@@ -76,6 +76,7 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   'At least one machine has each of the roles etcd, proxy, observer and db, and at least two have the role app.',
   '`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni\'s rule: a primary retrying etcd must still renew its leader lock in time).',
   'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`), db (`database.port`, `database.patroniPort`).',
+  '`proxy.tlsCertificate` and `proxy.tlsKey` go together; they and `proxy.tlsDnsNames` need `proxy.tlsBundle`; `proxy.tlsDnsNames` is for the certificate issued by the cluster CA, so not with `proxy.tlsCertificate`.',
 ];
 
 export function checkCluster(c: Cluster, file: ClusterFile, loc: Locator): Problem[] {
@@ -86,7 +87,26 @@ export function checkCluster(c: Cluster, file: ClusterFile, loc: Locator): Probl
     ...checkCoverage(c, loc),
     ...checkTimers(c, loc),
     ...checkPorts(c, loc),
+    ...checkTls(c, loc),
   ];
+}
+
+/** The certificate settings of :443 only make sense together. */
+function checkTls(c: Cluster, loc: Locator): Problem[] {
+  const p = c.proxy;
+  const at = (field: string) => loc.at(['proxy', field]);
+  const out: Problem[] = [];
+  const given = (['tlsCertificate', 'tlsKey'] as const).filter((f) => p[f] !== undefined);
+  if (given.length === 1) {
+    const [has, lacks] = given[0] === 'tlsCertificate' ? ['tlsCertificate', 'tlsKey'] : ['tlsKey', 'tlsCertificate'];
+    out.push(problem(at(has), `proxy.${has} is set without proxy.${lacks}: apply needs both to build the bundle`, `add \`${lacks}: <file>\` under proxy, or remove \`${has}\` to have apply issue the certificate from the cluster CA`));
+  }
+  const uses = [...given, ...(p.tlsDnsNames.length ? ['tlsDnsNames'] : [])];
+  if (p.tlsBundle === undefined && uses.length)
+    out.push(problem(at(uses[0]!), `proxy.${uses[0]} is set but proxy.tlsBundle is not, so :443 is not served`, `add \`tlsBundle: /etc/vigil/tls/proxy.pem\` under proxy (where HAProxy reads the bundle on the proxy machines)`));
+  if (p.tlsCertificate !== undefined && p.tlsDnsNames.length)
+    out.push(problem(at('tlsDnsNames'), 'proxy.tlsDnsNames names the certificate apply issues from the cluster CA; with proxy.tlsCertificate the names are those your CA put in it', 'remove tlsDnsNames, or remove tlsCertificate and tlsKey to use the cluster CA'));
+  return out;
 }
 
 function checkPreset(c: Cluster, file: ClusterFile, loc: Locator): Problem[] {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VigilError } from '../util/errors.ts';
+import { rejectionOf } from '../util/testing.ts';
 import { loadCluster, loadSecrets, parseCluster, parseSecrets } from './load.ts';
 import type { Cluster } from './schema.ts';
 
@@ -30,16 +31,6 @@ const SECRETS = file('postgresPassword: pg-Xk29fjq0', 'replicationPassword: rp-L
 function errorOf(fn: () => unknown): VigilError {
   try {
     fn();
-  } catch (err) {
-    assert.ok(err instanceof VigilError, `expected a VigilError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected an error');
-}
-
-async function rejectionOf(p: Promise<unknown>): Promise<VigilError> {
-  try {
-    await p;
   } catch (err) {
     assert.ok(err instanceof VigilError, `expected a VigilError, got ${String(err)}`);
     return err;
@@ -152,6 +143,21 @@ test('ports: proxy and application ports collide on a machine with both roles', 
   ]).concat('application:\n  port: 80\n'); // line 6
   const err = errorOf(() => parseCluster(text, 'c.yaml'));
   assertProblem(err, 'CONFIG_INVALID', 'c.yaml:6 application.port', 'proxy.httpPort and application.port are both 80 on machine `edge`', 'change application.port to a free port, e.g. 81');
+});
+
+test('tls: a certificate without its key, names without a bundle, names beside your own certificate', () => {
+  const noKey = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsCertificate: tls/site.crt'), 'vigil.yaml'));
+  assertProblem(noKey, 'CONFIG_INVALID', 'vigil.yaml:11 proxy.tlsCertificate', 'proxy.tlsCertificate is set without proxy.tlsKey', 'add `tlsKey: <file>` under proxy');
+  const noBundle = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml'));
+  assertProblem(noBundle, 'CONFIG_INVALID', 'vigil.yaml:10 proxy.tlsDnsNames', 'proxy.tlsDnsNames is set but proxy.tlsBundle is not', 'add `tlsBundle: /etc/vigil/tls/proxy.pem` under proxy');
+  const both = errorOf(() =>
+    parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsCertificate: tls/site.crt', '  tlsKey: tls/site.key', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml'),
+  );
+  assertProblem(both, 'CONFIG_INVALID', 'vigil.yaml:13 proxy.tlsDnsNames', 'with proxy.tlsCertificate the names are those your CA put in it', 'remove tlsDnsNames');
+  const badName = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsDnsNames: ["not a name"]'), 'vigil.yaml'));
+  assertProblem(badName, 'CONFIG_INVALID', 'vigil.yaml:11 proxy.tlsDnsNames[0]', 'must be a DNS name such as servicedesk.example.com', '');
+  const ok = parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml');
+  assert.deepEqual(ok.proxy.tlsDnsNames, ['servicedesk.example.com']);
 });
 
 test('presets: pair and distributed resolve with the right roles', async () => {

@@ -150,7 +150,21 @@ export const clusterFileSchema = z
         tlsBundle: z
           .string()
           .optional()
-          .describe('Certificate bundle (certificate then key, PEM, mode 600) for :443. Without it :443 is not served.'),
+          .describe('Where HAProxy reads the certificate bundle for :443 (certificate, chain, then key, PEM, mode 600) on the proxy machines, e.g. /etc/vigil/tls/proxy.pem. `vigil apply` puts it there: built from `tlsCertificate` and `tlsKey`, or issued by the cluster CA. Without it :443 is not served.'),
+        tlsCertificate: z
+          .string()
+          .min(1)
+          .optional()
+          .describe("Your site certificate for :443 (PEM, then any intermediate certificates): a file on the admin's machine, relative to the cluster file. With `tlsKey`, `vigil apply` builds `tlsBundle` from the two on every proxy machine. Left out: apply issues the certificate from the cluster CA."),
+        tlsKey: z
+          .string()
+          .min(1)
+          .optional()
+          .describe("The private key of `tlsCertificate`, without a passphrase: a file on the admin's machine, relative to the cluster file, readable by its owner only (mode 600)."),
+        tlsDnsNames: z
+          .array(z.string().regex(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, { message: 'must be a DNS name such as servicedesk.example.com' }))
+          .default([])
+          .describe("DNS names users reach the application by (e.g. servicedesk.example.com): put, beside the proxy machines' addresses, in the certificate `vigil apply` issues from the cluster CA. Not used with `tlsCertificate`."),
       })
       .prefault({})
       .describe('The HAProxy entry point.'),

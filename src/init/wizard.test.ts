@@ -3,7 +3,7 @@
  * @inquirer/prompts on injected streams, keystroke by keystroke, as a person would type.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -13,7 +13,7 @@ import { sshdUnavailable, startTestSshd, type TestSshd } from '../remote/test-ss
 import { VigilError } from '../util/errors.ts';
 import { runInit } from './init.ts';
 import { renderInit } from './render.ts';
-import { inquirerPrompter, runWizard, type Check, type Choice, type Prompter } from './wizard.ts';
+import { checkDnsNames, checkPemFile, inquirerPrompter, runWizard, type Check, type Choice, type Prompter } from './wizard.ts';
 
 type Step = [kind: 'select' | 'input' | 'password' | 'confirm' | 'checkbox', question: RegExp, answer: string | boolean | string[]];
 
@@ -49,6 +49,14 @@ function scripted(steps: Step[]): Prompter & { left: () => number } {
 }
 
 describe('init wizard (scripted answers)', () => {
+  let pemDir = '';
+  before(async () => {
+    pemDir = await mkdtemp(join(tmpdir(), 'vigil-wizard-pem-'));
+    await writeFile(join(pemDir, 'site.crt'), '');
+    await writeFile(join(pemDir, 'site.key'), '', { mode: 0o600 });
+  });
+  after(() => rm(pemDir, { recursive: true, force: true }));
+
   it('asks what the vendor installers ask, once, and makes valid files', async () => {
     const p = scripted([
       ['select', /Topology/, 'pair'],
@@ -73,6 +81,9 @@ describe('init wizard (scripted answers)', () => {
       ['input', /SMTP user/, 'vigil'],
       ['password', /SMTP password/, 'smtp-pw'],
       ['password', /same password again/, 'smtp-pw'],
+      ['select', /HTTPS on port 443/, 'own'],
+      ['input', /Certificate file/, join(pemDir, 'site.crt')],
+      ['input', /private key file/, join(pemDir, 'site.key')],
       ['password', /SSH password of root/, 'ssh-pw'],
       ['confirm', /same password on every machine/, false],
       ['password', /on observer/, 'pw-observer'],
@@ -102,6 +113,31 @@ describe('init wizard (scripted answers)', () => {
     assert.equal(s.appDbPassword, 'app-db-password');
     assert.equal(s.smtpPassword, 'smtp-pw');
     assert.deepEqual(r.generated, ['postgres', 'replication', 'patroniRest']);
+    assert.deepEqual([r.cluster.proxy.tlsBundle, r.cluster.proxy.tlsCertificate, r.cluster.proxy.tlsKey], ['/etc/vigil/tls/proxy.pem', join(pemDir, 'site.crt'), join(pemDir, 'site.key')]);
+  });
+
+  it('HTTPS from the cluster CA with the names users type; a certificate file that is not there, or a bad name, is asked again', async () => {
+    const base: Step[] = [
+      ['select', /Topology/, 'pair'],
+      ['input', /Cluster name/, ''],
+      ['input', /SSH user/, ''],
+      ['input', /SSH port/, ''],
+      ['input', /Address of observer/, '10.0.0.10'],
+      ['input', /Address of app1/, '10.0.0.11'],
+      ['input', /Address of app2/, '10.0.0.12'],
+      ['select', /replication/, 'synchronous'],
+      ['input', /PostgreSQL/, ''],
+      ['password', /Application database password/, ''],
+      ['confirm', /e-mail/, false],
+    ];
+    const ca = await runWizard(scripted([...base, ['select', /HTTPS/, 'ca'], ['input', /DNS names/, 'servicedesk.example.com, help.example.com']]), { noSsh: true });
+    const cluster = renderInit(ca).cluster;
+    assert.deepEqual([cluster.proxy.tlsBundle, cluster.proxy.tlsDnsNames, cluster.proxy.tlsCertificate], ['/etc/vigil/tls/proxy.pem', ['servicedesk.example.com', 'help.example.com'], undefined]);
+    assert.match(String(checkPemFile(join(pemDir, 'missing.crt'))), /missing\.crt does not exist/);
+    assert.match(String(checkPemFile(pemDir)), /is not a file/);
+    assert.equal(checkPemFile(join(pemDir, 'site.crt')), true);
+    assert.match(String(checkDnsNames('servicedesk.example.com, not_a name')), /"not_a" is not a DNS name/);
+    assert.equal(checkDnsNames(''), true, 'no names: the proxy address only');
   });
 
   it('builds a custom topology machine by machine, without SSH questions under --no-ssh', async () => {
@@ -124,6 +160,7 @@ describe('init wizard (scripted answers)', () => {
       ['input', /PostgreSQL/, ''],
       ['password', /Application database password/, ''],
       ['confirm', /e-mail/, false],
+      ['select', /HTTPS/, 'none'],
     ]);
     const answers = await runWizard(p, { noSsh: true });
     assert.equal(p.left(), 0);
@@ -135,6 +172,7 @@ describe('init wizard (scripted answers)', () => {
     ]);
     assert.equal(r.cluster.cluster.name, 'servicedesk');
     assert.equal(r.cluster.alerts.email, undefined);
+    assert.equal(r.cluster.proxy.tlsBundle, undefined, 'port 80 only');
     assert.deepEqual(r.generated, ['postgres', 'replication', 'appDb', 'patroniRest']);
   });
 });
@@ -200,6 +238,8 @@ describe('init wizard on a terminal (@inquirer/prompts on injected streams)', { 
     await term.answer('PostgreSQL major version', ENTER);
     await term.answer('Application database password', ENTER);
     await term.answer('by e-mail', `n${ENTER}`);
+    await term.answer('HTTPS on port 443', ENTER); // from the cluster CA, the default
+    await term.answer('DNS names', `servicedesk.example.com${ENTER}`);
     await term.answer('SSH password of root', `${password}${ENTER}`);
     await term.answer('same password on every machine', ENTER);
     await term.answer('Write the files', ENTER);
@@ -210,6 +250,7 @@ describe('init wizard on a terminal (@inquirer/prompts on injected streams)', { 
     assert.equal(known.trim().split('\n').length, 3);
     assert.ok(said.some((l) => /observer admin key installed for root; the password is not kept/.test(l)), said.join('\n'));
     assert.match(await readFile(join(dir, 'typed', 'vigil.yaml'), 'utf8'), /replication: asynchronous/);
+    assert.match(await readFile(join(dir, 'typed', 'vigil.yaml'), 'utf8'), /tlsDnsNames:\s*\n\s*- servicedesk\.example\.com/);
   });
 
   it('writes nothing when a fingerprint is refused', async () => {
@@ -227,6 +268,7 @@ describe('init wizard on a terminal (@inquirer/prompts on injected streams)', { 
     await term.answer('PostgreSQL major version', ENTER);
     await term.answer('Application database password', ENTER);
     await term.answer('by e-mail', `n${ENTER}`);
+    await term.answer('HTTPS on port 443', `${DOWN}${DOWN}${ENTER}`); // port 80 only
     await term.answer('SSH password of root', ENTER);
     await term.answer('Write the files', ENTER);
     await term.answer('observer (127.0.0.1', `n${ENTER}`);

@@ -8,9 +8,12 @@
  * @inquirer/prompts with injectable input and output streams.
  */
 import { checkbox, confirm, input, password, select } from '@inquirer/prompts';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { z } from 'zod';
-import { machineSchema, PRESET_ROLES, ROLES, type Role, type Topology } from '../config/schema.ts';
+import { PATHS } from '../config/paths.ts';
+import { clusterFileSchema, machineSchema, PRESET_ROLES, ROLES, type Role, type Topology } from '../config/schema.ts';
 import type { InitAnswers, MachineAnswer } from './answers.ts';
 
 export interface Choice<T extends string> {
@@ -89,6 +92,15 @@ const checkVersion: Check = (v) => (/^\d+$/.test(v) && Number(v) >= 13 && Number
 const minLength = (n: number): Check => (v) => v.length >= n || `at least ${n} characters`;
 
 const splitList = (v: string) => v.split(/[\s,]+/).filter(Boolean);
+const dnsName = clusterFileSchema.shape.proxy.unwrap().shape.tlsDnsNames.unwrap().element;
+export const checkDnsNames: Check = (v) => {
+  const bad = splitList(v).find((n) => !dnsName.safeParse(n).success);
+  return bad === undefined || `"${bad}" is not a DNS name; write names such as servicedesk.example.com, or nothing`;
+};
+export const checkPemFile: Check = (v) => {
+  if (!existsSync(v)) return `${resolve(v)} does not exist`;
+  return statSync(v).isFile() || `${resolve(v)} is not a file`;
+};
 
 // ---------------------------------------------------------------- the wizard
 
@@ -183,6 +195,24 @@ export async function runWizard(p: Prompter, opts: WizardOptions = {}): Promise<
       passwords.smtp = await newPassword(p, say, 'SMTP password', { optional: false, min: 1 });
     }
     sections.alerts = { email: { to: to.length === 1 ? to[0] : to, from, smtp } };
+  }
+
+  const tls = await p.select<'ca' | 'own' | 'none'>({
+    message: 'HTTPS on port 443 through HAProxy',
+    choices: [
+      { value: 'ca', name: 'yes, with a certificate from the cluster CA', description: 'vigil apply issues it; browsers trust it once pki/ca.pem is installed as a trusted CA' },
+      { value: 'own', name: 'yes, with my certificate and key', description: 'PEM files on this machine, e.g. from your company CA; vigil apply puts them on the proxy' },
+      { value: 'none', name: 'no: port 80 only' },
+    ],
+    default: 'ca',
+  });
+  if (tls === 'ca') {
+    const names = splitList(await p.input({ message: 'DNS names users reach the application by (comma separated; Enter: none, the proxy address only)', default: '', validate: checkDnsNames }));
+    sections.proxy = { tlsBundle: PATHS.tlsBundle, ...(names.length ? { tlsDnsNames: names } : {}) };
+  } else if (tls === 'own') {
+    const tlsCertificate = resolve(await p.input({ message: 'Certificate file (PEM, then any intermediate certificates)', validate: checkPemFile }));
+    const tlsKey = resolve(await p.input({ message: 'Its private key file (PEM, no passphrase, mode 600)', validate: checkPemFile }));
+    sections.proxy = { tlsBundle: PATHS.tlsBundle, tlsCertificate, tlsKey };
   }
 
   const ssh: InitAnswers['ssh'] = { user, port };

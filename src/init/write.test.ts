@@ -14,22 +14,12 @@ import { fingerprint } from '../remote/known-hosts.ts';
 import { openClusterSsh } from '../remote/ssh.ts';
 import { sshdUnavailable, startTestSshd, type TestSshd } from '../remote/test-sshd.ts';
 import { run } from '../util/exec.ts';
-import { VigilError } from '../util/errors.ts';
 import { runInit, type InitOptions } from './init.ts';
 import { parseAnswers, renderInit } from './render.ts';
 import { writeInit } from './write.ts';
+import { rejectionOf } from '../util/testing.ts';
 
 const modeOf = async (p: string) => ((await stat(p)).mode & 0o777).toString(8);
-
-async function initError(p: Promise<unknown>): Promise<VigilError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof VigilError, String(err));
-    return err;
-  }
-  assert.fail('expected a VigilError');
-}
 
 const pairAnswers = (port = 22, extra = '') =>
   parseAnswers(`topology: pair\nssh: { port: ${port} }\nmachines:\n  observer: { address: 127.0.0.1 }\n  app1: { address: 127.0.0.2 }\n  app2: { address: 127.0.0.3 }\n${extra}`, 'answers.yaml');
@@ -79,7 +69,7 @@ describe('init writes its files all or nothing', () => {
     const answers = pairAnswers();
     await writeInit(renderInit(answers), answers, { dir: out, ssh: 'skip' });
     const before = await readFile(join(out, 'pki', 'ca.key'), 'utf8');
-    const err = await initError(writeInit(renderInit(answers), answers, { dir: out, ssh: 'skip' }));
+    const err = await rejectionOf(writeInit(renderInit(answers), answers, { dir: out, ssh: 'skip' }));
     assert.equal(err.code, 'INIT');
     assert.match(err.message, /vigil\.secrets\.yaml, pki, ssh, vigil\.yaml already exist/);
     assert.match(err.message, /--force/);
@@ -94,7 +84,7 @@ describe('init writes its files all or nothing', () => {
   it('leaves nothing behind when a machine cannot be reached', async () => {
     const out = join(dir, 'unreachable');
     const answers = pairAnswers(1); // nothing listens on port 1
-    const err = await initError(writeInit(renderInit(answers), answers, { dir: out, ssh: { confirm: () => true, connectTimeoutMs: 3000 } }));
+    const err = await rejectionOf(writeInit(renderInit(answers), answers, { dir: out, ssh: { confirm: () => true, connectTimeoutMs: 3000 } }));
     assert.equal(err.code, 'SSH_UNREACHABLE');
     assert.match(err.message, /^observer \(root@127\.0\.0\.1:1\)/);
     await assert.rejects(stat(out), { code: 'ENOENT' }, 'the directory it created is gone again');
@@ -105,10 +95,10 @@ describe('init writes its files all or nothing', () => {
     const file = join(dir, 'answers.yaml');
     await writeFile(file, 'topology: pair\nmachines: { observer: { address: 10.0.0.10 }, app1: { address: 10.0.0.11 }, app2: { address: 10.0.0.12 } }\n');
     const o: InitOptions = { dir: out, answers: file, ssh: true };
-    const err = await initError(runInit(o, { say: () => {}, interactive: false }));
+    const err = await rejectionOf(runInit(o, { say: () => {}, interactive: false }));
     assert.match(err.message, /--accept-host-keys/);
     await assert.rejects(stat(out), { code: 'ENOENT' });
-    assert.equal((await initError(runInit({ dir: out, ssh: true }, { say: () => {}, interactive: false }))).code, 'USAGE', 'no answers and no terminal');
+    assert.equal((await rejectionOf(runInit({ dir: out, ssh: true }, { say: () => {}, interactive: false }))).code, 'USAGE', 'no answers and no terminal');
   });
 });
 
@@ -133,7 +123,7 @@ describe('init contacts the machines (real sshd)', { skip: sshdUnavailable() ?? 
     answers.ssh.password = password;
     answers.machines.find((m) => m.name === 'app2')!.sshPassword = 'not-the-password';
     const seen: string[] = [];
-    const err = await initError(writeInit(renderInit(answers), answers, { dir: out, ssh: { confirm: () => true }, progress: (l) => seen.push(l) }));
+    const err = await rejectionOf(writeInit(renderInit(answers), answers, { dir: out, ssh: { confirm: () => true }, progress: (l) => seen.push(l) }));
     assert.equal(err.code, 'SSH_AUTH');
     assert.match(err.message, /^app2 \(root@127\.0\.0\.3:\d+\): the password was refused/);
     assert.ok(!err.message.includes('not-the-password'));
@@ -187,7 +177,7 @@ describe('init contacts the machines (real sshd)', { skip: sshdUnavailable() ?? 
     const old = (await readFile(join(out, 'vigil.known_hosts'), 'utf8')).split('\n')[0]!.split(' ')[2]!;
     await sshd.restart({ newHostKey: true });
     const answers = pairAnswers(sshd.port);
-    const err = await initError(writeInit(renderInit(answers), answers, { dir: out, force: true, ssh: { confirm: () => true } }));
+    const err = await rejectionOf(writeInit(renderInit(answers), answers, { dir: out, force: true, ssh: { confirm: () => true } }));
     assert.equal(err.code, 'SSH_HOST_KEY');
     assert.ok(err.message.includes(`pinned ${fingerprint(Buffer.from(old, 'base64'))}`), err.message);
     assert.ok(!(await readdir(out)).some((f) => f.startsWith('.vigil-init')), 'no staging or backup directory left');

@@ -42,6 +42,15 @@ export async function checkTlsBundle(path: string, now: Date = new Date()): Prom
     fail(path, `the certificate bundle has mode ${octal}: group or others can read its private key`, `chmod 600 ${path} (and consider the key compromised if others had access)`);
   }
   const text = await readFile(path, 'utf8').catch((err: unknown) => fail(path, 'the certificate bundle cannot be read', `check the permissions of ${path}`, err));
+  checkTlsBundleText(text, path, now);
+}
+
+/**
+ * Checks a bundle's text: certificates (the server's first), then one private key without a
+ * passphrase that belongs to the first certificate, valid now. `path` names it in errors (a
+ * file on this machine, or the admin's files a bundle is built from).
+ */
+export function checkTlsBundleText(text: string, path: string, now: Date = new Date()): void {
   const blocks = [...text.matchAll(PEM_RE)].map((m) => ({ type: m[1]!, pem: m[0] }));
   const certs = blocks.filter((b) => b.type === 'CERTIFICATE');
   const keys = blocks.filter((b) => b.type.endsWith('PRIVATE KEY'));

@@ -7,27 +7,54 @@
  *     step and the fix, and the next apply resumes and finishes;
  *   - the cluster serves through the proxy, the database password is the same in every
  *     application config file, doctor finds nothing wrong;
+ *   - :443 answers with a certificate the cluster CA issued for the proxy's address and name;
  *   - a second apply and a plan report no change;
+ *   - a changed host key and a refused admin key stop apply at connect, before anything changes;
  *   - a machine down stops apply with SSH_UNREACHABLE; once it is back, apply converges;
- *   - the observer issue's application failover scenarios pass on this cluster.
+ *   - the observer issue's application failover scenarios pass on this cluster;
+ *   - your own certificate for :443 replaces the CA's: written, HAProxy reloaded, then no change.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { parse, parseDocument, stringify } from 'yaml';
 import { withRole } from '../../src/config/schema.ts';
 import { comparePasswordFile } from '../../src/doctor/password-files.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
 import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
+import { LAB_HOST_KEY } from '../../src/lab/sshd.ts';
 import { PATHS } from '../../src/config/paths.ts';
+import { createClusterCa, issueCertificate } from '../../src/pki/ca.ts';
+import { UNITS } from '../../src/render/systemd.ts';
+import { createKeyPair } from '../../src/sync/keys.ts';
 import { failoverTests } from './failover-scenarios.ts';
 import { vigil } from './run-vigil.ts';
 
 /** An application config file of the kind the seed edits by hand, planted on the app machines with a wrong password. */
 const APP_ENV = '/etc/vigil/app/db.env';
+const SITE_NAME = 'servicedesk.lab.test';
+
+/** A GET over HTTPS that trusts only `caPem` and checks the certificate names the address: status and the certificate served. */
+function httpsGet(url: string, caPem: string): Promise<{ status: number; cert: PeerCertificate }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca: caPem, timeout: 5000 }, (res) => {
+      const cert = (res.socket as TLSSocket).getPeerCertificate();
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cert }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Lines of apply's output that report a change or a look at a machine (`NAME  step: ...`). */
+const machineLines = (out: string) => out.split('\n').filter((l) => /^(observer|app1|app2|db1|db2) +[a-z-]+: /.test(l));
 
 describe('bare machines to a cluster: vigil init, plan and apply', () => {
   let lab: LabHandle;
@@ -44,6 +71,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
         { path: APP_ENV, format: 'shell', key: 'DB_PASSWORD' },
       ],
     };
+    answers.proxy = { ...(answers.proxy as object), tlsDnsNames: [SITE_NAME] };
     await writeFile(answersFile, stringify(answers), { mode: 0o600 });
     // init writes into the lab's directory, so the lab's helpers (labAgents, labSettled) find the cluster and the admin certificate.
     const init = await vigil(['init', '--answers', answersFile, '--accept-host-keys', '-d', LAB_DIR]);
@@ -132,6 +160,15 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.equal(doctor.code, 0, doctor.out);
   });
 
+  it(':443 answers with the certificate apply issued from the cluster CA for the proxy address and name', async () => {
+    const proxy = withRole(lab.cluster, 'proxy')[0]!;
+    const caPem = await readFile(join(LAB_DIR, 'pki', 'ca.pem'), 'utf8');
+    const r = await httpsGet(`https://${proxy.address}:${lab.cluster.proxy.httpsPort}${lab.cluster.application.healthPath}`, caPem);
+    assert.equal(r.status, 200);
+    assert.match(r.cert.subjectaltname ?? '', new RegExp(`DNS:${SITE_NAME.replaceAll('.', '\\.')}`));
+    assert.match(r.cert.subjectaltname ?? '', new RegExp(`IP Address:${proxy.address.replaceAll('.', '\\.')}`));
+  });
+
   it('a second apply, and a plan, report no change', async () => {
     const again = await vigil(['apply', '-c', cfg, '--json']);
     assert.equal(again.code, 0, again.out);
@@ -140,6 +177,39 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const plan = await vigil(['plan', '-c', cfg]);
     assert.equal(plan.code, 0, plan.out);
     assert.match(plan.out, /plan: no change/);
+  });
+
+  it('a changed host key, or an admin key no longer accepted, stops apply at connect before anything changes', async () => {
+    const key = hostPathOf('db1', LAB_HOST_KEY);
+    const saved = await Promise.all([readFile(key), readFile(`${key}.pub`)]);
+    await rm(key);
+    await rm(`${key}.pub`);
+    await createKeyPair(key, 'host@db1-reinstalled'); // sshd reads its host keys again for every connection
+    try {
+      const r = await vigil(['apply', '-c', cfg]);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /db1, step connect: db1 \(root@10\.213\.\d+\.21:22\): the SSH host key is not the one pinned/);
+      assert.equal((r.out.match(/SHA256:[A-Za-z0-9+/]+/g) ?? []).length >= 2, true, 'the pinned and the offered fingerprint');
+      assert.deepEqual(machineLines(r.out), [], r.out);
+    } finally {
+      await writeFile(key, saved[0], { mode: 0o600 });
+      await writeFile(`${key}.pub`, saved[1]);
+    }
+    const authorized = hostPathOf('app2', '/root/.ssh/authorized_keys');
+    const keys = await readFile(authorized);
+    await writeFile(authorized, '');
+    try {
+      const r = await vigil(['apply', '-c', cfg]);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /app2, step connect: app2 \(root@10\.213\.\d+\.12:22\): the admin key was refused for root/);
+      assert.match(r.out, /ssh-copy-id -i /);
+      assert.deepEqual(machineLines(r.out), [], r.out);
+    } finally {
+      await writeFile(authorized, keys);
+    }
+    const back = await vigil(['apply', '-c', cfg]);
+    assert.equal(back.code, 0, back.out);
+    assert.match(back.out, /apply: no change/);
   });
 
   it('a machine that is down stops apply with SSH_UNREACHABLE; once it is back, apply converges', async () => {
@@ -162,4 +232,39 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     });
     failoverTests('applied distributed', () => ({ lab, probe: probe! }));
   });
+
+  it('your own certificate for :443 replaces the cluster CA\'s: written to the proxy, HAProxy reloaded, then no change', async () => {
+    const proxy = withRole(lab.cluster, 'proxy')[0]!;
+    const corporate = await createClusterCa({ clusterName: 'corporate' });
+    const site = await issueCertificate(corporate, { commonName: SITE_NAME, ipAddresses: [proxy.address], dnsNames: [SITE_NAME], usage: 'server' });
+    await mkdir(join(LAB_DIR, 'tls'), { recursive: true });
+    await writeFile(join(LAB_DIR, 'tls', 'site.crt'), site.certPem);
+    await writeFile(join(LAB_DIR, 'tls', 'site.key'), site.keyPem, { mode: 0o600 });
+    const doc = parseDocument(await readFile(cfg, 'utf8'));
+    doc.setIn(['proxy', 'tlsCertificate'], 'tls/site.crt');
+    doc.setIn(['proxy', 'tlsKey'], 'tls/site.key');
+    doc.deleteIn(['proxy', 'tlsDnsNames']);
+    await writeFile(cfg, doc.toString());
+
+    const r = await vigil(['apply', '-c', cfg]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, new RegExp(`observer +tls: write ${PATHS.tlsBundle} \\(content differs\\)`));
+    assert.match(r.out, new RegExp(`observer +services: reload ${UNITS.haproxy.replaceAll('.', '\\.')}`));
+    assert.doesNotMatch(r.out, /BEGIN|PRIVATE KEY/);
+    await waitForHttps(`https://${proxy.address}:${lab.cluster.proxy.httpsPort}${lab.cluster.application.healthPath}`, corporate.certPem);
+    const again = await vigil(['apply', '-c', cfg]);
+    assert.equal(again.code, 0, again.out);
+    assert.match(again.out, /apply: no change/);
+  });
 });
+
+/** HAProxy's reload finishes in the background: wait until :443 serves the certificate `caPem` vouches for. */
+async function waitForHttps(url: string, caPem: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const r = await httpsGet(url, caPem).catch((err: unknown) => err as Error);
+    if (!(r instanceof Error) && r.status === 200) return;
+    if (Date.now() > deadline) assert.fail(`${url} does not answer 200 with the new certificate: ${r instanceof Error ? r.message : r.status}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
