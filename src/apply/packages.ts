@@ -28,6 +28,81 @@ export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: Pac
   return [...out].sort();
 }
 
+/** A component whose version matters: the package that brings it and the lowest upstream version Vigil runs with (DESIGN.md). */
+export interface VersionNeed {
+  pkg: string;
+  component: string;
+  /** Upstream version, e.g. "3.4"; undefined when any version of the package will do. */
+  min?: string;
+  /** Where a newer or a missing one comes from. */
+  source: string;
+}
+
+/** The components of one machine whose version preflight checks before anything is installed. */
+export function versionNeedsFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: PackageManager): VersionNeed[] {
+  const pg = cluster.database.postgresVersion;
+  const pgdg = pm === 'apt' ? 'the PGDG repository (apt.postgresql.org)' : 'the PGDG repository (download.postgresql.org)';
+  const out: VersionNeed[] = [];
+  if (m.roles.includes('etcd')) out.push({ pkg: pm === 'apt' ? 'etcd-server' : 'etcd', component: 'etcd', min: '3.4', source: pm === 'apt' ? "the distribution's backports or an etcd release repository" : 'EPEL' });
+  if (m.roles.includes('db')) {
+    out.push({ pkg: pm === 'apt' ? `postgresql-${pg}` : `postgresql${pg}-server`, component: `PostgreSQL ${pg} (database.postgresVersion)`, source: pgdg });
+    out.push({ pkg: 'patroni', component: 'Patroni', min: '3.0', source: pgdg });
+  }
+  if (m.roles.includes('proxy')) out.push({ pkg: 'haproxy', component: 'HAProxy', min: '2.6', source: pm === 'apt' ? 'haproxy.debian.net (or Ubuntu\'s vbernat/haproxy PPA)' : "the distribution's AppStream" });
+  return out;
+}
+
+export interface PackageVersion {
+  pkg: string;
+  /** Installed version, as the package manager prints it. */
+  installed: string | null;
+  /** What installing would bring from the configured repositories. */
+  candidate: string | null;
+}
+
+/** `apt-cache policy` blocks: a package name line, then "  Installed:" and "  Candidate:" ("(none)" when there is none). */
+export function parseAptPolicy(text: string): PackageVersion[] {
+  const out: PackageVersion[] = [];
+  let cur: PackageVersion | undefined;
+  for (const line of text.split('\n')) {
+    const head = /^(\S+):$/.exec(line);
+    if (head) out.push((cur = { pkg: head[1]!, installed: null, candidate: null }));
+    const field = /^ {2}(Installed|Candidate): (\S+)$/.exec(line);
+    if (cur && field) cur[field[1] === 'Installed' ? 'installed' : 'candidate'] = field[2] === '(none)' ? null : field[2]!;
+  }
+  return out;
+}
+
+/** The installed and the installable version of each package (a package the lists do not know has neither). */
+export async function packageVersions(shell: RemoteShell, pm: PackageManager, pkgs: string[]): Promise<PackageVersion[]> {
+  if (!pkgs.length) return [];
+  if (pm === 'apt') {
+    const r = await shell.exec(['env', 'LANG=C', 'LC_ALL=C', 'apt-cache', 'policy', ...pkgs], { timeoutMs: 30_000 });
+    const known = parseAptPolicy(r.stdout);
+    return pkgs.map((pkg) => known.find((k) => k.pkg === pkg) ?? { pkg, installed: null, candidate: null });
+  }
+  const lines = async (argv: string[]) => new Map((await shell.exec(argv, { timeoutMs: 60_000 })).stdout.split('\n').map((l) => l.trim().split(' ')).filter((f): f is [string, string] => f.length === 2 && pkgs.includes(f[0]!)));
+  const installed = await lines(['rpm', '-q', '--qf', '%{NAME} %{VERSION}\\n', ...pkgs]);
+  const available = await lines(['dnf', '-q', 'repoquery', '--latest-limit', '1', '--qf', '%{name} %{version}', ...pkgs]);
+  return pkgs.map((pkg) => ({ pkg, installed: installed.get(pkg) ?? null, candidate: available.get(pkg) ?? installed.get(pkg) ?? null }));
+}
+
+/** The upstream part of a package version: "1:3.4.23-4+b4" -> [3, 4, 23]. */
+export function upstreamVersion(v: string): number[] {
+  const m = /^(?:\d+:)?(\d+(?:\.\d+)*)/.exec(v);
+  return m ? m[1]!.split('.').map(Number) : [];
+}
+
+/** a >= b, segment by segment ("3.10" > "3.4"). */
+export function versionAtLeast(a: number[], b: number[]): boolean {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (x !== y) return x > y;
+  }
+  return true;
+}
+
 /**
  * Services the packages install and (on Debian) start at once: Debian's etcd-server runs a
  * member on 2379, postgresql a "main" cluster on 5432, haproxy and nginx their default sites.

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clusterFixture } from '../render/fixtures.ts';
+import { parseAptPolicy, upstreamVersion, versionAtLeast } from './packages.ts';
 import { evaluatePreflight, formatPreflight, parseOsRelease, type PreflightFacts } from './preflight.ts';
 
 const cluster = clusterFixture('pair');
@@ -14,6 +15,13 @@ const healthy = (machine: string): PreflightFacts => ({
   ports: [{ from: machine, to: 'observer', port: 2379, outcome: 'refused' }],
   clock: { ok: true, value: { offsetMs: 3, uncertaintyMs: 1 } },
   freeBytes: 50 * 2 ** 30,
+  // Debian 12's own packages: every version Vigil needs.
+  versions: [
+    { pkg: 'etcd-server', installed: null, candidate: '3.4.23-4+b4' },
+    { pkg: `postgresql-${cluster.database.postgresVersion}`, installed: null, candidate: '15.20-0+deb12u1' },
+    { pkg: 'patroni', installed: null, candidate: '3.0.2-1' },
+    { pkg: 'haproxy', installed: '2.6.12-1+deb12u4', candidate: '2.6.12-1+deb12u4' },
+  ],
 });
 
 test('os-release is read as the distribution and its version', () => {
@@ -44,4 +52,50 @@ test('each problem is a finding with the machine and the fix', () => {
   const unreachable = evaluatePreflight([{ machine: 'app1', reachable: { ok: false, error: 'connection refused' } }], cluster);
   assert.equal(unreachable[0]!.check, 'reachable');
   assert.match(formatPreflight(facts, f), /preflight: \d+ problem\(s\) to fix before installing/);
+});
+
+test("apt-cache policy is read as installed and candidate versions; a package the lists do not know has neither", () => {
+  const text = [
+    'etcd-server:',
+    '  Installed: (none)',
+    '  Candidate: 3.3.25+dfsg-7ubuntu0.22.04.1',
+    '  Version table:',
+    '     3.3.25+dfsg-7ubuntu0.22.04.1 500',
+    '        500 http://archive.ubuntu.com/ubuntu jammy-updates/universe amd64 Packages',
+    'haproxy:',
+    '  Installed: 2.6.12-1+deb12u4',
+    '  Candidate: 2.6.12-1+deb12u4',
+  ].join('\n');
+  assert.deepEqual(parseAptPolicy(text), [
+    { pkg: 'etcd-server', installed: null, candidate: '3.3.25+dfsg-7ubuntu0.22.04.1' },
+    { pkg: 'haproxy', installed: '2.6.12-1+deb12u4', candidate: '2.6.12-1+deb12u4' },
+  ]);
+  assert.deepEqual(upstreamVersion('1:3.4.23-4+b4'), [3, 4, 23]);
+  assert.equal(versionAtLeast(upstreamVersion('3.10.1'), upstreamVersion('3.4')), true);
+  assert.equal(versionAtLeast(upstreamVersion('2.1.2-1'), upstreamVersion('3.0')), false);
+  assert.equal(versionAtLeast(upstreamVersion('3.0'), upstreamVersion('3.0')), true);
+});
+
+test("components older than Vigil needs stop preflight with where newer ones come from; a package missing from the lists is a warning", () => {
+  // Ubuntu 22.04's own packages: etcd 3.3, Patroni 2.1, HAProxy 2.4.
+  const jammy = (machine: string): PreflightFacts => ({
+    ...healthy(machine),
+    os: { id: 'ubuntu', versionId: '22.04', pretty: 'Ubuntu 22.04.5 LTS' },
+    versions: [
+      { pkg: 'etcd-server', installed: null, candidate: '3.3.25+dfsg-7ubuntu0.22.04.1' },
+      { pkg: 'haproxy', installed: '2.4.24-0ubuntu0.22.04.1', candidate: '2.4.24-0ubuntu0.22.04.1' },
+      { pkg: 'patroni', installed: null, candidate: '2.1.2-1' },
+      { pkg: `postgresql-${cluster.database.postgresVersion}`, installed: null, candidate: null },
+    ],
+  });
+  const f = evaluatePreflight(cluster.machines.map((m) => jammy(m.name)), cluster).filter((x) => x.check === 'versions');
+  const on = (machine: string) => f.filter((x) => x.machine === machine).map((x) => `${x.severity} ${x.what} | ${x.why} | ${x.fix}`);
+  assert.deepEqual(on('observer'), [
+    "fail the package lists offer etcd-server 3.3.25+dfsg-7ubuntu0.22.04.1 | Vigil needs etcd 3.4 or newer | add the distribution's backports or an etcd release repository (or a local mirror of it) on observer, run `apt-get update`, then run `vigil apply` again",
+    'fail haproxy 2.4.24-0ubuntu0.22.04.1 is installed | Vigil needs HAProxy 2.6 or newer | add haproxy.debian.net (or Ubuntu\'s vbernat/haproxy PPA) (or a local mirror of it) on observer, run `apt-get update`, then run `vigil apply` again',
+  ]);
+  const app1 = on('app1');
+  assert.match(app1[0]!, /^warn postgresql-\d+ is neither installed nor in the machine's package lists .*run `apt-get update` on app1; if postgresql-\d+ is still missing, add the PGDG repository \(apt\.postgresql\.org\)/);
+  assert.match(app1[1]!, /^fail the package lists offer patroni 2\.1\.2-1 \| Vigil needs Patroni 3\.0 or newer/);
+  assert.match(formatPreflight([jammy('observer')], f), /observer: Ubuntu 22\.04\.5 LTS, apt, etcd-server 3\.3\.25\S* \(to install\), haproxy 2\.4\.24\S*, patroni 2\.1\.2-1 \(to install\), postgresql-\d+ unavailable/);
 });

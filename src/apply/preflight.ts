@@ -4,7 +4,8 @@
  * the lab): the OS and its version, root or password-less sudo, the package manager, no other
  * program on the ports the cluster will use, every port it will need reachable from the machines
  * that need it (a refused connection is fine: nothing listens yet, but the path is open; a
- * timeout is a firewall), the clock against this one, and free disk. The first step of
+ * timeout is a firewall), the versions of etcd, PostgreSQL, Patroni and HAProxy that are installed
+ * or that the package lists would install, the clock against this one, and free disk. The first step of
  * `vigil apply` (issue 4); read-only.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
@@ -14,6 +15,7 @@ import { parseSs } from '../doctor/parse.ts';
 import type { PortProbe, Probe } from '../doctor/types.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { UNITS } from '../render/systemd.ts';
+import { packageVersions, upstreamVersion, versionAtLeast, versionNeedsFor, type PackageVersion } from './packages.ts';
 
 /** Debian, Ubuntu and RHEL-family releases Vigil installs on (DESIGN.md: Ubuntu 22/24, RHEL 9.x; Debian 12 in the lab). */
 const SUPPORTED: Record<string, (version: number) => boolean> = {
@@ -39,6 +41,8 @@ export interface PreflightFacts {
   ports?: PortProbe[];
   clock?: Probe<{ offsetMs: number; uncertaintyMs: number }>;
   freeBytes?: number | null;
+  /** The version-checked packages of this machine's roles (packages.ts versionNeedsFor). */
+  versions?: PackageVersion[];
 }
 
 export interface PreflightFinding {
@@ -77,6 +81,8 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     text(shell, ['df', '-B1', '--output=avail', '/var/lib']),
     Promise.all(outgoing.map((r) => connect(shell, m.name, byName.get(r.to)!, r.port, 3000))),
   ]);
+  const packageManager = apt ? 'apt' : dnf ? 'dnf' : null;
+  const versions = packageManager ? await packageVersions(shell, packageManager, versionNeedsFor(cluster, m, packageManager).map((n) => n.pkg)) : [];
   const listeners = ss === null ? [] : parseSs(ss);
   // sshd is expected on its port (file sync uses it); any other listener is in the way, unless
   // it is the component's own Vigil unit running there (an earlier apply of this cluster).
@@ -92,7 +98,8 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     reachable: { ok: true, value: true },
     os: osText === null ? null : parseOsRelease(osText),
     root: { uid: Number(uid?.trim() ?? NaN), sudo },
-    packageManager: apt ? 'apt' : dnf ? 'dnf' : null,
+    packageManager,
+    versions,
     busy,
     ports,
     clock: clk,
@@ -140,6 +147,27 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
     if (f.root && f.root.uid !== 0 && !f.root.sudo)
       add({ severity: 'fail', machine: m, check: 'sudo', what: 'the SSH user is not root and `sudo -n` asks for a password', why: 'installing packages and services needs root', fix: 'add `<user> ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/vigil, or log in as root (`sshUser: root`)' });
     if (f.packageManager === null) add({ severity: 'fail', machine: m, check: 'packages', what: 'neither apt-get nor dnf is there', why: 'Vigil installs PostgreSQL, Patroni, etcd, HAProxy, nginx and rsync with the distribution\'s package manager', fix: 'use a Debian, Ubuntu or RHEL machine' });
+    if (f.packageManager) {
+      const byMachine = cluster.machines.find((x) => x.name === m);
+      for (const need of byMachine ? versionNeedsFor(cluster, byMachine, f.packageManager) : []) {
+        const v = f.versions?.find((x) => x.pkg === need.pkg);
+        const version = v?.installed ?? v?.candidate;
+        const update = f.packageManager === 'apt' ? 'apt-get update' : 'dnf makecache';
+        if (!version) {
+          add({ severity: 'warn', machine: m, check: 'versions', what: `${need.pkg} is neither installed nor in the machine's package lists`, why: `${need.component} comes from it; apply refreshes the lists (${update}) when installing fails, and stops if it is still missing`, fix: `run \`${update}\` on ${m}; if ${need.pkg} is still missing, add ${need.source} (or a local mirror of it)` });
+          continue;
+        }
+        if (need.min && !versionAtLeast(upstreamVersion(version), upstreamVersion(need.min)))
+          add({
+            severity: 'fail',
+            machine: m,
+            check: 'versions',
+            what: v?.installed ? `${need.pkg} ${version} is installed` : `the package lists offer ${need.pkg} ${version}`,
+            why: `Vigil needs ${need.component} ${need.min} or newer`,
+            fix: `add ${need.source} (or a local mirror of it) on ${m}, run \`${update}\`, then run \`vigil apply\` again`,
+          });
+      }
+    }
     for (const b of f.busy ?? [])
       add({ severity: 'fail', machine: m, check: 'ports', what: `port ${b.port} (${b.what}) is already in use by another program`, why: 'the component Vigil installs there could not listen', fix: `find it with \`ss -ltnp 'sport = :${b.port}'\` on ${m} and stop it, or change the port in vigil.yaml` });
     for (const p of f.ports ?? []) {
@@ -168,7 +196,8 @@ export function formatPreflight(facts: PreflightFacts[], findings: PreflightFind
   for (const f of facts) {
     const mine = findings.filter((x) => x.machine === f.machine);
     const os = f.os ? f.os.pretty : 'unknown OS';
-    lines.push(`${f.machine}: ${f.reachable.ok ? `${os}, ${f.packageManager ?? 'no package manager'}, ${(f.ports ?? []).length} port path(s) checked` : 'UNREACHABLE'}`);
+    const versions = (f.versions ?? []).map((v) => `${v.pkg} ${v.installed ?? (v.candidate ? `${v.candidate} (to install)` : 'unavailable')}`);
+    lines.push(`${f.machine}: ${f.reachable.ok ? [os, f.packageManager ?? 'no package manager', ...versions, `${(f.ports ?? []).length} port path(s) checked`].join(', ') : 'UNREACHABLE'}`);
     for (const x of mine) lines.push(`  ${x.severity.toUpperCase().padEnd(5)} ${x.check}: ${x.what}\n        why: ${x.why}\n        fix: ${x.fix}`);
   }
   const fails = findings.filter((x) => x.severity === 'fail').length;
