@@ -333,14 +333,15 @@ async function siteBundle(run: Run, shell: RemoteShell, m: Machine, ca: ClusterC
   const state = await siteBundleState(shell, cluster, ca);
   if (state.kind === 'current') return;
   if (state.kind === 'foreign') {
-    run.note(m.name, 'tls', `keeping ${path} (${state.subject}, valid until ${state.notAfter.toISOString().slice(0, 10)}): not issued by the cluster CA, so it was put there by hand; give it as proxy.tlsCertificate and proxy.tlsKey to have apply keep it`);
+    run.note(m.name, 'tls', `keeping ${path} (${state.subject}, valid until ${state.notAfter.toISOString().slice(0, 10)}): not issued by the cluster CA, so it was put there by hand; give its files as proxy.tlsCertificate and proxy.tlsKey to have apply manage it`);
     return;
   }
   const names = siteNames(cluster);
   run.change(m.name, 'tls', `issue ${path} from the cluster CA for ${[...names.dnsNames, ...names.ipAddresses].join(', ')} (${state.reason})`);
   run.ask(m.name, [{ unit: UNITS.haproxy, action: 'reload' }]);
   if (run.o.dryRun) return;
-  await shell.exec(['mkdir', '-p', '--', dirname(path)]);
+  const dir = await shell.exec(['mkdir', '-p', '--', dirname(path)]);
+  if (dir.code !== 0) throw new Error(`cannot create ${dirname(path)}: ${dir.stderr.trim()}`);
   await shell.writeFile(path, await issueSiteBundle(cluster, ca), { mode: 0o600, owner: 'root:root' });
 }
 
