@@ -29,6 +29,7 @@ import { ensureAppDatabase } from '../db/bootstrap.ts';
 import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
 import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import { APP_BACKEND } from '../render/haproxy.ts';
 import { UNITS, VIGIL_INSTALL } from '../render/systemd.ts';
 import { authorizedKeyLine } from '../sync/keys.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
@@ -40,7 +41,7 @@ import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesF
 import { withPassword } from './passwords.ts';
 import { RENEW_BEFORE_MS, issueSiteBundle, issuedByCa, ownBundle, remoteKeyMatches, siteBundleState, siteNames } from './tls.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
-import { dirStates, fileStates, remoteGet, systemctl, unitStates } from './remote.ts';
+import { agentRole, dirStates, fileStates, remoteGet, remoteRuntime, systemctl, unitStates } from './remote.ts';
 
 export type ApplyStep = 'connect' | 'preflight' | 'packages' | 'distro-services' | 'directories' | 'files' | 'certificates' | 'tls' | 'passwords' | 'sync-keys' | 'sync-trust' | 'services' | 'database' | 'verify';
 
@@ -423,8 +424,26 @@ function probeMachine(cluster: Cluster): Machine {
   return withRole(cluster, 'observer')[0] ?? cluster.machines.find((m) => daemonUnits(m).length > 0) ?? cluster.machines[0]!;
 }
 
-/** One tier's units on its machines: enabled, running, and restarted or reloaded when a file they read changed. */
-async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Machine[], unit: string): Promise<void> {
+/**
+ * A restart that must not take a whole tier down at once: one machine at a time, in `order`,
+ * each through `restart`, which returns once the machine serves again.
+ */
+interface Rolling {
+  order?: (machines: Machine[]) => Promise<Machine[]>;
+  restart: (m: Machine) => Promise<void>;
+}
+
+/**
+ * One tier's units on its machines: enabled, running, and restarted or reloaded when a file they
+ * read changed. Starting and reloading happen on every machine at once (a new etcd cluster needs
+ * its members up together); restarts too, unless `rolling` says how to take them one by one.
+ */
+async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Machine[], unit: string, rolling?: Rolling): Promise<void> {
+  const restarts: Machine[] = [];
+  const restart = (m: Machine, how = '') => {
+    run.change(m.name, 'services', `restart ${unit} (its files changed${how})`);
+    return run.o.dryRun ? Promise.resolve() : rolling ? rolling.restart(m) : systemctl(sh(m), ['restart', unit]);
+  };
   await eachMachine(machines, async (m) =>
     step(m.name, 'services', async () => {
       const shell = sh(m);
@@ -438,11 +457,81 @@ async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Mac
         run.change(m.name, 'services', `start ${unit}`);
         if (!run.o.dryRun) await systemctl(shell, ['start', unit]);
       } else if (asked.some((a) => a.action === 'restart' || a.action === 'try-restart')) {
-        run.change(m.name, 'services', `restart ${unit} (its files changed)`);
-        if (!run.o.dryRun) await systemctl(shell, ['restart', unit]);
+        if (rolling && machines.length > 1) restarts.push(m);
+        else await restart(m);
       } else if (asked.some((a) => a.action === 'reload' || a.action === 'try-reload')) {
         run.change(m.name, 'services', `reload ${unit} (its configuration changed)`);
         if (!run.o.dryRun) await systemctl(shell, ['reload', unit]);
+      }
+    }),
+  );
+  const ordered = rolling?.order && restarts.length > 1 && !run.o.dryRun ? await rolling.order(restarts) : restarts;
+  for (const m of ordered) await step(m.name, 'services', () => restart(m, '; one machine at a time'));
+}
+
+/** etcd members restart one at a time, each healthy again before the next: the cluster keeps its quorum. */
+function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShell, waitMs: number): Rolling {
+  return {
+    restart: async (m) => {
+      await systemctl(sh(m), ['restart', UNITS.etcd]);
+      await waitUntil(`${m.name}'s etcd member healthy again`, m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`)`, async () => ((await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined));
+    },
+  };
+}
+
+/**
+ * Agents restart one at a time, standbys first. HAProxy checks the active machine through its
+ * agent (/role), so while that agent restarts its health check is paused on every proxy (the
+ * server stays UP, the application keeps serving: the agent's restart leaves it running) and
+ * resumed once the new agent confirms the machine is active again. The observer's MAINT fencing
+ * does not depend on the check, so it stays in force throughout.
+ */
+function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number): Rolling {
+  const proxies = withRole(run.o.cluster, 'proxy');
+  const roles = new Map<string, number>();
+  const roleOf = async (m: Machine) => (m.roles.includes('app') ? agentRole(sh(m), m) : 0);
+  return {
+    order: async (ms) => {
+      await Promise.all(ms.map(async (m) => roles.set(m.name, await roleOf(m))));
+      return [...ms].sort((a, b) => Number(roles.get(a.name) === 200) - Number(roles.get(b.name) === 200));
+    },
+    restart: async (m) => {
+      const active = (roles.get(m.name) ?? (await roleOf(m))) === 200;
+      const held = active ? proxies : [];
+      if (held.length) run.note(m.name, 'services', `HAProxy's health check of ${m.name} paused on ${held.map((p) => p.name).join(', ')} while the active machine's agent restarts`);
+      for (const p of held) await remoteRuntime(sh(p)).disableHealth(APP_BACKEND, m.name);
+      try {
+        await systemctl(sh(m), ['restart', UNITS.agent]);
+        const want = active ? 'confirming it is the active machine (/role 200)' : 'answering';
+        await waitUntil(`${m.name}'s agent ${want}`, m.name, waitMs, `read ${m.name}'s agent log (\`journalctl -u ${UNITS.agent}\`)`, async () => {
+          const status = await roleOf(m);
+          return (active ? status === 200 : status !== 0 || !m.roles.includes('app')) ? true : undefined;
+        });
+      } finally {
+        for (const p of held) await resumeChecks(p, m.name, sh);
+      }
+    },
+  };
+}
+
+async function resumeChecks(proxy: Machine, server: string, sh: (m: Machine) => RemoteShell): Promise<void> {
+  try {
+    await remoteRuntime(sh(proxy)).enableHealth(APP_BACKEND, server);
+  } catch (err) {
+    throw new VigilError('APPLY', [problem(`${proxy.name}, step services`, `cannot resume HAProxy's health check of ${server}: ${(err as Error).message}`, `run \`vigil apply\` again, which resumes every paused check (\`vigil doctor\` reports them)`)], { cause: err });
+  }
+}
+
+/** Health checks of app servers left paused (an apply that was interrupted while holding one) are resumed. */
+async function pausedChecks(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
+  await eachMachine(withRole(run.o.cluster, 'proxy'), async (p) =>
+    step(p.name, 'services', async () => {
+      const servers = await remoteRuntime(sh(p))
+        .servers(APP_BACKEND)
+        .catch(() => []); // HAProxy not running yet (plan on new machines): nothing is paused
+      for (const s of servers.filter((x) => x.checks === 'disabled')) {
+        run.change(p.name, 'services', `resume HAProxy's health check of ${s.server} (an interrupted apply left it paused)`);
+        if (!run.o.dryRun) await resumeChecks(p, s.server, sh);
       }
     }),
   );
@@ -481,7 +570,7 @@ async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void
   // HTTP checks run on a machine that has Vigil's artifact (its node); preflight showed the ports reachable between machines.
   const probe = sh(probeMachine(cluster));
 
-  await converge(run, sh, etcd, UNITS.etcd);
+  await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probe, waitMs));
   if (!dryRun)
     for (const m of etcd)
       await waitUntil('etcd answering healthy', m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`); every etcd member must reach the others on port 2380`, async () =>
@@ -505,7 +594,8 @@ async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void
       return members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
     });
   for (const m of withRole(cluster, 'app')) await step(m.name, 'services', () => touchAppUnits(run, sh, m));
-  await converge(run, sh, cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')), UNITS.agent);
+  await pausedChecks(run, sh);
+  await converge(run, sh, cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')), UNITS.agent, agentRolling(run, sh, waitMs));
   await converge(run, sh, withRole(cluster, 'observer'), UNITS.observer);
 }
 

@@ -3,6 +3,11 @@
  * HTTP checks made from the machine itself (with the node binary of Vigil's artifact, so the
  * admin's shell needs no route to etcd's or Patroni's ports), and systemctl.
  */
+import { PATHS } from '../config/paths.ts';
+import type { Machine } from '../config/schema.ts';
+import { AGENT_PORT } from '../ha/model.ts';
+import { pkiPaths } from '../pki/ca.ts';
+import { HaproxyRuntime, RuntimeApiError } from '../proxy/runtime.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { VIGIL_INSTALL } from '../render/systemd.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -87,4 +92,27 @@ export async function systemctl(shell: RemoteShell, args: string[], timeoutMs = 
     const unit = args.find((a) => a.endsWith('.service')) ?? args.join(' ');
     throw new VigilError('REMOTE_COMMAND', [problem(`${shell.machine} ${unit}`, `\`systemctl ${args.join(' ')}\` failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`, `read \`journalctl -u ${unit} -n 50\` (in the lab: the machine's /var/log/vigil/) on ${shell.machine}, fix the cause and run \`vigil apply\` again`)]);
   }
+}
+
+/** One command to the runtime API's socket, answer on stdout; the command is an argument (HaproxyRuntime refuses newlines and ';'). */
+const RUNTIME_SCRIPT =
+  "const s=require('net').connect(process.argv[1]);let o='';s.setTimeout(5000,()=>{process.stderr.write('no answer within 5 s');process.exit(3)});s.on('connect',()=>s.end(process.argv[2]+'\\n'));s.on('data',d=>o+=d);s.on('close',()=>process.stdout.write(o));s.on('error',e=>{process.stderr.write(e.message);process.exitCode=2})";
+
+/** HAProxy's runtime API on a proxy machine, reached through the machine's shell (the artifact's node talks to the socket there). */
+export function remoteRuntime(shell: RemoteShell): HaproxyRuntime {
+  return new HaproxyRuntime(async (cmd) => {
+    const r = await shell.exec([VIGIL_INSTALL.node, '-e', RUNTIME_SCRIPT, PATHS.haproxySocket, cmd], { timeoutMs: 15_000 });
+    if (r.code !== 0) throw new RuntimeApiError(`HAProxy runtime API on ${shell.machine} (${PATHS.haproxySocket}): ${r.stderr.trim() || `exit ${r.code}`}`, true);
+    return r.stdout;
+  });
+}
+
+const ROLE_SCRIPT =
+  "const https=require('https'),fs=require('fs');const [u,ca,cert,key]=process.argv.slice(1);const q=https.get(u,{ca:fs.readFileSync(ca),cert:fs.readFileSync(cert),key:fs.readFileSync(key),timeout:3000},r=>{r.resume();process.stdout.write(String(r.statusCode))});q.on('timeout',()=>q.destroy(new Error('timeout')));q.on('error',()=>process.stdout.write('0'))";
+
+/** What the machine's agent answers on /role (200: active, 503: not), asked on the machine with its own certificate; 0 when it does not answer. */
+export async function agentRole(shell: RemoteShell, m: Machine): Promise<number> {
+  const pki = pkiPaths(m.name, PATHS.pkiDir);
+  const r = await shell.exec([VIGIL_INSTALL.node, '-e', ROLE_SCRIPT, `https://${m.address}:${AGENT_PORT}/role`, pki.ca, pki.cert, pki.key], { timeoutMs: 15_000 });
+  return Number(r.stdout.trim()) || 0;
 }

@@ -207,6 +207,16 @@ describe('database, proxy and application state', () => {
     assert.ok(list.some((x) => /does not pass `haproxy -c`:\n\[ALERT\]/.test(x.what)));
   });
 
+  test('HAProxy: a paused health check of an app server is found, with the way to resume it', () => {
+    const f = facts();
+    const servers = (f.cluster.haproxy[0]!.servers as { value: { server: string; checks: string }[] }).value;
+    servers.find((s) => s.server === 'app1')!.checks = 'none'; // the stats page says "no check"
+    const list = findings(f).filter((x) => x.check === 'haproxy');
+    assert.equal(list.length, 1);
+    assert.match(list[0]!.what, /HAProxy's health check of app1 is paused on observer \(its status is "no check": `disable health app\/app1`\)/);
+    assert.match(list[0]!.fix, /enable health app\/app1/);
+  });
+
   test('certificates: expiring soon, a key that does not match, another CA, another name', async () => {
     const f = facts();
     const soon = await issueCertificate(pki.ca, { commonName: 'app1', ipAddresses: ['10.0.0.11'], usage: 'both', days: 10 });

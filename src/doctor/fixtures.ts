@@ -90,8 +90,8 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
       haproxy: withRole(cluster, 'proxy').map((p) => ({
         machine: p.name,
         servers: got([
-          ...withRole(cluster, 'app').map((m) => ({ backend: 'app', server: m.name, admin: m.name === active ? ('ready' as const) : ('maint' as const), op: m.name === active ? ('up' as const) : ('down' as const) })),
-          ...withRole(cluster, 'db').map((m) => ({ backend: 'postgres', server: m.name, admin: 'ready' as const, op: m.name === primary ? ('up' as const) : ('down' as const) })),
+          ...withRole(cluster, 'app').map((m) => ({ backend: 'app', server: m.name, admin: m.name === active ? ('ready' as const) : ('maint' as const), op: m.name === active ? ('up' as const) : ('down' as const), checks: 'enabled' as const })),
+          ...withRole(cluster, 'db').map((m) => ({ backend: 'postgres', server: m.name, admin: 'ready' as const, op: m.name === primary ? ('up' as const) : ('down' as const), checks: 'enabled' as const })),
         ]),
       })),
       adminPki: got({ caPem: pki.ca.certPem }),

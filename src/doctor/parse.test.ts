@@ -56,24 +56,26 @@ test('systemctl show ExecStart and /proc/PID/cgroup', () => {
   assert.equal(unitOfCgroup('0::/user.slice/user-0.slice/session-3.scope\n'), null);
 });
 
-test('HAProxy stats CSV: servers with admin and operational state, no frontends or backends', () => {
-  const csv = `# pxname,svname,qcur,status,weight
-stats,FRONTEND,,OPEN,
-app,app1,0,UP,1
-app,app2,0,MAINT,1
-app,app3,0,DOWN 1/2,1
-app,BACKEND,0,UP,1
-postgres,db1,0,DOWN,1
-postgres,db2,0,UP 1/2,1
-postgres,db3,0,DRAIN,1
+test('HAProxy stats CSV: servers with admin and operational state and their checks, no frontends or backends', () => {
+  const csv = `# pxname,svname,qcur,status,weight,check_status
+stats,FRONTEND,,OPEN,,
+app,app1,0,UP,1,L7OK
+app,app2,0,MAINT,1,L7STS
+app,app3,0,DOWN 1/2,1,L4CON
+app,BACKEND,0,UP,1,
+postgres,db1,0,DOWN,1,L7STS
+postgres,db2,0,UP 1/2,1,
+postgres,db3,0,DRAIN,1,L7OK
+postgres,db4,0,no check,1,
 `;
   assert.deepEqual(parseStatsCsv(csv), [
-    { backend: 'app', server: 'app1', admin: 'ready', op: 'up' },
-    { backend: 'app', server: 'app2', admin: 'maint', op: 'down' },
-    { backend: 'app', server: 'app3', admin: 'ready', op: 'down' },
-    { backend: 'postgres', server: 'db1', admin: 'ready', op: 'down' },
-    { backend: 'postgres', server: 'db2', admin: 'ready', op: 'up' },
-    { backend: 'postgres', server: 'db3', admin: 'drain', op: 'up' },
+    { backend: 'app', server: 'app1', admin: 'ready', op: 'up', checks: 'enabled' },
+    { backend: 'app', server: 'app2', admin: 'maint', op: 'down', checks: 'enabled' },
+    { backend: 'app', server: 'app3', admin: 'ready', op: 'down', checks: 'enabled' },
+    { backend: 'postgres', server: 'db1', admin: 'ready', op: 'down', checks: 'enabled' },
+    { backend: 'postgres', server: 'db2', admin: 'ready', op: 'up', checks: 'enabled' },
+    { backend: 'postgres', server: 'db3', admin: 'drain', op: 'up', checks: 'enabled' },
+    { backend: 'postgres', server: 'db4', admin: 'ready', op: 'up', checks: 'none' },
   ]);
   assert.throws(() => parseStatsCsv('<html>'), /not HAProxy's stats CSV/);
 });

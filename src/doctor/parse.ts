@@ -111,7 +111,9 @@ export function unitOfCgroup(text: string): string | null {
 /**
  * HAProxy's stats page as CSV (`/;csv`): one line per frontend, server and backend, the header
  * starting with "# pxname,svname,...". A server's `status` is UP, DOWN, MAINT, DRAIN, NOLB or
- * "no check", possibly followed by a transition ("UP 1/2", "MAINT (via app/app1)").
+ * "no check", possibly followed by a transition ("UP 1/2", "MAINT (via app/app1)"). "no check"
+ * is a server HAProxy takes as up without checking it: one configured without `check`, or one
+ * whose checks are paused (`disable health`); the CSV does not tell the two apart.
  */
 export function parseStatsCsv(text: string): ServerState[] {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
@@ -127,6 +129,8 @@ export function parseStatsCsv(text: string): ServerState[] {
     .map((f) => {
       const status = (f[st] ?? '').toUpperCase();
       const admin = status.startsWith('MAINT') ? 'maint' : status.startsWith('DRAIN') ? 'drain' : 'ready';
-      return { backend: f[px]!, server: f[sv]!, admin, op: status.startsWith('UP') || status.startsWith('NOLB') || status.startsWith('DRAIN') ? 'up' : 'down' } satisfies ServerState;
+      const unchecked = status === 'NO CHECK';
+      const op = unchecked || status.startsWith('UP') || status.startsWith('NOLB') || status.startsWith('DRAIN') ? 'up' : 'down';
+      return { backend: f[px]!, server: f[sv]!, admin, op, checks: unchecked ? 'none' : 'enabled' } satisfies ServerState;
     });
 }

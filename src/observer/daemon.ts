@@ -17,6 +17,7 @@ import { mtlsFetch } from '../net/mtls.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { etcdEndpoints } from '../render/etcd.ts';
+import { APP_BACKEND } from '../render/haproxy.ts';
 import { PATRONI_REST_USER } from '../render/patroni.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type DecideConfig, type Memory } from './decide.ts';
@@ -113,10 +114,10 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
       }
       case 'fence':
         await fenceAgent(ctx, a.node, a.epoch);
-        await ctx.runtime?.maint('app', a.node).catch((err: Error) => log('maint-failed', { node: a.node, error: err.message }));
+        await ctx.runtime?.maint(APP_BACKEND, a.node).catch((err: Error) => log('maint-failed', { node: a.node, error: err.message }));
         break;
       case 'unfence':
-        await ctx.runtime?.ready('app', a.node).catch((err: Error) => log('ready-failed', { node: a.node, error: err.message }));
+        await ctx.runtime?.ready(APP_BACKEND, a.node).catch((err: Error) => log('ready-failed', { node: a.node, error: err.message }));
         break;
       case 'db-switchover':
         // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer

@@ -11,6 +11,7 @@ import { AGENT_PORT, type ActiveRecord, type AgentStatus } from '../ha/model.ts'
 import { mtlsFetch } from '../net/mtls.ts';
 import type { LoadedPki } from '../pki/ca.ts';
 import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
+import { APP_BACKEND } from '../render/haproxy.ts';
 import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 
@@ -55,7 +56,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
     store.getActive(),
     store.getMaintenance(),
     store.getRequest(),
-    d.runtime?.servers('app').catch(() => undefined),
+    d.runtime?.servers(APP_BACKEND).catch(() => undefined),
   ]);
   const agents = new Map<string, AgentStatus>();
   const nodes = await Promise.all(

@@ -31,7 +31,7 @@ before(async () => {
       '    default_backend app',
       'backend app',
       `    server app1 127.0.0.1:${a}`,
-      `    server app2 127.0.0.1:${b}`,
+      `    server app2 127.0.0.1:${b} check inter 5s`,
       '',
     ].join('\n'),
   );
@@ -57,6 +57,15 @@ test('maint fences a server and ready brings it back', async () => {
   assert.equal((await rt.servers('app')).find((x) => x.server === 'app1')?.admin, 'ready');
 });
 
+test('disable health pauses a server\'s checks, enable health resumes them; a server without checks has none', async () => {
+  const checks = async () => Object.fromEntries((await rt.servers('app')).map((x) => [x.server, x.checks]));
+  assert.deepEqual(await checks(), { app1: 'none', app2: 'enabled' });
+  await rt.disableHealth('app', 'app2');
+  assert.deepEqual(await checks(), { app1: 'none', app2: 'disabled' });
+  await rt.enableHealth('app', 'app2');
+  assert.deepEqual(await checks(), { app1: 'none', app2: 'enabled' });
+});
+
 test('an unknown server is an error naming it', async () => {
   await assert.rejects(rt.maint('app', 'nosuch'), /nosuch/);
 });
@@ -71,6 +80,6 @@ test('a socket that is not there is a retryable error', async () => {
 });
 
 test('parses admin state bits', () => {
-  const text = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state\n3 app 1 a 1.2.3.4 2 0\n3 app 2 b 1.2.3.5 0 1\n3 app 3 c 1.2.3.6 2 8\n';
-  assert.deepEqual(parseServersState(text).map((s) => `${s.server}:${s.op}:${s.admin}`), ['a:up:ready', 'b:down:maint', 'c:up:drain']);
+  const text = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_check_state\n3 app 1 a 1.2.3.4 2 0 6\n3 app 2 b 1.2.3.5 0 1 2\n3 app 3 c 1.2.3.6 2 8 0\n';
+  assert.deepEqual(parseServersState(text).map((s) => `${s.server}:${s.op}:${s.admin}:${s.checks}`), ['a:up:ready:enabled', 'b:down:maint:disabled', 'c:up:drain:none']);
 });

@@ -1,8 +1,11 @@
 /**
  * HAProxy's runtime API (the admin-level stats socket of the generated haproxy.cfg): read the
- * state of a backend's servers, and put a server into MAINT (fencing: no new connection reaches
- * it and its sessions are cut) or back to READY. One command per connection, as HAProxy closes
- * the socket after answering unless in interactive mode.
+ * state of a backend's servers, put a server into MAINT (fencing: no new connection reaches it
+ * and its sessions are cut) or back to READY, and pause or resume its health checks. One command
+ * per connection, as HAProxy closes the socket after answering unless in interactive mode.
+ *
+ * The observer talks to the socket on its own machine; `vigil apply` reaches it from the
+ * admin's shell through the proxy machine's shell (src/apply/remote.ts), hence the `send` seam.
  */
 import { createConnection } from 'node:net';
 import { PATHS } from '../config/paths.ts';
@@ -15,7 +18,12 @@ export interface ServerState {
   server: string;
   admin: AdminState;
   op: OpState;
+  /** Health checks: running, configured but paused (`disable health`), or none configured. */
+  checks: 'enabled' | 'disabled' | 'none';
 }
+
+/** Delivers one command to the runtime API and returns the answer. */
+export type RuntimeSend = (cmd: string) => Promise<string>;
 
 export class RuntimeApiError extends Error {
   constructor(message: string, readonly retryable: boolean) {
@@ -24,33 +32,41 @@ export class RuntimeApiError extends Error {
   }
 }
 
-export class HaproxyRuntime {
-  constructor(
-    private readonly socketPath: string = PATHS.haproxySocket,
-    private readonly timeoutMs = 2000,
-  ) {}
-
-  /** Sends one command and returns HAProxy's answer. */
-  command(cmd: string): Promise<string> {
-    if (/[\n;]/.test(cmd)) return Promise.reject(new RuntimeApiError(`refusing a command with a newline or ';': ${cmd}`, false));
-    return new Promise((resolve, reject) => {
-      const sock = createConnection(this.socketPath);
+/** The runtime API's unix socket on this machine. */
+export function socketSend(socketPath: string = PATHS.haproxySocket, timeoutMs = 2000): RuntimeSend {
+  return (cmd) =>
+    new Promise((resolve, reject) => {
+      const sock = createConnection(socketPath);
       let out = '';
       const timer = setTimeout(() => {
         sock.destroy();
-        reject(new RuntimeApiError(`HAProxy runtime API at ${this.socketPath} did not answer "${cmd}" within ${this.timeoutMs} ms`, true));
-      }, this.timeoutMs);
+        reject(new RuntimeApiError(`HAProxy runtime API at ${socketPath} did not answer "${cmd}" within ${timeoutMs} ms`, true));
+      }, timeoutMs);
       sock.on('connect', () => sock.end(`${cmd}\n`));
       sock.on('data', (d: Buffer) => (out += d.toString()));
       sock.on('error', (err) => {
         clearTimeout(timer);
-        reject(new RuntimeApiError(`HAProxy runtime API at ${this.socketPath}: ${err.message}`, true));
+        reject(new RuntimeApiError(`HAProxy runtime API at ${socketPath}: ${err.message}`, true));
       });
       sock.on('close', () => {
         clearTimeout(timer);
         resolve(out);
       });
     });
+}
+
+export class HaproxyRuntime {
+  private readonly send: RuntimeSend;
+
+  /** A socket path on this machine, or any other way to deliver commands. */
+  constructor(socket: string | RuntimeSend = PATHS.haproxySocket, timeoutMs = 2000) {
+    this.send = typeof socket === 'string' ? socketSend(socket, timeoutMs) : socket;
+  }
+
+  /** Sends one command and returns HAProxy's answer. */
+  command(cmd: string): Promise<string> {
+    if (/[\n;]/.test(cmd)) return Promise.reject(new RuntimeApiError(`refusing a command with a newline or ';': ${cmd}`, false));
+    return this.send(cmd);
   }
 
   /** Admin and operational state of every server of a backend, from `show servers state`. */
@@ -68,6 +84,15 @@ export class HaproxyRuntime {
     await this.expectEmpty(`set server ${backend}/${server} state ready`);
   }
 
+  /** Pauses the server's health checks: it keeps the state it has (UP stays UP) until they resume. */
+  async disableHealth(backend: string, server: string): Promise<void> {
+    await this.expectEmpty(`disable health ${backend}/${server}`);
+  }
+
+  async enableHealth(backend: string, server: string): Promise<void> {
+    await this.expectEmpty(`enable health ${backend}/${server}`);
+  }
+
   private async expectEmpty(cmd: string): Promise<void> {
     const answer = (await this.command(cmd)).trim();
     if (answer) throw new RuntimeApiError(`HAProxy refused "${cmd}": ${answer}`, false);
@@ -77,7 +102,8 @@ export class HaproxyRuntime {
 /**
  * `show servers state` answers a version line, a header line starting with '#', then one line per
  * server. srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping; srv_admin_state is a bit
- * field where 0x01/0x02/0x04 are the MAINT flags and 0x08 is DRAIN (HAProxy's server.h).
+ * field where 0x01/0x02/0x04 are the MAINT flags and 0x08 is DRAIN (HAProxy's server.h);
+ * srv_check_state is a bit field where 0x02 is "configured" and 0x04 "enabled" (check.h).
  */
 export function parseServersState(text: string): ServerState[] {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
@@ -89,18 +115,20 @@ export function parseServersState(text: string): ServerState[] {
     if (i < 0) throw new RuntimeApiError(`show servers state lacks column ${name}`, false);
     return i;
   };
-  const [be, sv, op, admin] = [at('be_name'), at('srv_name'), at('srv_op_state'), at('srv_admin_state')];
+  const [be, sv, op, admin, check] = [at('be_name'), at('srv_name'), at('srv_op_state'), at('srv_admin_state'), at('srv_check_state')];
   return lines
     .filter((l) => !l.startsWith('#') && /^\d+ /.test(l))
     .map((l) => {
       const f = l.split(/\s+/);
       const adminBits = Number(f[admin]);
       const opCode = Number(f[op]);
+      const checkBits = Number(f[check]);
       return {
         backend: f[be]!,
         server: f[sv]!,
         admin: adminBits & 0x07 ? 'maint' : adminBits & 0x08 ? 'drain' : 'ready',
         op: (['down', 'starting', 'up', 'stopping'] as const)[opCode] ?? 'down',
+        checks: !(checkBits & 0x02) ? 'none' : checkBits & 0x04 ? 'enabled' : 'disabled',
       };
     });
 }

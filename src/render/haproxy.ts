@@ -21,6 +21,9 @@ import { HEADER, type RenderedFile } from './file.ts';
 import { PG_MAX_CONNECTIONS } from './patroni.ts';
 
 /** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
+/** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */
+export const APP_BACKEND = 'app';
+
 export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);
 
 /**
@@ -82,7 +85,7 @@ export function haproxyConfig(cluster: Cluster): string {
       `timeout check ${t.proxyCheckIntervalMs}ms`,
     ]),
     section(`listen stats`, ['mode http', `bind *:${p.statsPort}`, 'stats enable', 'stats uri /', 'stats refresh 5s', 'stats show-legends']),
-    section('frontend http_front', [`bind *:${p.httpPort}`, 'mode http', 'option httplog', 'option forwardfor', 'timeout http-request 10s', 'default_backend app']),
+    section('frontend http_front', [`bind *:${p.httpPort}`, 'mode http', 'option httplog', 'option forwardfor', 'timeout http-request 10s', `default_backend ${APP_BACKEND}`]),
   ];
   if (p.tlsBundle) {
     parts.push(
@@ -93,12 +96,12 @@ export function haproxyConfig(cluster: Cluster): string {
         'option forwardfor',
         'timeout http-request 10s',
         'http-request set-header X-Forwarded-Proto https',
-        'default_backend app',
+        `default_backend ${APP_BACKEND}`,
       ]),
     );
   }
   parts.push(
-    section('backend app', [
+    section(`backend ${APP_BACKEND}`, [
       'mode http',
       // Only one app node may serve at a time. `balance first` gives every request to the first
       // server (in the order below) that is up; without a per-server maxconn it never spills to

@@ -12,7 +12,9 @@
  *   - a changed host key and a refused admin key stop apply at connect, before anything changes;
  *   - a machine down stops apply with SSH_UNREACHABLE; once it is back, apply converges;
  *   - the observer issue's application failover scenarios pass on this cluster;
- *   - your own certificate for :443 replaces the CA's: written, HAProxy reloaded, then no change.
+ *   - a health check left paused in HAProxy (an interrupted apply) is found by doctor and resumed by apply;
+ *   - your own certificate for :443 replaces the CA's (written, HAProxy reloaded, then no change),
+ *     and the cluster file's change restarts the agents one at a time without a failed request.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,6 +31,8 @@ import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { LAB_HOST_KEY } from '../../src/lab/sshd.ts';
 import { PATHS } from '../../src/config/paths.ts';
+import { remoteRuntime } from '../../src/apply/remote.ts';
+import { LabShell } from '../../src/remote/lab.ts';
 import { createClusterCa, issueCertificate } from '../../src/pki/ca.ts';
 import { UNITS } from '../../src/render/systemd.ts';
 import { createKeyPair } from '../../src/sync/keys.ts';
@@ -233,7 +237,21 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     failoverTests('applied distributed', () => ({ lab, probe: probe! }));
   });
 
-  it('your own certificate for :443 replaces the cluster CA\'s: written to the proxy, HAProxy reloaded, then no change', async () => {
+  it('a health check left paused in HAProxy is found by doctor and resumed by the next apply', async () => {
+    const active = probe!.current();
+    assert.ok(active, 'the application answers');
+    const runtime = remoteRuntime(new LabShell('observer'));
+    await runtime.disableHealth('app', active); // what an apply killed while restarting the active agent leaves
+    const doctor = await vigil(['doctor', '-c', cfg]);
+    assert.equal(doctor.code, 1, doctor.out);
+    assert.match(doctor.out, new RegExp(`HAProxy's health check of ${active} is paused on observer`));
+    const r = await vigil(['apply', '-c', cfg]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, new RegExp(`observer +services: resume HAProxy's health check of ${active}`));
+    assert.equal((await runtime.servers('app')).find((x) => x.server === active)?.checks, 'enabled');
+  });
+
+  it('your own certificate for :443 replaces the cluster CA\'s: written to the proxy, HAProxy reloaded, then no change; the agents restart one at a time without a failed request', async () => {
     const proxy = withRole(lab.cluster, 'proxy')[0]!;
     const corporate = await createClusterCa({ clusterName: 'corporate' });
     const site = await issueCertificate(corporate, { commonName: SITE_NAME, ipAddresses: [proxy.address], dnsNames: [SITE_NAME], usage: 'server' });
@@ -246,12 +264,22 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     doc.deleteIn(['proxy', 'tlsDnsNames']);
     await writeFile(cfg, doc.toString());
 
+    const t0 = performance.now();
     const r = await vigil(['apply', '-c', cfg]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, new RegExp(`observer +tls: write ${PATHS.tlsBundle} \\(content differs\\)`));
     assert.match(r.out, new RegExp(`observer +services: reload ${UNITS.haproxy.replaceAll('.', '\\.')}`));
     assert.doesNotMatch(r.out, /BEGIN|PRIVATE KEY/);
     await waitForHttps(`https://${proxy.address}:${lab.cluster.proxy.httpsPort}${lab.cluster.application.healthPath}`, corporate.certPem);
+    // The cluster file changed: every agent restarted, the active one last with its check paused.
+    assert.equal((r.out.match(new RegExp(`restart ${UNITS.agent.replaceAll('.', '\\.')} \\(its files changed; one machine at a time\\)`, 'g')) ?? []).length, 4, r.out);
+    const served = probe!.current()!;
+    assert.match(r.out, new RegExp(`${served} +services: HAProxy's health check of ${served} paused on observer while the active machine's agent restarts`));
+    await new Promise((res) => setTimeout(res, 3000)); // HAProxy checks the active agent again
+    const answers = probe!.answers.filter((a) => a.atMs > t0);
+    assert.ok(answers.length > 50, `the probe kept asking (${answers.length} answers)`);
+    assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request while the agents restarted');
+    assert.equal(new Set(answers.map((a) => a.node)).size, 1, 'one machine served throughout');
     const again = await vigil(['apply', '-c', cfg]);
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /apply: no change/);

@@ -6,6 +6,7 @@
 import { PATHS } from '../../config/paths.ts';
 import { withRole } from '../../config/schema.ts';
 import type { ServerState } from '../../proxy/runtime.ts';
+import { APP_BACKEND } from '../../render/haproxy.ts';
 import type { Results } from '../results.ts';
 import { activeNode, reachable, type EvalContext } from './context.ts';
 
@@ -39,14 +40,23 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
     const servers = stats.value;
     const serving = (backend: string) => servers.filter((s) => s.backend === backend && s.admin === 'ready' && s.op === 'up').map((s) => s.server);
 
+    // Vigil's haproxy.cfg checks every app server: one HAProxy does not check has its checks paused.
+    for (const s of servers.filter((x) => x.backend === APP_BACKEND && x.admin === 'ready' && x.checks !== 'enabled'))
+      r.fail(
+        'haproxy',
+        proxy.name,
+        `HAProxy's health check of ${s.server} is paused on ${proxy.name} (its status is "no check": \`disable health ${APP_BACKEND}/${s.server}\`), as an interrupted \`vigil apply\` or a hand command leaves it`,
+        `HAProxy keeps ${s.server} in the state it had and no longer asks its agent whether it is the active machine`,
+        `${ctx.fixes.on(proxy.name, ['sh', '-c', `echo 'enable health ${APP_BACKEND}/${s.server}' | socat stdio ${PATHS.haproxySocket}`])} (socat from the distribution's packages), or ${ctx.fixes.reinstall(proxy.name, `HAProxy's health check of ${s.server}`)}`,
+      );
     if ('unknown' in active) r.skip('haproxy', proxy.name, `app backend: ${active.unknown}`);
     else if (active.node) {
-      const appUp = serving('app');
+      const appUp = serving(APP_BACKEND);
       for (const other of appUp.filter((n) => n !== active.node)) {
         r.fail('haproxy', proxy.name, `HAProxy on ${proxy.name} sends application traffic to ${other}, which is not the active machine (${active.node})`, 'two machines serving at once: tickets and attachments split between them', `${ctx.fixes.vigil(['failover', '--to', active.node])} (fences every other machine: MAINT in HAProxy, services stopped)`);
       }
       if (!appUp.includes(active.node)) {
-        const state = describe(servers.find((s) => s.backend === 'app' && s.server === active.node));
+        const state = describe(servers.find((s) => s.backend === APP_BACKEND && s.server === active.node));
         r.fail(
           'haproxy',
           proxy.name,
