@@ -17,6 +17,7 @@ import { access, chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/prom
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { PATHS } from '../config/paths.ts';
+import { PRESET_ROLES, type Role } from '../config/schema.ts';
 import { UNITS } from '../render/systemd.ts';
 import { LabShell } from '../remote/lab.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -73,10 +74,9 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
     }
     await waitFor('sshd on every machine', async () => ((await Promise.all(machines.map((m) => sshAnswers(m.address)))).every(Boolean) ? true : undefined), 30_000, 250);
     const answers = {
-      topology: shape.topology,
       cluster: { name: 'lab' },
       ssh: { user: 'root', port: SSH_PORT, password },
-      machines: Object.fromEntries(machines.map((m) => [m.name, { address: m.address }])),
+      ...machinesAnswer(shape.topology, machines),
       // :443 as in the lab's own cluster file; apply issues the certificate from the cluster CA.
       proxy: { tlsBundle: PATHS.tlsBundle },
     };
@@ -146,6 +146,19 @@ async function labShadow(password: string): Promise<string> {
   fields[1] = hash;
   lines[i] = fields.join(':');
   return lines.join('\n');
+}
+
+/**
+ * The answers' topology and machines: the preset with addresses only when the lab's machines are
+ * exactly the preset's, else `custom` with every machine's roles (extra app or db machines, more
+ * etcd members).
+ */
+function machinesAnswer(topology: LabShape['topology'], machines: { name: string; address: string; roles: Role[] }[]): { topology: string; machines: Record<string, unknown> } {
+  const preset = PRESET_ROLES[topology];
+  const same = machines.length === Object.keys(preset).length && machines.every((m) => preset[m.name]?.join() === m.roles.join());
+  return same
+    ? { topology, machines: Object.fromEntries(machines.map((m) => [m.name, { address: m.address }])) }
+    : { topology: 'custom', machines: Object.fromEntries(machines.map((m) => [m.name, { address: m.address, roles: m.roles }])) };
 }
 
 /** sshd answers with its banner on the machine's port 22 (from this host, over the bridge). */

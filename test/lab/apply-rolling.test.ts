@@ -1,0 +1,90 @@
+/**
+ * `vigil apply` on a running cluster with three etcd members (`vigil lab up --bare --etcd 3`: the
+ * observer and both database machines): when every member's etcd.yml differs from what the
+ * cluster file renders (drift, or a changed setting), apply rewrites them and restarts the
+ * members one at a time, each healthy again before the next, so etcd never loses its majority and
+ * the application keeps serving. A second apply finds nothing to change.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFile } from 'node:fs/promises';
+import { PATHS } from '../../src/config/paths.ts';
+import { withRole } from '../../src/config/schema.ts';
+import { labUpBare } from '../../src/lab/bare.ts';
+import { labDown, openLab } from '../../src/lab/lab.ts';
+import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
+import { HttpProbe } from '../../src/lab/probe.ts';
+import { UNITS } from '../../src/render/systemd.ts';
+import { vigil } from './run-vigil.ts';
+
+/** Which etcd members answer HTTP at all (any status: during an election /health says false everywhere), sampled every 100 ms. */
+class MemberWatch {
+  readonly samples: { atMs: number; down: string[] }[] = [];
+  private stopped = false;
+  private loop?: Promise<void>;
+  constructor(private readonly members: { name: string; address: string }[]) {}
+  start(): void {
+    this.loop = (async () => {
+      while (!this.stopped) {
+        const answers = await Promise.all(
+          this.members.map((m) =>
+            fetch(`http://${m.address}:2379/health`, { signal: AbortSignal.timeout(500) }).then(
+              () => true,
+              () => false,
+            ),
+          ),
+        );
+        this.samples.push({ atMs: performance.now(), down: this.members.filter((_, i) => !answers[i]).map((m) => m.name) });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+  }
+}
+
+describe('vigil apply restarts etcd members one at a time', () => {
+  before(async () => {
+    await labDown();
+    const answers = await labUpBare({ topology: 'distributed', etcd: 3 }, (l) => console.log(`# lab: ${l}`));
+    const init = await vigil(['init', '--answers', answers, '--accept-host-keys', '-d', LAB_DIR]);
+    assert.equal(init.code, 0, init.out);
+    const apply = await vigil(['apply', '-c', clusterFilePath()]);
+    assert.equal(apply.code, 0, apply.out);
+  });
+  after(() => labDown());
+
+  it("every member's etcd.yml changed: restarted one at a time, never two members down, the application serving throughout", async () => {
+    const lab = await openLab();
+    const members = withRole(lab.cluster, 'etcd');
+    assert.deepEqual(members.map((m) => m.name), ['observer', 'db1', 'db2']);
+    const proxy = withRole(lab.cluster, 'proxy')[0]!;
+    const probe = new HttpProbe(`http://${proxy.address}:${lab.cluster.proxy.httpPort}${lab.cluster.application.healthPath}`);
+    const watch = new MemberWatch(members);
+    probe.start();
+    watch.start();
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      for (const m of members) await appendFile(hostPathOf(m.name, PATHS.etcdConfig), '# edited by hand\n');
+      const t0 = performance.now();
+      const r = await vigil(['apply', '-c', clusterFilePath()]);
+      assert.equal(r.code, 0, r.out);
+      const restarts = r.out.split('\n').filter((l) => l.includes(`restart ${UNITS.etcd} (its files changed; one machine at a time)`));
+      assert.equal(restarts.length, 3, r.out);
+      await new Promise((res) => setTimeout(res, 2000));
+      const during = watch.samples.filter((s) => s.atMs > t0);
+      assert.ok(during.some((s) => s.down.length === 1), 'the watch saw a member restart');
+      assert.deepEqual(during.filter((s) => s.down.length > 1), [], 'never two members down at once');
+      const answers = probe.answers.filter((a) => a.atMs > t0);
+      assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request');
+    } finally {
+      await watch.stop();
+      await probe.stop();
+    }
+    const again = await vigil(['apply', '-c', clusterFilePath()]);
+    assert.equal(again.code, 0, again.out);
+    assert.match(again.out, /apply: no change/);
+  });
+});
