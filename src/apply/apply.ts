@@ -22,10 +22,9 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
-import pg from 'pg';
 import { PATHS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine, type Secrets } from '../config/schema.ts';
-import { ensureAppDatabase } from '../db/bootstrap.ts';
+import { appDbDifferences, ensureAppDb, readAppDbState } from '../db/appdb.ts';
 import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
 import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
 import type { RemoteShell } from '../remote/types.ts';
@@ -577,16 +576,17 @@ async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void
         (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
       );
   await converge(run, sh, db, UNITS.patroni);
+  const findPrimary = async () => {
+    for (const m of db) if ((await remoteGet(probe, `http://${m.address}:${cluster.database.patroniPort}/primary`)).status === 200) return m;
+    return undefined;
+  };
   let primary: Machine | undefined;
-  if (!dryRun && db.length) {
-    primary = await waitUntil('a PostgreSQL primary (Patroni)', db[0]!.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on ${db.map((m) => m.name).join(', ')}`, async () => {
-      for (const m of db) if ((await remoteGet(probe, `http://${m.address}:${cluster.database.patroniPort}/primary`)).status === 200) return m;
-      return undefined;
-    });
-    run.note(primary.name, 'services', 'PostgreSQL primary');
+  if (db.length) {
+    primary = dryRun ? await findPrimary() : await waitUntil('a PostgreSQL primary (Patroni)', db[0]!.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on ${db.map((m) => m.name).join(', ')}`, findPrimary);
+    if (primary && !dryRun) run.note(primary.name, 'services', 'PostgreSQL primary');
   }
   await converge(run, sh, proxies, UNITS.haproxy);
-  if (proxies.length && db.length) await database(run, proxies[0]!, waitMs);
+  await database(run, sh, primary, waitMs);
   if (!dryRun && primary && cluster.database.replication === 'synchronous' && db.length > 1)
     await waitUntil('a synchronous standby', primary.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on the replicas; they must reach ${primary.name}:5432`, async () => {
       const r = await remoteGet(probe, `http://${primary!.address}:${cluster.database.patroniPort}/cluster`);
@@ -600,39 +600,26 @@ async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void
 }
 
 /**
- * Logs in as the application would, through the proxy's primary port from here: "ok", "refused"
- * (PostgreSQL answered: no such role or database, or another password), or undefined when
- * nothing answered yet.
+ * The application's role and database on the primary (src/db/appdb.ts): read, compared with the
+ * cluster file and the secrets, and created or corrected over the primary machine's shell.
  */
-async function appLogin(cluster: Cluster, secrets: Secrets, proxy: Machine): Promise<'ok' | 'refused' | undefined> {
-  const c = new pg.Client({ host: proxy.address, port: cluster.proxy.postgresPort, user: cluster.database.appUser, password: secrets.appDbPassword, database: cluster.database.appDatabase, connectionTimeoutMillis: 3000 });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-    return 'ok';
-  } catch (err) {
-    // SQLSTATE codes are five characters; socket errors (ECONNREFUSED, a timeout) are not PostgreSQL's answer.
-    const code = (err as { code?: string }).code;
-    return code && /^[0-9A-Z]{5}$/.test(code) ? 'refused' : undefined;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
-
-/** The application's role and database exist and take the cluster's password. */
-async function database(run: Run, proxy: Machine, waitMs: number): Promise<void> {
+async function database(run: Run, sh: (m: Machine) => RemoteShell, primary: Machine | undefined, waitMs: number): Promise<void> {
   const { cluster, secrets, dryRun } = run.o;
-  const what = `create or update the role ${cluster.database.appUser} and the database ${cluster.database.appDatabase}`;
-  await step(proxy.name, 'database', async () => {
-    if (dryRun) {
-      const r = await appLogin(cluster, secrets, proxy);
-      if (r !== 'ok') run.change(proxy.name, 'database', `${what}${r === undefined ? ' (PostgreSQL does not answer through the proxy yet)' : ''}`);
-      return;
-    }
-    const r = await waitUntil(`PostgreSQL answering through ${proxy.name}:${cluster.proxy.postgresPort}`, proxy.name, waitMs, `this machine must reach ${proxy.address}:${cluster.proxy.postgresPort}; check HAProxy's stats page (port ${cluster.proxy.statsPort})`, () => appLogin(cluster, secrets, proxy), 'database');
-    if (r === 'ok') return;
-    run.change(proxy.name, 'database', what);
-    await waitUntil('the application database created', proxy.name, 60_000, 'read the PostgreSQL log on the primary', () => ensureAppDatabase(cluster, secrets, proxy.address).then(() => true), 'database');
+  const { appUser, appDatabase } = cluster.database;
+  const db = withRole(cluster, 'db');
+  if (!db.length) return;
+  if (!primary) {
+    // plan, where PostgreSQL does not run yet
+    run.change(db[0]!.name, 'database', `create the role ${appUser} and the database ${appDatabase} on the primary (PostgreSQL does not run yet)`);
+    return;
+  }
+  await step(primary.name, 'database', async () => {
+    const shell = sh(primary);
+    // Patroni answers /primary as soon as PostgreSQL is promoted; the first statements may still find it starting.
+    const state = await waitUntil(`PostgreSQL on ${primary.name} answering on its local socket`, primary.name, waitMs, `read the PostgreSQL log on ${primary.name}`, () => readAppDbState(shell, cluster).catch(() => undefined), 'database');
+    const differences = appDbDifferences(state, cluster, secrets);
+    for (const d of differences) run.change(primary.name, 'database', d);
+    if (differences.length && !dryRun) await ensureAppDb(shell, cluster, secrets, state);
   });
 }
 

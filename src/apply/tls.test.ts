@@ -1,42 +1,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Cluster } from '../config/schema.ts';
 import { createClusterCa, issueCertificate, pemBundle, type ClusterCa } from '../pki/ca.ts';
-import type { ExecResult, RemoteShell } from '../remote/types.ts';
 import { clusterFixture } from '../render/fixtures.ts';
 import { createSelfSignedBundle } from '../render/tls.ts';
-import { rejectionOf } from '../util/testing.ts';
+import { LocalShell, rejectionOf } from '../util/testing.ts';
 import { issueSiteBundle, ownBundle, siteBundleState } from './tls.ts';
-
-const exec = promisify(execFile);
-
-/** This machine as the "remote" one: the real openssl, sha256sum and stat, on files in a temp directory. */
-class ThisMachine implements RemoteShell {
-  readonly machine = 'observer';
-  async exec(argv: string[]): Promise<ExecResult> {
-    try {
-      const r = await exec(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-    }
-  }
-  readFile = (path: string) => readFile(path).catch(() => null);
-  writeFile = async (path: string, content: string | Buffer, opts: { mode?: number } = {}) => writeFile(path, content, { mode: opts.mode ?? 0o644 });
-  close = async () => {};
-}
 
 describe('the certificate bundle for :443', () => {
   let dir: string;
   let ca: ClusterCa;
   let cluster: Cluster;
-  const shell = new ThisMachine();
+  const shell = new LocalShell('observer');
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vigil-tls-apply-'));

@@ -14,7 +14,7 @@ import { renderMachine } from '../render/index.ts';
 import { checkTlsBundle, createSelfSignedBundle } from '../render/tls.ts';
 import { loadPki, caFiles, createClusterCa, issueCertificate, machinePkiFiles, pemBundle, writePki, type ClusterCa } from '../pki/ca.ts';
 import { NGINX_DIRS } from '../render/nginx.ts';
-import { ensureAppDatabase } from '../db/bootstrap.ts';
+import { appDbDifferences, ensureAppDb, readAppDbState } from '../db/appdb.ts';
 import type { AgentStatus } from '../ha/model.ts';
 import { agentStatus } from '../observer/observe.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
@@ -115,7 +115,19 @@ async function startAll(cluster: Cluster, secrets: Secrets, progress: Progress):
   progress('haproxy: starting');
   for (const m of proxies) startPhase(m, 'haproxy');
   const proxy = proxies[0]!;
-  await waitFor('HAProxy to route :5000 to the primary', () => ensureAppDatabase(cluster, secrets, proxy.address).then(() => true), 60_000, 500);
+  // As `vigil apply` does it: psql on the primary's local socket (src/db/appdb.ts).
+  await waitFor(
+    "the application's role and database on the primary",
+    async () => {
+      const shell = new LabShell(primary.name);
+      const state = await readAppDbState(shell, cluster).catch(() => undefined);
+      if (!state) return undefined;
+      if (appDbDifferences(state, cluster, secrets).length) await ensureAppDb(shell, cluster, secrets, state);
+      return true;
+    },
+    60_000,
+    500,
+  );
   if (cluster.database.replication === 'synchronous') {
     progress('patroni: waiting for a synchronous standby');
     await waitFor('a synchronous standby', () => hasSyncStandby(cluster, primary), 90_000, 500);

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import pg from 'pg';
+import { appDbDifferences, ensureAppDb, readAppDbState, scramMatches } from '../db/appdb.ts';
+import { LocalShell } from '../util/testing.ts';
 import { appDatabaseSql, scramVerifier } from './appdb.ts';
 import { clusterFixture, freePort, runTool, secretsFixture, tempDir } from './fixtures.ts';
 import { patroniConfig, pgHba, postgresBinDir } from './patroni.ts';
@@ -27,6 +29,14 @@ describe('app database SQL', () => {
     const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
     // RFC 7677: user "user", password "pencil", this salt, 4096 iterations → this ServerKey/StoredKey.
     assert.equal(scramVerifier('pencil', salt, 4096), 'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=');
+  });
+
+  it('a stored verifier is matched against a password with its own salt and iterations', () => {
+    const v = scramVerifier('pencil', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096);
+    assert.equal(scramMatches(v, 'pencil'), true);
+    assert.equal(scramMatches(v, 'pencil2'), false);
+    assert.equal(scramMatches(scramVerifier('pencil'), 'pencil'), true, 'a random salt');
+    assert.equal(scramMatches('md5a3556571e93b0d20722ba62be61e8c2d', 'pencil'), false, 'an md5 password is never taken as matching');
   });
 
   it('quotes names as identifiers', () => {
@@ -79,13 +89,21 @@ describe('against PostgreSQL 15', () => {
       const checksums = await admin.query('SHOW data_checksums');
       assert.equal(checksums.rows[0].data_checksums, 'on');
 
-      // Twice: the steps are idempotent.
-      for (let round = 0; round < 2; round++) {
-        for (const step of appDatabaseSql(c, secrets)) {
-          if (step.skipIfExists && (await admin.query(step.skipIfExists)).rowCount) continue;
-          await admin.query(step.sql);
-        }
-      }
+      // As `vigil apply` does it: psql on the local socket, through a machine's shell.
+      const shell = new LocalShell('db1');
+      const at = { socketDir: sock, port };
+      const before = await readAppDbState(shell, c, at);
+      assert.deepEqual(before, { verifier: undefined, owner: undefined });
+      assert.deepEqual(appDbDifferences(before, c, secrets), [`create the role ${c.database.appUser}`, `create the database ${c.database.appDatabase}`]);
+      await ensureAppDb(shell, c, secrets, before, at);
+      const made = await readAppDbState(shell, c, at);
+      assert.equal(made.owner, c.database.appUser);
+      assert.deepEqual(appDbDifferences(made, c, secrets), [], 'nothing left to do: a second apply changes nothing');
+      const other = { ...secrets, appDbPassword: 'another-app-password' };
+      assert.deepEqual(appDbDifferences(made, c, other), [`set the password of the role ${c.database.appUser} (it differs from appDbPassword)`]);
+      await ensureAppDb(shell, c, other, made, at);
+      assert.deepEqual(appDbDifferences(await readAppDbState(shell, c, at), c, other), []);
+      await ensureAppDb(shell, c, secrets, await readAppDbState(shell, c, at), at); // back to the fixture's password
       const stored = await admin.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [c.database.appUser]);
       assert.match(stored.rows[0].rolpassword, /^SCRAM-SHA-256\$/);
 

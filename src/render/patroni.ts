@@ -106,7 +106,8 @@ function hbaName(name: string): string {
 /**
  * pg_hba.conf lines. scram-sha-256 everywhere over TCP (password_encryption is set to scram, so
  * PostgreSQL 13, whose default is md5, stores verifiers that match). Patroni itself connects as
- * the superuser over the unix socket in PATHS.pgSocketDir; the `local ... trust` line is only
+ * the superuser over the unix socket in PATHS.pgSocketDir, and so do `vigil apply` and the lab for
+ * the application's role and database (src/db/appdb.ts); the `local ... trust` line is only
  * reachable through that directory, which systemd creates mode 0700 for postgres (vigil-patroni
  * service), so it admits the postgres OS user and root and nobody else.
  */
@@ -125,9 +126,6 @@ export function pgHba(cluster: Cluster): string[] {
     `host replication ${hbaName(replicationUser)} 127.0.0.1/32 scram-sha-256`,
     // pg_rewind of a former primary connects to the new one as the rewind user (the superuser).
     ...dbMachines.map((m) => `host all ${su} ${m.address}/32 scram-sha-256`),
-    // The installer (and the lab) create the application's role and database through the
-    // proxy's primary port, so the superuser may also come from the proxy machines.
-    ...withRole(cluster, 'proxy').map((m) => `host all ${su} ${m.address}/32 scram-sha-256`),
     // The app reaches PostgreSQL through HAProxy, so the source address is the proxy machine's;
     // every machine of the cluster is listed so `vigil doctor` can also connect directly.
     ...everyAddress.map((a) => `host ${hbaName(appDatabase)} ${hbaName(appUser)} ${a}/32 scram-sha-256`),
