@@ -29,6 +29,7 @@ import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type
 import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { APP_BACKEND } from '../render/haproxy.ts';
+import { postgresBinDir } from '../render/patroni.ts';
 import { UNITS, VIGIL_INSTALL } from '../render/systemd.ts';
 import { authorizedKeyLine } from '../sync/keys.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
@@ -169,6 +170,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     await eachMachine(cluster.machines, async (m) => {
       const shell = sh(m);
       await step(m.name, 'packages', () => packages(run, shell, m, pms.get(m.name)!));
+      if (m.roles.includes('db') && pms.get(m.name) === 'dnf') await step(m.name, 'packages', () => pgdgBinLink(run, shell, m));
       await step(m.name, 'distro-services', () => distroServices(run, shell, m));
       await step(m.name, 'files', () => archCheck(shell, artifact));
       await step(m.name, 'directories', () => directories(run, shell, m));
@@ -219,6 +221,25 @@ async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageMan
     r = await shell.exec(installCommand(pm, missing), { timeoutMs: 30 * 60_000 });
   }
   if (r.code !== 0) throw new VigilError('REMOTE_COMMAND', [problem(m.name, `installing ${missing.join(' ')} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`, installFix(pm, m.name, missing))]);
+}
+
+/**
+ * PGDG's RPMs install PostgreSQL under /usr/pgsql-N, Debian's under /usr/lib/postgresql/N, which
+ * patroni.yml names (postgresBinDir): on dnf machines apply links the one to the other, so the
+ * same configuration runs on both families. (Untested here: the lab is Debian.)
+ */
+async function pgdgBinLink(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
+  const version = run.o.cluster.database.postgresVersion;
+  const debianPath = postgresBinDir(version);
+  const pgdgPath = `/usr/pgsql-${version}/bin`;
+  const there = await shell.exec(['sh', '-c', 'if [ -e "$1" ]; then echo has; elif [ -d "$2" ]; then echo link; else echo none; fi', 'vigil-pgbin', debianPath, pgdgPath]);
+  const state = there.stdout.trim();
+  if (state === 'has') return;
+  if (state === 'none' && !run.o.dryRun) throw new Error(`neither ${debianPath} nor ${pgdgPath} exists: PostgreSQL ${version} is not installed (database.postgresVersion)`);
+  run.change(m.name, 'packages', `link ${debianPath} to ${pgdgPath} (PGDG's layout), where patroni.yml looks for PostgreSQL`);
+  if (run.o.dryRun) return;
+  const r = await shell.exec(['sh', '-c', 'mkdir -p -- "$(dirname -- "$1")" && ln -s -- "$2" "$1"', 'vigil-pgbin', debianPath, pgdgPath]);
+  if (r.code !== 0) throw new Error(`cannot link ${debianPath} to ${pgdgPath}: ${r.stderr.trim()}`);
 }
 
 async function distroServices(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
