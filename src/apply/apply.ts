@@ -13,8 +13,9 @@
  *      artifact), certificates, HAProxy's bundle for :443 (src/apply/tls.ts), the database
  *      password in the application's config files, the file-sync key
  *   3. file sync's trust between the app machines: authorized keys, pinned host keys, sshd
- *   4. services, tier by tier: etcd (healthy), Patroni (a primary), HAProxy, the application's
- *      database, the agents, the observer; then the application answers through the proxy
+ *   4. services, tier by tier (src/apply/services.ts): etcd (healthy), Patroni (a primary),
+ *      HAProxy, the application's database, the agents, the observer; then the application
+ *      answers through the proxy
  *
  * A failure stops the run with the machine, the step and the fix (error code APPLY).
  */
@@ -23,113 +24,31 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { PATHS } from '../config/paths.ts';
-import { withRole, type Cluster, type Machine, type Secrets } from '../config/schema.ts';
-import { appDbDifferences, ensureAppDb, readAppDbState } from '../db/appdb.ts';
+import { withRole, type Machine } from '../config/schema.ts';
 import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
 import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { APP_BACKEND } from '../render/haproxy.ts';
 import { postgresBinDir } from '../render/patroni.ts';
 import { UNITS, VIGIL_INSTALL } from '../render/systemd.ts';
 import { authorizedKeyLine } from '../sync/keys.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
-import { VigilError, problem, type Problem } from '../util/errors.ts';
-import { waitFor } from '../util/exec.ts';
+import { VigilError, problem } from '../util/errors.ts';
 import { buildArtifact, type Artifact } from './artifact.ts';
-import { daemonUnits, desiredDirs, desiredFiles, sha256, type DesiredFile, type UnitAction } from './desired.ts';
+import { daemonUnits, desiredDirs, desiredFiles, sha256, type DesiredFile } from './desired.ts';
 import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
 import { withPassword } from './passwords.ts';
-import { RENEW_BEFORE_MS, issueSiteBundle, issuedByCa, ownBundle, remoteKeyMatches, siteBundleState, siteNames } from './tls.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
-import { agentRole, dirStates, fileStates, remoteGet, remoteRuntime, systemctl, unitStates } from './remote.ts';
+import { dirStates, fileStates, systemctl, unitStates } from './remote.ts';
+import { Run, eachMachine, step, type ApplyOptions, type ApplyReport, type ApplyStep } from './run.ts';
+import { services, verify } from './services.ts';
+import { RENEW_BEFORE_MS, issueSiteBundle, issuedByCa, ownBundle, remoteKeyMatches, siteBundleState, siteNames } from './tls.ts';
 
-export type ApplyStep = 'connect' | 'preflight' | 'packages' | 'distro-services' | 'directories' | 'files' | 'certificates' | 'tls' | 'passwords' | 'sync-keys' | 'sync-trust' | 'services' | 'database' | 'verify';
-
-export interface Change {
-  machine: string;
-  step: ApplyStep;
-  what: string;
-}
-
-export interface ApplyOptions {
-  cluster: Cluster;
-  secrets: Secrets;
-  /** The admin's cluster file (copied to every machine) and the trust files beside it. */
-  clusterFile: string;
-  /** The cluster CA (ca.pem, ca.key) on the admin's machine. */
-  pkiDir: string;
-  /** Host keys pinned by `vigil init`: file sync's known_hosts are made from them. */
-  knownHostsFile: string;
-  openShell(m: Machine): Promise<RemoteShell>;
-  /** `vigil plan`: look, report, change nothing. */
-  dryRun: boolean;
-  progress(line: string): void;
-  /** Give up waiting for a tier (etcd healthy, a primary, the application) after this long (default 180 s). */
-  waitMs?: number;
-}
-
-export interface ApplyReport {
-  changes: Change[];
-  seconds: number;
-  verified: boolean;
-}
+export type { ApplyOptions, ApplyReport, ApplyStep, Change } from './run.ts';
 
 /** The drop-in that makes sshd read file sync's authorized keys besides root's own. */
 export const SSHD_DROP_IN = '/etc/ssh/sshd_config.d/50-vigil-sync.conf';
 const sshdDropIn = () =>
   `# Written by \`vigil apply\`: sshd also reads file sync's keys (each a forced command; src/sync/keys.ts).\nAuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 ${SYNC_PATHS.authorizedKeys}\n`;
-
-class Run {
-  readonly changes: Change[] = [];
-  /** Unit actions asked for by changed files, per machine. */
-  readonly pending = new Map<string, UnitAction[]>();
-  readonly unitFilesChanged = new Set<string>();
-  /** Each app machine's file-sync public key, read or made by the sync-keys step. */
-  readonly syncPubs = new Map<string, string>();
-  readonly width: number;
-
-  constructor(readonly o: ApplyOptions) {
-    this.width = Math.max(...o.cluster.machines.map((m) => m.name.length));
-  }
-
-  change(machine: string, step: ApplyStep, what: string): void {
-    this.changes.push({ machine, step, what });
-    this.o.progress(`${machine.padEnd(this.width)}  ${step}: ${this.o.dryRun ? 'would ' : ''}${what}`);
-  }
-
-  note(machine: string, step: ApplyStep, what: string): void {
-    this.o.progress(`${machine.padEnd(this.width)}  ${step}: ${what}`);
-  }
-
-  ask(machine: string, actions: UnitAction[]): void {
-    const list = this.pending.get(machine) ?? [];
-    for (const a of actions) if (!list.some((x) => x.unit === a.unit && x.action === a.action)) list.push(a);
-    this.pending.set(machine, list);
-  }
-}
-
-/** Wraps a step: any failure becomes an APPLY error naming the machine and the step, with the fix. */
-async function step<T>(machine: string, name: ApplyStep, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const here = `${machine}, step ${name}`;
-    // Already placed by an inner step (or by this one): keep it as it is.
-    if (err instanceof VigilError && err.code === 'APPLY' && err.problems.every((p) => p.where.includes(', step '))) throw err;
-    const problems: Problem[] =
-      err instanceof VigilError
-        ? err.problems.map((p) => problem(here, `${p.where}: ${p.message}`, p.fix))
-        : [problem(here, (err as Error).message, `fix the cause and run \`vigil apply\` again; it resumes where it stopped`)];
-    throw new VigilError('APPLY', problems, { cause: err });
-  }
-}
-
-/** Runs fn for every machine at once; every failure is reported, not only the first. */
-async function eachMachine(machines: Machine[], fn: (m: Machine) => Promise<void>): Promise<void> {
-  const results = await Promise.allSettled(machines.map(fn));
-  const problems = results.flatMap((r) => (r.status === 'rejected' ? (r.reason instanceof VigilError ? r.reason.problems : [problem('apply', String(r.reason), 'run `vigil apply` again')]) : []));
-  if (problems.length) throw new VigilError('APPLY', problems, { cause: results.find((r) => r.status === 'rejected')?.reason });
-}
 
 export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
   const started = performance.now();
@@ -437,222 +356,4 @@ async function syncTrust(run: Run, sh: (m: Machine) => RemoteShell): Promise<voi
       else run.note(m.name, 'sync-trust', 'warning: neither ssh.service nor sshd.service runs; reload sshd by hand so it reads the new AuthorizedKeysFile');
     }),
   );
-}
-
-/** A machine with Vigil's artifact (an observer, else an agent's machine), to make HTTP checks from. */
-function probeMachine(cluster: Cluster): Machine {
-  return withRole(cluster, 'observer')[0] ?? cluster.machines.find((m) => daemonUnits(m).length > 0) ?? cluster.machines[0]!;
-}
-
-/**
- * A restart that must not take a whole tier down at once: one machine at a time, in `order`,
- * each through `restart`, which returns once the machine serves again.
- */
-interface Rolling {
-  order?: (machines: Machine[]) => Promise<Machine[]>;
-  restart: (m: Machine) => Promise<void>;
-}
-
-/**
- * One tier's units on its machines: enabled, running, and restarted or reloaded when a file they
- * read changed. Starting and reloading happen on every machine at once (a new etcd cluster needs
- * its members up together); restarts too, unless `rolling` says how to take them one by one.
- */
-async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Machine[], unit: string, rolling?: Rolling): Promise<void> {
-  const restarts: Machine[] = [];
-  const restart = (m: Machine, how = '') => {
-    run.change(m.name, 'services', `restart ${unit} (its files changed${how})`);
-    return run.o.dryRun ? Promise.resolve() : rolling ? rolling.restart(m) : systemctl(sh(m), ['restart', unit]);
-  };
-  await eachMachine(machines, async (m) =>
-    step(m.name, 'services', async () => {
-      const shell = sh(m);
-      const s = (await unitStates(shell, [unit])).get(unit)!;
-      const asked = (run.pending.get(m.name) ?? []).filter((a) => a.unit === unit);
-      if (!s.enabled) {
-        run.change(m.name, 'services', `enable ${unit} (started at boot)`);
-        if (!run.o.dryRun) await systemctl(shell, ['enable', unit]);
-      }
-      if (!s.active) {
-        run.change(m.name, 'services', `start ${unit}`);
-        if (!run.o.dryRun) await systemctl(shell, ['start', unit]);
-      } else if (asked.some((a) => a.action === 'restart' || a.action === 'try-restart')) {
-        if (rolling && machines.length > 1) restarts.push(m);
-        else await restart(m);
-      } else if (asked.some((a) => a.action === 'reload' || a.action === 'try-reload')) {
-        run.change(m.name, 'services', `reload ${unit} (its configuration changed)`);
-        if (!run.o.dryRun) await systemctl(shell, ['reload', unit]);
-      }
-    }),
-  );
-  const ordered = rolling?.order && restarts.length > 1 && !run.o.dryRun ? await rolling.order(restarts) : restarts;
-  for (const m of ordered) await step(m.name, 'services', () => restart(m, '; one machine at a time'));
-}
-
-/** etcd members restart one at a time, each healthy again before the next: the cluster keeps its quorum. */
-function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShell, waitMs: number): Rolling {
-  return {
-    restart: async (m) => {
-      await systemctl(sh(m), ['restart', UNITS.etcd]);
-      await waitUntil(`${m.name}'s etcd member healthy again`, m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`)`, async () => ((await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined));
-    },
-  };
-}
-
-/**
- * Agents restart one at a time, standbys first. HAProxy checks the active machine through its
- * agent (/role), so while that agent restarts its health check is paused on every proxy (the
- * server stays UP, the application keeps serving: the agent's restart leaves it running) and
- * resumed once the new agent confirms the machine is active again. The observer's MAINT fencing
- * does not depend on the check, so it stays in force throughout.
- */
-function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number): Rolling {
-  const proxies = withRole(run.o.cluster, 'proxy');
-  const roles = new Map<string, number>();
-  const roleOf = async (m: Machine) => (m.roles.includes('app') ? agentRole(sh(m), m) : 0);
-  return {
-    order: async (ms) => {
-      await Promise.all(ms.map(async (m) => roles.set(m.name, await roleOf(m))));
-      return [...ms].sort((a, b) => Number(roles.get(a.name) === 200) - Number(roles.get(b.name) === 200));
-    },
-    restart: async (m) => {
-      const active = (roles.get(m.name) ?? (await roleOf(m))) === 200;
-      const held = active ? proxies : [];
-      if (held.length) run.note(m.name, 'services', `HAProxy's health check of ${m.name} paused on ${held.map((p) => p.name).join(', ')} while the active machine's agent restarts`);
-      for (const p of held) await remoteRuntime(sh(p)).disableHealth(APP_BACKEND, m.name);
-      try {
-        await systemctl(sh(m), ['restart', UNITS.agent]);
-        const want = active ? 'confirming it is the active machine (/role 200)' : 'answering';
-        await waitUntil(`${m.name}'s agent ${want}`, m.name, waitMs, `read ${m.name}'s agent log (\`journalctl -u ${UNITS.agent}\`)`, async () => {
-          const status = await roleOf(m);
-          return (active ? status === 200 : status !== 0 || !m.roles.includes('app')) ? true : undefined;
-        });
-      } finally {
-        for (const p of held) await resumeChecks(p, m.name, sh);
-      }
-    },
-  };
-}
-
-async function resumeChecks(proxy: Machine, server: string, sh: (m: Machine) => RemoteShell): Promise<void> {
-  try {
-    await remoteRuntime(sh(proxy)).enableHealth(APP_BACKEND, server);
-  } catch (err) {
-    throw new VigilError('APPLY', [problem(`${proxy.name}, step services`, `cannot resume HAProxy's health check of ${server}: ${(err as Error).message}`, `run \`vigil apply\` again, which resumes every paused check (\`vigil doctor\` reports them)`)], { cause: err });
-  }
-}
-
-/** Health checks of app servers left paused (an apply that was interrupted while holding one) are resumed. */
-async function pausedChecks(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
-  await eachMachine(withRole(run.o.cluster, 'proxy'), async (p) =>
-    step(p.name, 'services', async () => {
-      const servers = await remoteRuntime(sh(p))
-        .servers(APP_BACKEND)
-        .catch(() => []); // HAProxy not running yet (plan on new machines): nothing is paused
-      for (const s of servers.filter((x) => x.checks === 'disabled')) {
-        run.change(p.name, 'services', `resume HAProxy's health check of ${s.server} (an interrupted apply left it paused)`);
-        if (!run.o.dryRun) await resumeChecks(p, s.server, sh);
-      }
-    }),
-  );
-}
-
-/** The application's units: the agent starts them on the active machine only; apply only restarts the ones running when their files changed. */
-async function touchAppUnits(run: Run, sh: (m: Machine) => RemoteShell, m: Machine): Promise<void> {
-  const asked = (run.pending.get(m.name) ?? []).filter((a) => a.action === 'try-restart' || a.action === 'try-reload');
-  if (!asked.length) return;
-  const states = await unitStates(sh(m), asked.map((a) => a.unit));
-  for (const a of asked) {
-    if (!states.get(a.unit)?.active) continue;
-    const verb = a.action === 'try-reload' ? 'reload' : 'restart';
-    run.change(m.name, 'services', `${verb} ${a.unit} (its files changed)`);
-    if (!run.o.dryRun) await systemctl(sh(m), [verb, a.unit]);
-  }
-}
-
-async function waitUntil<T>(what: string, machine: string, waitMs: number, fix: string, probe: () => Promise<T | undefined>, stepName: ApplyStep = 'services'): Promise<T> {
-  try {
-    return await waitFor(what, probe, waitMs, 500);
-  } catch (err) {
-    throw new VigilError('APPLY', [problem(`${machine}, step ${stepName}`, (err as Error).message, fix)], { cause: err });
-  }
-}
-
-async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
-  const { cluster, dryRun } = run.o;
-  const waitMs = run.o.waitMs ?? 180_000;
-  await eachMachine(cluster.machines.filter((m) => run.unitFilesChanged.has(m.name)), async (m) => {
-    if (!dryRun) await step(m.name, 'services', () => systemctl(sh(m), ['daemon-reload']));
-  });
-  const etcd = withRole(cluster, 'etcd');
-  const db = withRole(cluster, 'db');
-  const proxies = withRole(cluster, 'proxy');
-  // HTTP checks run on a machine that has Vigil's artifact (its node); preflight showed the ports reachable between machines.
-  const probe = sh(probeMachine(cluster));
-
-  await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probe, waitMs));
-  if (!dryRun)
-    for (const m of etcd)
-      await waitUntil('etcd answering healthy', m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`); every etcd member must reach the others on port 2380`, async () =>
-        (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
-      );
-  await converge(run, sh, db, UNITS.patroni);
-  const findPrimary = async () => {
-    for (const m of db) if ((await remoteGet(probe, `http://${m.address}:${cluster.database.patroniPort}/primary`)).status === 200) return m;
-    return undefined;
-  };
-  let primary: Machine | undefined;
-  if (db.length) {
-    primary = dryRun ? await findPrimary() : await waitUntil('a PostgreSQL primary (Patroni)', db[0]!.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on ${db.map((m) => m.name).join(', ')}`, findPrimary);
-    if (primary && !dryRun) run.note(primary.name, 'services', 'PostgreSQL primary');
-  }
-  await converge(run, sh, proxies, UNITS.haproxy);
-  await database(run, sh, primary, waitMs);
-  if (!dryRun && primary && cluster.database.replication === 'synchronous' && db.length > 1)
-    await waitUntil('a synchronous standby', primary.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on the replicas; they must reach ${primary.name}:5432`, async () => {
-      const r = await remoteGet(probe, `http://${primary!.address}:${cluster.database.patroniPort}/cluster`);
-      const members = (JSON.parse(r.body || '{}') as { members?: { role: string; state: string }[] }).members ?? [];
-      return members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
-    });
-  for (const m of withRole(cluster, 'app')) await step(m.name, 'services', () => touchAppUnits(run, sh, m));
-  await pausedChecks(run, sh);
-  await converge(run, sh, cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')), UNITS.agent, agentRolling(run, sh, waitMs));
-  await converge(run, sh, withRole(cluster, 'observer'), UNITS.observer);
-}
-
-/**
- * The application's role and database on the primary (src/db/appdb.ts): read, compared with the
- * cluster file and the secrets, and created or corrected over the primary machine's shell.
- */
-async function database(run: Run, sh: (m: Machine) => RemoteShell, primary: Machine | undefined, waitMs: number): Promise<void> {
-  const { cluster, secrets, dryRun } = run.o;
-  const { appUser, appDatabase } = cluster.database;
-  const db = withRole(cluster, 'db');
-  if (!db.length) return;
-  if (!primary) {
-    // plan, where PostgreSQL does not run yet
-    run.change(db[0]!.name, 'database', `create the role ${appUser} and the database ${appDatabase} on the primary (PostgreSQL does not run yet)`);
-    return;
-  }
-  await step(primary.name, 'database', async () => {
-    const shell = sh(primary);
-    // Patroni answers /primary as soon as PostgreSQL is promoted; the first statements may still find it starting.
-    const state = await waitUntil(`PostgreSQL on ${primary.name} answering on its local socket`, primary.name, waitMs, `read the PostgreSQL log on ${primary.name}`, () => readAppDbState(shell, cluster).catch(() => undefined), 'database');
-    const differences = appDbDifferences(state, cluster, secrets);
-    for (const d of differences) run.change(primary.name, 'database', d);
-    if (differences.length && !dryRun) await ensureAppDb(shell, cluster, secrets, state);
-  });
-}
-
-/** The application answers its health check through the proxy: the whole path works. */
-async function verify(run: Run, sh: (m: Machine) => RemoteShell): Promise<boolean> {
-  const { cluster } = run.o;
-  const proxy = withRole(cluster, 'proxy')[0];
-  if (run.o.dryRun || !proxy || !withRole(cluster, 'app').length) return false;
-  const url = `http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`;
-  await step(proxy.name, 'verify', () =>
-    waitUntil(`the application answering ${url}`, proxy.name, run.o.waitMs ?? 180_000, 'run `vigil doctor` to see which part is missing', async () => ((await remoteGet(sh(probeMachine(cluster)), url)).status === 200 ? true : undefined), 'verify'),
-  );
-  run.note(proxy.name, 'verify', `${url} answers 200 through HAProxy`);
-  return true;
 }

@@ -56,6 +56,6 @@ describe('what apply puts on each machine', () => {
     assert.deepEqual(packagesFor(cluster, db, 'apt'), ['ca-certificates', 'openssl', 'patroni', `postgresql-${cluster.database.postgresVersion}`].sort());
     assert.ok(packagesFor(cluster, db, 'dnf').includes(`postgresql${cluster.database.postgresVersion}-server`));
     const observer = cluster.machines.find((m) => m.name === 'observer')!;
-    assert.deepEqual(packagesFor(cluster, observer, 'apt'), ['ca-certificates', 'etcd-client', 'etcd-server', 'haproxy', 'openssl']);
+    assert.deepEqual(packagesFor(cluster, observer, 'apt'), ['ca-certificates', 'etcd-client', 'etcd-server', 'haproxy', 'openssl', 'socat']);
   });
 });

@@ -20,7 +20,8 @@ export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: Pac
     base: { apt: ['openssl', 'ca-certificates'], dnf: ['openssl', 'ca-certificates'] },
     etcd: { apt: ['etcd-server', 'etcd-client'], dnf: ['etcd'] },
     db: { apt: [`postgresql-${pg}`, 'patroni'], dnf: [`postgresql${pg}-server`, 'patroni', 'patroni-etcd'] },
-    proxy: { apt: ['haproxy'], dnf: ['haproxy'] },
+    // socat: the haproxy unit's reload saves the servers' state through the runtime API socket.
+    proxy: { apt: ['haproxy', 'socat'], dnf: ['haproxy', 'socat'] },
     app: { apt: ['nginx', 'rsync', 'openssh-server', 'openssh-client'], dnf: ['nginx', 'rsync', 'openssh-server', 'openssh-clients'] },
   };
   const out = new Set(names.base![pm]);

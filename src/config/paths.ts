@@ -19,6 +19,8 @@ export const PATHS = {
   pgPass: `${ROOTS.data}/postgresql/pgpass`,
   haproxyConfig: `${ROOTS.etc}/haproxy.cfg`,
   haproxySocket: `${ROOTS.run}/haproxy.sock`,
+  /** Every server's state (UP/DOWN, MAINT), saved before a reload for the new worker to start from. */
+  haproxyState: `${ROOTS.run}/haproxy.state`,
   tlsBundle: `${ROOTS.etc}/tls/proxy.pem`,
   /** Cluster CA certificate and each machine's own certificate and key (src/pki). */
   pkiDir: `${ROOTS.etc}/pki`,

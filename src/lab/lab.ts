@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
+import { EMPTY_SERVER_STATE } from '../render/haproxy.ts';
 import { renderMachine } from '../render/index.ts';
 import { checkTlsBundle, createSelfSignedBundle } from '../render/tls.ts';
 import { loadPki, caFiles, createClusterCa, issueCertificate, machinePkiFiles, pemBundle, writePki, type ClusterCa } from '../pki/ca.ts';
@@ -204,6 +205,11 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: 
     const local = ownHostPathOf(m.name, dir);
     await mkdir(local, { recursive: true, mode });
     if (pgOwned) await chown(local, postgres.uid, postgres.gid);
+  }
+  if (m.roles.includes('proxy')) {
+    // What the haproxy unit's ExecStartPre writes on a real machine: a state file with no server.
+    await mkdir(dirname(ownHostPathOf(m.name, PATHS.haproxyState)), { recursive: true });
+    await writeFile(ownHostPathOf(m.name, PATHS.haproxyState), EMPTY_SERVER_STATE);
   }
   if (m.roles.includes('proxy') && cluster.proxy.tlsBundle) {
     const bundle = ownHostPathOf(m.name, cluster.proxy.tlsBundle);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Cluster } from '../config/schema.ts';
-import { appCheck, haproxyConfig, renderHaproxy } from './haproxy.ts';
+import { EMPTY_SERVER_STATE, appCheck, haproxyConfig, renderHaproxy } from './haproxy.ts';
 import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from './fixtures.ts';
 import { createClusterCa, issueCertificate, pemBundle, writePki } from '../pki/ca.ts';
 import { createSelfSignedBundle } from './tls.ts';
@@ -86,6 +86,8 @@ describe('haproxy -c (HAProxy 2.6)', () => {
     const file = join(dir, 'haproxy.cfg');
     await checkPki(dir);
     await writeFile(file, relocate(haproxyConfig(c), dir));
+    await mkdir(join(dir, 'run/vigil'), { recursive: true });
+    await writeFile(join(dir, 'run/vigil/haproxy.state'), EMPTY_SERVER_STATE); // as the unit's ExecStartPre writes it
     const r = await runTool('haproxy', ['-c', '-f', file]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     // Warnings mean HAProxy guessed at something; the generated file must need no guessing.

@@ -21,6 +21,17 @@ import { HEADER, type RenderedFile } from './file.ts';
 import { PG_MAX_CONNECTIONS } from './patroni.ts';
 
 /** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
+/**
+ * On a reload the old worker would close its idle keep-alive connections at once, and a request
+ * a client sends on one at that moment fails (seen in the lab: one failed request in some
+ * reloads). With this option the old worker waits for that request, answers it with
+ * `Connection: close`, and the client's next request reaches the new worker.
+ */
+const IDLE_CLOSE = 'option idle-close-on-response';
+
+/** A server state file that holds no server: its format version line only. */
+export const EMPTY_SERVER_STATE = '1\n';
+
 /** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */
 export const APP_BACKEND = 'app';
 
@@ -68,6 +79,8 @@ export function haproxyConfig(cluster: Cluster): string {
       // Logs to stderr: journald on a real machine, the lab's log file otherwise.
       'log stderr format short local0 info',
       `stats socket ${PATHS.haproxySocket} mode 600 level admin expose-fd listeners`,
+      // Saved by the unit's reload (src/render/systemd.ts) and read by the new worker.
+      `server-state-file ${PATHS.haproxyState}`,
       'stats timeout 30s',
       // After a reload the old worker keeps its open sessions; never longer than this, so no
       // long-lived database session survives on a configuration that is no longer current.
@@ -77,6 +90,7 @@ export function haproxyConfig(cluster: Cluster): string {
       'log global',
       'mode tcp',
       'option dontlognull',
+      'load-server-state-from-file global',
       'retries 2',
       'timeout connect 3s',
       'timeout client 1m',
@@ -85,7 +99,7 @@ export function haproxyConfig(cluster: Cluster): string {
       `timeout check ${t.proxyCheckIntervalMs}ms`,
     ]),
     section(`listen stats`, ['mode http', `bind *:${p.statsPort}`, 'stats enable', 'stats uri /', 'stats refresh 5s', 'stats show-legends']),
-    section('frontend http_front', [`bind *:${p.httpPort}`, 'mode http', 'option httplog', 'option forwardfor', 'timeout http-request 10s', `default_backend ${APP_BACKEND}`]),
+    section('frontend http_front', [`bind *:${p.httpPort}`, 'mode http', 'option httplog', 'option forwardfor', 'timeout http-request 10s', IDLE_CLOSE, `default_backend ${APP_BACKEND}`]),
   ];
   if (p.tlsBundle) {
     parts.push(
@@ -95,6 +109,7 @@ export function haproxyConfig(cluster: Cluster): string {
         'option httplog',
         'option forwardfor',
         'timeout http-request 10s',
+        IDLE_CLOSE,
         'http-request set-header X-Forwarded-Proto https',
         `default_backend ${APP_BACKEND}`,
       ]),

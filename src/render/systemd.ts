@@ -24,6 +24,7 @@ import type { Cluster, Machine } from '../config/schema.ts';
 import { dirname } from 'node:path';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { HEADER, type RenderedFile } from './file.ts';
+import { EMPTY_SERVER_STATE } from './haproxy.ts';
 import { NGINX_DIRS, NGINX_ERROR_LOG } from './nginx.ts';
 
 /** Where the Debian/Ubuntu and RHEL packages install the binaries. */
@@ -33,6 +34,8 @@ export const BINARIES = {
   haproxy: '/usr/sbin/haproxy',
   nginx: '/usr/sbin/nginx',
   kill: '/bin/kill',
+  sh: '/bin/sh',
+  socat: '/usr/bin/socat',
 } as const;
 
 /**
@@ -167,10 +170,17 @@ export function haproxyUnit(): string {
     // directory other Vigil components keep their runtime files under.
     `RuntimeDirectory=${below(ROOTS.run, '/run')}`,
     'RuntimeDirectoryPreserve=yes',
+    // A cold start begins from the configuration, never from a state saved before it: a state
+    // file with no server in it (HAProxy warns about a missing one).
+    `ExecStartPre=${execLine([BINARIES.sh, '-c', `echo ${EMPTY_SERVER_STATE.trim()} > ${PATHS.haproxyState}`])}`,
     `ExecStartPre=${check}`,
     `ExecStart=${execLine(COMMANDS.haproxy)}`,
     // A broken config is refused before the running one is replaced.
     `ExecReload=${check}`,
+    // The new worker starts from the servers' current state (load-server-state-from-file):
+    // MAINT set by the observer stays, and the active server is UP at once. Best effort ('-'):
+    // without it the new worker starts from the configuration and the observer fences again.
+    `ExecReload=-${execLine([BINARIES.sh, '-c', `echo 'show servers state' | ${BINARIES.socat} stdio UNIX-CONNECT:${PATHS.haproxySocket} > ${PATHS.haproxyState}.tmp && mv ${PATHS.haproxyState}.tmp ${PATHS.haproxyState}`])}`,
     `ExecReload=${BINARIES.kill} -USR2 $MAINPID`,
     'KillMode=mixed',
     'Restart=always',

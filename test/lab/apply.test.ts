@@ -13,8 +13,9 @@
  *   - a machine down stops apply with SSH_UNREACHABLE; once it is back, apply converges;
  *   - the observer issue's application failover scenarios pass on this cluster;
  *   - a health check left paused in HAProxy (an interrupted apply) is found by doctor and resumed by apply;
- *   - your own certificate for :443 replaces the CA's (written, HAProxy reloaded, then no change),
- *     and the cluster file's change restarts the agents one at a time without a failed request.
+ *   - a change of the cluster file restarts the agents one at a time without a failed request;
+ *   - HAProxy reloads keep the standby in MAINT and lose no request;
+ *   - your own certificate for :443 replaces the CA's (written, HAProxy reloaded, then no change).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -251,7 +252,40 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.equal((await runtime.servers('app')).find((x) => x.server === active)?.checks, 'enabled');
   });
 
-  it('your own certificate for :443 replaces the cluster CA\'s: written to the proxy, HAProxy reloaded, then no change; the agents restart one at a time without a failed request', async () => {
+  it('a change of the cluster file restarts the agents one at a time, the active one last with its check paused: no failed request', async () => {
+    const served = probe!.current()!;
+    await writeFile(cfg, `${await readFile(cfg, 'utf8')}# a comment: the cluster file changed, so every agent restarts\n`);
+    const t0 = performance.now();
+    const r = await vigil(['apply', '-c', cfg]);
+    assert.equal(r.code, 0, r.out);
+    assert.equal((r.out.match(new RegExp(`restart ${UNITS.agent.replaceAll('.', '\\.')} \\(its files changed; one machine at a time\\)`, 'g')) ?? []).length, 4, r.out);
+    assert.match(r.out, new RegExp(`${served} +services: HAProxy's health check of ${served} paused on observer while the active machine's agent restarts`));
+    await new Promise((res) => setTimeout(res, 3000)); // HAProxy checks the active agent again
+    const answers = probe!.answers.filter((a) => a.atMs > t0);
+    assert.ok(answers.length > 50, `the probe kept asking (${answers.length} answers)`);
+    assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request while the agents restarted');
+    assert.deepEqual([...new Set(answers.map((a) => a.node))], [served], 'one machine served throughout');
+  });
+
+  it('HAProxy reloads keep the fencing (MAINT) and lose no request', async () => {
+    const served = probe!.current()!;
+    const observer = new LabShell('observer');
+    const runtime = remoteRuntime(observer);
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) {
+      const r = await observer.exec(['systemctl', 'reload', UNITS.haproxy], { timeoutMs: 60_000 });
+      assert.equal(r.code, 0, r.stderr);
+      // The new worker starts from the saved state: the standby is still in MAINT, before the observer could fence it again.
+      const servers = await runtime.servers('app');
+      assert.deepEqual(servers.map((x) => [x.server, x.admin]).sort(), [['app1', served === 'app1' ? 'ready' : 'maint'], ['app2', served === 'app2' ? 'ready' : 'maint']], `reload ${i + 1}`);
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+    const answers = probe!.answers.filter((a) => a.atMs > t0);
+    assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request across the reloads');
+    assert.deepEqual([...new Set(answers.map((a) => a.node))], [served]);
+  });
+
+  it('your own certificate for :443 replaces the cluster CA\'s: written to the proxy, HAProxy reloaded, then no change', async () => {
     const proxy = withRole(lab.cluster, 'proxy')[0]!;
     const corporate = await createClusterCa({ clusterName: 'corporate' });
     const site = await issueCertificate(corporate, { commonName: SITE_NAME, ipAddresses: [proxy.address], dnsNames: [SITE_NAME], usage: 'server' });
@@ -264,22 +298,12 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     doc.deleteIn(['proxy', 'tlsDnsNames']);
     await writeFile(cfg, doc.toString());
 
-    const t0 = performance.now();
     const r = await vigil(['apply', '-c', cfg]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, new RegExp(`observer +tls: write ${PATHS.tlsBundle} \\(content differs\\)`));
     assert.match(r.out, new RegExp(`observer +services: reload ${UNITS.haproxy.replaceAll('.', '\\.')}`));
     assert.doesNotMatch(r.out, /BEGIN|PRIVATE KEY/);
     await waitForHttps(`https://${proxy.address}:${lab.cluster.proxy.httpsPort}${lab.cluster.application.healthPath}`, corporate.certPem);
-    // The cluster file changed: every agent restarted, the active one last with its check paused.
-    assert.equal((r.out.match(new RegExp(`restart ${UNITS.agent.replaceAll('.', '\\.')} \\(its files changed; one machine at a time\\)`, 'g')) ?? []).length, 4, r.out);
-    const served = probe!.current()!;
-    assert.match(r.out, new RegExp(`${served} +services: HAProxy's health check of ${served} paused on observer while the active machine's agent restarts`));
-    await new Promise((res) => setTimeout(res, 3000)); // HAProxy checks the active agent again
-    const answers = probe!.answers.filter((a) => a.atMs > t0);
-    assert.ok(answers.length > 50, `the probe kept asking (${answers.length} answers)`);
-    assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request while the agents restarted');
-    assert.equal(new Set(answers.map((a) => a.node)).size, 1, 'one machine served throughout');
     const again = await vigil(['apply', '-c', cfg]);
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /apply: no change/);

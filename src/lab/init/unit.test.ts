@@ -70,8 +70,10 @@ describe('unit files', () => {
     assert.equal(haproxy.runtimeDirectoryPreserve, 'yes');
     assert.equal(haproxy.killMode, 'mixed');
     assert.deepEqual(haproxy.successExitStatus.codes, [143]);
-    assert.equal(haproxy.execReload.length, 2, 'ExecReload= lines accumulate');
-    assert.deepEqual(argvOf(haproxy.execReload[1], { MAINPID: '7' }), ['/bin/kill', '-USR2', '7']);
+    assert.equal(haproxy.execReload.length, 3, 'ExecReload= lines accumulate');
+    assert.equal(haproxy.execReload[1]!.ignoreFailure, true, 'saving the servers\' state is best effort');
+    assert.deepEqual(argvOf(haproxy.execReload[1], {}).slice(0, 2), ['/bin/sh', '-c']);
+    assert.deepEqual(argvOf(haproxy.execReload[2], { MAINPID: '7' }), ['/bin/kill', '-USR2', '7']);
 
     const nginx = unit(UNITS.nginx, 'app1');
     assert.equal(nginx.timeoutStopMs, 5000);
