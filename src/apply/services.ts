@@ -97,8 +97,12 @@ function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number)
       const active = (roles.get(m.name) ?? (await roleOf(m))) === 200;
       const held = active ? proxies : [];
       if (held.length) run.note(m.name, 'services', `HAProxy's health check of ${m.name} paused on ${held.map((p) => p.name).join(', ')} while the active machine's agent restarts`);
-      for (const p of held) await remoteRuntime(sh(p)).disableHealth(APP_BACKEND, m.name);
+      const paused: Machine[] = [];
       try {
+        for (const p of held) {
+          await remoteRuntime(sh(p)).disableHealth(APP_BACKEND, m.name);
+          paused.push(p);
+        }
         await systemctl(sh(m), ['restart', UNITS.agent]);
         const want = active ? 'confirming it is the active machine (/role 200)' : 'answering';
         await waitUntil(`${m.name}'s agent ${want}`, m.name, waitMs, `read ${m.name}'s agent log (\`journalctl -u ${UNITS.agent}\`)`, async () => {
@@ -106,7 +110,7 @@ function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number)
           return (active ? status === 200 : status !== 0 || !m.roles.includes('app')) ? true : undefined;
         });
       } finally {
-        for (const p of held) await resumeChecks(p, m.name, sh);
+        for (const p of paused) await resumeChecks(p, m.name, sh);
       }
     },
   };
@@ -215,7 +219,10 @@ async function database(run: Run, sh: (m: Machine) => RemoteShell, primary: Mach
   await step(primary.name, 'database', async () => {
     const shell = sh(primary);
     // Patroni answers /primary as soon as PostgreSQL is promoted; the first statements may still find it starting.
-    const state = await waitUntil(`PostgreSQL on ${primary.name} answering on its local socket`, primary.name, waitMs, `read the PostgreSQL log on ${primary.name}`, () => readAppDbState(shell, cluster).catch(() => undefined), 'database');
+    // plan looks once; apply waits for it.
+    const state = dryRun
+      ? await readAppDbState(shell, cluster)
+      : await waitUntil(`PostgreSQL on ${primary.name} answering on its local socket`, primary.name, waitMs, `read the PostgreSQL log on ${primary.name}`, () => readAppDbState(shell, cluster).catch(() => undefined), 'database');
     const differences = appDbDifferences(state, cluster, secrets);
     for (const d of differences) run.change(primary.name, 'database', d);
     if (differences.length && !dryRun) await ensureAppDb(shell, cluster, secrets, state);
