@@ -27,20 +27,10 @@ import {
   type SshTarget,
 } from './ssh.ts';
 import { sshdUnavailable, startTestSshd, type TestSshd } from './test-sshd.ts';
+import { rejectionOf } from '../util/testing.ts';
 import type { ExecResult } from './types.ts';
 
 const skip = sshdUnavailable() ?? false;
-
-/** The error a promise rejects with, asserted to be a VigilError. */
-async function vigilError(p: Promise<unknown>): Promise<VigilError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof VigilError, `expected a VigilError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected a rejection');
-}
 
 /** Runs fn with the shell and always closes it: a failing assertion must not leave a connection open (the test process would never end). */
 async function closing<T>(s: SshShell, fn: (s: SshShell) => Promise<T>): Promise<T> {
@@ -180,7 +170,7 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
     openSsh(target, { knownHostsFile: knownHosts, privateKey: opts.privateKey ?? admin.privateKey, identityFile: join(dir, 'ssh/id_ed25519'), ...(opts.maxChannels ? { maxChannels: opts.maxChannels } : {}) });
 
   it('refuses to connect to a machine whose host key is not pinned', async () => {
-    const err = await closing(shell(), (s) => vigilError(s.exec(['true'])));
+    const err = await closing(shell(), (s) => rejectionOf(s.exec(['true'])));
     assert.equal(err.code, 'SSH_HOST_KEY');
     assert.match(err.message, /app1 \(root@127\.0\.0\.1:\d+\).*no host key is pinned/);
     assert.match(err.message, /vigil init --pin-only/);
@@ -188,7 +178,7 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
 
   it('pins the host key on first contact only when confirmed, with the fingerprint OpenSSH shows', async () => {
     const offered: string[] = [];
-    const refused = await vigilError(pinHostKey(target, knownHosts, { confirm: (k) => (offered.push(k.fingerprint), false) }));
+    const refused = await rejectionOf(pinHostKey(target, knownHosts, { confirm: (k) => (offered.push(k.fingerprint), false) }));
     assert.equal(refused.code, 'SSH_HOST_KEY');
     assert.match(refused.message, /was not accepted/);
     await assert.rejects(stat(knownHosts), { code: 'ENOENT' });
@@ -331,19 +321,19 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
       assert.equal(((await stat(file)).mode & 0o777).toString(8), '644');
       assert.deepEqual(await readdir(join(dir, 'files')), ['settings.conf'], 'no temporary file left');
 
-      const missingDir = await vigilError(s.writeFile(join(dir, 'nope', 'x'), 'x'));
+      const missingDir = await rejectionOf(s.writeFile(join(dir, 'nope', 'x'), 'x'));
       assert.equal(missingDir.code, 'REMOTE_COMMAND');
       assert.match(missingDir.message, /app1 .*nope\/x: writing the file failed/);
-      assert.equal((await vigilError(s.writeFile('relative/path', 'x'))).code, 'USAGE');
-      assert.equal((await vigilError(s.writeFile(file, 'x', { owner: 'x; rm -rf /' }))).code, 'USAGE');
-      assert.equal((await vigilError(s.readFile(dir))).code, 'REMOTE_COMMAND', 'a directory cannot be read as a file');
+      assert.equal((await rejectionOf(s.writeFile('relative/path', 'x'))).code, 'USAGE');
+      assert.equal((await rejectionOf(s.writeFile(file, 'x', { owner: 'x; rm -rf /' }))).code, 'USAGE');
+      assert.equal((await rejectionOf(s.readFile(dir))).code, 'REMOTE_COMMAND', 'a directory cannot be read as a file');
     } finally {
       await s.close();
     }
   });
 
   it('fails with SSH_AUTH when the key is not authorised', async () => {
-    const err = await closing(shell({ privateKey: generateAdminKey().privateKey }), (s) => vigilError(s.connect()));
+    const err = await closing(shell({ privateKey: generateAdminKey().privateKey }), (s) => rejectionOf(s.connect()));
     assert.equal(err.code, 'SSH_AUTH');
     assert.match(err.message, /app1 \(root@127\.0\.0\.1:\d+\): the admin key was refused for root/);
     assert.match(err.message, /ssh-copy-id -i .*id_ed25519\.pub -p \d+ -o UserKnownHostsFile=/);
@@ -353,12 +343,12 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
     const port = await freePort();
     // Pinned for the closed port too, so the failure is the connection's, not the missing pin's.
     await addKnownHost(knownHosts, '127.0.0.1', port, parseKnownHosts(await readFile(knownHosts, 'utf8'))[0]!.key);
-    const err = await closing(openSsh({ ...target, port }, { knownHostsFile: knownHosts, privateKey: admin.privateKey }), (s) => vigilError(s.connect()));
+    const err = await closing(openSsh({ ...target, port }, { knownHostsFile: knownHosts, privateKey: admin.privateKey }), (s) => rejectionOf(s.connect()));
     assert.equal(err.code, 'SSH_UNREACHABLE');
     assert.ok(err.retryable);
     assert.match(err.message, new RegExp(`app1 \\(root@127\\.0\\.0\\.1:${port}\\): cannot reach SSH: connection refused`));
     assert.match(err.message, /nc -vz 127\.0\.0\.1/);
-    const scan = await vigilError(pinHostKey({ ...target, port: await freePort() }, join(dir, 'other.known_hosts'), { confirm: accept }));
+    const scan = await rejectionOf(pinHostKey({ ...target, port: await freePort() }, join(dir, 'other.known_hosts'), { confirm: accept }));
     assert.equal(scan.code, 'SSH_UNREACHABLE');
   });
 
@@ -368,14 +358,14 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
     await sshd.restart({ newHostKey: true });
     const now = await opensshFingerprint(sshd.hostKeyPub());
     assert.notEqual(old, now);
-    const err = await closing(shell(), (s) => vigilError(s.exec(['true'])));
+    const err = await closing(shell(), (s) => rejectionOf(s.exec(['true'])));
     assert.equal(err.code, 'SSH_HOST_KEY', err.message);
     assert.ok(err.message.includes(`pinned ${old}`), err.message);
     assert.ok(err.message.includes(`offered ${now}`), err.message);
     assert.match(err.message, /^app1 \(root@127\.0\.0\.1:\d+\)/);
     assert.match(err.message, /ssh-keygen -R '\[127\.0\.0\.1\]:\d+' -f /);
     const before = await readFile(knownHosts, 'utf8');
-    const repin = await vigilError(pinHostKey(target, knownHosts, { confirm: accept }));
+    const repin = await rejectionOf(pinHostKey(target, knownHosts, { confirm: accept }));
     assert.equal(repin.code, 'SSH_HOST_KEY');
     assert.equal(await readFile(knownHosts, 'utf8'), before, 'the pin is left as it was');
   });
@@ -383,11 +373,11 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
   it('reads the admin key only when it is mode 600', async () => {
     const key = join(dir, 'id_loose');
     await writeFile(key, admin.privateKey, { mode: 0o644 });
-    const err = await vigilError(readAdminKey(key));
+    const err = await rejectionOf(readAdminKey(key));
     assert.match(err.message, /mode 0644/);
     await run('chmod', ['600', key]);
     assert.equal((await readAdminKey(key)).toString(), admin.privateKey);
-    assert.equal((await vigilError(readAdminKey(join(dir, 'missing')))).code, 'SSH_AUTH');
+    assert.equal((await rejectionOf(readAdminKey(join(dir, 'missing')))).code, 'SSH_AUTH');
   });
 });
 
@@ -416,7 +406,7 @@ describe('SSH transport: the password installs the admin key once', { skip, time
   it('refuses a wrong password with SSH_AUTH, never quoting it', async () => {
     const admin = generateAdminKey();
     const wrong = `${password}-wrong`;
-    const err = await vigilError(installAdminKey(target, { knownHostsFile: knownHosts, password: wrong, publicKey: admin.publicKey }));
+    const err = await rejectionOf(installAdminKey(target, { knownHostsFile: knownHosts, password: wrong, publicKey: admin.publicKey }));
     assert.equal(err.code, 'SSH_AUTH');
     assert.match(err.message, /^db1 \(root@127\.0\.0\.1:\d+\): the password was refused for root/);
     assert.ok(!err.message.includes(wrong) && !err.message.includes(password));
@@ -426,7 +416,7 @@ describe('SSH transport: the password installs the admin key once', { skip, time
   it('installs the key once (idempotent), after which the key logs in; removing it locks the key out again', async () => {
     const admin = generateAdminKey('vigil-admin@test');
     const keyShell = () => openSsh(target, { knownHostsFile: knownHosts, privateKey: admin.privateKey });
-    assert.equal((await closing(keyShell(), (s) => vigilError(s.connect()))).code, 'SSH_AUTH', 'not installed yet');
+    assert.equal((await closing(keyShell(), (s) => rejectionOf(s.connect()))).code, 'SSH_AUTH', 'not installed yet');
 
     assert.equal(await installAdminKey(target, { knownHostsFile: knownHosts, password, publicKey: admin.publicKey }), 'added');
     assert.equal(await installAdminKey(target, { knownHostsFile: knownHosts, password, publicKey: admin.publicKey }), 'present');
@@ -441,7 +431,7 @@ describe('SSH transport: the password installs the admin key once', { skip, time
       await s.close();
     }
     assert.ok(await removeAdminKey(target, { knownHostsFile: knownHosts, privateKey: admin.privateKey, publicKey: admin.publicKey }));
-    assert.equal((await closing(keyShell(), (s) => vigilError(s.connect()))).code, 'SSH_AUTH', 'removed');
+    assert.equal((await closing(keyShell(), (s) => rejectionOf(s.connect()))).code, 'SSH_AUTH', 'removed');
   });
 
   it('keeps other keys and appends on a new line when authorized_keys lacks a final newline', async () => {
@@ -483,7 +473,7 @@ describe('SSH transport: a user other than root goes through sudo -n', { skip, t
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, "vigiltest|1|a 'b' $c");
       await sshd.sudoNeedsPassword(true);
-      const err = await vigilError(s.exec(['true']));
+      const err = await rejectionOf(s.exec(['true']));
       assert.equal(err.code, 'REMOTE_COMMAND');
       assert.match(err.message, /^app2 \(vigiltest@127\.0\.0\.1:\d+\): sudo asks vigiltest for a password/);
       assert.match(err.message, /vigiltest ALL=\(ALL\) NOPASSWD: ALL/);
