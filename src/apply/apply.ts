@@ -22,7 +22,8 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { secretsPath } from '../config/load.ts';
 import { PATHS } from '../config/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
@@ -82,7 +83,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
       cluster,
       secrets: o.secrets,
       clusterText: await readFile(o.clusterFile, 'utf8'),
-      secretsText: await readFile(isAbsolute(cluster.secretsFile) ? cluster.secretsFile : join(dirname(o.clusterFile), cluster.secretsFile), 'utf8'),
+      secretsText: await readFile(secretsPath(cluster), 'utf8'),
       artifact,
     };
     const ca = await loadCa(o.pkiDir);

@@ -15,7 +15,7 @@
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { besideClusterFile } from '../config/load.ts';
 import { withRole, type Cluster } from '../config/schema.ts';
 import { certificateInfo, issueCertificate, pemBundle, type ClusterCa } from '../pki/ca.ts';
 import type { RemoteShell } from '../remote/types.ts';
@@ -26,8 +26,6 @@ import { fileStates } from './remote.ts';
 /** A certificate is reissued when it has less than this left. */
 export const RENEW_BEFORE_MS = 30 * 86_400_000;
 
-const adminPath = (cluster: Cluster, path: string) => (isAbsolute(path) ? path : join(cluster.source === '<generated>' ? '.' : dirname(cluster.source), path));
-
 /**
  * Your certificate and key as one bundle (certificate and chain, then the key), checked; undefined
  * when the cluster file gives none. Throws TLS_BUNDLE naming the file and the fix; never quotes the key.
@@ -35,8 +33,8 @@ const adminPath = (cluster: Cluster, path: string) => (isAbsolute(path) ? path :
 export async function ownBundle(cluster: Cluster, now: Date = new Date()): Promise<{ text: string; notAfter: Date } | undefined> {
   const { tlsCertificate, tlsKey } = cluster.proxy;
   if (!cluster.proxy.tlsBundle || tlsCertificate === undefined || tlsKey === undefined) return undefined;
-  const certPath = adminPath(cluster, tlsCertificate);
-  const keyPath = adminPath(cluster, tlsKey);
+  const certPath = besideClusterFile(cluster, tlsCertificate);
+  const keyPath = besideClusterFile(cluster, tlsKey);
   const read = async (path: string, what: string, field: string): Promise<string> => {
     try {
       return await readFile(path, 'utf8');

@@ -326,11 +326,16 @@ function cutShort(parsed: Parsed, text: string): Problem[] {
   });
 }
 
+/** A path the cluster file names on the admin's machine: absolute, or relative to the cluster file's directory. */
+export function besideClusterFile(cluster: Cluster, path: string): string {
+  if (isAbsolute(path)) return path;
+  const base = cluster.source === '<generated>' ? '.' : dirname(cluster.source);
+  return join(base, path);
+}
+
 /** Where the secrets file of a cluster is: `secretsFile` relative to the cluster file's directory. */
 export function secretsPath(cluster: Cluster): string {
-  if (isAbsolute(cluster.secretsFile)) return cluster.secretsFile;
-  const base = cluster.source === '<generated>' ? '.' : dirname(cluster.source);
-  return join(base, cluster.secretsFile);
+  return besideClusterFile(cluster, cluster.secretsFile);
 }
 
 export async function loadSecrets(cluster: Cluster): Promise<Secrets> {
