@@ -41,6 +41,8 @@ export interface Leadership {
   resign(opts?: CallOptions): Promise<void>;
   /** Who holds the key now, as etcd says (a linearizable read). */
   current(opts?: CallOptions): Promise<ObserverLeader | null>;
+  /** While leading, the key's create revision: it differs for each spell of leadership. */
+  token(): string | null;
 }
 
 interface Held {
@@ -128,9 +130,13 @@ export class Campaign implements Leadership {
     return () => this.lostCbs.delete(cb);
   }
 
+  token(): string | null {
+    return this.fence()?.createRevision ?? null;
+  }
+
   /** The fencing token while leading, for transactions that must fail once the lead is gone. */
-  fence(): { key: string; createRevision: string } | null {
-    return this.isLeader() && this.held ? { key: KEY, createRevision: this.held.createRevision } : null;
+  fence(): { key: string; createRevision: string; leaseId: string } | null {
+    return this.isLeader() && this.held ? { key: KEY, createRevision: this.held.createRevision, leaseId: this.held.leaseId } : null;
   }
 
   async resign(opts?: CallOptions): Promise<void> {

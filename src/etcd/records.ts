@@ -3,7 +3,7 @@
  * becomes a clear ETCD_DATA error naming the key, not an undefined field deep in the observer.
  */
 import { z } from 'zod';
-import { EVENT_TYPES, type ActiveRecord, type Maintenance, type ObserverLeader, type OperatorRequest, type VigilEvent } from '../ha/model.ts';
+import { EVENT_TYPES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type VigilEvent } from '../ha/model.ts';
 import { badData } from './call.ts';
 
 const activeSchema = z.object({
@@ -16,6 +16,14 @@ const activeSchema = z.object({
 const maintenanceSchema = z.object({ since: z.string(), by: z.string(), reason: z.string() });
 
 const leaderSchema = z.object({ id: z.string().min(1), host: z.string(), since: z.string() });
+
+const observerStateSchema = z.object({
+  state: z.string().min(1),
+  reason: z.string(),
+  since: z.string(),
+  epoch: z.number().int().nonnegative().nullable(),
+  by: z.string().min(1),
+});
 
 const requestSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('switchover'), to: z.string().min(1).optional(), id: z.string().min(1), at: z.string() }),
@@ -36,6 +44,7 @@ export const schemas = {
   active: activeSchema as z.ZodType<ActiveRecord>,
   maintenance: maintenanceSchema as z.ZodType<Maintenance>,
   leader: leaderSchema as z.ZodType<ObserverLeader>,
+  observerState: observerStateSchema as z.ZodType<ObserverState>,
   request: requestSchema as z.ZodType<OperatorRequest>,
   event: eventSchema as z.ZodType<VigilEvent>,
 };

@@ -176,6 +176,28 @@ describe('VigilStore against a real etcd', () => {
       await waitFor('b to lead', async () => (lb.isLeader() ? true : undefined), 1500, 20);
       assert.equal(await b.casActive(rec('app2', 2), cur, { leader: lb }), true);
     });
+
+    it('the observer state is written only by the leader and goes with its lease', async () => {
+      const a = await open();
+      const b = await open(a.cluster);
+      const la = await a.campaign('obs-a', 'h', 2);
+      const lb = await b.campaign('obs-b', 'h', 2);
+      const st = (by: string, state: string) => ({ state, reason: 'test', since: new Date().toISOString(), epoch: 1, by });
+      assert.equal(await a.getObserverState(), null);
+      assert.equal(await b.putObserverState(st('obs-b', 'suspect'), { leader: lb }), false, 'b does not lead');
+      assert.equal(await a.putObserverState(st('obs-a', 'healthy'), { leader: la }), true);
+      assert.deepEqual(await b.getObserverState().then((s) => s && [s.by, s.state]), ['obs-a', 'healthy']);
+      const tokenA = la.token();
+      assert.ok(tokenA, 'a leader has a token');
+      await la.resign();
+      assert.equal(la.token(), null);
+      assert.equal(await b.getObserverState(), null, 'revoking the lead removes the state');
+      await waitFor('b to lead', async () => (lb.isLeader() ? true : undefined), 1500, 20);
+      assert.notEqual(lb.token(), tokenA, 'each spell of leadership has its own token');
+      assert.equal(await b.putObserverState(st('obs-b', 'failing-over'), { leader: lb }), true);
+      assert.equal((await a.getObserverState())?.state, 'failing-over');
+      await lb.resign();
+    });
   });
 
   describe('when etcd hangs (SIGSTOP)', () => {

@@ -16,7 +16,7 @@
  * ```
  */
 import { Etcd3, type Namespace } from 'etcd3';
-import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type OperatorRequest } from '../ha/model.ts';
+import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest } from '../ha/model.ts';
 import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
 import { eventRecords, type EventRecords } from './events.ts';
 import { follow, type Subscription } from './follow.ts';
@@ -83,6 +83,14 @@ export interface VigilStore {
   /** Campaigns for observer leadership; resolves after the first attempt, leader or not. */
   campaign(id: string, host: string, ttlSeconds: number, opts?: CallOptions): Promise<Leadership>;
   currentLeader(opts?: CallOptions): Promise<ObserverLeader | null>;
+  /**
+   * Writes the acting observer's state under its leader lease, only while `leader` holds the
+   * leader key (so it disappears with the lead, and a deposed observer cannot write it). False
+   * when not leading.
+   */
+  putObserverState(s: ObserverState, opts: CallOptions & { leader: Leadership }): Promise<boolean>;
+  /** The acting observer's state, or null when no observer leads (or it has not written yet). */
+  getObserverState(opts?: CallOptions): Promise<ObserverState | null>;
 
   /** The `events/` keys; use EventLog (src/events/log.ts) rather than this directly. */
   readonly events: EventRecords;
@@ -254,6 +262,22 @@ class Store implements VigilStore {
   async currentLeader(opts?: CallOptions): Promise<ObserverLeader | null> {
     const v = await this.caller.run('currentLeader', opts, (grpc) => this.ns.get(KEYS.observerLeader).options(grpc).buffer());
     return v ? decode(schemas.leader, 'currentLeader', this.full(KEYS.observerLeader), v) : null;
+  }
+
+  async putObserverState(st: ObserverState, opts: CallOptions & { leader: Leadership }): Promise<boolean> {
+    if (!(opts.leader instanceof Campaign)) throw new TypeError('putObserverState: leader must come from this store’s campaign()');
+    const fence = opts.leader.fence();
+    if (!fence) return false;
+    const value = encode(schemas.observerState, 'putObserverState', this.full(KEYS.observerState), st);
+    const txn = await this.caller.run('putObserverState', opts, (grpc) =>
+      this.ns.if(fence.key, 'Create', '==', fence.createRevision).then(this.ns.put(KEYS.observerState).value(value).lease(fence.leaseId)).options(grpc).commit(),
+    );
+    return txn.succeeded;
+  }
+
+  async getObserverState(opts?: CallOptions): Promise<ObserverState | null> {
+    const v = await this.caller.run('getObserverState', opts, (grpc) => this.ns.get(KEYS.observerState).options(grpc).buffer());
+    return v ? decode(schemas.observerState, 'getObserverState', this.full(KEYS.observerState), v) : null;
   }
 
   async close(): Promise<void> {

@@ -16,6 +16,8 @@ export const KEYS = {
   active: 'active',
   /** ObserverLeader: held under a lease by the observer that acts. */
   observerLeader: 'observer/leader',
+  /** ObserverState: the acting observer's state, under its leader lease (gone with the lead). */
+  observerState: 'observer/state',
   /** Maintenance, or absent: while present the observer takes no action. */
   maintenance: 'maintenance',
   /** OperatorRequest, or absent: a switchover or failover the leader should carry out. */
@@ -46,6 +48,20 @@ export interface ObserverLeader {
   id: string;
   host: string;
   since: string;
+}
+
+/** What the acting observer is doing, written by it on each change of state (see src/observer/decide.ts). */
+export interface ObserverState {
+  /** healthy, suspect, failing-over, no-candidate, switching-db, maintenance, ... */
+  state: string;
+  /** Why it is in that state, in words (the transition's reason). */
+  reason: string;
+  /** When it entered the state. */
+  since: string;
+  /** The epoch of the active record the state refers to, null before the first one. */
+  epoch: number | null;
+  /** The leader's id, as in `observer/leader`. */
+  by: string;
 }
 
 export type OperatorRequest =

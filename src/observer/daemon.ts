@@ -20,7 +20,7 @@ import { etcdEndpoints } from '../render/etcd.ts';
 import { APP_BACKEND } from '../render/haproxy.ts';
 import { PATRONI_REST_USER } from '../render/patroni.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type DecideConfig, type Memory } from './decide.ts';
+import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
 
 export interface ObserverOptions {
@@ -89,7 +89,37 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory
   for (const t of d.transitions) log('transition', { ...t });
   // Leadership is checked again right before acting: a deposed observer must not act on a stale view.
   if (d.actions.length && ctx.leadership.isLeader()) await execute(ctx, seen, d.actions);
+  await publishState(ctx, d);
   return d.memory;
+}
+
+/** What was last written to `observer/state`, and under which lead (a new lead writes it again). */
+let published: { state: string; epoch: number | null; reason: string; since: string; lead: string } | null = null;
+
+/**
+ * Keeps `observer/state` equal to this leader's state, after the tick's actions are carried out
+ * (so a failing-over read there always has its new active record in place). For `vigil status`
+ * and for anyone waiting until the cluster is settled. A failed write is tried again next tick.
+ */
+async function publishState(ctx: Ctx, d: Decision): Promise<void> {
+  const lead = ctx.leadership.token();
+  if (!lead) return;
+  const last = d.transitions.at(-1);
+  const { state, epoch } = d.memory;
+  if (published && published.lead === lead && published.state === state && published.epoch === epoch && !last) return;
+  const next = {
+    state,
+    epoch,
+    reason: last?.reason ?? (published?.state === state ? published.reason : `this observer leads; the cluster is ${state}`),
+    since: last || published?.state !== state ? new Date().toISOString() : published.since,
+    lead,
+  };
+  try {
+    const ok = await ctx.store.putObserverState({ state, reason: next.reason, since: next.since, epoch, by: ctx.leadership.id }, { leader: ctx.leadership, timeoutMs: 1000 });
+    if (ok) published = next;
+  } catch (err) {
+    log('state-publish-failed', { error: (err as Error).message });
+  }
 }
 
 let switchoverInFlight = false;

@@ -7,6 +7,7 @@ const base: ClusterStatus = {
   active: { node: 'app1', epoch: 3, since: '2026-11-25T00:00:00Z', reason: 'failover' },
   maintenance: null,
   observerLeader: { id: 'observer-1', host: 'observer', since: '2026-11-25T00:00:00Z' },
+  observerState: { state: 'failing-over', reason: 'failover: app2 has failed its checks for 2.2 s', since: '2026-11-25T00:00:01Z', epoch: 3, by: 'observer-1' },
   machines: [
     { name: 'observer', address: '10.0.0.10', roles: ['etcd', 'proxy', 'observer'], agent: null },
     {
@@ -24,6 +25,7 @@ test('status names the active node, the leader and each machine\'s state', () =>
   const out = formatStatus(base);
   assert.match(out, /active app node: app1 at epoch 3/);
   assert.match(out, /maintenance: +off/);
+  assert.match(out, /observer state: +failing-over since 2026-11-25T00:00:01Z \(epoch 3\): failover: app2 has failed/);
   assert.match(out, /app1 .* ACTIVE .* leader running .* 5\.0 GiB/);
   assert.match(out, /app2 .* UNREACHABLE .* unknown/);
   assert.match(out, /failover +failover: app2 -> app1/);
@@ -32,6 +34,7 @@ test('status names the active node, the leader and each machine\'s state', () =>
 test('status says loudly when nobody acts or maintenance is on', () => {
   const out = formatStatus({ ...base, observerLeader: null, maintenance: { since: 'x', by: 'root@vm', reason: 'upgrade' } });
   assert.match(out, /observer leader: NONE/);
+  assert.doesNotMatch(out, /observer state/);
   assert.match(out, /maintenance: +ON since x by root@vm: upgrade/);
 });
 

@@ -3,7 +3,7 @@
  * health and lag, the active node and its epoch, maintenance, the observer leader, last events.
  */
 import type { StoredEvent } from '../etcd/store.ts';
-import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../ha/model.ts';
+import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader, ObserverState } from '../ha/model.ts';
 import { agentStatus } from '../observer/observe.ts';
 import type { OpsContext } from './context.ts';
 
@@ -12,6 +12,8 @@ export interface ClusterStatus {
   active: ActiveRecord | null;
   maintenance: Maintenance | null;
   observerLeader: ObserverLeader | null;
+  /** What the leader is doing (healthy, suspect, failing-over, ...), as it last wrote it. */
+  observerState: ObserverState | null;
   machines: { name: string; address: string; roles: string[]; agent: AgentStatus | null }[];
   events: StoredEvent[];
 }
@@ -20,10 +22,11 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
   const { cluster, store } = ctx;
   const pki = await ctx.admin();
   const withAgents = cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db'));
-  const [active, maintenance, observerLeader, events, agents] = await Promise.all([
+  const [active, maintenance, observerLeader, observerState, events, agents] = await Promise.all([
     store.getActive(),
     store.getMaintenance(),
     store.currentLeader(),
+    store.getObserverState(),
     ctx.events.list(eventCount),
     Promise.all(withAgents.map((m) => agentStatus(pki, m, 2000))),
   ]);
@@ -33,6 +36,7 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
     active: active?.record ?? null,
     maintenance,
     observerLeader,
+    observerState,
     machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, agent: byName.get(m.name) ?? null })),
     events,
   };
@@ -47,6 +51,8 @@ export function formatStatus(s: ClusterStatus): string {
   lines.push(`  active app node: ${s.active ? `${s.active.node} at epoch ${s.active.epoch} since ${s.active.since} (${s.active.reason})` : 'none yet'}`);
   lines.push(`  maintenance:     ${s.maintenance ? `ON since ${s.maintenance.since} by ${s.maintenance.by}: ${s.maintenance.reason}` : 'off'}`);
   lines.push(`  observer leader: ${s.observerLeader ? `${s.observerLeader.id} on ${s.observerLeader.host} since ${s.observerLeader.since}` : 'NONE: no observer is acting'}`);
+  const os = s.observerState;
+  if (s.observerLeader) lines.push(`  observer state:  ${os ? `${os.state} since ${os.since}${os.epoch === null ? '' : ` (epoch ${os.epoch})`}: ${os.reason}` : 'not written yet'}`);
   lines.push('');
   lines.push('machine     address         roles                 app           database                   disk free');
   for (const m of s.machines) {
