@@ -15,7 +15,7 @@ if ! node_ok; then
   exit 1
 fi
 
-packages=(postgresql patroni etcd-server etcd-client haproxy socat rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl lsyncd)
+packages=(postgresql patroni etcd-server etcd-client haproxy socat rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl lsyncd sudo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -66,8 +66,14 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     await eachMachine(cluster.machines, async (m) => {
       const shell = await step(m.name, 'connect', async () => {
         const s = await o.openShell(m);
-        const r = await s.exec(['true'], { timeoutMs: 20_000 });
-        if (r.code !== 0) throw new Error(`a plain \`true\` failed (exit ${r.code}): ${r.stderr.trim()}`);
+        try {
+          const r = await s.exec(['true'], { timeoutMs: 20_000 });
+          if (r.code !== 0) throw new Error(`a plain \`true\` failed (exit ${r.code}): ${r.stderr.trim()}`);
+        } catch (err) {
+          // Not kept in `shells`, so closed here: an open connection would keep the process from exiting.
+          await s.close().catch(() => {});
+          throw err;
+        }
         return s;
       });
       shells.set(m.name, shell);

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
 import type { LabShape } from '../lab/topology.ts';
+import { VigilError, problem } from '../util/errors.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -32,15 +33,17 @@ export function registerLab(program: Command): void {
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
     .option('--bare', 'machines that run only sshd (root password in the answers file it writes), for `vigil init` and `vigil apply`')
-    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean }) => {
+    .option('--ssh-user <name>', 'with --bare: an account of this name with password-less sudo on each machine, named in the answers instead of root')
+    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string }) => {
       const started = performance.now();
       const shape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication };
       if (o.bare) {
         const { labUpBare } = await import('../lab/bare.ts');
-        const answers = await labUpBare(shape, say);
+        const answers = await labUpBare(shape, say, { sshUser: o.sshUser });
         say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
         return;
       }
+      if (o.sshUser) throw new VigilError('USAGE', [problem('--ssh-user', 'only goes with --bare', 'add --bare, or leave --ssh-user out')]);
       await (await labModule()).labUp(shape, say, { keepOnFailure: o.keepOnFailure });
       say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
     });
