@@ -48,6 +48,7 @@ interface Ctx {
   events: EventLog;
   alerter: Alerter;
   leadership: Leadership;
+  published: Published | null;
 }
 
 export async function runObserver(o: ObserverOptions): Promise<void> {
@@ -62,7 +63,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
-  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership };
+  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership, published: null };
   const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
@@ -94,7 +95,13 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory
 }
 
 /** What was last written to `observer/state`, and under which lead (a new lead writes it again). */
-let published: { state: string; epoch: number | null; reason: string; since: string; lead: string } | null = null;
+interface Published {
+  state: string;
+  epoch: number | null;
+  reason: string;
+  since: string;
+  lead: string;
+}
 
 /**
  * Keeps `observer/state` equal to this leader's state, after the tick's actions are carried out
@@ -105,6 +112,7 @@ async function publishState(ctx: Ctx, d: Decision): Promise<void> {
   const lead = ctx.leadership.token();
   if (!lead) return;
   const last = d.transitions.at(-1);
+  const published = ctx.published;
   const { state, epoch } = d.memory;
   if (published && published.lead === lead && published.state === state && published.epoch === epoch && !last) return;
   const next = {
@@ -116,7 +124,7 @@ async function publishState(ctx: Ctx, d: Decision): Promise<void> {
   };
   try {
     const ok = await ctx.store.putObserverState({ state, reason: next.reason, since: next.since, epoch, by: ctx.leadership.id }, { leader: ctx.leadership, timeoutMs: 1000 });
-    if (ok) published = next;
+    if (ok) ctx.published = next;
   } catch (err) {
     log('state-publish-failed', { error: (err as Error).message });
   }
