@@ -2,6 +2,8 @@
  * `vigil init` and `vigil apply` as a user other than root, through real sudo: the bare machines
  * get an account `vigil-admin` with a password and a rule in /etc/sudoers.d for password-less
  * sudo (`vigil lab up --bare --ssh-user`), and the cluster file names that user. Then:
+ *   - without its sudo rule on one machine, init stops and writes no cluster file; with it, init
+ *     installs the admin key for that user;
  *   - without its sudo rule on one machine, apply stops before it changes anything, naming the
  *     machine and the rule to add;
  *   - with it, apply brings the machines to a cluster, logging in only as vigil-admin; what it
@@ -24,15 +26,30 @@ describe('init and apply as a user with password-less sudo', () => {
   const cfg = clusterFilePath();
   const rule = (m: string) => join(hostRoot(m), 'sudoers.d', 'vigil');
 
+  let answers: string;
+
   before(async () => {
     await labDown();
-    const answers = await labUpBare({ topology: 'pair' }, (l) => console.log(`# lab: ${l}`), { sshUser: USER });
-    const init = await vigil(['init', '--answers', answers, '--accept-host-keys', '-d', LAB_DIR]);
-    assert.equal(init.code, 0, init.out);
-    assert.match(init.out, new RegExp(`admin key installed for ${USER}`));
+    answers = await labUpBare({ topology: 'pair' }, (l) => console.log(`# lab: ${l}`), { sshUser: USER });
   });
   after(async () => {
     await labDown();
+  });
+
+  it('init stops when one machine has no sudo rule for the user, and writes no cluster file', async () => {
+    await rename(rule('app2'), `${rule('app2')}.off`);
+    try {
+      const r = await vigil(['init', '--answers', answers, '--accept-host-keys', '-d', LAB_DIR]);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /app2 \(vigil-admin@[\d.]+:22\): sudo asks vigil-admin for a password/, r.out);
+      assert.match(r.out, new RegExp(`${USER} ALL=\\(ALL\\) NOPASSWD: ALL`), r.out);
+      await assert.rejects(stat(cfg), 'no cluster file written');
+    } finally {
+      await rename(`${rule('app2')}.off`, rule('app2'));
+    }
+    const init = await vigil(['init', '--answers', answers, '--accept-host-keys', '-d', LAB_DIR]);
+    assert.equal(init.code, 0, init.out);
+    assert.match(init.out, new RegExp(`admin key installed for ${USER}`));
   });
 
   it('without the sudo rule on one machine, apply stops before changing anything and names the rule', async () => {
