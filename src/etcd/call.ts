@@ -4,7 +4,7 @@
  * circuit breaker per endpoint, which would both hide an outage from the caller's deadline and
  * refuse the first calls after etcd is back (see `passThroughPolicy`).
  */
-import { ClientClosedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, GRPCUnauthenticatedError, isRecoverableError, type IOptions } from 'etcd3';
+import { ClientClosedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, GRPCDeadlineExceededError, GRPCUnauthenticatedError, isRecoverableError, type IOptions } from 'etcd3';
 import { problem, type Problem } from '../util/errors.ts';
 
 /** Every store call accepts these; `timeoutMs` defaults to the store's `callTimeoutMs`. */
@@ -92,9 +92,12 @@ export class Caller {
       } catch (err) {
         if (err === TIMED_OUT) throw this.timeout(op, timeoutMs, last);
         if (err === CANCELLED) throw this.cancelled(op);
+        // gRPC's deadline is ours, measured by the wall clock: it may fire a hair before the
+        // monotonic check below would, and is the same timeout.
+        if (err instanceof GRPCDeadlineExceededError) throw this.timeout(op, timeoutMs, err);
         const mapped = toStoreError(op, this.endpoints, err);
         if (!mapped.retryable) throw mapped;
-        // gRPC's own deadline error, or a failure right at the end: report it as the timeout it is.
+        // A failure right at the end: report it as the timeout it is.
         if (performance.now() >= end) throw this.timeout(op, timeoutMs, err);
         if (mode === 'once') throw mapped;
         last = err;
