@@ -20,7 +20,6 @@ import { AGENT_PORT } from '../ha/model.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 import { PG_MAX_CONNECTIONS } from './patroni.ts';
 
-/** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
 /**
  * On a reload the old worker would close its idle keep-alive connections at once, and a request
  * a client sends on one at that moment fails (seen in the lab: one failed request in some
@@ -35,6 +34,7 @@ export const EMPTY_SERVER_STATE = '1\n';
 /** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */
 export const APP_BACKEND = 'app';
 
+/** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
 export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);
 
 /**
