@@ -8,14 +8,20 @@ import { readFile, statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
-import { openStore } from '../etcd/store.ts';
+import { openStore, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
 import { AGENT_PORT, type AgentStatus } from '../ha/model.ts';
 import { createMtlsServer } from '../net/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
-import { etcdEndpoints } from '../render/etcd.ts';
+import { ETCD_CLIENT_PORT, etcdEndpoints } from '../render/etcd.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
+import { DbFence } from './db-fence.ts';
+import { EtcdGate } from './etcd-gate.ts';
+import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
+import { COMMANDS } from '../render/systemd.ts';
+import { run } from '../util/exec.ts';
+import { LabDatabase, SystemdDatabase, postgresState } from './db-processes.ts';
 import { agentHandler } from './api.ts';
 import { ProcessServices, SystemdServices, type ProcessSpec, type ServiceRunner } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
@@ -25,6 +31,8 @@ export interface AgentOptions {
   node: string;
   /** The lab's services (JSON list of {name, argv}) instead of systemd units. */
   labServices?: string;
+  /** Patroni runs as a plain lab process: the fence starts it again itself. */
+  labDatabase?: boolean;
   tickMs?: number;
   signal: AbortSignal;
 }
@@ -72,11 +80,14 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     handler: agentHandler({ status: () => status(agent, cluster, machine, sync), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
-  log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none' });
+  const fence = machine.roles.includes('db') ? await dbFence(cluster, machine, store, events, o.labDatabase) : undefined;
+  log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none', dbFence: fence !== undefined, etcdGate: fence?.gate !== undefined });
   const timer = setInterval(() => void agent.tick(), o.tickMs ?? 500);
+  const fenceTimer = fence && setInterval(() => void fence.fence.tick(), FENCE_TICK_MS);
   await agent.tick();
   await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
   clearInterval(timer);
+  clearInterval(fenceTimer);
   const stopping = performance.now();
   // The API and the watch first: after them nothing starts a cycle (a fence, a hint), so the
   // cycle under way is the last one. The services keep running whatever happens here.
@@ -84,10 +95,76 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['api', () => server.close()],
     ['watch', () => watch.close()],
     ['cycle', () => agent.settled()],
+    ['db-fence', async () => fence?.fence.settled()],
+    // A clean stop frees Patroni's way to etcd: no lease is left to run out behind the agent.
+    ['etcd-gate', async () => fence?.gate?.remove()],
     ['sync', async () => sync?.close()],
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
+}
+
+/** How often a db machine's agent looks for a stale primary. */
+const FENCE_TICK_MS = 250;
+
+/**
+ * The stale-primary fence of a db machine (db-fence.ts): Patroni's keys from etcd, Patroni's
+ * liveness from its REST API, PostgreSQL's state from its data directory.
+ */
+async function dbFence(cluster: Cluster, machine: Machine, store: VigilStore, events: EventLog, lab?: boolean): Promise<{ fence: DbFence; gate?: EtcdGate }> {
+  const processes = lab ? new LabDatabase() : new SystemdDatabase();
+  const liveness = `http://${machine.address}:${cluster.database.patroniPort}/liveness`;
+  const t = cluster.timers;
+  const gate = await etcdGate(t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS);
+  const fence = new DbFence(
+    {
+      node: machine.name,
+      readPatroni: () => store.readPatroni(cluster.cluster.name, 1000),
+      patroniLive: async () => (await fetch(liveness, { signal: AbortSignal.timeout(1000) })).status === 200,
+      postgres: () => postgresState(),
+      kill: () => processes.kill(),
+      fenced: (reason, killed) => {
+        log('db-fenced', { reason, killed });
+        void events
+          .append({ type: 'primary-fenced', node: machine.name, message: `${machine.name}: ${reason}; ended ${killed.join(', ') || 'nothing (already gone)'}`, details: { killed } }, { timeoutMs: 2000 })
+          .catch((err: unknown) => log('event-append-failed', { error: String(err) }));
+      },
+      ...(gate ? { gate } : {}),
+      now: () => performance.now(),
+      log,
+    },
+    // An observation older than a fence tick plus the read's own deadline means the agent was held up.
+    { ttlMs: t.ttlSeconds * 1000, maxAgeMs: 1500, renewEveryMs: GATE_RENEW_MS },
+  );
+  return { fence, ...(gate ? { gate } : {}) };
+}
+
+/** The gate's lease ends this long before another member could have taken the leader key. */
+const GATE_MARGIN_MS = 500;
+/** How often the gate is renewed (an nft call); well within its lease. */
+const GATE_RENEW_MS = 1000;
+
+/**
+ * The etcd gate (etcd-gate.ts), installed only where the local Patroni is a version that
+ * overwrites a new leader's key; undefined elsewhere, or when it cannot be installed (logged: the
+ * fence still covers a paused or dead Patroni or PostgreSQL, not a stall of the whole machine).
+ */
+async function etcdGate(leaseMs: number): Promise<EtcdGate | undefined> {
+  const r = await run(COMMANDS.patroni[0], ['--version'], { allowFail: true, timeoutMs: 30_000 }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
+  const version = parsePatroniVersion(r.stdout);
+  if (!overwritesLeaderKey(version)) {
+    log('db-fence', { patroniVersion: version.join('.') || `unknown (${(r.stderr || r.stdout).trim().slice(0, 200)})`, etcdGate: false });
+    return undefined;
+  }
+  const gate = new EtcdGate({ user: 'postgres', port: ETCD_CLIENT_PORT, leaseMs });
+  try {
+    await gate.install();
+  } catch (err) {
+    log('etcd-gate-unavailable', { patroniVersion: version.join('.'), error: String(err) });
+    return undefined;
+  }
+  log('db-fence', { patroniVersion: version.join('.'), etcdGate: true, leaseMs, why: `Patroni before ${PATRONI_LEADER_TXN} can overwrite a new leader's key after a pause` });
+  return gate;
 }
 
 /** A step of the shutdown may take this long before it is given up on (and the next one runs). */

@@ -9,9 +9,10 @@ export function registerDaemons(program: Command): void {
     .requiredOption('--node <name>', 'this machine\'s name in the cluster file')
     .option('--cluster <file>', 'cluster file', PATHS.clusterFile)
     .option('--lab-services <file>', 'run the lab\'s service processes instead of systemd units')
-    .action(async (o: { node: string; cluster: string; labServices?: string }) => {
+    .option('--lab-database', 'Patroni is a plain lab process, not a systemd unit: after fencing it the agent starts it again')
+    .action(async (o: { node: string; cluster: string; labServices?: string; labDatabase?: boolean }) => {
       const { runAgent } = await import('../agent/daemon.ts');
-      await runAgent({ clusterFile: o.cluster, node: o.node, labServices: o.labServices, signal: untilSignalled() });
+      await runAgent({ clusterFile: o.cluster, node: o.node, labServices: o.labServices, labDatabase: o.labDatabase, signal: untilSignalled() });
       exitSoon();
     });
 

@@ -92,11 +92,27 @@ export interface VigilStore {
   /** The acting observer's state, or null when no observer leads (or it has not written yet). */
   getObserverState(opts?: CallOptions): Promise<ObserverState | null>;
 
+  /**
+   * Patroni's view of the database tier, read once (no retry) within `timeoutMs`: who holds the
+   * leader key and whether Patroni's maintenance mode (`pause`) is on. For the agent's fence of a
+   * stale primary; throws StoreError when etcd cannot answer.
+   */
+  readPatroni(scope: string, timeoutMs: number): Promise<PatroniView>;
+
   /** The `events/` keys; use EventLog (src/events/log.ts) rather than this directly. */
   readonly events: EventRecords;
 
   /** Resigns running campaigns (briefly, best effort), stops watches, closes connections. */
   close(): Promise<void>;
+}
+
+export interface PatroniView {
+  /** The member named in Patroni's leader key, or null when no member holds it. */
+  leader: string | null;
+  /** Patroni's maintenance mode (`patronictl pause`): Patroni leaves PostgreSQL alone. */
+  paused: boolean;
+  /** performance.now() when the read was sent. */
+  sentAtMs: number;
 }
 
 /** Connects and checks that etcd answers within `dialTimeoutMs` (throws a retryable StoreError if not). */
@@ -278,6 +294,24 @@ class Store implements VigilStore {
   async getObserverState(opts?: CallOptions): Promise<ObserverState | null> {
     const v = await this.caller.run('getObserverState', opts, (grpc) => this.ns.get(KEYS.observerState).options(grpc).buffer());
     return v ? decode(schemas.observerState, 'getObserverState', this.full(KEYS.observerState), v) : null;
+  }
+
+  async readPatroni(scope: string, timeoutMs: number): Promise<PatroniView> {
+    const sentAtMs = performance.now();
+    const prefix = `patroni/${scope}/`;
+    const [leader, config] = await this.caller.run(
+      'readPatroni',
+      { timeoutMs },
+      (grpc) => Promise.all([this.ns.get(`${prefix}leader`).options(grpc).string(), this.ns.get(`${prefix}config`).options(grpc).string()]),
+      'once',
+    );
+    let paused = false;
+    try {
+      paused = config !== null && (JSON.parse(config) as { pause?: unknown }).pause === true;
+    } catch {
+      // Patroni writes this key; a value that is not JSON is not a pause.
+    }
+    return { leader: leader || null, paused, sentAtMs };
   }
 
   async close(): Promise<void> {

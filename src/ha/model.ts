@@ -83,6 +83,7 @@ export const EVENT_TYPES = [
   'files-quarantined', // file sync moved files that never reached the active machine aside
   'sync-failed', // file sync to a standby keeps failing (disk full, refused, unreachable)
   'sync-recovered', // it works again
+  'primary-fenced', // a db machine's agent ended a stale PostgreSQL primary and its Patroni
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -164,7 +164,7 @@ function phaseSpecs(m: LabMachine, phase: Phase): SpawnSpec[] {
       return m.roles.includes('proxy') ? [{ name: 'haproxy', argv: ['haproxy', '-W', '-db', '-f', PATHS.haproxyConfig] }] : [];
     case 'agent': {
       if (!needsAgent(m)) return [];
-      const lab = m.roles.includes('app') ? ['--lab-services', LAB_SERVICES] : [];
+      const lab = [...(m.roles.includes('app') ? ['--lab-services', LAB_SERVICES] : []), ...(m.roles.includes('db') ? ['--lab-database'] : [])];
       return [{ name: 'agent', argv: vigil('agent', '--node', m.name, ...lab) }];
     }
     case 'observer':

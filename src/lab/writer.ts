@@ -34,6 +34,9 @@ export class AckWriter {
   async prepare(): Promise<void> {
     const c = await this.connect();
     await c.query('CREATE TABLE IF NOT EXISTS vigil_acks (seq bigint PRIMARY KEY, at timestamptz DEFAULT now())');
+    // A writer after an earlier one on the same table goes on from its last number.
+    const { rows } = await c.query<{ last: string }>('SELECT coalesce(max(seq), 0) AS last FROM vigil_acks');
+    this.seq = Number(rows[0]?.last ?? 0);
   }
 
   start(): void {

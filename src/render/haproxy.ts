@@ -33,6 +33,8 @@ export const EMPTY_SERVER_STATE = '1\n';
 
 /** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */
 export const APP_BACKEND = 'app';
+/** The :5000 section, one server per database machine, named as the machine. */
+export const POSTGRES_BACKEND = 'postgres';
 
 /** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
 export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);
@@ -132,7 +134,7 @@ export function haproxyConfig(cluster: Cluster): string {
         (m) => `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile}`,
       ),
     ]),
-    section('listen postgres', [
+    section(`listen ${POSTGRES_BACKEND}`, [
       `bind *:${p.postgresPort}`,
       'mode tcp',
       // Database sessions are long and often idle (connection pools).

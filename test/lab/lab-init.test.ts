@@ -138,6 +138,26 @@ describe('the service manager of bare lab machines', () => {
     assert.equal(await stat(hostPathOf(HOST, '/run/vigil/lab-user')).catch(() => null), null, 'removed when the unit stops');
   });
 
+  it('kill --signal=SIGKILL ends a SIGSTOPped main process and Restart=on-failure starts it again (the db fence)', async () => {
+    await unit('lab-killed', ['Type=exec', 'ExecStart=/bin/sleep 1000', 'Restart=on-failure', 'RestartSec=100ms']);
+    assert.equal((await systemctl('start', 'lab-killed')).code, 0);
+    const first = await mainPid('lab-killed');
+    process.kill(first, 'SIGSTOP');
+    assert.equal((await systemctl('kill', '--signal=SIGKILL', 'lab-killed')).code, 0);
+    const second = await waitFor('a new main process', async () => {
+      const p = await mainPid('lab-killed');
+      return p !== 0 && p !== first ? p : undefined;
+    }, 5000, 50);
+    assert.equal(await alive(first), false);
+    assert.ok(await alive(second));
+    const bad = await systemctl('kill', '--signal=SIGNOPE', 'lab-killed');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /Failed to parse signal string SIGNOPE/);
+    assert.equal((await systemctl('stop', 'lab-killed')).code, 0);
+    const idle = await systemctl('kill', '--signal=SIGKILL', 'lab-killed');
+    assert.equal(idle.code, 1, 'nothing to signal in a stopped unit');
+  });
+
   it('stop ends a SIGSTOPped process with its KillSignal (SIGCONT follows), not after the timeout', async () => {
     await unit('lab-stopped', ['Type=exec', 'ExecStart=/bin/sleep 1000', 'TimeoutStopSec=30']);
     assert.equal((await systemctl('start', 'lab-stopped')).code, 0);

@@ -159,6 +159,15 @@ export class Manager {
       case 'reset-failed':
         for (const s of req.unit ? [this.resolve(req.unit)] : this.services.values()) if (s.active === 'failed') this.setState(s, 'inactive', 'dead', 'success');
         return { outcome: 'done' };
+      case 'kill': {
+        // As systemd: the signal goes to the unit's processes and nothing else happens here; a
+        // main process that dies of it is a failure, and Restart= decides.
+        const svc = this.resolve(req.unit);
+        if (svc.pgid === undefined || !groupAlive(svc.pgid)) return { outcome: 'failed', reason: 'No main PID (the unit is not running)' } satisfies JobAnswer;
+        this.note(svc, `Sending signal ${req.signal} to the unit's processes.`);
+        signalGroup(svc.pgid, req.signal as NodeJS.Signals, true);
+        return { outcome: 'done' } satisfies JobAnswer;
+      }
     }
   }
 

@@ -15,7 +15,9 @@ export type Request =
   | { op: 'job'; verb: JobVerb; unit: string; noBlock?: boolean }
   | { op: 'show'; unit: string }
   | { op: 'daemon-reload' }
-  | { op: 'reset-failed'; unit?: string };
+  | { op: 'reset-failed'; unit?: string }
+  /** `systemctl kill`: a signal to every process of the unit (here: the main process's group). */
+  | { op: 'kill'; unit: string; signal: string };
 
 export interface JobAnswer {
   outcome: 'done' | 'queued' | 'not-found' | 'not-loaded' | 'masked' | 'bad-setting' | 'failed' | 'not-active' | 'not-applicable';

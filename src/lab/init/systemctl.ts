@@ -14,7 +14,7 @@ import { parseInstall, parseSignal, unitName, validUnitName, type InstallInfo } 
 /** Commands this systemctl knows, for the message about any other. */
 const COMMANDS = [
   'start', 'stop', 'restart', 'reload', 'try-restart', 'reload-or-restart', 'enable', 'disable', 'mask', 'unmask',
-  'is-active', 'is-enabled', 'is-failed', 'status', 'show', 'daemon-reload', 'reset-failed',
+  'is-active', 'is-enabled', 'is-failed', 'status', 'show', 'daemon-reload', 'reset-failed', 'kill',
 ];
 /** Options without a value that are accepted and change nothing here. */
 const NO_OP_FLAGS = new Set(['--no-pager', '--no-legend', '--no-ask-password', '--full', '-l', '--plain', '--system', '--force', '-f', '--all', '-a', '--no-reload']);
@@ -27,6 +27,8 @@ interface Options {
   noReload: boolean;
   properties: string[];
   lines: number;
+  /** `kill`'s --signal (-s). */
+  signal: string;
 }
 
 class Output {
@@ -58,7 +60,7 @@ export async function systemctl(args: string[]): Promise<number> {
 }
 
 async function main(args: string[], o: Output): Promise<number> {
-  const opts: Options = { quiet: false, now: false, value: false, noBlock: false, noReload: false, properties: [], lines: 10 };
+  const opts: Options = { quiet: false, now: false, value: false, noBlock: false, noReload: false, properties: [], lines: 10, signal: 'SIGTERM' };
   const words: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
@@ -78,6 +80,9 @@ async function main(args: string[], o: Output): Promise<number> {
     else if (a.startsWith('-p') && a.length > 2) opts.properties.push(...a.slice(2).split(','));
     else if (a === '-n' || a === '--lines') opts.lines = Number(args[++i]);
     else if (a.startsWith('--lines=')) opts.lines = Number(a.slice('--lines='.length));
+    else if (a === '-s' || a === '--signal') opts.signal = args[++i] ?? '';
+    else if (a.startsWith('--signal=')) opts.signal = a.slice('--signal='.length);
+    else if (a === '--kill-whom=all' || a === '--kill-who=all') continue; // the default, and all this manager does
     else {
       o.error(`systemctl: unrecognized option '${a}'`);
       return 1;
@@ -146,6 +151,24 @@ async function main(args: string[], o: Output): Promise<number> {
     case 'reset-failed':
       for (const u of units.length ? units : [undefined]) await ask({ op: 'reset-failed', unit: u });
       return 0;
+    case 'kill': {
+      let signal: string;
+      try {
+        signal = parseSignal(opts.signal);
+      } catch {
+        o.error(`Failed to parse signal string ${opts.signal}.`);
+        return 1;
+      }
+      let code = 0;
+      for (const u of units) {
+        const a = await ask<JobAnswer>({ op: 'kill', unit: u, signal });
+        if (a.outcome !== 'done') {
+          o.error(`Failed to kill unit ${u}: ${a.reason ?? a.outcome}`);
+          code = 1;
+        }
+      }
+      return code;
+    }
   }
   return 1;
 }
