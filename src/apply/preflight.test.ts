@@ -15,11 +15,11 @@ const healthy = (machine: string): PreflightFacts => ({
   ports: [{ from: machine, to: 'observer', port: 2379, outcome: 'refused' }],
   clock: { ok: true, value: { offsetMs: 3, uncertaintyMs: 1 } },
   freeBytes: 50 * 2 ** 30,
-  // Debian 12's own packages: every version Vigil needs.
+  // Debian 12's own packages, with Patroni from PGDG (Debian 12's own 3.0.2 gets a warning, below).
   versions: [
     { pkg: 'etcd-server', installed: null, candidate: '3.4.23-4+b4' },
     { pkg: `postgresql-${cluster.database.postgresVersion}`, installed: null, candidate: '15.20-0+deb12u1' },
-    { pkg: 'patroni', installed: null, candidate: '3.0.2-1' },
+    { pkg: 'patroni', installed: null, candidate: '4.0.4-1.pgdg120+1' },
     { pkg: 'haproxy', installed: '2.6.12-1+deb12u4', candidate: '2.6.12-1+deb12u4' },
   ],
 });
@@ -98,4 +98,25 @@ test("components older than Vigil needs stop preflight with where newer ones com
   assert.match(app1[0]!, /^warn postgresql-\d+ is neither installed nor in the machine's package lists .*run `apt-get update` on app1; if postgresql-\d+ is still missing, add the PGDG repository \(apt\.postgresql\.org\)/);
   assert.match(app1[1]!, /^fail the package lists offer patroni 2\.1\.2-1 \| Vigil needs Patroni 3\.0 or newer/);
   assert.match(formatPreflight([jammy('observer')], f), /observer: Ubuntu 22\.04\.5 LTS, apt, etcd-server 3\.3\.25\S* \(to install\), haproxy 2\.4\.24\S*, patroni 2\.1\.2-1 \(to install\), postgresql-\d+ unavailable/);
+});
+
+test("Debian 12's own Patroni 3.0.2 is a warning naming 3.0.3; the watchdog device is checked against database.watchdog", () => {
+  const bookworm = (machine: string): PreflightFacts => ({
+    ...healthy(machine),
+    versions: healthy(machine).versions!.map((v) => (v.pkg === 'patroni' ? { ...v, candidate: '3.0.2-1' } : v)),
+    ...(machine === 'observer' ? {} : { watchdogDevice: machine === 'app2' }),
+  });
+  const f = evaluatePreflight(cluster.machines.map((m) => bookworm(m.name)), cluster);
+  const patroni = f.filter((x) => /Patroni 3\.0\.2/.test(x.what));
+  assert.deepEqual(patroni.map((x) => `${x.machine} ${x.severity} ${x.check}`).sort(), ['app1 warn versions', 'app2 warn versions']);
+  assert.match(patroni[0]!.what, /renews its leader key in etcd with a plain write/);
+  assert.match(patroni[0]!.fix, /install Patroni 3\.0\.3 or newer/);
+  const unused = f.filter((x) => x.check === 'watchdog');
+  assert.deepEqual(unused.map((x) => `${x.machine} ${x.severity}`), ['app2 warn'], 'a device left unused; no device is no finding while the setting is off');
+  assert.match(unused[0]!.fix, /database\.watchdog: required/);
+
+  const required = clusterFixture('pair', { database: { watchdog: 'required' } });
+  const g = evaluatePreflight(required.machines.map((m) => bookworm(m.name)), required).filter((x) => x.check === 'watchdog');
+  assert.deepEqual(g.map((x) => `${x.machine} ${x.severity}`), ['app1 fail']);
+  assert.match(g[0]!.what, /database\.watchdog is required, but app1 has no watchdog device \(\/dev\/watchdog\)/);
 });

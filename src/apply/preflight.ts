@@ -14,7 +14,8 @@ import { portRequirements } from '../doctor/expect.ts';
 import { parseSs } from '../doctor/parse.ts';
 import type { PortProbe, Probe } from '../doctor/types.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { UNITS } from '../render/systemd.ts';
+import { UNITS, WATCHDOG_DEVICE } from '../render/systemd.ts';
+import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
 import { packageVersions, upstreamVersion, versionAtLeast, versionNeedsFor, type PackageVersion } from './packages.ts';
 
 /** Debian, Ubuntu and RHEL-family releases Vigil installs on (DESIGN.md: Ubuntu 22/24, RHEL 9.x; Debian 12 in the lab). */
@@ -43,6 +44,8 @@ export interface PreflightFacts {
   freeBytes?: number | null;
   /** The version-checked packages of this machine's roles (packages.ts versionNeedsFor). */
   versions?: PackageVersion[];
+  /** db machines: whether a watchdog device (/dev/watchdog) exists, for database.watchdog. */
+  watchdogDevice?: boolean;
 }
 
 export interface PreflightFinding {
@@ -70,7 +73,7 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
   const mine = needs.filter((r) => r.to === m.name);
   const outgoing = needs.filter((r) => r.from.includes(m.name));
   const byName = new Map(cluster.machines.map((x) => [x.name, x]));
-  const [osText, uid, sudo, apt, dnf, ss, clk, df, ports] = await Promise.all([
+  const [osText, uid, sudo, apt, dnf, ss, clk, df, ports, watchdog] = await Promise.all([
     text(shell, ['cat', '/etc/os-release']),
     text(shell, ['id', '-u']),
     shell.exec(['sudo', '-n', 'true'], { timeoutMs: 10_000 }).then((r) => r.code === 0),
@@ -80,6 +83,7 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     clock(shell, 10_000),
     text(shell, ['df', '-B1', '--output=avail', '/var/lib']),
     Promise.all(outgoing.map((r) => connect(shell, m.name, byName.get(r.to)!, r.port, 3000))),
+    m.roles.includes('db') ? shell.exec(['test', '-e', WATCHDOG_DEVICE], { timeoutMs: 10_000 }).then((r) => r.code === 0) : undefined,
   ]);
   const packageManager = apt ? 'apt' : dnf ? 'dnf' : null;
   const versions = packageManager ? await packageVersions(shell, packageManager, versionNeedsFor(cluster, m, packageManager).map((n) => n.pkg)) : [];
@@ -104,6 +108,7 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     ports,
     clock: clk,
     freeBytes: df === null ? null : Number(df.trim().split('\n').pop()),
+    ...(watchdog === undefined ? {} : { watchdogDevice: watchdog }),
   };
 }
 
@@ -157,6 +162,10 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
           add({ severity: 'warn', machine: m, check: 'versions', what: `${need.pkg} is neither installed nor in the machine's package lists`, why: `${need.component} comes from it; apply refreshes the lists (${update}) when installing fails, and stops if it is still missing`, fix: `run \`${update}\` on ${m}; if ${need.pkg} is still missing, add ${need.source} (or a local mirror of it)` });
           continue;
         }
+        if (need.pkg === 'patroni' && overwritesLeaderKey(parsePatroniVersion(version))) {
+          const x = leaderKeyFinding(upstreamVersion(version).join('.'), m);
+          add({ severity: 'warn', machine: m, check: 'versions', ...x });
+        }
         if (need.min && !versionAtLeast(upstreamVersion(version), upstreamVersion(need.min)))
           add({
             severity: 'fail',
@@ -168,6 +177,10 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
           });
       }
     }
+    if (f.watchdogDevice === false && cluster.database.watchdog === 'required')
+      add({ severity: 'fail', machine: m, check: 'watchdog', what: `database.watchdog is required, but ${m} has no watchdog device (${WATCHDOG_DEVICE})`, why: 'Patroni refuses to become primary where it cannot open the watchdog: this machine could never take over', fix: `on ${m}: \`modprobe softdog && echo softdog > /etc/modules-load.d/softdog.conf\` (or give the virtual machine a watchdog device); or set database.watchdog: off` });
+    if (f.watchdogDevice === true && cluster.database.watchdog === 'off')
+      add({ severity: 'warn', machine: m, check: 'watchdog', what: `${m} has a watchdog device (${WATCHDOG_DEVICE}), but database.watchdog is off`, why: 'a primary whose machine hangs is not reset before its lease runs out', fix: 'set database.watchdog: required in vigil.yaml' });
     for (const b of f.busy ?? [])
       add({ severity: 'fail', machine: m, check: 'ports', what: `port ${b.port} (${b.what}) is already in use by another program`, why: 'the component Vigil installs there could not listen', fix: `find it with \`ss -ltnp 'sport = :${b.port}'\` on ${m} and stop it, or change the port in vigil.yaml` });
     for (const p of f.ports ?? []) {

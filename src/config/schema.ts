@@ -103,6 +103,12 @@ export const clusterFileSchema = z
           .default(1048576)
           .describe('Asynchronous mode: a replica further behind than this is not promoted (default 1048576).'),
         postgresVersion: z.number().int().min(13).max(18).default(15).describe('PostgreSQL major version (default 15).'),
+        watchdog: z
+          .enum(['required', 'off'])
+          .default('off')
+          .describe(
+            "Patroni's watchdog. `required` on machines with a watchdog device (/dev/watchdog: softdog, or the VM's or board's own): a primary that hangs is reset before its lease runs out, and Patroni refuses to lead where the device cannot be opened. `off` (default) runs without one; `vigil preflight` and `vigil doctor` say which machines have a device. Never Patroni's `automatic`, which quietly runs without one.",
+          ),
         port: port('PostgreSQL port', 5432),
         patroniPort: port('Patroni REST API port', 8008),
         superuser: z.string().default('postgres').describe('Database superuser (default postgres).'),

@@ -279,6 +279,29 @@ describe('database, proxy and application state', () => {
     assert.match(x.fix, /ls -lR \/var\/lib\/vigil\/sync\/quarantine.*on app1/);
   });
 
+  test('stale primary: Patroni 3.0.2 and a missing watchdog device warn; required without a device fails; an unused device warns', () => {
+    const f = facts();
+    machine(f, 'db1').dbSafety = { patroniVersion: got('patroni 3.0.2'), watchdogDevice: got(false) };
+    machine(f, 'db2').dbSafety = { patroniVersion: got('patroni 4.0.7'), watchdogDevice: got(true) };
+    let list = findings(f).filter((x) => x.check === 'stale-primary');
+    assert.deepEqual(list.map((x) => `${x.machine} ${x.severity}`).sort(), ['db1 warn', 'db1 warn', 'db2 warn']);
+    assert.ok(list.some((x) => x.machine === 'db1' && /Patroni 3\.0\.2 on db1 renews its leader key in etcd with a plain write/.test(x.what) && /Patroni 3\.0\.3 or newer/.test(x.fix)));
+    assert.ok(list.some((x) => x.machine === 'db1' && /db1 has no watchdog device \(\/dev\/watchdog\)/.test(x.what) && /modprobe softdog/.test(x.fix) && /database\.watchdog: required/.test(x.fix)));
+    assert.ok(list.some((x) => x.machine === 'db2' && /has a watchdog device .* but database\.watchdog is off/.test(x.what)));
+
+    const required = clusterFixture('distributed', { database: { watchdog: 'required' } });
+    list = findings(f, 'lab', required).filter((x) => x.check === 'stale-primary');
+    const fail = list.find((x) => x.severity === 'fail')!;
+    assert.equal(fail.machine, 'db1');
+    assert.match(fail.what, /database\.watchdog is required, but db1 has no watchdog device/);
+    assert.match(fail.fix, /or set database\.watchdog: off/);
+    assert.ok(!list.some((x) => x.machine === 'db2'), 'db2 runs 4.0.7 with its device in use');
+
+    machine(f, 'db1').dbSafety = { patroniVersion: failed('`/usr/bin/patroni --version` exited with 1: boom'), watchdogDevice: got(true) };
+    list = findings(f).filter((x) => x.check === 'stale-primary' && x.machine === 'db1');
+    assert.ok(list.some((x) => /could not read Patroni's version on db1/.test(x.what)));
+  });
+
   test('agents: one that does not answer, a standby that is not ready', () => {
     const f = facts();
     f.cluster.agents.find((a) => a.machine === 'db1')!.status = null;

@@ -4,7 +4,7 @@
  */
 import { checkAgents, checkAppVersion, checkClusterState, checkFileSync, checkServices } from './checks/app.ts';
 import type { EvalContext } from './checks/context.ts';
-import { checkEtcd, checkPatroni, checkReplication } from './checks/database.ts';
+import { checkEtcd, checkPatroni, checkReplication, checkStalePrimary } from './checks/database.ts';
 import { checkClock, checkDisk, checkOwnership } from './checks/host.ts';
 import { checkPorts, checkReachable } from './checks/network.ts';
 import { checkHaproxy } from './checks/proxy.ts';
@@ -22,6 +22,7 @@ const CHECKS: ((ctx: EvalContext, r: Results) => void)[] = [
   checkEtcd,
   checkPatroni,
   checkReplication,
+  checkStalePrimary,
   checkHaproxy,
   checkAgents,
   checkServices,

@@ -9,10 +9,11 @@ import { ROOTS, PATHS } from '../config/paths.ts';
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import type { RenderedFile } from '../render/file.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import { BINARIES, WATCHDOG_DEVICE } from '../render/systemd.ts';
 import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from './parse.ts';
 import { comparePasswordFile } from './password-files.ts';
-import { failed, got, type Identity, type MachineFacts, type PasswordFileFact, type PlatformKind, type Probe, type PortOutcome, type PortProbe, type ProgramDigest, type SystemdFacts } from './types.ts';
+import { failed, got, type DbSafetyFacts, type Identity, type MachineFacts, type PasswordFileFact, type PlatformKind, type Probe, type PortOutcome, type PortProbe, type ProgramDigest, type SystemdFacts } from './types.ts';
 
 export interface MachineGatherOptions {
   cluster: Cluster;
@@ -182,6 +183,17 @@ async function systemdFacts(shell: RemoteShell, cluster: Cluster, m: Machine, ti
   };
 }
 
+async function dbSafetyFacts(shell: RemoteShell, timeoutMs: number): Promise<DbSafetyFacts> {
+  const [version, device] = await Promise.all([
+    runOn(shell, [BINARIES.patroni, '--version'], timeoutMs),
+    runOn(shell, ['test', '-e', WATCHDOG_DEVICE], timeoutMs, [0, 1]),
+  ]);
+  return {
+    patroniVersion: version.ok ? got(firstLine(version.value.stdout)) : version,
+    watchdogDevice: device.ok ? got(device.value.code === 0) : device,
+  };
+}
+
 /**
  * Every probe only reads, so one that failed in transport (an error marked retryable: the
  * connection dropped under the command) is run once more before it counts as failed.
@@ -219,7 +231,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   const targets = new Map(cluster.machines.map((x) => [x.name, x]));
   const outgoing = portRequirements(cluster).filter((r) => r.from.includes(m.name));
 
-  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd] = await Promise.all([
+  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd, dbSafety] = await Promise.all([
     clock(shell, t),
     guard(async () => {
       const r = await runOn(shell, ['ss', '-Hltnp'], t);
@@ -247,6 +259,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
     has('app') ? passwords(shell, cluster, o.secrets) : undefined,
     has('app') ? appVersion(shell, cluster, o.platform, t) : undefined,
     o.platform === 'systemd' ? systemdFacts(shell, cluster, m, t) : undefined,
+    has('db') ? dbSafetyFacts(shell, t) : undefined,
   ]);
 
   const facts: MachineFacts = { ...base, reachable: got(true), clock: clockP, listeners, paths, disk, ports, pki: pkiP };
@@ -254,6 +267,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (pw) facts.passwords = pw;
   if (version) facts.appVersion = version;
   if (systemd) facts.systemd = systemd;
+  if (dbSafety) facts.dbSafety = dbSafety;
   // Which unit runs what listens on the application port: the fix for a stray nginx depends on it.
   if (o.platform === 'systemd' && has('app') && listeners.ok) {
     const pids = listeners.value.filter((l) => l.port === cluster.application.port).flatMap((l) => l.processes.map((p) => p.pid));

@@ -28,6 +28,7 @@ export const CHECKS = [
   'agent',
   'file-sync',
   'cluster-state',
+  'stale-primary',
 ] as const;
 export type CheckId = (typeof CHECKS)[number];
 
@@ -148,6 +149,14 @@ export interface SystemdFacts {
   enabledUnits: Probe<{ unit: string; state: string }[]>;
 }
 
+/** What a db machine holds against a stale primary: Patroni's version and a watchdog device. */
+export interface DbSafetyFacts {
+  /** What `patroni --version` prints, e.g. "patroni 3.0.2". */
+  patroniVersion: Probe<string>;
+  /** Whether /dev/watchdog exists. */
+  watchdogDevice: Probe<boolean>;
+}
+
 export interface MachineFacts {
   name: string;
   address: string;
@@ -167,6 +176,7 @@ export interface MachineFacts {
   passwords?: PasswordFileFact[];
   appVersion?: Probe<ProgramDigest[]>;
   systemd?: SystemdFacts;
+  dbSafety?: DbSafetyFacts;
 }
 
 export interface EtcdMemberFacts {

@@ -208,9 +208,10 @@ export function patroniConfig(cluster: Cluster, secrets: Secrets, machine: Machi
       parameters: { unix_socket_directories: PATHS.pgSocketDir },
       pg_hba: hba,
     },
-    // A hung primary whose lease runs out is reset by the watchdog (softdog) before a replica is
-    // promoted. 'automatic': use it when /dev/watchdog exists, run without it otherwise.
-    watchdog: { mode: 'automatic' },
+    // A hung primary whose lease runs out is reset by the watchdog before a replica is promoted.
+    // Explicit (database.watchdog): 'automatic' would quietly run without a device. The stale
+    // primary that a missing watchdog leaves is the agent's fence's (src/agent/db-fence.ts).
+    watchdog: { mode: db.watchdog },
   };
 }
 

@@ -123,6 +123,24 @@ describe('systemd units', () => {
     }
   });
 
+  it('with database.watchdog: required, gives Patroni (postgres) the watchdog device before it starts, as root, and passes verify', { timeout: 60_000 }, async () => {
+    const plain = unitOf('distributed', 'db1', UNITS.patroni);
+    assert.doesNotMatch(plain, /watchdog/);
+    const cluster = clusterFixture('distributed', { database: { watchdog: 'required' } });
+    const unit = renderUnits(cluster, cluster.machines.find((m) => m.name === 'db1')!).find((f) => f.path.endsWith(UNITS.patroni))!.content;
+    assert.match(unit, /^ExecStartPre=-\+\/bin\/chown postgres:postgres \/dev\/watchdog$/m);
+    const dir = await tempDir('vigil-units-');
+    try {
+      const file = join(dir, UNITS.patroni);
+      await writeFile(file, unit);
+      const r = await runTool('systemd-analyze', ['verify', '--man=no', file], { cwd: dir });
+      assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+      assert.deepEqual((r.stdout + r.stderr).split('\n').filter((l) => l.includes('vigil-')), []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('passes systemd-analyze verify', { timeout: 120_000 }, async () => {
     const dir = await tempDir('vigil-units-');
     try {

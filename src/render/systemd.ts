@@ -34,6 +34,7 @@ export const BINARIES = {
   haproxy: '/usr/sbin/haproxy',
   nginx: '/usr/sbin/nginx',
   kill: '/bin/kill',
+  chown: '/bin/chown',
   sh: '/bin/sh',
   socat: '/usr/bin/socat',
 } as const;
@@ -133,7 +134,10 @@ export function etcdUnit(): string {
   ], true);
 }
 
-export function patroniUnit(): string {
+/** The watchdog device Patroni opens when `database.watchdog` is `required`. */
+export const WATCHDOG_DEVICE = '/dev/watchdog';
+
+export function patroniUnit(watchdog: 'required' | 'off' = 'off'): string {
   return unit('Vigil Patroni (PostgreSQL high availability)', ['After=vigil-etcd.service'], [
     'Type=simple',
     'User=postgres',
@@ -145,6 +149,10 @@ export function patroniUnit(): string {
     // Parent of the data directory and the pgpass file, owned by postgres.
     `StateDirectory=${below(dirname(PATHS.pgData), '/var/lib')}`,
     'StateDirectoryMode=0700',
+    // Patroni runs as postgres and must open the watchdog device, which the kernel gives root:
+    // '+' runs this one command as root; '-': a missing device is Patroni's to report (it then
+    // refuses to lead), not a reason to keep it from starting as a replica.
+    ...(watchdog === 'required' ? [`ExecStartPre=-+${execLine([BINARIES.chown, 'postgres:postgres', WATCHDOG_DEVICE])}`] : []),
     `ExecStart=${execLine(COMMANDS.patroni)}`,
     // SIGHUP makes Patroni re-read patroni.yml (and rewrite pg_hba.conf) without a restart.
     `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
@@ -316,12 +324,12 @@ export function observerUnit(machine: Machine): string {
 }
 
 /** The units a machine needs, by its roles. */
-export function renderUnits(_cluster: Cluster, machine: Machine): RenderedFile[] {
+export function renderUnits(cluster: Cluster, machine: Machine): RenderedFile[] {
   const out: RenderedFile[] = [];
   const add = (name: string, content: string) =>
     out.push({ machine: machine.name, path: `${PATHS.systemdDir}/${name}`, mode: 0o644, owner: 'root:root', content });
   if (machine.roles.includes('etcd')) add(UNITS.etcd, etcdUnit());
-  if (machine.roles.includes('db')) add(UNITS.patroni, patroniUnit());
+  if (machine.roles.includes('db')) add(UNITS.patroni, patroniUnit(cluster.database.watchdog));
   if (machine.roles.includes('proxy')) add(UNITS.haproxy, haproxyUnit());
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
   if (machine.roles.includes('app')) add(UNITS.refapp, refappUnit());

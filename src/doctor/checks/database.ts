@@ -5,6 +5,8 @@
  * will still promote.
  */
 import { PATHS } from '../../config/paths.ts';
+import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../../ha/patroni-versions.ts';
+import { WATCHDOG_DEVICE } from '../../render/systemd.ts';
 import { withRole } from '../../config/schema.ts';
 import type { Results } from '../results.ts';
 import { THRESHOLDS } from '../thresholds.ts';
@@ -130,5 +132,39 @@ export function checkReplication(ctx: EvalContext, r: Results): void {
     const what = `${m.name} is ${fmtBytes(m.lagBytes)} behind the primary (maximumLagOnFailoverBytes: ${fmtBytes(max)})`;
     if (m.lagBytes > max) r.fail('replication', m.name, what, 'Patroni will not promote it: if the primary fails, there may be no machine to take over (asynchronous mode would lose that much)', `find why it falls behind (network, disk): ${ctx.fixes.on(m.name, ['patronictl', '-c', cfg, 'list'])}; to rebuild it: ${reinit}`);
     else if (m.lagBytes > max * THRESHOLDS.lagWarnFraction) r.warn('replication', m.name, what, 'a little more and Patroni will not promote it', ctx.fixes.on(m.name, ['patronictl', '-c', cfg, 'list']));
+  }
+}
+
+const softdog = (machine: string) =>
+  `on ${machine}: \`modprobe softdog && echo softdog > /etc/modules-load.d/softdog.conf\` (or give the virtual machine a watchdog device, such as i6300esb)`;
+
+/**
+ * What each db machine holds against a stale primary (failure-semantics.md, "A stale primary"):
+ * a Patroni that writes its leader key in a transaction, and a watchdog device that
+ * database.watchdog uses.
+ */
+export function checkStalePrimary(ctx: EvalContext, r: Results): void {
+  const required = ctx.cluster.database.watchdog === 'required';
+  for (const f of ctx.facts.machines) {
+    const s = f.dbSafety;
+    if (!s) continue;
+    r.ran('stale-primary', f.name);
+    if (s.patroniVersion.ok) {
+      const version = parsePatroniVersion(s.patroniVersion.value);
+      if (overwritesLeaderKey(version)) {
+        const x = leaderKeyFinding(version.join('.'), f.name);
+        r.warn('stale-primary', f.name, x.what, x.why, x.fix);
+      }
+    } else {
+      r.warn('stale-primary', f.name, `could not read Patroni's version on ${f.name}: ${s.patroniVersion.error}`, 'Patroni 3.0.0 to 3.0.2 can overwrite a newer primary\'s leader key after a pause', ctx.fixes.on(f.name, ['patroni', '--version']));
+    }
+    if (!s.watchdogDevice.ok) continue;
+    if (!s.watchdogDevice.value && required) {
+      r.fail('stale-primary', f.name, `database.watchdog is required, but ${f.name} has no watchdog device (${WATCHDOG_DEVICE})`, 'Patroni refuses to become primary where it cannot open the watchdog: this machine can never take over', `${softdog(f.name)}; or set database.watchdog: off in vigil.yaml and run \`vigil apply\``);
+    } else if (!s.watchdogDevice.value) {
+      r.warn('stale-primary', f.name, `${f.name} has no watchdog device (${WATCHDOG_DEVICE}): Patroni runs without one`, "a primary whose machine hangs is not reset before its lease runs out; Vigil's agent ends a stale primary once it runs again (and, with Patroni before 3.0.3, holds Patroni's way to etcd closed until it has looked)", `${softdog(f.name)}; then set database.watchdog: required in vigil.yaml and run \`vigil apply\``);
+    } else if (!required) {
+      r.warn('stale-primary', f.name, `${f.name} has a watchdog device (${WATCHDOG_DEVICE}), but database.watchdog is off`, 'a primary whose machine hangs is not reset before its lease runs out', 'set database.watchdog: required in vigil.yaml and run `vigil apply`');
+    }
   }
 }
