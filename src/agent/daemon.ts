@@ -17,7 +17,7 @@ import { ETCD_CLIENT_PORT, etcdEndpoints } from '../render/etcd.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
 import { DbFence } from './db-fence.ts';
-import { EtcdGate } from './etcd-gate.ts';
+import { PatroniGate } from './patroni-gate.ts';
 import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
 import { COMMANDS } from '../render/systemd.ts';
 import { run } from '../util/exec.ts';
@@ -69,6 +69,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     },
     { leaseMs: cluster.timers.agentLeaseMs },
   );
+  const fence = machine.roles.includes('db') ? await dbFence(cluster, machine, store, events, o.labDatabase) : undefined;
   const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
   const server = await createMtlsServer({
@@ -77,11 +78,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     key: pki.key,
     host: machine.address,
     port: AGENT_PORT,
-    handler: agentHandler({ status: () => status(agent, cluster, machine, sync), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
+    handler: agentHandler({ status: () => status(agent, cluster, machine, sync, fence), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
-  const fence = machine.roles.includes('db') ? await dbFence(cluster, machine, store, events, o.labDatabase) : undefined;
-  log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none', dbFence: fence !== undefined, etcdGate: fence?.gate !== undefined });
+  log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none', dbFence: fence !== undefined, patroniGate: fence?.gate !== undefined });
   const timer = setInterval(() => void agent.tick(), o.tickMs ?? 500);
   const fenceTimer = fence && setInterval(() => void fence.fence.tick(), FENCE_TICK_MS);
   await agent.tick();
@@ -96,8 +96,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['watch', () => watch.close()],
     ['cycle', () => agent.settled()],
     ['db-fence', async () => fence?.fence.settled()],
-    // A clean stop frees Patroni's way to etcd: no lease is left to run out behind the agent.
-    ['etcd-gate', async () => fence?.gate?.remove()],
+    // A clean stop frees Patroni's ways: no lease is left to run out behind the agent.
+    ['patroni-gate', async () => fence?.gate?.remove()],
     ['sync', async () => sync?.close()],
     ['etcd', () => store.close()],
   ]);
@@ -111,11 +111,20 @@ const FENCE_TICK_MS = 250;
  * The stale-primary fence of a db machine (db-fence.ts): Patroni's keys from etcd, Patroni's
  * liveness from its REST API, PostgreSQL's state from its data directory.
  */
-async function dbFence(cluster: Cluster, machine: Machine, store: VigilStore, events: EventLog, lab?: boolean): Promise<{ fence: DbFence; gate?: EtcdGate }> {
+interface DbFenceParts {
+  fence: DbFence;
+  gate?: PatroniGate;
+  /** As `patroni --version` gave it; null when it could not be read. */
+  patroniVersion: string | null;
+}
+
+async function dbFence(cluster: Cluster, machine: Machine, store: VigilStore, events: EventLog, lab?: boolean): Promise<DbFenceParts> {
   const processes = lab ? new LabDatabase() : new SystemdDatabase();
   const liveness = `http://${machine.address}:${cluster.database.patroniPort}/liveness`;
   const t = cluster.timers;
-  const gate = await etcdGate(t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS);
+  const version = await patroniVersion();
+  const gate = overwritesLeaderKey(version) ? await patroniGate(cluster, version, t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS) : undefined;
+  if (!gate) log('db-fence', { patroniVersion: version.join('.') || 'unknown', patroniGate: false });
   const fence = new DbFence(
     {
       node: machine.name,
@@ -131,12 +140,21 @@ async function dbFence(cluster: Cluster, machine: Machine, store: VigilStore, ev
       },
       ...(gate ? { gate } : {}),
       now: () => performance.now(),
+      wallNow: () => Date.now(),
       log,
     },
     // An observation older than a fence tick plus the read's own deadline means the agent was held up.
     { ttlMs: t.ttlSeconds * 1000, maxAgeMs: 1500, renewEveryMs: GATE_RENEW_MS },
   );
-  return { fence, ...(gate ? { gate } : {}) };
+  return { fence, ...(gate ? { gate } : {}), patroniVersion: version.length ? version.join('.') : null };
+}
+
+/** The local Patroni's version from `patroni --version`; [] when it cannot be read. */
+async function patroniVersion(): Promise<number[]> {
+  const r = await run(COMMANDS.patroni[0], ['--version'], { allowFail: true, timeoutMs: 30_000 }).catch((err: unknown) => ({ stdout: '', stderr: String(err) }));
+  const v = parsePatroniVersion(r.stdout);
+  if (!v.length) log('patroni-version-unknown', { output: `${r.stdout}${r.stderr}`.trim().slice(0, 200) });
+  return v;
 }
 
 /** The gate's lease ends this long before another member could have taken the leader key. */
@@ -145,25 +163,19 @@ const GATE_MARGIN_MS = 500;
 const GATE_RENEW_MS = 1000;
 
 /**
- * The etcd gate (etcd-gate.ts), installed only where the local Patroni is a version that
- * overwrites a new leader's key; undefined elsewhere, or when it cannot be installed (logged: the
- * fence still covers a paused or dead Patroni or PostgreSQL, not a stall of the whole machine).
+ * The Patroni gate (patroni-gate.ts), for a local Patroni that overwrites a new leader's key;
+ * undefined when it cannot be installed (logged: the fence still covers a paused or dead Patroni
+ * or PostgreSQL, not a stall of the whole machine).
  */
-async function etcdGate(leaseMs: number): Promise<EtcdGate | undefined> {
-  const r = await run(COMMANDS.patroni[0], ['--version'], { allowFail: true, timeoutMs: 30_000 }).catch((err: unknown) => ({ code: -1, stdout: '', stderr: String(err) }));
-  const version = parsePatroniVersion(r.stdout);
-  if (!overwritesLeaderKey(version)) {
-    log('db-fence', { patroniVersion: version.join('.') || `unknown (${(r.stderr || r.stdout).trim().slice(0, 200)})`, etcdGate: false });
-    return undefined;
-  }
-  const gate = new EtcdGate({ user: 'postgres', port: ETCD_CLIENT_PORT, leaseMs });
+async function patroniGate(cluster: Cluster, version: number[], leaseMs: number): Promise<PatroniGate | undefined> {
+  const gate = new PatroniGate({ user: 'postgres', etcdPort: ETCD_CLIENT_PORT, restPort: cluster.database.patroniPort, leaseMs });
   try {
-    await gate.install();
+    await gate.renew();
   } catch (err) {
-    log('etcd-gate-unavailable', { patroniVersion: version.join('.'), error: String(err) });
+    log('patroni-gate-unavailable', { patroniVersion: version.join('.'), error: String(err) });
     return undefined;
   }
-  log('db-fence', { patroniVersion: version.join('.'), etcdGate: true, leaseMs, why: `Patroni before ${PATRONI_LEADER_TXN} can overwrite a new leader's key after a pause` });
+  log('db-fence', { patroniVersion: version.join('.'), patroniGate: true, leaseMs, why: `Patroni before ${PATRONI_LEADER_TXN} can overwrite a new leader's key after a pause` });
   return gate;
 }
 
@@ -228,7 +240,7 @@ async function serviceRunner(cluster: Cluster, labServices?: string): Promise<Se
   return new ProcessServices(specs);
 }
 
-async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync): Promise<AgentStatus> {
+async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync, fence?: DbFenceParts): Promise<AgentStatus> {
   const s: AgentStatus = {
     node: machine.name,
     active: agent.isActive(),
@@ -240,6 +252,7 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
     disk: [],
   };
   if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);
+  if (fence) s.dbFence = { patroniVersion: fence.patroniVersion, patroniGate: fence.gate !== undefined, fences: fence.fence.fences, lastReason: fence.fence.lastReason };
   if (sync) s.sync = sync.status(agentView(agent));
   for (const path of [ROOTS.data]) {
     const fs = await statfs(path).catch(() => undefined);

@@ -54,6 +54,7 @@ function fakeDeps(over: Partial<DbFenceDeps> = {}) {
     },
     fenced: (reason) => void seen.fenced.push(reason),
     now: () => clock.t,
+    wallNow: () => 1_800_000_000_000 + clock.t,
     log: (event) => void seen.logs.push(event),
     ...over,
   };
@@ -135,14 +136,21 @@ test('postgresState and killPostgres against a real PostgreSQL: primary, replica
   assert.deepEqual(await killPostgres(data), [], 'nothing left to end');
 });
 
-test('DbFence renews the etcd gate only after a fresh answer from etcd found no stale primary, at most once a second', async () => {
+test('DbFence renews the Patroni gate only after a fresh answer from etcd found no stale primary, at most once a second', async () => {
   let renewals = 0;
-  const gate = { renew: async () => void renewals++ };
+  const decided: number[] = [];
+  const gate = {
+    renew: async (at: number) => {
+      renewals++;
+      decided.push(at);
+    },
+  };
   const ok = fakeDeps({ gate });
   ok.deps.readPatroni = async () => ({ leader: 'db1', paused: false, sentAtMs: ok.clock.t });
   const fence = new DbFence(ok.deps, { ttlMs: 7000, maxAgeMs: 1500, renewEveryMs: 1000 });
   await fence.tick();
   assert.equal(renewals, 1, 'a fresh look, this machine holds the key');
+  assert.deepEqual(decided, [1_800_000_000_000 + 10_000], 'counted from the look, on the wall clock');
   ok.clock.t += 250;
   await fence.tick();
   assert.equal(renewals, 1, 'not again within a second');

@@ -66,11 +66,15 @@ export interface DbFenceDeps {
   /** Reported once per fence: the event log and the agent's log. */
   fenced(reason: string, killed: string[]): void;
   /**
-   * The kernel-kept lease on Patroni's way to etcd (etcd-gate.ts), for the Patroni versions that
-   * overwrite a new leader's key: renewed only after a fresh look found no stale primary.
+   * The kernel-kept lease on Patroni's ways to etcd and from HAProxy (patroni-gate.ts), for the
+   * Patroni versions that overwrite a new leader's key: renewed only after a fresh look found no
+   * stale primary, counted from that look (wall-clock ms).
    */
-  gate?: { renew(): Promise<void> };
+  gate?: { renew(decidedAtMs: number): Promise<void> };
+  /** Monotonic milliseconds. */
   now(): number;
+  /** Wall-clock milliseconds (the gate's deadline is the kernel's wall clock). */
+  wallNow(): number;
   log(event: string, fields?: Record<string, unknown>): void;
 }
 
@@ -78,7 +82,9 @@ export class DbFence {
   private lastLiveAt: number;
   private renewedAt = -Infinity;
   private busy: Promise<void> | null = null;
+  /** How many times this agent fenced, and why the last time. */
   fences = 0;
+  lastReason: string | null = null;
 
   constructor(
     private readonly deps: DbFenceDeps,
@@ -112,7 +118,7 @@ export class DbFence {
     const age = patroni ? d.now() - patroni.sentAtMs : Infinity;
     if (!verdict.fence) {
       if (d.gate && age <= this.timers.maxAgeMs && d.now() - this.renewedAt >= (this.timers.renewEveryMs ?? 1000)) {
-        await d.gate.renew();
+        await d.gate.renew(d.wallNow() - age);
         this.renewedAt = d.now();
       }
       return;
@@ -124,6 +130,7 @@ export class DbFence {
     }
     const killed = await d.kill();
     this.fences++;
+    this.lastReason = verdict.reason;
     d.fenced(verdict.reason, killed);
   }
 }

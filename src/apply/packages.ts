@@ -19,7 +19,8 @@ export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: Pac
     // openssl: apply compares certificates and keys on the machine without reading keys back.
     base: { apt: ['openssl', 'ca-certificates'], dnf: ['openssl', 'ca-certificates'] },
     etcd: { apt: ['etcd-server', 'etcd-client'], dnf: ['etcd'] },
-    db: { apt: [`postgresql-${pg}`, 'patroni'], dnf: [`postgresql${pg}-server`, 'patroni', 'patroni-etcd'] },
+    // nftables: the agent's Patroni gate for Patroni 3.0.0-3.0.2 (src/agent/patroni-gate.ts).
+    db: { apt: [`postgresql-${pg}`, 'patroni', 'nftables'], dnf: [`postgresql${pg}-server`, 'patroni', 'patroni-etcd', 'nftables'] },
     // socat: the haproxy unit's reload saves the servers' state through the runtime API socket.
     proxy: { apt: ['haproxy', 'socat'], dnf: ['haproxy', 'socat'] },
     app: { apt: ['nginx', 'rsync', 'openssh-server', 'openssh-client'], dnf: ['nginx', 'rsync', 'openssh-server', 'openssh-clients'] },

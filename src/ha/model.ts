@@ -116,6 +116,8 @@ export interface AgentStatus {
   ready: boolean;
   services: { name: string; running: boolean }[];
   patroni?: { role: string; state: string; lagBytes: number | null };
+  /** db machines: the agent's fence of a stale primary (failure-semantics.md, "A stale primary"). */
+  dbFence?: { patroniVersion: string | null; patroniGate: boolean; fences: number; lastReason: string | null };
   disk: { path: string; freeBytes: number; totalBytes: number }[];
   /** File sync between app machines (app machines only). */
   sync?: SyncStatus;

@@ -6,15 +6,28 @@
  * servers up behind :5000 at once, writes acknowledged by the old primary after the new one took
  * over, and how long writes stopped.
  */
+import { access, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { POSTGRES_BACKEND } from '../render/haproxy.ts';
 import { sleep, waitFor } from '../util/exec.ts';
-import { findPrimary, hasSyncStandby, labRuntime, labStart, type LabHandle } from './lab.ts';
+import { findPrimary, hasSyncStandby, labKill, labRevive, labRuntime, labStart, type LabHandle } from './lab.ts';
+import { netnsPids } from './net.ts';
+import { hostPathOf } from './paths.ts';
 import { listProcesses, signalProcesses } from './procs.ts';
 import { AckWriter } from './writer.ts';
 
+/** The faults that leave a stale primary behind: what the agent's fence is for. */
 export const DB_FAULTS = ['patroni-pause', 'postgres-pause', 'machine-pause', 'patroni-kill'] as const;
-export type DbFault = (typeof DB_FAULTS)[number];
+/**
+ * What the fence must sit through without ending a healthy primary: etcd paused (no answer, so no
+ * knowledge), the primary's own agent paused (it must not act on what it saw before), Patroni on
+ * the primary stopped cleanly and started again after 2 s (what `systemctl restart` does).
+ */
+export const DB_QUIET_FAULTS = ['etcd-pause', 'agent-pause', 'patroni-restart'] as const;
+/** Also the fault every failover benchmark measures: the primary's machine killed, revived after the hold. */
+export type DbFault = (typeof DB_FAULTS)[number] | (typeof DB_QUIET_FAULTS)[number] | 'machine-kill';
 
 export interface DbFaultReport {
   fault: DbFault;
@@ -31,9 +44,24 @@ export interface DbFaultReport {
   missing: number[];
   /** The most servers HAProxy had up behind :5000 in one sample. */
   mostUp: number;
+  /**
+   * The most servers up behind :5000 in one sample whose PostgreSQL ran as a primary (alive, even
+   * if paused, without standby.signal): two writable primaries reachable through :5000. A server
+   * HAProxy has not yet marked down after a clean stop is up but not a primary.
+   */
+  mostPrimariesUp: number;
   samples: number;
   /** Writes the old primary acknowledged after another server had acknowledged one: a split brain. */
   oldAcksAfterNew: number;
+  /**
+   * Whether PostgreSQL still ran as a primary on the old machine when the fault ended (after the
+   * other machine had taken over): a stale primary left standing.
+   */
+  staleAtEnd: boolean;
+  /** The agents' `db-fenced` log lines written during the run, over every db machine. */
+  fences: number;
+  /** HAProxy's log lines about the :5000 servers during the run (up, down, why), to explain a failure. */
+  proxyLog: string[];
   /** Why the cluster did not become whole again (a primary with its synchronous standby, Patroni on every machine), if it did not. */
   notHealed: string | null;
 }
@@ -58,16 +86,27 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   const runtime = labRuntime(proxy.name);
   const old = await waitFor('a primary', () => findPrimary(cluster), 60_000, 250);
   await waitFor('a synchronous standby', () => hasSyncStandby(cluster, old), 120_000, 250);
+  const fencesBefore = await fenceLines(lab);
+  const proxyLogFile = hostPathOf(proxy.name, `${ROOTS.log}/haproxy.log`);
+  const proxyLogFrom = (await stat(proxyLogFile).catch(() => undefined))?.size ?? 0;
 
   let mostUp = 0;
+  let mostPrimariesUp = 0;
   let samples = 0;
   let sampling = true;
+  const dbs = new Map(withRole(cluster, 'db').map((m) => [m.name, m]));
   const sampler = (async () => {
     while (sampling) {
       const servers = await runtime.servers(POSTGRES_BACKEND).catch(() => undefined);
       if (servers) {
         samples++;
-        mostUp = Math.max(mostUp, servers.filter((s) => s.op === 'up' && s.admin === 'ready').length);
+        const up = servers.filter((s) => s.op === 'up' && s.admin === 'ready');
+        mostUp = Math.max(mostUp, up.length);
+        // Looked at only when it matters (more than one up): a file and the machine's PIDs each.
+        if (up.length > 1) {
+          const primaries = await Promise.all(up.map((s) => (dbs.has(s.server) ? runsAsPrimary(dbs.get(s.server)!) : false)));
+          mostPrimariesUp = Math.max(mostPrimariesUp, primaries.filter(Boolean).length);
+        } else mostPrimariesUp = Math.max(mostPrimariesUp, up.length);
       }
       await sleep(100);
     }
@@ -78,14 +117,16 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   writer.start();
   let t0 = 0;
   let notHealed: string | null = null;
+  let staleAtEnd = false;
   try {
     const steadyFrom = performance.now();
     await waitFor('steady writes', async () => (writer.acked.filter((s) => s.atMs > steadyFrom).length >= 20 ? true : undefined), 60_000, 100);
     t0 = performance.now();
     say(`${fault}: on ${old.name}, for ${holdMs / 1000} s`);
-    await inject(old, fault, 'start');
+    await inject(lab, old, fault, 'start');
     await sleep(holdMs);
-    await inject(old, fault, 'end');
+    staleAtEnd = await runsAsPrimary(old);
+    await inject(lab, old, fault, 'end');
     say(`${fault}: ended on ${old.name}`);
     try {
       await waitFor('the database tier whole again', async () => {
@@ -115,15 +156,34 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     acked: writer.acked.length,
     missing: await writer.missing(),
     mostUp,
+    mostPrimariesUp,
     samples,
     oldAcksAfterNew: firstNew ? writer.acked.filter((s) => s.atMs > firstNew.atMs && s.server === old.address).length : 0,
+    staleAtEnd,
+    fences: (await fenceLines(lab)) - fencesBefore,
+    proxyLog: (await readFile(proxyLogFile).catch(() => Buffer.alloc(0))).subarray(proxyLogFrom).toString('utf8').split('\n').filter((l) => l.includes(`Server ${POSTGRES_BACKEND}/`)),
     notHealed,
   };
 }
 
-async function inject(m: Machine, fault: DbFault, phase: 'start' | 'end'): Promise<void> {
+async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start' | 'end'): Promise<void> {
   const signal = phase === 'start' ? 'SIGSTOP' : 'SIGCONT';
   switch (fault) {
+    case 'etcd-pause':
+      for (const e of withRole(lab.cluster, 'etcd')) await signalProcesses(e.name, signal, 'etcd');
+      return;
+    case 'agent-pause':
+      await signalProcesses(m.name, signal, 'agent');
+      return;
+    case 'patroni-restart':
+      if (phase === 'start') {
+        // A clean stop: Patroni stops PostgreSQL, then releases its key; then started again, as Restart= would.
+        await signalProcesses(m.name, 'SIGTERM', 'patroni');
+        await waitFor(`Patroni on ${m.name} to stop`, async () => ((await patroniRuns(m)) ? undefined : true), 60_000, 100);
+        await sleep(2000);
+        await labStart(m.name, 'patroni');
+      }
+      return;
     case 'patroni-pause':
       await signalProcesses(m.name, signal, 'patroni');
       return;
@@ -132,6 +192,10 @@ async function inject(m: Machine, fault: DbFault, phase: 'start' | 'end'): Promi
       return;
     case 'machine-pause':
       await signalProcesses(m.name, signal);
+      return;
+    case 'machine-kill':
+      if (phase === 'start') await labKill(m.name);
+      else await labRevive(m.name);
       return;
     case 'patroni-kill':
       // As a Patroni that crashed and whose restart failed for a while; then the service
@@ -144,4 +208,22 @@ async function inject(m: Machine, fault: DbFault, phase: 'start' | 'end'): Promi
 
 async function patroniRuns(m: Machine): Promise<boolean> {
   return (await listProcesses(m.name)).some((p) => p.name === 'patroni');
+}
+
+/** PostgreSQL runs on the machine (postmaster.pid names a process of its own) without standby.signal. */
+async function runsAsPrimary(m: Machine): Promise<boolean> {
+  const data = hostPathOf(m.name, PATHS.pgData);
+  const pid = Number((await readFile(join(data, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !(await netnsPids(m.name)).includes(pid)) return false;
+  return !(await access(join(data, 'standby.signal')).then(() => true, () => false));
+}
+
+/** `db-fenced` lines in the db machines' agent logs. */
+async function fenceLines(lab: LabHandle): Promise<number> {
+  let n = 0;
+  for (const m of withRole(lab.cluster, 'db')) {
+    const text = await readFile(hostPathOf(m.name, `${ROOTS.log}/agent.log`), 'utf8').catch(() => '');
+    n += text.split('\n').filter((l) => l.includes('"event":"db-fenced"')).length;
+  }
+  return n;
 }

@@ -60,3 +60,11 @@ test('status shows file sync: backlog, lag and errors per standby, and any quara
   assert.match(out, /-> app2 +backlog 12, oldest change 4100 ms, last push never, .*FAILING since T: app2 has no space left/);
   assert.match(out, /app2 QUARANTINE: 3 file\(s\) that never reached the active machine kept in \/var\/lib\/vigil\/sync\/quarantine/);
 });
+
+test("status shows each db machine's stale-primary fence: Patroni's version, the Patroni gate, the fences", () => {
+  const s = structuredClone(base);
+  s.machines[1]!.agent!.dbFence = { patroniVersion: '3.0.2', patroniGate: true, fences: 1, lastReason: 'PostgreSQL runs as primary here while app2 holds the leader key' };
+  const out = formatStatus(s);
+  assert.match(out, /stale-primary fence\n {2}app1 +Patroni 3\.0\.2, Patroni gate on \(this Patroni can overwrite a newer leader's key after a pause\); fenced 1 time\(s\), last: PostgreSQL runs as primary here while app2 holds the leader key/);
+  assert.doesNotMatch(formatStatus(base), /stale-primary fence/);
+});

@@ -65,6 +65,12 @@ export function formatStatus(s: ClusterStatus): string {
     const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : hasAgent ? '?' : '-';
     lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
   }
+  const fences = s.machines.filter((m) => m.agent?.dbFence).map((m) => {
+    const f = m.agent!.dbFence!;
+    const gate = f.patroniGate ? ', Patroni gate on (this Patroni can overwrite a newer leader\'s key after a pause)' : '';
+    return `  ${m.name.padEnd(10)} Patroni ${f.patroniVersion ?? 'version unknown'}${gate}; fenced ${f.fences} time(s)${f.lastReason ? `, last: ${f.lastReason}` : ''}`;
+  });
+  if (fences.length) lines.push('', 'stale-primary fence', ...fences);
   const sync = formatSync(s);
   if (sync.length) lines.push('', 'file sync', ...sync);
   if (s.events.length) {
