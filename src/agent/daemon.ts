@@ -105,7 +105,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
 }
 
 /** How often a db machine's agent looks for a stale primary. */
-const FENCE_TICK_MS = 250;
+const FENCE_TICK_MS = 500;
 
 /**
  * The stale-primary fence of a db machine (db-fence.ts): Patroni's keys from etcd, Patroni's
@@ -160,7 +160,7 @@ async function patroniVersion(): Promise<number[]> {
 /** The gate's lease ends this long before another member could have taken the leader key. */
 const GATE_MARGIN_MS = 500;
 /** How often the gate is renewed (an nft call); well within its lease. */
-const GATE_RENEW_MS = 1000;
+const GATE_RENEW_MS = 2000;
 
 /**
  * The Patroni gate (patroni-gate.ts), for a local Patroni that overwrites a new leader's key;

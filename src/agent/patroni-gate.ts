@@ -2,7 +2,7 @@
  * A kernel-kept lease on a db machine's Patroni, for the Patroni versions that overwrite a newer
  * leader's key when they resume from a pause (3.0.0 to 3.0.2; see db-fence.ts).
  *
- * The agent's fence looks every 250 ms, but when the whole machine stalls (every process paused,
+ * The agent's fence looks every 500 ms, but when the whole machine stalls (every process paused,
  * the agent too) and resumes, Patroni acts within milliseconds, before the agent can look. So two
  * ways out of and into Patroni pass only while the agent keeps renewing a lease:
  * - Patroni's packets to etcd's client port (its own user, `meta skuid`): it cannot write its
