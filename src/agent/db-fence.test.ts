@@ -178,3 +178,35 @@ test('DbFence renews the Patroni gate only after a fresh answer from etcd found 
   assert.equal(stale.seen.kills, 1);
   assert.equal(renewals, 0, 'the look that fenced does not open the gate; the next one, with PostgreSQL gone, does');
 });
+
+test('DbFence on a replica asks neither etcd nor Patroni, keeps the gate open, and does not count Patroni silent while it was one', async () => {
+  let reads = 0;
+  let probes = 0;
+  let renewals = 0;
+  let state: PostgresState = { running: true, primary: false };
+  const f = fakeDeps({
+    readPatroni: async () => {
+      reads++;
+      return { leader: null, paused: false, sentAtMs: f.clock.t };
+    },
+    patroniLive: async () => {
+      probes++;
+      return false;
+    },
+    postgres: async () => state,
+    gate: { renew: async () => void renewals++ },
+  });
+  const fence = new DbFence(f.deps, { ttlMs: 7000, maxAgeMs: 1500, renewEveryMs: 1000 });
+  for (let i = 0; i < 20; i++) {
+    await fence.tick();
+    f.clock.t += 500;
+  }
+  assert.equal(reads + probes, 0, 'a replica costs two file reads a look');
+  assert.equal(renewals, 10, 'renewed every second');
+  // Promoted just now, with no leader key yet and a Patroni that fails its liveness check: 10 s
+  // as a replica do not count as silence.
+  state = primary;
+  await fence.tick();
+  assert.equal(f.seen.kills, 0);
+  assert.equal(reads, 1);
+});

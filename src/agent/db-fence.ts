@@ -41,6 +41,8 @@ export interface FenceObservation {
 
 export type FenceVerdict = { fence: false; why: string } | { fence: true; reason: string };
 
+const isPrimary = (p: PostgresState) => p.running && p.primary;
+
 /** Pure: whether the PostgreSQL on this machine is a stale primary that must be ended now. */
 export function fenceVerdict(o: FenceObservation): FenceVerdict {
   if (!o.postgres.running) return { fence: false, why: 'PostgreSQL is not running' };
@@ -108,19 +110,24 @@ export class DbFence {
 
   private async check(): Promise<void> {
     const d = this.deps;
+    if (!isPrimary(await d.postgres())) {
+      // Nothing here can be a stale primary, so etcd and Patroni need not be asked (the cost of
+      // the fence on a replica is two file reads). Patroni's silence counts only while PostgreSQL
+      // runs as a primary here: one that has just been promoted is not "silent since long ago".
+      this.lastLiveAt = d.now();
+      await this.renew(d.now());
+      return;
+    }
     const [live, patroni] = await Promise.all([d.patroniLive().catch(() => false), d.readPatroni().catch(() => null)]);
     if (live) this.lastLiveAt = d.now();
-    // Read last, so the state acted on is the newest.
+    // Read again, last, so the state acted on is the newest.
     const postgres = await d.postgres();
     const verdict = fenceVerdict({ node: d.node, postgres, patroni, patroniSilentMs: d.now() - this.lastLiveAt, ttlMs: this.timers.ttlMs });
     // Only a fresh answer from etcd vouches for what Patroni may do next: not a failed read (the
     // agent's own connection may be the one that is broken), not one from before a pause.
     const age = patroni ? d.now() - patroni.sentAtMs : Infinity;
     if (!verdict.fence) {
-      if (d.gate && age <= this.timers.maxAgeMs && d.now() - this.renewedAt >= (this.timers.renewEveryMs ?? 1000)) {
-        await d.gate.renew(d.wallNow() - age);
-        this.renewedAt = d.now();
-      }
+      if (age <= this.timers.maxAgeMs) await this.renew(patroni!.sentAtMs);
       return;
     }
     if (age > this.timers.maxAgeMs) {
@@ -132,5 +139,13 @@ export class DbFence {
     this.fences++;
     this.lastReason = verdict.reason;
     d.fenced(verdict.reason, killed);
+  }
+
+  /** Renews the gate (if any, and due) for a lease counted from `decidedAt` (monotonic ms of the look). */
+  private async renew(decidedAt: number): Promise<void> {
+    const d = this.deps;
+    if (!d.gate || d.now() - this.renewedAt < (this.timers.renewEveryMs ?? 1000)) return;
+    await d.gate.renew(d.wallNow() - (d.now() - decidedAt));
+    this.renewedAt = d.now();
   }
 }
