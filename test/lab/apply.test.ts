@@ -15,7 +15,8 @@
  *   - a health check left paused in HAProxy (an interrupted apply) is found by doctor and resumed by apply;
  *   - a change of the cluster file restarts the agents one at a time without a failed request;
  *   - HAProxy reloads keep the standby in MAINT and lose no request;
- *   - your own certificate for :443 replaces the CA's (written, HAProxy reloaded, then no change).
+ *   - your own certificate for :443 replaces the CA's (written, HAProxy reloaded, then no change);
+ *   - a Patroni that hangs on the primary is fenced by its agent through the service manager.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,6 +38,8 @@ import { LabShell } from '../../src/remote/lab.ts';
 import { createClusterCa, issueCertificate } from '../../src/pki/ca.ts';
 import { UNITS } from '../../src/render/systemd.ts';
 import { createKeyPair } from '../../src/sync/keys.ts';
+import { runDbFault } from '../../src/lab/db-faults.ts';
+import { labSettled } from '../../src/lab/settle.ts';
 import { failoverTests } from './failover-scenarios.ts';
 import { vigil } from './run-vigil.ts';
 
@@ -307,6 +310,20 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const again = await vigil(['apply', '-c', cfg]);
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /apply: no change/);
+  });
+
+  it("Patroni hangs on the primary: its agent (the artifact, under the machine's service manager) fences the stale primary with systemctl kill, Restart= brings Patroni back as a replica; nothing lost", async () => {
+    await labSettled(lab);
+    const r = await runDbFault(lab, 'patroni-pause', { holdMs: 20_000, say: (l) => console.log(`# ${l}`) });
+    console.log(`# ${JSON.stringify({ ...r, missing: r.missing.length, proxyLog: undefined })}`);
+    assert.deepEqual(r.missing, [], `every acknowledged write is in the database (${r.missing.length} of ${r.acked} missing)`);
+    assert.ok(r.mostPrimariesUp <= 1, `at most one running primary up behind :5000 (saw ${r.mostPrimariesUp})`);
+    assert.equal(r.oldAcksAfterNew, 0);
+    assert.equal(r.staleAtEnd, false, 'the stale PostgreSQL was ended before Patroni resumed');
+    assert.ok(r.fences >= 1, `the agent fenced it (${r.fences} db-fenced lines)`);
+    assert.equal(r.notHealed, null, "the old primary is back as the synchronous standby, its Patroni started again by the unit's Restart=");
+    const log = await readFile(hostPathOf(r.old, '/var/log/vigil/lab-init.log'), 'utf8');
+    assert.match(log, /vigil-patroni\.service: Sending signal SIGKILL to the unit's processes/);
   });
 });
 
