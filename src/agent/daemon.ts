@@ -8,20 +8,15 @@ import { readFile, statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
-import { openStore, type VigilStore } from '../etcd/store.ts';
+import { openStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
 import { AGENT_PORT, type AgentStatus } from '../ha/model.ts';
 import { createMtlsServer } from '../net/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
-import { ETCD_CLIENT_PORT, etcdEndpoints } from '../render/etcd.ts';
+import { etcdEndpoints } from '../render/etcd.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
-import { DbFence } from './db-fence.ts';
-import { PatroniGate } from './patroni-gate.ts';
-import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
-import { COMMANDS } from '../render/systemd.ts';
-import { run } from '../util/exec.ts';
-import { LabDatabase, SystemdDatabase, postgresState } from './db-processes.ts';
+import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler } from './api.ts';
 import { ProcessServices, SystemdServices, type ProcessSpec, type ServiceRunner } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
@@ -69,7 +64,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     },
     { leaseMs: cluster.timers.agentLeaseMs },
   );
-  const fence = machine.roles.includes('db') ? await dbFence(cluster, machine, store, events, o.labDatabase) : undefined;
+  const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, lab: o.labDatabase, log }) : undefined;
   const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
   const server = await createMtlsServer({
@@ -102,81 +97,6 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
-}
-
-/** How often a db machine's agent looks for a stale primary. */
-const FENCE_TICK_MS = 500;
-
-/**
- * The stale-primary fence of a db machine (db-fence.ts): Patroni's keys from etcd, Patroni's
- * liveness from its REST API, PostgreSQL's state from its data directory.
- */
-interface DbFenceParts {
-  fence: DbFence;
-  gate?: PatroniGate;
-  /** As `patroni --version` gave it; null when it could not be read. */
-  patroniVersion: string | null;
-}
-
-async function dbFence(cluster: Cluster, machine: Machine, store: VigilStore, events: EventLog, lab?: boolean): Promise<DbFenceParts> {
-  const processes = lab ? new LabDatabase() : new SystemdDatabase();
-  const liveness = `http://${machine.address}:${cluster.database.patroniPort}/liveness`;
-  const t = cluster.timers;
-  const version = await patroniVersion();
-  const gate = overwritesLeaderKey(version) ? await patroniGate(cluster, version, t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS) : undefined;
-  if (!gate) log('db-fence', { patroniVersion: version.join('.') || 'unknown', patroniGate: false });
-  const fence = new DbFence(
-    {
-      node: machine.name,
-      readPatroni: () => store.readPatroni(cluster.cluster.name, 1000),
-      patroniLive: async () => (await fetch(liveness, { signal: AbortSignal.timeout(1000) })).status === 200,
-      postgres: () => postgresState(),
-      kill: () => processes.kill(),
-      fenced: (reason, killed) => {
-        log('db-fenced', { reason, killed });
-        void events
-          .append({ type: 'primary-fenced', node: machine.name, message: `${machine.name}: ${reason}; ended ${killed.join(', ') || 'nothing (already gone)'}`, details: { killed } }, { timeoutMs: 2000 })
-          .catch((err: unknown) => log('event-append-failed', { error: String(err) }));
-      },
-      ...(gate ? { gate } : {}),
-      now: () => performance.now(),
-      wallNow: () => Date.now(),
-      log,
-    },
-    // An observation older than a fence tick plus the read's own deadline means the agent was held up.
-    { ttlMs: t.ttlSeconds * 1000, maxAgeMs: 1500, renewEveryMs: GATE_RENEW_MS },
-  );
-  return { fence, ...(gate ? { gate } : {}), patroniVersion: version.length ? version.join('.') : null };
-}
-
-/** The local Patroni's version from `patroni --version`; [] when it cannot be read. */
-async function patroniVersion(): Promise<number[]> {
-  const r = await run(COMMANDS.patroni[0], ['--version'], { allowFail: true, timeoutMs: 30_000 }).catch((err: unknown) => ({ stdout: '', stderr: String(err) }));
-  const v = parsePatroniVersion(r.stdout);
-  if (!v.length) log('patroni-version-unknown', { output: `${r.stdout}${r.stderr}`.trim().slice(0, 200) });
-  return v;
-}
-
-/** The gate's lease ends this long before another member could have taken the leader key. */
-const GATE_MARGIN_MS = 500;
-/** How often the gate is renewed (an nft call); well within its lease. */
-const GATE_RENEW_MS = 2000;
-
-/**
- * The Patroni gate (patroni-gate.ts), for a local Patroni that overwrites a new leader's key;
- * undefined when it cannot be installed (logged: the fence still covers a paused or dead Patroni
- * or PostgreSQL, not a stall of the whole machine).
- */
-async function patroniGate(cluster: Cluster, version: number[], leaseMs: number): Promise<PatroniGate | undefined> {
-  const gate = new PatroniGate({ user: 'postgres', etcdPort: ETCD_CLIENT_PORT, restPort: cluster.database.patroniPort, leaseMs });
-  try {
-    await gate.renew();
-  } catch (err) {
-    log('patroni-gate-unavailable', { patroniVersion: version.join('.'), error: String(err) });
-    return undefined;
-  }
-  log('db-fence', { patroniVersion: version.join('.'), patroniGate: true, leaseMs, why: `Patroni before ${PATRONI_LEADER_TXN} can overwrite a new leader's key after a pause` });
-  return gate;
 }
 
 /** A step of the shutdown may take this long before it is given up on (and the next one runs). */

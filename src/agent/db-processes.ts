@@ -122,7 +122,9 @@ export class LabDatabase implements DatabaseProcesses {
     const log = openSync(join(ROOTS.log, 'patroni.log'), 'a');
     try {
       const [cmd, ...args] = ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...COMMANDS.patroni];
-      spawn(cmd!, args, { detached: true, cwd: '/', stdio: ['ignore', log, log], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } }).unref();
+      const child = spawn(cmd!, args, { detached: true, cwd: '/', stdio: ['ignore', log, log], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } });
+      child.on('error', (err) => process.stderr.write(`could not start Patroni again: ${err.message}\n`));
+      child.unref();
     } finally {
       closeSync(log);
     }

@@ -31,6 +31,23 @@ describe('VigilStore against a real etcd', () => {
     }
   });
 
+  it("readPatroni reads Patroni's leader key and maintenance mode where patroni.yml's namespace puts them", async () => {
+    const s = await open();
+    const etcdctl = (...args: string[]) => run('etcdctl', ['--endpoints', etcd.endpoint, ...args], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });
+    const key = (k: string) => `/vigil/${s.cluster}/patroni/${s.cluster}/${k}`;
+    assert.deepEqual({ ...(await s.readPatroni(s.cluster, 2000)), sentAtMs: 0 }, { leader: null, paused: false, sentAtMs: 0 });
+    await etcdctl('put', key('leader'), 'db1');
+    await etcdctl('put', key('config'), '{"ttl":7,"pause":true}');
+    const before = performance.now();
+    const v = await s.readPatroni(s.cluster, 2000);
+    assert.equal(v.leader, 'db1');
+    assert.equal(v.paused, true);
+    assert.ok(v.sentAtMs >= before && v.sentAtMs <= performance.now());
+    await etcdctl('put', key('config'), 'not json');
+    assert.equal((await s.readPatroni(s.cluster, 2000)).paused, false, 'a config that is not JSON is no pause');
+    assert.equal((await s.readPatroni('other', 2000)).leader, null, 'another scope has its own keys');
+  });
+
   it('compare-and-swap: the first writer wins, a writer with a stale revision loses', async () => {
     const a = await open();
     const b = await open(a.cluster);
