@@ -58,11 +58,15 @@ export async function postmaster(dataDir: string = PATHS.pgData): Promise<ProcIn
 
 const exists = (path: string) => access(path).then(() => true, () => false);
 
+/** A data directory that PostgreSQL (12 and later) starts in recovery from: standby.signal or recovery.signal. */
+export async function inRecoveryByFiles(dataDir: string): Promise<boolean> {
+  return (await exists(join(dataDir, 'standby.signal'))) || (await exists(join(dataDir, 'recovery.signal')));
+}
+
 export async function postgresState(dataDir: string = PATHS.pgData): Promise<PostgresState> {
   const pm = await postmaster(dataDir);
   if (!pm) return { running: false, primary: false };
-  const standby = (await exists(join(dataDir, 'standby.signal'))) || (await exists(join(dataDir, 'recovery.signal')));
-  return { running: true, primary: !standby };
+  return { running: true, primary: !(await inRecoveryByFiles(dataDir)) };
 }
 
 function kill(pid: number): boolean {

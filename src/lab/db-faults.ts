@@ -6,10 +6,11 @@
  * servers up behind :5000 at once, writes acknowledged by the old primary after the new one took
  * over, and how long writes stopped.
  */
-import { access, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
+import { inRecoveryByFiles } from '../agent/db-processes.ts';
 import { POSTGRES_BACKEND } from '../render/haproxy.ts';
 import { sleep, waitFor } from '../util/exec.ts';
 import { findPrimary, hasSyncStandby, labKill, labRevive, labRuntime, labStart, type LabHandle } from './lab.ts';
@@ -210,12 +211,15 @@ async function patroniRuns(m: Machine): Promise<boolean> {
   return (await listProcesses(m.name)).some((p) => p.name === 'patroni');
 }
 
-/** PostgreSQL runs on the machine (postmaster.pid names a process of its own) without standby.signal. */
+/**
+ * PostgreSQL runs on the machine (postmaster.pid names a process of its own) and not in recovery:
+ * the agent's rule (db-processes.ts), read from this host through the machine's directory.
+ */
 async function runsAsPrimary(m: Machine): Promise<boolean> {
   const data = hostPathOf(m.name, PATHS.pgData);
   const pid = Number((await readFile(join(data, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0]);
   if (!Number.isInteger(pid) || pid <= 0 || !(await netnsPids(m.name)).includes(pid)) return false;
-  return !(await access(join(data, 'standby.signal')).then(() => true, () => false));
+  return !(await inRecoveryByFiles(data));
 }
 
 /** `db-fenced` lines in the db machines' agent logs. */
