@@ -15,7 +15,8 @@ if ! node_ok; then
   exit 1
 fi
 
-packages=(postgresql patroni etcd-server etcd-client haproxy socat rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl lsyncd sudo)
+# mmdebstrap: the lab machines' root filesystems (src/lab/rootfs.ts).
+packages=(postgresql patroni etcd-server etcd-client haproxy socat rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl lsyncd sudo mmdebstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -33,4 +34,9 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.vigil-lock
 fi
+# The lab machines' root filesystems: trixie (PostgreSQL 17, Patroni 4) and bookworm (PostgreSQL 15,
+# Patroni 3.0), built once from Debian's archive and rebuilt only when their package lists change.
+for release in trixie bookworm; do
+  npx --no-install vigil lab rootfs --release "$release"
+done
 echo "setup: ready"

@@ -21,6 +21,7 @@ export const DEFAULT_ALERT_EVENTS: readonly EventType[] = [
   'maintenance-on',
   'maintenance-off',
   'request-failed',
+  'db-leader-released',
 ];
 
 const address = z.string().email({ message: 'must be an e-mail address such as ops@example.com' });

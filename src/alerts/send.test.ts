@@ -427,7 +427,7 @@ describe('alert wording and config', () => {
 
   it('alertsSchema: defaults, one address or a list, http(s) URLs only; alertProblems pairs config and secrets', () => {
     const d = alertsSchema.parse(undefined);
-    assert.deepEqual(d.events, ['failover', 'switchover', 'fence', 'node-lost', 'node-back', 'maintenance-on', 'maintenance-off', 'request-failed']);
+    assert.deepEqual(d.events, ['failover', 'switchover', 'fence', 'node-lost', 'node-back', 'maintenance-on', 'maintenance-off', 'request-failed', 'db-leader-released']);
     assert.equal(d.rateLimitSeconds, 60);
     const e = config({ email: { to: 'a@example.com', from: 'v@example.com', smtp: { host: 'mail' } } }).email;
     assert.deepEqual(e, { to: ['a@example.com'], from: 'v@example.com', smtp: { host: 'mail', port: 25, secure: false, starttls: 'opportunistic', timeoutMs: 10000 } });

@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
 import type { LabShape } from '../lab/topology.ts';
+import type { LabRelease, Release } from '../lab/rootfs.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 const int = (v: string): number => {
@@ -32,12 +33,14 @@ export function registerLab(program: Command): void {
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
+    .addOption(new Option('--release <name>', "what the machines run: a Debian release's root filesystem (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0), or this host's packages").choices(['trixie', 'bookworm', 'host']))
     .option('--bare', 'machines that run only sshd (root password in the answers file it writes), for `vigil init` and `vigil apply`')
     .option('--ssh-user <name>', 'with --bare: an account of this name with password-less sudo on each machine, named in the answers instead of root')
-    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string }) => {
+    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string; release?: LabRelease }) => {
       const started = performance.now();
-      const shape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication };
+      const shape: LabShape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication, ...(o.release ? { release: o.release } : {}) };
       if (o.bare) {
+        if (o.release && o.release !== 'host') throw new VigilError('USAGE', [problem('--release', 'bare machines still run on this host\'s packages', 'leave --release out with --bare (or use --release host)')]);
         const { labUpBare } = await import('../lab/bare.ts');
         const answers = await labUpBare(shape, say, { sshUser: o.sshUser });
         say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
@@ -49,15 +52,27 @@ export function registerLab(program: Command): void {
     });
 
   cmd
+    .command('rootfs')
+    .description("build a Debian release's root filesystem for lab machines with mmdebstrap (once; again only when its package list changes)")
+    .addOption(new Option('--release <name>', 'trixie or bookworm').choices(['trixie', 'bookworm']).default('trixie'))
+    .action(async (o: { release: Release }) => {
+      const { ensureRootfs } = await import('../lab/rootfs.ts');
+      say(`${o.release}: ${await ensureRootfs(o.release, say)}`);
+    });
+
+  cmd
     .command('status')
-    .description('machines, addresses and the processes on each')
+    .description('machines, addresses and the processes on each, and what the machines run on')
     .option('--json', 'machine-readable output')
     .action(async (o: { json?: boolean }) => {
-      const machines = await (await labModule()).labStatus();
+      const lab = await labModule();
+      const machines = await lab.labStatus();
+      const platform = await lab.labPlatform();
       if (o.json) {
-        say(JSON.stringify(machines.map(({ pids: _p, ...m }) => m), null, 2));
+        say(JSON.stringify({ ...platform, machines: machines.map(({ pids: _p, ...m }) => m) }, null, 2));
         return;
       }
+      say(platform.summary);
       for (const m of machines) {
         const procs = Object.entries(m.processes)
           .filter(([n]) => n !== 'other')

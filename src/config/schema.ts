@@ -109,6 +109,12 @@ export const clusterFileSchema = z
           .describe(
             "Patroni's watchdog. `required` on machines with a watchdog device (/dev/watchdog: softdog, or the VM's or board's own): a primary that hangs is reset before its lease runs out, and Patroni refuses to lead where the device cannot be opened. `off` (default) runs without one; `vigil preflight` and `vigil doctor` say which machines have a device. Never Patroni's `automatic`, which quietly runs without one.",
           ),
+        failoverBy: z
+          .enum(['observer', 'patroni'])
+          .default('observer')
+          .describe(
+            "Who ends a dead primary's leadership. `observer` (default): once the primary has not served for `timers.dbFailAfterMs`, every proxy has it down and a synchronous standby is healthy, the acting observer revokes the etcd lease of Patroni's leader key, and the standby takes over at once (Patroni 3.0.3 or later; on older Patroni the ttl decides). `patroni`: Patroni's leader key expires after its ttl (20 s or more on Patroni 3.2 and later).",
+          ),
         port: port('PostgreSQL port', 5432),
         patroniPort: port('Patroni REST API port', 8008),
         superuser: z.string().default('postgres').describe('Database superuser (default postgres).'),
@@ -138,6 +144,12 @@ export const clusterFileSchema = z
           .min(500)
           .default(2000)
           .describe('How long the active app machine must fail the observer\'s deep check (through the app to the database) before it fails over; default 2000.'),
+        dbFailAfterMs: z
+          .number()
+          .int()
+          .min(500)
+          .default(2000)
+          .describe("How long the database primary must not serve (Patroni's REST API does not answer as a running primary) before the observer releases its leader lease (`database.failoverBy: observer`); default 2000."),
         agentLeaseMs: z
           .number()
           .int()

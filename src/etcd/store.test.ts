@@ -48,6 +48,40 @@ describe('VigilStore against a real etcd', () => {
     assert.equal((await s.readPatroni('other', 2000)).leader, null, 'another scope has its own keys');
   });
 
+  it("readPatroniLeader gives the leader key's lease, the sync key and the members' versions; revokeLease drops the leader's keys, never a new leader's", async () => {
+    const s = await open();
+    const etcdctl = (...args: string[]) => run('etcdctl', ['--endpoints', etcd.endpoint, ...args], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });
+    const key = (k: string) => `/vigil/${s.cluster}/patroni/${s.cluster}/${k}`;
+    const grant = async () => /lease ([0-9a-f]+) granted/.exec((await etcdctl('lease', 'grant', '60')).stdout)![1]!;
+    const empty = await s.readPatroniLeader(s.cluster, 2000);
+    assert.deepEqual({ ...empty, sentAtMs: 0 }, { leader: null, lease: null, modRevision: null, paused: false, sync: null, versions: {}, sentAtMs: 0 });
+
+    // As Patroni does it: the leader key and the member key under the member's lease.
+    const old = await grant();
+    await etcdctl('put', '--lease', old, key('leader'), 'db1');
+    await etcdctl('put', '--lease', old, key('members/db1'), '{"role":"primary","version":"4.0.7"}');
+    await etcdctl('put', key('members/db2'), '{"role":"replica","version":"4.0.7"}');
+    await etcdctl('put', key('sync'), '{"leader":"db1","sync_standby":"db2"}');
+    const v = await s.readPatroniLeader(s.cluster, 2000);
+    assert.equal(v.leader, 'db1');
+    assert.equal(v.lease, BigInt(`0x${old}`).toString(), 'the lease id, in decimal as etcd gives it');
+    assert.deepEqual(v.sync, { leader: 'db1', standbys: ['db2'] });
+    assert.deepEqual(v.versions, { db1: '4.0.7', db2: '4.0.7' });
+
+    assert.equal(await s.revokeLease(v.lease!, 2000), true);
+    const after = await s.readPatroniLeader(s.cluster, 2000);
+    assert.equal(after.leader, null, 'the leader key went with its lease');
+    assert.deepEqual(Object.keys(after.versions), ['db2'], "and the old leader's member key");
+    assert.equal(await s.revokeLease(v.lease!, 2000), false, 'a lease revoked already: nothing to do');
+
+    // A new leader's key has its own lease: revoking the old one again cannot touch it.
+    const next = await grant();
+    await etcdctl('put', '--lease', next, key('leader'), 'db2');
+    assert.equal(await s.revokeLease(v.lease!, 2000), false);
+    assert.equal((await s.readPatroniLeader(s.cluster, 2000)).leader, 'db2');
+    await assert.rejects(s.revokeLease('0', 2000), /not a lease id/);
+  });
+
   it('compare-and-swap: the first writer wins, a writer with a stale revision loses', async () => {
     const a = await open();
     const b = await open(a.cluster);

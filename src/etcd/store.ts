@@ -99,6 +99,16 @@ export interface VigilStore {
    */
   readPatroni(scope: string, timeoutMs: number): Promise<PatroniView>;
 
+  /** Patroni's leader key with its lease, and its `sync` key (the observer's leader release, src/observer/db-release.ts). */
+  readPatroniLeader(scope: string, timeoutMs: number): Promise<PatroniLeaderView>;
+
+  /**
+   * Revokes an etcd lease: every key attached to it goes at once. Only ever a lease read from
+   * Patroni's leader key: a new leader's key has a lease of its own, which this cannot touch.
+   * False when etcd no longer knows the lease (it expired or was revoked already).
+   */
+  revokeLease(leaseId: string, timeoutMs: number): Promise<boolean>;
+
   /** The `events/` keys; use EventLog (src/events/log.ts) rather than this directly. */
   readonly events: EventRecords;
 
@@ -113,6 +123,17 @@ export interface PatroniView {
   paused: boolean;
   /** performance.now() when the read was sent. */
   sentAtMs: number;
+}
+
+export interface PatroniLeaderView extends PatroniView {
+  /** The leader key's lease (decimal, as etcd gives it), or null without a leader key or lease. */
+  lease: string | null;
+  /** The leader key's mod revision: a renewal of the same leader changes it. */
+  modRevision: string | null;
+  /** Patroni's `sync` key: the primary it was written by, and its synchronous standbys. */
+  sync: { leader: string | null; standbys: string[] } | null;
+  /** Each member's Patroni version, from its member key (there while the member's lease lives). */
+  versions: Record<string, string>;
 }
 
 /** Connects and checks that etcd answers within `dialTimeoutMs` (throws a retryable StoreError if not). */
@@ -305,13 +326,54 @@ class Store implements VigilStore {
       (grpc) => Promise.all([this.ns.get(`${prefix}leader`).options(grpc).string(), this.ns.get(`${prefix}config`).options(grpc).string()]),
       'once',
     );
-    let paused = false;
-    try {
-      paused = config !== null && (JSON.parse(config) as { pause?: unknown }).pause === true;
-    } catch {
-      // Patroni writes this key; a value that is not JSON is not a pause.
+    return { leader: leader || null, paused: patroniPaused(config), sentAtMs };
+  }
+
+  async readPatroniLeader(scope: string, timeoutMs: number): Promise<PatroniLeaderView> {
+    const sentAtMs = performance.now();
+    const prefix = `patroni/${scope}/`;
+    const [leader, config, sync, members] = await this.caller.run(
+      'readPatroniLeader',
+      { timeoutMs },
+      (grpc) =>
+        Promise.all([
+          this.ns.get(`${prefix}leader`).options(grpc).exec(),
+          this.ns.get(`${prefix}config`).options(grpc).string(),
+          this.ns.get(`${prefix}sync`).options(grpc).string(),
+          this.ns.getAll().prefix(`${prefix}members/`).options(grpc).strings(),
+        ]),
+      'once',
+    );
+    const kv = leader.kvs[0];
+    const versions: Record<string, string> = {};
+    for (const [key, value] of Object.entries(members)) {
+      try {
+        const v = (JSON.parse(value) as { version?: unknown }).version;
+        if (typeof v === 'string') versions[key.slice(key.lastIndexOf('/') + 1)] = v;
+      } catch {
+        // Patroni writes these keys; one that is not JSON tells no version.
+      }
     }
-    return { leader: leader || null, paused, sentAtMs };
+    return {
+      leader: kv?.value.toString() || null,
+      lease: kv && kv.lease !== '0' ? kv.lease : null,
+      modRevision: kv?.mod_revision ?? null,
+      paused: patroniPaused(config),
+      sync: parseSync(sync),
+      versions,
+      sentAtMs,
+    };
+  }
+
+  async revokeLease(leaseId: string, timeoutMs: number): Promise<boolean> {
+    if (!/^[1-9]\d*$/.test(leaseId)) throw new RangeError(`revokeLease: not a lease id: ${JSON.stringify(leaseId)}`);
+    try {
+      await this.caller.run('revokeLease', { timeoutMs }, (grpc) => this.client.leaseClient.leaseRevoke({ ID: leaseId }, grpc), 'once');
+      return true;
+    } catch (err) {
+      if (/requested lease not found/i.test(String((err as Error).message))) return false;
+      throw err;
+    }
   }
 
   async close(): Promise<void> {
@@ -334,5 +396,26 @@ class Store implements VigilStore {
 
   private full(key: string): string {
     return `${keyPrefix(this.cluster)}${key}`;
+  }
+}
+
+/** Patroni's maintenance mode (`pause: true` in its config key). */
+function patroniPaused(config: string | null): boolean {
+  try {
+    return config !== null && (JSON.parse(config) as { pause?: unknown }).pause === true;
+  } catch {
+    return false; // Patroni writes this key; a value that is not JSON is not a pause.
+  }
+}
+
+/** Patroni's `sync` key: `{"leader": "db1", "sync_standby": "db2"}` (several standbys comma-separated). */
+export function parseSync(raw: string | null): PatroniLeaderView['sync'] {
+  if (!raw) return null;
+  try {
+    const v = JSON.parse(raw) as { leader?: unknown; sync_standby?: unknown };
+    const standbys = typeof v.sync_standby === 'string' ? v.sync_standby.split(',').map((x) => x.trim()).filter(Boolean) : [];
+    return { leader: typeof v.leader === 'string' ? v.leader : null, standbys };
+  } catch {
+    return null;
   }
 }

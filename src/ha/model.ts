@@ -84,6 +84,7 @@ export const EVENT_TYPES = [
   'sync-failed', // file sync to a standby keeps failing (disk full, refused, unreachable)
   'sync-recovered', // it works again
   'primary-fenced', // a db machine's agent ended a stale PostgreSQL primary and its Patroni
+  'db-leader-released', // the observer revoked a dead primary's Patroni leader lease: the standby takes over
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

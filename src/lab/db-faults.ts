@@ -14,7 +14,7 @@ import { inRecoveryByFiles } from '../agent/db-processes.ts';
 import { POSTGRES_BACKEND } from '../render/haproxy.ts';
 import { sleep, waitFor } from '../util/exec.ts';
 import { findPrimary, hasSyncStandby, labKill, labRevive, labRuntime, labStart, type LabHandle } from './lab.ts';
-import { netnsPids } from './net.ts';
+import { cutOff, healAll, inNetns, netnsPids } from './net.ts';
 import { hostPathOf } from './paths.ts';
 import { listProcesses, signalProcesses } from './procs.ts';
 import { AckWriter } from './writer.ts';
@@ -27,8 +27,14 @@ export const DB_FAULTS = ['patroni-pause', 'postgres-pause', 'machine-pause', 'p
  * the primary stopped cleanly and started again after 2 s (what `systemctl restart` does).
  */
 export const DB_QUIET_FAULTS = ['etcd-pause', 'agent-pause', 'patroni-restart'] as const;
-/** Also the fault every failover benchmark measures: the primary's machine killed, revived after the hold. */
-export type DbFault = (typeof DB_FAULTS)[number] | (typeof DB_QUIET_FAULTS)[number] | 'machine-kill';
+/**
+ * The faults of a primary that the observer's leader release (src/observer/db-release.ts) ends
+ * early: its machine killed (revived after the hold), its PostgreSQL killed (Patroni still runs),
+ * its machine silent (link down: no answer at all, not even a refusal; up again after the hold),
+ * and the primary cut off from etcd (both ways; healed after the hold).
+ */
+export const DB_RELEASE_FAULTS = ['machine-kill', 'postgres-kill', 'machine-silent', 'etcd-cut'] as const;
+export type DbFault = (typeof DB_FAULTS)[number] | (typeof DB_QUIET_FAULTS)[number] | (typeof DB_RELEASE_FAULTS)[number];
 
 export interface DbFaultReport {
   fault: DbFault;
@@ -61,6 +67,8 @@ export interface DbFaultReport {
   staleAtEnd: boolean;
   /** The agents' `db-fenced` log lines written during the run, over every db machine. */
   fences: number;
+  /** The observers' `db-leader-released` log lines written during the run: leader leases the observer revoked. */
+  releases: number;
   /** HAProxy's log lines about the :5000 servers during the run (up, down, why), to explain a failure. */
   proxyLog: string[];
   /** Why the cluster did not become whole again (a primary with its synchronous standby, Patroni on every machine), if it did not. */
@@ -88,6 +96,7 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   const old = await waitFor('a primary', () => findPrimary(cluster), 60_000, 250);
   await waitFor('a synchronous standby', () => hasSyncStandby(cluster, old), 120_000, 250);
   const fencesBefore = await fenceLines(lab);
+  const releasesBefore = await releaseLines(lab);
   const proxyLogFile = hostPathOf(proxy.name, `${ROOTS.log}/haproxy.log`);
   const proxyLogFrom = (await stat(proxyLogFile).catch(() => undefined))?.size ?? 0;
 
@@ -162,6 +171,7 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     oldAcksAfterNew: firstNew ? writer.acked.filter((s) => s.atMs > firstNew.atMs && s.server === old.address).length : 0,
     staleAtEnd,
     fences: (await fenceLines(lab)) - fencesBefore,
+    releases: (await releaseLines(lab)) - releasesBefore,
     proxyLog: (await readFile(proxyLogFile).catch(() => Buffer.alloc(0))).subarray(proxyLogFrom).toString('utf8').split('\n').filter((l) => l.includes(`Server ${POSTGRES_BACKEND}/`)),
     notHealed,
   };
@@ -198,6 +208,17 @@ async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start'
       if (phase === 'start') await labKill(m.name);
       else await labRevive(m.name);
       return;
+    case 'postgres-kill':
+      // Patroni stays: it sees PostgreSQL gone and starts it again, or loses the lead meanwhile.
+      if (phase === 'start') await signalProcesses(m.name, 'SIGKILL', 'postgres');
+      return;
+    case 'machine-silent':
+      await inNetns(m.name, 'ip', ['link', 'set', 'eth0', phase === 'start' ? 'down' : 'up']);
+      return;
+    case 'etcd-cut':
+      if (phase === 'start') await cutOff(m.name, withRole(lab.cluster, 'etcd').filter((e) => e.name !== m.name).map((e) => e.address), false);
+      else await healAll(m.name);
+      return;
     case 'patroni-kill':
       // As a Patroni that crashed and whose restart failed for a while; then the service
       // manager's restart (Restart=on-failure), unless something started it meanwhile.
@@ -223,11 +244,15 @@ async function runsAsPrimary(m: Machine): Promise<boolean> {
 }
 
 /** `db-fenced` lines in the db machines' agent logs. */
-async function fenceLines(lab: LabHandle): Promise<number> {
+const fenceLines = (lab: LabHandle) => logLines(lab, 'db', 'agent', 'db-fenced');
+/** `db-leader-released` lines in the observers' logs. */
+const releaseLines = (lab: LabHandle) => logLines(lab, 'observer', 'observer', 'db-leader-released');
+
+async function logLines(lab: LabHandle, role: 'db' | 'observer', log: string, event: string): Promise<number> {
   let n = 0;
-  for (const m of withRole(lab.cluster, 'db')) {
-    const text = await readFile(hostPathOf(m.name, `${ROOTS.log}/agent.log`), 'utf8').catch(() => '');
-    n += text.split('\n').filter((l) => l.includes('"event":"db-fenced"')).length;
+  for (const m of withRole(lab.cluster, role)) {
+    const text = await readFile(hostPathOf(m.name, `${ROOTS.log}/${log}.log`), 'utf8').catch(() => '');
+    n += text.split('\n').filter((l) => l.includes(`"event":"${event}"`)).length;
   }
   return n;
 }

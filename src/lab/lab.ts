@@ -4,6 +4,7 @@
  * configuration Vigil generates for real machines.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,12 +21,13 @@ import type { AgentStatus } from '../ha/model.ts';
 import { agentStatus } from '../observer/observe.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { run, sleep, waitFor } from '../util/exec.ts';
+import { sleep, waitFor } from '../util/exec.ts';
 import { httpOk } from '../util/net.ts';
 import { LabShell } from '../remote/lab.ts';
 import type { ExecResult } from '../remote/types.ts';
 import * as net from './net.ts';
-import { LAB_DIR, LAB_MOUNT_POINTS, clusterFilePath, hostRoot, mountNsPath, netnsPath, ownHostPathOf } from './paths.ts';
+import { LAB_DIR, LAB_MOUNT_POINTS, clusterFilePath, hostPathOf, hostRoot, machineRoot, mountNsPath, netnsPath, ownHostPathOf } from './paths.ts';
+import { DEFAULT_RELEASE, RELEASE_INFO, describePackages, requireRootfs, rootfsVersions, upstreamVersion, type RootfsPackages } from './rootfs.ts';
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
 import { BRIDGE_ADDRESS, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
@@ -61,14 +63,24 @@ export async function claimLabDir(): Promise<void> {
 
 /** Brings a lab up; on any failure tears down what it made, and the error carries the log tail. */
 export async function labUp(shape: LabShape, progress: Progress = quiet, opts: { keepOnFailure?: boolean } = {}): Promise<LabHandle> {
+  const release = shape.release ?? DEFAULT_RELEASE;
+  const lower = release === 'host' ? undefined : requireRootfs(release); // before anything is made
   await claimLabDir();
-  await writeFile(clusterFilePath(), labClusterYaml({ ...shape, postgresVersion: shape.postgresVersion ?? (await installedPostgres()) }));
+  const packages = lower ? await rootfsVersions(lower) : undefined;
+  shape = {
+    ...shape,
+    release,
+    postgresVersion: shape.postgresVersion ?? (release === 'host' ? await installedPostgres() : RELEASE_INFO[release].postgres),
+    patroniVersion: shape.patroniVersion ?? upstreamVersion(packages?.patroni),
+  };
+  await writeFile(clusterFilePath(), labClusterYaml(shape));
   await writeFile(join(LAB_DIR, 'vigil.secrets.yaml'), labSecretsYaml(), { mode: 0o600 });
   const cluster = await loadCluster(clusterFilePath());
   const secrets = await loadSecrets(cluster);
   const state: LabState = {
     version: 1,
     shape,
+    ...(packages ? { packages } : {}),
     machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles })),
     createdAt: new Date().toISOString(),
   };
@@ -77,9 +89,11 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
     progress(`network: bridge and ${cluster.machines.length} machines; cluster CA and certificates`);
     const ca = await createLabPki(cluster);
     await net.createBridge();
+    await mkdir(dirname(receiverPath()), { recursive: true });
+    if (lower) progress(`machines: ${release} root filesystem (${describePackages(packages!)})`);
     for (const m of cluster.machines) {
       await net.createMachineNet(m.name, m.address);
-      await net.createMachineMounts(m.name);
+      await net.createMachineMounts(m.name, lower ? { lower, readOnly: labReadOnlyPaths() } : undefined);
       await installFiles(cluster, secrets, m, ca);
     }
     await installFileSync(cluster);
@@ -193,7 +207,7 @@ async function createLabPki(cluster: Cluster): Promise<ClusterCa> {
 
 /** Writes a machine's generated files into its own directories (what its mount namespace shows at the four roots). */
 async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: ClusterCa): Promise<void> {
-  const postgres = await userIds('postgres');
+  const postgres = await userIds(m.name, 'postgres');
   const dirs: [string, number, boolean][] = [
     [dirname(PATHS.pgData), 0o700, true],
     [PATHS.pgSocketDir, 0o775, true],
@@ -225,7 +239,7 @@ async function installFiles(cluster: Cluster, secrets: Secrets, m: Machine, ca: 
     await chmod(local, f.mode);
     const [user = 'root'] = f.owner.split(':');
     if (user !== 'root') {
-      const ids = await userIds(user);
+      const ids = await userIds(m.name, user);
       await chown(local, ids.uid, ids.gid);
     }
   }
@@ -258,7 +272,7 @@ async function installFileSync(cluster: Cluster): Promise<void> {
   const apps = withRole(cluster, 'app');
   if (!apps.length) return;
   await bundleReceiver(receiverPath());
-  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  if (!existsSync(machineRoot(apps[0]!.name))) await mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // a root filesystem's machines have their own
   const keys = new Map<string, { sync: string; host: string }>();
   for (const m of apps) {
     for (const p of [SYNC_PATHS.key, LAB_HOST_KEY]) await mkdir(dirname(ownHostPathOf(m.name, p)), { recursive: true, mode: 0o700 });
@@ -281,16 +295,18 @@ async function installFileSync(cluster: Cluster): Promise<void> {
 
 
 
-const idCache = new Map<string, { uid: number; gid: number }>();
-async function userIds(user: string): Promise<{ uid: number; gid: number }> {
-  let ids = idCache.get(user);
-  if (!ids) {
-    const uid = Number((await run('id', ['-u', user])).stdout.trim());
-    const gid = Number((await run('id', ['-g', user])).stdout.trim());
-    ids = { uid, gid };
-    idCache.set(user, ids);
-  }
-  return ids;
+/** A user's ids as the machine knows them (a release's root filesystem numbers its system users its own way). */
+async function userIds(host: string, user: string): Promise<{ uid: number; gid: number }> {
+  const passwd = await readFile(hostPathOf(host, '/etc/passwd'), 'utf8');
+  const line = passwd.split('\n').find((l) => l.startsWith(`${user}:`));
+  if (!line) throw new VigilError('LAB', [problem(`${host}:/etc/passwd`, `has no user ${user}`, 'rebuild the root filesystem (`vigil lab rootfs`) or install the package that creates the user')]);
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** What a lab machine on a root filesystem sees of this host, read-only at the same path: node, Vigil's sources and the lab's bundled programs. */
+function labReadOnlyPaths(): string[] {
+  return [process.execPath, fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, ''), dirname(receiverPath())];
 }
 
 /** The newest PostgreSQL major version installed from the distribution's packages. */
@@ -368,6 +384,14 @@ export async function labStatus(): Promise<MachineStatus[]> {
       return { ...m, processes, pids };
     }),
   );
+}
+
+/** What the lab's machines run on, for `vigil lab status`. */
+export async function labPlatform(): Promise<{ release: string; packages?: RootfsPackages; summary: string }> {
+  const state = await requireState();
+  const release = state.shape.release ?? 'host';
+  if (state.packages) return { release, packages: state.packages, summary: `machines: Debian ${release === 'host' ? '' : `${RELEASE_INFO[release].debian} (${release})`}, ${describePackages(state.packages)}` };
+  return { release: 'host', summary: "machines: this host's packages" };
 }
 
 export async function labKill(host: string): Promise<void> {

@@ -7,7 +7,7 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../util/exec.ts';
-import { BRIDGE, LAB_RUN_DIR, MACHINE_BINDS, NETNS_PREFIX, hostRoot, mountNsPath, netnsName, vethName } from './paths.ts';
+import { BRIDGE, LAB_RUN_DIR, MACHINE_BINDS, NETNS_PREFIX, hostRoot, machineRoot, mountNsPath, netnsName, netnsPath, vethName } from './paths.ts';
 import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
 
 const ip = (...args: string[]) => run('ip', args);
@@ -34,18 +34,77 @@ export async function createMachineNet(host: string, address: string): Promise<v
 }
 
 /** A mount namespace that outlives its processes, held by a bind mount of its handle file. */
-export async function createMachineMounts(host: string): Promise<void> {
+export async function createMachineMounts(host: string, rootfs?: RootfsMount): Promise<void> {
   await ensurePrivateRunDir();
   const handle = mountNsPath(host);
   await writeFile(handle, '');
+  if (rootfs) await mountOverlay(host, rootfs.lower);
   await run('unshare', [`--mount=${handle}`, '--propagation', 'private', 'true']);
-  for (const [key, target] of MACHINE_BINDS) {
-    const source = join(hostRoot(host), key);
-    await mkdir(source, { recursive: true });
-    await mkdir(target, { recursive: true });
-    await run('nsenter', [`--mount=${handle}`, '--', 'mount', '--bind', source, target]);
+  const binds = MACHINE_BINDS.map(([key, target]) => [join(hostRoot(host), key), target] as const);
+  for (const [source] of binds) await mkdir(source, { recursive: true });
+  if (!rootfs) {
+    for (const [source, target] of binds) {
+      await mkdir(target, { recursive: true });
+      await run('nsenter', [`--mount=${handle}`, '--', 'mount', '--bind', source, target]);
+    }
+    return;
   }
+  // In the machine's network namespace too, so its sysfs shows the machine's own interfaces.
+  await run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${handle}`, '--', 'sh', '-ec', ROOTFS_SETUP, 'vigil-lab-rootfs', machineRoot(host), ...binds.flatMap(([s, t]) => ['rw', s, t]), ...rootfs.readOnly.flatMap((d) => ['ro', d, d])]);
 }
+
+/** A machine on a release's root filesystem: the lower layer, and host paths it sees read-only at the same path (node, Vigil's sources). */
+export interface RootfsMount {
+  lower: string;
+  readOnly: string[];
+}
+
+/**
+ * The machine's root: an overlay of the release's root filesystem (shared, read-only) and an
+ * upper layer of its own. It is mounted on this host too, so the lab reads and writes the
+ * machine's files from outside (src/lab/paths.ts hostPathOf).
+ */
+async function mountOverlay(host: string, lower: string): Promise<void> {
+  const root = machineRoot(host);
+  const upper = join(hostRoot(host), 'overlay', 'upper');
+  const work = join(hostRoot(host), 'overlay', 'work');
+  for (const d of [root, upper, work]) await mkdir(d, { recursive: true });
+  await run('mount', ['-t', 'overlay', `vigil-lab-${host}`, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, root]);
+}
+
+/**
+ * Run in the machine's fresh mount namespace: the kernel file systems a machine has, the
+ * machine's own directories and the read-only host paths bound in, then pivot_root into the
+ * overlay, so the host's file systems are gone from the machine. Arguments: the root, then
+ * triples of (rw|ro, source, target).
+ */
+const ROOTFS_SETUP = `
+R=$1; shift
+mount -t proc proc "$R/proc"
+mount -t sysfs -o ro sysfs "$R/sys"
+mount -t tmpfs -o mode=755,size=16m tmpfs "$R/dev"
+for d in null zero full random urandom tty; do : > "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
+mkdir -p "$R/dev/pts" "$R/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts"
+ln -s pts/ptmx "$R/dev/ptmx"
+ln -s /proc/self/fd "$R/dev/fd"
+mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
+mount -t tmpfs -o mode=755 tmpfs "$R/run"
+mkdir -p "$R/run/sshd" "$R/run/lock"
+mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+while [ $# -gt 0 ]; do
+  mode=$1 src=$2 dst=$3; shift 3
+  if [ -d "$src" ]; then mkdir -p "$R$dst"; else mkdir -p "$(dirname "$R$dst")"; [ -e "$R$dst" ] || : > "$R$dst"; fi
+  mount --bind "$src" "$R$dst"
+  if [ "$mode" = ro ]; then mount -o remount,bind,ro "$R$dst"; fi
+done
+cd "$R"
+mkdir -p .oldroot
+pivot_root . .oldroot
+/.oldroot/usr/bin/umount -l /.oldroot
+rmdir /.oldroot
+install -d -o postgres -g postgres -m 2775 /run/postgresql 2>/dev/null || true
+`;
 
 /** unshare --mount=FILE needs FILE on a mount with private propagation. */
 async function ensurePrivateRunDir(): Promise<void> {
@@ -86,6 +145,7 @@ export async function removeMachine(host: string): Promise<void> {
   await run('ip', ['netns', 'del', netnsName(host)], { allowFail: true });
   await run('umount', [mountNsPath(host)], { allowFail: true });
   await rm(mountNsPath(host), { force: true });
+  await run('umount', [machineRoot(host)], { allowFail: true });
 }
 
 export async function removeBridgeAndRunDir(): Promise<void> {

@@ -1,4 +1,5 @@
 /** Where the lab keeps its state on this machine, and how it names what it creates. */
+import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { VIGIL_INSTALL } from '../render/systemd.ts';
@@ -30,6 +31,8 @@ export const netnsPath = (host: string): string => `/run/netns/${netnsName(host)
 export const vethName = (host: string): string => `vl${suffix}-${host}`.slice(0, 15);
 export const mountNsPath = (host: string): string => join(LAB_RUN_DIR, 'mnt', host);
 export const hostRoot = (host: string): string => join(LAB_DIR, 'hosts', host);
+/** Where a machine on a release's root filesystem (src/lab/rootfs.ts) has its root, on this host: an overlay mount. */
+export const machineRoot = (host: string): string => join(hostRoot(host), 'root');
 export const statePath = (): string => join(LAB_DIR, 'state.json');
 export const clusterFilePath = (): string => join(LAB_DIR, 'vigil.yaml');
 
@@ -61,10 +64,15 @@ function boundPart(path: string): { key: string; rest: string } | undefined {
   return undefined;
 }
 
-/** Where a machine's path is on this host: under the machine's directory for what it has of its own, else the same path. */
+/**
+ * Where a machine's path is on this host: under the machine's directory for what it has of its
+ * own; else, on a machine with a root filesystem of its own, under its root; else the same path
+ * (the machine shares this host's files).
+ */
 export function hostPathOf(host: string, path: string): string {
   const b = boundPart(path);
-  return b ? join(hostRoot(host), b.key, b.rest) : path;
+  if (b) return join(hostRoot(host), b.key, b.rest);
+  return existsSync(join(machineRoot(host), 'etc', 'os-release')) ? join(machineRoot(host), path) : path;
 }
 
 /** Like hostPathOf, for paths that must be the machine's own (what the lab installs); throws for any other. */

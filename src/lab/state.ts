@@ -4,6 +4,7 @@ import type { Role } from '../config/schema.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { statePath } from './paths.ts';
 import type { LabShape } from './topology.ts';
+import type { RootfsPackages } from './rootfs.ts';
 
 export interface LabState {
   version: 1;
@@ -12,6 +13,8 @@ export interface LabState {
   createdAt: string;
   /** `lab up --bare`: the machines run only sshd, waiting for `vigil init` and `vigil apply`. */
   bare?: boolean;
+  /** Versions of the release's root filesystem the machines run on (absent: this host's packages). */
+  packages?: RootfsPackages;
 }
 
 export async function readState(): Promise<LabState | undefined> {

@@ -9,6 +9,7 @@ import type { AlertsInput } from '../alerts/config.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../config/paths.ts';
 import { LAB_ID } from './paths.ts';
+import type { LabRelease } from './rootfs.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 /** The lab bridge's subnet; the bridge holds .1 and the machines .10 and up. No route leads out. */
@@ -31,8 +32,22 @@ export interface LabShape {
   timers?: Partial<ClusterFile['timers']>;
   /** The cluster file's `alerts:` section, e.g. an SMTP sink on the bridge address for tests. */
   alerts?: AlertsInput;
-  /** PostgreSQL major version installed on this machine. */
+  /** Who ends a dead primary's leadership (cluster file `database.failoverBy`); default the observer. */
+  failoverBy?: 'observer' | 'patroni';
+  /** PostgreSQL major version the machines run (the release's, or this host's newest). */
   postgresVersion?: number;
+  /** What the machines run on: a Debian release's root filesystem, or this host's packages (src/lab/rootfs.ts). */
+  release?: LabRelease;
+  /** Patroni's upstream version on the machines, when known: 3.2 and later need ttl 20 or more. */
+  patroniVersion?: string;
+}
+
+/** Patroni 3.2 and later raise a ttl below 20 to 20 (src/render/patroni.ts timerProblems): the lab asks for what they run with. */
+function labTimers(shape: LabShape): Partial<ClusterFile['timers']> | undefined {
+  const [major = 0, minor = 0] = (shape.patroniVersion ?? '').split('.').map(Number);
+  const needs20 = major > 3 || (major === 3 && minor >= 2);
+  if (!needs20 || shape.timers?.ttlSeconds !== undefined) return shape.timers;
+  return { ...shape.timers, ttlSeconds: 20 };
 }
 
 interface LabMachine {
@@ -75,8 +90,8 @@ export function labClusterYaml(shape: LabShape): string {
     topology: 'custom',
     secretsFile: 'vigil.secrets.yaml',
     machines,
-    database: { replication: shape.replication ?? 'synchronous', ...(shape.postgresVersion ? { postgresVersion: shape.postgresVersion } : {}) },
-    ...(shape.timers ? { timers: shape.timers } : {}),
+    database: { replication: shape.replication ?? 'synchronous', ...(shape.postgresVersion ? { postgresVersion: shape.postgresVersion } : {}), ...(shape.failoverBy ? { failoverBy: shape.failoverBy } : {}) },
+    ...(labTimers(shape) ? { timers: labTimers(shape) } : {}),
     ...(shape.alerts ? { alerts: shape.alerts } : {}),
     // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.
     proxy: { tlsBundle: PATHS.tlsBundle },

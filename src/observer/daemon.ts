@@ -22,6 +22,7 @@ import { PATRONI_REST_USER } from '../render/patroni.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
+import { runReleaseLoop } from './db-release-loop.ts';
 
 export interface ObserverOptions {
   clusterFile: string;
@@ -67,6 +68,8 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
+  const release = runReleaseLoop({ cluster, ...(ctx.runtime ? { runtime: ctx.runtime } : {}), store, leadership, events, onEvent: (e) => void alerter.alert(e), log, signal: o.signal });
+
   let memory: Memory = initialMemory();
   while (!o.signal.aborted) {
     const started = performance.now();
@@ -78,6 +81,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     const wait = Math.max(0, (o.tickMs ?? TICK_MS) - (performance.now() - started));
     await new Promise((r) => setTimeout(r, wait));
   }
+  await release;
   await alerter.close();
   await leadership.resign().catch(() => {});
   await store.close();

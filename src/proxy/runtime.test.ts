@@ -57,6 +57,19 @@ test('maint fences a server and ready brings it back', async () => {
   assert.equal((await rt.servers('app')).find((x) => x.server === 'app1')?.admin, 'ready');
 });
 
+test('a server leaving MAINT is UP at once with ready, and down until its next check passes with readyWhenChecked', async () => {
+  const op = async () => (await rt.servers('app')).find((x) => x.server === 'app2')?.op;
+  // app2's check runs every 5 s against a port nothing listens on: its next check is seconds away.
+  await rt.maint('app', 'app2');
+  await rt.ready('app', 'app2');
+  assert.equal(await op(), 'up', 'plain ready: HAProxy takes it as up before any check');
+  await rt.maint('app', 'app2');
+  await rt.readyWhenChecked('app', 'app2');
+  const s = (await rt.servers('app')).find((x) => x.server === 'app2');
+  assert.equal(s?.admin, 'ready');
+  assert.equal(s?.op, 'down', 'down until a check passes');
+});
+
 test('disable health pauses a server\'s checks, enable health resumes them; a server without checks has none', async () => {
   const checks = async () => Object.fromEntries((await rt.servers('app')).map((x) => [x.server, x.checks]));
   assert.deepEqual(await checks(), { app1: 'none', app2: 'enabled' });

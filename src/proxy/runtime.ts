@@ -84,6 +84,17 @@ export class HaproxyRuntime {
     await this.expectEmpty(`set server ${backend}/${server} state ready`);
   }
 
+  /**
+   * Out of MAINT as a server that is down until its health check passes: HAProxy would otherwise
+   * take a server leaving MAINT as UP at once, before its first check. `health down` is ignored
+   * in MAINT, so the server passes through DRAIN (up, but given no new connection) on the way.
+   */
+  async readyWhenChecked(backend: string, server: string): Promise<void> {
+    await this.expectEmpty(`set server ${backend}/${server} state drain`);
+    await this.expectEmpty(`set server ${backend}/${server} health down`);
+    await this.expectEmpty(`set server ${backend}/${server} state ready`);
+  }
+
   /** Pauses the server's health checks: it keeps the state it has (UP stays UP) until they resume. */
   async disableHealth(backend: string, server: string): Promise<void> {
     await this.expectEmpty(`disable health ${backend}/${server}`);

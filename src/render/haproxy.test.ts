@@ -47,7 +47,8 @@ describe('haproxy.cfg', () => {
     const pg = sectionOf(haproxyConfig(c), 'listen postgres');
     assert.ok(pg.includes('bind *:5000'));
     assert.ok(pg.includes('mode tcp'));
-    assert.ok(pg.includes('option httpchk OPTIONS /primary'));
+    assert.ok(pg.includes('http-check send meth GET uri /primary ver HTTP/1.1 hdr Host vigil-check'));
+    assert.ok(pg.includes('http-check expect rstring \\"role\\":\\ ?\\"(primary|master)\\"'), 'the role in the body, not only the status: no write into the read-only window after a promotion');
     assert.ok(pg.includes('http-check expect status 200'));
     assert.ok(pg.includes('default-server inter 500ms fastinter 125ms downinter 125ms fall 3 rise 2 on-marked-down shutdown-sessions'));
   });

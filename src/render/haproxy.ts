@@ -143,10 +143,13 @@ export function haproxyConfig(cluster: Cluster): string {
       'timeout queue 10s',
       'option clitcpka',
       'option srvtcpka',
-      // Patroni answers 200 on /primary only on the member holding the leader lock and running
-      // as primary; OPTIONS avoids the work of building the status body.
-      'option httpchk OPTIONS /primary',
+      // Patroni answers 200 on /primary on the member holding the leader lock, a few ms before
+      // PostgreSQL has left recovery after a promotion; its body's `role` comes from PostgreSQL
+      // itself (pg_is_in_recovery). Both must hold, or a write could land in that read-only window.
+      'option httpchk',
+      'http-check send meth GET uri /primary ver HTTP/1.1 hdr Host vigil-check',
       'http-check expect status 200',
+      'http-check expect rstring \\"role\\":\\ ?\\"(primary|master)\\"',
       defaultServer,
       ...withRole(cluster, 'db').map((m: Machine) => `server ${m.name} ${m.address}:${db.port} maxconn ${PROXY_PG_MAXCONN} check port ${db.patroniPort}`),
     ]),

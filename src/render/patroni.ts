@@ -8,7 +8,7 @@
  * - Patroni 3.0.2 enforces no minimum for ttl, loop_wait and retry_timeout (its validator only
  *   checks they are integers; config.py just int()s them) and does not enforce the documented
  *   rule loop_wait + 2 * retry_timeout <= ttl. Patroni 3.2.0 and later silently raise values
- *   below ttl 20, loop_wait 2, retry_timeout 3 and adjust values that break the rule, logging
+ *   below ttl 20, loop_wait 1, retry_timeout 3 and adjust values that break the rule, logging
  *   only a warning. timerProblems() checks the rule always and the 3.2 floors when rendering
  *   for 3.2 or later, so the failover time we promise is the one Patroni runs with.
  * - The REST API `authentication` protects only the write endpoints (switchover, restart,
@@ -80,7 +80,7 @@ export function timerProblems(cluster: Cluster, patroniVersion = PATRONI_DEFAULT
   if (versionAtLeast(patroniVersion, 3, 2)) {
     const floors: ['ttlSeconds' | 'loopWaitSeconds' | 'retryTimeoutSeconds', number, string][] = [
       ['ttlSeconds', 20, 'ttl'],
-      ['loopWaitSeconds', 2, 'loop_wait'],
+      ['loopWaitSeconds', 1, 'loop_wait'],
       ['retryTimeoutSeconds', 3, 'retry_timeout'],
     ];
     for (const [key, min, name] of floors) {
@@ -89,7 +89,7 @@ export function timerProblems(cluster: Cluster, patroniVersion = PATRONI_DEFAULT
           problem(
             `${where}.${key}`,
             `Patroni ${patroniVersion} silently raises ${name} below ${min} to ${min}, so failover would be slower than configured`,
-            `set ${key} to ${min} or more (Patroni 3.2+ minimums: ttl 20, loop_wait 2, retry_timeout 3)`,
+            `set ${key} to ${min} or more (Patroni 3.2+ minimums: ttl 20, loop_wait 1, retry_timeout 3)`,
           ),
         );
       }

@@ -1,0 +1,128 @@
+/**
+ * The observer's database leader release, carried out (the decision is db-release.ts): every
+ * RELEASE_TICK_MS it reads Patroni's leader and sync keys and every db member's REST API; only
+ * when the leader has failed long enough does it read every proxy's stats too; and only while
+ * this observer leads does it revoke the dead leader's lease.
+ */
+import type { Cluster } from '../config/schema.ts';
+import { withRole } from '../config/schema.ts';
+import { parseStatsCsv } from '../doctor/parse.ts';
+import type { Leadership, VigilStore } from '../etcd/store.ts';
+import type { EventLog } from '../events/log.ts';
+import type { HaproxyRuntime } from '../proxy/runtime.ts';
+import { POSTGRES_BACKEND } from '../render/haproxy.ts';
+import { initialReleaseMemory, releaseVerdict, remember, serversToReady, type MemberView, type ProxyView, type ReleaseMemory } from './db-release.ts';
+
+type Log = (event: string, fields?: Record<string, unknown>) => void;
+
+export const RELEASE_TICK_MS = 250;
+/** Each read's deadline: a silent machine costs this much per round, never more. */
+const READ_TIMEOUT_MS = 800;
+
+export interface ReleaseLoopDeps {
+  cluster: Cluster;
+  /** This machine's HAProxy (a proxy machine): the old leader's :5000 server goes to MAINT there before the release. */
+  runtime?: HaproxyRuntime;
+  store: VigilStore;
+  leadership: Leadership;
+  events: EventLog;
+  /** Called with each stored event, e.g. to send an alert. */
+  onEvent?: (e: Awaited<ReturnType<EventLog['append']>>) => void;
+  log: Log;
+  signal: AbortSignal;
+}
+
+export async function runReleaseLoop(d: ReleaseLoopDeps): Promise<void> {
+  const { cluster } = d;
+  if (cluster.database.failoverBy !== 'observer' || withRole(cluster, 'db').length < 2) return;
+  const failAfterMs = cluster.timers.dbFailAfterMs;
+  let memory: ReleaseMemory = initialReleaseMemory();
+  let lastWait = '';
+  while (!d.signal.aborted) {
+    const started = performance.now();
+    try {
+      memory = await round(d, memory, failAfterMs, (reason) => {
+        // Logged when it changes, not every round (the seconds in it count up while it waits).
+        const gist = reason.replace(/[\d.]+ s\b/g, 'N s');
+        if (gist !== lastWait && reason) d.log('db-release-wait', { reason });
+        lastWait = gist;
+      });
+    } catch (err) {
+      d.log('db-release-failed', { error: (err as Error).message });
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, RELEASE_TICK_MS - (performance.now() - started))));
+  }
+}
+
+async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: number, waiting: (reason: string) => void): Promise<ReleaseMemory> {
+  const { cluster } = d;
+  if (!d.leadership.isLeader()) return memory; // only the acting observer watches: it alone may act
+  const [patroni, members] = await Promise.all([d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null), Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address)))]);
+  const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous' };
+  const next = remember(memory, input);
+  await readyAgain(d, members, patroni?.leader ?? null);
+  let v = releaseVerdict(next, input, failAfterMs);
+  if (v.kind === 'needs-proxies') v = releaseVerdict(next, { ...input, proxies: await Promise.all(withRole(cluster, 'proxy').map((m) => proxyView(cluster, m.name, m.address))) }, failAfterMs);
+  if (v.kind === 'healthy') {
+    waiting('');
+    return next;
+  }
+  if (v.kind !== 'release') {
+    if (v.kind === 'wait') waiting(v.reason);
+    return next;
+  }
+  // Leadership again right before acting: a deposed observer must not act on its last view.
+  if (!d.leadership.isLeader()) return next;
+  // Fence first: the old leader out of this proxy's rotation, whatever its checks say later.
+  await d.runtime?.maint(POSTGRES_BACKEND, v.leader).catch((err: Error) => d.log('db-maint-failed', { node: v.leader, error: err.message }));
+  const revoked = await d.store.revokeLease(v.lease, 2000);
+  d.log('db-leader-released', { leader: v.leader, lease: v.lease, standby: v.standby, revoked, reason: v.reason });
+  const stored = await d.events
+    .append({ type: 'db-leader-released', node: v.leader, message: v.reason, details: { lease: v.lease, standby: v.standby, revoked } }, { timeoutMs: 2000 })
+    .catch((err: Error) => {
+      d.log('event-store-failed', { error: err.message });
+      return undefined;
+    });
+  if (stored) d.onEvent?.(stored);
+  return { ...next, released: [...next.released.slice(-20), v.lease] };
+}
+
+/** Takes :5000 servers out of MAINT once their member is a healthy replica (or the primary holding the key again). */
+async function readyAgain(d: ReleaseLoopDeps, members: MemberView[], leader: string | null): Promise<void> {
+  if (!d.runtime) return;
+  const maint = (await d.runtime.servers(POSTGRES_BACKEND).catch(() => [])).filter((s) => s.admin === 'maint').map((s) => s.server);
+  for (const server of serversToReady(maint, members, leader)) {
+    await d.runtime
+      .readyWhenChecked(POSTGRES_BACKEND, server)
+      .then(() => d.log('db-ready', { node: server, why: 'it answers as a healthy member again' }))
+      .catch((err: Error) => d.log('db-ready-failed', { node: server, error: err.message }));
+  }
+}
+
+async function memberView(cluster: Cluster, name: string, address: string): Promise<MemberView> {
+  try {
+    const res = await fetch(`http://${address}:${cluster.database.patroniPort}/patroni`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+    const body = (await res.json()) as { role?: unknown; state?: unknown; patroni?: { version?: unknown } };
+    return {
+      name,
+      reached: true,
+      ...(typeof body.role === 'string' ? { role: body.role } : {}),
+      ...(typeof body.state === 'string' ? { state: body.state } : {}),
+      ...(typeof body.patroni?.version === 'string' ? { version: body.patroni.version } : {}),
+    };
+  } catch {
+    return { name, reached: false };
+  }
+}
+
+async function proxyView(cluster: Cluster, name: string, address: string): Promise<ProxyView> {
+  const url = `http://${address}:${cluster.proxy.statsPort}/;csv`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
+    if (!res.ok) return { name, read: false, routed: [], error: `${url} answered ${res.status}` };
+    const servers = parseStatsCsv(await res.text()).filter((s) => s.backend === POSTGRES_BACKEND);
+    return { name, read: true, routed: servers.filter((s) => s.op === 'up' && s.admin !== 'maint').map((s) => s.server) };
+  } catch (err) {
+    return { name, read: false, routed: [], error: (err as Error).message };
+  }
+}

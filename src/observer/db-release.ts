@@ -1,0 +1,160 @@
+/**
+ * The database leader release: when the Patroni primary is dead or fenced, the acting observer
+ * revokes the etcd lease of Patroni's leader key, so the synchronous standby takes over at once
+ * instead of after the rest of the dead leader's ttl (Patroni 3.2 and later never go below 20 s).
+ *
+ * Why the observer and not the standby's agent: one acting decision-maker (the observer leads
+ * under a lease, so two of them never act at once); it already reads every proxy and every
+ * member; and the standby's agent would have to judge its own promotion, which Patroni does
+ * better (below).
+ *
+ * What keeps it safe (measured in ../shared/reviews/platform-probe-2026-12-06.md, section 4):
+ * - The release only runs when the leader has not answered as a running primary on its REST API
+ *   for `failAfterMs`, when every proxy has it out of the :5000 backend, and (synchronous mode)
+ *   when a synchronous standby named in Patroni's `sync` key answers as a running replica.
+ * - Patroni's own checks still run after it: the standby probes every member's REST API before
+ *   it takes the lock and refuses while the old primary still answers as primary; a primary cut
+ *   off from etcd cannot drop its synchronous standby, so it cannot acknowledge writes alone.
+ * - Only the lease read from the key is revoked, never the key deleted: a new leader's key has a
+ *   lease of its own, which a late revoke cannot touch. Each lease is revoked at most once.
+ * - Never on Patroni 3.0.0 to 3.0.2, whose leader renews its key with a plain put and could
+ *   write it back over the new leader's (src/ha/patroni-versions.ts): there the ttl decides.
+ *
+ * - Before the release, the old leader's :5000 server is put in MAINT in the observer's own
+ *   HAProxy, and it stays there until that member answers as a running replica (or as the running
+ *   primary holding the key again). A Patroni that was cut off still believes it leads until its
+ *   own ttl runs out, even after it has demoted itself (its REST API keeps answering 200 on
+ *   /primary while PostgreSQL waits, in shutdown, for a standby it cannot reach): without MAINT
+ *   HAProxy takes it back as soon as its link returns, next to the new primary.
+ *
+ * This file is the pure decision; db-release-loop.ts reads the inputs and carries it out.
+ */
+import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
+import type { PatroniLeaderView } from '../etcd/store.ts';
+
+/** A db machine's Patroni as its REST API (`GET /patroni`) showed it this round. */
+export interface MemberView {
+  name: string;
+  /** It answered at all. */
+  reached: boolean;
+  role?: string;
+  state?: string;
+  version?: string;
+}
+
+/** One proxy's :5000 backend: which servers it routes to, or that it could not be read. */
+export interface ProxyView {
+  name: string;
+  read: boolean;
+  /** Servers HAProxy has UP (or going down, still routed to). */
+  routed: string[];
+  error?: string;
+}
+
+export interface ReleaseInput {
+  nowMs: number;
+  /** null: etcd could not be read this round. */
+  patroni: PatroniLeaderView | null;
+  members: MemberView[];
+  /** Read only when asked for (`needsProxies`); undefined otherwise. */
+  proxies?: ProxyView[];
+  synchronous: boolean;
+}
+
+export interface ReleaseMemory {
+  /** Per member: when it last answered as a running primary, or when it was first seen failing. */
+  since: Record<string, { good: boolean; atMs: number }>;
+  /** Per member: the Patroni version it last reported (REST API or its member key in etcd). */
+  versions: Record<string, string>;
+  /** Leases already revoked: never twice. */
+  released: string[];
+}
+
+export const initialReleaseMemory = (): ReleaseMemory => ({ since: {}, versions: {}, released: [] });
+
+export type ReleaseVerdict =
+  | { kind: 'healthy' }
+  | { kind: 'wait'; reason: string }
+  /** Everything is known but the proxies: read them and decide again. */
+  | { kind: 'needs-proxies'; leader: string }
+  | { kind: 'release'; leader: string; lease: string; standby: string; reason: string };
+
+const isPrimaryRole = (role: string | undefined) => role === 'primary' || role === 'master';
+const servesAsPrimary = (m: MemberView | undefined) => m?.reached === true && isPrimaryRole(m.role) && m.state === 'running';
+const healthyReplica = (m: MemberView | undefined) => m?.reached === true && m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
+
+/** Folds this round's member views into the memory (versions, and since when the leader fails or serves). */
+export function remember(memory: ReleaseMemory, input: ReleaseInput): ReleaseMemory {
+  const since = { ...memory.since };
+  const versions = { ...memory.versions };
+  for (const [name, v] of Object.entries(input.patroni?.versions ?? {})) versions[name] = v;
+  for (const m of input.members) {
+    if (m.version) versions[m.name] = m.version;
+    const good = servesAsPrimary(m);
+    const prev = since[m.name];
+    // Failing counts from the last time it served, not from the first failed look: a silent
+    // machine is seen failing only once a check has timed out.
+    if (good) since[m.name] = { good: true, atMs: input.nowMs };
+    else if (!prev) since[m.name] = { good: false, atMs: input.nowMs };
+    else if (prev.good) since[m.name] = { good: false, atMs: prev.atMs };
+  }
+  return { ...memory, since, versions };
+}
+
+export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failAfterMs: number): ReleaseVerdict {
+  const p = input.patroni;
+  if (!p) return { kind: 'wait', reason: "etcd could not be read: Patroni's leader key is unknown" };
+  if (p.paused) return { kind: 'wait', reason: 'Patroni is paused (maintenance mode): it leaves the database alone, and so does the observer' };
+  if (!p.leader || !p.lease) return { kind: 'healthy' }; // no leader key: Patroni elects by itself
+  const leader = p.leader;
+  const view = input.members.find((m) => m.name === leader);
+  if (servesAsPrimary(view)) return { kind: 'healthy' };
+  if (memory.released.includes(p.lease)) return { kind: 'wait', reason: `the leader lease of ${leader} was released; waiting for Patroni to promote` };
+
+  for (const m of input.members) {
+    const v = memory.versions[m.name];
+    if (!v) return { kind: 'wait', reason: `Patroni's version on ${m.name} is not known yet: the leader is released only on Patroni ${PATRONI_LEADER_TXN} or later` };
+    if (overwritesLeaderKey(parsePatroniVersion(`patroni ${v}`))) return { kind: 'wait', reason: `${m.name} runs Patroni ${v}, which could write its leader key back over a new leader's: Patroni's ttl decides` };
+  }
+  const since = memory.since[leader];
+  const failingMs = since && !since.good ? input.nowMs - since.atMs : 0;
+  if (failingMs < failAfterMs) return { kind: 'wait', reason: `${leader} has not served as primary for ${(failingMs / 1000).toFixed(1)} s (releases after ${(failAfterMs / 1000).toFixed(1)} s)` };
+
+  const others = input.members.filter((m) => m.name !== leader);
+  const standby = input.synchronous
+    ? p.sync?.leader === leader
+      ? others.find((m) => p.sync!.standbys.includes(m.name) && healthyReplica(m))
+      : undefined
+    : others.find(healthyReplica);
+  if (!standby) {
+    return {
+      kind: 'wait',
+      reason: input.synchronous ? `no synchronous standby of ${leader} answers as a running replica (sync key: ${p.sync ? JSON.stringify(p.sync) : 'none'})` : `no replica answers as running`,
+    };
+  }
+  if (!input.proxies) return { kind: 'needs-proxies', leader };
+  for (const px of input.proxies) {
+    if (!px.read) return { kind: 'wait', reason: `proxy ${px.name} could not be read (${px.error ?? 'no answer'}): it might still route to ${leader}` };
+    if (px.routed.includes(leader)) return { kind: 'wait', reason: `proxy ${px.name} still routes :5000 to ${leader}` };
+  }
+  const what = !view?.reached ? 'does not answer on its REST API' : `answers as ${view.role ?? '?'} ${view.state ?? '?'}`;
+  return {
+    kind: 'release',
+    leader,
+    lease: p.lease,
+    standby: standby.name,
+    reason: `${leader} ${what} for ${(failingMs / 1000).toFixed(1)} s, every proxy has it down, and ${standby.name} is a healthy ${input.synchronous ? 'synchronous standby' : 'replica'}: released ${leader}'s leader lease so ${standby.name} can take over now`,
+  };
+}
+
+/**
+ * The :5000 servers in MAINT that may serve again: their member answers as a running replica, or
+ * as the running primary that holds the leader key. The observer owns MAINT of :5000 servers (it
+ * sets it only on a release), so it finds them again after a restart without remembering them.
+ */
+export function serversToReady(maint: string[], members: MemberView[], leader: string | null): string[] {
+  return maint.filter((name) => {
+    const m = members.find((x) => x.name === name);
+    return healthyReplica(m) || (name === leader && servesAsPrimary(m));
+  });
+}

@@ -1,0 +1,49 @@
+/**
+ * The observer's database leader release (issue 11), on trixie machines: PostgreSQL 17 and
+ * Patroni 4, whose leader key lives at least 20 s after its holder dies. The primary's machine is
+ * killed, its PostgreSQL killed, its machine goes silent (link down: not even a refusal), or it is
+ * cut off from etcd, while a client writes through :5000. Each fault holds 12 s, less than the
+ * dead leader's lease: writes come back on the other machine while it holds only because the
+ * leadership was ended early (by the observer's release, or by Patroni itself when its own
+ * PostgreSQL crashed). And in every case: no acknowledged write lost, never two primaries behind
+ * :5000, nothing acknowledged by the old primary once the new one has, and the cluster whole
+ * again afterwards. The figures are bench/db-failover.ts's.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DB_RELEASE_FAULTS, runDbFault } from '../../src/lab/db-faults.ts';
+import { labDown, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { labSettled } from '../../src/lab/settle.ts';
+
+let lab: LabHandle;
+const HOLD_MS = 12_000;
+
+before(async () => {
+  await labDown();
+  lab = await labUp({ topology: 'distributed', release: 'trixie' }, (l) => console.log(`# lab: ${l}`));
+});
+after(async () => labDown());
+
+test('the lab runs the seed\'s versions: PostgreSQL 17, Patroni 4, ttl 20 (Patroni 3.2+ floor)', () => {
+  assert.equal(lab.cluster.database.postgresVersion, 17);
+  assert.match(lab.state.packages?.patroni ?? '', /^4\./);
+  assert.equal(lab.cluster.timers.ttlSeconds, 20);
+  assert.ok(HOLD_MS < lab.cluster.timers.ttlSeconds * 1000, 'each fault holds less than the dead leader\'s lease would live');
+});
+
+for (const fault of DB_RELEASE_FAULTS) {
+  test(`${fault} on the primary: the standby takes over before the old leader's lease ends, no acknowledged write lost`, async () => {
+    await labSettled(lab);
+    const r = await runDbFault(lab, fault, { holdMs: HOLD_MS, say: (l) => console.log(`# ${l}`) });
+    console.log(`# ${fault}: ${JSON.stringify({ ...r, missing: r.missing.length, proxyLog: undefined })}`);
+    for (const l of r.proxyLog) console.log(`#   haproxy: ${l}`);
+    assert.ok(r.samples > 30, `HAProxy's servers were sampled (${r.samples} samples)`);
+    assert.ok(r.mostPrimariesUp <= 1, `at most one running primary up behind :5000 at any sample (saw ${r.mostPrimariesUp})`);
+    assert.equal(r.oldAcksAfterNew, 0, 'the old primary acknowledged nothing after the new one had');
+    assert.ok(r.backAfterMs !== null && r.backAfterMs < r.heldMs, `writes came back on the other machine while the fault lasted (after ${r.backAfterMs} ms of ${r.heldMs})`);
+    assert.deepEqual(r.missing, [], `every acknowledged write is in the database (${r.missing.length} of ${r.acked} missing)`);
+    assert.equal(r.notHealed, null, 'the database tier is whole again: a primary with its synchronous standby');
+    // A killed PostgreSQL under a live Patroni: Patroni gives the lead up itself (primary_start_timeout 0 in synchronous mode).
+    if (fault !== 'postgres-kill') assert.ok(r.releases >= 1, `the observer released the dead leader's lease (${r.releases} db-leader-released lines)`);
+  });
+}
