@@ -30,6 +30,21 @@ export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: Pac
   return [...out].sort();
 }
 
+/**
+ * The PostgreSQL major version each supported distribution release ships in its own archive
+ * (`postgresql-<n>`); any other version comes from the PGDG repository. RHEL 9 ships several as
+ * AppStream modules under another package name, so it is not listed: there PGDG is the source.
+ */
+export const DISTRO_POSTGRES: Readonly<Record<string, Readonly<Record<string, number>>>> = {
+  debian: { '12': 15, '13': 17 },
+  ubuntu: { '22.04': 14, '24.04': 16 },
+};
+
+/** The PostgreSQL version a release ships, e.g. ('debian', '13') -> 17; undefined when it ships none of its own (or is not known). */
+export function distroPostgres(os: { id: string; versionId: string } | undefined): number | undefined {
+  return os ? DISTRO_POSTGRES[os.id]?.[os.versionId] : undefined;
+}
+
 /** A component whose version matters: the package that brings it and the lowest upstream version Vigil runs with (DESIGN.md). */
 export interface VersionNeed {
   pkg: string;

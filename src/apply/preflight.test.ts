@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clusterFixture } from '../render/fixtures.ts';
-import { parseAptPolicy, upstreamVersion, versionAtLeast } from './packages.ts';
+import { distroPostgres, parseAptPolicy, upstreamVersion, versionAtLeast } from './packages.ts';
 import { evaluatePreflight, formatPreflight, parseOsRelease, type PreflightFacts } from './preflight.ts';
 
 const cluster = clusterFixture('pair');
@@ -95,9 +95,25 @@ test("components older than Vigil needs stop preflight with where newer ones com
     'fail haproxy 2.4.24-0ubuntu0.22.04.1 is installed | Vigil needs HAProxy 2.6 or newer | add haproxy.debian.net (or Ubuntu\'s vbernat/haproxy PPA) (or a local mirror of it) on observer, run `apt-get update`, then run `vigil apply` again',
   ]);
   const app1 = on('app1');
-  assert.match(app1[0]!, /^warn postgresql-\d+ is neither installed nor in the machine's package lists .*run `apt-get update` on app1; if postgresql-\d+ is still missing, add the PGDG repository \(apt\.postgresql\.org\)/);
+  assert.match(app1[0]!, /^warn postgresql-15 is neither installed nor in the machine's package lists .*Ubuntu 22\.04\.5 LTS ships PostgreSQL 14;.*set database\.postgresVersion: 14 in vigil\.yaml .*or add the PGDG repository \(apt\.postgresql\.org\) \(or a local mirror of it\) on app1 for PostgreSQL 15/);
   assert.match(app1[1]!, /^fail the package lists offer patroni 2\.1\.2-1 \| Vigil needs Patroni 3\.0 or newer/);
   assert.match(formatPreflight([jammy('observer')], f), /observer: Ubuntu 22\.04\.5 LTS, apt, etcd-server 3\.3\.25\S* \(to install\), haproxy 2\.4\.24\S*, patroni 2\.1\.2-1 \(to install\), postgresql-\d+ unavailable/);
+});
+
+test('a PostgreSQL version the distribution does not ship: preflight names the one it ships and both ways out', () => {
+  const trixie = (machine: string, postgres: number): PreflightFacts => ({
+    ...healthy(machine),
+    os: { id: 'debian', versionId: '13', pretty: 'Debian GNU/Linux 13 (trixie)' },
+    versions: healthy(machine).versions!.map((v) => (v.pkg.startsWith('postgresql-') ? { pkg: `postgresql-${postgres}`, installed: null, candidate: null } : v)),
+  });
+  const pg = (c: typeof cluster) => evaluatePreflight(c.machines.map((m) => trixie(m.name, c.database.postgresVersion)), c).filter((x) => x.check === 'versions' && /postgresql-/.test(x.what));
+  const [f] = pg(cluster); // postgresVersion 15 on Debian 13, which ships 17
+  assert.equal(cluster.database.postgresVersion, 15);
+  assert.match(f!.why, /Debian GNU\/Linux 13 \(trixie\) ships PostgreSQL 17/);
+  assert.match(f!.fix, /set database\.postgresVersion: 17 in vigil\.yaml to use Debian GNU\/Linux 13 \(trixie\)'s own PostgreSQL, or add the PGDG repository \(apt\.postgresql\.org\)/);
+  assert.deepEqual(distroPostgres({ id: 'debian', versionId: '12' }), 15);
+  assert.deepEqual(distroPostgres({ id: 'ubuntu', versionId: '24.04' }), 16);
+  assert.equal(distroPostgres({ id: 'rhel', versionId: '9.4' }), undefined);
 });
 
 test("Debian 12's own Patroni 3.0.2 is a warning naming 3.0.3; the watchdog device is checked against database.watchdog", () => {

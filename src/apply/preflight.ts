@@ -16,7 +16,7 @@ import type { PortProbe, Probe } from '../doctor/types.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { UNITS, WATCHDOG_DEVICE } from '../render/systemd.ts';
 import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
-import { packageVersions, upstreamVersion, versionAtLeast, versionNeedsFor, type PackageVersion } from './packages.ts';
+import { distroPostgres, packageVersions, upstreamVersion, versionAtLeast, versionNeedsFor, type PackageVersion } from './packages.ts';
 
 /** Debian, Ubuntu and RHEL-family releases Vigil installs on (DESIGN.md: Ubuntu 22/24, RHEL 9.x; Debian 12 in the lab). */
 const SUPPORTED: Record<string, (version: number) => boolean> = {
@@ -159,7 +159,19 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
         const version = v?.installed ?? v?.candidate;
         const update = f.packageManager === 'apt' ? 'apt-get update' : 'dnf makecache';
         if (!version) {
-          add({ severity: 'warn', machine: m, check: 'versions', what: `${need.pkg} is neither installed nor in the machine's package lists`, why: `${need.component} comes from it; apply refreshes the lists (${update}) when installing fails, and stops if it is still missing`, fix: `run \`${update}\` on ${m}; if ${need.pkg} is still missing, add ${need.source} (or a local mirror of it)` });
+          // The distribution's own PostgreSQL is another major version: say which, and both ways out.
+          const shipped = need.pkg.startsWith('postgresql') ? distroPostgres(f.os ?? undefined) : undefined;
+          const other = shipped !== undefined && shipped !== cluster.database.postgresVersion;
+          add({
+            severity: 'warn',
+            machine: m,
+            check: 'versions',
+            what: `${need.pkg} is neither installed nor in the machine's package lists`,
+            why: `${need.component} comes from it${other ? `; ${f.os!.pretty} ships PostgreSQL ${shipped}` : ''}; apply refreshes the lists (${update}) when installing fails, and stops if it is still missing`,
+            fix: other
+              ? `set database.postgresVersion: ${shipped} in vigil.yaml to use ${f.os!.pretty}'s own PostgreSQL, or add ${need.source} (or a local mirror of it) on ${m} for PostgreSQL ${cluster.database.postgresVersion}`
+              : `run \`${update}\` on ${m}; if ${need.pkg} is still missing, add ${need.source} (or a local mirror of it)`,
+          });
           continue;
         }
         if (need.pkg === 'patroni' && overwritesLeaderKey(parsePatroniVersion(version))) {

@@ -284,7 +284,11 @@ describe('database, proxy and application state', () => {
     machine(f, 'db1').dbSafety = { patroniVersion: got('patroni 3.0.2'), watchdogDevice: got(false) };
     machine(f, 'db2').dbSafety = { patroniVersion: got('patroni 4.0.7'), watchdogDevice: got(true) };
     let list = findings(f).filter((x) => x.check === 'stale-primary');
-    assert.deepEqual(list.map((x) => `${x.machine} ${x.severity}`).sort(), ['db1 warn', 'db1 warn', 'db2 warn']);
+    assert.deepEqual(list.map((x) => `${x.machine} ${x.severity}`).sort(), ['db1 warn', 'db1 warn', 'db2 warn', 'db2 warn']);
+    assert.ok(
+      list.some((x) => x.machine === 'db2' && /timers\.ttlSeconds: Patroni 4\.0\.7 silently raises ttl below 20 to 20\b.*\(Patroni 4\.0\.7 on db2\)/.test(x.what) && /set ttlSeconds to 20 or more/.test(x.fix)),
+      'ttl 7 on Patroni 4: the cluster file says 7, Patroni runs 20',
+    );
     assert.ok(list.some((x) => x.machine === 'db1' && /Patroni 3\.0\.2 on db1 renews its leader key in etcd with a plain write/.test(x.what) && /Patroni 3\.0\.3 or newer/.test(x.fix)));
     assert.ok(list.some((x) => x.machine === 'db1' && /db1 has no watchdog device \(\/dev\/watchdog\)/.test(x.what) && /modprobe softdog/.test(x.fix) && /database\.watchdog: required/.test(x.fix)));
     assert.ok(list.some((x) => x.machine === 'db2' && /has a watchdog device .* but database\.watchdog is off/.test(x.what)));
@@ -295,7 +299,9 @@ describe('database, proxy and application state', () => {
     assert.equal(fail.machine, 'db1');
     assert.match(fail.what, /database\.watchdog is required, but db1 has no watchdog device/);
     assert.match(fail.fix, /or set database\.watchdog: off/);
-    assert.ok(!list.some((x) => x.machine === 'db2'), 'db2 runs 4.0.7 with its device in use');
+    assert.ok(!list.some((x) => x.machine === 'db2' && !/ttlSeconds/.test(x.what)), 'db2 runs 4.0.7 with its device in use');
+    const ttl20 = clusterFixture('distributed', { timers: { ttlSeconds: 20 } });
+    assert.ok(!findings(f, 'lab', ttl20).some((x) => x.machine === 'db2' && /ttlSeconds/.test(x.what)), 'ttl 20 on Patroni 4: nothing to say about the timers');
 
     machine(f, 'db1').dbSafety = { patroniVersion: failed('`/usr/bin/patroni --version` exited with 1: boom'), watchdogDevice: got(true) };
     list = findings(f).filter((x) => x.check === 'stale-primary' && x.machine === 'db1');

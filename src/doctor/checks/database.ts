@@ -4,6 +4,7 @@
  * a synchronous standby in synchronous mode, not paused; replication lag within what Patroni
  * will still promote.
  */
+import { timerProblems } from '../../render/patroni.ts';
 import { PATHS } from '../../config/paths.ts';
 import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../../ha/patroni-versions.ts';
 import { WATCHDOG_DEVICE } from '../../render/systemd.ts';
@@ -154,6 +155,11 @@ export function checkStalePrimary(ctx: EvalContext, r: Results): void {
       if (overwritesLeaderKey(version)) {
         const x = leaderKeyFinding(version.join('.'), f.name);
         r.warn('stale-primary', f.name, x.what, x.why, x.fix);
+      }
+      // Patroni 3.2+ raise a short ttl to 20 s with only a log line: the cluster file would say otherwise.
+      for (const p of version.length ? timerProblems(ctx.cluster, version.join('.')) : []) {
+        if (!/silently raises/.test(p.message)) continue;
+        r.warn('stale-primary', f.name, `${p.where}: ${p.message} (Patroni ${version.join('.')} on ${f.name})`, "the leader lock of a dead primary lives as long as Patroni's own ttl; with database.failoverBy: observer the observer ends it sooner", `${p.fix} in vigil.yaml; it takes effect through \`patronictl edit-config\` (Patroni reads bootstrap.dcs only once)`);
       }
     } else {
       r.warn('stale-primary', f.name, `could not read Patroni's version on ${f.name}: ${s.patroniVersion.error}`, 'Patroni 3.0.0 to 3.0.2 can overwrite a newer primary\'s leader key after a pause', ctx.fixes.on(f.name, ['patroni', '--version']));
