@@ -98,7 +98,6 @@ const REVIEWED: Record<string, string> = {
   'src/lab/lab.ts': 'bin/vigil.js for the lab, which runs from a checkout only',
   'src/sync/bundle.ts': "the receiver's entry, bundled by the lab from a checkout only (needs esbuild)",
   'src/util/bundle.ts': 'the checkout root for esbuild, used by the lab and the receiver bundle from a checkout only (needs esbuild)',
-  'src/lab/init/bundle.ts': "the lab machines' service manager, bundled by the lab from a checkout only (needs esbuild)",
   'src/apply/artifact.ts': 'this file: builds the artifact from a checkout only',
 };
 const FILE_RELATIVE = /\b__dirname\b|\b__filename\b|import\.meta\.(url|dirname|filename)\b/;

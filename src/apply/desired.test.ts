@@ -53,7 +53,7 @@ describe('what apply puts on each machine', () => {
 
   it('names the packages of each role for apt and dnf', () => {
     const db = cluster.machines.find((m) => m.name === 'db1')!;
-    assert.deepEqual(packagesFor(cluster, db, 'apt'), ['ca-certificates', 'nftables', 'openssl', 'patroni', `postgresql-${cluster.database.postgresVersion}`].sort());
+    assert.deepEqual(packagesFor(cluster, db, 'apt'), ['ca-certificates', 'nftables', 'openssl', 'patroni', `postgresql-${cluster.database.postgresVersion}`, 'python3-etcd'].sort());
     assert.ok(packagesFor(cluster, db, 'dnf').includes(`postgresql${cluster.database.postgresVersion}-server`));
     const observer = cluster.machines.find((m) => m.name === 'observer')!;
     assert.deepEqual(packagesFor(cluster, observer, 'apt'), ['ca-certificates', 'etcd-client', 'etcd-server', 'haproxy', 'openssl', 'socat']);

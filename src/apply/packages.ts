@@ -12,22 +12,34 @@ import type { RemoteShell } from '../remote/types.ts';
 
 export type PackageManager = 'apt' | 'dnf';
 
-/** The packages of one machine, by its roles. */
-export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: PackageManager): string[] {
-  const pg = cluster.database.postgresVersion;
-  const names: Record<string, Record<PackageManager, string[]>> = {
+/** The packages of each role (and `base`, every machine's), for a PostgreSQL major version. */
+function packagesByRole(pg: number): Record<'base' | 'etcd' | 'db' | 'proxy' | 'app', Record<PackageManager, string[]>> {
+  return {
     // openssl: apply compares certificates and keys on the machine without reading keys back.
     base: { apt: ['openssl', 'ca-certificates'], dnf: ['openssl', 'ca-certificates'] },
     etcd: { apt: ['etcd-server', 'etcd-client'], dnf: ['etcd'] },
     // nftables: the agent's Patroni gate for Patroni 3.0.0-3.0.2 (src/agent/patroni-gate.ts).
-    db: { apt: [`postgresql-${pg}`, 'patroni', 'nftables'], dnf: [`postgresql${pg}-server`, 'patroni', 'patroni-etcd', 'nftables'] },
+    // python3-etcd: Debian's patroni depends on one of python3-etcd, -consul, -kazoo, ...; on
+    // Debian 13 apt picks python3-consul, and Patroni then refuses an etcd3: section ("Can not
+    // find suitable configuration of distributed configuration store"). Seen in the bare lab.
+    db: { apt: [`postgresql-${pg}`, 'patroni', 'python3-etcd', 'nftables'], dnf: [`postgresql${pg}-server`, 'patroni', 'patroni-etcd', 'nftables'] },
     // socat: the haproxy unit's reload saves the servers' state through the runtime API socket.
     proxy: { apt: ['haproxy', 'socat'], dnf: ['haproxy', 'socat'] },
     app: { apt: ['nginx', 'rsync', 'openssh-server', 'openssh-client'], dnf: ['nginx', 'rsync', 'openssh-server', 'openssh-clients'] },
   };
-  const out = new Set(names.base![pm]);
-  for (const role of ['etcd', 'db', 'proxy', 'app'] as const) if (m.roles.includes(role)) for (const p of names[role]![pm]) out.add(p);
+}
+
+/** The packages of one machine, by its roles. */
+export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: PackageManager): string[] {
+  const names = packagesByRole(cluster.database.postgresVersion);
+  const out = new Set(names.base[pm]);
+  for (const role of ['etcd', 'db', 'proxy', 'app'] as const) if (m.roles.includes(role)) for (const p of names[role][pm]) out.add(p);
   return [...out].sort();
+}
+
+/** Every package apply may install with `pm`, whatever the roles (the lab's mirror holds them). */
+export function allPackages(pm: PackageManager, pg: number): string[] {
+  return [...new Set(Object.values(packagesByRole(pg)).flatMap((r) => r[pm]))].sort();
 }
 
 /**

@@ -53,11 +53,11 @@ export function registerLab(program: Command): void {
 
   cmd
     .command('rootfs')
-    .description("build a Debian release's root filesystem for lab machines with mmdebstrap (once; again only when its package list changes)")
+    .description("build a Debian release's images for lab machines with mmdebstrap: the full root filesystem, the bare one and the package mirror (once; again only when a package list changes)")
     .addOption(new Option('--release <name>', 'trixie or bookworm').choices(['trixie', 'bookworm']).default('trixie'))
     .action(async (o: { release: Release }) => {
-      const { ensureRootfs } = await import('../lab/rootfs.ts');
-      say(`${o.release}: ${await ensureRootfs(o.release, say)}`);
+      const { ensureRelease } = await import('../lab/rootfs.ts');
+      for (const dir of await ensureRelease(o.release, say)) say(`${o.release}: ${dir}`);
     });
 
   cmd

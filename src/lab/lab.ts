@@ -23,10 +23,12 @@ import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { sleep, waitFor } from '../util/exec.ts';
 import { httpOk } from '../util/net.ts';
-import { LabShell } from '../remote/lab.ts';
+import { LabShell, labEnter } from '../remote/lab.ts';
+import { bootMachine, isBooted, powerOff, removeLabCgroups } from './boot.ts';
+import { stopMirror } from './mirror.ts';
 import type { ExecResult } from '../remote/types.ts';
 import * as net from './net.ts';
-import { LAB_DIR, LAB_MOUNT_POINTS, clusterFilePath, hostPathOf, hostRoot, machineRoot, mountNsPath, netnsPath, ownHostPathOf } from './paths.ts';
+import { LAB_DIR, LAB_MOUNT_POINTS, clusterFilePath, hostPathOf, hostRoot, machineRoot, ownHostPathOf } from './paths.ts';
 import { DEFAULT_RELEASE, RELEASE_INFO, describePackages, requireRootfs, rootfsVersions, upstreamVersion, type RootfsPackages } from './rootfs.ts';
 import { listProcesses, signalProcesses, spawnIn, type LabProcess, type ProcessName, type SpawnSpec } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
@@ -348,6 +350,8 @@ export async function labDown(progress: Progress = quiet): Promise<void> {
     await net.removeMachine(h);
     progress(`removed ${h}`);
   }
+  await stopMirror();
+  await removeLabCgroups();
   await net.removeBridgeAndRunDir();
   await rm(LAB_DIR, { recursive: true, force: true });
   // The empty mount points on this host, only if no lab of any id is left: removing a directory
@@ -357,8 +361,9 @@ export async function labDown(progress: Progress = quiet): Promise<void> {
   progress('lab down');
 }
 
-/** SIGKILL until the machine's namespace holds no process (Patroni may fork PostgreSQL meanwhile). */
+/** SIGKILL until the machine's namespace holds no process (Patroni may fork PostgreSQL meanwhile); a power cut on a machine that boots. */
 async function killAll(host: string): Promise<void> {
+  if (isBooted(host)) return powerOff(host);
   for (let i = 0; i < 50; i++) {
     if ((await signalProcesses(host, 'SIGKILL')) === 0) return;
     await sleep(100);
@@ -390,7 +395,10 @@ export async function labStatus(): Promise<MachineStatus[]> {
 export async function labPlatform(): Promise<{ release: string; packages?: RootfsPackages; summary: string }> {
   const state = await requireState();
   const release = state.shape.release ?? 'host';
-  if (state.packages) return { release, packages: state.packages, summary: `machines: Debian ${release === 'host' ? '' : `${RELEASE_INFO[release].debian} (${release})`}, ${describePackages(state.packages)}` };
+  if (state.packages && release !== 'host') {
+    const what = state.bare ? `bare, booted with systemd; its mirror offers ${describePackages(state.packages)} for vigil apply` : describePackages(state.packages);
+    return { release, packages: state.packages, summary: `machines: Debian ${RELEASE_INFO[release].debian} (${release}), ${what}` };
+  }
   return { release: 'host', summary: "machines: this host's packages" };
 }
 
@@ -404,11 +412,25 @@ export async function labRevive(host: string): Promise<void> {
   const state = await requireState();
   const m = machineOf(state, host);
   await killAll(host); // a revive is a reboot: nothing of the old life survives
-  if (state.bare) {
-    (await import('./bare.ts')).startLabInit(host); // which starts the enabled units, as a boot does
+  if (isBooted(host)) {
+    await bootMachine(host); // systemd starts the enabled units, as a boot does
+    await waitBooted(host);
     return;
   }
   for (const phase of PHASES) startPhase(m, phase);
+}
+
+/** Until the machine's systemd has finished booting (`systemctl is-system-running --wait`: running, or degraded). */
+export async function waitBooted(host: string, timeoutMs = 120_000): Promise<void> {
+  await waitFor(
+    `${host} to boot`,
+    async () => {
+      const r = await new LabShell(host).exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: 30_000 }).catch(() => undefined);
+      return r && /^(running|degraded)/.test(r.stdout.trim()) ? true : undefined;
+    },
+    timeoutMs,
+    250,
+  );
 }
 
 /** Starts one process of a machine again (e.g. an observer killed in the middle of a failover). */
@@ -504,6 +526,6 @@ export async function labRun(host: string, argv: string[], input?: string): Prom
 /** Runs a command inside a lab machine with this terminal's stdio; returns its exit status. */
 export async function labExec(host: string, argv: string[]): Promise<number> {
   machineOf(await requireState(), host);
-  const child = spawn('nsenter', [`--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--', ...argv], { stdio: 'inherit' });
+  const child = spawn('nsenter', [...labEnter(host), ...argv], { stdio: 'inherit' });
   return new Promise((resolve) => child.on('close', (code) => resolve(code ?? 1)));
 }

@@ -64,7 +64,7 @@ export interface RootfsMount {
  * upper layer of its own. It is mounted on this host too, so the lab reads and writes the
  * machine's files from outside (src/lab/paths.ts hostPathOf).
  */
-async function mountOverlay(host: string, lower: string): Promise<void> {
+export async function mountOverlay(host: string, lower: string): Promise<void> {
   const root = machineRoot(host);
   const upper = join(hostRoot(host), 'overlay', 'upper');
   const work = join(hostRoot(host), 'overlay', 'work');

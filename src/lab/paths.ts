@@ -70,6 +70,8 @@ function boundPart(path: string): { key: string; rest: string } | undefined {
  * (the machine shares this host's files).
  */
 export function hostPathOf(host: string, path: string): string {
+  // A machine that boots (src/lab/boot.ts) has every file of its own, in its overlay.
+  if (existsSync(join(hostRoot(host), 'boot.json'))) return join(machineRoot(host), path);
   const b = boundPart(path);
   if (b) return join(hostRoot(host), b.key, b.rest);
   return existsSync(join(machineRoot(host), 'etc', 'os-release')) ? join(machineRoot(host), path) : path;
@@ -77,6 +79,7 @@ export function hostPathOf(host: string, path: string): string {
 
 /** Like hostPathOf, for paths that must be the machine's own (what the lab installs); throws for any other. */
 export function ownHostPathOf(host: string, path: string): string {
+  if (existsSync(join(hostRoot(host), 'boot.json'))) return join(machineRoot(host), path);
   const b = boundPart(path);
   if (!b) throw new Error(`${path} is outside a lab machine's own directories (${MACHINE_BINDS.map(([, t]) => t).join(', ')})`);
   return join(hostRoot(host), b.key, b.rest);

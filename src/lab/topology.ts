@@ -42,11 +42,14 @@ export interface LabShape {
   patroniVersion?: string;
 }
 
+export function needsTtl20(patroniVersion: string | undefined): boolean {
+  const [major = 0, minor = 0] = (patroniVersion ?? '').split('.').map(Number);
+  return major > 3 || (major === 3 && minor >= 2);
+}
+
 /** Patroni 3.2 and later raise a ttl below 20 to 20 (src/render/patroni.ts timerProblems): the lab asks for what they run with. */
 function labTimers(shape: LabShape): Partial<ClusterFile['timers']> | undefined {
-  const [major = 0, minor = 0] = (shape.patroniVersion ?? '').split('.').map(Number);
-  const needs20 = major > 3 || (major === 3 && minor >= 2);
-  if (!needs20 || shape.timers?.ttlSeconds !== undefined) return shape.timers;
+  if (!needsTtl20(shape.patroniVersion) || shape.timers?.ttlSeconds !== undefined) return shape.timers;
   return { ...shape.timers, ttlSeconds: 20 };
 }
 

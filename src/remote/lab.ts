@@ -13,12 +13,22 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { hostPathOf, mountNsPath, netnsPath } from '../lab/paths.ts';
+import { inMachine, isBooted } from '../lab/boot.ts';
 import { machineOf, requireState } from '../lab/state.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run } from '../util/exec.ts';
 import type { ExecOptions, ExecResult, RemoteShell } from './types.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+
+/**
+ * nsenter's arguments that put a command inside a lab machine: every namespace of its PID 1 on a
+ * machine that boots (src/lab/boot.ts), else its network and mount namespaces.
+ */
+export function labEnter(machine: string): string[] {
+  if (isBooted(machine)) return inMachine(machine).slice(1);
+  return [`--net=${netnsPath(machine)}`, `--mount=${mountNsPath(machine)}`, '--'];
+}
 
 /** Where a path of the machine is on this host (src/lab/paths.ts hostPathOf). */
 export const labHostPath = hostPathOf;
@@ -32,7 +42,7 @@ export class LabShell implements RemoteShell {
     return new Promise((resolve) => {
       // Without --fork nsenter execs the program itself; detached makes it a process group, so a
       // timeout also ends what the program started (e.g. `timeout` and its child).
-      const child = spawn('nsenter', [`--net=${netnsPath(this.machine)}`, `--mount=${mountNsPath(this.machine)}`, '--', ...argv], {
+      const child = spawn('nsenter', [...labEnter(this.machine), ...argv], {
         stdio: ['pipe', 'pipe', 'pipe'],
         detached: true,
         cwd: '/',

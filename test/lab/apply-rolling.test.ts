@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile } from 'node:fs/promises';
 import { PATHS } from '../../src/config/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
@@ -17,6 +17,7 @@ import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { UNITS } from '../../src/render/systemd.ts';
 import { vigil } from './run-vigil.ts';
+import { unitJournal } from './journal.ts';
 
 /** When each member answers HTTP at all (any status), polled every 20 ms: each poll's send time (wall clock) and who answered it. */
 class MemberWatch {
@@ -48,23 +49,18 @@ class MemberWatch {
 }
 
 /**
- * When each member's etcd was down during a restart: from the old main process's exit, in its
- * machine's service manager journal (lab-init.log, as `journalctl -u` on a real machine), to the
- * first poll sent after the new one started that it answered. A poll that is merely slow on a
- * loaded machine neither starts nor stretches a down time: only the journal starts one, and a
- * poll ends it at the moment it was sent.
+ * When each member's etcd was down during a restart: from the old main process's end, in its
+ * machine's systemd journal (`journalctl -u`), to the first poll sent after the new one started
+ * that it answered. A poll that is merely slow on a loaded machine neither starts nor stretches a
+ * down time: only the journal starts one, and a poll ends it at the moment it was sent.
  */
 async function downIntervals(machine: string, sinceMs: number, watch: MemberWatch): Promise<{ machine: string; from: number; to: number }[]> {
-  const text = await readFile(hostPathOf(machine, '/var/log/vigil/lab-init.log'), 'utf8');
   const out: { machine: string; from: number; to: number }[] = [];
   let exited: number | null = null;
-  for (const line of text.split('\n')) {
-    const m = /^(\S+) vigil-etcd\.service: (.*)$/.exec(line);
-    if (!m) continue;
-    const at = Date.parse(m[1]!);
-    if (at < sinceMs) continue;
-    if (/^Main process \d+ exited/.test(m[2]!)) exited = at;
-    else if (/^Started /.test(m[2]!) && exited !== null) {
+  for (const { atMs: at, message } of await unitJournal(machine, 'vigil-etcd.service', sinceMs)) {
+    // etcd ends on SIGTERM with status 0: systemd says "Deactivated successfully" (else "Main process exited").
+    if (/^vigil-etcd\.service: (Deactivated successfully|Main process exited)/.test(message)) exited ??= at;
+    else if (/^Started /.test(message) && exited !== null) {
       const up = watch.samples.find((s) => s.sentAt >= at && s.answered.includes(machine));
       out.push({ machine, from: exited, to: up?.sentAt ?? Number.POSITIVE_INFINITY });
       exited = null;

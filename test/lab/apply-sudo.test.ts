@@ -11,20 +11,20 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, rename, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { PATHS, ROOTS } from '../../src/config/paths.ts';
+import { rename, stat } from 'node:fs/promises';
+import { PATHS } from '../../src/config/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
 import { labDown, openLab } from '../../src/lab/lab.ts';
-import { LAB_DIR, clusterFilePath, hostPathOf, hostRoot } from '../../src/lab/paths.ts';
+import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { vigil } from './run-vigil.ts';
+import { unitJournal } from './journal.ts';
 
 const USER = 'vigil-admin';
 
 describe('init and apply as a user with password-less sudo', () => {
   const cfg = clusterFilePath();
-  const rule = (m: string) => join(hostRoot(m), 'sudoers.d', 'vigil');
+  const rule = (m: string) => hostPathOf(m, '/etc/sudoers.d/vigil');
 
   let answers: string;
 
@@ -72,7 +72,7 @@ describe('init and apply as a user with password-less sudo', () => {
     const { cluster } = await openLab();
     const addresses = new Set(cluster.machines.map((m) => m.address));
     for (const m of cluster.machines) {
-      const log = await readFile(hostPathOf(m.name, join(ROOTS.log, 'sshd.log')), 'utf8');
+      const log = (await unitJournal(m.name, 'ssh.service')).map((l) => l.message).join('\n');
       const logins = [...log.matchAll(/Accepted \S+ for (\S+) from (\S+)/g)].map(([, user, from]) => ({ user: user!, from: from! }));
       assert.ok(logins.some((l) => l.user === USER), `${m.name}: the admin logged in as ${USER}`);
       // File sync logs in as root with its own key from the other app machine; the admin never does.

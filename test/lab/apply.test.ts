@@ -42,6 +42,7 @@ import { runDbFault } from '../../src/lab/db-faults.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { failoverTests } from './failover-scenarios.ts';
 import { vigil } from './run-vigil.ts';
+import { unitJournal } from './journal.ts';
 
 /** An application config file of the kind the seed edits by hand, planted on the app machines with a wrong password. */
 const APP_ENV = '/etc/vigil/app/db.env';
@@ -322,8 +323,8 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.equal(r.staleAtEnd, false, 'the stale PostgreSQL was ended before Patroni resumed');
     assert.ok(r.fences >= 1, `the agent fenced it (${r.fences} db-fenced lines)`);
     assert.equal(r.notHealed, null, "the old primary is back as the synchronous standby, its Patroni started again by the unit's Restart=");
-    const log = await readFile(hostPathOf(r.old, '/var/log/vigil/lab-init.log'), 'utf8');
-    assert.match(log, /vigil-patroni\.service: Sending signal SIGKILL to the unit's processes/);
+    const journal = (await unitJournal(r.old, UNITS.patroni)).map((l) => l.message).join('\n');
+    assert.match(journal, /vigil-patroni\.service: Main process exited, code=killed, status=9\/KILL/, "systemd saw the agent's SIGKILL of the unit");
   });
 });
 

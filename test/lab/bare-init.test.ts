@@ -14,7 +14,7 @@ import { parse, stringify } from 'yaml';
 import { loadCluster } from '../../src/config/load.ts';
 import { labBlock, labDown, labKill, labRevive, labUnblock } from '../../src/lab/lab.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
-import { hostRoot } from '../../src/lab/paths.ts';
+import { hostPathOf } from '../../src/lab/paths.ts';
 import { openClusterSsh } from '../../src/remote/ssh.ts';
 import { createKeyPair } from '../../src/sync/keys.ts';
 import { VigilError } from '../../src/util/errors.ts';
@@ -93,7 +93,7 @@ describe('bare machines, vigil init, and the SSH transport', () => {
   it('preflight passes on the bare machines and names a closed port with its fix', async () => {
     const ok = await vigil(['preflight', '-c', join(dir, 'vigil.yaml')]);
     assert.equal(ok.code, 0, ok.out);
-    assert.match(ok.out, /db1: Debian GNU\/Linux 12[^\n]*\n[\s\S]*preflight: every machine can take the cluster/);
+    assert.match(ok.out, /db1: Debian GNU\/Linux 13[^\n]*\n[\s\S]*preflight: every machine can take the cluster/);
     await labBlock('db2', 5432);
     try {
       const closed = await vigil(['preflight', '-c', join(dir, 'vigil.yaml')]);
@@ -106,12 +106,12 @@ describe('bare machines, vigil init, and the SSH transport', () => {
   });
 
   it('a changed host key is refused with both fingerprints', async () => {
-    const key = join(hostRoot('app1'), 'etc', 'ssh', 'ssh_host_ed25519_key');
+    const key = hostPathOf('app1', '/etc/ssh/ssh_host_ed25519_key');
     await rm(key);
     await rm(`${key}.pub`);
     await createKeyPair(key, 'host@app1-reinstalled');
-    await labRevive('app1'); // sshd starts again with the new key
-    await new Promise((r) => setTimeout(r, 500));
+    await labKill('app1');
+    await labRevive('app1'); // the machine boots again: sshd starts with the new key
     const err = await sshError(join(dir, 'vigil.yaml'), 'app1');
     assert.equal(err.code, 'SSH_HOST_KEY');
     assert.match(err.message, /app1/);
