@@ -36,6 +36,11 @@ export function buildProgram(): Command {
 
 /** Runs the CLI and returns the exit status. */
 export async function main(argv: string[]): Promise<number> {
+  // Output piped into a reader that stopped (`vigil lab status | head -1`): stop quietly, as other tools do.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   try {
     await buildProgram().parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -6,9 +6,9 @@
  * servers up behind :5000 at once, writes acknowledged by the old primary after the new one took
  * over, and how long writes stopped.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PATHS, ROOTS } from '../config/paths.ts';
+import { PATHS } from '../config/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { inRecoveryByFiles } from '../agent/db-processes.ts';
 import { POSTGRES_BACKEND } from '../render/haproxy.ts';
@@ -18,6 +18,7 @@ import { cutOff, healAll, inNetns, netnsPids } from './net.ts';
 import { hostPathOf } from './paths.ts';
 import { listProcesses, signalProcesses } from './procs.ts';
 import { AckWriter } from './writer.ts';
+import { readMachineLog } from './logs.ts';
 
 /** The faults that leave a stale primary behind: what the agent's fence is for. */
 export const DB_FAULTS = ['patroni-pause', 'postgres-pause', 'machine-pause', 'patroni-kill'] as const;
@@ -97,8 +98,7 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   await waitFor('a synchronous standby', () => hasSyncStandby(cluster, old), 120_000, 250);
   const fencesBefore = await fenceLines(lab);
   const releasesBefore = await releaseLines(lab);
-  const proxyLogFile = hostPathOf(proxy.name, `${ROOTS.log}/haproxy.log`);
-  const proxyLogFrom = (await stat(proxyLogFile).catch(() => undefined))?.size ?? 0;
+  const proxyLogFrom = (await readMachineLog(proxy.name, 'haproxy')).split('\n').length - 1;
 
   let mostUp = 0;
   let mostPrimariesUp = 0;
@@ -172,7 +172,10 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     staleAtEnd,
     fences: (await fenceLines(lab)) - fencesBefore,
     releases: (await releaseLines(lab)) - releasesBefore,
-    proxyLog: (await readFile(proxyLogFile).catch(() => Buffer.alloc(0))).subarray(proxyLogFrom).toString('utf8').split('\n').filter((l) => l.includes(`Server ${POSTGRES_BACKEND}/`)),
+    proxyLog: (await readMachineLog(proxy.name, 'haproxy'))
+      .split('\n')
+      .slice(proxyLogFrom)
+      .filter((l) => l.includes(`Server ${POSTGRES_BACKEND}/`)),
     notHealed,
   };
 }
@@ -251,7 +254,7 @@ const releaseLines = (lab: LabHandle) => logLines(lab, 'observer', 'observer', '
 async function logLines(lab: LabHandle, role: 'db' | 'observer', log: string, event: string): Promise<number> {
   let n = 0;
   for (const m of withRole(lab.cluster, role)) {
-    const text = await readFile(hostPathOf(m.name, `${ROOTS.log}/${log}.log`), 'utf8').catch(() => '');
+    const text = await readMachineLog(m.name, log);
     n += text.split('\n').filter((l) => l.includes(`"event":"${event}"`)).length;
   }
   return n;

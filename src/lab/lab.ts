@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
@@ -454,7 +454,7 @@ export async function labAgents(): Promise<Map<string, AgentStatus | undefined>>
 
 /** HAProxy's runtime API of a proxy machine, reached from this host through the machine's directory. */
 export function labRuntime(proxyHost: string): HaproxyRuntime {
-  return new HaproxyRuntime(join(hostRoot(proxyHost), 'run', relative(ROOTS.run, PATHS.haproxySocket)));
+  return new HaproxyRuntime(hostPathOf(proxyHost, PATHS.haproxySocket));
 }
 
 export async function labSignal(host: string, proc: ProcessName, signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<number> {

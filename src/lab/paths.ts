@@ -1,5 +1,5 @@
 /** Where the lab keeps its state on this machine, and how it names what it creates. */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { VIGIL_INSTALL } from '../render/systemd.ts';
@@ -58,6 +58,23 @@ export const MACHINE_BINDS: readonly (readonly [key: string, target: string])[] 
  */
 export const LAB_MOUNT_POINTS: readonly string[] = [...Object.values(ROOTS), VIGIL_INSTALL.dir];
 
+/** Mounted fresh inside a booted machine: not in its overlay. */
+const RUNTIME_DIRS = ['/run', '/tmp', '/dev', '/proc', '/sys'];
+
+function bootedPathOf(host: string, path: string): string {
+  if (!RUNTIME_DIRS.some((d) => path === d || path.startsWith(`${d}/`))) return join(machineRoot(host), path);
+  // nspawn's only child is the machine's PID 1; /proc/PID/root is its root as it sees it.
+  let leader: string | undefined;
+  try {
+    const nspawn = readFileSync(join(hostRoot(host), 'nspawn.pid'), 'utf8').trim();
+    leader = readFileSync(`/proc/${nspawn}/task/${nspawn}/children`, 'utf8').trim().split(/\s+/)[0];
+  } catch {
+    leader = undefined;
+  }
+  if (!leader) throw new Error(`${host} is not running: its ${path} exists only while it runs`);
+  return join('/proc', leader, 'root', path);
+}
+
 /** The bound part a machine's path falls in: its host directory key and the path below it. */
 function boundPart(path: string): { key: string; rest: string } | undefined {
   for (const [key, target] of MACHINE_BINDS) if (path === target || path.startsWith(`${target}/`)) return { key, rest: relative(target, path) };
@@ -70,8 +87,9 @@ function boundPart(path: string): { key: string; rest: string } | undefined {
  * (the machine shares this host's files).
  */
 export function hostPathOf(host: string, path: string): string {
-  // A machine that boots (src/lab/boot.ts) has every file of its own, in its overlay.
-  if (existsSync(join(hostRoot(host), 'boot.json'))) return join(machineRoot(host), path);
+  // A machine that boots (src/lab/boot.ts) has every file of its own: in its overlay, except what
+  // its systemd mounts fresh (tmpfs /run and /tmp), reached through its running PID 1.
+  if (existsSync(join(hostRoot(host), 'boot.json'))) return bootedPathOf(host, path);
   const b = boundPart(path);
   if (b) return join(hostRoot(host), b.key, b.rest);
   return existsSync(join(machineRoot(host), 'etc', 'os-release')) ? join(machineRoot(host), path) : path;
@@ -79,7 +97,7 @@ export function hostPathOf(host: string, path: string): string {
 
 /** Like hostPathOf, for paths that must be the machine's own (what the lab installs); throws for any other. */
 export function ownHostPathOf(host: string, path: string): string {
-  if (existsSync(join(hostRoot(host), 'boot.json'))) return join(machineRoot(host), path);
+  if (existsSync(join(hostRoot(host), 'boot.json'))) return bootedPathOf(host, path);
   const b = boundPart(path);
   if (!b) throw new Error(`${path} is outside a lab machine's own directories (${MACHINE_BINDS.map(([, t]) => t).join(', ')})`);
   return join(hostRoot(host), b.key, b.rest);

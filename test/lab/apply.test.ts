@@ -31,7 +31,6 @@ import { labUpBare } from '../../src/lab/bare.ts';
 import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
-import { LAB_HOST_KEY } from '../../src/lab/sshd.ts';
 import { PATHS } from '../../src/config/paths.ts';
 import { remoteRuntime } from '../../src/apply/remote.ts';
 import { LabShell } from '../../src/remote/lab.ts';
@@ -189,11 +188,13 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
   });
 
   it('a changed host key, or an admin key no longer accepted, stops apply at connect before anything changes', async () => {
-    const key = hostPathOf('db1', LAB_HOST_KEY);
+    const key = hostPathOf('db1', '/etc/ssh/ssh_host_ed25519_key');
     const saved = await Promise.all([readFile(key), readFile(`${key}.pub`)]);
+    const restartSshd = async () => assert.equal((await new LabShell('db1').exec(['systemctl', 'restart', 'ssh.service'], { timeoutMs: 60_000 })).code, 0);
     await rm(key);
     await rm(`${key}.pub`);
-    await createKeyPair(key, 'host@db1-reinstalled'); // sshd reads its host keys again for every connection
+    await createKeyPair(key, 'host@db1-reinstalled');
+    await restartSshd(); // as after a reinstall: sshd offers the new key
     try {
       const r = await vigil(['apply', '-c', cfg]);
       assert.equal(r.code, 1, r.out);
@@ -203,6 +204,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     } finally {
       await writeFile(key, saved[0], { mode: 0o600 });
       await writeFile(`${key}.pub`, saved[1]);
+      await restartSshd();
     }
     const authorized = hostPathOf('app2', '/root/.ssh/authorized_keys');
     const keys = await readFile(authorized);

@@ -8,10 +8,8 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { labAgents, labCut, labHeal, labKill, labRevive, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
-import { hostRoot } from '../../src/lab/paths.ts';
+import { readMachineLog } from '../../src/lab/logs.ts';
 import type { HttpProbe } from '../../src/lab/probe.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
@@ -48,11 +46,10 @@ export const FAULTS: Fault[] = [
   {
     name: 'the observer restarts in the middle of the failover',
     inject: async (a) => {
-      const logFile = join(hostRoot('observer'), 'log', 'observer.log');
-      const before = (await readFile(logFile, 'utf8')).length;
+      const before = (await readMachineLog('observer', 'observer')).length;
       await labSignal(a, 'app', 'SIGKILL');
       // Kill the observer as soon as it has started the failover (epoch bumped, new node not yet serving).
-      await waitFor('the observer to start the failover', async () => ((await readFile(logFile, 'utf8')).slice(before).includes('"to":"failing-over"') ? true : undefined), 30_000, 20);
+      await waitFor('the observer to start the failover', async () => ((await readMachineLog('observer', 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined), 30_000, 50);
       await labSignal('observer', 'observer', 'SIGKILL');
       await sleep(1000);
       await labStart('observer', 'observer');
