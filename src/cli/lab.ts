@@ -1,4 +1,5 @@
 /** `vigil lab ...`: the command-line face of src/lab. */
+import { dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
 import type { LabShape } from '../lab/topology.ts';
@@ -57,7 +58,8 @@ export function registerLab(program: Command): void {
     .addOption(new Option('--release <name>', 'trixie or bookworm').choices(['trixie', 'bookworm']).default('trixie'))
     .action(async (o: { release: Release }) => {
       const { ensureRelease } = await import('../lab/rootfs.ts');
-      for (const dir of await ensureRelease(o.release, say)) say(`${o.release}: ${dir}`);
+      const dirs = await ensureRelease(o.release, say);
+      say(`${o.release}: root filesystem, bare root filesystem and package mirror ready under ${dirname(dirs[0]!)}`);
     });
 
   cmd

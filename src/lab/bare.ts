@@ -67,6 +67,13 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
       await bootMachine(m.name);
     }
     for (const m of machines) await waitBooted(m.name);
+    // As an installer leaves a machine: package lists fetched (here from the lab's mirror).
+    await Promise.all(
+      machines.map(async (m) => {
+        const r = await new LabShell(m.name).exec(['apt-get', 'update', '-q'], { timeoutMs: 120_000 });
+        if (r.code !== 0) throw new VigilError('LAB', [problem(m.name, `apt-get update from the lab's mirror failed: ${r.stderr.trim() || r.stdout.trim()}`, `read ${join(LAB_DIR, 'mirror.log')}`)]);
+      }),
+    );
     await waitFor('sshd on every machine', async () => ((await Promise.all(machines.map((m) => sshAnswers(m.address)))).every(Boolean) ? true : undefined), 60_000, 250).catch((err: Error) => {
       throw new VigilError('LAB', [problem('vigil lab up --bare', err.message, `read the machines' consoles: ${machines.map((m) => consoleLog(m.name)).join(', ')}`)]);
     });

@@ -396,8 +396,12 @@ export async function labPlatform(): Promise<{ release: string; packages?: Rootf
   const state = await requireState();
   const release = state.shape.release ?? 'host';
   if (state.packages && release !== 'host') {
-    const what = state.bare ? `bare, booted with systemd; its mirror offers ${describePackages(state.packages)} for vigil apply` : describePackages(state.packages);
-    return { release, packages: state.packages, summary: `machines: Debian ${RELEASE_INFO[release].debian} (${release}), ${what}` };
+    if (!state.bare) return { release, packages: state.packages, summary: `machines: Debian ${RELEASE_INFO[release].debian} (${release}), ${describePackages(state.packages)}` };
+    // Bare machines: what apply has installed on them so far (each machine's own dpkg database).
+    const installed: RootfsPackages = {};
+    for (const m of state.machines) Object.assign(installed, ...Object.entries(await rootfsVersions(machineRoot(m.name)).catch(() => ({}))).filter(([, v]) => v).map(([k, v]) => ({ [k]: v })));
+    const what = Object.keys(installed).length ? `installed by vigil apply: ${describePackages(installed)}` : `nothing installed yet; the lab's mirror offers ${describePackages(state.packages)}`;
+    return { release, packages: installed, summary: `machines: Debian ${RELEASE_INFO[release].debian} (${release}), booted with systemd; ${what}` };
   }
   return { release: 'host', summary: "machines: this host's packages" };
 }

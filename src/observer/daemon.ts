@@ -68,7 +68,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
-  const release = runReleaseLoop({ cluster, ...(ctx.runtime ? { runtime: ctx.runtime } : {}), store, leadership, events, onEvent: (e) => void alerter.alert(e), log, signal: o.signal });
+  const release = runReleaseLoop({ cluster, machine: o.node, ...(ctx.runtime ? { runtime: ctx.runtime } : {}), store, leadership, events, onEvent: (e) => void alerter.alert(e), log, signal: o.signal });
 
   let memory: Memory = initialMemory();
   while (!o.signal.aborted) {

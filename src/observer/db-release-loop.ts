@@ -17,12 +17,14 @@ type Log = (event: string, fields?: Record<string, unknown>) => void;
 
 export const RELEASE_TICK_MS = 250;
 /** Each read's deadline: a silent machine costs this much per round, never more. */
-const READ_TIMEOUT_MS = 800;
+const READ_TIMEOUT_MS = 500;
 
 export interface ReleaseLoopDeps {
   cluster: Cluster;
   /** This machine's HAProxy (a proxy machine): the old leader's :5000 server goes to MAINT there before the release. */
   runtime?: HaproxyRuntime;
+  /** This machine's name (the proxy that `runtime` is). */
+  machine: string;
   store: VigilStore;
   leadership: Leadership;
   events: EventLog;
@@ -58,7 +60,8 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   const { cluster } = d;
   if (!d.leadership.isLeader()) return memory; // only the acting observer watches: it alone may act
   const [patroni, members] = await Promise.all([d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null), Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address)))]);
-  const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous' };
+  const ownProxy = d.runtime ? d.machine : undefined;
+  const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
   const next = remember(memory, input);
   await readyAgain(d, members, patroni?.leader ?? null);
   let v = releaseVerdict(next, input, failAfterMs);
@@ -73,8 +76,15 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   }
   // Leadership again right before acting: a deposed observer must not act on its last view.
   if (!d.leadership.isLeader()) return next;
-  // Fence first: the old leader out of this proxy's rotation, whatever its checks say later.
-  await d.runtime?.maint(POSTGRES_BACKEND, v.leader).catch((err: Error) => d.log('db-maint-failed', { node: v.leader, error: err.message }));
+  // Fence first: the old leader out of this proxy's rotation, whatever its checks say later. The
+  // verdict counted on it for this proxy: without it, no release this round.
+  if (d.runtime) {
+    const fenced = await d.runtime.maint(POSTGRES_BACKEND, v.leader).then(
+      () => true,
+      (err: Error) => (d.log('db-maint-failed', { node: v.leader, error: err.message }), false),
+    );
+    if (!fenced) return next;
+  }
   const revoked = await d.store.revokeLease(v.lease, 2000);
   d.log('db-leader-released', { leader: v.leader, lease: v.lease, standby: v.standby, revoked, reason: v.reason });
   const stored = await d.events

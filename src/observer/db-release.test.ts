@@ -60,11 +60,34 @@ describe('the database leader release (pure decision)', () => {
     assert.equal(run([...rounds, { atMs: 7100, members: [dead, replica], proxies: proxyDown, patroni }]).verdict.kind, 'release');
   });
 
-  it('also releases a leader whose Patroni answers but whose PostgreSQL does not run as primary (crashed, demoted)', () => {
-    const crashed: MemberView = { ...primary, state: 'crashed' };
-    const v = run([{ atMs: 0, members: [primary, replica] }, { atMs: 2500, members: [crashed, replica], proxies: proxyDown }]).verdict;
+  it('releases a leader whose Patroni says it is no longer primary (demoted: cut off from etcd) after SAID_NOT_PRIMARY_MS, not failAfterMs', () => {
+    const demoted: MemberView = { ...primary, role: 'demoted', state: 'stopped' };
+    const base = { atMs: 0, members: [primary, replica] };
+    assert.equal(run([base, { atMs: 300, members: [demoted, replica], proxies: proxyDown }]).verdict.kind, 'wait');
+    const v = run([base, { atMs: 300, members: [demoted, replica] }, { atMs: 600, members: [demoted, replica], proxies: proxyDown }]).verdict;
     assert.equal(v.kind, 'release');
-    assert.match(v.kind === 'release' ? v.reason : '', /answers as primary crashed/);
+    assert.match(v.kind === 'release' ? v.reason : '', /answers as demoted \(stopped\)/);
+  });
+
+  it('leaves a leader whose Patroni still calls it primary to Patroni, whatever PostgreSQL does (a planned restart, a crash Patroni fails over itself)', () => {
+    for (const state of ['crashed', 'starting', 'restarting', 'stopping']) {
+      const v = run([{ atMs: 0, members: [primary, replica] }, { atMs: 9000, members: [{ ...primary, state }, replica], proxies: proxyDown }]).verdict;
+      assert.deepEqual(v, { kind: 'healthy' }, state);
+    }
+  });
+
+  it("does not wait for the observer's own proxy, which it fences with MAINT right before the release", () => {
+    const routing: ProxyView[] = [{ name: 'observer', read: true, routed: ['db1'] }];
+    const rounds = [{ atMs: 0, members: [primary, replica] }, { atMs: 2500, members: [dead, replica], proxies: routing }];
+    assert.equal(run(rounds).verdict.kind, 'wait', 'a proxy of another machine that still routes holds it up');
+    let memory = initialReleaseMemory();
+    let verdict;
+    for (const r of rounds) {
+      const input: ReleaseInput = { nowMs: r.atMs, patroni: keys(), members: r.members, synchronous: true, ownProxy: 'observer', ...(r.proxies ? { proxies: r.proxies } : {}) };
+      memory = remember(memory, input);
+      verdict = releaseVerdict(memory, input, 2000);
+    }
+    assert.equal(verdict!.kind, 'release');
   });
 
   it('waits while any proxy still routes to the leader, or cannot be read', () => {

@@ -9,9 +9,12 @@
  * better (below).
  *
  * What keeps it safe (measured in ../shared/reviews/platform-probe-2026-12-06.md, section 4):
- * - The release only runs when the leader has not answered as a running primary on its REST API
- *   for `failAfterMs`, when every proxy has it out of the :5000 backend, and (synchronous mode)
- *   when a synchronous standby named in Patroni's `sync` key answers as a running replica.
+ * - The release only runs when the leader's Patroni has not answered on its REST API for
+ *   `failAfterMs`, or has answered for SAID_NOT_PRIMARY_MS that it is no longer primary (while a
+ *   Patroni that answers as primary, whatever PostgreSQL's state, is left to Patroni); when every
+ *   proxy has it out of the :5000 backend (the observer's own proxy by the MAINT it sets first);
+ *   and (synchronous mode) when a synchronous standby named in Patroni's `sync` key answers as a
+ *   running replica.
  * - Patroni's own checks still run after it: the standby probes every member's REST API before
  *   it takes the lock and refuses while the old primary still answers as primary; a primary cut
  *   off from etcd cannot drop its synchronous standby, so it cannot acknowledge writes alone.
@@ -53,6 +56,8 @@ export interface ProxyView {
 
 export interface ReleaseInput {
   nowMs: number;
+  /** The proxy this observer fences itself (MAINT on its own HAProxy before it releases): its routing does not hold the release up. */
+  ownProxy?: string;
   /** null: etcd could not be read this round. */
   patroni: PatroniLeaderView | null;
   members: MemberView[];
@@ -81,6 +86,19 @@ export type ReleaseVerdict =
 
 const isPrimaryRole = (role: string | undefined) => role === 'primary' || role === 'master';
 const servesAsPrimary = (m: MemberView | undefined) => m?.reached === true && isPrimaryRole(m.role) && m.state === 'running';
+/**
+ * Patroni answers and still calls its member the primary, whatever PostgreSQL's state (starting,
+ * restarting, crashed): Patroni is in charge (a planned restart, or its own failover of a crashed
+ * PostgreSQL, `primary_start_timeout: 0` in synchronous mode). Not the observer's to end.
+ */
+const patroniLeads = (m: MemberView | undefined) => m?.reached === true && isPrimaryRole(m.role);
+
+/**
+ * How long a leader whose Patroni answers that it is no longer primary (demoted, replica), while
+ * its key still names it, waits for Patroni to drop the key itself: a primary cut off from etcd
+ * demotes itself but cannot delete its key.
+ */
+export const SAID_NOT_PRIMARY_MS = 500;
 const healthyReplica = (m: MemberView | undefined) => m?.reached === true && m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
 
 /** Folds this round's member views into the memory (versions, and since when the leader fails or serves). */
@@ -108,7 +126,7 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
   if (!p.leader || !p.lease) return { kind: 'healthy' }; // no leader key: Patroni elects by itself
   const leader = p.leader;
   const view = input.members.find((m) => m.name === leader);
-  if (servesAsPrimary(view)) return { kind: 'healthy' };
+  if (patroniLeads(view)) return { kind: 'healthy' };
   if (memory.released.includes(p.lease)) return { kind: 'wait', reason: `the leader lease of ${leader} was released; waiting for Patroni to promote` };
 
   for (const m of input.members) {
@@ -118,6 +136,8 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
   }
   const since = memory.since[leader];
   const failingMs = since && !since.good ? input.nowMs - since.atMs : 0;
+  // No answer: it may be slow, not dead, so failAfterMs; Patroni saying it is not primary: at once, nearly.
+  if (view?.reached) failAfterMs = Math.min(failAfterMs, SAID_NOT_PRIMARY_MS);
   if (failingMs < failAfterMs) return { kind: 'wait', reason: `${leader} has not served as primary for ${(failingMs / 1000).toFixed(1)} s (releases after ${(failAfterMs / 1000).toFixed(1)} s)` };
 
   const others = input.members.filter((m) => m.name !== leader);
@@ -134,10 +154,11 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
   }
   if (!input.proxies) return { kind: 'needs-proxies', leader };
   for (const px of input.proxies) {
+    if (px.name === input.ownProxy) continue; // fenced with MAINT right before the release
     if (!px.read) return { kind: 'wait', reason: `proxy ${px.name} could not be read (${px.error ?? 'no answer'}): it might still route to ${leader}` };
     if (px.routed.includes(leader)) return { kind: 'wait', reason: `proxy ${px.name} still routes :5000 to ${leader}` };
   }
-  const what = !view?.reached ? 'does not answer on its REST API' : `answers as ${view.role ?? '?'} ${view.state ?? '?'}`;
+  const what = !view?.reached ? 'does not answer on its REST API' : `answers as ${view.role ?? '?'} (${view.state ?? '?'})`;
   return {
     kind: 'release',
     leader,
