@@ -45,6 +45,12 @@ export interface DbFaultReport {
   primaryAfter: string | null;
   /** From the fault to the first write acknowledged by another server; null if none came. */
   backAfterMs: number | null;
+  /**
+   * From the fault to the first write acknowledged after the first one that failed, by any server
+   * (a primary may also come back where it was: PostgreSQL restarted by its Patroni); 0 when no
+   * write failed; null if writes never came back.
+   */
+  resumedAfterMs: number | null;
   /** How long the fault lasted (the pause, or Patroni dead). */
   heldMs: number;
   acked: number;
@@ -156,12 +162,14 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     await sampler;
   }
   const firstNew = writer.firstAfter(t0, old.address);
+  const resumed = writer.resumedAfter(t0);
   const primaryAfter = (await findPrimary(cluster))?.name ?? null;
   return {
     fault,
     old: old.name,
     primaryAfter,
     backAfterMs: firstNew ? Math.round(firstNew.atMs - t0) : null,
+    resumedAfterMs: resumed === null ? 0 : resumed ? Math.round(resumed.atMs - t0) : null,
     heldMs: holdMs,
     acked: writer.acked.length,
     missing: await writer.missing(),

@@ -23,6 +23,8 @@ export interface WriterOptions {
 
 export class AckWriter {
   readonly acked: WriteSample[] = [];
+  /** performance.now() of each write that failed (no answer, refused, an error). */
+  readonly failedAtMs: number[] = [];
   failures = 0;
   private seq = 0;
   private stopped = false;
@@ -52,6 +54,17 @@ export class AckWriter {
   }
 
   /** The first write acknowledged after `sinceMs`, optionally by a server other than `notBy`. */
+  /**
+   * The first write acknowledged (by any server) after the first one that failed since `sinceMs`:
+   * when writes came back after an outage that began then, wherever they went. Undefined while
+   * none has come back; `null` when no write failed at all.
+   */
+  resumedAfter(sinceMs: number): WriteSample | null | undefined {
+    const firstFailure = this.failedAtMs.find((t) => t > sinceMs);
+    if (firstFailure === undefined) return null;
+    return this.acked.find((s) => s.atMs > firstFailure);
+  }
+
   firstAfter(sinceMs: number, notBy?: string): WriteSample | undefined {
     return this.acked.find((s) => s.atMs > sinceMs && s.server !== notBy);
   }
@@ -93,6 +106,7 @@ export class AckWriter {
         this.acked.push({ atMs: performance.now(), seq, server: (rows[0]?.server ?? '').replace(/\/32$/, '') });
       } catch {
         this.failures++;
+        this.failedAtMs.push(performance.now());
         const c = this.client;
         this.client = undefined;
         await c?.end().catch(() => {});

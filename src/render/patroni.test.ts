@@ -135,6 +135,8 @@ describe('patroni.yml', () => {
     assert.equal(pg.parameters.hot_standby, 'on');
     const initdb = doc(clusterFixture('distributed')).bootstrap!.initdb;
     assert.deepEqual(initdb, [{ encoding: 'UTF8' }, { locale: 'C.UTF-8' }, 'data-checksums']);
+    // A replica's pg_basebackup does not wait for a spread checkpoint on the primary.
+    assert.deepEqual((doc(clusterFixture('distributed')).postgresql as { basebackup?: unknown }).basebackup, [{ checkpoint: 'fast' }]);
   });
 });
 

@@ -207,6 +207,11 @@ export function patroniConfig(cluster: Cluster, secrets: Secrets, machine: Machi
       },
       parameters: { unix_socket_directories: PATHS.pgSocketDir },
       pg_hba: hba,
+      // pg_basebackup (a new or re-synced replica) asks the primary for a checkpoint first; the
+      // default, spread, paces it over checkpoint_completion_target x checkpoint_timeout (4.5 min)
+      // whenever buffers are dirty: seen holding a fresh lab's standby for over 90 s on a loaded
+      // machine. A fast one costs the primary one burst of writes.
+      basebackup: [{ checkpoint: 'fast' }],
     },
     // A hung primary whose lease runs out is reset by the watchdog before a replica is promoted.
     // Explicit (database.watchdog): 'automatic' would quietly run without a device. The stale

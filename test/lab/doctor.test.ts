@@ -14,7 +14,7 @@ import { withRole } from '../../src/config/schema.ts';
 import { connectFromHere } from '../../src/doctor/gather-cluster.ts';
 import type { DoctorReport, Finding } from '../../src/doctor/types.ts';
 import { overwritesLeaderKey, parsePatroniVersion } from '../../src/ha/patroni-versions.ts';
-import { findPrimary, labAgents, labDown, labHeal, labSignal, labStart, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { findPrimary, labAgents, labDown, labHeal, labRun, labSignal, labStart, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { hostRoot } from '../../src/lab/paths.ts';
 import { spawnIn } from '../../src/lab/procs.ts';
 import { labSettled } from '../../src/lab/settle.ts';
@@ -68,9 +68,9 @@ test('a healthy lab is healthy: exit status 0, no failure, every machine reached
   assert.equal(report.exitStatus, 0);
   assert.equal(report.machines.length, 5);
   assert.ok(report.machines.every((m) => m.reachable && m.checks.some((c) => c.check === 'ports' && c.status === 'ok')));
-  // What the db machines hold against a stale primary, read on them: the lab's Patroni (this
-  // host's package) and no watchdog device in a lab machine.
-  const version = parsePatroniVersion((await run('patroni', ['--version'])).stdout);
+  // What the db machines hold against a stale primary, read on them: the release's Patroni and
+  // no watchdog device in a lab machine.
+  const version = parsePatroniVersion((await labRun('db1', ['patroni', '--version'])).stdout);
   for (const db of ['db1', 'db2']) {
     const mine = report.findings.filter((f) => f.check === 'stale-primary' && f.machine === db);
     assert.ok(mine.some((f) => f.severity === 'warn' && new RegExp(`^${db} has no watchdog device`).test(f.what)), `${db}: no watchdog device`);

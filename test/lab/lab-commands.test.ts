@@ -30,9 +30,14 @@ before(async () => {
 });
 after(async () => labDown());
 
-test('status names the processes on each machine', async () => {
+test('status says what the machines run and names the processes on each machine', async () => {
+  const text = (await vigil('lab', 'status')).stdout;
+  assert.match(text.split('\n')[0]!, /^machines: Debian 13 \(trixie\), PostgreSQL 17\.\d+, Patroni 4\.\d+\.\d+, etcd 3\.5\.\d+, HAProxy 3\.0\.\d+$/);
   const { stdout } = await vigil('lab', 'status', '--json');
-  const machines = JSON.parse(stdout) as { name: string; processes: Record<string, number> }[];
+  const status = JSON.parse(stdout) as { release: string; packages: { postgresql?: string }; machines: { name: string; processes: Record<string, number> }[] };
+  assert.equal(status.release, 'trixie');
+  assert.match(status.packages.postgresql ?? '', /^17\./);
+  const machines = status.machines;
   const on = (n: string) => Object.keys(machines.find((m) => m.name === n)!.processes);
   for (const p of ['etcd', 'haproxy', 'observer']) assert.ok(on('observer').includes(p), `observer runs ${p}`);
   for (const host of ['app1', 'app2']) for (const p of ['patroni', 'postgres', 'agent']) assert.ok(on(host).includes(p), `${host} runs ${p}`);
