@@ -1,12 +1,12 @@
 /**
- * A RemoteShell for a lab machine: commands run inside the machine's network and mount
- * namespaces with nsenter, as root, so they see the machine's addresses, sockets and its own
- * /etc/vigil, /var/lib/vigil, /var/log/vigil and /run/vigil (src/lab/net.ts). There is no PID
- * namespace: a lab machine's processes are told apart by their network namespace.
+ * A RemoteShell for a lab machine: commands run inside the machine with nsenter, as root: in its
+ * network and mount namespaces (a machine the lab runs itself: its own root filesystem, or this
+ * host's with Vigil's roots bound from the machine's directory; src/lab/net.ts), or in every
+ * namespace of its PID 1 (a machine that boots systemd; src/lab/boot.ts). A lab machine's
+ * processes are told apart by their network namespace.
  *
- * Files are read and written through the machine's directory on this host. That is the same
- * file the mount namespace shows: the namespace is this host's mount table with only the four
- * roots bind-mounted from the machine's directory, so every other path is this host's own.
+ * Files are read and written through the machine's files on this host (src/lab/paths.ts
+ * hostPathOf): the same files the machine sees.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
