@@ -23,17 +23,12 @@ import { join } from 'node:path';
 import { VigilError, problem } from '../util/errors.ts';
 import { sleep } from '../util/exec.ts';
 import { netnsPids } from './net.ts';
-import { LAB_ID, hostRoot, machineRoot, netnsPath } from './paths.ts';
+import { LAB_ID, bootMarker, bootedLeaderPid, hostRoot, isBooted, machineRoot, netnsPath, nspawnPidFile } from './paths.ts';
 
-/** Present on a machine that boots (as opposed to one whose processes the lab starts itself). */
-export const bootMarker = (host: string): string => join(hostRoot(host), 'boot.json');
-const pidFile = (host: string) => join(hostRoot(host), 'nspawn.pid');
+export { bootMarker, isBooted };
+
 /** The machine's console (systemd's boot messages), on this host. */
 export const consoleLog = (host: string): string => join(hostRoot(host), 'console.log');
-
-export function isBooted(host: string): boolean {
-  return existsSync(bootMarker(host));
-}
 
 /** The machine's cgroup in each hierarchy this host has: cgroup v2 alone, or hybrid (unified + name=systemd). */
 function cgroupDirs(host: string): string[] {
@@ -60,7 +55,7 @@ export async function bootMachine(host: string): Promise<number> {
     });
     child.unref();
     if (child.pid === undefined) throw new VigilError('LAB', [problem(host, 'systemd-nspawn did not start', 'install systemd-container (scripts/setup.sh does)')]);
-    await writeFile(pidFile(host), String(child.pid));
+    await writeFile(nspawnPidFile(host), String(child.pid));
     return child.pid;
   } finally {
     closeSync(out);
@@ -79,27 +74,18 @@ const alive = (pid: number) => {
 /** nspawn's PID while it runs, else undefined. */
 function nspawnPid(host: string): number | undefined {
   try {
-    const pid = Number(readFileSync(pidFile(host), 'utf8'));
+    const pid = Number(readFileSync(nspawnPidFile(host), 'utf8'));
     return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** The machine's PID 1 (systemd) as this host numbers it: nspawn's only child. */
+/** The machine's PID 1 (systemd) as this host numbers it, or an error saying it does not run. */
 export function leaderPid(host: string): number {
-  const pid = nspawnPid(host);
-  const child = pid === undefined ? undefined : Number((readFileSyncSafe(`/proc/${pid}/task/${pid}/children`) ?? '').trim().split(/\s+/)[0]);
-  if (!child || !Number.isInteger(child)) throw new VigilError('LAB', [problem(host, 'the machine is not running', `start it again: \`vigil lab revive ${host}\``)]);
-  return child;
-}
-
-function readFileSyncSafe(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
+  const pid = bootedLeaderPid(host);
+  if (pid === undefined) throw new VigilError('LAB', [problem(host, 'the machine is not running', `start it again: \`vigil lab revive ${host}\``)]);
+  return pid;
 }
 
 /** The argv prefix that runs a command inside a booted machine (every namespace of its PID 1). */

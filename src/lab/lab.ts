@@ -399,7 +399,7 @@ export async function labPlatform(): Promise<{ release: string; packages?: Rootf
     if (!state.bare) return { release, packages: state.packages, summary: `machines: Debian ${RELEASE_INFO[release].debian} (${release}), ${describePackages(state.packages)}` };
     // Bare machines: what apply has installed on them so far (each machine's own dpkg database).
     const installed: RootfsPackages = {};
-    for (const m of state.machines) Object.assign(installed, ...Object.entries(await rootfsVersions(machineRoot(m.name)).catch(() => ({}))).filter(([, v]) => v).map(([k, v]) => ({ [k]: v })));
+    for (const m of state.machines) Object.assign(installed, await rootfsVersions(machineRoot(m.name)).catch(() => ({})));
     const what = Object.keys(installed).length ? `installed by vigil apply: ${describePackages(installed)}` : `nothing installed yet; the lab's mirror offers ${describePackages(state.packages)}`;
     return { release, packages: installed, summary: `machines: Debian ${RELEASE_INFO[release].debian} (${release}), booted with systemd; ${what}` };
   }

@@ -61,18 +61,33 @@ export const LAB_MOUNT_POINTS: readonly string[] = [...Object.values(ROOTS), VIG
 /** Mounted fresh inside a booted machine: not in its overlay. */
 const RUNTIME_DIRS = ['/run', '/tmp', '/dev', '/proc', '/sys'];
 
+/** Present on a machine that boots (src/lab/boot.ts), as opposed to one whose processes the lab starts itself. */
+export const bootMarker = (host: string): string => join(hostRoot(host), 'boot.json');
+/** systemd-nspawn's PID for a machine that boots. */
+export const nspawnPidFile = (host: string): string => join(hostRoot(host), 'nspawn.pid');
+
+export function isBooted(host: string): boolean {
+  return existsSync(bootMarker(host));
+}
+
+/** A booted machine's PID 1 (systemd) as this host numbers it: nspawn's only child; undefined while it does not run. */
+export function bootedLeaderPid(host: string): number | undefined {
+  try {
+    const nspawn = Number(readFileSync(nspawnPidFile(host), 'utf8').trim());
+    if (!Number.isInteger(nspawn) || nspawn <= 0) return undefined;
+    const child = Number(readFileSync(`/proc/${nspawn}/task/${nspawn}/children`, 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(child) && child > 0 ? child : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function bootedPathOf(host: string, path: string): string {
   if (!RUNTIME_DIRS.some((d) => path === d || path.startsWith(`${d}/`))) return join(machineRoot(host), path);
-  // nspawn's only child is the machine's PID 1; /proc/PID/root is its root as it sees it.
-  let leader: string | undefined;
-  try {
-    const nspawn = readFileSync(join(hostRoot(host), 'nspawn.pid'), 'utf8').trim();
-    leader = readFileSync(`/proc/${nspawn}/task/${nspawn}/children`, 'utf8').trim().split(/\s+/)[0];
-  } catch {
-    leader = undefined;
-  }
-  if (!leader) throw new Error(`${host} is not running: its ${path} exists only while it runs`);
-  return join('/proc', leader, 'root', path);
+  // /proc/PID/root is the machine's root as its PID 1 sees it, tmpfs mounts included.
+  const leader = bootedLeaderPid(host);
+  if (leader === undefined) throw new Error(`${host} is not running: its ${path} exists only while it runs`);
+  return join('/proc', String(leader), 'root', path);
 }
 
 /** The bound part a machine's path falls in: its host directory key and the path below it. */
@@ -89,7 +104,7 @@ function boundPart(path: string): { key: string; rest: string } | undefined {
 export function hostPathOf(host: string, path: string): string {
   // A machine that boots (src/lab/boot.ts) has every file of its own: in its overlay, except what
   // its systemd mounts fresh (tmpfs /run and /tmp), reached through its running PID 1.
-  if (existsSync(join(hostRoot(host), 'boot.json'))) return bootedPathOf(host, path);
+  if (isBooted(host)) return bootedPathOf(host, path);
   const b = boundPart(path);
   if (b) return join(hostRoot(host), b.key, b.rest);
   return existsSync(join(machineRoot(host), 'etc', 'os-release')) ? join(machineRoot(host), path) : path;
@@ -97,7 +112,7 @@ export function hostPathOf(host: string, path: string): string {
 
 /** Like hostPathOf, for paths that must be the machine's own (what the lab installs); throws for any other. */
 export function ownHostPathOf(host: string, path: string): string {
-  if (existsSync(join(hostRoot(host), 'boot.json'))) return bootedPathOf(host, path);
+  if (isBooted(host)) return bootedPathOf(host, path);
   const b = boundPart(path);
   if (!b) throw new Error(`${path} is outside a lab machine's own directories (${MACHINE_BINDS.map(([, t]) => t).join(', ')})`);
   return join(hostRoot(host), b.key, b.rest);

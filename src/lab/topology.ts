@@ -10,6 +10,7 @@ import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../config/paths.ts';
 import { LAB_ID } from './paths.ts';
 import type { LabRelease } from './rootfs.ts';
+import { hasTimerFloors } from '../render/patroni.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 /** The lab bridge's subnet; the bridge holds .1 and the machines .10 and up. No route leads out. */
@@ -43,8 +44,7 @@ export interface LabShape {
 }
 
 export function needsTtl20(patroniVersion: string | undefined): boolean {
-  const [major = 0, minor = 0] = (patroniVersion ?? '').split('.').map(Number);
-  return major > 3 || (major === 3 && minor >= 2);
+  return patroniVersion !== undefined && hasTimerFloors(patroniVersion);
 }
 
 /** Patroni 3.2 and later raise a ttl below 20 to 20 (src/render/patroni.ts timerProblems): the lab asks for what they run with. */

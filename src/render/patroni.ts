@@ -56,6 +56,11 @@ const versionAtLeast = (v: string, major: number, minor: number): boolean => {
   return a > major || (a === major && b >= minor);
 };
 
+/** Patroni 3.2 and later raise ttl below 20, loop_wait below 1 and retry_timeout below 3 (timerProblems). */
+export function hasTimerFloors(patroniVersion: string): boolean {
+  return versionAtLeast(patroniVersion, 3, 2);
+}
+
 /** Problems with the failover timers for a given Patroni version; empty when they are usable. */
 export function timerProblems(cluster: Cluster, patroniVersion = PATRONI_DEFAULT_VERSION): Problem[] {
   const t = cluster.timers;
@@ -77,7 +82,7 @@ export function timerProblems(cluster: Cluster, patroniVersion = PATRONI_DEFAULT
   if (t.ttlSeconds < minTtl) {
     out.push(problem(where, `ttlSeconds ${t.ttlSeconds} is shorter than the shortest lease etcd grants (${minTtl} s)`, `set ttlSeconds to ${minTtl} or more`));
   }
-  if (versionAtLeast(patroniVersion, 3, 2)) {
+  if (hasTimerFloors(patroniVersion)) {
     const floors: ['ttlSeconds' | 'loopWaitSeconds' | 'retryTimeoutSeconds', number, string][] = [
       ['ttlSeconds', 20, 'ttl'],
       ['loopWaitSeconds', 1, 'loop_wait'],
