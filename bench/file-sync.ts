@@ -15,12 +15,13 @@
  */
 import { spawn } from 'node:child_process';
 import { watch } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PATHS } from '../src/config/paths.ts';
-import { labAgents, labDown, labSignal, labStart, labUp, type LabHandle } from '../src/lab/lab.ts';
-import { hostRoot } from '../src/lab/paths.ts';
+import { labAgents, labDown, labStart, labStopUnit, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { readMachineLog } from '../src/lab/logs.ts';
+import { hostPathOf } from '../src/lab/paths.ts';
 import { labSettled } from '../src/lab/settle.ts';
 import { withOps } from '../src/ops/context.ts';
 import { percentile } from '../src/sync/protocol.ts';
@@ -40,7 +41,7 @@ const TREE_FILES = Number(values['tree-files']);
 const BIG_MB = Number(values['big-mb']);
 
 const DIR = PATHS.refappAttachments;
-const onHost = (node: string, ...rel: string[]) => join(hostRoot(node), 'data', relative('/var/lib/vigil', DIR), ...rel);
+const onHost = (node: string, ...rel: string[]) => join(hostPathOf(node, DIR), ...rel);
 const fmt = (xs: number[]) => `p50 ${percentile(xs, 50).toFixed(0)} ms | p95 ${percentile(xs, 95).toFixed(0)} ms | p99 ${percentile(xs, 99).toFixed(0)} ms | max ${Math.max(...xs).toFixed(0)} ms | n ${xs.length}`;
 
 /** Records when each expected file appears, complete, in a directory (inotify, then a size check). */
@@ -58,10 +59,10 @@ function arrivals(dir: string, expected: Map<string, { size: number; at: number 
 }
 
 async function streamLag(lab: LabHandle, active: string, standby: string): Promise<void> {
-  const baselineDir = join(hostRoot(standby), 'data', 'bench-lsyncd');
+  const baselineDir = hostPathOf(standby, '/var/lib/vigil/bench-lsyncd');
   await rm(baselineDir, { recursive: true, force: true });
   await mkdir(baselineDir, { recursive: true });
-  const conf = join(hostRoot(active), 'data', 'bench-lsyncd.lua');
+  const conf = hostPathOf(active, '/var/lib/vigil/bench-lsyncd.lua');
   await writeFile(conf, `settings { nodaemon = true, insist = true }\nsync { default.rsync, source = "${onHost(active)}/", target = "${baselineDir}/" }\n`);
   const lsyncd = spawn('lsyncd', [conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let lsyncdErr = '';
@@ -130,13 +131,12 @@ async function initialSync(active: string, standby: string): Promise<void> {
 
   await withOps({ lab: true }, (ctx) => ctx.store.setMaintenance({ since: new Date().toISOString(), by: 'bench/file-sync.ts', reason: 'restarting the active agent' }));
   try {
-    await labSignal(active, 'agent', 'SIGKILL');
+    await labStopUnit(active, 'agent');
     await rm(onHost(standby, 'bench-tree'), { recursive: true, force: true });
-    const logFile = join(hostRoot(active), 'log', 'agent.log');
-    const logStart = (await readFile(logFile, 'utf8')).length;
+    const logStart = (await readMachineLog(active, 'agent')).length;
     const t0 = performance.now();
     await labStart(active, 'agent');
-    const line = await waitFor('the initial reconciliation', async () => (await readFile(logFile, 'utf8')).slice(logStart).split('\n').find((l) => l.includes('"sync-reconciled"')), 900_000, 200);
+    const line = await waitFor('the initial reconciliation', async () => (await readMachineLog(active, 'agent')).slice(logStart).split('\n').find((l) => l.includes('"sync-reconciled"')), 900_000, 500);
     const total = (performance.now() - t0) / 1000;
     const ms = (JSON.parse(line) as { ms: number }).ms;
     if ((await countTree(onHost(standby, 'bench-tree'))) !== size) throw new Error('the standby does not hold the whole tree after the reconciliation');
@@ -144,7 +144,7 @@ async function initialSync(active: string, standby: string): Promise<void> {
   } finally {
     await withOps({ lab: true }, (ctx) => ctx.store.clearMaintenance());
   }
-  const plain = join(hostRoot(standby), 'data', 'bench-plain');
+  const plain = hostPathOf(standby, '/var/lib/vigil/bench-plain');
   await rm(plain, { recursive: true, force: true });
   const t1 = performance.now();
   await run('rsync', ['-a', `${src}/`, `${plain}/`], { timeoutMs: 1_800_000 });

@@ -4,7 +4,7 @@
  * are (an agent upgrade must not cause an outage); a stopped agent no longer passes the proxy's
  * role check, so traffic leaves its machine all the same.
  */
-import { readFile, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../config/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
@@ -18,16 +18,12 @@ import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler } from './api.ts';
-import { ProcessServices, SystemdServices, type ProcessSpec, type ServiceRunner } from './services.ts';
+import { SystemdServices } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
 
 export interface AgentOptions {
   clusterFile: string;
   node: string;
-  /** The lab's services (JSON list of {name, argv}) instead of systemd units. */
-  labServices?: string;
-  /** Patroni runs as a plain lab process: the fence starts it again itself. */
-  labDatabase?: boolean;
   tickMs?: number;
   signal: AbortSignal;
 }
@@ -41,7 +37,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   if (!machine) throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
   const pki = await loadPki(PATHS.pkiDir, o.node);
   const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
-  const services = machine.roles.includes('app') ? await serviceRunner(cluster, o.labServices) : undefined;
+  const services = machine.roles.includes('app') ? new SystemdServices(cluster.application.services) : undefined;
   const healthUrl = `http://127.0.0.1:${cluster.application.port}${cluster.application.healthPath}`;
   const events = new EventLog(store.events, { file: `${ROOTS.log}/events.jsonl` });
   const sync = machine.roles.includes('app') ? await startFileSync(cluster, o.node, events) : undefined;
@@ -64,7 +60,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     },
     { leaseMs: cluster.timers.agentLeaseMs },
   );
-  const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, lab: o.labDatabase, log }) : undefined;
+  const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, log }) : undefined;
   const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
   const server = await createMtlsServer({
@@ -152,12 +148,6 @@ async function startFileSync(cluster: Cluster, node: string, events: EventLog): 
 function agentView(agent: Agent): AgentView {
   const confirmedAtMs = agent.confirmedAt === null ? null : Date.now() - (performance.now() - agent.confirmedAt);
   return { record: agent.record, confirmedAtMs, active: agent.isActive() };
-}
-
-async function serviceRunner(cluster: Cluster, labServices?: string): Promise<ServiceRunner> {
-  if (!labServices) return new SystemdServices(cluster.application.services);
-  const specs = JSON.parse(await readFile(labServices, 'utf8')) as ProcessSpec[];
-  return new ProcessServices(specs);
 }
 
 async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync, fence?: DbFenceParts): Promise<AgentStatus> {

@@ -1,7 +1,7 @@
 /**
  * The stale-primary fence of a db machine, put together for the agent daemon (db-fence.ts):
  * Patroni's keys from etcd, Patroni's liveness from its REST API, PostgreSQL's state from its data
- * directory, the processes to end (systemd, or the lab's), and the Patroni gate where the local
+ * directory, the processes to end (systemd's unit), and the Patroni gate where the local
  * Patroni's version needs it (patroni-gate.ts).
  */
 import type { Cluster, Machine } from '../config/schema.ts';
@@ -12,7 +12,7 @@ import { ETCD_CLIENT_PORT } from '../render/etcd.ts';
 import { COMMANDS } from '../render/systemd.ts';
 import { run } from '../util/exec.ts';
 import { DbFence } from './db-fence.ts';
-import { LabDatabase, SystemdDatabase, postgresState } from './db-processes.ts';
+import { SystemdDatabase, postgresState } from './db-processes.ts';
 import { PatroniGate } from './patroni-gate.ts';
 
 type Log = (event: string, fields?: Record<string, unknown>) => void;
@@ -32,14 +32,12 @@ export interface DbFenceSetup {
   machine: Machine;
   store: VigilStore;
   events: EventLog;
-  /** Patroni is a plain lab process, not a systemd unit. */
-  lab?: boolean;
   log: Log;
 }
 
 /** Reads the local Patroni's version, installs the gate where it is needed, and returns the fence (not yet ticking). */
-export async function startDbFence({ cluster, machine, store, events, lab, log }: DbFenceSetup): Promise<DbFenceParts> {
-  const processes = lab ? new LabDatabase() : new SystemdDatabase();
+export async function startDbFence({ cluster, machine, store, events, log }: DbFenceSetup): Promise<DbFenceParts> {
+  const processes = new SystemdDatabase();
   const liveness = `http://${machine.address}:${cluster.database.patroniPort}/liveness`;
   const t = cluster.timers;
   const version = await patroniVersion(log);

@@ -2,17 +2,13 @@
  * PostgreSQL and Patroni as processes on this machine, for the agent's fence (db-fence.ts): the
  * postmaster's state read from its data directory (no query: a paused PostgreSQL answers none),
  * and ending both with SIGKILL. On a real machine systemd holds Patroni and everything it started
- * in one unit (`systemctl kill` reaches them all, Restart=on-failure starts Patroni again); in the
- * lab Patroni is a plain process of the machine, found in the agent's own network namespace, and
- * the agent starts it again as the unit would.
+ * in one unit (`systemctl kill` reaches them all, Restart=on-failure starts Patroni again).
  */
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { access, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PATHS, ROOTS } from '../config/paths.ts';
-import { COMMANDS, UNITS } from '../render/systemd.ts';
-import { run, sleep } from '../util/exec.ts';
+import { PATHS } from '../config/paths.ts';
+import { UNITS } from '../render/systemd.ts';
+import { run } from '../util/exec.ts';
 import type { PostgresState } from './db-fence.ts';
 
 interface ProcInfo {
@@ -102,35 +98,5 @@ export class SystemdDatabase implements DatabaseProcesses {
     // A PostgreSQL started outside the unit (by hand) is a primary all the same.
     ended.push(...(await killPostgres(PATHS.pgData)));
     return ended;
-  }
-}
-
-/** A lab machine: Patroni is a plain process in this network namespace; started again after RestartSec, as its unit would be. */
-export class LabDatabase implements DatabaseProcesses {
-  constructor(private readonly restartAfterMs = 2000) {}
-
-  async kill(): Promise<string[]> {
-    const patroni: ProcInfo[] = [];
-    for (const p of await allProcesses()) {
-      const isPatroni = p.argv.some((a) => a.endsWith('/patroni') || a === 'patroni') && p.argv.includes(PATHS.patroniConfig);
-      if (isPatroni && (await sameNet(p.pid))) patroni.push(p);
-    }
-    const ended = patroni.filter((p) => kill(p.pid)).map((p) => `patroni (${p.pid})`);
-    ended.push(...(await killPostgres(PATHS.pgData)));
-    void this.restart();
-    return ended;
-  }
-
-  private async restart(): Promise<void> {
-    await sleep(this.restartAfterMs);
-    const log = openSync(join(ROOTS.log, 'patroni.log'), 'a');
-    try {
-      const [cmd, ...args] = ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--', ...COMMANDS.patroni];
-      const child = spawn(cmd!, args, { detached: true, cwd: '/', stdio: ['ignore', log, log], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8' } });
-      child.on('error', (err) => process.stderr.write(`could not start Patroni again: ${err.message}\n`));
-      child.unref();
-    } finally {
-      closeSync(log);
-    }
   }
 }

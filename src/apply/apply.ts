@@ -62,7 +62,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
   const ownFile: DesiredFile | undefined = own && { path: cluster.proxy.tlsBundle!, content: own.text, sha256: sha256(own.text), mode: 0o600, owner: 'root:root', secret: true, affects: [{ unit: UNITS.haproxy, action: 'reload' }] };
   const workDir = await mkdtemp(join(tmpdir(), 'vigil-apply-'));
   try {
-    o.progress(`connect: ${cluster.machines.length} machines over SSH, host keys checked against the pinned ones`);
+    o.progress(`connect: ${cluster.machines.length} machines ${o.transport ?? 'over SSH, host keys checked against the pinned ones'}`);
     await eachMachine(cluster.machines, async (m) => {
       const shell = await step(m.name, 'connect', async () => {
         const s = await o.openShell(m);

@@ -27,6 +27,8 @@ export interface ApplyOptions {
   /** Host keys pinned by `vigil init`: file sync's known_hosts are made from them. */
   knownHostsFile: string;
   openShell(m: Machine): Promise<RemoteShell>;
+  /** How openShell reaches the machines, for the progress line (default: SSH with the pinned host keys). */
+  transport?: string;
   /** `vigil plan`: look, report, change nothing. */
   dryRun: boolean;
   progress(line: string): void;

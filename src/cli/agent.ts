@@ -1,4 +1,4 @@
-/** `vigil agent` and `vigil observer`: the daemons, run by systemd on real machines and by the lab. */
+/** `vigil agent` and `vigil observer`: the daemons, run by systemd (on real machines and the lab's). */
 import type { Command } from 'commander';
 import { PATHS } from '../config/paths.ts';
 
@@ -8,11 +8,9 @@ export function registerDaemons(program: Command): void {
     .description('the node agent of an app or db machine (runs as a service)')
     .requiredOption('--node <name>', 'this machine\'s name in the cluster file')
     .option('--cluster <file>', 'cluster file', PATHS.clusterFile)
-    .option('--lab-services <file>', 'run the lab\'s service processes instead of systemd units')
-    .option('--lab-database', 'Patroni is a plain lab process, not a systemd unit: after fencing it the agent starts it again')
-    .action(async (o: { node: string; cluster: string; labServices?: string; labDatabase?: boolean }) => {
+    .action(async (o: { node: string; cluster: string }) => {
       const { runAgent } = await import('../agent/daemon.ts');
-      await runAgent({ clusterFile: o.cluster, node: o.node, labServices: o.labServices, labDatabase: o.labDatabase, signal: untilSignalled() });
+      await runAgent({ clusterFile: o.cluster, node: o.node, signal: untilSignalled() });
       exitSoon();
     });
 

@@ -1,6 +1,7 @@
 /** `vigil lab ...`: the command-line face of src/lab. */
 import { dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { LAB_UNITS, type LabUnit } from '../lab/boot.ts';
 import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
 import type { LabShape } from '../lab/topology.ts';
 import type { LabRelease, Release } from '../lab/rootfs.ts';
@@ -22,6 +23,11 @@ function processName(v: string): ProcessName {
   return v as ProcessName;
 }
 
+function labUnit(v: string): LabUnit {
+  if (!(v in LAB_UNITS)) throw new InvalidArgumentError(`must be one of ${Object.keys(LAB_UNITS).join(', ')}`);
+  return v as LabUnit;
+}
+
 export function registerLab(program: Command): void {
   const cmd = program.command('lab').description('a cluster on this machine in network namespaces, for demos and tests (needs root)');
 
@@ -34,14 +40,13 @@ export function registerLab(program: Command): void {
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
-    .addOption(new Option('--release <name>', "what the machines run: a Debian release's root filesystem (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0), or this host's packages").choices(['trixie', 'bookworm', 'host']))
+    .addOption(new Option('--release <name>', "what the machines run: a Debian release's root filesystem, booted with systemd (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0)").choices(['trixie', 'bookworm']).default('trixie'))
     .option('--bare', 'machines that run only sshd (root password in the answers file it writes), for `vigil init` and `vigil apply`')
     .option('--ssh-user <name>', 'with --bare: an account of this name with password-less sudo on each machine, named in the answers instead of root')
     .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string; release?: LabRelease }) => {
       const started = performance.now();
       const shape: LabShape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication, ...(o.release ? { release: o.release } : {}) };
       if (o.bare) {
-        if (o.release && o.release !== 'host') throw new VigilError('USAGE', [problem('--release', 'bare machines still run on this host\'s packages', 'leave --release out with --bare (or use --release host)')]);
         const { labUpBare } = await import('../lab/bare.ts');
         const answers = await labUpBare(shape, say, { sshUser: o.sshUser });
         say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
@@ -133,16 +138,21 @@ export function registerLab(program: Command): void {
         say(`${h}: ${signal} sent to ${n} ${p} process(es)`);
       });
   }
-  cmd
-    .command('start')
-    .description('start one process of a machine again (sshd, etcd, patroni, haproxy, agent, observer)')
-    .argument('<host>')
-    .argument('<process>')
-    .action(async (h: string, p: string) => {
-      if (!['sshd', 'etcd', 'patroni', 'haproxy', 'agent', 'observer'].includes(p)) throw new InvalidArgumentError('process must be one of sshd, etcd, patroni, haproxy, agent, observer');
-      await (await labModule()).labStart(h, p as 'agent');
-      say(`${h}: ${p} started`);
-    });
+  for (const [name, what] of [
+    ['start', 'start one component of a machine again (`systemctl start` of its unit)'],
+    ['shutdown', 'stop one component of a machine as an operator would (`systemctl stop`: systemd does not bring it back)'],
+  ] as const) {
+    cmd
+      .command(name)
+      .description(what)
+      .argument('<host>')
+      .argument('<component>', Object.keys(LAB_UNITS).join('|'), labUnit)
+      .action(async (h: string, p: LabUnit) => {
+        const lab = await labModule();
+        await (name === 'start' ? lab.labStart(h, p) : lab.labStopUnit(h, p));
+        say(`${h}: ${LAB_UNITS[p]} ${name === 'start' ? 'started' : 'stopped'}`);
+      });
+  }
 
   cmd
     .command('fill')

@@ -22,7 +22,7 @@ before(async () => {
   pairPki = await fixturePki(pair);
 });
 
-const facts = (c = cluster, p = pki, platform: PlatformKind = 'lab'): Facts => structuredClone(healthyFacts(c, renderedOf(c, secrets), p, platform));
+const facts = (c = cluster, p = pki): Facts => structuredClone(healthyFacts(c, renderedOf(c, secrets), p));
 const machine = (f: Facts, name: string): MachineFacts => f.machines.find((m) => m.name === name)!;
 
 function findings(f: Facts, platform: PlatformKind = 'lab', c = cluster): Finding[] {
@@ -53,7 +53,7 @@ describe('a healthy cluster', () => {
 
   test('pair and systemd: no finding either', () => {
     assert.deepEqual(findings(facts(pair, pairPki), 'lab', pair), []);
-    assert.deepEqual(findings(facts(cluster, pki, 'systemd'), 'systemd'), []);
+    assert.deepEqual(findings(facts(cluster, pki), 'systemd'), []);
   });
 });
 
@@ -66,9 +66,9 @@ describe('the faults of the seed and the issue', () => {
     assert.equal(x.severity, 'fail');
     assert.equal(x.machine, 'app2');
     assert.match(x.what, /nginx \(pid 4242\) listens on port 80 on app2, a standby/);
-    assert.equal(x.fix, 'VIGIL_LAB_ID=5 vigil lab kill app2 nginx');
+    assert.equal(x.fix, 'VIGIL_LAB_ID=5 vigil lab exec app2 -- kill 4242');
     // On a real machine the fix follows the unit that runs it.
-    const s = facts(cluster, pki, 'systemd');
+    const s = facts(cluster, pki);
     const s2 = machine(s, 'app2');
     (s2.listeners as { value: unknown[] }).value.push({ address: '*', port: 80, processes: [{ name: 'nginx', pid: 77 }] });
     s2.processUnits = { 77: 'nginx.service' };
@@ -76,7 +76,7 @@ describe('the faults of the seed and the issue', () => {
   });
 
   test('an application service the agent runs on a standby, and a unit enabled at boot', () => {
-    const f = facts(cluster, pki, 'systemd');
+    const f = facts(cluster, pki);
     f.cluster.agents.find((a) => a.machine === 'app2')!.status!.services = [{ name: 'app', running: true }];
     machine(f, 'app2').systemd = { ntpSynchronized: got(true), firewall: got('none'), enabledUnits: got([{ unit: 'nginx.service', state: 'enabled' }]) };
     const list = findings(f, 'systemd').filter((x) => x.check === 'services');
@@ -136,7 +136,7 @@ describe('the faults of the seed and the issue', () => {
   });
 
   test('a closed port names the machine, the sources cut off and the firewall rule', () => {
-    const f = facts(cluster, pki, 'systemd');
+    const f = facts(cluster, pki);
     for (const src of ['db1', 'observer']) machine(f, src).ports!.find((p) => p.to === 'db2' && p.port === 5432)!.outcome = 'timeout';
     machine(f, 'db2').systemd = { ntpSynchronized: got(true), firewall: got('ufw'), enabledUnits: got([]) };
     const x = only(findings(f, 'systemd'), 'ports');

@@ -9,7 +9,6 @@ import { withRole, type Cluster, type Machine, type Role } from '../config/schem
 import { AGENT_PORT } from '../ha/model.ts';
 import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../render/etcd.ts';
 import type { RenderedFile } from '../render/file.ts';
-import type { PlatformKind } from './types.ts';
 
 /** The component that listens on a port: what to start when nothing does. */
 export type Component = 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'nginx' | 'sshd';
@@ -88,10 +87,8 @@ export interface PathRule {
   why: string;
 }
 
-/** Users the components run as, by platform: the lab runs etcd as root (src/lab/lab.ts), systemd as etcd. */
-export function platformUsers(platform: PlatformKind): { etcd: string; postgres: string } {
-  return { etcd: platform === 'lab' ? 'root' : 'etcd', postgres: 'postgres' };
-}
+/** Users the components run as (their units, src/render/systemd.ts; the lab's machines run the same units). */
+export const COMPONENT_USERS = { etcd: 'etcd', postgres: 'postgres' } as const;
 
 /** Where the daemons on a machine read the secrets file (beside the cluster file's copy). */
 export function machineSecretsPath(cluster: Cluster): string {
@@ -107,9 +104,9 @@ const KEY_WHY = 'a private key others can read must be treated as leaked: anyone
  * the service runs as; PostgreSQL refuses a data directory others can read), and every file the
  * renderers generate for the machine, with the owner and mode they give it.
  */
-export function pathRules(cluster: Cluster, machine: Machine, platform: PlatformKind, rendered: RenderedFile[]): PathRule[] {
+export function pathRules(cluster: Cluster, machine: Machine, rendered: RenderedFile[]): PathRule[] {
   const has = (r: Role) => machine.roles.includes(r);
-  const users = platformUsers(platform);
+  const users = COMPONENT_USERS;
   const pg = users.postgres;
   const rules: PathRule[] = [
     { path: ROOTS.etc, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: true, why: CONFIG_WHY },
@@ -141,9 +138,8 @@ export function pathRules(cluster: Cluster, machine: Machine, platform: Platform
         user: pg,
         group: pg,
         type: 'directory',
-        // systemd makes it 0700 (vigil-patroni.service): pg_hba trusts local superuser connections
-        // through it. The lab makes it 0755; a lab machine has no other users.
-        forbid: platform === 'lab' ? 0o022 : 0o077,
+        // systemd makes it 0700 (vigil-patroni.service): pg_hba trusts local superuser connections through it.
+        forbid: 0o077,
         required: false,
         why: 'pg_hba.conf trusts superuser connections through this socket directory: only postgres and root may reach it',
       },
@@ -154,8 +150,6 @@ export function pathRules(cluster: Cluster, machine: Machine, platform: Platform
     if (cluster.proxy.tlsBundle) rules.push({ path: cluster.proxy.tlsBundle, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: 'the bundle holds the private key of the site users connect to' });
   }
   for (const f of rendered) {
-    // The lab has no systemd: only files under Vigil's roots are installed there.
-    if (platform === 'lab' && !Object.values(ROOTS).some((r) => f.path.startsWith(`${r}/`))) continue;
     if (rules.some((r) => r.path === f.path)) continue;
     const [user = 'root', group = user] = f.owner.split(':');
     rules.push({

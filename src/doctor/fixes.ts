@@ -1,8 +1,8 @@
 /**
  * The commands doctor's findings give as fixes. They differ by platform: on real machines they
  * are shell commands to run on the machine named (systemd units, firewall) or `vigil` commands
- * for the admin's shell; in the lab, where no systemd runs and the machines are namespaces, they
- * are `vigil lab` commands run on the lab's host. No fix ever carries a secret.
+ * for the admin's shell; in the lab, whose machines boot systemd on this host, they are the same
+ * commands through `vigil lab exec`, or `vigil lab` commands. No fix ever carries a secret.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
 import { UNITS } from '../render/systemd.ts';
@@ -95,12 +95,11 @@ export function labFixes(labId: number, paths: { secretsFile: string; hostPath(m
     unreachable: (m) => `${lab} revive ${m.name}`,
     start(machine, what) {
       // The agent starts nginx and the app on the active machine; a restarted agent tries again.
-      if (what === 'nginx') return `${lab} kill ${machine} agent && ${lab} start ${machine} agent`;
+      if (what === 'nginx') return `${lab} exec ${machine} -- systemctl restart ${UNITS.agent}`;
       return `${lab} start ${machine} ${what}`;
     },
-    // Every nginx on a standby is a stray one: `lab kill` ends them all; anything else by its pid.
-    stopStray: (machine, proc) => (proc.name === 'nginx' ? `${lab} kill ${machine} nginx` : `${lab} exec ${machine} -- kill ${proc.pid}`),
-    stopService: (machine, service) => `${lab} kill ${machine} ${service.name === 'nginx' ? 'nginx' : 'app'}`,
+    stopStray: (machine, proc) => `${lab} exec ${machine} -- ${proc.unit ? `systemctl disable --now ${shellQuote(proc.unit)}` : `kill ${proc.pid}`}`,
+    stopService: (machine, service) => `${lab} exec ${machine} -- systemctl stop ${shellQuote(service.unit)}`,
     openPort: () => `${lab} heal (removes every cut and every blocked port)`,
     reinstall: (machine, what) => `${lab} down && ${lab} up (a lab machine gets ${what} only when the lab is built; ${machine} is rebuilt with the others)`,
     // The lab has no `vigil apply`; the value must not go through a command line, so: an editor.

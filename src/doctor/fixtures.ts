@@ -33,14 +33,14 @@ function identity(label: Identity['label'], certPath: string, keyPath: string, p
 
 const PROCESS: Record<string, string> = { etcd: 'etcd', patroni: 'postgres', haproxy: 'haproxy', agent: 'node', nginx: 'nginx', sshd: 'sshd' };
 
-export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFile[]>, pki: FixturePki, platform: PlatformKind = 'lab', active = 'app1'): Facts {
+export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFile[]>, pki: FixturePki, active = 'app1'): Facts {
   const reqs = portRequirements(cluster);
   const primary = withRole(cluster, 'db')[0]?.name;
   const machines: MachineFacts[] = cluster.machines.map((m) => {
     const listeners: Listener[] = reqs
       .filter((r) => r.to === m.name && (!r.activeOnly || m.name === active))
       .map((r, i) => ({ address: '0.0.0.0', port: r.port, processes: [{ name: PROCESS[r.component]!, pid: 1000 + i }] }));
-    const paths: PathStat[] = pathRules(cluster, m, platform, rendered.get(m.name) ?? []).map((rule) => ({
+    const paths: PathStat[] = pathRules(cluster, m, rendered.get(m.name) ?? []).map((rule) => ({
       path: rule.path,
       user: rule.user,
       group: rule.group,

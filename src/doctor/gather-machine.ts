@@ -26,9 +26,6 @@ export interface MachineGatherOptions {
   connectTimeoutMs: number;
 }
 
-/** The lab's list of the application's services (written by src/lab/lab.ts on app machines). */
-const LAB_SERVICES = `${ROOTS.etc}/lab-services.json`;
-
 const firstLine = (s: string) => s.trim().split('\n')[0]?.slice(0, 300) ?? '';
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
@@ -128,27 +125,18 @@ async function passwords(shell: RemoteShell, cluster: Cluster, secrets: Secrets)
 }
 
 /** Each application service's program (see parse.ts programOf) and its SHA-256. */
-async function appVersion(shell: RemoteShell, cluster: Cluster, platform: PlatformKind, timeoutMs: number): Promise<Probe<ProgramDigest[]>> {
+async function appVersion(shell: RemoteShell, cluster: Cluster, timeoutMs: number): Promise<Probe<ProgramDigest[]>> {
   return guard(async () => {
     const programs: { service: string; program: string }[] = [];
-    if (platform === 'lab') {
-      const text = await shell.readFile(LAB_SERVICES);
-      if (!text) return failed(`${LAB_SERVICES} is missing`);
-      for (const s of JSON.parse(text.toString('utf8')) as { name: string; argv: string[] }[]) {
-        const p = programOf(s.argv);
-        if (p) programs.push({ service: s.name, program: p });
-      }
-    } else {
-      for (const s of cluster.application.services) {
-        const r = await runOn(shell, ['systemctl', 'show', '-p', 'ExecStart', '--value', s.unit], timeoutMs);
-        if (!r.ok) return r;
-        const argv = parseExecStart(r.value.stdout);
-        const p = argv ? programOf(argv) : null;
-        if (p) programs.push({ service: s.name, program: p });
-      }
+    for (const s of cluster.application.services) {
+      const r = await runOn(shell, ['systemctl', 'show', '-p', 'ExecStart', '--value', s.unit], timeoutMs);
+      if (!r.ok) return r;
+      const argv = parseExecStart(r.value.stdout);
+      const p = argv ? programOf(argv) : null;
+      if (p) programs.push({ service: s.name, program: p });
     }
     if (programs.length === 0) return got([]);
-    // A bare name (the lab's `nginx`) is found through the machine's PATH, as the service finds it.
+    // A bare name is found through the machine's PATH, as the service finds it.
     for (const p of programs.filter((x) => !x.program.startsWith('/'))) {
       const r = await runOn(shell, ['sh', '-c', 'command -v -- "$0"', p.program], timeoutMs, [0, 1, 127]);
       if (r.ok && r.value.stdout.trim().startsWith('/')) p.program = r.value.stdout.trim();
@@ -225,7 +213,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (!alive.ok) return { ...base, reachable: failed(alive.error) };
   const { cluster } = o;
   const has = (r: 'app' | 'db' | 'etcd' | 'proxy') => m.roles.includes(r);
-  const rules = pathRules(cluster, m, o.platform, o.rendered);
+  const rules = pathRules(cluster, m, o.rendered);
   // Where the components and the application write: each may be a filesystem of its own.
   const diskPaths = [ROOTS.data, ROOTS.log, ...(has('db') ? [PATHS.pgData] : []), ...(has('etcd') ? [PATHS.etcdData] : []), ...(has('app') ? cluster.application.syncDirs : [])];
   const targets = new Map(cluster.machines.map((x) => [x.name, x]));
@@ -257,8 +245,8 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
       : undefined,
     pki(shell, cluster, m, t),
     has('app') ? passwords(shell, cluster, o.secrets) : undefined,
-    has('app') ? appVersion(shell, cluster, o.platform, t) : undefined,
-    o.platform === 'systemd' ? systemdFacts(shell, cluster, m, t) : undefined,
+    has('app') ? appVersion(shell, cluster, t) : undefined,
+    systemdFacts(shell, cluster, m, t),
     has('db') ? dbSafetyFacts(shell, t) : undefined,
   ]);
 
@@ -269,7 +257,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (systemd) facts.systemd = systemd;
   if (dbSafety) facts.dbSafety = dbSafety;
   // Which unit runs what listens on the application port: the fix for a stray nginx depends on it.
-  if (o.platform === 'systemd' && has('app') && listeners.ok) {
+  if (has('app') && listeners.ok) {
     const pids = listeners.value.filter((l) => l.port === cluster.application.port).flatMap((l) => l.processes.map((p) => p.pid));
     facts.processUnits = {};
     for (const pid of new Set(pids)) facts.processUnits[pid] = unitOfCgroup((await shell.readFile(`/proc/${pid}/cgroup`).catch(() => null))?.toString('utf8') ?? '');

@@ -60,9 +60,9 @@ export const got = <T>(value: T): Probe<T> => ({ ok: true, value });
 export const failed = <T = never>(error: string): Probe<T> => ({ ok: false, error });
 
 /**
- * Where the cluster runs. The lab runs the same files as a real machine with two differences
- * doctor must know: no systemd (processes instead of units, so `systemctl` fixes do not apply),
- * and etcd running as root with PostgreSQL's socket directory 0755 (src/lab/lab.ts).
+ * Where the cluster runs: machines reached over SSH, or the lab's machines (the same units and
+ * files, installed by apply; src/lab/lab.ts). Doctor checks both alike; only the fixes differ:
+ * in the lab they are `vigil lab` commands run on the lab's host (src/doctor/fixes.ts).
  */
 export type PlatformKind = 'lab' | 'systemd';
 

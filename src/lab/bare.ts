@@ -9,17 +9,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import { appendFile, chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PATHS } from '../config/paths.ts';
 import { PRESET_ROLES, type Role } from '../config/schema.ts';
-import { UNITS } from '../render/systemd.ts';
 import { LabShell } from '../remote/lab.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run, waitFor } from '../util/exec.ts';
 import * as net from './net.ts';
-import { bootMachine, consoleLog } from './boot.ts';
+import { bootMachine, consoleLog, prepareMachineIdentity } from './boot.ts';
 import { claimLabDir, labDown, waitBooted } from './lab.ts';
 import { mirrorSources, startMirror } from './mirror.ts';
 import { LAB_DIR, machineRoot } from './paths.ts';
@@ -45,8 +44,7 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
   const user = opts.sshUser ?? 'root';
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(user)) throw new VigilError('USAGE', [problem('--ssh-user', `${JSON.stringify(user)} is not a user name`, 'use lower-case letters, digits, _ and -, starting with a letter, e.g. vigil')]);
   if (user === 'postgres' || user === 'etcd' || user === 'haproxy') throw new VigilError('USAGE', [problem('--ssh-user', `${user} is an account the cluster's packages create`, 'pick another name, e.g. vigil-admin')]);
-  const release: Release = shape.release && shape.release !== 'host' ? shape.release : (DEFAULT_RELEASE as Release);
-  if (shape.release === 'host') throw new VigilError('USAGE', [problem('--release host', 'bare machines boot a Debian release of their own', 'use --release trixie or --release bookworm')]);
+  const release: Release = shape.release ?? DEFAULT_RELEASE;
   const lower = requireRootfs(release, 'bare');
   const mirror = requireRootfs(release, 'mirror');
   await claimLabDir();
@@ -108,8 +106,7 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
 async function prepareMachine(host: string, hash: string, user: string): Promise<void> {
   const root = machineRoot(host);
   const at = (p: string) => join(root, p);
-  await writeFile(at('/etc/hostname'), `${host}\n`);
-  await appendFile(at('/etc/hosts'), `127.0.1.1\t${host}\n`);
+  await prepareMachineIdentity(host);
   const shadow = (await readFile(at('/etc/shadow'), 'utf8')).split('\n');
   const i = shadow.findIndex((l) => l.startsWith('root:'));
   if (i < 0) throw new VigilError('LAB', [problem(at('/etc/shadow'), 'has no root entry', 'rebuild the bare root filesystem: `vigil lab rootfs`')]);
@@ -118,7 +115,6 @@ async function prepareMachine(host: string, hash: string, user: string): Promise
   shadow[i] = fields.join(':');
   if (user !== 'root') shadow.splice(shadow.length - (shadow.at(-1) === '' ? 1 : 0), 0, `${user}:${hash}:20000:0:99999:7:::`);
   await writeFile(at('/etc/shadow'), shadow.join('\n'), { mode: 0o640 });
-  await run('ssh-keygen', ['-A', '-f', root]);
   await mkdir(at('/etc/ssh/sshd_config.d'), { recursive: true });
   // sshd keeps the first value it reads; Debian's sshd_config includes the drop-ins first.
   await writeFile(at('/etc/ssh/sshd_config.d/00-vigil-lab.conf'), '# Written by `vigil lab up --bare`: root may log in with its password, as after an install that allows it.\nPermitRootLogin yes\nPasswordAuthentication yes\n');
@@ -144,29 +140,6 @@ async function addSudoUser(root: string, user: string): Promise<void> {
   await mkdir(at('/etc/sudoers.d'), { recursive: true, mode: 0o755 });
   await writeFile(at('/etc/sudoers.d/vigil'), `${user} ALL=(ALL) NOPASSWD: ALL\n`, { mode: 0o440 });
   await chmod(at('/etc/sudoers.d/vigil'), 0o440);
-}
-
-/** The unit of each process `vigil lab start` names, on a machine `vigil apply` installed. */
-const PHASE_UNITS: Record<string, string> = {
-  sshd: 'ssh.service',
-  etcd: UNITS.etcd,
-  patroni: UNITS.patroni,
-  haproxy: UNITS.haproxy,
-  agent: UNITS.agent,
-  observer: UNITS.observer,
-};
-
-/**
- * `vigil lab start HOST PROCESS` on a bare machine: `systemctl start UNIT` inside it, which does
- * nothing when the unit runs already (Restart= may have brought it back first).
- */
-export async function startBareUnit(host: string, proc: string): Promise<void> {
-  const unit = PHASE_UNITS[proc];
-  if (!unit) throw new VigilError('USAGE', [problem(host, `no unit for ${proc}`, `use one of: ${Object.keys(PHASE_UNITS).join(', ')}`)]);
-  const r = await new LabShell(host).exec(['systemctl', 'start', unit], { timeoutMs: 120_000 });
-  if (r.code === 0) return;
-  const fix = r.code === 5 ? `${unit} is not installed on ${host}: \`vigil apply\` installs it` : `read \`vigil lab exec ${host} -- journalctl -u ${unit}\``;
-  throw new VigilError('LAB', [problem(host, `systemctl start ${unit} failed (exit ${r.code}): ${r.stderr.trim()}`, fix)]);
 }
 
 /**

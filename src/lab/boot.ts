@@ -18,14 +18,13 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError, problem } from '../util/errors.ts';
-import { sleep } from '../util/exec.ts';
+import { UNITS } from '../render/systemd.ts';
+import { run, sleep } from '../util/exec.ts';
 import { netnsPids } from './net.ts';
-import { LAB_ID, bootMarker, bootedLeaderPid, hostRoot, isBooted, machineRoot, netnsPath, nspawnPidFile } from './paths.ts';
-
-export { bootMarker, isBooted };
+import { LAB_ID, bootedLeaderPid, hostRoot, machineRoot, netnsPath, nspawnPidFile } from './paths.ts';
 
 /** The machine's console (systemd's boot messages), on this host. */
 export const consoleLog = (host: string): string => join(hostRoot(host), 'console.log');
@@ -37,12 +36,48 @@ function cgroupDirs(host: string): string[] {
   return ['/sys/fs/cgroup/unified', '/sys/fs/cgroup/systemd'].filter((d) => existsSync(d)).map((d) => join(d, group, host));
 }
 
+/** The machine's SSH host key (made for each machine before its first boot), as `vigil init` pins it. */
+export const SSH_HOST_KEY_PUB = '/etc/ssh/ssh_host_ed25519_key.pub';
+
+/**
+ * What makes a machine itself, written through its overlay before the first boot: its host name
+ * and SSH host keys of its own (the images have none; rootfs.ts).
+ */
+export async function prepareMachineIdentity(host: string): Promise<void> {
+  const root = machineRoot(host);
+  await writeFile(join(root, 'etc', 'hostname'), `${host}\n`);
+  await appendFile(join(root, 'etc', 'hosts'), `127.0.1.1\t${host}\n`);
+  await run('ssh-keygen', ['-A', '-f', root]);
+}
+
+/** The unit of each component `vigil lab start|stop` names, as `vigil apply` installs it. */
+export const LAB_UNITS = {
+  sshd: 'ssh.service',
+  etcd: UNITS.etcd,
+  patroni: UNITS.patroni,
+  haproxy: UNITS.haproxy,
+  nginx: UNITS.nginx,
+  app: UNITS.refapp,
+  agent: UNITS.agent,
+  observer: UNITS.observer,
+} as const;
+export type LabUnit = keyof typeof LAB_UNITS;
+
+/** `systemctl start|stop UNIT` inside the machine; start does nothing when the unit runs already (Restart= may have brought it back first). */
+export async function systemctlUnit(host: string, action: 'start' | 'stop', proc: string): Promise<void> {
+  const unit = (LAB_UNITS as Record<string, string>)[proc];
+  if (!unit) throw new VigilError('USAGE', [problem(host, `no unit for ${proc}`, `use one of: ${Object.keys(LAB_UNITS).join(', ')}`)]);
+  const r = await run('nsenter', [...inMachine(host), 'systemctl', action, unit], { allowFail: true, timeoutMs: 120_000 });
+  if (r.code === 0) return;
+  const fix = r.code === 5 ? `${unit} is not installed on ${host}: \`vigil apply\` installs it` : `read \`vigil lab exec ${host} -- journalctl -u ${unit}\``;
+  throw new VigilError('LAB', [problem(host, `systemctl ${action} ${unit} failed (exit ${r.code}): ${r.stderr.trim()}`, fix)]);
+}
+
 /** Boots the machine: systemd-nspawn, detached, in cgroups of its own; returns nspawn's PID. */
 export async function bootMachine(host: string): Promise<number> {
   const dirs = cgroupDirs(host);
   if (!dirs.length) throw new VigilError('LAB', [problem('/sys/fs/cgroup', 'has neither cgroup v2 nor the unified and systemd hierarchies', 'mount cgroup2 on /sys/fs/cgroup')]);
   for (const d of dirs) await removeCgroup(d);
-  await writeFile(bootMarker(host), JSON.stringify({ booted: true }));
   const args = ['-q', '-D', machineRoot(host), '-M', host, '--register=no', '--keep-unit', '--boot', `--network-namespace-path=${netnsPath(host)}`, '--private-network', '--console=read-only'];
   // The shell moves itself into the machine's cgroups, then becomes nspawn.
   const script = 'for d in $VIGIL_CGROUPS; do mkdir -p "$d" && echo $$ > "$d/cgroup.procs"; done; exec systemd-nspawn "$@"';

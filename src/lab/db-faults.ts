@@ -12,6 +12,8 @@ import { PATHS } from '../config/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { inRecoveryByFiles } from '../agent/db-processes.ts';
 import { POSTGRES_BACKEND } from '../render/haproxy.ts';
+import { UNITS } from '../render/systemd.ts';
+import { LabShell } from '../remote/lab.ts';
 import { sleep, waitFor } from '../util/exec.ts';
 import { findPrimary, hasSyncStandby, labKill, labRevive, labRuntime, labStart, type LabHandle } from './lab.ts';
 import { cutOff, healAll, inNetns, netnsPids } from './net.ts';
@@ -231,12 +233,28 @@ async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start'
       else await healAll(m.name);
       return;
     case 'patroni-kill':
-      // As a Patroni that crashed and whose restart failed for a while; then the service
-      // manager's restart (Restart=on-failure), unless something started it meanwhile.
-      if (phase === 'start') await signalProcesses(m.name, 'SIGKILL', 'patroni');
-      else if (!(await patroniRuns(m))) await labStart(m.name, 'patroni');
+      // As a Patroni that crashed and whose restarts fail for a while (systemd's Restart= tries
+      // every 2 s; a runtime drop-in makes each start fail), PostgreSQL left running; then a
+      // start that works, unless the agent's fence has already had the unit restarted.
+      if (phase === 'start') {
+        await failStarts(m.name, UNITS.patroni, true);
+        await signalProcesses(m.name, 'SIGKILL', 'patroni');
+      } else {
+        await failStarts(m.name, UNITS.patroni, false);
+        if (!(await patroniRuns(m))) await labStart(m.name, 'patroni');
+      }
       return;
   }
+}
+
+/** A runtime drop-in (gone at the next boot) whose ExecStartPre fails, so every start of the unit fails; removed again with `on` false. */
+async function failStarts(host: string, unit: string, on: boolean): Promise<void> {
+  const dropIn = `/run/systemd/system/${unit}.d/vigil-lab-fault.conf`;
+  const script = on
+    ? `mkdir -p "$(dirname "$1")" && printf '[Service]\\nExecStartPre=/bin/false\\n' > "$1" && systemctl daemon-reload`
+    : 'rm -f "$1" && systemctl daemon-reload && systemctl reset-failed "$2" || true';
+  const r = await new LabShell(host).exec(['sh', '-c', script, 'sh', dropIn, unit]);
+  if (r.code !== 0) throw new Error(`${host}: ${on ? 'making' : 'letting'} ${unit}'s starts ${on ? 'fail' : 'work again'}: ${r.stderr.trim()}`);
 }
 
 async function patroniRuns(m: Machine): Promise<boolean> {

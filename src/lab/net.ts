@@ -1,13 +1,13 @@
 /**
  * The lab's machines as Linux namespaces: a network namespace per machine, joined by veth pairs
  * to one bridge that has an address on this host but no route beyond its subnet (IP forwarding
- * stays as it is: the machines have no default route), and a persistent mount namespace per
- * machine in which the machine's own directories are bind-mounted over Vigil's four roots.
+ * stays as it is: the machines have no default route), and each machine's root, an overlay of
+ * its release's root filesystem, mounted on this host for systemd-nspawn to boot (boot.ts).
  */
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../util/exec.ts';
-import { BRIDGE, LAB_RUN_DIR, MACHINE_BINDS, NETNS_PREFIX, hostRoot, machineRoot, mountNsPath, netnsName, netnsPath, vethName } from './paths.ts';
+import { BRIDGE, NETNS_PREFIX, hostRoot, machineRoot, netnsName, vethName } from './paths.ts';
 import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
 
 const ip = (...args: string[]) => run('ip', args);
@@ -33,32 +33,6 @@ export async function createMachineNet(host: string, address: string): Promise<v
   await inNetns(host, 'ip', ['link', 'set', 'eth0', 'up']);
 }
 
-/** A mount namespace that outlives its processes, held by a bind mount of its handle file. */
-export async function createMachineMounts(host: string, rootfs?: RootfsMount): Promise<void> {
-  await ensurePrivateRunDir();
-  const handle = mountNsPath(host);
-  await writeFile(handle, '');
-  if (rootfs) await mountOverlay(host, rootfs.lower);
-  await run('unshare', [`--mount=${handle}`, '--propagation', 'private', 'true']);
-  const binds = MACHINE_BINDS.map(([key, target]) => [join(hostRoot(host), key), target] as const);
-  for (const [source] of binds) await mkdir(source, { recursive: true });
-  if (!rootfs) {
-    for (const [source, target] of binds) {
-      await mkdir(target, { recursive: true });
-      await run('nsenter', [`--mount=${handle}`, '--', 'mount', '--bind', source, target]);
-    }
-    return;
-  }
-  // In the machine's network namespace too, so its sysfs shows the machine's own interfaces.
-  await run('nsenter', [`--net=${netnsPath(host)}`, `--mount=${handle}`, '--', 'sh', '-ec', ROOTFS_SETUP, 'vigil-lab-rootfs', machineRoot(host), ...binds.flatMap(([s, t]) => ['rw', s, t]), ...rootfs.readOnly.flatMap((d) => ['ro', d, d])]);
-}
-
-/** A machine on a release's root filesystem: the lower layer, and host paths it sees read-only at the same path (node, Vigil's sources). */
-export interface RootfsMount {
-  lower: string;
-  readOnly: string[];
-}
-
 /**
  * The machine's root: an overlay of the release's root filesystem (shared, read-only) and an
  * upper layer of its own. It is mounted on this host too, so the lab reads and writes the
@@ -70,50 +44,6 @@ export async function mountOverlay(host: string, lower: string): Promise<void> {
   const work = join(hostRoot(host), 'overlay', 'work');
   for (const d of [root, upper, work]) await mkdir(d, { recursive: true });
   await run('mount', ['-t', 'overlay', `vigil-lab-${host}`, '-o', `lowerdir=${lower},upperdir=${upper},workdir=${work}`, root]);
-}
-
-/**
- * Run in the machine's fresh mount namespace: the kernel file systems a machine has, the
- * machine's own directories and the read-only host paths bound in, then pivot_root into the
- * overlay, so the host's file systems are gone from the machine. Arguments: the root, then
- * triples of (rw|ro, source, target).
- */
-const ROOTFS_SETUP = `
-R=$1; shift
-mount -t proc proc "$R/proc"
-mount -t sysfs -o ro sysfs "$R/sys"
-mount -t tmpfs -o mode=755,size=16m tmpfs "$R/dev"
-for d in null zero full random urandom tty; do : > "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
-mkdir -p "$R/dev/pts" "$R/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts"
-ln -s pts/ptmx "$R/dev/ptmx"
-ln -s /proc/self/fd "$R/dev/fd"
-mount -t tmpfs -o mode=1777 tmpfs "$R/dev/shm"
-mount -t tmpfs -o mode=755 tmpfs "$R/run"
-mkdir -p "$R/run/sshd" "$R/run/lock"
-mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
-while [ $# -gt 0 ]; do
-  mode=$1 src=$2 dst=$3; shift 3
-  if [ -d "$src" ]; then mkdir -p "$R$dst"; else mkdir -p "$(dirname "$R$dst")"; [ -e "$R$dst" ] || : > "$R$dst"; fi
-  mount --bind "$src" "$R$dst"
-  if [ "$mode" = ro ]; then mount -o remount,bind,ro "$R$dst"; fi
-done
-cd "$R"
-mkdir -p .oldroot
-pivot_root . .oldroot
-/.oldroot/usr/bin/umount -l /.oldroot
-rmdir /.oldroot
-install -d -o postgres -g postgres -m 2775 /run/postgresql 2>/dev/null || true
-`;
-
-/** unshare --mount=FILE needs FILE on a mount with private propagation. */
-async function ensurePrivateRunDir(): Promise<void> {
-  await mkdir(join(LAB_RUN_DIR, 'mnt'), { recursive: true });
-  const mounted = await run('findmnt', ['-n', LAB_RUN_DIR], { allowFail: true });
-  if (mounted.code !== 0) {
-    await run('mount', ['--bind', LAB_RUN_DIR, LAB_RUN_DIR]);
-    await run('mount', ['--make-private', LAB_RUN_DIR]);
-  }
 }
 
 /** Network namespaces of this lab that exist now, including those left by a crashed run. */
@@ -143,19 +73,11 @@ export async function netnsPids(host: string): Promise<number[]> {
 export async function removeMachine(host: string): Promise<void> {
   await run('ip', ['link', 'del', vethName(host)], { allowFail: true });
   await run('ip', ['netns', 'del', netnsName(host)], { allowFail: true });
-  await run('umount', [mountNsPath(host)], { allowFail: true });
-  await rm(mountNsPath(host), { force: true });
   await run('umount', [machineRoot(host)], { allowFail: true });
 }
 
-export async function removeBridgeAndRunDir(): Promise<void> {
+export async function removeBridge(): Promise<void> {
   await run('ip', ['link', 'del', BRIDGE], { allowFail: true });
-  const left = await readdir(join(LAB_RUN_DIR, 'mnt')).catch(() => []);
-  for (const f of left) {
-    await run('umount', [join(LAB_RUN_DIR, 'mnt', f)], { allowFail: true });
-  }
-  await run('umount', [LAB_RUN_DIR], { allowFail: true });
-  await rm(LAB_RUN_DIR, { recursive: true, force: true });
 }
 
 /**

@@ -1,14 +1,9 @@
 /**
- * Processes of lab machines: started inside a machine's namespaces, found again through the
- * machine's network namespace (its own id, never a name pattern across the host), and named the
- * way `vigil lab status` shows them.
+ * Processes of lab machines: found through the machine's network namespace (its own id, never a
+ * name pattern across the host), and named the way `vigil lab status` shows them.
  */
-import { spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { netnsPids } from './net.ts';
-import { hostRoot, mountNsPath, netnsPath } from './paths.ts';
 
 export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'nginx', 'app', 'agent', 'observer', 'sshd'] as const;
 export type ProcessName = (typeof PROCESS_NAMES)[number];
@@ -16,36 +11,6 @@ export type ProcessName = (typeof PROCESS_NAMES)[number];
 export interface LabProcess {
   pid: number;
   name: ProcessName | 'other';
-}
-
-export interface SpawnSpec {
-  /** Name of the log file under the machine's /var/log/vigil. */
-  name: string;
-  argv: string[];
-  /** Run as this system user instead of root (PostgreSQL refuses root). */
-  user?: string;
-  env?: Record<string, string>;
-}
-
-/** Starts a detached process in a lab machine; its output goes to the machine's log directory. */
-export function spawnIn(host: string, spec: SpawnSpec): number {
-  const prefix = ['nsenter', `--net=${netnsPath(host)}`, `--mount=${mountNsPath(host)}`, '--'];
-  const asUser = spec.user ? ['setpriv', `--reuid=${spec.user}`, `--regid=${spec.user}`, '--init-groups', '--'] : [];
-  const argv = [...prefix, ...asUser, ...spec.argv];
-  const logFd = openSync(join(hostRoot(host), 'log', `${spec.name}.log`), 'a');
-  try {
-    const child = spawn(argv[0]!, argv.slice(1), {
-      detached: true,
-      cwd: '/',
-      stdio: ['ignore', logFd, logFd],
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', ...spec.env },
-    });
-    child.unref();
-    if (child.pid === undefined) throw new Error(`could not start ${spec.argv[0]} on ${host}`);
-    return child.pid;
-  } finally {
-    closeSync(logFd);
-  }
 }
 
 export function classify(comm: string, cmdline: string[]): ProcessName | 'other' {

@@ -13,16 +13,16 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { allPackages } from '../apply/packages.ts';
+import { DISTRO_SERVICES, allPackages } from '../apply/packages.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { run } from '../util/exec.ts';
 import { anyLabNetns } from './net.ts';
 
 export const RELEASES = ['trixie', 'bookworm'] as const;
 export type Release = (typeof RELEASES)[number];
-/** What a lab machine runs on: a release's root filesystem, or (`host`) this host's own packages. */
-export type LabRelease = Release | 'host';
-export const DEFAULT_RELEASE: LabRelease = 'trixie';
+/** What a lab machine runs on: a release's root filesystem. */
+export type LabRelease = Release;
+export const DEFAULT_RELEASE: Release = 'trixie';
 
 export interface ReleaseInfo {
   /** Debian's version number, for `vigil lab status`. */
@@ -42,13 +42,14 @@ export const ROOTFS_CACHE = process.env.VIGIL_ROOTFS_CACHE ?? '/var/cache/vigil-
 const MIRROR = process.env.VIGIL_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 
 /**
- * Everything a lab machine may run, whatever its roles: the cluster's components, what Vigil's
- * agent and doctor call on a machine (nft, ss, psql, openssl, sudo), and sshd for file sync.
- * Node.js is not in it: the lab binds this host's node binary into every machine.
+ * Everything a lab machine may run, whatever its roles: a bare machine's (systemd, sshd, apt),
+ * the cluster's components, and what Vigil's agent and doctor call on a machine (nft, ss, psql,
+ * openssl, sudo). Node.js is not in it: `vigil apply` installs Vigil's artifact, which brings it.
  */
 export function rootfsPackages(release: Release): string[] {
   const pg = RELEASE_INFO[release].postgres;
   return [
+    ...barePackages(),
     `postgresql-${pg}`,
     'patroni',
     'python3-etcd',
@@ -101,12 +102,18 @@ const ESSENTIAL_HOOK = 'mkdir -p "$1/etc/postgresql-common/createcluster.d" && e
 const SLIM = 'rm -rf "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*_Packages && : > "$1/etc/hostname"';
 const BARE =
   'rm -f "$1"/etc/ssh/ssh_host_* "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/* && : > "$1/etc/machine-id" && printf \'APT::Keep-Downloaded-Packages "false";\\n\' > "$1/etc/apt/apt.conf.d/90vigil-lab"';
+/**
+ * Full machines, as a site's golden image leaves them: each machine gets its own SSH host keys
+ * and machine id at boot, and the packages' own services (Debian starts etcd, haproxy, nginx on
+ * install) are not enabled, as `vigil apply`'s distro-services step would leave them.
+ */
+const FULL = `rm -f "$1"/etc/ssh/ssh_host_* && : > "$1/etc/machine-id" && rm -f ${DISTRO_SERVICES.map((u) => `"$1/etc/systemd/system/multi-user.target.wants/${u}"`).join(' ')}`;
 
 /** The mmdebstrap arguments of an image (before the suite, target and mirror). */
 function imageArgs(release: Release, kind: ImageKind): string[] {
   switch (kind) {
     case 'full':
-      return ['--variant=apt', `--include=${rootfsPackages(release).join(',')}`, `--essential-hook=${ESSENTIAL_HOOK}`, `--customize-hook=${SLIM}`];
+      return ['--variant=apt', `--include=${rootfsPackages(release).join(',')}`, `--essential-hook=${ESSENTIAL_HOOK}`, `--customize-hook=${SLIM}`, `--customize-hook=${FULL}`];
     case 'bare':
       return ['--variant=minbase', `--include=${barePackages().join(',')}`, `--customize-hook=${SLIM}`, `--customize-hook=${BARE}`];
     case 'mirror':

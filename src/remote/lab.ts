@@ -1,33 +1,24 @@
 /**
- * A RemoteShell for a lab machine: commands run inside the machine with nsenter, as root: in its
- * network and mount namespaces (a machine the lab runs itself: its own root filesystem, or this
- * host's with Vigil's roots bound from the machine's directory; src/lab/net.ts), or in every
- * namespace of its PID 1 (a machine that boots systemd; src/lab/boot.ts). A lab machine's
- * processes are told apart by their network namespace.
- *
- * Files are read and written through the machine's files on this host (src/lab/paths.ts
- * hostPathOf): the same files the machine sees.
+ * A RemoteShell for a lab machine: commands run inside the machine with nsenter, as root, in
+ * every namespace of its PID 1 (its systemd; src/lab/boot.ts). Files are read and written through
+ * the machine's files on this host (src/lab/paths.ts hostPathOf): the same files the machine
+ * sees; owners are set by the machine's own chown, since its users are its root filesystem's.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { hostPathOf, mountNsPath, netnsPath } from '../lab/paths.ts';
-import { inMachine, isBooted } from '../lab/boot.ts';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import { bootedLeaderPid, hostPathOf } from '../lab/paths.ts';
+import { inMachine } from '../lab/boot.ts';
 import { machineOf, requireState } from '../lab/state.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { run } from '../util/exec.ts';
 import type { ExecOptions, ExecResult, RemoteShell } from './types.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
-/**
- * nsenter's arguments that put a command inside a lab machine: every namespace of its PID 1 on a
- * machine that boots (src/lab/boot.ts), else its network and mount namespaces.
- */
+/** nsenter's arguments that put a command inside a lab machine: every namespace of its PID 1. */
 export function labEnter(machine: string): string[] {
-  if (isBooted(machine)) return inMachine(machine).slice(1);
-  return [`--net=${netnsPath(machine)}`, `--mount=${mountNsPath(machine)}`, '--'];
+  return inMachine(machine).slice(1);
 }
 
 /** Where a path of the machine is on this host (src/lab/paths.ts hostPathOf). */
@@ -39,6 +30,8 @@ export class LabShell implements RemoteShell {
   exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     if (argv.length === 0) return Promise.reject(new RangeError('exec: empty argv'));
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // A machine that does not run answers as an SSH connection to a host that is down: exit 255.
+    if (bootedLeaderPid(this.machine) === undefined) return Promise.resolve({ code: 255, stdout: '', stderr: `${this.machine} is not running (no PID 1 of the lab machine)` });
     return new Promise((resolve) => {
       // Without --fork nsenter execs the program itself; detached makes it a process group, so a
       // timeout also ends what the program started (e.g. `timeout` and its child).
@@ -89,15 +82,19 @@ export class LabShell implements RemoteShell {
   async writeFile(path: string, content: string | Buffer, opts: { mode?: number; owner?: string } = {}): Promise<void> {
     const target = labHostPath(this.machine, path);
     const mode = opts.mode ?? 0o644;
-    const tmp = join(dirname(target), `.${randomBytes(6).toString('hex')}.tmp`);
+    const tmpName = `.${randomBytes(6).toString('hex')}.tmp`;
+    const tmp = join(dirname(target), tmpName);
     const fh = await open(tmp, 'wx', mode);
     try {
       await fh.writeFile(content);
       await fh.chmod(mode); // whatever the umask
       await fh.sync();
       await fh.close();
-      // The lab's machines share this host's users, so the owner's name resolves the same here.
-      if (opts.owner) await run('chown', ['--', opts.owner, tmp]);
+      // By the machine's own chown: its users are numbered by its root filesystem, not this host.
+      if (opts.owner) {
+        const r = await this.exec(['chown', '--', opts.owner, posix.join(posix.dirname(path), tmpName)]);
+        if (r.code !== 0) throw new Error(`chown ${opts.owner} ${path} on ${this.machine}: ${r.stderr.trim()}`);
+      }
       await rename(tmp, target);
     } catch (err) {
       await fh.close().catch(() => {});
@@ -109,13 +106,9 @@ export class LabShell implements RemoteShell {
   async close(): Promise<void> {}
 }
 
-/** A shell on a machine of the running lab; refuses a machine the lab does not have. */
+/** A shell on a machine of the running lab; refuses a machine the lab does not have or that does not run. */
 export async function openLabShell(machine: string): Promise<RemoteShell> {
   machineOf(await requireState(), machine);
-  for (const handle of [netnsPath(machine), mountNsPath(machine)]) {
-    if (!(await stat(handle).catch(() => null))) {
-      throw new VigilError('LAB', [problem(machine, `the machine's namespace handle ${handle} is missing`, 'the lab is half torn down: run `vigil lab down` and `vigil lab up` again')]);
-    }
-  }
+  if (bootedLeaderPid(machine) === undefined) throw new VigilError('LAB', [problem(machine, 'the machine is not running', `start it again: \`vigil lab revive ${machine}\``)]);
   return new LabShell(machine);
 }

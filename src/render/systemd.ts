@@ -1,6 +1,6 @@
 /**
- * systemd units for the components Vigil runs on a real machine. The lab starts the same
- * commands itself (no systemd as PID 1 there), so each unit's command line is also exported.
+ * systemd units for the components Vigil runs on a machine (a real one, or a lab machine, which
+ * boots systemd and gets them from `vigil apply` too).
  *
  * The units, by the machine roles that get them (renderUnits):
  *   vigil-etcd.service      etcd       etcd member; started at boot
@@ -73,7 +73,7 @@ export const UNITS = {
 export const COMMANDS = {
   etcd: [BINARIES.etcd, '--config-file', PATHS.etcdConfig],
   patroni: [BINARIES.patroni, PATHS.patroniConfig],
-  /** -Ws: master-worker mode with sd_notify; the lab uses -W -db (foreground, no notify). */
+  /** -Ws: master-worker mode with sd_notify. */
   haproxy: [BINARIES.haproxy, '-Ws', '-f', PATHS.haproxyConfig],
   /** -e: nginx opens its error log before reading the config; keep that one under Vigil's logs too. */
   nginx: [BINARIES.nginx, '-c', PATHS.nginxConfig, '-e', NGINX_ERROR_LOG, '-g', 'daemon off;'],
@@ -251,8 +251,7 @@ export function refappUnit(): string {
  *   PrivateTmp=yes, CapabilityBoundingSet= (empty, for the non-root observer),
  *   RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6, SystemCallFilter=@system-service,
  *   checked with `systemd-analyze security`. Not MemoryDenyWriteExecute=: V8's JIT needs W+X pages.
- *   For the agent the sandbox also applies to processes it starts itself (--lab-services), so
- *   that one must be checked against the application.
+ *   For the agent the sandbox also applies to what it runs itself (file sync's rsync and ssh).
  */
 function daemonService(daemon: VigilDaemon, machine: Machine): string[] {
   return [
@@ -296,12 +295,10 @@ export function agentUnit(machine: Machine): string {
     // root: it runs systemctl on the application's units (see daemonService).
     ...daemonService('agent', machine),
     // Stopping or restarting the agent (an upgrade, a crash) must never take the application
-    // down: only the agent's own process is signalled. On a real machine the application's
-    // services are units of their own, outside this cgroup, so the default would spare them too;
-    // but processes the agent starts itself (the lab, --lab-services; machines without units for
-    // the application) live in this cgroup and would all be killed by KillMode=control-group.
-    // They are detached into their own process groups precisely so that they outlive the agent,
-    // and the restarted agent adopts them (ProcessServices in src/agent/services.ts).
+    // down: only the agent's own process is signalled. The application's services are units of
+    // their own, outside this cgroup, so the default would spare them too; a file-sync push in
+    // flight (rsync over ssh, in this cgroup) is left to finish. Whether a dead agent should take
+    // the application down with it is the fencing issue's question (KillMode, BindsTo=).
     'KillMode=process',
   ], true);
 }

@@ -9,14 +9,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { withRole } from '../../src/config/schema.ts';
 import { connectFromHere } from '../../src/doctor/gather-cluster.ts';
 import type { DoctorReport, Finding } from '../../src/doctor/types.ts';
 import { overwritesLeaderKey, parsePatroniVersion } from '../../src/ha/patroni-versions.ts';
-import { findPrimary, labAgents, labDown, labHeal, labRun, labSignal, labStart, labUp, type LabHandle } from '../../src/lab/lab.ts';
-import { hostRoot } from '../../src/lab/paths.ts';
-import { spawnIn } from '../../src/lab/procs.ts';
+import { PATHS } from '../../src/config/paths.ts';
+import { findPrimary, labAgents, labDown, labHeal, labRun, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { run, waitFor } from '../../src/util/exec.ts';
 
@@ -78,23 +77,23 @@ test('a healthy lab is healthy: exit status 0, no failure, every machine reached
   }
 });
 
-test('nginx running on the standby', async () => {
-  const specs = JSON.parse(await readFile(join(hostRoot(standby), 'etc', 'lab-services.json'), 'utf8')) as { name: string; argv: string[] }[];
-  spawnIn(standby, { name: 'nginx-stray', argv: specs.find((s) => s.name === 'nginx')!.argv });
+test('nginx running on the standby (the distribution\'s nginx.service, started by hand)', async () => {
+  const nginx = (action: string) => labRun(standby, ['systemctl', action, 'nginx.service']);
+  assert.equal((await nginx('start')).code, 0, 'systemctl start nginx.service');
   try {
     await waitFor('nginx on the standby', async () => ((await listening(address(standby), lab.cluster.application.port)) ? true : undefined), 10_000, 100);
     const { code, report } = await doctor();
     assert.equal(code, 1);
     const f = finding(report, 'services', standby, new RegExp(`nginx \\(pid \\d+\\) listens on port ${lab.cluster.application.port} on ${standby}, a standby`));
-    assert.match(f.fix, new RegExp(`vigil lab kill ${standby} nginx`));
+    assert.match(f.fix, new RegExp(`vigil lab exec ${standby} -- systemctl disable --now nginx\\.service`));
   } finally {
-    await labSignal(standby, 'nginx', 'SIGKILL').catch(() => 0);
+    await nginx('stop');
     await waitFor('the stray nginx to be gone', async () => ((await listening(address(standby), lab.cluster.application.port)) ? undefined : true), 10_000, 100);
   }
 });
 
 test('another database password in one application config file, without printing either', async () => {
-  const file = join(hostRoot(standby), 'etc', 'refapp', 'application.properties');
+  const file = hostPathOf(standby, PATHS.refappConfig);
   const original = await readFile(file, 'utf8');
   const planted = 'planted-Wrong-Password-42';
   assert.match(original, /^spring\.datasource\.password=/m);
@@ -111,7 +110,7 @@ test('another database password in one application config file, without printing
 });
 
 test('wrong ownership of one of Vigil\'s directories', async () => {
-  const dir = join(hostRoot(standby), 'etc', 'pki');
+  const dir = hostPathOf(standby, PATHS.pkiDir);
   const before = await stat(dir);
   await run('chown', ['nobody:nogroup', dir]);
   try {
@@ -140,7 +139,7 @@ test('a closed port (vigil lab block), found from the machines that cannot reach
 
 test('a stopped etcd: found quickly, named with the command that starts it', async () => {
   const etcd = withRole(lab.cluster, 'etcd')[0]!;
-  await labSignal(etcd.name, 'etcd', 'SIGKILL');
+  await labStopUnit(etcd.name, 'etcd'); // systemctl stop: a kill would be restarted by systemd within a second
   try {
     await waitFor('etcd to be gone', async () => ((await listening(etcd.address, 2379)) ? undefined : true), 10_000, 100);
     const { code, report, ms } = await doctor();

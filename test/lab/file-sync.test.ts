@@ -13,7 +13,7 @@ import { withRole } from '../../src/config/schema.ts';
 import { PATHS } from '../../src/config/paths.ts';
 import type { SyncStatus } from '../../src/ha/model.ts';
 import { labAgents, labDown, labFill, labKill, labRevive, labRun, labSignal, labUnfill, labUp, type LabHandle } from '../../src/lab/lab.ts';
-import { hostRoot } from '../../src/lab/paths.ts';
+import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { withOps } from '../../src/ops/context.ts';
 import { PARTIAL_DIR, SYNC_PATHS } from '../../src/sync/protocol.ts';
@@ -21,8 +21,8 @@ import { sleep, waitFor } from '../../src/util/exec.ts';
 
 const DIR = PATHS.refappAttachments;
 /** A machine's synced directory seen from this host (valid while no `lab fill` moved it onto a tmpfs). */
-const onHost = (node: string, ...rel: string[]) => join(hostRoot(node), 'data', relative('/var/lib/vigil', DIR), ...rel);
-const quarantineOnHost = (node: string) => join(hostRoot(node), 'data', relative('/var/lib/vigil', SYNC_PATHS.quarantine));
+const onHost = (node: string, ...rel: string[]) => join(hostPathOf(node, DIR), ...rel);
+const quarantineOnHost = (node: string) => hostPathOf(node, SYNC_PATHS.quarantine);
 
 /** Every file under a directory with its content, by relative path; the partial-transfer directory left out. */
 async function tree(dir: string): Promise<Map<string, string>> {

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { withRole } from '../../src/config/schema.ts';
 import { labCut, labDown, labHeal, labKill, labRevive, labSignal, labStatus, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { listLabNetns } from '../../src/lab/net.ts';
-import { BRIDGE, LAB_DIR, LAB_RUN_DIR, hostRoot, netnsName, statePath } from '../../src/lab/paths.ts';
+import { BRIDGE, LAB_DIR, hostPathOf, netnsName, statePath } from '../../src/lab/paths.ts';
 import { listProcesses } from '../../src/lab/procs.ts';
 import { run, waitFor } from '../../src/util/exec.ts';
 
@@ -32,7 +32,7 @@ after(async () => labDown());
 
 test('status says what the machines run and names the processes on each machine', async () => {
   const text = (await vigil('lab', 'status')).stdout;
-  assert.match(text.split('\n')[0]!, /^machines: Debian 13 \(trixie\), PostgreSQL 17\.\d+, Patroni 4\.\d+\.\d+, etcd 3\.5\.\d+, HAProxy 3\.0\.\d+$/);
+  assert.match(text.split('\n')[0]!, /^machines: Debian 13 \(trixie\), booted with systemd; PostgreSQL 17\.\d+, Patroni 4\.\d+\.\d+, etcd 3\.5\.\d+, HAProxy 3\.0\.\d+$/);
   const { stdout } = await vigil('lab', 'status', '--json');
   const status = JSON.parse(stdout) as { release: string; packages: { postgresql?: string }; machines: { name: string; processes: Record<string, number> }[] };
   assert.equal(status.release, 'trixie');
@@ -60,10 +60,21 @@ test('a ticket and its attachment go through the proxy and come back', async () 
   assert.equal(ticket.title, 'VPN down');
 });
 
-test('the proxy terminates TLS on :443 with the bundle it was given', async () => {
+test('every machine boots systemd, and the components run as the units apply installed', async () => {
+  for (const m of lab.cluster.machines) {
+    const { stdout } = await vigil('lab', 'exec', m.name, '--', 'sh', '-c', 'cat /proc/1/comm; systemctl is-system-running; systemctl is-active vigil-agent.service vigil-etcd.service vigil-patroni.service vigil-haproxy.service vigil-observer.service || true');
+    const [comm, system, ...units] = stdout.trim().split('\n');
+    assert.equal(comm, 'systemd', `${m.name}: PID 1`);
+    assert.equal(system, 'running', `${m.name}: systemctl is-system-running`);
+    const expect = [m.roles.includes('app') || m.roles.includes('db'), m.roles.includes('etcd'), m.roles.includes('db'), m.roles.includes('proxy'), m.roles.includes('observer')];
+    assert.deepEqual(units.map((u) => u === 'active'), expect, `${m.name}: agent, etcd, patroni, haproxy, observer units`);
+  }
+});
+
+test('the proxy terminates TLS on :443 with a certificate from the cluster CA', async () => {
   const proxy = withRole(lab.cluster, 'proxy')[0]!;
-  const bundle = await readFile(join(hostRoot(proxy.name), 'etc', 'tls', 'proxy.pem'), 'utf8');
-  const ca = bundle.slice(0, bundle.indexOf('-----END CERTIFICATE-----') + 25);
+  const ca = await readFile(join(LAB_DIR, 'pki', 'ca.pem'), 'utf8');
+  assert.ok((await stat(hostPathOf(proxy.name, lab.cluster.proxy.tlsBundle!))).isFile(), 'apply installed the bundle');
   const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = httpsRequest({ host: proxy.address, port: lab.cluster.proxy.httpsPort, path: '/health', ca, timeout: 5000 }, (res) => {
       let body = '';
@@ -129,5 +140,4 @@ test('down removes everything, even when the lab state was lost in a crash', asy
   assert.deepEqual(await listLabNetns(), []);
   assert.equal((await run('ip', ['link', 'show', BRIDGE], { allowFail: true })).code !== 0, true, 'bridge removed');
   await assert.rejects(stat(LAB_DIR));
-  await assert.rejects(stat(LAB_RUN_DIR));
 });

@@ -18,7 +18,7 @@ export function checkOwnership(ctx: EvalContext, r: Results): void {
     r.ran('ownership', f.name);
     const stats = new Map(f.paths.value.map((s) => [s.path, s]));
     const missing: string[] = [];
-    for (const rule of pathRules(ctx.cluster, machineNamed(ctx, f.name)!, ctx.platform, ctx.rendered.get(f.name) ?? [])) {
+    for (const rule of pathRules(ctx.cluster, machineNamed(ctx, f.name)!, ctx.rendered.get(f.name) ?? [])) {
       const st = stats.get(rule.path);
       if (!st) {
         if (rule.required) missing.push(rule.path);
