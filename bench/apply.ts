@@ -8,10 +8,11 @@
  *    disabled, the artifact with Node.js, files, certificates, keys, units under the machines'
  *    systemd, every tier started and the application answering through the proxy), then a second
  *    `vigil apply` that must find nothing to change.
- * 2. Baseline, in the same process: `vigil lab up` of the same topology, which writes the same
- *    generated files straight into the machines' directories and starts the processes itself, with
- *    no SSH, no package check and no service manager: the floor the components themselves set
- *    (etcd, Patroni bootstrapping PostgreSQL, a synchronous standby, the application).
+ * 2. Baseline, in the same process: `vigil lab up` of the same topology: machines booted from the
+ *    release's full root filesystem (the packages already installed), then the same apply code
+ *    through each machine's lab shell instead of SSH: what is left without SSH and without the
+ *    package installation (the components' own start: etcd, Patroni bootstrapping PostgreSQL, a
+ *    synchronous standby, the application).
  *
  * The seed's own figure is "hours of prompts"; DESIGN.md's target is "one command, minutes".
  * Package installation is in apply's figure; the download is from the lab's mirror on the bridge
@@ -78,4 +79,4 @@ console.log(`| init: cluster files, CA, host keys pinned, admin key installed | 
 console.log(`| apply: bare machines to a verified cluster, packages installed with apt | ${pick('apply')} |`);
 console.log(`| init + apply | ${median(results.map((r) => r.init + r.apply)).toFixed(1)} |`);
 console.log(`| second apply (no change) | ${pick('again')} |`);
-console.log(`| baseline: \`vigil lab up\` (files copied, processes started directly, no SSH) | ${pick('baseline')} |`);
+console.log(`| baseline: \`vigil lab up\` (machines booted with the packages installed, apply without SSH) | ${pick('baseline')} |`);
