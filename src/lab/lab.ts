@@ -1,7 +1,7 @@
 /**
- * `vigil lab`: a topology on this one machine, each machine a pair of namespaces running the
- * real etcd, Patroni/PostgreSQL, HAProxy, nginx and the reference application from the
- * configuration Vigil generates for real machines.
+ * `vigil lab`: a topology on this one machine, each machine a Debian release's root filesystem
+ * booted with systemd in a network namespace of its own (boot.ts), made a cluster by `vigil
+ * apply` as real machines are; and the faults tests and benchmarks inject into it.
  */
 import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile, mkdir } from 'node:fs/promises';
