@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { LAB_UNITS, type LabUnit } from '../lab/boot.ts';
 import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
 import type { LabShape } from '../lab/topology.ts';
-import type { LabRelease, Release } from '../lab/rootfs.ts';
+import type { Release } from '../lab/rootfs.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 const int = (v: string): number => {
@@ -43,7 +43,7 @@ export function registerLab(program: Command): void {
     .addOption(new Option('--release <name>', "what the machines run: a Debian release's root filesystem, booted with systemd (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0)").choices(['trixie', 'bookworm']).default('trixie'))
     .option('--bare', 'machines that run only sshd (root password in the answers file it writes), for `vigil init` and `vigil apply`')
     .option('--ssh-user <name>', 'with --bare: an account of this name with password-less sudo on each machine, named in the answers instead of root')
-    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string; release?: LabRelease }) => {
+    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string; release?: Release }) => {
       const started = performance.now();
       const shape: LabShape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication, ...(o.release ? { release: o.release } : {}) };
       if (o.bare) {

@@ -20,8 +20,6 @@ import { anyLabNetns } from './net.ts';
 
 export const RELEASES = ['trixie', 'bookworm'] as const;
 export type Release = (typeof RELEASES)[number];
-/** What a lab machine runs on: a release's root filesystem. */
-export type LabRelease = Release;
 export const DEFAULT_RELEASE: Release = 'trixie';
 
 export interface ReleaseInfo {

@@ -9,7 +9,7 @@ import type { AlertsInput } from '../alerts/config.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../config/paths.ts';
 import { LAB_ID } from './paths.ts';
-import type { LabRelease } from './rootfs.ts';
+import type { Release } from './rootfs.ts';
 import { hasTimerFloors } from '../render/patroni.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
@@ -35,10 +35,10 @@ export interface LabShape {
   alerts?: AlertsInput;
   /** Who ends a dead primary's leadership (cluster file `database.failoverBy`); default the observer. */
   failoverBy?: 'observer' | 'patroni';
-  /** PostgreSQL major version the machines run (the release's, or this host's newest). */
+  /** PostgreSQL major version the machines run (the release's). */
   postgresVersion?: number;
-  /** What the machines run on: a Debian release's root filesystem, or this host's packages (src/lab/rootfs.ts). */
-  release?: LabRelease;
+  /** What the machines run on: a Debian release's root filesystem (src/lab/rootfs.ts). */
+  release?: Release;
   /** Patroni's upstream version on the machines, when known: 3.2 and later need ttl 20 or more. */
   patroniVersion?: string;
 }
