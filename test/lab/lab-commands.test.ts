@@ -114,13 +114,16 @@ const states = async (host: string, name: string) =>
 
 test('stop pauses a process and cont resumes it', async () => {
   // HAProxy on the observer machine, paused for a moment: nothing else in this file depends on it meanwhile.
+  // A signal is delivered when the kernel next schedules the process: on a loaded machine the
+  // state can lag the kill() call, so each state is waited for (within 5 s), not read once.
+  const all = (want: (s: string | undefined) => boolean) => async () => ((await states('observer', 'haproxy')).every(want) ? true : undefined);
   await labSignal('observer', 'haproxy', 'SIGSTOP');
   try {
-    assert.ok((await states('observer', 'haproxy')).every((s) => s === 'T'));
+    await waitFor('every haproxy process stopped (T)', all((s) => s === 'T'), 5_000, 50);
   } finally {
     await labSignal('observer', 'haproxy', 'SIGCONT');
   }
-  assert.ok((await states('observer', 'haproxy')).every((s) => s !== 'T'));
+  await waitFor('every haproxy process running again', all((s) => s !== 'T'), 5_000, 50);
 });
 
 test('kill empties a machine and revive brings it back', async () => {
