@@ -90,7 +90,7 @@ export async function systemctl(shell: RemoteShell, args: string[], timeoutMs = 
   const r = await shell.exec(['systemctl', ...args], { timeoutMs });
   if (r.code !== 0) {
     const unit = args.find((a) => a.endsWith('.service')) ?? args.join(' ');
-    throw new VigilError('REMOTE_COMMAND', [problem(`${shell.machine} ${unit}`, `\`systemctl ${args.join(' ')}\` failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`, `read \`journalctl -u ${unit} -n 50\` (in the lab: the machine's /var/log/vigil/) on ${shell.machine}, fix the cause and run \`vigil apply\` again`)]);
+    throw new VigilError('REMOTE_COMMAND', [problem(`${shell.machine} ${unit}`, `\`systemctl ${args.join(' ')}\` failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`, `read \`journalctl -u ${unit} -n 50\` on ${shell.machine}, fix the cause and run \`vigil apply\` again`)]);
   }
 }
 

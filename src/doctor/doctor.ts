@@ -78,7 +78,7 @@ async function machineFacts(o: DoctorOptions, m: Machine, files: RenderedFile[],
   try {
     const left = Math.max(1000, machineTimeoutMs - (performance.now() - started));
     return await within(
-      gatherMachine(shell, m, { cluster: o.cluster, secrets: o.secrets, platform: o.platform, rendered: files, probeTimeoutMs, connectTimeoutMs }),
+      gatherMachine(shell, m, { cluster: o.cluster, secrets: o.secrets, rendered: files, probeTimeoutMs, connectTimeoutMs }),
       left,
       () => ({ ...base, reachable: failed(`its checks did not finish within ${machineTimeoutMs} ms`) }),
     );

@@ -13,12 +13,11 @@ import { BINARIES, WATCHDOG_DEVICE } from '../render/systemd.ts';
 import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from './parse.ts';
 import { comparePasswordFile } from './password-files.ts';
-import { failed, got, type DbSafetyFacts, type Identity, type MachineFacts, type PasswordFileFact, type PlatformKind, type Probe, type PortOutcome, type PortProbe, type ProgramDigest, type SystemdFacts } from './types.ts';
+import { failed, got, type DbSafetyFacts, type Identity, type MachineFacts, type PasswordFileFact, type Probe, type PortOutcome, type PortProbe, type ProgramDigest, type SystemdFacts } from './types.ts';
 
 export interface MachineGatherOptions {
   cluster: Cluster;
   secrets: Secrets;
-  platform: PlatformKind;
   rendered: RenderedFile[];
   /** Deadline of each command on the machine. */
   probeTimeoutMs: number;

@@ -2,7 +2,6 @@
 import { withRole } from '../config/schema.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { findPrimary, openLab, type Progress } from './lab.ts';
-import { hostRoot } from './paths.ts';
 
 export async function labDemo(say: Progress): Promise<void> {
   const { cluster } = await openLab();
@@ -18,7 +17,7 @@ export async function labDemo(say: Progress): Promise<void> {
   });
   const body = (await created.json()) as { id?: string | number; node?: string };
   if (created.status !== 201 || body.id === undefined)
-    throw new VigilError('LAB', [problem(base, `creating a ticket answered ${created.status} ${JSON.stringify(body)}`, `check \`vigil lab status\` and the logs under ${hostRoot('*')}/log`)]);
+    throw new VigilError('LAB', [problem(base, `creating a ticket answered ${created.status} ${JSON.stringify(body)}`, "check `vigil lab status`, and the app machines' journals: `vigil lab exec app1 -- journalctl -u vigil-refapp.service -u vigil-nginx.service -n 50`")]);
   say(`  -> ${created.status}: ticket ${body.id} stored by ${body.node}`);
   const read = await fetch(`${base}/api/tickets/${body.id}`, { signal: AbortSignal.timeout(5000) });
   const ticket = (await read.json()) as { title?: string };
