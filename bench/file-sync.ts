@@ -18,7 +18,7 @@ import { watch } from 'node:fs';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { PATHS } from '../src/config/paths.ts';
+import { PATHS } from '../src/layout/paths.ts';
 import { labAgents, labDown, labStart, labStopUnit, labUp, type LabHandle } from '../src/lab/lab.ts';
 import { readMachineLog } from '../src/lab/logs.ts';
 import { hostPathOf } from '../src/lab/paths.ts';

@@ -22,8 +22,8 @@ import { labUpBare } from '../src/lab/bare.ts';
 import { labDown, openLab } from '../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath } from '../src/lab/paths.ts';
 import { HttpProbe } from '../src/lab/probe.ts';
-import { LabShell } from '../src/remote/lab.ts';
-import { UNITS } from '../src/render/systemd.ts';
+import { LabShell } from '../src/lab/shell.ts';
+import { UNITS } from '../src/layout/units.ts';
 import { vigil } from '../test/lab/run-vigil.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '10' } } });

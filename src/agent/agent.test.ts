@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ActiveRecord } from '../ha/model.ts';
+import type { ActiveRecord } from '../model/ha.ts';
 import { Agent } from './agent.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
 

@@ -3,7 +3,7 @@
  * node at the current epoch, as confirmed in etcd within the lease; otherwise stops them by itself
  * (self-fencing). The observer decides; the agent obeys the record and its own clock.
  */
-import type { ActiveRecord } from '../ha/model.ts';
+import type { ActiveRecord } from '../model/ha.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
 
 export interface AgentDeps {

@@ -1,8 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createMtlsServer, mtlsFetch, type MtlsServer } from '../net/mtls.ts';
+import { createMtlsServer, mtlsFetch, type MtlsServer } from '../mtls/mtls.ts';
 import { createClusterCa, issueCertificate, type CertKeyPair, type ClusterCa } from '../pki/ca.ts';
-import type { AgentStatus } from '../ha/model.ts';
+import type { AgentStatus } from '../model/ha.ts';
 import { agentHandler } from './api.ts';
 
 let ca: ClusterCa;

@@ -1,5 +1,5 @@
 /**
- * The agent's HTTPS API (mutual TLS under the cluster CA; see src/net/mtls.ts):
+ * The agent's HTTPS API (mutual TLS under the cluster CA; see src/mtls/mtls.ts):
  *   GET  /role    200 only while this machine is active at the current epoch and the app is healthy
  *                 (HAProxy's app backend checks it); 503 otherwise.
  *   GET  /status  AgentStatus, for the observer, `vigil status` and doctor.
@@ -7,8 +7,8 @@
  *                 machines and the admin may call it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AgentStatus } from '../ha/model.ts';
-import type { MtlsHandler, PeerInfo } from '../net/mtls.ts';
+import type { AgentStatus } from '../model/ha.ts';
+import type { MtlsHandler, PeerInfo } from '../mtls/mtls.ts';
 
 export interface AgentApiDeps {
   status(): Promise<AgentStatus>;

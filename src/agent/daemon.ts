@@ -6,14 +6,15 @@
  */
 import { statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
-import { PATHS, ROOTS } from '../config/paths.ts';
+import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
 import { openStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
-import { AGENT_PORT, type AgentStatus } from '../ha/model.ts';
-import { createMtlsServer } from '../net/mtls.ts';
+import { type AgentStatus } from '../model/ha.ts';
+import { AGENT_PORT } from '../layout/network.ts';
+import { createMtlsServer } from '../mtls/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
-import { etcdEndpoints } from '../render/etcd.ts';
+import { etcdEndpoints } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';

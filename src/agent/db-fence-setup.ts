@@ -7,9 +7,9 @@
 import type { Cluster, Machine } from '../config/schema.ts';
 import type { VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
-import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
-import { ETCD_CLIENT_PORT } from '../render/etcd.ts';
-import { COMMANDS } from '../render/systemd.ts';
+import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
+import { ETCD_CLIENT_PORT } from '../layout/network.ts';
+import { BINARIES } from '../layout/units.ts';
 import { run } from '../util/exec.ts';
 import { DbFence } from './db-fence.ts';
 import { SystemdDatabase, postgresState } from './db-processes.ts';
@@ -69,7 +69,7 @@ export async function startDbFence({ cluster, machine, store, events, log }: DbF
 
 /** The local Patroni's version from `patroni --version`; [] when it cannot be read. */
 async function patroniVersion(log: Log): Promise<number[]> {
-  const r = await run(COMMANDS.patroni[0], ['--version'], { allowFail: true, timeoutMs: 30_000 }).catch((err: unknown) => ({ stdout: '', stderr: String(err) }));
+  const r = await run(BINARIES.patroni, ['--version'], { allowFail: true, timeoutMs: 30_000 }).catch((err: unknown) => ({ stdout: '', stderr: String(err) }));
   const v = parsePatroniVersion(r.stdout);
   if (!v.length) log('patroni-version-unknown', { output: `${r.stdout}${r.stderr}`.trim().slice(0, 200) });
   return v;

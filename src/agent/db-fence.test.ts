@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { startTestPostgres } from '../app/testing/pg.ts';
+import { startTestPostgres } from '../testing/postgres.ts';
 import type { PatroniView } from '../etcd/store.ts';
 import { sleep, waitFor } from '../util/exec.ts';
 import { DbFence, fenceVerdict, type DbFenceDeps, type FenceObservation, type PostgresState } from './db-fence.ts';

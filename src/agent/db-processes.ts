@@ -6,8 +6,8 @@
  */
 import { access, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PATHS } from '../config/paths.ts';
-import { UNITS } from '../render/systemd.ts';
+import { PATHS } from '../layout/paths.ts';
+import { UNITS } from '../layout/units.ts';
 import { run } from '../util/exec.ts';
 import type { PostgresState } from './db-fence.ts';
 

@@ -4,7 +4,7 @@
  * become docs/config-reference.md like every other section.
  */
 import { z } from 'zod';
-import { EVENT_TYPES, type EventType } from '../ha/model.ts';
+import { EVENT_TYPES, type EventType } from '../model/ha.ts';
 import { problem, type Problem } from '../util/errors.ts';
 
 /**

@@ -4,7 +4,7 @@
  * dropped an hour ago would turn the first alert after a quiet spell into a failure.
  */
 import nodemailer, { type NodemailerError } from 'nodemailer';
-import type { VigilEvent } from '../ha/model.ts';
+import type { VigilEvent } from '../model/ha.ts';
 import type { AlertsConfig } from './config.ts';
 import { bodyOf, subjectOf, type Suppressed } from './format.ts';
 import { redactor } from './redact.ts';

@@ -2,7 +2,7 @@
  * What an alert says: the e-mail subject and body, and the webhook's JSON. Pure functions, so
  * the wording is tested without a mail server.
  */
-import type { VigilEvent } from '../ha/model.ts';
+import type { VigilEvent } from '../model/ha.ts';
 
 /** Events of one kind held back by the rate limit and folded into the alert that follows. */
 export interface Suppressed {

@@ -9,7 +9,7 @@
  * (node-lost and node-back are separate kinds: without this trailing alert a flap could end on a
  * held-back node-lost and leave a "node-back" as the last word).
  */
-import type { VigilEvent } from '../ha/model.ts';
+import type { VigilEvent } from '../model/ha.ts';
 import type { AlertSecrets, AlertsConfig } from './config.ts';
 import { emailChannel } from './email.ts';
 import type { Suppressed } from './format.ts';
@@ -31,7 +31,7 @@ export interface AlertResult {
   ms: number;
 }
 
-/** Structured log lines, the shape src/app/http.ts's Logger writes. */
+/** Structured log lines, the shape src/refapp/http.ts's Logger writes. */
 export type AlertLogger = (entry: Record<string, unknown>) => void;
 
 /** Time for the rate limit; injected by tests. Retry waits and deadlines use real time. */

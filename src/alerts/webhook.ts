@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { VigilEvent } from '../ha/model.ts';
+import type { VigilEvent } from '../model/ha.ts';
 import type { AlertsConfig } from './config.ts';
 import type { Suppressed, WebhookPayload } from './format.ts';
 import { redactor } from './redact.ts';

@@ -12,7 +12,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { VIGIL_INSTALL } from '../render/systemd.ts';
+import { VIGIL_INSTALL } from '../layout/units.ts';
 import { createKeyPair, knownHostLine } from '../sync/keys.ts';
 import { REFUSED_EXIT, REFUSED_PREFIX } from '../sync/protocol.ts';
 import { MANIFEST_TARGET, buildArtifact, type Artifact } from './artifact.ts';

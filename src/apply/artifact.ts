@@ -27,7 +27,7 @@ import { isBuiltin } from 'node:module';
 import { dirname, join, posix, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildOptions, Metafile, Plugin } from 'esbuild';
-import { VIGIL_INSTALL } from '../render/systemd.ts';
+import { VIGIL_INSTALL } from '../layout/units.ts';
 
 export interface ArtifactFile {
   /** Absolute path on the target machine, under VIGIL_INSTALL.dir. */
@@ -51,7 +51,7 @@ export interface Artifact {
 export const MANIFEST_TARGET = `${VIGIL_INSTALL.dir}/manifest.json`;
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const CLI_ENTRY = fileURLToPath(new URL('./artifact-entry.ts', import.meta.url));
+const CLI_ENTRY = fileURLToPath(new URL('../cli/artifact-entry.ts', import.meta.url));
 const RECEIVER_ENTRY = fileURLToPath(new URL('../sync/receive-entry.ts', import.meta.url));
 
 /** process.arch -> `uname -m`. */

@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PATHS } from '../config/paths.ts';
-import { clusterFixture, secretsFixture } from '../render/fixtures.ts';
-import { UNITS, VIGIL_INSTALL } from '../render/systemd.ts';
+import { PATHS } from '../layout/paths.ts';
+import { clusterFixture, secretsFixture } from '../testing/clusters.ts';
+import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
 import type { Artifact } from './artifact.ts';
 import { desiredDirs, desiredFiles, sha256 } from './desired.ts';
 import { packagesFor } from './packages.ts';

@@ -6,10 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { PATHS, ROOTS } from '../config/paths.ts';
+import { PATHS, ROOTS } from '../layout/paths.ts';
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
-import { UNITS } from '../render/systemd.ts';
+import { UNITS } from '../layout/units.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
 import type { Artifact } from './artifact.ts';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterFixture } from '../render/fixtures.ts';
+import { clusterFixture } from '../testing/clusters.ts';
 import { distroPostgres, parseAptPolicy, upstreamVersion, versionAtLeast } from './packages.ts';
 import { evaluatePreflight, formatPreflight, parseOsRelease, type PreflightFacts } from './preflight.ts';
 

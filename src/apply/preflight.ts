@@ -14,8 +14,8 @@ import { portRequirements } from '../doctor/expect.ts';
 import { parseSs } from '../doctor/parse.ts';
 import type { PortProbe, Probe } from '../doctor/types.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { UNITS, WATCHDOG_DEVICE } from '../render/systemd.ts';
-import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
+import { UNITS, WATCHDOG_DEVICE } from '../layout/units.ts';
+import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
 import { distroPostgres, packageVersions, upstreamVersion, versionAtLeast, versionNeedsFor, type PackageVersion } from './packages.ts';
 
 /** Debian, Ubuntu and RHEL-family releases Vigil installs on (DESIGN.md: Ubuntu 22/24, RHEL 9.x; Debian 12 in the lab). */

@@ -3,13 +3,13 @@
  * HTTP checks made from the machine itself (with the node binary of Vigil's artifact, so the
  * admin's shell needs no route to etcd's or Patroni's ports), and systemctl.
  */
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import type { Machine } from '../config/schema.ts';
-import { AGENT_PORT } from '../ha/model.ts';
+import { AGENT_PORT } from '../layout/network.ts';
 import { pkiPaths } from '../pki/ca.ts';
 import { HaproxyRuntime, RuntimeApiError } from '../proxy/runtime.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { VIGIL_INSTALL } from '../render/systemd.ts';
+import { VIGIL_INSTALL } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 export interface FileState {

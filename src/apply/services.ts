@@ -7,10 +7,10 @@
  */
 import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
-import { appDbDifferences, ensureAppDb, readAppDbState } from '../db/appdb.ts';
+import { appDbDifferences, ensureAppDb, readAppDbState } from './appdb.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { APP_BACKEND } from '../render/haproxy.ts';
-import { UNITS } from '../render/systemd.ts';
+import { APP_BACKEND } from '../layout/network.ts';
+import { UNITS } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
 import { daemonUnits } from './desired.ts';
@@ -203,7 +203,7 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
 }
 
 /**
- * The application's role and database on the primary (src/db/appdb.ts): read, compared with the
+ * The application's role and database on the primary (src/apply/appdb.ts): read, compared with the
  * cluster file and the secrets, and created or corrected over the primary machine's shell.
  */
 async function database(run: Run, sh: (m: Machine) => RemoteShell, primary: Machine | undefined, waitMs: number): Promise<void> {

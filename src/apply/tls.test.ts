@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Cluster } from '../config/schema.ts';
 import { createClusterCa, issueCertificate, pemBundle, type ClusterCa } from '../pki/ca.ts';
-import { clusterFixture } from '../render/fixtures.ts';
+import { clusterFixture } from '../testing/clusters.ts';
 import { createSelfSignedBundle } from '../render/tls.ts';
-import { LocalShell, rejectionOf } from '../util/testing.ts';
+import { LocalShell, rejectionOf } from '../testing/helpers.ts';
 import { issueSiteBundle, ownBundle, siteBundleState } from './tls.ts';
 
 describe('the certificate bundle for :443', () => {

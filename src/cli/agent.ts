@@ -1,6 +1,6 @@
 /** `vigil agent` and `vigil observer`: the daemons, run by systemd (on real machines and the lab's). */
 import type { Command } from 'commander';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 
 export function registerDaemons(program: Command): void {
   program

@@ -5,10 +5,10 @@
  */
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { PATHS } from '../config/paths.ts';
-import { stdoutLogger, type Logger } from '../app/http.ts';
-import { loadRefappConfig } from '../app/properties.ts';
-import { startRefapp, type RefappOptions } from '../app/server.ts';
+import { PATHS } from '../layout/paths.ts';
+import { stdoutLogger, type Logger } from '../refapp/http.ts';
+import { loadRefappConfig } from '../refapp/properties.ts';
+import { startRefapp, type RefappOptions } from '../refapp/server.ts';
 
 export function registerRefapp(program: Command): void {
   program

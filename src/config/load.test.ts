@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VigilError } from '../util/errors.ts';
-import { rejectionOf } from '../util/testing.ts';
+import { rejectionOf } from '../testing/helpers.ts';
 import { loadCluster, loadSecrets, parseCluster, parseSecrets } from './load.ts';
 import type { Cluster } from './schema.ts';
 

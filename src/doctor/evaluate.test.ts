@@ -1,10 +1,10 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterFixture, secretsFixture } from '../render/fixtures.ts';
+import { clusterFixture, secretsFixture } from '../testing/clusters.ts';
 import type { Cluster, Secrets } from '../config/schema.ts';
 import { issueCertificate } from '../pki/ca.ts';
 import { buildReport, evaluate, exitStatus } from './evaluate.ts';
-import { fixtureContext, fixturePki, healthyFacts, renderedOf, type FixturePki } from './fixtures.ts';
+import { fixtureContext, fixturePki, healthyFacts, renderedOf, type FixturePki } from '../testing/doctor-facts.ts';
 import { failed, got, type Facts, type Finding, type MachineFacts, type PlatformKind } from './types.ts';
 
 let cluster: Cluster;

@@ -4,10 +4,10 @@
  * the gathering (what to probe) and the evaluation (what to expect) read these tables.
  */
 import { dirname, isAbsolute, join } from 'node:path';
-import { PATHS, ROOTS } from '../config/paths.ts';
+import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine, type Role } from '../config/schema.ts';
-import { AGENT_PORT } from '../ha/model.ts';
-import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../render/etcd.ts';
+import { AGENT_PORT } from '../layout/network.ts';
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../layout/network.ts';
 import type { RenderedFile } from '../render/file.ts';
 
 /** The component that listens on a port: what to start when nothing does. */
@@ -27,7 +27,7 @@ export interface PortRequirement {
 
 
 /**
- * Who must reach what, per role (ports from src/render and src/ha/model.ts):
+ * Who must reach what, per role (ports from src/render and src/model/ha.ts):
  * - etcd client port from every machine that talks to etcd (Patroni, agents, observers, the
  *   admin) and the peer port between members;
  * - PostgreSQL and Patroni's REST API between db machines (replication, pg_rewind, leader race)

@@ -5,7 +5,7 @@
  * commands through `vigil lab exec`, or `vigil lab` commands. No fix ever carries a secret.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
-import { UNITS } from '../render/systemd.ts';
+import { UNITS } from '../layout/units.ts';
 import type { Component } from './expect.ts';
 import type { PlatformKind } from './types.ts';
 

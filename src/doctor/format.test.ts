@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { commandLine, labFixes, shellQuote, systemdFixes } from './fixes.ts';
 import { formatReport } from './format.ts';
 import type { DoctorReport } from './types.ts';
-import { clusterFixture } from '../render/fixtures.ts';
+import { clusterFixture } from '../testing/clusters.ts';
 
 const report: DoctorReport = {
   cluster: { name: 'prod', source: '/srv/vigil/vigil.yaml' },

@@ -9,7 +9,7 @@ import { withRole, type Cluster, type Machine } from '../config/schema.ts';
 import { openStore } from '../etcd/store.ts';
 import { agentStatus } from '../observer/observe.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
-import { ETCD_CLIENT_PORT, etcdEndpoints } from '../render/etcd.ts';
+import { ETCD_CLIENT_PORT, etcdEndpoints } from '../layout/network.ts';
 import { portRequirements } from './expect.ts';
 import { parseStatsCsv } from './parse.ts';
 import { failed, got, type ClusterFacts, type EtcdMemberFacts, type PatroniFacts, type PatroniMember, type PortOutcome, type PortProbe, type Probe } from './types.ts';

@@ -5,11 +5,11 @@
  * its public half is derived on the machine), password files reduced to same/differs, program
  * digests. Nothing here decides what is wrong; evaluate.ts does.
  */
-import { ROOTS, PATHS } from '../config/paths.ts';
+import { ROOTS, PATHS } from '../layout/paths.ts';
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import type { RenderedFile } from '../render/file.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { BINARIES, WATCHDOG_DEVICE } from '../render/systemd.ts';
+import { BINARIES, WATCHDOG_DEVICE } from '../layout/units.ts';
 import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from './parse.ts';
 import { comparePasswordFile } from './password-files.ts';

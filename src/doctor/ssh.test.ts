@@ -1,6 +1,6 @@
 /**
  * `vigil doctor -c FILE` over the real SSH transport: a cluster file whose five machines are
- * loopback addresses served by one test sshd (src/remote/test-sshd.ts), with the admin key and
+ * loopback addresses served by one test sshd (src/testing/sshd.ts), with the admin key and
  * pinned host keys beside it. Nothing of Vigil is installed there, so doctor must reach every
  * machine, run its probes over SSH, and report what is missing with systemd fixes, within its
  * deadlines, and without any secret in the report.
@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { caFiles, createClusterCa, issueCertificate, writePki } from '../pki/ca.ts';
-import { loopbackAddresses, secretsFixture } from '../render/fixtures.ts';
+import { loopbackAddresses, secretsFixture } from '../testing/clusters.ts';
 import { ADMIN_KEY_FILE, KNOWN_HOSTS_FILE, generateAdminKey, pinHostKey } from '../remote/ssh.ts';
-import { sshdUnavailable, startTestSshd, type TestSshd } from '../remote/test-sshd.ts';
+import { sshdUnavailable, startTestSshd, type TestSshd } from '../testing/sshd.ts';
 import { runDoctor } from './doctor.ts';
 import { doctorTarget } from './target.ts';
 import type { DoctorReport } from './types.ts';

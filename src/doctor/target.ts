@@ -6,7 +6,7 @@
 import { dirname, isAbsolute, join } from 'node:path';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { LAB_DIR, LAB_ID, clusterFilePath } from '../lab/paths.ts';
-import { labHostPath, openLabShell } from '../remote/lab.ts';
+import { labHostPath, openLabShell } from '../lab/shell.ts';
 import type { DoctorOptions } from './doctor.ts';
 import { labFixes, systemdFixes } from './fixes.ts';
 

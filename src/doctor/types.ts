@@ -5,7 +5,7 @@
  * secret: a password file is reduced to "same / differs / missing" where it is read.
  */
 import type { Role } from '../config/schema.ts';
-import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../ha/model.ts';
+import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../model/ha.ts';
 import type { ServerState } from '../proxy/runtime.ts';
 
 /** fail: something is broken or a failover would not work; warn: works now, needs attention. */

@@ -11,7 +11,7 @@
  * watch ask for exactly the events after the last one it saw.
  */
 import { Range, type IKeyValue, type IOperation, type Namespace } from 'etcd3';
-import { KEYS, type VigilEvent } from '../ha/model.ts';
+import { KEYS, type VigilEvent } from '../model/ha.ts';
 import { badData, type CallOptions, type Caller, type StoreError } from './call.ts';
 import { follow, type Subscription } from './follow.ts';
 import { decode, encode, schemas } from './records.ts';

@@ -11,7 +11,7 @@
  * their offset does not matter since only durations are compared).
  */
 import { castGrpcError, EtcdLeaseInvalidError, type Etcd3, type IKeyValue, type Namespace } from 'etcd3';
-import { KEYS, type ObserverLeader } from '../ha/model.ts';
+import { KEYS, type ObserverLeader } from '../model/ha.ts';
 import type { CallOptions, Caller } from './call.ts';
 import { follow, type Subscription } from './follow.ts';
 import { decode, encode, schemas } from './records.ts';

@@ -3,7 +3,7 @@
  * becomes a clear ETCD_DATA error naming the key, not an undefined field deep in the observer.
  */
 import { z } from 'zod';
-import { EVENT_TYPES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type VigilEvent } from '../ha/model.ts';
+import { EVENT_TYPES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type VigilEvent } from '../model/ha.ts';
 import { badData } from './call.ts';
 
 const activeSchema = z.object({

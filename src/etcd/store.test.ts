@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { ActiveRecord } from '../ha/model.ts';
+import type { ActiveRecord } from '../model/ha.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
 import { openStore, StoreError, type Leadership, type VigilStore } from './store.ts';
-import { closeAll, startTestEtcd, type TestEtcd } from './testing.ts';
+import { closeAll, startTestEtcd, type TestEtcd } from '../testing/etcd.ts';
 
 const rec = (node: string, epoch: number): ActiveRecord => ({ node, epoch, since: new Date().toISOString(), reason: 'test' });
 

@@ -1,5 +1,5 @@
 /**
- * Vigil's view of etcd: the few keys under `/vigil/<cluster>/` (src/ha/model.ts) and the
+ * Vigil's view of etcd: the few keys under `/vigil/<cluster>/` (src/model/ha.ts) and the
  * operations the observer, the agents and the CLI need on them. etcd3's types stay inside
  * src/etcd; callers see records, revisions as strings, booleans and StoreError.
  *
@@ -16,7 +16,7 @@
  * ```
  */
 import { Etcd3, type Namespace } from 'etcd3';
-import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest } from '../ha/model.ts';
+import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest } from '../model/ha.ts';
 import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
 import { eventRecords, type EventRecords } from './events.ts';
 import { follow, type Subscription } from './follow.ts';

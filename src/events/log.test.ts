@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openStore, StoreError, type StoredEvent, type VigilStore } from '../etcd/store.ts';
-import { closeAll, startTestEtcd, type TestEtcd } from '../etcd/testing.ts';
+import { closeAll, startTestEtcd, type TestEtcd } from '../testing/etcd.ts';
 import { waitFor } from '../util/exec.ts';
 import { EventFileError, EventLog } from './log.ts';
 

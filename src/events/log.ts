@@ -14,7 +14,7 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { CallOptions, EventRecords, StoredEvent, StoreError, Subscription } from '../etcd/store.ts';
-import type { VigilEvent } from '../ha/model.ts';
+import type { VigilEvent } from '../model/ha.ts';
 
 export const DEFAULT_EVENTS_FILE = '/var/log/vigil/events.jsonl';
 export const DEFAULT_KEEP_EVENTS = 500;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { parseSecrets } from '../config/load.ts';
-import { sshdUnavailable, startTestSshd, type TestSshd } from '../remote/test-sshd.ts';
+import { sshdUnavailable, startTestSshd, type TestSshd } from '../testing/sshd.ts';
 import { VigilError } from '../util/errors.ts';
 import { runInit } from './init.ts';
 import { renderInit } from './render.ts';

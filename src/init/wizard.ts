@@ -12,7 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { z } from 'zod';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import { clusterFileSchema, machineSchema, PRESET_ROLES, ROLES, type Role, type Topology } from '../config/schema.ts';
 import type { InitAnswers, MachineAnswer } from './answers.ts';
 

@@ -1,6 +1,6 @@
 /**
  * Writing init's files (all or nothing, modes, --force), and contacting machines: host keys
- * pinned and the admin key installed with a password, against a real sshd (src/remote/test-sshd.ts)
+ * pinned and the admin key installed with a password, against a real sshd (src/testing/sshd.ts)
  * that stands for three machines on 127.0.0.1-3.
  */
 import assert from 'node:assert/strict';
@@ -12,12 +12,12 @@ import { loadCluster, loadSecrets } from '../config/load.ts';
 import { loadPki } from '../pki/ca.ts';
 import { fingerprint } from '../remote/known-hosts.ts';
 import { openClusterSsh } from '../remote/ssh.ts';
-import { sshdUnavailable, startTestSshd, type TestSshd } from '../remote/test-sshd.ts';
+import { sshdUnavailable, startTestSshd, type TestSshd } from '../testing/sshd.ts';
 import { run } from '../util/exec.ts';
 import { runInit, type InitOptions } from './init.ts';
 import { parseAnswers, renderInit } from './render.ts';
 import { writeInit } from './write.ts';
-import { rejectionOf } from '../util/testing.ts';
+import { rejectionOf } from '../testing/helpers.ts';
 
 const modeOf = async (p: string) => ((await stat(p)).mode & 0o777).toString(8);
 

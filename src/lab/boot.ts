@@ -21,7 +21,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { appendFile, readdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VigilError, problem } from '../util/errors.ts';
-import { UNITS } from '../render/systemd.ts';
+import { UNITS } from '../layout/units.ts';
 import { run, sleep } from '../util/exec.ts';
 import { netnsPids } from './net.ts';
 import { LAB_ID, bootedLeaderPid, hostRoot, machineRoot, netnsPath, nspawnPidFile } from './paths.ts';

@@ -8,12 +8,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { inRecoveryByFiles } from '../agent/db-processes.ts';
-import { POSTGRES_BACKEND } from '../render/haproxy.ts';
-import { UNITS } from '../render/systemd.ts';
-import { LabShell } from '../remote/lab.ts';
+import { POSTGRES_BACKEND } from '../layout/network.ts';
+import { UNITS } from '../layout/units.ts';
+import { LabShell } from './shell.ts';
 import { sleep, waitFor } from '../util/exec.ts';
 import { findPrimary, hasSyncStandby, labKill, labRevive, labRuntime, labStart, type LabHandle } from './lab.ts';
 import { cutOff, healAll, inNetns, netnsPids } from './net.ts';

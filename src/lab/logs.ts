@@ -2,7 +2,7 @@
  * A lab machine's log of one of its daemons: the unit's journal on the machine
  * (`journalctl -u vigil-NAME.service`, `vigil-refapp.service` for app, `ssh.service` for sshd).
  */
-import { LabShell } from '../remote/lab.ts';
+import { LabShell } from './shell.ts';
 import { LAB_UNITS } from './boot.ts';
 
 export async function readMachineLog(host: string, name: string): Promise<string> {

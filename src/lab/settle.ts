@@ -1,7 +1,7 @@
 /** Waiting for a lab cluster to be whole again between faults: for tests and benchmarks. */
 import { withRole } from '../config/schema.ts';
 import { openStore } from '../etcd/store.ts';
-import { etcdEndpoints } from '../render/etcd.ts';
+import { etcdEndpoints } from '../layout/network.ts';
 import { waitFor } from '../util/exec.ts';
 import { findPrimary, hasSyncStandby, labAgents, type LabHandle } from './lab.ts';
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import type { AlertsInput } from '../alerts/config.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import { LAB_ID } from './paths.ts';
 import type { Release } from './rootfs.ts';
 import { hasTimerFloors } from '../render/patroni.ts';

@@ -10,7 +10,7 @@ import { parseStatsCsv } from '../doctor/parse.ts';
 import type { Leadership, VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
 import type { HaproxyRuntime } from '../proxy/runtime.ts';
-import { POSTGRES_BACKEND } from '../render/haproxy.ts';
+import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { initialReleaseMemory, releaseVerdict, remember, serversToReady, type MemberView, type ProxyView, type ReleaseMemory } from './db-release.ts';
 
 type Log = (event: string, fields?: Record<string, unknown>) => void;

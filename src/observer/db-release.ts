@@ -21,7 +21,7 @@
  * - Only the lease read from the key is revoked, never the key deleted: a new leader's key has a
  *   lease of its own, which a late revoke cannot touch. Each lease is revoked at most once.
  * - Never on Patroni 3.0.0 to 3.0.2, whose leader renews its key with a plain put and could
- *   write it back over the new leader's (src/ha/patroni-versions.ts): there the ttl decides.
+ *   write it back over the new leader's (src/patroni/versions.ts): there the ttl decides.
  *
  * - Before the release, the old leader's :5000 server is put in MAINT in the observer's own
  *   HAProxy, and it stays there until that member answers as a running replica (or as the running
@@ -32,7 +32,7 @@
  *
  * This file is the pure decision; db-release-loop.ts reads the inputs and carries it out.
  */
-import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../ha/patroni-versions.ts';
+import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
 import type { PatroniLeaderView } from '../etcd/store.ts';
 
 /** A db machine's Patroni as its REST API (`GET /patroni`) showed it this round. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { ActiveRecord, OperatorRequest } from '../ha/model.ts';
+import type { ActiveRecord, OperatorRequest } from '../model/ha.ts';
 import {
   DEFAULT_DECIDE_CONFIG,
   decide,

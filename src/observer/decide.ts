@@ -18,7 +18,7 @@
  *   let memory = initialMemory();
  *   const { memory: next, actions, transitions } = decide(memory, observation, DEFAULT_DECIDE_CONFIG);
  */
-import type { ActiveRecord, EventType, OperatorRequest, VigilEvent } from '../ha/model.ts';
+import type { ActiveRecord, EventType, OperatorRequest, VigilEvent } from '../model/ha.ts';
 
 export type State =
   | 'follower'

@@ -7,11 +7,12 @@
 import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
 import type { VigilStore, Versioned } from '../etcd/store.ts';
-import { AGENT_PORT, type ActiveRecord, type AgentStatus } from '../ha/model.ts';
-import { mtlsFetch } from '../net/mtls.ts';
+import { type ActiveRecord, type AgentStatus } from '../model/ha.ts';
+import { AGENT_PORT } from '../layout/network.ts';
+import { mtlsFetch } from '../mtls/mtls.ts';
 import type { LoadedPki } from '../pki/ca.ts';
 import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
-import { APP_BACKEND } from '../render/haproxy.ts';
+import { APP_BACKEND } from '../layout/network.ts';
 import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 

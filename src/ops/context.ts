@@ -10,7 +10,7 @@ import { openStore, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
 import { LAB_DIR, clusterFilePath } from '../lab/paths.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
-import { etcdEndpoints } from '../render/etcd.ts';
+import { etcdEndpoints } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 export interface OpsOptions {

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import type { ActiveRecord, OperatorRequest } from '../ha/model.ts';
+import type { ActiveRecord, OperatorRequest } from '../model/ha.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { sleep } from '../util/exec.ts';
 import type { OpsContext } from './context.ts';

@@ -3,7 +3,7 @@
  * health and lag, the active node and its epoch, maintenance, the observer leader, last events.
  */
 import type { StoredEvent } from '../etcd/store.ts';
-import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader, ObserverState } from '../ha/model.ts';
+import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader, ObserverState } from '../model/ha.ts';
 import { agentStatus } from '../observer/observe.ts';
 import type { OpsContext } from './context.ts';
 

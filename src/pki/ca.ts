@@ -19,7 +19,7 @@ import { X509Certificate, createPrivateKey, randomBytes, webcrypto } from 'node:
 import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { ROOTS } from '../config/paths.ts';
+import { ROOTS } from '../layout/paths.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);

@@ -8,7 +8,7 @@
  * admin's shell through the proxy machine's shell (src/apply/remote.ts), hence the `send` seam.
  */
 import { createConnection } from 'node:net';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 
 export type AdminState = 'ready' | 'maint' | 'drain';
 export type OpState = 'up' | 'down' | 'stopping' | 'starting';

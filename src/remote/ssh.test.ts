@@ -26,8 +26,8 @@ import {
   type SshShell,
   type SshTarget,
 } from './ssh.ts';
-import { sshdUnavailable, startTestSshd, type TestSshd } from './test-sshd.ts';
-import { rejectionOf } from '../util/testing.ts';
+import { sshdUnavailable, startTestSshd, type TestSshd } from '../testing/sshd.ts';
+import { rejectionOf } from '../testing/helpers.ts';
 import type { ExecResult } from './types.ts';
 
 const skip = sshdUnavailable() ?? false;

@@ -1,7 +1,7 @@
 /**
  * A shell on one machine of the cluster, as Vigil's administration commands (doctor, apply) see
  * it: run a program with arguments (never through a shell string), read and write files. Two
- * transports implement it: the lab's namespaces (src/remote/lab.ts) and SSH with pinned host keys
+ * transports implement it: the lab's namespaces (src/lab/shell.ts) and SSH with pinned host keys
  * (src/remote/ssh.ts). Checks and steps are written once against this interface.
  */
 export interface ExecResult {

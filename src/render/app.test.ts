@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { REFAPP_PORT } from '../config/paths.ts';
-import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { REFAPP_PORT } from '../layout/network.ts';
+import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 import { NGINX_DIRS, nginxConfig, renderNginx } from './nginx.ts';
-import { REFAPP_KEYS } from '../app/properties.ts';
+import { REFAPP_KEYS } from '../refapp/properties.ts';
 import { formatProperties, parseProperties } from '../util/properties.ts';
 import { renderRefapp } from './refapp.ts';
 

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { appDbDifferences, ensureAppDb, readAppDbState, scramMatches } from '../db/appdb.ts';
-import { LocalShell } from '../util/testing.ts';
+import { appDbDifferences, ensureAppDb, readAppDbState, scramMatches } from '../apply/appdb.ts';
+import { LocalShell } from '../testing/helpers.ts';
 import { appDatabaseSql, scramVerifier } from './appdb.ts';
-import { clusterFixture, freePort, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { clusterFixture, freePort, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 import { patroniConfig, pgHba, postgresBinDir } from './patroni.ts';
 
 const secrets = secretsFixture();

@@ -6,8 +6,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import type { Cluster } from '../config/schema.ts';
-import { etcdEndpoints, minLeaseTtlSeconds, renderEtcd } from './etcd.ts';
-import { clusterFixture, freePort, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { minLeaseTtlSeconds, renderEtcd } from './etcd.ts';
+import { etcdEndpoints } from '../layout/network.ts';
+import { clusterFixture, freePort, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 
 /** A scale-out cluster: three etcd members. */
 function threeMembers(): Cluster {

@@ -15,13 +15,12 @@
  *   until the 2 GiB backend quota is hit and etcd refuses every write (alarm NOSPACE), which
  *   stops every leader from renewing. Periodic compaction keeps one hour of history.
  */
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../layout/network.ts';
 import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import { yaml11, type RenderedFile } from './file.ts';
 
-export const ETCD_CLIENT_PORT = 2379;
-export const ETCD_PEER_PORT = 2380;
 export const ETCD_HEARTBEAT_MS = 100;
 export const ETCD_ELECTION_MS = 1000;
 
@@ -35,11 +34,6 @@ export interface EtcdOptions {
   clientPort?: number;
   peerPort?: number;
   dataDir?: string;
-}
-
-/** Client endpoints of every etcd member (`http://ADDR:2379`), for Patroni, Vigil and etcdctl. */
-export function etcdEndpoints(cluster: Cluster, clientPort = ETCD_CLIENT_PORT): string[] {
-  return withRole(cluster, 'etcd').map((m) => `http://${m.address}:${clientPort}`);
 }
 
 /** etcd's cluster token: members started with another token refuse to join this cluster. */

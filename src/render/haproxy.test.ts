@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Cluster } from '../config/schema.ts';
 import { EMPTY_SERVER_STATE, appCheck, haproxyConfig, renderHaproxy } from './haproxy.ts';
-import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 import { createClusterCa, issueCertificate, pemBundle, writePki } from '../pki/ca.ts';
 import { createSelfSignedBundle } from './tls.ts';
 

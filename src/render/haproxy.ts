@@ -13,10 +13,11 @@
  * sockets to the new worker through the stats socket (`expose-fd listeners`): no refused
  * connection during a reload.
  */
+import { APP_BACKEND, POSTGRES_BACKEND } from '../layout/network.ts';
 import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
-import { PATHS } from '../config/paths.ts';
-import { AGENT_PORT } from '../ha/model.ts';
+import { PATHS } from '../layout/paths.ts';
+import { AGENT_PORT } from '../layout/network.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 import { PG_MAX_CONNECTIONS } from './patroni.ts';
 
@@ -30,11 +31,6 @@ const IDLE_CLOSE = 'option idle-close-on-response';
 
 /** A server state file that holds no server: its format version line only. */
 export const EMPTY_SERVER_STATE = '1\n';
-
-/** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */
-export const APP_BACKEND = 'app';
-/** The :5000 section, one server per database machine, named as the machine. */
-export const POSTGRES_BACKEND = 'postgres';
 
 /** Connections HAProxy opens to one PostgreSQL server; more wait in HAProxy's queue. */
 export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);

@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { VigilError } from '../util/errors.ts';
-import { clusterFixture, secretsFixture, tempDir } from './fixtures.ts';
+import { clusterFixture, secretsFixture, tempDir } from '../testing/clusters.ts';
 import { renderAll, renderMachine, renderProblems } from './index.ts';
 import { RENDER_MARKER, writeRendered } from './write.ts';
 

@@ -25,10 +25,10 @@ export type { RenderedFile } from './file.ts';
 export { appDatabaseSql, scramVerifier, type SqlStep } from './appdb.ts';
 export { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
 export { appCheck, haproxyConfig } from './haproxy.ts';
-export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems, PATRONI_REST_USER } from './patroni.ts';
-export { etcdConfig, etcdEndpoints, ETCD_CLIENT_PORT, ETCD_PEER_PORT } from './etcd.ts';
+export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems } from './patroni.ts';
+export { etcdConfig } from './etcd.ts';
 export { renderRefapp, refappProperties } from './refapp.ts';
-export { COMMANDS, UNITS } from './systemd.ts';
+export { COMMANDS } from './systemd.ts';
 
 export interface RenderOptions {
   /** Patroni version on the db machines; 3.2+ has higher timer minimums (see timerProblems). */

@@ -8,7 +8,8 @@
  * short: a request stuck on a dying app must not keep a fenced node answering.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
-import { PATHS, REFAPP_PORT, ROOTS } from '../config/paths.ts';
+import { PATHS, ROOTS } from '../layout/paths.ts';
+import { REFAPP_PORT } from '../layout/network.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 
 /** Directories nginx writes to; they must exist before it starts (systemd or the lab creates them). */

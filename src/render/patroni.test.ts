@@ -8,7 +8,7 @@ import { VigilError } from '../util/errors.ts';
 import type { Cluster } from '../config/schema.ts';
 import { renderMachine } from './index.ts';
 import { patroniKeyPrefix, patroniNamespace, pgHba, renderPatroni, timerProblems } from './patroni.ts';
-import { clusterFixture, freePort, loopbackAddresses, relocate, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { clusterFixture, freePort, loopbackAddresses, relocate, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 
 const secrets = secretsFixture();
 const machine = (c: Cluster, name: string) => c.machines.find((m) => m.name === name)!;

@@ -16,15 +16,15 @@
  * - `bootstrap.users` still exists in 3.0.2 (deprecated in 3.2, removed in 4.0) and only creates
  *   roles, not databases; the app's role and database are created by appDatabaseSql() instead.
  */
+import { PATRONI_REST_USER } from '../layout/network.ts';
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import { problem, type Problem } from '../util/errors.ts';
-import { ETCD_CLIENT_PORT, minLeaseTtlSeconds } from './etcd.ts';
+import { minLeaseTtlSeconds } from './etcd.ts';
+import { ETCD_CLIENT_PORT } from '../layout/network.ts';
 import { yaml11, type RenderedFile } from './file.ts';
 
-/** User name for Patroni's REST API write actions (password: secrets.patroniRestPassword). */
-export const PATRONI_REST_USER = 'vigil';
 /** The Patroni version Vigil is tested with (Debian 12). */
 export const PATRONI_DEFAULT_VERSION = '3.0.2';
 /** Connections PostgreSQL accepts; HAProxy queues above PROXY_PG_MAXCONN (haproxy.ts) instead. */
@@ -112,7 +112,7 @@ function hbaName(name: string): string {
  * pg_hba.conf lines. scram-sha-256 everywhere over TCP (password_encryption is set to scram, so
  * PostgreSQL 13, whose default is md5, stores verifiers that match). Patroni itself connects as
  * the superuser over the unix socket in PATHS.pgSocketDir, and so do `vigil apply` and the lab for
- * the application's role and database (src/db/appdb.ts); the `local ... trust` line is only
+ * the application's role and database (src/apply/appdb.ts); the `local ... trust` line is only
  * reachable through that directory, which systemd creates mode 0700 for postgres (vigil-patroni
  * service), so it admits the postgres OS user and root and nobody else.
  */

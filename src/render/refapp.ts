@@ -11,9 +11,10 @@
  */
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
-import { PATHS, REFAPP_PORT } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
+import { REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { REFAPP_KEYS } from '../app/properties.ts';
+import { REFAPP_KEYS } from '../refapp/properties.ts';
 import { formatProperties } from '../util/properties.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 

@@ -5,10 +5,11 @@ import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Command } from 'commander';
 import { registerDaemons } from '../cli/agent.ts';
-import { PATHS } from '../config/paths.ts';
-import { clusterFixture, runTool, secretsFixture, tempDir } from './fixtures.ts';
+import { PATHS } from '../layout/paths.ts';
+import { clusterFixture, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 import { renderAll } from './index.ts';
-import { COMMANDS, UNITS, VIGIL_INSTALL, daemonCommand, nginxUnit, refappUnit, renderUnits } from './systemd.ts';
+import { COMMANDS, daemonCommand, nginxUnit, refappUnit, renderUnits } from './systemd.ts';
+import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
 
 const unitsOf = (topology: 'pair' | 'distributed') => renderAll(clusterFixture(topology), secretsFixture()).filter((f) => f.path.startsWith('/etc/systemd/system/'));
 /** The content of one machine's unit. */

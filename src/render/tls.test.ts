@@ -4,7 +4,7 @@ import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VigilError } from '../util/errors.ts';
-import { tempDir } from './fixtures.ts';
+import { tempDir } from '../testing/clusters.ts';
 import { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
 
 /** Asserts a TLS_BUNDLE error that names the file, says `what` and offers `fix`. */

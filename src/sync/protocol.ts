@@ -5,8 +5,8 @@
  * which accepts it only from the machine that is active at the epoch the push carries, as the
  * standby's own agent last confirmed in etcd (the accept file below). See docs/file-sync.md.
  */
-import { ROOTS } from '../config/paths.ts';
-import type { SyncErrorKind } from '../ha/model.ts';
+import { ROOTS } from '../layout/paths.ts';
+import type { SyncErrorKind } from '../model/ha.ts';
 
 /** The first word of the remote command a push asks for; the epoch follows it. */
 export const PUSH_MARKER = 'vigil-sync-push';

@@ -8,7 +8,7 @@
  * once another machine or a newer epoch is active (see protocol.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { SyncErrorKind, SyncStatus } from '../ha/model.ts';
+import type { SyncErrorKind, SyncStatus } from '../model/ha.ts';
 import { readdir } from 'node:fs/promises';
 import { PARTIAL_DIR, classifyFailure, incrementalArgs, isSuccess, percentile, reconcileArgs, type PushTarget } from './protocol.ts';
 import { TreeWatcher } from './watch.ts';

@@ -10,7 +10,7 @@
 import { readFile, readdir, rename, stat, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Cluster } from '../config/schema.ts';
-import type { ActiveRecord, SyncErrorKind, SyncStatus } from '../ha/model.ts';
+import type { ActiveRecord, SyncErrorKind, SyncStatus } from '../model/ha.ts';
 import type { NewEvent } from '../events/log.ts';
 import { sleep } from '../util/exec.ts';
 import { SYNC_PATHS, sshCommand, type AcceptState } from './protocol.ts';

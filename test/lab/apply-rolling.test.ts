@@ -9,13 +9,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFile } from 'node:fs/promises';
-import { PATHS } from '../../src/config/paths.ts';
+import { PATHS } from '../../src/layout/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
 import { labDown, openLab } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
-import { UNITS } from '../../src/render/systemd.ts';
+import { UNITS } from '../../src/layout/units.ts';
 import { vigil } from './run-vigil.ts';
 import { unitJournal } from './journal.ts';
 

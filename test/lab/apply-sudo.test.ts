@@ -12,7 +12,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rename, stat } from 'node:fs/promises';
-import { PATHS } from '../../src/config/paths.ts';
+import { PATHS } from '../../src/layout/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
 import { labDown, openLab } from '../../src/lab/lab.ts';

@@ -1,5 +1,5 @@
 /** A unit's messages from a bare lab machine's own systemd journal (`journalctl -u`), for lab tests. */
-import { LabShell } from '../../src/remote/lab.ts';
+import { LabShell } from '../../src/lab/shell.ts';
 
 export interface JournalLine {
   /** Wall-clock time of the message, in ms since the epoch. */

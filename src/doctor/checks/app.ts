@@ -5,7 +5,7 @@
  * Vigil's records in etcd (an active machine, an observer leading, maintenance off).
  */
 import { withRole } from '../../config/schema.ts';
-import { AGENT_PORT } from '../../ha/model.ts';
+import { AGENT_PORT } from '../../layout/network.ts';
 import type { Results } from '../results.ts';
 import { activeNode, fmtBytes, reachable, type EvalContext } from './context.ts';
 

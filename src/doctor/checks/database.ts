@@ -5,9 +5,9 @@
  * will still promote.
  */
 import { timerProblems } from '../../render/patroni.ts';
-import { PATHS } from '../../config/paths.ts';
-import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../../ha/patroni-versions.ts';
-import { WATCHDOG_DEVICE } from '../../render/systemd.ts';
+import { PATHS } from '../../layout/paths.ts';
+import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../../patroni/versions.ts';
+import { WATCHDOG_DEVICE } from '../../layout/units.ts';
 import { withRole } from '../../config/schema.ts';
 import type { Results } from '../results.ts';
 import { THRESHOLDS } from '../thresholds.ts';

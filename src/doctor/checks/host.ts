@@ -2,7 +2,7 @@
  * Each machine as a host: owners and modes of Vigil's directories and files (the seed's "/opt/HA
  * has incorrect ownership"), clocks in step with the other machines, free disk space.
  */
-import { PATHS } from '../../config/paths.ts';
+import { PATHS } from '../../layout/paths.ts';
 import { pathRules } from '../expect.ts';
 import type { Results } from '../results.ts';
 import { THRESHOLDS } from '../thresholds.ts';

@@ -3,10 +3,10 @@
  * are as the cluster's state says: exactly the active app machine UP in the app backend, exactly
  * the Patroni primary UP behind :5000.
  */
-import { PATHS } from '../../config/paths.ts';
+import { PATHS } from '../../layout/paths.ts';
 import { withRole } from '../../config/schema.ts';
 import type { ServerState } from '../../proxy/runtime.ts';
-import { APP_BACKEND } from '../../render/haproxy.ts';
+import { APP_BACKEND } from '../../layout/network.ts';
 import type { Results } from '../results.ts';
 import { activeNode, reachable, type EvalContext } from './context.ts';
 

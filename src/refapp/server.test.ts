@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { RefappConfig } from './properties.ts';
 import { formatProperties } from '../util/properties.ts';
 import { startRefapp, type RefappServer } from './server.ts';
-import { findPgBinDir, startTestPostgres, type TestPostgres } from './testing/pg.ts';
+import { findPgBinDir, startTestPostgres, type TestPostgres } from '../testing/postgres.ts';
 import { freePort } from '../util/net.ts';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

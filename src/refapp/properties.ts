@@ -7,7 +7,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
-import { PATHS, REFAPP_PORT } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
+import { REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import { parseProperties, type Properties } from '../util/properties.ts';
 

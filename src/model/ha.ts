@@ -4,9 +4,6 @@
  * the daemons (src/agent, src/observer) and the adapters (src/etcd, src/proxy, ...) use them.
  */
 
-/** Port of `vigil agent`'s HTTPS API (mutual TLS) on every app and db machine. */
-export const AGENT_PORT = 7710;
-
 /**
  * Keys under the cluster's prefix `/vigil/<cluster>/` (Patroni keeps its own under
  * `/vigil/<cluster>/patroni/`). Every value is JSON.

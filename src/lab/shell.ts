@@ -8,11 +8,11 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { bootedLeaderPid, hostPathOf } from '../lab/paths.ts';
-import { inMachine } from '../lab/boot.ts';
-import { machineOf, requireState } from '../lab/state.ts';
+import { bootedLeaderPid, hostPathOf } from './paths.ts';
+import { inMachine } from './boot.ts';
+import { machineOf, requireState } from './state.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import type { ExecOptions, ExecResult, RemoteShell } from './types.ts';
+import type { ExecOptions, ExecResult, RemoteShell } from '../remote/types.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 

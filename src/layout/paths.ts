@@ -33,6 +33,3 @@ export const PATHS = {
   refappAttachments: `${ROOTS.data}/app/attachments`,
   systemdDir: '/etc/systemd/system',
 } as const;
-
-/** Port the reference application listens on behind nginx, on loopback of each app machine. */
-export const REFAPP_PORT = 8080;

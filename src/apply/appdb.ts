@@ -9,7 +9,7 @@
  * it differs a new verifier travels on psql's standard input (src/render/appdb.ts). Idempotent:
  * a role and database that are as they should be get no statement at all.
  */
-import { PATHS } from '../config/paths.ts';
+import { PATHS } from '../layout/paths.ts';
 import type { Cluster, Secrets } from '../config/schema.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { appDatabaseSql, quoteLiteral, scramVerifier } from '../render/appdb.ts';

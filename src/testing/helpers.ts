@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { ExecOptions, ExecResult, RemoteShell } from '../remote/types.ts';
-import { VigilError } from './errors.ts';
+import { VigilError } from '../util/errors.ts';
 
 /** The VigilError `p` rejects with; fails the test when it resolves or rejects with anything else. */
 export async function rejectionOf(p: Promise<unknown>): Promise<VigilError> {

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 
 // The lab's directory is fixed when src/lab/paths.ts loads: point it at a temp directory first.
 let dir: string;
-let lab: typeof import('./lab.ts');
+let lab: typeof import('./shell.ts');
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vigil-labshell-'));
   process.env.VIGIL_LAB_DIR = dir;
-  lab = await import('./lab.ts');
+  lab = await import('./shell.ts');
 });
 after(async () => rm(dir, { recursive: true, force: true }));
 

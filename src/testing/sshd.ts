@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, sleep } from '../util/exec.ts';
 import { freePort } from '../util/net.ts';
-import { generateAdminKey } from './ssh-trust.ts';
+import { generateAdminKey } from '../remote/ssh-trust.ts';
 
 export const SSHD = '/usr/sbin/sshd';
 
@@ -60,7 +60,7 @@ export interface TestSshdOptions {
 }
 
 const FAKE_SUDO = `#!/bin/sh
-# Test stand-in for sudo (src/remote/test-sshd.ts): checks the flags Vigil passes, elevates nothing.
+# Test stand-in for sudo (src/testing/sshd.ts): checks the flags Vigil passes, elevates nothing.
 if [ -e /usr/local/bin/.needs-password ]; then echo 'sudo: a password is required' >&2; exit 1; fi
 if [ "$1" != -n ] || [ "$2" != -- ]; then echo "fake sudo: unexpected arguments: $*" >&2; exit 99; fi
 shift 2

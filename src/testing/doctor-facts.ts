@@ -8,10 +8,10 @@ import { withRole, type Cluster, type Secrets } from '../config/schema.ts';
 import { createClusterCa, issueCertificate, type CertKeyPair } from '../pki/ca.ts';
 import { renderMachine } from '../render/index.ts';
 import type { RenderedFile } from '../render/file.ts';
-import type { EvalContext } from './checks/context.ts';
-import { portRequirements, pathRules } from './expect.ts';
-import { labFixes, systemdFixes } from './fixes.ts';
-import { got, type Facts, type Identity, type Listener, type MachineFacts, type PathStat, type PlatformKind } from './types.ts';
+import type { EvalContext } from '../doctor/checks/context.ts';
+import { portRequirements, pathRules } from '../doctor/expect.ts';
+import { labFixes, systemdFixes } from '../doctor/fixes.ts';
+import { got, type Facts, type Identity, type Listener, type MachineFacts, type PathStat, type PlatformKind } from '../doctor/types.ts';
 
 export interface FixturePki {
   ca: CertKeyPair;

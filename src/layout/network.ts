@@ -1,0 +1,29 @@
+/**
+ * Ports, endpoints and names on the wire: one home for what the generators write into the
+ * components' configurations and what the daemons, apply, doctor and the lab connect to.
+ */
+import { withRole, type Cluster } from '../config/schema.ts';
+
+export const ETCD_CLIENT_PORT = 2379;
+
+export const ETCD_PEER_PORT = 2380;
+
+/** Client endpoints of every etcd member (`http://ADDR:2379`), for Patroni, Vigil and etcdctl. */
+export function etcdEndpoints(cluster: Cluster, clientPort = ETCD_CLIENT_PORT): string[] {
+  return withRole(cluster, 'etcd').map((m) => `http://${m.address}:${clientPort}`);
+}
+
+/** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */
+export const APP_BACKEND = 'app';
+
+/** The :5000 section, one server per database machine, named as the machine. */
+export const POSTGRES_BACKEND = 'postgres';
+
+/** User name for Patroni's REST API write actions (password: secrets.patroniRestPassword). */
+export const PATRONI_REST_USER = 'vigil';
+
+/** Port of `vigil agent`'s HTTPS API (mutual TLS) on every app and db machine. */
+export const AGENT_PORT = 7710;
+
+/** Port the reference application listens on behind nginx, on loopback of each app machine. */
+export const REFAPP_PORT = 8080;
