@@ -3,7 +3,7 @@
  * Errors are printed once here, with their code and fix; nothing below prints a stack trace.
  */
 import { Command, CommanderError } from 'commander';
-import { VigilError } from '../util/errors.ts';
+import { isCodedError } from '../util/errors.ts';
 import { registerValidate } from './validate.ts';
 import { registerRender } from './render.ts';
 import { registerLab } from './lab.ts';
@@ -46,7 +46,9 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof VigilError) {
+    // Every error with a code of the registry (docs/errors.md) is the user's to act on: printed
+    // once, with its fix, exit 1. Anything else is a bug: exit 70 with the stack.
+    if (isCodedError(err)) {
       process.stderr.write(`error [${err.code}]\n${err.message}\n`);
       return 1;
     }

@@ -5,7 +5,7 @@
  * refuse the first calls after etcd is back (see `passThroughPolicy`).
  */
 import { ClientClosedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, GRPCDeadlineExceededError, GRPCUnauthenticatedError, isRecoverableError, type IOptions } from 'etcd3';
-import { problem, type Problem } from '../util/errors.ts';
+import { VigilError, problem, type ErrorCode, type Problem } from '../util/errors.ts';
 
 /** Every store call accepts these; `timeoutMs` defaults to the store's `callTimeoutMs`. */
 export interface CallOptions {
@@ -13,36 +13,20 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/**
- * Stable codes of StoreError, with what each means. Kept here rather than in src/util/errors.ts
- * until the store is wired into the CLI (ETCD_ codes are never reused either).
- */
-export const STORE_ERROR_CODES = {
-  ETCD_TIMEOUT: 'etcd did not answer within the deadline',
-  ETCD_UNAVAILABLE: 'no etcd member could serve the request (down, unreachable, or no quorum)',
-  ETCD_REFUSED: 'etcd refused the request: authentication or permission',
-  ETCD_DATA: 'a key under the cluster prefix holds a value Vigil did not write, or a caller tried to write one',
-  ETCD_CLOSED: 'the store was used after close()',
-  ETCD_CANCELLED: 'the caller cancelled the request',
-  ETCD_FAILED: 'etcd returned an error Vigil does not know how to handle',
-} as const;
-export type StoreErrorCode = keyof typeof STORE_ERROR_CODES;
+/** The registry's codes a StoreError carries (src/util/errors.ts, docs/errors.md). */
+export const STORE_ERROR_CODES = ['ETCD_TIMEOUT', 'ETCD_UNAVAILABLE', 'ETCD_REFUSED', 'ETCD_DATA', 'ETCD_CLOSED', 'ETCD_CANCELLED', 'ETCD_FAILED'] as const satisfies readonly ErrorCode[];
+export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number];
 
 /** An etcd call that failed: which operation, on which endpoints, and whether to try again. */
-export class StoreError extends Error {
-  readonly code: StoreErrorCode;
-  readonly retryable: boolean;
+export class StoreError extends VigilError {
+  declare readonly code: StoreErrorCode;
   /** The store operation, e.g. "casActive". */
   readonly op: string;
-  readonly problems: Problem[];
 
   constructor(code: StoreErrorCode, op: string, p: Problem, opts: { cause?: unknown; retryable?: boolean } = {}) {
-    super(`${p.where}: ${p.message}\n  fix: ${p.fix}`, { cause: opts.cause });
+    super(code, [p], { cause: opts.cause, retryable: opts.retryable ?? (code === 'ETCD_TIMEOUT' || code === 'ETCD_UNAVAILABLE') });
     this.name = 'StoreError';
-    this.code = code;
     this.op = op;
-    this.problems = [p];
-    this.retryable = opts.retryable ?? (code === 'ETCD_TIMEOUT' || code === 'ETCD_UNAVAILABLE');
   }
 }
 

@@ -15,6 +15,7 @@ import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { CallOptions, EventRecords, StoredEvent, StoreError, Subscription } from '../etcd/store.ts';
 import type { VigilEvent } from '../model/ha.ts';
+import type { CodedError } from '../util/errors.ts';
 
 export const DEFAULT_EVENTS_FILE = '/var/log/vigil/events.jsonl';
 export const DEFAULT_KEEP_EVENTS = 500;
@@ -30,7 +31,9 @@ export interface EventLogOptions {
 export type NewEvent = Omit<VigilEvent, 'seq' | 'at'> & { at?: string };
 
 /** The event reached etcd but not the local file; `event` is the stored event. */
-export class EventFileError extends Error {
+export class EventFileError extends Error implements CodedError {
+  readonly code = 'EVENT_FILE' as const;
+
   constructor(
     readonly file: string,
     readonly event: StoredEvent,

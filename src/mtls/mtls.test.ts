@@ -94,7 +94,7 @@ describe('mutual TLS', () => {
   it('refuses a client whose certificate comes from another CA', async () => {
     await refused(mtlsFetch(`${url}/v1/status`, as(stranger)));
     // Node drops such a client without a TLS alert; the client still reports a TLS problem.
-    await assert.rejects(mtlsFetch(`${url}/v1/status`, as(stranger)), (e: unknown) => e instanceof TlsError && e.code === PEER_CLOSED_AFTER_HANDSHAKE && /refused this side's certificate/.test(e.message));
+    await assert.rejects(mtlsFetch(`${url}/v1/status`, as(stranger)), (e: unknown) => e instanceof TlsError && e.tlsCode === PEER_CLOSED_AFTER_HANDSHAKE && /refused this side's certificate/.test(e.message));
   });
 
   it('refuses a client certificate that is not for client authentication', async () => {
@@ -108,7 +108,7 @@ describe('mutual TLS', () => {
         assert.ok(e instanceof TlsError, String(e));
         assert.equal(e.kind, 'tls');
         assert.equal(e.retryable, false);
-        assert.match(e.code, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER/);
+        assert.match(e.tlsCode, /UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER/);
         return true;
       });
     } finally {
@@ -117,7 +117,7 @@ describe('mutual TLS', () => {
   });
 
   it('the client refuses a server certificate that does not name the address', async () => {
-    await assert.rejects(mtlsFetch(`https://localhost:${server.port}/`, as(observer)), (e: unknown) => e instanceof TlsError && e.code === 'ERR_TLS_CERT_ALTNAME_INVALID');
+    await assert.rejects(mtlsFetch(`https://localhost:${server.port}/`, as(observer)), (e: unknown) => e instanceof TlsError && e.tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID');
   });
 
   it('reports connection refused apart from TLS failures', async () => {

@@ -12,6 +12,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import type { CodedError, ErrorCode } from '../util/errors.ts';
 
 /** PEM strings: the cluster CA certificate, this side's certificate and its private key. */
 export interface MtlsIdentity {
@@ -146,12 +147,17 @@ export const PEER_CLOSED_AFTER_HANDSHAKE = 'PEER_CLOSED_AFTER_HANDSHAKE';
 
 export type NetErrorKind = 'tls' | 'refused' | 'timeout' | 'aborted' | 'network';
 
+const NET_CODES = { tls: 'NET_TLS', refused: 'NET_REFUSED', timeout: 'NET_TIMEOUT', aborted: 'NET_ABORTED', network: 'NET_FAILED' } as const satisfies Record<NetErrorKind, ErrorCode>;
+
 /**
  * A request that did not get an HTTP response. `kind` tells the caller what to do: 'tls' needs a
  * person (certificates), 'refused' means nothing listens (daemon down), 'timeout' means no answer
  * in time (machine or network gone), 'network' is any other transport failure.
  */
-export class NetError extends Error {
+export class NetError extends Error implements CodedError {
+  /** The registry's code (docs/errors.md), one per kind. */
+  readonly code: ErrorCode;
+
   constructor(
     readonly kind: NetErrorKind,
     readonly url: string,
@@ -160,6 +166,7 @@ export class NetError extends Error {
   ) {
     super(message, options);
     this.name = 'NetError';
+    this.code = NET_CODES[kind];
   }
 
   /** Whether trying again later may help; a certificate problem does not go away by itself. */
@@ -171,7 +178,7 @@ export class NetError extends Error {
 /** The TLS handshake failed: a certificate from another CA, none at all, wrong usage or name. */
 export class TlsError extends NetError {
   /** The OpenSSL or node code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_SSL_TLSV1_ALERT_UNKNOWN_CA. */
-  readonly code: string;
+  readonly tlsCode: string;
   constructor(url: string, code: string, cause: unknown) {
     const why =
       code === PEER_CLOSED_AFTER_HANDSHAKE
@@ -179,7 +186,7 @@ export class TlsError extends NetError {
         : `TLS with ${url} failed (${code})`;
     super('tls', url, `${why}; both sides must use certificates issued by this cluster's CA, for their own address and use (server/client)`, { cause });
     this.name = 'TlsError';
-    this.code = code;
+    this.tlsCode = code;
   }
 }
 

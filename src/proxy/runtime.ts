@@ -9,6 +9,7 @@
  */
 import { createConnection } from 'node:net';
 import { PATHS } from '../layout/paths.ts';
+import type { CodedError } from '../util/errors.ts';
 
 export type AdminState = 'ready' | 'maint' | 'drain';
 export type OpState = 'up' | 'down' | 'stopping' | 'starting';
@@ -25,7 +26,9 @@ export interface ServerState {
 /** Delivers one command to the runtime API and returns the answer. */
 export type RuntimeSend = (cmd: string) => Promise<string>;
 
-export class RuntimeApiError extends Error {
+export class RuntimeApiError extends Error implements CodedError {
+  readonly code = 'HAPROXY_RUNTIME' as const;
+
   constructor(message: string, readonly retryable: boolean) {
     super(message);
     this.name = 'RuntimeApiError';

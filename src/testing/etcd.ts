@@ -36,13 +36,18 @@ export interface TestEtcd {
   stop(): Promise<void>;
 }
 
-export async function startTestEtcd(opts: { binary?: string; startTimeoutMs?: number } = {}): Promise<TestEtcd> {
+/**
+ * `host`/`clientPort`: where clients reach it (default 127.0.0.1 and a free port); a test of a
+ * command that finds etcd from a cluster file gives a loopback address of its own and 2379.
+ */
+export async function startTestEtcd(opts: { binary?: string; startTimeoutMs?: number; host?: string; clientPort?: number } = {}): Promise<TestEtcd> {
   const binary = opts.binary ?? process.env['VIGIL_ETCD_BIN'] ?? '/usr/bin/etcd';
   const dir = await mkdtemp(join(tmpdir(), 'vigil-etcd-'));
   try {
-    const [clientPort, peerPort] = await freePorts(2);
-    const client = `http://127.0.0.1:${clientPort}`;
-    const peer = `http://127.0.0.1:${peerPort}`;
+    const [freeClient, peerPort] = await freePorts(2);
+    const host = opts.host ?? '127.0.0.1';
+    const client = `http://${host}:${opts.clientPort ?? freeClient}`;
+    const peer = `http://${host}:${peerPort}`;
     const args = [
       '--name=test',
       `--data-dir=${join(dir, 'data')}`,

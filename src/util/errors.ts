@@ -24,6 +24,21 @@ export const ERROR_CODES = {
   INIT: '`vigil init` could not write the cluster files from its answers',
   APPLY: '`vigil apply` stopped at a step on a machine; the message names both and the fix, and a re-run resumes',
   SYNC: 'file sync could not carry files between app machines',
+  ETCD_TIMEOUT: 'etcd did not answer within the deadline',
+  ETCD_UNAVAILABLE: 'no etcd member could serve the request (down, unreachable, or no quorum)',
+  ETCD_REFUSED: 'etcd refused the request: authentication or permission',
+  ETCD_DATA: 'a key under the cluster prefix holds a value Vigil did not write, or a caller tried to write one',
+  ETCD_CLOSED: 'the etcd store was used after it was closed (a bug)',
+  ETCD_CANCELLED: 'the caller cancelled the etcd request',
+  ETCD_FAILED: 'etcd returned an error Vigil does not know how to handle',
+  NET_TLS: "a mutual-TLS handshake failed: a certificate from another CA, none, or the wrong name or use",
+  NET_REFUSED: 'nothing listens on the port (the daemon is down)',
+  NET_TIMEOUT: 'a machine did not answer an HTTPS request in time',
+  NET_ABORTED: 'the caller cancelled an HTTPS request',
+  NET_FAILED: 'an HTTPS request failed in transport (reset, unreachable network)',
+  EXEC: 'an external program failed, timed out or could not be started',
+  HAPROXY_RUNTIME: "HAProxy's runtime API did not answer or refused a command",
+  EVENT_FILE: 'an event reached etcd but not the local JSON-lines file',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -49,6 +64,22 @@ export class VigilError extends Error {
     this.problems = problems;
     this.retryable = opts.retryable ?? false;
   }
+}
+
+/**
+ * Errors that are not VigilErrors (they carry no list of problems: a failed program, a failed
+ * HTTPS request, HAProxy's runtime API) but still reach people: they carry a code of the same
+ * registry, so the CLI prints it and exits 1 rather than calling them bugs.
+ */
+export interface CodedError extends Error {
+  readonly code: ErrorCode;
+}
+
+/** Whether `err` carries a code of the registry (every VigilError, and the coded errors above). */
+export function isCodedError(err: unknown): err is CodedError {
+  if (!(err instanceof Error)) return false;
+  const code: unknown = (err as Error & { code?: unknown }).code;
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
 }
 
 export function formatProblem(p: Problem): string {

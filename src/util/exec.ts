@@ -3,6 +3,7 @@
  * and the program's stderr in the error. Secrets go through stdin or files, never arguments.
  */
 import { spawn } from 'node:child_process';
+import type { CodedError } from './errors.ts';
 
 export interface RunOptions {
   timeoutMs?: number;
@@ -18,7 +19,9 @@ export interface RunResult {
   stderr: string;
 }
 
-export class ExecError extends Error {
+export class ExecError extends Error implements CodedError {
+  readonly code = 'EXEC' as const;
+
   constructor(
     readonly argv: string[],
     readonly result: RunResult,
