@@ -5,7 +5,7 @@
  */
 import nodemailer, { type NodemailerError } from 'nodemailer';
 import type { VigilEvent } from '../model/ha.ts';
-import type { AlertsConfig } from './config.ts';
+import type { AlertsConfig } from '../config/alerts.ts';
 import { bodyOf, subjectOf, type Suppressed } from './format.ts';
 import { redactor } from './redact.ts';
 import type { Channel } from './send.ts';

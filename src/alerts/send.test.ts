@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { VigilEvent } from '../model/ha.ts';
-import { alertProblems, alertsSchema, type AlertsInput } from './config.ts';
+import { alertProblems, alertsSchema, type AlertsInput } from '../config/alerts.ts';
 import { bodyOf, subjectOf } from './format.ts';
 import { createAlerter, type AlertResult, type Clock } from './send.ts';
 

@@ -10,7 +10,7 @@
  * held-back node-lost and leave a "node-back" as the last word).
  */
 import type { VigilEvent } from '../model/ha.ts';
-import type { AlertSecrets, AlertsConfig } from './config.ts';
+import type { AlertSecrets, AlertsConfig } from '../config/alerts.ts';
 import { emailChannel } from './email.ts';
 import type { Suppressed } from './format.ts';
 import { webhookChannel } from './webhook.ts';

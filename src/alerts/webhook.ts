@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { VigilEvent } from '../model/ha.ts';
-import type { AlertsConfig } from './config.ts';
+import type { AlertsConfig } from '../config/alerts.ts';
 import type { Suppressed, WebhookPayload } from './format.ts';
 import { redactor } from './redact.ts';
 import type { Channel } from './send.ts';

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { comparePasswordFile } from '../doctor/password-files.ts';
+import { comparePasswordFile } from '../facts/password-files.ts';
 import { withPassword, type PasswordFile } from './passwords.ts';
 
 const NEW = "n3w p@ss'w\\rd=:#!";

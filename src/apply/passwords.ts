@@ -2,10 +2,10 @@
  * Setting the database password in an application config file (`application.passwordFiles`):
  * the seed's five hand edits on the slave. Only the key's own line changes; comments, order and
  * every other line stay as they were. The result is read back with doctor's reader
- * (src/doctor/password-files.ts), so apply and doctor agree on what the file says. Pure: the
+ * (src/facts/password-files.ts), so apply and doctor agree on what the file says. Pure: the
  * caller reads and writes the file, and no message here quotes a value.
  */
-import { comparePasswordFile, type PasswordFormat } from '../doctor/password-files.ts';
+import { comparePasswordFile, type PasswordFormat } from '../facts/password-files.ts';
 import { formatProperties, parseProperties } from '../util/properties.ts';
 import { VigilError, problem } from '../util/errors.ts';
 

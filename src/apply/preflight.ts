@@ -9,10 +9,10 @@
  * `vigil apply` (issue 4); read-only.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
-import { clock, connect } from '../doctor/gather-machine.ts';
-import { portRequirements } from '../doctor/expect.ts';
-import { parseSs } from '../doctor/parse.ts';
-import type { PortProbe, Probe } from '../doctor/types.ts';
+import { clock, connect } from '../facts/probe.ts';
+import { portRequirements } from '../facts/ports.ts';
+import { parseSs } from '../facts/parse.ts';
+import type { PortProbe, Probe } from '../facts/probe.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { UNITS, WATCHDOG_DEVICE } from '../layout/units.ts';
 import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';

@@ -4,7 +4,7 @@
  * texts below by `npm run docs`).
  */
 import { z } from 'zod';
-import { alertSecretsShape, alertsSchema } from '../alerts/config.ts';
+import { alertSecretsShape, alertsSchema } from './alerts.ts';
 
 export const ROLES = ['etcd', 'proxy', 'observer', 'app', 'db'] as const;
 export type Role = (typeof ROLES)[number];

@@ -3,7 +3,7 @@
  * machine, so an operator can fix the configuration before an install changes anything.
  */
 import { loadCluster, loadSecrets, secretsPath } from './load.ts';
-import { alertProblems } from '../alerts/config.ts';
+import { alertProblems } from './alerts.ts';
 import { VigilError } from '../util/errors.ts';
 import { withRole, type Cluster } from './schema.ts';
 

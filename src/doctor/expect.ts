@@ -5,73 +5,10 @@
  */
 import { dirname, isAbsolute, join } from 'node:path';
 import { PATHS, ROOTS } from '../layout/paths.ts';
-import { withRole, type Cluster, type Machine, type Role } from '../config/schema.ts';
-import { AGENT_PORT } from '../layout/network.ts';
-import { ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../layout/network.ts';
+import type { Cluster, Machine, Role } from '../config/schema.ts';
 import type { RenderedFile } from '../render/file.ts';
 
-/** The component that listens on a port: what to start when nothing does. */
-export type Component = 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'nginx' | 'sshd';
-
-export interface PortRequirement {
-  to: string;
-  port: number;
-  /** What the port is, for messages: "etcd client API". */
-  what: string;
-  component: Component;
-  /** Machines that must reach it; null is the admin's shell (where doctor runs). */
-  from: (string | null)[];
-  /** Only the active app machine listens here (nginx); the standbys must not. */
-  activeOnly?: boolean;
-}
-
-
-/**
- * Who must reach what, per role (ports from src/render and src/model/ha.ts):
- * - etcd client port from every machine that talks to etcd (Patroni, agents, observers, the
- *   admin) and the peer port between members;
- * - PostgreSQL and Patroni's REST API between db machines (replication, pg_rewind, leader race)
- *   and from the proxy (HAProxy's checks and connections); Patroni's API also from observers
- *   (switchover) and the admin;
- * - the proxy's PostgreSQL port from the app machines (the application's database), its
- *   HTTP(S) and stats ports from the admin;
- * - the agent API from the proxy (HAProxy's role check) and the observers, and from the admin;
- * - the application port (nginx) of the active app machine from the proxy and the observers;
- * - file sync's SSH port between app machines.
- */
-export function portRequirements(cluster: Cluster): PortRequirement[] {
-  const names = (role: Role) => withRole(cluster, role).map((m) => m.name);
-  const [etcd, db, app, proxy, observer] = [names('etcd'), names('db'), names('app'), names('proxy'), names('observer')];
-  const out: PortRequirement[] = [];
-  const add = (to: string, port: number, what: string, component: Component, from: (string | null)[], activeOnly = false) => {
-    const sources = [...new Set(from)].filter((f) => f !== to);
-    if (sources.length === 0) return;
-    const same = out.find((r) => r.to === to && r.port === port);
-    if (same) same.from = [...new Set([...same.from, ...sources])];
-    else out.push({ to, port, what, component, from: sources, ...(activeOnly ? { activeOnly } : {}) });
-  };
-  for (const m of etcd) {
-    add(m, ETCD_CLIENT_PORT, 'etcd client API', 'etcd', [...etcd, ...db, ...app, ...observer, null]);
-    if (etcd.length > 1) add(m, ETCD_PEER_PORT, 'etcd peer port', 'etcd', etcd);
-  }
-  for (const m of db) {
-    add(m, cluster.database.port, 'PostgreSQL', 'patroni', [...db, ...proxy]);
-    add(m, cluster.database.patroniPort, 'Patroni REST API', 'patroni', [...db, ...proxy, ...observer, null]);
-    add(m, AGENT_PORT, 'agent API', 'agent', [null]);
-  }
-  for (const m of proxy) {
-    add(m, cluster.proxy.postgresPort, 'PostgreSQL primary through HAProxy', 'haproxy', [...app, null]);
-    add(m, cluster.proxy.httpPort, 'the application through HAProxy (HTTP)', 'haproxy', [null]);
-    if (cluster.proxy.tlsBundle) add(m, cluster.proxy.httpsPort, 'the application through HAProxy (HTTPS)', 'haproxy', [null]);
-    add(m, cluster.proxy.statsPort, 'HAProxy stats page', 'haproxy', [null]);
-  }
-  for (const m of app) {
-    add(m, AGENT_PORT, 'agent API', 'agent', [...proxy, ...observer, null]);
-    add(m, cluster.application.port, 'the application (nginx)', 'nginx', [...proxy, ...observer], true);
-    add(m, cluster.fileSync.sshPort, 'SSH for file sync', 'sshd', app);
-  }
-  return out;
-}
+export { portRequirements, type Component, type PortRequirement } from '../facts/ports.ts';
 
 export interface PathRule {
   path: string;

@@ -11,7 +11,7 @@ import { agentStatus } from '../observer/observe.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { ETCD_CLIENT_PORT, etcdEndpoints } from '../layout/network.ts';
 import { portRequirements } from './expect.ts';
-import { parseStatsCsv } from './parse.ts';
+import { parseStatsCsv } from '../facts/parse.ts';
 import { failed, got, type ClusterFacts, type EtcdMemberFacts, type PatroniFacts, type PatroniMember, type PortOutcome, type PortProbe, type Probe } from './types.ts';
 
 export interface ClusterGatherOptions {

@@ -11,9 +11,10 @@ import type { RenderedFile } from '../render/file.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { BINARIES, WATCHDOG_DEVICE } from '../layout/units.ts';
 import { portRequirements, pathRules } from './expect.ts';
-import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from './parse.ts';
-import { comparePasswordFile } from './password-files.ts';
-import { failed, got, type DbSafetyFacts, type Identity, type MachineFacts, type PasswordFileFact, type Probe, type PortOutcome, type PortProbe, type ProgramDigest, type SystemdFacts } from './types.ts';
+import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from '../facts/parse.ts';
+import { comparePasswordFile } from '../facts/password-files.ts';
+import { clock, connect, errorText, firstLine, runOn } from '../facts/probe.ts';
+import { failed, got, type DbSafetyFacts, type Identity, type MachineFacts, type PasswordFileFact, type Probe, type ProgramDigest, type SystemdFacts } from './types.ts';
 
 export interface MachineGatherOptions {
   cluster: Cluster;
@@ -25,60 +26,11 @@ export interface MachineGatherOptions {
   connectTimeoutMs: number;
 }
 
-const firstLine = (s: string) => s.trim().split('\n')[0]?.slice(0, 300) ?? '';
-const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
-/** Runs a command; a non-zero exit is an error unless `okCodes` allows it. */
-async function runOn(shell: RemoteShell, argv: string[], timeoutMs: number, okCodes: number[] = [0]): Promise<Probe<{ code: number; stdout: string; stderr: string }>> {
-  try {
-    const r = await shell.exec(argv, { timeoutMs });
-    if (okCodes.includes(r.code)) return got(r);
-    if (r.code === 124) return failed(`\`${argv[0]}\` did not finish within ${timeoutMs} ms`);
-    if (r.code === 127) return failed(`\`${argv[0]}\` is not installed (${firstLine(r.stderr) || 'command not found'})`);
-    return failed(`\`${argv.slice(0, 3).join(' ')}\` exited with ${r.code}: ${firstLine(r.stderr) || firstLine(r.stdout)}`);
-  } catch (err) {
-    return failed(errorText(err));
-  }
-}
-
 async function guard<T>(fn: () => Promise<Probe<T>>): Promise<Probe<T>> {
   try {
     return await fn();
   } catch (err) {
     return failed(errorText(err));
-  }
-}
-
-/** The machine's clock against this one, read at the middle of the command's round trip. */
-export async function clock(shell: RemoteShell, timeoutMs: number): Promise<Probe<{ offsetMs: number; uncertaintyMs: number }>> {
-  const t0 = Date.now();
-  const r = await runOn(shell, ['date', '+%s%N'], timeoutMs);
-  const t1 = Date.now();
-  if (!r.ok) return r;
-  const ns = r.value.stdout.trim();
-  if (!/^\d{10,}$/.test(ns)) return failed(`\`date +%s%N\` printed "${firstLine(ns)}"`);
-  const remoteMs = Number(BigInt(ns) / 1000n) / 1000;
-  return got({ offsetMs: remoteMs - (t0 + t1) / 2, uncertaintyMs: (t1 - t0) / 2 });
-}
-
-/**
- * One TCP connection from the machine: bash's /dev/tcp under coreutils' timeout. The script is a
- * constant; address and port are positional arguments, never part of it.
- */
-export async function connect(shell: RemoteShell, from: string, to: Machine, port: number, timeoutMs: number): Promise<PortProbe> {
-  const seconds = Math.max(1, Math.round(timeoutMs / 1000));
-  const base = { from, to: to.name, port };
-  try {
-    const r = await shell.exec(['timeout', String(seconds), 'bash', '-c', 'exec 3<>"/dev/tcp/$0/$1"', to.address, String(port)], { timeoutMs: timeoutMs + 5000 });
-    let outcome: PortOutcome;
-    if (r.code === 0) outcome = 'open';
-    else if (r.code === 124) outcome = 'timeout';
-    else if (/refused/i.test(r.stderr)) outcome = 'refused';
-    else if (/no route|unreachable/i.test(r.stderr)) outcome = 'unreachable';
-    else outcome = 'error';
-    return { ...base, outcome, ...(outcome === 'error' ? { detail: firstLine(r.stderr) || `exit ${r.code}` } : {}) };
-  } catch (err) {
-    return { ...base, outcome: 'error', detail: errorText(err) };
   }
 }
 

@@ -7,6 +7,10 @@
 import type { Role } from '../config/schema.ts';
 import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../model/ha.ts';
 import type { ServerState } from '../proxy/runtime.ts';
+import type { ClockProbe, DiskUsage, Listener, PasswordFileFact, PathStat, PortProbe, Probe } from '../facts/probe.ts';
+
+export { failed, got } from '../facts/probe.ts';
+export type { ClockProbe, DiskUsage, Listener, PasswordFileFact, PasswordStatus, PathStat, PortOutcome, PortProbe, Probe } from '../facts/probe.ts';
 
 /** fail: something is broken or a failover would not work; warn: works now, needs attention. */
 export type Severity = 'fail' | 'warn';
@@ -54,59 +58,12 @@ export interface CheckResult {
   note?: string;
 }
 
-/** The result of one probe: its value, or why it could not be had. */
-export type Probe<T> = { ok: true; value: T } | { ok: false; error: string };
-export const got = <T>(value: T): Probe<T> => ({ ok: true, value });
-export const failed = <T = never>(error: string): Probe<T> => ({ ok: false, error });
-
 /**
  * Where the cluster runs: machines reached over SSH, or the lab's machines (the same units and
  * files, installed by apply; src/lab/lab.ts). Doctor checks both alike; only the fixes differ:
  * in the lab they are `vigil lab` commands run on the lab's host (src/doctor/fixes.ts).
  */
 export type PlatformKind = 'lab' | 'systemd';
-
-export interface Listener {
-  /** Local address as `ss` prints it: 0.0.0.0, *, [::], 10.0.0.1, 127.0.0.1 ... */
-  address: string;
-  port: number;
-  processes: { name: string; pid: number }[];
-}
-
-export interface PathStat {
-  path: string;
-  user: string;
-  group: string;
-  /** Permission bits (e.g. 0o755). */
-  mode: number;
-  type: 'directory' | 'file' | 'other';
-}
-
-export interface DiskUsage {
-  path: string;
-  mount: string;
-  totalBytes: number;
-  freeBytes: number;
-}
-
-export type PortOutcome = 'open' | 'refused' | 'timeout' | 'unreachable' | 'error';
-
-/** One TCP connection attempt from a machine (or the admin's shell) to another machine's port. */
-export interface PortProbe {
-  /** Machine name, or null for the admin's shell. */
-  from: string | null;
-  to: string;
-  port: number;
-  outcome: PortOutcome;
-  detail?: string;
-}
-
-export interface ClockProbe {
-  /** The machine's clock minus the admin's, estimated at the middle of the round trip. */
-  offsetMs: number;
-  /** Half the round trip: the offset is known to within this. */
-  uncertaintyMs: number;
-}
 
 /** A certificate and its key as found on a machine. No private key ever leaves the machine. */
 export interface Identity {
@@ -122,17 +79,6 @@ export interface Identity {
 export interface PkiFacts {
   caPem: string | null;
   identities: Identity[];
-}
-
-export type PasswordStatus = 'same' | 'differs' | 'missing-file' | 'missing-key' | 'unparseable' | 'unreadable';
-
-export interface PasswordFileFact {
-  path: string;
-  key: string;
-  status: PasswordStatus;
-  /** Line of the key, or of the parse problem. Never the value. */
-  line?: number;
-  detail?: string;
 }
 
 /** The program one application service runs, and its SHA-256 on the machine. */

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Document, isMap, type Pair, type Scalar } from 'yaml';
-import { alertProblems } from '../alerts/config.ts';
+import { alertProblems } from '../config/alerts.ts';
 import type { Locator } from '../config/cross-checks.ts';
 import { parseCluster, parseSecrets } from '../config/load.ts';
 import { PRESET_ROLES, type Cluster, type Secrets } from '../config/schema.ts';

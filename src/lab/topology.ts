@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import type { AlertsInput } from '../alerts/config.ts';
+import type { AlertsInput } from '../config/alerts.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
 import { LAB_ID } from './paths.ts';

@@ -6,7 +6,7 @@
  */
 import type { Cluster } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
-import { parseStatsCsv } from '../doctor/parse.ts';
+import { parseStatsCsv } from '../facts/parse.ts';
 import type { Leadership, VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
 import type { HaproxyRuntime } from '../proxy/runtime.ts';

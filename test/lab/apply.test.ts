@@ -26,7 +26,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, parseDocument, stringify } from 'yaml';
 import { withRole } from '../../src/config/schema.ts';
-import { comparePasswordFile } from '../../src/doctor/password-files.ts';
+import { comparePasswordFile } from '../../src/facts/password-files.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
 import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';

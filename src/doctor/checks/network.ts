@@ -4,7 +4,7 @@
  * should listen, with the component to start; a port that listens but is not reachable from some
  * machines is a firewall, reported with the machines cut off and the rule to add.
  */
-import { listensOn, isLoopback } from '../parse.ts';
+import { listensOn, isLoopback } from '../../facts/parse.ts';
 import { portRequirements, type Component, type PortRequirement } from '../expect.ts';
 import type { Results } from '../results.ts';
 import type { PortProbe } from '../types.ts';

@@ -1,6 +1,6 @@
 /**
- * The `alerts` section of vigil.yaml and the two alert secrets. Kept here, next to the code that
- * reads it, and wired into the cluster schema by src/config/schema.ts; the `.describe()` texts
+ * The `alerts` section of vigil.yaml and the two alert secrets (sent by src/alerts), wired into
+ * the cluster schema by src/config/schema.ts; the `.describe()` texts
  * become docs/config-reference.md like every other section.
  */
 import { z } from 'zod';

@@ -6,7 +6,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { VigilError } from '../util/errors.ts';
 import { parseProperties } from '../util/properties.ts';
-import type { PasswordFileFact, PasswordStatus } from './types.ts';
+import type { PasswordFileFact, PasswordStatus } from './probe.ts';
 
 export type PasswordFormat = 'properties' | 'env' | 'shell';
 

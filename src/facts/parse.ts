@@ -5,7 +5,7 @@
  */
 import { basename } from 'node:path';
 import type { ServerState } from '../proxy/runtime.ts';
-import type { DiskUsage, Listener, PathStat } from './types.ts';
+import type { DiskUsage, Listener, PathStat } from './probe.ts';
 
 /** `ss -Hltnp`: one listening TCP socket a line, with the processes that hold it. */
 export function parseSs(text: string): Listener[] {
