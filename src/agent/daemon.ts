@@ -19,6 +19,7 @@ import { VigilError, problem } from '../util/errors.ts';
 import { Agent } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler } from './api.ts';
+import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { SystemdServices } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
 
@@ -175,12 +176,16 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
 /** This machine's member in Patroni's view of the cluster: role, state and replication lag. */
 async function patroniState(cluster: Cluster, machine: Machine): Promise<AgentStatus['patroni']> {
   try {
-    const res = await fetch(`http://${machine.address}:${cluster.database.patroniPort}/cluster`, { signal: AbortSignal.timeout(1000) });
-    const body = (await res.json()) as { members?: { name: string; role: string; state: string; lag?: number | string }[] };
-    const me = body.members?.find((m) => m.name === machine.name);
+    const view = await patroniOf(cluster, machine).cluster({ timeoutMs: 1000 });
+    const me = view.members.find((m) => m.name === machine.name);
     if (!me) return { role: 'unknown', state: 'not a member', lagBytes: null };
     return { role: me.role, state: me.state, lagBytes: typeof me.lag === 'number' ? me.lag : null };
   } catch (err) {
-    return { role: 'unknown', state: `Patroni REST API unreachable: ${(err as Error).message}`, lagBytes: null };
+    return { role: 'unknown', state: `Patroni REST API unreachable: ${patroniReason(err)}`, lagBytes: null };
   }
+}
+
+/** The reason alone (a PatroniError's first problem), for a one-line status. */
+function patroniReason(err: unknown): string {
+  return err instanceof PatroniError ? err.problems[0]!.message : (err as Error).message;
 }

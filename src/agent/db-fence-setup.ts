@@ -8,6 +8,7 @@ import type { Cluster, Machine } from '../config/schema.ts';
 import type { VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
 import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
+import { patroniOf } from '../patroni/client.ts';
 import { ETCD_CLIENT_PORT } from '../layout/network.ts';
 import { BINARIES } from '../layout/units.ts';
 import { run } from '../util/exec.ts';
@@ -38,7 +39,7 @@ export interface DbFenceSetup {
 /** Reads the local Patroni's version, installs the gate where it is needed, and returns the fence (not yet ticking). */
 export async function startDbFence({ cluster, machine, store, events, log }: DbFenceSetup): Promise<DbFenceParts> {
   const processes = new SystemdDatabase();
-  const liveness = `http://${machine.address}:${cluster.database.patroniPort}/liveness`;
+  const patroni = patroniOf(cluster, machine);
   const t = cluster.timers;
   const version = await patroniVersion(log);
   const gate = overwritesLeaderKey(version) ? await patroniGate(cluster, version, log, t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS) : undefined;
@@ -47,7 +48,7 @@ export async function startDbFence({ cluster, machine, store, events, log }: DbF
     {
       node: machine.name,
       readPatroni: () => store.readPatroni(cluster.cluster.name, 1000),
-      patroniLive: async () => (await fetch(liveness, { signal: AbortSignal.timeout(1000) })).status === 200,
+      patroniLive: () => patroni.check('liveness', { timeoutMs: 1000 }),
       postgres: () => postgresState(),
       kill: () => processes.kill(),
       fenced: (reason, killed) => {

@@ -6,6 +6,7 @@
 import { PATHS } from '../layout/paths.ts';
 import type { Machine } from '../config/schema.ts';
 import { AGENT_PORT } from '../layout/network.ts';
+import { PatroniError, type PatroniTransport } from '../patroni/client.ts';
 import { pkiPaths } from '../pki/ca.ts';
 import { HaproxyRuntime, RuntimeApiError } from '../proxy/runtime.ts';
 import type { RemoteShell } from '../remote/types.ts';
@@ -52,15 +53,32 @@ export async function dirStates(shell: RemoteShell, paths: string[]): Promise<Ma
   return out;
 }
 
-/** A GET made from the machine itself; `status` 0 when nothing answered. */
-export async function remoteGet(shell: RemoteShell, url: string, timeoutMs = 3000): Promise<{ status: number; body: string; error?: string }> {
-  const script = `fetch(process.argv[1],{signal:AbortSignal.timeout(${timeoutMs})}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:'',error:String(e.cause?.code??e.name??e)})))`;
-  const r = await shell.exec([VIGIL_INSTALL.node, '-e', script, url], { timeoutMs: timeoutMs + 10_000 });
+/** A GET (or another method without a body) made from the machine itself; `status` 0 when nothing answered. */
+export async function remoteGet(shell: RemoteShell, url: string, timeoutMs = 3000, method: 'GET' | 'OPTIONS' = 'GET'): Promise<{ status: number; body: string; error?: string }> {
+  const script = `fetch(process.argv[1],{method:process.argv[2],signal:AbortSignal.timeout(${timeoutMs})}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:'',error:String(e.cause?.code??e.name??e)})))`;
+  const r = await shell.exec([VIGIL_INSTALL.node, '-e', script, url, method], { timeoutMs: timeoutMs + 10_000 });
   try {
     return JSON.parse(r.stdout) as { status: number; body: string; error?: string };
   } catch {
     return { status: 0, body: '', error: r.stderr.trim().split('\n')[0] || `exit ${r.code}` };
   }
+}
+
+/**
+ * Patroni's REST API asked from the machine behind `shell` (src/patroni/client.ts with this
+ * transport). Reads only: a request with headers (the REST password of a write action) is
+ * refused, since the command line of the script is visible to every user of that machine. The
+ * caller's signal is not carried to the machine; the deadline is.
+ */
+export function remotePatroni(shell: RemoteShell): PatroniTransport {
+  return async (req) => {
+    if (req.method === 'POST' || Object.keys(req.headers).length) throw new Error(`remotePatroni carries reads only, not ${req.method} ${req.url} with headers`);
+    const r = await remoteGet(shell, req.url, req.timeoutMs, req.method);
+    if (r.status !== 0) return { status: r.status, body: r.body };
+    const check = `check that Patroni runs there and that ${shell.machine} reaches ${new URL(req.url).host}`;
+    if (r.error === 'TimeoutError') throw new PatroniError('PATRONI_TIMEOUT', req.url, `no answer within ${req.timeoutMs} ms (asked from ${shell.machine})`, check);
+    throw new PatroniError('PATRONI_UNREACHABLE', req.url, `no answer (asked from ${shell.machine}): ${r.error ?? 'unknown'}`, check);
+  };
 }
 
 export interface UnitState {
@@ -110,7 +128,11 @@ export function remoteRuntime(shell: RemoteShell): HaproxyRuntime {
 const ROLE_SCRIPT =
   "const https=require('https'),fs=require('fs');const [u,ca,cert,key]=process.argv.slice(1);const q=https.get(u,{ca:fs.readFileSync(ca),cert:fs.readFileSync(cert),key:fs.readFileSync(key),timeout:3000},r=>{r.resume();process.stdout.write(String(r.statusCode))});q.on('timeout',()=>q.destroy(new Error('timeout')));q.on('error',()=>process.stdout.write('0'))";
 
-/** What the machine's agent answers on /role (200: active, 503: not), asked on the machine with its own certificate; 0 when it does not answer. */
+/**
+ * What the machine's agent answers on /role (200: active, 503: not), asked on the machine with its
+ * own certificate; 0 when it does not answer. A script rather than src/agent/client.ts: the
+ * machine's private key never leaves it, and the admin's shell needs no route to the agent's port.
+ */
 export async function agentRole(shell: RemoteShell, m: Machine): Promise<number> {
   const pki = pkiPaths(m.name, PATHS.pkiDir);
   const r = await shell.exec([VIGIL_INSTALL.node, '-e', ROLE_SCRIPT, `https://${m.address}:${AGENT_PORT}/role`, pki.ca, pki.cert, pki.key], { timeoutMs: 15_000 });

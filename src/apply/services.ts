@@ -14,7 +14,8 @@ import { UNITS } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
 import { daemonUnits } from './desired.ts';
-import { agentRole, remoteGet, remoteRuntime, systemctl, unitStates } from './remote.ts';
+import { agentRole, remoteGet, remotePatroni, remoteRuntime, systemctl, unitStates } from './remote.ts';
+import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { eachMachine, step, type ApplyStep, type Run } from './run.ts';
 
 /** A machine with Vigil's artifact (an observer, else an agent's machine), to make HTTP checks from. */
@@ -152,6 +153,18 @@ async function touchAppUnits(run: Run, sh: (m: Machine) => RemoteShell, m: Machi
   }
 }
 
+/**
+ * `p`'s value, or `otherwise` while Patroni gives no usable answer (not running yet, refusing).
+ * An answer that is not Patroni's, or a failure of the machine's shell, reaches the caller
+ * (waitUntil keeps trying and names the last one when it gives up).
+ */
+function unlessSilent<T, U>(p: Promise<T>, otherwise: U): Promise<T | U> {
+  return p.catch((err: unknown) => {
+    if (err instanceof PatroniError && err.code !== 'PATRONI_ANSWER') return otherwise;
+    throw err;
+  });
+}
+
 async function waitUntil<T>(what: string, machine: string, waitMs: number, fix: string, probe: () => Promise<T | undefined>, stepName: ApplyStep = 'services'): Promise<T> {
   try {
     return await waitFor(what, probe, waitMs, 500);
@@ -179,8 +192,10 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
         (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
       );
   await converge(run, sh, db, UNITS.patroni);
+  // Patroni asked from the probe machine, each call with remoteGet's deadline.
+  const patroni = (m: Machine) => patroniOf(cluster, m, { transport: remotePatroni(probe) });
   const findPrimary = async () => {
-    for (const m of db) if ((await remoteGet(probe, `http://${m.address}:${cluster.database.patroniPort}/primary`)).status === 200) return m;
+    for (const m of db) if (await unlessSilent(patroni(m).check('primary', { timeoutMs: 3000 }), false)) return m;
     return undefined;
   };
   let primary: Machine | undefined;
@@ -192,9 +207,8 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   await database(run, sh, primary, waitMs);
   if (!dryRun && primary && cluster.database.replication === 'synchronous' && db.length > 1)
     await waitUntil('a synchronous standby', primary.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on the replicas; they must reach ${primary.name}:5432`, async () => {
-      const r = await remoteGet(probe, `http://${primary!.address}:${cluster.database.patroniPort}/cluster`);
-      const members = (JSON.parse(r.body || '{}') as { members?: { role: string; state: string }[] }).members ?? [];
-      return members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
+      const view = await unlessSilent(patroni(primary!).cluster({ timeoutMs: 3000 }), undefined);
+      return view?.members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
     });
   for (const m of withRole(cluster, 'app')) await step(m.name, 'services', () => touchAppUnits(run, sh, m));
   await pausedChecks(run, sh);

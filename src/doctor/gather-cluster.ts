@@ -7,7 +7,8 @@
 import { connect as tcpConnect } from 'node:net';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
 import { openStore } from '../etcd/store.ts';
-import { agentStatus } from '../observer/observe.ts';
+import { agentOf } from '../agent/client.ts';
+import { patroniOf, type PatroniCluster } from '../patroni/client.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { ETCD_CLIENT_PORT, etcdEndpoints } from '../layout/network.ts';
 import { portRequirements } from './expect.ts';
@@ -87,16 +88,13 @@ async function vigilState(cluster: Cluster, timeoutMs: number): Promise<ClusterF
   }
 }
 
-interface PatroniClusterBody {
-  members?: { name: string; role: string; state: string; lag?: number | string }[];
-  pause?: boolean;
-}
+/** A call's value, or what went wrong as a finding's text. */
+const probe = <T>(p: Promise<T>): Promise<Probe<T>> => p.then(got, (err: unknown) => failed(errorText(err)));
 
 /** Patroni's view from the first db machine that answers, and which ones answered at all. */
 async function patroni(cluster: Cluster, timeoutMs: number): Promise<{ facts: Probe<PatroniFacts>; answered: Record<string, boolean> }> {
   const dbs = withRole(cluster, 'db');
-  const port = cluster.database.patroniPort;
-  const answers = await Promise.all(dbs.map((m) => getJson<PatroniClusterBody>(`http://${m.address}:${port}/cluster`, timeoutMs)));
+  const answers: Probe<PatroniCluster>[] = await Promise.all(dbs.map((m) => probe(patroniOf(cluster, m).cluster({ timeoutMs }))));
   const answered = Object.fromEntries(dbs.map((m, i) => [m.name, answers[i]!.ok]));
   const i = answers.findIndex((a) => a.ok);
   const first = answers[i];
@@ -106,15 +104,15 @@ async function patroni(cluster: Cluster, timeoutMs: number): Promise<{ facts: Pr
   }
   const from = dbs[i]!;
   const body = first.value;
-  const config = await getJson<{ synchronous_mode?: boolean }>(`http://${from.address}:${port}/config`, timeoutMs);
-  const members: PatroniMember[] = (body.members ?? []).map((x) => ({
+  const config = await probe(patroniOf(cluster, from).config({ timeoutMs }));
+  const members: PatroniMember[] = body.members.map((x) => ({
     name: x.name,
     role: x.role,
     state: x.state,
     lagBytes: typeof x.lag === 'number' ? x.lag : null,
     ...(typeof x.lag === 'string' ? { lagUnknown: true } : {}),
   }));
-  return { facts: got({ from: from.name, members, paused: body.pause === true, synchronousMode: config.ok ? config.value.synchronous_mode === true : null }), answered };
+  return { facts: got({ from: from.name, members, paused: body.paused, synchronousMode: config.ok ? config.value.synchronousMode : null }), answered };
 }
 
 async function haproxyServers(cluster: Cluster, m: Machine, timeoutMs: number): Promise<ClusterFacts['haproxy'][number]> {
@@ -163,7 +161,7 @@ export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFac
     vigilState(cluster, timeoutMs),
     patroni(cluster, timeoutMs),
     Promise.all(withRole(cluster, 'proxy').map((m) => haproxyServers(cluster, m, timeoutMs))),
-    adminPki.ok ? Promise.all(agentMachines.map(async (m) => ({ machine: m.name, status: (await agentStatus(adminPki.value, m, timeoutMs)) ?? null }))) : Promise.resolve([]),
+    adminPki.ok ? Promise.all(agentMachines.map(async (m) => ({ machine: m.name, status: await agentOf(adminPki.value, m).status({ timeoutMs }).catch(() => null) }))) : Promise.resolve([]),
     adminPorts(cluster, o.connectTimeoutMs),
   ]);
   return {

@@ -12,14 +12,14 @@ import { PATHS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
-import { agentStatus } from '../observer/observe.ts';
+import { agentOf } from '../agent/client.ts';
+import { patroniOf } from '../patroni/client.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { hostPattern } from '../remote/known-hosts.ts';
 import { LabShell, labEnter } from './shell.ts';
 import type { ExecResult } from '../remote/types.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
-import { httpOk } from '../util/net.ts';
 import { SSH_HOST_KEY_PUB, bootMachine, powerOff, prepareMachineIdentity, removeLabCgroups, systemctlUnit, type LabUnit } from './boot.ts';
 import { stopMirror } from './mirror.ts';
 import * as net from './net.ts';
@@ -149,15 +149,14 @@ async function writeKnownHosts(cluster: Cluster): Promise<void> {
 }
 
 export async function findPrimary(cluster: Cluster): Promise<Machine | undefined> {
-  for (const m of withRole(cluster, 'db')) if (await httpOk(`http://${m.address}:${cluster.database.patroniPort}/primary`)) return m;
+  for (const m of withRole(cluster, 'db')) if (await patroniOf(cluster, m).check('primary', { timeoutMs: 1000 }).catch(() => false)) return m;
   return undefined;
 }
 
 /** Whether the primary has a streaming synchronous standby: the only machine Patroni will promote in synchronous mode. */
 export async function hasSyncStandby(cluster: Cluster, primary: Machine): Promise<true | undefined> {
-  const res = await fetch(`http://${primary.address}:${cluster.database.patroniPort}/cluster`, { signal: AbortSignal.timeout(1000) });
-  const body = (await res.json()) as { members?: { role: string; state: string }[] };
-  return body.members?.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
+  const view = await patroniOf(cluster, primary).cluster({ timeoutMs: 1000 });
+  return view.members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
 }
 
 /** The last lines of each machine's Vigil units, from its journal. */
@@ -268,7 +267,8 @@ export async function labAgents(): Promise<Map<string, AgentStatus | undefined>>
   const { cluster } = await openLab();
   const pki = await loadPki(join(LAB_DIR, 'pki'), 'admin');
   const machines = cluster.machines.filter(needsAgent);
-  const statuses = await Promise.all(machines.map((m) => agentStatus(pki, m)));
+  // The observer's deadline for the same question (CHECK_TIMEOUT_MS); undefined: no answer.
+  const statuses = await Promise.all(machines.map((m) => agentOf(pki, m).status({ timeoutMs: 600 }).catch(() => undefined)));
   return new Map(machines.map((m, i) => [m.name, statuses[i]]));
 }
 

@@ -12,13 +12,12 @@ import { PATHS, ROOTS } from '../layout/paths.ts';
 import type { Cluster, Secrets } from '../config/schema.ts';
 import { openStore, type Leadership, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
-import { AGENT_PORT } from '../layout/network.ts';
-import { mtlsFetch } from '../mtls/mtls.ts';
+import { AgentError, agentOf } from '../agent/client.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { APP_BACKEND } from '../layout/network.ts';
-import { PATRONI_REST_USER } from '../layout/network.ts';
+import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
@@ -189,9 +188,10 @@ async function fenceAgent(ctx: Ctx, node: string, epoch: number): Promise<void> 
   const m = ctx.cluster.machines.find((x) => x.name === node);
   if (!m) return;
   try {
-    await mtlsFetch(`https://${m.address}:${AGENT_PORT}/fence`, { ca: ctx.pki.ca, cert: ctx.pki.cert, key: ctx.pki.key, method: 'POST', json: { epoch }, timeoutMs: 1000 });
+    await agentOf(ctx.pki, m).fence(epoch, { timeoutMs: 1000 });
   } catch (err) {
-    log('fence-agent-unreachable', { node, error: (err as Error).message });
+    if (err instanceof AgentError && err.code === 'AGENT_HTTP') log('fence-agent-refused', { node, status: err.status, error: err.message });
+    else log('fence-agent-unreachable', { node, error: (err as Error).message });
   }
 }
 
@@ -199,16 +199,12 @@ async function fenceAgent(ctx: Ctx, node: string, epoch: number): Promise<void> 
 async function patroniSwitchover(ctx: Ctx, from: string, to: string): Promise<void> {
   const m = ctx.cluster.machines.find((x) => x.name === from);
   if (!m) return;
-  const auth = Buffer.from(`${PATRONI_REST_USER}:${ctx.secrets.patroniRestPassword}`).toString('base64');
   try {
-    const res = await fetch(`http://${m.address}:${ctx.cluster.database.patroniPort}/switchover`, {
-      method: 'POST',
-      headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ leader: from, candidate: to }),
-      signal: AbortSignal.timeout(30_000),
-    });
-    log('db-switchover', { from, to, status: res.status, answer: (await res.text()).slice(0, 200) });
+    const r = await patroniOf(ctx.cluster, m, { password: ctx.secrets.patroniRestPassword }).switchover({ leader: from, candidate: to }, { timeoutMs: 30_000 });
+    log('db-switchover', { from, to, status: r.status, answer: r.answer.slice(0, 200) });
   } catch (err) {
-    log('db-switchover-failed', { from, to, error: (err as Error).message });
+    // Patroni refused (412, 503, ...): its answer says why, logged as before.
+    if (err instanceof PatroniError && err.code === 'PATRONI_HTTP') log('db-switchover', { from, to, status: err.status, answer: err.answer });
+    else log('db-switchover-failed', { from, to, error: (err as Error).message });
   }
 }

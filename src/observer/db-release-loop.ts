@@ -11,6 +11,7 @@ import type { Leadership, VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
 import type { HaproxyRuntime } from '../proxy/runtime.ts';
 import { POSTGRES_BACKEND } from '../layout/network.ts';
+import { patroniOf } from '../patroni/client.ts';
 import { initialReleaseMemory, releaseVerdict, remember, serversToReady, type MemberView, type ProxyView, type ReleaseMemory } from './db-release.ts';
 
 type Log = (event: string, fields?: Record<string, unknown>) => void;
@@ -111,15 +112,8 @@ async function readyAgain(d: ReleaseLoopDeps, members: MemberView[], leader: str
 
 async function memberView(cluster: Cluster, name: string, address: string): Promise<MemberView> {
   try {
-    const res = await fetch(`http://${address}:${cluster.database.patroniPort}/patroni`, { signal: AbortSignal.timeout(READ_TIMEOUT_MS) });
-    const body = (await res.json()) as { role?: unknown; state?: unknown; patroni?: { version?: unknown } };
-    return {
-      name,
-      reached: true,
-      ...(typeof body.role === 'string' ? { role: body.role } : {}),
-      ...(typeof body.state === 'string' ? { state: body.state } : {}),
-      ...(typeof body.patroni?.version === 'string' ? { version: body.patroni.version } : {}),
-    };
+    const status = await patroniOf(cluster, { address }).status({ timeoutMs: READ_TIMEOUT_MS });
+    return { name, reached: true, ...status };
   } catch {
     return { name, reached: false };
   }

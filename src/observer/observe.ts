@@ -4,15 +4,15 @@
  * and the app to the database), its agent's status, whether it holds the Patroni primary, and
  * its server's state in HAProxy.
  */
-import type { Cluster, Machine } from '../config/schema.ts';
+import type { Cluster } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
+import { agentOf } from '../agent/client.ts';
 import type { VigilStore, Versioned } from '../etcd/store.ts';
 import { type ActiveRecord, type AgentStatus } from '../model/ha.ts';
-import { AGENT_PORT } from '../layout/network.ts';
-import { mtlsFetch } from '../mtls/mtls.ts';
 import type { LoadedPki } from '../pki/ca.ts';
 import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
 import { APP_BACKEND } from '../layout/network.ts';
+import { patroniOf } from '../patroni/client.ts';
 import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 
@@ -32,15 +32,6 @@ export interface ObserveDeps {
   pki: LoadedPki;
   runtime?: HaproxyRuntime;
   isLeader(): boolean;
-}
-
-export async function agentStatus(pki: LoadedPki, m: Machine, timeoutMs = CHECK_TIMEOUT_MS): Promise<AgentStatus | undefined> {
-  try {
-    const res = await mtlsFetch(`https://${m.address}:${AGENT_PORT}/status`, { ca: pki.ca, cert: pki.cert, key: pki.key, timeoutMs });
-    return res.status === 200 ? res.json<AgentStatus>() : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function proxyState(servers: ServerState[] | undefined, name: string): ProxyState {
@@ -64,8 +55,9 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
     apps.map(async (m): Promise<NodeObservation> => {
       const [deepOk, status, dbPrimary] = await Promise.all([
         httpOk(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`, CHECK_TIMEOUT_MS),
-        agentStatus(d.pki, m),
-        m.roles.includes('db') ? httpOk(`http://${m.address}:${cluster.database.patroniPort}/primary`, CHECK_TIMEOUT_MS, 'OPTIONS') : Promise.resolve(false),
+        // An agent or a Patroni that does not answer counts as unreachable and as not primary.
+        agentOf(d.pki, m).status({ timeoutMs: CHECK_TIMEOUT_MS }).catch(() => undefined),
+        m.roles.includes('db') ? patroniOf(cluster, m).check('primary', { timeoutMs: CHECK_TIMEOUT_MS }).catch(() => false) : Promise.resolve(false),
       ]);
       if (status) agents.set(m.name, status);
       return {

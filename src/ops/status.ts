@@ -4,7 +4,7 @@
  */
 import type { StoredEvent } from '../etcd/store.ts';
 import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader, ObserverState } from '../model/ha.ts';
-import { agentStatus } from '../observer/observe.ts';
+import { agentOf } from '../agent/client.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ClusterStatus {
@@ -28,7 +28,8 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
     store.currentLeader(),
     store.getObserverState(),
     ctx.events.list(eventCount),
-    Promise.all(withAgents.map((m) => agentStatus(pki, m, 2000))),
+    // An agent that does not answer shows as unknown.
+    Promise.all(withAgents.map((m) => agentOf(pki, m).status({ timeoutMs: 2000 }).catch(() => undefined))),
   ]);
   const byName = new Map(withAgents.map((m, i) => [m.name, agents[i] ?? null]));
   return {

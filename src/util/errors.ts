@@ -39,6 +39,17 @@ export const ERROR_CODES = {
   EXEC: 'an external program failed, timed out or could not be started',
   HAPROXY_RUNTIME: "HAProxy's runtime API did not answer or refused a command",
   EVENT_FILE: 'an event reached etcd but not the local JSON-lines file',
+  PATRONI_UNREACHABLE: "a member's Patroni REST API did not answer (Patroni down, machine down, or no route)",
+  PATRONI_TIMEOUT: "a member's Patroni REST API did not answer within the deadline",
+  PATRONI_HTTP: "Patroni answered with an error status (a switchover refused, a wrong REST password, ...); the message carries its answer",
+  PATRONI_ANSWER: "Patroni's answer was not what its REST API sends (not JSON, or fields missing)",
+  PATRONI_CANCELLED: 'a call to Patroni was cancelled by its caller',
+  AGENT_UNREACHABLE: "a machine's agent API did not answer (agent down, machine down, or no route)",
+  AGENT_TIMEOUT: "a machine's agent API did not answer within the deadline",
+  AGENT_TLS: "the agent API's mutual TLS failed: a certificate not issued by this cluster's CA, or for another address or use",
+  AGENT_HTTP: 'the agent answered with an error status (e.g. 403: this certificate may not fence)',
+  AGENT_ANSWER: "the agent's answer was not what its API sends",
+  AGENT_CANCELLED: 'a call to an agent was cancelled by its caller',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

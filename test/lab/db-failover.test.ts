@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { withRole } from '../../src/config/schema.ts';
 import { findPrimary, hasSyncStandby, labDown, labKill, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
+import { patroniOf } from '../../src/patroni/client.ts';
 import { waitFor } from '../../src/util/exec.ts';
 
 let lab: LabHandle;
@@ -46,11 +47,8 @@ test('killing the primary machine moves writes to the other database machine wit
     console.log(`# writes resumed ${((resumed.atMs - killedAt) / 1000).toFixed(1)} s after the kill; ${writer.acked.length} acknowledged, ${writer.failures} failed attempts`);
 
     await labRevive(old.name);
-    const patroni = `http://${old.address}:${cluster.database.patroniPort}`;
-    await waitFor(`${old.name} to rejoin as a streaming replica`, async () => {
-      const res = await fetch(`${patroni}/replica`, { signal: AbortSignal.timeout(1000) });
-      return res.status === 200 ? true : undefined;
-    }, 120_000, 500);
+    const patroni = patroniOf(cluster, old);
+    await waitFor(`${old.name} to rejoin as a streaming replica`, async () => ((await patroni.check('replica', { timeoutMs: 1000 })) ? true : undefined), 120_000, 500);
     const primaryNow = await findPrimary(cluster);
     assert.equal(primaryNow?.name, other.name, 'no fail-back: the new primary stays primary');
     // Full protection again: the returning machine becomes the synchronous standby.

@@ -1,0 +1,212 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ERROR_CODES, VigilError } from '../util/errors.ts';
+import { freePort } from '../util/net.ts';
+import { remotePatroni } from '../apply/remote.ts';
+import type { RemoteShell } from '../remote/types.ts';
+import { PatroniClient, PatroniError, type PatroniErrorCode } from './client.ts';
+
+const PASSWORD = 'pr-Vb55nmc7-secret';
+
+/** A stand-in for one member's REST API: answers what `route` says, and records every request. */
+let server: Server;
+let port: number;
+const seen: { method: string; url: string; authorization?: string; body: string }[] = [];
+let route: (req: IncomingMessage, res: ServerResponse, body: string) => void = (_req, res) => void res.writeHead(404).end();
+
+before(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}), body });
+      route(req, res, body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+});
+
+const client = (password?: string) => new PatroniClient({ address: '127.0.0.1', port, ...(password ? { password } : {}) });
+const json = (res: ServerResponse, status: number, body: unknown) => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+
+async function rejectsWith(p: Promise<unknown>, code: PatroniErrorCode): Promise<PatroniError> {
+  let caught: unknown;
+  await p.then(
+    () => assert.fail(`expected ${code}`),
+    (err: unknown) => (caught = err),
+  );
+  assert.ok(caught instanceof PatroniError, `a PatroniError, not ${String(caught)}`);
+  assert.ok(caught instanceof VigilError);
+  assert.equal(caught.code, code);
+  assert.ok(code in ERROR_CODES, `${code} is registered`);
+  return caught;
+}
+
+describe('PatroniClient', () => {
+  it('role checks: OPTIONS /primary and /replica, GET /liveness; 200 holds, any other status does not', async () => {
+    seen.length = 0;
+    route = (req, res) => void res.writeHead(req.url === '/primary' ? 200 : 503).end();
+    assert.equal(await client().check('primary', { timeoutMs: 2000 }), true);
+    assert.equal(await client().check('replica', { timeoutMs: 2000 }), false);
+    route = (_req, res) => void res.writeHead(200).end();
+    assert.equal(await client().check('liveness', { timeoutMs: 2000 }), true);
+    assert.deepEqual(seen.map((s) => `${s.method} ${s.url}`), ['OPTIONS /primary', 'OPTIONS /replica', 'GET /liveness']);
+    assert.ok(seen.every((s) => s.authorization === undefined), 'reads send no credentials');
+  });
+
+  it("cluster(): GET /cluster, members with role, state and lag, and maintenance mode", async () => {
+    route = (_req, res) =>
+      json(res, 200, {
+        members: [
+          { name: 'db1', role: 'leader', state: 'running', timeline: 3 },
+          { name: 'db2', role: 'sync_standby', state: 'streaming', lag: 0 },
+          { name: 'db3', role: 'replica', state: 'running', lag: 'unknown' },
+        ],
+        pause: true,
+        scope: 'prod',
+      });
+    const view = await client().cluster({ timeoutMs: 2000 });
+    assert.deepEqual(view, {
+      members: [
+        { name: 'db1', role: 'leader', state: 'running' },
+        { name: 'db2', role: 'sync_standby', state: 'streaming', lag: 0 },
+        { name: 'db3', role: 'replica', state: 'running', lag: 'unknown' },
+      ],
+      paused: true,
+    });
+    route = (_req, res) => json(res, 200, {});
+    assert.deepEqual(await client().cluster({ timeoutMs: 2000 }), { members: [], paused: false });
+  });
+
+  it('status() reads GET /patroni and config() GET /config', async () => {
+    route = (req, res) => (req.url === '/patroni' ? json(res, 200, { state: 'running', role: 'replica', patroni: { version: '3.0.2', scope: 'x' } }) : json(res, 200, { ttl: 30, synchronous_mode: true }));
+    assert.deepEqual(await client().status({ timeoutMs: 2000 }), { role: 'replica', state: 'running', version: '3.0.2' });
+    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: true });
+    route = (_req, res) => json(res, 200, { state: 'starting' });
+    assert.deepEqual(await client().status({ timeoutMs: 2000 }), { state: 'starting' });
+  });
+
+  it('switchover(): POST /switchover with basic auth as the vigil user and the leader and candidate', async () => {
+    seen.length = 0;
+    route = (_req, res) => void res.writeHead(200).end('Successfully switched over to "db2"');
+    const r = await client(PASSWORD).switchover({ leader: 'db1', candidate: 'db2' }, { timeoutMs: 2000 });
+    assert.deepEqual(r, { status: 200, answer: 'Successfully switched over to "db2"' });
+    assert.equal(seen[0]!.method, 'POST');
+    assert.equal(seen[0]!.url, '/switchover');
+    assert.equal(seen[0]!.authorization, `Basic ${Buffer.from(`vigil:${PASSWORD}`).toString('base64')}`);
+    assert.deepEqual(JSON.parse(seen[0]!.body), { leader: 'db1', candidate: 'db2' });
+  });
+
+  it('a refused switchover is PATRONI_HTTP with its status and answer, and never shows the password', async () => {
+    route = (_req, res) => void res.writeHead(412).end('candidate name does not match with sync_standby');
+    const e = await rejectsWith(client(PASSWORD).switchover({ leader: 'db1', candidate: 'db3' }, { timeoutMs: 2000 }), 'PATRONI_HTTP');
+    assert.equal(e.status, 412);
+    assert.equal(e.answer, 'candidate name does not match with sync_standby');
+    assert.match(e.message, /answered 412: candidate name does not match/);
+    assert.equal(e.retryable, false);
+
+    route = (_req, res) => void res.writeHead(401).end('no auth header received');
+    const auth = await rejectsWith(client(PASSWORD).switchover({ leader: 'db1', candidate: 'db2' }, { timeoutMs: 2000 }), 'PATRONI_HTTP');
+    assert.match(auth.problems[0]!.fix, /REST password/);
+    const b64 = Buffer.from(`vigil:${PASSWORD}`).toString('base64');
+    for (const err of [e, auth]) {
+      const all = `${err.message} ${err.stack ?? ''} ${JSON.stringify(err)} ${JSON.stringify(err.problems)}`;
+      assert.ok(!all.includes(PASSWORD) && !all.includes(b64), 'no password in the error');
+    }
+  });
+
+  it('a read answered with an error status is PATRONI_HTTP; an answer that is not JSON is PATRONI_ANSWER', async () => {
+    route = (_req, res) => void res.writeHead(503).end('{"state":"stopped"}');
+    const e = await rejectsWith(client().cluster({ timeoutMs: 2000 }), 'PATRONI_HTTP');
+    assert.equal(e.status, 503);
+    assert.equal(e.retryable, true);
+    route = (_req, res) => void res.writeHead(200).end('<html>not patroni</html>');
+    await rejectsWith(client().cluster({ timeoutMs: 2000 }), 'PATRONI_ANSWER');
+    route = (_req, res) => json(res, 200, { members: 'db1' });
+    await rejectsWith(client().cluster({ timeoutMs: 2000 }), 'PATRONI_ANSWER');
+  });
+
+  it('no answer within the deadline is PATRONI_TIMEOUT, for a silent member and for a body that stalls', async () => {
+    route = () => undefined; // never answers
+    let t0 = performance.now();
+    const e = await rejectsWith(client().cluster({ timeoutMs: 200 }), 'PATRONI_TIMEOUT');
+    const took = performance.now() - t0;
+    assert.ok(took >= 190 && took < 1500, `gave up after ${took} ms`);
+    assert.equal(e.retryable, true);
+    assert.match(e.message, new RegExp(`^Patroni http://127.0.0.1:${port}/cluster: no answer within 200 ms`));
+
+    route = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"members": [');
+    };
+    t0 = performance.now();
+    await rejectsWith(client().cluster({ timeoutMs: 200 }), 'PATRONI_TIMEOUT');
+    assert.ok(performance.now() - t0 < 1500);
+    route = () => undefined;
+    await rejectsWith(client().check('primary', { timeoutMs: 100 }), 'PATRONI_TIMEOUT');
+  });
+
+  it("the caller's signal cancels a call under way, or before it starts: PATRONI_CANCELLED", async () => {
+    route = () => undefined;
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(), 50);
+    const t0 = performance.now();
+    const e = await rejectsWith(client().cluster({ timeoutMs: 5000, signal: ctl.signal }), 'PATRONI_CANCELLED');
+    assert.ok(performance.now() - t0 < 1000);
+    assert.equal(e.retryable, false);
+
+    seen.length = 0;
+    await rejectsWith(client().check('primary', { timeoutMs: 5000, signal: AbortSignal.abort() }), 'PATRONI_CANCELLED');
+    assert.equal(seen.length, 0, 'nothing was sent');
+  });
+
+  it('nothing listening is PATRONI_UNREACHABLE, with the reason', async () => {
+    const closed = await freePort();
+    const e = await rejectsWith(new PatroniClient({ address: '127.0.0.1', port: closed }).cluster({ timeoutMs: 2000 }), 'PATRONI_UNREACHABLE');
+    assert.match(e.message, /ECONNREFUSED/);
+    assert.equal(e.retryable, true);
+    assert.equal(e.url, `http://127.0.0.1:${closed}/cluster`);
+  });
+});
+
+describe('remotePatroni (apply: asked from a machine of the cluster)', () => {
+  /** A shell that runs nothing: it answers what the remote script would print. */
+  const shell = (stdout: string, argvs: string[][] = []): RemoteShell => ({
+    machine: 'db1',
+    exec: async (argv) => {
+      argvs.push(argv);
+      return { code: 0, stdout, stderr: '' };
+    },
+    readFile: async () => null,
+    writeFile: async () => undefined,
+    close: async () => undefined,
+  });
+
+  it('carries the method and the URL to the machine and reads the answer', async () => {
+    const argvs: string[][] = [];
+    const c = new PatroniClient({ address: '10.0.0.21', port: 8008, transport: remotePatroni(shell(JSON.stringify({ status: 200, body: '' }), argvs)) });
+    assert.equal(await c.check('primary', { timeoutMs: 3000 }), true);
+    assert.deepEqual(argvs[0]!.slice(-2), ['http://10.0.0.21:8008/primary', 'OPTIONS']);
+  });
+
+  it('no answer on the machine is PATRONI_UNREACHABLE or PATRONI_TIMEOUT', async () => {
+    const c = (stdout: string) => new PatroniClient({ address: '10.0.0.21', port: 8008, transport: remotePatroni(shell(stdout)) });
+    await rejectsWith(c(JSON.stringify({ status: 0, body: '', error: 'ECONNREFUSED' })).cluster({ timeoutMs: 3000 }), 'PATRONI_UNREACHABLE');
+    await rejectsWith(c(JSON.stringify({ status: 0, body: '', error: 'TimeoutError' })).cluster({ timeoutMs: 3000 }), 'PATRONI_TIMEOUT');
+  });
+
+  it('refuses a write: the password would be on a command line', async () => {
+    const argvs: string[][] = [];
+    const c = new PatroniClient({ address: '10.0.0.21', port: 8008, password: PASSWORD, transport: remotePatroni(shell('', argvs)) });
+    await assert.rejects(c.switchover({ leader: 'db1', candidate: 'db2' }, { timeoutMs: 3000 }), /reads only/);
+    assert.equal(argvs.length, 0);
+  });
+});
