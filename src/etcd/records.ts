@@ -3,7 +3,7 @@
  * becomes a clear ETCD_DATA error naming the key, not an undefined field deep in the observer.
  */
 import { z } from 'zod';
-import { EVENT_TYPES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type VigilEvent } from '../model/ha.ts';
+import { EVENT_TYPES, STATES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type VigilEvent } from '../model/ha.ts';
 import { badData } from './call.ts';
 
 const activeSchema = z.object({
@@ -18,7 +18,7 @@ const maintenanceSchema = z.object({ since: z.string(), by: z.string(), reason: 
 const leaderSchema = z.object({ id: z.string().min(1), host: z.string(), since: z.string() });
 
 const observerStateSchema = z.object({
-  state: z.string().min(1),
+  state: z.enum(STATES),
   reason: z.string(),
   since: z.string(),
   epoch: z.number().int().nonnegative().nullable(),

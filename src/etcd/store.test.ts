@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { ActiveRecord } from '../model/ha.ts';
+import type { ActiveRecord, State } from '../model/ha.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
 import { openStore, StoreError, type Leadership, type VigilStore } from './store.ts';
 import { closeAll, startTestEtcd, type TestEtcd } from '../testing/etcd.ts';
@@ -233,7 +233,7 @@ describe('VigilStore against a real etcd', () => {
       const b = await open(a.cluster);
       const la = await a.campaign('obs-a', 'h', 2);
       const lb = await b.campaign('obs-b', 'h', 2);
-      const st = (by: string, state: string) => ({ state, reason: 'test', since: new Date().toISOString(), epoch: 1, by });
+      const st = (by: string, state: State) => ({ state, reason: 'test', since: new Date().toISOString(), epoch: 1, by });
       assert.equal(await a.getObserverState(), null);
       assert.equal(await b.putObserverState(st('obs-b', 'suspect'), { leader: lb }), false, 'b does not lead');
       assert.equal(await a.putObserverState(st('obs-a', 'healthy'), { leader: la }), true);

@@ -47,10 +47,16 @@ export interface ObserverLeader {
   since: string;
 }
 
+/**
+ * The observer's states (docs/observer-states.md). Here rather than in src/observer/decide.ts,
+ * which moves between them, because `observer/state` in etcd carries one to `vigil status`.
+ */
+export const STATES = ['follower', 'bootstrap', 'healthy', 'suspect', 'failing-over', 'switching-db', 'no-candidate', 'maintenance'] as const;
+export type State = (typeof STATES)[number];
+
 /** What the acting observer is doing, written by it on each change of state (see src/observer/decide.ts). */
 export interface ObserverState {
-  /** healthy, suspect, failing-over, no-candidate, switching-db, maintenance, ... */
-  state: string;
+  state: State;
   /** Why it is in that state, in words (the transition's reason). */
   reason: string;
   /** When it entered the state. */

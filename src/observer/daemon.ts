@@ -19,6 +19,7 @@ import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { APP_BACKEND } from '../layout/network.ts';
 import { PATRONI_REST_USER } from '../layout/network.ts';
+import type { State } from '../model/ha.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
@@ -50,6 +51,8 @@ interface Ctx {
   alerter: Alerter;
   leadership: Leadership;
   published: Published | null;
+  /** A Patroni switchover is under way (see execute's db-switchover). */
+  switchoverInFlight: boolean;
 }
 
 export async function runObserver(o: ObserverOptions): Promise<void> {
@@ -64,7 +67,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
-  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership, published: null };
+  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership, published: null, switchoverInFlight: false };
   const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
@@ -100,7 +103,7 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory
 
 /** What was last written to `observer/state`, and under which lead (a new lead writes it again). */
 interface Published {
-  state: string;
+  state: State;
   epoch: number | null;
   reason: string;
   since: string;
@@ -134,8 +137,6 @@ async function publishState(ctx: Ctx, d: Decision): Promise<void> {
   }
 }
 
-let switchoverInFlight = false;
-
 async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<void> {
   for (const a of actions) {
     log('action', { ...a });
@@ -164,9 +165,9 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
       case 'db-switchover':
         // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
         // must keep observing meanwhile. One at a time: a second request would be refused anyway.
-        if (!switchoverInFlight) {
-          switchoverInFlight = true;
-          void patroniSwitchover(ctx, a.from, a.to).finally(() => (switchoverInFlight = false));
+        if (!ctx.switchoverInFlight) {
+          ctx.switchoverInFlight = true;
+          void patroniSwitchover(ctx, a.from, a.to).finally(() => (ctx.switchoverInFlight = false));
         }
         break;
       case 'event': {

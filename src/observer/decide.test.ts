@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { ActiveRecord, OperatorRequest } from '../model/ha.ts';
+import { STATES, type ActiveRecord, type OperatorRequest, type State } from '../model/ha.ts';
 import {
   DEFAULT_DECIDE_CONFIG,
   decide,
@@ -13,7 +13,6 @@ import {
   type Memory,
   type NodeObservation,
   type Observation,
-  type State,
 } from './decide.ts';
 
 // ---- a small world: app1 serves at epoch 4, app2 is a healthy standby in MAINT ----------------
@@ -702,7 +701,6 @@ describe('decide: reason and event texts', () => {
 describe('docs/observer-states.md', () => {
   it('has a row for every state', () => {
     const doc = readFileSync(new URL('../../docs/observer-states.md', import.meta.url), 'utf8');
-    const states: State[] = ['follower', 'bootstrap', 'healthy', 'suspect', 'failing-over', 'switching-db', 'no-candidate', 'maintenance'];
-    for (const s of states) assert.match(doc, new RegExp(`^\\| \`${s}\` \\|`, 'm'), `state ${s} documented`);
+    for (const s of STATES) assert.match(doc, new RegExp(`^\\| \`${s}\` \\|`, 'm'), `state ${s} documented`);
   });
 });

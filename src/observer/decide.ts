@@ -18,17 +18,7 @@
  *   let memory = initialMemory();
  *   const { memory: next, actions, transitions } = decide(memory, observation, DEFAULT_DECIDE_CONFIG);
  */
-import type { ActiveRecord, EventType, OperatorRequest, VigilEvent } from '../model/ha.ts';
-
-export type State =
-  | 'follower'
-  | 'bootstrap'
-  | 'healthy'
-  | 'suspect'
-  | 'failing-over'
-  | 'switching-db'
-  | 'no-candidate'
-  | 'maintenance';
+import type { ActiveRecord, EventType, OperatorRequest, State, VigilEvent } from '../model/ha.ts';
 
 /** HAProxy's view of an app server: its admin state (maint, drain) or else its check result. */
 export type ProxyState = 'ready' | 'maint' | 'drain' | 'down' | 'unknown';
