@@ -1,8 +1,8 @@
 /**
  * The observer's decision: a pure function from what the leader observed this tick, and what it
  * remembers from earlier ticks, to the actions the daemon carries out. No I/O and no clock: time
- * is `obs.nowMs`, a monotonic reading the daemon passes in. docs/observer-states.md lists every
- * state and transition with the reason texts written here.
+ * is `obs.nowMs`, a monotonic reading the daemon passes in. TRANSITIONS declares every edge;
+ * docs/observer-states.md lists every state and transition with the reason texts written here.
  *
  * Two kinds of output:
  * - moves (activate, db-switchover, complete-request, events) come from the state machine, which
@@ -18,7 +18,7 @@
  *   let memory = initialMemory();
  *   const { memory: next, actions, transitions } = decide(memory, observation, DEFAULT_DECIDE_CONFIG);
  */
-import type { ActiveRecord, EventType, OperatorRequest, State, VigilEvent } from '../model/ha.ts';
+import { STATES, type ActiveRecord, type EventType, type OperatorRequest, type State, type VigilEvent } from '../model/ha.ts';
 
 /** HAProxy's view of an app server: its admin state (maint, drain) or else its check result. */
 export type ProxyState = 'ready' | 'maint' | 'drain' | 'down' | 'unknown';
@@ -141,6 +141,49 @@ export interface Transition {
   reason: string;
 }
 
+/**
+ * Every edge the state machine may take, one row per rule (a pair the code reaches in two ways
+ * has two rows). go() refuses any other; decide.test.ts checks the table against the state table
+ * in docs/observer-states.md both ways, and that some scenario takes every edge. Only an
+ * activation re-enters its state (failing-over to failing-over: a new epoch).
+ */
+export const TRANSITIONS: readonly { from: State; to: State; rule: string }[] = [
+  ...edges(othersThan('follower'), 'follower', 'this observer does not hold the leadership in etcd'),
+  ...edges(othersThan('maintenance'), 'maintenance', 'the maintenance flag is set in etcd'),
+  ...edges(othersThan('bootstrap'), 'bootstrap', 'leader, and there is no active record in etcd'),
+  // resume(): a new lead, the end of maintenance or of a switchover's wait, a record another writer changed.
+  ...edges(othersThan('healthy'), 'healthy', 'resume: the recorded node serves at the recorded epoch'),
+  ...edges(othersThan('failing-over'), 'failing-over', 'resume: its agent has not confirmed the recorded epoch yet'),
+  ...edges(othersThan('suspect'), 'suspect', 'resume: the recorded node fails its checks'),
+  // watch(): the active node's checks and the failure timer.
+  ...edges(['healthy'], 'suspect', 'the active node fails its checks'),
+  ...edges(['suspect', 'no-candidate'], 'healthy', 'the active node passes its checks again'),
+  ...edges(['suspect'], 'no-candidate', 'failing for failAfterMs and no standby is a candidate'),
+  // failingOver(): the activation under way.
+  ...edges(['failing-over'], 'healthy', 'the new node serves at the new epoch'),
+  ...edges(['failing-over'], 'suspect', 'the new node did not serve within activateTimeoutMs'),
+  // move(): a new active record (bootstrap, failover, follow-db, an operator request).
+  ...edges(['bootstrap', 'healthy', 'suspect', 'no-candidate', 'failing-over', 'switching-db'], 'failing-over', 'a node is activated at a new epoch'),
+  // switchoverRequest(): pair, the database primary moves first.
+  ...edges(['healthy', 'suspect', 'no-candidate', 'failing-over'], 'switching-db', 'pair: a switchover waits for Patroni to move the primary'),
+];
+
+function edges(from: readonly State[], to: State, rule: string): { from: State; to: State; rule: string }[] {
+  return from.map((f) => ({ from: f, to, rule }));
+}
+
+function othersThan(to: State): State[] {
+  return STATES.filter((s) => s !== to);
+}
+
+const DECLARED = new Set(TRANSITIONS.map((e) => `${e.from} -> ${e.to}`));
+
+/** A transition on a declared edge; any other is a bug in decide, refused before it is acted on. */
+export function transition(from: State, to: State, reason: string): Transition {
+  if (!DECLARED.has(`${from} -> ${to}`)) throw new Error(`decide: undeclared transition ${from} -> ${to} (${reason}); declare it in TRANSITIONS and docs/observer-states.md`);
+  return { from, to, reason };
+}
+
 export interface Decision {
   memory: Memory;
   actions: Action[];
@@ -242,8 +285,7 @@ const ORDER: Record<Action['kind'], number> = {
 /** Decide one tick. See the module comment and docs/observer-states.md. */
 export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Decision {
   if (!obs.isLeader) {
-    const transitions: Transition[] =
-      memory.state === 'follower' ? [] : [{ from: memory.state, to: 'follower', reason: 'this observer does not hold the leadership in etcd' }];
+    const transitions = memory.state === 'follower' ? [] : [transition(memory.state, 'follower', 'this observer does not hold the leadership in etcd')];
     return { memory: initialMemory(), actions: [], transitions };
   }
   const t: Tick = {
@@ -272,7 +314,7 @@ export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Dec
 
 function go(t: Tick, to: State, reason: string, always = false): void {
   if (t.mem.state === to && !always) return;
-  t.transitions.push({ from: t.mem.state, to, reason });
+  t.transitions.push(transition(t.mem.state, to, reason));
   t.mem.state = to;
 }
 
@@ -366,6 +408,9 @@ function withRecord(t: Tick, active: ActiveRecord): void {
   if (stale) resume(t, active);
   else if (withdrawn) resume(t, active, 'the switchover request was withdrawn; ');
   if (obs.request && request(t, obs.request, active)) return;
+  // switching-db lasts while its request is pending: one answered without a move (its target is
+  // gone) ends the wait here, not on the next tick.
+  if (mem.state === 'switching-db') resume(t, active, 'the switchover request was answered; ');
   if (mem.state === 'failing-over') failingOver(t, active);
   else watch(t, active);
 }
