@@ -146,6 +146,33 @@ describe('VigilStore against a real etcd', () => {
     assert.equal(await s.clearRequest(), true);
   });
 
+  it('operator request: answered only by its id; the answer replaces it in one write and stays until the next', async () => {
+    const s = await open();
+    const r1 = { kind: 'failover', to: 'app2', id: 'r1', at: new Date().toISOString() } as const;
+    const answer = (id: string, ok: boolean) => ({ id, ok, message: `answer to ${id}`, at: new Date().toISOString() });
+    assert.equal(await s.getRequestAnswer(), null);
+    assert.equal(await s.answerRequest(answer('r1', true)), false, 'no request pending');
+    assert.equal(await s.getRequestAnswer(), null, 'nothing written');
+    assert.equal(await s.putRequest(r1), true);
+    assert.equal(await s.answerRequest(answer('r0', true)), false, 'another request');
+    assert.deepEqual(await s.getRequest(), r1);
+    const a1 = answer('r1', false);
+    assert.equal(await s.answerRequest(a1), true);
+    assert.equal(await s.getRequest(), null);
+    assert.deepEqual(await s.getRequestAnswer(), a1);
+    assert.equal(await s.putRequest({ ...r1, id: 'r2' }), true, 'an answer does not block the next request');
+    assert.deepEqual(await s.getRequestAnswer(), a1);
+  });
+
+  it('the active record names the request that wrote it; a record without one still reads', async () => {
+    const s = await open();
+    assert.equal(await s.casActive({ ...rec('app1', 1), requestId: 'r1' }, null), true);
+    const cur = await s.getActive();
+    assert.equal(cur?.record.requestId, 'r1');
+    assert.equal(await s.casActive(rec('app2', 2), cur), true);
+    assert.deepEqual(Object.keys((await s.getActive())?.record ?? {}).sort(), ['epoch', 'node', 'reason', 'since']);
+  });
+
   it('a value Vigil did not write is an ETCD_DATA error naming the key', async () => {
     const s = await open();
     await run('etcdctl', ['--endpoints', etcd.endpoint, 'put', `/vigil/${s.cluster}/active`, '{"node":""}'], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });

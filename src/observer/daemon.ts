@@ -145,7 +145,7 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
         const current = seen.active;
         if ((current?.record.epoch ?? null) !== a.expectEpoch) return;
         const written = await ctx.store.casActive(
-          { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason },
+          { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason, requestId: a.requestId },
           current ? { revision: current.revision } : null,
           { leader: ctx.leadership },
         );
@@ -179,7 +179,8 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
         break;
       }
       case 'complete-request':
-        await ctx.store.clearRequest(a.id);
+        // The answer replaces the request in one write, so the operator's command reads it there.
+        await ctx.store.answerRequest({ id: a.id, ok: a.ok, message: a.message, at: new Date().toISOString() });
         break;
     }
   }

@@ -486,7 +486,9 @@ describe('decide: operator requests', () => {
     { name: 'switchover --to an unreachable node', o: obs(1, { request: switchover('app2'), nodes: [serving('app1', 4), dead('app2')] }), ok: false, message: /^app2 is not healthy \(agent unreachable\); app1 stays active$/ },
     { name: 'switchover --to an unknown node', o: obs(1, { request: switchover('nope') }), ok: false, message: /no app machine is named nope/ },
     { name: 'switchover without an active record', o: obs(1, { active: null, request: switchover() }), ok: false, message: /no active node yet/, moved: ['app1'] },
-    { name: 'switchover already carried out (record names the request)', o: obs(1, { active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'), request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /already carried out: app2 is active at epoch 5/ },
+    { name: 'switchover already carried out (the record names the request)', o: obs(1, { active: { ...rec('app2', 5), requestId: 'r1' }, request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /already carried out: app2 is active at epoch 5/ },
+    // The id, not the text: a reason that mentions the request is no answer (its switchover runs).
+    { name: 'a record whose reason alone mentions the request', o: obs(1, { active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'), request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /^app1 is active at epoch 6$/, moved: ['app1'] },
     { name: 'any request during maintenance', o: obs(1, { maintenance: true, request: switchover('app2') }), ok: false, message: /the cluster is in maintenance/ },
   ];
   for (const c of table) {
@@ -506,6 +508,13 @@ describe('decide: operator requests', () => {
     assert.deepEqual(ofKind(d, 'activate').map((a) => [a.node, a.epoch, a.expectEpoch]), [['app2', 5, 4]]);
     assert.deepEqual(ofKind(d, 'db-switchover'), []);
     assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /request r1/);
+    assert.equal(ofKind(d, 'activate')[0]?.requestId, 'r1', 'the record will name the request');
+  });
+
+  it('only a move an operator request makes names a request', () => {
+    const [failedOver] = run([obs(3000, { nodes: [dead('app1'), standby('app2')] })], last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory);
+    assert.deepEqual(ofKind(failedOver as Decision, 'activate').map((a) => a.requestId), [undefined]);
+    assert.deepEqual(ofKind(decide(steady(), obs(1, { request: failover('app2') }), cfgOf()), 'activate').map((a) => a.requestId), ['r2']);
   });
 
   it('switchover (pair): db-switchover names the machines, issued once while waiting', () => {

@@ -123,8 +123,11 @@ export type EventAction = Omit<VigilEvent, 'seq' | 'at'>;
  * compare-and-swap fails, it drops the rest of the list and decides again on the next tick.
  */
 export type Action =
-  /** Write ActiveRecord {node, epoch} if the current record's epoch is `expectEpoch` (null: no record). */
-  | { kind: 'activate'; node: string; epoch: number; expectEpoch: number | null; reason: string }
+  /**
+   * Write ActiveRecord {node, epoch} if the current record's epoch is `expectEpoch` (null: no
+   * record); `requestId` names the operator request that moves the app, if one does.
+   */
+  | { kind: 'activate'; node: string; epoch: number; expectEpoch: number | null; reason: string; requestId?: string }
   /** Stop the node's services through its agent (best effort) and put it in MAINT (always). */
   | { kind: 'fence'; node: string; epoch: number; reason: string }
   /** Set the active node's server back to READY in HAProxy. */
@@ -132,7 +135,7 @@ export type Action =
   /** Ask Patroni to move the primary (pair: a planned switchover only; a failover never moves it). */
   | { kind: 'db-switchover'; from: string; to: string }
   | { kind: 'event'; event: EventAction }
-  /** Answer the operator request and remove it. */
+  /** Answer the operator request (the answer is kept in etcd for the operator) and remove it. */
   | { kind: 'complete-request'; id: string; ok: boolean; message: string };
 
 export interface Transition {
@@ -519,14 +522,14 @@ function failingOver(t: Tick, active: ActiveRecord): void {
  * pair: the primary stays where it is and becomes the accepted primary, so follow-db never sends
  * the app back to the machine it leaves; the new node reaches the primary through HAProxy's :5000.
  */
-function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string): void {
+function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string, requestId?: string): void {
   const { mem, obs } = t;
   const prev = obs.active;
   // Without a record, start above every epoch still known, so no agent mistakes it for a stale one.
   const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => n.agentEpoch ?? 0));
   const epoch = prev ? prev.epoch + 1 : floor + 1;
   const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
-  t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason });
+  t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason, ...(requestId === undefined ? {} : { requestId }) });
   t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null } }));
   if (p) mem.db.primary = p.name;
   t.record = { node: to, epoch };
@@ -567,7 +570,7 @@ function refuse(t: Tick, req: OperatorRequest, message: string): false {
 /** Carry out a request; true when it owns this tick (it moved the app or waits for the database). */
 function request(t: Tick, req: OperatorRequest, active: ActiveRecord | null): boolean {
   // The record names the request that wrote it: a request read again after a crash is done.
-  if (active?.reason.includes(`request ${req.id}`)) {
+  if (active?.requestId === req.id) {
     return complete(t, req, `already carried out: ${active.node} is active at epoch ${active.epoch}`);
   }
   return req.kind === 'failover' ? failoverRequest(t, req, active) : switchoverRequest(t, req, active);
@@ -583,7 +586,7 @@ function failoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'failove
   if (active?.node === to.name) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
   if (!isHealthy(to)) return refuse(t, req, `${notStanding(to)}${stays}`);
   // pair: like an automatic failover, only the app moves; the primary stays where it is.
-  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
+  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`, req.id);
   const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
   const stay = p && p.name !== to.name ? `; the database primary stays on ${p.name}` : '';
   complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}${stay}`);
@@ -602,7 +605,7 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
   if (to.name === active.node) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
   const dbThere = !obs.followDb || to.dbPrimary;
   if (dbThere && isHealthy(to)) {
-    move(t, to.name, 'switchover', `switchover to ${to.name} requested by the operator (request ${req.id})`);
+    move(t, to.name, 'switchover', `switchover to ${to.name} requested by the operator (request ${req.id})`, req.id);
     complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}`);
     return true;
   }
