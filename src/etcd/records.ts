@@ -3,7 +3,7 @@
  * becomes a clear ETCD_DATA error naming the key, not an undefined field deep in the observer.
  */
 import { z } from 'zod';
-import { EVENT_TYPES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type VigilEvent } from '../model/ha.ts';
+import { EVENT_TYPES, STATES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type RequestAnswer, type VigilEvent } from '../model/ha.ts';
 import { badData } from './call.ts';
 
 const activeSchema = z.object({
@@ -11,6 +11,7 @@ const activeSchema = z.object({
   epoch: z.number().int().nonnegative(),
   since: z.string(),
   reason: z.string(),
+  requestId: z.string().min(1).optional(),
 });
 
 const maintenanceSchema = z.object({ since: z.string(), by: z.string(), reason: z.string() });
@@ -18,7 +19,7 @@ const maintenanceSchema = z.object({ since: z.string(), by: z.string(), reason: 
 const leaderSchema = z.object({ id: z.string().min(1), host: z.string(), since: z.string() });
 
 const observerStateSchema = z.object({
-  state: z.string().min(1),
+  state: z.enum(STATES),
   reason: z.string(),
   since: z.string(),
   epoch: z.number().int().nonnegative().nullable(),
@@ -29,6 +30,8 @@ const requestSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('switchover'), to: z.string().min(1).optional(), id: z.string().min(1), at: z.string() }),
   z.object({ kind: z.literal('failover'), to: z.string().min(1), id: z.string().min(1), at: z.string() }),
 ]);
+
+const answerSchema = z.object({ id: z.string().min(1), ok: z.boolean(), message: z.string(), at: z.string() });
 
 const eventSchema = z.object({
   seq: z.number().int().positive().optional(),
@@ -46,6 +49,7 @@ export const schemas = {
   leader: leaderSchema as z.ZodType<ObserverLeader>,
   observerState: observerStateSchema as z.ZodType<ObserverState>,
   request: requestSchema as z.ZodType<OperatorRequest>,
+  answer: answerSchema as z.ZodType<RequestAnswer>,
   event: eventSchema as z.ZodType<VigilEvent>,
 };
 

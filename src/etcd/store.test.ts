@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { ActiveRecord } from '../model/ha.ts';
+import type { ActiveRecord, State } from '../model/ha.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
 import { openStore, StoreError, type Leadership, type VigilStore } from './store.ts';
 import { closeAll, startTestEtcd, type TestEtcd } from '../testing/etcd.ts';
@@ -146,6 +146,33 @@ describe('VigilStore against a real etcd', () => {
     assert.equal(await s.clearRequest(), true);
   });
 
+  it('operator request: answered only by its id; the answer replaces it in one write and stays until the next', async () => {
+    const s = await open();
+    const r1 = { kind: 'failover', to: 'app2', id: 'r1', at: new Date().toISOString() } as const;
+    const answer = (id: string, ok: boolean) => ({ id, ok, message: `answer to ${id}`, at: new Date().toISOString() });
+    assert.equal(await s.getRequestAnswer(), null);
+    assert.equal(await s.answerRequest(answer('r1', true)), false, 'no request pending');
+    assert.equal(await s.getRequestAnswer(), null, 'nothing written');
+    assert.equal(await s.putRequest(r1), true);
+    assert.equal(await s.answerRequest(answer('r0', true)), false, 'another request');
+    assert.deepEqual(await s.getRequest(), r1);
+    const a1 = answer('r1', false);
+    assert.equal(await s.answerRequest(a1), true);
+    assert.equal(await s.getRequest(), null);
+    assert.deepEqual(await s.getRequestAnswer(), a1);
+    assert.equal(await s.putRequest({ ...r1, id: 'r2' }), true, 'an answer does not block the next request');
+    assert.deepEqual(await s.getRequestAnswer(), a1);
+  });
+
+  it('the active record names the request that wrote it; a record without one still reads', async () => {
+    const s = await open();
+    assert.equal(await s.casActive({ ...rec('app1', 1), requestId: 'r1' }, null), true);
+    const cur = await s.getActive();
+    assert.equal(cur?.record.requestId, 'r1');
+    assert.equal(await s.casActive(rec('app2', 2), cur), true);
+    assert.deepEqual(Object.keys((await s.getActive())?.record ?? {}).sort(), ['epoch', 'node', 'reason', 'since']);
+  });
+
   it('a value Vigil did not write is an ETCD_DATA error naming the key', async () => {
     const s = await open();
     await run('etcdctl', ['--endpoints', etcd.endpoint, 'put', `/vigil/${s.cluster}/active`, '{"node":""}'], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });
@@ -233,7 +260,7 @@ describe('VigilStore against a real etcd', () => {
       const b = await open(a.cluster);
       const la = await a.campaign('obs-a', 'h', 2);
       const lb = await b.campaign('obs-b', 'h', 2);
-      const st = (by: string, state: string) => ({ state, reason: 'test', since: new Date().toISOString(), epoch: 1, by });
+      const st = (by: string, state: State) => ({ state, reason: 'test', since: new Date().toISOString(), epoch: 1, by });
       assert.equal(await a.getObserverState(), null);
       assert.equal(await b.putObserverState(st('obs-b', 'suspect'), { leader: lb }), false, 'b does not lead');
       assert.equal(await a.putObserverState(st('obs-a', 'healthy'), { leader: la }), true);

@@ -16,7 +16,7 @@
  * ```
  */
 import { Etcd3, type Namespace } from 'etcd3';
-import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest } from '../model/ha.ts';
+import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type RequestAnswer } from '../model/ha.ts';
 import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
 import { eventRecords, type EventRecords } from './events.ts';
 import { follow, type Subscription } from './follow.ts';
@@ -79,6 +79,12 @@ export interface VigilStore {
   getRequest(opts?: CallOptions): Promise<OperatorRequest | null>;
   /** Deletes the pending request (only if its id is `id`, when given). True if one was deleted. */
   clearRequest(id?: string, opts?: CallOptions): Promise<boolean>;
+  /**
+   * Removes the pending request `answer.id` and stores the answer, in one transaction: whoever
+   * sees the request gone finds its answer. False (nothing written) if that request is not pending.
+   */
+  answerRequest(answer: RequestAnswer, opts?: CallOptions): Promise<boolean>;
+  getRequestAnswer(opts?: CallOptions): Promise<RequestAnswer | null>;
 
   /** Campaigns for observer leadership; resolves after the first attempt, leader or not. */
   campaign(id: string, host: string, ttlSeconds: number, opts?: CallOptions): Promise<Leadership>;
@@ -287,6 +293,25 @@ class Store implements VigilStore {
       const txn = await this.ns.if(KEYS.request, 'Mod', '==', kv.mod_revision).then(this.ns.delete().key(KEYS.request)).options(grpc).commit();
       return txn.succeeded;
     });
+  }
+
+  async answerRequest(answer: RequestAnswer, opts?: CallOptions): Promise<boolean> {
+    const value = encode(schemas.answer, 'answerRequest', this.full(KEYS.requestAnswer), answer);
+    return this.caller.run('answerRequest', opts, async (grpc) => {
+      const kv = (await this.ns.get(KEYS.request).options(grpc).exec()).kvs[0];
+      if (!kv || decode(schemas.request, 'answerRequest', this.full(KEYS.request), kv.value).id !== answer.id) return false;
+      const txn = await this.ns
+        .if(KEYS.request, 'Mod', '==', kv.mod_revision)
+        .then(this.ns.delete().key(KEYS.request), this.ns.put(KEYS.requestAnswer).value(value))
+        .options(grpc)
+        .commit();
+      return txn.succeeded;
+    });
+  }
+
+  async getRequestAnswer(opts?: CallOptions): Promise<RequestAnswer | null> {
+    const v = await this.caller.run('getRequestAnswer', opts, (grpc) => this.ns.get(KEYS.requestAnswer).options(grpc).buffer());
+    return v ? decode(schemas.answer, 'getRequestAnswer', this.full(KEYS.requestAnswer), v) : null;
   }
 
   async campaign(id: string, host: string, ttlSeconds: number, opts?: CallOptions): Promise<Leadership> {

@@ -19,6 +19,8 @@ export const KEYS = {
   maintenance: 'maintenance',
   /** OperatorRequest, or absent: a switchover or failover the leader should carry out. */
   request: 'request',
+  /** RequestAnswer: the leader's answer to the last request it completed, kept until the next. */
+  requestAnswer: 'request-answer',
   /** VigilEvent, one key per event: `events/<zero-padded sequence>`; the oldest are pruned. */
   eventsPrefix: 'events/',
 } as const;
@@ -31,8 +33,13 @@ export interface ActiveRecord {
   epoch: number;
   /** ISO time the record was written. */
   since: string;
-  /** Why this machine became active (bootstrap, failover, switchover, manual). */
+  /** Why this machine became active (bootstrap, failover, switchover, manual), for people. */
   reason: string;
+  /**
+   * The operator request that wrote this record, if one did: a request read again after a crash
+   * is then known as carried out. Absent in records written before it existed.
+   */
+  requestId?: string;
 }
 
 export interface Maintenance {
@@ -47,10 +54,16 @@ export interface ObserverLeader {
   since: string;
 }
 
+/**
+ * The observer's states (docs/observer-states.md). Here rather than in src/observer/decide.ts,
+ * which moves between them, because `observer/state` in etcd carries one to `vigil status`.
+ */
+export const STATES = ['follower', 'bootstrap', 'healthy', 'suspect', 'failing-over', 'switching-db', 'no-candidate', 'maintenance'] as const;
+export type State = (typeof STATES)[number];
+
 /** What the acting observer is doing, written by it on each change of state (see src/observer/decide.ts). */
 export interface ObserverState {
-  /** healthy, suspect, failing-over, no-candidate, switching-db, maintenance, ... */
-  state: string;
+  state: State;
   /** Why it is in that state, in words (the transition's reason). */
   reason: string;
   /** When it entered the state. */
@@ -64,6 +77,17 @@ export interface ObserverState {
 export type OperatorRequest =
   | { kind: 'switchover'; to?: string; id: string; at: string }
   | { kind: 'failover'; to: string; id: string; at: string };
+
+/** How the observer answered a request: written as it removes the request, read by the operator's command. */
+export interface RequestAnswer {
+  /** The request's id. */
+  id: string;
+  ok: boolean;
+  /** One sentence: what was done, or why the request was refused. */
+  message: string;
+  /** ISO time of the answer. */
+  at: string;
+}
 
 export const EVENT_TYPES = [
   'bootstrap', // first active node chosen

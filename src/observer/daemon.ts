@@ -18,6 +18,7 @@ import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { APP_BACKEND } from '../layout/network.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
+import type { State } from '../model/ha.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
@@ -49,6 +50,8 @@ interface Ctx {
   alerter: Alerter;
   leadership: Leadership;
   published: Published | null;
+  /** A Patroni switchover is under way (see execute's db-switchover). */
+  switchoverInFlight: boolean;
 }
 
 export async function runObserver(o: ObserverOptions): Promise<void> {
@@ -63,7 +66,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
-  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership, published: null };
+  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership, published: null, switchoverInFlight: false };
   const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
@@ -99,7 +102,7 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory
 
 /** What was last written to `observer/state`, and under which lead (a new lead writes it again). */
 interface Published {
-  state: string;
+  state: State;
   epoch: number | null;
   reason: string;
   since: string;
@@ -133,8 +136,6 @@ async function publishState(ctx: Ctx, d: Decision): Promise<void> {
   }
 }
 
-let switchoverInFlight = false;
-
 async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<void> {
   for (const a of actions) {
     log('action', { ...a });
@@ -143,7 +144,7 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
         const current = seen.active;
         if ((current?.record.epoch ?? null) !== a.expectEpoch) return;
         const written = await ctx.store.casActive(
-          { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason },
+          { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason, requestId: a.requestId },
           current ? { revision: current.revision } : null,
           { leader: ctx.leadership },
         );
@@ -163,9 +164,9 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
       case 'db-switchover':
         // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
         // must keep observing meanwhile. One at a time: a second request would be refused anyway.
-        if (!switchoverInFlight) {
-          switchoverInFlight = true;
-          void patroniSwitchover(ctx, a.from, a.to).finally(() => (switchoverInFlight = false));
+        if (!ctx.switchoverInFlight) {
+          ctx.switchoverInFlight = true;
+          void patroniSwitchover(ctx, a.from, a.to).finally(() => (ctx.switchoverInFlight = false));
         }
         break;
       case 'event': {
@@ -177,7 +178,8 @@ async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<voi
         break;
       }
       case 'complete-request':
-        await ctx.store.clearRequest(a.id);
+        // The answer replaces the request in one write, so the operator's command reads it there.
+        await ctx.store.answerRequest({ id: a.id, ok: a.ok, message: a.message, at: new Date().toISOString() });
         break;
     }
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import type { ActiveRecord, OperatorRequest } from '../model/ha.ts';
+import { STATES, type ActiveRecord, type OperatorRequest, type State } from '../model/ha.ts';
 import {
   DEFAULT_DECIDE_CONFIG,
   decide,
@@ -13,7 +13,8 @@ import {
   type Memory,
   type NodeObservation,
   type Observation,
-  type State,
+  TRANSITIONS,
+  transition,
 } from './decide.ts';
 
 // ---- a small world: app1 serves at epoch 4, app2 is a healthy standby in MAINT ----------------
@@ -276,6 +277,14 @@ const scenarios: Scenario[] = [
     ],
   },
   {
+    name: 'switching-db -> healthy: the target is no longer an app machine; the request is refused and the wait ends',
+    memory: steady,
+    steps: [
+      { obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db' },
+      { obs: obs(2000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app3')] }), state: 'healthy', actions: ['event:request-failed', 'complete-request'], reason: /^the switchover request was answered; app1 is active at epoch 4 and serves$/ },
+    ],
+  },
+  {
     name: 'healthy -> failing-over: switchover (no pair) moves at once to the first healthy standby',
     memory: steady,
     steps: [
@@ -477,7 +486,9 @@ describe('decide: operator requests', () => {
     { name: 'switchover --to an unreachable node', o: obs(1, { request: switchover('app2'), nodes: [serving('app1', 4), dead('app2')] }), ok: false, message: /^app2 is not healthy \(agent unreachable\); app1 stays active$/ },
     { name: 'switchover --to an unknown node', o: obs(1, { request: switchover('nope') }), ok: false, message: /no app machine is named nope/ },
     { name: 'switchover without an active record', o: obs(1, { active: null, request: switchover() }), ok: false, message: /no active node yet/, moved: ['app1'] },
-    { name: 'switchover already carried out (record names the request)', o: obs(1, { active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'), request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /already carried out: app2 is active at epoch 5/ },
+    { name: 'switchover already carried out (the record names the request)', o: obs(1, { active: { ...rec('app2', 5), requestId: 'r1' }, request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /already carried out: app2 is active at epoch 5/ },
+    // The id, not the text: a reason that mentions the request is no answer (its switchover runs).
+    { name: 'a record whose reason alone mentions the request', o: obs(1, { active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'), request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /^app1 is active at epoch 6$/, moved: ['app1'] },
     { name: 'any request during maintenance', o: obs(1, { maintenance: true, request: switchover('app2') }), ok: false, message: /the cluster is in maintenance/ },
   ];
   for (const c of table) {
@@ -497,6 +508,13 @@ describe('decide: operator requests', () => {
     assert.deepEqual(ofKind(d, 'activate').map((a) => [a.node, a.epoch, a.expectEpoch]), [['app2', 5, 4]]);
     assert.deepEqual(ofKind(d, 'db-switchover'), []);
     assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /request r1/);
+    assert.equal(ofKind(d, 'activate')[0]?.requestId, 'r1', 'the record will name the request');
+  });
+
+  it('only a move an operator request makes names a request', () => {
+    const [failedOver] = run([obs(3000, { nodes: [dead('app1'), standby('app2')] })], last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory);
+    assert.deepEqual(ofKind(failedOver as Decision, 'activate').map((a) => a.requestId), [undefined]);
+    assert.deepEqual(ofKind(decide(steady(), obs(1, { request: failover('app2') }), cfgOf()), 'activate').map((a) => a.requestId), ['r2']);
   });
 
   it('switchover (pair): db-switchover names the machines, issued once while waiting', () => {
@@ -697,12 +715,114 @@ describe('decide: reason and event texts', () => {
   });
 });
 
+// ---- the declared edges ------------------------------------------------------------------------
+
+describe('decide: TRANSITIONS', () => {
+  const edge = (from: State, to: State): string => `${from} -> ${to}`;
+  const declared = new Set(TRANSITIONS.map((e) => edge(e.from, e.to)));
+
+  it('transition() refuses an undeclared edge', () => {
+    assert.throws(() => transition('follower', 'no-candidate', 'test'), /undeclared transition follower -> no-candidate/);
+    assert.throws(() => transition('healthy', 'healthy', 'test'), /undeclared transition healthy -> healthy/);
+    assert.deepEqual(transition('suspect', 'failing-over', 'test'), { from: 'suspect', to: 'failing-over', reason: 'test' });
+  });
+
+  it('every row has a rule, and no row is there twice', () => {
+    const rows = TRANSITIONS.map((e) => `${edge(e.from, e.to)}: ${e.rule}`);
+    assert.equal(new Set(rows).size, rows.length);
+    for (const e of TRANSITIONS) assert.ok(e.rule.length > 10, edge(e.from, e.to));
+  });
+
+  /**
+   * Every declared edge is taken: from a memory in each state, decide one tick on each of a set of
+   * observations (the worlds below). An edge no world reaches is either dead or needs a world here.
+   */
+  it('every declared edge is taken by some tick', () => {
+    const pairNodes = (primary: string, over: Partial<NodeObservation> = {}): NodeObservation[] => [
+      serving('app1', 4, { dbPrimary: primary === 'app1', ...over }),
+      standby('app2', { dbPrimary: primary === 'app2' }),
+    ];
+    const memories: [string, () => Memory][] = [
+      ['follower', initialMemory],
+      ['bootstrap', () => last(run([obs(0, { active: null, nodes: [sick('app1'), sick('app2')] })])).memory],
+      ['healthy', steady],
+      ['suspect', () => last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory],
+      ['no-candidate', () => last(run([obs(1000, { nodes: [dead('app1'), sick('app2')] }), obs(3000, { nodes: [dead('app1'), sick('app2')] })], steady())).memory],
+      ['failing-over', () => last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] }), obs(3000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory],
+      ['switching-db', () => last(run([obs(1000, { followDb: true, request: switchover('app2'), nodes: pairNodes('app1') })], steady())).memory],
+      ['maintenance', () => last(run([obs(0, { maintenance: true })])).memory],
+    ];
+    const worlds: Observation[] = [];
+    for (const nowMs of [3500, 100_000]) {
+      worlds.push(
+        obs(nowMs, { isLeader: false }),
+        obs(nowMs, { maintenance: true }),
+        obs(nowMs, { active: null, nodes: [sick('app1'), sick('app2')] }),
+        obs(nowMs, { active: null, request: failover('app2'), nodes: [sick('app1'), standby('app2')] }),
+        obs(nowMs),
+        obs(nowMs, { nodes: [dead('app1'), standby('app2')] }),
+        obs(nowMs, { nodes: [dead('app1'), sick('app2')] }),
+        obs(nowMs, { request: failover('app2') }),
+        obs(nowMs, { active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5)] }),
+        obs(nowMs, { active: rec('app2', 5), nodes: [standby('app1'), standby('app2')] }),
+        obs(nowMs, { active: rec('app2', 5), nodes: [standby('app1'), dead('app2')] }),
+        obs(nowMs, { active: rec('app2', 5), request: failover('app1'), nodes: [standby('app1'), standby('app2')] }),
+        obs(nowMs, { followDb: true, request: switchover('app2'), nodes: pairNodes('app1') }),
+        obs(nowMs, { followDb: true, request: switchover('app2'), nodes: [dead('app1'), standby('app2')] }),
+        obs(nowMs, { followDb: true, active: rec('app2', 5), request: switchover('app1'), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }),
+        obs(nowMs, { followDb: true, active: rec('app2', 5), request: switchover('app1'), nodes: [standby('app1'), standby('app2', { dbPrimary: true })] }),
+        obs(nowMs, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }),
+        obs(nowMs, { followDb: true, request: switchover('app3'), nodes: pairNodes('app1') }),
+        obs(nowMs, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app3')] }),
+      );
+    }
+    const taken = new Set<string>();
+    for (const [name, memory] of memories) {
+      assert.equal(memory().state, name, 'the memory is in the state it is named for');
+      for (const w of worlds) for (const tr of decide(memory(), w, cfgOf()).transitions) taken.add(edge(tr.from, tr.to));
+    }
+    assert.deepEqual([...declared].filter((e) => !taken.has(e)).sort(), [], 'declared edges no tick takes');
+  });
+});
+
 // ---- the documentation -------------------------------------------------------------------------
 
 describe('docs/observer-states.md', () => {
+  const doc = readFileSync(new URL('../../docs/observer-states.md', import.meta.url), 'utf8');
+
+  /** The edges the state table names, read as the paragraph above it says. */
+  function documentedEdges(): Set<string> {
+    const section = doc.split(/^## /m).find((s) => s.startsWith('The state table'));
+    assert.ok(section, 'the section "The state table"');
+    const rows = section.split('\n').filter((l) => l.startsWith('| ')).slice(1); // after the header
+    assert.ok(rows.length > 20, `rows of the state table: ${rows.length}`);
+    const names = (cell: string): State[] =>
+      [...cell.matchAll(/`([^`]+)`/g)].map(([, n]) => {
+        assert.ok((STATES as readonly string[]).includes(n ?? ''), `${JSON.stringify(n)} in ${JSON.stringify(cell)} is a state`);
+        return n as State;
+      });
+    const out = new Set<string>();
+    for (const row of rows) {
+      const [fromCell = '', , nextCell = ''] = row.slice(2).split(' | ');
+      const next = nextCell.replace(/\([^)]*\)/g, '').trim();
+      if (next.startsWith('stays')) continue;
+      const to = names(next);
+      assert.ok(to.length > 0, `a next state in ${JSON.stringify(row)}`);
+      const from = fromCell === 'any other' ? STATES.filter((s) => !to.includes(s)) : names(fromCell);
+      assert.ok(from.length > 0, `a state in ${JSON.stringify(row)}`);
+      for (const f of from) for (const t of to) if (f !== t || (from.length === 1 && to.length === 1)) out.add(`${f} -> ${t}`);
+    }
+    return out;
+  }
+
   it('has a row for every state', () => {
-    const doc = readFileSync(new URL('../../docs/observer-states.md', import.meta.url), 'utf8');
-    const states: State[] = ['follower', 'bootstrap', 'healthy', 'suspect', 'failing-over', 'switching-db', 'no-candidate', 'maintenance'];
-    for (const s of states) assert.match(doc, new RegExp(`^\\| \`${s}\` \\|`, 'm'), `state ${s} documented`);
+    for (const s of STATES) assert.match(doc, new RegExp(`^\\| \`${s}\` [|,]`, 'm'), `state ${s} documented`);
+  });
+
+  it('its state table names exactly the edges in TRANSITIONS', () => {
+    const documented = documentedEdges();
+    const declared = new Set(TRANSITIONS.map((e) => `${e.from} -> ${e.to}`));
+    assert.deepEqual([...declared].filter((e) => !documented.has(e)).sort(), [], 'declared in TRANSITIONS, missing from the doc');
+    assert.deepEqual([...documented].filter((e) => !declared.has(e)).sort(), [], 'in the doc, not declared in TRANSITIONS');
   });
 });

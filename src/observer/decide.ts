@@ -1,8 +1,8 @@
 /**
  * The observer's decision: a pure function from what the leader observed this tick, and what it
  * remembers from earlier ticks, to the actions the daemon carries out. No I/O and no clock: time
- * is `obs.nowMs`, a monotonic reading the daemon passes in. docs/observer-states.md lists every
- * state and transition with the reason texts written here.
+ * is `obs.nowMs`, a monotonic reading the daemon passes in. TRANSITIONS declares every edge;
+ * docs/observer-states.md lists every state and transition with the reason texts written here.
  *
  * Two kinds of output:
  * - moves (activate, db-switchover, complete-request, events) come from the state machine, which
@@ -18,17 +18,7 @@
  *   let memory = initialMemory();
  *   const { memory: next, actions, transitions } = decide(memory, observation, DEFAULT_DECIDE_CONFIG);
  */
-import type { ActiveRecord, EventType, OperatorRequest, VigilEvent } from '../model/ha.ts';
-
-export type State =
-  | 'follower'
-  | 'bootstrap'
-  | 'healthy'
-  | 'suspect'
-  | 'failing-over'
-  | 'switching-db'
-  | 'no-candidate'
-  | 'maintenance';
+import { STATES, type ActiveRecord, type EventType, type OperatorRequest, type State, type VigilEvent } from '../model/ha.ts';
 
 /** HAProxy's view of an app server: its admin state (maint, drain) or else its check result. */
 export type ProxyState = 'ready' | 'maint' | 'drain' | 'down' | 'unknown';
@@ -133,8 +123,11 @@ export type EventAction = Omit<VigilEvent, 'seq' | 'at'>;
  * compare-and-swap fails, it drops the rest of the list and decides again on the next tick.
  */
 export type Action =
-  /** Write ActiveRecord {node, epoch} if the current record's epoch is `expectEpoch` (null: no record). */
-  | { kind: 'activate'; node: string; epoch: number; expectEpoch: number | null; reason: string }
+  /**
+   * Write ActiveRecord {node, epoch} if the current record's epoch is `expectEpoch` (null: no
+   * record); `requestId` names the operator request that moves the app, if one does.
+   */
+  | { kind: 'activate'; node: string; epoch: number; expectEpoch: number | null; reason: string; requestId?: string }
   /** Stop the node's services through its agent (best effort) and put it in MAINT (always). */
   | { kind: 'fence'; node: string; epoch: number; reason: string }
   /** Set the active node's server back to READY in HAProxy. */
@@ -142,13 +135,56 @@ export type Action =
   /** Ask Patroni to move the primary (pair: a planned switchover only; a failover never moves it). */
   | { kind: 'db-switchover'; from: string; to: string }
   | { kind: 'event'; event: EventAction }
-  /** Answer the operator request and remove it. */
+  /** Answer the operator request (the answer is kept in etcd for the operator) and remove it. */
   | { kind: 'complete-request'; id: string; ok: boolean; message: string };
 
 export interface Transition {
   from: State;
   to: State;
   reason: string;
+}
+
+/**
+ * Every edge the state machine may take, one row per rule (a pair the code reaches in two ways
+ * has two rows). go() refuses any other; decide.test.ts checks the table against the state table
+ * in docs/observer-states.md both ways, and that some scenario takes every edge. Only an
+ * activation re-enters its state (failing-over to failing-over: a new epoch).
+ */
+export const TRANSITIONS: readonly { from: State; to: State; rule: string }[] = [
+  ...edges(othersThan('follower'), 'follower', 'this observer does not hold the leadership in etcd'),
+  ...edges(othersThan('maintenance'), 'maintenance', 'the maintenance flag is set in etcd'),
+  ...edges(othersThan('bootstrap'), 'bootstrap', 'leader, and there is no active record in etcd'),
+  // resume(): a new lead, the end of maintenance or of a switchover's wait, a record another writer changed.
+  ...edges(othersThan('healthy'), 'healthy', 'resume: the recorded node serves at the recorded epoch'),
+  ...edges(othersThan('failing-over'), 'failing-over', 'resume: its agent has not confirmed the recorded epoch yet'),
+  ...edges(othersThan('suspect'), 'suspect', 'resume: the recorded node fails its checks'),
+  // watch(): the active node's checks and the failure timer.
+  ...edges(['healthy'], 'suspect', 'the active node fails its checks'),
+  ...edges(['suspect', 'no-candidate'], 'healthy', 'the active node passes its checks again'),
+  ...edges(['suspect'], 'no-candidate', 'failing for failAfterMs and no standby is a candidate'),
+  // failingOver(): the activation under way.
+  ...edges(['failing-over'], 'healthy', 'the new node serves at the new epoch'),
+  ...edges(['failing-over'], 'suspect', 'the new node did not serve within activateTimeoutMs'),
+  // move(): a new active record (bootstrap, failover, follow-db, an operator request).
+  ...edges(['bootstrap', 'healthy', 'suspect', 'no-candidate', 'failing-over', 'switching-db'], 'failing-over', 'a node is activated at a new epoch'),
+  // switchoverRequest(): pair, the database primary moves first.
+  ...edges(['healthy', 'suspect', 'no-candidate', 'failing-over'], 'switching-db', 'pair: a switchover waits for Patroni to move the primary'),
+];
+
+function edges(from: readonly State[], to: State, rule: string): { from: State; to: State; rule: string }[] {
+  return from.map((f) => ({ from: f, to, rule }));
+}
+
+function othersThan(to: State): State[] {
+  return STATES.filter((s) => s !== to);
+}
+
+const DECLARED = new Set(TRANSITIONS.map((e) => `${e.from} -> ${e.to}`));
+
+/** A transition on a declared edge; any other is a bug in decide, refused before it is acted on. */
+export function transition(from: State, to: State, reason: string): Transition {
+  if (!DECLARED.has(`${from} -> ${to}`)) throw new Error(`decide: undeclared transition ${from} -> ${to} (${reason}); declare it in TRANSITIONS and docs/observer-states.md`);
+  return { from, to, reason };
 }
 
 export interface Decision {
@@ -252,8 +288,7 @@ const ORDER: Record<Action['kind'], number> = {
 /** Decide one tick. See the module comment and docs/observer-states.md. */
 export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Decision {
   if (!obs.isLeader) {
-    const transitions: Transition[] =
-      memory.state === 'follower' ? [] : [{ from: memory.state, to: 'follower', reason: 'this observer does not hold the leadership in etcd' }];
+    const transitions = memory.state === 'follower' ? [] : [transition(memory.state, 'follower', 'this observer does not hold the leadership in etcd')];
     return { memory: initialMemory(), actions: [], transitions };
   }
   const t: Tick = {
@@ -282,7 +317,7 @@ export function decide(memory: Memory, obs: Observation, cfg: DecideConfig): Dec
 
 function go(t: Tick, to: State, reason: string, always = false): void {
   if (t.mem.state === to && !always) return;
-  t.transitions.push({ from: t.mem.state, to, reason });
+  t.transitions.push(transition(t.mem.state, to, reason));
   t.mem.state = to;
 }
 
@@ -376,6 +411,9 @@ function withRecord(t: Tick, active: ActiveRecord): void {
   if (stale) resume(t, active);
   else if (withdrawn) resume(t, active, 'the switchover request was withdrawn; ');
   if (obs.request && request(t, obs.request, active)) return;
+  // switching-db lasts while its request is pending: one answered without a move (its target is
+  // gone) ends the wait here, not on the next tick.
+  if (mem.state === 'switching-db') resume(t, active, 'the switchover request was answered; ');
   if (mem.state === 'failing-over') failingOver(t, active);
   else watch(t, active);
 }
@@ -484,14 +522,14 @@ function failingOver(t: Tick, active: ActiveRecord): void {
  * pair: the primary stays where it is and becomes the accepted primary, so follow-db never sends
  * the app back to the machine it leaves; the new node reaches the primary through HAProxy's :5000.
  */
-function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string): void {
+function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover', reason: string, requestId?: string): void {
   const { mem, obs } = t;
   const prev = obs.active;
   // Without a record, start above every epoch still known, so no agent mistakes it for a stale one.
   const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => n.agentEpoch ?? 0));
   const epoch = prev ? prev.epoch + 1 : floor + 1;
   const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
-  t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason });
+  t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason, ...(requestId === undefined ? {} : { requestId }) });
   t.actions.push(event(type, reason, { node: to, epoch, details: { from: prev?.node ?? null } }));
   if (p) mem.db.primary = p.name;
   t.record = { node: to, epoch };
@@ -532,7 +570,7 @@ function refuse(t: Tick, req: OperatorRequest, message: string): false {
 /** Carry out a request; true when it owns this tick (it moved the app or waits for the database). */
 function request(t: Tick, req: OperatorRequest, active: ActiveRecord | null): boolean {
   // The record names the request that wrote it: a request read again after a crash is done.
-  if (active?.reason.includes(`request ${req.id}`)) {
+  if (active?.requestId === req.id) {
     return complete(t, req, `already carried out: ${active.node} is active at epoch ${active.epoch}`);
   }
   return req.kind === 'failover' ? failoverRequest(t, req, active) : switchoverRequest(t, req, active);
@@ -548,7 +586,7 @@ function failoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'failove
   if (active?.node === to.name) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
   if (!isHealthy(to)) return refuse(t, req, `${notStanding(to)}${stays}`);
   // pair: like an automatic failover, only the app moves; the primary stays where it is.
-  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`);
+  move(t, to.name, 'failover', `failover to ${to.name} requested by the operator (request ${req.id})`, req.id);
   const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
   const stay = p && p.name !== to.name ? `; the database primary stays on ${p.name}` : '';
   complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}${stay}`);
@@ -567,7 +605,7 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
   if (to.name === active.node) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
   const dbThere = !obs.followDb || to.dbPrimary;
   if (dbThere && isHealthy(to)) {
-    move(t, to.name, 'switchover', `switchover to ${to.name} requested by the operator (request ${req.id})`);
+    move(t, to.name, 'switchover', `switchover to ${to.name} requested by the operator (request ${req.id})`, req.id);
     complete(t, req, `${to.name} is active at epoch ${t.record?.epoch}`);
     return true;
   }

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import type { ActiveRecord, OperatorRequest } from '../model/ha.ts';
+import type { ActiveRecord, OperatorRequest, VigilEvent } from '../model/ha.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { sleep } from '../util/exec.ts';
 import type { OpsContext } from './context.ts';
@@ -39,11 +39,24 @@ export async function sendRequest(ctx: OpsContext, req: NewRequest, say: Progres
   }
   const events = (await ctx.events.list(50)).filter((e) => (e.seq ?? 0) > seqBefore);
   for (const e of events) say(`  ${e.at}  ${e.type}: ${e.message}`);
-  const failed = events.find((e) => e.type === 'request-failed' && (e.details?.request as { id?: string } | undefined)?.id === id);
-  if (failed) throw new VigilError('REQUEST_FAILED', [problem(req.kind, failed.message, 'see `vigil status` for the state of each machine')]);
+  const answer = await answerOf(ctx, req.kind, id, events);
+  if (answer?.ok === false) throw new VigilError('REQUEST_FAILED', [problem(req.kind, answer.message, 'see `vigil status` for the state of each machine')]);
+  if (answer) say(`observer: ${answer.message}`);
   const active = (await store.getActive())?.record;
   if (!active) throw new VigilError('REQUEST_FAILED', [problem(req.kind, 'no active node after the request', 'see `vigil status`')]);
   return active;
+}
+
+/**
+ * The observer's answer to request `id`: its answer in etcd or, from an observer older than the
+ * answer key, only a refusal, as the `request-failed` event records it. A refusal reads as that
+ * event does: `<kind> request <id> refused: <why>`.
+ */
+async function answerOf(ctx: OpsContext, kind: string, id: string, events: VigilEvent[]): Promise<{ ok: boolean; message: string } | null> {
+  const answer = await ctx.store.getRequestAnswer();
+  if (answer?.id === id) return { ok: answer.ok, message: answer.ok ? answer.message : `${kind} request ${id} refused: ${answer.message}` };
+  const failed = events.find((e) => e.type === 'request-failed' && (e.details?.request as { id?: string } | undefined)?.id === id);
+  return failed ? { ok: false, message: failed.message } : null;
 }
 
 export async function setMaintenance(ctx: OpsContext, on: boolean, reason: string): Promise<boolean> {
