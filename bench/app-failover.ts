@@ -14,6 +14,7 @@ import { labSettled } from '../src/lab/settle.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
 import { AckWriter } from '../src/lab/writer.ts';
 import { withOps } from '../src/ops/context.ts';
+import { LAB_OPS } from '../src/lab/target.ts';
 import { sendRequest } from '../src/ops/requests.ts';
 import { waitFor } from '../src/util/exec.ts';
 
@@ -80,7 +81,7 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
     for (let r = 1; r <= rounds; r++) {
       await labSettled(lab);
       const t0 = performance.now();
-      const active = await withOps({ lab: true }, (ctx) => sendRequest(ctx, { kind: 'switchover' }, () => {}));
+      const active = await withOps(LAB_OPS, (ctx) => sendRequest(ctx, { kind: 'switchover' }, () => {}));
       // The pause ends when the new machine answers through :80 and writes flow again, plus a margin.
       const servedBy = await waitFor('the new machine to serve', async () => probe.answers.find((a) => a.atMs > t0 && a.node === active.node), 60_000, 50);
       const t1 = servedBy.atMs + 1000;

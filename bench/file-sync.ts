@@ -24,6 +24,7 @@ import { readMachineLog } from '../src/lab/logs.ts';
 import { hostPathOf } from '../src/lab/paths.ts';
 import { labSettled } from '../src/lab/settle.ts';
 import { withOps } from '../src/ops/context.ts';
+import { LAB_OPS } from '../src/lab/target.ts';
 import { percentile } from '../src/sync/protocol.ts';
 import { run, sleep, waitFor } from '../src/util/exec.ts';
 
@@ -129,7 +130,7 @@ async function initialSync(active: string, standby: string): Promise<void> {
   await waitFor('the tree on the standby (carried by the watch as it was written)', async () => ((await countTree(onHost(standby, 'bench-tree'))) === size ? true : undefined), 900_000, 2000);
   console.log(`vigil, carried change by change while it was written: complete ${((performance.now() - t) / 1000).toFixed(1)} s after the writing ended`);
 
-  await withOps({ lab: true }, (ctx) => ctx.store.setMaintenance({ since: new Date().toISOString(), by: 'bench/file-sync.ts', reason: 'restarting the active agent' }));
+  await withOps(LAB_OPS, (ctx) => ctx.store.setMaintenance({ since: new Date().toISOString(), by: 'bench/file-sync.ts', reason: 'restarting the active agent' }));
   try {
     await labStopUnit(active, 'agent');
     await rm(onHost(standby, 'bench-tree'), { recursive: true, force: true });
@@ -142,7 +143,7 @@ async function initialSync(active: string, standby: string): Promise<void> {
     if ((await countTree(onHost(standby, 'bench-tree'))) !== size) throw new Error('the standby does not hold the whole tree after the reconciliation');
     console.log(`vigil, agent restarted with an empty standby directory: reconciliation (rsync -a --delete --checksum over ssh) ${(ms / 1000).toFixed(1)} s; from the agent's start ${total.toFixed(1)} s`);
   } finally {
-    await withOps({ lab: true }, (ctx) => ctx.store.clearMaintenance());
+    await withOps(LAB_OPS, (ctx) => ctx.store.clearMaintenance());
   }
   const plain = hostPathOf(standby, '/var/lib/vigil/bench-plain');
   await rm(plain, { recursive: true, force: true });

@@ -83,7 +83,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     const facts = await preflight(o, run, sh);
     const pms = new Map(facts.map((f) => [f.machine, f.packageManager as PackageManager]));
 
-    o.progress('artifact: bundling Vigil for the machines (Node.js, the CLI, the file-sync receiver)');
+    o.progress('artifact: bundling Vigil for the machines (Node.js, the CLI, the file-sync receiver, the reference application)');
     const artifact = await buildArtifact(join(workDir, 'artifact'));
     const input = {
       cluster,

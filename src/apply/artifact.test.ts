@@ -87,14 +87,15 @@ after(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-test('the artifact: node, both bundles, the proto files, a manifest; sorted, with digests', async (t) => {
+test('the artifact: node, the three bundles, the proto files, a manifest; sorted, with digests and sets', async (t) => {
   const total = artifact.files.reduce((n, f) => n + f.size, 0);
   t.diagnostic(`${artifact.version} ${artifact.arch}: ${artifact.files.length} files, ${(total / 2 ** 20).toFixed(1)} MiB, built in ${(buildMs / 1000).toFixed(2)} s`);
   const targets = artifact.files.map((f) => f.target);
   assert.deepEqual(targets, [...targets].sort());
-  for (const t of [VIGIL_INSTALL.node, VIGIL_INSTALL.entry, VIGIL_INSTALL.receiver, MANIFEST_TARGET, '/opt/vigil/proto/etcd3/rpc.proto', '/opt/vigil/proto/etcd3/kv.proto', '/opt/vigil/proto/etcd3/auth.proto'])
+  for (const t of [VIGIL_INSTALL.node, VIGIL_INSTALL.entry, VIGIL_INSTALL.receiver, VIGIL_INSTALL.refapp, MANIFEST_TARGET, '/opt/vigil/proto/etcd3/rpc.proto', '/opt/vigil/proto/etcd3/kv.proto', '/opt/vigil/proto/etcd3/auth.proto'])
     assert.ok(targets.includes(t), `${t} is in the artifact`);
   assert.ok(targets.every((t) => t.startsWith(`${VIGIL_INSTALL.dir}/`)));
+  assert.deepEqual(artifact.files.filter((f) => f.set === 'refapp').map((f) => f.target), [VIGIL_INSTALL.refapp]);
   const node = artifact.files.find((f) => f.target === VIGIL_INSTALL.node)!;
   assert.equal(node.source, process.execPath);
   assert.equal(node.mode, 0o755);
@@ -107,13 +108,26 @@ test('the artifact: node, both bundles, the proto files, a manifest; sorted, wit
   });
   assert.equal(artifact.arch, uname);
 
-  const manifest = JSON.parse(await readFile(join(root, MANIFEST_TARGET), 'utf8')) as { version: string; arch: string; files: { target: string; size: number; sha256: string }[] };
+  const manifest = JSON.parse(await readFile(join(root, MANIFEST_TARGET), 'utf8')) as { version: string; arch: string; files: { target: string; size: number; sha256: string; set: string }[] };
   assert.equal(manifest.version, artifact.version);
   assert.equal(manifest.arch, artifact.arch);
   assert.deepEqual(
-    manifest.files.map(({ target, size, sha256 }) => ({ target, size, sha256 })),
-    artifact.files.filter((f) => f.target !== MANIFEST_TARGET).map(({ target, size, sha256 }) => ({ target, size, sha256 })),
+    manifest.files.map(({ target, size, sha256, set }) => ({ target, size, sha256, set })),
+    artifact.files.filter((f) => f.target !== MANIFEST_TARGET).map(({ target, size, sha256, set }) => ({ target, size, sha256, set })),
   );
+});
+
+test("the CLI's bundle holds the CLI, agent and observer, and no module of the lab, the reference application or the test support", (t) => {
+  const inputs = (target: string) => artifact.bundles.find((b) => b.target === target)!.inputs.filter((i) => i.startsWith('src/'));
+  const cli = inputs(VIGIL_INSTALL.entry);
+  t.diagnostic(`${VIGIL_INSTALL.entry}: ${cli.length} modules of src/`);
+  for (const m of ['src/cli/main.ts', 'src/agent/daemon.ts', 'src/observer/daemon.ts', 'src/apply/apply.ts', 'src/doctor/doctor.ts']) assert.ok(cli.includes(m), `${m} is in the CLI's bundle`);
+  const outside = (list: string[], re: RegExp) => list.filter((i) => re.test(i));
+  assert.deepEqual(outside(cli, /^src\/(lab|refapp|testing)\//), []);
+  assert.deepEqual(outside(inputs(VIGIL_INSTALL.receiver), /^src\/(lab|refapp|testing)\//), []);
+  const refapp = inputs(VIGIL_INSTALL.refapp);
+  for (const m of ['src/refapp/entry.ts', 'src/refapp/server.ts']) assert.ok(refapp.includes(m), `${m} is in the reference application's bundle`);
+  assert.deepEqual(outside(refapp, /^src\/(lab|testing|agent|observer|apply|doctor)\//), []);
 });
 
 test('the same sources give the same bytes, whatever the current directory', async () => {
@@ -131,7 +145,7 @@ test('the same sources give the same bytes, whatever the current directory', asy
 });
 
 test('the bundles name no path of this checkout and load nothing from node_modules', async () => {
-  for (const target of [VIGIL_INSTALL.entry, VIGIL_INSTALL.receiver]) {
+  for (const target of [VIGIL_INSTALL.entry, VIGIL_INSTALL.receiver, VIGIL_INSTALL.refapp]) {
     const text = await readFile(join(root, target), 'utf8');
     assert.ok(!text.includes(REPO), `${target} names ${REPO}`);
     // Comments and esbuild's module keys say "node_modules/..."; no require, import or file load may.
@@ -147,6 +161,30 @@ test('vigil --version and --help run with the copied node', async () => {
   const help = await run(VIGIL_INSTALL.entry, ['--help']);
   assert.equal(help.code, 0, help.stderr);
   for (const command of ['validate', 'render', 'status', 'agent', 'observer']) assert.match(help.stdout, new RegExp(`^  ${command} `, 'm'));
+  assert.doesNotMatch(help.stdout, /^ {2}lab /m);
+  assert.doesNotMatch(help.stdout, /--lab/);
+});
+
+test('the lab and the reference application are not commands of the installed vigil; --lab says where it works', async () => {
+  const lab = await run(VIGIL_INSTALL.entry, ['lab', 'status']);
+  assert.equal(lab.code, 1);
+  assert.match(lab.stderr, /unknown command 'lab'/);
+  const refapp = await run(VIGIL_INSTALL.entry, ['refapp', '--config', '/nonexistent']);
+  assert.equal(refapp.code, 1);
+  assert.match(refapp.stderr, /unknown command 'refapp'/);
+  const status = await run(VIGIL_INSTALL.entry, ['status', '--lab']);
+  assert.equal(status.code, 1, status.stderr);
+  assert.match(status.stderr, /^error \[USAGE\]\n--lab: works only from a Vigil checkout/);
+});
+
+test("the reference application's bundle runs with the copied node and reads its properties file", async () => {
+  const help = await run(VIGIL_INSTALL.refapp, ['--help']);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^Usage: vigil-refapp \[options\]/);
+  assert.match(help.stdout, /--config <file>/);
+  const missing = await run(VIGIL_INSTALL.refapp, ['--config', join(tmp, 'no-such.properties')]);
+  assert.equal(missing.code, 1, missing.stderr);
+  assert.match(missing.stderr, /^error \[CONFIG_READ\]\n.*no-such\.properties: cannot read the file \(ENOENT\)/);
 });
 
 test('vigil validate and render work on the example', async () => {

@@ -10,7 +10,11 @@ import { packagesFor } from './packages.ts';
 const artifact: Artifact = {
   version: '0.1.0+test',
   arch: 'x86_64',
-  files: [{ target: VIGIL_INSTALL.node, source: '/usr/bin/node', mode: 0o755, size: 1, sha256: 'a'.repeat(64) }],
+  files: [
+    { target: VIGIL_INSTALL.node, set: 'vigil', source: '/usr/bin/node', mode: 0o755, size: 1, sha256: 'a'.repeat(64) },
+    { target: VIGIL_INSTALL.refapp, set: 'refapp', source: '/tmp/vigil-refapp.mjs', mode: 0o644, size: 1, sha256: 'b'.repeat(64) },
+  ],
+  bundles: [],
 };
 
 describe('what apply puts on each machine', () => {
@@ -42,6 +46,16 @@ describe('what apply puts on each machine', () => {
     assert.deepEqual(of('app1').find((f) => f.path.endsWith(UNITS.refapp))!.affects, [{ unit: UNITS.refapp, action: 'try-restart' }]);
     assert.equal(of('observer').find((f) => f.path === PATHS.clusterFile)!.sha256, sha256('cluster: {}\n'));
     assert.ok(!of('observer').some((f) => f.path.endsWith(UNITS.agent)), 'no agent on the observer machine');
+  });
+
+  it("installs the reference application's bundle only on the app machines that run it", () => {
+    for (const m of ['app1', 'app2']) assert.deepEqual(of(m).find((f) => f.path === VIGIL_INSTALL.refapp)?.affects, [{ unit: UNITS.refapp, action: 'try-restart' }], m);
+    for (const m of ['db1', 'observer']) assert.ok(!of(m).some((f) => f.path === VIGIL_INSTALL.refapp), m);
+    assert.ok(of('db1').some((f) => f.path === VIGIL_INSTALL.node));
+    // An application of its own instead of the reference one: no bundle for it.
+    const own = clusterFixture('distributed', { application: { services: [{ name: 'nginx', unit: UNITS.nginx }, { name: 'app', unit: 'servicedesk.service' }] } });
+    const app1 = own.machines.find((m) => m.name === 'app1')!;
+    assert.ok(!desiredFiles({ ...input, cluster: own }, app1).some((f) => f.path === VIGIL_INSTALL.refapp));
   });
 
   it('creates the PostgreSQL state directory for postgres and the synced directories on app machines', () => {

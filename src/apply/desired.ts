@@ -2,7 +2,8 @@
  * What one machine should hold after `vigil apply`, as files with content, mode and owner, and
  * which service each file concerns: the configuration rendered for it (src/render), its systemd
  * units, the copy of the cluster file, the secrets file (observer machines only), Vigil's
- * artifact, and the directories the components need. Pure apart from hashing.
+ * artifact (its `refapp` set only where the reference application runs), and the directories the
+ * components need. Pure apart from hashing.
  */
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
@@ -44,6 +45,11 @@ export function daemonUnits(m: Pick<Machine, 'roles'>): string[] {
   if (m.roles.includes('app') || m.roles.includes('db')) out.push(UNITS.agent);
   if (m.roles.includes('observer')) out.push(UNITS.observer);
   return out;
+}
+
+/** An app machine whose cluster runs the reference application (application.services names its unit, as the default does). */
+export function runsRefapp(cluster: Cluster, m: Pick<Machine, 'roles'>): boolean {
+  return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refapp);
 }
 
 /** Which service a rendered file belongs to. */
@@ -88,9 +94,14 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
   add(PATHS.clusterFile, input.clusterText, 0o644, 'root:root');
   if (m.roles.includes('observer')) add(join(ROOTS.etc, basename(input.cluster.secretsFile)), input.secretsText, 0o600, 'root:root', true);
   const daemons = daemonUnits(m);
+  const refapp = runsRefapp(input.cluster, m);
   if (daemons.length) {
-    for (const f of input.artifact.files)
-      out.push({ path: f.target, content: { source: f.source, size: f.size }, sha256: f.sha256, mode: f.mode, owner: 'root:root', secret: false, affects: daemons.map((unit) => ({ unit, action: 'restart' })), artifact: input.artifact.version });
+    for (const f of input.artifact.files) {
+      if (f.set === 'refapp' && !refapp) continue;
+      // The agent runs the reference application where it is active: its new bundle restarts it there only.
+      const affects: UnitAction[] = f.set === 'refapp' ? [{ unit: UNITS.refapp, action: 'try-restart' }] : daemons.map((unit) => ({ unit, action: 'restart' }));
+      out.push({ path: f.target, content: { source: f.source, size: f.size }, sha256: f.sha256, mode: f.mode, owner: 'root:root', secret: false, affects, artifact: input.artifact.version });
+    }
   }
   return out;
 }

@@ -1,13 +1,14 @@
 /**
- * The `vigil` command: parses the command line and hands each sub-command to its module.
- * Errors are printed once here, with their code and fix; nothing below prints a stack trace.
+ * The `vigil` command: parses the command line and hands each sub-command to its module. The
+ * program here is the one the artifact installs on every machine (src/cli/artifact-entry.ts); a
+ * checkout's `vigil` (bin/vigil.js) passes CheckoutExtras, which add the lab's and the reference
+ * application's commands and `--lab` (src/cli/checkout.ts).
  */
-import { Command, CommanderError } from 'commander';
-import { isCodedError } from '../util/errors.ts';
+import { Command } from 'commander';
+import type { CheckoutExtras } from './checkout.ts';
+import { runProgram } from './run.ts';
 import { registerValidate } from './validate.ts';
 import { registerRender } from './render.ts';
-import { registerLab } from './lab.ts';
-import { registerRefapp } from './refapp.ts';
 import { registerDaemons } from './agent.ts';
 import { registerOps } from './ops.ts';
 import { registerInit } from './init.ts';
@@ -15,7 +16,7 @@ import { registerDoctor } from './doctor.ts';
 import { registerPreflight } from './preflight.ts';
 import { registerApply } from './apply.ts';
 
-export function buildProgram(): Command {
+export function buildProgram(extras?: CheckoutExtras): Command {
   const program = new Command('vigil')
     .description('High availability for on-premise service-management applications')
     .version('0.1.0')
@@ -24,35 +25,16 @@ export function buildProgram(): Command {
   registerInit(program);
   registerValidate(program);
   registerRender(program);
-  registerLab(program);
-  registerRefapp(program);
-  registerOps(program);
-  registerPreflight(program);
+  for (const register of extras?.commands ?? []) register(program);
+  registerOps(program, extras?.lab);
+  registerPreflight(program, extras?.lab);
   registerApply(program);
-  registerDoctor(program);
+  registerDoctor(program, extras?.lab);
   registerDaemons(program);
   return program;
 }
 
 /** Runs the CLI and returns the exit status. */
-export async function main(argv: string[]): Promise<number> {
-  // Output piped into a reader that stopped (`vigil lab status | head -1`): stop quietly, as other tools do.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-    throw err;
-  });
-  try {
-    await buildProgram().parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
-    // Every error with a code of the registry (docs/errors.md) is the user's to act on: printed
-    // once, with its fix, exit 1. Anything else is a bug: exit 70 with the stack.
-    if (isCodedError(err)) {
-      process.stderr.write(`error [${err.code}]\n${err.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 70;
-  }
+export function main(argv: string[], extras?: CheckoutExtras): Promise<number> {
+  return runProgram(buildProgram(extras), argv);
 }

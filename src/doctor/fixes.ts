@@ -1,8 +1,9 @@
 /**
  * The commands doctor's findings give as fixes. They differ by platform: on real machines they
  * are shell commands to run on the machine named (systemd units, firewall) or `vigil` commands
- * for the admin's shell; in the lab, whose machines boot systemd on this host, they are the same
- * commands through `vigil lab exec`, or `vigil lab` commands. No fix ever carries a secret.
+ * for the admin's shell (systemdFixes); in the lab they are the same commands through `vigil lab
+ * exec`, or `vigil lab` commands (src/lab/fixes.ts, supplied by a checkout). No fix ever carries
+ * a secret.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
 import { UNITS } from '../layout/units.ts';
@@ -81,28 +82,5 @@ export function systemdFixes(cluster: Cluster): Fixes {
     },
     reinstall: (machine, what) => `${applyCmd} (installs ${what} on ${machine} again)`,
     setPassword: (machine, f) => `${applyCmd} (writes the secrets file's appDbPassword into ${f.key} of ${f.path} on ${machine} and every other file application.passwordFiles lists)`,
-  };
-}
-
-/** Fixes in the lab: `vigil lab` commands run on the lab's host, with the lab's id when it is not 0. */
-export function labFixes(labId: number, paths: { secretsFile: string; hostPath(machine: string, path: string): string }): Fixes {
-  const env = labId === 0 ? '' : `VIGIL_LAB_ID=${labId} `;
-  const lab = `${env}vigil lab`;
-  return {
-    platform: 'lab',
-    on: (machine, argv) => `${lab} exec ${machine} -- ${commandLine(argv)}`,
-    vigil: (args) => `${env}vigil ${commandLine(args)} --lab`,
-    unreachable: (m) => `${lab} revive ${m.name}`,
-    start(machine, what) {
-      // The agent starts nginx and the app on the active machine; a restarted agent tries again.
-      if (what === 'nginx') return `${lab} exec ${machine} -- systemctl restart ${UNITS.agent}`;
-      return `${lab} start ${machine} ${what}`;
-    },
-    stopStray: (machine, proc) => `${lab} exec ${machine} -- ${proc.unit ? `systemctl disable --now ${shellQuote(proc.unit)}` : `kill ${proc.pid}`}`,
-    stopService: (machine, service) => `${lab} exec ${machine} -- systemctl stop ${shellQuote(service.unit)}`,
-    openPort: () => `${lab} heal (removes every cut and every blocked port)`,
-    reinstall: (machine, what) => `${lab} down && ${lab} up (a lab machine gets ${what} only when the lab is built; ${machine} is rebuilt with the others)`,
-    // The lab has no `vigil apply`; the value must not go through a command line, so: an editor.
-    setPassword: (machine, f) => `edit ${shellQuote(paths.hostPath(machine, f.path))} and set ${f.key} to the value of appDbPassword in ${shellQuote(paths.secretsFile)}`,
   };
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { commandLine, labFixes, shellQuote, systemdFixes } from './fixes.ts';
+import { commandLine, shellQuote, systemdFixes } from './fixes.ts';
 import { formatReport } from './format.ts';
 import type { DoctorReport } from './types.ts';
 import { clusterFixture } from '../testing/clusters.ts';
@@ -50,13 +50,10 @@ test('a healthy report says so', () => {
   assert.match(out, /healthy: every check passed$/);
 });
 
-test('fix commands quote what a shell would split, and name the lab by its id', () => {
+test('fix commands quote what a shell would split', () => {
   assert.equal(shellQuote('/etc/vigil'), '/etc/vigil');
   assert.equal(shellQuote("it's"), `'it'\\''s'`);
   assert.equal(commandLine(['ss', '-ltnp', 'sport = :80']), "ss -ltnp 'sport = :80'");
-  const lab0 = labFixes(0, { secretsFile: '/x', hostPath: (_m, p) => p });
-  assert.equal(lab0.start('observer', 'etcd'), 'vigil lab start observer etcd');
-  assert.equal(lab0.vigil(['maintenance', 'off']), 'vigil maintenance off --lab');
   const real = systemdFixes(clusterFixture('distributed'));
   assert.equal(real.start('db1', 'patroni'), 'on db1: systemctl start vigil-patroni.service (`journalctl -u vigil-patroni.service -n 50` says why it stopped)');
   assert.match(real.openPort('db2', 5432, ['10.0.0.21'], 'firewalld'), /^on db2: firewall-cmd --permanent --add-rich-rule='rule family=ipv4 source address=10\.0\.0\.21 port port=5432 protocol=tcp accept' && firewall-cmd --reload$/);

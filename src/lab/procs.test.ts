@@ -7,6 +7,8 @@ test('processes are named as lab status shows them', () => {
   assert.equal(classify('patroni', ['/usr/bin/python3', '/usr/bin/patroni', '/etc/vigil/patroni.yml']), 'patroni');
   assert.equal(classify('postgres', ['postgres: lab: walwriter']), 'postgres');
   assert.equal(classify('node', ['/usr/bin/node', '/x/bin/vigil.js', 'refapp', '--config', 'f']), 'app');
+  assert.equal(classify('node', ['/opt/vigil/bin/node', '/opt/vigil/lib/vigil-refapp.mjs', '--config', 'f']), 'app');
+  assert.equal(classify('node', ['/opt/vigil/bin/node', '/opt/vigil/lib/vigil.mjs', 'observer', '--node', 'observer']), 'observer');
   assert.equal(classify('node', ['/usr/bin/node', '/x/bin/vigil.js', 'agent']), 'agent');
   assert.equal(classify('bash', ['bash']), 'other');
 });

@@ -16,6 +16,8 @@ export interface LabProcess {
 export function classify(comm: string, cmdline: string[]): ProcessName | 'other' {
   if (comm === 'etcd' || comm === 'haproxy' || comm === 'postgres' || comm === 'nginx' || comm === 'sshd') return comm;
   if (comm === 'patroni' || cmdline.some((a) => a.endsWith('/patroni'))) return 'patroni';
+  // The reference application: its own bundle on a machine (VIGIL_INSTALL.refapp), `vigil refapp` from a checkout.
+  if (cmdline.some((a) => a.endsWith('/vigil-refapp.mjs'))) return 'app';
   const vigilCmd = cmdline.find((a) => a === 'refapp' || a === 'agent' || a === 'observer');
   if (vigilCmd === 'refapp') return 'app';
   if (vigilCmd === 'agent' || vigilCmd === 'observer') return vigilCmd;

@@ -23,9 +23,13 @@ export const BINARIES = {
  *   copied as it is. Besides glibc (>= 2.28) it links only libstdc++ and libgcc_s, which Debian
  *   12, Ubuntu 22/24 and RHEL 9 have (OpenSSL, ICU, libuv and V8 are built in), so it runs on any
  *   Linux machine of the same architecture (apply checks `uname -m`; docs/artifact.md).
- * - `entry`: Vigil bundled into one ES module (esbuild, src/cli/main.ts plus its dependencies),
- *   runnable as `node /opt/vigil/lib/vigil.mjs <command> ...` like bin/vigil.js in a checkout.
+ * - `entry`: Vigil's CLI, agent and observer bundled into one ES module (esbuild,
+ *   src/cli/artifact-entry.ts plus its dependencies), runnable as `node /opt/vigil/lib/vigil.mjs
+ *   <command> ...` like bin/vigil.js in a checkout, without the lab's and the reference
+ *   application's commands.
  * - `receiver`: file sync's receiver, the forced command of the sync keys (src/sync/receive.ts).
+ * - `refapp`: the reference application in a bundle of its own (src/refapp/entry.ts), installed
+ *   only on the app machines that run it (vigil-refapp.service).
  * /opt/vigil is the FHS place for an add-on package that is not installed by the distribution.
  */
 export const VIGIL_INSTALL = {
@@ -33,6 +37,7 @@ export const VIGIL_INSTALL = {
   node: '/opt/vigil/bin/node',
   entry: '/opt/vigil/lib/vigil.mjs',
   receiver: '/opt/vigil/lib/vigil-sync-receive.mjs',
+  refapp: '/opt/vigil/lib/vigil-refapp.mjs',
 } as const;
 
 export const UNITS = {

@@ -1,21 +1,23 @@
 /**
  * What an operator command needs to reach a cluster from the admin's shell: the cluster file,
  * etcd, and the admin's certificate for the agents' APIs (kept in `pki/` beside the cluster
- * file: ca.pem, admin.pem, admin.key). `--lab` points at the running lab's.
+ * file: ca.pem, admin.pem, admin.key), or another place's (`target`: the running lab's, which a
+ * checkout's `vigil --lab` names through src/cli/checkout.ts).
  */
 import { dirname, join } from 'node:path';
 import { loadCluster } from '../config/load.ts';
 import type { Cluster } from '../config/schema.ts';
 import { openStore, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
-import { LAB_DIR, clusterFilePath } from '../lab/paths.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 export interface OpsOptions {
+  /** The cluster file; its pki/ directory holds the admin's certificate. */
   config?: string;
-  lab?: boolean;
+  /** A cluster file and certificate directory kept elsewhere (the lab's: src/lab/target.ts); wins over `config`. */
+  target?: { clusterFile: string; pkiDir: string };
 }
 
 export interface OpsContext {
@@ -29,9 +31,9 @@ export interface OpsContext {
 }
 
 export async function openOps(o: OpsOptions): Promise<OpsContext> {
-  const file = o.lab ? clusterFilePath() : (o.config ?? 'vigil.yaml');
+  const file = o.target?.clusterFile ?? o.config ?? 'vigil.yaml';
   const cluster = await loadCluster(file);
-  const pkiDir = o.lab ? join(LAB_DIR, 'pki') : join(dirname(file), 'pki');
+  const pkiDir = o.target?.pkiDir ?? join(dirname(file), 'pki');
   let store: VigilStore;
   try {
     store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 5000 });

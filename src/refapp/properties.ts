@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { PATHS } from '../layout/paths.ts';
 import { REFAPP_PORT } from '../layout/network.ts';
+import { REFAPP_KEYS } from '../layout/refapp.ts'; // the keys its generator writes (src/render/refapp.ts)
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import { parseProperties, type Properties } from '../util/properties.ts';
 
@@ -20,19 +21,6 @@ export interface RefappConfig {
   http: { host: string; port: number };
   attachmentsDir: string;
 }
-
-/** Keys the app reads; the first six have no default. */
-export const REFAPP_KEYS = {
-  node: 'vigil.node',
-  dbHost: 'db.host',
-  dbPort: 'db.port',
-  dbName: 'db.name',
-  dbUser: 'db.user',
-  dbPassword: 'spring.datasource.password',
-  httpHost: 'http.host',
-  httpPort: 'http.port',
-  attachmentsDir: 'attachments.dir',
-} as const;
 
 const REQUIRED = ['node', 'dbHost', 'dbPort', 'dbName', 'dbUser', 'dbPassword'] as const;
 

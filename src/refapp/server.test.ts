@@ -247,7 +247,7 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
     await writeFile(file, `# test\n${formatProperties(props)}`, { mode: 0o600 });
     // main.ts wires the sub-command in; here a bare program keeps the test to this module.
     const script = `import { Command } from 'commander';
-      import { registerRefapp } from './src/cli/refapp.ts';
+      import { registerRefapp } from './src/refapp/cli.ts';
       const program = new Command('vigil');
       registerRefapp(program);
       await program.parseAsync(process.argv.slice(1), { from: 'user' });`;

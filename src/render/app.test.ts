@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { REFAPP_PORT } from '../layout/network.ts';
 import { clusterFixture, relocate, runTool, secretsFixture, tempDir } from '../testing/clusters.ts';
 import { NGINX_DIRS, nginxConfig, renderNginx } from './nginx.ts';
-import { REFAPP_KEYS } from '../refapp/properties.ts';
+import { REFAPP_KEYS } from '../layout/refapp.ts';
 import { formatProperties, parseProperties } from '../util/properties.ts';
 import { renderRefapp } from './refapp.ts';
 

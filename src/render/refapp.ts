@@ -14,7 +14,7 @@ import { withRole } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
 import { REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { REFAPP_KEYS } from '../refapp/properties.ts';
+import { REFAPP_KEYS } from '../layout/refapp.ts';
 import { formatProperties } from '../util/properties.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 

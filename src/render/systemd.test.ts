@@ -43,7 +43,7 @@ describe('systemd units', () => {
   });
 
   it("runs each daemon from the installed bundle with the machine's name and the cluster file", () => {
-    assert.deepEqual(VIGIL_INSTALL, { dir: '/opt/vigil', node: '/opt/vigil/bin/node', entry: '/opt/vigil/lib/vigil.mjs', receiver: '/opt/vigil/lib/vigil-sync-receive.mjs' });
+    assert.deepEqual(VIGIL_INSTALL, { dir: '/opt/vigil', node: '/opt/vigil/bin/node', entry: '/opt/vigil/lib/vigil.mjs', receiver: '/opt/vigil/lib/vigil-sync-receive.mjs', refapp: '/opt/vigil/lib/vigil-refapp.mjs' });
     assert.equal(PATHS.clusterFile, '/etc/vigil/vigil.yaml');
     for (const topology of ['pair', 'distributed'] as const) {
       for (const m of machinesWith(topology, UNITS.agent)) {
@@ -54,6 +54,11 @@ describe('systemd units', () => {
       assert.deepEqual(execs, ['ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml']);
     }
     assert.deepEqual(daemonCommand('agent', 'db2'), ['/opt/vigil/bin/node', '/opt/vigil/lib/vigil.mjs', 'agent', '--node', 'db2', '--cluster', '/etc/vigil/vigil.yaml']);
+  });
+
+  it('runs the reference application from its own bundle, not the CLI', () => {
+    const execs = unitOf('distributed', 'app1', UNITS.refapp).split('\n').filter((l) => l.startsWith('ExecStart'));
+    assert.deepEqual(execs, ['ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil-refapp.mjs --config /etc/vigil/refapp/application.properties']);
   });
 
   it('passes only options the CLI knows', () => {
@@ -187,6 +192,6 @@ describe('the application services the agent manages', () => {
       assert.ok(text.includes('Restart=no'));
       assert.ok(!text.includes('[Install]'));
     }
-    assert.match(refappUnit(), /ExecStart=\/opt\/vigil\/bin\/node \/opt\/vigil\/lib\/vigil\.mjs refapp --config \/etc\/vigil\/refapp\/application\.properties/);
+    assert.match(refappUnit(), /ExecStart=\/opt\/vigil\/bin\/node \/opt\/vigil\/lib\/vigil-refapp\.mjs --config \/etc\/vigil\/refapp\/application\.properties/);
   });
 });

@@ -8,7 +8,7 @@
  *   vigil-haproxy.service   proxy      HAProxy, the entry point; started at boot
  *   vigil-nginx.service     app        nginx in front of the application; NOT started at boot,
  *                                      the agent starts it on the active machine only
- *   vigil-refapp.service    app        the reference application (`vigil refapp`), likewise
+ *   vigil-refapp.service    app        the reference application (its own bundle), likewise
  *   vigil-agent.service     app, db    `vigil agent --node NAME`; started at boot
  *   vigil-observer.service  observer   `vigil observer --node NAME`; started at boot
  *
@@ -18,7 +18,9 @@
  * right owner, so the files Vigil renders are all a machine needs.
  *
  * Vigil's own daemons (agent, observer) run Vigil's code from VIGIL_INSTALL: the installer must
- * put both the Node.js binary and the bundled entry point there (see VIGIL_INSTALL).
+ * put both the Node.js binary and the bundled entry point there (see VIGIL_INSTALL). The
+ * reference application runs its own bundle from there too (VIGIL_INSTALL.refapp), which apply
+ * installs on the app machines that run it.
  */
 import { BINARIES, UNITS, VIGIL_INSTALL, WATCHDOG_DEVICE } from '../layout/units.ts';
 import type { Cluster, Machine } from '../config/schema.ts';
@@ -183,7 +185,7 @@ export function refappUnit(): string {
   return unit('Vigil reference application (the agent runs it on the active node only)', [], [
     'Type=exec',
     `StateDirectory=${below(PATHS.refappAttachments, '/var/lib')}`,
-    `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.entry, 'refapp', '--config', PATHS.refappConfig])}`,
+    `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig])}`,
     'Environment=NODE_ENV=production',
     'KillSignal=SIGTERM',
     'TimeoutStopSec=5s',

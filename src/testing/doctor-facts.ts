@@ -10,8 +10,8 @@ import { renderMachine } from '../render/index.ts';
 import type { RenderedFile } from '../render/file.ts';
 import type { EvalContext } from '../doctor/checks/context.ts';
 import { portRequirements, pathRules } from '../doctor/expect.ts';
-import { labFixes, systemdFixes } from '../doctor/fixes.ts';
-import { got, type Facts, type Identity, type Listener, type MachineFacts, type PathStat, type PlatformKind } from '../doctor/types.ts';
+import { systemdFixes, type Fixes } from '../doctor/fixes.ts';
+import { got, type Facts, type Identity, type Listener, type MachineFacts, type PathStat } from '../doctor/types.ts';
 
 export interface FixturePki {
   ca: CertKeyPair;
@@ -131,10 +131,10 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
   };
 }
 
-export function fixtureContext(cluster: Cluster, secrets: Secrets, facts: Facts, platform: PlatformKind = 'lab'): EvalContext {
+/** An evaluation context; the fixes are a real cluster's unless given (the lab's wording is src/lab/fixes.ts's, tested there). */
+export function fixtureContext(cluster: Cluster, secrets: Secrets, facts: Facts, fixes: Fixes = systemdFixes(cluster)): EvalContext {
   const rendered = new Map(cluster.machines.map((m) => [m.name, renderMachine(cluster, secrets, m.name)]));
-  const fixes = platform === 'lab' ? labFixes(5, { secretsFile: '/var/lib/vigil-lab5/vigil.secrets.yaml', hostPath: (m, p) => `/var/lib/vigil-lab5/hosts/${m}${p}` }) : systemdFixes(cluster);
-  return { cluster, facts, platform, fixes, rendered, now: new Date() };
+  return { cluster, facts, platform: fixes.platform, fixes, rendered, now: new Date() };
 }
 
 export function renderedOf(cluster: Cluster, secrets: Secrets): Map<string, RenderedFile[]> {

@@ -16,6 +16,7 @@ import { labAgents, labDown, labFill, labKill, labRevive, labRun, labSignal, lab
 import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { withOps } from '../../src/ops/context.ts';
+import { LAB_OPS } from '../../src/lab/target.ts';
 import { PARTIAL_DIR, SYNC_PATHS } from '../../src/sync/protocol.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 
@@ -160,7 +161,7 @@ describe('file sync on distributed', () => {
     assert.deepEqual(lost, [], 'acknowledged uploads missing everywhere');
     // The agent looks at the quarantine every few seconds: its status and an event report it.
     await waitFor(`${a} to report its quarantine`, async () => ((await syncOf(a)).quarantine.files >= unsynced.length ? true : undefined), 15_000, 500);
-    const event = await waitFor('a files-quarantined event', async () => (await withOps({ lab: true }, (ctx) => ctx.events.list(50))).find((e) => e.type === 'files-quarantined' && e.node === a), 15_000, 500);
+    const event = await waitFor('a files-quarantined event', async () => (await withOps(LAB_OPS, (ctx) => ctx.events.list(50))).find((e) => e.type === 'files-quarantined' && e.node === a), 15_000, 500);
     assert.match(event.message, /never reached the active machine were moved aside to \/var\/lib\/vigil\/sync\/quarantine\//);
     console.log(`# uploads: ${acked.size} acknowledged (${[...acked.values()].filter((x) => x === a).length} by ${a}), ${syncedAtKill.size} files synced at the kill, ${quarantined.size} quarantined`);
 
@@ -181,7 +182,7 @@ describe('file sync on distributed', () => {
       assert.match(err.message, new RegExp(`${s} has no space left for ${DIR}`));
       assert.ok((await syncOf(a)).peers[0]!.backlog >= 1, 'the change waits in the backlog');
       const { formatStatus, clusterStatus } = await import('../../src/ops/status.ts');
-      const text = formatStatus(await withOps({ lab: true }, (ctx) => clusterStatus(ctx)));
+      const text = formatStatus(await withOps(LAB_OPS, (ctx) => clusterStatus(ctx)));
       assert.match(text, /no space left/);
     } finally {
       await labUnfill(s, '/var/lib/vigil/app');

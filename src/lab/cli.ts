@@ -1,10 +1,14 @@
-/** `vigil lab ...`: the command-line face of src/lab. */
+/**
+ * `vigil lab ...`: the command-line face of src/lab. Added to `vigil` by a checkout's entry
+ * (bin/vigil.js, through src/cli/checkout.ts), never to the artifact's CLI: the lab runs from a
+ * checkout only.
+ */
 import { dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { LAB_UNITS, type LabUnit } from '../lab/boot.ts';
-import { PROCESS_NAMES, type ProcessName } from '../lab/procs.ts';
-import type { LabShape } from '../lab/topology.ts';
-import type { Release } from '../lab/rootfs.ts';
+import { LAB_UNITS, type LabUnit } from './boot.ts';
+import { PROCESS_NAMES, type ProcessName } from './procs.ts';
+import type { LabShape } from './topology.ts';
+import type { Release } from './rootfs.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
 const int = (v: string): number => {
@@ -13,8 +17,8 @@ const int = (v: string): number => {
   return n;
 };
 
-/** Loaded on use: `vigil refapp` and the daemons start faster without the lab's modules. */
-const labModule = () => import('../lab/lab.ts');
+/** Loaded on use: a checkout's other commands start faster without the lab's modules. */
+const labModule = () => import('./lab.ts');
 
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 
@@ -47,7 +51,7 @@ export function registerLab(program: Command): void {
       const started = performance.now();
       const shape: LabShape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication, ...(o.release ? { release: o.release } : {}) };
       if (o.bare) {
-        const { labUpBare } = await import('../lab/bare.ts');
+        const { labUpBare } = await import('./bare.ts');
         const answers = await labUpBare(shape, say, { sshUser: o.sshUser });
         say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
         return;
@@ -62,7 +66,7 @@ export function registerLab(program: Command): void {
     .description("build a Debian release's images for lab machines with mmdebstrap: the full root filesystem, the bare one and the package mirror (once; again only when a package list changes)")
     .addOption(new Option('--release <name>', 'trixie or bookworm').choices(['trixie', 'bookworm']).default('trixie'))
     .action(async (o: { release: Release }) => {
-      const { ensureRelease } = await import('../lab/rootfs.ts');
+      const { ensureRelease } = await import('./rootfs.ts');
       const dirs = await ensureRelease(o.release, say);
       say(`${o.release}: root filesystem, bare root filesystem and package mirror ready under ${dirname(dirs[0]!)}`);
     });
@@ -91,7 +95,7 @@ export function registerLab(program: Command): void {
   cmd
     .command('demo')
     .description('create a ticket through the proxy and read it back')
-    .action(async () => (await import('../lab/demo.ts')).labDemo(say));
+    .action(async () => (await import('./demo.ts')).labDemo(say));
 
   cmd
     .command('down')
@@ -189,9 +193,9 @@ export function registerLab(program: Command): void {
     .argument('<port>', 'TCP port', int)
     .action(async (h: string, port: number) => {
       if (port < 1 || port > 65535) throw new InvalidArgumentError('port must be 1 to 65535');
-      const { machineOf, requireState } = await import('../lab/state.ts');
+      const { machineOf, requireState } = await import('./state.ts');
       machineOf(await requireState(), h);
-      await (await import('../lab/net.ts')).blockPort(h, port);
+      await (await import('./net.ts')).blockPort(h, port);
       say(`${h}: TCP port ${port} blocked for the other machines (\`vigil lab heal\` opens it again)`);
     });
   cmd.command('heal').description('undo every cut and blocked port').action(async () => {

@@ -1,19 +1,23 @@
 /**
- * `vigil refapp --config FILE`: runs the reference application (the lab's stand-in for
- * ServiceOps) in the foreground until SIGTERM or SIGINT. Hidden from the help: operators never
- * run it by hand, the lab's systemd unit does.
+ * The reference application's command line: `--config FILE`, then it serves in the foreground
+ * until SIGTERM or SIGINT. Two programs carry it: its own bundle on the app machines
+ * (/opt/vigil/lib/vigil-refapp.mjs, src/refapp/entry.ts), which its systemd unit runs, and a
+ * checkout's `vigil refapp` (bin/vigil.js), hidden from the help. The artifact's `vigil` has no
+ * `refapp` command: its bundle carries no module of the application.
  */
 import { stat } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import { PATHS } from '../layout/paths.ts';
-import { stdoutLogger, type Logger } from '../refapp/http.ts';
-import { loadRefappConfig } from '../refapp/properties.ts';
-import { startRefapp, type RefappOptions } from '../refapp/server.ts';
+import { stdoutLogger, type Logger } from './http.ts';
+import { loadRefappConfig } from './properties.ts';
+import { startRefapp, type RefappOptions } from './server.ts';
 
-export function registerRefapp(program: Command): void {
-  program
-    .command('refapp', { hidden: true })
-    .description('run the reference ticket application (lab stand-in for ServiceOps)')
+const DESCRIPTION = 'run the reference ticket application (lab stand-in for ServiceOps)';
+
+/** The command, named `name`: `refapp` under `vigil`, `vigil-refapp` as a program of its own. */
+export function refappCommand(name: string): Command {
+  return new Command(name)
+    .description(DESCRIPTION)
     .option('--config <file>', 'application properties file', PATHS.refappConfig)
     .action(async (opts: { config: string }) => {
       const stopper = new AbortController();
@@ -30,6 +34,11 @@ export function registerRefapp(program: Command): void {
         process.off('SIGINT', onSignal);
       }
     });
+}
+
+/** `vigil refapp --config FILE` in a checkout. */
+export function registerRefapp(program: Command): void {
+  program.addCommand(refappCommand('refapp').copyInheritedSettings(program), { hidden: true });
 }
 
 /** Loads the config, serves until `signal` aborts, then shuts down gracefully. */

@@ -1,0 +1,19 @@
+/**
+ * The keys of the reference application's properties file (PATHS.refappConfig): what its
+ * generator (src/render/refapp.ts) writes and the application (src/refapp/properties.ts) reads.
+ * Here, not in src/refapp/, so the generator, which is part of the CLI, needs no module of the
+ * application: the CLI's bundle carries none (src/apply/artifact.ts).
+ */
+
+/** Keys the app reads; the first six have no default. */
+export const REFAPP_KEYS = {
+  node: 'vigil.node',
+  dbHost: 'db.host',
+  dbPort: 'db.port',
+  dbName: 'db.name',
+  dbUser: 'db.user',
+  dbPassword: 'spring.datasource.password',
+  httpHost: 'http.host',
+  httpPort: 'http.port',
+  attachmentsDir: 'attachments.dir',
+} as const;
