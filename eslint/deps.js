@@ -40,7 +40,7 @@ export const ALLOWED = {
   init: ['alerts', 'config', 'layout', 'pki', 'remote', 'util'],
   cli: ['agent', 'apply', 'config', 'doctor', 'init', 'layout', 'model', 'observer', 'ops', 'remote', 'render', 'sync', 'util'],
 
-  refapp: ['config', 'layout', 'render', 'util'],
+  refapp: ['cli/run.ts', 'config', 'layout', 'render', 'util'],
   lab: ['agent', 'apply', 'cli', 'config', 'doctor', 'etcd', 'events', 'facts', 'init', 'layout', 'model', 'mtls', 'observer', 'ops', 'patroni', 'pki', 'proxy', 'refapp', 'remote', 'render', 'sync', 'util'],
   testing: ['agent', 'apply', 'config', 'doctor', 'etcd', 'facts', 'layout', 'model', 'patroni', 'pki', 'remote', 'render', 'util'],
 };
