@@ -52,7 +52,14 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
   const { cluster, secrets } = lab;
   const proxy = withRole(cluster, 'proxy')[0]!;
   const probe = new HttpProbe(`http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`);
-  const writer = new AckWriter({ host: proxy.address, port: cluster.proxy.postgresPort, user: cluster.database.appUser, password: secrets.appDbPassword, database: cluster.database.appDatabase, intervalMs: 20 });
+  const writer = new AckWriter({
+    host: proxy.address,
+    port: cluster.proxy.postgresPort,
+    user: cluster.database.appUser,
+    password: secrets.appDbPassword,
+    database: cluster.database.appDatabase,
+    intervalMs: 20,
+  });
   await writer.prepare();
   probe.start();
   writer.start();
@@ -72,7 +79,9 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
         const wrote = await waitFor('a write after the fault', async () => writer.firstAfter(t0, oldAddress), 120_000, 20);
         row.http.push((served.atMs - t0) / 1000);
         row.write.push((wrote.atMs - t0) / 1000);
-        console.log(`${topology} ${fault.name} round ${r}: ${old} -> ${served.node}: :80 back after ${((served.atMs - t0) / 1000).toFixed(2)} s, first write after ${((wrote.atMs - t0) / 1000).toFixed(2)} s`);
+        console.log(
+          `${topology} ${fault.name} round ${r}: ${old} -> ${served.node}: :80 back after ${((served.atMs - t0) / 1000).toFixed(2)} s, first write after ${((wrote.atMs - t0) / 1000).toFixed(2)} s`,
+        );
         await fault.recover(old);
       }
       rows.push(row);

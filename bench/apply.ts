@@ -68,7 +68,9 @@ const results: Round[] = [];
 for (let i = 0; i < rounds; i++) {
   const r = await round();
   results.push(r);
-  console.log(`round ${i + 1}: bare lab ${r.bare.toFixed(1)} s, init ${r.init.toFixed(1)} s, apply ${r.apply.toFixed(1)} s, second apply ${r.again.toFixed(1)} s; baseline lab up ${r.baseline.toFixed(1)} s`);
+  console.log(
+    `round ${i + 1}: bare lab ${r.bare.toFixed(1)} s, init ${r.init.toFixed(1)} s, apply ${r.apply.toFixed(1)} s, second apply ${r.again.toFixed(1)} s; baseline lab up ${r.baseline.toFixed(1)} s`,
+  );
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const pick = (k: keyof Round) => median(results.map((r) => r[k])).toFixed(1);

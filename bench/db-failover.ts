@@ -58,7 +58,9 @@ for (const release of releases) {
     console.log(`--- ${release}, failoverBy ${mode}: lab up (distributed, synchronous)`);
     const lab = await labUp({ topology: 'distributed', release, failoverBy: mode });
     const versions = describePackages(lab.state.packages ?? {});
-    console.log(`    ${versions}; timers ttl ${lab.cluster.timers.ttlSeconds} s, loop_wait ${lab.cluster.timers.loopWaitSeconds} s, retry_timeout ${lab.cluster.timers.retryTimeoutSeconds} s`);
+    console.log(
+      `    ${versions}; timers ttl ${lab.cluster.timers.ttlSeconds} s, loop_wait ${lab.cluster.timers.loopWaitSeconds} s, retry_timeout ${lab.cluster.timers.retryTimeoutSeconds} s`,
+    );
     try {
       for (const fault of faults) {
         const row: Row = { release, versions, mode, fault, times: [], lost: 0, releases: 0, twoPrimaries: 0 };
@@ -72,7 +74,9 @@ for (const release of releases) {
           row.lost += rep.missing.length;
           row.releases += rep.releases;
           row.twoPrimaries = Math.max(row.twoPrimaries, rep.mostPrimariesUp);
-          console.log(`${release} ${mode} ${fault} round ${r}: ${rep.old} -> ${rep.primaryAfter}, writes back (any server) after ${s === null ? `none within ${holdMs / 1000} s` : `${s.toFixed(2)} s`}; lost ${rep.missing.length}; released ${rep.releases}${rep.notHealed ? `; NOT HEALED: ${rep.notHealed}` : ''}`);
+          console.log(
+            `${release} ${mode} ${fault} round ${r}: ${rep.old} -> ${rep.primaryAfter}, writes back (any server) after ${s === null ? `none within ${holdMs / 1000} s` : `${s.toFixed(2)} s`}; lost ${rep.missing.length}; released ${rep.releases}${rep.notHealed ? `; NOT HEALED: ${rep.notHealed}` : ''}`,
+          );
         }
       }
     } finally {
@@ -82,11 +86,23 @@ for (const release of releases) {
 }
 
 const fmt = (x: number | null) => (x === null || !Number.isFinite(x) ? `>${holdMs / 1000}` : x.toFixed(2));
-console.log(`\nDatabase failover through :5000 (${started.toISOString().slice(0, 10)}; ${rounds} rounds each, fault held ${holdMs / 1000} s): seconds from the fault to the first write acknowledged after writes began to fail`);
-console.log('| release (versions) | failoverBy | fault | median | p95 | worst | rounds | acknowledged writes lost | leases released | most primaries behind :5000 |');
+console.log(
+  `\nDatabase failover through :5000 (${started.toISOString().slice(0, 10)}; ${rounds} rounds each, fault held ${holdMs / 1000} s): seconds from the fault to the first write acknowledged after writes began to fail`,
+);
+console.log(
+  '| release (versions) | failoverBy | fault | median | p95 | worst | rounds | acknowledged writes lost | leases released | most primaries behind :5000 |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   // A round with no takeover while the fault held counts as longer than the hold.
-  const stat = (q: number) => fmt(quantile(r.times.map((t) => t ?? Infinity), q));
-  console.log(`| ${r.release} (${r.versions}) | ${r.mode} | ${r.fault} | ${stat(0.5)} | ${stat(0.95)} | ${stat(1)} | ${r.times.map(fmt).join(', ')} | ${r.lost} | ${r.releases} | ${r.twoPrimaries} |`);
+  const stat = (q: number) =>
+    fmt(
+      quantile(
+        r.times.map((t) => t ?? Infinity),
+        q,
+      ),
+    );
+  console.log(
+    `| ${r.release} (${r.versions}) | ${r.mode} | ${r.fault} | ${stat(0.5)} | ${stat(0.95)} | ${stat(1)} | ${r.times.map(fmt).join(', ')} | ${r.lost} | ${r.releases} | ${r.twoPrimaries} |`,
+  );
 }

@@ -17,7 +17,9 @@ import { labDown, labUp } from '../src/lab/lab.ts';
 import { labSettled } from '../src/lab/settle.ts';
 
 const ALL: DbFault[] = ['machine-kill', ...DB_FAULTS];
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, fault: { type: 'string', multiple: true }, 'hold-ms': { type: 'string', default: '30000' } } });
+const { values } = parseArgs({
+  options: { rounds: { type: 'string', default: '3' }, fault: { type: 'string', multiple: true }, 'hold-ms': { type: 'string', default: '30000' } },
+});
 const rounds = Number(values.rounds);
 const faults = (values.fault ?? ALL) as DbFault[];
 for (const f of faults) if (!ALL.includes(f)) throw new Error(`--fault ${f}: one of ${ALL.join(', ')}`);
@@ -39,18 +41,26 @@ try {
       const report = await runDbFault(lab, fault, { holdMs: Number(values['hold-ms']) });
       results.set(fault, [...(results.get(fault) ?? []), report]);
       const back = report.backAfterMs === null ? 'never' : `${(report.backAfterMs / 1000).toFixed(2)} s`;
-      console.log(`${fault} round ${r}: ${report.old} -> ${report.primaryAfter}, writes back after ${back}, ${report.missing.length} lost, at most ${report.mostUp} up (${report.mostPrimariesUp} running primaries), ${report.oldAcksAfterNew} late acks${report.notHealed ? `, NOT HEALED: ${report.notHealed}` : ''}`);
+      console.log(
+        `${fault} round ${r}: ${report.old} -> ${report.primaryAfter}, writes back after ${back}, ${report.missing.length} lost, at most ${report.mostUp} up (${report.mostPrimariesUp} running primaries), ${report.oldAcksAfterNew} late acks${report.notHealed ? `, NOT HEALED: ${report.notHealed}` : ''}`,
+      );
     }
   }
 } finally {
   await labDown();
 }
 
-console.log(`\nStale-primary faults through :5000, ${rounds} round(s) each, held ${Number(values['hold-ms']) / 1000} s (seconds to the first write on the other machine)`);
-console.log('| fault | median | worst | rounds | acknowledged writes lost | most servers up behind :5000 (running primaries) | late acks from the old primary |');
+console.log(
+  `\nStale-primary faults through :5000, ${rounds} round(s) each, held ${Number(values['hold-ms']) / 1000} s (seconds to the first write on the other machine)`,
+);
+console.log(
+  '| fault | median | worst | rounds | acknowledged writes lost | most servers up behind :5000 (running primaries) | late acks from the old primary |',
+);
 console.log('|---|---|---|---|---|---|---|');
 for (const [fault, rs] of results) {
   const times = rs.map((x) => (x.backAfterMs ?? Number.NaN) / 1000);
   const sum = (f: (x: DbFaultReport) => number) => rs.reduce((a, x) => a + f(x), 0);
-  console.log(`| ${fault} | ${median(times).toFixed(2)} | ${Math.max(...times).toFixed(2)} | ${times.map((t) => t.toFixed(1)).join(', ')} | ${sum((x) => x.missing.length)} | ${Math.max(...rs.map((x) => x.mostUp))} (${Math.max(...rs.map((x) => x.mostPrimariesUp))}) | ${sum((x) => x.oldAcksAfterNew)} |`);
+  console.log(
+    `| ${fault} | ${median(times).toFixed(2)} | ${Math.max(...times).toFixed(2)} | ${times.map((t) => t.toFixed(1)).join(', ')} | ${sum((x) => x.missing.length)} | ${Math.max(...rs.map((x) => x.mostUp))} (${Math.max(...rs.map((x) => x.mostPrimariesUp))}) | ${sum((x) => x.oldAcksAfterNew)} |`,
+  );
 }

@@ -43,7 +43,8 @@ const BIG_MB = Number(values['big-mb']);
 
 const DIR = PATHS.refappAttachments;
 const onHost = (node: string, ...rel: string[]) => join(hostPathOf(node, DIR), ...rel);
-const fmt = (xs: number[]) => `p50 ${percentile(xs, 50).toFixed(0)} ms | p95 ${percentile(xs, 95).toFixed(0)} ms | p99 ${percentile(xs, 99).toFixed(0)} ms | max ${Math.max(...xs).toFixed(0)} ms | n ${xs.length}`;
+const fmt = (xs: number[]) =>
+  `p50 ${percentile(xs, 50).toFixed(0)} ms | p95 ${percentile(xs, 95).toFixed(0)} ms | p99 ${percentile(xs, 99).toFixed(0)} ms | max ${Math.max(...xs).toFixed(0)} ms | n ${xs.length}`;
 
 /** Records when each expected file appears, complete, in a directory (inotify, then a size check). */
 function arrivals(dir: string, expected: Map<string, { size: number; at: number }>): { lags: Map<string, number>; close(): void } {
@@ -124,24 +125,44 @@ async function initialSync(active: string, standby: string): Promise<void> {
   await rm(src, { recursive: true, force: true });
   const made = await makeTree(src);
   const size = await countTree(src);
-  console.log(`\n## Initial sync of a large tree: ${size} (${TREE_FILES} small files in ${Math.ceil(TREE_FILES / 200)} directories and one ${BIG_MB} MiB file; made in ${made.toFixed(1)} s)`);
+  console.log(
+    `\n## Initial sync of a large tree: ${size} (${TREE_FILES} small files in ${Math.ceil(TREE_FILES / 200)} directories and one ${BIG_MB} MiB file; made in ${made.toFixed(1)} s)`,
+  );
   // The running pusher carries the new tree as it is written; wait for it, then start over from empty.
   const t = performance.now();
-  await waitFor('the tree on the standby (carried by the watch as it was written)', async () => ((await countTree(onHost(standby, 'bench-tree'))) === size ? true : undefined), 900_000, 2000);
+  await waitFor(
+    'the tree on the standby (carried by the watch as it was written)',
+    async () => ((await countTree(onHost(standby, 'bench-tree'))) === size ? true : undefined),
+    900_000,
+    2000,
+  );
   console.log(`vigil, carried change by change while it was written: complete ${((performance.now() - t) / 1000).toFixed(1)} s after the writing ended`);
 
-  await withOps(LAB_OPS, (ctx) => ctx.store.setMaintenance({ since: new Date().toISOString(), by: 'bench/file-sync.ts', reason: 'restarting the active agent' }));
+  await withOps(LAB_OPS, (ctx) =>
+    ctx.store.setMaintenance({ since: new Date().toISOString(), by: 'bench/file-sync.ts', reason: 'restarting the active agent' }),
+  );
   try {
     await labStopUnit(active, 'agent');
     await rm(onHost(standby, 'bench-tree'), { recursive: true, force: true });
     const logStart = (await readMachineLog(active, 'agent')).length;
     const t0 = performance.now();
     await labStart(active, 'agent');
-    const line = await waitFor('the initial reconciliation', async () => (await readMachineLog(active, 'agent')).slice(logStart).split('\n').find((l) => l.includes('"sync-reconciled"')), 900_000, 500);
+    const line = await waitFor(
+      'the initial reconciliation',
+      async () =>
+        (await readMachineLog(active, 'agent'))
+          .slice(logStart)
+          .split('\n')
+          .find((l) => l.includes('"sync-reconciled"')),
+      900_000,
+      500,
+    );
     const total = (performance.now() - t0) / 1000;
     const ms = (JSON.parse(line) as { ms: number }).ms;
     if ((await countTree(onHost(standby, 'bench-tree'))) !== size) throw new Error('the standby does not hold the whole tree after the reconciliation');
-    console.log(`vigil, agent restarted with an empty standby directory: reconciliation (rsync -a --delete --checksum over ssh) ${(ms / 1000).toFixed(1)} s; from the agent's start ${total.toFixed(1)} s`);
+    console.log(
+      `vigil, agent restarted with an empty standby directory: reconciliation (rsync -a --delete --checksum over ssh) ${(ms / 1000).toFixed(1)} s; from the agent's start ${total.toFixed(1)} s`,
+    );
   } finally {
     await withOps(LAB_OPS, (ctx) => ctx.store.clearMaintenance());
   }
@@ -161,7 +182,9 @@ try {
   const agents = await labAgents();
   const active = [...agents].find(([, s]) => s?.active)![0];
   const standby = active === 'app1' ? 'app2' : 'app1';
-  console.log(`# pair lab: ${active} active, ${standby} standby; command: npx tsx bench/file-sync.ts --files ${FILES} --rate ${RATE} --tree-files ${TREE_FILES} --big-mb ${BIG_MB}`);
+  console.log(
+    `# pair lab: ${active} active, ${standby} standby; command: npx tsx bench/file-sync.ts --files ${FILES} --rate ${RATE} --tree-files ${TREE_FILES} --big-mb ${BIG_MB}`,
+  );
   await streamLag(lab, active, standby);
   await initialSync(active, standby);
 } finally {

@@ -17,7 +17,13 @@ import { labSettled } from '../src/lab/settle.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
 import { run, sleep } from '../src/util/exec.ts';
 
-const { values } = parseArgs({ options: { topology: { type: 'string', default: 'distributed' }, 'settle-ms': { type: 'string', default: '20000' }, 'window-ms': { type: 'string', default: '30000' } } });
+const { values } = parseArgs({
+  options: {
+    topology: { type: 'string', default: 'distributed' },
+    'settle-ms': { type: 'string', default: '20000' },
+    'window-ms': { type: 'string', default: '30000' },
+  },
+});
 const settleMs = Number(values['settle-ms']);
 const windowMs = Number(values['window-ms']);
 const DAEMONS = ['observer', 'agent', 'patroni'] as const;
@@ -42,7 +48,9 @@ await labSettled(lab);
 await sleep(settleMs);
 
 const found: { machine: string; daemon: (typeof DAEMONS)[number]; pid: number }[] = [];
-for (const m of lab.cluster.machines) for (const p of await listProcesses(m.name)) if ((DAEMONS as readonly string[]).includes(p.name)) found.push({ machine: m.name, daemon: p.name as (typeof DAEMONS)[number], pid: p.pid });
+for (const m of lab.cluster.machines)
+  for (const p of await listProcesses(m.name))
+    if ((DAEMONS as readonly string[]).includes(p.name)) found.push({ machine: m.name, daemon: p.name as (typeof DAEMONS)[number], pid: p.pid });
 const before = await Promise.all(found.map((f) => usage(f.pid, ticks)));
 const t0 = performance.now();
 await sleep(windowMs);
@@ -51,7 +59,9 @@ const seconds = (performance.now() - t0) / 1000;
 await labDown();
 
 const started = new Date().toISOString().slice(0, 10);
-console.log(`\nIdle footprint on a ${values.topology} lab (${started}; ${(settleMs / 1000).toFixed(0)} s settled, ${seconds.toFixed(1)} s window; the artifact under systemd):`);
+console.log(
+  `\nIdle footprint on a ${values.topology} lab (${started}; ${(settleMs / 1000).toFixed(0)} s settled, ${seconds.toFixed(1)} s window; the artifact under systemd):`,
+);
 console.log('| daemon | machine | RSS (MiB) | CPU, % of a core |\n|---|---|---|---|');
 const order = (d: string) => DAEMONS.indexOf(d as (typeof DAEMONS)[number]);
 const rows = found.map((f, i) => ({ ...f, a: before[i], b: after[i] })).sort((x, y) => order(x.daemon) - order(y.daemon) || x.machine.localeCompare(y.machine));

@@ -78,7 +78,9 @@ try {
       }),
     );
     const [v, b] = [vigilRounds.at(-1)!, baseRounds.at(-1)!];
-    console.log(`round ${i + 1}: vigil apply ${v.failed} failed request(s)${v.failed ? ` over ${v.spanMs.toFixed(0)} ms` : ''}; plain restart ${b.failed}${b.failed ? ` over ${b.spanMs.toFixed(0)} ms` : ''}`);
+    console.log(
+      `round ${i + 1}: vigil apply ${v.failed} failed request(s)${v.failed ? ` over ${v.spanMs.toFixed(0)} ms` : ''}; plain restart ${b.failed}${b.failed ? ` over ${b.spanMs.toFixed(0)} ms` : ''}`,
+    );
   }
   await probe.stop();
 

@@ -19,7 +19,8 @@ export const folderDeps = {
     docs: { description: 'imports across folders of src/ follow the declared dependency direction (eslint/deps.js)' },
     schema: [],
     messages: {
-      forbidden: "{{from}}/ must not import {{to}} (eslint/deps.js allows {{from}}/ to import: {{allowed}}). Move the shared part down a layer, or pass it in from the caller.",
+      forbidden:
+        '{{from}}/ must not import {{to}} (eslint/deps.js allows {{from}}/ to import: {{allowed}}). Move the shared part down a layer, or pass it in from the caller.',
       unknown: '{{from}}/ is not in eslint/deps.js: add the folder with the folders it may import.',
     },
   },

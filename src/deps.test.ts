@@ -42,7 +42,10 @@ test('the lint fails on an import against the direction: a daemon importing a ge
 });
 
 test('the lint allows what the table allows: a lower layer, a named file, its own folder, and tests', async () => {
-  assert.deepEqual(await lintAs('src/agent/planted.ts', "import { UNITS } from '../layout/units.ts';\nimport { x } from './daemon.ts';\nexport const y = [UNITS, x];\n"), []);
+  assert.deepEqual(
+    await lintAs('src/agent/planted.ts', "import { UNITS } from '../layout/units.ts';\nimport { x } from './daemon.ts';\nexport const y = [UNITS, x];\n"),
+    [],
+  );
   assert.deepEqual(await lintAs('src/observer/planted.ts', "import { x } from '../agent/client.ts';\nexport const y = x;\n"), []);
   assert.deepEqual(await lintAs('src/agent/planted.test.ts', "import { x } from '../testing/etcd.ts';\nexport const y = x;\n"), []);
 });
@@ -56,7 +59,10 @@ test("the repository's lint runs the rule on every file of src/", async () => {
 });
 
 test('the table names every folder of src/, and only folders or files that exist', () => {
-  const folders = readdirSync(SRC, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const folders = readdirSync(SRC, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   assert.deepEqual(Object.keys(table).sort(), folders);
   for (const [from, to] of Object.entries(table))
     for (const entry of to) {

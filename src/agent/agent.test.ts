@@ -126,7 +126,7 @@ test('a service that dies while active is not restarted in place: the machine fa
   assert.equal(h.running(), true);
 });
 
-test('the proxy\'s role check asks the application afresh', async () => {
+test("the proxy's role check asks the application afresh", async () => {
   const h = harness();
   h.set(h.rec('app1', 1));
   await h.agent.tick();

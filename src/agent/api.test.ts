@@ -13,7 +13,8 @@ const fenced: number[] = [];
 
 before(async () => {
   ca = await createClusterCa({ clusterName: 'test' });
-  for (const name of ['app1', 'app2', 'observer', 'proxy']) ids[name] = await issueCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], usage: 'both' });
+  for (const name of ['app1', 'app2', 'observer', 'proxy'])
+    ids[name] = await issueCertificate(ca, { commonName: name, ipAddresses: ['127.0.0.1'], usage: 'both' });
   server = await createMtlsServer({
     ca: ca.certPem,
     cert: ids.app1!.certPem,

@@ -45,7 +45,11 @@ before(async () => {
 after(async () => server.close(100));
 
 const as = (name: string, port = server.port) =>
-  new AgentClient({ ca: name === 'stranger' ? other.certPem : ca.certPem, cert: ids[name]!.certPem, key: ids[name]!.keyPem }, { name: 'app1', address: '127.0.0.1' }, port);
+  new AgentClient(
+    { ca: name === 'stranger' ? other.certPem : ca.certPem, cert: ids[name]!.certPem, key: ids[name]!.keyPem },
+    { name: 'app1', address: '127.0.0.1' },
+    port,
+  );
 
 async function rejectsWith(p: Promise<unknown>, code: AgentErrorCode): Promise<AgentError> {
   let caught: unknown;

@@ -31,14 +31,18 @@ export class AgentError extends VigilError {
   readonly status: number | undefined;
 
   constructor(code: AgentErrorCode, machine: string, url: string, message: string, fix: string, opts: { cause?: unknown; status?: number } = {}) {
-    super(code, [problem(`agent on ${machine} (${url})`, message, fix)], { cause: opts.cause, retryable: code === 'AGENT_UNREACHABLE' || code === 'AGENT_TIMEOUT' });
+    super(code, [problem(`agent on ${machine} (${url})`, message, fix)], {
+      cause: opts.cause,
+      retryable: code === 'AGENT_UNREACHABLE' || code === 'AGENT_TIMEOUT',
+    });
     this.name = 'AgentError';
     this.url = url;
     this.status = opts.status;
   }
 }
 
-const START_AGENT = (machine: string) => `check that the agent runs on ${machine} (\`systemctl status ${UNITS.agent}\`) and that this machine reaches its port ${AGENT_PORT}`;
+const START_AGENT = (machine: string) =>
+  `check that the agent runs on ${machine} (\`systemctl status ${UNITS.agent}\`) and that this machine reaches its port ${AGENT_PORT}`;
 
 /** One machine's agent API, asked with `identity` (a machine's or the admin's certificate). Holds no connection. */
 export class AgentClient {
@@ -56,7 +60,8 @@ export class AgentClient {
   async status(o: AgentCallOptions): Promise<AgentStatus> {
     const res = await this.call('GET', '/status', o);
     const body = this.json(res, '/status');
-    if (typeof (body as { node?: unknown }).node !== 'string' || typeof (body as { active?: unknown }).active !== 'boolean') throw this.badAnswer('/status', res, 'it lacks `node` or `active`');
+    if (typeof (body as { node?: unknown }).node !== 'string' || typeof (body as { active?: unknown }).active !== 'boolean')
+      throw this.badAnswer('/status', res, 'it lacks `node` or `active`');
     return body as AgentStatus;
   }
 
@@ -78,13 +83,23 @@ export class AgentClient {
     const url = `${this.baseUrl}${path}`;
     let res: MtlsResponse;
     try {
-      res = await mtlsFetch(url, { ...this.identity, method, ...(json !== undefined ? { json } : {}), timeoutMs: o.timeoutMs, ...(o.signal ? { signal: o.signal } : {}), maxBytes: 1024 * 1024 });
+      res = await mtlsFetch(url, {
+        ...this.identity,
+        method,
+        ...(json !== undefined ? { json } : {}),
+        timeoutMs: o.timeoutMs,
+        ...(o.signal ? { signal: o.signal } : {}),
+        maxBytes: 1024 * 1024,
+      });
     } catch (err) {
       throw this.transportError(url, o.timeoutMs, err);
     }
     if (!accept.includes(res.status)) {
       const answer = res.text.slice(0, 200);
-      const fix = res.status === 403 ? 'fence with an observer machine\'s or the admin\'s certificate' : `read the agent's log on ${this.machine.name} (\`journalctl -u ${UNITS.agent}\`)`;
+      const fix =
+        res.status === 403
+          ? "fence with an observer machine's or the admin's certificate"
+          : `read the agent's log on ${this.machine.name} (\`journalctl -u ${UNITS.agent}\`)`;
       throw new AgentError('AGENT_HTTP', this.machine.name, url, `answered ${res.status}: ${answer}`, fix, { status: res.status });
     }
     return res;
@@ -96,7 +111,14 @@ export class AgentClient {
     if (!(err instanceof NetError)) return new AgentError('AGENT_UNREACHABLE', name, url, `no answer: ${why}`, START_AGENT(name), { cause: err });
     switch (err.kind) {
       case 'tls':
-        return new AgentError('AGENT_TLS', name, url, why, 'reissue the certificates with `vigil apply` (both sides need certificates from this cluster\'s CA)', { cause: err });
+        return new AgentError(
+          'AGENT_TLS',
+          name,
+          url,
+          why,
+          "reissue the certificates with `vigil apply` (both sides need certificates from this cluster's CA)",
+          { cause: err },
+        );
       case 'timeout':
         return new AgentError('AGENT_TIMEOUT', name, url, `no answer within ${timeoutMs} ms`, START_AGENT(name), { cause: err });
       case 'aborted':
@@ -118,7 +140,14 @@ export class AgentClient {
   }
 
   private badAnswer(path: string, res: MtlsResponse, why: string): AgentError {
-    return new AgentError('AGENT_ANSWER', this.machine.name, `${this.baseUrl}${path}`, `its answer is not the agent's: ${why}: ${res.text.slice(0, 200)}`, `something other than Vigil's agent answers on port ${AGENT_PORT} of ${this.machine.name}, or its version differs: run \`vigil apply\``, { status: res.status });
+    return new AgentError(
+      'AGENT_ANSWER',
+      this.machine.name,
+      `${this.baseUrl}${path}`,
+      `its answer is not the agent's: ${why}: ${res.text.slice(0, 200)}`,
+      `something other than Vigil's agent answers on port ${AGENT_PORT} of ${this.machine.name}, or its version differs: run \`vigil apply\``,
+      { status: res.status },
+    );
   }
 }
 

@@ -36,7 +36,8 @@ const log = (event: string, fields: Record<string, unknown> = {}) =>
 export async function runAgent(o: AgentOptions): Promise<void> {
   const cluster = await loadCluster(o.clusterFile);
   const machine = cluster.machines.find((m) => m.name === o.node);
-  if (!machine) throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
+  if (!machine)
+    throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
   const pki = await loadPki(PATHS.pkiDir, o.node);
   const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
   const services = machine.roles.includes('app') ? new SystemdServices(cluster.application.services) : undefined;
@@ -71,10 +72,22 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     key: pki.key,
     host: machine.address,
     port: AGENT_PORT,
-    handler: agentHandler({ status: () => status(agent, cluster, machine, sync, fence), roleOk: () => agent.roleCheck(), fence: (e) => agent.fence(e), writers: observers }),
+    handler: agentHandler({
+      status: () => status(agent, cluster, machine, sync, fence),
+      roleOk: () => agent.roleCheck(),
+      fence: (e) => agent.fence(e),
+      writers: observers,
+    }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
-  log('agent-started', { node: o.node, address: machine.address, port: AGENT_PORT, services: services ? 'app' : 'none', dbFence: fence !== undefined, patroniGate: fence?.gate !== undefined });
+  log('agent-started', {
+    node: o.node,
+    address: machine.address,
+    port: AGENT_PORT,
+    services: services ? 'app' : 'none',
+    dbFence: fence !== undefined,
+    patroniGate: fence?.gate !== undefined,
+  });
   const timer = setInterval(() => void agent.tick(), o.tickMs ?? 500);
   const fenceTimer = fence && setInterval(() => void fence.fence.tick(), FENCE_TICK_MS);
   await agent.tick();
@@ -164,7 +177,8 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
     disk: [],
   };
   if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);
-  if (fence) s.dbFence = { patroniVersion: fence.patroniVersion, patroniGate: fence.gate !== undefined, fences: fence.fence.fences, lastReason: fence.fence.lastReason };
+  if (fence)
+    s.dbFence = { patroniVersion: fence.patroniVersion, patroniGate: fence.gate !== undefined, fences: fence.fence.fences, lastReason: fence.fence.lastReason };
   if (sync) s.sync = sync.status(agentView(agent));
   for (const path of [ROOTS.data]) {
     const fs = await statfs(path).catch(() => undefined);

@@ -42,7 +42,9 @@ export async function startDbFence({ cluster, machine, store, events, log }: DbF
   const patroni = patroniOf(cluster, machine);
   const t = cluster.timers;
   const version = await patroniVersion(log);
-  const gate = overwritesLeaderKey(version) ? await patroniGate(cluster, version, log, t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS) : undefined;
+  const gate = overwritesLeaderKey(version)
+    ? await patroniGate(cluster, version, log, t.ttlSeconds * 1000 - t.loopWaitSeconds * 1000 - GATE_MARGIN_MS)
+    : undefined;
   if (!gate) log('db-fence', { patroniVersion: version.join('.') || 'unknown', patroniGate: false });
   const fence = new DbFence(
     {
@@ -54,7 +56,15 @@ export async function startDbFence({ cluster, machine, store, events, log }: DbF
       fenced: (reason, killed) => {
         log('db-fenced', { reason, killed });
         void events
-          .append({ type: 'primary-fenced', node: machine.name, message: `${machine.name}: ${reason}; ended ${killed.join(', ') || 'nothing (already gone)'}`, details: { killed } }, { timeoutMs: 2000 })
+          .append(
+            {
+              type: 'primary-fenced',
+              node: machine.name,
+              message: `${machine.name}: ${reason}; ended ${killed.join(', ') || 'nothing (already gone)'}`,
+              details: { killed },
+            },
+            { timeoutMs: 2000 },
+          )
           .catch((err: unknown) => log('event-append-failed', { error: String(err) }));
       },
       ...(gate ? { gate } : {}),
@@ -94,6 +104,11 @@ async function patroniGate(cluster: Cluster, version: number[], log: Log, leaseM
     log('patroni-gate-unavailable', { patroniVersion: version.join('.'), error: String(err) });
     return undefined;
   }
-  log('db-fence', { patroniVersion: version.join('.'), patroniGate: true, leaseMs, why: `Patroni before ${PATRONI_LEADER_TXN} can overwrite a new leader's key after a pause` });
+  log('db-fence', {
+    patroniVersion: version.join('.'),
+    patroniGate: true,
+    leaseMs,
+    why: `Patroni before ${PATRONI_LEADER_TXN} can overwrite a new leader's key after a pause`,
+  });
   return gate;
 }

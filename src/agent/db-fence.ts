@@ -52,7 +52,10 @@ export function fenceVerdict(o: FenceObservation): FenceVerdict {
   if (o.patroni.leader === o.node) return { fence: false, why: 'this machine holds the leader key' };
   if (o.patroni.leader !== null) return { fence: true, reason: `PostgreSQL runs as primary here while ${o.patroni.leader} holds the leader key` };
   if (o.patroniSilentMs >= o.ttlMs)
-    return { fence: true, reason: `PostgreSQL runs as primary here, no member holds the leader key, and Patroni here has not passed its liveness check for ${(o.patroniSilentMs / 1000).toFixed(1)} s` };
+    return {
+      fence: true,
+      reason: `PostgreSQL runs as primary here, no member holds the leader key, and Patroni here has not passed its liveness check for ${(o.patroniSilentMs / 1000).toFixed(1)} s`,
+    };
   return { fence: false, why: 'no member holds the leader key; Patroni here answered within its lease' };
 }
 

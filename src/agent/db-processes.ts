@@ -52,7 +52,11 @@ export async function postmaster(dataDir: string = PATHS.pgData): Promise<ProcIn
   return p;
 }
 
-const exists = (path: string) => access(path).then(() => true, () => false);
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 /** A data directory that PostgreSQL (12 and later) starts in recovery from: standby.signal or recovery.signal. */
 export async function inRecoveryByFiles(dataDir: string): Promise<boolean> {

@@ -19,9 +19,12 @@ const nft = async (script: string) => {
   const r = await inNs(['nft', '-f', '-'], script);
   if (r.code !== 0) throw new Error(`nft: ${r.stderr}`);
 };
-const connect = (port: number) => `const s=require('net').connect(${port},'127.0.0.1');s.on('connect',()=>{console.log('open');s.destroy()});s.on('error',(e)=>console.log(e.code))`;
+const connect = (port: number) =>
+  `const s=require('net').connect(${port},'127.0.0.1');s.on('connect',()=>{console.log('open');s.destroy()});s.on('error',(e)=>console.log(e.code))`;
 const connectAs = async (user: 'postgres' | 'root', port = ETCD) =>
-  (await inNs([...(user === 'postgres' ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--clear-groups'] : []), process.execPath, '-e', connect(port)])).stdout.trim();
+  (
+    await inNs([...(user === 'postgres' ? ['setpriv', '--reuid=postgres', '--regid=postgres', '--clear-groups'] : []), process.execPath, '-e', connect(port)])
+  ).stdout.trim();
 const options = (leaseMs: number) => ({ user: 'postgres', etcdPort: ETCD, restPort: REST, leaseMs, nft });
 
 before(async () => {

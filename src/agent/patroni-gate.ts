@@ -71,7 +71,10 @@ export function gateScript(o: Pick<GateOptions, 'user' | 'etcdPort' | 'restPort'
   // Whole seconds (nftables' resolution), rounded down: never later than the look plus the lease.
   const deadline = Math.floor((decidedAtMs + o.leaseMs) / 1000);
   const timeout = nftDuration(Math.max(1, decidedAtMs + o.leaseMs - Date.now()));
-  const closed = (port: number) => [`tcp dport ${port} tcp dport != @lease reject with tcp reset`, `tcp dport ${port} meta time > ${deadline} reject with tcp reset`];
+  const closed = (port: number) => [
+    `tcp dport ${port} tcp dport != @lease reject with tcp reset`,
+    `tcp dport ${port} meta time > ${deadline} reject with tcp reset`,
+  ];
   return [
     `add table inet ${GATE_TABLE}`,
     `delete table inet ${GATE_TABLE}`,

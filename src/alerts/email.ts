@@ -70,7 +70,8 @@ export function emailChannel(cfg: EmailConfig, password: string | undefined, clu
           signal: AbortSignal.timeout(smtp.timeoutMs),
         });
         const rejected = info.rejected.map(String);
-        if (rejected.length > 0) throw new Error(`${where}: the relay refused ${rejected.join(', ')} (the other recipients got the alert); check alerts.email.to`);
+        if (rejected.length > 0)
+          throw new Error(`${where}: the relay refused ${rejected.join(', ')} (the other recipients got the alert); check alerts.email.to`);
         return { attempts: 1 };
       } catch (err) {
         // A fresh error without `cause`: nodemailer's carries the AUTH command it sent.
@@ -99,7 +100,7 @@ function hintFor(e: NodemailerError, msg: string, smtp: EmailConfig['smtp']): st
     return 'the relay does not speak TLS from the first byte on this port: use `secure: false` (ports 25, 587) or the SMTPS port (465)';
   }
   if (/certificate|self[- ]signed|unable to verify|altnames/i.test(msg)) {
-    return 'the relay\'s certificate must be valid and name alerts.email.smtp.host: renew it, give its CA to Node (NODE_EXTRA_CA_CERTS), or (without `secure`) use `starttls: opportunistic`';
+    return "the relay's certificate must be valid and name alerts.email.smtp.host: renew it, give its CA to Node (NODE_EXTRA_CA_CERTS), or (without `secure`) use `starttls: opportunistic`";
   }
   if (/STARTTLS/i.test(msg) && smtp.starttls === 'required') return 'the relay does not offer STARTTLS, which `starttls: required` demands';
   if (e.code && HINTS[e.code]) return HINTS[e.code]!;

@@ -69,7 +69,13 @@ export function bodyOf(cluster: string, e: VigilEvent, suppressed?: Suppressed):
     );
   }
   if (e.details && Object.keys(e.details).length > 0) {
-    lines.push('', 'Details:', ...JSON.stringify(e.details, null, 2).split('\n').map((l) => `  ${l}`));
+    lines.push(
+      '',
+      'Details:',
+      ...JSON.stringify(e.details, null, 2)
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
   }
   lines.push(
     '',

@@ -165,7 +165,16 @@ describe('e-mail alerts', () => {
     assert.equal(mail.headers.get('auto-submitted'), 'auto-generated');
     assert.equal(mail.headers.get('x-vigil-event'), 'failover');
     const text = mail.text ?? '';
-    for (const want of [failover.message, 'Time:     2025-03-01T10:00:00.000Z', 'Machine:  app1 -> app2', 'Epoch:    4', 'Sequence: 17', '"lastError": "HTTP 503"', 'vigil status', 'vigil events']) {
+    for (const want of [
+      failover.message,
+      'Time:     2025-03-01T10:00:00.000Z',
+      'Machine:  app1 -> app2',
+      'Epoch:    4',
+      'Sequence: 17',
+      '"lastError": "HTTP 503"',
+      'vigil status',
+      'vigil events',
+    ]) {
       assert.ok(text.includes(want), `body lacks ${want}:\n${text}`);
     }
     await alerter.close();
@@ -187,7 +196,11 @@ describe('e-mail alerts', () => {
     cleanups.push(srv.close);
     const pass = 'Wr0ng-pa55word';
     const logged: Record<string, unknown>[] = [];
-    const alerter = createAlerter(config({ email: email(srv.port, { user: 'vigil' }) }), { smtpPassword: pass }, { clusterName: 'prod', log: (e) => logged.push(e) });
+    const alerter = createAlerter(
+      config({ email: email(srv.port, { user: 'vigil' }) }),
+      { smtpPassword: pass },
+      { clusterName: 'prod', log: (e) => logged.push(e) },
+    );
     const r = only(await alerter.alert(failover));
     assert.equal(r.ok, false);
     assert.match(r.error ?? '', /SMTP 127\.0\.0\.1:\d+: .*smtpPassword/);
@@ -214,8 +227,7 @@ describe('e-mail alerts', () => {
     const tlsSrv = await smtpServer({ starttls: true });
     const plainSrv = await smtpServer();
     cleanups.push(tlsSrv.close, plainSrv.close);
-    const send = async (port: number, starttls: string) =>
-      only(await createAlerter(config({ email: email(port, { starttls }) }), {}).alert(failover));
+    const send = async (port: number, starttls: string) => only(await createAlerter(config({ email: email(port, { starttls }) }), {}).alert(failover));
     assert.equal((await send(tlsSrv.port, 'opportunistic')).ok, true);
     assert.equal(tlsSrv.received[0]?.secure, true, 'opportunistic must encrypt when offered');
     assert.equal((await send(plainSrv.port, 'opportunistic')).ok, true);
@@ -427,10 +439,24 @@ describe('alert wording and config', () => {
 
   it('alertsSchema: defaults, one address or a list, http(s) URLs only; alertProblems pairs config and secrets', () => {
     const d = alertsSchema.parse(undefined);
-    assert.deepEqual(d.events, ['failover', 'switchover', 'fence', 'node-lost', 'node-back', 'maintenance-on', 'maintenance-off', 'request-failed', 'db-leader-released']);
+    assert.deepEqual(d.events, [
+      'failover',
+      'switchover',
+      'fence',
+      'node-lost',
+      'node-back',
+      'maintenance-on',
+      'maintenance-off',
+      'request-failed',
+      'db-leader-released',
+    ]);
     assert.equal(d.rateLimitSeconds, 60);
     const e = config({ email: { to: 'a@example.com', from: 'v@example.com', smtp: { host: 'mail' } } }).email;
-    assert.deepEqual(e, { to: ['a@example.com'], from: 'v@example.com', smtp: { host: 'mail', port: 25, secure: false, starttls: 'opportunistic', timeoutMs: 10000 } });
+    assert.deepEqual(e, {
+      to: ['a@example.com'],
+      from: 'v@example.com',
+      smtp: { host: 'mail', port: 25, secure: false, starttls: 'opportunistic', timeoutMs: 10000 },
+    });
     assert.equal(config({ webhook: { url: 'https://x.example/h' } }).webhook?.timeoutMs, 5000);
     assert.equal(alertsSchema.safeParse({ webhook: { url: 'ftp://x.example/' } }).success, false);
     assert.equal(alertsSchema.safeParse({ events: ['failover', 'nope'] }).success, false);
@@ -442,6 +468,9 @@ describe('alert wording and config', () => {
       ['vigil.yaml alerts.email.smtp.user', 'vigil.yaml alerts.email.smtp.starttls'],
     );
     assert.deepEqual(alertProblems(config({}), { smtpPassword: 'p', webhookToken: 't' }).length, 2);
-    assert.deepEqual(alertProblems(withLogin, { smtpPassword: 'p' }).map((p) => p.where), ['vigil.yaml alerts.email.smtp.starttls']);
+    assert.deepEqual(
+      alertProblems(withLogin, { smtpPassword: 'p' }).map((p) => p.where),
+      ['vigil.yaml alerts.email.smtp.starttls'],
+    );
   });
 });

@@ -146,10 +146,13 @@ export function createAlerter(config: AlertsConfig, secrets: AlertSecrets, opts:
         slot.held++;
         slot.heldSince ??= event.at;
         slot.latest = event;
-        slot.timer ??= clock.setTimeout(() => {
-          slot.timer = undefined;
-          flush(key);
-        }, slot.sentAt + windowMs - now);
+        slot.timer ??= clock.setTimeout(
+          () => {
+            slot.timer = undefined;
+            flush(key);
+          },
+          slot.sentAt + windowMs - now,
+        );
         log({ event: 'alert-held', type: event.type, node: event.node, heldBack: slot.held, windowSeconds: config.rateLimitSeconds });
         return skipped('rate-limited');
       }

@@ -77,7 +77,10 @@ function judge(a: Answer): AttemptError {
   if (a.status === 429) return new AttemptError(`answered 429 (too many requests)${said}`, true);
   if (a.status >= 300 && a.status < 400) {
     // Not followed: the Authorization header would go wherever the redirect points.
-    return new AttemptError(`answered ${a.status}, a redirect${a.location ? ` to ${a.location.split('?')[0]}` : ''}; set alerts.webhook.url to the final address`, false);
+    return new AttemptError(
+      `answered ${a.status}, a redirect${a.location ? ` to ${a.location.split('?')[0]}` : ''}; set alerts.webhook.url to the final address`,
+      false,
+    );
   }
   const fix = a.status === 401 || a.status === 403 ? '; check webhookToken in the secrets file' : a.status === 404 ? '; check alerts.webhook.url' : '';
   return new AttemptError(`answered ${a.status}${said}${fix}`, false);

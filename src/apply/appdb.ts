@@ -32,12 +32,40 @@ export interface SocketAt {
 /** Runs SQL from standard input as the superuser on the local socket; unaligned, tuples only. */
 async function psql(shell: RemoteShell, cluster: Cluster, sql: string, at?: SocketAt): Promise<string> {
   const db = cluster.database;
-  const argv = [`${postgresBinDir(db.postgresVersion)}/psql`, '-h', at?.socketDir ?? PATHS.pgSocketDir, '-p', String(at?.port ?? db.port), '-U', db.superuser, '-d', 'postgres', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-f', '-'];
+  const argv = [
+    `${postgresBinDir(db.postgresVersion)}/psql`,
+    '-h',
+    at?.socketDir ?? PATHS.pgSocketDir,
+    '-p',
+    String(at?.port ?? db.port),
+    '-U',
+    db.superuser,
+    '-d',
+    'postgres',
+    '-X',
+    '-q',
+    '-A',
+    '-t',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-f',
+    '-',
+  ];
   const r = await shell.exec(argv, { input: sql, timeoutMs: 30_000 });
   if (r.code !== 0) {
     // psql quotes the failing statement after its first line (LINE 1: ..., STATEMENT: ...): keep only the error itself.
-    const first = r.stderr.trim().split('\n')[0]?.replace(/SCRAM-SHA-256\$\S+/g, '<verifier>') ?? `exit ${r.code}`;
-    throw new VigilError('REMOTE_COMMAND', [problem(`${shell.machine} psql`, `PostgreSQL refused the application's role and database statements: ${first}`, `read the PostgreSQL log on ${shell.machine} (${PATHS.pgData}/log), fix the cause and run \`vigil apply\` again`)]);
+    const first =
+      r.stderr
+        .trim()
+        .split('\n')[0]
+        ?.replace(/SCRAM-SHA-256\$\S+/g, '<verifier>') ?? `exit ${r.code}`;
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(
+        `${shell.machine} psql`,
+        `PostgreSQL refused the application's role and database statements: ${first}`,
+        `read the PostgreSQL log on ${shell.machine} (${PATHS.pgData}/log), fix the cause and run \`vigil apply\` again`,
+      ),
+    ]);
   }
   return r.stdout;
 }
@@ -73,7 +101,8 @@ export function appDbDifferences(state: AppDbState, cluster: Cluster, secrets: S
   const { appUser, appDatabase } = cluster.database;
   const out: string[] = [];
   if (state.verifier === undefined) out.push(`create the role ${appUser}`);
-  else if (state.verifier === null || !scramMatches(state.verifier, secrets.appDbPassword)) out.push(`set the password of the role ${appUser} (it differs from appDbPassword)`);
+  else if (state.verifier === null || !scramMatches(state.verifier, secrets.appDbPassword))
+    out.push(`set the password of the role ${appUser} (it differs from appDbPassword)`);
   if (state.owner === undefined) out.push(`create the database ${appDatabase}`);
   return out;
 }

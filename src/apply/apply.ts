@@ -58,8 +58,17 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
   const shells = new Map<string, RemoteShell>();
   // Your certificate for :443 is checked before any machine is touched.
   const own = await ownBundle(cluster);
-  if (own && own.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) o.progress(`warning: the certificate for :443 (proxy.tlsCertificate) expires on ${own.notAfter.toISOString().slice(0, 10)}: renew it with your CA`);
-  const ownFile: DesiredFile | undefined = own && { path: cluster.proxy.tlsBundle!, content: own.text, sha256: sha256(own.text), mode: 0o600, owner: 'root:root', secret: true, affects: [{ unit: UNITS.haproxy, action: 'reload' }] };
+  if (own && own.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS)
+    o.progress(`warning: the certificate for :443 (proxy.tlsCertificate) expires on ${own.notAfter.toISOString().slice(0, 10)}: renew it with your CA`);
+  const ownFile: DesiredFile | undefined = own && {
+    path: cluster.proxy.tlsBundle!,
+    content: own.text,
+    sha256: sha256(own.text),
+    mode: 0o600,
+    owner: 'root:root',
+    secret: true,
+    affects: [{ unit: UNITS.haproxy, action: 'reload' }],
+  };
   const workDir = await mkdtemp(join(tmpdir(), 'vigil-apply-'));
   try {
     o.progress(`connect: ${cluster.machines.length} machines ${o.transport ?? 'over SSH, host keys checked against the pinned ones'}`);
@@ -103,7 +112,8 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
       const wanted = desiredFiles(input, m);
       await step(m.name, 'files', () => files(run, shell, m, wanted));
       await step(m.name, 'certificates', () => certificates(run, shell, m, ca));
-      if (m.roles.includes('proxy') && cluster.proxy.tlsBundle) await step(m.name, 'tls', () => (ownFile ? files(run, shell, m, [ownFile], 'tls') : siteBundle(run, shell, m, ca)));
+      if (m.roles.includes('proxy') && cluster.proxy.tlsBundle)
+        await step(m.name, 'tls', () => (ownFile ? files(run, shell, m, [ownFile], 'tls') : siteBundle(run, shell, m, ca)));
       if (m.roles.includes('app')) {
         await step(m.name, 'passwords', () => passwords(run, shell, m, new Set(wanted.map((f) => f.path))));
         await step(m.name, 'sync-keys', () => syncKey(run, shell, m));
@@ -114,8 +124,18 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     const verified = await verify(run, sh);
     const seconds = (performance.now() - started) / 1000;
     const machines = new Set(run.changes.map((c) => c.machine)).size;
-    if (o.dryRun) o.progress(run.changes.length ? `plan: ${run.changes.length} change(s) on ${machines} machine(s); run \`vigil apply\` to make them` : 'plan: no change; every machine is as the cluster file describes');
-    else o.progress(run.changes.length ? `apply: ${run.changes.length} change(s) on ${machines} machine(s); cluster verified in ${seconds.toFixed(1)} s` : `apply: no change; every machine is as the cluster file describes (checked in ${seconds.toFixed(1)} s)`);
+    if (o.dryRun)
+      o.progress(
+        run.changes.length
+          ? `plan: ${run.changes.length} change(s) on ${machines} machine(s); run \`vigil apply\` to make them`
+          : 'plan: no change; every machine is as the cluster file describes',
+      );
+    else
+      o.progress(
+        run.changes.length
+          ? `apply: ${run.changes.length} change(s) on ${machines} machine(s); cluster verified in ${seconds.toFixed(1)} s`
+          : `apply: no change; every machine is as the cluster file describes (checked in ${seconds.toFixed(1)} s)`,
+      );
     return { changes: run.changes, seconds, verified };
   } finally {
     await Promise.all([...shells.values()].map((s) => s.close().catch(() => {})));
@@ -130,7 +150,11 @@ async function preflight(o: ApplyOptions, run: Run, sh: (m: Machine) => RemoteSh
   const findings = evaluatePreflight(facts, o.cluster);
   for (const f of findings.filter((x) => x.severity === 'warn')) run.note(f.machine, 'preflight', `warning: ${f.what} (${f.fix})`);
   const fails = findings.filter((x) => x.severity === 'fail');
-  if (fails.length) throw new VigilError('APPLY', fails.map((f) => problem(`${f.machine}, step preflight (${f.check})`, `${f.what}: ${f.why}`, f.fix)));
+  if (fails.length)
+    throw new VigilError(
+      'APPLY',
+      fails.map((f) => problem(`${f.machine}, step preflight (${f.check})`, `${f.what}: ${f.why}`, f.fix)),
+    );
   return facts;
 }
 
@@ -146,7 +170,14 @@ async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageMan
     await shell.exec(['apt-get', 'update', '-q'], { timeoutMs: 10 * 60_000 });
     r = await shell.exec(installCommand(pm, missing), { timeoutMs: 30 * 60_000 });
   }
-  if (r.code !== 0) throw new VigilError('REMOTE_COMMAND', [problem(m.name, `installing ${missing.join(' ')} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`, installFix(pm, m.name, missing))]);
+  if (r.code !== 0)
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(
+        m.name,
+        `installing ${missing.join(' ')} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`,
+        installFix(pm, m.name, missing),
+      ),
+    ]);
 }
 
 /**
@@ -158,10 +189,18 @@ async function pgdgBinLink(run: Run, shell: RemoteShell, m: Machine): Promise<vo
   const version = run.o.cluster.database.postgresVersion;
   const debianPath = postgresBinDir(version);
   const pgdgPath = `/usr/pgsql-${version}/bin`;
-  const there = await shell.exec(['sh', '-c', 'if [ -e "$1" ]; then echo has; elif [ -d "$2" ]; then echo link; else echo none; fi', 'vigil-pgbin', debianPath, pgdgPath]);
+  const there = await shell.exec([
+    'sh',
+    '-c',
+    'if [ -e "$1" ]; then echo has; elif [ -d "$2" ]; then echo link; else echo none; fi',
+    'vigil-pgbin',
+    debianPath,
+    pgdgPath,
+  ]);
   const state = there.stdout.trim();
   if (state === 'has') return;
-  if (state === 'none' && !run.o.dryRun) throw new Error(`neither ${debianPath} nor ${pgdgPath} exists: PostgreSQL ${version} is not installed (database.postgresVersion)`);
+  if (state === 'none' && !run.o.dryRun)
+    throw new Error(`neither ${debianPath} nor ${pgdgPath} exists: PostgreSQL ${version} is not installed (database.postgresVersion)`);
   run.change(m.name, 'packages', `link ${debianPath} to ${pgdgPath} (PGDG's layout), where patroni.yml looks for PostgreSQL`);
   if (run.o.dryRun) return;
   const r = await shell.exec(['sh', '-c', 'mkdir -p -- "$(dirname -- "$1")" && ln -s -- "$2" "$1"', 'vigil-pgbin', debianPath, pgdgPath]);
@@ -180,12 +219,21 @@ async function distroServices(run: Run, shell: RemoteShell, m: Machine): Promise
 async function archCheck(shell: RemoteShell, artifact: Artifact): Promise<void> {
   const arch = (await shell.exec(['uname', '-m'])).stdout.trim();
   if (arch !== artifact.arch)
-    throw new VigilError('APPLY', [problem(shell.machine, `the machine is ${arch}, Vigil's artifact (this machine's Node.js) is ${artifact.arch}`, `run \`vigil apply\` from an ${arch} machine`)]);
+    throw new VigilError('APPLY', [
+      problem(
+        shell.machine,
+        `the machine is ${arch}, Vigil's artifact (this machine's Node.js) is ${artifact.arch}`,
+        `run \`vigil apply\` from an ${arch} machine`,
+      ),
+    ]);
 }
 
 async function directories(run: Run, shell: RemoteShell, m: Machine): Promise<void> {
   const dirs = desiredDirs(run.o.cluster, m);
-  const states = await dirStates(shell, dirs.map((d) => d.path));
+  const states = await dirStates(
+    shell,
+    dirs.map((d) => d.path),
+  );
   for (const d of dirs) {
     const s = states.get(d.path);
     const mode = d.mode.toString(8);
@@ -199,7 +247,10 @@ async function directories(run: Run, shell: RemoteShell, m: Machine): Promise<vo
 
 /** Writes what differs (content, mode or owner) and notes which services must see it. */
 async function files(run: Run, shell: RemoteShell, m: Machine, wanted: DesiredFile[], stepName: ApplyStep = 'files'): Promise<void> {
-  const states = await fileStates(shell, wanted.map((f) => f.path));
+  const states = await fileStates(
+    shell,
+    wanted.map((f) => f.path),
+  );
   const toWrite = wanted.filter((f) => {
     const s = states.get(f.path);
     return !s || s.sha256 !== f.sha256 || s.mode !== f.mode.toString(8) || s.owner !== f.owner;
@@ -214,7 +265,11 @@ async function files(run: Run, shell: RemoteShell, m: Machine, wanted: DesiredFi
   if (artifact.length) {
     const bytes = artifact.reduce((n, f) => n + (typeof f.content === 'object' && 'size' in f.content ? f.content.size : 0), 0);
     const had = wanted.filter((f) => f.artifact).length;
-    run.change(m.name, stepName, `install Vigil ${artifact[0]!.artifact} under ${VIGIL_INSTALL.dir} (${artifact.length} of ${had} files, ${(bytes / 2 ** 20).toFixed(1)} MiB)`);
+    run.change(
+      m.name,
+      stepName,
+      `install Vigil ${artifact[0]!.artifact} under ${VIGIL_INSTALL.dir} (${artifact.length} of ${had} files, ${(bytes / 2 ** 20).toFixed(1)} MiB)`,
+    );
   }
   for (const f of toWrite) {
     const s = states.get(f.path);
@@ -237,18 +292,27 @@ async function certificates(run: Run, shell: RemoteShell, m: Machine, ca: Cluste
   const reason = await certificateProblem(shell, m, ca, { cert, key, proxy });
   if (!reason) return;
   run.change(m.name, 'certificates', `issue ${cert} and its key (${reason})`);
-  run.ask(m.name, [...daemonUnits(m).map((unit) => ({ unit, action: 'restart' as const })), ...(proxy ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : [])]);
+  run.ask(m.name, [
+    ...daemonUnits(m).map((unit) => ({ unit, action: 'restart' as const })),
+    ...(proxy ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : []),
+  ]);
   if (run.o.dryRun) return;
   const issued = await machinePkiFiles(ca, m, 'both');
   await shell.exec(['mkdir', '-p', dir]);
   // Key first, certificate last: a reader never pairs the new certificate with the old key.
   await shell.writeFile(key, issued[`${m.name}.key`]!, { mode: 0o600, owner: 'root:root' });
-  if (proxy) await shell.writeFile(PATHS.haproxyCheckBundle, pemBundle(issued[`${m.name}.pem`]!, issued[`${m.name}.key`]!), { mode: 0o600, owner: 'root:root' });
+  if (proxy)
+    await shell.writeFile(PATHS.haproxyCheckBundle, pemBundle(issued[`${m.name}.pem`]!, issued[`${m.name}.key`]!), { mode: 0o600, owner: 'root:root' });
   await shell.writeFile(`${dir}/${CA_CERT_FILE}`, issued[CA_CERT_FILE]!, { mode: 0o644, owner: 'root:root' });
   await shell.writeFile(cert, issued[`${m.name}.pem`]!, { mode: 0o644, owner: 'root:root' });
 }
 
-async function certificateProblem(shell: RemoteShell, m: Machine, ca: ClusterCa, p: { cert: string; key: string; proxy: boolean }): Promise<string | undefined> {
+async function certificateProblem(
+  shell: RemoteShell,
+  m: Machine,
+  ca: ClusterCa,
+  p: { cert: string; key: string; proxy: boolean },
+): Promise<string | undefined> {
   const states = await fileStates(shell, [`${PATHS.pkiDir}/${CA_CERT_FILE}`, p.cert, p.key, ...(p.proxy ? [PATHS.haproxyCheckBundle] : [])]);
   const [caState, certState, keyState, bundleState] = [...states.values()];
   if (!certState || !keyState) return 'none yet';
@@ -261,7 +325,7 @@ async function certificateProblem(shell: RemoteShell, m: Machine, ca: ClusterCa,
   } catch {
     return 'the certificate cannot be read';
   }
-  if (!issuedByCa(x, ca)) return 'not issued by this cluster\'s CA';
+  if (!issuedByCa(x, ca)) return "not issued by this cluster's CA";
   const info = certificateInfo(certPem);
   if (info.commonName !== m.name || !info.ipAddresses.includes(m.address)) return `it names ${info.commonName} ${info.ipAddresses.join(',')}`;
   if (info.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) return `it expires on ${info.notAfter.toISOString().slice(0, 10)}`;
@@ -280,7 +344,11 @@ async function siteBundle(run: Run, shell: RemoteShell, m: Machine, ca: ClusterC
   const state = await siteBundleState(shell, cluster, ca);
   if (state.kind === 'current') return;
   if (state.kind === 'foreign') {
-    run.note(m.name, 'tls', `keeping ${path} (${state.subject}, valid until ${state.notAfter.toISOString().slice(0, 10)}): not issued by the cluster CA, so it was put there by hand; give its files as proxy.tlsCertificate and proxy.tlsKey to have apply manage it`);
+    run.note(
+      m.name,
+      'tls',
+      `keeping ${path} (${state.subject}, valid until ${state.notAfter.toISOString().slice(0, 10)}): not issued by the cluster CA, so it was put there by hand; give its files as proxy.tlsCertificate and proxy.tlsKey to have apply manage it`,
+    );
     return;
   }
   const names = siteNames(cluster);
@@ -299,7 +367,13 @@ async function passwords(run: Run, shell: RemoteShell, m: Machine, rendered: Set
     if (rendered.has(file.path)) continue;
     const text = await shell.readFile(file.path);
     if (text === null)
-      throw new VigilError('APPLY', [problem(`${m.name} ${file.path}`, 'the application config file is missing', `install the application on ${m.name} first, or remove the file from application.passwordFiles in ${run.o.cluster.source}`)]);
+      throw new VigilError('APPLY', [
+        problem(
+          `${m.name} ${file.path}`,
+          'the application config file is missing',
+          `install the application on ${m.name} first, or remove the file from application.passwordFiles in ${run.o.cluster.source}`,
+        ),
+      ]);
     const { text: edited, changed } = withPassword(file, text.toString('utf8'), run.o.secrets.appDbPassword);
     if (!changed) continue;
     run.change(m.name, 'passwords', `set ${file.key} in ${file.path} to the cluster's database password`);
@@ -337,16 +411,46 @@ async function syncTrust(run: Run, sh: (m: Machine) => RemoteShell): Promise<voi
       const others = apps.filter((x) => x.name !== m.name);
       const wanted: DesiredFile[] = [];
       if (others.every((x) => pubs.has(x.name))) {
-        const authorized = others.map((x) => authorizedKeyLine({ peer: x.name, peerAddress: x.address, publicKey: pubs.get(x.name)!, receiverCommand: `${VIGIL_INSTALL.node} ${VIGIL_INSTALL.receiver}` }));
+        const authorized = others.map((x) =>
+          authorizedKeyLine({
+            peer: x.name,
+            peerAddress: x.address,
+            publicKey: pubs.get(x.name)!,
+            receiverCommand: `${VIGIL_INSTALL.node} ${VIGIL_INSTALL.receiver}`,
+          }),
+        );
         const known = others.map((x) => {
           const entry = pinned.find((e) => e.hosts === hostPattern(x.address, x.sshPort));
-          if (!entry) throw new VigilError('APPLY', [problem(`${m.name}, step sync-trust`, `no pinned host key for ${x.name} (${hostPattern(x.address, x.sshPort)}) in ${run.o.knownHostsFile}`, `pin it with \`vigil init --pin-only\``)]);
+          if (!entry)
+            throw new VigilError('APPLY', [
+              problem(
+                `${m.name}, step sync-trust`,
+                `no pinned host key for ${x.name} (${hostPattern(x.address, x.sshPort)}) in ${run.o.knownHostsFile}`,
+                `pin it with \`vigil init --pin-only\``,
+              ),
+            ]);
           return `${hostPattern(x.address, port)} ${entry.key.type} ${entry.key.blob.toString('base64')}`;
         });
-        const file = (path: string, content: string, mode: number): DesiredFile => ({ path, content, mode, owner: 'root:root', sha256: sha256(content), secret: false, affects: [] });
+        const file = (path: string, content: string, mode: number): DesiredFile => ({
+          path,
+          content,
+          mode,
+          owner: 'root:root',
+          sha256: sha256(content),
+          secret: false,
+          affects: [],
+        });
         wanted.push(file(SYNC_PATHS.authorizedKeys, `${authorized.join('\n')}\n`, 0o600), file(SYNC_PATHS.knownHosts, `${known.join('\n')}\n`, 0o644));
       } else if (run.o.dryRun) run.change(m.name, 'sync-trust', `allow ${others.map((x) => x.name).join(', ')} to push to it (keys made by this apply)`);
-      const dropIn: DesiredFile = { path: SSHD_DROP_IN, content: sshdDropIn(), mode: 0o644, owner: 'root:root', sha256: sha256(sshdDropIn()), secret: false, affects: [] };
+      const dropIn: DesiredFile = {
+        path: SSHD_DROP_IN,
+        content: sshdDropIn(),
+        mode: 0o644,
+        owner: 'root:root',
+        sha256: sha256(sshdDropIn()),
+        secret: false,
+        affects: [],
+      };
       const before = run.changes.length;
       await files(run, shell, m, [...wanted, dropIn], 'sync-trust');
       const sshdChanged = run.changes.slice(before).some((c) => c.what.includes(SSHD_DROP_IN));
@@ -356,7 +460,13 @@ async function syncTrust(run: Run, sh: (m: Machine) => RemoteShell): Promise<voi
       const effective = await shell.exec(['sshd', '-T', '-C', `user=root,host=${others[0]!.name},addr=${others[0]!.address}`]);
       const line = /^authorizedkeysfile (.*)$/m.exec(effective.stdout)?.[1] ?? '';
       if (!line.split(' ').includes(SYNC_PATHS.authorizedKeys))
-        throw new VigilError('APPLY', [problem(`${m.name}, step sync-trust`, `sshd does not read ${SYNC_PATHS.authorizedKeys} (its AuthorizedKeysFile is "${line}"): /etc/ssh/sshd_config sets it before including ${SSHD_DROP_IN}, or does not include sshd_config.d`, `add ${SYNC_PATHS.authorizedKeys} to AuthorizedKeysFile in /etc/ssh/sshd_config on ${m.name}, then run \`vigil apply\` again`)]);
+        throw new VigilError('APPLY', [
+          problem(
+            `${m.name}, step sync-trust`,
+            `sshd does not read ${SYNC_PATHS.authorizedKeys} (its AuthorizedKeysFile is "${line}"): /etc/ssh/sshd_config sets it before including ${SSHD_DROP_IN}, or does not include sshd_config.d`,
+            `add ${SYNC_PATHS.authorizedKeys} to AuthorizedKeysFile in /etc/ssh/sshd_config on ${m.name}, then run \`vigil apply\` again`,
+          ),
+        ]);
       const units = await unitStates(shell, ['ssh.service', 'sshd.service']);
       const unit = [...units].find(([, s]) => s.active)?.[0];
       if (unit) await systemctl(shell, ['reload', unit]);

@@ -38,7 +38,11 @@ interface Result {
 /** Runs `node <file> ...args` with the installed node, from `cwd`, in a bare environment. */
 function run(file: string, args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<Result> {
   return new Promise((done, fail) => {
-    const child = spawn(join(root, VIGIL_INSTALL.node), [join(root, file), ...args], { cwd, env: { PATH: '/usr/bin:/bin', HOME: cwd, LANG: 'C.UTF-8', ...env }, timeout: timeoutMs });
+    const child = spawn(join(root, VIGIL_INSTALL.node), [join(root, file), ...args], {
+      cwd,
+      env: { PATH: '/usr/bin:/bin', HOME: cwd, LANG: 'C.UTF-8', ...env },
+      timeout: timeoutMs,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -89,13 +93,27 @@ after(async () => {
 
 test('the artifact: node, the three bundles, the proto files, a manifest; sorted, with digests and sets', async (t) => {
   const total = artifact.files.reduce((n, f) => n + f.size, 0);
-  t.diagnostic(`${artifact.version} ${artifact.arch}: ${artifact.files.length} files, ${(total / 2 ** 20).toFixed(1)} MiB, built in ${(buildMs / 1000).toFixed(2)} s`);
+  t.diagnostic(
+    `${artifact.version} ${artifact.arch}: ${artifact.files.length} files, ${(total / 2 ** 20).toFixed(1)} MiB, built in ${(buildMs / 1000).toFixed(2)} s`,
+  );
   const targets = artifact.files.map((f) => f.target);
   assert.deepEqual(targets, [...targets].sort());
-  for (const t of [VIGIL_INSTALL.node, VIGIL_INSTALL.entry, VIGIL_INSTALL.receiver, VIGIL_INSTALL.refapp, MANIFEST_TARGET, '/opt/vigil/proto/etcd3/rpc.proto', '/opt/vigil/proto/etcd3/kv.proto', '/opt/vigil/proto/etcd3/auth.proto'])
+  for (const t of [
+    VIGIL_INSTALL.node,
+    VIGIL_INSTALL.entry,
+    VIGIL_INSTALL.receiver,
+    VIGIL_INSTALL.refapp,
+    MANIFEST_TARGET,
+    '/opt/vigil/proto/etcd3/rpc.proto',
+    '/opt/vigil/proto/etcd3/kv.proto',
+    '/opt/vigil/proto/etcd3/auth.proto',
+  ])
     assert.ok(targets.includes(t), `${t} is in the artifact`);
   assert.ok(targets.every((t) => t.startsWith(`${VIGIL_INSTALL.dir}/`)));
-  assert.deepEqual(artifact.files.filter((f) => f.set === 'refapp').map((f) => f.target), [VIGIL_INSTALL.refapp]);
+  assert.deepEqual(
+    artifact.files.filter((f) => f.set === 'refapp').map((f) => f.target),
+    [VIGIL_INSTALL.refapp],
+  );
   const node = artifact.files.find((f) => f.target === VIGIL_INSTALL.node)!;
   assert.equal(node.source, process.execPath);
   assert.equal(node.mode, 0o755);
@@ -108,7 +126,11 @@ test('the artifact: node, the three bundles, the proto files, a manifest; sorted
   });
   assert.equal(artifact.arch, uname);
 
-  const manifest = JSON.parse(await readFile(join(root, MANIFEST_TARGET), 'utf8')) as { version: string; arch: string; files: { target: string; size: number; sha256: string; set: string }[] };
+  const manifest = JSON.parse(await readFile(join(root, MANIFEST_TARGET), 'utf8')) as {
+    version: string;
+    arch: string;
+    files: { target: string; size: number; sha256: string; set: string }[];
+  };
   assert.equal(manifest.version, artifact.version);
   assert.equal(manifest.arch, artifact.arch);
   assert.deepEqual(
@@ -121,7 +143,8 @@ test("the CLI's bundle holds the CLI, agent and observer, and no module of the l
   const inputs = (target: string) => artifact.bundles.find((b) => b.target === target)!.inputs.filter((i) => i.startsWith('src/'));
   const cli = inputs(VIGIL_INSTALL.entry);
   t.diagnostic(`${VIGIL_INSTALL.entry}: ${cli.length} modules of src/`);
-  for (const m of ['src/cli/main.ts', 'src/agent/daemon.ts', 'src/observer/daemon.ts', 'src/apply/apply.ts', 'src/doctor/doctor.ts']) assert.ok(cli.includes(m), `${m} is in the CLI's bundle`);
+  for (const m of ['src/cli/main.ts', 'src/agent/daemon.ts', 'src/observer/daemon.ts', 'src/apply/apply.ts', 'src/doctor/doctor.ts'])
+    assert.ok(cli.includes(m), `${m} is in the CLI's bundle`);
   const outside = (list: string[], re: RegExp) => list.filter((i) => re.test(i));
   assert.deepEqual(outside(cli, /^src\/(lab|refapp|testing)\//), []);
   assert.deepEqual(outside(inputs(VIGIL_INSTALL.receiver), /^src\/(lab|refapp|testing)\//), []);
@@ -199,7 +222,10 @@ test('vigil validate and render work on the example', async () => {
   assert.match(render.stdout, /\d+ files for 5 machines/);
   assert.deepEqual((await readdir(out)).filter((e) => !e.startsWith('.')).sort(), ['app1', 'app2', 'db1', 'db2', 'observer']);
   const written = await readdir(join(out, 'observer'), { recursive: true });
-  assert.ok(written.some((p) => p.endsWith('haproxy.cfg')), `haproxy.cfg among ${written.join(', ')}`);
+  assert.ok(
+    written.some((p) => p.endsWith('haproxy.cfg')),
+    `haproxy.cfg among ${written.join(', ')}`,
+  );
 });
 
 test('vigil status loads etcd3 (its proto files from the artifact) and dials etcd over gRPC', async (t) => {

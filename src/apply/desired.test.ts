@@ -21,7 +21,11 @@ describe('what apply puts on each machine', () => {
   const cluster = clusterFixture('distributed');
   const secrets = secretsFixture();
   const input = { cluster, secrets, clusterText: 'cluster: {}\n', secretsText: JSON.stringify(secrets), artifact };
-  const of = (name: string) => desiredFiles(input, cluster.machines.find((m) => m.name === name)!);
+  const of = (name: string) =>
+    desiredFiles(
+      input,
+      cluster.machines.find((m) => m.name === name)!,
+    );
 
   it('gives the secrets file to observer machines only, and marks every file holding a secret', () => {
     const secretsPath = '/etc/vigil/vigil.secrets.yaml';
@@ -49,25 +53,42 @@ describe('what apply puts on each machine', () => {
   });
 
   it("installs the reference application's bundle only on the app machines that run it", () => {
-    for (const m of ['app1', 'app2']) assert.deepEqual(of(m).find((f) => f.path === VIGIL_INSTALL.refapp)?.affects, [{ unit: UNITS.refapp, action: 'try-restart' }], m);
+    for (const m of ['app1', 'app2'])
+      assert.deepEqual(of(m).find((f) => f.path === VIGIL_INSTALL.refapp)?.affects, [{ unit: UNITS.refapp, action: 'try-restart' }], m);
     for (const m of ['db1', 'observer']) assert.ok(!of(m).some((f) => f.path === VIGIL_INSTALL.refapp), m);
     assert.ok(of('db1').some((f) => f.path === VIGIL_INSTALL.node));
     // An application of its own instead of the reference one: no bundle for it.
-    const own = clusterFixture('distributed', { application: { services: [{ name: 'nginx', unit: UNITS.nginx }, { name: 'app', unit: 'servicedesk.service' }] } });
+    const own = clusterFixture('distributed', {
+      application: {
+        services: [
+          { name: 'nginx', unit: UNITS.nginx },
+          { name: 'app', unit: 'servicedesk.service' },
+        ],
+      },
+    });
     const app1 = own.machines.find((m) => m.name === 'app1')!;
     assert.ok(!desiredFiles({ ...input, cluster: own }, app1).some((f) => f.path === VIGIL_INSTALL.refapp));
   });
 
   it('creates the PostgreSQL state directory for postgres and the synced directories on app machines', () => {
-    const db = desiredDirs(cluster, cluster.machines.find((m) => m.name === 'db1')!);
+    const db = desiredDirs(
+      cluster,
+      cluster.machines.find((m) => m.name === 'db1')!,
+    );
     assert.ok(db.some((d) => d.owner === 'postgres:postgres' && d.mode === 0o700));
-    const app = desiredDirs(cluster, cluster.machines.find((m) => m.name === 'app1')!);
+    const app = desiredDirs(
+      cluster,
+      cluster.machines.find((m) => m.name === 'app1')!,
+    );
     for (const d of cluster.application.syncDirs) assert.ok(app.some((x) => x.path === d));
   });
 
   it('names the packages of each role for apt and dnf', () => {
     const db = cluster.machines.find((m) => m.name === 'db1')!;
-    assert.deepEqual(packagesFor(cluster, db, 'apt'), ['ca-certificates', 'nftables', 'openssl', 'patroni', `postgresql-${cluster.database.postgresVersion}`, 'python3-etcd'].sort());
+    assert.deepEqual(
+      packagesFor(cluster, db, 'apt'),
+      ['ca-certificates', 'nftables', 'openssl', 'patroni', `postgresql-${cluster.database.postgresVersion}`, 'python3-etcd'].sort(),
+    );
     assert.ok(packagesFor(cluster, db, 'dnf').includes(`postgresql${cluster.database.postgresVersion}-server`));
     const observer = cluster.machines.find((m) => m.name === 'observer')!;
     assert.deepEqual(packagesFor(cluster, observer, 'apt'), ['ca-certificates', 'etcd-client', 'etcd-server', 'haproxy', 'openssl', 'socat']);

@@ -90,7 +90,13 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
     out.push({ path, content, mode, owner, secret, sha256: sha256(content), affects: affectsOf(path, m) });
   const secretValues = Object.values(input.secrets).filter((v): v is string => typeof v === 'string' && v.length > 0);
   for (const f of renderMachine(input.cluster, input.secrets, m.name))
-    add(f.path, f.content, f.mode, f.owner.includes(':') ? f.owner : `${f.owner}:${f.owner}`, secretValues.some((v) => f.content.includes(v)));
+    add(
+      f.path,
+      f.content,
+      f.mode,
+      f.owner.includes(':') ? f.owner : `${f.owner}:${f.owner}`,
+      secretValues.some((v) => f.content.includes(v)),
+    );
   add(PATHS.clusterFile, input.clusterText, 0o644, 'root:root');
   if (m.roles.includes('observer')) add(join(ROOTS.etc, basename(input.cluster.secretsFile)), input.secretsText, 0o600, 'root:root', true);
   const daemons = daemonUnits(m);
@@ -100,7 +106,16 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
       if (f.set === 'refapp' && !refapp) continue;
       // The agent runs the reference application where it is active: its new bundle restarts it there only.
       const affects: UnitAction[] = f.set === 'refapp' ? [{ unit: UNITS.refapp, action: 'try-restart' }] : daemons.map((unit) => ({ unit, action: 'restart' }));
-      out.push({ path: f.target, content: { source: f.source, size: f.size }, sha256: f.sha256, mode: f.mode, owner: 'root:root', secret: false, affects, artifact: input.artifact.version });
+      out.push({
+        path: f.target,
+        content: { source: f.source, size: f.size },
+        sha256: f.sha256,
+        mode: f.mode,
+        owner: 'root:root',
+        secret: false,
+        affects,
+        artifact: input.artifact.version,
+      });
     }
   }
   return out;

@@ -72,12 +72,24 @@ export function versionNeedsFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm:
   const pg = cluster.database.postgresVersion;
   const pgdg = pm === 'apt' ? 'the PGDG repository (apt.postgresql.org)' : 'the PGDG repository (download.postgresql.org)';
   const out: VersionNeed[] = [];
-  if (m.roles.includes('etcd')) out.push({ pkg: pm === 'apt' ? 'etcd-server' : 'etcd', component: 'etcd', min: '3.4', source: pm === 'apt' ? "the distribution's backports or an etcd release repository" : 'EPEL' });
+  if (m.roles.includes('etcd'))
+    out.push({
+      pkg: pm === 'apt' ? 'etcd-server' : 'etcd',
+      component: 'etcd',
+      min: '3.4',
+      source: pm === 'apt' ? "the distribution's backports or an etcd release repository" : 'EPEL',
+    });
   if (m.roles.includes('db')) {
     out.push({ pkg: pm === 'apt' ? `postgresql-${pg}` : `postgresql${pg}-server`, component: `PostgreSQL ${pg} (database.postgresVersion)`, source: pgdg });
     out.push({ pkg: 'patroni', component: 'Patroni', min: '3.0', source: pgdg });
   }
-  if (m.roles.includes('proxy')) out.push({ pkg: 'haproxy', component: 'HAProxy', min: '2.6', source: pm === 'apt' ? 'haproxy.debian.net (or Ubuntu\'s vbernat/haproxy PPA)' : "the distribution's AppStream" });
+  if (m.roles.includes('proxy'))
+    out.push({
+      pkg: 'haproxy',
+      component: 'HAProxy',
+      min: '2.6',
+      source: pm === 'apt' ? "haproxy.debian.net (or Ubuntu's vbernat/haproxy PPA)" : "the distribution's AppStream",
+    });
   return out;
 }
 
@@ -110,7 +122,13 @@ export async function packageVersions(shell: RemoteShell, pm: PackageManager, pk
     const known = parseAptPolicy(r.stdout);
     return pkgs.map((pkg) => known.find((k) => k.pkg === pkg) ?? { pkg, installed: null, candidate: null });
   }
-  const lines = async (argv: string[]) => new Map((await shell.exec(argv, { timeoutMs: 60_000 })).stdout.split('\n').map((l) => l.trim().split(' ')).filter((f): f is [string, string] => f.length === 2 && pkgs.includes(f[0]!)));
+  const lines = async (argv: string[]) =>
+    new Map(
+      (await shell.exec(argv, { timeoutMs: 60_000 })).stdout
+        .split('\n')
+        .map((l) => l.trim().split(' '))
+        .filter((f): f is [string, string] => f.length === 2 && pkgs.includes(f[0]!)),
+    );
   const installed = await lines(['rpm', '-q', '--qf', '%{NAME} %{VERSION}\\n', ...pkgs]);
   const available = await lines(['dnf', '-q', 'repoquery', '--latest-limit', '1', '--qf', '%{name} %{version}', ...pkgs]);
   return pkgs.map((pkg) => ({ pkg, installed: installed.get(pkg) ?? null, candidate: available.get(pkg) ?? installed.get(pkg) ?? null }));

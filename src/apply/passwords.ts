@@ -26,11 +26,20 @@ const oddBackslashes = (line: string) => (/\\*$/.exec(line)?.[0].length ?? 0) % 
 
 /** The file's text with `file.key` set to `value`; `changed` false when it already held it. */
 export function withPassword(file: PasswordFile, text: string, value: string): { text: string; changed: boolean } {
-  if (/[\r\n\0]/.test(value)) throw new VigilError('CONFIG_INVALID', [problem(`appDbPassword`, 'the password holds a line break or NUL, which no config file line can carry', 'choose a password without control characters')]);
+  if (/[\r\n\0]/.test(value))
+    throw new VigilError('CONFIG_INVALID', [
+      problem(`appDbPassword`, 'the password holds a line break or NUL, which no config file line can carry', 'choose a password without control characters'),
+    ]);
   const before = comparePasswordFile(file, text, value);
   if (before.status === 'same') return { text, changed: false };
   if (before.status === 'unparseable')
-    throw new VigilError('CONFIG_INVALID', [problem(`${file.path}${before.line ? `:${before.line}` : ''}`, `cannot be read as a ${file.format} file (${before.detail ?? 'parse error'})`, 'fix that line by hand, then run `vigil apply` again')]);
+    throw new VigilError('CONFIG_INVALID', [
+      problem(
+        `${file.path}${before.line ? `:${before.line}` : ''}`,
+        `cannot be read as a ${file.format} file (${before.detail ?? 'parse error'})`,
+        'fix that line by hand, then run `vigil apply` again',
+      ),
+    ]);
   const lines = text.split('\n');
   const newline = file.format === 'properties' ? formatProperties({ [file.key]: value }).trimEnd() : `${file.key}=${shellQuote(value)}`;
   let at: { start: number; end: number; prefix: string } | undefined;

@@ -86,7 +86,13 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     m.roles.includes('db') ? shell.exec(['test', '-e', WATCHDOG_DEVICE], { timeoutMs: 10_000 }).then((r) => r.code === 0) : undefined,
   ]);
   const packageManager = apt ? 'apt' : dnf ? 'dnf' : null;
-  const versions = packageManager ? await packageVersions(shell, packageManager, versionNeedsFor(cluster, m, packageManager).map((n) => n.pkg)) : [];
+  const versions = packageManager
+    ? await packageVersions(
+        shell,
+        packageManager,
+        versionNeedsFor(cluster, m, packageManager).map((n) => n.pkg),
+      )
+    : [];
   const listeners = ss === null ? [] : parseSs(ss);
   // sshd is expected on its port (file sync uses it); any other listener is in the way, unless
   // it is the component's own Vigil unit running there (an earlier apply of this cluster).
@@ -123,7 +129,9 @@ const COMPONENT_UNIT: Partial<Record<string, string>> = {
 
 async function activeUnits(shell: RemoteShell, units: string[]): Promise<Set<string>> {
   if (!units.length) return new Set();
-  const r = await shell.exec(['sh', '-c', 'for u in "$@"; do systemctl is-active --quiet "$u" && echo "$u"; done; true', 'vigil-active', ...units], { timeoutMs: 30_000 });
+  const r = await shell.exec(['sh', '-c', 'for u in "$@"; do systemctl is-active --quiet "$u" && echo "$u"; done; true', 'vigil-active', ...units], {
+    timeoutMs: 30_000,
+  });
   return new Set(r.stdout.split('\n').filter(Boolean));
 }
 
@@ -141,17 +149,55 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
   for (const f of facts) {
     const m = f.machine;
     if (!f.reachable.ok) {
-      add({ severity: 'fail', machine: m, check: 'reachable', what: `cannot run a command: ${f.reachable.error}`, why: 'nothing can be installed on it', fix: 'check that the machine is up and its SSH port open, then run `vigil preflight` again' });
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'reachable',
+        what: `cannot run a command: ${f.reachable.error}`,
+        why: 'nothing can be installed on it',
+        fix: 'check that the machine is up and its SSH port open, then run `vigil preflight` again',
+      });
       continue;
     }
-    if (!f.os) add({ severity: 'fail', machine: m, check: 'os', what: '/etc/os-release is missing', why: 'Vigil installs packages for Debian, Ubuntu and RHEL 9 only', fix: 'use a supported distribution' });
+    if (!f.os)
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'os',
+        what: '/etc/os-release is missing',
+        why: 'Vigil installs packages for Debian, Ubuntu and RHEL 9 only',
+        fix: 'use a supported distribution',
+      });
     else {
       const ok = SUPPORTED[f.os.id]?.(Number.parseFloat(f.os.versionId));
-      if (!ok) add({ severity: 'fail', machine: m, check: 'os', what: `${f.os.pretty} is not supported`, why: 'Vigil installs its packages on Debian 12, Ubuntu 22.04/24.04 and RHEL 9 (and its rebuilds)', fix: 'reinstall the machine with a supported release' });
+      if (!ok)
+        add({
+          severity: 'fail',
+          machine: m,
+          check: 'os',
+          what: `${f.os.pretty} is not supported`,
+          why: 'Vigil installs its packages on Debian 12, Ubuntu 22.04/24.04 and RHEL 9 (and its rebuilds)',
+          fix: 'reinstall the machine with a supported release',
+        });
     }
     if (f.root && f.root.uid !== 0 && !f.root.sudo)
-      add({ severity: 'fail', machine: m, check: 'sudo', what: 'the SSH user is not root and `sudo -n` asks for a password', why: 'installing packages and services needs root', fix: 'add `<user> ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/vigil, or log in as root (`sshUser: root`)' });
-    if (f.packageManager === null) add({ severity: 'fail', machine: m, check: 'packages', what: 'neither apt-get nor dnf is there', why: 'Vigil installs PostgreSQL, Patroni, etcd, HAProxy, nginx and rsync with the distribution\'s package manager', fix: 'use a Debian, Ubuntu or RHEL machine' });
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'sudo',
+        what: 'the SSH user is not root and `sudo -n` asks for a password',
+        why: 'installing packages and services needs root',
+        fix: 'add `<user> ALL=(ALL) NOPASSWD: ALL` in /etc/sudoers.d/vigil, or log in as root (`sshUser: root`)',
+      });
+    if (f.packageManager === null)
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'packages',
+        what: 'neither apt-get nor dnf is there',
+        why: "Vigil installs PostgreSQL, Patroni, etcd, HAProxy, nginx and rsync with the distribution's package manager",
+        fix: 'use a Debian, Ubuntu or RHEL machine',
+      });
     if (f.packageManager) {
       const byMachine = cluster.machines.find((x) => x.name === m);
       for (const need of byMachine ? versionNeedsFor(cluster, byMachine, f.packageManager) : []) {
@@ -190,11 +236,32 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
       }
     }
     if (f.watchdogDevice === false && cluster.database.watchdog === 'required')
-      add({ severity: 'fail', machine: m, check: 'watchdog', what: `database.watchdog is required, but ${m} has no watchdog device (${WATCHDOG_DEVICE})`, why: 'Patroni refuses to become primary where it cannot open the watchdog: this machine could never take over', fix: `on ${m}: \`modprobe softdog && echo softdog > /etc/modules-load.d/softdog.conf\` (or give the virtual machine a watchdog device); or set database.watchdog: off` });
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'watchdog',
+        what: `database.watchdog is required, but ${m} has no watchdog device (${WATCHDOG_DEVICE})`,
+        why: 'Patroni refuses to become primary where it cannot open the watchdog: this machine could never take over',
+        fix: `on ${m}: \`modprobe softdog && echo softdog > /etc/modules-load.d/softdog.conf\` (or give the virtual machine a watchdog device); or set database.watchdog: off`,
+      });
     if (f.watchdogDevice === true && cluster.database.watchdog === 'off')
-      add({ severity: 'warn', machine: m, check: 'watchdog', what: `${m} has a watchdog device (${WATCHDOG_DEVICE}), but database.watchdog is off`, why: 'a primary whose machine hangs is not reset before its lease runs out', fix: 'set database.watchdog: required in vigil.yaml' });
+      add({
+        severity: 'warn',
+        machine: m,
+        check: 'watchdog',
+        what: `${m} has a watchdog device (${WATCHDOG_DEVICE}), but database.watchdog is off`,
+        why: 'a primary whose machine hangs is not reset before its lease runs out',
+        fix: 'set database.watchdog: required in vigil.yaml',
+      });
     for (const b of f.busy ?? [])
-      add({ severity: 'fail', machine: m, check: 'ports', what: `port ${b.port} (${b.what}) is already in use by another program`, why: 'the component Vigil installs there could not listen', fix: `find it with \`ss -ltnp 'sport = :${b.port}'\` on ${m} and stop it, or change the port in vigil.yaml` });
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'ports',
+        what: `port ${b.port} (${b.what}) is already in use by another program`,
+        why: 'the component Vigil installs there could not listen',
+        fix: `find it with \`ss -ltnp 'sport = :${b.port}'\` on ${m} and stop it, or change the port in vigil.yaml`,
+      });
     for (const p of f.ports ?? []) {
       if (p.outcome === 'open' || p.outcome === 'refused') continue; // refused: the path is open, nothing listens yet
       const need = needs.find((r) => r.to === p.to && r.port === p.port);
@@ -207,11 +274,33 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
         fix: `open TCP port ${p.port} on ${p.to} for ${m} (firewall-cmd --add-port=${p.port}/tcp --permanent && firewall-cmd --reload, or ufw allow from ${addressOf.get(m) ?? m} to any port ${p.port})`,
       });
     }
-    if (f.clock && !f.clock.ok) add({ severity: 'warn', machine: m, check: 'clock', what: `could not read the clock: ${f.clock.error}`, why: 'agents and file sync compare times', fix: 'check that `date` works there' });
+    if (f.clock && !f.clock.ok)
+      add({
+        severity: 'warn',
+        machine: m,
+        check: 'clock',
+        what: `could not read the clock: ${f.clock.error}`,
+        why: 'agents and file sync compare times',
+        fix: 'check that `date` works there',
+      });
     else if (f.clock?.ok && Math.abs(f.clock.value.offsetMs) > MAX_SKEW_MS + f.clock.value.uncertaintyMs)
-      add({ severity: 'fail', machine: m, check: 'clock', what: `its clock is ${Math.round(f.clock.value.offsetMs)} ms off this machine's`, why: `file sync's receivers compare wall-clock times within the agents' lease; more than ${MAX_SKEW_MS} ms apart is unsafe`, fix: 'run NTP on every machine (chrony or systemd-timesyncd) against the same servers' });
+      add({
+        severity: 'fail',
+        machine: m,
+        check: 'clock',
+        what: `its clock is ${Math.round(f.clock.value.offsetMs)} ms off this machine's`,
+        why: `file sync's receivers compare wall-clock times within the agents' lease; more than ${MAX_SKEW_MS} ms apart is unsafe`,
+        fix: 'run NTP on every machine (chrony or systemd-timesyncd) against the same servers',
+      });
     if (f.freeBytes !== undefined && f.freeBytes !== null && f.freeBytes < MIN_FREE_BYTES)
-      add({ severity: 'warn', machine: m, check: 'disk', what: `${(f.freeBytes / 2 ** 30).toFixed(1)} GiB free under /var/lib`, why: 'PostgreSQL, etcd and the synced files live there', fix: `free space or grow the file system to at least ${MIN_FREE_BYTES / 2 ** 30} GiB free` });
+      add({
+        severity: 'warn',
+        machine: m,
+        check: 'disk',
+        what: `${(f.freeBytes / 2 ** 30).toFixed(1)} GiB free under /var/lib`,
+        why: 'PostgreSQL, etcd and the synced files live there',
+        fix: `free space or grow the file system to at least ${MIN_FREE_BYTES / 2 ** 30} GiB free`,
+      });
   }
   return out;
 }
@@ -222,10 +311,16 @@ export function formatPreflight(facts: PreflightFacts[], findings: PreflightFind
     const mine = findings.filter((x) => x.machine === f.machine);
     const os = f.os ? f.os.pretty : 'unknown OS';
     const versions = (f.versions ?? []).map((v) => `${v.pkg} ${v.installed ?? (v.candidate ? `${v.candidate} (to install)` : 'unavailable')}`);
-    lines.push(`${f.machine}: ${f.reachable.ok ? [os, f.packageManager ?? 'no package manager', ...versions, `${(f.ports ?? []).length} port path(s) checked`].join(', ') : 'UNREACHABLE'}`);
+    lines.push(
+      `${f.machine}: ${f.reachable.ok ? [os, f.packageManager ?? 'no package manager', ...versions, `${(f.ports ?? []).length} port path(s) checked`].join(', ') : 'UNREACHABLE'}`,
+    );
     for (const x of mine) lines.push(`  ${x.severity.toUpperCase().padEnd(5)} ${x.check}: ${x.what}\n        why: ${x.why}\n        fix: ${x.fix}`);
   }
   const fails = findings.filter((x) => x.severity === 'fail').length;
-  lines.push(fails ? `preflight: ${fails} problem(s) to fix before installing` : `preflight: every machine can take the cluster${findings.length ? ` (${findings.length} warning(s))` : ''}`);
+  lines.push(
+    fails
+      ? `preflight: ${fails} problem(s) to fix before installing`
+      : `preflight: every machine can take the cluster${findings.length ? ` (${findings.length} warning(s))` : ''}`,
+  );
   return lines.join('\n');
 }

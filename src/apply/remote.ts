@@ -29,7 +29,14 @@ export async function fileStates(shell: RemoteShell, paths: string[]): Promise<M
   if (!paths.length) return out;
   const r = await shell.exec(['sh', '-c', STATE_SCRIPT, 'vigil-state', ...paths], { timeoutMs: 120_000 });
   const lines = r.stdout.split('\n').filter((l) => l !== '');
-  if (r.code !== 0 || lines.length !== paths.length) throw new VigilError('REMOTE_COMMAND', [problem(shell.machine, `cannot read the state of its files (exit ${r.code}): ${r.stderr.trim().slice(0, 300)}`, `check that sha256sum and stat work on ${shell.machine}`)]);
+  if (r.code !== 0 || lines.length !== paths.length)
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(
+        shell.machine,
+        `cannot read the state of its files (exit ${r.code}): ${r.stderr.trim().slice(0, 300)}`,
+        `check that sha256sum and stat work on ${shell.machine}`,
+      ),
+    ]);
   paths.forEach((p, i) => {
     const [sha256, mode, owner] = lines[i]!.split(' ');
     out.set(p, sha256 === '-' || !mode || !owner ? null : { sha256: sha256!, mode, owner });
@@ -45,7 +52,10 @@ export async function dirStates(shell: RemoteShell, paths: string[]): Promise<Ma
   if (!paths.length) return out;
   const r = await shell.exec(['sh', '-c', DIR_SCRIPT, 'vigil-dirs', ...paths], { timeoutMs: 30_000 });
   const lines = r.stdout.split('\n').filter((l) => l !== '');
-  if (r.code !== 0 || lines.length !== paths.length) throw new VigilError('REMOTE_COMMAND', [problem(shell.machine, `cannot read the state of its directories (exit ${r.code})`, `check that stat works on ${shell.machine}`)]);
+  if (r.code !== 0 || lines.length !== paths.length)
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(shell.machine, `cannot read the state of its directories (exit ${r.code})`, `check that stat works on ${shell.machine}`),
+    ]);
   paths.forEach((p, i) => {
     const [mode, owner] = lines[i]!.split(' ');
     out.set(p, mode === '-' || !owner ? null : { mode: mode!, owner });
@@ -54,7 +64,12 @@ export async function dirStates(shell: RemoteShell, paths: string[]): Promise<Ma
 }
 
 /** A GET (or another method without a body) made from the machine itself; `status` 0 when nothing answered. */
-export async function remoteGet(shell: RemoteShell, url: string, timeoutMs = 3000, method: 'GET' | 'OPTIONS' = 'GET'): Promise<{ status: number; body: string; error?: string }> {
+export async function remoteGet(
+  shell: RemoteShell,
+  url: string,
+  timeoutMs = 3000,
+  method: 'GET' | 'OPTIONS' = 'GET',
+): Promise<{ status: number; body: string; error?: string }> {
   const script = `fetch(process.argv[1],{method:process.argv[2],signal:AbortSignal.timeout(${timeoutMs})}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:'',error:String(e.cause?.code??e.name??e)})))`;
   const r = await shell.exec([VIGIL_INSTALL.node, '-e', script, url, method], { timeoutMs: timeoutMs + 10_000 });
   try {
@@ -72,11 +87,13 @@ export async function remoteGet(shell: RemoteShell, url: string, timeoutMs = 300
  */
 export function remotePatroni(shell: RemoteShell): PatroniTransport {
   return async (req) => {
-    if (req.method === 'POST' || Object.keys(req.headers).length) throw new Error(`remotePatroni carries reads only, not ${req.method} ${req.url} with headers`);
+    if (req.method === 'POST' || Object.keys(req.headers).length)
+      throw new Error(`remotePatroni carries reads only, not ${req.method} ${req.url} with headers`);
     const r = await remoteGet(shell, req.url, req.timeoutMs, req.method);
     if (r.status !== 0) return { status: r.status, body: r.body };
     const check = `check that Patroni runs there and that ${shell.machine} reaches ${new URL(req.url).host}`;
-    if (r.error === 'TimeoutError') throw new PatroniError('PATRONI_TIMEOUT', req.url, `no answer within ${req.timeoutMs} ms (asked from ${shell.machine})`, check);
+    if (r.error === 'TimeoutError')
+      throw new PatroniError('PATRONI_TIMEOUT', req.url, `no answer within ${req.timeoutMs} ms (asked from ${shell.machine})`, check);
     throw new PatroniError('PATRONI_UNREACHABLE', req.url, `no answer (asked from ${shell.machine}): ${r.error ?? 'unknown'}`, check);
   };
 }
@@ -92,12 +109,17 @@ export interface UnitState {
 export async function unitStates(shell: RemoteShell, units: string[]): Promise<Map<string, UnitState>> {
   const out = new Map<string, UnitState>();
   if (!units.length) return out;
-  const script = 'for u in "$@"; do a=$(systemctl is-active "$u" 2>/dev/null); e=$(systemctl is-enabled "$u" 2>/dev/null); echo "$u ${a:-unknown} ${e:-not-found}"; done';
+  const script =
+    'for u in "$@"; do a=$(systemctl is-active "$u" 2>/dev/null); e=$(systemctl is-enabled "$u" 2>/dev/null); echo "$u ${a:-unknown} ${e:-not-found}"; done';
   const r = await shell.exec(['sh', '-c', script, 'vigil-units', ...units], { timeoutMs: 60_000 });
   for (const line of r.stdout.split('\n')) {
     const [unit, active, enabled] = line.trim().split(/\s+/);
     if (!unit || !units.includes(unit)) continue;
-    out.set(unit, { active: active === 'active' || active === 'reloading', enabled: enabled === 'enabled' || enabled === 'enabled-runtime', exists: enabled !== 'not-found' && enabled !== '' });
+    out.set(unit, {
+      active: active === 'active' || active === 'reloading',
+      enabled: enabled === 'enabled' || enabled === 'enabled-runtime',
+      exists: enabled !== 'not-found' && enabled !== '',
+    });
   }
   for (const u of units) if (!out.has(u)) out.set(u, { active: false, enabled: false, exists: false });
   return out;
@@ -108,7 +130,13 @@ export async function systemctl(shell: RemoteShell, args: string[], timeoutMs = 
   const r = await shell.exec(['systemctl', ...args], { timeoutMs });
   if (r.code !== 0) {
     const unit = args.find((a) => a.endsWith('.service')) ?? args.join(' ');
-    throw new VigilError('REMOTE_COMMAND', [problem(`${shell.machine} ${unit}`, `\`systemctl ${args.join(' ')}\` failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`, `read \`journalctl -u ${unit} -n 50\` on ${shell.machine}, fix the cause and run \`vigil apply\` again`)]);
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(
+        `${shell.machine} ${unit}`,
+        `\`systemctl ${args.join(' ')}\` failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`,
+        `read \`journalctl -u ${unit} -n 50\` on ${shell.machine}, fix the cause and run \`vigil apply\` again`,
+      ),
+    ]);
   }
 }
 
@@ -120,7 +148,8 @@ const RUNTIME_SCRIPT =
 export function remoteRuntime(shell: RemoteShell): HaproxyRuntime {
   return new HaproxyRuntime(async (cmd) => {
     const r = await shell.exec([VIGIL_INSTALL.node, '-e', RUNTIME_SCRIPT, PATHS.haproxySocket, cmd], { timeoutMs: 15_000 });
-    if (r.code !== 0) throw new RuntimeApiError(`HAProxy runtime API on ${shell.machine} (${PATHS.haproxySocket}): ${r.stderr.trim() || `exit ${r.code}`}`, true);
+    if (r.code !== 0)
+      throw new RuntimeApiError(`HAProxy runtime API on ${shell.machine} (${PATHS.haproxySocket}): ${r.stderr.trim() || `exit ${r.code}`}`, true);
     return r.stdout;
   });
 }
@@ -135,6 +164,8 @@ const ROLE_SCRIPT =
  */
 export async function agentRole(shell: RemoteShell, m: Machine): Promise<number> {
   const pki = pkiPaths(m.name, PATHS.pkiDir);
-  const r = await shell.exec([VIGIL_INSTALL.node, '-e', ROLE_SCRIPT, `https://${m.address}:${AGENT_PORT}/role`, pki.ca, pki.cert, pki.key], { timeoutMs: 15_000 });
+  const r = await shell.exec([VIGIL_INSTALL.node, '-e', ROLE_SCRIPT, `https://${m.address}:${AGENT_PORT}/role`, pki.ca, pki.cert, pki.key], {
+    timeoutMs: 15_000,
+  });
   return Number(r.stdout.trim()) || 0;
 }

@@ -9,7 +9,21 @@ import type { RemoteShell } from '../remote/types.ts';
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import type { UnitAction } from './desired.ts';
 
-export type ApplyStep = 'connect' | 'preflight' | 'packages' | 'distro-services' | 'directories' | 'files' | 'certificates' | 'tls' | 'passwords' | 'sync-keys' | 'sync-trust' | 'services' | 'database' | 'verify';
+export type ApplyStep =
+  | 'connect'
+  | 'preflight'
+  | 'packages'
+  | 'distro-services'
+  | 'directories'
+  | 'files'
+  | 'certificates'
+  | 'tls'
+  | 'passwords'
+  | 'sync-keys'
+  | 'sync-trust'
+  | 'services'
+  | 'database'
+  | 'verify';
 
 export interface Change {
   machine: string;
@@ -90,6 +104,8 @@ export async function step<T>(machine: string, name: ApplyStep, fn: () => Promis
 /** Runs fn for every machine at once; every failure is reported, not only the first. */
 export async function eachMachine(machines: Machine[], fn: (m: Machine) => Promise<void>): Promise<void> {
   const results = await Promise.allSettled(machines.map(fn));
-  const problems = results.flatMap((r) => (r.status === 'rejected' ? (r.reason instanceof VigilError ? r.reason.problems : [problem('apply', String(r.reason), 'run `vigil apply` again')]) : []));
+  const problems = results.flatMap((r) =>
+    r.status === 'rejected' ? (r.reason instanceof VigilError ? r.reason.problems : [problem('apply', String(r.reason), 'run `vigil apply` again')]) : [],
+  );
   if (problems.length) throw new VigilError('APPLY', problems, { cause: results.find((r) => r.status === 'rejected')?.reason });
 }

@@ -73,7 +73,9 @@ function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShe
   return {
     restart: async (m) => {
       await systemctl(sh(m), ['restart', UNITS.etcd]);
-      await waitUntil(`${m.name}'s etcd member healthy again`, m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`)`, async () => ((await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined));
+      await waitUntil(`${m.name}'s etcd member healthy again`, m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`)`, async () =>
+        (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
+      );
     },
   };
 }
@@ -97,7 +99,12 @@ function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number)
     restart: async (m) => {
       const active = (roles.get(m.name) ?? (await roleOf(m))) === 200;
       const held = active ? proxies : [];
-      if (held.length) run.note(m.name, 'services', `HAProxy's health check of ${m.name} paused on ${held.map((p) => p.name).join(', ')} while the active machine's agent restarts`);
+      if (held.length)
+        run.note(
+          m.name,
+          'services',
+          `HAProxy's health check of ${m.name} paused on ${held.map((p) => p.name).join(', ')} while the active machine's agent restarts`,
+        );
       const paused: Machine[] = [];
       try {
         for (const p of held) {
@@ -121,7 +128,17 @@ async function resumeChecks(proxy: Machine, server: string, sh: (m: Machine) => 
   try {
     await remoteRuntime(sh(proxy)).enableHealth(APP_BACKEND, server);
   } catch (err) {
-    throw new VigilError('APPLY', [problem(`${proxy.name}, step services`, `cannot resume HAProxy's health check of ${server}: ${(err as Error).message}`, `run \`vigil apply\` again, which resumes every paused check (\`vigil doctor\` reports them)`)], { cause: err });
+    throw new VigilError(
+      'APPLY',
+      [
+        problem(
+          `${proxy.name}, step services`,
+          `cannot resume HAProxy's health check of ${server}: ${(err as Error).message}`,
+          `run \`vigil apply\` again, which resumes every paused check (\`vigil doctor\` reports them)`,
+        ),
+      ],
+      { cause: err },
+    );
   }
 }
 
@@ -144,7 +161,10 @@ async function pausedChecks(run: Run, sh: (m: Machine) => RemoteShell): Promise<
 async function touchAppUnits(run: Run, sh: (m: Machine) => RemoteShell, m: Machine): Promise<void> {
   const asked = (run.pending.get(m.name) ?? []).filter((a) => a.action === 'try-restart' || a.action === 'try-reload');
   if (!asked.length) return;
-  const states = await unitStates(sh(m), asked.map((a) => a.unit));
+  const states = await unitStates(
+    sh(m),
+    asked.map((a) => a.unit),
+  );
   for (const a of asked) {
     if (!states.get(a.unit)?.active) continue;
     const verb = a.action === 'try-reload' ? 'reload' : 'restart';
@@ -165,7 +185,14 @@ function unlessSilent<T, U>(p: Promise<T>, otherwise: U): Promise<T | U> {
   });
 }
 
-async function waitUntil<T>(what: string, machine: string, waitMs: number, fix: string, probe: () => Promise<T | undefined>, stepName: ApplyStep = 'services'): Promise<T> {
+async function waitUntil<T>(
+  what: string,
+  machine: string,
+  waitMs: number,
+  fix: string,
+  probe: () => Promise<T | undefined>,
+  stepName: ApplyStep = 'services',
+): Promise<T> {
   try {
     return await waitFor(what, probe, waitMs, 500);
   } catch (err) {
@@ -176,9 +203,12 @@ async function waitUntil<T>(what: string, machine: string, waitMs: number, fix: 
 export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
   const { cluster, dryRun } = run.o;
   const waitMs = run.o.waitMs ?? 180_000;
-  await eachMachine(cluster.machines.filter((m) => run.unitFilesChanged.has(m.name)), async (m) => {
-    if (!dryRun) await step(m.name, 'services', () => systemctl(sh(m), ['daemon-reload']));
-  });
+  await eachMachine(
+    cluster.machines.filter((m) => run.unitFilesChanged.has(m.name)),
+    async (m) => {
+      if (!dryRun) await step(m.name, 'services', () => systemctl(sh(m), ['daemon-reload']));
+    },
+  );
   const etcd = withRole(cluster, 'etcd');
   const db = withRole(cluster, 'db');
   const proxies = withRole(cluster, 'proxy');
@@ -188,8 +218,12 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probe, waitMs));
   if (!dryRun)
     for (const m of etcd)
-      await waitUntil('etcd answering healthy', m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`); every etcd member must reach the others on port 2380`, async () =>
-        (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
+      await waitUntil(
+        'etcd answering healthy',
+        m.name,
+        waitMs,
+        `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`); every etcd member must reach the others on port 2380`,
+        async () => ((await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined),
       );
   await converge(run, sh, db, UNITS.patroni);
   // Patroni asked from the probe machine, each call with remoteGet's deadline.
@@ -200,19 +234,39 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   };
   let primary: Machine | undefined;
   if (db.length) {
-    primary = dryRun ? await findPrimary() : await waitUntil('a PostgreSQL primary (Patroni)', db[0]!.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on ${db.map((m) => m.name).join(', ')}`, findPrimary);
+    primary = dryRun
+      ? await findPrimary()
+      : await waitUntil(
+          'a PostgreSQL primary (Patroni)',
+          db[0]!.name,
+          waitMs,
+          `read \`journalctl -u ${UNITS.patroni}\` on ${db.map((m) => m.name).join(', ')}`,
+          findPrimary,
+        );
     if (primary && !dryRun) run.note(primary.name, 'services', 'PostgreSQL primary');
   }
   await converge(run, sh, proxies, UNITS.haproxy);
   await database(run, sh, primary, waitMs);
   if (!dryRun && primary && cluster.database.replication === 'synchronous' && db.length > 1)
-    await waitUntil('a synchronous standby', primary.name, waitMs, `read \`journalctl -u ${UNITS.patroni}\` on the replicas; they must reach ${primary.name}:5432`, async () => {
-      const view = await unlessSilent(patroni(primary!).cluster({ timeoutMs: 3000 }), undefined);
-      return view?.members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
-    });
+    await waitUntil(
+      'a synchronous standby',
+      primary.name,
+      waitMs,
+      `read \`journalctl -u ${UNITS.patroni}\` on the replicas; they must reach ${primary.name}:5432`,
+      async () => {
+        const view = await unlessSilent(patroni(primary!).cluster({ timeoutMs: 3000 }), undefined);
+        return view?.members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
+      },
+    );
   for (const m of withRole(cluster, 'app')) await step(m.name, 'services', () => touchAppUnits(run, sh, m));
   await pausedChecks(run, sh);
-  await converge(run, sh, cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')), UNITS.agent, agentRolling(run, sh, waitMs));
+  await converge(
+    run,
+    sh,
+    cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')),
+    UNITS.agent,
+    agentRolling(run, sh, waitMs),
+  );
   await converge(run, sh, withRole(cluster, 'observer'), UNITS.observer);
 }
 
@@ -236,7 +290,14 @@ async function database(run: Run, sh: (m: Machine) => RemoteShell, primary: Mach
     // plan looks once; apply waits for it.
     const state = dryRun
       ? await readAppDbState(shell, cluster)
-      : await waitUntil(`PostgreSQL on ${primary.name} answering on its local socket`, primary.name, waitMs, `read the PostgreSQL log on ${primary.name}`, () => readAppDbState(shell, cluster).catch(() => undefined), 'database');
+      : await waitUntil(
+          `PostgreSQL on ${primary.name} answering on its local socket`,
+          primary.name,
+          waitMs,
+          `read the PostgreSQL log on ${primary.name}`,
+          () => readAppDbState(shell, cluster).catch(() => undefined),
+          'database',
+        );
     const differences = appDbDifferences(state, cluster, secrets);
     for (const d of differences) run.change(primary.name, 'database', d);
     if (differences.length && !dryRun) await ensureAppDb(shell, cluster, secrets, state);
@@ -250,7 +311,14 @@ export async function verify(run: Run, sh: (m: Machine) => RemoteShell): Promise
   if (run.o.dryRun || !proxy || !withRole(cluster, 'app').length) return false;
   const url = `http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`;
   await step(proxy.name, 'verify', () =>
-    waitUntil(`the application answering ${url}`, proxy.name, run.o.waitMs ?? 180_000, 'run `vigil doctor` to see which part is missing', async () => ((await remoteGet(sh(probeMachine(cluster)), url)).status === 200 ? true : undefined), 'verify'),
+    waitUntil(
+      `the application answering ${url}`,
+      proxy.name,
+      run.o.waitMs ?? 180_000,
+      'run `vigil doctor` to see which part is missing',
+      async () => ((await remoteGet(sh(probeMachine(cluster)), url)).status === 200 ? true : undefined),
+      'verify',
+    ),
   );
   run.note(proxy.name, 'verify', `${url} answers 200 through HAProxy`);
   return true;

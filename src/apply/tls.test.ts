@@ -19,7 +19,10 @@ describe('the certificate bundle for :443', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vigil-tls-apply-'));
     ca = await createClusterCa({ clusterName: 'servicedesk' });
-    cluster = { ...clusterFixture('distributed', { proxy: { tlsBundle: join(dir, 'proxy.pem'), tlsDnsNames: ['servicedesk.example.com'] } }), source: join(dir, 'vigil.yaml') };
+    cluster = {
+      ...clusterFixture('distributed', { proxy: { tlsBundle: join(dir, 'proxy.pem'), tlsDnsNames: ['servicedesk.example.com'] } }),
+      source: join(dir, 'vigil.yaml'),
+    };
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -36,7 +39,7 @@ describe('the certificate bundle for :443', () => {
 
   it('a key others can read, a key of another certificate and a missing file are refused with the file and the fix, never the key', async () => {
     const other = await issueCertificate(ca, { commonName: 'other', ipAddresses: ['10.0.0.99'], usage: 'server' });
-    await writeFile(join(dir, 'open.key'), (await readFile(join(dir, 'site.key'), 'utf8')), { mode: 0o644 });
+    await writeFile(join(dir, 'open.key'), await readFile(join(dir, 'site.key'), 'utf8'), { mode: 0o644 });
     await chmod(join(dir, 'open.key'), 0o644);
     const open = await rejectionOf(ownBundle(withOwn('site.crt', 'open.key')));
     assert.equal(open.code, 'TLS_BUNDLE');

@@ -40,14 +40,30 @@ export async function ownBundle(cluster: Cluster, now: Date = new Date()): Promi
       return await readFile(path, 'utf8');
     } catch (err) {
       const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      throw new VigilError('TLS_BUNDLE', [problem(path, missing ? `${what} does not exist` : `${what} cannot be read`, missing ? `put it there, or correct proxy.${field} in ${cluster.source}` : `check the permissions of ${path}`)], { cause: err });
+      throw new VigilError(
+        'TLS_BUNDLE',
+        [
+          problem(
+            path,
+            missing ? `${what} does not exist` : `${what} cannot be read`,
+            missing ? `put it there, or correct proxy.${field} in ${cluster.source}` : `check the permissions of ${path}`,
+          ),
+        ],
+        { cause: err },
+      );
     }
   };
   const certText = await read(certPath, 'the certificate file (proxy.tlsCertificate)', 'tlsCertificate');
   const mode = (await stat(keyPath).catch(() => undefined))?.mode;
   // Checked before reading: a key others can read must be treated as leaked.
   if (mode !== undefined && (mode & 0o077) !== 0)
-    throw new VigilError('TLS_BUNDLE', [problem(keyPath, `the private key file has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: group or others can read it`, `chmod 600 ${keyPath} (and consider the key compromised if others had access)`)]);
+    throw new VigilError('TLS_BUNDLE', [
+      problem(
+        keyPath,
+        `the private key file has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: group or others can read it`,
+        `chmod 600 ${keyPath} (and consider the key compromised if others had access)`,
+      ),
+    ]);
   const keyText = await read(keyPath, 'the private key file (proxy.tlsKey)', 'tlsKey');
   const text = pemBundle(certText, keyText);
   checkTlsBundleText(text, `${certPath} with ${keyPath}`, now);
@@ -76,7 +92,9 @@ export async function remoteKeyMatches(shell: RemoteShell, path: string, x: X509
   const pub = await shell.exec(['openssl', 'pkey', '-in', path, '-pubout']);
   if (pub.code !== 0) return false;
   try {
-    return createPublicKey(pub.stdout).export({ type: 'spki', format: 'der' }).equals(x.publicKey.export({ type: 'spki', format: 'der' }));
+    return createPublicKey(pub.stdout)
+      .export({ type: 'spki', format: 'der' })
+      .equals(x.publicKey.export({ type: 'spki', format: 'der' }));
   } catch {
     return false;
   }
@@ -103,7 +121,11 @@ export async function siteBundleState(shell: RemoteShell, cluster: Cluster, ca: 
   }
   const unusable = (what: string) =>
     new VigilError('TLS_BUNDLE', [
-      problem(`${shell.machine} ${path}`, `${what}; it was not made by apply (the cluster CA did not issue it), so apply leaves it alone`, `remove it so apply issues one from the cluster CA, or give your certificate and key as proxy.tlsCertificate and proxy.tlsKey in ${cluster.source}; then run \`vigil apply\` again`),
+      problem(
+        `${shell.machine} ${path}`,
+        `${what}; it was not made by apply (the cluster CA did not issue it), so apply leaves it alone`,
+        `remove it so apply issues one from the cluster CA, or give your certificate and key as proxy.tlsCertificate and proxy.tlsKey in ${cluster.source}; then run \`vigil apply\` again`,
+      ),
     ]);
   if (!x) throw unusable('the bundle holds no certificate openssl can read');
   if (!issuedByCa(x, ca)) {
@@ -116,7 +138,8 @@ export async function siteBundleState(shell: RemoteShell, cluster: Cluster, ca: 
   const want = siteNames(cluster);
   const lacks = [...want.ipAddresses.filter((a) => !info.ipAddresses.includes(a)), ...want.dnsNames.filter((d) => !info.dnsNames.includes(d))];
   if (lacks.length) return { kind: 'reissue', reason: `it does not name ${lacks.join(', ')}` };
-  if (info.notAfter.getTime() - now.getTime() < RENEW_BEFORE_MS) return { kind: 'reissue', reason: `it expires on ${info.notAfter.toISOString().slice(0, 10)}` };
+  if (info.notAfter.getTime() - now.getTime() < RENEW_BEFORE_MS)
+    return { kind: 'reissue', reason: `it expires on ${info.notAfter.toISOString().slice(0, 10)}` };
   if (!(await remoteKeyMatches(shell, path, x))) return { kind: 'reissue', reason: 'its key does not match the certificate' };
   return { kind: 'current' };
 }

@@ -6,7 +6,7 @@ export function registerDaemons(program: Command): void {
   program
     .command('agent')
     .description('the node agent of an app or db machine (runs as a service)')
-    .requiredOption('--node <name>', 'this machine\'s name in the cluster file')
+    .requiredOption('--node <name>', "this machine's name in the cluster file")
     .option('--cluster <file>', 'cluster file', PATHS.clusterFile)
     .action(async (o: { node: string; cluster: string }) => {
       const { runAgent } = await import('../agent/daemon.ts');
@@ -17,7 +17,7 @@ export function registerDaemons(program: Command): void {
   program
     .command('observer')
     .description('the observer: watches the app machines and fails over (runs as a service on observer machines)')
-    .requiredOption('--node <name>', 'this machine\'s name in the cluster file')
+    .requiredOption('--node <name>', "this machine's name in the cluster file")
     .option('--cluster <file>', 'cluster file', PATHS.clusterFile)
     .action(async (o: { node: string; cluster: string }) => {
       const { runObserver } = await import('../observer/daemon.ts');

@@ -10,7 +10,10 @@ interface ApplyCliOptions {
 
 async function runApply(o: ApplyCliOptions, dryRun: boolean): Promise<number> {
   const wait = Number(o.waitSeconds);
-  if (!Number.isInteger(wait) || wait < 10) throw new VigilError('USAGE', [problem('--wait-seconds', `"${o.waitSeconds}" is not a whole number of seconds of at least 10`, 'pass e.g. --wait-seconds 300')]);
+  if (!Number.isInteger(wait) || wait < 10)
+    throw new VigilError('USAGE', [
+      problem('--wait-seconds', `"${o.waitSeconds}" is not a whole number of seconds of at least 10`, 'pass e.g. --wait-seconds 300'),
+    ]);
   const { dirname, join } = await import('node:path');
   const { loadCluster, loadSecrets } = await import('../config/load.ts');
   const { openClusterSsh, sshFiles } = await import('../remote/ssh.ts');
@@ -35,7 +38,12 @@ async function runApply(o: ApplyCliOptions, dryRun: boolean): Promise<number> {
 }
 
 const COMMANDS = [
-  { name: 'apply', dryRun: false, description: 'bring every machine to what the cluster file describes, over SSH: preflight, packages, files, certificates, passwords, file-sync keys, services; a re-run changes only what differs' },
+  {
+    name: 'apply',
+    dryRun: false,
+    description:
+      'bring every machine to what the cluster file describes, over SSH: preflight, packages, files, certificates, passwords, file-sync keys, services; a re-run changes only what differs',
+  },
   { name: 'plan', dryRun: true, description: 'show what `vigil apply` would change on every machine, changing nothing' },
 ];
 

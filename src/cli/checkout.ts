@@ -29,7 +29,11 @@ export interface CheckoutExtras {
 export function requireLab(lab: LabTarget | undefined): LabTarget {
   if (lab) return lab;
   throw new VigilError('USAGE', [
-    problem('--lab', 'works only from a Vigil checkout: this `vigil` is the installed artifact, which carries no lab', 'run the command from the checkout that runs the lab (`npx vigil ... --lab`), or name the cluster file with -c'),
+    problem(
+      '--lab',
+      'works only from a Vigil checkout: this `vigil` is the installed artifact, which carries no lab',
+      'run the command from the checkout that runs the lab (`npx vigil ... --lab`), or name the cluster file with -c',
+    ),
   ]);
 }
 

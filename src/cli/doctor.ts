@@ -11,7 +11,9 @@ const ms = (v: string): number => {
 export function registerDoctor(program: Command, lab?: LabTarget): void {
   const cmd = program
     .command('doctor')
-    .description('check every machine: ports, services, ownership, etcd, Patroni, HAProxy, certificates, passwords, clocks, disks, versions; each finding with its fix')
+    .description(
+      'check every machine: ports, services, ownership, etcd, Patroni, HAProxy, certificates, passwords, clocks, disks, versions; each finding with its fix',
+    )
     .option('-c, --config <file>', 'cluster file (its pki/ directory holds the admin certificate; SSH trust files beside it)', 'vigil.yaml')
     .option('--json', 'machine-readable report')
     .option('--strict', 'warnings make the exit status non-zero too')

@@ -8,7 +8,14 @@ const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 async function readStdin(): Promise<string> {
   // On a terminal this would wait for an end of file nobody types: the password must be piped in.
-  if (process.stdin.isTTY) throw new VigilError('USAGE', [problem('--ssh-password-stdin', 'stdin is a terminal', 'pipe the password in: `--ssh-password-stdin < password-file`, or leave the flag out and answer the question')]);
+  if (process.stdin.isTTY)
+    throw new VigilError('USAGE', [
+      problem(
+        '--ssh-password-stdin',
+        'stdin is a terminal',
+        'pipe the password in: `--ssh-password-stdin < password-file`, or leave the flag out and answer the question',
+      ),
+    ]);
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
@@ -17,7 +24,9 @@ async function readStdin(): Promise<string> {
 export function registerInit(program: Command): void {
   program
     .command('init')
-    .description('write vigil.yaml, the secrets file, the cluster CA and the admin SSH key; pin every machine\'s SSH host key (questions on a terminal, or --answers)')
+    .description(
+      "write vigil.yaml, the secrets file, the cluster CA and the admin SSH key; pin every machine's SSH host key (questions on a terminal, or --answers)",
+    )
     .option('--answers <file>', 'answers file (YAML, see docs/init.md); mode 600 when it holds passwords')
     .option('-d, --dir <dir>', 'directory to write into', '.')
     .option('--force', 'replace the files of an earlier init (they are kept in a backup directory): a new CA, admin key and passwords')

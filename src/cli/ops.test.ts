@@ -55,9 +55,25 @@ test('etcd failing in the middle of `vigil switchover`: the etcd code and its fi
   // An observer that leads but never answers: the command sends its request and waits.
   const lead = await store.campaign('observer-test', 'observer', 10);
   await new Promise<void>((resolve) => (lead.isLeader() ? resolve() : lead.onElected(() => resolve())));
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(0, 1).concat(process.argv.slice(1)));`, 'vigil', 'switchover', '--to', 'app2', '-c', join(dir, 'vigil.yaml')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `const { main } = await import(${JSON.stringify(MAIN)}); process.exitCode = await main(process.argv.slice(0, 1).concat(process.argv.slice(1)));`,
+      'vigil',
+      'switchover',
+      '--to',
+      'app2',
+      '-c',
+      join(dir, 'vigil.yaml'),
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

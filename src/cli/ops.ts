@@ -14,10 +14,11 @@ interface TargetFlags {
 
 export function registerOps(program: Command, lab?: LabTarget): void {
   /** Every operator command reads the cluster file (or the lab's) the same way. */
-  const target = (cmd: Command): Command => labOption(cmd.option('-c, --config <file>', 'cluster file (its pki/ directory holds the admin certificate)', 'vigil.yaml'), lab);
+  const target = (cmd: Command): Command =>
+    labOption(cmd.option('-c, --config <file>', 'cluster file (its pki/ directory holds the admin certificate)', 'vigil.yaml'), lab);
   const opts = (o: TargetFlags): OpsOptions => (o.lab ? requireLab(lab).ops : { config: o.config });
 
-  target(program.command('status').description('every machine\'s role, health and lag; the active node and epoch; maintenance; last events'))
+  target(program.command('status').description("every machine's role, health and lag; the active node and epoch; maintenance; last events"))
     .option('--json', 'machine-readable output')
     .option('-n, --events <count>', 'how many recent events to show', '5')
     .action(async (o: TargetFlags & { json?: boolean; events: string }) => {
@@ -26,7 +27,9 @@ export function registerOps(program: Command, lab?: LabTarget): void {
       say(o.json ? JSON.stringify(s, null, 2) : formatStatus(s));
     });
 
-  target(program.command('switchover').description('planned move of the application (and in pair the database primary) to a standby; a brief pause, no lost write'))
+  target(
+    program.command('switchover').description('planned move of the application (and in pair the database primary) to a standby; a brief pause, no lost write'),
+  )
     .option('--to <node>', 'the app machine to move to (default: the first ready standby)')
     .action(async (o: TargetFlags & { to?: string }) => {
       const { sendRequest } = await import('../ops/requests.ts');
@@ -48,7 +51,11 @@ export function registerOps(program: Command, lab?: LabTarget): void {
     .action(async (state: 'on' | 'off', o: TargetFlags & { reason: string }) => {
       const { setMaintenance } = await import('../ops/requests.ts');
       const changed = await (await ops()).withOps(opts(o), (ctx) => setMaintenance(ctx, state === 'on', o.reason));
-      say(state === 'on' ? `maintenance on${changed ? '' : ' (it already was)'}: the observer takes no action until \`vigil maintenance off\`` : `maintenance off${changed ? '' : ' (it already was)'}: the observer acts again`);
+      say(
+        state === 'on'
+          ? `maintenance on${changed ? '' : ' (it already was)'}: the observer takes no action until \`vigil maintenance off\``
+          : `maintenance off${changed ? '' : ' (it already was)'}: the observer acts again`,
+      );
     });
 
   target(program.command('events').description('what happened: failovers, fencing, machines lost and back, maintenance'))
@@ -76,4 +83,3 @@ export function registerOps(program: Command, lab?: LabTarget): void {
       }
     });
 }
-

@@ -16,7 +16,11 @@ export function registerRender(program: Command): void {
     .option('--patroni-version <version>', 'Patroni version on the db machines (3.2+ has higher timer minimums)')
     .action(async (opts: { config: string; out: string; patroniVersion?: string }) => {
       // Loaded on use, so commands that need none of this start faster.
-      const [{ loadCluster, loadSecrets }, { renderAll }, { writeRendered }] = await Promise.all([import('../config/load.ts'), import('../render/index.ts'), import('../render/write.ts')]);
+      const [{ loadCluster, loadSecrets }, { renderAll }, { writeRendered }] = await Promise.all([
+        import('../config/load.ts'),
+        import('../render/index.ts'),
+        import('../render/write.ts'),
+      ]);
       const cluster = await loadCluster(opts.config);
       const secrets = await loadSecrets(cluster);
       const files = renderAll(cluster, secrets, { patroniVersion: opts.patroniVersion });

@@ -41,7 +41,10 @@ async function withCluster(example: string, body: (file: string) => Promise<void
 test('validate prints a one-paragraph summary', async () => {
   await withCluster('pair.yaml', async (file) => {
     const out = await run(file);
-    assert.match(out, /is valid: cluster servicedesk, topology pair, 3 machines: observer 10\.0\.0\.10 \(etcd, proxy, observer\), app1 10\.0\.0\.11 \(app, db\)/);
+    assert.match(
+      out,
+      /is valid: cluster servicedesk, topology pair, 3 machines: observer 10\.0\.0\.10 \(etcd, proxy, observer\), app1 10\.0\.0\.11 \(app, db\)/,
+    );
     assert.match(out, /1 etcd member \(observer\), surviving 0 member failures/);
     assert.match(out, /synchronous replication/);
     assert.equal(out.trim().split('\n').length, 1);

@@ -30,10 +30,7 @@ export const smtpSchema = z
   .strictObject({
     host: z.string().min(1).describe('SMTP relay host name or address.'),
     port: z.number().int().min(1).max(65535).default(25).describe('SMTP port (default 25; 587 for submission, 465 with `secure: true`).'),
-    secure: z
-      .boolean()
-      .default(false)
-      .describe('TLS from the first byte (SMTPS, usually port 465); the certificate is verified. Default false.'),
+    secure: z.boolean().default(false).describe('TLS from the first byte (SMTPS, usually port 465); the certificate is verified. Default false.'),
     starttls: z
       .enum(['required', 'opportunistic', 'off'])
       .default('opportunistic')
@@ -41,12 +38,7 @@ export const smtpSchema = z
         'Without `secure`: `required` refuses to send unless the relay offers STARTTLS with a certificate valid for `host`; `opportunistic` (default) encrypts when the relay offers STARTTLS, without checking its certificate (stock relays often use a self-signed one), which guards against eavesdropping only; `off` never encrypts.',
       ),
     user: z.string().min(1).optional().describe('SMTP login; its password is `smtpPassword` in the secrets file. Without it no login is attempted.'),
-    timeoutMs: z
-      .number()
-      .int()
-      .min(100)
-      .default(10000)
-      .describe('Deadline of one e-mail, from connecting to the relay\'s last reply (default 10000).'),
+    timeoutMs: z.number().int().min(100).default(10000).describe("Deadline of one e-mail, from connecting to the relay's last reply (default 10000)."),
   })
   .describe('The SMTP relay alerts are sent through.');
 
@@ -67,7 +59,9 @@ export const webhookAlertSchema = z
       .string()
       .url({ message: 'must be an http:// or https:// URL' })
       .refine((u) => /^https?:\/\//i.test(u), { message: 'must be an http:// or https:// URL' })
-      .describe('URL that receives each alert as a JSON POST `{ cluster, event, suppressed? }`; sent with `Authorization: Bearer <webhookToken>` when the secrets file has `webhookToken`.'),
+      .describe(
+        'URL that receives each alert as a JSON POST `{ cluster, event, suppressed? }`; sent with `Authorization: Bearer <webhookToken>` when the secrets file has `webhookToken`.',
+      ),
     timeoutMs: z
       .number()
       .int()
@@ -121,18 +115,42 @@ export function alertProblems(alerts: AlertsConfig, secrets: AlertSecrets, file 
   const out: Problem[] = [];
   const smtp = alerts.email?.smtp;
   if (smtp?.user && !secrets.smtpPassword) {
-    out.push(problem(`${file} alerts.email.smtp.user`, `an SMTP login is set but ${secretsFile} has no smtpPassword`, `add \`smtpPassword: '...'\` to ${secretsFile}, or remove alerts.email.smtp.user if the relay needs no login`));
+    out.push(
+      problem(
+        `${file} alerts.email.smtp.user`,
+        `an SMTP login is set but ${secretsFile} has no smtpPassword`,
+        `add \`smtpPassword: '...'\` to ${secretsFile}, or remove alerts.email.smtp.user if the relay needs no login`,
+      ),
+    );
   }
   if (secrets.smtpPassword && !smtp?.user) {
-    out.push(problem(`${secretsFile} smtpPassword`, 'an SMTP password is set but alerts.email.smtp.user is not, so it is never used', `set alerts.email.smtp.user in ${file}, or remove smtpPassword`));
+    out.push(
+      problem(
+        `${secretsFile} smtpPassword`,
+        'an SMTP password is set but alerts.email.smtp.user is not, so it is never used',
+        `set alerts.email.smtp.user in ${file}, or remove smtpPassword`,
+      ),
+    );
   }
   if (secrets.webhookToken && !alerts.webhook) {
-    out.push(problem(`${secretsFile} webhookToken`, 'a webhook token is set but alerts.webhook is not, so it is never used', `set alerts.webhook.url in ${file}, or remove webhookToken`));
+    out.push(
+      problem(
+        `${secretsFile} webhookToken`,
+        'a webhook token is set but alerts.webhook is not, so it is never used',
+        `set alerts.webhook.url in ${file}, or remove webhookToken`,
+      ),
+    );
   }
   // A login over a relay on this machine never crosses the network.
   const local = smtp !== undefined && /^(localhost|127\.\d+\.\d+\.\d+|::1)$/.test(smtp.host);
   if (smtp && smtp.user && !smtp.secure && smtp.starttls === 'off' && !local) {
-    out.push(problem(`${file} alerts.email.smtp.starttls`, 'with `off` the SMTP password crosses the network in clear text', 'use `starttls: opportunistic` or `required`, or `secure: true`'));
+    out.push(
+      problem(
+        `${file} alerts.email.smtp.starttls`,
+        'with `off` the SMTP password crosses the network in clear text',
+        'use `starttls: opportunistic` or `required`, or `secure: true`',
+      ),
+    );
   }
   return out;
 }

@@ -47,8 +47,7 @@ export function closest(word: string, allowed: readonly string[]): string | unde
   return best && best.d <= Math.max(1, Math.floor(word.length / 3)) ? best.s : undefined;
 }
 
-const presetOf = (c: { topology: ClusterFile['topology'] }): Record<string, Role[]> =>
-  c.topology === 'custom' ? {} : PRESET_ROLES[c.topology];
+const presetOf = (c: { topology: ClusterFile['topology'] }): Record<string, Role[]> => (c.topology === 'custom' ? {} : PRESET_ROLES[c.topology]);
 
 /** Applies the preset's roles to machines that leave `roles` out; keeps the file's order. */
 export function resolveCluster(file: ClusterFile, source: string): Cluster {
@@ -74,7 +73,7 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   'There are 1, 3, 5 or 7 machines with the role etcd: an even count survives no more failures than one member fewer, and more than 7 slows every write.',
   'No two machines have the same address.',
   'At least one machine has each of the roles etcd, proxy, observer and db, and at least two have the role app.',
-  '`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni\'s rule: a primary retrying etcd must still renew its leader lock in time).',
+  "`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni's rule: a primary retrying etcd must still renew its leader lock in time).",
   'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`), db (`database.port`, `database.patroniPort`).',
   '`proxy.tlsCertificate` and `proxy.tlsKey` go together; they and `proxy.tlsDnsNames` need `proxy.tlsBundle`; `proxy.tlsDnsNames` is for the certificate issued by the cluster CA, so not with `proxy.tlsCertificate`.',
 ];
@@ -99,13 +98,31 @@ function checkTls(c: Cluster, loc: Locator): Problem[] {
   const given = (['tlsCertificate', 'tlsKey'] as const).filter((f) => p[f] !== undefined);
   if (given.length === 1) {
     const [has, lacks] = given[0] === 'tlsCertificate' ? ['tlsCertificate', 'tlsKey'] : ['tlsKey', 'tlsCertificate'];
-    out.push(problem(at(has), `proxy.${has} is set without proxy.${lacks}: apply needs both to build the bundle`, `add \`${lacks}: <file>\` under proxy, or remove \`${has}\` to have apply issue the certificate from the cluster CA`));
+    out.push(
+      problem(
+        at(has),
+        `proxy.${has} is set without proxy.${lacks}: apply needs both to build the bundle`,
+        `add \`${lacks}: <file>\` under proxy, or remove \`${has}\` to have apply issue the certificate from the cluster CA`,
+      ),
+    );
   }
   const uses = [...given, ...(p.tlsDnsNames.length ? ['tlsDnsNames'] : [])];
   if (p.tlsBundle === undefined && uses.length)
-    out.push(problem(at(uses[0]!), `proxy.${uses[0]} is set but proxy.tlsBundle is not, so :443 is not served`, `add \`tlsBundle: /etc/vigil/tls/proxy.pem\` under proxy (where HAProxy reads the bundle on the proxy machines)`));
+    out.push(
+      problem(
+        at(uses[0]!),
+        `proxy.${uses[0]} is set but proxy.tlsBundle is not, so :443 is not served`,
+        `add \`tlsBundle: /etc/vigil/tls/proxy.pem\` under proxy (where HAProxy reads the bundle on the proxy machines)`,
+      ),
+    );
   if (p.tlsCertificate !== undefined && p.tlsDnsNames.length)
-    out.push(problem(at('tlsDnsNames'), 'proxy.tlsDnsNames names the certificate apply issues from the cluster CA; with proxy.tlsCertificate the names are those your CA put in it', 'remove tlsDnsNames, or remove tlsCertificate and tlsKey to use the cluster CA'));
+    out.push(
+      problem(
+        at('tlsDnsNames'),
+        'proxy.tlsDnsNames names the certificate apply issues from the cluster CA; with proxy.tlsCertificate the names are those your CA put in it',
+        'remove tlsDnsNames, or remove tlsCertificate and tlsKey to use the cluster CA',
+      ),
+    );
   return out;
 }
 
@@ -124,7 +141,10 @@ function checkPreset(c: Cluster, file: ClusterFile, loc: Locator): Problem[] {
   const roleless = c.machines
     .filter((m) => m.roles.length === 0)
     .map((m) => {
-      const guess = closest(m.name, names.filter((n) => !(n in file.machines)));
+      const guess = closest(
+        m.name,
+        names.filter((n) => !(n in file.machines)),
+      );
       const named = c.topology === 'custom' ? 'topology custom names no machines' : `topology ${c.topology} names only ${names.join(', ')}`;
       const fix = `add \`roles: [...]\` with some of ${ROLES.join(', ')}${guess ? `, or rename it to \`${guess}\` to take the preset's roles` : ''}`;
       return problem(loc.at(['machines', m.name, 'roles']), `missing role: machine \`${m.name}\` has no roles and ${named}`, fix);
@@ -140,7 +160,10 @@ function checkEtcdCount(c: Cluster, loc: Locator): Problem[] {
   const names = etcd.map((m) => m.name).join(', ');
   const fix =
     n > 7
-      ? `remove \`etcd\` from the roles of ${n - 7} machine(s), e.g. ${etcd.slice(7).map((m) => m.name).join(', ')}: 7 members is the most`
+      ? `remove \`etcd\` from the roles of ${n - 7} machine(s), e.g. ${etcd
+          .slice(7)
+          .map((m) => m.name)
+          .join(', ')}: 7 members is the most`
       : `remove \`etcd\` from the roles of \`${lastOne.name}\` (${n - 1} member${n - 1 === 1 ? '' : 's'}) or add it to one more machine (${n + 1} members)`;
   const why = n > 7 ? 'more than 7 members slows every write' : 'an even count survives no more failures than one member fewer';
   return [problem(loc.at(['machines', lastOne.name, 'roles']), `${n} etcd members (${names}): etcd needs 1, 3, 5 or 7; ${why}`, fix)];
@@ -152,7 +175,14 @@ function checkAddresses(c: Cluster, loc: Locator): Problem[] {
   for (const m of c.machines) {
     const first = byAddress.get(m.address);
     if (first === undefined) byAddress.set(m.address, m.name);
-    else out.push(problem(loc.at(['machines', m.name, 'address']), `machines \`${first}\` and \`${m.name}\` both have address ${m.address}`, `give \`${m.name}\` its own address, one the other machines reach it on`));
+    else
+      out.push(
+        problem(
+          loc.at(['machines', m.name, 'address']),
+          `machines \`${first}\` and \`${m.name}\` both have address ${m.address}`,
+          `give \`${m.name}\` its own address, one the other machines reach it on`,
+        ),
+      );
   }
   return out;
 }
@@ -236,6 +266,10 @@ function checkPorts(c: Cluster, loc: Locator): Problem[] {
     let free = blame.port + 1;
     while (taken.has(free)) free++;
     const on = machines.map((m) => `\`${m.name}\` (${m.roles.join(', ')})`).join(', ');
-    return problem(loc.at(blame.field), `${a.label} and ${b.label} are both ${a.port} on ${machines.length > 1 ? 'machines' : 'machine'} ${on}`, `change ${blame.label} to a free port, e.g. ${free}`);
+    return problem(
+      loc.at(blame.field),
+      `${a.label} and ${b.label} are both ${a.port} on ${machines.length > 1 ? 'machines' : 'machine'} ${on}`,
+      `change ${blame.label} to a free port, e.g. ${free}`,
+    );
   });
 }

@@ -12,9 +12,19 @@ test('docs/config-reference.md is what `npm run docs` renders (regenerate it if 
 
 /** Every field path of a zod schema, walked independently of the JSON Schema the docs use. */
 function fields(s: z.core.$ZodType, prefix = ''): string[] {
-  const def = s._zod.def as unknown as { type: string; innerType?: z.core.$ZodType; shape?: Record<string, z.core.$ZodType>; valueType?: z.core.$ZodType; element?: z.core.$ZodType };
+  const def = s._zod.def as unknown as {
+    type: string;
+    innerType?: z.core.$ZodType;
+    shape?: Record<string, z.core.$ZodType>;
+    valueType?: z.core.$ZodType;
+    element?: z.core.$ZodType;
+  };
   if (def.innerType) return fields(def.innerType, prefix);
-  if (def.type === 'object') return Object.entries(def.shape ?? {}).flatMap(([k, v]) => { const p = prefix ? `${prefix}.${k}` : k; return [p, ...fields(v, p)]; });
+  if (def.type === 'object')
+    return Object.entries(def.shape ?? {}).flatMap(([k, v]) => {
+      const p = prefix ? `${prefix}.${k}` : k;
+      return [p, ...fields(v, p)];
+    });
   if (def.type === 'record' && def.valueType) return fields(def.valueType, `${prefix}.<name>`);
   if (def.type === 'array' && def.element) return fields(def.element, `${prefix}[]`);
   return [];

@@ -140,7 +140,7 @@ export function renderConfigReference(): string {
     secretsSchema.description ?? '',
     'It must be readable and writable by its owner only (`chmod 600`); values that still start with `CHANGE-ME` (the',
     "example file's placeholders) are refused. Put a value in single quotes when it starts with @, %, !, &, *, [, { or a",
-    "backquote, or contains ` #` (YAML would read a comment there). No error message ever quotes a value of this file.",
+    'backquote, or contains ` #` (YAML would read a comment there). No error message ever quotes a value of this file.',
     '',
     ...table(secretsSchema),
     '',

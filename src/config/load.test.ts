@@ -65,7 +65,13 @@ test('unknown key: names it, suggests the closest key and lists the allowed ones
   const lines = [...PAIR];
   lines[5] = '    adress: 10.0.0.11';
   const err = errorOf(() => parseCluster(file(...lines, 'timer:', '  ttlSeconds: 10'), 'vigil.yaml'));
-  assertProblem(err, 'CONFIG_INVALID', 'vigil.yaml:6 machines.app1.adress', 'unknown key `adress`', 'did you mean `address`? Allowed keys here: address, roles, sshUser, sshPort');
+  assertProblem(
+    err,
+    'CONFIG_INVALID',
+    'vigil.yaml:6 machines.app1.adress',
+    'unknown key `adress`',
+    'did you mean `address`? Allowed keys here: address, roles, sshUser, sshPort',
+  );
   assertProblem(err, 'CONFIG_INVALID', 'vigil.yaml:9 timer', 'unknown key `timer`', 'did you mean `timers`?');
   // The missing address is reported too, at the machine's line: all problems in one pass.
   assertProblem(err, 'CONFIG_INVALID', 'vigil.yaml:5 machines.app1.address', '`address` is required', 'add `address: …`');
@@ -96,14 +102,26 @@ test('even etcd count: tells to remove or add one member', () => {
     ['e4', '10.0.0.4', 'etcd'], //                  6
   ]);
   const err = errorOf(() => parseCluster(text, 'c.yaml'));
-  assertProblem(err, 'CONFIG_INVALID', 'c.yaml:6 machines.e4.roles', '4 etcd members (e1, e2, e3, e4): etcd needs 1, 3, 5 or 7', 'remove `etcd` from the roles of `e4` (3 members) or add it to one more machine (5 members)');
+  assertProblem(
+    err,
+    'CONFIG_INVALID',
+    'c.yaml:6 machines.e4.roles',
+    '4 etcd members (e1, e2, e3, e4): etcd needs 1, 3, 5 or 7',
+    'remove `etcd` from the roles of `e4` (3 members) or add it to one more machine (5 members)',
+  );
 });
 
 test('duplicate address: names both machines, at the line of the second', () => {
   const lines = [...PAIR];
   lines[7] = '    address: 10.0.0.11';
   const err = errorOf(() => parseCluster(file(...lines), 'vigil.yaml'));
-  assertProblem(err, 'CONFIG_INVALID', 'vigil.yaml:8 machines.app2.address', 'machines `app1` and `app2` both have address 10.0.0.11', 'give `app2` its own address');
+  assertProblem(
+    err,
+    'CONFIG_INVALID',
+    'vigil.yaml:8 machines.app2.address',
+    'machines `app1` and `app2` both have address 10.0.0.11',
+    'give `app2` its own address',
+  );
 });
 
 test('missing role: a machine no preset names, and a role no machine has', () => {
@@ -128,7 +146,13 @@ test('missing role: a single app machine', () => {
 
 test('missing preset machine: names it and its roles', () => {
   const err = errorOf(() => parseCluster(file(...PAIR.slice(0, 6)), 'vigil.yaml'));
-  assertProblem(err, 'CONFIG_INVALID', 'vigil.yaml:2 machines.app2', 'topology pair needs a machine named `app2` (roles app, db)', 'add `app2: { address: <its IPv4 address> }` under machines');
+  assertProblem(
+    err,
+    'CONFIG_INVALID',
+    'vigil.yaml:2 machines.app2',
+    'topology pair needs a machine named `app2` (roles app, db)',
+    'add `app2: { address: <its IPv4 address> }` under machines',
+  );
 });
 
 test("timers: Patroni's loop_wait + 2 × retry_timeout <= ttl, with a concrete fix", () => {
@@ -142,18 +166,52 @@ test('ports: proxy and application ports collide on a machine with both roles', 
     ['a2', '10.0.0.2', 'app, db'],
   ]).concat('application:\n  port: 80\n'); // line 6
   const err = errorOf(() => parseCluster(text, 'c.yaml'));
-  assertProblem(err, 'CONFIG_INVALID', 'c.yaml:6 application.port', 'proxy.httpPort and application.port are both 80 on machine `edge`', 'change application.port to a free port, e.g. 81');
+  assertProblem(
+    err,
+    'CONFIG_INVALID',
+    'c.yaml:6 application.port',
+    'proxy.httpPort and application.port are both 80 on machine `edge`',
+    'change application.port to a free port, e.g. 81',
+  );
 });
 
 test('tls: a certificate without its key, names without a bundle, names beside your own certificate', () => {
   const noKey = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsCertificate: tls/site.crt'), 'vigil.yaml'));
-  assertProblem(noKey, 'CONFIG_INVALID', 'vigil.yaml:11 proxy.tlsCertificate', 'proxy.tlsCertificate is set without proxy.tlsKey', 'add `tlsKey: <file>` under proxy');
-  const noBundle = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml'));
-  assertProblem(noBundle, 'CONFIG_INVALID', 'vigil.yaml:10 proxy.tlsDnsNames', 'proxy.tlsDnsNames is set but proxy.tlsBundle is not', 'add `tlsBundle: /etc/vigil/tls/proxy.pem` under proxy');
-  const both = errorOf(() =>
-    parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsCertificate: tls/site.crt', '  tlsKey: tls/site.key', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml'),
+  assertProblem(
+    noKey,
+    'CONFIG_INVALID',
+    'vigil.yaml:11 proxy.tlsCertificate',
+    'proxy.tlsCertificate is set without proxy.tlsKey',
+    'add `tlsKey: <file>` under proxy',
   );
-  assertProblem(both, 'CONFIG_INVALID', 'vigil.yaml:13 proxy.tlsDnsNames', 'with proxy.tlsCertificate the names are those your CA put in it', 'remove tlsDnsNames');
+  const noBundle = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml'));
+  assertProblem(
+    noBundle,
+    'CONFIG_INVALID',
+    'vigil.yaml:10 proxy.tlsDnsNames',
+    'proxy.tlsDnsNames is set but proxy.tlsBundle is not',
+    'add `tlsBundle: /etc/vigil/tls/proxy.pem` under proxy',
+  );
+  const both = errorOf(() =>
+    parseCluster(
+      file(
+        ...PAIR,
+        'proxy:',
+        '  tlsBundle: /etc/vigil/tls/proxy.pem',
+        '  tlsCertificate: tls/site.crt',
+        '  tlsKey: tls/site.key',
+        '  tlsDnsNames: [servicedesk.example.com]',
+      ),
+      'vigil.yaml',
+    ),
+  );
+  assertProblem(
+    both,
+    'CONFIG_INVALID',
+    'vigil.yaml:13 proxy.tlsDnsNames',
+    'with proxy.tlsCertificate the names are those your CA put in it',
+    'remove tlsDnsNames',
+  );
   const badName = errorOf(() => parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsDnsNames: ["not a name"]'), 'vigil.yaml'));
   assertProblem(badName, 'CONFIG_INVALID', 'vigil.yaml:11 proxy.tlsDnsNames[0]', 'must be a DNS name such as servicedesk.example.com', '');
   const ok = parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml');

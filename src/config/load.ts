@@ -26,7 +26,7 @@ const SYNTAX_FIXES: Record<string, string> = {
   MULTILINE_IMPLICIT_KEY: 'write one `key: value` per line; quote a value that contains ": "',
   MULTIPLE_DOCS: 'keep a single document: remove the second `---` and merge what follows into the first',
   BAD_DQ_ESCAPE: 'inside double quotes a backslash starts an escape: use single quotes, or write \\\\ for a backslash',
-  BAD_SCALAR_START: "quote the value in single quotes: it starts with a character YAML reserves (@, `, %, !, &, *, ...)",
+  BAD_SCALAR_START: 'quote the value in single quotes: it starts with a character YAML reserves (@, `, %, !, &, *, ...)',
   TAG_RESOLVE_FAILED: 'quote the value in single quotes: YAML reads a leading ! as a tag',
   UNEXPECTED_TOKEN: "quote the value in single quotes if it contains characters YAML reserves ([ ] { } , # : ')",
 };
@@ -167,7 +167,11 @@ function issueProblems(issue: z.core.$ZodIssue, ctx: IssueContext): Problem[] {
     }
     case 'invalid_key': {
       const key = last(issue.path);
-      const rename = key.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^[^a-z]+/, '') || 'm1';
+      const rename =
+        key
+          .toLowerCase()
+          .replace(/[^a-z0-9-]/g, '-')
+          .replace(/^[^a-z]+/, '') || 'm1';
       return [problem(where, `name \`${key}\`: ${issue.issues[0]?.message ?? 'not allowed'}`, `rename it, e.g. \`${rename}\``)];
     }
     case 'invalid_type':
@@ -224,7 +228,10 @@ function typeProblem(issue: Issue<'invalid_type'>, ctx: IssueContext): Problem {
     number: 'write a number without quotes',
     string: ctx.secret ? 'put the value in quotes so it is read as text' : 'write a text value (in quotes if it looks like a number)',
     object: 'write its keys on the following lines, indented under it',
-    record: path[0] === 'machines' ? 'write one machine per line under it, indented, e.g. `  app1: { address: 10.0.0.11 }`' : 'write its entries on the following lines, indented under it',
+    record:
+      path[0] === 'machines'
+        ? 'write one machine per line under it, indented, e.g. `  app1: { address: 10.0.0.11 }`'
+        : 'write its entries on the following lines, indented under it',
     array: 'write a list: `[a, b]`, or one `- item` per line',
   };
   const names: Record<string, string> = { int: 'a whole number', object: 'a map', record: 'a map', array: 'a list' };
@@ -240,7 +247,11 @@ function sizeProblem(issue: Issue<'too_small'> | Issue<'too_big'>, ctx: IssueCon
   const message = `${named(issue.path)} must ${issue.origin === 'array' ? 'list' : 'be'} ${bound} ${limit}${unit}${shown(ctx, issue.path)}`;
   const roles = last(issue.path) === 'roles' ? `, from ${ROLES.join(', ')}` : '';
   const fix =
-    issue.origin === 'array' ? `list ${bound} ${limit} item(s)${roles}` : issue.origin === 'string' ? `write ${bound} ${limit} characters` : `write ${limit} or ${small ? 'more' : 'less'}`;
+    issue.origin === 'array'
+      ? `list ${bound} ${limit} item(s)${roles}`
+      : issue.origin === 'string'
+        ? `write ${bound} ${limit} characters`
+        : `write ${limit} or ${small ? 'more' : 'less'}`;
   return problem(ctx.loc.at(issue.path), message, fix);
 }
 
@@ -274,7 +285,14 @@ async function readText(path: string, what: string, fix: string): Promise<string
     return await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : `cannot be read (${code ?? 'unknown error'})`;
+    const reason =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : `cannot be read (${code ?? 'unknown error'})`;
     const how = code === 'EACCES' ? `run as the file's owner, or give yourself read access: \`chmod u+r ${path}\`` : fix;
     throw new VigilError('CONFIG_READ', [problem(path, `${what}: ${reason}`, how)], { cause: err });
   }
@@ -303,7 +321,13 @@ export function parseSecrets(text: string, source: string): Secrets {
   }
   const placeholders = Object.entries(secrets)
     .filter(([, v]) => PLACEHOLDER.test(v))
-    .map(([k]) => problem(parsed.loc.at([k]), `${k} still holds the placeholder from the example file`, `replace it with a real password, e.g. the output of \`openssl rand -base64 24\``));
+    .map(([k]) =>
+      problem(
+        parsed.loc.at([k]),
+        `${k} still holds the placeholder from the example file`,
+        `replace it with a real password, e.g. the output of \`openssl rand -base64 24\``,
+      ),
+    );
   const problems = [...cut, ...placeholders];
   if (problems.length > 0) throw new VigilError('SECRETS_INVALID', byLine(problems));
   return secrets;
@@ -322,7 +346,13 @@ function cutShort(parsed: Parsed, text: string): Problem[] {
     const end = text.indexOf('\n', v.range[0]);
     if (!/\s#/.test(text.slice(v.range[0], end < 0 ? undefined : end))) return [];
     const key = String((pair.key as { value?: unknown } | null)?.value);
-    return [problem(parsed.loc.at([key]), `the value of ${key} contains " #", which YAML reads as the start of a comment: the password would be cut there`, `put the whole value in single quotes: ${key}: '…'`)];
+    return [
+      problem(
+        parsed.loc.at([key]),
+        `the value of ${key} contains " #", which YAML reads as the start of a comment: the password would be cut there`,
+        `put the whole value in single quotes: ${key}: '…'`,
+      ),
+    ];
   });
 }
 
@@ -347,7 +377,17 @@ export async function loadSecrets(cluster: Cluster): Promise<Secrets> {
     mode = (await stat(path)).mode;
   } catch (err) {
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new VigilError('CONFIG_READ', [problem(path, missing ? 'the secrets file does not exist' : 'cannot read the secrets file', missing ? create : `check the path and permissions of ${path}`)], { cause: err });
+    throw new VigilError(
+      'CONFIG_READ',
+      [
+        problem(
+          path,
+          missing ? 'the secrets file does not exist' : 'cannot read the secrets file',
+          missing ? create : `check the path and permissions of ${path}`,
+        ),
+      ],
+      { cause: err },
+    );
   }
   // Checked before reading: a file others can read has already leaked, whatever it holds.
   if ((mode & 0o077) !== 0) {

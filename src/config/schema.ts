@@ -31,15 +31,11 @@ export const PRESET_ROLES: Record<Exclude<Topology, 'custom'>, Record<string, Ro
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 const IPV4_RE = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-const port = (what: string, dflt: number) =>
-  z.number().int().min(1).max(65535).default(dflt).describe(`${what} (default ${dflt}).`);
+const port = (what: string, dflt: number) => z.number().int().min(1).max(65535).default(dflt).describe(`${what} (default ${dflt}).`);
 
 export const machineSchema = z
   .strictObject({
-    address: z
-      .string()
-      .regex(IPV4_RE, { message: 'must be an IPv4 address such as 10.0.0.11' })
-      .describe('IPv4 address the other machines reach this one on.'),
+    address: z.string().regex(IPV4_RE, { message: 'must be an IPv4 address such as 10.0.0.11' }).describe('IPv4 address the other machines reach this one on.'),
     roles: z
       .array(z.enum(ROLES))
       .min(1)
@@ -83,10 +79,7 @@ export const clusterFileSchema = z
       .prefault({})
       .describe('Cluster identity.'),
     topology: z.enum(TOPOLOGIES).default('custom').describe('Preset: pair, distributed or custom (default custom).'),
-    secretsFile: z
-      .string()
-      .default('vigil.secrets.yaml')
-      .describe('Secrets file, relative to this file; must be readable by its owner only (mode 600).'),
+    secretsFile: z.string().default('vigil.secrets.yaml').describe('Secrets file, relative to this file; must be readable by its owner only (mode 600).'),
     machines: z
       .record(z.string().regex(NAME_RE, { message: 'machine names are lower case letters, digits and dashes, starting with a letter' }), machineSchema)
       .describe('The machines, by name.'),
@@ -126,9 +119,19 @@ export const clusterFileSchema = z
       .describe('The PostgreSQL tier.'),
     timers: z
       .strictObject({
-        ttlSeconds: z.number().int().min(4).default(7).describe('Patroni leader lease (ttl): a dead primary\'s lock expires after at most this long; default 7 (Patroni\'s own default is 30).'),
+        ttlSeconds: z
+          .number()
+          .int()
+          .min(4)
+          .default(7)
+          .describe("Patroni leader lease (ttl): a dead primary's lock expires after at most this long; default 7 (Patroni's own default is 30)."),
         loopWaitSeconds: z.number().int().min(1).default(1).describe('Patroni loop_wait: seconds between HA cycles; default 1 (Patroni: 10).'),
-        retryTimeoutSeconds: z.number().int().min(1).default(3).describe('Patroni retry_timeout: how long etcd and PostgreSQL operations are retried before the primary demotes itself; default 3 (Patroni: 10).'),
+        retryTimeoutSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .default(3)
+          .describe('Patroni retry_timeout: how long etcd and PostgreSQL operations are retried before the primary demotes itself; default 3 (Patroni: 10).'),
         proxyCheckIntervalMs: z.number().int().min(100).default(1000).describe('HAProxy health-check interval; default 1000.'),
         proxyQuickCheckIntervalMs: z
           .number()
@@ -143,19 +146,25 @@ export const clusterFileSchema = z
           .int()
           .min(500)
           .default(2000)
-          .describe('How long the active app machine must fail the observer\'s deep check (through the app to the database) before it fails over; default 2000.'),
+          .describe(
+            "How long the active app machine must fail the observer's deep check (through the app to the database) before it fails over; default 2000.",
+          ),
         dbFailAfterMs: z
           .number()
           .int()
           .min(500)
           .default(2000)
-          .describe("How long the database primary must not serve (Patroni's REST API does not answer as a running primary) before the observer releases its leader lease (`database.failoverBy: observer`); default 2000."),
+          .describe(
+            "How long the database primary must not serve (Patroni's REST API does not answer as a running primary) before the observer releases its leader lease (`database.failoverBy: observer`); default 2000.",
+          ),
         agentLeaseMs: z
           .number()
           .int()
           .min(1000)
           .default(3000)
-          .describe('An agent that cannot confirm in etcd that its machine is active for this long stops the application by itself (self-fencing); default 3000.'),
+          .describe(
+            'An agent that cannot confirm in etcd that its machine is active for this long stops the application by itself (self-fencing); default 3000.',
+          ),
       })
       .prefault({})
       .describe('Failover timers. loopWaitSeconds + 2 * retryTimeoutSeconds must not exceed ttlSeconds.'),
@@ -168,21 +177,33 @@ export const clusterFileSchema = z
         tlsBundle: z
           .string()
           .optional()
-          .describe('Where HAProxy reads the certificate bundle for :443 (certificate, chain, then key, PEM, mode 600) on the proxy machines, e.g. /etc/vigil/tls/proxy.pem. `vigil apply` puts it there: built from `tlsCertificate` and `tlsKey`, or issued by the cluster CA. Without it :443 is not served.'),
+          .describe(
+            'Where HAProxy reads the certificate bundle for :443 (certificate, chain, then key, PEM, mode 600) on the proxy machines, e.g. /etc/vigil/tls/proxy.pem. `vigil apply` puts it there: built from `tlsCertificate` and `tlsKey`, or issued by the cluster CA. Without it :443 is not served.',
+          ),
         tlsCertificate: z
           .string()
           .min(1)
           .optional()
-          .describe("Your site certificate for :443 (PEM, then any intermediate certificates): a file on the admin's machine, relative to the cluster file. With `tlsKey`, `vigil apply` builds `tlsBundle` from the two on every proxy machine. Left out: apply issues the certificate from the cluster CA."),
+          .describe(
+            "Your site certificate for :443 (PEM, then any intermediate certificates): a file on the admin's machine, relative to the cluster file. With `tlsKey`, `vigil apply` builds `tlsBundle` from the two on every proxy machine. Left out: apply issues the certificate from the cluster CA.",
+          ),
         tlsKey: z
           .string()
           .min(1)
           .optional()
-          .describe("The private key of `tlsCertificate`, without a passphrase: a file on the admin's machine, relative to the cluster file, readable by its owner only (mode 600)."),
+          .describe(
+            "The private key of `tlsCertificate`, without a passphrase: a file on the admin's machine, relative to the cluster file, readable by its owner only (mode 600).",
+          ),
         tlsDnsNames: z
-          .array(z.string().regex(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, { message: 'must be a DNS name such as servicedesk.example.com' }))
+          .array(
+            z.string().regex(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, {
+              message: 'must be a DNS name such as servicedesk.example.com',
+            }),
+          )
           .default([])
-          .describe("DNS names users reach the application by (e.g. servicedesk.example.com): put, beside the proxy machines' addresses, in the certificate `vigil apply` issues from the cluster CA. Not used with `tlsCertificate`."),
+          .describe(
+            "DNS names users reach the application by (e.g. servicedesk.example.com): put, beside the proxy machines' addresses, in the certificate `vigil apply` issues from the cluster CA. Not used with `tlsCertificate`.",
+          ),
       })
       .prefault({})
       .describe('The HAProxy entry point.'),
@@ -234,7 +255,12 @@ export const clusterFileSchema = z
           .boolean()
           .default(true)
           .describe('Full reconciliations compare file content (rsync --checksum) rather than size and time; default true. Reads every file on both sides.'),
-        timeoutSeconds: z.number().int().min(5).default(30).describe('A push with no data moving for this long is abandoned and retried (rsync --timeout); default 30.'),
+        timeoutSeconds: z
+          .number()
+          .int()
+          .min(5)
+          .default(30)
+          .describe('A push with no data moving for this long is abandoned and retried (rsync --timeout); default 30.'),
       })
       .prefault({})
       .describe('File sync between app machines: the active machine pushes `application.syncDirs` to the standbys with rsync over SSH.'),

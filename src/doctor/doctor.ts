@@ -77,11 +77,10 @@ async function machineFacts(o: DoctorOptions, m: Machine, files: RenderedFile[],
   if (shell instanceof Error) return { ...base, reachable: failed(shell.message) };
   try {
     const left = Math.max(1000, machineTimeoutMs - (performance.now() - started));
-    return await within(
-      gatherMachine(shell, m, { cluster: o.cluster, secrets: o.secrets, rendered: files, probeTimeoutMs, connectTimeoutMs }),
-      left,
-      () => ({ ...base, reachable: failed(`its checks did not finish within ${machineTimeoutMs} ms`) }),
-    );
+    return await within(gatherMachine(shell, m, { cluster: o.cluster, secrets: o.secrets, rendered: files, probeTimeoutMs, connectTimeoutMs }), left, () => ({
+      ...base,
+      reachable: failed(`its checks did not finish within ${machineTimeoutMs} ms`),
+    }));
   } catch (err) {
     return { ...base, reachable: failed(err instanceof Error ? err.message : String(err)) };
   } finally {
@@ -99,6 +98,13 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
     gatherCluster({ cluster: o.cluster, pkiDir: o.pkiDir, timeoutMs: probeTimeoutMs, connectTimeoutMs }),
     ...o.cluster.machines.map((m) => machineFacts(o, m, files.get(m.name) ?? [], probeTimeoutMs, connectTimeoutMs)),
   ]);
-  const ctx: EvalContext = { cluster: o.cluster, facts: { cluster: clusterFacts, machines }, platform: o.platform, fixes: o.fixes, rendered: files, now: new Date() };
+  const ctx: EvalContext = {
+    cluster: o.cluster,
+    facts: { cluster: clusterFacts, machines },
+    platform: o.platform,
+    fixes: o.fixes,
+    rendered: files,
+    now: new Date(),
+  };
   return buildReport(ctx, evaluate(ctx), { startedAt, durationMs: performance.now() - t0, strict: o.strict });
 }

@@ -14,7 +14,9 @@ let pki: FixturePki;
 let pairPki: FixturePki;
 
 before(async () => {
-  const application = { passwordFiles: [{ path: '/etc/vigil/refapp/application.properties', format: 'properties' as const, key: 'spring.datasource.password' }] };
+  const application = {
+    passwordFiles: [{ path: '/etc/vigil/refapp/application.properties', format: 'properties' as const, key: 'spring.datasource.password' }],
+  };
   cluster = clusterFixture('distributed', { application });
   pair = clusterFixture('pair', { application });
   secrets = secretsFixture();
@@ -44,8 +46,15 @@ describe('a healthy cluster', () => {
     assert.deepEqual(report.findings, []);
     assert.equal(report.exitStatus, 0);
     for (const m of report.machines) {
-      assert.ok(m.checks.every((c) => c.status === 'ok'), `${m.name}: ${JSON.stringify(m.checks)}`);
-      for (const c of ['reachable', 'ports', 'ownership', 'certificates', 'clock', 'disk']) assert.ok(m.checks.some((x) => x.check === c), `${m.name} ran ${c}`);
+      assert.ok(
+        m.checks.every((c) => c.status === 'ok'),
+        `${m.name}: ${JSON.stringify(m.checks)}`,
+      );
+      for (const c of ['reachable', 'ports', 'ownership', 'certificates', 'clock', 'disk'])
+        assert.ok(
+          m.checks.some((x) => x.check === c),
+          `${m.name} ran ${c}`,
+        );
     }
     const app2 = report.machines.find((m) => m.name === 'app2')!.checks.map((c) => c.check);
     for (const c of ['services', 'passwords', 'app-version', 'agent']) assert.ok(app2.includes(c as never), `app2 ran ${c}`);
@@ -62,7 +71,11 @@ describe('the faults of the seed and the issue', () => {
   test('nginx running on the standby names the machine, the process and how to stop it', () => {
     const f = facts();
     const app2 = machine(f, 'app2');
-    (app2.listeners as { value: { address: string; port: number; processes: { name: string; pid: number }[] }[] }).value.push({ address: '0.0.0.0', port: 80, processes: [{ name: 'nginx', pid: 4242 }] });
+    (app2.listeners as { value: { address: string; port: number; processes: { name: string; pid: number }[] }[] }).value.push({
+      address: '0.0.0.0',
+      port: 80,
+      processes: [{ name: 'nginx', pid: 4242 }],
+    });
     const x = only(findings(f), 'services');
     assert.equal(x.severity, 'fail');
     assert.equal(x.machine, 'app2');
@@ -98,8 +111,14 @@ describe('the faults of the seed and the issue', () => {
   test('wrong ownership of a directory gives the chown, a readable key the chmod', () => {
     const f = facts();
     const paths = (machine(f, 'db1').paths as { value: { path: string; user: string; group: string; mode: number }[] }).value;
-    Object.assign(paths.find((p) => p.path === '/var/lib/vigil/postgresql/data')!, { user: 'root', group: 'root' });
-    Object.assign(paths.find((p) => p.path === '/etc/vigil/pki/db1.key')!, { mode: 0o644 });
+    Object.assign(
+      paths.find((p) => p.path === '/var/lib/vigil/postgresql/data')!,
+      { user: 'root', group: 'root' },
+    );
+    Object.assign(
+      paths.find((p) => p.path === '/etc/vigil/pki/db1.key')!,
+      { mode: 0o644 },
+    );
     const list = findings(f).filter((x) => x.check === 'ownership');
     assert.equal(list.length, 2);
     const owner = list.find((x) => /owned by/.test(x.what))!;
@@ -193,9 +212,18 @@ describe('database, proxy and application state', () => {
   test('HAProxy: a standby UP, the active in MAINT, the primary DOWN behind :5000, a config that does not pass', () => {
     const f = facts();
     const servers = (f.cluster.haproxy[0]!.servers as { value: { backend: string; server: string; admin: string; op: string }[] }).value;
-    Object.assign(servers.find((s) => s.server === 'app1')!, { admin: 'maint', op: 'down' });
-    Object.assign(servers.find((s) => s.server === 'app2')!, { admin: 'ready', op: 'up' });
-    Object.assign(servers.find((s) => s.server === 'db1')!, { op: 'down' });
+    Object.assign(
+      servers.find((s) => s.server === 'app1')!,
+      { admin: 'maint', op: 'down' },
+    );
+    Object.assign(
+      servers.find((s) => s.server === 'app2')!,
+      { admin: 'ready', op: 'up' },
+    );
+    Object.assign(
+      servers.find((s) => s.server === 'db1')!,
+      { op: 'down' },
+    );
     machine(f, 'observer').haproxyConfig = got({ valid: false, output: '[ALERT] unable to load certificate' });
     const list = findings(f).filter((x) => x.check === 'haproxy');
     assert.equal(list.length, 4);
@@ -253,7 +281,7 @@ describe('database, proxy and application state', () => {
     assert.match(list[0]!.fix, /du -xh --max-depth=2/);
   });
 
-  test('another application version on the standby, against the active machine\'s', () => {
+  test("another application version on the standby, against the active machine's", () => {
     const f = facts();
     (machine(f, 'app2').appVersion as { value: { sha256: string | null }[] }).value[1]!.sha256 = 'c'.repeat(64);
     const x = only(findings(f), 'app-version');
@@ -284,11 +312,31 @@ describe('database, proxy and application state', () => {
     let list = findings(f).filter((x) => x.check === 'stale-primary');
     assert.deepEqual(list.map((x) => `${x.machine} ${x.severity}`).sort(), ['db1 warn', 'db1 warn', 'db2 warn', 'db2 warn']);
     assert.ok(
-      list.some((x) => x.machine === 'db2' && /timers\.ttlSeconds: Patroni 4\.0\.7 silently raises ttl below 20 to 20\b.*\(Patroni 4\.0\.7 on db2\)/.test(x.what) && /set ttlSeconds to 20 or more/.test(x.fix)),
+      list.some(
+        (x) =>
+          x.machine === 'db2' &&
+          /timers\.ttlSeconds: Patroni 4\.0\.7 silently raises ttl below 20 to 20\b.*\(Patroni 4\.0\.7 on db2\)/.test(x.what) &&
+          /set ttlSeconds to 20 or more/.test(x.fix),
+      ),
       'ttl 7 on Patroni 4: the cluster file says 7, Patroni runs 20',
     );
-    assert.ok(list.some((x) => x.machine === 'db1' && /Patroni 3\.0\.2 on db1 renews its leader key in etcd with a plain write/.test(x.what) && /Patroni 3\.0\.3 or newer/.test(x.fix)));
-    assert.ok(list.some((x) => x.machine === 'db1' && /db1 has no watchdog device \(\/dev\/watchdog\)/.test(x.what) && /modprobe softdog/.test(x.fix) && /database\.watchdog: required/.test(x.fix)));
+    assert.ok(
+      list.some(
+        (x) =>
+          x.machine === 'db1' &&
+          /Patroni 3\.0\.2 on db1 renews its leader key in etcd with a plain write/.test(x.what) &&
+          /Patroni 3\.0\.3 or newer/.test(x.fix),
+      ),
+    );
+    assert.ok(
+      list.some(
+        (x) =>
+          x.machine === 'db1' &&
+          /db1 has no watchdog device \(\/dev\/watchdog\)/.test(x.what) &&
+          /modprobe softdog/.test(x.fix) &&
+          /database\.watchdog: required/.test(x.fix),
+      ),
+    );
     assert.ok(list.some((x) => x.machine === 'db2' && /has a watchdog device .* but database\.watchdog is off/.test(x.what)));
 
     const required = clusterFixture('distributed', { database: { watchdog: 'required' } });

@@ -32,7 +32,7 @@ export function machineSecretsPath(cluster: Cluster): string {
   return isAbsolute(cluster.secretsFile) ? cluster.secretsFile : join(dirname(PATHS.clusterFile), cluster.secretsFile);
 }
 
-const CONFIG_WHY = 'whoever can write here can change what the cluster runs and take the machine\'s place in it';
+const CONFIG_WHY = "whoever can write here can change what the cluster runs and take the machine's place in it";
 const KEY_WHY = 'a private key others can read must be treated as leaked: anyone holding it can act as this machine in the cluster';
 
 /**
@@ -47,29 +47,104 @@ export function pathRules(cluster: Cluster, machine: Machine, rendered: Rendered
   const pg = users.postgres;
   const rules: PathRule[] = [
     { path: ROOTS.etc, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: true, why: CONFIG_WHY },
-    { path: ROOTS.data, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: has('etcd') || has('db') || has('app'), why: 'it holds the data of etcd, PostgreSQL and the application' },
-    { path: ROOTS.log, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: false, why: 'others could replace or remove the logs an investigation needs' },
-    { path: ROOTS.run, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: false, why: 'it holds HAProxy\'s admin socket and the daemons\' runtime state' },
+    {
+      path: ROOTS.data,
+      user: 'root',
+      group: 'root',
+      type: 'directory',
+      forbid: 0o022,
+      required: has('etcd') || has('db') || has('app'),
+      why: 'it holds the data of etcd, PostgreSQL and the application',
+    },
+    {
+      path: ROOTS.log,
+      user: 'root',
+      group: 'root',
+      type: 'directory',
+      forbid: 0o022,
+      required: false,
+      why: 'others could replace or remove the logs an investigation needs',
+    },
+    {
+      path: ROOTS.run,
+      user: 'root',
+      group: 'root',
+      type: 'directory',
+      forbid: 0o022,
+      required: false,
+      why: "it holds HAProxy's admin socket and the daemons' runtime state",
+    },
     { path: PATHS.pkiDir, user: 'root', group: 'root', type: 'directory', forbid: 0o022, required: true, why: CONFIG_WHY },
     // Certificates and keys: a missing one is the certificates check's finding, not repeated here.
-    { path: `${PATHS.pkiDir}/ca.pem`, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: false, why: 'whoever replaces the CA certificate decides whom this machine trusts' },
+    {
+      path: `${PATHS.pkiDir}/ca.pem`,
+      user: 'root',
+      group: 'root',
+      type: 'file',
+      forbid: 0o022,
+      required: false,
+      why: 'whoever replaces the CA certificate decides whom this machine trusts',
+    },
     { path: `${PATHS.pkiDir}/${machine.name}.pem`, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: false, why: CONFIG_WHY },
     { path: `${PATHS.pkiDir}/${machine.name}.key`, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: KEY_WHY },
   ];
   if (has('app') || has('db') || has('observer')) {
-    rules.push({ path: PATHS.clusterFile, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: true, why: 'the agent and the observer act on what it says' });
+    rules.push({
+      path: PATHS.clusterFile,
+      user: 'root',
+      group: 'root',
+      type: 'file',
+      forbid: 0o022,
+      required: true,
+      why: 'the agent and the observer act on what it says',
+    });
   }
   if (has('observer')) {
-    rules.push({ path: machineSecretsPath(cluster), user: 'root', group: 'root', type: 'file', forbid: 0o077, required: true, why: 'it holds every password of the cluster' });
+    rules.push({
+      path: machineSecretsPath(cluster),
+      user: 'root',
+      group: 'root',
+      type: 'file',
+      forbid: 0o077,
+      required: true,
+      why: 'it holds every password of the cluster',
+    });
   }
   if (has('etcd')) {
-    rules.push({ path: PATHS.etcdData, user: users.etcd, group: users.etcd, type: 'directory', forbid: 0o077, required: true, recursive: true, why: `etcd runs as ${users.etcd} and must own its data; it holds every leader lock and the active record` });
+    rules.push({
+      path: PATHS.etcdData,
+      user: users.etcd,
+      group: users.etcd,
+      type: 'directory',
+      forbid: 0o077,
+      required: true,
+      recursive: true,
+      why: `etcd runs as ${users.etcd} and must own its data; it holds every leader lock and the active record`,
+    });
   }
   if (has('db')) {
     const parent = dirname(PATHS.pgData);
     rules.push(
-      { path: parent, user: pg, group: pg, type: 'directory', forbid: 0o077, required: true, recursive: true, why: 'PostgreSQL runs as postgres: a data directory it cannot write stops the database (and a replica cannot be rebuilt)' },
-      { path: PATHS.pgData, user: pg, group: pg, type: 'directory', forbid: 0o027, required: true, recursive: true, why: 'PostgreSQL refuses to start on a data directory it does not own or that others can read' },
+      {
+        path: parent,
+        user: pg,
+        group: pg,
+        type: 'directory',
+        forbid: 0o077,
+        required: true,
+        recursive: true,
+        why: 'PostgreSQL runs as postgres: a data directory it cannot write stops the database (and a replica cannot be rebuilt)',
+      },
+      {
+        path: PATHS.pgData,
+        user: pg,
+        group: pg,
+        type: 'directory',
+        forbid: 0o027,
+        required: true,
+        recursive: true,
+        why: 'PostgreSQL refuses to start on a data directory it does not own or that others can read',
+      },
       {
         path: PATHS.pgSocketDir,
         user: pg,
@@ -84,7 +159,16 @@ export function pathRules(cluster: Cluster, machine: Machine, rendered: Rendered
   }
   if (has('proxy')) {
     rules.push({ path: PATHS.haproxyCheckBundle, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: KEY_WHY });
-    if (cluster.proxy.tlsBundle) rules.push({ path: cluster.proxy.tlsBundle, user: 'root', group: 'root', type: 'file', forbid: 0o077, required: false, why: 'the bundle holds the private key of the site users connect to' });
+    if (cluster.proxy.tlsBundle)
+      rules.push({
+        path: cluster.proxy.tlsBundle,
+        user: 'root',
+        group: 'root',
+        type: 'file',
+        forbid: 0o077,
+        required: false,
+        why: 'the bundle holds the private key of the site users connect to',
+      });
   }
   for (const f of rendered) {
     if (rules.some((r) => r.path === f.path)) continue;

@@ -65,7 +65,8 @@ export function systemdFixes(cluster: Cluster): Fixes {
     unreachable: (m) => `bring ${m.name} up and check that it answers SSH from here: ssh -p ${m.sshPort} ${m.sshUser}@${m.address} true`,
     start(machine, what) {
       // nginx runs only on the active machine, started by the agent once it confirmed its role.
-      if (what === 'nginx') return `on ${machine}: systemctl restart ${UNITS.agent} (the agent starts nginx and the application on the active machine; \`journalctl -u ${UNITS.agent} -n 50\` says why it did not)`;
+      if (what === 'nginx')
+        return `on ${machine}: systemctl restart ${UNITS.agent} (the agent starts nginx and the application on the active machine; \`journalctl -u ${UNITS.agent} -n 50\` says why it did not)`;
       return `on ${machine}: systemctl start ${UNIT_OF[what]} (\`journalctl -u ${UNIT_OF[what]} -n 50\` says why it stopped)`;
     },
     stopStray(machine, proc) {
@@ -81,6 +82,7 @@ export function systemdFixes(cluster: Cluster): Fixes {
       return `on ${machine}: find the rule that drops TCP port ${port} with \`nft list ruleset\` (and any firewall between the machines) and allow it from ${from.join(', ')}`;
     },
     reinstall: (machine, what) => `${applyCmd} (installs ${what} on ${machine} again)`,
-    setPassword: (machine, f) => `${applyCmd} (writes the secrets file's appDbPassword into ${f.key} of ${f.path} on ${machine} and every other file application.passwordFiles lists)`,
+    setPassword: (machine, f) =>
+      `${applyCmd} (writes the secrets file's appDbPassword into ${f.key} of ${f.path} on ${machine} and every other file application.passwordFiles lists)`,
   };
 }

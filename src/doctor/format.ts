@@ -23,10 +23,17 @@ function group(lines: string[], title: string, checks: CheckResult[], findings: 
 export function formatReport(report: DoctorReport): string {
   const lines: string[] = [];
   const n = report.machines.length;
-  lines.push(`vigil doctor: cluster ${report.cluster.name} (${report.platform === 'lab' ? 'the lab' : report.cluster.source}), ${n} machine${n === 1 ? '' : 's'}, checked in ${(report.durationMs / 1000).toFixed(1)} s`);
+  lines.push(
+    `vigil doctor: cluster ${report.cluster.name} (${report.platform === 'lab' ? 'the lab' : report.cluster.source}), ${n} machine${n === 1 ? '' : 's'}, checked in ${(report.durationMs / 1000).toFixed(1)} s`,
+  );
   lines.push('');
   for (const m of report.machines) {
-    group(lines, `${m.name}  ${m.address}  ${m.roles.join(',')}${m.reachable ? '' : '  UNREACHABLE'}`, m.checks, report.findings.filter((f) => f.machine === m.name));
+    group(
+      lines,
+      `${m.name}  ${m.address}  ${m.roles.join(',')}${m.reachable ? '' : '  UNREACHABLE'}`,
+      m.checks,
+      report.findings.filter((f) => f.machine === m.name),
+    );
   }
   const clusterFindings = report.findings.filter((f) => f.machine === null);
   if (report.clusterChecks.length || clusterFindings.length) group(lines, 'cluster', report.clusterChecks, clusterFindings);

@@ -13,7 +13,17 @@ import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { ETCD_CLIENT_PORT, etcdEndpoints } from '../layout/network.ts';
 import { portRequirements } from './expect.ts';
 import { parseStatsCsv } from '../facts/parse.ts';
-import { failed, got, type ClusterFacts, type EtcdMemberFacts, type PatroniFacts, type PatroniMember, type PortOutcome, type PortProbe, type Probe } from './types.ts';
+import {
+  failed,
+  got,
+  type ClusterFacts,
+  type EtcdMemberFacts,
+  type PatroniFacts,
+  type PatroniMember,
+  type PortOutcome,
+  type PortProbe,
+  type Probe,
+} from './types.ts';
 
 export interface ClusterGatherOptions {
   cluster: Cluster;
@@ -44,7 +54,8 @@ async function getJson<T>(url: string, timeoutMs: number, init: RequestInit = {}
   }
 }
 
-const postJson = <T>(url: string, timeoutMs: number) => getJson<T>(url, timeoutMs, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+const postJson = <T>(url: string, timeoutMs: number) =>
+  getJson<T>(url, timeoutMs, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
 
 /** etcd's v3 JSON gateway (enabled in the generated etcd.yml for Patroni) and its /health. */
 async function etcdMember(m: Machine, timeoutMs: number): Promise<EtcdMemberFacts> {
@@ -57,7 +68,9 @@ async function etcdMember(m: Machine, timeoutMs: number): Promise<EtcdMemberFact
     machine: m.name,
     endpoint,
     health: health.ok ? got({ healthy: health.value.health === 'true', ...(health.value.reason ? { reason: health.value.reason } : {}) }) : health,
-    status: status.ok ? got({ leader: status.value.leader ?? '0', memberId: status.value.header?.member_id ?? '', dbSizeBytes: Number(status.value.dbSize ?? 0) }) : status,
+    status: status.ok
+      ? got({ leader: status.value.leader ?? '0', memberId: status.value.header?.member_id ?? '', dbSizeBytes: Number(status.value.dbSize ?? 0) })
+      : status,
   };
 }
 
@@ -99,7 +112,12 @@ async function patroni(cluster: Cluster, timeoutMs: number): Promise<{ facts: Pr
   const i = answers.findIndex((a) => a.ok);
   const first = answers[i];
   if (!first?.ok) {
-    const why = dbs.map((m, j) => { const a = answers[j]!; return `${m.name}: ${a.ok ? 'answered' : a.error}`; }).join('; ');
+    const why = dbs
+      .map((m, j) => {
+        const a = answers[j]!;
+        return `${m.name}: ${a.ok ? 'answered' : a.error}`;
+      })
+      .join('; ');
     return { facts: failed(dbs.length ? `no Patroni REST API answers (${why})` : 'no db machine'), answered };
   }
   const from = dbs[i]!;
@@ -148,7 +166,9 @@ export function connectFromHere(address: string, port: number, timeoutMs: number
 async function adminPorts(cluster: Cluster, connectTimeoutMs: number): Promise<PortProbe[]> {
   const byName = new Map(cluster.machines.map((m) => [m.name, m]));
   const wanted = portRequirements(cluster).filter((r) => r.from.includes(null));
-  return Promise.all(wanted.map(async (r) => ({ from: null, to: r.to, port: r.port, ...(await connectFromHere(byName.get(r.to)!.address, r.port, connectTimeoutMs)) })));
+  return Promise.all(
+    wanted.map(async (r) => ({ from: null, to: r.to, port: r.port, ...(await connectFromHere(byName.get(r.to)!.address, r.port, connectTimeoutMs)) })),
+  );
 }
 
 export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFacts> {
@@ -161,7 +181,16 @@ export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFac
     vigilState(cluster, timeoutMs),
     patroni(cluster, timeoutMs),
     Promise.all(withRole(cluster, 'proxy').map((m) => haproxyServers(cluster, m, timeoutMs))),
-    adminPki.ok ? Promise.all(agentMachines.map(async (m) => ({ machine: m.name, status: await agentOf(adminPki.value, m).status({ timeoutMs }).catch(() => null) }))) : Promise.resolve([]),
+    adminPki.ok
+      ? Promise.all(
+          agentMachines.map(async (m) => ({
+            machine: m.name,
+            status: await agentOf(adminPki.value, m)
+              .status({ timeoutMs })
+              .catch(() => null),
+          })),
+        )
+      : Promise.resolve([]),
     adminPorts(cluster, o.connectTimeoutMs),
   ]);
   return {

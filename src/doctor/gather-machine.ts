@@ -14,7 +14,17 @@ import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from '../facts/parse.ts';
 import { comparePasswordFile } from '../facts/password-files.ts';
 import { clock, connect, errorText, firstLine, runOn } from '../facts/probe.ts';
-import { failed, got, type DbSafetyFacts, type Identity, type MachineFacts, type PasswordFileFact, type Probe, type ProgramDigest, type SystemdFacts } from './types.ts';
+import {
+  failed,
+  got,
+  type DbSafetyFacts,
+  type Identity,
+  type MachineFacts,
+  type PasswordFileFact,
+  type Probe,
+  type ProgramDigest,
+  type SystemdFacts,
+} from './types.ts';
 
 export interface MachineGatherOptions {
   cluster: Cluster;
@@ -108,7 +118,9 @@ async function systemdFacts(shell: RemoteShell, cluster: Cluster, m: Machine, ti
     guard(async () => {
       if (!m.roles.includes('app')) return got([]);
       const units = [...new Set([...cluster.application.services.map((s) => s.unit), 'nginx.service'])];
-      const states = await Promise.all(units.map(async (unit) => ({ unit, state: (await shell.exec(['systemctl', 'is-enabled', unit], { timeoutMs })).stdout.trim() || 'not-found' })));
+      const states = await Promise.all(
+        units.map(async (unit) => ({ unit, state: (await shell.exec(['systemctl', 'is-enabled', unit], { timeoutMs })).stdout.trim() || 'not-found' })),
+      );
       return got(states);
     }),
   ]);
@@ -166,7 +178,13 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   const has = (r: 'app' | 'db' | 'etcd' | 'proxy') => m.roles.includes(r);
   const rules = pathRules(cluster, m, o.rendered);
   // Where the components and the application write: each may be a filesystem of its own.
-  const diskPaths = [ROOTS.data, ROOTS.log, ...(has('db') ? [PATHS.pgData] : []), ...(has('etcd') ? [PATHS.etcdData] : []), ...(has('app') ? cluster.application.syncDirs : [])];
+  const diskPaths = [
+    ROOTS.data,
+    ROOTS.log,
+    ...(has('db') ? [PATHS.pgData] : []),
+    ...(has('etcd') ? [PATHS.etcdData] : []),
+    ...(has('app') ? cluster.application.syncDirs : []),
+  ];
   const targets = new Map(cluster.machines.map((x) => [x.name, x]));
   const outgoing = portRequirements(cluster).filter((r) => r.from.includes(m.name));
 
@@ -190,7 +208,11 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
       ? guard(async () => {
           const r = await runOn(shell, ['haproxy', '-c', '-f', PATHS.haproxyConfig], t, [0, 1, 2]);
           if (!r.ok) return r;
-          const output = `${r.value.stdout}\n${r.value.stderr}`.split('\n').filter((l) => /ALERT|\berror\b/i.test(l)).slice(0, 5).join('\n');
+          const output = `${r.value.stdout}\n${r.value.stderr}`
+            .split('\n')
+            .filter((l) => /ALERT|\berror\b/i.test(l))
+            .slice(0, 5)
+            .join('\n');
           return got({ valid: r.value.code === 0, output });
         })
       : undefined,
@@ -211,7 +233,8 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (has('app') && listeners.ok) {
     const pids = listeners.value.filter((l) => l.port === cluster.application.port).flatMap((l) => l.processes.map((p) => p.pid));
     facts.processUnits = {};
-    for (const pid of new Set(pids)) facts.processUnits[pid] = unitOfCgroup((await shell.readFile(`/proc/${pid}/cgroup`).catch(() => null))?.toString('utf8') ?? '');
+    for (const pid of new Set(pids))
+      facts.processUnits[pid] = unitOfCgroup((await shell.readFile(`/proc/${pid}/cgroup`).catch(() => null))?.toString('utf8') ?? '');
   }
   return facts;
 }

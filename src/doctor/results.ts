@@ -42,7 +42,13 @@ export class Results {
       if (c.machine !== machine) continue;
       const mine = this.findings.filter((f) => f.machine === machine && f.check === c.check).map((f) => f.severity);
       const worst: Severity | undefined = mine.includes('fail') ? 'fail' : mine.includes('warn') ? 'warn' : undefined;
-      out.push(worst ? { check: c.check, status: worst } : c.ran ? { check: c.check, status: 'ok' } : { check: c.check, status: 'skipped', ...(c.note ? { note: c.note } : {}) });
+      out.push(
+        worst
+          ? { check: c.check, status: worst }
+          : c.ran
+            ? { check: c.check, status: 'ok' }
+            : { check: c.check, status: 'skipped', ...(c.note ? { note: c.note } : {}) },
+      );
     }
     return out;
   }

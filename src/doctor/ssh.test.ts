@@ -62,14 +62,24 @@ describe('doctor over SSH against machines with nothing installed', { skip, time
 
   it('reaches every machine over SSH and checks it as a systemd machine', () => {
     assert.equal(report.platform, 'systemd');
-    assert.deepEqual(report.machines.map((m) => [m.name, m.reachable]), Object.keys(addresses).map((n) => [n, true]));
-    for (const m of report.machines) assert.ok(m.checks.some((c) => c.check === 'ownership' && c.status === 'fail'), `${m.name}: ${JSON.stringify(m.checks)}`);
+    assert.deepEqual(
+      report.machines.map((m) => [m.name, m.reachable]),
+      Object.keys(addresses).map((n) => [n, true]),
+    );
+    for (const m of report.machines)
+      assert.ok(
+        m.checks.some((c) => c.check === 'ownership' && c.status === 'fail'),
+        `${m.name}: ${JSON.stringify(m.checks)}`,
+      );
     assert.ok(report.durationMs < 60_000, `${report.durationMs} ms`);
   });
 
   it('reports what is missing with the fixes for real machines', () => {
     const f = report.findings;
-    assert.ok(f.some((x) => x.check === 'ownership' && x.machine === 'db1' && /\/var\/lib\/vigil\/postgresql\/data/.test(x.what) && /^vigil apply -c /.test(x.fix)), 'missing data directory');
+    assert.ok(
+      f.some((x) => x.check === 'ownership' && x.machine === 'db1' && /\/var\/lib\/vigil\/postgresql\/data/.test(x.what) && /^vigil apply -c /.test(x.fix)),
+      'missing data directory',
+    );
     assert.ok(f.some((x) => x.check === 'etcd' && x.machine === 'observer' && x.fix.startsWith('on observer: systemctl start vigil-etcd.service')));
     assert.ok(f.some((x) => x.check === 'ports' && x.machine === 'observer' && /nothing listens on TCP port 2379/.test(x.what)));
     assert.ok(f.some((x) => x.check === 'passwords' && x.machine === 'app1' && /application\.properties is missing on app1/.test(x.what)));

@@ -4,7 +4,16 @@
  * circuit breaker per endpoint, which would both hide an outage from the caller's deadline and
  * refuse the first calls after etcd is back (see `passThroughPolicy`).
  */
-import { ClientClosedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, GRPCDeadlineExceededError, GRPCUnauthenticatedError, isRecoverableError, type IOptions } from 'etcd3';
+import {
+  ClientClosedError,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdPermissionDeniedError,
+  GRPCDeadlineExceededError,
+  GRPCUnauthenticatedError,
+  isRecoverableError,
+  type IOptions,
+} from 'etcd3';
 import { VigilError, problem, type ErrorCode, type Problem } from '../util/errors.ts';
 
 /** Every store call accepts these; `timeoutMs` defaults to the store's `callTimeoutMs`. */
@@ -14,7 +23,15 @@ export interface CallOptions {
 }
 
 /** The registry's codes a StoreError carries (src/util/errors.ts, docs/errors.md). */
-export const STORE_ERROR_CODES = ['ETCD_TIMEOUT', 'ETCD_UNAVAILABLE', 'ETCD_REFUSED', 'ETCD_DATA', 'ETCD_CLOSED', 'ETCD_CANCELLED', 'ETCD_FAILED'] as const satisfies readonly ErrorCode[];
+export const STORE_ERROR_CODES = [
+  'ETCD_TIMEOUT',
+  'ETCD_UNAVAILABLE',
+  'ETCD_REFUSED',
+  'ETCD_DATA',
+  'ETCD_CLOSED',
+  'ETCD_CANCELLED',
+  'ETCD_FAILED',
+] as const satisfies readonly ErrorCode[];
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number];
 
 /** An etcd call that failed: which operation, on which endpoints, and whether to try again. */
@@ -37,10 +54,18 @@ export function toStoreError(op: string, endpoints: string[], err: unknown): Sto
   const where = `etcd ${endpoints.join(',')} (${op})`;
   const msg = err instanceof Error ? err.message : String(err);
   if (err instanceof ClientClosedError) return new StoreError('ETCD_CLOSED', op, problem(where, 'the store is closed', 'open a new store'), { cause: err });
-  if (err instanceof EtcdPermissionDeniedError || err instanceof EtcdAuthenticationFailedError || err instanceof EtcdInvalidAuthTokenError || err instanceof GRPCUnauthenticatedError) {
-    return new StoreError('ETCD_REFUSED', op, problem(where, `refused: ${msg}`, "check the etcd user, password and role in the cluster's secrets"), { cause: err });
+  if (
+    err instanceof EtcdPermissionDeniedError ||
+    err instanceof EtcdAuthenticationFailedError ||
+    err instanceof EtcdInvalidAuthTokenError ||
+    err instanceof GRPCUnauthenticatedError
+  ) {
+    return new StoreError('ETCD_REFUSED', op, problem(where, `refused: ${msg}`, "check the etcd user, password and role in the cluster's secrets"), {
+      cause: err,
+    });
   }
-  if (err instanceof Error && isRecoverableError(err)) return new StoreError('ETCD_UNAVAILABLE', op, problem(where, `unavailable: ${msg}`, CHECK_ETCD), { cause: err });
+  if (err instanceof Error && isRecoverableError(err))
+    return new StoreError('ETCD_UNAVAILABLE', op, problem(where, `unavailable: ${msg}`, CHECK_ETCD), { cause: err });
   return new StoreError('ETCD_FAILED', op, problem(where, msg, 'see the cause; if etcd is healthy this is a bug in Vigil'), { cause: err });
 }
 
@@ -97,11 +122,15 @@ export class Caller {
 
   private timeout(op: string, timeoutMs: number, last: unknown): StoreError {
     const why = last instanceof Error ? ` (last error: ${last.message})` : '';
-    return new StoreError('ETCD_TIMEOUT', op, problem(`etcd ${this.endpoints.join(',')} (${op})`, `no answer within ${timeoutMs} ms${why}`, CHECK_ETCD), { cause: last });
+    return new StoreError('ETCD_TIMEOUT', op, problem(`etcd ${this.endpoints.join(',')} (${op})`, `no answer within ${timeoutMs} ms${why}`, CHECK_ETCD), {
+      cause: last,
+    });
   }
 
   private cancelled(op: string): StoreError {
-    return new StoreError('ETCD_CANCELLED', op, problem(`etcd ${this.endpoints.join(',')} (${op})`, 'cancelled by the caller', 'none needed'), { retryable: false });
+    return new StoreError('ETCD_CANCELLED', op, problem(`etcd ${this.endpoints.join(',')} (${op})`, 'cancelled by the caller', 'none needed'), {
+      retryable: false,
+    });
   }
 }
 

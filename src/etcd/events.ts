@@ -85,13 +85,20 @@ export function eventRecords(ns: Namespace, caller: Caller, track: (s: Subscript
           kv = txn.responses[0]?.response_range?.kvs[0];
           await new Promise((r) => setTimeout(r, Math.random() * 10 * Math.min(i + 1, 5)));
         }
-        throw badData('appendEvent', EVENTS_SEQ_KEY, `lost the race for a sequence number ${MAX_CONFLICTS} times`, 'retry; if it persists, look for a process appending events in a loop');
+        throw badData(
+          'appendEvent',
+          EVENTS_SEQ_KEY,
+          `lost the race for a sequence number ${MAX_CONFLICTS} times`,
+          'retry; if it persists, look for a process appending events in a loop',
+        );
       });
     },
 
     async newest(limit, opts) {
       if (!Number.isInteger(limit) || limit < 1) return [];
-      const res = await caller.run('listEvents', opts, (grpc) => ns.getAll().prefix(KEYS.eventsPrefix).sort('Key', 'Descend').limit(limit).options(grpc).exec());
+      const res = await caller.run('listEvents', opts, (grpc) =>
+        ns.getAll().prefix(KEYS.eventsPrefix).sort('Key', 'Descend').limit(limit).options(grpc).exec(),
+      );
       return res.kvs.map((kv) => decodeKv('listEvents', kv)).reverse();
     },
 

@@ -238,9 +238,12 @@ export class Campaign implements Leadership {
     const held = this.held;
     if (!held) return;
     const due = held.validUntilMs - this.marginMs - performance.now();
-    this.lossTimer = setTimeout(() => {
-      if (this.held === held) this.lose(`no keepalive answered for ${Math.round(this.ttlMs - this.marginMs)} ms: etcd may expire the lease`);
-    }, Math.max(0, due));
+    this.lossTimer = setTimeout(
+      () => {
+        if (this.held === held) this.lose(`no keepalive answered for ${Math.round(this.ttlMs - this.marginMs)} ms: etcd may expire the lease`);
+      },
+      Math.max(0, due),
+    );
   }
 
   private lose(reason: string): void {

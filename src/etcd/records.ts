@@ -3,7 +3,17 @@
  * becomes a clear ETCD_DATA error naming the key, not an undefined field deep in the observer.
  */
 import { z } from 'zod';
-import { EVENT_TYPES, STATES, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type RequestAnswer, type VigilEvent } from '../model/ha.ts';
+import {
+  EVENT_TYPES,
+  STATES,
+  type ActiveRecord,
+  type Maintenance,
+  type ObserverLeader,
+  type ObserverState,
+  type OperatorRequest,
+  type RequestAnswer,
+  type VigilEvent,
+} from '../model/ha.ts';
 import { badData } from './call.ts';
 
 const activeSchema = z.object({

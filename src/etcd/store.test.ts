@@ -175,7 +175,9 @@ describe('VigilStore against a real etcd', () => {
 
   it('a value Vigil did not write is an ETCD_DATA error naming the key', async () => {
     const s = await open();
-    await run('etcdctl', ['--endpoints', etcd.endpoint, 'put', `/vigil/${s.cluster}/active`, '{"node":""}'], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });
+    await run('etcdctl', ['--endpoints', etcd.endpoint, 'put', `/vigil/${s.cluster}/active`, '{"node":""}'], {
+      env: { ETCDCTL_API: '3', PATH: process.env['PATH'] },
+    });
     await assert.rejects(s.getActive(), (err: StoreError) => {
       assert.equal(err.code, 'ETCD_DATA');
       assert.equal(err.retryable, false);

@@ -16,7 +16,16 @@
  * ```
  */
 import { Etcd3, type Namespace } from 'etcd3';
-import { KEYS, keyPrefix, type ActiveRecord, type Maintenance, type ObserverLeader, type ObserverState, type OperatorRequest, type RequestAnswer } from '../model/ha.ts';
+import {
+  KEYS,
+  keyPrefix,
+  type ActiveRecord,
+  type Maintenance,
+  type ObserverLeader,
+  type ObserverState,
+  type OperatorRequest,
+  type RequestAnswer,
+} from '../model/ha.ts';
 import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
 import { eventRecords, type EventRecords } from './events.ts';
 import { follow, type Subscription } from './follow.ts';
@@ -149,7 +158,15 @@ export async function openStore(opts: StoreOptions): Promise<VigilStore> {
   const client = new Etcd3({
     hosts: opts.endpoints,
     ...(opts.auth ? { auth: opts.auth } : {}),
-    ...(opts.tls ? { credentials: { rootCertificate: opts.tls.ca, ...(opts.tls.key ? { privateKey: opts.tls.key } : {}), ...(opts.tls.cert ? { certChain: opts.tls.cert } : {}) } } : {}),
+    ...(opts.tls
+      ? {
+          credentials: {
+            rootCertificate: opts.tls.ca,
+            ...(opts.tls.key ? { privateKey: opts.tls.key } : {}),
+            ...(opts.tls.cert ? { certChain: opts.tls.cert } : {}),
+          },
+        }
+      : {}),
     faultHandling,
     // Notice a dead connection (a hung member) on idle watch streams too; etcd's minimum ping
     // interval is 5 s (--grpc-keepalive-min-time), pinging faster gets the connection closed.
@@ -332,7 +349,11 @@ class Store implements VigilStore {
     if (!fence) return false;
     const value = encode(schemas.observerState, 'putObserverState', this.full(KEYS.observerState), st);
     const txn = await this.caller.run('putObserverState', opts, (grpc) =>
-      this.ns.if(fence.key, 'Create', '==', fence.createRevision).then(this.ns.put(KEYS.observerState).value(value).lease(fence.leaseId)).options(grpc).commit(),
+      this.ns
+        .if(fence.key, 'Create', '==', fence.createRevision)
+        .then(this.ns.put(KEYS.observerState).value(value).lease(fence.leaseId))
+        .options(grpc)
+        .commit(),
     );
     return txn.succeeded;
   }
@@ -438,7 +459,13 @@ export function parseSync(raw: string | null): PatroniLeaderView['sync'] {
   if (!raw) return null;
   try {
     const v = JSON.parse(raw) as { leader?: unknown; sync_standby?: unknown };
-    const standbys = typeof v.sync_standby === 'string' ? v.sync_standby.split(',').map((x) => x.trim()).filter(Boolean) : [];
+    const standbys =
+      typeof v.sync_standby === 'string'
+        ? v.sync_standby
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean)
+        : [];
     return { leader: typeof v.leader === 'string' ? v.leader : null, standbys };
   } catch {
     return null;

@@ -73,7 +73,9 @@ describe('EventLog against a real etcd', () => {
     const s2 = await open(s1.cluster);
     const l1 = new EventLog(s1.events, { file: null });
     const l2 = new EventLog(s2.events, { file: null });
-    const stored = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? l1 : l2).append({ type: 'activate', message: `m${i}` }, { timeoutMs: 20_000 })));
+    const stored = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? l1 : l2).append({ type: 'activate', message: `m${i}` }, { timeoutMs: 20_000 })),
+    );
     const seqs = stored.map((e) => e.seq).sort((a, b) => a - b);
     assert.deepEqual(
       seqs,
@@ -120,7 +122,10 @@ describe('EventLog against a real etcd', () => {
     const log = new EventLog(s.events, { file });
     try {
       await etcd.pause();
-      await assert.rejects(log.append({ type: 'node-lost', node: 'app1', message: 'while etcd hangs' }, { timeoutMs: 300 }), (err: StoreError) => err.code === 'ETCD_TIMEOUT');
+      await assert.rejects(
+        log.append({ type: 'node-lost', node: 'app1', message: 'while etcd hangs' }, { timeoutMs: 300 }),
+        (err: StoreError) => err.code === 'ETCD_TIMEOUT',
+      );
     } finally {
       etcd.resume();
     }

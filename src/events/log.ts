@@ -39,7 +39,10 @@ export class EventFileError extends Error implements CodedError {
     readonly event: StoredEvent,
     cause: unknown,
   ) {
-    super(`${file}: cannot append event ${event.seq} (it is stored in etcd): ${(cause as Error).message ?? String(cause)}\n  fix: check that the directory exists and is writable by the user running Vigil, and that the disk is not full`, { cause });
+    super(
+      `${file}: cannot append event ${event.seq} (it is stored in etcd): ${(cause as Error).message ?? String(cause)}\n  fix: check that the directory exists and is writable by the user running Vigil, and that the disk is not full`,
+      { cause },
+    );
     this.name = 'EventFileError';
   }
 }

@@ -13,7 +13,15 @@ LISTEN 0      4096   127.0.0.1%lo:53   0.0.0.0:*
 test('ss: address, port and the processes holding each listening socket', () => {
   const l = parseSs(SS);
   assert.equal(l.length, 5);
-  assert.deepEqual(l[1], { address: '0.0.0.0', port: 80, processes: [{ name: 'nginx', pid: 13329 }, { name: 'nginx', pid: 13328 }, { name: 'nginx', pid: 13325 }] });
+  assert.deepEqual(l[1], {
+    address: '0.0.0.0',
+    port: 80,
+    processes: [
+      { name: 'nginx', pid: 13329 },
+      { name: 'nginx', pid: 13328 },
+      { name: 'nginx', pid: 13325 },
+    ],
+  });
   assert.deepEqual(l[3], { address: '[::]', port: 5432, processes: [] });
   assert.equal(l[4]!.address, '127.0.0.1');
   assert.ok(listensOn(l[1]!, '10.213.5.11') && listensOn(l[2]!, '10.213.5.11') && listensOn(l[3]!, '10.0.0.1'));
@@ -22,7 +30,9 @@ test('ss: address, port and the processes holding each listening socket', () => 
 });
 
 test('stat: owner, group, octal mode and type; a missing path is simply absent', () => {
-  const s = parseStat('/etc/vigil\troot\troot\t755\tdirectory\n/var/lib/vigil/postgresql/data\tpostgres\tpostgres\t700\tdirectory\n/etc/vigil/patroni.yml\tpostgres\tpostgres\t600\tregular file\n/run/vigil/x.sock\troot\troot\t777\tsocket\n');
+  const s = parseStat(
+    '/etc/vigil\troot\troot\t755\tdirectory\n/var/lib/vigil/postgresql/data\tpostgres\tpostgres\t700\tdirectory\n/etc/vigil/patroni.yml\tpostgres\tpostgres\t600\tregular file\n/run/vigil/x.sock\troot\troot\t777\tsocket\n',
+  );
   assert.deepEqual(s[1], { path: '/var/lib/vigil/postgresql/data', user: 'postgres', group: 'postgres', mode: 0o700, type: 'directory' });
   assert.equal(s[2]!.type, 'file');
   assert.equal(s[2]!.mode, 0o600);
@@ -41,7 +51,7 @@ test('sha256sum: digest by path, missing files left out', () => {
   assert.equal(m.size, 1);
 });
 
-test('the program that is a service\'s version: the script of an interpreter, else the executable', () => {
+test("the program that is a service's version: the script of an interpreter, else the executable", () => {
   assert.equal(programOf(['/usr/bin/node', '/opt/vigil/vigil.mjs', 'refapp', '--config', '/etc/x']), '/opt/vigil/vigil.mjs');
   assert.equal(programOf(['/usr/bin/java', '-Xmx2g', '-jar', '/opt/app/app.jar']), '/opt/app/app.jar');
   assert.equal(programOf(['/usr/bin/python3.11', '-u', '/opt/poller/main.py']), '/opt/poller/main.py');
@@ -50,7 +60,10 @@ test('the program that is a service\'s version: the script of an interpreter, el
 });
 
 test('systemctl show ExecStart and /proc/PID/cgroup', () => {
-  assert.deepEqual(parseExecStart('{ path=/usr/sbin/nginx ; argv[]=/usr/sbin/nginx -c /etc/vigil/nginx.conf -g daemon off; ; ignore_errors=no ; start_time=[n/a] }'), ['/usr/sbin/nginx', '-c', '/etc/vigil/nginx.conf', '-g', 'daemon', 'off;']);
+  assert.deepEqual(
+    parseExecStart('{ path=/usr/sbin/nginx ; argv[]=/usr/sbin/nginx -c /etc/vigil/nginx.conf -g daemon off; ; ignore_errors=no ; start_time=[n/a] }'),
+    ['/usr/sbin/nginx', '-c', '/etc/vigil/nginx.conf', '-g', 'daemon', 'off;'],
+  );
   assert.equal(parseExecStart(''), null);
   assert.equal(unitOfCgroup('0::/system.slice/nginx.service\n'), 'nginx.service');
   assert.equal(unitOfCgroup('0::/user.slice/user-0.slice/session-3.scope\n'), null);

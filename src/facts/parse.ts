@@ -102,7 +102,10 @@ export function programOf(argv: readonly string[]): string | null {
 export function unitOfCgroup(text: string): string | null {
   for (const line of text.split('\n')) {
     const path = line.split(':').slice(2).join(':');
-    const unit = path.split('/').reverse().find((p) => /\.(service|scope)$/.test(p));
+    const unit = path
+      .split('/')
+      .reverse()
+      .find((p) => /\.(service|scope)$/.test(p));
     if (unit && unit.endsWith('.service')) return unit;
   }
   return null;
@@ -121,7 +124,8 @@ export function parseStatsCsv(text: string): ServerState[] {
   if (!header) throw new Error(`not HAProxy's stats CSV: ${text.slice(0, 80)}`);
   const cols = header.slice(2).split(',');
   const [px, sv, st] = ['pxname', 'svname', 'status'].map((c) => cols.indexOf(c));
-  if (px === undefined || sv === undefined || st === undefined || px < 0 || sv < 0 || st < 0) throw new Error('HAProxy\'s stats CSV lacks pxname, svname or status');
+  if (px === undefined || sv === undefined || st === undefined || px < 0 || sv < 0 || st < 0)
+    throw new Error("HAProxy's stats CSV lacks pxname, svname or status");
   return lines
     .filter((l) => !l.startsWith('#'))
     .map((l) => l.split(','))

@@ -20,7 +20,6 @@ export interface PortRequirement {
   activeOnly?: boolean;
 }
 
-
 /**
  * Who must reach what, per role (ports from src/render and src/model/ha.ts):
  * - etcd client port from every machine that talks to etcd (Patroni, agents, observers, the

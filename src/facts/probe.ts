@@ -69,7 +69,12 @@ export const firstLine = (s: string) => s.trim().split('\n')[0]?.slice(0, 300) ?
 export const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Runs a command; a non-zero exit is an error unless `okCodes` allows it. */
-export async function runOn(shell: RemoteShell, argv: string[], timeoutMs: number, okCodes: number[] = [0]): Promise<Probe<{ code: number; stdout: string; stderr: string }>> {
+export async function runOn(
+  shell: RemoteShell,
+  argv: string[],
+  timeoutMs: number,
+  okCodes: number[] = [0],
+): Promise<Probe<{ code: number; stdout: string; stderr: string }>> {
   try {
     const r = await shell.exec(argv, { timeoutMs });
     if (okCodes.includes(r.code)) return got(r);
@@ -101,7 +106,9 @@ export async function connect(shell: RemoteShell, from: string, to: Machine, por
   const seconds = Math.max(1, Math.round(timeoutMs / 1000));
   const base = { from, to: to.name, port };
   try {
-    const r = await shell.exec(['timeout', String(seconds), 'bash', '-c', 'exec 3<>"/dev/tcp/$0/$1"', to.address, String(port)], { timeoutMs: timeoutMs + 5000 });
+    const r = await shell.exec(['timeout', String(seconds), 'bash', '-c', 'exec 3<>"/dev/tcp/$0/$1"', to.address, String(port)], {
+      timeoutMs: timeoutMs + 5000,
+    });
     let outcome: PortOutcome;
     if (r.code === 0) outcome = 'open';
     else if (r.code === 124) outcome = 'timeout';
@@ -113,4 +120,3 @@ export async function connect(shell: RemoteShell, from: string, to: Machine, por
     return { ...base, outcome: 'error', detail: errorText(err) };
   }
 }
-

@@ -74,7 +74,12 @@ describe('init answers → files', () => {
   });
 
   it('generates distinct 32-character passwords by default, and needs no roles for a preset', () => {
-    const r = renderInit(parseAnswers('topology: distributed\nmachines:\n' + ['observer', 'app1', 'app2', 'db1', 'db2'].map((n, i) => `  ${n}: { address: 10.1.0.${i + 10} }`).join('\n'), 'a.yaml'));
+    const r = renderInit(
+      parseAnswers(
+        'topology: distributed\nmachines:\n' + ['observer', 'app1', 'app2', 'db1', 'db2'].map((n, i) => `  ${n}: { address: 10.1.0.${i + 10} }`).join('\n'),
+        'a.yaml',
+      ),
+    );
     const s = parseSecrets(r.secretsYaml, 's');
     const values = [s.postgresPassword, s.replicationPassword, s.appDbPassword, s.patroniRestPassword];
     assert.equal(new Set(values).size, 4);
@@ -115,14 +120,28 @@ describe('init answers → files', () => {
   });
 
   it('points a problem of the cluster rules at the answers line, ssh defaults included', async () => {
-    const text = ['topology: custom', 'ssh: { port: 5432 }', 'machines:', '  a: { address: 10.0.0.1, roles: [etcd, proxy, observer] }', '  b: { address: 10.0.0.2, roles: [app, db] }', '  c: { address: 10.0.0.2, roles: [app, db] }'].join('\n');
+    const text = [
+      'topology: custom',
+      'ssh: { port: 5432 }',
+      'machines:',
+      '  a: { address: 10.0.0.1, roles: [etcd, proxy, observer] }',
+      '  b: { address: 10.0.0.2, roles: [app, db] }',
+      '  c: { address: 10.0.0.2, roles: [app, db] }',
+    ].join('\n');
     const err = await initError(() => parseAnswers(text, 'answers.yaml'));
-    assert.ok(err.problems.some((p) => p.where === 'answers.yaml:6 machines.c.address' && /both have address 10\.0\.0\.2/.test(p.message)), err.message);
-    assert.ok(err.problems.some((p) => p.where === 'answers.yaml:2 ssh.port' && /5432/.test(p.message)), err.message);
+    assert.ok(
+      err.problems.some((p) => p.where === 'answers.yaml:6 machines.c.address' && /both have address 10\.0\.0\.2/.test(p.message)),
+      err.message,
+    );
+    assert.ok(
+      err.problems.some((p) => p.where === 'answers.yaml:2 ssh.port' && /5432/.test(p.message)),
+      err.message,
+    );
   });
 
   it('asks for the SMTP password a login needs, and refuses passwords nothing uses', async () => {
-    const login = 'topology: pair\nmachines: { observer: { address: 10.0.0.10 }, app1: { address: 10.0.0.11 }, app2: { address: 10.0.0.12 } }\nalerts: { email: { to: a@b.cd, from: v@b.cd, smtp: { host: h, user: u } } }\n';
+    const login =
+      'topology: pair\nmachines: { observer: { address: 10.0.0.10 }, app1: { address: 10.0.0.11 }, app2: { address: 10.0.0.12 } }\nalerts: { email: { to: a@b.cd, from: v@b.cd, smtp: { host: h, user: u } } }\n';
     const err = await initError(() => parseAnswers(login, 'a.yaml'));
     assert.match(err.message, /a\.yaml:3 alerts\.email\.smtp\.user: an SMTP login is set but no SMTP password/);
     const token = await initError(() => parseAnswers(`${login.replace(', user: u', '')}passwords: { webhookToken: t }\n`, 'a.yaml'));
@@ -155,7 +174,16 @@ describe('init answers → files', () => {
 
     it('takes flags alone or over a file, and names the flag in problems', async () => {
       const base: InitOptions = { dir, ssh: false };
-      const flags = { ...base, topology: 'pair', name: 'desk', machine: ['observer=10.0.0.10', 'app1=10.0.0.11', 'app2=10.0.0.12'], sshPort: '2222', emailTo: 'ops@example.com', emailFrom: 'v@example.com', smtpHost: 'relay' };
+      const flags = {
+        ...base,
+        topology: 'pair',
+        name: 'desk',
+        machine: ['observer=10.0.0.10', 'app1=10.0.0.11', 'app2=10.0.0.12'],
+        sshPort: '2222',
+        emailTo: 'ops@example.com',
+        emailFrom: 'v@example.com',
+        smtpHost: 'relay',
+      };
       const { answers } = await nonInteractiveAnswers(flags);
       const r = renderInit(answers);
       assert.deepEqual(

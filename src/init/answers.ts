@@ -99,7 +99,7 @@ const FIELD_FIXES: Record<string, string> = {
   'ssh.port': 'write a port number such as 22',
   'ssh.user': 'write the user Vigil logs in as, e.g. root',
   'ssh.password': "write the password in single quotes, e.g. password: '...'; or leave it out and install the admin key yourself",
-  sshPassword: "write the password in single quotes; or leave it out to use ssh.password",
+  sshPassword: 'write the password in single quotes; or leave it out to use ssh.password',
   passwords: 'write it in single quotes, at least 8 characters; or leave it out and init generates one',
 };
 
@@ -119,7 +119,11 @@ function issueProblem(issue: z.core.$ZodIssue, loc: Locator, data: unknown): Pro
       const allowed = path.length === 0 ? Object.keys(answersSchema.shape) : allowedKeys(path);
       return issue.keys.map((k) => {
         const guess = closest(k, allowed);
-        return problem(loc.at([...path, k]), `unknown key \`${k}\``, `${guess ? `did you mean \`${guess}\`?` : 'remove it;'} Allowed here: ${allowed.join(', ')}`);
+        return problem(
+          loc.at([...path, k]),
+          `unknown key \`${k}\``,
+          `${guess ? `did you mean \`${guess}\`?` : 'remove it;'} Allowed here: ${allowed.join(', ')}`,
+        );
       });
     }
     case 'invalid_value': {
@@ -130,7 +134,8 @@ function issueProblem(issue: z.core.$ZodIssue, loc: Locator, data: unknown): Pro
       const v = valueAt(data, path);
       if (path.length === 0) return [problem(where, 'the answers file must be a map of `key: value` lines', 'start from the example in docs/init.md')];
       if (v === undefined) return [problem(where, `${name} is required`, fixFor(path))];
-      const expected = issue.expected === 'record' || issue.expected === 'object' ? 'a map' : issue.expected === 'int' ? 'a whole number' : `a ${issue.expected}`;
+      const expected =
+        issue.expected === 'record' || issue.expected === 'object' ? 'a map' : issue.expected === 'int' ? 'a whole number' : `a ${issue.expected}`;
       return [problem(where, `${name} must be ${expected}`, fixFor(path))];
     }
     case 'too_small':
@@ -187,13 +192,16 @@ export function readAnswersYaml(text: string, source: string): AnswersData {
   if (errors.length > 0) {
     // The parser's own message may quote the line, which may hold a password: only its code is shown.
     const problems = errors.map((e) =>
-      problem(`${source}:${e.linePos?.[0].line ?? lc.linePos(e.pos[0]).line}`, `YAML syntax: ${e.code.toLowerCase().replace(/_/g, ' ')}`, 'correct the YAML at this line: `key: value` pairs, nested keys indented with spaces; put passwords in single quotes'),
+      problem(
+        `${source}:${e.linePos?.[0].line ?? lc.linePos(e.pos[0]).line}`,
+        `YAML syntax: ${e.code.toLowerCase().replace(/_/g, ' ')}`,
+        'correct the YAML at this line: `key: value` pairs, nested keys indented with spaces; put passwords in single quotes',
+      ),
     );
     throw new VigilError('INIT', byLine(problems));
   }
   return { data: doc.toJS({ maxAliasCount: 100 }) as unknown, loc: locator(doc, lc, source) };
 }
-
 
 const rec = (v: unknown): Record<string, unknown> => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -209,7 +217,8 @@ export function answerProblems(data: unknown, loc: Locator): { answers: InitAnsw
   const d = rec(data);
   const ssh = rec(d.ssh);
   const machinesData = rec(d.machines);
-  if (d.machines !== undefined && Object.keys(machinesData).length === 0) problems.push(problem(loc.at(['machines']), 'no machines are listed', FIELD_FIXES.machines!));
+  if (d.machines !== undefined && Object.keys(machinesData).length === 0)
+    problems.push(problem(loc.at(['machines']), 'no machines are listed', FIELD_FIXES.machines!));
   const machines: MachineAnswer[] = Object.entries(machinesData).map(([name, raw]) => {
     const m = rec(raw);
     return {
@@ -252,13 +261,31 @@ function passwordProblems(a: InitAnswers, loc: Locator): Problem[] {
   const alerts = (a.sections.alerts ?? {}) as { email?: { smtp?: { user?: unknown } }; webhook?: unknown };
   const smtpUser = alerts.email?.smtp?.user;
   if (smtpUser !== undefined && a.passwords.smtp === undefined) {
-    out.push(problem(loc.at(['alerts', 'email', 'smtp', 'user']), 'an SMTP login is set but no SMTP password', "add `smtp: '...'` under `passwords:`, or remove `user` if the relay needs no login"));
+    out.push(
+      problem(
+        loc.at(['alerts', 'email', 'smtp', 'user']),
+        'an SMTP login is set but no SMTP password',
+        "add `smtp: '...'` under `passwords:`, or remove `user` if the relay needs no login",
+      ),
+    );
   }
   if (a.passwords.smtp !== undefined && smtpUser === undefined) {
-    out.push(problem(loc.at(['passwords', 'smtp']), 'an SMTP password is given but `alerts.email.smtp.user` is not set, so it would never be used', 'set alerts.email.smtp.user, or remove passwords.smtp'));
+    out.push(
+      problem(
+        loc.at(['passwords', 'smtp']),
+        'an SMTP password is given but `alerts.email.smtp.user` is not set, so it would never be used',
+        'set alerts.email.smtp.user, or remove passwords.smtp',
+      ),
+    );
   }
   if (a.passwords.webhookToken !== undefined && alerts.webhook === undefined) {
-    out.push(problem(loc.at(['passwords', 'webhookToken']), 'a webhook token is given but `alerts.webhook` is not set', 'set alerts.webhook.url, or remove passwords.webhookToken'));
+    out.push(
+      problem(
+        loc.at(['passwords', 'webhookToken']),
+        'a webhook token is given but `alerts.webhook` is not set',
+        'set alerts.webhook.url, or remove passwords.webhookToken',
+      ),
+    );
   }
   return out;
 }
@@ -275,12 +302,28 @@ export async function loadAnswersData(path: string): Promise<AnswersData> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new VigilError('INIT', [problem(path, code === 'ENOENT' ? 'the answers file does not exist' : `the answers file cannot be read (${code ?? String(err)})`, 'check the path; docs/init.md shows the format')], { cause: err });
+    throw new VigilError(
+      'INIT',
+      [
+        problem(
+          path,
+          code === 'ENOENT' ? 'the answers file does not exist' : `the answers file cannot be read (${code ?? String(err)})`,
+          'check the path; docs/init.md shows the format',
+        ),
+      ],
+      { cause: err },
+    );
   }
   const parsed = readAnswersYaml(text, path);
   if ((mode & 0o077) !== 0 && holdsSecrets(parsed.data)) {
     const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    throw new VigilError('INIT', [problem(path, `the answers file holds passwords and has mode ${octal}: group or others can read it`, `chmod 600 ${path} (and consider the passwords seen)`)]);
+    throw new VigilError('INIT', [
+      problem(
+        path,
+        `the answers file holds passwords and has mode ${octal}: group or others can read it`,
+        `chmod 600 ${path} (and consider the passwords seen)`,
+      ),
+    ]);
   }
   return parsed;
 }
@@ -290,5 +333,7 @@ function holdsSecrets(data: unknown): boolean {
   const pw = d.passwords;
   if (pw && typeof pw === 'object' && Object.keys(pw).length > 0) return true;
   if (d.ssh && typeof d.ssh === 'object' && d.ssh.password !== undefined) return true;
-  return Object.values(d.machines && typeof d.machines === 'object' ? d.machines : {}).some((m) => m !== null && typeof m === 'object' && m.sshPassword !== undefined);
+  return Object.values(d.machines && typeof d.machines === 'object' ? d.machines : {}).some(
+    (m) => m !== null && typeof m === 'object' && m.sshPassword !== undefined,
+  );
 }

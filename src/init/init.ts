@@ -62,7 +62,14 @@ function mergeFlags(data: Data, o: InitOptions): Map<string, string> {
   if (o.name !== undefined) put(['cluster', 'name'], o.name, '--name');
   for (const spec of o.machine ?? []) {
     const m = /^([^=]+)=([^:]+)(?::(.+))?$/.exec(spec);
-    if (!m) throw new VigilError('USAGE', [problem(`--machine ${spec}`, 'is not NAME=ADDRESS or NAME=ADDRESS:ROLE,ROLE', 'write e.g. --machine app1=10.0.0.11, or --machine db3=10.0.0.23:db for a machine the preset does not name')]);
+    if (!m)
+      throw new VigilError('USAGE', [
+        problem(
+          `--machine ${spec}`,
+          'is not NAME=ADDRESS or NAME=ADDRESS:ROLE,ROLE',
+          'write e.g. --machine app1=10.0.0.11, or --machine db3=10.0.0.23:db for a machine the preset does not name',
+        ),
+      ]);
     const [, name, address, roles] = m;
     const flag = `--machine ${name}=…`;
     put(['machines', name!, 'address'], address, flag);
@@ -71,7 +78,12 @@ function mergeFlags(data: Data, o: InitOptions): Map<string, string> {
   }
   if (o.sshUser !== undefined) put(['ssh', 'user'], o.sshUser, '--ssh-user');
   if (o.sshPort !== undefined) put(['ssh', 'port'], num(o.sshPort), '--ssh-port');
-  if (o.emailTo !== undefined) put(['alerts', 'email', 'to'], o.emailTo.split(',').map((s) => s.trim()), '--email-to');
+  if (o.emailTo !== undefined)
+    put(
+      ['alerts', 'email', 'to'],
+      o.emailTo.split(',').map((s) => s.trim()),
+      '--email-to',
+    );
   if (o.emailFrom !== undefined) put(['alerts', 'email', 'from'], o.emailFrom, '--email-from');
   if (o.smtpHost !== undefined) put(['alerts', 'email', 'smtp', 'host'], o.smtpHost, '--smtp-host');
   if (o.smtpPort !== undefined) put(['alerts', 'email', 'smtp', 'port'], num(o.smtpPort), '--smtp-port');
@@ -80,13 +92,21 @@ function mergeFlags(data: Data, o: InitOptions): Map<string, string> {
 
 /** The answers of the non-interactive form: the answers file (if any), the flags over it, the SSH password from stdin. */
 export async function nonInteractiveAnswers(o: InitOptions, readStdin?: () => Promise<string>): Promise<{ answers: InitAnswers; loc: Locator }> {
-  const base = o.answers ? await loadAnswersData(o.answers) : { data: {}, loc: { at: (p: readonly PropertyKey[]) => `command line${p.length ? ` ${dotted(p)}` : ''}`, has: () => false } };
+  const base = o.answers
+    ? await loadAnswersData(o.answers)
+    : { data: {}, loc: { at: (p: readonly PropertyKey[]) => `command line${p.length ? ` ${dotted(p)}` : ''}`, has: () => false } };
   const data = obj(base.data);
   const flags = mergeFlags(data, o);
   if (o.sshPasswordStdin) {
-    if (!readStdin) throw new VigilError('USAGE', [problem('--ssh-password-stdin', 'stdin cannot be read here', 'pipe the password in: `vigil init ... --ssh-password-stdin < password-file`')]);
+    if (!readStdin)
+      throw new VigilError('USAGE', [
+        problem('--ssh-password-stdin', 'stdin cannot be read here', 'pipe the password in: `vigil init ... --ssh-password-stdin < password-file`'),
+      ]);
     const pw = (await readStdin()).replace(/\r?\n$/, '');
-    if (pw === '') throw new VigilError('USAGE', [problem('--ssh-password-stdin', 'stdin held no password', 'pipe the SSH password in, e.g. `--ssh-password-stdin < password-file`')]);
+    if (pw === '')
+      throw new VigilError('USAGE', [
+        problem('--ssh-password-stdin', 'stdin held no password', 'pipe the SSH password in, e.g. `--ssh-password-stdin < password-file`'),
+      ]);
     data.ssh = { ...obj(data.ssh), password: pw };
     flags.set('ssh.password', '--ssh-password-stdin');
   }
@@ -116,14 +136,15 @@ function report(r: InitResult, say: (line: string) => void): void {
     [SECRETS_FILE]: '600  passwords (keep private, back up)',
     [KNOWN_HOSTS_FILE]: '644  pinned SSH host keys (OpenSSH format)',
     pki: '755  ca.pem 644, ca.key 600 (never leaves this machine), admin.pem 644, admin.key 600',
-    ssh: '700  id_ed25519 600, id_ed25519.pub 644 (Vigil\'s admin SSH key)',
+    ssh: "700  id_ed25519 600, id_ed25519.pub 644 (Vigil's admin SSH key)",
   };
   for (const name of r.written) say(`  ${name.padEnd(20)} ${modes[name] ?? ''}`);
   if (r.backup) say(`the files replaced (--force) are kept in ${r.backup}`);
   const noKey = r.machines.filter((m) => m.key === 'not-installed');
   if (noKey.length > 0) {
     say('the admin key is not installed on these machines (no password was given); install it once, e.g.:');
-    for (const m of noKey) say(`  ssh-copy-id -i ${join(r.dir, 'ssh/id_ed25519.pub')} -p ${m.port} -o UserKnownHostsFile=${join(r.dir, KNOWN_HOSTS_FILE)} <user>@${m.address}`);
+    for (const m of noKey)
+      say(`  ssh-copy-id -i ${join(r.dir, 'ssh/id_ed25519.pub')} -p ${m.port} -o UserKnownHostsFile=${join(r.dir, KNOWN_HOSTS_FILE)} <user>@${m.address}`);
   }
   if (r.machines.every((m) => m.pin === 'skipped')) say('no machine was contacted (--no-ssh): pin the host keys later with `vigil init --pin-only`');
   say(`next: \`vigil validate ${join(r.dir, CLUSTER_FILE)}\``);
@@ -138,14 +159,20 @@ export async function runInit(o: InitOptions, io: InitIo): Promise<number> {
     if (o.acceptHostKeys) return () => true;
     if (io.interactive) return hostKeyQuestion(prompter());
     throw new VigilError('INIT', [
-      problem('vigil init', 'pinning the machines\' SSH host keys needs a decision, and there is no terminal to ask on', 'pass --accept-host-keys to pin the keys the machines offer now (compare the printed fingerprints with the machines), or --no-ssh to contact no machine'),
+      problem(
+        'vigil init',
+        "pinning the machines' SSH host keys needs a decision, and there is no terminal to ask on",
+        'pass --accept-host-keys to pin the keys the machines offer now (compare the printed fingerprints with the machines), or --no-ssh to contact no machine',
+      ),
     ]);
   };
 
   if (o.pinOnly) {
     if (!o.ssh) throw new VigilError('USAGE', [problem('--pin-only', 'contacts the machines, which --no-ssh forbids', 'leave out --no-ssh')]);
     const pins = await pinOnly(resolve(o.dir), { confirm: confirmKeys(), progress: say, ...timeout });
-    say(`${pins.filter((p) => p.pin === 'pinned').length} host key(s) pinned, ${pins.filter((p) => p.pin === 'already-pinned').length} already pinned and checked`);
+    say(
+      `${pins.filter((p) => p.pin === 'pinned').length} host key(s) pinned, ${pins.filter((p) => p.pin === 'already-pinned').length} already pinned and checked`,
+    );
     return 0;
   }
 
@@ -157,23 +184,40 @@ export async function runInit(o: InitOptions, io: InitIo): Promise<number> {
     const decide = o.ssh ? confirmKeys() : undefined;
     ({ answers, loc } = await nonInteractiveAnswers(o, io.readStdin));
     const rendered = renderInit(answers, { loc });
-    const r = await writeInit(rendered, answers, { dir: o.dir, force: o.force ?? false, ssh: decide ? { confirm: decide, ...timeout } : 'skip', progress: say });
+    const r = await writeInit(rendered, answers, {
+      dir: o.dir,
+      force: o.force ?? false,
+      ssh: decide ? { confirm: decide, ...timeout } : 'skip',
+      progress: say,
+    });
     report(r, say);
     return 0;
   }
   if (!io.interactive) {
-    throw new VigilError('USAGE', [problem('vigil init', 'no answers: there is no terminal to ask on and no --answers file', 'pass --answers answers.yaml (format in docs/init.md), or run it on a terminal for the questions')]);
+    throw new VigilError('USAGE', [
+      problem(
+        'vigil init',
+        'no answers: there is no terminal to ask on and no --answers file',
+        'pass --answers answers.yaml (format in docs/init.md), or run it on a terminal for the questions',
+      ),
+    ]);
   }
   const p = prompter();
   answers = await runWizard(p, { say, noSsh: !o.ssh });
   const rendered = renderInit(answers);
-  say(`cluster "${rendered.cluster.cluster.name}", ${rendered.cluster.topology}: ${rendered.cluster.machines.map((m) => `${m.name} ${m.address} [${m.roles.join(',')}]`).join('; ')}`);
+  say(
+    `cluster "${rendered.cluster.cluster.name}", ${rendered.cluster.topology}: ${rendered.cluster.machines.map((m) => `${m.name} ${m.address} [${m.roles.join(',')}]`).join('; ')}`,
+  );
   if (!(await p.confirm({ message: `Write the files into ${resolve(o.dir)}${o.ssh ? ' and contact the machines' : ''}?`, default: true }))) {
     say('nothing written');
     return 1;
   }
-  const r = await writeInit(rendered, answers, { dir: o.dir, force: o.force ?? false, ssh: o.ssh ? { confirm: confirmKeys(), ...timeout } : 'skip', progress: say });
+  const r = await writeInit(rendered, answers, {
+    dir: o.dir,
+    force: o.force ?? false,
+    ssh: o.ssh ? { confirm: confirmKeys(), ...timeout } : 'skip',
+    progress: say,
+  });
   report(r, say);
   return 0;
 }
-

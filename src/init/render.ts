@@ -93,8 +93,10 @@ export function clusterYaml(a: InitAnswers, now: Date = new Date()): string {
     const addr = doc.getIn(['machines', m.name, 'address'], true) as Scalar | undefined;
     if (addr && roles && m.roles === undefined) addr.comment = ` roles from the preset: ${roles.join(', ')}`;
   }
-  if (a.sections.database !== undefined) note(['database'], ' synchronous: no acknowledged write is lost on failover; asynchronous: bounded by maximumLagOnFailoverBytes.');
-  if (a.sections.alerts !== undefined) note(['alerts'], ' Alerts on failover, fencing, a machine lost or back, maintenance. An SMTP login\'s password is smtpPassword in the secrets file.');
+  if (a.sections.database !== undefined)
+    note(['database'], ' synchronous: no acknowledged write is lost on failover; asynchronous: bounded by maximumLagOnFailoverBytes.');
+  if (a.sections.alerts !== undefined)
+    note(['alerts'], " Alerts on failover, fencing, a machine lost or back, maintenance. An SMTP login's password is smtpPassword in the secrets file.");
   return doc.toString({ lineWidth: 0 });
 }
 
@@ -159,7 +161,11 @@ export function renderInit(a: InitAnswers, opts: RenderOptions = {}): RenderedIn
   } catch (err) {
     // Never quotes a value; a given password that the loader refuses (e.g. a placeholder) is named by key.
     if (!(err instanceof VigilError)) throw err;
-    throw new VigilError('INIT', err.problems.map((p) => problem(p.where, p.message, `${p.fix} (in the answers: under passwords:)`)), { cause: err });
+    throw new VigilError(
+      'INIT',
+      err.problems.map((p) => problem(p.where, p.message, `${p.fix} (in the answers: under passwords:)`)),
+      { cause: err },
+    );
   }
   return { clusterYaml: text, secretsYaml: sText, cluster, secrets, generated };
 }

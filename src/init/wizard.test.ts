@@ -105,15 +105,25 @@ describe('init wizard (scripted answers)', () => {
     assert.equal(answers.ssh.password, undefined);
     const r = renderInit(answers);
     assert.equal(r.cluster.cluster.name, 'desk');
-    assert.deepEqual(r.cluster.machines.map((m) => m.sshPort), [2222, 2222, 2222]);
+    assert.deepEqual(
+      r.cluster.machines.map((m) => m.sshPort),
+      [2222, 2222, 2222],
+    );
     assert.equal(r.cluster.database.replication, 'asynchronous');
     assert.equal(r.cluster.database.postgresVersion, 16);
-    assert.deepEqual(r.cluster.alerts.email, { to: ['ops@example.com', 'boss@example.com'], from: 'vigil@example.com', smtp: { host: 'smtp.example.com', port: 587, user: 'vigil', secure: false, starttls: 'opportunistic', timeoutMs: 10000 } });
+    assert.deepEqual(r.cluster.alerts.email, {
+      to: ['ops@example.com', 'boss@example.com'],
+      from: 'vigil@example.com',
+      smtp: { host: 'smtp.example.com', port: 587, user: 'vigil', secure: false, starttls: 'opportunistic', timeoutMs: 10000 },
+    });
     const s = parseSecrets(r.secretsYaml, 's');
     assert.equal(s.appDbPassword, 'app-db-password');
     assert.equal(s.smtpPassword, 'smtp-pw');
     assert.deepEqual(r.generated, ['postgres', 'replication', 'patroniRest']);
-    assert.deepEqual([r.cluster.proxy.tlsBundle, r.cluster.proxy.tlsCertificate, r.cluster.proxy.tlsKey], ['/etc/vigil/tls/proxy.pem', join(pemDir, 'site.crt'), join(pemDir, 'site.key')]);
+    assert.deepEqual(
+      [r.cluster.proxy.tlsBundle, r.cluster.proxy.tlsCertificate, r.cluster.proxy.tlsKey],
+      ['/etc/vigil/tls/proxy.pem', join(pemDir, 'site.crt'), join(pemDir, 'site.key')],
+    );
   });
 
   it('HTTPS from the cluster CA with the names users type; a certificate file that is not there, or a bad name, is asked again', async () => {
@@ -130,9 +140,14 @@ describe('init wizard (scripted answers)', () => {
       ['password', /Application database password/, ''],
       ['confirm', /e-mail/, false],
     ];
-    const ca = await runWizard(scripted([...base, ['select', /HTTPS/, 'ca'], ['input', /DNS names/, 'servicedesk.example.com, help.example.com']]), { noSsh: true });
+    const ca = await runWizard(scripted([...base, ['select', /HTTPS/, 'ca'], ['input', /DNS names/, 'servicedesk.example.com, help.example.com']]), {
+      noSsh: true,
+    });
     const cluster = renderInit(ca).cluster;
-    assert.deepEqual([cluster.proxy.tlsBundle, cluster.proxy.tlsDnsNames, cluster.proxy.tlsCertificate], ['/etc/vigil/tls/proxy.pem', ['servicedesk.example.com', 'help.example.com'], undefined]);
+    assert.deepEqual(
+      [cluster.proxy.tlsBundle, cluster.proxy.tlsDnsNames, cluster.proxy.tlsCertificate],
+      ['/etc/vigil/tls/proxy.pem', ['servicedesk.example.com', 'help.example.com'], undefined],
+    );
     assert.match(String(checkPemFile(join(pemDir, 'missing.crt'))), /missing\.crt does not exist/);
     assert.match(String(checkPemFile(pemDir)), /is not a file/);
     assert.equal(checkPemFile(join(pemDir, 'site.crt')), true);
@@ -165,11 +180,14 @@ describe('init wizard (scripted answers)', () => {
     const answers = await runWizard(p, { noSsh: true });
     assert.equal(p.left(), 0);
     const r = renderInit(answers);
-    assert.deepEqual(r.cluster.machines.map((m) => [m.name, m.roles.join('+'), m.sshUser, m.sshPort]), [
-      ['lb', 'etcd+proxy+observer', 'deploy', 22],
-      ['web1', 'app+db', 'deploy', 22],
-      ['web2', 'app+db', 'deploy', 22],
-    ]);
+    assert.deepEqual(
+      r.cluster.machines.map((m) => [m.name, m.roles.join('+'), m.sshUser, m.sshPort]),
+      [
+        ['lb', 'etcd+proxy+observer', 'deploy', 22],
+        ['web1', 'app+db', 'deploy', 22],
+        ['web2', 'app+db', 'deploy', 22],
+      ],
+    );
     assert.equal(r.cluster.cluster.name, 'servicedesk');
     assert.equal(r.cluster.alerts.email, undefined);
     assert.equal(r.cluster.proxy.tlsBundle, undefined, 'port 80 only');
@@ -248,7 +266,10 @@ describe('init wizard on a terminal (@inquirer/prompts on injected streams)', { 
     assert.ok(!term.text().includes(password), 'the password is masked on the screen');
     const known = await readFile(join(dir, 'typed', 'vigil.known_hosts'), 'utf8');
     assert.equal(known.trim().split('\n').length, 3);
-    assert.ok(said.some((l) => /observer admin key installed for root; the password is not kept/.test(l)), said.join('\n'));
+    assert.ok(
+      said.some((l) => /observer admin key installed for root; the password is not kept/.test(l)),
+      said.join('\n'),
+    );
     assert.match(await readFile(join(dir, 'typed', 'vigil.yaml'), 'utf8'), /replication: asynchronous/);
     assert.match(await readFile(join(dir, 'typed', 'vigil.yaml'), 'utf8'), /tlsDnsNames:\s*\n\s*- servicedesk\.example\.com/);
   });

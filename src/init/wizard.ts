@@ -52,8 +52,16 @@ export function inquirerPrompter(io: PromptIo = {}): Prompter {
   const context = () => ({ ...(io.input ? { input: io.input } : {}), ...(io.output ? { output: forward(io.output) } : {}) });
   return {
     select: <T extends string>(q: { message: string; choices: Choice<T>[]; default?: T }) =>
-      select<T>({ message: q.message, choices: q.choices.map((c) => ({ value: c.value, name: c.name, ...(c.description ? { description: c.description } : {}) })), ...(q.default !== undefined ? { default: q.default } : {}) }, context()),
-    input: (q) => input({ message: q.message, ...(q.default !== undefined ? { default: q.default } : {}), ...(q.validate ? { validate: q.validate } : {}) }, context()),
+      select<T>(
+        {
+          message: q.message,
+          choices: q.choices.map((c) => ({ value: c.value, name: c.name, ...(c.description ? { description: c.description } : {}) })),
+          ...(q.default !== undefined ? { default: q.default } : {}),
+        },
+        context(),
+      ),
+    input: (q) =>
+      input({ message: q.message, ...(q.default !== undefined ? { default: q.default } : {}), ...(q.validate ? { validate: q.validate } : {}) }, context()),
     password: (q) => password({ message: q.message, mask: '*', ...(q.validate ? { validate: q.validate } : {}) }, context()),
     confirm: (q) => confirm({ message: q.message, ...(q.default !== undefined ? { default: q.default } : {}) }, context()),
     checkbox: <T extends string>(q: { message: string; choices: Choice<T>[]; validate?: (values: T[]) => true | string }) =>
@@ -76,10 +84,12 @@ const email = z.email();
 
 const checkName: Check = (v) => NAME_RE.test(v) || 'lower case letters, digits and dashes, starting with a letter (at most 31), e.g. servicedesk';
 const checkPort: Check = (v) => (/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 65535) || 'a port number from 1 to 65535';
-const checkAddress = (taken: Set<string>): Check => (v) => {
-  if (!machineSchema.shape.address.safeParse(v).success) return 'an IPv4 address such as 10.0.0.11';
-  return !taken.has(v) || 'another machine has this address';
-};
+const checkAddress =
+  (taken: Set<string>): Check =>
+  (v) => {
+    if (!machineSchema.shape.address.safeParse(v).success) return 'an IPv4 address such as 10.0.0.11';
+    return !taken.has(v) || 'another machine has this address';
+  };
 const checkEmails: Check = (v) => {
   const list = splitList(v);
   if (list.length === 0) return 'at least one address, e.g. ops@example.com';
@@ -89,7 +99,10 @@ const checkEmails: Check = (v) => {
 const checkEmail: Check = (v) => email.safeParse(v).success || 'an address such as vigil@example.com';
 const checkHost: Check = (v) => /^[A-Za-z0-9.:-]+$/.test(v) || 'a host name or address, e.g. smtp.example.com';
 const checkVersion: Check = (v) => (/^\d+$/.test(v) && Number(v) >= 13 && Number(v) <= 18) || 'a PostgreSQL major version from 13 to 18';
-const minLength = (n: number): Check => (v) => v.length >= n || `at least ${n} characters`;
+const minLength =
+  (n: number): Check =>
+  (v) =>
+    v.length >= n || `at least ${n} characters`;
 
 const splitList = (v: string) => v.split(/[\s,]+/).filter(Boolean);
 const dnsName = clusterFileSchema.shape.proxy.unwrap().shape.tlsDnsNames.unwrap().element;
@@ -114,7 +127,11 @@ export interface WizardOptions {
 const TOPOLOGY_CHOICES: Choice<Topology>[] = [
   { value: 'pair', name: 'pair: 3 machines', description: 'observer (etcd, HAProxy, observer); app1 and app2, each the application and PostgreSQL' },
   { value: 'distributed', name: 'distributed: 5 machines', description: 'observer (etcd, HAProxy, observer); app1, app2 (application); db1, db2 (PostgreSQL)' },
-  { value: 'custom', name: 'custom: any machines, with their roles', description: '1, 3, 5 or 7 etcd members, any number of app and db machines, several observers' },
+  {
+    value: 'custom',
+    name: 'custom: any machines, with their roles',
+    description: '1, 3, 5 or 7 etcd members, any number of app and db machines, several observers',
+  },
 ];
 
 /** Asks a password twice (as the vendor's installers do) until both agree; '' when left empty and `optional`. */
@@ -132,7 +149,11 @@ async function customMachines(p: Prompter, taken: Set<string>): Promise<MachineA
   const out: MachineAnswer[] = [];
   const names = new Set<string>();
   for (;;) {
-    const name = await p.input({ message: `Name of machine ${out.length + 1}`, default: out.length === 0 ? 'observer' : `m${out.length + 1}`, validate: (v) => (names.has(v) ? 'another machine has this name' : checkName(v)) });
+    const name = await p.input({
+      message: `Name of machine ${out.length + 1}`,
+      default: out.length === 0 ? 'observer' : `m${out.length + 1}`,
+      validate: (v) => (names.has(v) ? 'another machine has this name' : checkName(v)),
+    });
     const address = await p.input({ message: `Address of ${name}`, validate: checkAddress(taken) });
     const roles = await p.checkbox<Role>({
       message: `Roles of ${name}`,
@@ -149,10 +170,14 @@ async function customMachines(p: Prompter, taken: Set<string>): Promise<MachineA
 /** Runs the questions; returns the answers (checked afterwards as an answers file is). */
 export async function runWizard(p: Prompter, opts: WizardOptions = {}): Promise<InitAnswers> {
   const say = opts.say ?? (() => {});
-  say('Vigil init: a few questions, then it writes vigil.yaml, the secrets file, the cluster CA and an SSH key, and pins each machine\'s SSH host key.');
+  say("Vigil init: a few questions, then it writes vigil.yaml, the secrets file, the cluster CA and an SSH key, and pins each machine's SSH host key.");
   const topology = await p.select<Topology>({ message: 'Topology', choices: TOPOLOGY_CHOICES, default: 'pair' });
   const clusterName = await p.input({ message: 'Cluster name (the Patroni scope and etcd prefix)', default: 'servicedesk', validate: checkName });
-  const user = await p.input({ message: 'SSH user Vigil logs in as (root, or a user with passwordless sudo)', default: 'root', validate: (v) => /^[a-z_][a-z0-9_.-]*\$?$/i.test(v) || 'a user name such as root' });
+  const user = await p.input({
+    message: 'SSH user Vigil logs in as (root, or a user with passwordless sudo)',
+    default: 'root',
+    validate: (v) => /^[a-z_][a-z0-9_.-]*\$?$/i.test(v) || 'a user name such as root',
+  });
   const port = Number(await p.input({ message: 'SSH port', default: '22', validate: checkPort }));
 
   const taken = new Set<string>();
@@ -178,7 +203,7 @@ export async function runWizard(p: Prompter, opts: WizardOptions = {}): Promise<
   const postgresVersion = Number(await p.input({ message: 'PostgreSQL major version on the database machines', default: '15', validate: checkVersion }));
 
   const passwords: InitAnswers['passwords'] = {};
-  say('Database passwords are generated. Only the application\'s may need to be given: the one its config files already hold, if it is installed.');
+  say("Database passwords are generated. Only the application's may need to be given: the one its config files already hold, if it is installed.");
   const appDb = await newPassword(p, say, 'Application database password (Enter: generate one)', { optional: true, min: 8 });
   if (appDb) passwords.appDb = appDb;
 
@@ -200,14 +225,28 @@ export async function runWizard(p: Prompter, opts: WizardOptions = {}): Promise<
   const tls = await p.select<'ca' | 'own' | 'none'>({
     message: 'HTTPS on port 443 through HAProxy',
     choices: [
-      { value: 'ca', name: 'yes, with a certificate from the cluster CA', description: 'vigil apply issues it; browsers trust it once pki/ca.pem is installed as a trusted CA' },
-      { value: 'own', name: 'yes, with my certificate and key', description: 'PEM files on this machine, e.g. from your company CA; vigil apply puts them on the proxy' },
+      {
+        value: 'ca',
+        name: 'yes, with a certificate from the cluster CA',
+        description: 'vigil apply issues it; browsers trust it once pki/ca.pem is installed as a trusted CA',
+      },
+      {
+        value: 'own',
+        name: 'yes, with my certificate and key',
+        description: 'PEM files on this machine, e.g. from your company CA; vigil apply puts them on the proxy',
+      },
       { value: 'none', name: 'no: port 80 only' },
     ],
     default: 'ca',
   });
   if (tls === 'ca') {
-    const names = splitList(await p.input({ message: 'DNS names users reach the application by (comma separated; Enter: none, the proxy address only)', default: '', validate: checkDnsNames }));
+    const names = splitList(
+      await p.input({
+        message: 'DNS names users reach the application by (comma separated; Enter: none, the proxy address only)',
+        default: '',
+        validate: checkDnsNames,
+      }),
+    );
     sections.proxy = { tlsBundle: PATHS.tlsBundle, ...(names.length ? { tlsDnsNames: names } : {}) };
   } else if (tls === 'own') {
     const tlsCertificate = resolve(await p.input({ message: 'Certificate file (PEM, then any intermediate certificates)', validate: checkPemFile }));

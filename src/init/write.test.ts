@@ -22,7 +22,10 @@ import { rejectionOf } from '../testing/helpers.ts';
 const modeOf = async (p: string) => ((await stat(p)).mode & 0o777).toString(8);
 
 const pairAnswers = (port = 22, extra = '') =>
-  parseAnswers(`topology: pair\nssh: { port: ${port} }\nmachines:\n  observer: { address: 127.0.0.1 }\n  app1: { address: 127.0.0.2 }\n  app2: { address: 127.0.0.3 }\n${extra}`, 'answers.yaml');
+  parseAnswers(
+    `topology: pair\nssh: { port: ${port} }\nmachines:\n  observer: { address: 127.0.0.1 }\n  app1: { address: 127.0.0.2 }\n  app2: { address: 127.0.0.3 }\n${extra}`,
+    'answers.yaml',
+  );
 
 describe('init writes its files all or nothing', () => {
   let dir = '';
@@ -127,7 +130,10 @@ describe('init contacts the machines (real sshd)', { skip: sshdUnavailable() ?? 
     assert.equal(err.code, 'SSH_AUTH');
     assert.match(err.message, /^app2 \(root@127\.0\.0\.3:\d+\): the password was refused/);
     assert.ok(!err.message.includes('not-the-password'));
-    assert.ok(seen.some((l) => /observer: the admin key installed by this run was removed again/.test(l)), seen.join('\n'));
+    assert.ok(
+      seen.some((l) => /observer: the admin key installed by this run was removed again/.test(l)),
+      seen.join('\n'),
+    );
     assert.ok(!(await authorized()).includes('vigil-admin@'), 'no admin key left on the machine');
     await assert.rejects(stat(out), { code: 'ENOENT' });
   });
@@ -138,7 +144,11 @@ describe('init contacts the machines (real sshd)', { skip: sshdUnavailable() ?? 
     answers.ssh.password = password;
     const asked: string[] = [];
     const lines: string[] = [];
-    const r = await writeInit(renderInit(answers), answers, { dir: out, ssh: { confirm: (k, t) => (asked.push(`${t.machine} ${k.fingerprint}`), true) }, progress: (l) => lines.push(l) });
+    const r = await writeInit(renderInit(answers), answers, {
+      dir: out,
+      ssh: { confirm: (k, t) => (asked.push(`${t.machine} ${k.fingerprint}`), true) },
+      progress: (l) => lines.push(l),
+    });
     const fp = /(SHA256:\S+)/.exec((await run('ssh-keygen', ['-lf', sshd.hostKeyPub()])).stdout)![1]!;
     assert.deepEqual(asked, [`observer ${fp}`, `app1 ${fp}`, `app2 ${fp}`]);
     assert.deepEqual(
@@ -150,7 +160,10 @@ describe('init contacts the machines (real sshd)', { skip: sshdUnavailable() ?? 
         ['app2', 'pinned', fp, 'present'],
       ],
     );
-    assert.ok(lines.some((l) => l.includes(`observer 127.0.0.1:${sshd.port} ssh-ed25519 ${fp} pinned`)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.includes(`observer 127.0.0.1:${sshd.port} ssh-ed25519 ${fp} pinned`)),
+      lines.join('\n'),
+    );
     const known = await readFile(join(out, 'vigil.known_hosts'), 'utf8');
     for (const a of listen) assert.ok(known.includes(`[${a}]:${sshd.port} ssh-ed25519 `), known);
     assert.equal(await modeOf(join(out, 'vigil.known_hosts')), '644');

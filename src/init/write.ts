@@ -70,10 +70,11 @@ export interface InitResult {
   backup?: string;
 }
 
-const exists = (p: string) => access(p).then(
-  () => true,
-  () => false,
-);
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
 
 /** Writes a file with exactly this mode (the umask does not apply), failing if it exists. */
 async function writeNew(path: string, content: string, mode: number): Promise<void> {
@@ -140,7 +141,8 @@ export async function writeInit(r: RenderedInit, answers: InitAnswers, opts: Wri
 
     // 4. The machines. Pins already in a replaced known_hosts are kept and checked, never overridden.
     if (opts.force && present.includes(KNOWN_HOSTS_FILE)) await copyFile(join(dir, KNOWN_HOSTS_FILE), knownHosts);
-    const machines = opts.ssh === 'skip' ? cluster.machines.map(skipped) : await contactMachines(cluster.machines, answers, key, knownHosts, opts.ssh, installed, say);
+    const machines =
+      opts.ssh === 'skip' ? cluster.machines.map(skipped) : await contactMachines(cluster.machines, answers, key, knownHosts, opts.ssh, installed, say);
     if (await exists(knownHosts)) await chmod(knownHosts, 0o644);
     else knownHosts = '';
 
@@ -187,7 +189,14 @@ async function contactMachines(
     const shell = openSsh(t, { knownHostsFile: knownHosts, privateKey: key.privateKey, ...(timeoutMs ? { connectTimeoutMs: timeoutMs } : {}) });
     try {
       const r = await shell.exec(['true'], { timeoutMs: 15_000 });
-      if (r.code !== 0) throw new VigilError('REMOTE_COMMAND', [problem(`${m.name} (${m.sshUser}@${m.address}:${m.sshPort})`, `a test command failed (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`, `log in as ${m.sshUser} and check that commands run (and \`sudo -n true\` for a user other than root)`)]);
+      if (r.code !== 0)
+        throw new VigilError('REMOTE_COMMAND', [
+          problem(
+            `${m.name} (${m.sshUser}@${m.address}:${m.sshPort})`,
+            `a test command failed (exit ${r.code}): ${r.stderr.trim().slice(0, 200)}`,
+            `log in as ${m.sshUser} and check that commands run (and \`sudo -n true\` for a user other than root)`,
+          ),
+        ]);
     } finally {
       await shell.close();
     }
@@ -204,7 +213,9 @@ async function undoKeys(installed: { target: SshTarget; key: AdminKeyPair }[], k
       await removeAdminKey(target, { knownHostsFile: knownHosts, privateKey: key.privateKey, publicKey: key.publicKey });
       say(`ssh: ${target.machine}: the admin key installed by this run was removed again`);
     } catch {
-      say(`ssh: ${target.machine}: could not remove the admin key this run installed (a key nobody holds any more: remove the line "vigil-admin@..." from ~${target.user}/.ssh/authorized_keys)`);
+      say(
+        `ssh: ${target.machine}: could not remove the admin key this run installed (a key nobody holds any more: remove the line "vigil-admin@..." from ~${target.user}/.ssh/authorized_keys)`,
+      );
     }
   }
 }

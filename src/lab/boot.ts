@@ -76,9 +76,24 @@ export async function systemctlUnit(host: string, action: 'start' | 'stop', proc
 /** Boots the machine: systemd-nspawn, detached, in cgroups of its own; returns nspawn's PID. */
 export async function bootMachine(host: string): Promise<number> {
   const dirs = cgroupDirs(host);
-  if (!dirs.length) throw new VigilError('LAB', [problem('/sys/fs/cgroup', 'has neither cgroup v2 nor the unified and systemd hierarchies', 'mount cgroup2 on /sys/fs/cgroup')]);
+  if (!dirs.length)
+    throw new VigilError('LAB', [
+      problem('/sys/fs/cgroup', 'has neither cgroup v2 nor the unified and systemd hierarchies', 'mount cgroup2 on /sys/fs/cgroup'),
+    ]);
   for (const d of dirs) await removeCgroup(d);
-  const args = ['-q', '-D', machineRoot(host), '-M', host, '--register=no', '--keep-unit', '--boot', `--network-namespace-path=${netnsPath(host)}`, '--private-network', '--console=read-only'];
+  const args = [
+    '-q',
+    '-D',
+    machineRoot(host),
+    '-M',
+    host,
+    '--register=no',
+    '--keep-unit',
+    '--boot',
+    `--network-namespace-path=${netnsPath(host)}`,
+    '--private-network',
+    '--console=read-only',
+  ];
   // The shell moves itself into the machine's cgroups, then becomes nspawn.
   const script = 'for d in $VIGIL_CGROUPS; do mkdir -p "$d" && echo $$ > "$d/cgroup.procs"; done; exec systemd-nspawn "$@"';
   const out = openSync(consoleLog(host), 'a');
@@ -89,7 +104,8 @@ export async function bootMachine(host: string): Promise<number> {
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1', VIGIL_CGROUPS: dirs.join(' ') },
     });
     child.unref();
-    if (child.pid === undefined) throw new VigilError('LAB', [problem(host, 'systemd-nspawn did not start', 'install systemd-container (scripts/setup.sh does)')]);
+    if (child.pid === undefined)
+      throw new VigilError('LAB', [problem(host, 'systemd-nspawn did not start', 'install systemd-container (scripts/setup.sh does)')]);
     await writeFile(nspawnPidFile(host), String(child.pid));
     return child.pid;
   } finally {
@@ -147,7 +163,10 @@ export async function powerOff(host: string): Promise<void> {
       }
     }
     await sleep(100);
-    if (i === 99) throw new VigilError('LAB', [problem(host, 'processes survive SIGKILL', 'look for processes stuck in uninterruptible sleep (ps -eo pid,stat,cmd | grep " D")')]);
+    if (i === 99)
+      throw new VigilError('LAB', [
+        problem(host, 'processes survive SIGKILL', 'look for processes stuck in uninterruptible sleep (ps -eo pid,stat,cmd | grep " D")'),
+      ]);
   }
   for (const d of dirs) await removeCgroup(d);
 }

@@ -44,26 +44,54 @@ export function registerLab(program: Command): void {
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
-    .addOption(new Option('--release <name>', "what the machines run: a Debian release's root filesystem, booted with systemd (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0)").choices(['trixie', 'bookworm']).default('trixie'))
+    .addOption(
+      new Option(
+        '--release <name>',
+        "what the machines run: a Debian release's root filesystem, booted with systemd (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0)",
+      )
+        .choices(['trixie', 'bookworm'])
+        .default('trixie'),
+    )
     .option('--bare', 'machines that run only sshd (root password in the answers file it writes), for `vigil init` and `vigil apply`')
     .option('--ssh-user <name>', 'with --bare: an account of this name with password-less sudo on each machine, named in the answers instead of root')
-    .action(async (o: { topology: LabShape['topology']; appNodes?: number; dbNodes?: number; etcd?: number; replication?: LabShape['replication']; keepOnFailure?: boolean; bare?: boolean; sshUser?: string; release?: Release }) => {
-      const started = performance.now();
-      const shape: LabShape = { topology: o.topology, appNodes: o.appNodes, dbNodes: o.dbNodes, etcd: o.etcd, replication: o.replication, ...(o.release ? { release: o.release } : {}) };
-      if (o.bare) {
-        const { labUpBare } = await import('./bare.ts');
-        const answers = await labUpBare(shape, say, { sshUser: o.sshUser });
-        say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
-        return;
-      }
-      if (o.sshUser) throw new VigilError('USAGE', [problem('--ssh-user', 'only goes with --bare', 'add --bare, or leave --ssh-user out')]);
-      await (await labModule()).labUp(shape, say, { keepOnFailure: o.keepOnFailure });
-      say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
-    });
+    .action(
+      async (o: {
+        topology: LabShape['topology'];
+        appNodes?: number;
+        dbNodes?: number;
+        etcd?: number;
+        replication?: LabShape['replication'];
+        keepOnFailure?: boolean;
+        bare?: boolean;
+        sshUser?: string;
+        release?: Release;
+      }) => {
+        const started = performance.now();
+        const shape: LabShape = {
+          topology: o.topology,
+          appNodes: o.appNodes,
+          dbNodes: o.dbNodes,
+          etcd: o.etcd,
+          replication: o.replication,
+          ...(o.release ? { release: o.release } : {}),
+        };
+        if (o.bare) {
+          const { labUpBare } = await import('./bare.ts');
+          const answers = await labUpBare(shape, say, { sshUser: o.sshUser });
+          say(`bare lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; next: \`vigil init --answers ${answers} --accept-host-keys\``);
+          return;
+        }
+        if (o.sshUser) throw new VigilError('USAGE', [problem('--ssh-user', 'only goes with --bare', 'add --bare, or leave --ssh-user out')]);
+        await (await labModule()).labUp(shape, say, { keepOnFailure: o.keepOnFailure });
+        say(`lab up in ${((performance.now() - started) / 1000).toFixed(1)} s; \`vigil lab status\` shows it, \`vigil lab down\` removes it`);
+      },
+    );
 
   cmd
     .command('rootfs')
-    .description("build a Debian release's images for lab machines with mmdebstrap: the full root filesystem, the bare one and the package mirror (once; again only when a package list changes)")
+    .description(
+      "build a Debian release's images for lab machines with mmdebstrap: the full root filesystem, the bare one and the package mirror (once; again only when a package list changes)",
+    )
     .addOption(new Option('--release <name>', 'trixie or bookworm').choices(['trixie', 'bookworm']).default('trixie'))
     .action(async (o: { release: Release }) => {
       const { ensureRelease } = await import('./rootfs.ts');
@@ -99,7 +127,7 @@ export function registerLab(program: Command): void {
 
   cmd
     .command('down')
-    .description('remove every process, namespace, link and file of the lab (also a crashed run\'s)')
+    .description("remove every process, namespace, link and file of the lab (also a crashed run's)")
     .action(async () => (await labModule()).labDown(say));
 
   cmd
@@ -124,10 +152,14 @@ export function registerLab(program: Command): void {
         say(`${h}: every process killed`);
       }
     });
-  cmd.command('revive').description('start a killed machine again, as a returning machine').argument('<host>').action(async (h: string) => {
-    await (await labModule()).labRevive(h);
-    say(`${h}: started again`);
-  });
+  cmd
+    .command('revive')
+    .description('start a killed machine again, as a returning machine')
+    .argument('<host>')
+    .action(async (h: string) => {
+      await (await labModule()).labRevive(h);
+      say(`${h}: started again`);
+    });
   for (const [name, signal, what] of [
     ['stop', 'SIGSTOP', 'pause'],
     ['cont', 'SIGCONT', 'resume'],
@@ -198,8 +230,11 @@ export function registerLab(program: Command): void {
       await (await import('./net.ts')).blockPort(h, port);
       say(`${h}: TCP port ${port} blocked for the other machines (\`vigil lab heal\` opens it again)`);
     });
-  cmd.command('heal').description('undo every cut and blocked port').action(async () => {
-    await (await labModule()).labHeal();
-    say('every cut healed');
-  });
+  cmd
+    .command('heal')
+    .description('undo every cut and blocked port')
+    .action(async () => {
+      await (await labModule()).labHeal();
+      say('every cut healed');
+    });
 }

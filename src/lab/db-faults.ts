@@ -130,7 +130,14 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     }
   })();
 
-  const writer = new AckWriter({ host: proxy.address, port: cluster.proxy.postgresPort, user: cluster.database.appUser, password: secrets.appDbPassword, database: cluster.database.appDatabase, intervalMs: 50 });
+  const writer = new AckWriter({
+    host: proxy.address,
+    port: cluster.proxy.postgresPort,
+    user: cluster.database.appUser,
+    password: secrets.appDbPassword,
+    database: cluster.database.appDatabase,
+    intervalMs: 50,
+  });
   await writer.prepare();
   writer.start();
   let t0 = 0;
@@ -147,11 +154,16 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     await inject(lab, old, fault, 'end');
     say(`${fault}: ended on ${old.name}`);
     try {
-      await waitFor('the database tier whole again', async () => {
-        const p = await findPrimary(cluster);
-        if (!p || !(await hasSyncStandby(cluster, p).catch(() => undefined))) return undefined;
-        return (await Promise.all(withRole(cluster, 'db').map(patroniRuns))).every(Boolean) ? true : undefined;
-      }, 120_000, 500);
+      await waitFor(
+        'the database tier whole again',
+        async () => {
+          const p = await findPrimary(cluster);
+          if (!p || !(await hasSyncStandby(cluster, p).catch(() => undefined))) return undefined;
+          return (await Promise.all(withRole(cluster, 'db').map(patroniRuns))).every(Boolean) ? true : undefined;
+        },
+        120_000,
+        500,
+      );
       // A few writes on the settled cluster, so a late split brain shows as well.
       const after = writer.acked.length;
       await waitFor('writes after the fault', async () => (writer.acked.length >= after + 20 ? true : undefined), 60_000, 100);
@@ -229,7 +241,14 @@ async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start'
       await inNetns(m.name, 'ip', ['link', 'set', 'eth0', phase === 'start' ? 'down' : 'up']);
       return;
     case 'etcd-cut':
-      if (phase === 'start') await cutOff(m.name, withRole(lab.cluster, 'etcd').filter((e) => e.name !== m.name).map((e) => e.address), false);
+      if (phase === 'start')
+        await cutOff(
+          m.name,
+          withRole(lab.cluster, 'etcd')
+            .filter((e) => e.name !== m.name)
+            .map((e) => e.address),
+          false,
+        );
       else await healAll(m.name);
       return;
     case 'patroni-kill':

@@ -17,12 +17,20 @@ export async function labDemo(say: Progress): Promise<void> {
   });
   const body = (await created.json()) as { id?: string | number; node?: string };
   if (created.status !== 201 || body.id === undefined)
-    throw new VigilError('LAB', [problem(base, `creating a ticket answered ${created.status} ${JSON.stringify(body)}`, "check `vigil lab status`, and the app machines' journals: `vigil lab exec app1 -- journalctl -u vigil-refapp.service -u vigil-nginx.service -n 50`")]);
+    throw new VigilError('LAB', [
+      problem(
+        base,
+        `creating a ticket answered ${created.status} ${JSON.stringify(body)}`,
+        "check `vigil lab status`, and the app machines' journals: `vigil lab exec app1 -- journalctl -u vigil-refapp.service -u vigil-nginx.service -n 50`",
+      ),
+    ]);
   say(`  -> ${created.status}: ticket ${body.id} stored by ${body.node}`);
   const read = await fetch(`${base}/api/tickets/${body.id}`, { signal: AbortSignal.timeout(5000) });
   const ticket = (await read.json()) as { title?: string };
   if (read.status !== 200 || ticket.title !== title)
-    throw new VigilError('LAB', [problem(base, `reading ticket ${body.id} back answered ${read.status} ${JSON.stringify(ticket)}`, 'check the application log on the app machines')]);
+    throw new VigilError('LAB', [
+      problem(base, `reading ticket ${body.id} back answered ${read.status} ${JSON.stringify(ticket)}`, 'check the application log on the app machines'),
+    ]);
   say(`GET ${base}/api/tickets/${body.id}\n  -> ${read.status}: ${JSON.stringify(ticket)}`);
   const primary = await findPrimary(cluster);
   say(`database primary: ${primary?.name ?? 'none'}; HAProxy stats: http://${proxy.address}:${cluster.proxy.statsPort}/`);

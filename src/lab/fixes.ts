@@ -25,6 +25,7 @@ export function labFixes(labId: number, paths: { secretsFile: string; hostPath(m
     openPort: () => `${lab} heal (removes every cut and every blocked port)`,
     reinstall: (machine, what) => `${lab} down && ${lab} up (a lab machine gets ${what} only when the lab is built; ${machine} is rebuilt with the others)`,
     // The lab has no `vigil apply`; the value must not go through a command line, so: an editor.
-    setPassword: (machine, f) => `edit ${shellQuote(paths.hostPath(machine, f.path))} and set ${f.key} to the value of appDbPassword in ${shellQuote(paths.secretsFile)}`,
+    setPassword: (machine, f) =>
+      `edit ${shellQuote(paths.hostPath(machine, f.path))} and set ${f.key} to the value of appDbPassword in ${shellQuote(paths.secretsFile)}`,
   };
 }

@@ -83,7 +83,9 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
   };
   await writeState(state);
   try {
-    progress(`machines: ${cluster.machines.length} booting Debian ${RELEASE_INFO[release].debian} (${release}; ${describePackages(packages)}) with systemd; cluster CA`);
+    progress(
+      `machines: ${cluster.machines.length} booting Debian ${RELEASE_INFO[release].debian} (${release}; ${describePackages(packages)}) with systemd; cluster CA`,
+    );
     await createLabPki(cluster);
     await net.createBridge();
     for (const m of cluster.machines) {
@@ -122,7 +124,11 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
     }
     if (logs) progress(`the machines' journals, last lines:\n${logs}`);
     if (err instanceof VigilError) throw err;
-    throw new VigilError('LAB', [problem('vigil lab up', (err as Error).message, "read the machines' journals above, fix the cause and run `vigil lab up` again")], { cause: err });
+    throw new VigilError(
+      'LAB',
+      [problem('vigil lab up', (err as Error).message, "read the machines' journals above, fix the cause and run `vigil lab up` again")],
+      { cause: err },
+    );
   }
 }
 
@@ -149,7 +155,13 @@ async function writeKnownHosts(cluster: Cluster): Promise<void> {
 }
 
 export async function findPrimary(cluster: Cluster): Promise<Machine | undefined> {
-  for (const m of withRole(cluster, 'db')) if (await patroniOf(cluster, m).check('primary', { timeoutMs: 1000 }).catch(() => false)) return m;
+  for (const m of withRole(cluster, 'db'))
+    if (
+      await patroniOf(cluster, m)
+        .check('primary', { timeoutMs: 1000 })
+        .catch(() => false)
+    )
+      return m;
   return undefined;
 }
 
@@ -164,7 +176,9 @@ async function journalTails(hosts: string[]): Promise<string> {
   const out: string[] = [];
   for (const h of hosts) {
     if (bootedLeaderPid(h) === undefined) continue;
-    const r = await new LabShell(h).exec(['journalctl', '-u', 'vigil-*', '-n', '15', '--no-pager', '-o', 'short-precise'], { timeoutMs: 20_000 }).catch(() => undefined);
+    const r = await new LabShell(h)
+      .exec(['journalctl', '-u', 'vigil-*', '-n', '15', '--no-pager', '-o', 'short-precise'], { timeoutMs: 20_000 })
+      .catch(() => undefined);
     if (r?.stdout.trim()) out.push(`--- ${h}\n${r.stdout.trim()}`);
   }
   return out.join('\n');
@@ -218,7 +232,9 @@ export async function labPlatform(): Promise<{ release: string; packages?: Rootf
   // Bare machines: what apply has installed on them so far (each machine's own dpkg database).
   const installed: RootfsPackages = {};
   for (const m of state.machines) Object.assign(installed, await rootfsVersions(machineRoot(m.name)).catch(() => ({})));
-  const what = Object.keys(installed).length ? `installed by vigil apply: ${describePackages(installed)}` : `nothing installed yet; the lab's mirror offers ${describePackages(state.packages ?? {})}`;
+  const what = Object.keys(installed).length
+    ? `installed by vigil apply: ${describePackages(installed)}`
+    : `nothing installed yet; the lab's mirror offers ${describePackages(state.packages ?? {})}`;
   return { release, packages: installed, summary: `${debian}; ${what}` };
 }
 
@@ -268,7 +284,13 @@ export async function labAgents(): Promise<Map<string, AgentStatus | undefined>>
   const pki = await loadPki(join(LAB_DIR, 'pki'), 'admin');
   const machines = cluster.machines.filter(needsAgent);
   // The observer's deadline for the same question (CHECK_TIMEOUT_MS); undefined: no answer.
-  const statuses = await Promise.all(machines.map((m) => agentOf(pki, m).status({ timeoutMs: 600 }).catch(() => undefined)));
+  const statuses = await Promise.all(
+    machines.map((m) =>
+      agentOf(pki, m)
+        .status({ timeoutMs: 600 })
+        .catch(() => undefined),
+    ),
+  );
   return new Map(machines.map((m, i) => [m.name, statuses[i]]));
 }
 
@@ -288,7 +310,11 @@ export async function labCut(host: string, from: string[], oneWay: boolean): Pro
   const state = await requireState();
   machineOf(state, host);
   const peers = from.length ? from.map((f) => machineOf(state, f)) : state.machines.filter((m) => m.name !== host);
-  await net.cutOff(host, peers.map((p) => p.address), oneWay);
+  await net.cutOff(
+    host,
+    peers.map((p) => p.address),
+    oneWay,
+  );
 }
 
 /** Closes one TCP port of a machine to the others, as a firewall would (net.blockPort). */
@@ -329,7 +355,10 @@ export async function labFill(host: string, path: string): Promise<void> {
     'df -h "$P" | tail -1',
   ].join('\n');
   const r = await new LabShell(host).exec(['sh', '-c', script, 'sh', path], { timeoutMs: 120_000 });
-  if (r.code !== 0) throw new VigilError('LAB', [problem(host, `cannot fill ${path}: ${r.stderr.trim()}`, 'name a directory that exists on the machine, e.g. /var/lib/vigil/app')]);
+  if (r.code !== 0)
+    throw new VigilError('LAB', [
+      problem(host, `cannot fill ${path}: ${r.stderr.trim()}`, 'name a directory that exists on the machine, e.g. /var/lib/vigil/app'),
+    ]);
 }
 
 export async function labUnfill(host: string, path: string): Promise<void> {

@@ -41,11 +41,25 @@ createServer((req, res) => {
 export async function startMirror(dir: string): Promise<number> {
   const log = openSync(join(LAB_DIR, 'mirror.log'), 'a');
   try {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', SERVER, dir, BRIDGE_ADDRESS, String(MIRROR_PORT)], { detached: true, stdio: ['ignore', log, log] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', SERVER, dir, BRIDGE_ADDRESS, String(MIRROR_PORT)], {
+      detached: true,
+      stdio: ['ignore', log, log],
+    });
     child.unref();
     if (child.pid === undefined) throw new VigilError('LAB', [problem('the lab mirror', 'did not start', `read ${join(LAB_DIR, 'mirror.log')}`)]);
     await writeFile(pidFile(), String(child.pid));
-    await waitFor('the lab mirror', async () => ((await fetch(`http://${BRIDGE_ADDRESS}:${MIRROR_PORT}/Packages.gz`, { method: 'HEAD', signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false)) ? true : undefined), 10_000, 100);
+    await waitFor(
+      'the lab mirror',
+      async () =>
+        (await fetch(`http://${BRIDGE_ADDRESS}:${MIRROR_PORT}/Packages.gz`, { method: 'HEAD', signal: AbortSignal.timeout(1000) }).then(
+          (r) => r.ok,
+          () => false,
+        ))
+          ? true
+          : undefined,
+      10_000,
+      100,
+    );
     return child.pid;
   } finally {
     closeSync(log);

@@ -13,7 +13,6 @@ import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
 const ip = (...args: string[]) => run('ip', args);
 export const inNetns = (host: string, cmd: string, args: string[]) => run('ip', ['netns', 'exec', netnsName(host), cmd, ...args]);
 
-
 export async function createBridge(): Promise<void> {
   const exists = await run('ip', ['link', 'show', BRIDGE], { allowFail: true });
   if (exists.code !== 0) await ip('link', 'add', BRIDGE, 'type', 'bridge');

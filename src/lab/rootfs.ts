@@ -96,7 +96,8 @@ export type ImageKind = 'full' | 'bare' | 'mirror';
  * cluster and the packages' own services), without SSH host keys (each machine gets its own) and
  * without the build's package sources (each points at the lab's mirror).
  */
-const ESSENTIAL_HOOK = 'mkdir -p "$1/etc/postgresql-common/createcluster.d" && echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.d/vigil.conf"';
+const ESSENTIAL_HOOK =
+  'mkdir -p "$1/etc/postgresql-common/createcluster.d" && echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.d/vigil.conf"';
 const SLIM = 'rm -rf "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/*_Packages && : > "$1/etc/hostname"';
 const BARE =
   'rm -f "$1"/etc/ssh/ssh_host_* "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/* && : > "$1/etc/machine-id" && printf \'APT::Keep-Downloaded-Packages "false";\\n\' > "$1/etc/apt/apt.conf.d/90vigil-lab"';
@@ -111,7 +112,13 @@ const FULL = `rm -f "$1"/etc/ssh/ssh_host_* && : > "$1/etc/machine-id" && rm -f 
 function imageArgs(release: Release, kind: ImageKind): string[] {
   switch (kind) {
     case 'full':
-      return ['--variant=apt', `--include=${rootfsPackages(release).join(',')}`, `--essential-hook=${ESSENTIAL_HOOK}`, `--customize-hook=${SLIM}`, `--customize-hook=${FULL}`];
+      return [
+        '--variant=apt',
+        `--include=${rootfsPackages(release).join(',')}`,
+        `--essential-hook=${ESSENTIAL_HOOK}`,
+        `--customize-hook=${SLIM}`,
+        `--customize-hook=${FULL}`,
+      ];
     case 'bare':
       return ['--variant=minbase', `--include=${barePackages().join(',')}`, `--customize-hook=${SLIM}`, `--customize-hook=${BARE}`];
     case 'mirror':
@@ -150,7 +157,13 @@ export function requireRootfs(release: Release, kind: ImageKind = 'full'): strin
   const dir = rootfsDir(release, kind);
   const what = kind === 'mirror' ? 'package mirror' : kind === 'bare' ? 'bare root filesystem' : 'root filesystem';
   if (!existsSync(doneMarker(dir, kind)))
-    throw new VigilError('LAB', [problem(dir, `the ${release} ${what} for lab machines is not built (or its package list changed)`, `run \`npx vigil lab rootfs --release ${release}\` (scripts/setup.sh builds it)`)]);
+    throw new VigilError('LAB', [
+      problem(
+        dir,
+        `the ${release} ${what} for lab machines is not built (or its package list changed)`,
+        `run \`npx vigil lab rootfs --release ${release}\` (scripts/setup.sh builds it)`,
+      ),
+    ]);
   return dir;
 }
 
@@ -175,23 +188,37 @@ export async function ensureRootfs(release: Release, kind: ImageKind = 'full', p
   progress(`rootfs: building the ${release} (Debian ${RELEASE_INFO[release].debian}) ${kind} image with mmdebstrap from ${MIRROR} into ${dir}; under a minute`);
   const started = performance.now();
   const mmdebstrap = await run('sh', ['-c', 'command -v mmdebstrap'], { allowFail: true });
-  if (mmdebstrap.code !== 0) throw new VigilError('LAB', [problem('mmdebstrap', 'is not installed', 'run `bash scripts/setup.sh` (or apt-get install mmdebstrap)')]);
+  if (mmdebstrap.code !== 0)
+    throw new VigilError('LAB', [problem('mmdebstrap', 'is not installed', 'run `bash scripts/setup.sh` (or apt-get install mmdebstrap)')]);
   const target = kind === 'mirror' ? `${tmp}.root` : tmp;
-  const r = await run('mmdebstrap', ['--mode=root', '--quiet', ...imageArgs(release, kind), release, target, MIRROR], { allowFail: true, timeoutMs: 30 * 60_000 });
+  const r = await run('mmdebstrap', ['--mode=root', '--quiet', ...imageArgs(release, kind), release, target, MIRROR], {
+    allowFail: true,
+    timeoutMs: 30 * 60_000,
+  });
   if (r.code === 0 && kind === 'mirror') {
     await rename(join(target, '.mirror'), tmp);
     await rm(target, { recursive: true, force: true });
-    const index = await run('sh', ['-c', 'cd "$1" && dpkg-scanpackages --multiversion . /dev/null > Packages && gzip -9k Packages', 'sh', tmp], { allowFail: true });
+    const index = await run('sh', ['-c', 'cd "$1" && dpkg-scanpackages --multiversion . /dev/null > Packages && gzip -9k Packages', 'sh', tmp], {
+      allowFail: true,
+    });
     if (index.code !== 0) {
       await rm(tmp, { recursive: true, force: true });
-      throw new VigilError('LAB', [problem('dpkg-scanpackages', `could not index the ${release} mirror: ${index.stderr.trim()}`, 'install dpkg-dev (scripts/setup.sh does) and run again')]);
+      throw new VigilError('LAB', [
+        problem('dpkg-scanpackages', `could not index the ${release} mirror: ${index.stderr.trim()}`, 'install dpkg-dev (scripts/setup.sh does) and run again'),
+      ]);
     }
   }
   if (r.code !== 0) {
     await rm(tmp, { recursive: true, force: true });
     await rm(`${tmp}.root`, { recursive: true, force: true });
     const tail = `${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-12).join('\n');
-    throw new VigilError('LAB', [problem(`mmdebstrap ${release} (${kind})`, `failed (exit ${r.code}):\n${tail}`, `check that ${MIRROR} is reachable (set VIGIL_DEBIAN_MIRROR to a mirror of Debian's archive) and run again`)]);
+    throw new VigilError('LAB', [
+      problem(
+        `mmdebstrap ${release} (${kind})`,
+        `failed (exit ${r.code}):\n${tail}`,
+        `check that ${MIRROR} is reachable (set VIGIL_DEBIAN_MIRROR to a mirror of Debian's archive) and run again`,
+      ),
+    ]);
   }
   try {
     await rename(tmp, dir);
@@ -204,7 +231,8 @@ export async function ensureRootfs(release: Release, kind: ImageKind = 'full', p
   if (!(await anyLabNetns()))
     for (const old of await readdir(ROOTFS_CACHE)) {
       const other = old.slice(prefix.length);
-      if (old.startsWith(prefix) && /^[0-9a-f]{12}$/.test(other) && join(ROOTFS_CACHE, old) !== dir) await rm(join(ROOTFS_CACHE, old), { recursive: true, force: true });
+      if (old.startsWith(prefix) && /^[0-9a-f]{12}$/.test(other) && join(ROOTFS_CACHE, old) !== dir)
+        await rm(join(ROOTFS_CACHE, old), { recursive: true, force: true });
     }
   progress(`rootfs: ${release} ${kind} image built in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   return dir;

@@ -14,20 +14,32 @@ import { findPrimary, hasSyncStandby, labAgents, type LabHandle } from './lab.ts
 export async function labSettled(lab: LabHandle, timeoutMs = 120_000): Promise<void> {
   const { cluster } = lab;
   const apps = withRole(cluster, 'app').map((m) => m.name);
-  await waitFor('every app machine ready, one active', async () => {
-    const agents = await labAgents();
-    const ready = apps.every((n) => agents.get(n)?.ready || agents.get(n)?.active);
-    return ready && apps.filter((n) => agents.get(n)?.active).length === 1 ? true : undefined;
-  }, timeoutMs, 500);
+  await waitFor(
+    'every app machine ready, one active',
+    async () => {
+      const agents = await labAgents();
+      const ready = apps.every((n) => agents.get(n)?.ready || agents.get(n)?.active);
+      return ready && apps.filter((n) => agents.get(n)?.active).length === 1 ? true : undefined;
+    },
+    timeoutMs,
+    500,
+  );
   if (withRole(cluster, 'observer').length) {
     const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 10_000 });
     try {
-      await waitFor('the observer healthy at the active epoch', async () => {
-        const [active, state, maintenance] = await Promise.all([store.getActive(), store.getObserverState(), store.getMaintenance()]);
-        if (maintenance || (state?.state === 'healthy' && active && state.epoch === active.record.epoch)) return true;
-        // Thrown so that a timeout says what was seen last.
-        throw new Error(`last seen: ${state ? `${state.state} at epoch ${state.epoch}` : 'no observer state'}, active epoch ${active?.record.epoch ?? 'none'}`);
-      }, timeoutMs, 100);
+      await waitFor(
+        'the observer healthy at the active epoch',
+        async () => {
+          const [active, state, maintenance] = await Promise.all([store.getActive(), store.getObserverState(), store.getMaintenance()]);
+          if (maintenance || (state?.state === 'healthy' && active && state.epoch === active.record.epoch)) return true;
+          // Thrown so that a timeout says what was seen last.
+          throw new Error(
+            `last seen: ${state ? `${state.state} at epoch ${state.epoch}` : 'no observer state'}, active epoch ${active?.record.epoch ?? 'none'}`,
+          );
+        },
+        timeoutMs,
+        100,
+      );
     } finally {
       await store.close();
     }

@@ -16,7 +16,10 @@ before(async () => {
 after(async () => rm(dir, { recursive: true, force: true }));
 
 test('a machine path is in its overlay root; /run and /tmp only while the machine runs', () => {
-  assert.equal(lab.labHostPath('app1', '/etc/vigil/refapp/application.properties'), join(dir, 'hosts', 'app1', 'root', 'etc', 'vigil', 'refapp', 'application.properties'));
+  assert.equal(
+    lab.labHostPath('app1', '/etc/vigil/refapp/application.properties'),
+    join(dir, 'hosts', 'app1', 'root', 'etc', 'vigil', 'refapp', 'application.properties'),
+  );
   assert.equal(lab.labHostPath('db1', '/var/lib/vigil'), join(dir, 'hosts', 'db1', 'root', 'var', 'lib', 'vigil'));
   assert.throws(() => lab.labHostPath('db1', '/run/vigil/haproxy.sock'), /db1 is not running/);
 });

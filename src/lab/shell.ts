@@ -31,7 +31,8 @@ export class LabShell implements RemoteShell {
     if (argv.length === 0) return Promise.reject(new RangeError('exec: empty argv'));
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     // A machine that does not run answers as an SSH connection to a host that is down: exit 255.
-    if (bootedLeaderPid(this.machine) === undefined) return Promise.resolve({ code: 255, stdout: '', stderr: `${this.machine} is not running (no PID 1 of the lab machine)` });
+    if (bootedLeaderPid(this.machine) === undefined)
+      return Promise.resolve({ code: 255, stdout: '', stderr: `${this.machine} is not running (no PID 1 of the lab machine)` });
     return new Promise((resolve) => {
       // Without --fork nsenter execs the program itself; detached makes it a process group, so a
       // timeout also ends what the program started (e.g. `timeout` and its child).
@@ -109,6 +110,7 @@ export class LabShell implements RemoteShell {
 /** A shell on a machine of the running lab; refuses a machine the lab does not have or that does not run. */
 export async function openLabShell(machine: string): Promise<RemoteShell> {
   machineOf(await requireState(), machine);
-  if (bootedLeaderPid(machine) === undefined) throw new VigilError('LAB', [problem(machine, 'the machine is not running', `start it again: \`vigil lab revive ${machine}\``)]);
+  if (bootedLeaderPid(machine) === undefined)
+    throw new VigilError('LAB', [problem(machine, 'the machine is not running', `start it again: \`vigil lab revive ${machine}\``)]);
   return new LabShell(machine);
 }

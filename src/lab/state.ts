@@ -40,7 +40,6 @@ export async function writeState(s: LabState): Promise<void> {
 
 export function machineOf(s: LabState, host: string) {
   const m = s.machines.find((x) => x.name === host);
-  if (!m)
-    throw new VigilError('USAGE', [problem(host, 'no such lab machine', `use one of: ${s.machines.map((x) => x.name).join(', ')}`)]);
+  if (!m) throw new VigilError('USAGE', [problem(host, 'no such lab machine', `use one of: ${s.machines.map((x) => x.name).join(', ')}`)]);
   return m;
 }

@@ -17,7 +17,10 @@ test('extra etcd members go to database machines first, then app machines, then 
   assert.deepEqual(names({ topology: 'distributed', etcd: 3 }), ['observer:etcd+proxy+observer', 'app1:app', 'app2:app', 'db1:db+etcd', 'db2:db+etcd']);
   const seven = labMachines({ topology: 'pair', etcd: 7 });
   assert.equal(seven.filter((m) => m.roles.includes('etcd')).length, 7);
-  assert.deepEqual(seven.slice(3).map((m) => m.name), ['etcd3', 'etcd4', 'etcd5', 'etcd6']);
+  assert.deepEqual(
+    seven.slice(3).map((m) => m.name),
+    ['etcd3', 'etcd4', 'etcd5', 'etcd6'],
+  );
 });
 
 test('addresses are unique and on the lab subnet', () => {

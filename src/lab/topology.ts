@@ -68,7 +68,8 @@ export function labMachines(shape: LabShape): LabMachine[] {
   if (appNodes < 2 || appNodes > 9) throw new VigilError('USAGE', [problem(where, `--app-nodes ${appNodes} is out of range`, 'use 2 to 9 app machines')]);
   if (shape.topology === 'distributed' && (dbNodes < 2 || dbNodes > 9))
     throw new VigilError('USAGE', [problem(where, `--db-nodes ${dbNodes} is out of range`, 'use 2 to 9 database machines')]);
-  if (![1, 3, 5, 7].includes(etcd)) throw new VigilError('USAGE', [problem(where, `--etcd ${etcd}: etcd needs an odd member count for a majority`, 'use 1, 3, 5 or 7')]);
+  if (![1, 3, 5, 7].includes(etcd))
+    throw new VigilError('USAGE', [problem(where, `--etcd ${etcd}: etcd needs an odd member count for a majority`, 'use 1, 3, 5 or 7')]);
 
   const machines: LabMachine[] = [{ name: 'observer', address: `${LAB_SUBNET}.10`, roles: ['etcd', 'proxy', 'observer'] }];
   for (let i = 1; i <= appNodes; i++)
@@ -93,7 +94,11 @@ export function labClusterYaml(shape: LabShape): string {
     topology: 'custom',
     secretsFile: 'vigil.secrets.yaml',
     machines,
-    database: { replication: shape.replication ?? 'synchronous', ...(shape.postgresVersion ? { postgresVersion: shape.postgresVersion } : {}), ...(shape.failoverBy ? { failoverBy: shape.failoverBy } : {}) },
+    database: {
+      replication: shape.replication ?? 'synchronous',
+      ...(shape.postgresVersion ? { postgresVersion: shape.postgresVersion } : {}),
+      ...(shape.failoverBy ? { failoverBy: shape.failoverBy } : {}),
+    },
     ...(labTimers(shape) ? { timers: labTimers(shape) } : {}),
     ...(shape.alerts ? { alerts: shape.alerts } : {}),
     // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.

@@ -74,9 +74,7 @@ export interface ObserverState {
   by: string;
 }
 
-export type OperatorRequest =
-  | { kind: 'switchover'; to?: string; id: string; at: string }
-  | { kind: 'failover'; to: string; id: string; at: string };
+export type OperatorRequest = { kind: 'switchover'; to?: string; id: string; at: string } | { kind: 'failover'; to: string; id: string; at: string };
 
 /** How the observer answered a request: written as it removes the request, read by the operator's command. */
 export interface RequestAnswer {

@@ -8,7 +8,17 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { run } from '../util/exec.ts';
 import { createClusterCa, issueCertificate, pemBundle, writePki, type CertKeyPair, type ClusterCa } from '../pki/ca.ts';
-import { ConnectionRefusedError, NetError, PEER_CLOSED_AFTER_HANDSHAKE, TimeoutError, TlsError, createMtlsServer, mtlsFetch, type MtlsServer, type PeerInfo } from './mtls.ts';
+import {
+  ConnectionRefusedError,
+  NetError,
+  PEER_CLOSED_AFTER_HANDSHAKE,
+  TimeoutError,
+  TlsError,
+  createMtlsServer,
+  mtlsFetch,
+  type MtlsServer,
+  type PeerInfo,
+} from './mtls.ts';
 
 const HOST = '127.0.0.1';
 
@@ -94,7 +104,10 @@ describe('mutual TLS', () => {
   it('refuses a client whose certificate comes from another CA', async () => {
     await refused(mtlsFetch(`${url}/v1/status`, as(stranger)));
     // Node drops such a client without a TLS alert; the client still reports a TLS problem.
-    await assert.rejects(mtlsFetch(`${url}/v1/status`, as(stranger)), (e: unknown) => e instanceof TlsError && e.tlsCode === PEER_CLOSED_AFTER_HANDSHAKE && /refused this side's certificate/.test(e.message));
+    await assert.rejects(
+      mtlsFetch(`${url}/v1/status`, as(stranger)),
+      (e: unknown) => e instanceof TlsError && e.tlsCode === PEER_CLOSED_AFTER_HANDSHAKE && /refused this side's certificate/.test(e.message),
+    );
   });
 
   it('refuses a client certificate that is not for client authentication', async () => {
@@ -102,7 +115,14 @@ describe('mutual TLS', () => {
   });
 
   it('the client refuses a server whose certificate comes from another CA', async () => {
-    const rogue = await createMtlsServer({ ca: ca.certPem, cert: otherServer.certPem, key: otherServer.keyPem, host: HOST, port: 0, handler: (_q, res) => void res.end('rogue') });
+    const rogue = await createMtlsServer({
+      ca: ca.certPem,
+      cert: otherServer.certPem,
+      key: otherServer.keyPem,
+      host: HOST,
+      port: 0,
+      handler: (_q, res) => void res.end('rogue'),
+    });
     try {
       await assert.rejects(mtlsFetch(`https://${HOST}:${rogue.port}/`, as(observer)), (e: unknown) => {
         assert.ok(e instanceof TlsError, String(e));
@@ -117,7 +137,10 @@ describe('mutual TLS', () => {
   });
 
   it('the client refuses a server certificate that does not name the address', async () => {
-    await assert.rejects(mtlsFetch(`https://localhost:${server.port}/`, as(observer)), (e: unknown) => e instanceof TlsError && e.tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID');
+    await assert.rejects(
+      mtlsFetch(`https://localhost:${server.port}/`, as(observer)),
+      (e: unknown) => e instanceof TlsError && e.tlsCode === 'ERR_TLS_CERT_ALTNAME_INVALID',
+    );
   });
 
   it('reports connection refused apart from TLS failures', async () => {
@@ -125,7 +148,10 @@ describe('mutual TLS', () => {
     await new Promise<void>((r) => tcp.listen(0, HOST, r));
     const port = (tcp.address() as AddressInfo).port;
     await new Promise((r) => tcp.close(r));
-    await assert.rejects(mtlsFetch(`https://${HOST}:${port}/`, as(observer)), (e: unknown) => e instanceof ConnectionRefusedError && e.kind === 'refused' && e.retryable);
+    await assert.rejects(
+      mtlsFetch(`https://${HOST}:${port}/`, as(observer)),
+      (e: unknown) => e instanceof ConnectionRefusedError && e.kind === 'refused' && e.retryable,
+    );
   });
 
   it('gives up at the deadline: a peer that never handshakes, and a handler that never answers', async () => {
@@ -134,13 +160,23 @@ describe('mutual TLS', () => {
     await new Promise<void>((r) => silent.listen(0, HOST, r));
     const started = Date.now();
     try {
-      await assert.rejects(mtlsFetch(`https://${HOST}:${(silent.address() as AddressInfo).port}/`, { ...as(observer), timeoutMs: 300 }), (e: unknown) => e instanceof TimeoutError && e.kind === 'timeout');
+      await assert.rejects(
+        mtlsFetch(`https://${HOST}:${(silent.address() as AddressInfo).port}/`, { ...as(observer), timeoutMs: 300 }),
+        (e: unknown) => e instanceof TimeoutError && e.kind === 'timeout',
+      );
       assert.ok(Date.now() - started < 3_000);
     } finally {
       sockets.forEach((s) => s.destroy());
       await new Promise((r) => silent.close(r));
     }
-    const hanging = await createMtlsServer({ ca: ca.certPem, cert: serverCert.certPem, key: serverCert.keyPem, host: HOST, port: 0, handler: () => new Promise(() => {}) });
+    const hanging = await createMtlsServer({
+      ca: ca.certPem,
+      cert: serverCert.certPem,
+      key: serverCert.keyPem,
+      host: HOST,
+      port: 0,
+      handler: () => new Promise(() => {}),
+    });
     try {
       await assert.rejects(mtlsFetch(`https://${HOST}:${hanging.port}/`, { ...as(observer), timeoutMs: 300 }), TimeoutError);
     } finally {
@@ -157,8 +193,14 @@ describe('mutual TLS', () => {
   it('answers 500 without details when a handler throws', async () => {
     const seen: unknown[] = [];
     const broken = await createMtlsServer({
-      ca: ca.certPem, cert: serverCert.certPem, key: serverCert.keyPem, host: HOST, port: 0,
-      handler: () => { throw new Error('secret detail'); },
+      ca: ca.certPem,
+      cert: serverCert.certPem,
+      key: serverCert.keyPem,
+      host: HOST,
+      port: 0,
+      handler: () => {
+        throw new Error('secret detail');
+      },
       onHandlerError: (err) => seen.push(err),
     });
     try {
@@ -173,7 +215,11 @@ describe('mutual TLS', () => {
 
   it('closes promptly with an idle keep-alive connection, a client stuck before its handshake and a request that never ends', { timeout: 10_000 }, async () => {
     const srv = await createMtlsServer({
-      ca: ca.certPem, cert: serverCert.certPem, key: serverCert.keyPem, host: HOST, port: 0,
+      ca: ca.certPem,
+      cert: serverCert.certPem,
+      key: serverCert.keyPem,
+      host: HOST,
+      port: 0,
       handler: (req, res) => {
         if (req.url === '/hang') return; // never answers
         res.writeHead(200).end('ok');
@@ -254,7 +300,10 @@ describe('mutual TLS', () => {
         while (!calls.peers.slice(before).some((p) => p.commonName === 'proxy') && Date.now() < deadline && child.exitCode === null) {
           await new Promise((r) => setTimeout(r, 100));
         }
-        assert.ok(calls.peers.slice(before).some((p) => p.commonName === 'proxy'), `no health check arrived; haproxy said: ${stderr}`);
+        assert.ok(
+          calls.peers.slice(before).some((p) => p.commonName === 'proxy'),
+          `no health check arrived; haproxy said: ${stderr}`,
+        );
       } finally {
         child.kill('SIGTERM');
         if (child.exitCode === null) await new Promise((r) => child.once('exit', r));

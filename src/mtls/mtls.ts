@@ -147,7 +147,10 @@ export const PEER_CLOSED_AFTER_HANDSHAKE = 'PEER_CLOSED_AFTER_HANDSHAKE';
 
 export type NetErrorKind = 'tls' | 'refused' | 'timeout' | 'aborted' | 'network';
 
-const NET_CODES = { tls: 'NET_TLS', refused: 'NET_REFUSED', timeout: 'NET_TIMEOUT', aborted: 'NET_ABORTED', network: 'NET_FAILED' } as const satisfies Record<NetErrorKind, ErrorCode>;
+const NET_CODES = { tls: 'NET_TLS', refused: 'NET_REFUSED', timeout: 'NET_TIMEOUT', aborted: 'NET_ABORTED', network: 'NET_FAILED' } as const satisfies Record<
+  NetErrorKind,
+  ErrorCode
+>;
 
 /**
  * A request that did not get an HTTP response. `kind` tells the caller what to do: 'tls' needs a
@@ -206,10 +209,23 @@ export class TimeoutError extends NetError {
 
 // Node's certificate verification codes (from OpenSSL's X509_V_ERR_*) and its own TLS codes.
 const CERT_CODES = new Set([
-  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_SIGNATURE_FAILURE', 'CERT_NOT_YET_VALID',
-  'CERT_HAS_EXPIRED', 'CERT_REVOKED', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'INVALID_CA', 'INVALID_PURPOSE',
-  'PATH_LENGTH_EXCEEDED', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_TLS_HANDSHAKE_TIMEOUT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'PATH_LENGTH_EXCEEDED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_HANDSHAKE_TIMEOUT',
 ]);
 
 function classify(err: unknown, url: string, afterHandshake = false): NetError {

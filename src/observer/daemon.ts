@@ -57,7 +57,8 @@ interface Ctx {
 export async function runObserver(o: ObserverOptions): Promise<void> {
   const cluster = await loadCluster(o.clusterFile);
   const machine = cluster.machines.find((m) => m.name === o.node);
-  if (!machine) throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
+  if (!machine)
+    throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
   const secrets = await loadSecrets(cluster);
   const pki = await loadPki(PATHS.pkiDir, o.node);
   const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
@@ -66,11 +67,32 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
-  const ctx: Ctx = { cluster, secrets, store, pki, runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined, events, alerter, leadership, published: null, switchoverInFlight: false };
+  const ctx: Ctx = {
+    cluster,
+    secrets,
+    store,
+    pki,
+    runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined,
+    events,
+    alerter,
+    leadership,
+    published: null,
+    switchoverInFlight: false,
+  };
   const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
-  const release = runReleaseLoop({ cluster, machine: o.node, ...(ctx.runtime ? { runtime: ctx.runtime } : {}), store, leadership, events, onEvent: (e) => void alerter.alert(e), log, signal: o.signal });
+  const release = runReleaseLoop({
+    cluster,
+    machine: o.node,
+    ...(ctx.runtime ? { runtime: ctx.runtime } : {}),
+    store,
+    leadership,
+    events,
+    onEvent: (e) => void alerter.alert(e),
+    log,
+    signal: o.signal,
+  });
 
   let memory: Memory = initialMemory();
   while (!o.signal.aborted) {
@@ -129,7 +151,10 @@ async function publishState(ctx: Ctx, d: Decision): Promise<void> {
     lead,
   };
   try {
-    const ok = await ctx.store.putObserverState({ state, reason: next.reason, since: next.since, epoch, by: ctx.leadership.id }, { leader: ctx.leadership, timeoutMs: 1000 });
+    const ok = await ctx.store.putObserverState(
+      { state, reason: next.reason, since: next.since, epoch, by: ctx.leadership.id },
+      { leader: ctx.leadership, timeoutMs: 1000 },
+    );
     if (ok) ctx.published = next;
   } catch (err) {
     log('state-publish-failed', { error: (err as Error).message });

@@ -60,13 +60,21 @@ export async function runReleaseLoop(d: ReleaseLoopDeps): Promise<void> {
 async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: number, waiting: (reason: string) => void): Promise<ReleaseMemory> {
   const { cluster } = d;
   if (!d.leadership.isLeader()) return memory; // only the acting observer watches: it alone may act
-  const [patroni, members] = await Promise.all([d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null), Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address)))]);
+  const [patroni, members] = await Promise.all([
+    d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null),
+    Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address))),
+  ]);
   const ownProxy = d.runtime ? d.machine : undefined;
   const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
   const next = remember(memory, input);
   await readyAgain(d, members, patroni?.leader ?? null);
   let v = releaseVerdict(next, input, failAfterMs);
-  if (v.kind === 'needs-proxies') v = releaseVerdict(next, { ...input, proxies: await Promise.all(withRole(cluster, 'proxy').map((m) => proxyView(cluster, m.name, m.address))) }, failAfterMs);
+  if (v.kind === 'needs-proxies')
+    v = releaseVerdict(
+      next,
+      { ...input, proxies: await Promise.all(withRole(cluster, 'proxy').map((m) => proxyView(cluster, m.name, m.address))) },
+      failAfterMs,
+    );
   if (v.kind === 'healthy') {
     waiting('');
     return next;

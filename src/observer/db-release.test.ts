@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PatroniLeaderView } from '../etcd/store.ts';
-import { initialReleaseMemory, releaseVerdict, remember, serversToReady, type MemberView, type ProxyView, type ReleaseInput, type ReleaseMemory } from './db-release.ts';
+import {
+  initialReleaseMemory,
+  releaseVerdict,
+  remember,
+  serversToReady,
+  type MemberView,
+  type ProxyView,
+  type ReleaseInput,
+  type ReleaseMemory,
+} from './db-release.ts';
 
 // db1 leads under lease 77, db2 is its synchronous standby; both run Patroni 4.0.7.
 const keys = (over: Partial<PatroniLeaderView> = {}): PatroniLeaderView => ({
@@ -20,11 +29,20 @@ const dead: MemberView = { name: 'db1', reached: false };
 const proxyDown: ProxyView[] = [{ name: 'lb', read: true, routed: [] }];
 
 /** Feeds rounds through remember() as the loop does, and returns the last verdict. */
-function run(rounds: readonly { atMs: number; members: readonly MemberView[]; patroni?: PatroniLeaderView | null; proxies?: readonly ProxyView[] }[], o: { synchronous?: boolean; failAfterMs?: number; memory?: ReleaseMemory } = {}) {
+function run(
+  rounds: readonly { atMs: number; members: readonly MemberView[]; patroni?: PatroniLeaderView | null; proxies?: readonly ProxyView[] }[],
+  o: { synchronous?: boolean; failAfterMs?: number; memory?: ReleaseMemory } = {},
+) {
   let memory = o.memory ?? initialReleaseMemory();
   let verdict;
   for (const r of rounds) {
-    const input: ReleaseInput = { nowMs: r.atMs, patroni: r.patroni === undefined ? keys() : r.patroni, members: [...r.members], synchronous: o.synchronous ?? true, ...(r.proxies ? { proxies: [...r.proxies] } : {}) };
+    const input: ReleaseInput = {
+      nowMs: r.atMs,
+      patroni: r.patroni === undefined ? keys() : r.patroni,
+      members: [...r.members],
+      synchronous: o.synchronous ?? true,
+      ...(r.proxies ? { proxies: [...r.proxies] } : {}),
+    };
     memory = remember(memory, input);
     verdict = releaseVerdict(memory, input, o.failAfterMs ?? 2000);
   }
@@ -71,19 +89,32 @@ describe('the database leader release (pure decision)', () => {
 
   it('leaves a leader whose Patroni still calls it primary to Patroni, whatever PostgreSQL does (a planned restart, a crash Patroni fails over itself)', () => {
     for (const state of ['crashed', 'starting', 'restarting', 'stopping']) {
-      const v = run([{ atMs: 0, members: [primary, replica] }, { atMs: 9000, members: [{ ...primary, state }, replica], proxies: proxyDown }]).verdict;
+      const v = run([
+        { atMs: 0, members: [primary, replica] },
+        { atMs: 9000, members: [{ ...primary, state }, replica], proxies: proxyDown },
+      ]).verdict;
       assert.deepEqual(v, { kind: 'healthy' }, state);
     }
   });
 
   it("does not wait for the observer's own proxy, which it fences with MAINT right before the release", () => {
     const routing: ProxyView[] = [{ name: 'observer', read: true, routed: ['db1'] }];
-    const rounds = [{ atMs: 0, members: [primary, replica] }, { atMs: 2500, members: [dead, replica], proxies: routing }];
+    const rounds = [
+      { atMs: 0, members: [primary, replica] },
+      { atMs: 2500, members: [dead, replica], proxies: routing },
+    ];
     assert.equal(run(rounds).verdict.kind, 'wait', 'a proxy of another machine that still routes holds it up');
     let memory = initialReleaseMemory();
     let verdict;
     for (const r of rounds) {
-      const input: ReleaseInput = { nowMs: r.atMs, patroni: keys(), members: r.members, synchronous: true, ownProxy: 'observer', ...(r.proxies ? { proxies: r.proxies } : {}) };
+      const input: ReleaseInput = {
+        nowMs: r.atMs,
+        patroni: keys(),
+        members: r.members,
+        synchronous: true,
+        ownProxy: 'observer',
+        ...(r.proxies ? { proxies: r.proxies } : {}),
+      };
       memory = remember(memory, input);
       verdict = releaseVerdict(memory, input, 2000);
     }
@@ -94,7 +125,10 @@ describe('the database leader release (pure decision)', () => {
     const base = [{ atMs: 0, members: [primary, replica] }];
     const routed = run([...base, { atMs: 3000, members: [dead, replica], proxies: [{ name: 'lb', read: true, routed: ['db1'] }] }]).verdict;
     assert.match(routed.kind === 'wait' ? routed.reason : '', /proxy lb still routes :5000 to db1/);
-    const unread = run([...base, { atMs: 3000, members: [dead, replica], proxies: [...proxyDown, { name: 'lb2', read: false, routed: [], error: 'ECONNREFUSED' }] }]).verdict;
+    const unread = run([
+      ...base,
+      { atMs: 3000, members: [dead, replica], proxies: [...proxyDown, { name: 'lb2', read: false, routed: [], error: 'ECONNREFUSED' }] },
+    ]).verdict;
     assert.match(unread.kind === 'wait' ? unread.reason : '', /proxy lb2 could not be read \(ECONNREFUSED\)/);
   });
 
@@ -105,30 +139,50 @@ describe('the database leader release (pure decision)', () => {
       ['standby not running', { atMs: 3000, members: [dead, lagging], proxies: proxyDown }],
       ['standby unreachable', { atMs: 3000, members: [dead, { name: 'db2', reached: false }], proxies: proxyDown }],
       ['sync key names another', { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ sync: { leader: 'db1', standbys: ['db3'] } }) }],
-      ['sync key from an older leader', { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ sync: { leader: 'db2', standbys: ['db1'] } }) }],
+      [
+        'sync key from an older leader',
+        { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ sync: { leader: 'db2', standbys: ['db1'] } }) },
+      ],
       ['no sync key', { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ sync: null }) }],
     ] as const) {
       assert.equal(run([base, round]).verdict.kind, 'wait', what);
     }
     // Asynchronous mode: any running replica (Patroni still applies maximum_lag_on_failover).
-    assert.equal(run([base, { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ sync: null }) }], { synchronous: false }).verdict.kind, 'release');
+    assert.equal(
+      run([base, { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ sync: null }) }], { synchronous: false }).verdict.kind,
+      'release',
+    );
   });
 
   it('never releases on Patroni 3.0.0 to 3.0.2, nor while a member version is unknown', () => {
     const old = (m: MemberView): MemberView => ({ ...m, version: '3.0.2' });
-    const v = run([{ atMs: 0, members: [old(primary), old(replica)] }, { atMs: 3000, members: [dead, old(replica)], proxies: proxyDown }]).verdict;
+    const v = run([
+      { atMs: 0, members: [old(primary), old(replica)] },
+      { atMs: 3000, members: [dead, old(replica)], proxies: proxyDown },
+    ]).verdict;
     assert.match(v.kind === 'wait' ? v.reason : '', /Patroni 3\.0\.2, which could write its leader key back/);
-    const unknown = run([{ atMs: 0, members: [dead, replica] }, { atMs: 3000, members: [dead, replica], proxies: proxyDown }]).verdict;
+    const unknown = run([
+      { atMs: 0, members: [dead, replica] },
+      { atMs: 3000, members: [dead, replica], proxies: proxyDown },
+    ]).verdict;
     assert.match(unknown.kind === 'wait' ? unknown.reason : '', /version on db1 is not known yet/);
     const fixed = (m: MemberView): MemberView => ({ ...m, version: '3.0.3' });
-    assert.equal(run([{ atMs: 0, members: [fixed(primary), fixed(replica)] }, { atMs: 3000, members: [dead, fixed(replica)], proxies: proxyDown }]).verdict.kind, 'release');
+    assert.equal(
+      run([
+        { atMs: 0, members: [fixed(primary), fixed(replica)] },
+        { atMs: 3000, members: [dead, fixed(replica)], proxies: proxyDown },
+      ]).verdict.kind,
+      'release',
+    );
   });
 
   it('leaves Patroni alone when it is paused, when etcd cannot be read, and when there is no leader key', () => {
     const base = { atMs: 0, members: [primary, replica] };
     assert.equal(run([base, { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ paused: true }) }]).verdict.kind, 'wait');
     assert.equal(run([base, { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: null }]).verdict.kind, 'wait');
-    assert.deepEqual(run([base, { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ leader: null, lease: null }) }]).verdict, { kind: 'healthy' });
+    assert.deepEqual(run([base, { atMs: 3000, members: [dead, replica], proxies: proxyDown, patroni: keys({ leader: null, lease: null }) }]).verdict, {
+      kind: 'healthy',
+    });
   });
 
   it('releases a lease once: after it, it waits for Patroni', () => {

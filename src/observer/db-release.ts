@@ -131,14 +131,20 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
 
   for (const m of input.members) {
     const v = memory.versions[m.name];
-    if (!v) return { kind: 'wait', reason: `Patroni's version on ${m.name} is not known yet: the leader is released only on Patroni ${PATRONI_LEADER_TXN} or later` };
-    if (overwritesLeaderKey(parsePatroniVersion(`patroni ${v}`))) return { kind: 'wait', reason: `${m.name} runs Patroni ${v}, which could write its leader key back over a new leader's: Patroni's ttl decides` };
+    if (!v)
+      return { kind: 'wait', reason: `Patroni's version on ${m.name} is not known yet: the leader is released only on Patroni ${PATRONI_LEADER_TXN} or later` };
+    if (overwritesLeaderKey(parsePatroniVersion(`patroni ${v}`)))
+      return { kind: 'wait', reason: `${m.name} runs Patroni ${v}, which could write its leader key back over a new leader's: Patroni's ttl decides` };
   }
   const since = memory.since[leader];
   const failingMs = since && !since.good ? input.nowMs - since.atMs : 0;
   // No answer: it may be slow, not dead, so failAfterMs; Patroni saying it is not primary: at once, nearly.
   if (view?.reached) failAfterMs = Math.min(failAfterMs, SAID_NOT_PRIMARY_MS);
-  if (failingMs < failAfterMs) return { kind: 'wait', reason: `${leader} has not served as primary for ${(failingMs / 1000).toFixed(1)} s (releases after ${(failAfterMs / 1000).toFixed(1)} s)` };
+  if (failingMs < failAfterMs)
+    return {
+      kind: 'wait',
+      reason: `${leader} has not served as primary for ${(failingMs / 1000).toFixed(1)} s (releases after ${(failAfterMs / 1000).toFixed(1)} s)`,
+    };
 
   const others = input.members.filter((m) => m.name !== leader);
   const standby = input.synchronous
@@ -149,7 +155,9 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
   if (!standby) {
     return {
       kind: 'wait',
-      reason: input.synchronous ? `no synchronous standby of ${leader} answers as a running replica (sync key: ${p.sync ? JSON.stringify(p.sync) : 'none'})` : `no replica answers as running`,
+      reason: input.synchronous
+        ? `no synchronous standby of ${leader} answers as a running replica (sync key: ${p.sync ? JSON.stringify(p.sync) : 'none'})`
+        : `no replica answers as running`,
     };
   }
   if (!input.proxies) return { kind: 'needs-proxies', leader };

@@ -41,8 +41,7 @@ const serving = (name: string, epoch: number, over: Partial<NodeObservation> = {
 const dead = (name: string, over: Partial<NodeObservation> = {}): NodeObservation =>
   standby(name, { deepOk: false, agentReachable: false, appHealthy: false, agentEpoch: null, proxyState: 'down', ...over });
 /** Reachable, but the app fails its checks (a standby: its agent is not ready). */
-const sick = (name: string, over: Partial<NodeObservation> = {}): NodeObservation =>
-  standby(name, { deepOk: false, appHealthy: false, ...over });
+const sick = (name: string, over: Partial<NodeObservation> = {}): NodeObservation => standby(name, { deepOk: false, appHealthy: false, ...over });
 
 const rec = (node: string, epoch: number, reason = 'bootstrap'): ActiveRecord => ({ node, epoch, since: '2025-01-01T00:00:00Z', reason });
 
@@ -83,7 +82,12 @@ const pairSteady = (): Memory => last(run([obs(0, { followDb: true, nodes: [serv
 
 /** Every reason and message: durations rounded (never `2498.3984530000016 ms`). */
 function assertTidy(d: Decision, at = ''): void {
-  const texts = [...d.transitions.map((t) => t.reason), ...d.actions.flatMap((a) => (a.kind === 'event' ? [a.event.message] : a.kind === 'activate' || a.kind === 'fence' ? [a.reason] : a.kind === 'complete-request' ? [a.message] : []))];
+  const texts = [
+    ...d.transitions.map((t) => t.reason),
+    ...d.actions.flatMap((a) =>
+      a.kind === 'event' ? [a.event.message] : a.kind === 'activate' || a.kind === 'fence' ? [a.reason] : a.kind === 'complete-request' ? [a.message] : [],
+    ),
+  ];
   for (const text of texts) assert.doesNotMatch(text, /\d\.\d{2,}|\.\d+ ms/, `${at}: untidy number in ${JSON.stringify(text)}`);
 }
 
@@ -129,16 +133,36 @@ const scenarios: Scenario[] = [
   {
     name: 'bootstrap: waits for a healthy machine, then activates it',
     steps: [
-      { obs: obs(0, { active: null, nodes: [sick('app1', { proxyState: 'down' }), sick('app2', { proxyState: 'down' })] }), state: 'bootstrap', actions: [], reason: /no active record/ },
-      { obs: obs(1000, { active: null, nodes: [sick('app1', { proxyState: 'down' }), standby('app2', { proxyState: 'down' })] }), state: 'failing-over', actions: ['activate', 'fence', 'event:bootstrap', 'event:fence'], reason: /^bootstrap: app2 is ready \(agent reachable, confirmed in etcd\)$/ },
-      { obs: obs(1500, { active: rec('app2', 5), nodes: [sick('app1'), serving('app2', 5)] }), state: 'healthy', actions: ['event:activate'], reason: /app2 serves at epoch 5, 500 ms after its activation/ },
+      {
+        obs: obs(0, { active: null, nodes: [sick('app1', { proxyState: 'down' }), sick('app2', { proxyState: 'down' })] }),
+        state: 'bootstrap',
+        actions: [],
+        reason: /no active record/,
+      },
+      {
+        obs: obs(1000, { active: null, nodes: [sick('app1', { proxyState: 'down' }), standby('app2', { proxyState: 'down' })] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'event:bootstrap', 'event:fence'],
+        reason: /^bootstrap: app2 is ready \(agent reachable, confirmed in etcd\)$/,
+      },
+      {
+        obs: obs(1500, { active: rec('app2', 5), nodes: [sick('app1'), serving('app2', 5)] }),
+        state: 'healthy',
+        actions: ['event:activate'],
+        reason: /app2 serves at epoch 5, 500 ms after its activation/,
+      },
     ],
   },
   {
     name: 'healthy -> suspect -> healthy: flapping shorter than failAfterMs never fails over',
     memory: steady,
     steps: [
-      { obs: obs(1000, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [], reason: /app1 fails its checks \(deep check fails, agent reports the app unhealthy\)/ },
+      {
+        obs: obs(1000, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), standby('app2')] }),
+        state: 'suspect',
+        actions: [],
+        reason: /app1 fails its checks \(deep check fails, agent reports the app unhealthy\)/,
+      },
       { obs: obs(2900, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
       { obs: obs(2950), state: 'healthy', actions: [], reason: /passes its checks again after failing for 1950 ms/ },
       { obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
@@ -151,9 +175,19 @@ const scenarios: Scenario[] = [
     memory: steady,
     steps: [
       { obs: obs(1000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
-      { obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:node-lost', 'event:failover', 'event:fence'], reason: /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent unreachable\); app2 is ready \(agent reachable, confirmed in etcd\)$/ },
+      {
+        obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:node-lost', 'event:failover', 'event:fence'],
+        reason:
+          /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent unreachable\); app2 is ready \(agent reachable, confirmed in etcd\)$/,
+      },
       // The HAProxy write was lost and app2's agent has not confirmed yet: both re-issued.
-      { obs: obs(3500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'down' }), standby('app2')] }), state: 'failing-over', actions: ['fence', 'unfence'] },
+      {
+        obs: obs(3500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'down' }), standby('app2')] }),
+        state: 'failing-over',
+        actions: ['fence', 'unfence'],
+      },
       { obs: obs(4000, { active: rec('app2', 5), nodes: failedOver }), state: 'healthy', actions: ['event:activate'], reason: /app2 serves at epoch 5/ },
       // app1 comes back healthy: it stays a standby.
       { obs: obs(5000, { active: rec('app2', 5), nodes: [serving('app2', 5), standby('app1')] }), state: 'healthy', actions: [] },
@@ -172,7 +206,12 @@ const scenarios: Scenario[] = [
     memory: steady,
     steps: [
       { obs: obs(1000, { nodes: [dead('app1'), sick('app2')] }), state: 'suspect', actions: [] },
-      { obs: obs(3000, { nodes: [dead('app1', { proxyState: 'maint' }), sick('app2')] }), state: 'no-candidate', actions: ['unfence', 'event:node-lost', 'event:failover'], reason: /no standby is healthy/ },
+      {
+        obs: obs(3000, { nodes: [dead('app1', { proxyState: 'maint' }), sick('app2')] }),
+        state: 'no-candidate',
+        actions: ['unfence', 'event:node-lost', 'event:failover'],
+        reason: /no standby is healthy/,
+      },
       { obs: obs(4000, { nodes: [dead('app1'), sick('app2')] }), state: 'no-candidate', actions: [], transitions: 0 },
       { obs: obs(9000, { nodes: [dead('app1'), sick('app2')] }), state: 'no-candidate', actions: [] },
       { obs: obs(9500, { nodes: [dead('app1'), standby('app2')] }), state: 'failing-over', actions: FAILOVER_ACTIONS },
@@ -193,8 +232,16 @@ const scenarios: Scenario[] = [
     steps: [
       { obs: obs(1000, { nodes: [dead('app1'), standby('app2')] }), state: 'suspect' },
       { obs: obs(3000, { nodes: [dead('app1'), standby('app2')] }), state: 'failing-over' },
-      { obs: obs(12_999, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' })] }), state: 'failing-over', actions: [] },
-      { obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' })] }), state: 'no-candidate', actions: ['event:failover'] },
+      {
+        obs: obs(12_999, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' })] }),
+        state: 'failing-over',
+        actions: [],
+      },
+      {
+        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' })] }),
+        state: 'no-candidate',
+        actions: ['event:failover'],
+      },
     ],
   },
   {
@@ -203,7 +250,12 @@ const scenarios: Scenario[] = [
     steps: [
       { obs: obs(1000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'suspect' },
       { obs: obs(3000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'failing-over' },
-      { obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' }), standby('app3')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'], reason: /^failover: app2 has failed its checks for 10 s \(deep check fails, agent reachable, not confirmed in etcd within its lease\); app3 is ready/ },
+      {
+        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' }), standby('app3')] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'],
+        reason: /^failover: app2 has failed its checks for 10 s \(deep check fails, agent reachable, not confirmed in etcd within its lease\); app3 is ready/,
+      },
     ],
   },
   {
@@ -214,13 +266,30 @@ const scenarios: Scenario[] = [
     name: 'maintenance: only maintenance-on/off, requests refused, timers restart afterwards',
     memory: steady,
     steps: [
-      { obs: obs(1000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyState: 'ready' })] }), state: 'maintenance', actions: ['event:maintenance-on'], reason: /maintenance flag/ },
+      {
+        obs: obs(1000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyState: 'ready' })] }),
+        state: 'maintenance',
+        actions: ['event:maintenance-on'],
+        reason: /maintenance flag/,
+      },
       { obs: obs(60_000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyState: 'ready' })] }), state: 'maintenance', actions: [] },
-      { obs: obs(61_000, { maintenance: true, request: failover('app2'), nodes: [dead('app1'), standby('app2')] }), state: 'maintenance', actions: ['event:request-failed', 'complete-request'] },
+      {
+        obs: obs(61_000, { maintenance: true, request: failover('app2'), nodes: [dead('app1'), standby('app2')] }),
+        state: 'maintenance',
+        actions: ['event:request-failed', 'complete-request'],
+      },
       // app1 has been dead for a minute, but the failure timer starts when maintenance ends.
-      { obs: obs(62_000, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }), state: 'suspect', actions: ['unfence', 'event:maintenance-off'] },
+      {
+        obs: obs(62_000, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }),
+        state: 'suspect',
+        actions: ['unfence', 'event:maintenance-off'],
+      },
       { obs: obs(63_999, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }), state: 'suspect', actions: ['unfence'] },
-      { obs: obs(64_000, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }), state: 'failing-over', actions: ['activate', 'unfence', 'event:node-lost', 'event:failover'] },
+      {
+        obs: obs(64_000, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }),
+        state: 'failing-over',
+        actions: ['activate', 'unfence', 'event:node-lost', 'event:failover'],
+      },
     ],
   },
   {
@@ -228,73 +297,169 @@ const scenarios: Scenario[] = [
     memory: pairSteady,
     steps: [
       { obs: obs(1000, { followDb: true, nodes: [serving('app1', 4), sick('app2', { dbPrimary: true })] }), state: 'healthy', actions: [] },
-      { obs: obs(2000, { followDb: true, nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'], reason: /^follow-db: the database primary moved from app1 to app2 and the app runs on app1; app2 is ready \(agent reachable, confirmed in etcd\)$/ },
-      { obs: obs(2500, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: ['event:activate'] },
-      { obs: obs(60_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: [] },
+      {
+        obs: obs(2000, { followDb: true, nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'],
+        reason: /^follow-db: the database primary moved from app1 to app2 and the app runs on app1; app2 is ready \(agent reachable, confirmed in etcd\)$/,
+      },
+      {
+        obs: obs(2500, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }),
+        state: 'healthy',
+        actions: ['event:activate'],
+      },
+      {
+        obs: obs(60_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }),
+        state: 'healthy',
+        actions: [],
+      },
     ],
   },
   {
     name: 'failover (pair): the app dies next to the primary; only the app moves, nothing moves back, the app follows only a primary that moves by itself',
     memory: pairSteady,
     steps: [
-      { obs: obs(1000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
-      { obs: obs(3000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'], reason: /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent reports the app unhealthy\); app2 is ready \(agent reachable, confirmed in etcd\)$/ },
+      {
+        obs: obs(1000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }),
+        state: 'suspect',
+        actions: [],
+      },
+      {
+        obs: obs(3000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'],
+        reason:
+          /^failover: app1 has failed its checks for 2000 ms \(deep check fails, agent reports the app unhealthy\); app2 is ready \(agent reachable, confirmed in etcd\)$/,
+      },
       // app1 is fenced and ready, the primary still on it: the app on app2 reaches it through :5000; nothing moves.
-      { obs: obs(3500, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), state: 'healthy', actions: ['event:activate'] },
-      { obs: obs(5000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), state: 'healthy', actions: [] },
-      { obs: obs(600_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), state: 'healthy', actions: [] },
+      {
+        obs: obs(3500, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }),
+        state: 'healthy',
+        actions: ['event:activate'],
+      },
+      {
+        obs: obs(5000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }),
+        state: 'healthy',
+        actions: [],
+      },
+      {
+        obs: obs(600_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }),
+        state: 'healthy',
+        actions: [],
+      },
       // Patroni moves the primary to app2 by itself: the app is already there.
-      { obs: obs(601_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: [] },
-      { obs: obs(900_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }), state: 'healthy', actions: [] },
+      {
+        obs: obs(601_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }),
+        state: 'healthy',
+        actions: [],
+      },
+      {
+        obs: obs(900_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1'), serving('app2', 5, { dbPrimary: true })] }),
+        state: 'healthy',
+        actions: [],
+      },
       // Later it moves by itself to app1, where the app is not: the app follows.
-      { obs: obs(901_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'], reason: /^follow-db: the database primary moved from app2 to app1 and the app runs on app2; app1 is ready/ },
+      {
+        obs: obs(901_000, { followDb: true, active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'],
+        reason: /^follow-db: the database primary moved from app2 to app1 and the app runs on app2; app1 is ready/,
+      },
     ],
   },
   {
     name: 'switching-db (pair): Patroni moves the primary first, then the app follows',
     memory: steady,
     steps: [
-      { obs: obs(1000, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db', actions: ['db-switchover'], reason: /asking Patroni to move the database primary from app1 first/ },
+      {
+        obs: obs(1000, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'switching-db',
+        actions: ['db-switchover'],
+        reason: /asking Patroni to move the database primary from app1 first/,
+      },
       { obs: obs(2000, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2')] }), state: 'switching-db', actions: [] },
-      { obs: obs(3000, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence', 'complete-request'], reason: /switchover to app2 requested by the operator \(request r1\)/ },
+      {
+        obs: obs(3000, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence', 'complete-request'],
+        reason: /switchover to app2 requested by the operator \(request r1\)/,
+      },
     ],
   },
   {
     name: 'switching-db -> healthy: Patroni does not move the primary in time',
     memory: steady,
     steps: [
-      { obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db' },
-      { obs: obs(30_999, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db', actions: [] },
-      { obs: obs(31_000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'healthy', actions: ['event:request-failed', 'complete-request'], reason: /switchover request r1 failed/ },
+      {
+        obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'switching-db',
+      },
+      {
+        obs: obs(30_999, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'switching-db',
+        actions: [],
+      },
+      {
+        obs: obs(31_000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'healthy',
+        actions: ['event:request-failed', 'complete-request'],
+        reason: /switchover request r1 failed/,
+      },
     ],
   },
   {
     name: 'switching-db -> healthy: the request is withdrawn',
     memory: steady,
     steps: [
-      { obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db' },
-      { obs: obs(2000, { followDb: true, nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'healthy', actions: [], reason: /withdrawn/ },
+      {
+        obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'switching-db',
+      },
+      {
+        obs: obs(2000, { followDb: true, nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'healthy',
+        actions: [],
+        reason: /withdrawn/,
+      },
     ],
   },
   {
     name: 'switching-db -> healthy: the target is no longer an app machine; the request is refused and the wait ends',
     memory: steady,
     steps: [
-      { obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db' },
-      { obs: obs(2000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app3')] }), state: 'healthy', actions: ['event:request-failed', 'complete-request'], reason: /^the switchover request was answered; app1 is active at epoch 4 and serves$/ },
+      {
+        obs: obs(1000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'switching-db',
+      },
+      {
+        obs: obs(2000, { followDb: true, request: switchover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app3')] }),
+        state: 'healthy',
+        actions: ['event:request-failed', 'complete-request'],
+        reason: /^the switchover request was answered; app1 is active at epoch 4 and serves$/,
+      },
     ],
   },
   {
     name: 'healthy -> failing-over: switchover (no pair) moves at once to the first healthy standby',
     memory: steady,
     steps: [
-      { obs: obs(1000, { request: switchover(), nodes: [serving('app1', 4), sick('app2'), standby('app3')] }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence', 'complete-request'] },
+      {
+        obs: obs(1000, { request: switchover(), nodes: [serving('app1', 4), sick('app2'), standby('app3')] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence', 'complete-request'],
+      },
     ],
   },
   {
     name: 'healthy -> failing-over: failover --to a healthy node',
     memory: steady,
-    steps: [{ obs: obs(1000, { request: failover('app2') }), state: 'failing-over', actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence', 'complete-request'] }],
+    steps: [
+      {
+        obs: obs(1000, { request: failover('app2') }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence', 'complete-request'],
+      },
+    ],
   },
 ];
 
@@ -330,33 +495,69 @@ describe('decide: the state table', () => {
 
 describe('decide: epochs and fencing', () => {
   it('failover: CAS on the current epoch, epoch + 1, every fence carries the new epoch', () => {
-    const [, d] = run([obs(1000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] })], steady());
+    const [, d] = run(
+      [
+        obs(1000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }),
+        obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }),
+      ],
+      steady(),
+    );
     assert.ok(d);
-    assert.deepEqual(ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })), [{ node: 'app2', epoch: 5, expectEpoch: 4 }]);
-    assert.deepEqual(ofKind(d, 'fence').map(({ node, epoch }) => ({ node, epoch })), [{ node: 'app1', epoch: 5 }]);
+    assert.deepEqual(
+      ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })),
+      [{ node: 'app2', epoch: 5, expectEpoch: 4 }],
+    );
+    assert.deepEqual(
+      ofKind(d, 'fence').map(({ node, epoch }) => ({ node, epoch })),
+      [{ node: 'app1', epoch: 5 }],
+    );
     assert.deepEqual(ofKind(d, 'unfence'), [{ kind: 'unfence', node: 'app2' }]);
     const [ev] = ofKind(d, 'event').filter((a) => a.event.type === 'failover');
     assert.deepEqual({ node: ev?.event.node, epoch: ev?.event.epoch, details: ev?.event.details }, { node: 'app2', epoch: 5, details: { from: 'app1' } });
   });
 
   it('bootstrap: no record to compare against, epoch above every epoch an agent still knows', () => {
-    const d = decide(initialMemory(), obs(0, { active: null, nodes: [standby('app1', { agentEpoch: 7, proxyState: 'down' }), standby('app2', { agentEpoch: null, proxyState: 'down' })] }), cfgOf());
+    const d = decide(
+      initialMemory(),
+      obs(0, { active: null, nodes: [standby('app1', { agentEpoch: 7, proxyState: 'down' }), standby('app2', { agentEpoch: null, proxyState: 'down' })] }),
+      cfgOf(),
+    );
     assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /^bootstrap: app1 is ready \(agent reachable, confirmed in etcd\)$/);
-    assert.deepEqual(ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })), [{ node: 'app1', epoch: 8, expectEpoch: null }]);
-    assert.deepEqual(ofKind(d, 'fence').map(({ node, epoch }) => ({ node, epoch })), [{ node: 'app2', epoch: 8 }]);
+    assert.deepEqual(
+      ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })),
+      [{ node: 'app1', epoch: 8, expectEpoch: null }],
+    );
+    assert.deepEqual(
+      ofKind(d, 'fence').map(({ node, epoch }) => ({ node, epoch })),
+      [{ node: 'app2', epoch: 8 }],
+    );
   });
 
   it('bootstrap (pair): the machine with the database primary, and only once it is healthy', () => {
     const nodes = (healthy: boolean) => [standby('app1'), healthy ? standby('app2', { dbPrimary: true }) : sick('app2', { dbPrimary: true })];
     const [wait, go] = run([obs(0, { active: null, followDb: true, nodes: nodes(false) }), obs(1000, { active: null, followDb: true, nodes: nodes(true) })]);
     assert.deepEqual(wait?.actions, []);
-    assert.deepEqual(ofKind(go as Decision, 'activate').map((a) => a.node), ['app2']);
+    assert.deepEqual(
+      ofKind(go as Decision, 'activate').map((a) => a.node),
+      ['app2'],
+    );
     assert.equal(ofKind(go as Decision, 'activate')[0]?.reason, 'bootstrap: app2 is ready (agent reachable, confirmed in etcd) and holds the database primary');
     assert.deepEqual(ofKind(go as Decision, 'db-switchover'), []);
   });
 
   it('a standby that is not in MAINT, or whose agent still claims to serve, is fenced; the active one is unfenced', () => {
-    const d = decide(steady(), obs(1000, { nodes: [serving('app1', 4, { proxyState: 'maint' }), standby('app2', { proxyState: 'ready' }), standby('app3', { agentActive: true, agentEpoch: 3 }), standby('app4', { proxyState: 'unknown' })] }), cfgOf());
+    const d = decide(
+      steady(),
+      obs(1000, {
+        nodes: [
+          serving('app1', 4, { proxyState: 'maint' }),
+          standby('app2', { proxyState: 'ready' }),
+          standby('app3', { agentActive: true, agentEpoch: 3 }),
+          standby('app4', { proxyState: 'unknown' }),
+        ],
+      }),
+      cfgOf(),
+    );
     assert.deepEqual(d.actions, [
       { kind: 'fence', node: 'app2', epoch: 4, reason: 'app2 is not the active node (app1 is, at epoch 4)' },
       { kind: 'fence', node: 'app3', epoch: 4, reason: 'app3 is not the active node (app1 is, at epoch 4)' },
@@ -367,7 +568,10 @@ describe('decide: epochs and fencing', () => {
   it('a healthy standby that is unreachable directly counts when its agent reports the app healthy', () => {
     const nodes = [dead('app1'), standby('app2', { deepOk: false, appHealthy: true })];
     const [, d] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
-    assert.deepEqual(ofKind(d as Decision, 'activate').map((a) => a.node), ['app2']);
+    assert.deepEqual(
+      ofKind(d as Decision, 'activate').map((a) => a.node),
+      ['app2'],
+    );
     // ... but not when the agent is unreachable too, whatever it last said.
     const gone = [dead('app1'), standby('app2', { deepOk: false, agentReachable: false, appHealthy: true })];
     const [, e] = run([obs(1000, { nodes: gone }), obs(3000, { nodes: gone })], steady());
@@ -377,24 +581,45 @@ describe('decide: epochs and fencing', () => {
   it('the observer alone losing its deep check does not fail over while the agent reports the app healthy', () => {
     const nodes = [serving('app1', 4, { deepOk: false }), standby('app2')];
     const ds = run([obs(1000, { nodes }), obs(5000, { nodes })], steady());
-    assert.deepEqual(ds.flatMap((d) => d.actions), []);
+    assert.deepEqual(
+      ds.flatMap((d) => d.actions),
+      [],
+    );
     assert.equal(last(ds).memory.state, 'healthy');
   });
 
   it('failover (pair): Patroni moved the primary by itself and the app died: follows it at once, no db-switchover', () => {
     const d = decide(pairSteady(), obs(1000, { followDb: true, nodes: [dead('app1'), standby('app2'), standby('app3', { dbPrimary: true })] }), cfgOf());
-    assert.deepEqual(ofKind(d, 'activate').map((a) => a.node), ['app3']);
-    assert.equal(d.transitions.at(-1)?.reason, 'follow-db: the database primary moved from app1 to app3 and the app runs on app1, which fails its checks (deep check fails, agent unreachable); app3 is ready (agent reachable, confirmed in etcd)');
-    assert.deepEqual(ofKind(d, 'event').map((e) => e.event.type), ['failover', 'fence']);
+    assert.deepEqual(
+      ofKind(d, 'activate').map((a) => a.node),
+      ['app3'],
+    );
+    assert.equal(
+      d.transitions.at(-1)?.reason,
+      'follow-db: the database primary moved from app1 to app3 and the app runs on app1, which fails its checks (deep check fails, agent unreachable); app3 is ready (agent reachable, confirmed in etcd)',
+    );
+    assert.deepEqual(
+      ofKind(d, 'event').map((e) => e.event.type),
+      ['failover', 'fence'],
+    );
     assert.deepEqual(ofKind(d, 'db-switchover'), []);
   });
 
   it('failover (pair): a new leader that first sees the primary elsewhere takes it as it is: plain failover to it', () => {
     const nodes = [dead('app1'), standby('app2'), standby('app3', { dbPrimary: true })];
     const ds = run([obs(1000, { followDb: true, nodes }), obs(3000, { followDb: true, nodes })]);
-    assert.deepEqual(ds.map((d) => d.memory.state), ['suspect', 'failing-over']);
-    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app3']);
-    assert.match(ofKind(last(ds), 'activate')[0]?.reason ?? '', /^failover: .*; app3 is ready \(agent reachable, confirmed in etcd\) and holds the database primary$/);
+    assert.deepEqual(
+      ds.map((d) => d.memory.state),
+      ['suspect', 'failing-over'],
+    );
+    assert.deepEqual(
+      ofKind(last(ds), 'activate').map((a) => a.node),
+      ['app3'],
+    );
+    assert.match(
+      ofKind(last(ds), 'activate')[0]?.reason ?? '',
+      /^failover: .*; app3 is ready \(agent reachable, confirmed in etcd\) and holds the database primary$/,
+    );
     assert.deepEqual(ofKind(last(ds), 'db-switchover'), []);
   });
 
@@ -406,8 +631,15 @@ describe('decide: epochs and fencing', () => {
   it('standbyHealthyForMs: a standby healthy for less is no candidate yet', () => {
     const cfg = cfgOf({ standbyHealthyForMs: 5000 });
     const nodes = (t: number) => [dead('app1'), t >= 1000 ? standby('app2') : sick('app2')];
-    const ds = run([0, 1000, 3000, 5999, 6000].map((t) => obs(t, { nodes: nodes(t) })), steady(), cfg);
-    assert.deepEqual(ds.map((d) => d.memory.state), ['suspect', 'suspect', 'no-candidate', 'no-candidate', 'failing-over']);
+    const ds = run(
+      [0, 1000, 3000, 5999, 6000].map((t) => obs(t, { nodes: nodes(t) })),
+      steady(),
+      cfg,
+    );
+    assert.deepEqual(
+      ds.map((d) => d.memory.state),
+      ['suspect', 'suspect', 'no-candidate', 'no-candidate', 'failing-over'],
+    );
   });
 });
 
@@ -432,19 +664,31 @@ describe('decide: idempotent and resumable', () => {
   it('fresh memory then converges: healthy once app2 serves, never an activate', () => {
     const ds = run([mid, obs(4000, { active: rec('app2', 5), nodes: failedOver }), obs(9000, { active: rec('app2', 5), nodes: failedOver })]);
     assert.equal(last(ds).memory.state, 'healthy');
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'activate')), []);
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'activate')),
+      [],
+    );
   });
 
   it('an activate whose CAS never happened (record still app1 at 4) is decided again from scratch', () => {
     const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
     const ds = run([obs(5000, { nodes: failing }), obs(7000, { nodes: failing })]);
-    assert.deepEqual(ds.map((d) => d.memory.state), ['suspect', 'failing-over']);
-    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => [a.epoch, a.expectEpoch]), [[5, 4]]);
+    assert.deepEqual(
+      ds.map((d) => d.memory.state),
+      ['suspect', 'failing-over'],
+    );
+    assert.deepEqual(
+      ofKind(last(ds), 'activate').map((a) => [a.epoch, a.expectEpoch]),
+      [[5, 4]],
+    );
   });
 
   it('a record changed by another writer restarts the timers from the observation', () => {
     const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
-    const [, d] = run([obs(1000, { nodes: failing }), obs(2500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), serving('app2', 5)] })], steady());
+    const [, d] = run(
+      [obs(1000, { nodes: failing }), obs(2500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), serving('app2', 5)] })],
+      steady(),
+    );
     assert.equal(d?.memory.state, 'healthy');
     assert.deepEqual(d?.actions, []);
   });
@@ -452,14 +696,20 @@ describe('decide: idempotent and resumable', () => {
   it('a new leader that finds the active node confirmed at its epoch but failing starts the failure timer', () => {
     const nodes = [sick('app1', { agentActive: true, agentEpoch: 4, proxyState: 'ready' }), standby('app2')];
     const ds = run([obs(1000, { nodes }), obs(3000, { nodes })]);
-    assert.deepEqual(ds.map((d) => d.memory.state), ['suspect', 'failing-over']);
+    assert.deepEqual(
+      ds.map((d) => d.memory.state),
+      ['suspect', 'failing-over'],
+    );
     assert.match(ds[0]?.transitions[0]?.reason ?? '', /^app1 is active at epoch 4 but fails its checks/);
   });
 
   it('leading again: memory reset, the follower acts on nothing it remembered', () => {
     const failing = [dead('app1'), standby('app2')];
     const ds = run([obs(1000, { nodes: failing }), obs(2000, { isLeader: false, nodes: failing }), obs(3500, { nodes: failing })], steady());
-    assert.deepEqual(ds.map((d) => d.memory.state), ['suspect', 'follower', 'suspect']);
+    assert.deepEqual(
+      ds.map((d) => d.memory.state),
+      ['suspect', 'follower', 'suspect'],
+    );
     assert.deepEqual(ds[1]?.memory, initialMemory());
     assert.deepEqual(ofKind(last(ds), 'activate'), []);
   });
@@ -475,21 +725,91 @@ describe('decide: operator requests', () => {
   };
   const table: { name: string; o: Observation; ok: boolean; message: RegExp; moved?: string[] }[] = [
     { name: 'failover --to a healthy node', o: obs(1, { request: failover('app2') }), ok: true, message: /app2 is active at epoch 5/, moved: ['app2'] },
-    { name: 'failover --to a standby that is not ready', o: obs(1, { request: failover('app2'), nodes: [serving('app1', 4), sick('app2')] }), ok: false, message: /^app2 is not ready \(agent reachable, not confirmed in etcd within its lease\); app1 stays active$/ },
-    { name: 'failover --to an unknown node', o: obs(1, { request: failover('app9') }), ok: false, message: /no app machine is named app9 \(app machines: app1, app2\)/ },
+    {
+      name: 'failover --to a standby that is not ready',
+      o: obs(1, { request: failover('app2'), nodes: [serving('app1', 4), sick('app2')] }),
+      ok: false,
+      message: /^app2 is not ready \(agent reachable, not confirmed in etcd within its lease\); app1 stays active$/,
+    },
+    {
+      name: 'failover --to an unknown node',
+      o: obs(1, { request: failover('app9') }),
+      ok: false,
+      message: /no app machine is named app9 \(app machines: app1, app2\)/,
+    },
     { name: 'failover --to the active node', o: obs(1, { request: failover('app1') }), ok: true, message: /app1 is already active at epoch 4/ },
-    { name: 'failover --to away from a healthy DB primary (pair): only the app moves', o: obs(1, { followDb: true, request: failover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), ok: true, message: /^app2 is active at epoch 5; the database primary stays on app1$/, moved: ['app2'] },
-    { name: 'failover --to when the DB primary machine is down (pair)', o: obs(1, { followDb: true, request: failover('app2'), nodes: [dead('app1', { dbPrimary: true }), standby('app2')] }), ok: true, message: /app2 is active/, moved: ['app2'] },
-    { name: 'failover --to without an active record', o: obs(1, { active: null, request: failover('app2') }), ok: true, message: /app2 is active at epoch 5/, moved: ['app2'] },
-    { name: 'switchover --to a given node', o: obs(1, { request: switchover('app3'), nodes: [serving('app1', 4), standby('app2'), standby('app3')] }), ok: true, message: /app3 is active/, moved: ['app3'] },
-    { name: 'switchover with no healthy standby', o: obs(1, { request: switchover(), nodes: [serving('app1', 4), sick('app2')] }), ok: false, message: /no standby is healthy; app1 stays active/ },
-    { name: 'switchover --to an unreachable node', o: obs(1, { request: switchover('app2'), nodes: [serving('app1', 4), dead('app2')] }), ok: false, message: /^app2 is not healthy \(agent unreachable\); app1 stays active$/ },
+    {
+      name: 'failover --to away from a healthy DB primary (pair): only the app moves',
+      o: obs(1, { followDb: true, request: failover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+      ok: true,
+      message: /^app2 is active at epoch 5; the database primary stays on app1$/,
+      moved: ['app2'],
+    },
+    {
+      name: 'failover --to when the DB primary machine is down (pair)',
+      o: obs(1, { followDb: true, request: failover('app2'), nodes: [dead('app1', { dbPrimary: true }), standby('app2')] }),
+      ok: true,
+      message: /app2 is active/,
+      moved: ['app2'],
+    },
+    {
+      name: 'failover --to without an active record',
+      o: obs(1, { active: null, request: failover('app2') }),
+      ok: true,
+      message: /app2 is active at epoch 5/,
+      moved: ['app2'],
+    },
+    {
+      name: 'switchover --to a given node',
+      o: obs(1, { request: switchover('app3'), nodes: [serving('app1', 4), standby('app2'), standby('app3')] }),
+      ok: true,
+      message: /app3 is active/,
+      moved: ['app3'],
+    },
+    {
+      name: 'switchover with no healthy standby',
+      o: obs(1, { request: switchover(), nodes: [serving('app1', 4), sick('app2')] }),
+      ok: false,
+      message: /no standby is healthy; app1 stays active/,
+    },
+    {
+      name: 'switchover --to an unreachable node',
+      o: obs(1, { request: switchover('app2'), nodes: [serving('app1', 4), dead('app2')] }),
+      ok: false,
+      message: /^app2 is not healthy \(agent unreachable\); app1 stays active$/,
+    },
     { name: 'switchover --to an unknown node', o: obs(1, { request: switchover('nope') }), ok: false, message: /no app machine is named nope/ },
-    { name: 'switchover without an active record', o: obs(1, { active: null, request: switchover() }), ok: false, message: /no active node yet/, moved: ['app1'] },
-    { name: 'switchover already carried out (the record names the request)', o: obs(1, { active: { ...rec('app2', 5), requestId: 'r1' }, request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /already carried out: app2 is active at epoch 5/ },
+    {
+      name: 'switchover without an active record',
+      o: obs(1, { active: null, request: switchover() }),
+      ok: false,
+      message: /no active node yet/,
+      moved: ['app1'],
+    },
+    {
+      name: 'switchover already carried out (the record names the request)',
+      o: obs(1, { active: { ...rec('app2', 5), requestId: 'r1' }, request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }),
+      ok: true,
+      message: /already carried out: app2 is active at epoch 5/,
+    },
     // The id, not the text: a reason that mentions the request is no answer (its switchover runs).
-    { name: 'a record whose reason alone mentions the request', o: obs(1, { active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'), request: switchover(), nodes: [standby('app1'), serving('app2', 5)] }), ok: true, message: /^app1 is active at epoch 6$/, moved: ['app1'] },
-    { name: 'any request during maintenance', o: obs(1, { maintenance: true, request: switchover('app2') }), ok: false, message: /the cluster is in maintenance/ },
+    {
+      name: 'a record whose reason alone mentions the request',
+      o: obs(1, {
+        active: rec('app2', 5, 'switchover to app2 requested by the operator (request r1)'),
+        request: switchover(),
+        nodes: [standby('app1'), serving('app2', 5)],
+      }),
+      ok: true,
+      message: /^app1 is active at epoch 6$/,
+      moved: ['app1'],
+    },
+    {
+      name: 'any request during maintenance',
+      o: obs(1, { maintenance: true, request: switchover('app2') }),
+      ok: false,
+      message: /the cluster is in maintenance/,
+    },
   ];
   for (const c of table) {
     it(c.name, () => {
@@ -498,29 +818,51 @@ describe('decide: operator requests', () => {
       assert.equal(a.ok, c.ok, a.message);
       assert.match(a.message, c.message);
       assert.deepEqual(a.moved, c.moved ?? []);
-      assert.equal(ofKind(d, 'event').some((e) => e.event.type === 'request-failed'), !c.ok, 'a refusal is recorded');
+      assert.equal(
+        ofKind(d, 'event').some((e) => e.event.type === 'request-failed'),
+        !c.ok,
+        'a refusal is recorded',
+      );
     });
   }
 
   it('switchover (pair) resumed with fresh memory after Patroni moved the primary: activates once', () => {
     const o = obs(5000, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] });
     const d = decide(initialMemory(), o, cfgOf());
-    assert.deepEqual(ofKind(d, 'activate').map((a) => [a.node, a.epoch, a.expectEpoch]), [['app2', 5, 4]]);
+    assert.deepEqual(
+      ofKind(d, 'activate').map((a) => [a.node, a.epoch, a.expectEpoch]),
+      [['app2', 5, 4]],
+    );
     assert.deepEqual(ofKind(d, 'db-switchover'), []);
     assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /request r1/);
     assert.equal(ofKind(d, 'activate')[0]?.requestId, 'r1', 'the record will name the request');
   });
 
   it('only a move an operator request makes names a request', () => {
-    const [failedOver] = run([obs(3000, { nodes: [dead('app1'), standby('app2')] })], last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory);
-    assert.deepEqual(ofKind(failedOver as Decision, 'activate').map((a) => a.requestId), [undefined]);
-    assert.deepEqual(ofKind(decide(steady(), obs(1, { request: failover('app2') }), cfgOf()), 'activate').map((a) => a.requestId), ['r2']);
+    const [failedOver] = run(
+      [obs(3000, { nodes: [dead('app1'), standby('app2')] })],
+      last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory,
+    );
+    assert.deepEqual(
+      ofKind(failedOver as Decision, 'activate').map((a) => a.requestId),
+      [undefined],
+    );
+    assert.deepEqual(
+      ofKind(decide(steady(), obs(1, { request: failover('app2') }), cfgOf()), 'activate').map((a) => a.requestId),
+      ['r2'],
+    );
   });
 
   it('switchover (pair): db-switchover names the machines, issued once while waiting', () => {
     const nodes = [serving('app1', 4, { dbPrimary: true }), standby('app2')];
-    const ds = run([1000, 2000, 3000].map((t) => obs(t, { followDb: true, request: switchover(), nodes })), steady());
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), [{ kind: 'db-switchover', from: 'app1', to: 'app2' }]);
+    const ds = run(
+      [1000, 2000, 3000].map((t) => obs(t, { followDb: true, request: switchover(), nodes })),
+      steady(),
+    );
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'db-switchover')),
+      [{ kind: 'db-switchover', from: 'app1', to: 'app2' }],
+    );
   });
 });
 
@@ -529,26 +871,56 @@ describe('decide: operator requests', () => {
 describe('decide: node-lost and node-back', () => {
   it('reported once the change has lasted lostAfterMs, not for a blip', () => {
     const at = (t: number, app2: NodeObservation) => obs(t, { nodes: [serving('app1', 4), app2] });
-    const ds = run([at(1000, dead('app2', { proxyState: 'maint' })), at(1500, standby('app2')), at(2000, dead('app2', { proxyState: 'maint' })), at(3999, dead('app2', { proxyState: 'maint' })), at(4000, dead('app2', { proxyState: 'maint' })), at(5000, standby('app2')), at(7000, standby('app2'))], steady());
+    const ds = run(
+      [
+        at(1000, dead('app2', { proxyState: 'maint' })),
+        at(1500, standby('app2')),
+        at(2000, dead('app2', { proxyState: 'maint' })),
+        at(3999, dead('app2', { proxyState: 'maint' })),
+        at(4000, dead('app2', { proxyState: 'maint' })),
+        at(5000, standby('app2')),
+        at(7000, standby('app2')),
+      ],
+      steady(),
+    );
     const events = ds.map((d) => ofKind(d, 'event').map((e) => `${e.event.type} ${e.event.node}`));
     assert.deepEqual(events, [[], [], [], [], ['node-lost app2'], [], ['node-back app2']]);
   });
 
   it('a fresh leader that first sees a machine down records no node-back when it comes up (start-up)', () => {
     const at = (t: number, app2: NodeObservation) => obs(t, { nodes: [serving('app1', 4), app2] });
-    const ds = run([at(0, dead('app2', { proxyState: 'maint' })), at(1000, dead('app2', { proxyState: 'maint' })), ...[2000, 3000, 5000, 60_000].map((t) => at(t, standby('app2')))]);
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'event')), []);
-    // A real loss afterwards is reported, and so is the return, with its message.
-    const later = run([6e4 + 1000, 6e4 + 3000, 6e4 + 4000, 6e4 + 6000].map((t, i) => at(t, i < 2 ? dead('app2', { proxyState: 'maint' }) : standby('app2'))), last(ds).memory);
-    assert.deepEqual(later.flatMap((d) => ofKind(d, 'event').map((e) => [e.event.type, e.event.message])), [
-      ['node-lost', 'app2 has not answered for 2000 ms: neither the deep check nor its agent'],
-      ['node-back', 'app2 answers again (for 2000 ms)'],
+    const ds = run([
+      at(0, dead('app2', { proxyState: 'maint' })),
+      at(1000, dead('app2', { proxyState: 'maint' })),
+      ...[2000, 3000, 5000, 60_000].map((t) => at(t, standby('app2'))),
     ]);
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'event')),
+      [],
+    );
+    // A real loss afterwards is reported, and so is the return, with its message.
+    const later = run(
+      [6e4 + 1000, 6e4 + 3000, 6e4 + 4000, 6e4 + 6000].map((t, i) => at(t, i < 2 ? dead('app2', { proxyState: 'maint' }) : standby('app2'))),
+      last(ds).memory,
+    );
+    assert.deepEqual(
+      later.flatMap((d) => ofKind(d, 'event').map((e) => [e.event.type, e.event.message])),
+      [
+        ['node-lost', 'app2 has not answered for 2000 ms: neither the deep check nor its agent'],
+        ['node-back', 'app2 answers again (for 2000 ms)'],
+      ],
+    );
   });
 
   it('a machine only the agent can reach is not lost', () => {
-    const ds = run([1000, 5000].map((t) => obs(t, { nodes: [serving('app1', 4), standby('app2', { deepOk: false })] })), steady());
-    assert.deepEqual(ds.flatMap((d) => d.actions), []);
+    const ds = run(
+      [1000, 5000].map((t) => obs(t, { nodes: [serving('app1', 4), standby('app2', { deepOk: false })] })),
+      steady(),
+    );
+    assert.deepEqual(
+      ds.flatMap((d) => d.actions),
+      [],
+    );
   });
 });
 
@@ -565,14 +937,30 @@ describe('decide: pair, only the app fails over, never fail back', () => {
   const active = rec('app2', 5, 'failover: ...');
   /** After the failover: app2 serves, app1 fully recovered (ready standby), `primary` holds the primary. */
   const after = (t: number, primary: 'app1' | 'app2' | 'app3' | null) =>
-    pair(t, { active, nodes: [standby('app1', { dbPrimary: primary === 'app1' }), serving('app2', 5, { dbPrimary: primary === 'app2' }), standby('app3', { dbPrimary: primary === 'app3' })] });
+    pair(t, {
+      active,
+      nodes: [
+        standby('app1', { dbPrimary: primary === 'app1' }),
+        serving('app2', 5, { dbPrimary: primary === 'app2' }),
+        standby('app3', { dbPrimary: primary === 'app3' }),
+      ],
+    });
   /** Memory after many ticks with app1 recovered and the primary still on it. */
-  const settled = (): Memory => last(run(ticks(3500, 100_000).map((t) => after(t, 'app1')), failedOverToApp2().memory)).memory;
+  const settled = (): Memory =>
+    last(
+      run(
+        ticks(3500, 100_000).map((t) => after(t, 'app1')),
+        failedOverToApp2().memory,
+      ),
+    ).memory;
 
   it('the app dies on the primary machine: failover to app2, no db-switchover, the primary stays the accepted one', () => {
     const d = failedOverToApp2();
     assert.deepEqual(kinds(d), ['activate', 'fence', 'unfence', 'event:failover', 'event:fence']);
-    assert.deepEqual(ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })), [{ node: 'app2', epoch: 5, expectEpoch: 4 }]);
+    assert.deepEqual(
+      ofKind(d, 'activate').map(({ node, epoch, expectEpoch }) => ({ node, epoch, expectEpoch })),
+      [{ node: 'app2', epoch: 5, expectEpoch: 4 }],
+    );
     const [ev] = ofKind(d, 'event').filter((a) => a.event.type === 'failover');
     assert.deepEqual(ev?.event.details, { from: 'app1' });
     assert.doesNotMatch(ev?.event.message ?? '', /Patroni|database primary follows/);
@@ -588,16 +976,33 @@ describe('decide: pair, only the app fails over, never fail back', () => {
       ...ticks(9000, 1_000_000).map((t) => after(t, 'app1')),
     ];
     const ds = run(steps, failedOverToApp2().memory);
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'activate')), [], 'never an activate');
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), [], 'never a db-switchover');
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'event').map((e) => e.event.type)), ['activate']);
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'activate')),
+      [],
+      'never an activate',
+    );
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'db-switchover')),
+      [],
+      'never a db-switchover',
+    );
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'event').map((e) => e.event.type)),
+      ['activate'],
+    );
     assert.ok(ds.every((d) => d.memory.state === 'healthy'));
     assert.deepEqual(last(ds).memory.db, { primary: 'app1' });
   });
 
   it('the primary then moves to app2 by itself: nothing moves, the app is already there', () => {
-    const ds = run(ticks(100_000, 400_000).map((t) => after(t, 'app2')), settled());
-    assert.deepEqual(ds.flatMap((d) => d.actions), []);
+    const ds = run(
+      ticks(100_000, 400_000).map((t) => after(t, 'app2')),
+      settled(),
+    );
+    assert.deepEqual(
+      ds.flatMap((d) => d.actions),
+      [],
+    );
     assert.ok(ds.every((d) => d.memory.state === 'healthy'));
     assert.deepEqual(last(ds).memory.db, { primary: 'app2' });
   });
@@ -605,67 +1010,133 @@ describe('decide: pair, only the app fails over, never fail back', () => {
   it('the primary then moves by itself to a machine the app is not on: the app follows', () => {
     // Straight from app1 to app3 (a Patroni failover).
     const d = decide(settled(), after(100_000, 'app3'), cfgOf());
-    assert.deepEqual(ofKind(d, 'activate').map((a) => [a.node, a.epoch]), [['app3', 6]]);
+    assert.deepEqual(
+      ofKind(d, 'activate').map((a) => [a.node, a.epoch]),
+      [['app3', 6]],
+    );
     assert.deepEqual(ofKind(d, 'db-switchover'), []);
     assert.match(d.transitions.at(-1)?.reason ?? '', /^follow-db: the database primary moved from app1 to app3 and the app runs on app2; app3 is ready/);
     // Via app2 (accepted there) and later back to app1 by itself: then app1 is no machine the app just left.
-    const together = run(ticks(100_000, 110_000).map((t) => after(t, 'app2')), settled());
+    const together = run(
+      ticks(100_000, 110_000).map((t) => after(t, 'app2')),
+      settled(),
+    );
     const e = decide(last(together).memory, after(110_000, 'app1'), cfgOf());
-    assert.deepEqual(ofKind(e, 'activate').map((a) => [a.node, a.epoch]), [['app1', 6]]);
+    assert.deepEqual(
+      ofKind(e, 'activate').map((a) => [a.node, a.epoch]),
+      [['app1', 6]],
+    );
     assert.match(e.transitions.at(-1)?.reason ?? '', /^follow-db: the database primary moved from app2 to app1 and the app runs on app2; app1 is ready/);
   });
 
   it('the app then fails on app2: an ordinary failover to app1, where the primary is, and the tiers are together', () => {
-    const failing = (t: number) => pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), sick('app2', { agentActive: true, agentEpoch: 5, proxyState: 'ready' })] });
+    const failing = (t: number) =>
+      pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), sick('app2', { agentActive: true, agentEpoch: 5, proxyState: 'ready' })] });
     const ds = run([failing(100_000), failing(102_000)], settled());
-    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app1']);
-    assert.match(ofKind(last(ds), 'activate')[0]?.reason ?? '', /^failover: app2 has failed its checks for 2000 ms .*; app1 is ready \(agent reachable, confirmed in etcd\) and holds the database primary$/);
+    assert.deepEqual(
+      ofKind(last(ds), 'activate').map((a) => a.node),
+      ['app1'],
+    );
+    assert.match(
+      ofKind(last(ds), 'activate')[0]?.reason ?? '',
+      /^failover: app2 has failed its checks for 2000 ms .*; app1 is ready \(agent reachable, confirmed in etcd\) and holds the database primary$/,
+    );
     assert.deepEqual(ofKind(last(ds), 'db-switchover'), []);
   });
 
   it('failover --to (pair) away from the primary: only the app moves, and it does not follow back', () => {
     const d = decide(pairSteady(), pair(1000, { request: failover('app2'), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), cfgOf());
     assert.deepEqual(kinds(d), ['activate', 'fence', 'unfence', 'event:failover', 'event:fence', 'complete-request']);
-    const later = run(ticks(1500, 120_000).map((t) => pair(t, { active: rec('app2', 5, 'failover to app2 requested by the operator (request r2)'), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })), d.memory);
-    assert.deepEqual(later.flatMap((x) => ofKind(x, 'activate')), []);
-    assert.deepEqual(later.flatMap((x) => ofKind(x, 'db-switchover')), []);
+    const later = run(
+      ticks(1500, 120_000).map((t) =>
+        pair(t, {
+          active: rec('app2', 5, 'failover to app2 requested by the operator (request r2)'),
+          nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)],
+        }),
+      ),
+      d.memory,
+    );
+    assert.deepEqual(
+      later.flatMap((x) => ofKind(x, 'activate')),
+      [],
+    );
+    assert.deepEqual(
+      later.flatMap((x) => ofKind(x, 'db-switchover')),
+      [],
+    );
   });
 
   it('a new leader that finds the tiers apart moves nothing: neither the app nor the database', () => {
     const ds = run(ticks(0, 120_000).map((t) => pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })));
-    assert.deepEqual(ds.flatMap((d) => d.actions), []);
+    assert.deepEqual(
+      ds.flatMap((d) => d.actions),
+      [],
+    );
     assert.deepEqual(last(ds).memory.db, { primary: 'app1' });
   });
 
   it('the failover happened while no primary was seen (app1 cut off); app1 comes back with its primary: nothing moves', () => {
     const gone = [dead('app1', { proxyState: 'ready' }), standby('app2')];
     const failed = run([pair(1000, { nodes: gone }), pair(3000, { nodes: gone })], pairSteady());
-    assert.deepEqual(ofKind(last(failed), 'activate').map((a) => a.node), ['app2']);
-    const back = run(ticks(3500, 60_000).map((t) => pair(t, { active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })), last(failed).memory);
-    assert.deepEqual(back.flatMap((d) => ofKind(d, 'activate')), []);
-    assert.deepEqual(back.flatMap((d) => ofKind(d, 'db-switchover')), []);
+    assert.deepEqual(
+      ofKind(last(failed), 'activate').map((a) => a.node),
+      ['app2'],
+    );
+    const back = run(
+      ticks(3500, 60_000).map((t) => pair(t, { active: rec('app2', 5), nodes: [standby('app1', { dbPrimary: true }), serving('app2', 5)] })),
+      last(failed).memory,
+    );
+    assert.deepEqual(
+      back.flatMap((d) => ofKind(d, 'activate')),
+      [],
+    );
+    assert.deepEqual(
+      back.flatMap((d) => ofKind(d, 'db-switchover')),
+      [],
+    );
   });
 
   it('two machines claiming the primary: the failover goes to the first candidate and asks Patroni for nothing', () => {
     const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2', { dbPrimary: true })];
     const ds = run([pair(1000, { nodes }), pair(3000, { nodes })], pairSteady());
-    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app2']);
-    assert.deepEqual(ds.flatMap((d) => ofKind(d, 'db-switchover')), []);
+    assert.deepEqual(
+      ofKind(last(ds), 'activate').map((a) => a.node),
+      ['app2'],
+    );
+    assert.deepEqual(
+      ds.flatMap((d) => ofKind(d, 'db-switchover')),
+      [],
+    );
   });
 
   it('a primary moved during maintenance counts as moved by itself afterwards: the app follows', () => {
     const moved = [serving('app1', 4), standby('app2', { dbPrimary: true })];
-    const ds = run([pair(1000, { maintenance: true, nodes: moved }), pair(2000, { maintenance: true, nodes: moved }), pair(3000, { nodes: moved })], pairSteady());
-    assert.deepEqual(ds.slice(0, 2).flatMap((d) => ofKind(d, 'activate')), []);
-    assert.deepEqual(ofKind(last(ds), 'activate').map((a) => a.node), ['app2']);
+    const ds = run(
+      [pair(1000, { maintenance: true, nodes: moved }), pair(2000, { maintenance: true, nodes: moved }), pair(3000, { nodes: moved })],
+      pairSteady(),
+    );
+    assert.deepEqual(
+      ds.slice(0, 2).flatMap((d) => ofKind(d, 'activate')),
+      [],
+    );
+    assert.deepEqual(
+      ofKind(last(ds), 'activate').map((a) => a.node),
+      ['app2'],
+    );
     assert.match(last(ds).transitions.at(-1)?.reason ?? '', /^follow-db: the database primary moved from app1 to app2/);
   });
 
   it('no db-switchover outside pair', () => {
     const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')];
     const plain = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
-    assert.deepEqual(ofKind(last(plain), 'activate').map((a) => a.node), ['app2']);
-    assert.deepEqual(plain.flatMap((d) => ofKind(d, 'db-switchover')), []);
+    assert.deepEqual(
+      ofKind(last(plain), 'activate').map((a) => a.node),
+      ['app2'],
+    );
+    assert.deepEqual(
+      plain.flatMap((d) => ofKind(d, 'db-switchover')),
+      [],
+    );
   });
 });
 
@@ -698,7 +1169,10 @@ describe('decide: reason and event texts', () => {
     ds.forEach((d, i) => assertTidy(d, `tick ${i}`));
     const texts = ds.flatMap((d) => [...d.transitions.map((t) => t.reason), ...ofKind(d, 'event').map((e) => e.event.message)]);
     assert.ok(texts.includes('app1 has not answered for 2498 ms: neither the deep check nor its agent'), texts.join('\n'));
-    assert.ok(texts.some((x) => /^failover: app1 has failed its checks for 2498 ms /.test(x)), texts.join('\n'));
+    assert.ok(
+      texts.some((x) => /^failover: app1 has failed its checks for 2498 ms /.test(x)),
+      texts.join('\n'),
+    );
     assert.ok(texts.includes('app2 serves at epoch 5, 202 ms after its activation'), texts.join('\n'));
     assert.ok(texts.includes('app1 answers again (for 2500 ms)'), texts.join('\n'));
   });
@@ -747,8 +1221,14 @@ describe('decide: TRANSITIONS', () => {
       ['bootstrap', () => last(run([obs(0, { active: null, nodes: [sick('app1'), sick('app2')] })])).memory],
       ['healthy', steady],
       ['suspect', () => last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory],
-      ['no-candidate', () => last(run([obs(1000, { nodes: [dead('app1'), sick('app2')] }), obs(3000, { nodes: [dead('app1'), sick('app2')] })], steady())).memory],
-      ['failing-over', () => last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] }), obs(3000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory],
+      [
+        'no-candidate',
+        () => last(run([obs(1000, { nodes: [dead('app1'), sick('app2')] }), obs(3000, { nodes: [dead('app1'), sick('app2')] })], steady())).memory,
+      ],
+      [
+        'failing-over',
+        () => last(run([obs(1000, { nodes: [dead('app1'), standby('app2')] }), obs(3000, { nodes: [dead('app1'), standby('app2')] })], steady())).memory,
+      ],
       ['switching-db', () => last(run([obs(1000, { followDb: true, request: switchover('app2'), nodes: pairNodes('app1') })], steady())).memory],
       ['maintenance', () => last(run([obs(0, { maintenance: true })])).memory],
     ];
@@ -794,7 +1274,10 @@ describe('docs/observer-states.md', () => {
   function documentedEdges(): Set<string> {
     const section = doc.split(/^## /m).find((s) => s.startsWith('The state table'));
     assert.ok(section, 'the section "The state table"');
-    const rows = section.split('\n').filter((l) => l.startsWith('| ')).slice(1); // after the header
+    const rows = section
+      .split('\n')
+      .filter((l) => l.startsWith('| '))
+      .slice(1); // after the header
     assert.ok(rows.length > 20, `rows of the state table: ${rows.length}`);
     const names = (cell: string): State[] =>
       [...cell.matchAll(/`([^`]+)`/g)].map(([, n]) => {

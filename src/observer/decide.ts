@@ -183,7 +183,8 @@ const DECLARED = new Set(TRANSITIONS.map((e) => `${e.from} -> ${e.to}`));
 
 /** A transition on a declared edge; any other is a bug in decide, refused before it is acted on. */
 export function transition(from: State, to: State, reason: string): Transition {
-  if (!DECLARED.has(`${from} -> ${to}`)) throw new Error(`decide: undeclared transition ${from} -> ${to} (${reason}); declare it in TRANSITIONS and docs/observer-states.md`);
+  if (!DECLARED.has(`${from} -> ${to}`))
+    throw new Error(`decide: undeclared transition ${from} -> ${to} (${reason}); declare it in TRANSITIONS and docs/observer-states.md`);
   return { from, to, reason };
 }
 
@@ -209,8 +210,7 @@ export const initialMemory = (): Memory => ({
  * the app to the database). The active node and the candidates are judged alike, so a broken
  * path from the observer alone never moves the app back and forth.
  */
-export const isHealthy = (n: NodeObservation | undefined): boolean =>
-  n !== undefined && (n.deepOk || (n.agentReachable && n.appHealthy));
+export const isHealthy = (n: NodeObservation | undefined): boolean => n !== undefined && (n.deepOk || (n.agentReachable && n.appHealthy));
 
 /**
  * A machine whose agent answers but does not serve: it runs neither nginx nor the app, so its
@@ -549,7 +549,8 @@ function fencing(t: Tick): void {
     }
     if (!needsFence(n)) continue;
     t.actions.push({ kind: 'fence', node: n.name, epoch: rec.epoch, reason: `${n.name} is not the active node (${rec.node} is, at epoch ${rec.epoch})` });
-    if (t.moved) t.actions.push(event('fence', `${n.name} fenced at epoch ${rec.epoch}: services stopped, MAINT in HAProxy`, { node: n.name, epoch: rec.epoch }));
+    if (t.moved)
+      t.actions.push(event('fence', `${n.name} fenced at epoch ${rec.epoch}: services stopped, MAINT in HAProxy`, { node: n.name, epoch: rec.epoch }));
   }
 }
 
@@ -615,11 +616,17 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
     const from = dbPrimaryOf(obs)?.name ?? active.node;
     mem.switchover = { requestId: req.id, from, to: to.name, sinceMs: obs.nowMs };
     t.actions.push({ kind: 'db-switchover', from, to: to.name });
-    go(t, 'switching-db', `switchover to ${to.name} requested by the operator (request ${req.id}): asking Patroni to move the database primary from ${from} first`);
+    go(
+      t,
+      'switching-db',
+      `switchover to ${to.name} requested by the operator (request ${req.id}): asking Patroni to move the database primary from ${from} first`,
+    );
     return true;
   }
   if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return true;
-  const what = dbThere ? `${to.name} holds the database primary but did not pass its checks (${why(to)})` : `the database primary did not move from ${sw.from} to ${to.name}`;
+  const what = dbThere
+    ? `${to.name} holds the database primary but did not pass its checks (${why(to)})`
+    : `the database primary did not move from ${sw.from} to ${to.name}`;
   resume(t, active, `switchover request ${req.id} failed; `);
   return refuse(t, req, `${what} within ${duration(cfg.dbSwitchoverTimeoutMs)}${stays}`);
 }

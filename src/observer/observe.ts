@@ -56,8 +56,14 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
       const [deepOk, status, dbPrimary] = await Promise.all([
         httpOk(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`, CHECK_TIMEOUT_MS),
         // An agent or a Patroni that does not answer counts as unreachable and as not primary.
-        agentOf(d.pki, m).status({ timeoutMs: CHECK_TIMEOUT_MS }).catch(() => undefined),
-        m.roles.includes('db') ? patroniOf(cluster, m).check('primary', { timeoutMs: CHECK_TIMEOUT_MS }).catch(() => false) : Promise.resolve(false),
+        agentOf(d.pki, m)
+          .status({ timeoutMs: CHECK_TIMEOUT_MS })
+          .catch(() => undefined),
+        m.roles.includes('db')
+          ? patroniOf(cluster, m)
+              .check('primary', { timeoutMs: CHECK_TIMEOUT_MS })
+              .catch(() => false)
+          : Promise.resolve(false),
       ]);
       if (status) agents.set(m.name, status);
       return {

@@ -40,7 +40,13 @@ export async function openOps(o: OpsOptions): Promise<OpsContext> {
   } catch (err) {
     throw new VigilError(
       'CLUSTER_UNREACHABLE',
-      [problem(etcdEndpoints(cluster).join(', '), `etcd does not answer: ${(err as Error).message}`, 'check that the etcd machines are up and reachable from here on port 2379 (`vigil doctor` lists what is wrong)')],
+      [
+        problem(
+          etcdEndpoints(cluster).join(', '),
+          `etcd does not answer: ${(err as Error).message}`,
+          'check that the etcd machines are up and reachable from here on port 2379 (`vigil doctor` lists what is wrong)',
+        ),
+      ],
       { cause: err, retryable: true },
     );
   }

@@ -19,11 +19,17 @@ function ctxAnswering(answer: (id: string) => RequestAnswer | null, events: (id:
     getActive: async () => ({ record: active, revision: '1' }),
   };
   const log = { list: async () => (sent ? events(sent.id).map((e, i) => ({ ...e, seq: i + 1 })) : []) };
-  const cluster = { machines: [{ name: 'app1', roles: ['app'] }, { name: 'app2', roles: ['app'] }], source: 'vigil.yaml' };
+  const cluster = {
+    machines: [
+      { name: 'app1', roles: ['app'] },
+      { name: 'app2', roles: ['app'] },
+    ],
+    source: 'vigil.yaml',
+  };
   return { cluster, store, events: log } as unknown as OpsContext;
 }
 
-describe('sendRequest: the observer\'s answer', () => {
+describe("sendRequest: the observer's answer", () => {
   it('ok: its message is shown', async () => {
     const lines: string[] = [];
     const ctx = ctxAnswering((id) => ({ id, ok: true, message: 'app2 is already active at epoch 5', at: '' }));
@@ -34,19 +40,31 @@ describe('sendRequest: the observer\'s answer', () => {
 
   it('refused: REQUEST_FAILED with its reason, worded as the request-failed event', async () => {
     const ctx = ctxAnswering((id) => ({ id, ok: false, message: 'app2 is not ready (agent unreachable); app1 stays active', at: '' }));
-    await assert.rejects(sendRequest(ctx, { kind: 'failover', to: 'app2' }, () => {}), (err: Error & { code?: string }) => {
-      assert.equal(err.code, 'REQUEST_FAILED');
-      assert.match(err.message, /failover request \w+ refused: app2 is not ready \(agent unreachable\); app1 stays active/);
-      return true;
-    });
+    await assert.rejects(
+      sendRequest(ctx, { kind: 'failover', to: 'app2' }, () => {}),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'REQUEST_FAILED');
+        assert.match(err.message, /failover request \w+ refused: app2 is not ready \(agent unreachable\); app1 stays active/);
+        return true;
+      },
+    );
   });
 
-  it('an answer to another request is not this one\'s; without its own, the request-failed event says it was refused', async () => {
-    const refused = (id: string): VigilEvent[] => [{ at: '', type: 'request-failed', message: `switchover request ${id} refused: no standby is healthy`, details: { request: { id } } }];
+  it("an answer to another request is not this one's; without its own, the request-failed event says it was refused", async () => {
+    const refused = (id: string): VigilEvent[] => [
+      { at: '', type: 'request-failed', message: `switchover request ${id} refused: no standby is healthy`, details: { request: { id } } },
+    ];
     const ctx = ctxAnswering(() => ({ id: 'other', ok: true, message: 'not this one', at: '' }), refused);
-    await assert.rejects(sendRequest(ctx, { kind: 'switchover' }, () => {}), /switchover request \w+ refused: no standby is healthy/);
+    await assert.rejects(
+      sendRequest(ctx, { kind: 'switchover' }, () => {}),
+      /switchover request \w+ refused: no standby is healthy/,
+    );
     const lines: string[] = [];
-    await sendRequest(ctxAnswering(() => null), { kind: 'switchover' }, (l) => lines.push(l));
+    await sendRequest(
+      ctxAnswering(() => null),
+      { kind: 'switchover' },
+      (l) => lines.push(l),
+    );
     assert.ok(!lines.some((l) => l.startsWith('observer:')), lines.join('\n'));
   });
 });

@@ -19,21 +19,45 @@ export type NewRequest = WithoutStamp<OperatorRequest>;
 export async function sendRequest(ctx: OpsContext, req: NewRequest, say: Progress, timeoutMs = 90_000): Promise<ActiveRecord> {
   const { cluster, store } = ctx;
   const apps = cluster.machines.filter((m) => m.roles.includes('app')).map((m) => m.name);
-  if (req.to !== undefined && !apps.includes(req.to)) throw new VigilError('USAGE', [problem(`--to ${req.to}`, 'not an app machine of this cluster', `use one of ${apps.join(', ')}`)]);
-  if (!(await store.currentLeader())) throw new VigilError('REQUEST_FAILED', [problem(cluster.source, 'no observer is running: nobody would carry the request out', 'start the observer (`systemctl start vigil-observer` on the observer machine)')]);
+  if (req.to !== undefined && !apps.includes(req.to))
+    throw new VigilError('USAGE', [problem(`--to ${req.to}`, 'not an app machine of this cluster', `use one of ${apps.join(', ')}`)]);
+  if (!(await store.currentLeader()))
+    throw new VigilError('REQUEST_FAILED', [
+      problem(
+        cluster.source,
+        'no observer is running: nobody would carry the request out',
+        'start the observer (`systemctl start vigil-observer` on the observer machine)',
+      ),
+    ]);
   const id = randomUUID().slice(0, 8);
   const full: OperatorRequest = { ...req, id, at: new Date().toISOString() };
   const seqBefore = (await ctx.events.list(1)).at(-1)?.seq ?? 0;
   if (!(await store.putRequest(full))) {
     const pending = await store.getRequest();
-    throw new VigilError('REQUEST_FAILED', [problem('request', `another request is pending (${pending?.kind} ${pending?.id} since ${pending?.at})`, 'wait for it to finish (`vigil events --follow`), then try again')]);
+    throw new VigilError('REQUEST_FAILED', [
+      problem(
+        'request',
+        `another request is pending (${pending?.kind} ${pending?.id} since ${pending?.at})`,
+        'wait for it to finish (`vigil events --follow`), then try again',
+      ),
+    ]);
   }
   say(`${req.kind} requested (id ${id})${req.to ? ` to ${req.to}` : ''}; waiting for the observer`);
   const deadline = performance.now() + timeoutMs;
   while ((await store.getRequest())?.id === id) {
     if (performance.now() > deadline) {
       await store.clearRequest(id);
-      throw new VigilError('REQUEST_TIMEOUT', [problem('request', `the observer did not finish ${req.kind} ${id} within ${timeoutMs / 1000} s; it was withdrawn`, 'look at `vigil status` and `vigil events`, then try again')], { retryable: true });
+      throw new VigilError(
+        'REQUEST_TIMEOUT',
+        [
+          problem(
+            'request',
+            `the observer did not finish ${req.kind} ${id} within ${timeoutMs / 1000} s; it was withdrawn`,
+            'look at `vigil status` and `vigil events`, then try again',
+          ),
+        ],
+        { retryable: true },
+      );
     }
     await sleep(200);
   }

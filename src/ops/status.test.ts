@@ -14,14 +14,24 @@ const base: ClusterStatus = {
       name: 'app1',
       address: '10.0.0.11',
       roles: ['app', 'db'],
-      agent: { node: 'app1', active: true, epoch: 3, confirmedAgoMs: 100, appHealthy: true, ready: true, services: [], patroni: { role: 'leader', state: 'running', lagBytes: null }, disk: [{ path: '/var/lib/vigil', freeBytes: 5 * 2 ** 30, totalBytes: 10 * 2 ** 30 }] },
+      agent: {
+        node: 'app1',
+        active: true,
+        epoch: 3,
+        confirmedAgoMs: 100,
+        appHealthy: true,
+        ready: true,
+        services: [],
+        patroni: { role: 'leader', state: 'running', lagBytes: null },
+        disk: [{ path: '/var/lib/vigil', freeBytes: 5 * 2 ** 30, totalBytes: 10 * 2 ** 30 }],
+      },
     },
     { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], agent: null },
   ],
   events: [{ seq: 7, at: '2026-11-25T00:00:01Z', type: 'failover', message: 'failover: app2 -> app1', node: 'app1', epoch: 3 }],
 };
 
-test('status names the active node, the leader and each machine\'s state', () => {
+test("status names the active node, the leader and each machine's state", () => {
   const out = formatStatus(base);
   assert.match(out, /active app node: app1 at epoch 3/);
   assert.match(out, /maintenance: +off/);
@@ -44,7 +54,17 @@ test('status shows file sync: backlog, lag and errors per standby, and any quara
     role: 'pushing' as const,
     dirs: ['/var/lib/vigil/app/attachments'],
     watch: { dirs: 3, degraded: null },
-    peers: [{ node: 'app2', backlog: 12, lagMs: 4100, reconciling: false, lastSyncAt: null, lastReconcileAt: null, error: { kind: 'disk-full' as const, message: 'app2 has no space left for /var/lib/vigil/app/attachments', since: 'T' } }],
+    peers: [
+      {
+        node: 'app2',
+        backlog: 12,
+        lagMs: 4100,
+        reconciling: false,
+        lastSyncAt: null,
+        lastReconcileAt: null,
+        error: { kind: 'disk-full' as const, message: 'app2 has no space left for /var/lib/vigil/app/attachments', since: 'T' },
+      },
+    ],
     recentLagMs: { p50: 210, p99: 480, samples: 100 },
     quarantine: { path: '/var/lib/vigil/sync/quarantine', files: 0, bytes: 0, sessions: [] },
   };
@@ -53,7 +73,17 @@ test('status shows file sync: backlog, lag and errors per standby, and any quara
     machines: [
       base.machines[0]!,
       { ...app1, agent: { ...app1.agent!, sync } },
-      { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], agent: { ...app1.agent!, node: 'app2', active: false, sync: { ...sync, role: 'receiving', peers: [], quarantine: { ...sync.quarantine, files: 3, bytes: 10, sessions: ['s'] } } } },
+      {
+        name: 'app2',
+        address: '10.0.0.12',
+        roles: ['app', 'db'],
+        agent: {
+          ...app1.agent!,
+          node: 'app2',
+          active: false,
+          sync: { ...sync, role: 'receiving', peers: [], quarantine: { ...sync.quarantine, files: 3, bytes: 10, sessions: ['s'] } },
+        },
+      },
     ],
   });
   assert.match(out, /app1 pushes \/var\/lib\/vigil\/app\/attachments, recent lag p50 210 ms, p99 480 ms/);
@@ -63,8 +93,16 @@ test('status shows file sync: backlog, lag and errors per standby, and any quara
 
 test("status shows each db machine's stale-primary fence: Patroni's version, the Patroni gate, the fences", () => {
   const s = structuredClone(base);
-  s.machines[1]!.agent!.dbFence = { patroniVersion: '3.0.2', patroniGate: true, fences: 1, lastReason: 'PostgreSQL runs as primary here while app2 holds the leader key' };
+  s.machines[1]!.agent!.dbFence = {
+    patroniVersion: '3.0.2',
+    patroniGate: true,
+    fences: 1,
+    lastReason: 'PostgreSQL runs as primary here while app2 holds the leader key',
+  };
   const out = formatStatus(s);
-  assert.match(out, /stale-primary fence\n {2}app1 +Patroni 3\.0\.2, Patroni gate on \(this Patroni can overwrite a newer leader's key after a pause\); fenced 1 time\(s\), last: PostgreSQL runs as primary here while app2 holds the leader key/);
+  assert.match(
+    out,
+    /stale-primary fence\n {2}app1 +Patroni 3\.0\.2, Patroni gate on \(this Patroni can overwrite a newer leader's key after a pause\); fenced 1 time\(s\), last: PostgreSQL runs as primary here while app2 holds the leader key/,
+  );
   assert.doesNotMatch(formatStatus(base), /stale-primary fence/);
 });

@@ -29,7 +29,13 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
     store.getObserverState(),
     ctx.events.list(eventCount),
     // An agent that does not answer shows as unknown.
-    Promise.all(withAgents.map((m) => agentOf(pki, m).status({ timeoutMs: 2000 }).catch(() => undefined))),
+    Promise.all(
+      withAgents.map((m) =>
+        agentOf(pki, m)
+          .status({ timeoutMs: 2000 })
+          .catch(() => undefined),
+      ),
+    ),
   ]);
   const byName = new Map(withAgents.map((m, i) => [m.name, agents[i] ?? null]));
   return {
@@ -51,26 +57,35 @@ export function formatStatus(s: ClusterStatus): string {
   lines.push(`cluster ${s.cluster}`);
   lines.push(`  active app node: ${s.active ? `${s.active.node} at epoch ${s.active.epoch} since ${s.active.since} (${s.active.reason})` : 'none yet'}`);
   lines.push(`  maintenance:     ${s.maintenance ? `ON since ${s.maintenance.since} by ${s.maintenance.by}: ${s.maintenance.reason}` : 'off'}`);
-  lines.push(`  observer leader: ${s.observerLeader ? `${s.observerLeader.id} on ${s.observerLeader.host} since ${s.observerLeader.since}` : 'NONE: no observer is acting'}`);
+  lines.push(
+    `  observer leader: ${s.observerLeader ? `${s.observerLeader.id} on ${s.observerLeader.host} since ${s.observerLeader.since}` : 'NONE: no observer is acting'}`,
+  );
   const os = s.observerState;
-  if (s.observerLeader) lines.push(`  observer state:  ${os ? `${os.state} since ${os.since}${os.epoch === null ? '' : ` (epoch ${os.epoch})`}: ${os.reason}` : 'not written yet'}`);
+  if (s.observerLeader)
+    lines.push(
+      `  observer state:  ${os ? `${os.state} since ${os.since}${os.epoch === null ? '' : ` (epoch ${os.epoch})`}: ${os.reason}` : 'not written yet'}`,
+    );
   lines.push('');
   lines.push('machine     address         roles                 app           database                   disk free');
   for (const m of s.machines) {
     const a = m.agent;
     const hasAgent = m.roles.includes('app') || m.roles.includes('db');
     let app = '-';
-    if (m.roles.includes('app')) app = !a ? 'UNREACHABLE' : a.active ? (a.appHealthy ? 'ACTIVE' : 'ACTIVE, UNHEALTHY') : a.ready ? 'standby' : 'standby, NOT READY';
+    if (m.roles.includes('app'))
+      app = !a ? 'UNREACHABLE' : a.active ? (a.appHealthy ? 'ACTIVE' : 'ACTIVE, UNHEALTHY') : a.ready ? 'standby' : 'standby, NOT READY';
     let db = '-';
-    if (m.roles.includes('db')) db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
+    if (m.roles.includes('db'))
+      db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
     const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : hasAgent ? '?' : '-';
     lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
   }
-  const fences = s.machines.filter((m) => m.agent?.dbFence).map((m) => {
-    const f = m.agent!.dbFence!;
-    const gate = f.patroniGate ? ', Patroni gate on (this Patroni can overwrite a newer leader\'s key after a pause)' : '';
-    return `  ${m.name.padEnd(10)} Patroni ${f.patroniVersion ?? 'version unknown'}${gate}; fenced ${f.fences} time(s)${f.lastReason ? `, last: ${f.lastReason}` : ''}`;
-  });
+  const fences = s.machines
+    .filter((m) => m.agent?.dbFence)
+    .map((m) => {
+      const f = m.agent!.dbFence!;
+      const gate = f.patroniGate ? ", Patroni gate on (this Patroni can overwrite a newer leader's key after a pause)" : '';
+      return `  ${m.name.padEnd(10)} Patroni ${f.patroniVersion ?? 'version unknown'}${gate}; fenced ${f.fences} time(s)${f.lastReason ? `, last: ${f.lastReason}` : ''}`;
+    });
   if (fences.length) lines.push('', 'stale-primary fence', ...fences);
   const sync = formatSync(s);
   if (sync.length) lines.push('', 'file sync', ...sync);
@@ -81,7 +96,6 @@ export function formatStatus(s: ClusterStatus): string {
   }
   return lines.join('\n');
 }
-
 
 const ago = (iso: string | null) => (iso ? `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))} s ago` : 'never');
 
@@ -97,11 +111,15 @@ function formatSync(s: ClusterStatus): string[] {
       lines.push(`  ${m.name} pushes ${sync.dirs.join(', ')}${lag}${watch}`);
       for (const p of sync.peers) {
         const state = p.error ? `FAILING since ${p.error.since}: ${p.error.message}` : p.reconciling ? 'reconciling' : 'in sync';
-        lines.push(`    -> ${p.node.padEnd(10)} backlog ${p.backlog}, oldest change ${p.lagMs} ms, last push ${ago(p.lastSyncAt)}, last full reconciliation ${ago(p.lastReconcileAt)}: ${state}`);
+        lines.push(
+          `    -> ${p.node.padEnd(10)} backlog ${p.backlog}, oldest change ${p.lagMs} ms, last push ${ago(p.lastSyncAt)}, last full reconciliation ${ago(p.lastReconcileAt)}: ${state}`,
+        );
       }
     }
     if (sync.quarantine.files > 0)
-      lines.push(`  ${m.name} QUARANTINE: ${sync.quarantine.files} file(s) that never reached the active machine kept in ${sync.quarantine.path} (docs/file-sync.md: how to restore them)`);
+      lines.push(
+        `  ${m.name} QUARANTINE: ${sync.quarantine.files} file(s) that never reached the active machine kept in ${sync.quarantine.path} (docs/file-sync.md: how to restore them)`,
+      );
   }
   return lines;
 }

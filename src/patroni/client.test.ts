@@ -35,7 +35,8 @@ after(async () => {
 });
 
 const client = (password?: string) => new PatroniClient({ address: '127.0.0.1', port, ...(password ? { password } : {}) });
-const json = (res: ServerResponse, status: number, body: unknown) => void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+const json = (res: ServerResponse, status: number, body: unknown) =>
+  void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 
 async function rejectsWith(p: Promise<unknown>, code: PatroniErrorCode): Promise<PatroniError> {
   let caught: unknown;
@@ -58,11 +59,17 @@ describe('PatroniClient', () => {
     assert.equal(await client().check('replica', { timeoutMs: 2000 }), false);
     route = (_req, res) => void res.writeHead(200).end();
     assert.equal(await client().check('liveness', { timeoutMs: 2000 }), true);
-    assert.deepEqual(seen.map((s) => `${s.method} ${s.url}`), ['OPTIONS /primary', 'OPTIONS /replica', 'GET /liveness']);
-    assert.ok(seen.every((s) => s.authorization === undefined), 'reads send no credentials');
+    assert.deepEqual(
+      seen.map((s) => `${s.method} ${s.url}`),
+      ['OPTIONS /primary', 'OPTIONS /replica', 'GET /liveness'],
+    );
+    assert.ok(
+      seen.every((s) => s.authorization === undefined),
+      'reads send no credentials',
+    );
   });
 
-  it("cluster(): GET /cluster, members with role, state and lag, and maintenance mode", async () => {
+  it('cluster(): GET /cluster, members with role, state and lag, and maintenance mode', async () => {
     route = (_req, res) =>
       json(res, 200, {
         members: [
@@ -87,7 +94,10 @@ describe('PatroniClient', () => {
   });
 
   it('status() reads GET /patroni and config() GET /config', async () => {
-    route = (req, res) => (req.url === '/patroni' ? json(res, 200, { state: 'running', role: 'replica', patroni: { version: '3.0.2', scope: 'x' } }) : json(res, 200, { ttl: 30, synchronous_mode: true }));
+    route = (req, res) =>
+      req.url === '/patroni'
+        ? json(res, 200, { state: 'running', role: 'replica', patroni: { version: '3.0.2', scope: 'x' } })
+        : json(res, 200, { ttl: 30, synchronous_mode: true });
     assert.deepEqual(await client().status({ timeoutMs: 2000 }), { role: 'replica', state: 'running', version: '3.0.2' });
     assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: true });
     route = (_req, res) => json(res, 200, { state: 'starting' });

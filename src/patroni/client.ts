@@ -33,7 +33,10 @@ export class PatroniError extends VigilError {
   readonly answer: string | undefined;
 
   constructor(code: PatroniErrorCode, url: string, message: string, fix: string, opts: { cause?: unknown; status?: number; answer?: string } = {}) {
-    super(code, [problem(`Patroni ${url}`, message, fix)], { cause: opts.cause, retryable: code === 'PATRONI_UNREACHABLE' || code === 'PATRONI_TIMEOUT' || (code === 'PATRONI_HTTP' && opts.status === 503) });
+    super(code, [problem(`Patroni ${url}`, message, fix)], {
+      cause: opts.cause,
+      retryable: code === 'PATRONI_UNREACHABLE' || code === 'PATRONI_TIMEOUT' || (code === 'PATRONI_HTTP' && opts.status === 503),
+    });
     this.name = 'PatroniError';
     this.url = url;
     this.status = opts.status;
@@ -63,7 +66,8 @@ export interface PatroniAnswer {
  */
 export type PatroniTransport = (req: PatroniRequest) => Promise<PatroniAnswer>;
 
-const CHECK_PATRONI = (url: string) => `check that Patroni runs there and that this machine reaches ${new URL(url).host} (\`systemctl status ${UNITS.patroni}\` on the member)`;
+const CHECK_PATRONI = (url: string) =>
+  `check that Patroni runs there and that this machine reaches ${new URL(url).host} (\`systemctl status ${UNITS.patroni}\` on the member)`;
 
 /** Node's fetch, under the call's deadline and the caller's signal. */
 export const fetchTransport: PatroniTransport = async (req) => {
@@ -213,18 +217,34 @@ export class PatroniClient {
     if (this.password === undefined) throw new Error('PatroniClient.switchover needs the REST password (secrets.patroniRestPassword)');
     // Basic auth (restapi.authentication in the generated patroni.yml, user PATRONI_REST_USER).
     const auth = Buffer.from(`${PATRONI_REST_USER}:${this.password}`).toString('base64');
-    const r = await this.call('POST', '/switchover', o, { headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' }, body: JSON.stringify(to) });
+    const r = await this.call('POST', '/switchover', o, {
+      headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
+      body: JSON.stringify(to),
+    });
     return { status: r.status, answer: r.body };
   }
 
   /** One exchange; a status other than 2xx rejects unless `anyStatus`. */
-  private async call(method: PatroniRequest['method'], path: string, o: PatroniCallOptions, x: { headers?: Record<string, string>; body?: string; anyStatus?: boolean } = {}): Promise<PatroniAnswer & { url: string }> {
+  private async call(
+    method: PatroniRequest['method'],
+    path: string,
+    o: PatroniCallOptions,
+    x: { headers?: Record<string, string>; body?: string; anyStatus?: boolean } = {},
+  ): Promise<PatroniAnswer & { url: string }> {
     const url = `${this.baseUrl}${path}`;
     if (o.signal?.aborted) throw new PatroniError('PATRONI_CANCELLED', url, 'cancelled by the caller', 'none needed');
-    const r = await this.transport({ method, url, headers: x.headers ?? {}, ...(x.body !== undefined ? { body: x.body } : {}), timeoutMs: o.timeoutMs, ...(o.signal ? { signal: o.signal } : {}) });
+    const r = await this.transport({
+      method,
+      url,
+      headers: x.headers ?? {},
+      ...(x.body !== undefined ? { body: x.body } : {}),
+      timeoutMs: o.timeoutMs,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
     if (!x.anyStatus && (r.status < 200 || r.status > 299)) {
       const answer = r.body.slice(0, 200);
-      const fix = r.status === 401 ? 'the REST password in the secrets file differs from the one in patroni.yml on that machine: run `vigil apply`' : CHECK_PATRONI(url);
+      const fix =
+        r.status === 401 ? 'the REST password in the secrets file differs from the one in patroni.yml on that machine: run `vigil apply`' : CHECK_PATRONI(url);
       throw new PatroniError('PATRONI_HTTP', url, `answered ${r.status}: ${answer}`, fix, { status: r.status, answer });
     }
     return { ...r, url };
@@ -244,7 +264,13 @@ export class PatroniClient {
 
   private badAnswer(url: string, why: string, text: string, cause?: unknown, status?: number): PatroniError {
     const answer = text.slice(0, 200);
-    return new PatroniError('PATRONI_ANSWER', url, `${why}: ${answer}`, 'something other than Patroni answers on that port, or a Patroni Vigil does not know: check `patroni --version` there', { cause, answer, ...(status !== undefined ? { status } : {}) });
+    return new PatroniError(
+      'PATRONI_ANSWER',
+      url,
+      `${why}: ${answer}`,
+      'something other than Patroni answers on that port, or a Patroni Vigil does not know: check `patroni --version` there',
+      { cause, answer, ...(status !== undefined ? { status } : {}) },
+    );
   }
 }
 

@@ -162,7 +162,13 @@ describe('cluster CA', () => {
     await expectTls(d, /not issued by this cluster's CA/);
     await rm(join(d, 'ca.pem'));
     await expectTls(d, /does not exist/);
-    const expired = await issueCertificate(ca, { commonName: 'app1', ipAddresses: ['10.0.0.11'], usage: 'both', days: 1, now: new Date(Date.now() - 3 * 86_400_000) });
+    const expired = await issueCertificate(ca, {
+      commonName: 'app1',
+      ipAddresses: ['10.0.0.11'],
+      usage: 'both',
+      days: 1,
+      now: new Date(Date.now() - 3 * 86_400_000),
+    });
     await writePki(d, { 'ca.pem': ca.certPem, 'app1.pem': expired.certPem, 'app1.key': expired.keyPem });
     await expectTls(d, /expired/);
   });

@@ -56,7 +56,9 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 function checkName(name: string, what = 'name'): void {
   if (!NAME_RE.test(name) || name === 'ca') {
-    throw new VigilError('USAGE', [problem(what, `"${name}" cannot name a certificate`, 'use letters, digits, ".", "_" and "-" (at most 63, not "ca"), such as app1')]);
+    throw new VigilError('USAGE', [
+      problem(what, `"${name}" cannot name a certificate`, 'use letters, digits, ".", "_" and "-" (at most 63, not "ca"), such as app1'),
+    ]);
   }
 }
 
@@ -86,7 +88,8 @@ async function importSigningKey(keyPem: string): Promise<CryptoKey> {
 }
 
 function validity(days: number, now: Date): { notBefore: Date; notAfter: Date } {
-  if (!Number.isInteger(days) || days < 1) throw new VigilError('USAGE', [problem('days', `${days} is not a number of days`, 'pass a whole number of days, at least 1')]);
+  if (!Number.isInteger(days) || days < 1)
+    throw new VigilError('USAGE', [problem('days', `${days} is not a number of days`, 'pass a whole number of days, at least 1')]);
   return { notBefore: new Date(now.getTime() - BACKDATE_MS), notAfter: new Date(now.getTime() + days * DAY_MS) };
 }
 
@@ -125,7 +128,8 @@ export async function issueCertificate(ca: ClusterCa, opts: IssueOptions): Promi
   const bad = opts.ipAddresses.find((a) => !isIP(a));
   if (bad !== undefined) throw new VigilError('USAGE', [problem(opts.commonName, `"${bad}" is not an IP address`, 'pass addresses such as 10.0.0.10')]);
   const badDns = (opts.dnsNames ?? []).find((d) => !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(d));
-  if (badDns !== undefined) throw new VigilError('USAGE', [problem(opts.commonName, `"${badDns}" is not a DNS name`, 'pass host names such as app1.example.lan')]);
+  if (badDns !== undefined)
+    throw new VigilError('USAGE', [problem(opts.commonName, `"${badDns}" is not a DNS name`, 'pass host names such as app1.example.lan')]);
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await importSigningKey(ca.keyPem);
   const keys = await newKeyPair();
@@ -194,7 +198,13 @@ export async function writePki(dir: string, files: PkiFiles): Promise<void> {
       throw new VigilError('USAGE', [problem(dir, `"${name}" is not a file name`, 'pass bare file names such as app1.pem')]);
     }
     if (dir === PKI_DIR && name === CA_KEY_FILE) {
-      throw new VigilError('USAGE', [problem(join(dir, name), 'the CA private key must not be written on a cluster machine', "keep it on the admin's machine; send machines ca.pem and their own certificate only (machinePkiFiles)")]);
+      throw new VigilError('USAGE', [
+        problem(
+          join(dir, name),
+          'the CA private key must not be written on a cluster machine',
+          "keep it on the admin's machine; send machines ca.pem and their own certificate only (machinePkiFiles)",
+        ),
+      ]);
     }
   }
   await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -234,13 +244,22 @@ async function readPem(path: string, secret: boolean): Promise<string> {
     const st = await stat(path);
     // A key others could read must be treated as leaked, whatever it is: refuse to use it.
     if (secret && (st.mode & 0o077) !== 0) {
-      fail(path, `the private key has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others can read it`, `chmod 600 ${path}, and reissue the certificate if others had access`);
+      fail(
+        path,
+        `the private key has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others can read it`,
+        `chmod 600 ${path}, and reissue the certificate if others had access`,
+      );
     }
     return await readFile(path, 'utf8');
   } catch (err) {
     if (err instanceof VigilError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    return fail(path, code === 'ENOENT' ? 'the file does not exist' : `the file cannot be read (${code ?? String(err)})`, 'reissue this machine\'s certificates from the admin machine (vigil pki)', err);
+    return fail(
+      path,
+      code === 'ENOENT' ? 'the file does not exist' : `the file cannot be read (${code ?? String(err)})`,
+      "reissue this machine's certificates from the admin machine (vigil pki)",
+      err,
+    );
   }
 }
 
@@ -251,9 +270,16 @@ async function readPem(path: string, secret: boolean): Promise<string> {
  */
 export async function loadPki(dir: string = PKI_DIR, name?: string, now: Date = new Date()): Promise<LoadedPki> {
   if (name === undefined) {
-    const entries = await readdir(dir).catch((err: unknown) => fail(dir, 'the PKI directory cannot be read', 'reissue this machine\'s certificates from the admin machine (vigil pki)', err));
+    const entries = await readdir(dir).catch((err: unknown) =>
+      fail(dir, 'the PKI directory cannot be read', "reissue this machine's certificates from the admin machine (vigil pki)", err),
+    );
     const keys = entries.filter((f) => f.endsWith('.key') && f !== CA_KEY_FILE && !f.startsWith('.'));
-    if (keys.length !== 1) fail(dir, keys.length === 0 ? 'no machine key (<name>.key) is here' : `several machine keys are here (${keys.join(', ')})`, 'keep exactly this machine\'s <name>.pem and <name>.key, or name the machine');
+    if (keys.length !== 1)
+      fail(
+        dir,
+        keys.length === 0 ? 'no machine key (<name>.key) is here' : `several machine keys are here (${keys.join(', ')})`,
+        "keep exactly this machine's <name>.pem and <name>.key, or name the machine",
+      );
     name = keys[0]!.slice(0, -'.key'.length);
   }
   const paths = pkiPaths(name, dir);
@@ -278,11 +304,15 @@ export async function loadPki(dir: string = PKI_DIR, name?: string, now: Date = 
   }
   if (!keyOk) fail(paths.key, 'the private key does not belong to the certificate', `reissue ${name}.pem and ${name}.key together`);
   if (!certX.checkIssued(caX) || !certX.verify(caX.publicKey)) {
-    fail(paths.cert, 'the certificate was not issued by this cluster\'s CA (ca.pem)', 'reissue it with the cluster CA, or copy the matching ca.pem');
+    fail(paths.cert, "the certificate was not issued by this cluster's CA (ca.pem)", 'reissue it with the cluster CA, or copy the matching ca.pem');
   }
-  for (const [path, x] of [[paths.ca, caX], [paths.cert, certX]] as const) {
+  for (const [path, x] of [
+    [paths.ca, caX],
+    [paths.cert, certX],
+  ] as const) {
     if (new Date(x.validTo) <= now) fail(path, `the certificate expired on ${new Date(x.validTo).toISOString()}`, 'reissue it from the admin machine');
-    if (new Date(x.validFrom) > now) fail(path, `the certificate is not valid before ${new Date(x.validFrom).toISOString()}`, "check this machine's clock (timedatectl)");
+    if (new Date(x.validFrom) > now)
+      fail(path, `the certificate is not valid before ${new Date(x.validFrom).toISOString()}`, "check this machine's clock (timedatectl)");
   }
   return { name, ca, cert, key };
 }

@@ -47,7 +47,13 @@ after(async () => {
 
 test('reads every server of a backend', async () => {
   const s = await rt.servers('app');
-  assert.deepEqual(s.map((x) => [x.server, x.admin]), [['app1', 'ready'], ['app2', 'ready']]);
+  assert.deepEqual(
+    s.map((x) => [x.server, x.admin]),
+    [
+      ['app1', 'ready'],
+      ['app2', 'ready'],
+    ],
+  );
 });
 
 test('maint fences a server and ready brings it back', async () => {
@@ -70,7 +76,7 @@ test('a server leaving MAINT is UP at once with ready, and down until its next c
   assert.equal(s?.op, 'down', 'down until a check passes');
 });
 
-test('disable health pauses a server\'s checks, enable health resumes them; a server without checks has none', async () => {
+test("disable health pauses a server's checks, enable health resumes them; a server without checks has none", async () => {
   const checks = async () => Object.fromEntries((await rt.servers('app')).map((x) => [x.server, x.checks]));
   assert.deepEqual(await checks(), { app1: 'none', app2: 'enabled' });
   await rt.disableHealth('app', 'app2');
@@ -93,6 +99,10 @@ test('a socket that is not there is a retryable error', async () => {
 });
 
 test('parses admin state bits', () => {
-  const text = '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_check_state\n3 app 1 a 1.2.3.4 2 0 6\n3 app 2 b 1.2.3.5 0 1 2\n3 app 3 c 1.2.3.6 2 8 0\n';
-  assert.deepEqual(parseServersState(text).map((s) => `${s.server}:${s.op}:${s.admin}:${s.checks}`), ['a:up:ready:enabled', 'b:down:maint:disabled', 'c:up:drain:none']);
+  const text =
+    '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_check_state\n3 app 1 a 1.2.3.4 2 0 6\n3 app 2 b 1.2.3.5 0 1 2\n3 app 3 c 1.2.3.6 2 8 0\n';
+  assert.deepEqual(
+    parseServersState(text).map((s) => `${s.server}:${s.op}:${s.admin}:${s.checks}`),
+    ['a:up:ready:enabled', 'b:down:maint:disabled', 'c:up:drain:none'],
+  );
 });

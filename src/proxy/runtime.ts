@@ -29,7 +29,10 @@ export type RuntimeSend = (cmd: string) => Promise<string>;
 export class RuntimeApiError extends Error implements CodedError {
   readonly code = 'HAPROXY_RUNTIME' as const;
 
-  constructor(message: string, readonly retryable: boolean) {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+  ) {
     super(message);
     this.name = 'RuntimeApiError';
   }

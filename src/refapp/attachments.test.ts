@@ -22,7 +22,11 @@ describe('checkAttachmentName', () => {
 
   it('refuses names that are paths, hidden, too long or odd', () => {
     for (const raw of ['..', '.', '.env', 'a/b', 'a%2Fb', '..%2Fx', 'a%5Cb', '%00', 'tab%09', 'x%', 'trailing%20', 'x'.repeat(201), '']) {
-      assert.throws(() => checkAttachmentName(raw), (err: HttpError) => err.status === 400, raw);
+      assert.throws(
+        () => checkAttachmentName(raw),
+        (err: HttpError) => err.status === 400,
+        raw,
+      );
     }
   });
 });

@@ -98,7 +98,10 @@ export class SchemaKeeper {
   lastError = 'schema not created yet';
   private readonly stopper = new AbortController();
 
-  constructor(private readonly pool: pg.Pool, private readonly log: Logger) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+  ) {}
 
   start(): void {
     void this.loop();
@@ -186,7 +189,10 @@ export async function upsertAttachment(pool: pg.Pool, ticketId: number, name: st
 }
 
 export async function findAttachment(pool: pg.Pool, ticketId: number, name: string): Promise<AttachmentRow | null> {
-  const { rows } = await run<{ size: string; sha256: string }>(pool, 'SELECT size, sha256 FROM attachments WHERE ticket_id = $1 AND name = $2', [ticketId, name]);
+  const { rows } = await run<{ size: string; sha256: string }>(pool, 'SELECT size, sha256 FROM attachments WHERE ticket_id = $1 AND name = $2', [
+    ticketId,
+    name,
+  ]);
   const r = rows[0];
   return r ? { size: Number(r.size), sha256: r.sha256 } : null;
 }

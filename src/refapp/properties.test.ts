@@ -79,7 +79,9 @@ describe('refappConfigFrom', () => {
   });
 
   it('defaults http and attachments settings', () => {
-    const text = FULL.split('\n').filter((l) => !/^(http|attachments)\./.test(l)).join('\n');
+    const text = FULL.split('\n')
+      .filter((l) => !/^(http|attachments)\./.test(l))
+      .join('\n');
     const cfg = refappConfigFrom(parseProperties(text, 'f'), 'f');
     assert.deepEqual([cfg.http, cfg.attachmentsDir], [{ host: '127.0.0.1', port: 8080 }, '/var/lib/vigil/app/attachments']);
   });
@@ -103,7 +105,10 @@ describe('refappConfigFrom', () => {
 
   it('rejects an empty password without printing anything about its value', () => {
     const text = FULL.replace('spring.datasource.password=s3cret pass', 'spring.datasource.password=');
-    assert.deepEqual(problemsOf(() => refappConfigFrom(parseProperties(text, 'f'), 'f')), ['f:7 spring.datasource.password: must not be empty']);
+    assert.deepEqual(
+      problemsOf(() => refappConfigFrom(parseProperties(text, 'f'), 'f')),
+      ['f:7 spring.datasource.password: must not be empty'],
+    );
   });
 });
 

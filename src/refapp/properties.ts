@@ -81,7 +81,10 @@ export function refappConfigFrom(props: Properties, file: string): RefappConfig 
   };
   if (found.length > 0) {
     // Missing keys (line 0) first, then the rest in the order the file has them.
-    throw new VigilError('CONFIG_INVALID', found.sort((a, b) => a.line - b.line).map((f) => f.problem));
+    throw new VigilError(
+      'CONFIG_INVALID',
+      found.sort((a, b) => a.line - b.line).map((f) => f.problem),
+    );
   }
   return config;
 }

@@ -36,7 +36,13 @@ async function call(base: string, method: string, path: string, body?: string | 
   const res = await fetch(base + path, { method, body: payload, signal: AbortSignal.timeout(10_000) });
   const buf = Buffer.from(await res.arrayBuffer());
   const isJson = res.headers.get('content-type')?.startsWith('application/json') ?? false;
-  return { status: res.status, json: isJson ? (JSON.parse(buf.toString()) as Record<string, unknown>) : {}, body: buf, headers: res.headers, ms: Date.now() - started };
+  return {
+    status: res.status,
+    json: isJson ? (JSON.parse(buf.toString()) as Record<string, unknown>) : {},
+    body: buf,
+    headers: res.headers,
+    ms: Date.now() - started,
+  };
 }
 
 /** Sends the path exactly as written: fetch would resolve `..` segments before sending. */
@@ -109,7 +115,10 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
     assert.ok(Number.isInteger(created.json['id']));
     const read = await call(base, 'GET', `/api/tickets/${created.json['id']}`);
     assert.equal(read.status, 200);
-    assert.deepEqual({ ...read.json, createdAt: undefined }, { id: created.json['id'], title: 'printer on fire', node: 'app1', createdAt: undefined, attachments: [] });
+    assert.deepEqual(
+      { ...read.json, createdAt: undefined },
+      { id: created.json['id'], title: 'printer on fire', node: 'app1', createdAt: undefined, attachments: [] },
+    );
     assert.ok(Date.now() - Date.parse(String(read.json['createdAt'])) < 60_000);
   });
 
@@ -264,7 +273,10 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
       child.kill('SIGTERM');
     }
     assert.equal(await exited, 0);
-    const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.ok(lines.some((l) => l['event'] === 'signal' && l['signal'] === 'SIGTERM'));
     assert.ok(lines.some((l) => l['event'] === 'stopped'));
     assert.ok(lines.some((l) => l['path'] === '/health' && l['status'] === 200));

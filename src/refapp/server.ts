@@ -70,7 +70,11 @@ export async function startRefapp(config: RefappConfig, options: RefappOptions =
     await listen(server, config.http.host, config.http.port);
   } catch (err) {
     await pool.end();
-    throw new VigilError('USAGE', [problem(`${config.http.host}:${config.http.port}`, `cannot listen: ${(err as Error).message}`, 'choose a free http.port, or stop what holds it')], { cause: err });
+    throw new VigilError(
+      'USAGE',
+      [problem(`${config.http.host}:${config.http.port}`, `cannot listen: ${(err as Error).message}`, 'choose a free http.port, or stop what holds it')],
+      { cause: err },
+    );
   }
   // Only after listening: the schema loop must not outlive a server that failed to start.
   schema.start();
@@ -83,7 +87,11 @@ async function prepareAttachmentsDir(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true, mode: 0o750 });
   } catch (err) {
-    throw new VigilError('USAGE', [problem(dir, `cannot create the attachments directory: ${(err as Error).message}`, 'create it, owned by the user the app runs as')], { cause: err });
+    throw new VigilError(
+      'USAGE',
+      [problem(dir, `cannot create the attachments directory: ${(err as Error).message}`, 'create it, owned by the user the app runs as')],
+      { cause: err },
+    );
   }
 }
 

@@ -21,7 +21,12 @@ export interface SshTarget {
   user: string;
 }
 
-export const sshTarget = (m: Pick<Machine, 'name' | 'address' | 'sshPort' | 'sshUser'>): SshTarget => ({ machine: m.name, address: m.address, port: m.sshPort, user: m.sshUser });
+export const sshTarget = (m: Pick<Machine, 'name' | 'address' | 'sshPort' | 'sshUser'>): SshTarget => ({
+  machine: m.name,
+  address: m.address,
+  port: m.sshPort,
+  user: m.sshUser,
+});
 
 export const KNOWN_HOSTS_FILE = 'vigil.known_hosts';
 export const ADMIN_KEY_FILE = join('ssh', 'id_ed25519');
@@ -32,7 +37,10 @@ const CHANNEL_OPEN_RETRIES = 5;
 
 /** One argument for a POSIX shell: unchanged when plainly safe, else in single quotes (a quote becomes '\''). */
 export function shellQuote(arg: string): string {
-  if (arg.includes('\0')) throw new VigilError('USAGE', [problem('remote command', 'an argument contains a NUL byte', 'arguments cannot hold NUL bytes; pass such data through stdin')]);
+  if (arg.includes('\0'))
+    throw new VigilError('USAGE', [
+      problem('remote command', 'an argument contains a NUL byte', 'arguments cannot hold NUL bytes; pass such data through stdin'),
+    ]);
   if (/^[A-Za-z0-9_./:=@%+,-]+$/.test(arg)) return arg;
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
@@ -43,7 +51,8 @@ export function shellQuote(arg: string): string {
  * here; behind `sudo -n --` for a user other than root.
  */
 export function remoteCommand(argv: string[], opts: { sudo: boolean; timeoutMs: number }): string {
-  if (argv.length === 0 || argv[0] === '') throw new VigilError('USAGE', [problem('remote command', 'the argument vector is empty', 'pass the program and its arguments')]);
+  if (argv.length === 0 || argv[0] === '')
+    throw new VigilError('USAGE', [problem('remote command', 'the argument vector is empty', 'pass the program and its arguments')]);
   const seconds = `${(Math.max(opts.timeoutMs, 1) / 1000).toFixed(3)}s`;
   const words = [...(opts.sudo ? ['sudo', '-n', '--'] : []), 'timeout', '-k', '2s', seconds, ...argv];
   return words.map(shellQuote).join(' ');
@@ -90,18 +99,37 @@ export function classify(err: Error & { level?: string; code?: string }, c: Dial
     );
   }
   if (/no matching host key format/.test(err.message) && c.pinned.length > 0) {
-    return hostKeyProblem(c, `the machine no longer offers a host key of the pinned type (${[...new Set(c.pinned.map((k) => k.type))].join(', ')}; pinned ${pinnedFps})`);
+    return hostKeyProblem(
+      c,
+      `the machine no longer offers a host key of the pinned type (${[...new Set(c.pinned.map((k) => k.type))].join(', ')}; pinned ${pinnedFps})`,
+    );
   }
   if (err.level === 'client-authentication') {
     if (c.auth && 'password' in c.auth) {
       const root = t.user === 'root' ? ' and `PermitRootLogin yes`' : '';
-      return new VigilError('SSH_AUTH', [problem(where(t), `the password was refused for ${t.user}`, `check the password of ${t.user} on ${t.machine}; sshd must allow password logins for it (\`PasswordAuthentication yes\`${root} in /etc/ssh/sshd_config), or install the admin key by hand`)], { cause: err });
+      return new VigilError(
+        'SSH_AUTH',
+        [
+          problem(
+            where(t),
+            `the password was refused for ${t.user}`,
+            `check the password of ${t.user} on ${t.machine}; sshd must allow password logins for it (\`PasswordAuthentication yes\`${root} in /etc/ssh/sshd_config), or install the admin key by hand`,
+          ),
+        ],
+        { cause: err },
+      );
     }
     const id = c.auth && 'identityFile' in c.auth && c.auth.identityFile ? c.auth.identityFile : ADMIN_KEY_FILE;
     const root = t.user === 'root' ? ' (for root also `PermitRootLogin prohibit-password` or `yes`)' : '';
     return new VigilError(
       'SSH_AUTH',
-      [problem(where(t), `the admin key was refused for ${t.user}`, `install the admin key on ${t.machine}: \`vigil init\` does it with the machine's password once, or by hand: \`ssh-copy-id -i ${id}.pub -p ${t.port} -o UserKnownHostsFile=${c.knownHostsFile} ${t.user}@${t.address}\`${root}`)],
+      [
+        problem(
+          where(t),
+          `the admin key was refused for ${t.user}`,
+          `install the admin key on ${t.machine}: \`vigil init\` does it with the machine's password once, or by hand: \`ssh-copy-id -i ${id}.pub -p ${t.port} -o UserKnownHostsFile=${c.knownHostsFile} ${t.user}@${t.address}\`${root}`,
+        ),
+      ],
       { cause: err },
     );
   }
@@ -116,10 +144,20 @@ export function classify(err: Error & { level?: string; code?: string }, c: Dial
   };
   const reason =
     (err.code && reasons[err.code]) ??
-    (err.level === 'client-timeout' ? `no SSH handshake within ${c.timeoutMs} ms` : err.level === 'handshake' || err.level === 'protocol' ? `the SSH handshake failed: ${err.message}` : err.message);
+    (err.level === 'client-timeout'
+      ? `no SSH handshake within ${c.timeoutMs} ms`
+      : err.level === 'handshake' || err.level === 'protocol'
+        ? `the SSH handshake failed: ${err.message}`
+        : err.message);
   return new VigilError(
     'SSH_UNREACHABLE',
-    [problem(where(t), `cannot reach SSH: ${reason}`, `check that ${t.machine} is up, that sshd listens on ${t.address}:${t.port} and that no firewall blocks it (from here: \`nc -vz ${t.address} ${t.port}\`); correct \`address\`/\`sshPort\` in vigil.yaml if they are wrong`)],
+    [
+      problem(
+        where(t),
+        `cannot reach SSH: ${reason}`,
+        `check that ${t.machine} is up, that sshd listens on ${t.address}:${t.port} and that no firewall blocks it (from here: \`nc -vz ${t.address} ${t.port}\`); correct \`address\`/\`sshPort\` in vigil.yaml if they are wrong`,
+      ),
+    ],
     { cause: err, retryable: err.level !== 'handshake' && err.level !== 'protocol' },
   );
 }
@@ -149,7 +187,11 @@ export async function dial(c: DialContext, capture?: (key: HostKey) => void): Pr
     c.pinned = pins.trusted;
     if (c.pinned.length === 0) {
       throw new VigilError('SSH_HOST_KEY', [
-        problem(where(t), `no host key is pinned for ${hostPattern(t.address, t.port)} in ${c.knownHostsFile}`, 'pin it first: `vigil init --pin-only` shows the fingerprint to confirm and pins it'),
+        problem(
+          where(t),
+          `no host key is pinned for ${hostPattern(t.address, t.port)} in ${c.knownHostsFile}`,
+          'pin it first: `vigil init --pin-only` shows the fingerprint to confirm and pins it',
+        ),
       ]);
     }
   }
@@ -190,7 +232,9 @@ export async function dial(c: DialContext, capture?: (key: HostKey) => void): Pr
     });
     client.on('ready', () => settle(() => resolve(client)));
     client.on('error', (err: Error & { level?: string }) => settle(() => (client.end(), reject(classify(err, c)))));
-    client.on('close', () => settle(() => reject(classify(Object.assign(new Error('the connection closed during the SSH handshake'), { level: 'client-socket' }), c))));
+    client.on('close', () =>
+      settle(() => reject(classify(Object.assign(new Error('the connection closed during the SSH handshake'), { level: 'client-socket' }), c))),
+    );
     // Password logins through PAM often come as keyboard-interactive: answer the hidden prompts with the password.
     client.on('keyboard-interactive', (_name, _instructions, _lang, prompts, finish) => {
       finish(prompts.map((p) => (auth && 'password' in auth && !p.echo ? auth.password : '')));

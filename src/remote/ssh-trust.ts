@@ -9,7 +9,17 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { Client } from 'ssh2';
 import { VigilError, problem } from '../util/errors.ts';
 import { addKnownHost, fingerprint, pinnedKeys, readKnownHosts, type HostKey } from './known-hosts.ts';
-import { DEFAULT_CONNECT_TIMEOUT_MS, algorithmsFor, dial, hostKeyFile, runChannel, shellQuote, where, type DialContext, type SshTarget } from './ssh-connect.ts';
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  algorithmsFor,
+  dial,
+  hostKeyFile,
+  runChannel,
+  shellQuote,
+  where,
+  type DialContext,
+  type SshTarget,
+} from './ssh-connect.ts';
 
 // ---------------------------------------------------------------- keys
 
@@ -67,19 +77,30 @@ export async function readAdminKey(path: string): Promise<Buffer> {
   };
   try {
     const st = await stat(path);
-    if ((st.mode & 0o077) !== 0) fail(`the admin SSH key has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others can read it`, `chmod 600 ${path}; if others had access, make a new key and install it on every machine`);
+    if ((st.mode & 0o077) !== 0)
+      fail(
+        `the admin SSH key has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}: group or others can read it`,
+        `chmod 600 ${path}; if others had access, make a new key and install it on every machine`,
+      );
     return await readFile(path);
   } catch (err) {
     if (err instanceof VigilError) throw err;
     const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    return fail(missing ? 'the admin SSH key does not exist' : 'the admin SSH key cannot be read', missing ? '`vigil init` creates it beside the cluster file (ssh/id_ed25519); run it, or restore the key from your backup' : `check the permissions of ${path}`, err);
+    return fail(
+      missing ? 'the admin SSH key does not exist' : 'the admin SSH key cannot be read',
+      missing
+        ? '`vigil init` creates it beside the cluster file (ssh/id_ed25519); run it, or restore the key from your backup'
+        : `check the permissions of ${path}`,
+      err,
+    );
   }
 }
 
 /** The `type base64` part of an authorized_keys line, which identifies the key whatever its comment. */
 function keyIdentity(publicKey: string): { type: string; b64: string } {
   const [type, b64] = publicKey.trim().split(/\s+/);
-  if (!type || !b64 || !/^[A-Za-z0-9+/]+=*$/.test(b64)) throw new VigilError('USAGE', [problem('admin public key', 'is not an OpenSSH public key line', 'pass the content of ssh/id_ed25519.pub')]);
+  if (!type || !b64 || !/^[A-Za-z0-9+/]+=*$/.test(b64))
+    throw new VigilError('USAGE', [problem('admin public key', 'is not an OpenSSH public key line', 'pass the content of ssh/id_ed25519.pub')]);
   return { type, b64 };
 }
 
@@ -93,7 +114,8 @@ export interface ScannedHostKey extends HostKey {
 export async function scanHostKey(target: SshTarget, opts: { timeoutMs?: number } = {}): Promise<ScannedHostKey> {
   let seen: HostKey | undefined;
   await dial({ target, knownHostsFile: '(none)', timeoutMs: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, pinned: [] }, (k) => (seen = k));
-  if (!seen) throw new VigilError('SSH_UNREACHABLE', [problem(where(target), 'the machine completed no key exchange', 'check that an SSH server listens there')]);
+  if (!seen)
+    throw new VigilError('SSH_UNREACHABLE', [problem(where(target), 'the machine completed no key exchange', 'check that an SSH server listens there')]);
   return { ...seen, fingerprint: fingerprint(seen.blob) };
 }
 
@@ -127,7 +149,11 @@ export async function pinHostKey(
   const key = await scanHostKey(target, { timeoutMs });
   if (!(await opts.confirm(key, target))) {
     throw new VigilError('SSH_HOST_KEY', [
-      problem(where(target), `host key ${key.fingerprint} (${key.type}) was not accepted`, `compare it with \`ssh-keygen -lf ${hostKeyFile(key.type)}\` on ${target.machine}'s console, then run again and accept it (or pass --accept-host-keys)`),
+      problem(
+        where(target),
+        `host key ${key.fingerprint} (${key.type}) was not accepted`,
+        `compare it with \`ssh-keygen -lf ${hostKeyFile(key.type)}\` on ${target.machine}'s console, then run again and accept it (or pass --accept-host-keys)`,
+      ),
     ]);
   }
   await addKnownHost(knownHostsFile, target.address, target.port, key, `vigil:${target.machine}`);
@@ -167,7 +193,13 @@ async function runScript(client: Client, c: DialContext, script: string, args: s
   const command = ['sh', '-c', script, 'vigil', ...args].map(shellQuote).join(' ');
   const r = await runChannel(client, command, input, c.timeoutMs);
   if (r.code !== 0) {
-    throw new VigilError('REMOTE_COMMAND', [problem(where(c.target), `changing ~/.ssh/authorized_keys of ${c.target.user} failed (exit ${r.code}): ${r.stderr.toString().trim().slice(0, 300)}`, `check ~${c.target.user}/.ssh on ${c.target.machine} (owner ${c.target.user}, mode 700) and that its disk is not full or read-only`)]);
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(
+        where(c.target),
+        `changing ~/.ssh/authorized_keys of ${c.target.user} failed (exit ${r.code}): ${r.stderr.toString().trim().slice(0, 300)}`,
+        `check ~${c.target.user}/.ssh on ${c.target.machine} (owner ${c.target.user}, mode 700) and that its disk is not full or read-only`,
+      ),
+    ]);
   }
   return r.stdout.toString().trim();
 }
@@ -177,9 +209,18 @@ async function runScript(client: Client, c: DialContext, script: string, args: s
  * key must already be pinned. The password is used for this one connection and then dropped:
  * it is not kept, written, logged, or put in a message.
  */
-export async function installAdminKey(target: SshTarget, opts: { knownHostsFile: string; password: string; publicKey: string; timeoutMs?: number }): Promise<'added' | 'present'> {
+export async function installAdminKey(
+  target: SshTarget,
+  opts: { knownHostsFile: string; password: string; publicKey: string; timeoutMs?: number },
+): Promise<'added' | 'present'> {
   const { b64 } = keyIdentity(opts.publicKey);
-  const c: DialContext = { target, knownHostsFile: opts.knownHostsFile, auth: { password: opts.password }, timeoutMs: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, pinned: [] };
+  const c: DialContext = {
+    target,
+    knownHostsFile: opts.knownHostsFile,
+    auth: { password: opts.password },
+    timeoutMs: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    pinned: [],
+  };
   const client = (await dial(c))!;
   try {
     return (await runScript(client, c, INSTALL_KEY_SCRIPT, [b64], `${opts.publicKey.trim()}\n`)) === 'present' ? 'present' : 'added';
@@ -189,9 +230,18 @@ export async function installAdminKey(target: SshTarget, opts: { knownHostsFile:
 }
 
 /** Logs in with the admin key and removes it from the SSH user's authorized_keys (e.g. to undo an aborted init). */
-export async function removeAdminKey(target: SshTarget, opts: { knownHostsFile: string; privateKey: string | Buffer; publicKey: string; timeoutMs?: number }): Promise<boolean> {
+export async function removeAdminKey(
+  target: SshTarget,
+  opts: { knownHostsFile: string; privateKey: string | Buffer; publicKey: string; timeoutMs?: number },
+): Promise<boolean> {
   const { b64 } = keyIdentity(opts.publicKey);
-  const c: DialContext = { target, knownHostsFile: opts.knownHostsFile, auth: { privateKey: opts.privateKey }, timeoutMs: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, pinned: [] };
+  const c: DialContext = {
+    target,
+    knownHostsFile: opts.knownHostsFile,
+    auth: { privateKey: opts.privateKey },
+    timeoutMs: opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    pinned: [],
+  };
   const client = (await dial(c))!;
   try {
     return (await runScript(client, c, REMOVE_KEY_SCRIPT, [b64], '')) === 'removed';
@@ -199,4 +249,3 @@ export async function removeAdminKey(target: SshTarget, opts: { knownHostsFile: 
     client.end();
   }
 }
-

@@ -134,7 +134,10 @@ describe('admin keys', () => {
       for (const [i, k] of keys.entries()) {
         const file = join(dir, `k${i}`);
         await writeFile(file, k.privateKey, { mode: 0o600 });
-        assert.equal((await run('ssh-keygen', ['-y', '-f', file])).stdout.trim().split(' ').slice(0, 2).join(' '), k.publicKey.split(' ').slice(0, 2).join(' '));
+        assert.equal(
+          (await run('ssh-keygen', ['-y', '-f', file])).stdout.trim().split(' ').slice(0, 2).join(' '),
+          k.publicKey.split(' ').slice(0, 2).join(' '),
+        );
         assert.ok(!(ssh2.utils.parseKey(k.privateKey) instanceof Error));
       }
       const blob = Buffer.from(keys[0]!.publicKey.split(' ')[1]!, 'base64');
@@ -167,7 +170,12 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
   });
 
   const shell = (opts: { privateKey?: string; maxChannels?: number } = {}) =>
-    openSsh(target, { knownHostsFile: knownHosts, privateKey: opts.privateKey ?? admin.privateKey, identityFile: join(dir, 'ssh/id_ed25519'), ...(opts.maxChannels ? { maxChannels: opts.maxChannels } : {}) });
+    openSsh(target, {
+      knownHostsFile: knownHosts,
+      privateKey: opts.privateKey ?? admin.privateKey,
+      identityFile: join(dir, 'ssh/id_ed25519'),
+      ...(opts.maxChannels ? { maxChannels: opts.maxChannels } : {}),
+    });
 
   it('refuses to connect to a machine whose host key is not pinned', async () => {
     const err = await closing(shell(), (s) => rejectionOf(s.exec(['true'])));
@@ -199,7 +207,23 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
   it('writes a file OpenSSH itself trusts (ssh -o UserKnownHostsFile=... StrictHostKeyChecking=yes)', async () => {
     const key = join(dir, 'id_ed25519');
     await writeFile(key, admin.privateKey, { mode: 0o600 });
-    const ssh = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-i', key, '-p', String(sshd.port), 'root@127.0.0.1'];
+    const ssh = [
+      '-F',
+      '/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-i',
+      key,
+      '-p',
+      String(sshd.port),
+      'root@127.0.0.1',
+    ];
     const r = await run('ssh', [...ssh, 'echo', 'trusted'], { timeoutMs: 15_000 });
     assert.equal(r.stdout.trim(), 'trusted');
   });

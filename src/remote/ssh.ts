@@ -27,7 +27,20 @@ import type { Client } from 'ssh2';
 import type { Machine } from '../config/schema.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import type { ExecOptions, ExecResult, RemoteShell } from './types.ts';
-import { ADMIN_KEY_FILE, DEFAULT_CONNECT_TIMEOUT_MS, KNOWN_HOSTS_FILE, classify, dial, remoteCommand, runChannel, sshTarget, where, type DialContext, type RawResult, type SshTarget } from './ssh-connect.ts';
+import {
+  ADMIN_KEY_FILE,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  KNOWN_HOSTS_FILE,
+  classify,
+  dial,
+  remoteCommand,
+  runChannel,
+  sshTarget,
+  where,
+  type DialContext,
+  type RawResult,
+  type SshTarget,
+} from './ssh-connect.ts';
 import { readAdminKey } from './ssh-trust.ts';
 
 export { fingerprint, type HostKey } from './known-hosts.ts';
@@ -176,15 +189,29 @@ export class SshShell implements RemoteShell {
       if (err instanceof VigilError) throw err;
       const e = classify(err as Error, this.context());
       // The command may or may not have run: say so, since steps are retried on this basis.
-      throw new VigilError(e.code, [problem(where(this.target), `${e.problems[0]!.message} while running ${argv[0]} (it may or may not have finished)`, e.problems[0]!.fix)], { cause: err, retryable: true });
+      throw new VigilError(
+        e.code,
+        [problem(where(this.target), `${e.problems[0]!.message} while running ${argv[0]} (it may or may not have finished)`, e.problems[0]!.fix)],
+        { cause: err, retryable: true },
+      );
     });
     if (this.sudo && r.code === 1 && /^sudo: (a password is required|a terminal is required)/m.test(r.stderr.toString())) {
       throw new VigilError('REMOTE_COMMAND', [
-        problem(where(this.target), `sudo asks ${this.target.user} for a password; Vigil runs commands with \`sudo -n\` and has no sudo password`, `allow ${this.target.user} sudo without a password on ${this.target.machine}: \`echo '${this.target.user} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vigil && chmod 440 /etc/sudoers.d/vigil\`, or set \`sshUser: root\``),
+        problem(
+          where(this.target),
+          `sudo asks ${this.target.user} for a password; Vigil runs commands with \`sudo -n\` and has no sudo password`,
+          `allow ${this.target.user} sudo without a password on ${this.target.machine}: \`echo '${this.target.user} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vigil && chmod 440 /etc/sudoers.d/vigil\`, or set \`sshUser: root\``,
+        ),
       ]);
     }
     if (this.sudo && r.code === 127 && /sudo: (command )?not found/.test(r.stderr.toString())) {
-      throw new VigilError('REMOTE_COMMAND', [problem(where(this.target), 'sudo is not installed', `install sudo on ${this.target.machine} (apt install sudo / dnf install sudo), or set \`sshUser: root\``)]);
+      throw new VigilError('REMOTE_COMMAND', [
+        problem(
+          where(this.target),
+          'sudo is not installed',
+          `install sudo on ${this.target.machine} (apt install sudo / dnf install sudo), or set \`sshUser: root\``,
+        ),
+      ]);
     }
     // 124 is what `timeout` exits with; a command that returns 124 by itself long before the deadline did not time out.
     if (r.code === 124 && performance.now() - started >= timeoutMs * 0.9) r.timedOut = true;
@@ -199,7 +226,13 @@ export class SshShell implements RemoteShell {
 
   private failed(what: string, path: string, r: RawResult): VigilError {
     const stderr = r.stderr.toString().trim().slice(0, 500);
-    return new VigilError('REMOTE_COMMAND', [problem(`${where(this.target)} ${path}`, `${what} failed (exit ${r.code})${stderr ? `: ${stderr}` : ''}`, `check the path, its directory and the free space on ${this.machine}`)]);
+    return new VigilError('REMOTE_COMMAND', [
+      problem(
+        `${where(this.target)} ${path}`,
+        `${what} failed (exit ${r.code})${stderr ? `: ${stderr}` : ''}`,
+        `check the path, its directory and the free space on ${this.machine}`,
+      ),
+    ]);
   }
 
   async readFile(path: string): Promise<Buffer | null> {
@@ -214,9 +247,16 @@ export class SshShell implements RemoteShell {
   async writeFile(path: string, content: string | Buffer, opts: { mode?: number; owner?: string } = {}): Promise<void> {
     absolute(path);
     const mode = opts.mode ?? 0o644;
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new VigilError('USAGE', [problem(path, `mode ${mode} is not a file mode`, 'pass a mode such as 0o640')]);
-    if (opts.owner !== undefined && !OWNER_RE.test(opts.owner)) throw new VigilError('USAGE', [problem(path, `owner "${opts.owner}" is not a user or user:group`, 'pass an owner such as postgres or postgres:postgres')]);
-    const r = await this.raw(['sh', '-c', WRITE_SCRIPT, 'vigil-write', path, mode.toString(8).padStart(4, '0'), opts.owner ?? ''], { input: content, timeoutMs: 120_000 });
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+      throw new VigilError('USAGE', [problem(path, `mode ${mode} is not a file mode`, 'pass a mode such as 0o640')]);
+    if (opts.owner !== undefined && !OWNER_RE.test(opts.owner))
+      throw new VigilError('USAGE', [
+        problem(path, `owner "${opts.owner}" is not a user or user:group`, 'pass an owner such as postgres or postgres:postgres'),
+      ]);
+    const r = await this.raw(['sh', '-c', WRITE_SCRIPT, 'vigil-write', path, mode.toString(8).padStart(4, '0'), opts.owner ?? ''], {
+      input: content,
+      timeoutMs: 120_000,
+    });
     if (r.code !== 0) throw this.failed('writing the file', path, r);
   }
 
@@ -236,7 +276,8 @@ export class SshShell implements RemoteShell {
 }
 
 function absolute(path: string): void {
-  if (!path.startsWith('/')) throw new VigilError('USAGE', [problem(path, 'a remote path must be absolute', `write it from the root, e.g. /etc/vigil/${path}`)]);
+  if (!path.startsWith('/'))
+    throw new VigilError('USAGE', [problem(path, 'a remote path must be absolute', `write it from the root, e.g. /etc/vigil/${path}`)]);
 }
 
 /** Opens a shell on a machine with the admin key, checking the pinned host key (the connection opens on first use). */
@@ -245,7 +286,16 @@ export function openSsh(target: SshTarget, opts: SshShellOptions): SshShell {
 }
 
 /** A shell for a machine of the cluster whose file is `clusterFile` (trust files beside it). */
-export async function openClusterSsh(clusterFile: string, machine: Pick<Machine, 'name' | 'address' | 'sshPort' | 'sshUser'>, opts: { connectTimeoutMs?: number } = {}): Promise<SshShell> {
+export async function openClusterSsh(
+  clusterFile: string,
+  machine: Pick<Machine, 'name' | 'address' | 'sshPort' | 'sshUser'>,
+  opts: { connectTimeoutMs?: number } = {},
+): Promise<SshShell> {
   const files = sshFiles(clusterFile);
-  return openSsh(sshTarget(machine), { knownHostsFile: files.knownHosts, privateKey: await readAdminKey(files.privateKey), identityFile: files.privateKey, ...opts });
+  return openSsh(sshTarget(machine), {
+    knownHostsFile: files.knownHosts,
+    privateKey: await readAdminKey(files.privateKey),
+    identityFile: files.privateKey,
+    ...opts,
+  });
 }

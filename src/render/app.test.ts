@@ -51,7 +51,11 @@ describe('nginx.conf', () => {
 describe('reference app properties', () => {
   it('points the app at the proxy :5000 and holds the password, mode 600', () => {
     const c = clusterFixture('distributed', { proxy: { postgresPort: 5001 } });
-    const f = renderRefapp(c, secrets, c.machines.find((m) => m.name === 'app2')!);
+    const f = renderRefapp(
+      c,
+      secrets,
+      c.machines.find((m) => m.name === 'app2')!,
+    );
     assert.equal(f.mode, 0o600);
     assert.equal(f.path, '/etc/vigil/refapp/application.properties');
     const p = valuesOf(f.content);

@@ -28,7 +28,10 @@ describe('app database SQL', () => {
   it('computes the verifier of RFC 7677 test vector inputs deterministically', () => {
     const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
     // RFC 7677: user "user", password "pencil", this salt, 4096 iterations → this ServerKey/StoredKey.
-    assert.equal(scramVerifier('pencil', salt, 4096), 'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=');
+    assert.equal(
+      scramVerifier('pencil', salt, 4096),
+      'SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=',
+    );
   });
 
   it('a stored verifier is matched against a password with its own salt and iterations', () => {
@@ -64,14 +67,37 @@ describe('against PostgreSQL 15', () => {
     await chown(sock, uid, gid);
 
     // Patroni turns bootstrap.initdb into --key=value / --flag arguments.
-    const bootstrap = patroniConfig(c, secrets, c.machines.find((m) => m.name === 'db1')!).bootstrap as { initdb: (string | Record<string, string>)[] };
+    const bootstrap = patroniConfig(
+      c,
+      secrets,
+      c.machines.find((m) => m.name === 'db1')!,
+    ).bootstrap as { initdb: (string | Record<string, string>)[] };
     const initdbArgs = bootstrap.initdb.flatMap((o) => (typeof o === 'string' ? [`--${o}`] : Object.entries(o).map(([k, v]) => `--${k}=${v}`)));
-    const init = await runTool('setpriv', [...runAsPostgres, join(bin, 'initdb'), '-D', data, '-U', c.database.superuser, ...initdbArgs], { timeoutMs: 60_000 });
+    const init = await runTool('setpriv', [...runAsPostgres, join(bin, 'initdb'), '-D', data, '-U', c.database.superuser, ...initdbArgs], {
+      timeoutMs: 60_000,
+    });
     assert.equal(init.code, 0, init.stdout + init.stderr);
     await writeFile(join(data, 'pg_hba.conf'), pgHba(c).join('\n') + '\n');
 
     const port = await freePort();
-    const postgres = spawn('setpriv', [...runAsPostgres, join(bin, 'postgres'), '-D', data, '-p', String(port), '-k', sock, '-c', 'listen_addresses=127.0.0.1', '-c', 'password_encryption=scram-sha-256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const postgres = spawn(
+      'setpriv',
+      [
+        ...runAsPostgres,
+        join(bin, 'postgres'),
+        '-D',
+        data,
+        '-p',
+        String(port),
+        '-k',
+        sock,
+        '-c',
+        'listen_addresses=127.0.0.1',
+        '-c',
+        'password_encryption=scram-sha-256',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let log = '';
     postgres.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-20_000)));
     const exited = new Promise<void>((r) => postgres.once('exit', () => r()));

@@ -66,7 +66,9 @@ describe('etcd config', () => {
       const deadline = Date.now() + 20_000;
       let last = '';
       for (;;) {
-        const r = await runTool('etcdctl', ['--endpoints', endpoint, '--dial-timeout', '1s', 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' } });
+        const r = await runTool('etcdctl', ['--endpoints', endpoint, '--dial-timeout', '1s', 'endpoint', 'health'], {
+          env: { ...process.env, ETCDCTL_API: '3' },
+        });
         last = r.stdout + r.stderr;
         if (r.code === 0 && /is healthy/.test(last)) break;
         if (child.exitCode !== null) assert.fail(`etcd exited with ${child.exitCode}:\n${log}`);

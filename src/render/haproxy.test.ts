@@ -12,7 +12,10 @@ import { createSelfSignedBundle } from './tls.ts';
 function sectionOf(cfg: string, title: string): string[] {
   const block = cfg.split('\n\n').find((b) => b.startsWith(`${title}\n`));
   assert.ok(block, `section ${title} missing`);
-  return block.split('\n').slice(1).map((l) => l.trim());
+  return block
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim());
 }
 
 describe('haproxy.cfg', () => {
@@ -48,7 +51,10 @@ describe('haproxy.cfg', () => {
     assert.ok(pg.includes('bind *:5000'));
     assert.ok(pg.includes('mode tcp'));
     assert.ok(pg.includes('http-check send meth GET uri /primary ver HTTP/1.1 hdr Host vigil-check'));
-    assert.ok(pg.includes('http-check expect rstring \\"role\\":\\ ?\\"(primary|master)\\"'), 'the role in the body, not only the status: no write into the read-only window after a promotion');
+    assert.ok(
+      pg.includes('http-check expect rstring \\"role\\":\\ ?\\"(primary|master)\\"'),
+      'the role in the body, not only the status: no write into the read-only window after a promotion',
+    );
     assert.ok(pg.includes('http-check expect status 200'));
     assert.ok(pg.includes('default-server inter 500ms fastinter 125ms downinter 125ms fall 3 rise 2 on-marked-down shutdown-sessions'));
   });

@@ -97,7 +97,15 @@ export function haproxyConfig(cluster: Cluster): string {
       `timeout check ${t.proxyCheckIntervalMs}ms`,
     ]),
     section(`listen stats`, ['mode http', `bind *:${p.statsPort}`, 'stats enable', 'stats uri /', 'stats refresh 5s', 'stats show-legends']),
-    section('frontend http_front', [`bind *:${p.httpPort}`, 'mode http', 'option httplog', 'option forwardfor', 'timeout http-request 10s', IDLE_CLOSE, `default_backend ${APP_BACKEND}`]),
+    section('frontend http_front', [
+      `bind *:${p.httpPort}`,
+      'mode http',
+      'option httplog',
+      'option forwardfor',
+      'timeout http-request 10s',
+      IDLE_CLOSE,
+      `default_backend ${APP_BACKEND}`,
+    ]),
   ];
   if (p.tlsBundle) {
     parts.push(
@@ -127,7 +135,8 @@ export function haproxyConfig(cluster: Cluster): string {
       'http-check expect status 200',
       defaultServer,
       ...withRole(cluster, 'app').map(
-        (m) => `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile}`,
+        (m) =>
+          `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile}`,
       ),
     ]),
     section(`listen ${POSTGRES_BACKEND}`, [

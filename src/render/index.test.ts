@@ -14,9 +14,27 @@ describe('renderAll', () => {
     const byMachine = new Map<string, string[]>();
     for (const f of renderAll(clusterFixture('distributed'), secrets)) byMachine.set(f.machine, [...(byMachine.get(f.machine) ?? []), f.path]);
     assert.deepEqual(Object.fromEntries(byMachine), {
-      observer: ['/etc/vigil/etcd.yml', '/etc/vigil/haproxy.cfg', '/etc/systemd/system/vigil-etcd.service', '/etc/systemd/system/vigil-haproxy.service', '/etc/systemd/system/vigil-observer.service'],
-      app1: ['/etc/vigil/nginx.conf', '/etc/vigil/refapp/application.properties', '/etc/systemd/system/vigil-nginx.service', '/etc/systemd/system/vigil-refapp.service', '/etc/systemd/system/vigil-agent.service'],
-      app2: ['/etc/vigil/nginx.conf', '/etc/vigil/refapp/application.properties', '/etc/systemd/system/vigil-nginx.service', '/etc/systemd/system/vigil-refapp.service', '/etc/systemd/system/vigil-agent.service'],
+      observer: [
+        '/etc/vigil/etcd.yml',
+        '/etc/vigil/haproxy.cfg',
+        '/etc/systemd/system/vigil-etcd.service',
+        '/etc/systemd/system/vigil-haproxy.service',
+        '/etc/systemd/system/vigil-observer.service',
+      ],
+      app1: [
+        '/etc/vigil/nginx.conf',
+        '/etc/vigil/refapp/application.properties',
+        '/etc/systemd/system/vigil-nginx.service',
+        '/etc/systemd/system/vigil-refapp.service',
+        '/etc/systemd/system/vigil-agent.service',
+      ],
+      app2: [
+        '/etc/vigil/nginx.conf',
+        '/etc/vigil/refapp/application.properties',
+        '/etc/systemd/system/vigil-nginx.service',
+        '/etc/systemd/system/vigil-refapp.service',
+        '/etc/systemd/system/vigil-agent.service',
+      ],
       db1: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service', '/etc/systemd/system/vigil-agent.service'],
       db2: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service', '/etc/systemd/system/vigil-agent.service'],
     });
@@ -38,7 +56,10 @@ describe('renderAll', () => {
   });
 
   it('refuses an unknown machine, listing the known ones', () => {
-    assert.throws(() => renderMachine(clusterFixture('pair'), secrets, 'db9'), (e: unknown) => e instanceof VigilError && /use one of: observer, app1, app2/.test(e.message));
+    assert.throws(
+      () => renderMachine(clusterFixture('pair'), secrets, 'db9'),
+      (e: unknown) => e instanceof VigilError && /use one of: observer, app1, app2/.test(e.message),
+    );
   });
 
   it('refuses a cluster without etcd or proxy', () => {
@@ -46,7 +67,10 @@ describe('renderAll', () => {
     const broken = { ...c, machines: c.machines.map((m) => (m.name === 'observer' ? { ...m, roles: ['observer' as const] } : m)) };
     const messages = renderProblems(broken).map((p) => p.message);
     assert.equal(messages.length, 2);
-    assert.throws(() => renderAll(broken, secrets), (e: unknown) => e instanceof VigilError && e.code === 'CONFIG_INVALID');
+    assert.throws(
+      () => renderAll(broken, secrets),
+      (e: unknown) => e instanceof VigilError && e.code === 'CONFIG_INVALID',
+    );
   });
 });
 
@@ -81,7 +105,10 @@ describe('writeRendered', () => {
       const out = join(dir, 'precious');
       await mkdir(out);
       await writeFile(join(out, 'keep.txt'), 'mine');
-      await assert.rejects(writeRendered(renderAll(clusterFixture('pair'), secrets), out), (e: unknown) => e instanceof VigilError && e.code === 'USAGE' && /not empty/.test(e.message));
+      await assert.rejects(
+        writeRendered(renderAll(clusterFixture('pair'), secrets), out),
+        (e: unknown) => e instanceof VigilError && e.code === 'USAGE' && /not empty/.test(e.message),
+      );
       assert.deepEqual(await readdir(out), ['keep.txt']);
       assert.deepEqual(await readdir(dir), ['precious']);
     } finally {

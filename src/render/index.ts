@@ -39,10 +39,22 @@ export interface RenderOptions {
 export function renderProblems(cluster: Cluster, opts: RenderOptions = {}): Problem[] {
   const out = timerProblems(cluster, opts.patroniVersion ?? PATRONI_DEFAULT_VERSION);
   if (withRole(cluster, 'db').length > 0 && withRole(cluster, 'etcd').length === 0) {
-    out.push(problem(`${cluster.source} machines`, 'there are db machines but no etcd member: Patroni has nowhere to keep its leader lock', 'give one machine (or 3, 5, 7) the etcd role'));
+    out.push(
+      problem(
+        `${cluster.source} machines`,
+        'there are db machines but no etcd member: Patroni has nowhere to keep its leader lock',
+        'give one machine (or 3, 5, 7) the etcd role',
+      ),
+    );
   }
   if ((withRole(cluster, 'app').length > 0 || withRole(cluster, 'db').length > 0) && withRole(cluster, 'proxy').length === 0) {
-    out.push(problem(`${cluster.source} machines`, 'no machine has the proxy role: nothing routes users to the app or the app to the database', 'give a machine the proxy role (usually the observer: etcd, proxy, observer)'));
+    out.push(
+      problem(
+        `${cluster.source} machines`,
+        'no machine has the proxy role: nothing routes users to the app or the app to the database',
+        'give a machine the proxy role (usually the observer: etcd, proxy, observer)',
+      ),
+    );
   }
   return out;
 }

@@ -14,7 +14,7 @@ const secrets = secretsFixture();
 const machine = (c: Cluster, name: string) => c.machines.find((m) => m.name === name)!;
 type Doc = Record<string, Record<string, unknown>>;
 const doc = (c: Cluster, name = 'db1') => parse(renderPatroni(c, secrets, machine(c, name)).content, { version: '1.1' }) as Doc;
-const dcs = (d: Doc) => (d.bootstrap!.dcs as Record<string, unknown>);
+const dcs = (d: Doc) => d.bootstrap!.dcs as Record<string, unknown>;
 
 describe('patroni timers', () => {
   it('accepts the defaults for Patroni 3.0.2', () => {
@@ -42,7 +42,10 @@ describe('patroni timers', () => {
     const c = clusterFixture('distributed');
     const problems = timerProblems(c, '3.2.2');
     // loop_wait 1 (Vigil's default) is Patroni 3.2+'s own floor: only ttl is raised.
-    assert.deepEqual(problems.map((p) => p.where), ['<generated> timers.ttlSeconds']);
+    assert.deepEqual(
+      problems.map((p) => p.where),
+      ['<generated> timers.ttlSeconds'],
+    );
     const ok = clusterFixture('distributed', { timers: { ttlSeconds: 20, loopWaitSeconds: 1, retryTimeoutSeconds: 3 } });
     assert.deepEqual(timerProblems(ok, '4.0.4'), []);
   });

@@ -24,7 +24,13 @@ export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Ma
   // The first proxy machine; with two observers sharing a floating IP this becomes that IP.
   const proxy = withRole(cluster, 'proxy')[0];
   if (!proxy) {
-    throw new VigilError('RENDER', [problem(`${cluster.source} machines`, 'no machine has the proxy role, so the app has no database address', 'give one machine the roles etcd, proxy, observer')]);
+    throw new VigilError('RENDER', [
+      problem(
+        `${cluster.source} machines`,
+        'no machine has the proxy role, so the app has no database address',
+        'give one machine the roles etcd, proxy, observer',
+      ),
+    ]);
   }
   return {
     [REFAPP_KEYS.node]: machine.name,

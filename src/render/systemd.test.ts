@@ -11,7 +11,8 @@ import { renderAll } from './index.ts';
 import { COMMANDS, daemonCommand, nginxUnit, refappUnit, renderUnits } from './systemd.ts';
 import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
 
-const unitsOf = (topology: 'pair' | 'distributed') => renderAll(clusterFixture(topology), secretsFixture()).filter((f) => f.path.startsWith('/etc/systemd/system/'));
+const unitsOf = (topology: 'pair' | 'distributed') =>
+  renderAll(clusterFixture(topology), secretsFixture()).filter((f) => f.path.startsWith('/etc/systemd/system/'));
 /** The content of one machine's unit. */
 const unitOf = (topology: 'pair' | 'distributed', machine: string, name: string) => {
   const f = unitsOf(topology).find((x) => x.machine === machine && basename(x.path) === name);
@@ -19,17 +20,28 @@ const unitOf = (topology: 'pair' | 'distributed', machine: string, name: string)
   return f.content;
 };
 /** The machines that get a unit, in cluster order. */
-const machinesWith = (topology: 'pair' | 'distributed', name: string) => unitsOf(topology).filter((f) => basename(f.path) === name).map((f) => f.machine);
+const machinesWith = (topology: 'pair' | 'distributed', name: string) =>
+  unitsOf(topology)
+    .filter((f) => basename(f.path) === name)
+    .map((f) => f.machine);
 
 describe('systemd units', () => {
   it('gives each machine the units of its roles', () => {
     const c = clusterFixture('pair');
-    const names = (m: string) => renderUnits(c, c.machines.find((x) => x.name === m)!).map((f) => basename(f.path));
+    const names = (m: string) =>
+      renderUnits(
+        c,
+        c.machines.find((x) => x.name === m)!,
+      ).map((f) => basename(f.path));
     assert.deepEqual(names('observer'), ['vigil-etcd.service', 'vigil-haproxy.service', 'vigil-observer.service']);
     assert.deepEqual(names('app1'), ['vigil-patroni.service', 'vigil-nginx.service', 'vigil-refapp.service', 'vigil-agent.service']);
     assert.deepEqual(names('app2'), ['vigil-patroni.service', 'vigil-nginx.service', 'vigil-refapp.service', 'vigil-agent.service']);
     const d = clusterFixture('distributed');
-    const dNames = (m: string) => renderUnits(d, d.machines.find((x) => x.name === m)!).map((f) => basename(f.path));
+    const dNames = (m: string) =>
+      renderUnits(
+        d,
+        d.machines.find((x) => x.name === m)!,
+      ).map((f) => basename(f.path));
     assert.deepEqual(dNames('observer'), ['vigil-etcd.service', 'vigil-haproxy.service', 'vigil-observer.service']);
     assert.deepEqual(dNames('app1'), ['vigil-nginx.service', 'vigil-refapp.service', 'vigil-agent.service']);
     assert.deepEqual(dNames('db1'), ['vigil-patroni.service', 'vigil-agent.service']);
@@ -43,21 +55,41 @@ describe('systemd units', () => {
   });
 
   it("runs each daemon from the installed bundle with the machine's name and the cluster file", () => {
-    assert.deepEqual(VIGIL_INSTALL, { dir: '/opt/vigil', node: '/opt/vigil/bin/node', entry: '/opt/vigil/lib/vigil.mjs', receiver: '/opt/vigil/lib/vigil-sync-receive.mjs', refapp: '/opt/vigil/lib/vigil-refapp.mjs' });
+    assert.deepEqual(VIGIL_INSTALL, {
+      dir: '/opt/vigil',
+      node: '/opt/vigil/bin/node',
+      entry: '/opt/vigil/lib/vigil.mjs',
+      receiver: '/opt/vigil/lib/vigil-sync-receive.mjs',
+      refapp: '/opt/vigil/lib/vigil-refapp.mjs',
+    });
     assert.equal(PATHS.clusterFile, '/etc/vigil/vigil.yaml');
     for (const topology of ['pair', 'distributed'] as const) {
       for (const m of machinesWith(topology, UNITS.agent)) {
-        const execs = unitOf(topology, m, UNITS.agent).split('\n').filter((l) => l.startsWith('ExecStart'));
+        const execs = unitOf(topology, m, UNITS.agent)
+          .split('\n')
+          .filter((l) => l.startsWith('ExecStart'));
         assert.deepEqual(execs, [`ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs agent --node ${m} --cluster /etc/vigil/vigil.yaml`]);
       }
-      const execs = unitOf(topology, 'observer', UNITS.observer).split('\n').filter((l) => l.startsWith('ExecStart'));
+      const execs = unitOf(topology, 'observer', UNITS.observer)
+        .split('\n')
+        .filter((l) => l.startsWith('ExecStart'));
       assert.deepEqual(execs, ['ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml']);
     }
-    assert.deepEqual(daemonCommand('agent', 'db2'), ['/opt/vigil/bin/node', '/opt/vigil/lib/vigil.mjs', 'agent', '--node', 'db2', '--cluster', '/etc/vigil/vigil.yaml']);
+    assert.deepEqual(daemonCommand('agent', 'db2'), [
+      '/opt/vigil/bin/node',
+      '/opt/vigil/lib/vigil.mjs',
+      'agent',
+      '--node',
+      'db2',
+      '--cluster',
+      '/etc/vigil/vigil.yaml',
+    ]);
   });
 
   it('runs the reference application from its own bundle, not the CLI', () => {
-    const execs = unitOf('distributed', 'app1', UNITS.refapp).split('\n').filter((l) => l.startsWith('ExecStart'));
+    const execs = unitOf('distributed', 'app1', UNITS.refapp)
+      .split('\n')
+      .filter((l) => l.startsWith('ExecStart'));
     assert.deepEqual(execs, ['ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil-refapp.mjs --config /etc/vigil/refapp/application.properties']);
   });
 
@@ -68,14 +100,20 @@ describe('systemd units', () => {
       const cmd = program.commands.find((c) => c.name() === daemon);
       assert.ok(cmd, daemon);
       const known = cmd.options.map((o) => o.long);
-      const passed = daemonCommand(daemon, 'app1').slice(3).filter((a) => a.startsWith('--'));
+      const passed = daemonCommand(daemon, 'app1')
+        .slice(3)
+        .filter((a) => a.startsWith('--'));
       assert.deepEqual(passed, ['--node', '--cluster']);
       for (const opt of passed) assert.ok(known.includes(opt), `${daemon} ${opt}`);
     }
   });
 
   it('starts the agent after Patroni on db machines only, without depending on it', () => {
-    for (const [topology, machine, db] of [['pair', 'app1', true], ['distributed', 'app1', false], ['distributed', 'db1', true]] as const) {
+    for (const [topology, machine, db] of [
+      ['pair', 'app1', true],
+      ['distributed', 'app1', false],
+      ['distributed', 'db1', true],
+    ] as const) {
       const agent = unitOf(topology, machine, UNITS.agent);
       assert.equal(/^After=vigil-patroni\.service$/m.test(agent), db, `${topology} ${machine}`);
       assert.doesNotMatch(agent, /^(Requires|Requisite|BindsTo|PartOf)=/m);
@@ -90,7 +128,17 @@ describe('systemd units', () => {
     assert.match(agent, /^KillMode=process$/m);
     assert.doesNotMatch(observer, /^KillMode=/m);
     for (const u of [agent, observer]) {
-      for (const line of ['Type=exec', 'Restart=always', 'RestartSec=1s', 'StartLimitIntervalSec=0', 'NoNewPrivileges=yes', 'StandardOutput=journal', 'TimeoutStopSec=10', 'Environment=NODE_ENV=production', 'WantedBy=multi-user.target']) {
+      for (const line of [
+        'Type=exec',
+        'Restart=always',
+        'RestartSec=1s',
+        'StartLimitIntervalSec=0',
+        'NoNewPrivileges=yes',
+        'StandardOutput=journal',
+        'TimeoutStopSec=10',
+        'Environment=NODE_ENV=production',
+        'WantedBy=multi-user.target',
+      ]) {
         assert.ok(u.split('\n').includes(line), `${line} in\n${u}`);
       }
       // root for now: no User= (the agent runs systemctl).
@@ -129,23 +177,33 @@ describe('systemd units', () => {
     }
   });
 
-  it('with database.watchdog: required, gives Patroni (postgres) the watchdog device before it starts, as root, and passes verify', { timeout: 60_000 }, async () => {
-    const plain = unitOf('distributed', 'db1', UNITS.patroni);
-    assert.doesNotMatch(plain, /watchdog/);
-    const cluster = clusterFixture('distributed', { database: { watchdog: 'required' } });
-    const unit = renderUnits(cluster, cluster.machines.find((m) => m.name === 'db1')!).find((f) => f.path.endsWith(UNITS.patroni))!.content;
-    assert.match(unit, /^ExecStartPre=-\+\/bin\/chown postgres:postgres \/dev\/watchdog$/m);
-    const dir = await tempDir('vigil-units-');
-    try {
-      const file = join(dir, UNITS.patroni);
-      await writeFile(file, unit);
-      const r = await runTool('systemd-analyze', ['verify', '--man=no', file], { cwd: dir });
-      assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
-      assert.deepEqual((r.stdout + r.stderr).split('\n').filter((l) => l.includes('vigil-')), []);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  it(
+    'with database.watchdog: required, gives Patroni (postgres) the watchdog device before it starts, as root, and passes verify',
+    { timeout: 60_000 },
+    async () => {
+      const plain = unitOf('distributed', 'db1', UNITS.patroni);
+      assert.doesNotMatch(plain, /watchdog/);
+      const cluster = clusterFixture('distributed', { database: { watchdog: 'required' } });
+      const unit = renderUnits(
+        cluster,
+        cluster.machines.find((m) => m.name === 'db1')!,
+      ).find((f) => f.path.endsWith(UNITS.patroni))!.content;
+      assert.match(unit, /^ExecStartPre=-\+\/bin\/chown postgres:postgres \/dev\/watchdog$/m);
+      const dir = await tempDir('vigil-units-');
+      try {
+        const file = join(dir, UNITS.patroni);
+        await writeFile(file, unit);
+        const r = await runTool('systemd-analyze', ['verify', '--man=no', file], { cwd: dir });
+        assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
+        assert.deepEqual(
+          (r.stdout + r.stderr).split('\n').filter((l) => l.includes('vigil-')),
+          [],
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('passes systemd-analyze verify', { timeout: 120_000 }, async () => {
     const dir = await tempDir('vigil-units-');

@@ -79,118 +79,143 @@ function unit(description: string, unitLines: string[], service: string[], insta
 }
 
 export function etcdUnit(): string {
-  return unit('Vigil etcd member (cluster state for Patroni and Vigil)', [], [
-    // Not Type=notify: etcd notifies only once the cluster has quorum, so starting the first
-    // member of three would block `systemctl start` until the others run. Readiness is checked
-    // with `etcdctl endpoint health` instead.
-    'Type=exec',
-    'User=etcd',
-    'Group=etcd',
-    `StateDirectory=${below(PATHS.etcdData, '/var/lib')}`,
-    'StateDirectoryMode=0700',
-    `ExecStart=${execLine(COMMANDS.etcd)}`,
-    'Restart=always',
-    'RestartSec=1s',
-    'LimitNOFILE=65536',
-  ], true);
+  return unit(
+    'Vigil etcd member (cluster state for Patroni and Vigil)',
+    [],
+    [
+      // Not Type=notify: etcd notifies only once the cluster has quorum, so starting the first
+      // member of three would block `systemctl start` until the others run. Readiness is checked
+      // with `etcdctl endpoint health` instead.
+      'Type=exec',
+      'User=etcd',
+      'Group=etcd',
+      `StateDirectory=${below(PATHS.etcdData, '/var/lib')}`,
+      'StateDirectoryMode=0700',
+      `ExecStart=${execLine(COMMANDS.etcd)}`,
+      'Restart=always',
+      'RestartSec=1s',
+      'LimitNOFILE=65536',
+    ],
+    true,
+  );
 }
 
 export function patroniUnit(watchdog: 'required' | 'off' = 'off'): string {
-  return unit('Vigil Patroni (PostgreSQL high availability)', ['After=vigil-etcd.service'], [
-    'Type=simple',
-    'User=postgres',
-    'Group=postgres',
-    // The unix socket directory; 0700 makes pg_hba's `local ... trust` line reachable by
-    // postgres and root only.
-    `RuntimeDirectory=${below(PATHS.pgSocketDir, '/run')}`,
-    'RuntimeDirectoryMode=0700',
-    // Parent of the data directory and the pgpass file, owned by postgres.
-    `StateDirectory=${below(dirname(PATHS.pgData), '/var/lib')}`,
-    'StateDirectoryMode=0700',
-    // Patroni runs as postgres and must open the watchdog device, which the kernel gives root:
-    // '+' runs this one command as root; '-': a missing device is Patroni's to report (it then
-    // refuses to lead), not a reason to keep it from starting as a replica.
-    ...(watchdog === 'required' ? [`ExecStartPre=-+${execLine([BINARIES.chown, 'postgres:postgres', WATCHDOG_DEVICE])}`] : []),
-    `ExecStart=${execLine(COMMANDS.patroni)}`,
-    // SIGHUP makes Patroni re-read patroni.yml (and rewrite pg_hba.conf) without a restart.
-    `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
-    // Stop signals go to Patroni only: Patroni shuts PostgreSQL down cleanly (and releases the
-    // leader key so a replica takes over at once). systemd signalling the postmaster directly
-    // would race Patroni; after a Patroni crash the still-running PostgreSQL is adopted on restart.
-    'KillMode=process',
-    // Long enough for a checkpoint at shutdown; shorter than an operator's patience.
-    'TimeoutSec=60',
-    // A crash is restarted quickly (the lease outlives a short outage); a clean stop is the
-    // operator's decision and stays stopped.
-    'Restart=on-failure',
-    'RestartSec=2s',
-    'LimitNOFILE=65536',
-  ], true);
+  return unit(
+    'Vigil Patroni (PostgreSQL high availability)',
+    ['After=vigil-etcd.service'],
+    [
+      'Type=simple',
+      'User=postgres',
+      'Group=postgres',
+      // The unix socket directory; 0700 makes pg_hba's `local ... trust` line reachable by
+      // postgres and root only.
+      `RuntimeDirectory=${below(PATHS.pgSocketDir, '/run')}`,
+      'RuntimeDirectoryMode=0700',
+      // Parent of the data directory and the pgpass file, owned by postgres.
+      `StateDirectory=${below(dirname(PATHS.pgData), '/var/lib')}`,
+      'StateDirectoryMode=0700',
+      // Patroni runs as postgres and must open the watchdog device, which the kernel gives root:
+      // '+' runs this one command as root; '-': a missing device is Patroni's to report (it then
+      // refuses to lead), not a reason to keep it from starting as a replica.
+      ...(watchdog === 'required' ? [`ExecStartPre=-+${execLine([BINARIES.chown, 'postgres:postgres', WATCHDOG_DEVICE])}`] : []),
+      `ExecStart=${execLine(COMMANDS.patroni)}`,
+      // SIGHUP makes Patroni re-read patroni.yml (and rewrite pg_hba.conf) without a restart.
+      `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
+      // Stop signals go to Patroni only: Patroni shuts PostgreSQL down cleanly (and releases the
+      // leader key so a replica takes over at once). systemd signalling the postmaster directly
+      // would race Patroni; after a Patroni crash the still-running PostgreSQL is adopted on restart.
+      'KillMode=process',
+      // Long enough for a checkpoint at shutdown; shorter than an operator's patience.
+      'TimeoutSec=60',
+      // A crash is restarted quickly (the lease outlives a short outage); a clean stop is the
+      // operator's decision and stays stopped.
+      'Restart=on-failure',
+      'RestartSec=2s',
+      'LimitNOFILE=65536',
+    ],
+    true,
+  );
 }
 
 export function haproxyUnit(): string {
   const check = execLine([BINARIES.haproxy, '-c', '-q', '-f', PATHS.haproxyConfig]);
-  return unit('Vigil HAProxy (entry point for the app and PostgreSQL)', [], [
-    'Type=notify', // -Ws: the master notifies systemd once the workers listen
-    // The stats socket's directory; preserved so a restart of haproxy never removes the
-    // directory other Vigil components keep their runtime files under.
-    `RuntimeDirectory=${below(ROOTS.run, '/run')}`,
-    'RuntimeDirectoryPreserve=yes',
-    // A cold start begins from the configuration, never from a state saved before it: a state
-    // file with no server in it (HAProxy warns about a missing one).
-    `ExecStartPre=${execLine([BINARIES.sh, '-c', `echo ${EMPTY_SERVER_STATE.trim()} > ${PATHS.haproxyState}`])}`,
-    `ExecStartPre=${check}`,
-    `ExecStart=${execLine(COMMANDS.haproxy)}`,
-    // A broken config is refused before the running one is replaced.
-    `ExecReload=${check}`,
-    // The new worker starts from the servers' current state (load-server-state-from-file):
-    // MAINT set by the observer stays, and the active server is UP at once. Best effort ('-'):
-    // without it the new worker starts from the configuration and the observer fences again.
-    `ExecReload=-${execLine([BINARIES.sh, '-c', `echo 'show servers state' | ${BINARIES.socat} stdio UNIX-CONNECT:${PATHS.haproxySocket} > ${PATHS.haproxyState}.tmp && mv ${PATHS.haproxyState}.tmp ${PATHS.haproxyState}`])}`,
-    `ExecReload=${BINARIES.kill} -USR2 $MAINPID`,
-    'KillMode=mixed',
-    'Restart=always',
-    'RestartSec=1s',
-    // haproxy exits 143 after SIGTERM.
-    'SuccessExitStatus=143',
-    'LimitNOFILE=65536',
-  ], true);
+  return unit(
+    'Vigil HAProxy (entry point for the app and PostgreSQL)',
+    [],
+    [
+      'Type=notify', // -Ws: the master notifies systemd once the workers listen
+      // The stats socket's directory; preserved so a restart of haproxy never removes the
+      // directory other Vigil components keep their runtime files under.
+      `RuntimeDirectory=${below(ROOTS.run, '/run')}`,
+      'RuntimeDirectoryPreserve=yes',
+      // A cold start begins from the configuration, never from a state saved before it: a state
+      // file with no server in it (HAProxy warns about a missing one).
+      `ExecStartPre=${execLine([BINARIES.sh, '-c', `echo ${EMPTY_SERVER_STATE.trim()} > ${PATHS.haproxyState}`])}`,
+      `ExecStartPre=${check}`,
+      `ExecStart=${execLine(COMMANDS.haproxy)}`,
+      // A broken config is refused before the running one is replaced.
+      `ExecReload=${check}`,
+      // The new worker starts from the servers' current state (load-server-state-from-file):
+      // MAINT set by the observer stays, and the active server is UP at once. Best effort ('-'):
+      // without it the new worker starts from the configuration and the observer fences again.
+      `ExecReload=-${execLine([BINARIES.sh, '-c', `echo 'show servers state' | ${BINARIES.socat} stdio UNIX-CONNECT:${PATHS.haproxySocket} > ${PATHS.haproxyState}.tmp && mv ${PATHS.haproxyState}.tmp ${PATHS.haproxyState}`])}`,
+      `ExecReload=${BINARIES.kill} -USR2 $MAINPID`,
+      'KillMode=mixed',
+      'Restart=always',
+      'RestartSec=1s',
+      // haproxy exits 143 after SIGTERM.
+      'SuccessExitStatus=143',
+      'LimitNOFILE=65536',
+    ],
+    true,
+  );
 }
 
 export function nginxUnit(): string {
   const argv = COMMANDS.nginx;
-  return unit('Vigil nginx (application web front; the agent runs it on the active node only)', [], [
-    'Type=exec',
-    `RuntimeDirectory=${below(NGINX_DIRS.run, '/run')}`,
-    `StateDirectory=${below(NGINX_DIRS.state, '/var/lib')}`,
-    `LogsDirectory=${below(NGINX_DIRS.log, '/var/log')}`,
-    `ExecStartPre=${execLine([argv[0], '-t', '-q', ...argv.slice(1)])}`,
-    `ExecStart=${execLine(argv)}`,
-    `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
-    // SIGTERM is nginx's fast shutdown: when the agent fences this node it must stop serving
-    // now, not after the last slow upload (SIGQUIT would wait for it).
-    'KillSignal=SIGTERM',
-    'KillMode=mixed',
-    'TimeoutStopSec=5s',
-    // Never started at boot (no [Install] section: a rebooted former master must not serve until
-    // the agent has confirmed it is active), and not restarted after a crash: the machine then
-    // fails its checks and the observer moves the application to a standby, as the agent does in
-    // the lab. A restart in place would hide a crash loop and flap.
-    'Restart=no',
-  ], false);
+  return unit(
+    'Vigil nginx (application web front; the agent runs it on the active node only)',
+    [],
+    [
+      'Type=exec',
+      `RuntimeDirectory=${below(NGINX_DIRS.run, '/run')}`,
+      `StateDirectory=${below(NGINX_DIRS.state, '/var/lib')}`,
+      `LogsDirectory=${below(NGINX_DIRS.log, '/var/log')}`,
+      `ExecStartPre=${execLine([argv[0], '-t', '-q', ...argv.slice(1)])}`,
+      `ExecStart=${execLine(argv)}`,
+      `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
+      // SIGTERM is nginx's fast shutdown: when the agent fences this node it must stop serving
+      // now, not after the last slow upload (SIGQUIT would wait for it).
+      'KillSignal=SIGTERM',
+      'KillMode=mixed',
+      'TimeoutStopSec=5s',
+      // Never started at boot (no [Install] section: a rebooted former master must not serve until
+      // the agent has confirmed it is active), and not restarted after a crash: the machine then
+      // fails its checks and the observer moves the application to a standby, as the agent does in
+      // the lab. A restart in place would hide a crash loop and flap.
+      'Restart=no',
+    ],
+    false,
+  );
 }
 
 /** The reference application, as the agent runs it on the active machine of a demo cluster. */
 export function refappUnit(): string {
-  return unit('Vigil reference application (the agent runs it on the active node only)', [], [
-    'Type=exec',
-    `StateDirectory=${below(PATHS.refappAttachments, '/var/lib')}`,
-    `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig])}`,
-    'Environment=NODE_ENV=production',
-    'KillSignal=SIGTERM',
-    'TimeoutStopSec=5s',
-    'Restart=no', // see nginxUnit
-  ], false);
+  return unit(
+    'Vigil reference application (the agent runs it on the active node only)',
+    [],
+    [
+      'Type=exec',
+      `StateDirectory=${below(PATHS.refappAttachments, '/var/lib')}`,
+      `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig])}`,
+      'Environment=NODE_ENV=production',
+      'KillSignal=SIGTERM',
+      'TimeoutStopSec=5s',
+      'Restart=no', // see nginxUnit
+    ],
+    false,
+  );
 }
 
 /**
@@ -249,33 +274,40 @@ export function agentUnit(machine: Machine): string {
       // Patroni at boot and stop before it at shutdown.
       [`After=${UNITS.patroni}`]
     : [];
-  return unit("Vigil node agent (reports this machine's state, runs the application on the active machine)", [...after, NO_START_LIMIT], [
-    // root: it runs systemctl on the application's units (see daemonService).
-    ...daemonService('agent', machine),
-    // Stopping or restarting the agent (an upgrade, a crash) must never take the application
-    // down: only the agent's own process is signalled. The application's services are units of
-    // their own, outside this cgroup, so the default would spare them too; a file-sync push in
-    // flight (rsync over ssh, in this cgroup) is left to finish. Whether a dead agent should take
-    // the application down with it is the fencing issue's question (KillMode, BindsTo=).
-    'KillMode=process',
-  ], true);
+  return unit(
+    "Vigil node agent (reports this machine's state, runs the application on the active machine)",
+    [...after, NO_START_LIMIT],
+    [
+      // root: it runs systemctl on the application's units (see daemonService).
+      ...daemonService('agent', machine),
+      // Stopping or restarting the agent (an upgrade, a crash) must never take the application
+      // down: only the agent's own process is signalled. The application's services are units of
+      // their own, outside this cgroup, so the default would spare them too; a file-sync push in
+      // flight (rsync over ssh, in this cgroup) is left to finish. Whether a dead agent should take
+      // the application down with it is the fencing issue's question (KillMode, BindsTo=).
+      'KillMode=process',
+    ],
+    true,
+  );
 }
 
 /** The observer: watches the app machines, moves the active role, fails over. */
 export function observerUnit(machine: Machine): string {
   // The observer's etcd and HAProxy may be on this very machine (the presets' observer); then it
   // starts after them. Wants/Requires are left out: it copes with either being down or remote.
-  const after = [
-    ...(machine.roles.includes('etcd') ? [`After=${UNITS.etcd}`] : []),
-    ...(machine.roles.includes('proxy') ? [`After=${UNITS.haproxy}`] : []),
-  ];
-  return unit('Vigil observer (watches the app machines and fails over)', [...after, NO_START_LIMIT], [
-    // root for now (see daemonService for what hardening would change).
-    ...daemonService('observer', machine),
-    // The event log's file (events.jsonl) lives under /var/log/vigil.
-    `LogsDirectory=${below(ROOTS.log, '/var/log')}`,
-    // The observer starts no processes: the default KillMode=control-group stops it whole.
-  ], true);
+  const after = [...(machine.roles.includes('etcd') ? [`After=${UNITS.etcd}`] : []), ...(machine.roles.includes('proxy') ? [`After=${UNITS.haproxy}`] : [])];
+  return unit(
+    'Vigil observer (watches the app machines and fails over)',
+    [...after, NO_START_LIMIT],
+    [
+      // root for now (see daemonService for what hardening would change).
+      ...daemonService('observer', machine),
+      // The event log's file (events.jsonl) lives under /var/log/vigil.
+      `LogsDirectory=${below(ROOTS.log, '/var/log')}`,
+      // The observer starts no processes: the default KillMode=control-group stops it whole.
+    ],
+    true,
+  );
 }
 
 /** The units a machine needs, by its roles. */

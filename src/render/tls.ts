@@ -34,14 +34,25 @@ export async function checkTlsBundle(path: string, now: Date = new Date()): Prom
   } catch (err) {
     if (err instanceof VigilError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    return fail(path, code === 'ENOENT' ? 'the certificate bundle does not exist' : `the certificate bundle cannot be read (${code ?? String(err)})`, code === 'ENOENT' ? MAKE(path) : `check the path and the permissions of ${path}`, err);
+    return fail(
+      path,
+      code === 'ENOENT' ? 'the certificate bundle does not exist' : `the certificate bundle cannot be read (${code ?? String(err)})`,
+      code === 'ENOENT' ? MAKE(path) : `check the path and the permissions of ${path}`,
+      err,
+    );
   }
   // Checked first: a private key others could read must be treated as leaked, whatever it is.
   if ((mode & 0o077) !== 0) {
     const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    fail(path, `the certificate bundle has mode ${octal}: group or others can read its private key`, `chmod 600 ${path} (and consider the key compromised if others had access)`);
+    fail(
+      path,
+      `the certificate bundle has mode ${octal}: group or others can read its private key`,
+      `chmod 600 ${path} (and consider the key compromised if others had access)`,
+    );
   }
-  const text = await readFile(path, 'utf8').catch((err: unknown) => fail(path, 'the certificate bundle cannot be read', `check the permissions of ${path}`, err));
+  const text = await readFile(path, 'utf8').catch((err: unknown) =>
+    fail(path, 'the certificate bundle cannot be read', `check the permissions of ${path}`, err),
+  );
   checkTlsBundleText(text, path, now);
 }
 
@@ -59,28 +70,54 @@ export function checkTlsBundleText(text: string, path: string, now: Date = new D
   if (keys.length > 1) fail(path, `the bundle contains ${keys.length} private keys`, 'keep only the key of the server certificate in the bundle');
   const keyBlock = keys[0]!;
   if (keyBlock.type === 'ENCRYPTED PRIVATE KEY' || keyBlock.pem.includes('Proc-Type: 4,ENCRYPTED')) {
-    fail(path, 'the private key is protected by a passphrase, which HAProxy cannot ask for at start', `decrypt it once: \`openssl pkey -in server.key -out server-plain.key\`, rebuild the bundle with it and chmod 600 ${path}`);
+    fail(
+      path,
+      'the private key is protected by a passphrase, which HAProxy cannot ask for at start',
+      `decrypt it once: \`openssl pkey -in server.key -out server-plain.key\`, rebuild the bundle with it and chmod 600 ${path}`,
+    );
   }
   let cert: X509Certificate;
   let key: KeyObject;
   try {
     cert = new X509Certificate(certs[0]!.pem);
   } catch (err) {
-    return fail(path, 'the first certificate of the bundle cannot be parsed', 'replace it with the PEM certificate of the server (openssl x509 -in server.crt -noout -text must read it)', err);
+    return fail(
+      path,
+      'the first certificate of the bundle cannot be parsed',
+      'replace it with the PEM certificate of the server (openssl x509 -in server.crt -noout -text must read it)',
+      err,
+    );
   }
   try {
     key = createPrivateKey(keyBlock.pem);
   } catch (err) {
-    return fail(path, 'the private key of the bundle cannot be parsed', 'replace it with the PEM private key of the certificate (openssl pkey -in server.key -noout must read it)', err);
+    return fail(
+      path,
+      'the private key of the bundle cannot be parsed',
+      'replace it with the PEM private key of the certificate (openssl pkey -in server.key -noout must read it)',
+      err,
+    );
   }
   if (!cert.checkPrivateKey(key)) {
-    fail(path, `the private key does not belong to the certificate (${cert.subject.replaceAll('\n', ', ')})`, 'use the key that was generated together with this certificate (its CSR), with the server certificate first in the file');
+    fail(
+      path,
+      `the private key does not belong to the certificate (${cert.subject.replaceAll('\n', ', ')})`,
+      'use the key that was generated together with this certificate (its CSR), with the server certificate first in the file',
+    );
   }
   if (new Date(cert.validTo) <= now) {
-    fail(path, `the certificate expired on ${new Date(cert.validTo).toISOString()}`, 'renew the certificate with your CA (or create a new self-signed one for a lab) and rebuild the bundle');
+    fail(
+      path,
+      `the certificate expired on ${new Date(cert.validTo).toISOString()}`,
+      'renew the certificate with your CA (or create a new self-signed one for a lab) and rebuild the bundle',
+    );
   }
   if (new Date(cert.validFrom) > now) {
-    fail(path, `the certificate is not valid before ${new Date(cert.validFrom).toISOString()}`, "check this machine's clock (timedatectl) or wait until the certificate becomes valid");
+    fail(
+      path,
+      `the certificate is not valid before ${new Date(cert.validFrom).toISOString()}`,
+      "check this machine's clock (timedatectl) or wait until the certificate becomes valid",
+    );
   }
 }
 
@@ -95,18 +132,47 @@ export async function createSelfSignedBundle(path: string, commonName: string, i
   }
   const bad = ipAddresses.find((a) => !isIP(a));
   if (bad !== undefined) throw new VigilError('USAGE', [problem('IP addresses', `"${bad}" is not an IP address`, 'pass addresses such as 10.0.0.10')]);
-  const san = [...(isIP(commonName) ? [] : [`DNS:${commonName}`]), ...[...new Set([...(isIP(commonName) ? [commonName] : []), ...ipAddresses])].map((a) => `IP:${a}`)];
+  const san = [
+    ...(isIP(commonName) ? [] : [`DNS:${commonName}`]),
+    ...[...new Set([...(isIP(commonName) ? [commonName] : []), ...ipAddresses])].map((a) => `IP:${a}`),
+  ];
   const dir = await mkdtemp(join(tmpdir(), 'vigil-tls-'));
   try {
     const keyFile = join(dir, 'key.pem');
     const certFile = join(dir, 'cert.pem');
-    const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', String(opts.days ?? 825), '-subj', `/CN=${commonName}`];
+    const args = [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-days',
+      String(opts.days ?? 825),
+      '-subj',
+      `/CN=${commonName}`,
+    ];
     if (san.length > 0) args.push('-addext', `subjectAltName=${san.join(',')}`);
     try {
       await run('openssl', args, { timeout: 30_000 });
     } catch (err) {
       const stderr = (err as { stderr?: string }).stderr ?? '';
-      throw new VigilError('TLS_BUNDLE', [problem(path, `openssl could not create the certificate: ${stderr.trim() || String(err)}`, 'install openssl (apt-get install openssl / dnf install openssl)')], { cause: err });
+      throw new VigilError(
+        'TLS_BUNDLE',
+        [
+          problem(
+            path,
+            `openssl could not create the certificate: ${stderr.trim() || String(err)}`,
+            'install openssl (apt-get install openssl / dnf install openssl)',
+          ),
+        ],
+        { cause: err },
+      );
     }
     const bundle = (await readFile(certFile, 'utf8')) + (await readFile(keyFile, 'utf8'));
     await mkdir(dirname(path), { recursive: true });

@@ -30,7 +30,9 @@ async function checkReplaceable(out: string): Promise<void> {
   }
   // Never replace a directory that is not ours: --out /etc would otherwise be deleted.
   if (entries.length > 0 && !entries.includes(RENDER_MARKER)) {
-    throw new VigilError('USAGE', [problem(out, 'the output directory is not empty and was not written by `vigil render`', 'choose an empty or new --out directory')]);
+    throw new VigilError('USAGE', [
+      problem(out, 'the output directory is not empty and was not written by `vigil render`', 'choose an empty or new --out directory'),
+    ]);
   }
 }
 
@@ -46,7 +48,9 @@ export async function writeRendered(files: RenderedFile[], outDir: string): Prom
   try {
     for (const file of files) {
       if (!isAbsolute(file.path) || normalize(file.path) !== file.path || !/^[a-z][a-z0-9-]*$/.test(file.machine)) {
-        throw new VigilError('RENDER', [problem(`${file.machine}:${file.path}`, 'not a machine name and absolute path', 'report this as a bug in the renderer')]);
+        throw new VigilError('RENDER', [
+          problem(`${file.machine}:${file.path}`, 'not a machine name and absolute path', 'report this as a bug in the renderer'),
+        ]);
       }
       const rel = join(file.machine, file.path);
       if (seen.has(rel)) throw new VigilError('RENDER', [problem(`${file.machine}:${file.path}`, 'rendered twice', 'report this as a bug in the renderer')]);

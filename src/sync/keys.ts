@@ -21,7 +21,8 @@ const keyPart = (publicKey: string): string => publicKey.trim().split(/\s+/).sli
  * address, with no terminal, forwarding or user rc (`restrict`).
  */
 export function authorizedKeyLine(o: { peer: string; peerAddress: string; publicKey: string; receiverCommand: string }): string {
-  if (/["\\\n]/.test(o.receiverCommand)) throw new Error(`receiver command ${JSON.stringify(o.receiverCommand)} must not contain quotes, backslashes or newlines`);
+  if (/["\\\n]/.test(o.receiverCommand))
+    throw new Error(`receiver command ${JSON.stringify(o.receiverCommand)} must not contain quotes, backslashes or newlines`);
   return `restrict,from="${o.peerAddress}",command="${o.receiverCommand} --peer ${o.peer}" ${keyPart(o.publicKey)} vigil-sync@${o.peer}`;
 }
 

@@ -1,6 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classifyFailure, decidePush, incrementalArgs, needsQuarantine, percentile, quarantineDir, reconcileArgs, serverArgv, stillAccepted, type AcceptState } from './protocol.ts';
+import {
+  classifyFailure,
+  decidePush,
+  incrementalArgs,
+  needsQuarantine,
+  percentile,
+  quarantineDir,
+  reconcileArgs,
+  serverArgv,
+  stillAccepted,
+  type AcceptState,
+} from './protocol.ts';
 
 const DIR = '/var/lib/vigil/app/attachments';
 const NOW = 1_000_000;
@@ -10,8 +21,19 @@ const push = (epoch: number, opts = '-logDtprce.iLsfxCIvu --timeout=30 --delete 
 
 test('a push from the active machine at the current epoch is accepted', () => {
   const d = decidePush(push(7), 'app1', state, NOW);
-  assert.deepEqual(d, { ok: true, epoch: 7, dir: DIR, full: true, options: ['-logDtprce.iLsfxCIvu', '--timeout=30', '--delete', '--force', '--partial-dir', '.vigil-sync-partial', '--numeric-ids'] });
-  const inc = decidePush(push(7, '-logDtprRe.iLsfxCIvu --timeout=30 --force --delete-missing-args --partial-dir .vigil-sync-partial --numeric-ids'), 'app1', state, NOW);
+  assert.deepEqual(d, {
+    ok: true,
+    epoch: 7,
+    dir: DIR,
+    full: true,
+    options: ['-logDtprce.iLsfxCIvu', '--timeout=30', '--delete', '--force', '--partial-dir', '.vigil-sync-partial', '--numeric-ids'],
+  });
+  const inc = decidePush(
+    push(7, '-logDtprRe.iLsfxCIvu --timeout=30 --force --delete-missing-args --partial-dir .vigil-sync-partial --numeric-ids'),
+    'app1',
+    state,
+    NOW,
+  );
   assert.equal(inc.ok && inc.full, false);
   assert.equal(inc.ok, true);
 });
@@ -61,7 +83,16 @@ test('quarantine until a full reconciliation from the same machine and epoch com
   assert.equal(needsQuarantine({ [DIR]: { node: 'app1', epoch: 7, at: 'x' } }, `${DIR}/`, 'app1', 7), false);
   const q = quarantineDir('/var/lib/vigil/sync/quarantine', `${DIR}/`, 'app1', 7, new Date('2026-11-25T01:02:03.456Z'), 42);
   assert.equal(q, '/var/lib/vigil/sync/quarantine/2026-11-25T01-02-03-456Z-epoch-7-from-app1-42/var/lib/vigil/app/attachments');
-  assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu', '--delete'], DIR, q), ['rsync', '--server', '-logDtpre.iLsfxCIvu', '--delete', '--backup', `--backup-dir=${q}`, '.', `${DIR}/`]);
+  assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu', '--delete'], DIR, q), [
+    'rsync',
+    '--server',
+    '-logDtpre.iLsfxCIvu',
+    '--delete',
+    '--backup',
+    `--backup-dir=${q}`,
+    '.',
+    `${DIR}/`,
+  ]);
   assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu'], DIR, null), ['rsync', '--server', '-logDtpre.iLsfxCIvu', '.', `${DIR}/`]);
 });
 
@@ -77,10 +108,18 @@ test('the pusher names the epoch, the directory and only options the receiver ac
 });
 
 test("rsync's failures are told apart: refused, disk full, unreachable, other", () => {
-  assert.deepEqual(classifyFailure(12, 'vigil-sync refused: stale push from app1 at epoch 6: the active machine is app2 at epoch 7\nrsync: connection unexpectedly closed', 'app2', DIR), {
-    kind: 'refused',
-    message: 'app2 refused the push: stale push from app1 at epoch 6: the active machine is app2 at epoch 7',
-  });
+  assert.deepEqual(
+    classifyFailure(
+      12,
+      'vigil-sync refused: stale push from app1 at epoch 6: the active machine is app2 at epoch 7\nrsync: connection unexpectedly closed',
+      'app2',
+      DIR,
+    ),
+    {
+      kind: 'refused',
+      message: 'app2 refused the push: stale push from app1 at epoch 6: the active machine is app2 at epoch 7',
+    },
+  );
   assert.equal(classifyFailure(11, 'rsync: [receiver] write failed on "/x": No space left on device (28)', 'app2', DIR).kind, 'disk-full');
   assert.equal(classifyFailure(255, 'ssh: connect to host 10.0.0.12 port 22: Connection refused', 'app2', DIR).kind, 'unreachable');
   assert.equal(classifyFailure(255, 'Host key verification failed.', 'app2', DIR).kind, 'unreachable');
@@ -92,5 +131,11 @@ test("rsync's failures are told apart: refused, disk full, unreachable, other", 
 test('percentiles by nearest rank', () => {
   assert.equal(percentile([], 99), 0);
   assert.equal(percentile([5, 1, 3, 2, 4], 50), 3);
-  assert.equal(percentile(Array.from({ length: 100 }, (_, i) => i + 1), 99), 99);
+  assert.equal(
+    percentile(
+      Array.from({ length: 100 }, (_, i) => i + 1),
+      99,
+    ),
+    99,
+  );
 });

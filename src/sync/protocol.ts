@@ -50,9 +50,7 @@ export interface AcceptState {
 /** Per synced directory: the machine and epoch of the last full reconciliation received. */
 export type Sources = Record<string, { node: string; epoch: number; at: string }>;
 
-export type PushDecision =
-  | { ok: true; epoch: number; dir: string; full: boolean; options: string[] }
-  | { ok: false; reason: string };
+export type PushDecision = { ok: true; epoch: number; dir: string; full: boolean; options: string[] } | { ok: false; reason: string };
 
 const SAFE_TOKEN = /^[A-Za-z0-9._/=,:@+-]+$/;
 /** rsync's compact server flags: transfer options, then `e.` and the protocol capabilities. `s` (secluded args) is refused: it would move the paths out of sight. */
@@ -96,7 +94,8 @@ export function decidePush(command: string | undefined, peer: string, state: Acc
   if (peer === state.node) return refuse(`a push from ${peer} to itself`);
   if (state.confirmedAtMs === null) return refuse(`the agent on ${state.node} has not yet confirmed the active record in etcd`);
   const age = nowMs - state.confirmedAtMs;
-  if (age >= state.leaseMs) return refuse(`the agent on ${state.node} last confirmed the active record ${age} ms ago (lease ${state.leaseMs} ms): it cannot vouch for ${peer}`);
+  if (age >= state.leaseMs)
+    return refuse(`the agent on ${state.node} last confirmed the active record ${age} ms ago (lease ${state.leaseMs} ms): it cannot vouch for ${peer}`);
   if (!state.active) return refuse('no machine is active yet');
   if (state.active.node !== peer || state.active.epoch !== epoch)
     return refuse(`stale push from ${peer} at epoch ${epoch}: the active machine is ${state.active.node} at epoch ${state.active.epoch}`);
@@ -163,7 +162,15 @@ export function sshCommand(o: { key: string; knownHosts: string; controlDir: str
   ].join(' ');
 }
 
-const baseArgs = (t: PushTarget) => ['-a', '--numeric-ids', `--partial-dir=${PARTIAL_DIR}`, `--timeout=${t.timeoutSeconds}`, '-e', t.sshCommand, `--rsync-path=${PUSH_MARKER} ${t.epoch} rsync`];
+const baseArgs = (t: PushTarget) => [
+  '-a',
+  '--numeric-ids',
+  `--partial-dir=${PARTIAL_DIR}`,
+  `--timeout=${t.timeoutSeconds}`,
+  '-e',
+  t.sshCommand,
+  `--rsync-path=${PUSH_MARKER} ${t.epoch} rsync`,
+];
 
 /**
  * rsync arguments for the changed paths of one directory (read NUL-separated from stdin): each is
@@ -180,13 +187,22 @@ export function incrementalArgs(dir: string, t: PushTarget, remoteDir = dir): st
  * there (rsync stops with exit 25 if it would have) and the operator is told.
  */
 export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir, sourceEmpty = false): string[] {
-  return [...baseArgs(t), '--delete', ...(sourceEmpty ? ['--max-delete=0'] : []), '--force', ...(checksum ? ['--checksum'] : []), `${trimSlash(dir)}/`, `${t.address}:${trimSlash(remoteDir)}/`];
+  return [
+    ...baseArgs(t),
+    '--delete',
+    ...(sourceEmpty ? ['--max-delete=0'] : []),
+    '--force',
+    ...(checksum ? ['--checksum'] : []),
+    `${trimSlash(dir)}/`,
+    `${t.address}:${trimSlash(remoteDir)}/`,
+  ];
 }
 
 /** What went wrong with a push, from rsync's exit status and its (and the receiver's) messages. */
 export function classifyFailure(code: number, stderr: string, peer: string, dir: string): { kind: SyncErrorKind; message: string } {
   const refused = stderr.split('\n').find((l) => l.includes(REFUSED_PREFIX));
-  if (refused) return { kind: 'refused', message: `${peer} refused the push: ${refused.slice(refused.indexOf(REFUSED_PREFIX) + REFUSED_PREFIX.length).trim()}` };
+  if (refused)
+    return { kind: 'refused', message: `${peer} refused the push: ${refused.slice(refused.indexOf(REFUSED_PREFIX) + REFUSED_PREFIX.length).trim()}` };
   if (code === 25 || /Deletions stopped due to --max-delete/.test(stderr))
     return {
       kind: 'failed',

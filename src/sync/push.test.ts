@@ -158,9 +158,17 @@ test('what only the standby holds is moved to quarantine by the first reconcilia
     assert.match(sessions[0]!, /-epoch-7-from-app1-/);
     const kept = await tree(join(r.quarantine, sessions[0]!));
     const prefix = r.dst.slice(1);
-    assert.deepEqual(kept, { [`${prefix}/shared.txt`]: 'version only the old active had', [`${prefix}/unsynced/lost-if-deleted.txt`]: 'never reached the new active' });
+    assert.deepEqual(kept, {
+      [`${prefix}/shared.txt`]: 'version only the old active had',
+      [`${prefix}/unsynced/lost-if-deleted.txt`]: 'never reached the new active',
+    });
     // The receiver records the completed reconciliation just after rsync has exited.
-    const sources = await waitFor('the reconciliation to be recorded', async () => JSON.parse(await readFile(r.sources, 'utf8').catch(() => 'null')) as Record<string, { node: string; epoch: number }> | null ?? undefined, 10_000, 50);
+    const sources = await waitFor(
+      'the reconciliation to be recorded',
+      async () => (JSON.parse(await readFile(r.sources, 'utf8').catch(() => 'null')) as Record<string, { node: string; epoch: number }> | null) ?? undefined,
+      10_000,
+      50,
+    );
     assert.deepEqual({ node: sources[r.dst]!.node, epoch: sources[r.dst]!.epoch }, { node: 'app1', epoch: 7 });
     // From now on a deletion is the active machine's own and is carried as such.
     await rm(join(r.src, 'shared.txt'));
@@ -187,7 +195,7 @@ test('an empty directory on the active machine never empties a standby', async (
   assert.equal(await readFile(join(r.dst, 'only-copy.txt'), 'utf8'), 'the standby holds the only copy');
 });
 
-test('a process that keeps rsync\'s stderr open (ssh\'s ControlMaster, for a hung standby) holds up neither a push nor stop()', { timeout: 20_000 }, async () => {
+test("a process that keeps rsync's stderr open (ssh's ControlMaster, for a hung standby) holds up neither a push nor stop()", { timeout: 20_000 }, async () => {
   const r = await rig('held-stderr');
   await writeFile(join(r.src, 'a.txt'), 'one');
   const pids = join(r.root, 'pids');
@@ -196,7 +204,10 @@ test('a process that keeps rsync\'s stderr open (ssh\'s ControlMaster, for a hun
   // rsync's stand-in: leaves a process behind on its stderr, as the ControlMaster holds the
   // session's stdio until the standby closes it; then succeeds, or (with the hang file) hangs.
   const rsync = join(r.root, 'rsync');
-  await writeFile(rsync, ['#!/bin/sh', `sleep 60 & echo $! >> ${pids}`, `[ -e ${hang} ] || exit 0`, `echo $$ >> ${pids}; : > ${running}`, 'exec sleep 60', ''].join('\n'));
+  await writeFile(
+    rsync,
+    ['#!/bin/sh', `sleep 60 & echo $! >> ${pids}`, `[ -e ${hang} ] || exit 0`, `echo $$ >> ${pids}; : > ${running}`, 'exec sleep 60', ''].join('\n'),
+  );
   await chmod(rsync, 0o755);
   const events: { event: string }[] = [];
   const p = new Pusher({
@@ -218,7 +229,15 @@ test('a process that keeps rsync\'s stderr open (ssh\'s ControlMaster, for a hun
     assert.ok(Date.now() - started < 3_000, `the reconciliation took ${Date.now() - started} ms`);
     await writeFile(hang, '');
     p.reconcileNow();
-    await waitFor('the hanging push', async () => (await readFile(running).then(() => true).catch(() => undefined)), 5_000, 20);
+    await waitFor(
+      'the hanging push',
+      async () =>
+        await readFile(running)
+          .then(() => true)
+          .catch(() => undefined),
+      5_000,
+      20,
+    );
     const stopping = Date.now();
     await p.stop();
     assert.ok(Date.now() - stopping < 3_000, `stop() took ${Date.now() - stopping} ms`);

@@ -328,7 +328,13 @@ class Channel {
   }
 
   private target(): PushTarget {
-    return { address: this.peer.address, sshPort: this.peer.sshPort, epoch: this.o.epoch, sshCommand: this.o.sshCommand(this.peer), timeoutSeconds: this.o.timeoutSeconds };
+    return {
+      address: this.peer.address,
+      sshPort: this.peer.sshPort,
+      epoch: this.o.epoch,
+      sshCommand: this.o.sshCommand(this.peer),
+      timeoutSeconds: this.o.timeoutSeconds,
+    };
   }
 
   /**

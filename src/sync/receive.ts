@@ -11,7 +11,18 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { REFUSED_EXIT, REFUSED_PREFIX, SYNC_PATHS, decidePush, needsQuarantine, quarantineDir, serverArgv, stillAccepted, type AcceptState, type Sources } from './protocol.ts';
+import {
+  REFUSED_EXIT,
+  REFUSED_PREFIX,
+  SYNC_PATHS,
+  decidePush,
+  needsQuarantine,
+  quarantineDir,
+  serverArgv,
+  stillAccepted,
+  type AcceptState,
+  type Sources,
+} from './protocol.ts';
 
 export interface ReceiveOptions {
   peer: string;
@@ -63,7 +74,9 @@ export async function receive(o: ReceiveOptions): Promise<number> {
     return REFUSED_EXIT;
   }
   const sources = readJson<Sources>(sourcesFile) ?? {};
-  const quarantine = needsQuarantine(sources, decision.dir, o.peer, decision.epoch) ? quarantineDir(qroot, decision.dir, o.peer, decision.epoch, new Date(), process.pid) : null;
+  const quarantine = needsQuarantine(sources, decision.dir, o.peer, decision.epoch)
+    ? quarantineDir(qroot, decision.dir, o.peer, decision.epoch, new Date(), process.pid)
+    : null;
   mkdirSync(receivers, { recursive: true });
   const mark = join(receivers, String(process.pid));
   writeFileSync(mark, `${o.peer} ${decision.epoch} ${decision.dir}\n`);
@@ -78,7 +91,8 @@ export async function receive(o: ReceiveOptions): Promise<number> {
   const onTerm = () => stop('the agent stopped this receiver: its machine is becoming active');
   process.on('SIGTERM', onTerm);
   const recheck = setInterval(() => {
-    if (!stillAccepted(o.peer, decision.epoch, readJson<AcceptState>(acceptFile))) stop(`the active record moved away from ${o.peer} at epoch ${decision.epoch} during the transfer`);
+    if (!stillAccepted(o.peer, decision.epoch, readJson<AcceptState>(acceptFile)))
+      stop(`the active record moved away from ${o.peer} at epoch ${decision.epoch} during the transfer`);
   }, o.recheckMs ?? 100);
   const code = await new Promise<number>((resolve) => {
     child.on('error', (err) => {

@@ -48,7 +48,9 @@ export class FileSync {
   constructor(private readonly o: FileSyncOptions) {
     this.paths = { ...SYNC_PATHS, ...o.paths };
     this.quarantine = { path: this.paths.quarantine, files: 0, bytes: 0, sessions: [] };
-    this.peers = o.cluster.machines.filter((m) => m.roles.includes('app') && m.name !== o.node).map((m) => ({ node: m.name, address: m.address, sshPort: o.cluster.fileSync.sshPort }));
+    this.peers = o.cluster.machines
+      .filter((m) => m.roles.includes('app') && m.name !== o.node)
+      .map((m) => ({ node: m.name, address: m.address, sshPort: o.cluster.fileSync.sshPort }));
   }
 
   get dirs(): string[] {
@@ -117,7 +119,8 @@ export class FileSync {
   private async startPushing(epoch: number): Promise<void> {
     await this.stopPushing(`epoch ${epoch} begins`);
     const c = this.o.cluster;
-    const ssh = (peer: PeerSpec) => sshCommand({ key: this.paths.key, knownHosts: this.paths.knownHosts, controlDir: this.paths.controlDir, port: peer.sshPort, connectTimeoutSeconds: 3 });
+    const ssh = (peer: PeerSpec) =>
+      sshCommand({ key: this.paths.key, knownHosts: this.paths.knownHosts, controlDir: this.paths.controlDir, port: peer.sshPort, connectTimeoutSeconds: 3 });
     const pusher = new Pusher({
       epoch,
       dirs: this.dirs,

@@ -59,7 +59,9 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
       listeners: got(listeners),
       paths: got(paths),
       disk: got([{ path: '/var/lib/vigil', mount: '/', totalBytes: 100 * 2 ** 30, freeBytes: 60 * 2 ** 30 }]),
-      ports: reqs.filter((r) => r.from.includes(m.name)).map((r) => ({ from: m.name, to: r.to, port: r.port, outcome: r.activeOnly && r.to !== active ? 'refused' : 'open' })),
+      ports: reqs
+        .filter((r) => r.from.includes(m.name))
+        .map((r) => ({ from: m.name, to: r.to, port: r.port, outcome: r.activeOnly && r.to !== active ? 'refused' : 'open' })),
       pki: got({ caPem: pki.ca.certPem, identities }),
     };
     if (m.roles.includes('proxy')) f.haproxyConfig = got({ valid: true, output: '' });
@@ -77,12 +79,26 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
   return {
     machines,
     cluster: {
-      etcd: etcd.map((m, i) => ({ machine: m.name, endpoint: `http://${m.address}:2379`, health: got({ healthy: true }), status: got({ leader: '42', memberId: String(i + 1), dbSizeBytes: 2 ** 20 }) })),
+      etcd: etcd.map((m, i) => ({
+        machine: m.name,
+        endpoint: `http://${m.address}:2379`,
+        health: got({ healthy: true }),
+        status: got({ leader: '42', memberId: String(i + 1), dbSizeBytes: 2 ** 20 }),
+      })),
       etcdMembers: got(etcd.map((m) => m.name)),
-      state: got({ active: { node: active, epoch: 3, since: now, reason: 'bootstrap' }, observerLeader: { id: 'o1', host: 'observer', since: now }, maintenance: null }),
+      state: got({
+        active: { node: active, epoch: 3, since: now, reason: 'bootstrap' },
+        observerLeader: { id: 'o1', host: 'observer', since: now },
+        maintenance: null,
+      }),
       patroni: got({
         from: primary ?? '',
-        members: withRole(cluster, 'db').map((m) => ({ name: m.name, role: m.name === primary ? 'leader' : 'sync_standby', state: m.name === primary ? 'running' : 'streaming', lagBytes: m.name === primary ? null : 0 })),
+        members: withRole(cluster, 'db').map((m) => ({
+          name: m.name,
+          role: m.name === primary ? 'leader' : 'sync_standby',
+          state: m.name === primary ? 'running' : 'streaming',
+          lagBytes: m.name === primary ? null : 0,
+        })),
         paused: false,
         synchronousMode: cluster.database.replication === 'synchronous',
       }),
@@ -90,8 +106,20 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
       haproxy: withRole(cluster, 'proxy').map((p) => ({
         machine: p.name,
         servers: got([
-          ...withRole(cluster, 'app').map((m) => ({ backend: 'app', server: m.name, admin: m.name === active ? ('ready' as const) : ('maint' as const), op: m.name === active ? ('up' as const) : ('down' as const), checks: 'enabled' as const })),
-          ...withRole(cluster, 'db').map((m) => ({ backend: 'postgres', server: m.name, admin: 'ready' as const, op: m.name === primary ? ('up' as const) : ('down' as const), checks: 'enabled' as const })),
+          ...withRole(cluster, 'app').map((m) => ({
+            backend: 'app',
+            server: m.name,
+            admin: m.name === active ? ('ready' as const) : ('maint' as const),
+            op: m.name === active ? ('up' as const) : ('down' as const),
+            checks: 'enabled' as const,
+          })),
+          ...withRole(cluster, 'db').map((m) => ({
+            backend: 'postgres',
+            server: m.name,
+            admin: 'ready' as const,
+            op: m.name === primary ? ('up' as const) : ('down' as const),
+            checks: 'enabled' as const,
+          })),
         ]),
       })),
       adminPki: got({ caPem: pki.ca.certPem }),
@@ -117,7 +145,11 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
                       role: isActive ? ('pushing' as const) : ('receiving' as const),
                       dirs: cluster.application.syncDirs,
                       watch: isActive ? { dirs: 1, degraded: null } : null,
-                      peers: isActive ? withRole(cluster, 'app').filter((o) => o.name !== m.name).map((o) => ({ node: o.name, backlog: 0, lagMs: 0, reconciling: false, lastSyncAt: now, lastReconcileAt: now, error: null })) : [],
+                      peers: isActive
+                        ? withRole(cluster, 'app')
+                            .filter((o) => o.name !== m.name)
+                            .map((o) => ({ node: o.name, backlog: 0, lagMs: 0, reconciling: false, lastSyncAt: now, lastReconcileAt: now, error: null }))
+                        : [],
                       recentLagMs: null,
                       quarantine: { path: '/var/lib/vigil/sync/quarantine', files: 0, bytes: 0, sessions: [] },
                     },

@@ -26,7 +26,7 @@ export class LocalShell implements RemoteShell {
   exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return new Promise((resolve) => {
       const child = execFile(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000 }, (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
         resolve({ code, stdout, stderr });
       });
       child.stdin?.on('error', () => {}); // a program that exits without reading its input
@@ -34,6 +34,7 @@ export class LocalShell implements RemoteShell {
     });
   }
   readFile = (path: string): Promise<Buffer | null> => readFile(path).catch(() => null);
-  writeFile = async (path: string, content: string | Buffer, opts: { mode?: number } = {}): Promise<void> => writeFile(path, content, { mode: opts.mode ?? 0o644 });
+  writeFile = async (path: string, content: string | Buffer, opts: { mode?: number } = {}): Promise<void> =>
+    writeFile(path, content, { mode: opts.mode ?? 0o644 });
   close = async (): Promise<void> => {};
 }

@@ -45,7 +45,12 @@ export interface TestPostgres {
 
 /** Newest installed PostgreSQL bin directory (or $VIGIL_PG_BIN), null if none. */
 export function findPgBinDir(): string | null {
-  const candidates = [process.env['VIGIL_PG_BIN'], ...['17', '16', '15', '14'].map((v) => `/usr/lib/postgresql/${v}/bin`), '/usr/pgsql-16/bin', '/usr/pgsql-15/bin'];
+  const candidates = [
+    process.env['VIGIL_PG_BIN'],
+    ...['17', '16', '15', '14'].map((v) => `/usr/lib/postgresql/${v}/bin`),
+    '/usr/pgsql-16/bin',
+    '/usr/pgsql-15/bin',
+  ];
   return candidates.find((d): d is string => !!d && existsSync(join(d, 'postgres')) && existsSync(join(d, 'initdb'))) ?? null;
 }
 
@@ -96,7 +101,6 @@ async function initdb(binDir: string, dir: string, password: string, owner: Owne
     await unlink(pwfile).catch(() => undefined);
   }
 }
-
 
 class PgServer implements TestPostgres {
   readonly host = '127.0.0.1';
@@ -235,4 +239,3 @@ function childPids(pid: number): number[] {
     return [];
   }
 }
-

@@ -130,7 +130,9 @@ export async function startTestSshd(opts: TestSshdOptions = {}): Promise<TestSsh
   const sudoDir = join(dir, 'sudo-bin');
   if (opts.sudoUser) {
     const passwd = join(dir, 'passwd');
-    await writeFile(passwd, `${(await readFile('/etc/passwd', 'utf8')).trimEnd()}\n${opts.sudoUser}:x:4242:65534:vigil test:/nonexistent:/bin/sh\n`, { mode: 0o644 });
+    await writeFile(passwd, `${(await readFile('/etc/passwd', 'utf8')).trimEnd()}\n${opts.sudoUser}:x:4242:65534:vigil test:/nonexistent:/bin/sh\n`, {
+      mode: 0o644,
+    });
     await mkdir(sudoDir, { mode: 0o755 });
     await writeFile(join(sudoDir, 'sudo'), FAKE_SUDO, { mode: 0o755 });
     binds.push([passwd, '/etc/passwd'], [sudoDir, '/usr/local/bin']);
@@ -148,7 +150,19 @@ export async function startTestSshd(opts: TestSshdOptions = {}): Promise<TestSsh
     // does may reach the real /root/.ssh.
     // Positional parameters past $9 need braces: "${10}".
     const mounts = binds.map((_, i) => `mount --bind "\${${2 * i + 3}}" "\${${2 * i + 4}}"`).join(' && ');
-    const args = ['--mount', '--propagation', 'private', '--', 'sh', '-c', `${mounts} && exec "$1" -D -e -f "$2"`, 'vigil-test-sshd', SSHD, config, ...binds.flat()];
+    const args = [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      'sh',
+      '-c',
+      `${mounts} && exec "$1" -D -e -f "$2"`,
+      'vigil-test-sshd',
+      SSHD,
+      config,
+      ...binds.flat(),
+    ];
     // unshare and sh exec into sshd: the pid started here is sshd's.
     const cmd = 'unshare';
     const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -13,6 +13,16 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export async function bundleForNode(entry: string, outfile: string, banner: string): Promise<void> {
   const { build } = await import('esbuild');
   await mkdir(dirname(outfile), { recursive: true });
-  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error', absWorkingDir: ROOT, banner: { js: banner } });
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'error',
+    absWorkingDir: ROOT,
+    banner: { js: banner },
+  });
   await chmod(outfile, 0o755);
 }

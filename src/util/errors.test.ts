@@ -10,9 +10,21 @@ test('docs/errors.md lists exactly the registry: every code, each once, with its
   const doc = await readFile(new URL('../../docs/errors.md', import.meta.url), 'utf8');
   const rows = [...doc.matchAll(/^\| `([A-Z_]+)` \| (.+) \|$/gm)].map((m) => ({ code: m[1]!, meaning: m[2]! }));
   const documented = rows.map((r) => r.code);
-  assert.deepEqual(documented.filter((c, i) => documented.indexOf(c) !== i), [], 'documented twice');
-  assert.deepEqual(documented.filter((c) => !Object.hasOwn(ERROR_CODES, c)), [], 'documented but not in ERROR_CODES (src/util/errors.ts)');
-  assert.deepEqual(Object.keys(ERROR_CODES).filter((c) => !documented.includes(c)), [], 'in ERROR_CODES but not documented');
+  assert.deepEqual(
+    documented.filter((c, i) => documented.indexOf(c) !== i),
+    [],
+    'documented twice',
+  );
+  assert.deepEqual(
+    documented.filter((c) => !Object.hasOwn(ERROR_CODES, c)),
+    [],
+    'documented but not in ERROR_CODES (src/util/errors.ts)',
+  );
+  assert.deepEqual(
+    Object.keys(ERROR_CODES).filter((c) => !documented.includes(c)),
+    [],
+    'in ERROR_CODES but not documented',
+  );
   for (const r of rows) assert.equal(r.meaning, ERROR_CODES[r.code as keyof typeof ERROR_CODES], `${r.code}: the doc's meaning differs from the registry's`);
 });
 
@@ -23,7 +35,10 @@ test('the coded errors that are not VigilErrors carry a code of the registry', (
     new NetError('timeout', 'https://10.0.0.11:7710/v1/status', 'no answer'),
     new TlsError('https://10.0.0.11:7710/', 'CERT_HAS_EXPIRED', null),
   ];
-  assert.deepEqual(coded.map((e) => (isCodedError(e) ? e.code : null)), ['EXEC', 'HAPROXY_RUNTIME', 'NET_TIMEOUT', 'NET_TLS']);
+  assert.deepEqual(
+    coded.map((e) => (isCodedError(e) ? e.code : null)),
+    ['EXEC', 'HAPROXY_RUNTIME', 'NET_TIMEOUT', 'NET_TLS'],
+  );
   assert.equal(isCodedError(Object.assign(new Error('x'), { code: 'ENOENT' })), false, "a system error's code is not the registry's");
 });
 

@@ -37,4 +37,3 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
     failoverTests(topology, () => ({ lab, probe }));
   });
 }
-

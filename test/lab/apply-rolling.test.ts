@@ -92,7 +92,10 @@ describe('vigil apply restarts etcd members one at a time', () => {
   it("every member's etcd.yml changed: restarted one at a time, never two members down, the application serving throughout", async () => {
     const lab = await openLab();
     const members = withRole(lab.cluster, 'etcd');
-    assert.deepEqual(members.map((m) => m.name), ['observer', 'db1', 'db2']);
+    assert.deepEqual(
+      members.map((m) => m.name),
+      ['observer', 'db1', 'db2'],
+    );
     const proxy = withRole(lab.cluster, 'proxy')[0]!;
     const probe = new HttpProbe(`http://${proxy.address}:${lab.cluster.proxy.httpPort}${lab.cluster.application.healthPath}`);
     const watch = new MemberWatch(members);

@@ -65,7 +65,7 @@ describe('init and apply as a user with password-less sudo', () => {
     }
   });
 
-  it('apply makes a cluster logging in only as the user; what it writes is root\'s; a second apply changes nothing', async () => {
+  it("apply makes a cluster logging in only as the user; what it writes is root's; a second apply changes nothing", async () => {
     const r = await vigil(['apply', '-c', cfg]);
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /cluster verified/);
@@ -74,7 +74,10 @@ describe('init and apply as a user with password-less sudo', () => {
     for (const m of cluster.machines) {
       const log = (await unitJournal(m.name, 'ssh.service')).map((l) => l.message).join('\n');
       const logins = [...log.matchAll(/Accepted \S+ for (\S+) from (\S+)/g)].map(([, user, from]) => ({ user: user!, from: from! }));
-      assert.ok(logins.some((l) => l.user === USER), `${m.name}: the admin logged in as ${USER}`);
+      assert.ok(
+        logins.some((l) => l.user === USER),
+        `${m.name}: the admin logged in as ${USER}`,
+      );
       // File sync logs in as root with its own key from the other app machine; the admin never does.
       const adminAsRoot = logins.filter((l) => l.user === 'root' && !addresses.has(l.from));
       assert.deepEqual(adminAsRoot, [], `${m.name}: no login as root from the admin's machine`);

@@ -105,9 +105,15 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.equal(r.code, 0, r.out);
     const report = JSON.parse(r.stdout) as { changes: { machine: string; step: string; what: string }[] };
     const on = (m: string, step: string) => report.changes.filter((c) => c.machine === m && c.step === step).map((c) => c.what);
-    assert.ok(on('observer', 'files').some((w) => w.startsWith(`write ${PATHS.etcdConfig}`)), r.out);
+    assert.ok(
+      on('observer', 'files').some((w) => w.startsWith(`write ${PATHS.etcdConfig}`)),
+      r.out,
+    );
     assert.ok(on('db1', 'services').includes('start vigil-patroni.service'), r.out);
-    assert.ok(on('app1', 'passwords').some((w) => w.includes(APP_ENV)), r.out);
+    assert.ok(
+      on('app1', 'passwords').some((w) => w.includes(APP_ENV)),
+      r.out,
+    );
     assert.match(r.out, /plan: \d+ change\(s\) on 5 machine\(s\)/);
     await assert.rejects(readFile(hostPathOf('observer', PATHS.etcdConfig)), 'plan wrote nothing');
   });
@@ -264,7 +270,11 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const t0 = performance.now();
     const r = await vigil(['apply', '-c', cfg]);
     assert.equal(r.code, 0, r.out);
-    assert.equal((r.out.match(new RegExp(`restart ${UNITS.agent.replaceAll('.', '\\.')} \\(its files changed; one machine at a time\\)`, 'g')) ?? []).length, 4, r.out);
+    assert.equal(
+      (r.out.match(new RegExp(`restart ${UNITS.agent.replaceAll('.', '\\.')} \\(its files changed; one machine at a time\\)`, 'g')) ?? []).length,
+      4,
+      r.out,
+    );
     assert.match(r.out, new RegExp(`${served} +services: HAProxy's health check of ${served} paused on observer while the active machine's agent restarts`));
     await new Promise((res) => setTimeout(res, 3000)); // HAProxy checks the active agent again
     const answers = probe!.answers.filter((a) => a.atMs > t0);
@@ -283,7 +293,14 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
       assert.equal(r.code, 0, r.stderr);
       // The new worker starts from the saved state: the standby is still in MAINT, before the observer could fence it again.
       const servers = await runtime.servers('app');
-      assert.deepEqual(servers.map((x) => [x.server, x.admin]).sort(), [['app1', served === 'app1' ? 'ready' : 'maint'], ['app2', served === 'app2' ? 'ready' : 'maint']], `reload ${i + 1}`);
+      assert.deepEqual(
+        servers.map((x) => [x.server, x.admin]).sort(),
+        [
+          ['app1', served === 'app1' ? 'ready' : 'maint'],
+          ['app2', served === 'app2' ? 'ready' : 'maint'],
+        ],
+        `reload ${i + 1}`,
+      );
       await new Promise((res) => setTimeout(res, 1000));
     }
     const answers = probe!.answers.filter((a) => a.atMs > t0);
@@ -291,7 +308,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.deepEqual([...new Set(answers.map((a) => a.node))], [served]);
   });
 
-  it('your own certificate for :443 replaces the cluster CA\'s: written to the proxy, HAProxy reloaded, then no change', async () => {
+  it("your own certificate for :443 replaces the cluster CA's: written to the proxy, HAProxy reloaded, then no change", async () => {
     const proxy = withRole(lab.cluster, 'proxy')[0]!;
     const corporate = await createClusterCa({ clusterName: 'corporate' });
     const site = await issueCertificate(corporate, { commonName: SITE_NAME, ipAddresses: [proxy.address], dnsNames: [SITE_NAME], usage: 'server' });

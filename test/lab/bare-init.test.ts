@@ -73,7 +73,13 @@ describe('bare machines, vigil init, and the SSH transport', () => {
     assert.deepEqual(cluster.machines.map((m) => m.name).sort(), ['app1', 'app2', 'db1', 'db2', 'observer']);
     assert.equal((await stat(join(dir, 'vigil.secrets.yaml'))).mode & 0o777, 0o600);
     assert.equal((await stat(join(dir, 'pki', 'ca.key'))).mode & 0o777, 0o600);
-    assert.equal((await readFile(join(dir, 'vigil.known_hosts'), 'utf8')).trim().split('\n').filter((l) => !l.startsWith('#')).length, 5);
+    assert.equal(
+      (await readFile(join(dir, 'vigil.known_hosts'), 'utf8'))
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('#')).length,
+      5,
+    );
     // Keys only from now on: each machine answers as itself.
     for (const m of cluster.machines) {
       const shell = await openClusterSsh(join(dir, 'vigil.yaml'), m);

@@ -44,11 +44,18 @@ test('killing the primary machine moves writes to the other database machine wit
     assert.equal(resumed.server, other.address, 'the first write after the kill was committed by the other database machine');
     const after = writer.acked.length;
     await waitFor('more writes', async () => (writer.acked.length >= after + 20 ? true : undefined), 20_000);
-    console.log(`# writes resumed ${((resumed.atMs - killedAt) / 1000).toFixed(1)} s after the kill; ${writer.acked.length} acknowledged, ${writer.failures} failed attempts`);
+    console.log(
+      `# writes resumed ${((resumed.atMs - killedAt) / 1000).toFixed(1)} s after the kill; ${writer.acked.length} acknowledged, ${writer.failures} failed attempts`,
+    );
 
     await labRevive(old.name);
     const patroni = patroniOf(cluster, old);
-    await waitFor(`${old.name} to rejoin as a streaming replica`, async () => ((await patroni.check('replica', { timeoutMs: 1000 })) ? true : undefined), 120_000, 500);
+    await waitFor(
+      `${old.name} to rejoin as a streaming replica`,
+      async () => ((await patroni.check('replica', { timeoutMs: 1000 })) ? true : undefined),
+      120_000,
+      500,
+    );
     const primaryNow = await findPrimary(cluster);
     assert.equal(primaryNow?.name, other.name, 'no fail-back: the new primary stays primary');
     // Full protection again: the returning machine becomes the synchronous standby.

@@ -53,7 +53,10 @@ for (const fault of DB_FAULTS) {
     assert.equal(r.oldAcksAfterNew, 0, 'the old primary acknowledged nothing after the new one had');
     // An order, not a speed: the other machine took over while the fault still held (the
     // figures are bench/db-faults.ts's).
-    assert.ok(r.backAfterMs !== null && r.backAfterMs < r.heldMs, `writes came back on the other machine while the fault lasted (after ${r.backAfterMs} ms of ${r.heldMs})`);
+    assert.ok(
+      r.backAfterMs !== null && r.backAfterMs < r.heldMs,
+      `writes came back on the other machine while the fault lasted (after ${r.backAfterMs} ms of ${r.heldMs})`,
+    );
     assert.deepEqual(r.missing, [], `every acknowledged write is in the database (${r.missing.length} of ${r.acked} missing)`);
     assert.equal(r.notHealed, null, 'the database tier is whole again: a primary with its synchronous standby');
     // Where the agent runs through the fault, it ends the stale primary before the fault does.

@@ -24,11 +24,11 @@ before(async () => {
 });
 after(async () => labDown());
 
-test('the lab runs the seed\'s versions: PostgreSQL 17, Patroni 4, ttl 20 (Patroni 3.2+ floor)', () => {
+test("the lab runs the seed's versions: PostgreSQL 17, Patroni 4, ttl 20 (Patroni 3.2+ floor)", () => {
   assert.equal(lab.cluster.database.postgresVersion, 17);
   assert.match(lab.state.packages?.patroni ?? '', /^4\./);
   assert.equal(lab.cluster.timers.ttlSeconds, 20);
-  assert.ok(HOLD_MS < lab.cluster.timers.ttlSeconds * 1000, 'each fault holds less than the dead leader\'s lease would live');
+  assert.ok(HOLD_MS < lab.cluster.timers.ttlSeconds * 1000, "each fault holds less than the dead leader's lease would live");
 });
 
 for (const fault of DB_RELEASE_FAULTS) {
@@ -42,9 +42,15 @@ for (const fault of DB_RELEASE_FAULTS) {
     assert.equal(r.oldAcksAfterNew, 0, 'the old primary acknowledged nothing after the new one had');
     if (fault === 'postgres-kill') {
       // Patroni may fail over or start PostgreSQL again where it was: either way, before the fault ends.
-      assert.ok(r.resumedAfterMs !== null && r.resumedAfterMs < r.heldMs, `writes came back while the fault lasted (after ${r.resumedAfterMs} ms of ${r.heldMs})`);
+      assert.ok(
+        r.resumedAfterMs !== null && r.resumedAfterMs < r.heldMs,
+        `writes came back while the fault lasted (after ${r.resumedAfterMs} ms of ${r.heldMs})`,
+      );
     } else {
-      assert.ok(r.backAfterMs !== null && r.backAfterMs < r.heldMs, `writes came back on the other machine while the fault lasted (after ${r.backAfterMs} ms of ${r.heldMs})`);
+      assert.ok(
+        r.backAfterMs !== null && r.backAfterMs < r.heldMs,
+        `writes came back on the other machine while the fault lasted (after ${r.backAfterMs} ms of ${r.heldMs})`,
+      );
     }
     assert.deepEqual(r.missing, [], `every acknowledged write is in the database (${r.missing.length} of ${r.acked} missing)`);
     assert.equal(r.notHealed, null, 'the database tier is whole again: a primary with its synchronous standby');

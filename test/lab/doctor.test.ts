@@ -38,7 +38,10 @@ async function doctor(): Promise<{ code: number; report: DoctorReport; ms: numbe
 
 function finding(report: DoctorReport, check: Finding['check'], machine: string | null, what: RegExp): Finding {
   const f = report.findings.find((x) => x.check === check && x.machine === machine && what.test(x.what));
-  assert.ok(f, `a ${check} finding on ${machine ?? 'the cluster'} matching ${what}; got:\n${report.findings.map((x) => `${x.check} ${x.machine}: ${x.what}`).join('\n')}`);
+  assert.ok(
+    f,
+    `a ${check} finding on ${machine ?? 'the cluster'} matching ${what}; got:\n${report.findings.map((x) => `${x.check} ${x.machine}: ${x.what}`).join('\n')}`,
+  );
   assert.equal(f.severity, 'fail');
   assert.ok(f.why.length > 0 && f.fix.length > 0);
   return f;
@@ -72,12 +75,19 @@ test('a healthy lab is healthy: exit status 0, no failure, every machine reached
   const version = parsePatroniVersion((await labRun('db1', ['patroni', '--version'])).stdout);
   for (const db of ['db1', 'db2']) {
     const mine = report.findings.filter((f) => f.check === 'stale-primary' && f.machine === db);
-    assert.ok(mine.some((f) => f.severity === 'warn' && new RegExp(`^${db} has no watchdog device`).test(f.what)), `${db}: no watchdog device`);
-    assert.equal(mine.some((f) => /renews its leader key in etcd with a plain write/.test(f.what)), overwritesLeaderKey(version), `${db}: Patroni ${version.join('.')}`);
+    assert.ok(
+      mine.some((f) => f.severity === 'warn' && new RegExp(`^${db} has no watchdog device`).test(f.what)),
+      `${db}: no watchdog device`,
+    );
+    assert.equal(
+      mine.some((f) => /renews its leader key in etcd with a plain write/.test(f.what)),
+      overwritesLeaderKey(version),
+      `${db}: Patroni ${version.join('.')}`,
+    );
   }
 });
 
-test('nginx running on the standby (the distribution\'s nginx.service, started by hand)', async () => {
+test("nginx running on the standby (the distribution's nginx.service, started by hand)", async () => {
   const nginx = (action: string) => labRun(standby, ['systemctl', action, 'nginx.service']);
   assert.equal((await nginx('start')).code, 0, 'systemctl start nginx.service');
   try {
@@ -88,7 +98,12 @@ test('nginx running on the standby (the distribution\'s nginx.service, started b
     assert.match(f.fix, new RegExp(`vigil lab exec ${standby} -- systemctl disable --now nginx\\.service`));
   } finally {
     await nginx('stop');
-    await waitFor('the stray nginx to be gone', async () => ((await listening(address(standby), lab.cluster.application.port)) ? undefined : true), 10_000, 100);
+    await waitFor(
+      'the stray nginx to be gone',
+      async () => ((await listening(address(standby), lab.cluster.application.port)) ? undefined : true),
+      10_000,
+      100,
+    );
   }
 });
 
@@ -101,7 +116,12 @@ test('another database password in one application config file, without printing
   try {
     const { code, report } = await doctor();
     assert.equal(code, 1);
-    finding(report, 'passwords', standby, /spring\.datasource\.password in \/etc\/vigil\/refapp\/application\.properties:\d+ on .* differs from the secrets file/);
+    finding(
+      report,
+      'passwords',
+      standby,
+      /spring\.datasource\.password in \/etc\/vigil\/refapp\/application\.properties:\d+ on .* differs from the secrets file/,
+    );
     const text = JSON.stringify(report);
     assert.ok(!text.includes(planted) && !text.includes(lab.secrets.appDbPassword), 'no password in the report');
   } finally {
@@ -109,7 +129,7 @@ test('another database password in one application config file, without printing
   }
 });
 
-test('wrong ownership of one of Vigil\'s directories', async () => {
+test("wrong ownership of one of Vigil's directories", async () => {
   const dir = hostPathOf(standby, PATHS.pkiDir);
   const before = await stat(dir);
   await run('chown', ['nobody:nogroup', dir]);
@@ -126,11 +146,20 @@ test('wrong ownership of one of Vigil\'s directories', async () => {
 test('a closed port (vigil lab block), found from the machines that cannot reach it', async () => {
   const primary = (await findPrimary(lab.cluster))!.name;
   const replica = withRole(lab.cluster, 'db').find((m) => m.name !== primary)!.name;
-  await new Promise<void>((resolve, reject) => execFile(process.execPath, ['bin/vigil.js', 'lab', 'block', replica, String(lab.cluster.database.port)], (err) => (err ? reject(err) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    execFile(process.execPath, ['bin/vigil.js', 'lab', 'block', replica, String(lab.cluster.database.port)], (err) => (err ? reject(err) : resolve())),
+  );
   try {
     const { code, report } = await doctor();
     assert.equal(code, 1);
-    const f = finding(report, 'ports', replica, new RegExp(`TCP port ${lab.cluster.database.port} \\(PostgreSQL\\) on ${replica} is not reachable from .*${primary}.*: connections time out: a firewall drops them`));
+    const f = finding(
+      report,
+      'ports',
+      replica,
+      new RegExp(
+        `TCP port ${lab.cluster.database.port} \\(PostgreSQL\\) on ${replica} is not reachable from .*${primary}.*: connections time out: a firewall drops them`,
+      ),
+    );
     assert.match(f.fix, /vigil lab heal/);
   } finally {
     await labHeal();
@@ -158,10 +187,15 @@ test('a stopped etcd: found quickly, named with the command that starts it', asy
 test('with every fault undone, the lab is healthy again', async () => {
   await labSettled(lab);
   // The agents and HAProxy need a moment after etcd returns: ask until doctor agrees (or give up).
-  const last = await waitFor('a healthy doctor report', async () => {
-    const r = await doctor();
-    return r.code === 0 ? r : undefined;
-  }, 90_000, 2000).catch(async () => doctor());
+  const last = await waitFor(
+    'a healthy doctor report',
+    async () => {
+      const r = await doctor();
+      return r.code === 0 ? r : undefined;
+    },
+    90_000,
+    2000,
+  ).catch(async () => doctor());
   assert.equal(last.report.summary.failures, 0);
   assert.equal(last.code, 0);
 });

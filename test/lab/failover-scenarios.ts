@@ -49,7 +49,12 @@ export const FAULTS: Fault[] = [
       const before = (await readMachineLog('observer', 'observer')).length;
       await labSignal(a, 'app', 'SIGKILL');
       // Kill the observer as soon as it has started the failover (epoch bumped, new node not yet serving).
-      await waitFor('the observer to start the failover', async () => ((await readMachineLog('observer', 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined), 30_000, 50);
+      await waitFor(
+        'the observer to start the failover',
+        async () => ((await readMachineLog('observer', 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined),
+        30_000,
+        50,
+      );
       await labSignal('observer', 'observer', 'SIGKILL');
       await sleep(1000);
       await labStart('observer', 'observer');
@@ -57,7 +62,6 @@ export const FAULTS: Fault[] = [
     recover: async () => {},
   },
 ];
-
 
 /** One `it` per fault; `lab` and `probe` are read when the tests run (set up in a `before`). */
 export function failoverTests(label: string, env: () => { lab: LabHandle; probe: HttpProbe }): void {
@@ -80,11 +84,16 @@ export function failoverTests(label: string, env: () => { lab: LabHandle; probe:
 
 /** The agents and HAProxy agree: exactly one app machine is active, serving, and the only one in READY. */
 export async function exactlyOneActive(node: string): Promise<void> {
-  await waitFor(`${node} as the only active machine`, async () => {
-    const agents = await labAgents();
-    const active = [...agents].filter(([, s]) => s?.active).map(([n]) => n);
-    const servers = await labRuntime('observer').servers('app');
-    const up = servers.filter((s) => s.admin === 'ready' && s.op === 'up').map((s) => s.server);
-    return active.length === 1 && active[0] === node && up.length === 1 && up[0] === node ? true : undefined;
-  }, 30_000, 500);
+  await waitFor(
+    `${node} as the only active machine`,
+    async () => {
+      const agents = await labAgents();
+      const active = [...agents].filter(([, s]) => s?.active).map(([n]) => n);
+      const servers = await labRuntime('observer').servers('app');
+      const up = servers.filter((s) => s.admin === 'ready' && s.op === 'up').map((s) => s.server);
+      return active.length === 1 && active[0] === node && up.length === 1 && up[0] === node ? true : undefined;
+    },
+    30_000,
+    500,
+  );
 }

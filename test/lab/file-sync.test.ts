@@ -72,7 +72,12 @@ describe('file sync on distributed', () => {
     await writeFile(onHost(a, 'docs', 'deep', 'report.txt'), 'first draft');
     await writeFile(onHost(a, 'docs', 'keep.txt'), 'stays');
     await writeFile(onHost(a, 'gone.txt'), 'to be deleted');
-    await waitFor('the new files on the standby', async () => ((await tree(onHost(s)))?.get('gone.txt') === 'to be deleted' && (await tree(onHost(s))).get('docs/deep/report.txt') ? true : undefined), 15_000, 50);
+    await waitFor(
+      'the new files on the standby',
+      async () => ((await tree(onHost(s)))?.get('gone.txt') === 'to be deleted' && (await tree(onHost(s))).get('docs/deep/report.txt') ? true : undefined),
+      15_000,
+      50,
+    );
     await writeFile(onHost(a, 'docs', 'deep', 'report.txt'), 'second draft, longer than the first');
     await rename(onHost(a, 'docs', 'deep'), onHost(a, 'docs', 'moved'));
     await rename(onHost(a, 'docs', 'keep.txt'), onHost(a, 'docs', 'kept.txt'));
@@ -96,14 +101,38 @@ describe('file sync on distributed', () => {
     await mkdir(onHost(a, 'stale'), { recursive: true });
     const sshCmd = `ssh -F /dev/null -i ${SYNC_PATHS.key} -l root -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${SYNC_PATHS.knownHosts}`;
     const push = (from: string, to: string, e: number) =>
-      labRun(from, ['rsync', '-a', '--delete', '-e', sshCmd, `--rsync-path=vigil-sync-push ${e} rsync`, `${DIR}/`, `${lab.cluster.machines.find((m) => m.name === to)!.address}:${DIR}/`]);
+      labRun(from, [
+        'rsync',
+        '-a',
+        '--delete',
+        '-e',
+        sshCmd,
+        `--rsync-path=vigil-sync-push ${e} rsync`,
+        `${DIR}/`,
+        `${lab.cluster.machines.find((m) => m.name === to)!.address}:${DIR}/`,
+      ]);
     const stale = await push(a, s, epoch - 1);
     assert.notEqual(stale.code, 0);
     assert.match(stale.stderr, new RegExp(`vigil-sync refused: stale push from ${a} at epoch ${epoch - 1}: the active machine is ${a} at epoch ${epoch}`));
     const fromStandby = await push(s, a, epoch);
     assert.notEqual(fromStandby.code, 0);
     assert.match(fromStandby.stderr, new RegExp(`vigil-sync refused: stale push from ${s} at epoch ${epoch}: the active machine is ${a}`));
-    const notRsync = await labRun(a, ['ssh', '-F', '/dev/null', '-i', SYNC_PATHS.key, '-l', 'root', '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${SYNC_PATHS.knownHosts}`, lab.cluster.machines.find((m) => m.name === s)!.address, 'cat', '/etc/shadow']);
+    const notRsync = await labRun(a, [
+      'ssh',
+      '-F',
+      '/dev/null',
+      '-i',
+      SYNC_PATHS.key,
+      '-l',
+      'root',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      `UserKnownHostsFile=${SYNC_PATHS.knownHosts}`,
+      lab.cluster.machines.find((m) => m.name === s)!.address,
+      'cat',
+      '/etc/shadow',
+    ]);
     assert.notEqual(notRsync.code, 0);
     assert.match(notRsync.stderr, /vigil-sync refused: not a file-sync push/);
     assert.ok(same(before, await tree(onHost(s))), 'the standby is unchanged');
@@ -113,7 +142,13 @@ describe('file sync on distributed', () => {
     await labSettled(lab);
     const a = await activeNode();
     const b = a === 'app1' ? 'app2' : 'app1';
-    const ticket = (await (await fetch(`${base}/api/tickets`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'file sync under failover' }) })).json()) as { id: number };
+    const ticket = (await (
+      await fetch(`${base}/api/tickets`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'file sync under failover' }),
+      })
+    ).json()) as { id: number };
     const acked = new Map<string, string>(); // path relative to the synced directory -> machine that acknowledged it
     let stop = false;
     let n = 0;
@@ -121,7 +156,11 @@ describe('file sync on distributed', () => {
       while (!stop) {
         const name = `stream-${String(++n).padStart(5, '0')}.txt`;
         try {
-          const res = await fetch(`${base}/api/tickets/${ticket.id}/attachments/${name}`, { method: 'PUT', body: `upload ${n}`, signal: AbortSignal.timeout(2000) });
+          const res = await fetch(`${base}/api/tickets/${ticket.id}/attachments/${name}`, {
+            method: 'PUT',
+            body: `upload ${n}`,
+            signal: AbortSignal.timeout(2000),
+          });
           if (res.status === 201) acked.set(`${ticket.id}/${name}`, ((await res.json()) as { node: string }).node);
         } catch {
           // no answer during the failover: not acknowledged, so not promised
@@ -129,7 +168,12 @@ describe('file sync on distributed', () => {
         await sleep(20);
       }
     })();
-    await waitFor('uploads acknowledged by the active machine', async () => ([...acked.values()].filter((x) => x === a).length >= 30 ? true : undefined), 30_000, 50);
+    await waitFor(
+      'uploads acknowledged by the active machine',
+      async () => ([...acked.values()].filter((x) => x === a).length >= 30 ? true : undefined),
+      30_000,
+      50,
+    );
     // Files the old active holds but has not pushed: its agent is paused, then the machine dies.
     await labSignal(a, 'agent', 'SIGSTOP');
     const unsynced = ['late-1.txt', 'late-2.txt', 'late-3.txt'];
@@ -142,16 +186,29 @@ describe('file sync on distributed', () => {
     await uploads;
 
     await labRevive(a);
-    await waitFor(`${b} to reconcile to the returned ${a}`, async () => {
-      const p = (await syncOf(b)).peers.find((x) => x.node === a);
-      const ready = (await labAgents()).get(a)?.ready;
-      return ready && p && !p.error && !p.reconciling && p.backlog === 0 && p.lastReconcileAt ? true : undefined;
-    }, 90_000, 500);
+    await waitFor(
+      `${b} to reconcile to the returned ${a}`,
+      async () => {
+        const p = (await syncOf(b)).peers.find((x) => x.node === a);
+        const ready = (await labAgents()).get(a)?.ready;
+        return ready && p && !p.error && !p.reconciling && p.backlog === 0 && p.lastReconcileAt ? true : undefined;
+      },
+      90_000,
+      500,
+    );
     await waitFor(`${a} to match ${b}`, async () => (same(await tree(onHost(a)), await tree(onHost(b))) ? true : undefined), 30_000, 250);
 
     const onB = await tree(onHost(b));
     const quarantined = new Map<string, string>();
-    for (const [rel, content] of await tree(quarantineOnHost(a))) quarantined.set(rel.split('/').slice(1).join('/').slice(relative('/', DIR).length + 1), content);
+    for (const [rel, content] of await tree(quarantineOnHost(a)))
+      quarantined.set(
+        rel
+          .split('/')
+          .slice(1)
+          .join('/')
+          .slice(relative('/', DIR).length + 1),
+        content,
+      );
     // Everything the old active had pushed before it died is on the new active.
     for (const [rel, content] of syncedAtKill) assert.equal(onB.get(rel), content, `${rel}, synced before the failover, is on ${b}`);
     // What it had not pushed was moved aside on it, never deleted.
@@ -161,14 +218,27 @@ describe('file sync on distributed', () => {
     assert.deepEqual(lost, [], 'acknowledged uploads missing everywhere');
     // The agent looks at the quarantine every few seconds: its status and an event report it.
     await waitFor(`${a} to report its quarantine`, async () => ((await syncOf(a)).quarantine.files >= unsynced.length ? true : undefined), 15_000, 500);
-    const event = await waitFor('a files-quarantined event', async () => (await withOps(LAB_OPS, (ctx) => ctx.events.list(50))).find((e) => e.type === 'files-quarantined' && e.node === a), 15_000, 500);
+    const event = await waitFor(
+      'a files-quarantined event',
+      async () => (await withOps(LAB_OPS, (ctx) => ctx.events.list(50))).find((e) => e.type === 'files-quarantined' && e.node === a),
+      15_000,
+      500,
+    );
     assert.match(event.message, /never reached the active machine were moved aside to \/var\/lib\/vigil\/sync\/quarantine\//);
-    console.log(`# uploads: ${acked.size} acknowledged (${[...acked.values()].filter((x) => x === a).length} by ${a}), ${syncedAtKill.size} files synced at the kill, ${quarantined.size} quarantined`);
+    console.log(
+      `# uploads: ${acked.size} acknowledged (${[...acked.values()].filter((x) => x === a).length} by ${a}), ${syncedAtKill.size} files synced at the kill, ${quarantined.size} quarantined`,
+    );
 
     // The direction has reversed: what the new active receives reaches the old one.
     const res = await fetch(`${base}/api/tickets/${ticket.id}/attachments/after-failover.txt`, { method: 'PUT', body: 'written on the new active' });
     assert.equal(res.status, 201);
-    await waitFor(`the upload to reach ${a}`, async () => ((await readFile(onHost(a, String(ticket.id), 'after-failover.txt'), 'utf8').catch(() => '')) === 'written on the new active' ? true : undefined), 15_000, 50);
+    await waitFor(
+      `the upload to reach ${a}`,
+      async () =>
+        (await readFile(onHost(a, String(ticket.id), 'after-failover.txt'), 'utf8').catch(() => '')) === 'written on the new active' ? true : undefined,
+      15_000,
+      50,
+    );
   });
 
   it('a full disk on the standby is reported, not a crash, and sync resumes once there is space', async () => {

@@ -8,7 +8,10 @@ export interface JournalLine {
 }
 
 export async function unitJournal(machine: string, unit: string, sinceMs = 0): Promise<JournalLine[]> {
-  const r = await new LabShell(machine).exec(['journalctl', '-u', unit, '-o', 'json', '--no-pager', '--output-fields=MESSAGE', '--since', `@${Math.floor(sinceMs / 1000)}`], { timeoutMs: 60_000 });
+  const r = await new LabShell(machine).exec(
+    ['journalctl', '-u', unit, '-o', 'json', '--no-pager', '--output-fields=MESSAGE', '--since', `@${Math.floor(sinceMs / 1000)}`],
+    { timeoutMs: 60_000 },
+  );
   if (r.code !== 0) throw new Error(`journalctl -u ${unit} on ${machine} exited with ${r.code}: ${r.stderr.trim()}`);
   return r.stdout
     .split('\n')

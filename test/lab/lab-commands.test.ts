@@ -32,7 +32,10 @@ after(async () => labDown());
 
 test('status says what the machines run and names the processes on each machine', async () => {
   const text = (await vigil('lab', 'status')).stdout;
-  assert.match(text.split('\n')[0]!, /^machines: Debian 13 \(trixie\), booted with systemd; PostgreSQL 17\.\d+, Patroni 4\.\d+\.\d+, etcd 3\.5\.\d+, HAProxy 3\.0\.\d+$/);
+  assert.match(
+    text.split('\n')[0]!,
+    /^machines: Debian 13 \(trixie\), booted with systemd; PostgreSQL 17\.\d+, Patroni 4\.\d+\.\d+, etcd 3\.5\.\d+, HAProxy 3\.0\.\d+$/,
+  );
   const { stdout } = await vigil('lab', 'status', '--json');
   const status = JSON.parse(stdout) as { release: string; packages: { postgresql?: string }; machines: { name: string; processes: Record<string, number> }[] };
   assert.equal(status.release, 'trixie');
@@ -47,7 +50,11 @@ test('status says what the machines run and names the processes on each machine'
 });
 
 test('a ticket and its attachment go through the proxy and come back', async () => {
-  const res = await fetch(`${base}/api/tickets`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ title: 'VPN down' }) });
+  const res = await fetch(`${base}/api/tickets`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ title: 'VPN down' }),
+  });
   assert.equal(res.status, 201);
   const { id, node } = (await res.json()) as { id: string; node: string };
   assert.match(node, /^app[12]$/);
@@ -62,12 +69,30 @@ test('a ticket and its attachment go through the proxy and come back', async () 
 
 test('every machine boots systemd, and the components run as the units apply installed', async () => {
   for (const m of lab.cluster.machines) {
-    const { stdout } = await vigil('lab', 'exec', m.name, '--', 'sh', '-c', 'cat /proc/1/comm; systemctl is-system-running; systemctl is-active vigil-agent.service vigil-etcd.service vigil-patroni.service vigil-haproxy.service vigil-observer.service || true');
+    const { stdout } = await vigil(
+      'lab',
+      'exec',
+      m.name,
+      '--',
+      'sh',
+      '-c',
+      'cat /proc/1/comm; systemctl is-system-running; systemctl is-active vigil-agent.service vigil-etcd.service vigil-patroni.service vigil-haproxy.service vigil-observer.service || true',
+    );
     const [comm, system, ...units] = stdout.trim().split('\n');
     assert.equal(comm, 'systemd', `${m.name}: PID 1`);
     assert.equal(system, 'running', `${m.name}: systemctl is-system-running`);
-    const expect = [m.roles.includes('app') || m.roles.includes('db'), m.roles.includes('etcd'), m.roles.includes('db'), m.roles.includes('proxy'), m.roles.includes('observer')];
-    assert.deepEqual(units.map((u) => u === 'active'), expect, `${m.name}: agent, etcd, patroni, haproxy, observer units`);
+    const expect = [
+      m.roles.includes('app') || m.roles.includes('db'),
+      m.roles.includes('etcd'),
+      m.roles.includes('db'),
+      m.roles.includes('proxy'),
+      m.roles.includes('observer'),
+    ];
+    assert.deepEqual(
+      units.map((u) => u === 'active'),
+      expect,
+      `${m.name}: agent, etcd, patroni, haproxy, observer units`,
+    );
   }
 });
 
@@ -119,11 +144,21 @@ test('stop pauses a process and cont resumes it', async () => {
   const all = (want: (s: string | undefined) => boolean) => async () => ((await states('observer', 'haproxy')).every(want) ? true : undefined);
   await labSignal('observer', 'haproxy', 'SIGSTOP');
   try {
-    await waitFor('every haproxy process stopped (T)', all((s) => s === 'T'), 5_000, 50);
+    await waitFor(
+      'every haproxy process stopped (T)',
+      all((s) => s === 'T'),
+      5_000,
+      50,
+    );
   } finally {
     await labSignal('observer', 'haproxy', 'SIGCONT');
   }
-  await waitFor('every haproxy process running again', all((s) => s !== 'T'), 5_000, 50);
+  await waitFor(
+    'every haproxy process running again',
+    all((s) => s !== 'T'),
+    5_000,
+    50,
+  );
 });
 
 test('kill empties a machine and revive brings it back', async () => {
@@ -131,10 +166,15 @@ test('kill empties a machine and revive brings it back', async () => {
   const dead = (await labStatus()).find((m) => m.name === 'app2')!;
   assert.deepEqual(dead.pids, []);
   await labRevive('app2');
-  await waitFor('app2 processes back', async () => {
-    const m = (await labStatus()).find((x) => x.name === 'app2')!;
-    return ['patroni', 'postgres', 'agent'].every((p) => (m.processes as Record<string, number>)[p]) ? true : undefined;
-  }, 60_000, 500);
+  await waitFor(
+    'app2 processes back',
+    async () => {
+      const m = (await labStatus()).find((x) => x.name === 'app2')!;
+      return ['patroni', 'postgres', 'agent'].every((p) => (m.processes as Record<string, number>)[p]) ? true : undefined;
+    },
+    60_000,
+    500,
+  );
 });
 
 test('down removes everything, even when the lab state was lost in a crash', async () => {

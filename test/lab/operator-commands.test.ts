@@ -73,7 +73,10 @@ test('status shows one active machine, the ready standby and the observer leader
   assert.ok(s.active, 'an active node');
   assert.equal(s.observerLeader?.host, 'observer');
   const apps = s.machines.filter((m) => m.name.startsWith('app'));
-  assert.deepEqual(apps.filter((m) => m.agent?.active).map((m) => m.name), [s.active.node]);
+  assert.deepEqual(
+    apps.filter((m) => m.agent?.active).map((m) => m.name),
+    [s.active.node],
+  );
   assert.ok(apps.every((m) => m.agent?.active || m.agent?.ready));
   const text = await vigil('status');
   assert.match(text, new RegExp(`active app node: ${s.active.node} at epoch ${s.active.epoch}`));
@@ -87,21 +90,38 @@ test('in maintenance the observer takes no action; off again, it fails over', as
   await sleep(6000); // three times the failover delay
   assert.deepEqual((await status()).active, before, 'no failover during maintenance');
   await vigil('maintenance', 'off');
-  await waitFor('a failover after maintenance', async () => {
-    const a = (await status()).active;
-    return a && a.node !== before.node ? a : undefined;
-  }, 30_000, 500);
-  await waitFor('mail about maintenance and the failover', async () => {
-    const subjects = mails.map((m) => m.subject).join('\n');
-    return /maintenance-on/.test(subjects) && /maintenance-off/.test(subjects) && /failover/.test(subjects) ? true : undefined;
-  }, 30_000, 500);
+  await waitFor(
+    'a failover after maintenance',
+    async () => {
+      const a = (await status()).active;
+      return a && a.node !== before.node ? a : undefined;
+    },
+    30_000,
+    500,
+  );
+  await waitFor(
+    'mail about maintenance and the failover',
+    async () => {
+      const subjects = mails.map((m) => m.subject).join('\n');
+      return /maintenance-on/.test(subjects) && /maintenance-off/.test(subjects) && /failover/.test(subjects) ? true : undefined;
+    },
+    30_000,
+    500,
+  );
 });
 
 test('a switchover moves both tiers with no lost write', async () => {
   await labSettled(lab);
   const before = (await status()).active!;
   const proxy = withRole(lab.cluster, 'proxy')[0]!;
-  const writer = new AckWriter({ host: proxy.address, port: lab.cluster.proxy.postgresPort, user: lab.cluster.database.appUser, password: lab.secrets.appDbPassword, database: lab.cluster.database.appDatabase, intervalMs: 20 });
+  const writer = new AckWriter({
+    host: proxy.address,
+    port: lab.cluster.proxy.postgresPort,
+    user: lab.cluster.database.appUser,
+    password: lab.secrets.appDbPassword,
+    database: lab.cluster.database.appDatabase,
+    intervalMs: 20,
+  });
   await writer.prepare();
   writer.start();
   try {
@@ -129,5 +149,6 @@ test('a manual failover makes the named machine active; a bad name is refused', 
 
 test('events tell the story, oldest first', async () => {
   const out = await vigil('events', '-n', '100');
-  for (const type of ['bootstrap', 'maintenance-on', 'maintenance-off', 'failover', 'switchover', 'fence']) assert.match(out, new RegExp(`\\s${type}\\s`), type);
+  for (const type of ['bootstrap', 'maintenance-on', 'maintenance-off', 'failover', 'switchover', 'fence'])
+    assert.match(out, new RegExp(`\\s${type}\\s`), type);
 });

@@ -41,8 +41,16 @@ export function checkServices(ctx: EvalContext, r: Results): void {
       if (listeners.length > 0 && procs.size === 0) procs.set('unknown process', { name: 'unknown process', pid: 0 });
       for (const p of procs.values()) {
         // Without a pid (ss could not tell), the fix is finding the process first.
-        const fix = p.pid ? ctx.fixes.stopStray(m.name, { ...p, unit: f.processUnits?.[p.pid] ?? null }) : `find the process: ${ctx.fixes.on(m.name, ['ss', '-ltnp', `sport = :${port}`])}, then stop it`;
-        r.fail('services', m.name, `${p.name}${p.pid ? ` (pid ${p.pid})` : ''} listens on port ${port} on ${m.name}, a standby (the active machine is ${active.node ?? 'none'})`, TWO_MASTERS, fix);
+        const fix = p.pid
+          ? ctx.fixes.stopStray(m.name, { ...p, unit: f.processUnits?.[p.pid] ?? null })
+          : `find the process: ${ctx.fixes.on(m.name, ['ss', '-ltnp', `sport = :${port}`])}, then stop it`;
+        r.fail(
+          'services',
+          m.name,
+          `${p.name}${p.pid ? ` (pid ${p.pid})` : ''} listens on port ${port} on ${m.name}, a standby (the active machine is ${active.node ?? 'none'})`,
+          TWO_MASTERS,
+          fix,
+        );
       }
       for (const s of agent?.services.filter((x) => x.running) ?? []) {
         const svc = ctx.cluster.application.services.find((x) => x.name === s.name) ?? { name: s.name, unit: s.name };
@@ -51,7 +59,13 @@ export function checkServices(ctx: EvalContext, r: Results): void {
       }
     } else if (agent) {
       for (const s of agent.services.filter((x) => !x.running)) {
-        r.fail('services', m.name, `the application's service ${s.name} is not running on ${m.name}, the active machine`, 'users get errors until it runs or the observer fails over', ctx.fixes.start(m.name, 'nginx'));
+        r.fail(
+          'services',
+          m.name,
+          `the application's service ${s.name} is not running on ${m.name}, the active machine`,
+          'users get errors until it runs or the observer fails over',
+          ctx.fixes.start(m.name, 'nginx'),
+        );
       }
     }
   }
@@ -71,13 +85,25 @@ export function checkAppVersion(ctx: EvalContext, r: Results): void {
     const v = up.get(m.name)!.appVersion;
     if (!v) continue;
     if (!v.ok) {
-      r.warn('app-version', m.name, `the application's version on ${m.name} cannot be checked: ${v.error}`, 'a standby with another version serves a different application after a failover', ctx.fixes.on(m.name, ['sha256sum', '--', '<program of each service>']));
+      r.warn(
+        'app-version',
+        m.name,
+        `the application's version on ${m.name} cannot be checked: ${v.error}`,
+        'a standby with another version serves a different application after a failover',
+        ctx.fixes.on(m.name, ['sha256sum', '--', '<program of each service>']),
+      );
       continue;
     }
     r.ran('app-version', m.name);
     for (const d of v.value) {
       if (d.sha256 === null) {
-        r.fail('app-version', m.name, `${d.program}, the program of the service ${d.service}, is missing on ${m.name}`, 'the service cannot start there: a failover to this machine leaves users without the application', ctx.fixes.reinstall(m.name, `the application (${d.program})`));
+        r.fail(
+          'app-version',
+          m.name,
+          `${d.program}, the program of the service ${d.service}, is missing on ${m.name}`,
+          'the service cannot start there: a failover to this machine leaves users without the application',
+          ctx.fixes.reinstall(m.name, `the application (${d.program})`),
+        );
         continue;
       }
       if (!digests.has(d.service)) digests.set(d.service, new Map());
@@ -108,7 +134,13 @@ export function checkAgents(ctx: EvalContext, r: Results): void {
   const pki = ctx.facts.cluster.adminPki;
   const withAgent = ctx.cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db'));
   if (!pki.ok) {
-    r.fail('agent', null, `the admin's certificate cannot be used: ${pki.error}`, 'doctor, `vigil status` and the operator commands ask the agents with it; without it nothing can be asked or fenced from here', ctx.fixes.reinstall('the admin machine', 'the admin certificate (pki/admin.pem, admin.key)'));
+    r.fail(
+      'agent',
+      null,
+      `the admin's certificate cannot be used: ${pki.error}`,
+      'doctor, `vigil status` and the operator commands ask the agents with it; without it nothing can be asked or fenced from here',
+      ctx.fixes.reinstall('the admin machine', 'the admin certificate (pki/admin.pem, admin.key)'),
+    );
     for (const m of withAgent) r.skip('agent', m.name, 'no usable admin certificate');
     return;
   }
@@ -116,19 +148,51 @@ export function checkAgents(ctx: EvalContext, r: Results): void {
   for (const m of withAgent) {
     const status = ctx.facts.cluster.agents.find((a) => a.machine === m.name)?.status;
     if (!status) {
-      r.fail('agent', m.name, `the agent on ${m.name} does not answer on port ${AGENT_PORT} (or refuses the admin's certificate)`, m.roles.includes('app') ? 'HAProxy\'s role check and the observer go through it: an app machine without its agent never serves, and an active one is failed over' : 'its machine\'s state is invisible to `vigil status` and the observer', ctx.fixes.start(m.name, 'agent'));
+      r.fail(
+        'agent',
+        m.name,
+        `the agent on ${m.name} does not answer on port ${AGENT_PORT} (or refuses the admin's certificate)`,
+        m.roles.includes('app')
+          ? "HAProxy's role check and the observer go through it: an app machine without its agent never serves, and an active one is failed over"
+          : "its machine's state is invisible to `vigil status` and the observer",
+        ctx.fixes.start(m.name, 'agent'),
+      );
       continue;
     }
     r.ran('agent', m.name);
     if (!m.roles.includes('app') || 'unknown' in active) continue;
     if (status.active && active.node !== m.name) {
-      r.fail('agent', m.name, `the agent on ${m.name} considers itself active, but etcd names ${active.node ?? 'no machine'}`, TWO_MASTERS, ctx.fixes.vigil(['failover', '--to', active.node ?? '<app machine>']));
+      r.fail(
+        'agent',
+        m.name,
+        `the agent on ${m.name} considers itself active, but etcd names ${active.node ?? 'no machine'}`,
+        TWO_MASTERS,
+        ctx.fixes.vigil(['failover', '--to', active.node ?? '<app machine>']),
+      );
     } else if (active.node === m.name && !status.active) {
-      r.fail('agent', m.name, `${m.name} is the active machine in etcd, but its agent has not confirmed it (last confirmation ${status.confirmedAgoMs ?? 'never'} ms ago)`, 'it does not serve: users get errors until it confirms or the observer fails over', ctx.fixes.start(m.name, 'agent'));
+      r.fail(
+        'agent',
+        m.name,
+        `${m.name} is the active machine in etcd, but its agent has not confirmed it (last confirmation ${status.confirmedAgoMs ?? 'never'} ms ago)`,
+        'it does not serve: users get errors until it confirms or the observer fails over',
+        ctx.fixes.start(m.name, 'agent'),
+      );
     } else if (status.active && !status.appHealthy) {
-      r.fail('agent', m.name, `the application on ${m.name}, the active machine, fails its health check (${ctx.cluster.application.healthPath})`, 'users get errors; the observer fails over once a standby is ready', ctx.fixes.start(m.name, 'nginx'));
+      r.fail(
+        'agent',
+        m.name,
+        `the application on ${m.name}, the active machine, fails its health check (${ctx.cluster.application.healthPath})`,
+        'users get errors; the observer fails over once a standby is ready',
+        ctx.fixes.start(m.name, 'nginx'),
+      );
     } else if (!status.active && !status.ready) {
-      r.fail('agent', m.name, `${m.name}, a standby, is not ready to take over: its agent has not confirmed the active record in etcd within the lease (last ${status.confirmedAgoMs ?? 'never'} ms ago)`, 'if the active machine fails now, the observer has no machine to fail over to', ctx.fixes.start(m.name, 'agent'));
+      r.fail(
+        'agent',
+        m.name,
+        `${m.name}, a standby, is not ready to take over: its agent has not confirmed the active record in etcd within the lease (last ${status.confirmedAgoMs ?? 'never'} ms ago)`,
+        'if the active machine fails now, the observer has no machine to fail over to',
+        ctx.fixes.start(m.name, 'agent'),
+      );
     }
   }
 }
@@ -156,7 +220,13 @@ export function checkFileSync(ctx: EvalContext, r: Results): void {
       );
     }
     if (sync.watch?.degraded) {
-      r.warn('file-sync', m.name, `file sync on ${m.name} cannot watch every directory (${sync.watch.degraded}): changes are found only by the periodic reconciliation`, 'files reach the standbys late; a failover in between leaves them behind (quarantined)', ctx.fixes.on(m.name, ['sysctl', '-w', 'fs.inotify.max_user_watches=1048576']));
+      r.warn(
+        'file-sync',
+        m.name,
+        `file sync on ${m.name} cannot watch every directory (${sync.watch.degraded}): changes are found only by the periodic reconciliation`,
+        'files reach the standbys late; a failover in between leaves them behind (quarantined)',
+        ctx.fixes.on(m.name, ['sysctl', '-w', 'fs.inotify.max_user_watches=1048576']),
+      );
     }
     for (const p of sync.peers ?? []) {
       if (!p.error) continue;
@@ -165,8 +235,14 @@ export function checkFileSync(ctx: EvalContext, r: Results): void {
           ? ctx.fixes.on(p.node, ['du', '-xh', '--max-depth=2', '/var/lib/vigil'])
           : p.error.kind === 'unreachable'
             ? `see the ports findings of ${p.node}; ${ctx.fixes.start(p.node, 'sshd')}`
-            : ctx.fixes.reinstall(p.node, 'file sync\'s SSH keys');
-      r.fail('file-sync', m.name, `file sync from ${m.name} to ${p.node} fails since ${p.error.since} (${p.error.kind}: ${p.error.message}); ${p.backlog} change(s) waiting`, `${p.node} misses the newest files: after a failover to it users lose them (they are quarantined on ${m.name})`, fix);
+            : ctx.fixes.reinstall(p.node, "file sync's SSH keys");
+      r.fail(
+        'file-sync',
+        m.name,
+        `file sync from ${m.name} to ${p.node} fails since ${p.error.since} (${p.error.kind}: ${p.error.message}); ${p.backlog} change(s) waiting`,
+        `${p.node} misses the newest files: after a failover to it users lose them (they are quarantined on ${m.name})`,
+        fix,
+      );
     }
   }
 }
@@ -174,7 +250,13 @@ export function checkFileSync(ctx: EvalContext, r: Results): void {
 export function checkClusterState(ctx: EvalContext, r: Results): void {
   const s = ctx.facts.cluster.state;
   if (!s.ok) {
-    r.fail('cluster-state', null, `Vigil's records in etcd cannot be read: ${s.error}`, 'the observer cannot fail over and the agents stop the application once their lease runs out', 'see the etcd findings above');
+    r.fail(
+      'cluster-state',
+      null,
+      `Vigil's records in etcd cannot be read: ${s.error}`,
+      'the observer cannot fail over and the agents stop the application once their lease runs out',
+      'see the etcd findings above',
+    );
     return;
   }
   r.ran('cluster-state', null);
@@ -182,14 +264,38 @@ export function checkClusterState(ctx: EvalContext, r: Results): void {
   const apps = withRole(ctx.cluster, 'app');
   const observers = withRole(ctx.cluster, 'observer');
   if (apps.length && !active) {
-    r.fail('cluster-state', null, 'no app machine is active: the observer has not chosen one', 'nothing serves users', observers[0] ? ctx.fixes.start(observers[0].name, 'observer') : 'give a machine the observer role');
+    r.fail(
+      'cluster-state',
+      null,
+      'no app machine is active: the observer has not chosen one',
+      'nothing serves users',
+      observers[0] ? ctx.fixes.start(observers[0].name, 'observer') : 'give a machine the observer role',
+    );
   } else if (active && !apps.some((m) => m.name === active.node)) {
-    r.fail('cluster-state', null, `etcd names ${active.node} as the active machine, which is not an app machine of the cluster file`, 'no machine serves', ctx.fixes.vigil(['failover', '--to', apps[0]?.name ?? '<app machine>']));
+    r.fail(
+      'cluster-state',
+      null,
+      `etcd names ${active.node} as the active machine, which is not an app machine of the cluster file`,
+      'no machine serves',
+      ctx.fixes.vigil(['failover', '--to', apps[0]?.name ?? '<app machine>']),
+    );
   }
   if (observers.length && !observerLeader) {
-    r.fail('cluster-state', null, 'no observer holds the leadership in etcd', 'nobody watches the app machines: no automatic failover', ctx.fixes.start(observers[0]!.name, 'observer'));
+    r.fail(
+      'cluster-state',
+      null,
+      'no observer holds the leadership in etcd',
+      'nobody watches the app machines: no automatic failover',
+      ctx.fixes.start(observers[0]!.name, 'observer'),
+    );
   }
   if (maintenance) {
-    r.warn('cluster-state', null, `maintenance is on since ${maintenance.since} (${maintenance.by}: ${maintenance.reason})`, 'the observer takes no action: a failed active machine is not replaced', ctx.fixes.vigil(['maintenance', 'off']));
+    r.warn(
+      'cluster-state',
+      null,
+      `maintenance is on since ${maintenance.since} (${maintenance.by}: ${maintenance.reason})`,
+      'the observer takes no action: a failed active machine is not replaced',
+      ctx.fixes.vigil(['maintenance', 'off']),
+    );
   }
 }

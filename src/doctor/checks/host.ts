@@ -12,7 +12,13 @@ export function checkOwnership(ctx: EvalContext, r: Results): void {
   for (const f of reachable(ctx).values()) {
     if (!f.paths) continue;
     if (!f.paths.ok) {
-      r.warn('ownership', f.name, `owners and modes on ${f.name} cannot be checked: ${f.paths.error}`, 'a directory its service cannot write stops that service at its next start', ctx.fixes.on(f.name, ['stat', '/etc/vigil']));
+      r.warn(
+        'ownership',
+        f.name,
+        `owners and modes on ${f.name} cannot be checked: ${f.paths.error}`,
+        'a directory its service cannot write stops that service at its next start',
+        ctx.fixes.on(f.name, ['stat', '/etc/vigil']),
+      );
       continue;
     }
     r.ran('ownership', f.name);
@@ -40,18 +46,30 @@ export function checkOwnership(ctx: EvalContext, r: Results): void {
       const extra = st.mode & rule.forbid;
       if (extra) {
         const who = [extra & 0o070 ? 'its group' : '', extra & 0o007 ? 'others' : ''].filter(Boolean).join(' and ');
-        r.fail('ownership', f.name, `${rule.path} on ${f.name} has mode ${octal(st.mode)}: ${who} may ${extra & 0o022 ? 'write' : 'read'} it`, rule.why, ctx.fixes.on(f.name, ['chmod', octal(st.mode & ~rule.forbid), rule.path]));
+        r.fail(
+          'ownership',
+          f.name,
+          `${rule.path} on ${f.name} has mode ${octal(st.mode)}: ${who} may ${extra & 0o022 ? 'write' : 'read'} it`,
+          rule.why,
+          ctx.fixes.on(f.name, ['chmod', octal(st.mode & ~rule.forbid), rule.path]),
+        );
       }
     }
     // One finding for all of them: a machine missing files usually misses many for one reason.
     if (missing.length) {
-      r.fail('ownership', f.name, `${missing.length === 1 ? `${missing[0]} is` : `${missing.length} of Vigil's files and directories are`} missing on ${f.name}${missing.length > 1 ? `: ${missing.join(', ')}` : ''}`, 'the components that read them do not start, or run with what they had in memory until their next restart', ctx.fixes.reinstall(f.name, missing.length === 1 ? missing[0]! : 'its files'));
+      r.fail(
+        'ownership',
+        f.name,
+        `${missing.length === 1 ? `${missing[0]} is` : `${missing.length} of Vigil's files and directories are`} missing on ${f.name}${missing.length > 1 ? `: ${missing.join(', ')}` : ''}`,
+        'the components that read them do not start, or run with what they had in memory until their next restart',
+        ctx.fixes.reinstall(f.name, missing.length === 1 ? missing[0]! : 'its files'),
+      );
     }
   }
 }
 
 const CLOCK_WHY =
-  'certificates are checked against each machine\'s clock, file sync compares confirmation times across machines, and events and logs from machines whose clocks disagree cannot be put in order';
+  "certificates are checked against each machine's clock, file sync compares confirmation times across machines, and events and logs from machines whose clocks disagree cannot be put in order";
 
 /**
  * Each machine's clock against the others: offsets are measured from this shell, and compared
@@ -63,7 +81,13 @@ export function checkClock(ctx: EvalContext, r: Results): void {
     if (f.clock && !f.clock.ok) r.warn('clock', f.name, `the clock of ${f.name} cannot be read: ${f.clock.error}`, CLOCK_WHY, ctx.fixes.on(f.name, ['date']));
     const ntp = f.systemd?.ntpSynchronized;
     if (ntp?.ok && !ntp.value) {
-      r.warn('clock', f.name, `the clock of ${f.name} is not synchronised by NTP`, `it drifts away from the others; ${CLOCK_WHY}`, ctx.fixes.on(f.name, ['timedatectl', 'set-ntp', 'true']));
+      r.warn(
+        'clock',
+        f.name,
+        `the clock of ${f.name} is not synchronised by NTP`,
+        `it drifts away from the others; ${CLOCK_WHY}`,
+        ctx.fixes.on(f.name, ['timedatectl', 'set-ntp', 'true']),
+      );
     }
   }
   if (measured.length === 0) return;
@@ -75,12 +99,21 @@ export function checkClock(ctx: EvalContext, r: Results): void {
     const beyond = Math.abs(skew) - c.uncertaintyMs;
     if (beyond <= THRESHOLDS.clockWarnMs) continue;
     const what = `the clock of ${c.name} is ${(Math.abs(skew) / 1000).toFixed(2)} s ${skew > 0 ? 'ahead of' : 'behind'} the other machines (±${Math.round(c.uncertaintyMs)} ms)`;
-    const fix = ctx.platform === 'lab' ? 'lab machines share this host\'s clock: `timedatectl set-ntp true` here' : ctx.fixes.on(c.name, ['timedatectl', 'set-ntp', 'true']);
+    const fix =
+      ctx.platform === 'lab'
+        ? "lab machines share this host's clock: `timedatectl set-ntp true` here"
+        : ctx.fixes.on(c.name, ['timedatectl', 'set-ntp', 'true']);
     if (beyond > THRESHOLDS.clockFailMs) r.fail('clock', c.name, what, CLOCK_WHY, fix);
     else r.warn('clock', c.name, what, CLOCK_WHY, fix);
   }
   if (Math.abs(median) > THRESHOLDS.clockFailMs) {
-    r.warn('clock', null, `this shell's clock is ${(Math.abs(median) / 1000).toFixed(1)} s ${median > 0 ? 'behind' : 'ahead of'} the cluster's`, 'doctor judges certificate expiry by it, and the admin certificate may look invalid to the machines', 'timedatectl set-ntp true (on this machine)');
+    r.warn(
+      'clock',
+      null,
+      `this shell's clock is ${(Math.abs(median) / 1000).toFixed(1)} s ${median > 0 ? 'behind' : 'ahead of'} the cluster's`,
+      'doctor judges certificate expiry by it, and the admin certificate may look invalid to the machines',
+      'timedatectl set-ntp true (on this machine)',
+    );
   }
 }
 
@@ -88,7 +121,8 @@ export function checkClock(ctx: EvalContext, r: Results): void {
 function diskWhy(ctx: EvalContext, path: string): string {
   if (path === PATHS.pgData) return 'when it is full PostgreSQL stops and writes fail (a primary also keeps WAL for a replica that falls behind)';
   if (path === PATHS.etcdData) return 'when it is full etcd refuses every write, so no leader can renew its lease';
-  if (ctx.cluster.application.syncDirs.includes(path)) return 'when it is full the application cannot store attachments there, and file sync cannot deliver them to this machine';
+  if (ctx.cluster.application.syncDirs.includes(path))
+    return 'when it is full the application cannot store attachments there, and file sync cannot deliver them to this machine';
   return 'when it is full the components writing under it (state, logs, runtime files) fail';
 }
 
@@ -96,7 +130,13 @@ export function checkDisk(ctx: EvalContext, r: Results): void {
   for (const f of reachable(ctx).values()) {
     if (!f.disk) continue;
     if (!f.disk.ok) {
-      r.warn('disk', f.name, `free space on ${f.name} cannot be checked: ${f.disk.error}`, 'a full disk stops PostgreSQL and etcd', ctx.fixes.on(f.name, ['df', '-h', '/var/lib/vigil']));
+      r.warn(
+        'disk',
+        f.name,
+        `free space on ${f.name} cannot be checked: ${f.disk.error}`,
+        'a full disk stops PostgreSQL and etcd',
+        ctx.fixes.on(f.name, ['df', '-h', '/var/lib/vigil']),
+      );
       continue;
     }
     r.ran('disk', f.name);

@@ -29,11 +29,11 @@ export function checkReachable(ctx: EvalContext, r: Results): void {
 
 const WHY: Record<Component, string> = {
   etcd: 'Patroni, the agents and the observers keep their leases in etcd: a machine that cannot reach it demotes its database or stops its application',
-  patroni: 'replication, pg_rewind after a failover and HAProxy\'s routing to the primary all need it',
+  patroni: "replication, pg_rewind after a failover and HAProxy's routing to the primary all need it",
   haproxy: 'users and the application reach the cluster only through HAProxy',
   agent: 'HAProxy sends traffic only to the app machine whose agent passes its role check, and the observer fences and activates machines through it',
-  nginx: 'the observer\'s deep check and HAProxy\'s traffic reach the application through nginx on the active machine',
-  sshd: 'file sync pushes the application\'s files to the standbys over SSH; a standby that misses them serves an incomplete set after a failover',
+  nginx: "the observer's deep check and HAProxy's traffic reach the application through nginx on the active machine",
+  sshd: "file sync pushes the application's files to the standbys over SSH; a standby that misses them serves an incomplete set after a failover",
 };
 
 const OUTCOME: Record<PortProbe['outcome'], string> = {
@@ -70,7 +70,13 @@ export function checkPorts(ctx: EvalContext, r: Results): void {
       continue;
     }
     if (listeners && !listeners.some((l) => listensOn(l, target.address)) && listeners.every(isLoopback)) {
-      r.fail('ports', req.to, `${where} listens on ${listeners.map((l) => l.address).join(', ')} only: the other machines cannot reach it`, WHY[req.component], ctx.fixes.reinstall(req.to, `the ${req.component} configuration`));
+      r.fail(
+        'ports',
+        req.to,
+        `${where} listens on ${listeners.map((l) => l.address).join(', ')} only: the other machines cannot reach it`,
+        WHY[req.component],
+        ctx.fixes.reinstall(req.to, `the ${req.component} configuration`),
+      );
       continue;
     }
     const failing = req.from
@@ -80,8 +86,14 @@ export function checkPorts(ctx: EvalContext, r: Results): void {
     if (failing.length === 0) continue;
     const names = failing.map((x) => x.source ?? 'this shell (doctor)');
     const outcomes = [...new Set(failing.map((x) => OUTCOME[x.probe!.outcome] + (x.probe!.detail ? ` (${x.probe!.detail})` : '')))];
-    const addresses = failing.map((x) => (x.source === null ? 'this shell\'s address' : machineNamed(ctx, x.source)!.address));
+    const addresses = failing.map((x) => (x.source === null ? "this shell's address" : machineNamed(ctx, x.source)!.address));
     const firewall = target.systemd?.firewall.ok ? target.systemd.firewall.value : null;
-    r.fail('ports', req.to, `${where} on ${req.to} is not reachable from ${names.join(', ')}: ${outcomes.join('; ')}`, WHY[req.component], ctx.fixes.openPort(req.to, req.port, addresses, firewall));
+    r.fail(
+      'ports',
+      req.to,
+      `${where} on ${req.to} is not reachable from ${names.join(', ')}: ${outcomes.join('; ')}`,
+      WHY[req.component],
+      ctx.fixes.openPort(req.to, req.port, addresses, firewall),
+    );
   }
 }

@@ -20,7 +20,14 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
   for (const proxy of withRole(ctx.cluster, 'proxy')) {
     const f = up.get(proxy.name);
     const cfg = f?.haproxyConfig;
-    if (cfg && !cfg.ok) r.warn('haproxy', proxy.name, `haproxy.cfg on ${proxy.name} cannot be checked: ${cfg.error}`, 'a broken configuration stops HAProxy at its next start or reload', ctx.fixes.on(proxy.name, ['haproxy', '-c', '-f', PATHS.haproxyConfig]));
+    if (cfg && !cfg.ok)
+      r.warn(
+        'haproxy',
+        proxy.name,
+        `haproxy.cfg on ${proxy.name} cannot be checked: ${cfg.error}`,
+        'a broken configuration stops HAProxy at its next start or reload',
+        ctx.fixes.on(proxy.name, ['haproxy', '-c', '-f', PATHS.haproxyConfig]),
+      );
     if (cfg?.ok && !cfg.value.valid) {
       r.fail(
         'haproxy',
@@ -33,7 +40,13 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
     const stats = ctx.facts.cluster.haproxy.find((h) => h.machine === proxy.name)?.servers;
     if (!stats) continue;
     if (!stats.ok) {
-      r.fail('haproxy', proxy.name, `HAProxy's stats page on ${proxy.name} (port ${ctx.cluster.proxy.statsPort}) does not answer: ${stats.error}`, 'HAProxy is down or cut off: users and the application reach nothing', ctx.fixes.start(proxy.name, 'haproxy'));
+      r.fail(
+        'haproxy',
+        proxy.name,
+        `HAProxy's stats page on ${proxy.name} (port ${ctx.cluster.proxy.statsPort}) does not answer: ${stats.error}`,
+        'HAProxy is down or cut off: users and the application reach nothing',
+        ctx.fixes.start(proxy.name, 'haproxy'),
+      );
       continue;
     }
     r.ran('haproxy', proxy.name);
@@ -53,7 +66,13 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
     else if (active.node) {
       const appUp = serving(APP_BACKEND);
       for (const other of appUp.filter((n) => n !== active.node)) {
-        r.fail('haproxy', proxy.name, `HAProxy on ${proxy.name} sends application traffic to ${other}, which is not the active machine (${active.node})`, 'two machines serving at once: tickets and attachments split between them', `${ctx.fixes.vigil(['failover', '--to', active.node])} (fences every other machine: MAINT in HAProxy, services stopped)`);
+        r.fail(
+          'haproxy',
+          proxy.name,
+          `HAProxy on ${proxy.name} sends application traffic to ${other}, which is not the active machine (${active.node})`,
+          'two machines serving at once: tickets and attachments split between them',
+          `${ctx.fixes.vigil(['failover', '--to', active.node])} (fences every other machine: MAINT in HAProxy, services stopped)`,
+        );
       }
       if (!appUp.includes(active.node)) {
         const state = describe(servers.find((s) => s.backend === APP_BACKEND && s.server === active.node));
@@ -61,8 +80,10 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
           'haproxy',
           proxy.name,
           `the active machine ${active.node} is ${state} in HAProxy's app backend on ${proxy.name}`,
-          'users get errors (503): no server takes the application\'s traffic',
-          state === 'MAINT' ? ctx.fixes.vigil(['failover', '--to', active.node]) : `its role check (agent port 7710, /role) fails: see the findings of ${active.node}; ${ctx.fixes.start(active.node, 'nginx')}`,
+          "users get errors (503): no server takes the application's traffic",
+          state === 'MAINT'
+            ? ctx.fixes.vigil(['failover', '--to', active.node])
+            : `its role check (agent port 7710, /role) fails: see the findings of ${active.node}; ${ctx.fixes.start(active.node, 'nginx')}`,
         );
       }
     }
@@ -70,11 +91,33 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
       const primary = leader[0]!.name;
       const dbUp = serving('postgres');
       for (const other of dbUp.filter((n) => n !== primary)) {
-        r.fail('haproxy', proxy.name, `HAProxy's :${ctx.cluster.proxy.postgresPort} on ${proxy.name} sends connections to ${other}, which is not the Patroni primary (${primary})`, 'writes sent there fail (a replica is read-only) or land on a diverged former primary and are lost', ctx.fixes.on(other, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}\\n', '-X', 'OPTIONS', `http://${ctx.cluster.machines.find((m) => m.name === other)?.address ?? other}:${ctx.cluster.database.patroniPort}/primary`]) + ' must print 503; if it prints 200, Patroni there believes it is primary: stop it');
+        r.fail(
+          'haproxy',
+          proxy.name,
+          `HAProxy's :${ctx.cluster.proxy.postgresPort} on ${proxy.name} sends connections to ${other}, which is not the Patroni primary (${primary})`,
+          'writes sent there fail (a replica is read-only) or land on a diverged former primary and are lost',
+          ctx.fixes.on(other, [
+            'curl',
+            '-s',
+            '-o',
+            '/dev/null',
+            '-w',
+            '%{http_code}\\n',
+            '-X',
+            'OPTIONS',
+            `http://${ctx.cluster.machines.find((m) => m.name === other)?.address ?? other}:${ctx.cluster.database.patroniPort}/primary`,
+          ]) + ' must print 503; if it prints 200, Patroni there believes it is primary: stop it',
+        );
       }
       if (!dbUp.includes(primary)) {
         const state = describe(servers.find((s) => s.backend === 'postgres' && s.server === primary));
-        r.fail('haproxy', proxy.name, `the Patroni primary ${primary} is ${state} behind HAProxy's :${ctx.cluster.proxy.postgresPort} on ${proxy.name}`, 'the application cannot reach its database: every request that writes fails', `HAProxy checks http://${primary}:${ctx.cluster.database.patroniPort}/primary: see the ports findings of ${primary}; ${ctx.fixes.on(proxy.name, ['curl', '-s', '-X', 'OPTIONS', '-o', '/dev/null', '-w', '%{http_code}\\n', `http://${ctx.cluster.machines.find((m) => m.name === primary)?.address ?? primary}:${ctx.cluster.database.patroniPort}/primary`])} must print 200`);
+        r.fail(
+          'haproxy',
+          proxy.name,
+          `the Patroni primary ${primary} is ${state} behind HAProxy's :${ctx.cluster.proxy.postgresPort} on ${proxy.name}`,
+          'the application cannot reach its database: every request that writes fails',
+          `HAProxy checks http://${primary}:${ctx.cluster.database.patroniPort}/primary: see the ports findings of ${primary}; ${ctx.fixes.on(proxy.name, ['curl', '-s', '-X', 'OPTIONS', '-o', '/dev/null', '-w', '%{http_code}\\n', `http://${ctx.cluster.machines.find((m) => m.name === primary)?.address ?? primary}:${ctx.cluster.database.patroniPort}/primary`])} must print 200`,
+        );
       }
     } else if (withRole(ctx.cluster, 'db').length > 0) {
       r.skip('haproxy', proxy.name, ':5000 backend: the Patroni primary is not known');

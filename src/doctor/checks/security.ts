@@ -15,26 +15,39 @@ import { reachable, type EvalContext } from './context.ts';
 const DAY_MS = 86_400_000;
 
 const WHY: Record<Identity['label'], string> = {
-  machine: 'the agent serves its API and the observer and agents authenticate each other with it (mutual TLS): without a valid one the machine drops out of the cluster',
-  'haproxy-check': 'HAProxy presents it when it checks the agents\' role endpoint: without it no app machine passes the check and users get errors',
+  machine:
+    'the agent serves its API and the observer and agents authenticate each other with it (mutual TLS): without a valid one the machine drops out of the cluster',
+  'haproxy-check': "HAProxy presents it when it checks the agents' role endpoint: without it no app machine passes the check and users get errors",
   'tls-bundle': 'HAProxy serves the application on HTTPS with it: a missing, mismatched or expired one turns users away',
 };
 
 /** The same key, compared as SPKI DER (the PEM text may differ in line breaks or header). */
 function samePublicKey(a: string, b: string): boolean {
   try {
-    return createPublicKey(a).export({ type: 'spki', format: 'der' }).equals(createPublicKey(b).export({ type: 'spki', format: 'der' }));
+    return createPublicKey(a)
+      .export({ type: 'spki', format: 'der' })
+      .equals(createPublicKey(b).export({ type: 'spki', format: 'der' }));
   } catch {
     return false;
   }
 }
 
 function checkIdentity(ctx: EvalContext, r: Results, machine: string, address: string, id: Identity, ca: X509Certificate | null): void {
-  const what = id.label === 'tls-bundle' ? `HAProxy's HTTPS bundle ${id.certPath}` : id.certPath === id.keyPath ? id.certPath : `${id.certPath} (key ${id.keyPath})`;
-  const reissue = ctx.fixes.reinstall(machine, id.label === 'tls-bundle' ? `the HTTPS bundle (certificate, then its key, in ${id.certPath}, mode 600)` : `${machine}'s certificate and key`);
+  const what =
+    id.label === 'tls-bundle' ? `HAProxy's HTTPS bundle ${id.certPath}` : id.certPath === id.keyPath ? id.certPath : `${id.certPath} (key ${id.keyPath})`;
+  const reissue = ctx.fixes.reinstall(
+    machine,
+    id.label === 'tls-bundle' ? `the HTTPS bundle (certificate, then its key, in ${id.certPath}, mode 600)` : `${machine}'s certificate and key`,
+  );
   if (!id.certPem.ok || !id.keyPublicPem.ok) {
     const error = !id.certPem.ok ? id.certPem.error : !id.keyPublicPem.ok ? id.keyPublicPem.error : '';
-    r.warn('certificates', machine, `${what} on ${machine} cannot be checked: ${error}`, WHY[id.label], ctx.fixes.on(machine, ['openssl', 'x509', '-in', id.certPath, '-noout', '-subject', '-enddate']));
+    r.warn(
+      'certificates',
+      machine,
+      `${what} on ${machine} cannot be checked: ${error}`,
+      WHY[id.label],
+      ctx.fixes.on(machine, ['openssl', 'x509', '-in', id.certPath, '-noout', '-subject', '-enddate']),
+    );
     return;
   }
   const certPem = id.certPem.value;
@@ -55,14 +68,36 @@ function checkIdentity(ctx: EvalContext, r: Results, machine: string, address: s
   }
   if (id.label === 'machine') {
     const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1];
-    if (cn !== machine) r.fail('certificates', machine, `${id.certPath} on ${machine} is issued to "${cn ?? ''}", not to ${machine}`, 'the agents authorise write requests by this name: the machine is refused or taken for another one', reissue);
-    else if (!cert.checkIP(address)) r.fail('certificates', machine, `${id.certPath} on ${machine} does not name the machine's address ${address}`, 'clients check the address against the certificate and refuse the connection', reissue);
+    if (cn !== machine)
+      r.fail(
+        'certificates',
+        machine,
+        `${id.certPath} on ${machine} is issued to "${cn ?? ''}", not to ${machine}`,
+        'the agents authorise write requests by this name: the machine is refused or taken for another one',
+        reissue,
+      );
+    else if (!cert.checkIP(address))
+      r.fail(
+        'certificates',
+        machine,
+        `${id.certPath} on ${machine} does not name the machine's address ${address}`,
+        'clients check the address against the certificate and refuse the connection',
+        reissue,
+      );
   }
   const notAfter = new Date(cert.validTo);
   const days = (notAfter.getTime() - ctx.now.getTime()) / DAY_MS;
   if (days <= 0) r.fail('certificates', machine, `${id.certPath} on ${machine} expired on ${notAfter.toISOString()}`, WHY[id.label], reissue);
-  else if (days < THRESHOLDS.certWarnDays) r.warn('certificates', machine, `${id.certPath} on ${machine} expires in ${Math.floor(days)} day(s), on ${notAfter.toISOString()}`, WHY[id.label], reissue);
-  if (new Date(cert.validFrom) > ctx.now) r.fail('certificates', machine, `${id.certPath} on ${machine} is not valid before ${new Date(cert.validFrom).toISOString()}`, 'a clock behind, or a certificate from the future: either way it is refused', ctx.fixes.on(machine, ['timedatectl']));
+  else if (days < THRESHOLDS.certWarnDays)
+    r.warn('certificates', machine, `${id.certPath} on ${machine} expires in ${Math.floor(days)} day(s), on ${notAfter.toISOString()}`, WHY[id.label], reissue);
+  if (new Date(cert.validFrom) > ctx.now)
+    r.fail(
+      'certificates',
+      machine,
+      `${id.certPath} on ${machine} is not valid before ${new Date(cert.validFrom).toISOString()}`,
+      'a clock behind, or a certificate from the future: either way it is refused',
+      ctx.fixes.on(machine, ['timedatectl']),
+    );
 }
 
 export function checkCertificates(ctx: EvalContext, r: Results): void {
@@ -78,21 +113,46 @@ export function checkCertificates(ctx: EvalContext, r: Results): void {
   for (const f of reachable(ctx).values()) {
     if (!f.pki) continue;
     if (!f.pki.ok) {
-      r.warn('certificates', f.name, `the certificates on ${f.name} cannot be checked: ${f.pki.error}`, WHY.machine, ctx.fixes.on(f.name, ['ls', '-l', '/etc/vigil/pki']));
+      r.warn(
+        'certificates',
+        f.name,
+        `the certificates on ${f.name} cannot be checked: ${f.pki.error}`,
+        WHY.machine,
+        ctx.fixes.on(f.name, ['ls', '-l', '/etc/vigil/pki']),
+      );
       continue;
     }
     r.ran('certificates', f.name);
     let ca: X509Certificate | null = null;
     const caPath = '/etc/vigil/pki/ca.pem';
-    if (f.pki.value.caPem === null) r.fail('certificates', f.name, `${caPath} is missing on ${f.name}`, 'the machine cannot verify its peers: every mutual-TLS connection fails', ctx.fixes.reinstall(f.name, 'the cluster CA certificate'));
+    if (f.pki.value.caPem === null)
+      r.fail(
+        'certificates',
+        f.name,
+        `${caPath} is missing on ${f.name}`,
+        'the machine cannot verify its peers: every mutual-TLS connection fails',
+        ctx.fixes.reinstall(f.name, 'the cluster CA certificate'),
+      );
     else {
       try {
         ca = new X509Certificate(f.pki.value.caPem);
       } catch {
-        r.fail('certificates', f.name, `${caPath} on ${f.name} is not a readable certificate`, 'the machine cannot verify its peers', ctx.fixes.reinstall(f.name, 'the cluster CA certificate'));
+        r.fail(
+          'certificates',
+          f.name,
+          `${caPath} on ${f.name} is not a readable certificate`,
+          'the machine cannot verify its peers',
+          ctx.fixes.reinstall(f.name, 'the cluster CA certificate'),
+        );
       }
       if (ca && adminCa && ca.fingerprint256 !== adminCa.fingerprint256) {
-        r.fail('certificates', f.name, `${caPath} on ${f.name} is not this cluster's CA (fingerprint ${ca.fingerprint256.slice(0, 23)}…, the admin's ${adminCa.fingerprint256.slice(0, 23)}…)`, 'the machine trusts another cluster and refuses this one\'s agents, observers and HAProxy', ctx.fixes.reinstall(f.name, 'the cluster CA certificate'));
+        r.fail(
+          'certificates',
+          f.name,
+          `${caPath} on ${f.name} is not this cluster's CA (fingerprint ${ca.fingerprint256.slice(0, 23)}…, the admin's ${adminCa.fingerprint256.slice(0, 23)}…)`,
+          "the machine trusts another cluster and refuses this one's agents, observers and HAProxy",
+          ctx.fixes.reinstall(f.name, 'the cluster CA certificate'),
+        );
       }
       if (ca) {
         const days = (new Date(ca.validTo).getTime() - ctx.now.getTime()) / DAY_MS;
@@ -103,7 +163,7 @@ export function checkCertificates(ctx: EvalContext, r: Results): void {
             machine: f.name,
             what: `the cluster CA certificate on ${f.name} ${days <= 0 ? 'expired' : `expires in ${Math.floor(days)} day(s)`} (${new Date(ca.validTo).toISOString()})`,
             why: 'every certificate it signed stops being accepted with it',
-            fix: 'create a new cluster CA and reissue every machine\'s certificate (`vigil init`, then `vigil apply`)',
+            fix: "create a new cluster CA and reissue every machine's certificate (`vigil init`, then `vigil apply`)",
           });
         }
       }
@@ -114,7 +174,8 @@ export function checkCertificates(ctx: EvalContext, r: Results): void {
 
 export function checkPasswords(ctx: EvalContext, r: Results): void {
   if (ctx.cluster.application.passwordFiles.length === 0) return;
-  const why = 'the application on this machine logs in to the database with it: after a failover to this machine the application cannot reach its database and users get errors';
+  const why =
+    'the application on this machine logs in to the database with it: after a failover to this machine the application cannot reach its database and users get errors';
   for (const m of withRole(ctx.cluster, 'app')) {
     const f = reachable(ctx).get(m.name);
     if (!f?.passwords) continue;
