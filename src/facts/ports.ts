@@ -21,7 +21,7 @@ export interface PortRequirement {
 }
 
 /**
- * Who must reach what, per role (ports from src/render and src/model/ha.ts):
+ * Who must reach what, per role (ports from src/layout/network.ts and the cluster file):
  * - etcd client port from every machine that talks to etcd (Patroni, agents, observers, the
  *   admin) and the peer port between members;
  * - PostgreSQL and Patroni's REST API between db machines (replication, pg_rewind, leader race)

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 export interface RenderedFile {
   /** Machine name from the cluster file. */
   machine: string;
-  /** Absolute path on that machine (from config/paths.ts). */
+  /** Absolute path on that machine (from src/layout/paths.ts). */
   path: string;
   /** Permission bits, e.g. 0o600. */
   mode: number;

@@ -18,7 +18,7 @@
  * right owner, so the files Vigil renders are all a machine needs.
  *
  * Vigil's own daemons (agent, observer) run Vigil's code from VIGIL_INSTALL: the installer must
- * put both the Node.js binary and the bundled entry point there (see VIGIL_INSTALL). The
+ * put both the Node.js binary and the bundled entry point there (see VIGIL_INSTALL in src/layout/units.ts). The
  * reference application runs its own bundle from there too (VIGIL_INSTALL.refapp), which apply
  * installs on the app machines that run it.
  */
