@@ -42,6 +42,8 @@ export interface Fixes {
   reinstall(machine: string, what: string): string;
   /** Make the database password in an application config file the secrets file's again. */
   setPassword(machine: string, file: { path: string; key: string }): string;
+  /** Put the machine's clock right (NTP). */
+  syncClock(machine: string): string;
 }
 
 const UNIT_OF: Record<Startable, string> = {
@@ -62,6 +64,7 @@ export function systemdFixes(cluster: Cluster): Fixes {
     platform: 'systemd',
     on: (machine, argv) => `on ${machine}: ${commandLine(argv)}`,
     vigil: (args) => `vigil ${commandLine(args)} -c ${file}`,
+    syncClock: (machine) => `on ${machine}: timedatectl set-ntp true`,
     unreachable: (m) => `bring ${m.name} up and check that it answers SSH from here: ssh -p ${m.sshPort} ${m.sshUser}@${m.address} true`,
     start(machine, what) {
       // nginx runs only on the active machine, started by the agent once it confirmed its role.

@@ -15,6 +15,7 @@ export function labFixes(labId: number, paths: { secretsFile: string; hostPath(m
     on: (machine, argv) => `${lab} exec ${machine} -- ${commandLine(argv)}`,
     vigil: (args) => `${env}vigil ${commandLine(args)} --lab`,
     unreachable: (m) => `${lab} revive ${m.name}`,
+    syncClock: () => "lab machines share this host's clock: `timedatectl set-ntp true` here",
     start(machine, what) {
       // The agent starts nginx and the app on the active machine; a restarted agent tries again.
       if (what === 'nginx') return `${lab} exec ${machine} -- systemctl restart ${UNITS.agent}`;

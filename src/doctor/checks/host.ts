@@ -99,10 +99,7 @@ export function checkClock(ctx: EvalContext, r: Results): void {
     const beyond = Math.abs(skew) - c.uncertaintyMs;
     if (beyond <= THRESHOLDS.clockWarnMs) continue;
     const what = `the clock of ${c.name} is ${(Math.abs(skew) / 1000).toFixed(2)} s ${skew > 0 ? 'ahead of' : 'behind'} the other machines (±${Math.round(c.uncertaintyMs)} ms)`;
-    const fix =
-      ctx.platform === 'lab'
-        ? "lab machines share this host's clock: `timedatectl set-ntp true` here"
-        : ctx.fixes.on(c.name, ['timedatectl', 'set-ntp', 'true']);
+    const fix = ctx.fixes.syncClock(c.name);
     if (beyond > THRESHOLDS.clockFailMs) r.fail('clock', c.name, what, CLOCK_WHY, fix);
     else r.warn('clock', c.name, what, CLOCK_WHY, fix);
   }
