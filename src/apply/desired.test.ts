@@ -67,7 +67,15 @@ describe('what apply puts on each machine', () => {
       },
     });
     const app1 = own.machines.find((m) => m.name === 'app1')!;
-    assert.ok(!desiredFiles({ ...input, cluster: own }, app1).some((f) => f.path === VIGIL_INSTALL.refapp));
+    const files = desiredFiles({ ...input, cluster: own }, app1).map((f) => f.path);
+    assert.ok(!files.includes(VIGIL_INSTALL.refapp), 'no bundle');
+    // Nor its unit or its properties file: nothing on the machine would point at a missing bundle.
+    assert.ok(!files.some((p) => p.endsWith(UNITS.refapp)), 'no unit');
+    assert.ok(!files.includes(PATHS.refappConfig), 'no properties file');
+    assert.ok(
+      files.some((p) => p.endsWith(UNITS.nginx)),
+      'nginx still',
+    );
   });
 
   it('creates the PostgreSQL state directory for postgres and the synced directories on app machines', () => {

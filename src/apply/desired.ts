@@ -13,6 +13,7 @@ import { renderMachine } from '../render/index.ts';
 import { UNITS } from '../layout/units.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
 import type { Artifact } from './artifact.ts';
+import { runsRefapp } from '../render/refapp.ts';
 
 /** What a changed file asks of a service: restart it, reload it, or restart it only when it runs (the agent decides whether it runs). */
 export type UnitAction = { unit: string; action: 'restart' | 'reload' | 'try-restart' | 'try-reload' };
@@ -45,11 +46,6 @@ export function daemonUnits(m: Pick<Machine, 'roles'>): string[] {
   if (m.roles.includes('app') || m.roles.includes('db')) out.push(UNITS.agent);
   if (m.roles.includes('observer')) out.push(UNITS.observer);
   return out;
-}
-
-/** An app machine whose cluster runs the reference application (application.services names its unit, as the default does). */
-export function runsRefapp(cluster: Cluster, m: Pick<Machine, 'roles'>): boolean {
-  return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refapp);
 }
 
 /** Which service a rendered file belongs to. */

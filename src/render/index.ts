@@ -17,7 +17,7 @@ import { renderEtcd } from './etcd.ts';
 import { renderHaproxy } from './haproxy.ts';
 import { renderNginx } from './nginx.ts';
 import { PATRONI_DEFAULT_VERSION, renderPatroni, timerProblems } from './patroni.ts';
-import { renderRefapp } from './refapp.ts';
+import { renderRefapp, runsRefapp } from './refapp.ts';
 import { renderUnits } from './systemd.ts';
 import type { RenderedFile } from './file.ts';
 
@@ -27,7 +27,7 @@ export { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
 export { appCheck, haproxyConfig } from './haproxy.ts';
 export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems } from './patroni.ts';
 export { etcdConfig } from './etcd.ts';
-export { renderRefapp, refappProperties } from './refapp.ts';
+export { renderRefapp, refappProperties, runsRefapp } from './refapp.ts';
 export { COMMANDS } from './systemd.ts';
 
 export interface RenderOptions {
@@ -69,7 +69,8 @@ function renderChecked(cluster: Cluster, secrets: Secrets, machineName: string):
   if (machine.roles.includes('etcd')) files.push(renderEtcd(cluster, machine));
   if (machine.roles.includes('db')) files.push(renderPatroni(cluster, secrets, machine));
   if (machine.roles.includes('proxy')) files.push(renderHaproxy(cluster, machine));
-  if (machine.roles.includes('app')) files.push(renderNginx(cluster, machine), renderRefapp(cluster, secrets, machine));
+  if (machine.roles.includes('app')) files.push(renderNginx(cluster, machine));
+  if (runsRefapp(cluster, machine)) files.push(renderRefapp(cluster, secrets, machine));
   files.push(...renderUnits(cluster, machine));
   return files;
 }

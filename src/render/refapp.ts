@@ -15,8 +15,17 @@ import { PATHS } from '../layout/paths.ts';
 import { REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { REFAPP_KEYS } from '../layout/refapp.ts';
+import { UNITS } from '../layout/units.ts';
 import { formatProperties } from '../util/properties.ts';
 import { HEADER, type RenderedFile } from './file.ts';
+
+/**
+ * An app machine whose cluster runs the reference application: `application.services` names its
+ * unit, as the default does. Only there do its unit, its properties file and its bundle go.
+ */
+export function runsRefapp(cluster: Cluster, m: Pick<Machine, 'roles'>): boolean {
+  return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refapp);
+}
 
 export type RefappKey = (typeof REFAPP_KEYS)[keyof typeof REFAPP_KEYS];
 

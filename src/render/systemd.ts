@@ -29,6 +29,7 @@ import { PATHS, ROOTS } from '../layout/paths.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 import { EMPTY_SERVER_STATE } from './haproxy.ts';
 import { NGINX_DIRS, NGINX_ERROR_LOG } from './nginx.ts';
+import { runsRefapp } from './refapp.ts';
 
 /** Command lines (argv) of the foreground processes, shared by the units and the lab. */
 export const COMMANDS = {
@@ -319,7 +320,7 @@ export function renderUnits(cluster: Cluster, machine: Machine): RenderedFile[] 
   if (machine.roles.includes('db')) add(UNITS.patroni, patroniUnit(cluster.database.watchdog));
   if (machine.roles.includes('proxy')) add(UNITS.haproxy, haproxyUnit());
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
-  if (machine.roles.includes('app')) add(UNITS.refapp, refappUnit());
+  if (runsRefapp(cluster, machine)) add(UNITS.refapp, refappUnit());
   if (machine.roles.includes('app') || machine.roles.includes('db')) add(UNITS.agent, agentUnit(machine));
   if (machine.roles.includes('observer')) add(UNITS.observer, observerUnit(machine));
   return out;
