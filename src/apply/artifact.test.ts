@@ -13,9 +13,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VIGIL_INSTALL } from '../layout/units.ts';
+import { rejectionOf } from '../testing/helpers.ts';
 import { createKeyPair, knownHostLine } from '../sync/keys.ts';
 import { REFUSED_EXIT, REFUSED_PREFIX } from '../sync/protocol.ts';
-import { MANIFEST_TARGET, buildArtifact, type Artifact } from './artifact.ts';
+import { MANIFEST_TARGET, artifactArch, buildArtifact, type Artifact } from './artifact.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 /** Loopback addresses for a cluster nobody runs: etcd (observer) and SSH get "connection refused". */
@@ -257,4 +258,12 @@ test('the receiver bundle starts and refuses a session without a push command', 
   const r = await run(VIGIL_INSTALL.receiver, ['--peer', 'app1'], { VIGIL_SYNC_ACCEPT_FILE: join(tmp, 'no-accept-file') });
   assert.equal(r.code, REFUSED_EXIT, r.stderr);
   assert.equal(r.stderr, `${REFUSED_PREFIX} no command: this key only carries file-sync pushes\n`);
+});
+
+test("an admin machine of another architecture is the admin's to change: APPLY with its fix, not a bug", async () => {
+  assert.equal(artifactArch('x64'), 'x86_64');
+  assert.equal(artifactArch('arm64'), 'aarch64');
+  const err = await rejectionOf(Promise.resolve().then(() => artifactArch('ppc64')));
+  assert.equal(err.code, 'APPLY');
+  assert.match(err.message, /Node\.js for ppc64.*\n {2}fix: run `vigil apply` from an x86-64 or arm64 Linux machine/);
 });

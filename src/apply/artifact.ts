@@ -32,6 +32,7 @@ import { dirname, join, posix, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BuildOptions, Metafile, Plugin } from 'esbuild';
 import { VIGIL_INSTALL } from '../layout/units.ts';
+import { VigilError, problem } from '../util/errors.ts';
 
 /**
  * Which machines get a file: `vigil`, every machine that runs a Vigil daemon; `refapp`, only the
@@ -244,10 +245,26 @@ async function copyTree(from: string, to: string): Promise<void> {
   }
 }
 
+/**
+ * The artifact's architecture in `uname -m` spelling, from the admin's Node.js (`process.arch`):
+ * the artifact carries that very binary. Another architecture is the admin's to change, an APPLY
+ * error with its fix, not a bug.
+ */
+export function artifactArch(nodeArch: string): string {
+  const arch = UNAME_ARCH[nodeArch];
+  if (arch) return arch;
+  throw new VigilError('APPLY', [
+    problem(
+      `this machine (Node.js for ${nodeArch})`,
+      'the artifact carries the Node.js `vigil` runs on, and Vigil ships for x86-64 and arm64 Linux machines only',
+      'run `vigil apply` from an x86-64 or arm64 Linux machine (the targets must have the same architecture)',
+    ),
+  ]);
+}
+
 /** Builds the artifact into `dir` (bundles; the node binary is referenced where it is, not copied). */
 export async function buildArtifact(dir: string): Promise<Artifact> {
-  const arch = UNAME_ARCH[process.arch];
-  if (!arch) throw new Error(`the artifact needs an x86-64 or arm64 machine; this one is ${process.arch}`);
+  const arch = artifactArch(process.arch);
   const out = resolve(dir);
   await prepare(out);
   const { build } = await import('esbuild');
