@@ -68,9 +68,21 @@ async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Mac
   for (const m of ordered) await step(m.name, 'services', () => restart(m, '; one machine at a time'));
 }
 
-/** etcd members restart one at a time, each healthy again before the next: the cluster keeps its quorum. */
+/**
+ * etcd members restart one at a time, each healthy again before the next: the cluster keeps its
+ * quorum. The leader goes last: restarting a follower costs no election, so the cluster goes
+ * without a leader once at most (about one election timeout, 1 s), not once per restart. Several
+ * elections in a row can add up past what Patroni (retry_timeout) and the agents (their lease)
+ * ride out, and the application stops answering while they last.
+ */
 function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShell, waitMs: number): Rolling {
+  // etcd's own gauge on its client port: 1 on the member that leads, 0 on the others.
+  const leads = async (m: Machine) => /^etcd_server_is_leader 1$/m.test((await remoteGet(probe, `http://${m.address}:2379/metrics`)).body);
   return {
+    order: async (ms) => {
+      const leader = await Promise.all(ms.map(leads));
+      return [...ms].sort((a, b) => Number(leader[ms.indexOf(a)]) - Number(leader[ms.indexOf(b)]));
+    },
     restart: async (m) => {
       await systemctl(sh(m), ['restart', UNITS.etcd]);
       await waitUntil(`${m.name}'s etcd member healthy again`, m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`)`, async () =>

@@ -70,9 +70,14 @@ async function downIntervals(machine: string, sinceMs: number, watch: MemberWatc
   return out;
 }
 
+/** A member's Prometheus metrics (etcd's client port). */
+async function metrics(address: string): Promise<string> {
+  return (await fetch(`http://${address}:2379/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+}
+
 /** When the member's etcd process started (its /metrics), to tell that it was restarted. */
 async function startedAt(address: string): Promise<string> {
-  const text = await (await fetch(`http://${address}:2379/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+  const text = await metrics(address);
   const line = /^process_start_time_seconds (\S+)$/m.exec(text);
   assert.ok(line, `no process_start_time_seconds in ${address}'s /metrics`);
   return line[1]!;
@@ -104,6 +109,10 @@ describe('vigil apply restarts etcd members one at a time', () => {
     try {
       await new Promise((r) => setTimeout(r, 1000));
       const before = await Promise.all(members.map((m) => startedAt(m.address)));
+      const leaderBefore = (
+        await Promise.all(members.map(async (m) => ((await metrics(m.address)).includes('\netcd_server_is_leader 1\n') ? m.name : null)))
+      ).filter((n) => n !== null);
+      assert.equal(leaderBefore.length, 1, `exactly one leader among ${members.map((m) => m.name).join(', ')}`);
       for (const m of members) await appendFile(hostPathOf(m.name, PATHS.etcdConfig), '# edited by hand\n');
       const t0 = performance.now();
       const wall0 = Date.now();
@@ -117,6 +126,7 @@ describe('vigil apply restarts etcd members one at a time', () => {
       const down = (await Promise.all(members.map((m) => downIntervals(m.name, wall0, watch)))).flat().sort((a, b) => a.from - b.from);
       console.log(`# etcd down (journal): ${down.map((d) => `${d.machine} ${new Date(d.from).toISOString()} +${d.to - d.from} ms`).join(', ')}`);
       assert.deepEqual(down.map((d) => d.machine).sort(), members.map((m) => m.name).sort(), 'each member was down once, for its restart');
+      assert.equal(down.at(-1)!.machine, leaderBefore[0], 'the leader restarted last: one election at most, not one per restart');
       const overlapping = down.filter((d, i) => i > 0 && d.from < down[i - 1]!.to);
       assert.deepEqual(overlapping, [], 'never two members down at once: each restart began after the one before answered again');
       const answers = probe.answers.filter((a) => a.atMs > t0);
