@@ -9,7 +9,7 @@
  * be used as a client, and a client-only one cannot serve).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { Agent, createServer, request, type Server } from 'node:https';
+import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { CodedError, ErrorCode } from '../util/errors.ts';
@@ -251,24 +251,6 @@ export interface MtlsFetchOptions extends MtlsIdentity {
   signal?: AbortSignal;
   /** Larger responses are cut off with a 'network' NetError; the API's answers are small. */
   maxBytes?: number;
-  /**
-   * Kept-alive connections for a caller that asks the same servers again and again with one
-   * identity (the observer, four times a second per agent): see keepAlivePool. Without it each
-   * request has a connection and a TLS handshake of its own.
-   */
-  pool?: Agent;
-}
-
-/**
- * A pool of kept-alive connections for one identity: at most one connection per server, reused
- * by the next request to it, so a check costs a request, not a TCP and TLS handshake (about five
- * times the CPU at the observer's rate; bench/footprint.ts). An idle connection is closed after
- * `idleMs`, before the server's own keep-alive timeout (createMtlsServer: 5 s), so a request is
- * never sent on a connection the server is closing. A request that fails or times out destroys
- * its connection; the next one connects anew. The owner calls destroy() when it stops.
- */
-export function keepAlivePool(id: MtlsIdentity, idleMs = 4_000): Agent {
-  return new Agent({ ...tlsBase(id), keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: idleMs, scheduling: 'lifo' });
 }
 
 export interface MtlsResponse {
@@ -314,10 +296,9 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
       ...tlsBase(opts),
       method: opts.method ?? (payload === undefined ? 'GET' : 'POST'),
       headers,
-      // A private connection per request unless the caller brings its own pool (one identity):
-      // node's global agent would pool sockets and TLS sessions across callers that may hold
-      // different identities.
-      agent: opts.pool ?? false,
+      // A private connection per request: the shared agent would pool sockets and TLS sessions
+      // across callers that may hold different identities.
+      agent: false,
       rejectUnauthorized: true,
     });
     let handshakeDone = false;

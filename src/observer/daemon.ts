@@ -23,8 +23,6 @@ import { VigilError, problem } from '../util/errors.ts';
 import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
 import { runReleaseLoop } from './db-release-loop.ts';
-import type { Agent as HttpsAgent } from 'node:https';
-import { keepAlivePool } from '../mtls/mtls.ts';
 
 export interface ObserverOptions {
   clusterFile: string;
@@ -47,8 +45,6 @@ interface Ctx {
   secrets: Secrets;
   store: VigilStore;
   pki: LoadedPki;
-  /** One kept-alive connection per agent, for the checks four times a second and the fences. */
-  agentPool: HttpsAgent;
   runtime?: HaproxyRuntime;
   events: EventLog;
   alerter: Alerter;
@@ -76,7 +72,6 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     secrets,
     store,
     pki,
-    agentPool: keepAlivePool(pki),
     runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined,
     events,
     alerter,
@@ -111,7 +106,6 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     await new Promise((r) => setTimeout(r, wait));
   }
   await release;
-  ctx.agentPool.destroy();
   await alerter.close();
   await leadership.resign().catch(() => {});
   await store.close();
@@ -221,7 +215,7 @@ async function fenceAgent(ctx: Ctx, node: string, epoch: number): Promise<void> 
   const m = ctx.cluster.machines.find((x) => x.name === node);
   if (!m) return;
   try {
-    await agentOf(ctx.pki, m, ctx.agentPool).fence(epoch, { timeoutMs: 1000 });
+    await agentOf(ctx.pki, m).fence(epoch, { timeoutMs: 1000 });
   } catch (err) {
     if (err instanceof AgentError && err.code === 'AGENT_HTTP') log('fence-agent-refused', { node, status: err.status, error: err.message });
     else log('fence-agent-unreachable', { node, error: (err as Error).message });

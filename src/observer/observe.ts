@@ -15,7 +15,6 @@ import { APP_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
 import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
-import type { Agent as HttpsAgent } from 'node:https';
 
 /** Deadline of each check: a hung application counts as failing after this long. */
 export const CHECK_TIMEOUT_MS = 600;
@@ -31,8 +30,6 @@ export interface ObserveDeps {
   cluster: Cluster;
   store: VigilStore;
   pki: LoadedPki;
-  /** Kept-alive connections to the agents, made from `pki` (src/mtls/mtls.ts keepAlivePool). */
-  agentPool?: HttpsAgent;
   runtime?: HaproxyRuntime;
   isLeader(): boolean;
 }
@@ -59,7 +56,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
       const [deepOk, status, dbPrimary] = await Promise.all([
         httpOk(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`, CHECK_TIMEOUT_MS),
         // An agent or a Patroni that does not answer counts as unreachable and as not primary.
-        agentOf(d.pki, m, d.agentPool)
+        agentOf(d.pki, m)
           .status({ timeoutMs: CHECK_TIMEOUT_MS })
           .catch(() => undefined),
         m.roles.includes('db')
