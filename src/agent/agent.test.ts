@@ -135,3 +135,177 @@ test("the proxy's role check asks the application afresh", async () => {
   assert.equal(h.agent.roleOk(), true, 'the cached answer is a cycle old');
   assert.equal(await h.agent.roleCheck(), false, 'the fresh check sees it at once');
 });
+
+/**
+ * Two or more agents over one in-memory etcd with claims (src/etcd/serving.ts): the agents'
+ * handover logic. That etcd deletes a claim when its lease expires is tested against the real
+ * etcd in src/etcd/store.test.ts; here `expire` stands for it.
+ */
+function cluster(nodes: string[]) {
+  let now = 0;
+  let record: ActiveRecord | null = null;
+  const claims = new Map<string, { node: string; epoch: number; since: string }>();
+  const cut = new Set<string>();
+  const running = new Map(nodes.map((n) => [n, false]));
+  let failClaims = false;
+  const agents = new Map(
+    nodes.map((node) => {
+      let claimed: number | null = null;
+      const agent = new Agent(
+        {
+          node,
+          confirm: async () => {
+            if (cut.has(node)) throw new Error('etcd unreachable');
+            return { record, sentAtMs: now, claims: [...claims.values()] };
+          },
+          hold: {
+            get claimed() {
+              return claimed;
+            },
+            claim: async (epoch) => {
+              if (cut.has(node) || failClaims) throw new Error('etcd unreachable');
+              claims.set(node, { node, epoch, since: '' });
+              claimed = epoch;
+            },
+            release: async () => {
+              if (cut.has(node)) throw new Error('etcd unreachable');
+              claims.delete(node);
+              claimed = null;
+            },
+          },
+          services: {
+            start: async () => void running.set(node, true),
+            stop: async () => void running.set(node, false),
+            states: async () => [{ name: 'app', running: running.get(node)! }],
+          },
+          appHealth: async () => running.get(node)!,
+          now: () => now,
+          log: () => {},
+        },
+        { leaseMs: 3000 },
+      );
+      return [node, agent] as const;
+    }),
+  );
+  const serving = () => nodes.filter((n) => running.get(n) || agents.get(n)!.isActive());
+  return {
+    agent: (n: string) => agents.get(n)!,
+    set: (node: string, epoch: number) => void (record = { node, epoch, since: '', reason: 'test' }),
+    cut: (n: string) => void cut.add(n),
+    heal: (n: string) => void cut.delete(n),
+    expire: (n: string) => void claims.delete(n),
+    claims,
+    advance: (ms: number) => void (now += ms),
+    failClaims: (v: boolean) => void (failClaims = v),
+    serving,
+  };
+}
+
+test('handover: the new machine starts only once the old one has stopped and dropped its claim', async () => {
+  const c = cluster(['app1', 'app2']);
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  await c.agent('app2').tick();
+  assert.deepEqual(c.serving(), ['app1']);
+  c.set('app2', 2);
+  await c.agent('app2').tick(); // the new machine learns first
+  assert.deepEqual(c.serving(), ['app1'], 'app2 waits while app1 still claims');
+  assert.deepEqual(c.agent('app2').waitingFor, ['app1']);
+  assert.equal(c.agent('app2').roleOk(), false);
+  await c.agent('app1').tick(); // stops, then drops its claim
+  assert.deepEqual(c.serving(), []);
+  assert.equal(c.claims.has('app1'), false);
+  await c.agent('app2').tick();
+  assert.deepEqual(c.serving(), ['app2']);
+  assert.deepEqual(c.agent('app2').waitingFor, []);
+});
+
+test('handover: an old machine cut off from etcd holds the new one back until its claim expires, by when it has stopped', async () => {
+  const c = cluster(['app1', 'app2']);
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  c.cut('app1');
+  c.set('app2', 2);
+  for (let ms = 0; ms < 3000; ms += 500) {
+    await c.agent('app1').tick();
+    await c.agent('app2').tick();
+    assert.ok(c.serving().length <= 1, `one machine at most at ${ms} ms: ${c.serving().join(', ')}`);
+    c.advance(500);
+  }
+  assert.equal(c.agent('app1').isActive(), false, 'past its lease the old agent has fenced itself');
+  await c.agent('app1').tick();
+  assert.deepEqual(c.serving(), [], 'still claimed in etcd: app2 waits');
+  c.expire('app1'); // etcd ends app1's lease, which outlives app1's own count
+  await c.agent('app2').tick();
+  assert.deepEqual(c.serving(), ['app2']);
+  c.heal('app1');
+  await c.agent('app1').tick();
+  assert.deepEqual(c.serving(), ['app2'], 'back, app1 stays a standby');
+});
+
+test("handover: a restarted agent is not held back by its own machine's claim", async () => {
+  const c = cluster(['app1', 'app2']);
+  c.claims.set('app1', { node: 'app1', epoch: 1, since: '' }); // left by the agent process before
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  assert.deepEqual(c.serving(), ['app1']);
+});
+
+test('handover: without its own claim in etcd the machine does not serve', async () => {
+  const c = cluster(['app1', 'app2']);
+  c.set('app1', 1);
+  c.failClaims(true);
+  await c.agent('app1').tick();
+  assert.deepEqual(c.serving(), [], 'the claim could not be written');
+  c.failClaims(false);
+  await c.agent('app1').tick();
+  assert.deepEqual(c.serving(), ['app1']);
+});
+
+test('handover: a fenced machine drops its claim once stopped, and the machine activated in its place starts', async () => {
+  const c = cluster(['app1', 'app2']);
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  c.set('app2', 2);
+  await c.agent('app2').tick();
+  assert.deepEqual(c.serving(), ['app1']);
+  await c.agent('app1').fence(2); // the observer's fence, before app1 read the new record
+  assert.equal(c.claims.has('app1'), false);
+  await c.agent('app2').tick();
+  assert.deepEqual(c.serving(), ['app2']);
+});
+
+test('the lease running out stops the services at once, while the cycle still waits on an unanswering etcd', async () => {
+  let now = 0;
+  let running = false;
+  let hang = false;
+  const log: string[] = [];
+  const agent = new Agent(
+    {
+      node: 'app1',
+      confirm: () => (hang ? new Promise(() => {}) : Promise.resolve({ record: { node: 'app1', epoch: 1, since: '', reason: 'test' }, sentAtMs: now })),
+      services: {
+        start: async () => void (running = true),
+        stop: async () => void (running = false),
+        states: async () => [{ name: 'app', running }],
+      },
+      appHealth: async () => running,
+      now: () => now,
+      log: (e) => log.push(e),
+    },
+    { leaseMs: 3000 },
+  );
+  await agent.tick();
+  assert.equal(running, true);
+  assert.equal(agent.leaseLeftMs(), 3000);
+  hang = true;
+  void agent.tick(); // blocked on etcd from here on
+  now = 2999;
+  await agent.leaseEnded();
+  assert.equal(running, true, 'inside the lease nothing happens');
+  now = 3000;
+  assert.equal(agent.leaseLeftMs(), 0);
+  await agent.leaseEnded();
+  assert.equal(running, false, 'stopped without waiting for the cycle');
+  assert.ok(log.includes('self-fence'));
+});

@@ -2,8 +2,14 @@
  * The node agent's core: runs the application's services only while its machine is the active
  * node at the current epoch, as confirmed in etcd within the lease; otherwise stops them by itself
  * (self-fencing). The observer decides; the agent obeys the record and its own clock.
+ *
+ * Handover: a machine activated at a new epoch claims the right to serve in etcd (its key under
+ * its own lease, src/etcd/serving.ts) and starts only once no other machine's claim is left. The
+ * machine it replaces drops its claim after its services have stopped; one that cannot (dead,
+ * paused, cut off from etcd) loses it when its lease expires, which is after it has stopped
+ * believing it may serve. So a proxy that still reaches the old machine never sees two serve.
  */
-import type { ActiveRecord } from '../model/ha.ts';
+import type { ActiveRecord, ServingClaim } from '../model/ha.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
 
 export interface AgentDeps {
@@ -12,7 +18,12 @@ export interface AgentDeps {
    * A linearizable read of the active record, with a deadline; throws when etcd cannot answer.
    * `sentAtMs` is when the read was sent: the confirmation holds from then, not from the answer.
    */
-  confirm(): Promise<{ record: ActiveRecord | null; sentAtMs: number }>;
+  confirm(): Promise<{ record: ActiveRecord | null; sentAtMs: number; claims?: ServingClaim[] }>;
+  /**
+   * App machines: this machine's claim to serve in etcd. `confirm` keeps its lease alive (a
+   * confirmation holds only when it did); `claimed` is the epoch the claim in etcd stands for.
+   */
+  hold?: { readonly claimed: number | null; claim(epoch: number): Promise<void>; release(): Promise<void> };
   /** Present on app machines. */
   services?: ServiceRunner;
   /** The application's own health check on this machine (through nginx and the app to the database). */
@@ -36,6 +47,10 @@ export class Agent {
   confirmedAt: number | null = null;
   appHealthy = false;
   services: ServiceState[] = [];
+  /** Activated, the machines whose claims this one waits to see gone (see Handover above). */
+  waitingFor: string[] = [];
+  /** The epoch at which no other machine's claim was left: the handover is done. */
+  private clearedEpoch: number | null = null;
   /** Services may run only at an epoch at or above this one (raised by a fence). */
   private fencedBelow = 0;
   /** The epoch the services were last started for: they are started once per activation. */
@@ -50,16 +65,40 @@ export class Agent {
     private readonly timers: AgentTimers,
   ) {}
 
-  /** Active at the current epoch, with a confirmation younger than the lease. */
+  /** Active at the current epoch, with a confirmation younger than the lease and, on app machines, the handover done. */
   isActive(): boolean {
     const d = this.deps;
     return (
-      this.record !== null &&
-      this.record.node === d.node &&
-      this.record.epoch >= this.fencedBelow &&
+      this.named() &&
       this.confirmedAt !== null &&
-      d.now() - this.confirmedAt < this.timers.leaseMs
+      d.now() - this.confirmedAt < this.timers.leaseMs &&
+      (d.hold === undefined || (d.hold.claimed === this.record!.epoch && this.clearedEpoch === this.record!.epoch))
     );
+  }
+
+  /** The record names this machine at an epoch no fence has closed. */
+  private named(): boolean {
+    return this.record !== null && this.record.node === this.deps.node && this.record.epoch >= this.fencedBelow;
+  }
+
+  /** Milliseconds until the last confirmation runs out (0 when it has, or there is none). */
+  leaseLeftMs(): number {
+    return this.confirmedAt === null ? 0 : Math.max(0, this.confirmedAt + this.timers.leaseMs - this.deps.now());
+  }
+
+  /**
+   * The lease ran out: stop the services now, not when the cycle waiting on an unanswering etcd
+   * gives up. The daemon calls it when leaseLeftMs() has passed; the machine activated in this
+   * one's place starts only once etcd has expired this machine's claim, which is no earlier.
+   */
+  async leaseEnded(): Promise<void> {
+    const d = this.deps;
+    if (this.isActive() || !d.services) return;
+    if (!(await d.services.states()).some((s) => s.running) || this.isActive()) return;
+    d.log('self-fence', { reason: `no confirmation of the active record within the lease (${this.timers.leaseMs} ms)` });
+    this.startedEpoch = null;
+    await d.services.stop();
+    this.services = await d.services.states();
   }
 
   /** What the proxy's check asks, from the last cycle: serve traffic here? */
@@ -114,13 +153,34 @@ export class Agent {
     void this.tick();
   }
 
+  /** Activated: claim the right to serve, and see whether another machine's claim is left. */
+  private async handover(claims: ServingClaim[]): Promise<void> {
+    const d = this.deps;
+    if (!d.hold || !this.named()) {
+      this.waitingFor = [];
+      return;
+    }
+    const epoch = this.record!.epoch;
+    try {
+      await d.hold.claim(epoch);
+    } catch (err) {
+      d.log('claim-failed', { epoch, error: String(err) });
+      return;
+    }
+    const others = claims.filter((c) => c.node !== d.node).map((c) => c.node);
+    if (others.join() !== this.waitingFor.join()) d.log(others.length ? 'handover-wait' : 'handover-done', { epoch, waitingFor: others });
+    this.waitingFor = others;
+    if (others.length === 0) this.clearedEpoch = epoch;
+  }
+
   private async cycle(): Promise<void> {
     const d = this.deps;
     try {
-      const { record: r, sentAtMs } = await d.confirm();
+      const { record: r, sentAtMs, claims } = await d.confirm();
       this.confirmedAt = sentAtMs;
       if (r?.epoch !== this.record?.epoch || r?.node !== this.record?.node) d.log('active-record', { node: r?.node ?? null, epoch: r?.epoch ?? null });
       this.record = r;
+      await this.handover(claims ?? []);
     } catch (err) {
       if (this.confirmedAt !== null && d.now() - this.confirmedAt >= this.timers.leaseMs && this.services.some((s) => s.running))
         d.log('self-fence', { reason: `could not confirm the active record for ${d.now() - this.confirmedAt} ms`, error: String(err) });
@@ -149,6 +209,9 @@ export class Agent {
         await d.services.stop();
       }
       if ((want && !complete) || (!want && running)) this.services = await d.services.states();
+      // Replaced (or fenced) and stopped: the machine activated after this one may start now.
+      if (d.hold && !this.named() && !this.services.some((s) => s.running))
+        await d.hold.release().catch((err: unknown) => d.log('release-claim-failed', { error: String(err) }));
     }
     this.appHealthy = this.services.length > 0 && this.services.every((s) => s.running) ? await d.appHealth().catch(() => false) : false;
     await d.afterCycle?.();

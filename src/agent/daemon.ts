@@ -44,10 +44,28 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const healthUrl = `http://127.0.0.1:${cluster.application.port}${cluster.application.healthPath}`;
   const events = new EventLog(store.events, { file: `${ROOTS.log}/events.jsonl` });
   const sync = machine.roles.includes('app') ? await startFileSync(cluster, o.node, events) : undefined;
+  // The claim's lease outlives the agent's own count of its confirmation (src/etcd/serving.ts).
+  let leaseTimer: NodeJS.Timeout | undefined;
+  const hold = services ? store.servingHold(o.node, Math.ceil(cluster.timers.agentLeaseMs / 1000)) : undefined;
   const agent: Agent = new Agent(
     {
       node: o.node,
-      confirm: async () => store.confirmActive(1000),
+      confirm: async () => {
+        const sentAtMs = performance.now();
+        const [confirmed] = await Promise.all([store.confirmActive(1000), hold?.renew(1000)]);
+        return { ...confirmed, sentAtMs };
+      },
+      ...(hold
+        ? {
+            hold: {
+              get claimed() {
+                return hold.claimed;
+              },
+              claim: (epoch: number) => hold.claim(epoch, 1000),
+              release: () => hold.release(1000),
+            },
+          }
+        : {}),
       services,
       appHealth: async () => (await fetch(healthUrl, { signal: AbortSignal.timeout(1000) })).ok,
       beforeStart: async () => {
@@ -56,7 +74,16 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       },
       // The accept file carries the confirmation the cycle just made.
       afterCycle: async () => {
+        // Stop the services the moment the lease runs out, even if the next cycle hangs on etcd.
+        clearTimeout(leaseTimer);
+        if (services && agent.isActive())
+          leaseTimer = setTimeout(
+            () => void agent.leaseEnded().catch((err: unknown) => log('self-fence-failed', { error: String(err) })),
+            agent.leaseLeftMs() + 1,
+          );
         await sync?.update(agentView(agent)).catch((err: unknown) => void log('sync-update-failed', { error: String(err) }));
+        // Waiting for the machine it replaces to stop: look again soon, not at the next tick.
+        if (agent.waitingFor.length > 0 && !o.signal.aborted) setTimeout(() => void agent.tick(), HANDOVER_POLL_MS).unref();
       },
       now: () => performance.now(),
       log,
@@ -94,6 +121,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   await new Promise<void>((resolve) => o.signal.addEventListener('abort', () => resolve(), { once: true }));
   clearInterval(timer);
   clearInterval(fenceTimer);
+  clearTimeout(leaseTimer);
   const stopping = performance.now();
   // The API and the watch first: after them nothing starts a cycle (a fence, a hint), so the
   // cycle under way is the last one. The services keep running whatever happens here.
@@ -109,6 +137,9 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
 }
+
+/** How often an activated agent looks whether the machine it replaces has dropped its claim. */
+const HANDOVER_POLL_MS = 100;
 
 /** A step of the shutdown may take this long before it is given up on (and the next one runs). */
 const STOP_STEP_MS = 3000;
@@ -174,6 +205,7 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
     appHealthy: agent.appHealthy,
     ready: agent.confirmedAt !== null && performance.now() - agent.confirmedAt < cluster.timers.agentLeaseMs,
     services: agent.services,
+    ...(machine.roles.includes('app') ? { waitingFor: agent.waitingFor } : {}),
     disk: [],
   };
   if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);

@@ -301,7 +301,7 @@ export class Campaign implements Leadership {
 }
 
 /** One keepalive round trip on its own stream (the stream ends with the answer or the deadline). */
-async function keepaliveOnce(client: Etcd3, leaseId: string, grpc: { deadline: Date }): Promise<{ TTL: string }> {
+export async function keepaliveOnce(client: Etcd3, leaseId: string, grpc: { deadline: Date }): Promise<{ TTL: string }> {
   const stream = await client.leaseClient.leaseKeepAlive(grpc);
   return new Promise((resolve, reject) => {
     stream.on('data', (res) => {

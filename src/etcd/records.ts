@@ -12,6 +12,7 @@ import {
   type ObserverState,
   type OperatorRequest,
   type RequestAnswer,
+  type ServingClaim,
   type VigilEvent,
 } from '../model/ha.ts';
 import { badData } from './call.ts';
@@ -23,6 +24,8 @@ const activeSchema = z.object({
   reason: z.string(),
   requestId: z.string().min(1).optional(),
 });
+
+const claimSchema = z.object({ node: z.string().min(1), epoch: z.number().int().nonnegative(), since: z.string() });
 
 const maintenanceSchema = z.object({ since: z.string(), by: z.string(), reason: z.string() });
 
@@ -55,6 +58,7 @@ const eventSchema = z.object({
 
 export const schemas = {
   active: activeSchema as z.ZodType<ActiveRecord>,
+  claim: claimSchema as z.ZodType<ServingClaim>,
   maintenance: maintenanceSchema as z.ZodType<Maintenance>,
   leader: leaderSchema as z.ZodType<ObserverLeader>,
   observerState: observerStateSchema as z.ZodType<ObserverState>,

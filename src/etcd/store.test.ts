@@ -82,6 +82,50 @@ describe('VigilStore against a real etcd', () => {
     await assert.rejects(s.revokeLease('0', 2000), /not a lease id/);
   });
 
+  it('serving claims: read with the record, gone when released, and deleted by etcd when the lease is not kept alive', async () => {
+    const s = await open();
+    const hold = s.servingHold('app1', 1);
+    assert.deepEqual((await s.confirmActive(2000)).claims, []);
+    await hold.renew(2000);
+    await hold.claim(4, 2000);
+    assert.equal(hold.claimed, 4);
+    assert.deepEqual(
+      (await s.confirmActive(2000)).claims.map((c) => [c.node, c.epoch]),
+      [['app1', 4]],
+    );
+    await hold.release(2000);
+    assert.equal(hold.claimed, null);
+    assert.deepEqual((await s.confirmActive(2000)).claims, [], 'released: the key is gone at once');
+
+    await hold.claim(5, 2000);
+    // No keepalive: etcd ends the lease after its TTL (1 s; etcd may round it up), and the claim with it.
+    await waitFor('etcd to expire the claim', async () => ((await s.confirmActive(2000)).claims.length === 0 ? true : undefined), 15_000, 100);
+    assert.equal(hold.claimed, 5, 'the hold does not know yet');
+    await hold.renew(2000);
+    assert.equal(hold.claimed, null, 'renew finds the lease gone and takes a new one: the claim must be made again');
+    await hold.claim(5, 2000);
+    assert.deepEqual(
+      (await s.confirmActive(2000)).claims.map((c) => [c.node, c.epoch]),
+      [['app1', 5]],
+    );
+  });
+
+  it('serving claims: a lease kept alive keeps the claim past its TTL', async () => {
+    const s = await open();
+    const hold = s.servingHold('app2', 2);
+    await hold.renew(2000);
+    await hold.claim(1, 2000);
+    for (let i = 0; i < 12; i++) {
+      await sleep(300);
+      await hold.renew(2000);
+    }
+    assert.equal(hold.claimed, 1);
+    assert.deepEqual(
+      (await s.confirmActive(2000)).claims.map((c) => c.node),
+      ['app2'],
+    );
+  });
+
   it('compare-and-swap: the first writer wins, a writer with a stale revision loses', async () => {
     const a = await open();
     const b = await open(a.cluster);

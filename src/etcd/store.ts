@@ -25,16 +25,19 @@ import {
   type ObserverState,
   type OperatorRequest,
   type RequestAnswer,
+  type ServingClaim,
 } from '../model/ha.ts';
 import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
 import { eventRecords, type EventRecords } from './events.ts';
 import { follow, type Subscription } from './follow.ts';
 import { Campaign, type Leadership } from './leadership.ts';
 import { decode, encode, schemas } from './records.ts';
+import { Hold, readClaims, type ServingHold } from './serving.ts';
 
 export { StoreError, STORE_ERROR_CODES, type StoreErrorCode, type CallOptions } from './call.ts';
 export type { Leadership } from './leadership.ts';
 export type { Subscription } from './follow.ts';
+export type { ServingHold } from './serving.ts';
 export { EVENTS_SEQ_KEY, eventKey, type EventRecords, type StoredEvent } from './events.ts';
 
 export interface StoreOptions {
@@ -58,6 +61,8 @@ export interface Versioned<T> {
 
 export interface ActiveConfirmation {
   record: ActiveRecord | null;
+  /** Every app machine's claim to run the application, read with the record (src/etcd/serving.ts). */
+  claims: ServingClaim[];
   /** performance.now() when the read was sent: the confirmation holds from then, not from the answer. */
   sentAtMs: number;
 }
@@ -75,8 +80,16 @@ export interface VigilStore {
   casActive(next: ActiveRecord, expect: { revision: string } | null, opts?: CallOptions & { leader?: Leadership }): Promise<boolean>;
   /** Calls `onChange` with the current record, then on every change, in order and without gaps. */
   watchActive(onChange: (r: ActiveRecord | null) => void, opts?: CallOptions & { onError?: (err: StoreError) => void }): Promise<Subscription>;
-  /** A linearizable read within `timeoutMs`, for self-fencing; throws StoreError (ETCD_TIMEOUT, ...) if none. */
+  /**
+   * A linearizable read of the record and of the app machines' claims within `timeoutMs`, for
+   * self-fencing and handover; throws StoreError (ETCD_TIMEOUT, ...) if none.
+   */
   confirmActive(timeoutMs: number, opts?: { signal?: AbortSignal }): Promise<ActiveConfirmation>;
+  /**
+   * This app machine's claim to run the application, under a lease of `ttlSeconds` that the
+   * agent keeps alive (src/etcd/serving.ts). One per agent process.
+   */
+  servingHold(node: string, ttlSeconds: number): ServingHold;
 
   getMaintenance(opts?: CallOptions): Promise<Maintenance | null>;
   setMaintenance(m: Maintenance, opts?: CallOptions): Promise<void>;
@@ -266,9 +279,18 @@ class Store implements VigilStore {
   async confirmActive(timeoutMs: number, opts?: { signal?: AbortSignal }): Promise<ActiveConfirmation> {
     const sentAtMs = performance.now();
     // 'once': a retry would start later than sentAtMs claims; the agent asks again on its own tick.
-    const res = await this.caller.run('confirmActive', { timeoutMs, ...opts }, (grpc) => this.ns.get(KEYS.active).options(grpc).exec(), 'once');
+    const [res, claims] = await this.caller.run(
+      'confirmActive',
+      { timeoutMs, ...opts },
+      (grpc) => Promise.all([this.ns.get(KEYS.active).options(grpc).exec(), readClaims(this.ns, keyPrefix(this.cluster), grpc)]),
+      'once',
+    );
     const kv = res.kvs[0];
-    return { record: kv ? decode(schemas.active, 'confirmActive', this.full(KEYS.active), kv.value) : null, sentAtMs };
+    return { record: kv ? decode(schemas.active, 'confirmActive', this.full(KEYS.active), kv.value) : null, claims, sentAtMs };
+  }
+
+  servingHold(node: string, ttlSeconds: number): ServingHold {
+    return new Hold({ client: this.client, ns: this.ns, caller: this.caller, prefix: keyPrefix(this.cluster) }, node, ttlSeconds);
   }
 
   async getMaintenance(opts?: CallOptions): Promise<Maintenance | null> {

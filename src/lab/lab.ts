@@ -323,6 +323,22 @@ export async function labBlock(host: string, port: number): Promise<void> {
   await net.blockPort(host, port);
 }
 
+/**
+ * Cuts `host` from one TCP port of `peer` (both ways), or drops what one user's processes on
+ * `host` (looked up there) send to `peer`: net.dropOutput. `labUnblock(host)` or `labHeal()` removes it.
+ */
+export async function labDropOutput(host: string, peer: string, match: { port?: number; user?: string } = {}): Promise<void> {
+  const state = await requireState();
+  machineOf(state, host);
+  const to = machineOf(state, peer);
+  let uid: number | undefined;
+  if (match.user !== undefined) {
+    const id = await labRun(host, ['id', '-u', match.user]);
+    uid = Number(id.stdout.trim());
+  }
+  await net.dropOutput(host, to.address, { ...(match.port === undefined ? {} : { port: match.port }), ...(uid === undefined ? {} : { uid }) });
+}
+
 /** Removes every cut and blocked port of one machine. */
 export async function labUnblock(host: string): Promise<void> {
   machineOf(await requireState(), host);

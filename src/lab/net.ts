@@ -113,6 +113,32 @@ export async function blockPort(host: string, port: number): Promise<void> {
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
 }
 
+/**
+ * A partition narrower than a machine's: the machine's connections to `peer`'s TCP `port` are
+ * cut both ways (what it sends, and what comes back on them), or only what one of its users
+ * (`uid`, as the machine numbers it) sends to `peer` is dropped. E.g. an app machine cut from
+ * etcd alone, or the observer's own checks of a machine failing while HAProxy's (another user)
+ * still pass, as when the proxy is a machine apart.
+ */
+export async function dropOutput(host: string, peer: string, match: { port?: number; uid?: number } = {}): Promise<void> {
+  if (match.port !== undefined && (!Number.isInteger(match.port) || match.port < 1 || match.port > 65535))
+    throw new RangeError(`dropOutput: ${match.port} is not a TCP port`);
+  if (match.uid !== undefined && (!Number.isInteger(match.uid) || match.uid < 0)) throw new RangeError(`dropOutput: ${match.uid} is not a user id`);
+  const rule = [`ip daddr ${peer}`, match.port === undefined ? '' : `tcp dport ${match.port}`, match.uid === undefined ? '' : `meta skuid ${match.uid}`]
+    .filter(Boolean)
+    .join(' ');
+  const lines = [
+    'table inet vigil_lab {',
+    '  chain input { type filter hook input priority 0; policy accept; }',
+    '  chain output { type filter hook output priority 0; policy accept; }',
+    '}',
+    `add rule inet vigil_lab output ${rule} drop`,
+    // Data the peer sends on connections already open (a watch stream) stops too.
+    ...(match.port === undefined ? [] : [`add rule inet vigil_lab input ip saddr ${peer} tcp sport ${match.port} drop`]),
+  ];
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+}
+
 export async function healAll(host: string): Promise<void> {
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', 'delete', 'table', 'inet', 'vigil_lab'], { allowFail: true });
 }

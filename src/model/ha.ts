@@ -23,6 +23,12 @@ export const KEYS = {
   requestAnswer: 'request-answer',
   /** VigilEvent, one key per event: `events/<zero-padded sequence>`; the oldest are pruned. */
   eventsPrefix: 'events/',
+  /**
+   * ServingClaim, one key per app machine (`holders/<node>`), under that agent's own lease: the
+   * machine may run the application. A newly activated machine starts only once no other
+   * machine's claim is left (src/agent/agent.ts, "Handover").
+   */
+  holdersPrefix: 'holders/',
 } as const;
 
 export const keyPrefix = (cluster: string): string => `/vigil/${cluster}/`;
@@ -120,6 +126,15 @@ export interface VigilEvent {
 }
 
 /** What the agent of an app machine reports (GET /status). */
+/** An app machine's claim to run the application (KEYS.holdersPrefix). */
+export interface ServingClaim {
+  node: string;
+  /** The epoch the machine was activated at when it claimed. */
+  epoch: number;
+  /** Wall-clock time of the claim, for people. */
+  since: string;
+}
+
 export interface AgentStatus {
   node: string;
   /** Active at the current epoch, confirmed within the lease. */
@@ -135,6 +150,11 @@ export interface AgentStatus {
    */
   ready: boolean;
   services: { name: string; running: boolean }[];
+  /**
+   * App machines: the machines whose claim to run the application this one, activated, waits to
+   * see gone (they stop their services and drop the claim, or their agent's etcd lease expires).
+   */
+  waitingFor?: string[];
   patroni?: { role: string; state: string; lagBytes: number | null };
   /** db machines: the agent's fence of a stale primary (failure-semantics.md, "A stale primary"). */
   dbFence?: { patroniVersion: string | null; patroniGate: boolean; fences: number; lastReason: string | null };

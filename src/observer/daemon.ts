@@ -79,7 +79,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     published: null,
     switchoverInFlight: false,
   };
-  const cfg: DecideConfig = { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs };
+  const cfg = decideConfig(cluster);
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
   const release = runReleaseLoop({
@@ -110,6 +110,16 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   await leadership.resign().catch(() => {});
   await store.close();
   log('observer-stopped', { node: o.node });
+}
+
+/**
+ * The cluster file's timers in decide's terms. A new node may wait up to the old node's agent
+ * lease before it starts (the handover, src/agent/agent.ts), so its activation is given that
+ * lease on top of the default time to start.
+ */
+export function decideConfig(cluster: Cluster): DecideConfig {
+  const handover = Math.max(0, cluster.timers.agentLeaseMs - 3000);
+  return { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs, activateTimeoutMs: DEFAULT_DECIDE_CONFIG.activateTimeoutMs + handover };
 }
 
 async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory> {

@@ -38,6 +38,8 @@ export interface NodeObservation {
   appHealthy: boolean;
   /** The Patroni primary runs on this machine (pair topology). */
   dbPrimary: boolean;
+  /** Activated, its agent waits for these machines to stop serving and drop their claims (the handover). */
+  waitingFor?: string[];
   proxyState: ProxyState;
 }
 
@@ -238,6 +240,7 @@ const why = (n: NodeObservation | undefined, active = false): string => {
   else if (active) parts.push('deep check fails');
   if (!n.agentReachable) parts.push('agent unreachable');
   else if (n.agentActive) parts.push(n.appHealthy ? 'agent reports the app healthy' : 'agent reports the app unhealthy');
+  else if (n.waitingFor?.length) parts.push(`agent waits for ${n.waitingFor.join(', ')} to stop serving`);
   else parts.push(n.appHealthy ? 'agent reachable, confirmed in etcd' : 'agent reachable, not confirmed in etcd within its lease');
   return parts.join(', ');
 };

@@ -75,6 +75,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
         // A standby runs no application to check: its agent's readiness stands for its health.
         appHealthy: status ? (status.active ? status.appHealthy : status.ready) : false,
         dbPrimary,
+        ...(status?.waitingFor?.length ? { waitingFor: status.waitingFor } : {}),
         proxyState: proxyState(servers, m.name),
       };
     }),
