@@ -20,8 +20,9 @@ import { APP_BACKEND } from '../layout/network.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import type { State } from '../model/ha.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Action, type Decision, type DecideConfig, type Memory } from './decide.ts';
+import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Decision, type DecideConfig, type Memory } from './decide.ts';
 import { observe, type Observed } from './observe.ts';
+import { execute, type Effects } from './execute.ts';
 import { runReleaseLoop } from './db-release-loop.ts';
 
 export interface ObserverOptions {
@@ -127,7 +128,7 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory
   const d = decide(memory, seen.obs, cfg);
   for (const t of d.transitions) log('transition', { ...t });
   // Leadership is checked again right before acting: a deposed observer must not act on a stale view.
-  if (d.actions.length && ctx.leadership.isLeader()) await execute(ctx, seen, d.actions);
+  if (d.actions.length && ctx.leadership.isLeader()) await execute(effects(ctx, seen), seen.active?.record.epoch ?? null, d.actions);
   await publishState(ctx, d);
   return d.memory;
 }
@@ -171,53 +172,42 @@ async function publishState(ctx: Ctx, d: Decision): Promise<void> {
   }
 }
 
-async function execute(ctx: Ctx, seen: Observed, actions: Action[]): Promise<void> {
-  for (const a of actions) {
-    log('action', { ...a });
-    switch (a.kind) {
-      case 'activate': {
-        const current = seen.active;
-        if ((current?.record.epoch ?? null) !== a.expectEpoch) return;
-        const written = await ctx.store.casActive(
-          { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason, requestId: a.requestId },
-          current ? { revision: current.revision } : null,
-          { leader: ctx.leadership },
-        );
-        if (!written) {
-          log('activate-lost-race', { node: a.node, epoch: a.epoch });
-          return; // someone wrote first: decide again on the next tick
-        }
-        break;
-      }
-      case 'fence':
-        await fenceAgent(ctx, a.node, a.epoch);
-        await ctx.runtime?.maint(APP_BACKEND, a.node).catch((err: Error) => log('maint-failed', { node: a.node, error: err.message }));
-        break;
-      case 'unfence':
-        await ctx.runtime?.ready(APP_BACKEND, a.node).catch((err: Error) => log('ready-failed', { node: a.node, error: err.message }));
-        break;
-      case 'db-switchover':
-        // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
-        // must keep observing meanwhile. One at a time: a second request would be refused anyway.
-        if (!ctx.switchoverInFlight) {
-          ctx.switchoverInFlight = true;
-          void patroniSwitchover(ctx, a.from, a.to).finally(() => (ctx.switchoverInFlight = false));
-        }
-        break;
-      case 'event': {
-        const stored = await ctx.events.append(a.event).catch((err: Error) => {
-          log('event-store-failed', { error: err.message });
-          return { ...a.event, at: new Date().toISOString() };
-        });
-        void ctx.alerter.alert(stored); // never holds up the failover
-        break;
-      }
-      case 'complete-request':
-        // The answer replaces the request in one write, so the operator's command reads it there.
-        await ctx.store.answerRequest({ id: a.id, ok: a.ok, message: a.message, at: new Date().toISOString() });
-        break;
-    }
-  }
+/** The effects of execute.ts, on this observer's etcd, HAProxy, agents and Patroni. */
+function effects(ctx: Ctx, seen: Observed): Effects {
+  return {
+    stillLeads: () => ctx.leadership.isLeader(),
+    currentEpoch: async () => (await ctx.store.getActive({ timeoutMs: 1000 }))?.record.epoch ?? null,
+    activate: (a) =>
+      ctx.store.casActive(
+        { node: a.node, epoch: a.epoch, since: new Date().toISOString(), reason: a.reason, requestId: a.requestId },
+        seen.active ? { revision: seen.active.revision } : null,
+        { leader: ctx.leadership },
+      ),
+    fence: async (node, epoch) => {
+      await fenceAgent(ctx, node, epoch);
+      await ctx.runtime?.maint(APP_BACKEND, node).catch((err: Error) => log('maint-failed', { node, error: err.message }));
+    },
+    unfence: async (node) => {
+      await ctx.runtime?.ready(APP_BACKEND, node).catch((err: Error) => log('ready-failed', { node, error: err.message }));
+    },
+    // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
+    // must keep observing meanwhile. One at a time: a second request would be refused anyway.
+    dbSwitchover: (from, to) => {
+      if (ctx.switchoverInFlight) return;
+      ctx.switchoverInFlight = true;
+      void patroniSwitchover(ctx, from, to).finally(() => (ctx.switchoverInFlight = false));
+    },
+    event: async (event) => {
+      const stored = await ctx.events.append(event).catch((err: Error) => {
+        log('event-store-failed', { error: err.message });
+        return { ...event, at: new Date().toISOString() };
+      });
+      void ctx.alerter.alert(stored); // never holds up the failover
+    },
+    // The answer replaces the request in one write, so the operator's command reads it there.
+    answer: async (a) => void (await ctx.store.answerRequest({ id: a.id, ok: a.ok, message: a.message, at: new Date().toISOString() })),
+    log,
+  };
 }
 
 /** Best effort: the agent may be dead or cut off; MAINT in HAProxy and its own lease fence it anyway. */

@@ -511,7 +511,7 @@ describe('decide: epochs and fencing', () => {
       ofKind(d, 'fence').map(({ node, epoch }) => ({ node, epoch })),
       [{ node: 'app1', epoch: 5 }],
     );
-    assert.deepEqual(ofKind(d, 'unfence'), [{ kind: 'unfence', node: 'app2' }]);
+    assert.deepEqual(ofKind(d, 'unfence'), [{ kind: 'unfence', node: 'app2', epoch: 5 }]);
     const [ev] = ofKind(d, 'event').filter((a) => a.event.type === 'failover');
     assert.deepEqual({ node: ev?.event.node, epoch: ev?.event.epoch, details: ev?.event.details }, { node: 'app2', epoch: 5, details: { from: 'app1' } });
   });
@@ -561,7 +561,7 @@ describe('decide: epochs and fencing', () => {
     assert.deepEqual(d.actions, [
       { kind: 'fence', node: 'app2', epoch: 4, reason: 'app2 is not the active node (app1 is, at epoch 4)' },
       { kind: 'fence', node: 'app3', epoch: 4, reason: 'app3 is not the active node (app1 is, at epoch 4)' },
-      { kind: 'unfence', node: 'app1' },
+      { kind: 'unfence', node: 'app1', epoch: 4 },
     ]);
   });
 

@@ -132,8 +132,8 @@ export type Action =
   | { kind: 'activate'; node: string; epoch: number; expectEpoch: number | null; reason: string; requestId?: string }
   /** Stop the node's services through its agent (best effort) and put it in MAINT (always). */
   | { kind: 'fence'; node: string; epoch: number; reason: string }
-  /** Set the active node's server back to READY in HAProxy. */
-  | { kind: 'unfence'; node: string }
+  /** Set the active node's server back to READY in HAProxy (while the record is at `epoch`). */
+  | { kind: 'unfence'; node: string; epoch: number }
   /** Ask Patroni to move the primary (pair: a planned switchover only; a failover never moves it). */
   | { kind: 'db-switchover'; from: string; to: string }
   | { kind: 'event'; event: EventAction }
@@ -547,7 +547,7 @@ function fencing(t: Tick): void {
   if (!rec) return;
   for (const n of t.obs.nodes) {
     if (n.name === rec.node) {
-      if (n.proxyState === 'maint') t.actions.push({ kind: 'unfence', node: n.name });
+      if (n.proxyState === 'maint') t.actions.push({ kind: 'unfence', node: n.name, epoch: rec.epoch });
       continue;
     }
     if (!needsFence(n)) continue;
