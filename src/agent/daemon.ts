@@ -4,7 +4,7 @@
  * are (an agent upgrade must not cause an outage); a stopped agent no longer passes the proxy's
  * role check, so traffic leaves its machine all the same.
  */
-import { statfs } from 'node:fs/promises';
+import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
@@ -16,6 +16,7 @@ import { createMtlsServer } from '../mtls/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
+import { bootClockCs } from '../util/boot-clock.ts';
 import { Agent } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler } from './api.ts';
@@ -74,11 +75,16 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       },
       // The accept file carries the confirmation the cycle just made.
       afterCycle: async () => {
+        if (services) await stampLease(agent).catch((err: unknown) => log('lease-stamp-failed', { error: String(err) }));
         // Stop the services the moment the lease runs out, even if the next cycle hangs on etcd.
         clearTimeout(leaseTimer);
         if (services && agent.isActive())
           leaseTimer = setTimeout(
-            () => void agent.leaseEnded().catch((err: unknown) => log('self-fence-failed', { error: String(err) })),
+            () =>
+              void agent
+                .leaseEnded()
+                .then(() => stampLease(agent))
+                .catch((err: unknown) => log('self-fence-failed', { error: String(err) })),
             agent.leaseLeftMs() + 1,
           );
         await sync?.update(agentView(agent)).catch((err: unknown) => void log('sync-update-failed', { error: String(err) }));
@@ -136,6 +142,20 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
+}
+
+/**
+ * Tells the dead-man switch (src/render/deadman.ts) until when this machine may serve: the boot
+ * clock (centiseconds of /proc/uptime) at which the lease runs out, or 0 when it does not serve.
+ * The uptime is read before the lease is measured, so the stamp never runs past the lease.
+ */
+async function stampLease(agent: Agent): Promise<void> {
+  const uptime = await readFile('/proc/uptime', 'utf8');
+  const until = agent.isActive() ? bootClockCs(uptime) + Math.floor(agent.leaseLeftMs() / 10) : 0;
+  await mkdir(ROOTS.run, { recursive: true });
+  const tmp = `${PATHS.serveUntil}.tmp`;
+  await writeFile(tmp, `${until}\n`);
+  await rename(tmp, PATHS.serveUntil);
 }
 
 /** How often an activated agent looks whether the machine it replaces has dropped its claim. */

@@ -61,6 +61,8 @@ function affectsOf(path: string, m: Machine): UnitAction[] {
       return [{ unit: UNITS.nginx, action: 'try-reload' }];
     case PATHS.refappConfig:
       return [{ unit: UNITS.refapp, action: 'try-restart' }];
+    case PATHS.deadmanScript:
+      return [{ unit: UNITS.deadman, action: 'restart' }];
   }
   if (path.startsWith(`${PATHS.systemdDir}/`)) {
     const unit = basename(path);

@@ -271,6 +271,8 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
       },
     );
   for (const m of withRole(cluster, 'app')) await step(m.name, 'services', () => touchAppUnits(run, sh, m));
+  // Before the agents: it acts only on a lease an agent wrote, and keeps its promise across their restarts.
+  await converge(run, sh, withRole(cluster, 'app'), UNITS.deadman);
   await pausedChecks(run, sh);
   await converge(
     run,

@@ -335,6 +335,8 @@ export async function labDropOutput(host: string, peer: string, match: { port?: 
   if (match.user !== undefined) {
     const id = await labRun(host, ['id', '-u', match.user]);
     uid = Number(id.stdout.trim());
+    if (id.code !== 0 || !/^\d+$/.test(id.stdout.trim()))
+      throw new VigilError('LAB', [problem(host, `no user ${match.user} on this machine (${id.stderr.trim()})`, 'name a user that exists there')]);
   }
   await net.dropOutput(host, to.address, { ...(match.port === undefined ? {} : { port: match.port }), ...(uid === undefined ? {} : { uid }) });
 }

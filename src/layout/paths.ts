@@ -32,4 +32,8 @@ export const PATHS = {
   refappConfig: `${ROOTS.etc}/refapp/application.properties`,
   refappAttachments: `${ROOTS.data}/app/attachments`,
   systemdDir: '/etc/systemd/system',
+  /** App machines: the dead-man switch's script (src/render/deadman.ts). */
+  deadmanScript: `${ROOTS.etc}/deadman.sh`,
+  /** App machines: the boot-clock time (centiseconds of /proc/uptime) until which the agent's lease holds; 0 when it does not serve. */
+  serveUntil: `${ROOTS.run}/serve-until`,
 } as const;

@@ -47,6 +47,8 @@ export const UNITS = {
   nginx: 'vigil-nginx.service',
   refapp: 'vigil-refapp.service',
   agent: 'vigil-agent.service',
+  /** App machines: stops the application's units when the agent's lease has run out (src/render/deadman.ts). */
+  deadman: 'vigil-deadman.service',
   observer: 'vigil-observer.service',
 } as const;
 

@@ -565,6 +565,28 @@ describe('decide: epochs and fencing', () => {
     ]);
   });
 
+  it('a hung agent on the active node: the deep check passes, but HAProxy (which routes on the agent) marks it down, so it fails over', () => {
+    const hung = serving('app1', 4, { agentReachable: false, agentActive: false, agentEpoch: null, appHealthy: false, proxyState: 'down' });
+    const [first, d] = run([obs(1000, { nodes: [hung, standby('app2')] }), obs(3000, { nodes: [hung, standby('app2')] })], steady());
+    assert.equal(first!.memory.state, 'suspect');
+    assert.match(first!.transitions[0]!.reason, /agent unreachable and HAProxy marks it down/);
+    assert.deepEqual(
+      ofKind(d as Decision, 'activate').map((a) => a.node),
+      ['app2'],
+    );
+    // Without the proxy's view (no HAProxy on the observer's machine) or with HAProxy still routing to it, the deep check stands.
+    for (const proxyState of ['unknown', 'ready'] as const) {
+      const nodes = [{ ...hung, proxyState }, standby('app2')];
+      const [, e] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
+      assert.deepEqual(ofKind(e as Decision, 'activate'), [], `proxy ${proxyState}`);
+      assert.equal((e as Decision).memory.state, 'healthy');
+    }
+    // An agent that answers and reports the app healthy is not overruled by HAProxy: moving would not mend HAProxy's check.
+    const checkBroken = serving('app1', 4, { proxyState: 'down' });
+    const [, f] = run([obs(1000, { nodes: [checkBroken, standby('app2')] }), obs(3000, { nodes: [checkBroken, standby('app2')] })], steady());
+    assert.deepEqual(ofKind(f as Decision, 'activate'), []);
+  });
+
   it('a healthy standby that is unreachable directly counts when its agent reports the app healthy', () => {
     const nodes = [dead('app1'), standby('app2', { deepOk: false, appHealthy: true })];
     const [, d] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());

@@ -210,9 +210,13 @@ export const initialMemory = (): Memory => ({
  * Healthy: the observer's deep check passes or, when it cannot reach the machine that way, the
  * agent it can reach says the app passes its own health check (the same path through nginx and
  * the app to the database). The active node and the candidates are judged alike, so a broken
- * path from the observer alone never moves the app back and forth.
+ * path from the observer alone never moves the app back and forth. HAProxy routes on the agent's
+ * role check, not on the deep check: a passing deep check does not count when the agent does not
+ * answer and the observer's HAProxy marks the machine down (a hung or dead agent takes the
+ * machine out of the proxy, a total outage the deep check alone would not see).
  */
-export const isHealthy = (n: NodeObservation | undefined): boolean => n !== undefined && (n.deepOk || (n.agentReachable && n.appHealthy));
+export const isHealthy = (n: NodeObservation | undefined): boolean =>
+  n !== undefined && ((n.deepOk && (n.agentReachable || n.proxyState !== 'down')) || (n.agentReachable && n.appHealthy));
 
 /**
  * A machine whose agent answers but does not serve: it runs neither nginx nor the app, so its
@@ -238,7 +242,7 @@ const why = (n: NodeObservation | undefined, active = false): string => {
   const parts: string[] = [];
   if (n.deepOk) parts.push('deep check passes');
   else if (active) parts.push('deep check fails');
-  if (!n.agentReachable) parts.push('agent unreachable');
+  if (!n.agentReachable) parts.push(n.deepOk && n.proxyState === 'down' ? 'agent unreachable and HAProxy marks it down' : 'agent unreachable');
   else if (n.agentActive) parts.push(n.appHealthy ? 'agent reports the app healthy' : 'agent reports the app unhealthy');
   else if (n.waitingFor?.length) parts.push(`agent waits for ${n.waitingFor.join(', ')} to stop serving`);
   else parts.push(n.appHealthy ? 'agent reachable, confirmed in etcd' : 'agent reachable, not confirmed in etcd within its lease');

@@ -27,6 +27,8 @@ describe('renderAll', () => {
         '/etc/systemd/system/vigil-nginx.service',
         '/etc/systemd/system/vigil-refapp.service',
         '/etc/systemd/system/vigil-agent.service',
+        '/etc/systemd/system/vigil-deadman.service',
+        '/etc/vigil/deadman.sh',
       ],
       app2: [
         '/etc/vigil/nginx.conf',
@@ -34,6 +36,8 @@ describe('renderAll', () => {
         '/etc/systemd/system/vigil-nginx.service',
         '/etc/systemd/system/vigil-refapp.service',
         '/etc/systemd/system/vigil-agent.service',
+        '/etc/systemd/system/vigil-deadman.service',
+        '/etc/vigil/deadman.sh',
       ],
       db1: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service', '/etc/systemd/system/vigil-agent.service'],
       db2: ['/etc/vigil/patroni.yml', '/etc/systemd/system/vigil-patroni.service', '/etc/systemd/system/vigil-agent.service'],

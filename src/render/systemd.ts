@@ -30,6 +30,7 @@ import { HEADER, type RenderedFile } from './file.ts';
 import { EMPTY_SERVER_STATE } from './haproxy.ts';
 import { NGINX_DIRS, NGINX_ERROR_LOG } from './nginx.ts';
 import { runsRefapp } from './refapp.ts';
+import { deadmanCommand, deadmanScript } from './deadman.ts';
 
 /** Command lines (argv) of the foreground processes, shared by the units and the lab. */
 export const COMMANDS = {
@@ -284,10 +285,20 @@ export function agentUnit(machine: Machine): string {
       // Stopping or restarting the agent (an upgrade, a crash) must never take the application
       // down: only the agent's own process is signalled. The application's services are units of
       // their own, outside this cgroup, so the default would spare them too; a file-sync push in
-      // flight (rsync over ssh, in this cgroup) is left to finish. Whether a dead agent should take
-      // the application down with it is the fencing issue's question (KillMode, BindsTo=).
+      // flight (rsync over ssh, in this cgroup) is left to finish. A dead or hung agent's
+      // application is stopped by the dead-man switch once the agent's lease has run out.
       'KillMode=process',
     ],
+    true,
+  );
+}
+
+/** App machines: the dead-man switch (src/render/deadman.ts), independent of the agent's process. */
+export function deadmanUnit(cluster: Cluster): string {
+  return unit(
+    "Vigil dead-man switch (stops the application when the agent's lease has run out)",
+    [NO_START_LIMIT],
+    ['Type=exec', `ExecStart=${execLine(deadmanCommand(cluster))}`, 'StandardOutput=journal', 'Restart=always', 'RestartSec=1s'],
     true,
   );
 }
@@ -322,6 +333,10 @@ export function renderUnits(cluster: Cluster, machine: Machine): RenderedFile[] 
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
   if (runsRefapp(cluster, machine)) add(UNITS.refapp, refappUnit());
   if (machine.roles.includes('app') || machine.roles.includes('db')) add(UNITS.agent, agentUnit(machine));
+  if (machine.roles.includes('app')) {
+    add(UNITS.deadman, deadmanUnit(cluster));
+    out.push({ machine: machine.name, path: PATHS.deadmanScript, mode: 0o755, owner: 'root:root', content: deadmanScript() });
+  }
   if (machine.roles.includes('observer')) add(UNITS.observer, observerUnit(machine));
   return out;
 }

@@ -8,7 +8,8 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { labAgents, labCut, labHeal, labKill, labRevive, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import { labAgents, labCut, labHeal, labKill, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import { UNITS } from '../../src/layout/units.ts';
 import { readMachineLog } from '../../src/lab/logs.ts';
 import type { HttpProbe } from '../../src/lab/probe.ts';
 import { labSettled } from '../../src/lab/settle.ts';
@@ -37,6 +38,24 @@ export const FAULTS: Fault[] = [
     inject: async (a) => void (await labSignal(a, 'app', 'SIGSTOP')),
     // The agent may already have ended the paused process while fencing; then there is nothing to resume.
     recover: async (a) => void (await labSignal(a, 'app', 'SIGCONT').catch(() => 0)),
+  },
+  {
+    name: 'the agent hangs (SIGSTOP, SIGCONT after the failover)',
+    // HAProxy routes on the agent's role check: the machine is out of the proxy although its
+    // application answers the observer's deep check. The observer fails over; the new machine
+    // starts once the hung agent's claim has expired; the dead-man switch stops the old application.
+    inject: async (a) => void (await labSignal(a, 'agent', 'SIGSTOP')),
+    recover: async (a) => {
+      await waitFor(
+        `the dead-man switch to stop the application on ${a} while its agent hangs`,
+        async () => ((await labRun(a, ['systemctl', 'is-active', '--quiet', UNITS.nginx, UNITS.refapp])).code !== 0 ? true : undefined),
+        15_000,
+        200,
+      );
+      const running = await labRun(a, ['systemctl', 'is-active', UNITS.nginx, UNITS.refapp]);
+      assert.doesNotMatch(running.stdout, /^active$/m, `nothing of the application runs on ${a}: ${running.stdout.trim()}`);
+      await labSignal(a, 'agent', 'SIGCONT');
+    },
   },
   {
     name: 'the machine is cut off from the observer machine',

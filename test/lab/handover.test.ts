@@ -2,7 +2,8 @@
  * The handover (issue 13, H1 of the security audit): the active app machine loses etcd, and the
  * observer loses sight of it, while HAProxy still reaches it. That is the case of a proxy that is
  * a machine apart from etcd and the observer, made here on the lab's one proxy machine by
- * dropping only the observer's own packets (it runs as `vigil`; HAProxy as root). With an agent
+ * dropping only the observer's own packets (it runs as root; HAProxy's workers, which run the
+ * checks, as `haproxy`). With an agent
  * lease far longer than the failure timer, the observer activates a new machine long before the
  * old agent fences itself. The new machine must wait until the old one's claim has expired in
  * etcd: the old agent then no longer counts itself active, so the two are never active at once,
@@ -78,9 +79,9 @@ describe('handover: a new app machine never serves while the old one may', () =>
     })();
 
     const faultAt = performance.now();
-    // The old machine's own packets to etcd are dropped; so are the observer's (user vigil) to it.
+    // The old machine is cut from etcd; the observer's own packets to it (root's) are dropped, HAProxy's workers' are not.
     await labDropOutput(old.name, 'observer', { port: ETCD_CLIENT_PORT });
-    await labDropOutput('observer', old.name, { user: 'vigil' });
+    await labDropOutput('observer', old.name, { user: 'root' });
     const next = await waitFor(
       'another machine active',
       async () => samples.find((s) => s.node !== old.name && s.active === true && s.sentMs > faultAt),
