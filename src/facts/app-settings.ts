@@ -148,6 +148,18 @@ function lookupAssignments(s: { format: 'properties' | 'env'; text: string; path
   return { status: 'missing' };
 }
 
+/** The value at a dotted path of a JSON document, whatever its type (undefined when absent). */
+export function jsonValue(doc: unknown, key: string): unknown {
+  let at = doc;
+  for (const seg of keySegments(key)) {
+    if (!isObject(at)) return undefined;
+    const name = member(at, seg);
+    if (name === undefined) return undefined;
+    at = at[name];
+  }
+  return at;
+}
+
 export function lookupKey(settings: ParsedSettings, key: string): KeyLookup {
   return settings.format === 'json' ? lookupJson(settings.text, settings.doc, key) : lookupAssignments(settings, key);
 }

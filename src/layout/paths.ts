@@ -31,5 +31,9 @@ export const PATHS = {
   nginxConfig: `${ROOTS.etc}/nginx.conf`,
   refappConfig: `${ROOTS.etc}/refapp/application.properties`,
   refappAttachments: `${ROOTS.data}/app/attachments`,
+  /** The reference application's HTTPS settings (appsettings.json style) and the certificate and key they name. */
+  refappSettings: `${ROOTS.etc}/refapp/appsettings.json`,
+  refappTlsCert: `${ROOTS.etc}/refapp/tls/refapp.pem`,
+  refappTlsKey: `${ROOTS.etc}/refapp/tls/refapp.key`,
   systemdDir: '/etc/systemd/system',
 } as const;
