@@ -51,7 +51,8 @@ function restart(w: Where): string {
 
 /** An edit of the settings file, then the restart; `vigil apply` where Vigil writes that file itself. */
 function edit(w: Where, instruction: string): string {
-  const rendered = w.ctx.rendered.get(w.machine)?.some((f) => f.path === w.e.file);
+  // On real machines apply writes a file Vigil renders again; a lab machine gets it only when the lab is built.
+  const rendered = w.ctx.platform === 'systemd' && w.ctx.rendered.get(w.machine)?.some((f) => f.path === w.e.file);
   const apply = rendered ? ` (or ${w.ctx.fixes.reinstall(w.machine, w.e.file)})` : '';
   return `${instruction} in ${w.e.file} on ${w.machine}${apply}; ${restart(w)}`;
 }
@@ -59,7 +60,15 @@ function edit(w: Where, instruction: string): string {
 /** Read access for the service's user to one file. */
 function grant(w: Where, path: string): string {
   const user = w.e.credentials.ok ? w.e.credentials.value.user : 'the service user';
-  return `${w.ctx.fixes.on(w.machine, ['chown', user, path])} && chmod u+r ${path} (and let ${user} search its directories); ${restart(w)}`;
+  return `${w.ctx.fixes.on(w.machine, ['chown', user, path])}; ${w.ctx.fixes.on(w.machine, ['chmod', 'u+r', path])} (and let ${user} search its directories); ${restart(w)}`;
+}
+
+/** "root, the user X runs as", and why root is refused. */
+function userOf(w: Where): string {
+  if (!w.e.credentials.ok) return `the user ${w.e.unit} runs as`;
+  const c = w.e.credentials.value;
+  const root = c.user === 'root' || c.user === '0';
+  return `${c.user}, the user ${w.e.unit} runs as${root && !c.bypassesPermissions ? ' (its unit takes away the capabilities that let root read any file)' : ''}`;
 }
 
 const at = (w: Where, line?: number) => (line ? `${w.e.file}:${line}` : w.e.file);
@@ -127,8 +136,7 @@ function checkPath(w: Where, p: TlsPathFact, other: TlsPathFact | undefined): vo
       w.ctx.fixes.on(m, ['ls', '-l', value]),
     );
   } else if (p.readable?.value === false) {
-    const user = w.e.credentials.ok ? w.e.credentials.value.user : '?';
-    fail(`${value} (${p.key} in ${w.e.file}) on ${m} is not readable by ${user}, the user ${w.e.unit} runs as`, grant(w, value));
+    fail(`${value} (${p.key} in ${w.e.file}) on ${m} is not readable by ${userOf(w)}`, grant(w, value));
   }
   if (p.pem && !p.pem.ok)
     fail(
@@ -181,7 +189,7 @@ function checkListening(w: Where, f: MachineFacts, before: number): void {
   // Findings about the file just above say what to put right first.
   const fix =
     w.r.findings.length > before
-      ? `put right the findings about ${e.file} on ${m}, then restart ${e.unit}: ${cmd}`
+      ? `put right the findings above about ${e.file} and the files it names on ${m}, then restart ${e.unit}: ${cmd}`
       : `restart ${e.unit}: ${cmd} (\`journalctl -u ${e.unit} -n 50\` says why it did not open the port)`;
   w.r.fail(
     'app-tls',
@@ -233,7 +241,7 @@ export function checkAppTls(ctx: EvalContext, r: Results): void {
             ctx.fixes.on(m.name, ['systemctl', 'cat', e.unit]),
           );
         else if (e.settingsReadable?.ok && !e.settingsReadable.value)
-          r.fail('app-tls', m.name, `${e.file} on ${m.name} is not readable by ${e.credentials.value.user}, the user ${e.unit} runs as`, why, grant(w, e.file));
+          r.fail('app-tls', m.name, `${e.file} on ${m.name} is not readable by ${userOf(w)}`, why, grant(w, e.file));
         const cert = e.paths.find((p) => p.what === 'certificate');
         const key = e.paths.find((p) => p.what === 'key');
         if (cert) checkPath(w, cert, key);
