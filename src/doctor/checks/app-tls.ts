@@ -219,7 +219,7 @@ export function checkAppTls(ctx: EvalContext, r: Results): void {
           m.name,
           `${e.file}, where ${e.service} reads its HTTPS certificate and key, is missing on ${m.name}`,
           why,
-          edit(w, 'put the settings file back'),
+          `put ${e.file} back on ${m.name} (a copy from the active machine, or the application's installation); ${restart(w)}`,
         );
       } else if (s.status === 'unreadable') {
         r.warn('app-tls', m.name, `${e.file} on ${m.name} cannot be read: ${s.detail}`, why, ctx.fixes.on(m.name, ['ls', '-l', e.file]));
