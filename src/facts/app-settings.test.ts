@@ -46,6 +46,9 @@ test('a nested key by its dotted path (or .NET colons), case-insensitively, with
   assert.deepEqual(lookupKey(s, 'Https.Port'), { status: 'not-a-string', line: 4 });
   assert.deepEqual(lookupKey(s, 'Https.Missing'), { status: 'missing' });
   assert.deepEqual(lookupKey(s, 'Nope.KeyFilePath'), { status: 'missing' });
+  // The nested key's line, not that of the same name earlier in another section.
+  const twice = parsed('{\n  "Logging": { "Path": "/var/log/app" },\n  "Https": {\n    "Path": "/etc/app/app.pem"\n  }\n}');
+  assert.deepEqual(lookupKey(twice, 'Https.Path'), { status: 'found', value: '/etc/app/app.pem', line: 4 });
 });
 
 test('the seed case: a key disabled by a leading underscore, also on an enclosing object', () => {
@@ -61,6 +64,10 @@ test('properties and env files: found, disabled by an underscore or a comment, m
   assert.deepEqual(lookupKey(p, 'CertificateFilePath'), { status: 'disabled', how: 'underscore', written: '_CertificateFilePath', line: 2 });
   assert.deepEqual(lookupKey(p, 'KeyFilePath'), { status: 'disabled', how: 'comment', written: 'KeyFilePath', line: 3 });
   assert.deepEqual(lookupKey(p, 'Other'), { status: 'missing' });
+  assert.deepEqual(lookupKey(parsed('k=1\nk=2\n', 'properties'), 'k'), {
+    status: 'not-a-string',
+    detail: '/opt/app/appsettings.json:2 k: key already set on line 1',
+  });
   const e = parsed('export X=1\nTLS_CERT="/etc/app/app.pem"\n', 'env');
   assert.deepEqual(lookupKey(e, 'TLS_CERT'), { status: 'found', value: '/etc/app/app.pem', line: 2 });
 });

@@ -18,7 +18,8 @@ export type KeyLookup =
   | { status: 'missing' }
   /** Present but switched off: `written` is the key as the file has it (e.g. `_CertificateFilePath`). */
   | { status: 'disabled'; how: 'underscore' | 'comment'; written: string; line?: number }
-  | { status: 'not-a-string'; line?: number };
+  /** Not a string (JSON), or a line that cannot be read (`detail`, properties and env files). */
+  | { status: 'not-a-string'; line?: number; detail?: string };
 
 export type ParsedSettings = { format: 'json'; text: string; doc: unknown } | { format: 'properties' | 'env'; text: string; path: string };
 
@@ -95,15 +96,19 @@ export const keySegments = (key: string): string[] => key.split(/[.:]/).filter((
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** The line where `"name"` is written as a key (the first such place; good enough to point at). */
-function keyLine(text: string, name: string): number | undefined {
+/**
+ * Where `"name"` is first written as a key at or after `from`: a nested key is looked for after
+ * its parent's, so `Https.Path` is not taken for an earlier `Logging.Path`. Good enough to point at.
+ */
+function keyOffset(text: string, name: string, from: number): number | undefined {
   const re = new RegExp(
     `"${JSON.stringify(name)
       .slice(1, -1)
       .replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"\\s*:`,
+    'g',
   );
-  const m = re.exec(text);
-  return m ? lineAt(text, m.index) : undefined;
+  re.lastIndex = from;
+  return re.exec(text)?.index;
 }
 
 /** A member by name: exactly, else ignoring case (.NET configuration keys are case-insensitive). */
@@ -114,6 +119,11 @@ function member(o: Record<string, unknown>, name: string): string | undefined {
 
 function lookupJson(text: string, doc: unknown, key: string): KeyLookup {
   let at: unknown = doc;
+  let from = 0;
+  const lineOf = (name: string) => {
+    const o = keyOffset(text, name, from);
+    return o === undefined ? {} : { line: lineAt(text, o) };
+  };
   const segments = keySegments(key);
   for (const [i, seg] of segments.entries()) {
     if (!isObject(at)) return { status: 'missing' };
@@ -122,15 +132,14 @@ function lookupJson(text: string, doc: unknown, key: string): KeyLookup {
       // `_CertificateFilePath` (or `__Https`): the usual way to switch a key off by hand in JSON.
       const off = Object.keys(at).find((k) => /^_+/.test(k) && k.replace(/^_+/, '').toLowerCase() === seg.toLowerCase());
       if (off === undefined) return { status: 'missing' };
-      const line = keyLine(text, off);
-      return { status: 'disabled', how: 'underscore', written: [...segments.slice(0, i), off].join('.'), ...(line ? { line } : {}) };
+      return { status: 'disabled', how: 'underscore', written: [...segments.slice(0, i), off].join('.'), ...lineOf(off) };
     }
     at = at[name];
     if (i === segments.length - 1) {
-      const line = keyLine(text, name);
-      const where = line ? { line } : {};
+      const where = lineOf(name);
       return typeof at === 'string' ? { status: 'found', value: at, ...where } : { status: 'not-a-string', ...where };
     }
+    from = keyOffset(text, name, from) ?? from;
   }
   return { status: 'missing' };
 }
@@ -138,7 +147,7 @@ function lookupJson(text: string, doc: unknown, key: string): KeyLookup {
 function lookupAssignments(s: { format: 'properties' | 'env'; text: string; path: string }, key: string): KeyLookup {
   const found = findValue(s.text, s.format, key, s.path);
   if ('value' in found) return { status: 'found', value: found.value, line: found.line };
-  if ('problem' in found) return { status: 'not-a-string', ...(found.line ? { line: found.line } : {}) };
+  if ('problem' in found) return { status: 'not-a-string', detail: found.problem, ...(found.line ? { line: found.line } : {}) };
   const off = findValue(s.text, s.format, `_${key}`, s.path);
   if ('value' in off) return { status: 'disabled', how: 'underscore', written: `_${key}`, line: off.line };
   const esc = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

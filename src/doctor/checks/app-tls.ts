@@ -95,6 +95,7 @@ function checkPath(w: Where, p: TlsPathFact, other: TlsPathFact | undefined): vo
     const on = off.replace(/^_+/, '');
     return fail(`${L.written} in ${where} on ${m} is disabled by a leading underscore; rename ${off} to ${on}`, edit(w, `rename ${off} to ${on}`));
   }
+  if (L.status === 'not-a-string' && L.detail) return fail(`${p.key} in ${at(w, L.line)} on ${m} cannot be read: ${L.detail}`, edit(w, 'correct the syntax'));
   if (L.status === 'not-a-string')
     return fail(`${p.key} in ${at(w, L.line)} on ${m} is not a path (a JSON string)`, edit(w, `set ${p.key} to the path of the ${p.what} file`));
   const value = L.value;
