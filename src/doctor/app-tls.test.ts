@@ -193,3 +193,18 @@ test('the settings file missing, not JSON, or not readable by the service', () =
   endpoint(f, 'app2').settingsReadable = got(false);
   assert.match(only(f).what, /^\/opt\/app\/appsettings\.json on app2 is not readable by root, the user vigil-refapp\.service runs as \(its unit/);
 });
+
+test('with the active machine unknown (etcd down): the file is still checked, the port is not, the restart is where the service runs', () => {
+  const f = facts();
+  f.cluster.state = failed('etcd does not answer');
+  path(f, 'app2', 'key').lookup = { status: 'disabled', how: 'underscore', written: 'Https._KeyFilePath', line: 5 };
+  const app1 = f.machines.find((m) => m.name === 'app1')!;
+  assert.ok(app1.listeners?.ok);
+  app1.listeners.value = [];
+  const x = only(f);
+  assert.equal(x.machine, 'app2');
+  assert.match(
+    x.fix,
+    /then restart vigil-refapp\.service where it runs, the active machine \(on app2: systemctl restart vigil-refapp\.service if that is app2\)$/,
+  );
+});

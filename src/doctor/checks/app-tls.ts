@@ -46,7 +46,7 @@ function restart(w: Where): string {
   if (w.active === true) return `then restart ${w.e.unit}: ${cmd}`;
   if (w.active === false)
     return `${w.e.unit} runs only on the active machine: it reads the file when it starts on ${w.machine} after a failover, so nothing to restart there now`;
-  return `then restart ${w.e.unit} on the active machine: ${cmd} if it is ${w.machine}`;
+  return `then restart ${w.e.unit} where it runs, the active machine (${cmd} if that is ${w.machine})`;
 }
 
 /** An edit of the settings file, then the restart; `vigil apply` where Vigil writes that file itself. */
