@@ -40,7 +40,7 @@ export const ALLOWED = {
   init: ['alerts', 'config', 'layout', 'pki', 'remote', 'util'],
   cli: ['agent', 'apply', 'config', 'doctor', 'init', 'layout', 'model', 'observer', 'ops', 'remote', 'render', 'sync', 'util'],
 
-  refapp: ['cli/run.ts', 'config', 'layout', 'render', 'util'],
+  refapp: ['cli/run.ts', 'config', 'facts', 'layout', 'render', 'util'],
   lab: [
     'agent',
     'apply',

@@ -26,7 +26,8 @@ import { dirname, join } from 'node:path';
 import { secretsPath } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
-import { CA_CERT_FILE, certificateInfo, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
+import { CA_CERT_FILE, certificateInfo, issueCertificate, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
+import { refappTlsEndpoint, runsRefapp } from '../render/refapp.ts';
 import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { postgresBinDir } from '../render/patroni.ts';
@@ -112,6 +113,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
       const wanted = desiredFiles(input, m);
       await step(m.name, 'files', () => files(run, shell, m, wanted));
       await step(m.name, 'certificates', () => certificates(run, shell, m, ca));
+      if (runsRefapp(cluster, m) && refappTlsEndpoint(cluster)) await step(m.name, 'certificates', () => refappCertificate(run, shell, m, ca));
       if (m.roles.includes('proxy') && cluster.proxy.tlsBundle)
         await step(m.name, 'tls', () => (ownFile ? files(run, shell, m, [ownFile], 'tls') : siteBundle(run, shell, m, ca)));
       if (m.roles.includes('app')) {
@@ -305,6 +307,46 @@ async function certificates(run: Run, shell: RemoteShell, m: Machine, ca: Cluste
     await shell.writeFile(PATHS.haproxyCheckBundle, pemBundle(issued[`${m.name}.pem`]!, issued[`${m.name}.key`]!), { mode: 0o600, owner: 'root:root' });
   await shell.writeFile(`${dir}/${CA_CERT_FILE}`, issued[CA_CERT_FILE]!, { mode: 0o644, owner: 'root:root' });
   await shell.writeFile(cert, issued[`${m.name}.pem`]!, { mode: 0o644, owner: 'root:root' });
+}
+
+/**
+ * The reference application's HTTPS certificate (PATHS.refappTlsCert and its key), where the
+ * cluster file gives it an HTTPS endpoint: issued by the cluster CA for the machine's name and
+ * address, kept while it is the CA's, names the machine, matches its key and has a month left.
+ */
+async function refappCertificate(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa): Promise<void> {
+  const cert = PATHS.refappTlsCert;
+  const key = PATHS.refappTlsKey;
+  const states = await fileStates(shell, [cert, key]);
+  const [certState, keyState] = [...states.values()];
+  let reason: string | undefined;
+  if (!certState || !keyState) reason = 'none yet';
+  else if (keyState.mode !== '600' || keyState.owner !== 'root:root') reason = `the key is ${keyState.owner} ${keyState.mode}`;
+  else {
+    let x: X509Certificate | undefined;
+    try {
+      x = new X509Certificate((await shell.readFile(cert))?.toString('utf8') ?? '');
+    } catch {
+      reason = 'the certificate cannot be read';
+    }
+    if (x) {
+      const info = certificateInfo(x.toString());
+      if (!issuedByCa(x, ca)) reason = "not issued by this cluster's CA";
+      else if (info.commonName !== m.name || !info.ipAddresses.includes(m.address)) reason = `it names ${info.commonName} ${info.ipAddresses.join(',')}`;
+      else if (info.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) reason = `it expires on ${info.notAfter.toISOString().slice(0, 10)}`;
+      else if (!(await remoteKeyMatches(shell, key, x))) reason = 'the key does not match the certificate';
+    }
+  }
+  if (!reason) return;
+  run.change(m.name, 'certificates', `issue ${cert} and its key for the reference application's HTTPS port (${reason})`);
+  run.ask(m.name, [{ unit: UNITS.refapp, action: 'try-restart' }]);
+  if (run.o.dryRun) return;
+  const issued = await issueCertificate(ca, { commonName: m.name, ipAddresses: [m.address, '127.0.0.1'], usage: 'server' });
+  const dir = await shell.exec(['mkdir', '-p', '--', dirname(cert)]);
+  if (dir.code !== 0) throw new Error(`cannot create ${dirname(cert)}: ${dir.stderr.trim()}`);
+  // Key first, certificate last: a reader never pairs the new certificate with the old key.
+  await shell.writeFile(key, issued.keyPem, { mode: 0o600, owner: 'root:root' });
+  await shell.writeFile(cert, issued.certPem, { mode: 0o644, owner: 'root:root' });
 }
 
 async function certificateProblem(

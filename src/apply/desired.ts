@@ -60,6 +60,7 @@ function affectsOf(path: string, m: Machine): UnitAction[] {
     case PATHS.nginxConfig:
       return [{ unit: UNITS.nginx, action: 'try-reload' }];
     case PATHS.refappConfig:
+    case PATHS.refappSettings:
       return [{ unit: UNITS.refapp, action: 'try-restart' }];
     case PATHS.deadmanScript:
       return [{ unit: UNITS.deadman, action: 'restart' }];

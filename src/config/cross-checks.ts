@@ -75,6 +75,7 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   'At least one machine has each of the roles etcd, proxy, observer and db, and at least two have the role app.',
   "`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni's rule: a primary retrying etcd must still renew its leader lock in time).",
   'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`), db (`database.port`, `database.patroniPort`).',
+  "Every `application.tlsEndpoints[].service` is the `name` of one of `application.services`; its `port` counts among the app machines' ports above.",
   '`proxy.tlsCertificate` and `proxy.tlsKey` go together; they and `proxy.tlsDnsNames` need `proxy.tlsBundle`; `proxy.tlsDnsNames` is for the certificate issued by the cluster CA, so not with `proxy.tlsCertificate`.',
 ];
 
@@ -87,7 +88,26 @@ export function checkCluster(c: Cluster, file: ClusterFile, loc: Locator): Probl
     ...checkTimers(c, loc),
     ...checkPorts(c, loc),
     ...checkTls(c, loc),
+    ...checkTlsEndpoints(c, loc),
   ];
+}
+
+/** An application HTTPS endpoint belongs to one of the application's services. */
+function checkTlsEndpoints(c: Cluster, loc: Locator): Problem[] {
+  const names = c.application.services.map((s) => s.name);
+  return c.application.tlsEndpoints.flatMap((e, i) => {
+    if (names.includes(e.service)) return [];
+    const guess = closest(e.service, names);
+    return [
+      problem(
+        loc.at(['application', 'tlsEndpoints', i, 'service']),
+        `\`${e.service}\` is not a service of application.services (${names.join(', ') || 'none'})`,
+        guess
+          ? `did you mean \`${guess}\`? Or add the service to application.services`
+          : `use one of ${names.join(', ')}, or add the service to application.services`,
+      ),
+    ];
+  });
 }
 
 /** The certificate settings of :443 only make sense together. */
@@ -240,7 +260,10 @@ function portsOf(c: Cluster, m: Machine): PortUse[] {
     uses.push(f(p.httpPort, 'proxy', 'httpPort'), f(p.postgresPort, 'proxy', 'postgresPort'), f(p.statsPort, 'proxy', 'statsPort'));
     if (p.tlsBundle !== undefined) uses.push(f(p.httpsPort, 'proxy', 'httpsPort')); // :443 is served only with a bundle
   }
-  if (m.roles.includes('app')) uses.push(f(c.application.port, 'application', 'port'));
+  if (m.roles.includes('app')) {
+    uses.push(f(c.application.port, 'application', 'port'));
+    c.application.tlsEndpoints.forEach((e, i) => uses.push(f(e.port, 'application', 'tlsEndpoints', i, 'port')));
+  }
   if (m.roles.includes('db')) uses.push(f(c.database.port, 'database', 'port'), f(c.database.patroniPort, 'database', 'patroniPort'));
   return uses;
 }

@@ -359,3 +359,30 @@ test('no secret value ever appears in an error message', async () => {
     await rm(dir, { recursive: true });
   }
 });
+
+test('application.tlsEndpoints: defaults, a service that is not one of application.services, a relative path, a port clash', () => {
+  const endpoint = (...lines: string[]) => file(...PAIR, 'application:', '  tlsEndpoints:', ...lines); // the entry starts on line 11
+  const ok = parseCluster(endpoint('    - service: app', '      port: 8443', '      settingsFile: /opt/app/appsettings.json'), 'c.yaml');
+  assert.deepEqual(ok.application.tlsEndpoints, [
+    {
+      service: 'app',
+      port: 8443,
+      settingsFile: '/opt/app/appsettings.json',
+      format: 'json',
+      certificatePathKey: 'CertificateFilePath',
+      keyPathKey: 'KeyFilePath',
+    },
+  ]);
+  const typo = errorOf(() => parseCluster(endpoint('    - service: ap', '      port: 8443', '      settingsFile: /opt/app/appsettings.json'), 'c.yaml'));
+  assertProblem(
+    typo,
+    'CONFIG_INVALID',
+    'c.yaml:11 application.tlsEndpoints[0].service',
+    '`ap` is not a service of application.services (nginx, app)',
+    'did you mean `app`?',
+  );
+  const relative = errorOf(() => parseCluster(endpoint('    - service: app', '      port: 8443', '      settingsFile: appsettings.json'), 'c.yaml'));
+  assert.match(relative.message, /c\.yaml:13 application\.tlsEndpoints\[0\]\.settingsFile: `settingsFile` must start with "\/"/);
+  const clash = errorOf(() => parseCluster(endpoint('    - service: app', '      port: 80', '      settingsFile: /opt/app/appsettings.json'), 'c.yaml'));
+  assert.match(clash.message, /application\.port and application\.tlsEndpoints\[0\]\.port are both 80/);
+});

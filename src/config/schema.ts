@@ -59,6 +59,37 @@ export const passwordFileSchema = z
   })
   .describe('An application config file that holds the database password.');
 
+export const tlsEndpointSchema = z
+  .strictObject({
+    service: z.string().min(1).describe('The service that serves it: a `name` of `application.services` (doctor names its unit when it must be restarted).'),
+    port: z.number().int().min(1).max(65535).describe('TCP port the endpoint listens on, on the active app machine.'),
+    settingsFile: z
+      .string()
+      .startsWith('/', { message: 'must be an absolute path, e.g. /opt/ServiceOps/appsettings.json' })
+      .describe(
+        'Absolute path of the file the application reads its certificate and key paths from, on every app machine, e.g. /opt/ServiceOps/appsettings.json.',
+      ),
+    format: z
+      .enum(['json', 'properties', 'env'])
+      .default('json')
+      .describe(
+        'How that file stores them: `json` (default; comments and trailing commas allowed, as .NET reads appsettings.json), `properties` (key=value) or `env` (KEY=value).',
+      ),
+    certificatePathKey: z
+      .string()
+      .min(1)
+      .default('CertificateFilePath')
+      .describe(
+        'The key whose value is the certificate file (PEM): in JSON a dotted path to a nested key, e.g. `Https.CertificateFilePath` (`:` separates too, as .NET writes `Kestrel:Certificates:Default:Path`); in a properties or env file the key itself. Default CertificateFilePath.',
+      ),
+    keyPathKey: z
+      .string()
+      .min(1)
+      .default('KeyFilePath')
+      .describe('The key whose value is the private key file (PEM, without a passphrase), written as `certificatePathKey` is. Default KeyFilePath.'),
+  })
+  .describe("An HTTPS endpoint of the application itself, with its own certificate: where the application's settings name the certificate and key files.");
+
 export const serviceSchema = z
   .strictObject({
     name: z.string().regex(NAME_RE, { message: 'must be lower case letters, digits and dashes' }).describe('Short name.'),
@@ -232,6 +263,12 @@ export const clusterFileSchema = z
           .array(passwordFileSchema)
           .default([])
           .describe('Application config files holding the database password; Vigil keeps it identical in all of them.'),
+        tlsEndpoints: z
+          .array(tlsEndpointSchema)
+          .default([])
+          .describe(
+            "The application's own HTTPS endpoints (besides HAProxy's :443): `vigil doctor` checks on every app machine that the settings name a certificate and key that exist, are readable by the service's user, match and are not expiring, and on the active machine that the port listens.",
+          ),
       })
       .prefault({})
       .describe('The application Vigil keeps available.'),

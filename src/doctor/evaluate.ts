@@ -2,6 +2,7 @@
  * From facts to the report: every check (pure functions in ./checks) over the gathered facts,
  * then the per-machine statuses, the summary and the exit status.
  */
+import { checkAppTls } from './checks/app-tls.ts';
 import { checkAgents, checkAppVersion, checkClusterState, checkFileSync, checkServices } from './checks/app.ts';
 import type { EvalContext } from './checks/context.ts';
 import { checkEtcd, checkPatroni, checkReplication, checkStalePrimary } from './checks/database.ts';
@@ -29,6 +30,7 @@ const CHECKS: ((ctx: EvalContext, r: Results) => void)[] = [
   checkAppVersion,
   checkFileSync,
   checkPasswords,
+  checkAppTls,
   checkCertificates,
   checkOwnership,
   checkClock,

@@ -14,6 +14,7 @@ import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from '../facts/parse.ts';
 import { comparePasswordFile } from '../facts/password-files.ts';
 import { clock, connect, errorText, firstLine, runOn } from '../facts/probe.ts';
+import { gatherTlsEndpoints } from './gather-tls.ts';
 import {
   failed,
   got,
@@ -188,7 +189,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   const targets = new Map(cluster.machines.map((x) => [x.name, x]));
   const outgoing = portRequirements(cluster).filter((r) => r.from.includes(m.name));
 
-  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd, dbSafety] = await Promise.all([
+  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd, dbSafety, tls] = await Promise.all([
     clock(shell, t),
     guard(async () => {
       const r = await runOn(shell, ['ss', '-Hltnp'], t);
@@ -221,6 +222,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
     has('app') ? appVersion(shell, cluster, t) : undefined,
     systemdFacts(shell, cluster, m, t),
     has('db') ? dbSafetyFacts(shell, t) : undefined,
+    has('app') && cluster.application.tlsEndpoints.length > 0 ? gatherTlsEndpoints(shell, cluster, t) : undefined,
   ]);
 
   const facts: MachineFacts = { ...base, reachable: got(true), clock: clockP, listeners, paths, disk, ports, pki: pkiP };
@@ -229,6 +231,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (version) facts.appVersion = version;
   if (systemd) facts.systemd = systemd;
   if (dbSafety) facts.dbSafety = dbSafety;
+  if (tls) facts.tlsEndpoints = tls;
   // Which unit runs what listens on the application port: the fix for a stray nginx depends on it.
   if (has('app') && listeners.ok) {
     const pids = listeners.value.filter((l) => l.port === cluster.application.port).flatMap((l) => l.processes.map((p) => p.pid));

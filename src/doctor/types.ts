@@ -8,8 +8,10 @@ import type { Role } from '../config/schema.ts';
 import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../model/ha.ts';
 import type { ServerState } from '../proxy/runtime.ts';
 import type { ClockProbe, DiskUsage, Listener, PasswordFileFact, PathStat, PortProbe, Probe } from '../facts/probe.ts';
+import type { TlsEndpointFact } from '../facts/app-settings.ts';
 
 export { failed, got } from '../facts/probe.ts';
+export type { KeyLookup, ServiceCredentials, TlsEndpointFact, TlsPathFact } from '../facts/app-settings.ts';
 export type { ClockProbe, DiskUsage, Listener, PasswordFileFact, PasswordStatus, PathStat, PortOutcome, PortProbe, Probe } from '../facts/probe.ts';
 
 /** fail: something is broken or a failover would not work; warn: works now, needs attention. */
@@ -33,6 +35,7 @@ export const CHECKS = [
   'file-sync',
   'cluster-state',
   'stale-primary',
+  'app-tls',
 ] as const;
 export type CheckId = (typeof CHECKS)[number];
 
@@ -123,6 +126,8 @@ export interface MachineFacts {
   appVersion?: Probe<ProgramDigest[]>;
   systemd?: SystemdFacts;
   dbSafety?: DbSafetyFacts;
+  /** The application's own HTTPS endpoints (app machines, when the cluster file lists any). */
+  tlsEndpoints?: TlsEndpointFact[];
 }
 
 export interface EtcdMemberFacts {

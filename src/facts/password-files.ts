@@ -10,7 +10,7 @@ import type { PasswordFileFact, PasswordStatus } from './probe.ts';
 
 export type PasswordFormat = 'properties' | 'env' | 'shell';
 
-type Found = { value: string; line: number } | { missing: true } | { problem: string; line?: number };
+export type Found = { value: string; line: number } | { missing: true } | { problem: string; line?: number };
 
 /** Unquotes a shell word: '...' literally, "..." with \\ \" \$ \` escapes, bare words with \x. */
 function shellWord(raw: string): string | null {
@@ -65,7 +65,8 @@ function assignmentValue(text: string, key: string, allowExport: boolean): Found
   return found;
 }
 
-function findValue(text: string, format: PasswordFormat, key: string, path: string): Found {
+/** The value of `key` in a properties, env or shell file (also read by app-settings.ts). */
+export function findValue(text: string, format: PasswordFormat, key: string, path: string): Found {
   if (format === 'properties') {
     try {
       const e = parseProperties(text, path).get(key);

@@ -27,3 +27,6 @@ export const AGENT_PORT = 7710;
 
 /** Port the reference application listens on behind nginx, on loopback of each app machine. */
 export const REFAPP_PORT = 8080;
+
+/** Port of the reference application's own HTTPS endpoint in the lab (application.tlsEndpoints), on loopback like REFAPP_PORT. */
+export const REFAPP_HTTPS_PORT = 8443;

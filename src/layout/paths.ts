@@ -31,6 +31,10 @@ export const PATHS = {
   nginxConfig: `${ROOTS.etc}/nginx.conf`,
   refappConfig: `${ROOTS.etc}/refapp/application.properties`,
   refappAttachments: `${ROOTS.data}/app/attachments`,
+  /** The reference application's HTTPS settings (appsettings.json style) and the certificate and key they name. */
+  refappSettings: `${ROOTS.etc}/refapp/appsettings.json`,
+  refappTlsCert: `${ROOTS.etc}/refapp/tls/refapp.pem`,
+  refappTlsKey: `${ROOTS.etc}/refapp/tls/refapp.key`,
   systemdDir: '/etc/systemd/system',
   /** App machines: the dead-man switch's script (src/render/deadman.ts). */
   deadmanScript: `${ROOTS.etc}/deadman.sh`,

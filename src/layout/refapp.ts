@@ -16,4 +16,16 @@ export const REFAPP_KEYS = {
   httpHost: 'http.host',
   httpPort: 'http.port',
   attachmentsDir: 'attachments.dir',
+  /** Where its HTTPS settings are (a JSON file with REFAPP_HTTPS_KEYS); left out: no HTTPS port. */
+  httpsSettings: 'https.settings',
+} as const;
+
+/**
+ * The keys of the reference application's HTTPS settings file (PATHS.refappSettings), JSON as
+ * .NET's appsettings.json: nested under `Https`, written as dotted paths (src/facts/app-settings.ts).
+ */
+export const REFAPP_HTTPS_KEYS = {
+  port: 'Https.Port',
+  certificate: 'Https.CertificateFilePath',
+  key: 'Https.KeyFilePath',
 } as const;

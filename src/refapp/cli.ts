@@ -25,13 +25,20 @@ export function refappCommand(name: string): Command {
         stdoutLogger({ event: 'signal', signal });
         stopper.abort();
       };
+      const reloads = new EventTarget();
+      const onHup = () => {
+        stdoutLogger({ event: 'signal', signal: 'SIGHUP' });
+        reloads.dispatchEvent(new Event('reload'));
+      };
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
+      process.on('SIGHUP', onHup);
       try {
-        await runRefapp(opts.config, { signal: stopper.signal });
+        await runRefapp(opts.config, { signal: stopper.signal, reloads });
       } finally {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        process.off('SIGHUP', onHup);
       }
     });
 }
@@ -42,14 +49,18 @@ export function registerRefapp(program: Command): void {
 }
 
 /** Loads the config, serves until `signal` aborts, then shuts down gracefully. */
-export async function runRefapp(configFile: string, opts: RefappOptions & { signal: AbortSignal }): Promise<void> {
+export async function runRefapp(configFile: string, opts: RefappOptions & { signal: AbortSignal; reloads?: EventTarget }): Promise<void> {
   const log: Logger = opts.log ?? stdoutLogger;
   const config = await loadRefappConfig(configFile);
   await warnIfReadableByOthers(configFile, log);
   const app = await startRefapp(config, { ...opts, log });
+  // SIGHUP: the HTTPS settings again (HTTP keeps serving throughout).
+  const reload = () => void app.reloadHttps();
+  opts.reloads?.addEventListener('reload', reload);
   if (!opts.signal.aborted) {
     await new Promise<void>((resolve) => opts.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
+  opts.reloads?.removeEventListener('reload', reload);
   await app.close();
 }
 

@@ -86,6 +86,16 @@ describe('refappConfigFrom', () => {
     assert.deepEqual([cfg.http, cfg.attachmentsDir], [{ host: '127.0.0.1', port: 8080 }, '/var/lib/vigil/app/attachments']);
   });
 
+  it('takes the HTTPS settings file when given, as an absolute path', () => {
+    assert.equal(
+      refappConfigFrom(parseProperties(`${FULL}\nhttps.settings=/etc/vigil/refapp/appsettings.json\n`, 'f'), 'f').httpsSettings,
+      '/etc/vigil/refapp/appsettings.json',
+    );
+    const problems = problemsOf(() => refappConfigFrom(parseProperties(`${FULL}\nhttps.settings=appsettings.json\n`, 'a.properties'), 'a.properties'));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^a\.properties:\d+ https\.settings: must be an absolute path$/);
+  });
+
   it('names every missing required key', () => {
     const problems = problemsOf(() => refappConfigFrom(parseProperties('vigil.node=app1\n', 'a.properties'), 'a.properties'));
     assert.deepEqual(problems, [

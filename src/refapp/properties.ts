@@ -20,6 +20,8 @@ export interface RefappConfig {
   /** `port: 0` picks a free port (tests); the properties file must name a real one. */
   http: { host: string; port: number };
   attachmentsDir: string;
+  /** Its HTTPS settings file (src/refapp/https.ts); absent: no HTTPS port. */
+  httpsSettings?: string;
 }
 
 const REQUIRED = ['node', 'dbHost', 'dbPort', 'dbName', 'dbUser', 'dbPassword'] as const;
@@ -79,6 +81,11 @@ export function refappConfigFrom(props: Properties, file: string): RefappConfig 
     http: { host: nonEmpty(REFAPP_KEYS.httpHost) || '127.0.0.1', port: port(REFAPP_KEYS.httpPort, REFAPP_PORT) },
     attachmentsDir,
   };
+  const https = text(REFAPP_KEYS.httpsSettings);
+  if (https) {
+    if (isAbsolute(https)) config.httpsSettings = https;
+    else report(REFAPP_KEYS.httpsSettings, 'must be an absolute path', `e.g. ${REFAPP_KEYS.httpsSettings}=${PATHS.refappSettings}`);
+  }
   if (found.length > 0) {
     // Missing keys (line 0) first, then the rest in the order the file has them.
     throw new VigilError(

@@ -12,6 +12,7 @@
  * Errors are JSON `{error, node}`; any database failure is a quick 503.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
@@ -21,6 +22,7 @@ import { checkAttachmentName, openAttachment, storeAttachment } from './attachme
 import * as db from './db.ts';
 import { HttpError, logRequest, readJson, sendJson, stdoutLogger, type Logger } from './http.ts';
 import type { RefappConfig } from './properties.ts';
+import { listenHttps, planHttps } from './https.ts';
 
 export interface RefappOptions {
   log?: Logger;
@@ -34,6 +36,10 @@ export interface RefappOptions {
 
 export interface RefappServer {
   port: number;
+  /** The HTTPS port while it listens (config.httpsSettings), else null. */
+  httpsPort(): number | null;
+  /** Reads the HTTPS settings again and reopens the HTTPS port (SIGHUP). */
+  reloadHttps(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,10 +68,11 @@ export async function startRefapp(config: RefappConfig, options: RefappOptions =
     healthTimeoutMs: options.healthTimeoutMs ?? 1000,
     maxAttachmentBytes: options.maxAttachmentBytes ?? 100 * 1024 * 1024,
   };
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     logRequest(req, res, config.node, log);
     handle(ctx, req, res).catch((err: unknown) => answerError(ctx, res, err));
-  });
+  };
+  const server = createServer(onRequest);
   try {
     await listen(server, config.http.host, config.http.port);
   } catch (err) {
@@ -80,7 +87,47 @@ export async function startRefapp(config: RefappConfig, options: RefappOptions =
   schema.start();
   const port = (server.address() as AddressInfo).port;
   log({ event: 'listening', node: config.node, host: config.http.host, port, db: `${config.db.host}:${config.db.port}/${config.db.name}` });
-  return { port, close: once(() => shutdown(ctx, server, options.shutdownGraceMs ?? 5000)) };
+  const https = httpsSide(config, onRequest, log);
+  await https.reload();
+  const close = once(async () => {
+    await https.close();
+    await shutdown(ctx, server, options.shutdownGraceMs ?? 5000);
+  });
+  return { port, httpsPort: https.port, reloadHttps: https.reload, close };
+}
+
+/**
+ * The HTTPS port beside the HTTP one, as the settings file says; a problem leaves it closed and
+ * logged, never stops the application (src/refapp/https.ts). Reloads run one at a time.
+ */
+function httpsSide(config: RefappConfig, onRequest: (req: IncomingMessage, res: ServerResponse) => void, log: Logger) {
+  let current: { server: HttpsServer; port: number } | null = null;
+  let chain: Promise<void> = Promise.resolve();
+  const stop = async () => {
+    const s = current?.server;
+    current = null;
+    if (!s) return;
+    const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+    s.closeAllConnections();
+    await closed;
+  };
+  const open = async () => {
+    await stop();
+    if (!config.httpsSettings) return;
+    const plan = await planHttps(config.httpsSettings);
+    if (!plan.ok) return log({ event: 'https-off', node: config.node, settings: config.httpsSettings, reason: plan.reason });
+    try {
+      current = await listenHttps(plan, config.http.host, onRequest);
+      log({ event: 'https-listening', node: config.node, host: config.http.host, port: current.port });
+    } catch (err) {
+      log({ event: 'https-off', node: config.node, settings: config.httpsSettings, reason: err instanceof Error ? err.message : String(err) });
+    }
+  };
+  return {
+    port: () => current?.port ?? null,
+    reload: () => (chain = chain.then(open, open)),
+    close: () => (chain = chain.then(stop, stop)),
+  };
 }
 
 async function prepareAttachmentsDir(dir: string): Promise<void> {

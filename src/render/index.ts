@@ -17,7 +17,7 @@ import { renderEtcd } from './etcd.ts';
 import { renderHaproxy } from './haproxy.ts';
 import { renderNginx } from './nginx.ts';
 import { PATRONI_DEFAULT_VERSION, renderPatroni, timerProblems } from './patroni.ts';
-import { renderRefapp, runsRefapp } from './refapp.ts';
+import { renderRefapp, renderRefappSettings, runsRefapp } from './refapp.ts';
 import { renderUnits } from './systemd.ts';
 import type { RenderedFile } from './file.ts';
 
@@ -27,7 +27,7 @@ export { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
 export { appCheck, haproxyConfig } from './haproxy.ts';
 export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems } from './patroni.ts';
 export { etcdConfig } from './etcd.ts';
-export { renderRefapp, refappProperties, runsRefapp } from './refapp.ts';
+export { renderRefapp, refappProperties, refappTlsEndpoint, renderRefappSettings, runsRefapp } from './refapp.ts';
 export { COMMANDS } from './systemd.ts';
 
 export interface RenderOptions {
@@ -70,7 +70,11 @@ function renderChecked(cluster: Cluster, secrets: Secrets, machineName: string):
   if (machine.roles.includes('db')) files.push(renderPatroni(cluster, secrets, machine));
   if (machine.roles.includes('proxy')) files.push(renderHaproxy(cluster, machine));
   if (machine.roles.includes('app')) files.push(renderNginx(cluster, machine));
-  if (runsRefapp(cluster, machine)) files.push(renderRefapp(cluster, secrets, machine));
+  if (runsRefapp(cluster, machine)) {
+    files.push(renderRefapp(cluster, secrets, machine));
+    const settings = renderRefappSettings(cluster, machine);
+    if (settings) files.push(settings);
+  }
   files.push(...renderUnits(cluster, machine));
   return files;
 }

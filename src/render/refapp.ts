@@ -14,7 +14,7 @@ import { withRole } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
 import { REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { REFAPP_KEYS } from '../layout/refapp.ts';
+import { REFAPP_HTTPS_KEYS, REFAPP_KEYS } from '../layout/refapp.ts';
 import { UNITS } from '../layout/units.ts';
 import { formatProperties } from '../util/properties.ts';
 import { HEADER, type RenderedFile } from './file.ts';
@@ -27,9 +27,18 @@ export function runsRefapp(cluster: Cluster, m: Pick<Machine, 'roles'>): boolean
   return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refapp);
 }
 
+/**
+ * The reference application's HTTPS endpoint: the `application.tlsEndpoints` entry whose settings
+ * file is the reference application's own (PATHS.refappSettings), as the lab's cluster file has it.
+ * Only then does it serve HTTPS, with a certificate apply issues from the cluster CA.
+ */
+export function refappTlsEndpoint(cluster: Cluster): Cluster['application']['tlsEndpoints'][number] | undefined {
+  return cluster.application.tlsEndpoints.find((e) => e.settingsFile === PATHS.refappSettings);
+}
+
 export type RefappKey = (typeof REFAPP_KEYS)[keyof typeof REFAPP_KEYS];
 
-export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Machine): Record<RefappKey, string> {
+export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Machine): Partial<Record<RefappKey, string>> {
   // The first proxy machine; with two observers sharing a floating IP this becomes that IP.
   const proxy = withRole(cluster, 'proxy')[0];
   if (!proxy) {
@@ -52,6 +61,38 @@ export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Ma
     [REFAPP_KEYS.httpHost]: '127.0.0.1',
     [REFAPP_KEYS.httpPort]: String(REFAPP_PORT),
     [REFAPP_KEYS.attachmentsDir]: PATHS.refappAttachments,
+    ...(refappTlsEndpoint(cluster) ? { [REFAPP_KEYS.httpsSettings]: PATHS.refappSettings } : {}),
+  };
+}
+
+/** `{"Https": {"Port": 8443, "CertificateFilePath": ..., "KeyFilePath": ...}}` from dotted keys. */
+function nested(entries: [string, unknown][]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of entries) {
+    const segs = key.split('.');
+    let at = out;
+    for (const s of segs.slice(0, -1)) at = (at[s] ??= {}) as Record<string, unknown>;
+    at[segs.at(-1)!] = value;
+  }
+  return out;
+}
+
+/** The reference application's HTTPS settings (PATHS.refappSettings), where it serves HTTPS. No secret: paths and a port. */
+export function renderRefappSettings(cluster: Cluster, machine: Machine): RenderedFile | undefined {
+  const e = refappTlsEndpoint(cluster);
+  if (!e) return undefined;
+  const doc = nested([
+    [REFAPP_HTTPS_KEYS.port, e.port],
+    [REFAPP_HTTPS_KEYS.certificate, PATHS.refappTlsCert],
+    [REFAPP_HTTPS_KEYS.key, PATHS.refappTlsKey],
+  ]);
+  return {
+    machine: machine.name,
+    path: PATHS.refappSettings,
+    mode: 0o644,
+    owner: 'root:root',
+    // A comment, as .NET's appsettings.json allows and the app's reader (src/facts/app-settings.ts) skips.
+    content: `// ${HEADER}\n${JSON.stringify(doc, null, 2)}\n`,
   };
 }
 

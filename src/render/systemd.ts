@@ -211,6 +211,11 @@ export function refappUnit(): string {
       'Type=exec',
       `StateDirectory=${below(PATHS.refappAttachments, '/var/lib')}`,
       `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig])}`,
+      // SIGHUP: the HTTPS settings read again and the HTTPS port reopened; HTTP keeps serving.
+      `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
+      // Root, but bound by file modes like any other user: a key file root may not read (mode
+      // 000, another owner's 600) is unreadable to it, as it would be to a real application's user.
+      'CapabilityBoundingSet=~CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH',
       'Environment=NODE_ENV=production',
       'KillSignal=SIGTERM',
       'TimeoutStopSec=5s',

@@ -67,6 +67,32 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
     if (m.roles.includes('proxy')) f.haproxyConfig = got({ valid: true, output: '' });
     if (m.roles.includes('app')) {
       f.passwords = cluster.application.passwordFiles.map((p) => ({ path: p.path, key: p.key, status: 'same' }));
+      // The application's HTTPS endpoints, served with the machine's certificate here.
+      f.tlsEndpoints = cluster.application.tlsEndpoints.map((e) => ({
+        service: e.service,
+        unit: cluster.application.services.find((s) => s.name === e.service)?.unit ?? e.service,
+        port: e.port,
+        file: e.settingsFile,
+        format: e.format,
+        credentials: got({ user: 'root', group: '', bypassesPermissions: false }),
+        settings: { status: 'ok' as const },
+        settingsReadable: got(true),
+        paths: [
+          { what: 'certificate' as const, key: e.certificatePathKey, path: `/etc/app/tls/${m.name}.pem`, pem: pair.certPem },
+          { what: 'key' as const, key: e.keyPathKey, path: `/etc/app/tls/${m.name}.key`, pem: publicOf(pair.keyPem) },
+        ].map((p) => ({
+          what: p.what,
+          key: p.key,
+          lookup: { status: 'found' as const, value: p.path, line: 3 },
+          exists: true,
+          readable: got(true),
+          pem: got(p.pem),
+        })),
+      }));
+      if (m.name === active)
+        listeners.push(
+          ...cluster.application.tlsEndpoints.map((e, i) => ({ address: '127.0.0.1', port: e.port, processes: [{ name: 'node', pid: 2000 + i }] })),
+        );
       f.appVersion = got([
         { service: 'nginx', program: '/usr/sbin/nginx', sha256: 'a'.repeat(64) },
         { service: 'app', program: '/opt/vigil/vigil.mjs', sha256: 'b'.repeat(64) },

@@ -2,18 +2,26 @@
  * `vigil doctor` against a `distributed` lab: a healthy lab is reported healthy (exit 0), then
  * each fault the issue lists is planted, found (on the right machine, with a fix) and undone:
  * nginx running on the standby, another database password in one application config file, wrong
- * ownership of one of Vigil's directories, a closed port, a stopped etcd. Last, with every fault
- * undone, the lab is healthy again.
+ * ownership of one of Vigil's directories, a closed port, a stopped etcd; and the seed's "HTTPS port
+ * not listening after restart" on the reference application's own HTTPS port (its appsettings.json,
+ * `application.tlsEndpoints`): a key disabled by a leading underscore, a wrong path, a Windows
+ * path, an unreadable key file, a key that does not belong to the certificate, the port not
+ * listening. Faults on the active machine are followed by `systemctl reload vigil-refapp.service`,
+ * which reopens the app's HTTPS port from its settings as a restart would, while HTTP serves on
+ * (no failover). Last, with every fault undone, the lab is healthy again.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { withRole } from '../../src/config/schema.ts';
 import { connectFromHere } from '../../src/doctor/gather-cluster.ts';
 import type { DoctorReport, Finding } from '../../src/doctor/types.ts';
 import { overwritesLeaderKey, parsePatroniVersion } from '../../src/patroni/versions.ts';
 import { PATHS } from '../../src/layout/paths.ts';
+import { REFAPP_HTTPS_PORT } from '../../src/layout/network.ts';
+import { UNITS } from '../../src/layout/units.ts';
 import { findPrimary, labAgents, labDown, labHeal, labRun, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
@@ -21,6 +29,7 @@ import { run, waitFor } from '../../src/util/exec.ts';
 
 let lab: LabHandle;
 let standby: string;
+let active: string;
 
 async function doctor(): Promise<{ code: number; report: DoctorReport; ms: number }> {
   const started = performance.now();
@@ -56,6 +65,7 @@ before(async () => {
   await labSettled(lab);
   const agents = await labAgents();
   standby = withRole(lab.cluster, 'app').find((m) => agents.get(m.name)?.active === false)!.name;
+  active = withRole(lab.cluster, 'app').find((m) => agents.get(m.name)?.active === true)!.name;
 });
 
 after(async () => {
@@ -70,6 +80,17 @@ test('a healthy lab is healthy: exit status 0, no failure, every machine reached
   assert.equal(report.exitStatus, 0);
   assert.equal(report.machines.length, 5);
   assert.ok(report.machines.every((m) => m.reachable && m.checks.some((c) => c.check === 'ports' && c.status === 'ok')));
+  // The app's own HTTPS port: checked on both app machines, nothing found.
+  assert.deepEqual(
+    report.findings.filter((f) => f.check === 'app-tls'),
+    [],
+  );
+  for (const m of withRole(lab.cluster, 'app'))
+    assert.deepEqual(
+      report.machines.find((x) => x.name === m.name)!.checks.find((c) => c.check === 'app-tls'),
+      { check: 'app-tls', status: 'ok' },
+    );
+  assert.ok(await httpsListens(active), 'the HTTPS port listens on the active machine');
   // What the db machines hold against a stale primary, read on them: the release's Patroni and
   // no watchdog device in a lab machine.
   const version = parsePatroniVersion((await labRun('db1', ['patroni', '--version'])).stdout);
@@ -84,6 +105,169 @@ test('a healthy lab is healthy: exit status 0, no failure, every machine reached
       overwritesLeaderKey(version),
       `${db}: Patroni ${version.join('.')}`,
     );
+  }
+});
+
+// The reference application's HTTPS port (application.tlsEndpoints): each fault of the seed's
+// "HTTPS port not listening after restart", planted in its appsettings.json or its files.
+
+const SETTINGS = PATHS.refappSettings;
+const KEY = PATHS.refappTlsKey;
+
+/** Whether the app's HTTPS port listens on the machine (it listens on loopback there). */
+const httpsListens = async (m: string) => (await labRun(m, ['ss', '-Hltn', `sport = :${REFAPP_HTTPS_PORT}`])).stdout.trim() !== '';
+
+/** `systemctl reload`: the app reads its HTTPS settings again (as after a restart), HTTP serves on. */
+async function reloadApp(m: string, listening: boolean): Promise<void> {
+  assert.equal((await labRun(m, ['systemctl', 'reload', UNITS.refapp])).code, 0, 'systemctl reload vigil-refapp.service');
+  await waitFor(
+    `the HTTPS port on ${m} to be ${listening ? 'open' : 'closed'}`,
+    async () => ((await httpsListens(m)) === listening ? true : undefined),
+    15_000,
+    100,
+  );
+}
+
+/** Plants an edit of the settings file on `m`, runs doctor, puts the file back (and the port, on the active machine). */
+async function withSettings(m: string, edit: (text: string) => string, check: (report: DoctorReport) => void): Promise<void> {
+  const file = hostPathOf(m, SETTINGS);
+  const original = await readFile(file, 'utf8');
+  const planted = edit(original);
+  assert.notEqual(planted, original, 'the edit changes the file');
+  await writeFile(file, planted);
+  try {
+    if (m === active) await reloadApp(m, false);
+    const { code, report } = await doctor();
+    assert.equal(code, 1);
+    check(report);
+  } finally {
+    await writeFile(file, original);
+    if (m === active) await reloadApp(m, true);
+  }
+}
+
+const notListening = (report: DoctorReport) =>
+  finding(report, 'app-tls', active, new RegExp(`^nothing listens on TCP port ${REFAPP_HTTPS_PORT} on ${active}, the active machine`));
+
+test('app HTTPS: CertificateFilePath disabled by a leading underscore (the seed case), on the active machine: the port closes after the reload', async () => {
+  await withSettings(
+    active,
+    (t) => t.replace('"CertificateFilePath"', '"_CertificateFilePath"'),
+    (report) => {
+      const f = finding(
+        report,
+        'app-tls',
+        active,
+        /^Https\._CertificateFilePath in \/etc\/vigil\/refapp\/appsettings\.json:\d+ on .* is disabled by a leading underscore; rename _CertificateFilePath to CertificateFilePath$/,
+      );
+      assert.match(
+        f.fix,
+        new RegExp(
+          `rename _CertificateFilePath to CertificateFilePath in /etc/vigil/refapp/appsettings\\.json on ${active}; then restart vigil-refapp\\.service: VIGIL_LAB_ID=\\d vigil lab exec ${active} -- systemctl restart vigil-refapp\\.service`,
+        ),
+      );
+      assert.match(notListening(report).fix, /^put right the findings above about \/etc\/vigil\/refapp\/appsettings\.json and the files it names/);
+    },
+  );
+});
+
+test('app HTTPS: a wrong key path on the standby, named with the file, the key and the restart after a failover', async () => {
+  await withSettings(
+    standby,
+    (t) => t.replace(KEY, '/etc/vigil/refapp/tls/refapp-old.key'),
+    (report) => {
+      const f = finding(
+        report,
+        'app-tls',
+        standby,
+        new RegExp(
+          `^Https\\.KeyFilePath in /etc/vigil/refapp/appsettings\\.json:\\d+ on ${standby} names /etc/vigil/refapp/tls/refapp-old\\.key, which does not exist on ${standby}$`,
+        ),
+      );
+      assert.match(f.fix, /vigil-refapp\.service runs only on the active machine: it reads the file when it starts on .* after a failover/);
+    },
+  );
+});
+
+test('app HTTPS: a Windows path (C:\\...) on the standby', async () => {
+  await withSettings(
+    standby,
+    (t) => t.replace(PATHS.refappTlsCert, 'C:\\\\ServiceOps\\\\tls\\\\refapp.pem'),
+    (report) => {
+      const f = finding(
+        report,
+        'app-tls',
+        standby,
+        /^Https\.CertificateFilePath in \/etc\/vigil\/refapp\/appsettings\.json:\d+ on .* is C:\\ServiceOps\\tls\\refapp\.pem, a Windows path: .* runs Linux/,
+      );
+      assert.match(f.fix, /set Https\.CertificateFilePath to the certificate's path on .*, e\.g\. \/etc\/vigil\/refapp\/tls\/refapp\.pem/);
+    },
+  );
+});
+
+test('app HTTPS: the port not listening while the settings are right: the fix is the restart', async () => {
+  await withSettings(
+    active,
+    (t) => t.replace(`"Port": ${REFAPP_HTTPS_PORT}`, `"Port": ${REFAPP_HTTPS_PORT + 1}`),
+    (report) => {
+      assert.deepEqual(
+        report.findings.filter((f) => f.check === 'app-tls').map((f) => f.what),
+        [notListening(report).what],
+      );
+      assert.match(
+        notListening(report).fix,
+        new RegExp(`^restart vigil-refapp\\.service: VIGIL_LAB_ID=\\d vigil lab exec ${active} -- systemctl restart vigil-refapp\\.service`),
+      );
+    },
+  );
+});
+
+test("app HTTPS: a key file the service's user cannot read (mode 000; the unit's root may not bypass file modes)", async () => {
+  const key = hostPathOf(active, KEY);
+  const before = (await stat(key)).mode & 0o7777;
+  await chmod(key, 0o000);
+  try {
+    await reloadApp(active, false);
+    const { code, report } = await doctor();
+    assert.equal(code, 1);
+    const f = finding(
+      report,
+      'app-tls',
+      active,
+      new RegExp(
+        `^/etc/vigil/refapp/tls/refapp\\.key \\(Https\\.KeyFilePath in /etc/vigil/refapp/appsettings\\.json\\) on ${active} is not readable by root, the user vigil-refapp\\.service runs as`,
+      ),
+    );
+    assert.match(f.fix, new RegExp(`vigil lab exec ${active} -- chmod u\\+r /etc/vigil/refapp/tls/refapp\\.key .*systemctl restart vigil-refapp\\.service`));
+    notListening(report);
+  } finally {
+    await chmod(key, before);
+    await reloadApp(active, true);
+  }
+});
+
+test('app HTTPS: a key that does not belong to the certificate', async () => {
+  const other = '/etc/vigil/refapp/tls/other.key';
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  await writeFile(hostPathOf(standby, other), pem, { mode: 0o600 });
+  try {
+    await withSettings(
+      standby,
+      (t) => t.replace(KEY, other),
+      (report) => {
+        const f = finding(
+          report,
+          'app-tls',
+          standby,
+          new RegExp(
+            `^the private key ${other} \\(Https\\.KeyFilePath in /etc/vigil/refapp/appsettings\\.json\\) on ${standby} does not belong to the certificate /etc/vigil/refapp/tls/refapp\\.pem`,
+          ),
+        );
+        assert.match(f.fix, /set Https\.KeyFilePath to the certificate's own key/);
+      },
+    );
+  } finally {
+    await rm(hostPathOf(standby, other), { force: true });
   }
 });
 
