@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ActiveRecord } from '../model/ha.ts';
-import { Agent } from './agent.ts';
+import { Agent, FenceRefused } from './agent.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
 
 /** In-memory services and etcd: the agent's own logic, not the components' behaviour. */
@@ -308,4 +308,41 @@ test('the lease running out stops the services at once, while the cycle still wa
   await agent.leaseEnded();
   assert.equal(running, false, 'stopped without waiting for the cycle');
   assert.ok(log.includes('self-fence'));
+});
+
+test('a fence for an epoch more than one above the newest seen is refused and changes nothing (M2); a fence is remembered across restarts', async () => {
+  const remembered: { highestEpoch: number; fencedBelow: number }[] = [];
+  let running = false;
+  let record: ActiveRecord = { node: 'app1', epoch: 3, since: '', reason: 'test' };
+  const deps = {
+    node: 'app1',
+    confirm: async () => ({ record, sentAtMs: 0 }),
+    services: {
+      start: async () => void (running = true),
+      stop: async () => void (running = false),
+      states: async () => [{ name: 'app', running }],
+    },
+    appHealth: async () => running,
+    now: () => 0,
+    log: () => {},
+    remember: async (m: { highestEpoch: number; fencedBelow: number }) => void remembered.push(m),
+  };
+  const agent = new Agent(deps, { leaseMs: 3000 });
+  await agent.tick();
+  assert.equal(running, true);
+  assert.deepEqual(remembered.at(-1), { highestEpoch: 3, fencedBelow: 0 });
+  await assert.rejects(agent.fence(Number.MAX_SAFE_INTEGER), FenceRefused);
+  await assert.rejects(agent.fence(5), FenceRefused);
+  assert.equal(running, true, 'still serving: the refused fence changed nothing');
+  await agent.fence(4);
+  assert.equal(running, false);
+  assert.deepEqual(remembered.at(-1), { highestEpoch: 4, fencedBelow: 4 });
+
+  // A restarted agent with that memory obeys the fence: the record still names it at epoch 3.
+  const again = new Agent(deps, { leaseMs: 3000 }, remembered.at(-1));
+  await again.tick();
+  assert.equal(running, false);
+  record = { node: 'app1', epoch: 5, since: '', reason: 'test' };
+  await again.tick();
+  assert.equal(running, true, 'a record at or above the fence starts it again');
 });

@@ -30,12 +30,27 @@ export interface AgentDeps {
   appHealth(): Promise<boolean>;
   /** Runs before the services start for a new epoch (file sync stops the receivers of older pushes). */
   beforeStart?(epoch: number | null): Promise<void>;
+  /** Stores the agent's memory when it changed (see AgentMemory). */
+  remember?(m: AgentMemory): Promise<void>;
   /** Runs at the end of every cycle, whatever started it (timer, watch hint, fence): file sync follows the agent's state here. */
   afterCycle?(): Promise<void>;
   /** Monotonic milliseconds. */
   now(): number;
   log(event: string, fields?: Record<string, unknown>): void;
 }
+
+/**
+ * What the agent keeps on disk across its restarts (the daemon stores it under /var/lib/vigil):
+ * the highest epoch it has seen and the fence it obeys. A fence then survives a restart, and
+ * after etcd is rebuilt with no record the observer starts above every epoch any agent saw.
+ */
+export interface AgentMemory {
+  highestEpoch: number;
+  fencedBelow: number;
+}
+
+/** A fence for an epoch no record this agent has seen could lead to: refused (409). */
+export class FenceRefused extends Error {}
 
 export interface AgentTimers {
   /** How long a confirmation of the active record stays valid. Past it the agent fences itself. */
@@ -52,10 +67,14 @@ export class Agent {
   /** The epoch at which no other machine's claim was left: the handover is done. */
   private clearedEpoch: number | null = null;
   /** Services may run only at an epoch at or above this one (raised by a fence). */
-  private fencedBelow = 0;
+  private fencedBelow: number;
+  /** The highest epoch seen in a record or a fence. */
+  highestEpoch: number;
   /** The epoch the services were last started for: they are started once per activation. */
   private startedEpoch: number | null = null;
   private reportedDeath = false;
+  /** The memory on disk is up to date. */
+  private stored = true;
   private busy: Promise<void> = Promise.resolve();
   /** The cycle waiting for the one under way, if any. */
   private queued: Promise<void> | null = null;
@@ -63,7 +82,11 @@ export class Agent {
   constructor(
     private readonly deps: AgentDeps,
     private readonly timers: AgentTimers,
-  ) {}
+    memory: AgentMemory = { highestEpoch: 0, fencedBelow: 0 },
+  ) {
+    this.highestEpoch = memory.highestEpoch;
+    this.fencedBelow = memory.fencedBelow;
+  }
 
   /** Active at the current epoch, with a confirmation younger than the lease and, on app machines, the handover done. */
   isActive(): boolean {
@@ -139,7 +162,13 @@ export class Agent {
 
   /** The observer's fence: stop now, and never serve again below `epoch`. */
   async fence(epoch: number): Promise<void> {
-    if (epoch > this.fencedBelow) this.fencedBelow = epoch;
+    // The observer fences at the epoch of the record it just wrote: at most one above the newest
+    // this agent has seen. A higher one would stop this machine for good (until the records
+    // catch up), so it is refused: whoever sends it is not carrying out a failover.
+    if (epoch > this.highestEpoch + 1) throw new FenceRefused(`epoch ${epoch} is more than one above the newest this agent has seen (${this.highestEpoch})`);
+    const raised = epoch > this.fencedBelow;
+    if (raised) this.fencedBelow = epoch;
+    await this.saw(epoch, raised);
     this.deps.log('fenced', { epoch });
     await this.tick();
   }
@@ -151,6 +180,19 @@ export class Agent {
       this.record = record;
     }
     void this.tick();
+  }
+
+  /** Raises the highest epoch seen, and stores the memory when it changed (a failed store is logged; the next change tries again). */
+  private async saw(epoch: number, changed = false): Promise<void> {
+    if (epoch <= this.highestEpoch && this.stored && !changed) return;
+    this.highestEpoch = Math.max(this.highestEpoch, epoch);
+    this.stored = false;
+    try {
+      await this.deps.remember?.({ highestEpoch: this.highestEpoch, fencedBelow: this.fencedBelow });
+      this.stored = true;
+    } catch (err) {
+      this.deps.log('remember-failed', { error: String(err) });
+    }
   }
 
   /** Activated: claim the right to serve, and see whether another machine's claim is left. */
@@ -180,6 +222,7 @@ export class Agent {
       this.confirmedAt = sentAtMs;
       if (r?.epoch !== this.record?.epoch || r?.node !== this.record?.node) d.log('active-record', { node: r?.node ?? null, epoch: r?.epoch ?? null });
       this.record = r;
+      if (r) await this.saw(r.epoch);
       await this.handover(claims ?? []);
     } catch (err) {
       if (this.confirmedAt !== null && d.now() - this.confirmedAt >= this.timers.leaseMs && this.services.some((s) => s.running))

@@ -4,6 +4,7 @@ import { createMtlsServer, mtlsFetch, type MtlsServer } from '../mtls/mtls.ts';
 import { createClusterCa, issueCertificate, type CertKeyPair, type ClusterCa } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { agentHandler } from './api.ts';
+import { FenceRefused } from './agent.ts';
 
 let ca: ClusterCa;
 let server: MtlsServer;
@@ -24,7 +25,10 @@ before(async () => {
     handler: agentHandler({
       status: async () => ({ node: 'app1', active, epoch: 3, confirmedAgoMs: 10, appHealthy: true, ready: true, services: [], disk: [] }) satisfies AgentStatus,
       roleOk: async () => active,
-      fence: async (e) => void fenced.push(e),
+      fence: async (e) => {
+        if (e > 4) throw new FenceRefused(`epoch ${e} is more than one above the newest this agent has seen (3)`);
+        fenced.push(e);
+      },
       writers: new Set(['observer', 'admin']),
     }),
   });
@@ -58,6 +62,14 @@ test('only observer machines (and the admin) may fence', async () => {
 test('a fence without a valid epoch is refused', async () => {
   assert.equal((await call('observer', '/fence', 'POST', { epoch: 'soon' })).status, 400);
   assert.equal((await call('observer', '/fence', 'POST', { epoch: 0 })).status, 400);
+});
+
+test('a fence the agent refuses (an epoch no failover could send) is 409 with its reason', async () => {
+  const before = [...fenced];
+  const res = await call('observer', '/fence', 'POST', { epoch: 9007199254740991 });
+  assert.equal(res.status, 409);
+  assert.match(res.json<{ error: string }>().error, /more than one above the newest this agent has seen/);
+  assert.deepEqual(fenced, before);
 });
 
 test('unknown paths are 404', async () => {

@@ -4,11 +4,13 @@
  *                 (HAProxy's app backend checks it); 503 otherwise.
  *   GET  /status  AgentStatus, for the observer, `vigil status` and doctor.
  *   POST /fence   {"epoch": N}: stop the services now and never serve below epoch N. Only observer
- *                 machines and the admin may call it.
+ *                 machines and the admin may call it, and only for an epoch at most one above the
+ *                 newest this agent has seen (409 otherwise: a fence that no failover could send).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AgentStatus } from '../model/ha.ts';
 import type { MtlsHandler, PeerInfo } from '../mtls/mtls.ts';
+import { FenceRefused } from './agent.ts';
 
 export interface AgentApiDeps {
   status(): Promise<AgentStatus>;
@@ -51,7 +53,12 @@ export function agentHandler(d: AgentApiDeps): MtlsHandler {
         return send(res, 400, { error: 'body must be JSON {"epoch": N}' });
       }
       if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1) return send(res, 400, { error: 'epoch must be a positive integer' });
-      await d.fence(epoch);
+      try {
+        await d.fence(epoch);
+      } catch (err) {
+        if (err instanceof FenceRefused) return send(res, 409, { error: `fence refused: ${err.message}` });
+        throw err;
+      }
       return send(res, 200, { fenced: true, epoch });
     }
     send(res, 404, { error: `no ${req.method} ${path}` });

@@ -16,8 +16,8 @@ import { createMtlsServer } from '../mtls/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
-import { bootClockCs } from '../util/boot-clock.ts';
-import { Agent } from './agent.ts';
+import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
+import { Agent, type AgentMemory } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler } from './api.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
@@ -93,8 +93,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       },
       now: () => performance.now(),
       log,
+      remember,
     },
     { leaseMs: cluster.timers.agentLeaseMs },
+    await recall(),
   );
   const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, log }) : undefined;
   const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
@@ -142,6 +144,30 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
+}
+
+/** Where the agent keeps its memory (AgentMemory) across restarts. */
+const MEMORY_FILE = `${ROOTS.data}/agent-memory.json`;
+
+async function remember(m: AgentMemory): Promise<void> {
+  await mkdir(ROOTS.data, { recursive: true });
+  await writeFile(`${MEMORY_FILE}.tmp`, `${JSON.stringify(m)}\n`);
+  await rename(`${MEMORY_FILE}.tmp`, MEMORY_FILE);
+}
+
+/** The memory a previous run stored; none (a new machine) or an unreadable file starts from zero, logged. */
+async function recall(): Promise<AgentMemory> {
+  const none: AgentMemory = { highestEpoch: 0, fencedBelow: 0 };
+  const text = await readFile(MEMORY_FILE, 'utf8').catch(() => null);
+  if (text === null) return none;
+  try {
+    const m = JSON.parse(text) as Partial<AgentMemory>;
+    const n = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
+    return { highestEpoch: n(m.highestEpoch), fencedBelow: n(m.fencedBelow) };
+  } catch (err) {
+    log('memory-unreadable', { file: MEMORY_FILE, error: String(err) });
+    return none;
+  }
 }
 
 /**
@@ -210,10 +236,10 @@ async function startFileSync(cluster: Cluster, node: string, events: EventLog): 
   return sync;
 }
 
-/** What file sync needs of the agent's state; the confirmation time in wall-clock ms, as receivers compare it with their clock. */
+/** What file sync needs of the agent's state; the confirmation time on the boot clock, which this machine's receivers compare with theirs. */
 function agentView(agent: Agent): AgentView {
-  const confirmedAtMs = agent.confirmedAt === null ? null : Date.now() - (performance.now() - agent.confirmedAt);
-  return { record: agent.record, confirmedAtMs, active: agent.isActive() };
+  const confirmedAtBootMs = agent.confirmedAt === null ? null : bootClockMs() - Math.ceil(performance.now() - agent.confirmedAt);
+  return { record: agent.record, confirmedAtBootMs, active: agent.isActive() };
 }
 
 async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync, fence?: DbFenceParts): Promise<AgentStatus> {
@@ -221,6 +247,7 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
     node: machine.name,
     active: agent.isActive(),
     epoch: agent.record?.epoch ?? null,
+    highestEpoch: agent.highestEpoch,
     confirmedAgoMs: agent.confirmedAt === null ? null : Math.round(performance.now() - agent.confirmedAt),
     appHealthy: agent.appHealthy,
     ready: agent.confirmedAt !== null && performance.now() - agent.confirmedAt < cluster.timers.agentLeaseMs,

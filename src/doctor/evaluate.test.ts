@@ -99,6 +99,17 @@ describe('the faults of the seed and the issue', () => {
     assert.equal(list.find((x) => x.severity === 'warn')!.fix, 'on app2: systemctl disable nginx.service');
   });
 
+  test('a dead-man switch that does not run on an app machine is a failure with its fix', () => {
+    const f = facts(cluster, pki);
+    machine(f, 'app1').systemd = { ntpSynchronized: got(true), firewall: got('none'), enabledUnits: got([]), deadman: got('inactive') };
+    machine(f, 'app2').systemd = { ntpSynchronized: got(true), firewall: got('none'), enabledUnits: got([]), deadman: got('active') };
+    const list = findings(f).filter((x) => x.check === 'services' && /dead-man/.test(x.what));
+    assert.equal(list.length, 1);
+    assert.equal(list[0]!.machine, 'app1');
+    assert.equal(list[0]!.severity, 'fail');
+    assert.equal(list[0]!.fix, 'on app1: systemctl enable --now vigil-deadman.service');
+  });
+
   test('a different database password in one file says so without the value', () => {
     const f = facts();
     machine(f, 'app2').passwords = [{ path: '/etc/vigil/refapp/application.properties', key: 'spring.datasource.password', status: 'differs', line: 7 }];

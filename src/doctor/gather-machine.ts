@@ -9,7 +9,7 @@ import { ROOTS, PATHS } from '../layout/paths.ts';
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import type { RenderedFile } from '../render/file.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { BINARIES, WATCHDOG_DEVICE } from '../layout/units.ts';
+import { BINARIES, UNITS, WATCHDOG_DEVICE } from '../layout/units.ts';
 import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from '../facts/parse.ts';
 import { comparePasswordFile } from '../facts/password-files.ts';
@@ -112,7 +112,7 @@ async function appVersion(shell: RemoteShell, cluster: Cluster, timeoutMs: numbe
 }
 
 async function systemdFacts(shell: RemoteShell, cluster: Cluster, m: Machine, timeoutMs: number): Promise<SystemdFacts> {
-  const [ntp, fw, enabled] = await Promise.all([
+  const [ntp, fw, enabled, deadman] = await Promise.all([
     runOn(shell, ['timedatectl', 'show', '-p', 'NTPSynchronized', '--value'], timeoutMs),
     // is-active exits non-zero when a unit is inactive; its lines still say which.
     runOn(shell, ['systemctl', 'is-active', 'firewalld.service', 'ufw.service'], timeoutMs, [0, 1, 3, 4]),
@@ -124,6 +124,7 @@ async function systemdFacts(shell: RemoteShell, cluster: Cluster, m: Machine, ti
       );
       return got(states);
     }),
+    m.roles.includes('app') ? runOn(shell, ['systemctl', 'is-active', UNITS.deadman], timeoutMs, [0, 1, 3, 4]) : undefined,
   ]);
   // One state a line, in the order asked: firewalld, then ufw.
   const [firewalld, ufw] = fw.ok ? fw.value.stdout.split('\n').map((l) => l.trim() === 'active') : [];
@@ -132,6 +133,7 @@ async function systemdFacts(shell: RemoteShell, cluster: Cluster, m: Machine, ti
     ntpSynchronized: ntp.ok ? got(ntp.value.stdout.trim() === 'yes') : ntp,
     firewall,
     enabledUnits: enabled,
+    ...(deadman ? { deadman: deadman.ok ? got(deadman.value.stdout.trim() || 'unknown') : deadman } : {}),
   };
 }
 

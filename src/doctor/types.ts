@@ -96,6 +96,8 @@ export interface SystemdFacts {
   firewall: Probe<'firewalld' | 'ufw' | 'none'>;
   /** `systemctl is-enabled` of the application's units and the distribution's nginx. */
   enabledUnits: Probe<{ unit: string; state: string }[]>;
+  /** App machines: `systemctl is-active` of the dead-man switch (src/render/deadman.ts). */
+  deadman?: Probe<string>;
 }
 
 /** What a db machine holds against a stale primary: Patroni's version and a watchdog device. */

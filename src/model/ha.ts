@@ -140,6 +140,8 @@ export interface AgentStatus {
   /** Active at the current epoch, confirmed within the lease. */
   active: boolean;
   epoch: number | null;
+  /** The highest epoch this agent has seen (kept across its restarts): a new cluster's first epoch starts above it. */
+  highestEpoch?: number;
   /** ms since the agent last confirmed the active record in etcd; null if never. */
   confirmedAgoMs: number | null;
   /** The application's own health check through nginx and the app to the database. */

@@ -533,6 +533,16 @@ describe('decide: epochs and fencing', () => {
     );
   });
 
+  it('bootstrap after etcd lost its data: the epoch starts above the highest any agent kept on disk (L10)', () => {
+    // The agents confirmed the empty etcd: no record, so no epoch in memory; only what they kept.
+    const nodes = [standby('app1', { agentEpoch: null, highestEpoch: 12 }), standby('app2', { agentEpoch: null, highestEpoch: 9 })];
+    const d = decide(initialMemory(), obs(0, { active: null, nodes }), cfgOf());
+    assert.deepEqual(
+      ofKind(d, 'activate').map(({ epoch }) => epoch),
+      [13],
+    );
+  });
+
   it('bootstrap (pair): the machine with the database primary, and only once it is healthy', () => {
     const nodes = (healthy: boolean) => [standby('app1'), healthy ? standby('app2', { dbPrimary: true }) : sick('app2', { dbPrimary: true })];
     const [wait, go] = run([obs(0, { active: null, followDb: true, nodes: nodes(false) }), obs(1000, { active: null, followDb: true, nodes: nodes(true) })]);

@@ -38,6 +38,8 @@ export interface NodeObservation {
   appHealthy: boolean;
   /** The Patroni primary runs on this machine (pair topology). */
   dbPrimary: boolean;
+  /** The highest epoch its agent has seen, kept across restarts (a new record starts above it). */
+  highestEpoch?: number;
   /** Activated, its agent waits for these machines to stop serving and drop their claims (the handover). */
   waitingFor?: string[];
   proxyState: ProxyState;
@@ -533,7 +535,7 @@ function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover'
   const { mem, obs } = t;
   const prev = obs.active;
   // Without a record, start above every epoch still known, so no agent mistakes it for a stale one.
-  const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => n.agentEpoch ?? 0));
+  const floor = Math.max(mem.epoch ?? 0, ...obs.nodes.map((n) => Math.max(n.agentEpoch ?? 0, n.highestEpoch ?? 0)));
   const epoch = prev ? prev.epoch + 1 : floor + 1;
   const p = obs.followDb ? dbPrimaryOf(obs) : undefined;
   t.actions.push({ kind: 'activate', node: to, epoch, expectEpoch: prev?.epoch ?? null, reason, ...(requestId === undefined ? {} : { requestId }) });

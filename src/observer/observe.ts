@@ -76,6 +76,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
         appHealthy: status ? (status.active ? status.appHealthy : status.ready) : false,
         dbPrimary,
         ...(status?.waitingFor?.length ? { waitingFor: status.waitingFor } : {}),
+        ...(status?.highestEpoch !== undefined ? { highestEpoch: status.highestEpoch } : {}),
         proxyState: proxyState(servers, m.name),
       };
     }),

@@ -15,7 +15,7 @@ import {
 
 const DIR = '/var/lib/vigil/app/attachments';
 const NOW = 1_000_000;
-const state: AcceptState = { node: 'app2', active: { node: 'app1', epoch: 7 }, confirmedAtMs: NOW - 500, leaseMs: 3000, dirs: [DIR] };
+const state: AcceptState = { node: 'app2', active: { node: 'app1', epoch: 7 }, confirmedAtBootMs: NOW - 500, leaseMs: 3000, dirs: [DIR] };
 const push = (epoch: number, opts = '-logDtprce.iLsfxCIvu --timeout=30 --delete --force --partial-dir .vigil-sync-partial --numeric-ids', dest = `${DIR}/`) =>
   `vigil-sync-push ${epoch} rsync --server ${opts} . ${dest}`;
 
@@ -50,7 +50,10 @@ test('stale epochs, other machines and an unconfirmed agent are refused', () => 
   assert.match(refused(push(7), 'app3'), /stale push from app3 at epoch 7: the active machine is app1/);
   assert.match(refused(push(7), 'app2'), /a push from app2 to itself/);
   assert.match(refused(push(7), 'app1', null), /agent on this machine is not running/);
-  assert.match(refused(push(7), 'app1', { ...state, confirmedAtMs: null }), /has not yet confirmed/);
+  assert.match(refused(push(7), 'app1', { ...state, confirmedAtBootMs: null }), /has not yet confirmed/);
+  const { confirmedAtBootMs: _, ...older } = state;
+  assert.match(refused(push(7), 'app1', { ...older, confirmedAtMs: NOW } as unknown as AcceptState), /written by an older agent/);
+  assert.match(refused(push(7), 'app1', state, NOW - 5000), /in the future of this machine's boot clock/);
   assert.match(refused(push(7), 'app1', state, NOW + 2600), /last confirmed the active record 3100 ms ago \(lease 3000 ms\)/);
   assert.match(refused(push(7), 'app1', { ...state, active: null }), /no machine is active yet/);
 });

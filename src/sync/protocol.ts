@@ -39,8 +39,12 @@ export interface AcceptState {
   /** This machine. */
   node: string;
   active: { node: string; epoch: number } | null;
-  /** Wall-clock ms when the confirmation's read was sent; null before the first one. */
-  confirmedAtMs: number | null;
+  /**
+   * When the confirmation's read was sent, on this machine's boot clock (src/util/boot-clock.ts,
+   * ms; it goes on through a suspend and no clock step moves it); null before the first one.
+   * Absent in a file an older agent wrote (then in wall-clock ms, `confirmedAtMs`): refused.
+   */
+  confirmedAtBootMs: number | null;
   /** A confirmation older than this no longer vouches for anything. */
   leaseMs: number;
   /** The synced directories: the only destinations a push may name. */
@@ -66,7 +70,7 @@ const trimSlash = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
  * pusher uses; the agent here confirmed the active record within the lease; the record names the
  * pushing machine at the epoch the push carries.
  */
-export function decidePush(command: string | undefined, peer: string, state: AcceptState | null, nowMs: number): PushDecision {
+export function decidePush(command: string | undefined, peer: string, state: AcceptState | null, nowBootMs: number): PushDecision {
   const refuse = (reason: string): PushDecision => ({ ok: false, reason });
   if (!command) return refuse('no command: this key only carries file-sync pushes');
   const tokens = command.trim().split(/\s+/);
@@ -92,8 +96,12 @@ export function decidePush(command: string | undefined, peer: string, state: Acc
   if (!dir || !dest.startsWith('/')) return refuse(`${dest} is not a synced directory here (${state.dirs.join(', ')})`);
   const epoch = Number(epochText);
   if (peer === state.node) return refuse(`a push from ${peer} to itself`);
-  if (state.confirmedAtMs === null) return refuse(`the agent on ${state.node} has not yet confirmed the active record in etcd`);
-  const age = nowMs - state.confirmedAtMs;
+  if (state.confirmedAtBootMs === undefined)
+    return refuse(`the accept file on ${state.node} was written by an older agent (wall-clock time): wait for the agent there to restart with this version`);
+  if (state.confirmedAtBootMs === null) return refuse(`the agent on ${state.node} has not yet confirmed the active record in etcd`);
+  const age = nowBootMs - state.confirmedAtBootMs;
+  if (age < -1000)
+    return refuse(`the accept file on ${state.node} was confirmed ${-age} ms in the future of this machine's boot clock (written before a reboot?)`);
   if (age >= state.leaseMs)
     return refuse(`the agent on ${state.node} last confirmed the active record ${age} ms ago (lease ${state.leaseMs} ms): it cannot vouch for ${peer}`);
   if (!state.active) return refuse('no machine is active yet');

@@ -4,6 +4,7 @@
  * the receiver as sshd's forced command would, with SSH_ORIGINAL_COMMAND set); the lab test
  * (test/lab/file-sync.test.ts) runs the same through sshd between lab machines.
  */
+import { bootClockMs } from '../util/boot-clock.ts';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -59,7 +60,7 @@ async function rig(name: string): Promise<Rig> {
   );
   await chmod(rsh, 0o755);
   const setActive = async (node: string, epoch: number) => {
-    const s: AcceptState = { node: 'app2', active: { node, epoch }, confirmedAtMs: Date.now() + 3_600_000, leaseMs: 3_600_000, dirs: [dst] };
+    const s: AcceptState = { node: 'app2', active: { node, epoch }, confirmedAtBootMs: bootClockMs(), leaseMs: 3_600_000, dirs: [dst] };
     await writeFile(acceptFile, JSON.stringify(s));
   };
   return { src, dst, root, acceptFile, quarantine, sources, rsh, setActive };

@@ -6,11 +6,13 @@
  * overwrite go to quarantine until a full reconciliation from the pusher's epoch has completed.
  *
  * Bundled into one small file (src/sync/bundle.ts) and run with plain node: it starts for every
- * batch of changes, so it imports nothing beyond node's own modules and protocol.ts.
+ * batch of changes, so it imports nothing beyond node's own modules, protocol.ts and
+ * util/boot-clock.ts.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { bootClockMs } from '../util/boot-clock.ts';
 import {
   REFUSED_EXIT,
   REFUSED_PREFIX,
@@ -68,7 +70,7 @@ export async function receive(o: ReceiveOptions): Promise<number> {
   const receivers = o.receiversDir ?? SYNC_PATHS.receiversDir;
   const qroot = o.quarantineRoot ?? SYNC_PATHS.quarantine;
   const sourcesFile = o.sourcesFile ?? SYNC_PATHS.sources;
-  const decision = decidePush(o.command, o.peer, readJson<AcceptState>(acceptFile), Date.now());
+  const decision = decidePush(o.command, o.peer, readJson<AcceptState>(acceptFile), bootClockMs());
   if (!decision.ok) {
     process.stderr.write(`${REFUSED_PREFIX} ${decision.reason}\n`);
     return REFUSED_EXIT;

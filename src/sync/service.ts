@@ -27,7 +27,8 @@ export interface FileSyncOptions {
 export interface AgentView {
   record: ActiveRecord | null;
   /** Wall-clock ms of the last confirmation's read; null before the first. */
-  confirmedAtMs: number | null;
+  /** When the agent's last confirmation was sent, on the boot clock (ms; src/util/boot-clock.ts). */
+  confirmedAtBootMs: number | null;
   /** Active at the record's epoch, confirmed within the lease. */
   active: boolean;
 }
@@ -160,7 +161,7 @@ export class FileSync {
     const s: AcceptState = {
       node: this.o.node,
       active: view.record ? { node: view.record.node, epoch: view.record.epoch } : null,
-      confirmedAtMs: view.confirmedAtMs,
+      confirmedAtBootMs: view.confirmedAtBootMs,
       leaseMs: this.o.cluster.timers.agentLeaseMs,
       dirs: this.dirs,
     };

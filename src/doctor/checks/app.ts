@@ -6,6 +6,7 @@
  */
 import { withRole } from '../../config/schema.ts';
 import { AGENT_PORT } from '../../layout/network.ts';
+import { UNITS } from '../../layout/units.ts';
 import type { Results } from '../results.ts';
 import { activeNode, fmtBytes, reachable, type EvalContext } from './context.ts';
 
@@ -29,6 +30,15 @@ export function checkServices(ctx: EvalContext, r: Results): void {
         );
       }
     }
+    const deadman = f.systemd?.deadman;
+    if (deadman?.ok && deadman.value !== 'active')
+      r.fail(
+        'services',
+        m.name,
+        `the dead-man switch (${UNITS.deadman}) is ${deadman.value} on ${m.name}`,
+        "it stops the application when the agent's lease has run out and the agent cannot (dead or hung): without it, after a failover away from this machine its application keeps running beside the new one",
+        ctx.fixes.on(m.name, ['systemctl', 'enable', '--now', UNITS.deadman]),
+      );
     if ('unknown' in active) {
       r.skip('services', m.name, active.unknown);
       continue;
