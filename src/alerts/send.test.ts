@@ -249,7 +249,8 @@ describe('e-mail alerts', () => {
     let start = Date.now();
     const refused = only(await createAlerter(config({ email: email(port) }), {}).alert(failover));
     assert.equal(refused.ok, false);
-    assert.ok(Date.now() - start < 1000, `took ${Date.now() - start} ms`);
+    // Well below the 10 s default deadline: a refused connection is not waited out (bounds loose enough for a loaded machine).
+    assert.ok(Date.now() - start < 5000, `took ${Date.now() - start} ms`);
     assert.match(refused.error ?? '', /ECONNREFUSED|refused/i);
     assert.match(refused.error ?? '', /check alerts\.email\.smtp\.host and port/);
 
@@ -262,7 +263,7 @@ describe('e-mail alerts', () => {
     const r = only(await createAlerter(config({ email: email(silentPort, { timeoutMs: 300 }) }), {}).alert(failover));
     const took = Date.now() - start;
     assert.equal(r.ok, false);
-    assert.ok(took >= 250 && took < 1500, `took ${took} ms`);
+    assert.ok(took >= 250 && took < 5000, `took ${took} ms`); // the 300 ms deadline, not the 10 s default
     assert.match(r.error ?? '', /timed out|within 300 ms|timeout/i);
   });
 });
@@ -315,7 +316,7 @@ describe('webhook alerts', () => {
     assert.equal(r.ok, false);
     assert.equal(r.attempts, 3);
     assert.match(r.error ?? '', /no complete answer within 200 ms/);
-    assert.ok(took >= 600 && took < 2000, `took ${took} ms`);
+    assert.ok(took >= 600 && took < 8000, `took ${took} ms`); // three attempts of 200 ms each, not the default deadline
   });
 
   it('never shows the token, even when the receiver echoes it; a closed port is refused at once', async () => {

@@ -257,7 +257,7 @@ describe('SSH transport against a real sshd (key login)', { skip, timeout: 120_0
       const ms = performance.now() - t0;
       assert.equal(hung.code, 124);
       assert.match(hung.stderr, /timed out after 700 ms on app1/);
-      assert.ok(ms >= 650 && ms < 3000, `took ${ms} ms`);
+      assert.ok(ms >= 650 && ms < 10_000, `took ${ms} ms`); // the 700 ms deadline ended it, long before the sleep's own end
       // The remote process is gone too, not just abandoned.
       assert.equal((await s.exec(['pgrep', '-f', `^sleep ${marker}$`])).code, 1);
     } finally {
