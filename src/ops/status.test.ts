@@ -106,3 +106,10 @@ test("status shows each db machine's stale-primary fence: Patroni's version, the
   );
   assert.doesNotMatch(formatStatus(base), /stale-primary fence/);
 });
+
+test('status says when an activated machine waits for the old one to stop (the handover)', () => {
+  const app1 = base.machines[1]!;
+  const waiting = { ...app1.agent!, active: false, waitingFor: ['app2'] };
+  const out = formatStatus({ ...base, machines: [base.machines[0]!, { ...app1, agent: waiting }, base.machines[2]!] });
+  assert.match(out, /app1 .* STARTING, waits for app2 to stop/);
+});

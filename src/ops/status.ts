@@ -72,7 +72,17 @@ export function formatStatus(s: ClusterStatus): string {
     const hasAgent = m.roles.includes('app') || m.roles.includes('db');
     let app = '-';
     if (m.roles.includes('app'))
-      app = !a ? 'UNREACHABLE' : a.active ? (a.appHealthy ? 'ACTIVE' : 'ACTIVE, UNHEALTHY') : a.ready ? 'standby' : 'standby, NOT READY';
+      app = !a
+        ? 'UNREACHABLE'
+        : a.active
+          ? a.appHealthy
+            ? 'ACTIVE'
+            : 'ACTIVE, UNHEALTHY'
+          : a.waitingFor?.length
+            ? `STARTING, waits for ${a.waitingFor.join(',')} to stop`
+            : a.ready
+              ? 'standby'
+              : 'standby, NOT READY';
     let db = '-';
     if (m.roles.includes('db'))
       db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
