@@ -5,6 +5,7 @@ import {
   evaluate,
   formatRound,
   formatViolation,
+  roundSkew,
   servedAfterTakeover,
   type AckedWrite,
   type Round,
@@ -160,6 +161,15 @@ describe('checker invariants', () => {
         'patroni /primary db2',
       ],
     );
+  });
+});
+
+describe('round skew', () => {
+  it("counts answered samples only: a sample that timed out holds no fact and does not widen the round's skew", () => {
+    const r = round(1, {}, { lag: 20 });
+    r.samples[0] = { ...r.samples[0]!, answeredMs: r.startMs + 401, error: 'timeout' };
+    assert.deepEqual(roundSkew([r]), { medianMs: 19, maxMs: 19 });
+    assert.deepEqual(roundSkew([]), { medianMs: 0, maxMs: 0 });
   });
 });
 

@@ -135,9 +135,12 @@ export function evaluate(rounds: Round[]): Violation[] {
   return out;
 }
 
-/** Skew of the rounds' samples: the typical and the worst span from a round's first send to its last answer. */
+/**
+ * Skew of the rounds' answered samples (a sample without an answer holds no fact): the typical and
+ * the worst span from a round's first send to its last answer.
+ */
 export function roundSkew(rounds: Round[]): { medianMs: number; maxMs: number } {
-  const spans = rounds.map((r) => skewOf(r.samples)).sort((a, b) => a - b);
+  const spans = rounds.map((r) => skewOf(r.samples.filter((s) => !s.error))).sort((a, b) => a - b);
   if (spans.length === 0) return { medianMs: 0, maxMs: 0 };
   return { medianMs: spans[Math.floor(spans.length / 2)]!, maxMs: spans.at(-1)! };
 }
