@@ -153,7 +153,7 @@ export class Checker {
     const period = rounds.length > 1 ? (rounds.at(-1)!.startMs - rounds[0]!.startMs) / (rounds.length - 1) : 0;
     const unanswered = rounds.reduce((n, r) => n + r.samples.filter((x) => x.error).length, 0);
     const lines = [
-      `checker: ${rounds.length} rounds (one every ${Math.round(period)} ms on average), ${violations.length} violation(s); a round's answered samples were sent and answered within ${Math.round(skew.medianMs)} ms (median), ${Math.round(skew.maxMs)} ms (worst); ${unanswered} sample(s) without an answer within ${this.o.deadlineMs} ms`,
+      `checker: ${rounds.length} rounds (one every ${Math.round(period)} ms on average), ${violations.length} violation(s); a round's answered samples were sent and answered within ${Math.round(skew.medianMs)} ms (median), ${Math.round(skew.maxMs)} ms (worst); ${unanswered} sample(s) without a usable answer (refused, an error, or none within ${this.o.deadlineMs} ms)`,
     ];
     // The timeline shows the rounds before `sinceMs` too.
     for (const v of violations.slice(0, 5)) lines.push(formatViolation(v, this.rounds, this.originMs));

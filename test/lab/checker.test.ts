@@ -3,9 +3,11 @@
  * nothing; then HAProxy's runtime API forces the standby UP and READY beside the active machine
  * in the app backend (its health check paused, as a proxy that still reaches an old machine
  * would show it), and the checker reports the overlap with a timeline; its writes are all there.
+ * Last, an acknowledged ticket and row deleted behind its back are reported missing.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import { withRole } from '../../src/config/schema.ts';
 import { Checker } from '../../src/lab/checker.ts';
 import { labDown, labRuntime, labUp, type LabHandle } from '../../src/lab/lab.ts';
@@ -74,5 +76,34 @@ describe('the checker', () => {
     await runtime.enableHealth('app', standby);
     await checker!.exactlyOneActive(active);
     assert.deepEqual(await checker!.missingWrites(), { http: [], db: [] });
+  });
+
+  it('reports an acknowledged ticket and an acknowledged row that are gone', async () => {
+    const { cluster, secrets } = lab;
+    const proxy = withRole(cluster, 'proxy')[0]!;
+    await checker!.missingWrites(); // everything so far is there (the tests above); only what follows is read back
+    const from = checker!.writes.length;
+    const ticket = await waitFor('a new acknowledged ticket', async () => checker!.writes[from], 20_000, 50);
+    const row = await waitFor('an acknowledged row', async () => checker!.dbWriter!.acked.at(-1), 20_000, 50);
+    const db = new pg.Client({
+      host: proxy.address,
+      port: cluster.proxy.postgresPort,
+      user: cluster.database.appUser,
+      password: secrets.appDbPassword,
+      database: cluster.database.appDatabase,
+    });
+    await db.connect();
+    try {
+      assert.equal((await db.query('DELETE FROM tickets WHERE id = $1', [ticket.id])).rowCount, 1);
+      assert.equal((await db.query('DELETE FROM vigil_acks WHERE seq = $1', [row.seq])).rowCount, 1);
+    } finally {
+      await db.end();
+    }
+    const missing = await checker!.missingWrites();
+    assert.deepEqual(
+      missing.http.map((w) => w.id),
+      [ticket.id],
+    );
+    assert.deepEqual(missing.db, [row.seq]);
   });
 });
