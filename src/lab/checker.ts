@@ -79,7 +79,8 @@ export class Checker {
   private readonly proxies: Machine[];
   private readonly apps: Machine[];
   private readonly dbs: Machine[];
-  private readonly baseUrl: string;
+  /** The :80 of every proxy machine: writer i writes through proxy i modulo their number; read-backs go through the first. */
+  private readonly baseUrls: string[];
   private tls?: HttpsAgent;
   private stopped = false;
   private loops: Promise<void>[] = [];
@@ -101,7 +102,7 @@ export class Checker {
     this.apps = withRole(cluster, 'app');
     this.dbs = withRole(cluster, 'db');
     const entry = this.proxies[0]!;
-    this.baseUrl = `http://${entry.address}:${cluster.proxy.httpPort}`;
+    this.baseUrls = this.proxies.map((p) => `http://${p.address}:${cluster.proxy.httpPort}`);
     if (opts.dbWriter)
       this.dbWriter = new AckWriter({
         host: entry.address,
@@ -118,7 +119,7 @@ export class Checker {
     await this.dbWriter?.prepare();
     this.dbWriter?.start();
     this.loops.push(this.sampleLoop());
-    for (let i = 1; i <= this.o.httpWriters; i++) this.loops.push(this.writeLoop(`w${i}`));
+    for (let i = 1; i <= this.o.httpWriters; i++) this.loops.push(this.writeLoop(`w${i}`, this.baseUrls[(i - 1) % this.baseUrls.length]!));
   }
 
   async stop(): Promise<void> {
@@ -252,7 +253,7 @@ export class Checker {
   private async readBack(w: AckedWrite): Promise<boolean> {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const res = await fetch(`${this.baseUrl}/api/tickets/${w.id}`, { signal: AbortSignal.timeout(5000) });
+        const res = await fetch(`${this.baseUrls[0]}/api/tickets/${w.id}`, { signal: AbortSignal.timeout(5000) });
         if (res.status === 404) return false;
         if (res.status === 200) {
           const body = (await res.json()) as { title?: string };
@@ -264,7 +265,7 @@ export class Checker {
       }
       await sleep(500);
     }
-    throw new Error(`ticket ${w.id} could not be read back through ${this.baseUrl} (no answer or an error status)`);
+    throw new Error(`ticket ${w.id} could not be read back through ${this.baseUrls[0]} (no answer or an error status)`);
   }
 
   /**
@@ -376,14 +377,14 @@ export class Checker {
     });
   }
 
-  private async writeLoop(writer: string): Promise<void> {
+  private async writeLoop(writer: string, baseUrl: string): Promise<void> {
     let seq = 0;
     while (!this.stopped) {
       seq++;
       const sentMs = performance.now();
       try {
         const title = `checker ${writer} #${seq} ${Math.round(this.originMs)}`;
-        const res = await fetch(`${this.baseUrl}/api/tickets`, {
+        const res = await fetch(`${baseUrl}/api/tickets`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ title }),
