@@ -4,11 +4,16 @@
  * the first write acknowledged through :5000 after the fault; then the write pause of a planned
  * switchover (`vigil switchover`), measured by a client writing through :5000 every 20 ms.
  *
- *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair]
+ * With `--checker` the lab's checker (src/lab/checker.ts, docs/lab.md) runs beside the clients
+ * and every round is checked: no two machines serving at once, no acknowledged write lost. It adds
+ * load to this host and the machines: the published figures are taken without it.
+ *
+ *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair] [--checker]
  */
 import { parseArgs } from 'node:util';
 import { withRole } from '../src/config/schema.ts';
 import { labDown, labKill, labRevive, labSignal, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { Checker } from '../src/lab/checker.ts';
 import { HttpProbe } from '../src/lab/probe.ts';
 import { labSettled } from '../src/lab/settle.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
@@ -18,7 +23,9 @@ import { LAB_OPS } from '../src/lab/target.ts';
 import { sendRequest } from '../src/ops/requests.ts';
 import { waitFor } from '../src/util/exec.ts';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, topology: { type: 'string', multiple: true } } });
+const { values } = parseArgs({
+  options: { rounds: { type: 'string', default: '3' }, topology: { type: 'string', multiple: true }, checker: { type: 'boolean', default: false } },
+});
 const rounds = Number(values.rounds);
 const topologies = (values.topology ?? ['distributed', 'pair']) as LabTopology[];
 
@@ -61,6 +68,9 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
     intervalMs: 20,
   });
   await writer.prepare();
+  const checker = values.checker ? new Checker(lab) : undefined;
+  await checker?.start();
+  const broken: string[] = [];
   probe.start();
   writer.start();
   const rows: Row[] = [];
@@ -83,6 +93,14 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
           `${topology} ${fault.name} round ${r}: ${old} -> ${served.node}: :80 back after ${((served.atMs - t0) / 1000).toFixed(2)} s, first write after ${((wrote.atMs - t0) / 1000).toFixed(2)} s`,
         );
         await fault.recover(old);
+        if (checker) {
+          await checker.exactlyOneActive(served.node!, 60_000);
+          const report = checker.check({ sinceMs: t0, takeover: served.node! });
+          const lost = await checker.missingWrites();
+          console.log(`${topology} ${fault.name} round ${r}: ${report.text}; ${lost.http.length} of the checker's writes missing`);
+          if (report.violations.length || report.servedAfterTakeover.length || lost.http.length)
+            broken.push(`${topology} ${fault.name} round ${r}:\n${report.text}`);
+        }
       }
       rows.push(row);
     }
@@ -114,7 +132,9 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
   } finally {
     await probe.stop();
     await writer.stop();
+    await checker?.stop();
   }
+  if (broken.length) throw new Error(`the checker found violations or lost writes:\n${broken.join('\n')}`);
   const lost = await writer.missing();
   console.log(`${topology}: ${writer.acked.length} writes acknowledged, ${lost.length} missing afterwards`);
   if (lost.length) throw new Error(`acknowledged writes lost: ${lost.join(', ')}`);

@@ -295,8 +295,8 @@ export async function labAgents(): Promise<Map<string, AgentStatus | undefined>>
 }
 
 /** HAProxy's runtime API of a proxy machine, reached from this host through the machine's directory. */
-export function labRuntime(proxyHost: string): HaproxyRuntime {
-  return new HaproxyRuntime(hostPathOf(proxyHost, PATHS.haproxySocket));
+export function labRuntime(proxyHost: string, timeoutMs?: number): HaproxyRuntime {
+  return new HaproxyRuntime(hostPathOf(proxyHost, PATHS.haproxySocket), timeoutMs);
 }
 
 export async function labSignal(host: string, proc: ProcessName, signal: 'SIGSTOP' | 'SIGCONT' | 'SIGKILL'): Promise<number> {

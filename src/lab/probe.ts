@@ -1,6 +1,8 @@
 /**
  * A client that polls the application through the proxy's :80 and records which machine answered
- * each request: the witness for "never two app machines serving" in tests and benchmarks.
+ * each request: when the service answered, failed, and from where, for tests and benchmarks. It is
+ * one sequential client behind `balance first`, so it cannot see two machines serving at once: the
+ * witness for that is the checker (checker.ts).
  */
 export interface Answer {
   /** performance.now() when the answer arrived. */
@@ -36,16 +38,6 @@ export class HttpProbe {
   /** The first successful answer after `sinceMs` from a machine other than `notNode`. */
   firstOtherAfter(sinceMs: number, notNode: string): Answer | undefined {
     return this.answers.find((a) => a.atMs > sinceMs && a.node !== null && a.node !== notNode);
-  }
-
-  /**
-   * Answers that break the single-server rule: once `to` has answered after `sinceMs`, any later
-   * answer from another machine means two machines served in turn during one failover.
-   */
-  violations(sinceMs: number, to: string): Answer[] {
-    const first = this.answers.findIndex((a) => a.atMs > sinceMs && a.node === to);
-    if (first < 0) return [];
-    return this.answers.slice(first).filter((a) => a.node !== null && a.node !== to);
   }
 
   private async run(): Promise<void> {

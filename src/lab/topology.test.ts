@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse } from 'yaml';
+import { LAB_ID } from './paths.ts';
 import { labClusterYaml, labMachines, labSecretsYaml } from './topology.ts';
 
 const names = (shape: Parameters<typeof labMachines>[0]) => labMachines(shape).map((m) => `${m.name}:${m.roles.join('+')}`);
@@ -27,7 +28,8 @@ test('addresses are unique and on the lab subnet', () => {
   const ms = labMachines({ topology: 'distributed', appNodes: 4, dbNodes: 3, etcd: 7 });
   const addrs = ms.map((m) => m.address);
   assert.equal(new Set(addrs).size, addrs.length);
-  for (const a of addrs) assert.match(a, /^10\.213\.0\.\d+$/);
+  // The subnet of the lab this test runs beside (VIGIL_LAB_ID, 0 without it).
+  for (const a of addrs) assert.match(a, new RegExp(`^10\\.213\\.${LAB_ID}\\.\\d+$`));
 });
 
 test('bad shapes are refused with the fix', () => {

@@ -4,26 +4,24 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { withRole } from '../../src/config/schema.ts';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.ts';
-import { HttpProbe } from '../../src/lab/probe.ts';
+import { Checker } from '../../src/lab/checker.ts';
 import type { LabTopology } from '../../src/lab/topology.ts';
 import { failoverTests } from './failover-scenarios.ts';
 
 for (const topology of ['distributed', 'pair'] as LabTopology[]) {
   describe(`application failover on ${topology}`, () => {
     let lab: LabHandle;
-    let probe: HttpProbe;
+    let checker: Checker | undefined;
 
     before(async () => {
       await labDown();
       lab = await labUp({ topology }, (l) => console.log(`# lab: ${l}`));
-      const proxy = withRole(lab.cluster, 'proxy')[0]!;
-      probe = new HttpProbe(`http://${proxy.address}:${lab.cluster.proxy.httpPort}${lab.cluster.application.healthPath}`);
-      probe.start();
+      checker = new Checker(lab, { dbWriter: true });
+      await checker.start();
     });
     after(async () => {
-      await probe?.stop();
+      await checker?.stop();
       await labDown();
     });
 
@@ -34,6 +32,6 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
       for (const m of machines.filter((x) => x.roles.includes('app') || x.roles.includes('db'))) assert.ok(m.processes.agent, `agent runs on ${m.name}`);
     });
 
-    failoverTests(topology, () => ({ lab, probe }));
+    failoverTests(topology, () => ({ lab, checker: checker! }));
   });
 }

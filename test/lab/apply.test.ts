@@ -30,6 +30,7 @@ import { comparePasswordFile } from '../../src/facts/password-files.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
 import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
+import { Checker } from '../../src/lab/checker.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { PATHS } from '../../src/layout/paths.ts';
 import { remoteRuntime } from '../../src/apply/remote.ts';
@@ -242,12 +243,19 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
   });
 
   describe('application failover on the applied cluster', () => {
-    before(() => {
+    let checker: Checker | undefined;
+    before(async () => {
       const proxy = withRole(lab.cluster, 'proxy')[0]!;
+      // The tests after these read which machine serves, and whether a request failed, from this probe.
       probe = new HttpProbe(`http://${proxy.address}:${lab.cluster.proxy.httpPort}${lab.cluster.application.healthPath}`);
       probe.start();
+      checker = new Checker(lab, { dbWriter: true });
+      await checker.start();
     });
-    failoverTests('applied distributed', () => ({ lab, probe: probe! }));
+    after(async () => {
+      await checker?.stop();
+    });
+    failoverTests('applied distributed', () => ({ lab, checker: checker! }));
   });
 
   it('a health check left paused in HAProxy is found by doctor and resumed by the next apply', async () => {

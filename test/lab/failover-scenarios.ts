@@ -1,17 +1,19 @@
 /**
  * The application failover scenarios of test/lab/app-failover.test.ts, shared with
  * test/lab/apply.test.ts, which runs them on a cluster installed by `vigil apply`: each fault is
- * injected on the active app machine while a client polls through the proxy's :80 and records
- * which machine answered every request. After each fault: another machine serves, the old one
- * never answers again (also once it is resumed, reconnected or revived), and exactly one machine
- * is active.
+ * injected on the active app machine while the checker (src/lab/checker.ts) samples every proxy,
+ * agent, app machine and Patroni every 50 ms and its writers create tickets through the proxy's
+ * :80 (and rows through :5000). After each fault: another machine serves; in no sample round were
+ * two app machines UP and READY in a proxy, two agents active, two /role 200 or two primaries; the
+ * old machine acknowledges no write once the new one has (also once it is resumed, reconnected or
+ * revived); every acknowledged write is there; and exactly one machine is active in every view.
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { labAgents, labCut, labHeal, labKill, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import type { Checker } from '../../src/lab/checker.ts';
+import { labCut, labHeal, labKill, labRevive, labRun, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
 import { UNITS } from '../../src/layout/units.ts';
 import { readMachineLog } from '../../src/lab/logs.ts';
-import type { HttpProbe } from '../../src/lab/probe.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 
@@ -82,37 +84,34 @@ export const FAULTS: Fault[] = [
   },
 ];
 
-/** One `it` per fault; `lab` and `probe` are read when the tests run (set up in a `before`). */
-export function failoverTests(label: string, env: () => { lab: LabHandle; probe: HttpProbe }): void {
+/** Within this long after the faults healed (the old machine resumed, reconnected or revived), exactly one machine is active in every view. */
+export const CONVERGE_MS = 30_000;
+
+/** One `it` per fault; `lab` and `checker` (started) are read when the tests run (set up in a `before`). */
+export function failoverTests(label: string, env: () => { lab: LabHandle; checker: Checker }): void {
   for (const fault of FAULTS) {
     it(`fails over when ${fault.name}, and the old machine never serves again`, async () => {
-      const { lab, probe } = env();
+      const { lab, checker } = env();
       await labSettled(lab);
-      const old = await waitFor('a machine serving', async () => probe.current() ?? undefined, 30_000, 50);
+      const old = await waitFor('a machine serving', async () => checker.serving(), 30_000, 50);
       const faultAt = performance.now();
       await fault.inject(old);
-      const first = await waitFor('another machine to serve', async () => probe.firstOtherAfter(faultAt, old), 60_000, 50);
-      console.log(`# ${label}, ${fault.name}: ${first.node} serves ${((first.atMs - faultAt) / 1000).toFixed(1)} s after the fault`);
+      const first = await waitFor('another machine to serve', async () => checker.firstOtherAfter(faultAt, old), 60_000, 50);
+      console.log(`# ${label}, ${fault.name}: ${first.node} acknowledged a write ${((first.ackMs - faultAt) / 1000).toFixed(1)} s after the fault`);
       await fault.recover(old);
+      const healedAt = performance.now();
       await sleep(6000); // long enough for a resumed or reconnected machine to try to serve again
-      assert.deepEqual(probe.violations(faultAt, first.node!), [], `only ${first.node} answered once it had taken over`);
-      await exactlyOneActive(first.node!);
+      const at = await checker.exactlyOneActive(first.node, healedAt + CONVERGE_MS - performance.now());
+      const since = checker.onlyActiveSince(first.node, healedAt, at) ?? at;
+      console.log(
+        `# ${label}, ${fault.name}: ${first.node} the only active machine in every view from ${((since - healedAt) / 1000).toFixed(1)} s after the recovery`,
+      );
+      const report = checker.check({ sinceMs: faultAt, takeover: first.node });
+      console.log(`# ${report.text.split('\n')[0]}`);
+      assert.deepEqual(report.violations, [], report.text);
+      assert.deepEqual(report.servedAfterTakeover, [], report.text);
+      const missing = await checker.missingWrites();
+      assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
     });
   }
-}
-
-/** The agents and HAProxy agree: exactly one app machine is active, serving, and the only one in READY. */
-export async function exactlyOneActive(node: string): Promise<void> {
-  await waitFor(
-    `${node} as the only active machine`,
-    async () => {
-      const agents = await labAgents();
-      const active = [...agents].filter(([, s]) => s?.active).map(([n]) => n);
-      const servers = await labRuntime('observer').servers('app');
-      const up = servers.filter((s) => s.admin === 'ready' && s.op === 'up').map((s) => s.server);
-      return active.length === 1 && active[0] === node && up.length === 1 && up[0] === node ? true : undefined;
-    },
-    30_000,
-    500,
-  );
 }
