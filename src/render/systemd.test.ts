@@ -34,22 +34,15 @@ describe('systemd units', () => {
         c.machines.find((x) => x.name === m)!,
       ).map((f) => basename(f.path));
     assert.deepEqual(names('observer'), ['vigil-etcd.service', 'vigil-haproxy.service', 'vigil-observer.service']);
-    assert.deepEqual(names('app1'), [
-      'vigil-patroni.service',
-      'vigil-nginx.service',
-      'vigil-refapp.service',
-      'vigil-agent.service',
-      'vigil-deadman.service',
-      'deadman.sh',
-    ]);
-    assert.deepEqual(names('app2'), [
-      'vigil-patroni.service',
-      'vigil-nginx.service',
-      'vigil-refapp.service',
-      'vigil-agent.service',
-      'vigil-deadman.service',
-      'deadman.sh',
-    ]);
+    for (const app of ['app1', 'app2'])
+      assert.deepEqual(names(app), [
+        'vigil-patroni.service',
+        'vigil-nginx.service',
+        'vigil-refapp.service',
+        'vigil-agent.service',
+        'vigil-deadman.service',
+        'deadman.sh',
+      ]);
     const d = clusterFixture('distributed');
     const dNames = (m: string) =>
       renderUnits(
