@@ -1,8 +1,10 @@
 /**
  * `vigil agent`: wires the agent core to etcd, the services, the local health check and the
  * mutual-TLS API, and runs until its signal aborts. Stopping the agent leaves the services as they
- * are (an agent upgrade must not cause an outage); a stopped agent no longer passes the proxy's
- * role check, so traffic leaves its machine all the same.
+ * are (an agent upgrade must not cause an outage) until its lease runs out: then the dead-man
+ * switch (src/render/deadman.ts) stops them, so an agent that stays down does not leave the
+ * application running beside the machine activated in its place. A restart takes well under the
+ * lease; apply pauses the proxy's role check of the active machine meanwhile.
  */
 import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
