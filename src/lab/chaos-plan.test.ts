@@ -60,6 +60,8 @@ describe('chaos plan', () => {
         if (targetsOf(s.faults[1]!.kind).length > 1) assert.notEqual(s.faults[1]!.target, s.faults[0]!.target);
       } else assert.equal(s.faults[0]!.kind, s.kind);
     }
+    // Two at once overlaps only kinds asked for.
+    for (const s of steps.filter((x) => x.kind === 'two-at-once')) for (const f of s.faults) assert.ok(['stop-agent', 'partition'].includes(f.kind), f.kind);
     // Every single kind has a target.
     for (const k of SINGLE_KINDS) assert.ok(targetsOf(k).length > 0, k);
   });

@@ -77,7 +77,10 @@ export function targetsOf(kind: SingleKind): TargetRole[] {
   }
 }
 
-/** Single kinds that can overlap with another in `two-at-once` (the observer killed mid-failover is a pair of faults already). */
+/**
+ * Single kinds that can overlap with another in `two-at-once` (the observer killed mid-failover is
+ * a pair of faults already): those of `--faults`, or all of these when it names none.
+ */
 export const OVERLAPPABLE: SingleKind[] = SINGLE_KINDS.filter((k) => k !== 'observer-mid-failover');
 
 export interface SingleStep {
@@ -126,14 +129,17 @@ export function* schedule(seed: number, o: PlanOptions): Generator<Step> {
   if (!o.kinds.length) throw new Error('no fault kinds to choose from');
   const rng = mulberry32(seed);
   const hold = o.holdMs ?? DEFAULT_HOLD_MS;
+  // Two at once overlaps kinds asked for; asked alone, any.
+  const asked = OVERLAPPABLE.filter((k) => o.kinds.includes(k));
+  const pool = asked.length ? asked : OVERLAPPABLE;
   for (let n = 1; ; n++) {
     const kind = pick(rng, o.kinds);
     if (kind !== 'two-at-once') {
       yield { n, kind, faults: [single(rng, kind, hold)], offsetMs: 0 };
       continue;
     }
-    const a = single(rng, pick(rng, OVERLAPPABLE), hold);
-    const b = single(rng, pick(rng, OVERLAPPABLE), hold, a.target);
+    const a = single(rng, pick(rng, pool), hold);
+    const b = single(rng, pick(rng, pool), hold, a.target);
     yield { n, kind, faults: [a, b], offsetMs: between(rng, 0, Math.floor(a.holdMs / 2)) };
   }
 }
