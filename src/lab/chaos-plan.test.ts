@@ -66,10 +66,17 @@ describe('chaos plan', () => {
     for (const k of SINGLE_KINDS) assert.ok(targetsOf(k).length > 0, k);
   });
 
-  it('parses --faults: all by default, names checked', () => {
+  it('parses --faults and --except: all by default, names checked', () => {
     assert.deepEqual(parseKinds(undefined), [...FAULT_KINDS]);
     assert.deepEqual(parseKinds('kill-app, stop-etcd,kill-app'), ['kill-app', 'stop-etcd']);
     assert.throws(() => parseKinds('kill-app,netem'), /unknown fault kind\(s\): netem/);
+    assert.deepEqual(
+      parseKinds(undefined, 'kill-patroni'),
+      FAULT_KINDS.filter((k) => k !== 'kill-patroni'),
+    );
+    assert.deepEqual(parseKinds('kill-app,stop-app', 'stop-app'), ['kill-app']);
+    assert.throws(() => parseKinds('kill-app', 'kill-app'), /no fault kind left/);
+    assert.throws(() => parseKinds(undefined, 'kil-app'), /unknown fault kind\(s\): kil-app/);
   });
 
   it('percentile: nearest rank', () => {

@@ -106,16 +106,20 @@ export interface PlanOptions {
 
 export const DEFAULT_HOLD_MS: [number, number] = [2000, 12_000];
 
-/** Parses `--faults a,b,c`: every name a kind; empty or absent: all. */
-export function parseKinds(list: string | undefined): FaultKind[] {
-  if (!list?.trim()) return [...FAULT_KINDS];
-  const names = list
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const bad = names.filter((n) => !(FAULT_KINDS as readonly string[]).includes(n));
+/** Parses `--faults a,b,c` (empty or absent: all) less `--except d,e`: every name a kind. */
+export function parseKinds(list: string | undefined, except?: string): FaultKind[] {
+  const names = (l: string | undefined) =>
+    (l ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+  const asked = names(list);
+  const left = names(except);
+  const bad = [...asked, ...left].filter((n) => !(FAULT_KINDS as readonly string[]).includes(n));
   if (bad.length) throw new Error(`unknown fault kind(s): ${bad.join(', ')}; known: ${FAULT_KINDS.join(', ')}`);
-  return [...new Set(names)] as FaultKind[];
+  const kinds = (asked.length ? [...new Set(asked)] : [...FAULT_KINDS]).filter((k) => !left.includes(k)) as FaultKind[];
+  if (!kinds.length) throw new Error('no fault kind left to run');
+  return kinds;
 }
 
 function single(rng: Rng, kind: SingleKind, hold: [number, number], avoid?: TargetRole): SingleStep {

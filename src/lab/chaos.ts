@@ -174,8 +174,9 @@ export async function runChaos(lab: LabHandle, o: ChaosOptions, progress: Progre
   const dbw = checker.dbWriter!;
   const results: FaultResult[] = [];
   const lostDbSeen = new Set<number>();
-  const t0 = performance.now();
-  const endAt = t0 + o.minutes * 60_000;
+  // Progress times count from the checker's origin, as the timelines of its violations do.
+  const t0 = checker.originMs;
+  const endAt = performance.now() + o.minutes * 60_000;
   try {
     await waitFor('a write acknowledged through :80', async () => checker.serving(), 60_000, 100);
     for (const step of schedule(o.seed, { kinds: o.kinds, holdMs: o.holdMs })) {

@@ -247,7 +247,8 @@ export function registerLab(program: Command): void {
     )
     .option('--seed <n>', 'the seed of the schedule (printed by every run; default: a random one)', int)
     .option('--faults <list>', 'comma-separated fault kinds (default: all; `vigil lab chaos --faults list` names them)')
-    .action(async (o: { minutes: number; seed?: number; faults?: string }) => {
+    .option('--except <list>', 'comma-separated fault kinds left out')
+    .action(async (o: { minutes: number; seed?: number; faults?: string; except?: string }) => {
       const plan = await import('./chaos-plan.ts');
       if (o.faults === 'list') {
         say(`fault kinds: ${plan.FAULT_KINDS.join(', ')}\nnot done yet: ${plan.NOT_DONE.join('; ')}`);
@@ -255,7 +256,7 @@ export function registerLab(program: Command): void {
       }
       let kinds;
       try {
-        kinds = plan.parseKinds(o.faults);
+        kinds = plan.parseKinds(o.faults, o.except);
       } catch (err) {
         throw new InvalidArgumentError((err as Error).message);
       }
@@ -265,7 +266,9 @@ export function registerLab(program: Command): void {
       const report = await runChaos(await lab.openLab(), { seed, minutes: o.minutes, kinds }, say);
       say(report.text);
       if (!report.ok) {
-        say(`chaos: NOT OK (replay with \`vigil lab chaos --seed ${seed} --minutes ${o.minutes}${o.faults ? ` --faults ${o.faults}` : ''}\`)`);
+        say(
+          `chaos: NOT OK (replay with \`vigil lab chaos --seed ${seed} --minutes ${o.minutes}${o.faults ? ` --faults ${o.faults}` : ''}${o.except ? ` --except ${o.except}` : ''}\`)`,
+        );
         process.exitCode = 1;
       }
     });
