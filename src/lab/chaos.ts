@@ -207,7 +207,8 @@ export async function runChaos(lab: LabHandle, o: ChaosOptions, progress: Progre
         }
         if (host === undefined) return;
         what[i] = `${f.kind} on ${host} (${f.target})${i > 0 ? ` ${(step.offsetMs / 1000).toFixed(1)} s later` : ''}`;
-        progress(`[+${((performance.now() - t0) / 1000).toFixed(1)}s] #${step.n} inject ${what[i]}, hold ${(f.holdMs / 1000).toFixed(1)} s`);
+        const hold = f.kind === 'observer-mid-failover' ? '' : `, hold ${(f.holdMs / 1000).toFixed(1)} s`;
+        progress(`[+${((performance.now() - t0) / 1000).toFixed(1)}s] #${step.n} inject ${what[i]}${hold}`);
         let done: Injected | undefined;
         try {
           done = await inject(cluster, f, host);
