@@ -54,6 +54,8 @@ export interface ChaosOptions {
   holdMs?: [number, number];
   /** Longest wait for the cluster to be whole again after a fault (default 180 s). */
   settleTimeoutMs?: number;
+  /** Once aborted, no new fault starts; the one under way is recovered and the report made. */
+  signal?: AbortSignal;
 }
 
 export interface ChaosReport {
@@ -180,7 +182,7 @@ export async function runChaos(lab: LabHandle, o: ChaosOptions, progress: Progre
   try {
     await waitFor('a write acknowledged through :80', async () => checker.serving(), 60_000, 100);
     for (const step of schedule(o.seed, { kinds: o.kinds, holdMs: o.holdMs })) {
-      if (performance.now() >= endAt) break;
+      if (performance.now() >= endAt || o.signal?.aborted) break;
       const rng = mulberry32((o.seed ^ (step.n * 0x9e3779b1)) >>> 0);
       const before = checker.serving();
       const injectAt = performance.now();

@@ -263,7 +263,14 @@ export function registerLab(program: Command): void {
       const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
       const lab = await labModule();
       const { runChaos } = await import('./chaos.ts');
-      const report = await runChaos(await lab.openLab(), { seed, minutes: o.minutes, kinds }, say);
+      // Ctrl-C: the fault under way is recovered and the report printed; a second one exits.
+      const stop = new AbortController();
+      process.once('SIGINT', () => {
+        say('chaos: interrupted; recovering the fault under way (Ctrl-C again to exit at once, then `vigil lab heal`)');
+        stop.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
+      const report = await runChaos(await lab.openLab(), { seed, minutes: o.minutes, kinds, signal: stop.signal }, say);
       say(report.text);
       if (!report.ok) {
         say(
