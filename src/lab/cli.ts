@@ -231,6 +231,55 @@ export function registerLab(program: Command): void {
       say(`${h}: TCP port ${port} blocked for the other machines (\`vigil lab heal\` opens it again)`);
     });
   cmd
+    .command('chaos')
+    .description(
+      'a randomized, reproducible run of faults on the running lab with the checker on; a report per fault kind (exit 1 on a violation or a lost write)',
+    )
+    .option(
+      '--minutes <n>',
+      'inject faults for this long (the fault under way finishes)',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+        return n;
+      },
+      3,
+    )
+    .option('--seed <n>', 'the seed of the schedule (printed by every run; default: a random one)', int)
+    .option('--faults <list>', 'comma-separated fault kinds (default: all; `vigil lab chaos --faults list` names them)')
+    .option('--except <list>', 'comma-separated fault kinds left out')
+    .action(async (o: { minutes: number; seed?: number; faults?: string; except?: string }) => {
+      const plan = await import('./chaos-plan.ts');
+      if (o.faults === 'list') {
+        say(`fault kinds: ${plan.FAULT_KINDS.join(', ')}\nnot done yet: ${plan.NOT_DONE.join('; ')}`);
+        return;
+      }
+      let kinds;
+      try {
+        kinds = plan.parseKinds(o.faults, o.except);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+      const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
+      const lab = await labModule();
+      const { runChaos } = await import('./chaos.ts');
+      // Ctrl-C: the fault under way is recovered and the report printed; a second one exits.
+      const stop = new AbortController();
+      process.once('SIGINT', () => {
+        say('chaos: interrupted; recovering the fault under way (Ctrl-C again to exit at once, then `vigil lab heal`)');
+        stop.abort();
+        process.once('SIGINT', () => process.exit(130));
+      });
+      const report = await runChaos(await lab.openLab(), { seed, minutes: o.minutes, kinds, signal: stop.signal }, say);
+      say(report.text);
+      if (!report.ok) {
+        say(
+          `chaos: NOT OK (replay with \`vigil lab chaos --seed ${seed} --minutes ${o.minutes}${o.faults ? ` --faults ${o.faults}` : ''}${o.except ? ` --except ${o.except}` : ''}\`)`,
+        );
+        process.exitCode = 1;
+      }
+    });
+  cmd
     .command('heal')
     .description('undo every cut and blocked port')
     .action(async () => {
