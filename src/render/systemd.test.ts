@@ -158,6 +158,8 @@ describe('systemd units', () => {
     const patroni = unitsOf('distributed').find((f) => f.path.endsWith('vigil-patroni.service'))!.content;
     assert.match(patroni, /^User=postgres$/m);
     assert.match(patroni, /^KillMode=process$/m);
+    // PostgreSQL outlives a dead Patroni: its socket directory must outlive it too.
+    assert.match(patroni, /^RuntimeDirectoryPreserve=yes$/m);
     assert.match(patroni, /^TimeoutSec=60$/m);
     assert.match(patroni, /^ExecStart=\/usr\/bin\/patroni \/etc\/vigil\/patroni\.yml$/m);
   });

@@ -114,6 +114,10 @@ export function patroniUnit(watchdog: 'required' | 'off' = 'off'): string {
       // postgres and root only.
       `RuntimeDirectory=${below(PATHS.pgSocketDir, '/run')}`,
       'RuntimeDirectoryMode=0700',
+      // Kept when Patroni dies: PostgreSQL outlives it (KillMode=process below) with its socket in
+      // there, and the restarted Patroni must reach it. Removed, the socket is gone for good and
+      // Patroni waits forever for a PostgreSQL "still starting up" (found by `vigil lab chaos`).
+      'RuntimeDirectoryPreserve=yes',
       // Parent of the data directory and the pgpass file, owned by postgres.
       `StateDirectory=${below(dirname(PATHS.pgData), '/var/lib')}`,
       'StateDirectoryMode=0700',
