@@ -32,7 +32,7 @@ export const ALLOWED = {
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],
   sync: ['config', 'events', 'layout', 'model', 'remote', 'util'],
 
-  agent: ['config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'sync', 'util'],
+  agent: ['config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'sync', 'util'],
   observer: ['agent/client.ts', 'alerts', 'config', 'etcd', 'events', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'util'],
   ops: ['agent/client.ts', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'util'],
   doctor: ['agent/client.ts', 'config', 'etcd', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'util'],

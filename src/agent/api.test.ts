@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createMtlsServer, mtlsFetch, type MtlsServer } from '../mtls/mtls.ts';
 import { createClusterCa, issueCertificate, type CertKeyPair, type ClusterCa } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
-import { agentHandler } from './api.ts';
+import { agentHandler, ReadyRefused } from './api.ts';
 import { FenceRefused } from './agent.ts';
 
 let ca: ClusterCa;
@@ -11,6 +11,7 @@ let server: MtlsServer;
 const ids: Record<string, CertKeyPair> = {};
 let active = true;
 const fenced: number[] = [];
+const proxyAdmin: Record<string, 'ready' | 'maint'> = { app1: 'maint', app2: 'ready' };
 
 before(async () => {
   ca = await createClusterCa({ clusterName: 'test' });
@@ -30,6 +31,15 @@ before(async () => {
         fenced.push(e);
       },
       writers: new Set(['observer', 'admin']),
+      // The proxy machine's HAProxy, as the daemon wires it (the record: app1 at epoch 3).
+      proxy: {
+        servers: async () => Object.entries(proxyAdmin).map(([server, admin]) => ({ backend: 'app', server, admin, op: 'up' as const, checks: 'enabled' as const })),
+        maint: async (s) => void (proxyAdmin[s] = 'maint'),
+        ready: async (s, e) => {
+          if (s !== 'app1' || e !== 3) throw new ReadyRefused(`the active record is app1 at epoch 3, not ${s} at epoch ${e}`);
+          proxyAdmin[s] = 'ready';
+        },
+      },
     }),
   });
 });
@@ -74,4 +84,24 @@ test('a fence the agent refuses (an epoch no failover could send) is 409 with it
 
 test('unknown paths are 404', async () => {
   assert.equal((await call('observer', '/nothing')).status, 404);
+});
+
+test('the proxy endpoints: only observers and the admin read and fence; READY only for the record at its epoch', async () => {
+  assert.equal((await call('app2', '/proxy')).status, 403);
+  assert.equal((await call('app2', '/proxy/maint', 'POST', { server: 'app1', epoch: 3 })).status, 403);
+  const read = await call('observer', '/proxy');
+  assert.equal(read.status, 200);
+  assert.deepEqual(
+    read.json<{ servers: { server: string; admin: string }[] }>().servers.map((s) => `${s.server}:${s.admin}`),
+    ['app1:maint', 'app2:ready'],
+  );
+  assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'app2', epoch: 3 })).status, 200);
+  const late = await call('observer', '/proxy/ready', 'POST', { server: 'app2', epoch: 2 });
+  assert.equal(late.status, 409);
+  assert.match(late.json<{ error: string }>().error, /not app2 at epoch 2/);
+  assert.equal((await call('observer', '/proxy/ready', 'POST', { server: 'app1', epoch: 3 })).status, 200);
+  assert.deepEqual(proxyAdmin, { app1: 'ready', app2: 'maint' });
+  assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'app1; shutdown', epoch: 3 })).status, 400);
+  assert.equal((await call('observer', '/proxy/ready', 'POST', { server: 'app1' })).status, 400);
+  assert.equal((await call('observer', '/proxy/drain', 'POST', { server: 'app1', epoch: 3 })).status, 404);
 });

@@ -6,18 +6,43 @@
  *   POST /fence   {"epoch": N}: stop the services now and never serve below epoch N. Only observer
  *                 machines and the admin may call it, and only for an epoch at most one above the
  *                 newest this agent has seen (409 otherwise: a fence that no failover could send).
+ * On a proxy machine the acting observer does not run on (config/schema.ts runsAgent), the same
+ * writers read and fence its HAProxy (the app backend) through the agent:
+ *   GET  /proxy        {"servers": ServerState[]}: the app backend's servers, from the runtime API.
+ *   POST /proxy/maint  {"server": S, "epoch": N}: S to MAINT, its sessions cut. Always safe.
+ *   POST /proxy/ready  {"server": S, "epoch": N}: S back to READY, only while etcd's active record
+ *                      names S at epoch N (409 otherwise): a late or replayed call cannot put a
+ *                      machine back in the rotation after another was activated.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AgentStatus } from '../model/ha.ts';
 import type { MtlsHandler, PeerInfo } from '../mtls/mtls.ts';
+import type { ServerState } from '../proxy/runtime.ts';
 import { FenceRefused } from './agent.ts';
+
+/** This machine's HAProxy, as the agent offers it to the observers. */
+export interface ProxyControl {
+  servers(): Promise<ServerState[]>;
+  maint(server: string): Promise<void>;
+  /** Throws ReadyRefused when the active record does not name `server` at `epoch`. */
+  ready(server: string, epoch: number): Promise<void>;
+}
+
+export class ReadyRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ReadyRefused';
+  }
+}
 
 export interface AgentApiDeps {
   status(): Promise<AgentStatus>;
   roleOk(): Promise<boolean>;
   fence(epoch: number): Promise<void>;
-  /** Common names allowed to call write endpoints. */
+  /** Common names allowed to call write endpoints (and to read the proxy). */
   writers: Set<string>;
+  /** Only on a proxy machine (see above). */
+  proxy?: ProxyControl;
 }
 
 const send = (res: ServerResponse, status: number, body: unknown) => {
@@ -61,6 +86,32 @@ export function agentHandler(d: AgentApiDeps): MtlsHandler {
       }
       return send(res, 200, { fenced: true, epoch });
     }
+    if (path === '/proxy' || path?.startsWith('/proxy/')) return proxyCall(d, req, res, peer, path);
     send(res, 404, { error: `no ${req.method} ${path}` });
   };
+}
+
+async function proxyCall(d: AgentApiDeps, req: IncomingMessage, res: ServerResponse, peer: PeerInfo, path: string): Promise<void> {
+  if (!d.proxy) return send(res, 404, { error: 'no HAProxy on this machine for Vigil to control' });
+  if (!d.writers.has(peer.commonName)) return send(res, 403, { error: `${peer.commonName} may not use the proxy; only observer machines and the admin may` });
+  if (req.method === 'GET' && path === '/proxy') return send(res, 200, { servers: await d.proxy.servers() });
+  const action = req.method === 'POST' ? ({ '/proxy/maint': 'maint', '/proxy/ready': 'ready' } as const)[path] : undefined;
+  if (!action) return send(res, 404, { error: `no ${req.method} ${path}` });
+  let body: { server?: unknown; epoch?: unknown };
+  try {
+    body = (await readJson(req)) as typeof body;
+  } catch {
+    return send(res, 400, { error: 'body must be JSON {"server": "name", "epoch": N}' });
+  }
+  const { server, epoch } = body;
+  if (typeof server !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(server)) return send(res, 400, { error: 'server must be a machine name' });
+  if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1) return send(res, 400, { error: 'epoch must be a positive integer' });
+  try {
+    if (action === 'maint') await d.proxy.maint(server);
+    else await d.proxy.ready(server, epoch);
+  } catch (err) {
+    if (err instanceof ReadyRefused) return send(res, 409, { error: `ready refused: ${err.message}` });
+    throw err;
+  }
+  send(res, 200, { server, state: action, epoch });
 }

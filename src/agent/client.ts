@@ -12,6 +12,7 @@ import type { Machine } from '../config/schema.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import { UNITS } from '../layout/units.ts';
 import type { AgentStatus } from '../model/ha.ts';
+import type { ServerState } from '../proxy/runtime.ts';
 import { mtlsFetch, NetError, type MtlsIdentity, type MtlsResponse } from '../mtls/mtls.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
@@ -79,6 +80,24 @@ export class AgentClient {
     await this.call('POST', '/fence', o, { epoch });
   }
 
+  /** GET /proxy: the app backend's servers in the HAProxy of the agent's machine (a proxy machine). */
+  async proxyServers(o: AgentCallOptions): Promise<ServerState[]> {
+    const res = await this.call('GET', '/proxy', o);
+    const servers = (this.json(res, '/proxy') as { servers?: unknown }).servers;
+    if (!Array.isArray(servers)) throw this.badAnswer('/proxy', res, 'it lacks `servers`');
+    return servers as ServerState[];
+  }
+
+  /** POST /proxy/maint: `server` to MAINT in that HAProxy, its sessions cut. */
+  async proxyMaint(server: string, epoch: number, o: AgentCallOptions): Promise<void> {
+    await this.call('POST', '/proxy/maint', o, { server, epoch });
+  }
+
+  /** POST /proxy/ready: `server` back to READY there; refused (409, AGENT_HTTP) unless etcd's active record names it at `epoch`. */
+  async proxyReady(server: string, epoch: number, o: AgentCallOptions): Promise<void> {
+    await this.call('POST', '/proxy/ready', o, { server, epoch });
+  }
+
   private async call(method: 'GET' | 'POST', path: string, o: AgentCallOptions, json?: unknown, accept: number[] = [200]): Promise<MtlsResponse> {
     const url = `${this.baseUrl}${path}`;
     let res: MtlsResponse;
@@ -98,7 +117,7 @@ export class AgentClient {
       const answer = res.text.slice(0, 200);
       const fix =
         res.status === 403
-          ? "fence with an observer machine's or the admin's certificate"
+          ? "call it with an observer machine's or the admin's certificate"
           : `read the agent's log on ${this.machine.name} (\`journalctl -u ${UNITS.agent}\`)`;
       throw new AgentError('AGENT_HTTP', this.machine.name, url, `answered ${res.status}: ${answer}`, fix, { status: res.status });
     }

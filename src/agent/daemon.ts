@@ -10,7 +10,7 @@ import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
-import { openStore } from '../etcd/store.ts';
+import { openStore, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
 import { type AgentStatus } from '../model/ha.ts';
 import { AGENT_PORT } from '../layout/network.ts';
@@ -21,7 +21,9 @@ import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
 import { Agent, type AgentMemory } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
-import { agentHandler } from './api.ts';
+import { agentHandler, ReadyRefused, type ProxyControl } from './api.ts';
+import { HaproxyRuntime } from '../proxy/runtime.ts';
+import { APP_BACKEND } from '../layout/network.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { SystemdServices } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
@@ -114,6 +116,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       roleOk: () => agent.roleCheck(),
       fence: (e) => agent.fence(e),
       writers: observers,
+      ...(machine.roles.includes('proxy') ? { proxy: proxyControl(store) } : {}),
     }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
   });
@@ -283,4 +286,22 @@ async function patroniState(cluster: Cluster, machine: Machine): Promise<AgentSt
 /** The reason alone (a PatroniError's first problem), for a one-line status. */
 function patroniReason(err: unknown): string {
   return err instanceof PatroniError ? err.problems[0]!.message : (err as Error).message;
+}
+
+/**
+ * This machine's HAProxy for the observers (src/agent/api.ts): MAINT whenever asked; READY only
+ * for the machine etcd's active record names at the epoch given, read now from etcd.
+ */
+function proxyControl(store: VigilStore): ProxyControl {
+  const runtime = new HaproxyRuntime();
+  return {
+    servers: () => runtime.servers(APP_BACKEND),
+    maint: (server) => runtime.maint(APP_BACKEND, server),
+    ready: async (server, epoch) => {
+      const rec = (await store.getActive({ timeoutMs: 1000 }))?.record;
+      if (!rec || rec.node !== server || rec.epoch !== epoch)
+        throw new ReadyRefused(`the active record is ${rec ? `${rec.node} at epoch ${rec.epoch}` : 'absent'}, not ${server} at epoch ${epoch}`);
+      await runtime.ready(APP_BACKEND, server);
+    },
+  };
 }

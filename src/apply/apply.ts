@@ -295,7 +295,7 @@ async function certificates(run: Run, shell: RemoteShell, m: Machine, ca: Cluste
   if (!reason) return;
   run.change(m.name, 'certificates', `issue ${cert} and its key (${reason})`);
   run.ask(m.name, [
-    ...daemonUnits(m).map((unit) => ({ unit, action: 'restart' as const })),
+    ...daemonUnits(run.o.cluster, m).map((unit) => ({ unit, action: 'restart' as const })),
     ...(proxy ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : []),
   ]);
   if (run.o.dryRun) return;

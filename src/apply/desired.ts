@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { PATHS, ROOTS } from '../layout/paths.ts';
-import type { Cluster, Machine, Secrets } from '../config/schema.ts';
+import { runsAgent, type Cluster, type Machine, type Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
 import { UNITS } from '../layout/units.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
@@ -41,15 +41,15 @@ export interface DesiredDir {
 export const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** The units of Vigil's daemons that read the cluster file, the certificates and the artifact. */
-export function daemonUnits(m: Pick<Machine, 'roles'>): string[] {
+export function daemonUnits(cluster: Cluster, m: Pick<Machine, 'name' | 'roles'>): string[] {
   const out: string[] = [];
-  if (m.roles.includes('app') || m.roles.includes('db')) out.push(UNITS.agent);
+  if (runsAgent(cluster, m)) out.push(UNITS.agent);
   if (m.roles.includes('observer')) out.push(UNITS.observer);
   return out;
 }
 
 /** Which service a rendered file belongs to. */
-function affectsOf(path: string, m: Machine): UnitAction[] {
+function affectsOf(cluster: Cluster, path: string, m: Machine): UnitAction[] {
   switch (path) {
     case PATHS.etcdConfig:
       return [{ unit: UNITS.etcd, action: 'restart' }];
@@ -71,7 +71,7 @@ function affectsOf(path: string, m: Machine): UnitAction[] {
     const agentRuns = unit === UNITS.nginx || unit === UNITS.refapp;
     return [{ unit, action: agentRuns ? 'try-restart' : 'restart' }];
   }
-  return daemonUnits(m).map((unit) => ({ unit, action: 'restart' as const }));
+  return daemonUnits(cluster, m).map((unit) => ({ unit, action: 'restart' as const }));
 }
 
 export interface DesiredInput {
@@ -86,7 +86,7 @@ export interface DesiredInput {
 export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
   const out: DesiredFile[] = [];
   const add = (path: string, content: string, mode: number, owner: string, secret = false) =>
-    out.push({ path, content, mode, owner, secret, sha256: sha256(content), affects: affectsOf(path, m) });
+    out.push({ path, content, mode, owner, secret, sha256: sha256(content), affects: affectsOf(input.cluster, path, m) });
   const secretValues = Object.values(input.secrets).filter((v): v is string => typeof v === 'string' && v.length > 0);
   for (const f of renderMachine(input.cluster, input.secrets, m.name))
     add(
@@ -98,7 +98,7 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
     );
   add(PATHS.clusterFile, input.clusterText, 0o644, 'root:root');
   if (m.roles.includes('observer')) add(join(ROOTS.etc, basename(input.cluster.secretsFile)), input.secretsText, 0o600, 'root:root', true);
-  const daemons = daemonUnits(m);
+  const daemons = daemonUnits(input.cluster, m);
   const refapp = runsRefapp(input.cluster, m);
   if (daemons.length) {
     for (const f of input.artifact.files) {

@@ -6,7 +6,7 @@
  * go one machine at a time.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
-import { withRole } from '../config/schema.ts';
+import { agentMachines, withRole } from '../config/schema.ts';
 import { appDbDifferences, ensureAppDb, readAppDbState } from './appdb.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { APP_BACKEND } from '../layout/network.ts';
@@ -20,7 +20,7 @@ import { eachMachine, step, type ApplyStep, type Run } from './run.ts';
 
 /** A machine with Vigil's artifact (an observer, else an agent's machine), to make HTTP checks from. */
 function probeMachine(cluster: Cluster): Machine {
-  return withRole(cluster, 'observer')[0] ?? cluster.machines.find((m) => daemonUnits(m).length > 0) ?? cluster.machines[0]!;
+  return withRole(cluster, 'observer')[0] ?? cluster.machines.find((m) => daemonUnits(cluster, m).length > 0) ?? cluster.machines[0]!;
 }
 
 /**
@@ -277,7 +277,7 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   await converge(
     run,
     sh,
-    cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db')),
+    agentMachines(cluster),
     UNITS.agent,
     agentRolling(run, sh, waitMs),
   );

@@ -335,3 +335,19 @@ export interface Cluster extends Omit<ClusterFile, 'machines'> {
 }
 
 export const withRole = (c: Cluster, role: Role): Machine[] => c.machines.filter((m) => m.roles.includes(role));
+
+/**
+ * Machines that run Vigil's agent: every app and database machine, and every proxy machine an
+ * observer does not run on alone (a proxy of its own, or one of several observers' machines):
+ * the acting observer reads and fences that HAProxy through the agent's API (src/agent/api.ts).
+ * A proxy on the only observer's machine is reached through its local runtime socket instead.
+ */
+export const runsAgent = (c: Cluster, m: Pick<Machine, 'name' | 'roles'>): boolean =>
+  m.roles.includes('app') || m.roles.includes('db') || (m.roles.includes('proxy') && !soleObserver(c, m));
+
+const soleObserver = (c: Cluster, m: Pick<Machine, 'name' | 'roles'>): boolean => {
+  const observers = withRole(c, 'observer');
+  return observers.length === 1 && observers[0]!.name === m.name;
+};
+
+export const agentMachines = (c: Cluster): Machine[] => c.machines.filter((m) => runsAgent(c, m));

@@ -5,7 +5,7 @@
  * certificate. Each request has a short deadline: a dead machine makes a finding, not a hang.
  */
 import { connect as tcpConnect } from 'node:net';
-import { withRole, type Cluster, type Machine } from '../config/schema.ts';
+import { agentMachines, withRole, type Cluster, type Machine } from '../config/schema.ts';
 import { openStore } from '../etcd/store.ts';
 import { agentOf } from '../agent/client.ts';
 import { patroniOf, type PatroniCluster } from '../patroni/client.ts';
@@ -173,7 +173,7 @@ async function adminPorts(cluster: Cluster, connectTimeoutMs: number): Promise<P
 
 export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFacts> {
   const { cluster, timeoutMs } = o;
-  const agentMachines = cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db'));
+  const withAgent = agentMachines(cluster);
   const adminPki: Probe<LoadedPki> = await loadPki(o.pkiDir, 'admin').then(got, (err: unknown) => failed(errorText(err)));
   const [etcd, members, state, db, haproxy, agents, ports] = await Promise.all([
     Promise.all(withRole(cluster, 'etcd').map((m) => etcdMember(m, timeoutMs))),
@@ -183,7 +183,7 @@ export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFac
     Promise.all(withRole(cluster, 'proxy').map((m) => haproxyServers(cluster, m, timeoutMs))),
     adminPki.ok
       ? Promise.all(
-          agentMachines.map(async (m) => ({
+          withAgent.map(async (m) => ({
             machine: m.name,
             status: await agentOf(adminPki.value, m)
               .status({ timeoutMs })

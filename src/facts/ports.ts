@@ -2,7 +2,7 @@
  * Who must reach which port of which machine, by role: what preflight checks before installing
  * and doctor checks on a running cluster.
  */
-import { withRole, type Cluster, type Role } from '../config/schema.ts';
+import { runsAgent, withRole, type Cluster, type Role } from '../config/schema.ts';
 import { AGENT_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../layout/network.ts';
 
 /** The component that listens on a port: what to start when nothing does. */
@@ -28,13 +28,19 @@ export interface PortRequirement {
  *   and from the proxy (HAProxy's checks and connections); Patroni's API also from observers
  *   (switchover) and the admin;
  * - the proxy's PostgreSQL port from the app machines (the application's database), its
- *   HTTP(S) and stats ports from the admin;
- * - the agent API from the proxy (HAProxy's role check) and the observers, and from the admin;
+ *   HTTP(S) ports from the admin, its stats page from the admin and the observers (the database
+ *   release reads every proxy's routing);
+ * - the agent API from the proxy (HAProxy's role check) and the observers, and from the admin; on
+ *   a proxy machine with an agent (config/schema.ts runsAgent), from the observers and the admin,
+ *   and that agent reaches etcd;
  * - the application port (nginx) of the active app machine from the proxy and the observers;
  * - file sync's SSH port between app machines.
  */
 export function portRequirements(cluster: Cluster): PortRequirement[] {
   const names = (role: Role) => withRole(cluster, role).map((m) => m.name);
+  const proxyAgents = withRole(cluster, 'proxy')
+    .filter((m) => runsAgent(cluster, m))
+    .map((m) => m.name);
   const [etcd, db, app, proxy, observer] = [names('etcd'), names('db'), names('app'), names('proxy'), names('observer')];
   const out: PortRequirement[] = [];
   const add = (to: string, port: number, what: string, component: Component, from: (string | null)[], activeOnly = false) => {
@@ -45,7 +51,7 @@ export function portRequirements(cluster: Cluster): PortRequirement[] {
     else out.push({ to, port, what, component, from: sources, ...(activeOnly ? { activeOnly } : {}) });
   };
   for (const m of etcd) {
-    add(m, ETCD_CLIENT_PORT, 'etcd client API', 'etcd', [...etcd, ...db, ...app, ...observer, null]);
+    add(m, ETCD_CLIENT_PORT, 'etcd client API', 'etcd', [...etcd, ...db, ...app, ...proxyAgents, ...observer, null]);
     if (etcd.length > 1) add(m, ETCD_PEER_PORT, 'etcd peer port', 'etcd', etcd);
   }
   for (const m of db) {
@@ -57,7 +63,8 @@ export function portRequirements(cluster: Cluster): PortRequirement[] {
     add(m, cluster.proxy.postgresPort, 'PostgreSQL primary through HAProxy', 'haproxy', [...app, null]);
     add(m, cluster.proxy.httpPort, 'the application through HAProxy (HTTP)', 'haproxy', [null]);
     if (cluster.proxy.tlsBundle) add(m, cluster.proxy.httpsPort, 'the application through HAProxy (HTTPS)', 'haproxy', [null]);
-    add(m, cluster.proxy.statsPort, 'HAProxy stats page', 'haproxy', [null]);
+    add(m, cluster.proxy.statsPort, 'HAProxy stats page', 'haproxy', [...observer, null]);
+    if (proxyAgents.includes(m)) add(m, AGENT_PORT, 'agent API', 'agent', [...observer, null]);
   }
   for (const m of app) {
     add(m, AGENT_PORT, 'agent API', 'agent', [...proxy, ...observer, null]);

@@ -42,6 +42,7 @@ export function registerLab(program: Command): void {
     .option('--app-nodes <n>', 'app machines', int)
     .option('--db-nodes <n>', 'database machines (distributed)', int)
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
+    .option('--proxies <n>', 'HAProxy on this many machines of their own (proxy1, proxy2, ...) instead of on the observer machine', int)
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
     .addOption(
@@ -60,6 +61,7 @@ export function registerLab(program: Command): void {
         appNodes?: number;
         dbNodes?: number;
         etcd?: number;
+        proxies?: number;
         replication?: LabShape['replication'];
         keepOnFailure?: boolean;
         bare?: boolean;
@@ -72,6 +74,7 @@ export function registerLab(program: Command): void {
           appNodes: o.appNodes,
           dbNodes: o.dbNodes,
           etcd: o.etcd,
+          ...(o.proxies !== undefined ? { proxies: o.proxies } : {}),
           replication: o.replication,
           ...(o.release ? { release: o.release } : {}),
         };

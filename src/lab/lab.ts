@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { applyCluster } from '../apply/apply.ts';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
-import { withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
+import { agentMachines, withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { agentOf } from '../agent/client.ts';
@@ -276,13 +276,12 @@ export async function labStopUnit(host: string, proc: LabUnit): Promise<void> {
   await systemctlUnit(host, 'stop', proc);
 }
 
-/** Every app and db machine's agent status, asked with the lab admin's certificate. */
-const needsAgent = (m: Pick<Machine, 'roles'>) => m.roles.includes('app') || m.roles.includes('db');
+/** Every agent's status (config/schema.ts runsAgent), asked with the lab admin's certificate. */
 
 export async function labAgents(): Promise<Map<string, AgentStatus | undefined>> {
   const { cluster } = await openLab();
   const pki = await loadPki(join(LAB_DIR, 'pki'), 'admin');
-  const machines = cluster.machines.filter(needsAgent);
+  const machines = agentMachines(cluster);
   // The observer's deadline for the same question (CHECK_TIMEOUT_MS); undefined: no answer.
   const statuses = await Promise.all(
     machines.map((m) =>

@@ -30,6 +30,11 @@ export interface LabShape {
   dbNodes?: number;
   /** etcd members: 1, 3, 5 or 7 (default 1). */
   etcd?: number;
+  /**
+   * HAProxy on machines of their own, `proxy1` and up (default 0: on the observer machine, the
+   * seed's layout). Clients of the lab use the first one.
+   */
+  proxies?: number;
   replication?: 'synchronous' | 'asynchronous';
   /** Failover timers (cluster file `timers:`), e.g. Patroni's defaults for a baseline. */
   timers?: Partial<ClusterFile['timers']>;
@@ -61,7 +66,7 @@ interface LabMachine {
   roles: Role[];
 }
 
-/** Machines of a lab shape, with addresses: observer .10, app .11+, db .21+, extra etcd .31+. */
+/** Machines of a lab shape, with addresses: observer .10, app .11+, db .21+, extra etcd .31+, proxies .41+. */
 export function labMachines(shape: LabShape): LabMachine[] {
   const appNodes = shape.appNodes ?? 2;
   const dbNodes = shape.topology === 'pair' ? 0 : (shape.dbNodes ?? 2);
@@ -72,8 +77,10 @@ export function labMachines(shape: LabShape): LabMachine[] {
     throw new VigilError('USAGE', [problem(where, `--db-nodes ${dbNodes} is out of range`, 'use 2 to 9 database machines')]);
   if (![1, 3, 5, 7].includes(etcd))
     throw new VigilError('USAGE', [problem(where, `--etcd ${etcd}: etcd needs an odd member count for a majority`, 'use 1, 3, 5 or 7')]);
+  const proxies = shape.proxies ?? 0;
+  if (proxies < 0 || proxies > 9) throw new VigilError('USAGE', [problem(where, `--proxies ${proxies} is out of range`, 'use 0 (HAProxy on the observer machine) to 9')]);
 
-  const machines: LabMachine[] = [{ name: 'observer', address: `${LAB_SUBNET}.10`, roles: ['etcd', 'proxy', 'observer'] }];
+  const machines: LabMachine[] = [{ name: 'observer', address: `${LAB_SUBNET}.10`, roles: proxies ? ['etcd', 'observer'] : ['etcd', 'proxy', 'observer'] }];
   for (let i = 1; i <= appNodes; i++)
     machines.push({ name: `app${i}`, address: `${LAB_SUBNET}.${10 + i}`, roles: shape.topology === 'pair' ? ['app', 'db'] : ['app'] });
   for (let i = 1; i <= dbNodes; i++) machines.push({ name: `db${i}`, address: `${LAB_SUBNET}.${20 + i}`, roles: ['db'] });
@@ -85,6 +92,7 @@ export function labMachines(shape: LabShape): LabMachine[] {
     if (m) m.roles.push('etcd');
     else machines.push({ name: `etcd${i + 1}`, address: `${LAB_SUBNET}.${31 + i}`, roles: ['etcd'] });
   }
+  for (let i = 1; i <= proxies; i++) machines.push({ name: `proxy${i}`, address: `${LAB_SUBNET}.${40 + i}`, roles: ['proxy'] });
   return machines;
 }
 

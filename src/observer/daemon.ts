@@ -16,7 +16,6 @@ import { AgentError, agentOf } from '../agent/client.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { etcdEndpoints } from '../layout/network.ts';
-import { APP_BACKEND } from '../layout/network.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import type { State } from '../model/ha.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -24,6 +23,7 @@ import { DEFAULT_DECIDE_CONFIG, decide, initialMemory, type Decision, type Decid
 import { observe, type Observed } from './observe.ts';
 import { execute, type Effects } from './execute.ts';
 import { runReleaseLoop } from './db-release-loop.ts';
+import { proxyHandles, type ProxyHandle } from './proxies.ts';
 
 export interface ObserverOptions {
   clusterFile: string;
@@ -46,7 +46,10 @@ interface Ctx {
   secrets: Secrets;
   store: VigilStore;
   pki: LoadedPki;
+  /** This machine's HAProxy (a proxy machine), for the database release. */
   runtime?: HaproxyRuntime;
+  /** Every proxy's HAProxy, this machine's and the others' (./proxies.ts). */
+  proxies: ProxyHandle[];
   events: EventLog;
   alerter: Alerter;
   leadership: Leadership;
@@ -68,12 +71,14 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
+  const runtime = machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined;
   const ctx: Ctx = {
     cluster,
     secrets,
     store,
     pki,
-    runtime: machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined,
+    runtime,
+    proxies: proxyHandles(cluster, o.node, pki, runtime),
     events,
     alerter,
     leadership,
@@ -183,12 +188,16 @@ function effects(ctx: Ctx, seen: Observed): Effects {
         seen.active ? { revision: seen.active.revision } : null,
         { leader: ctx.leadership },
       ),
+    // MAINT on every proxy that might route to it: not yet in MAINT there, or not read this tick.
     fence: async (node, epoch) => {
       await fenceAgent(ctx, node, epoch);
-      await ctx.runtime?.maint(APP_BACKEND, node).catch((err: Error) => log('maint-failed', { node, error: err.message }));
+      const todo = ctx.proxies.filter((p) => seen.proxies.get(p.name)?.find((s) => s.server === node)?.admin !== 'maint');
+      await Promise.all(todo.map((p) => p.maint(node, epoch).catch((err: Error) => log('maint-failed', { node, proxy: p.name, error: err.message }))));
     },
-    unfence: async (node) => {
-      await ctx.runtime?.ready(APP_BACKEND, node).catch((err: Error) => log('ready-failed', { node, error: err.message }));
+    // READY where it is in MAINT; execute re-read the record's epoch just before.
+    unfence: async (node, epoch) => {
+      const todo = ctx.proxies.filter((p) => seen.proxies.get(p.name)?.find((s) => s.server === node)?.admin === 'maint');
+      await Promise.all(todo.map((p) => p.ready(node, epoch).catch((err: Error) => log('ready-failed', { node, proxy: p.name, error: err.message }))));
     },
     // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
     // must keep observing meanwhile. One at a time: a second request would be refused anyway.

@@ -31,15 +31,15 @@ const standby = (name: string, over: Partial<NodeObservation> = {}): NodeObserva
   agentEpoch: 4,
   appHealthy: true,
   dbPrimary: false,
-  proxyState: 'maint',
+  proxyStates: ['maint'],
   ...over,
 });
 /** Active and serving at `epoch`. */
 const serving = (name: string, epoch: number, over: Partial<NodeObservation> = {}): NodeObservation =>
-  standby(name, { deepOk: true, agentActive: true, agentEpoch: epoch, proxyState: 'ready', ...over });
+  standby(name, { deepOk: true, agentActive: true, agentEpoch: epoch, proxyStates: ['ready'], ...over });
 /** The machine is gone: nothing answers, HAProxy's check fails. */
 const dead = (name: string, over: Partial<NodeObservation> = {}): NodeObservation =>
-  standby(name, { deepOk: false, agentReachable: false, appHealthy: false, agentEpoch: null, proxyState: 'down', ...over });
+  standby(name, { deepOk: false, agentReachable: false, appHealthy: false, agentEpoch: null, proxyStates: ['down'], ...over });
 /** Reachable, but the app fails its checks (a standby: its agent is not ready). */
 const sick = (name: string, over: Partial<NodeObservation> = {}): NodeObservation => standby(name, { deepOk: false, appHealthy: false, ...over });
 
@@ -114,7 +114,7 @@ interface Scenario {
   steps: Step[];
 }
 
-const failedOver = [serving('app2', 5), dead('app1', { proxyState: 'maint' })];
+const failedOver = [serving('app2', 5), dead('app1', { proxyStates: ['maint'] })];
 const FAILOVER_ACTIONS = ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'];
 
 const scenarios: Scenario[] = [
@@ -134,13 +134,13 @@ const scenarios: Scenario[] = [
     name: 'bootstrap: waits for a healthy machine, then activates it',
     steps: [
       {
-        obs: obs(0, { active: null, nodes: [sick('app1', { proxyState: 'down' }), sick('app2', { proxyState: 'down' })] }),
+        obs: obs(0, { active: null, nodes: [sick('app1', { proxyStates: ['down'] }), sick('app2', { proxyStates: ['down'] })] }),
         state: 'bootstrap',
         actions: [],
         reason: /no active record/,
       },
       {
-        obs: obs(1000, { active: null, nodes: [sick('app1', { proxyState: 'down' }), standby('app2', { proxyState: 'down' })] }),
+        obs: obs(1000, { active: null, nodes: [sick('app1', { proxyStates: ['down'] }), standby('app2', { proxyStates: ['down'] })] }),
         state: 'failing-over',
         actions: ['activate', 'fence', 'event:bootstrap', 'event:fence'],
         reason: /^bootstrap: app2 is ready \(agent reachable, confirmed in etcd\)$/,
@@ -158,15 +158,15 @@ const scenarios: Scenario[] = [
     memory: steady,
     steps: [
       {
-        obs: obs(1000, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), standby('app2')] }),
+        obs: obs(1000, { nodes: [sick('app1', { agentActive: true, proxyStates: ['ready'] }), standby('app2')] }),
         state: 'suspect',
         actions: [],
         reason: /app1 fails its checks \(deep check fails, agent reports the app unhealthy\)/,
       },
-      { obs: obs(2900, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
+      { obs: obs(2900, { nodes: [sick('app1', { agentActive: true, proxyStates: ['ready'] }), standby('app2')] }), state: 'suspect', actions: [] },
       { obs: obs(2950), state: 'healthy', actions: [], reason: /passes its checks again after failing for 1950 ms/ },
-      { obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
-      { obs: obs(4999, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
+      { obs: obs(3000, { nodes: [dead('app1', { proxyStates: ['ready'] }), standby('app2')] }), state: 'suspect', actions: [] },
+      { obs: obs(4999, { nodes: [dead('app1', { proxyStates: ['ready'] }), standby('app2')] }), state: 'suspect', actions: [] },
       { obs: obs(5000), state: 'healthy', actions: [] },
     ],
   },
@@ -174,9 +174,9 @@ const scenarios: Scenario[] = [
     name: 'suspect -> failing-over -> healthy; fence and unfence re-issued until seen; no fail-back',
     memory: steady,
     steps: [
-      { obs: obs(1000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }), state: 'suspect', actions: [] },
+      { obs: obs(1000, { nodes: [dead('app1', { proxyStates: ['ready'] }), standby('app2')] }), state: 'suspect', actions: [] },
       {
-        obs: obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }),
+        obs: obs(3000, { nodes: [dead('app1', { proxyStates: ['ready'] }), standby('app2')] }),
         state: 'failing-over',
         actions: ['activate', 'fence', 'unfence', 'event:node-lost', 'event:failover', 'event:fence'],
         reason:
@@ -184,7 +184,7 @@ const scenarios: Scenario[] = [
       },
       // The HAProxy write was lost and app2's agent has not confirmed yet: both re-issued.
       {
-        obs: obs(3500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'down' }), standby('app2')] }),
+        obs: obs(3500, { active: rec('app2', 5), nodes: [dead('app1', { proxyStates: ['down'] }), standby('app2')] }),
         state: 'failing-over',
         actions: ['fence', 'unfence'],
       },
@@ -207,7 +207,7 @@ const scenarios: Scenario[] = [
     steps: [
       { obs: obs(1000, { nodes: [dead('app1'), sick('app2')] }), state: 'suspect', actions: [] },
       {
-        obs: obs(3000, { nodes: [dead('app1', { proxyState: 'maint' }), sick('app2')] }),
+        obs: obs(3000, { nodes: [dead('app1', { proxyStates: ['maint'] }), sick('app2')] }),
         state: 'no-candidate',
         actions: ['unfence', 'event:node-lost', 'event:failover'],
         reason: /no standby is healthy/,
@@ -221,8 +221,8 @@ const scenarios: Scenario[] = [
     name: 'no-candidate -> healthy when the active node recovers',
     memory: steady,
     steps: [
-      { obs: obs(1000, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), sick('app2')] }), state: 'suspect' },
-      { obs: obs(3000, { nodes: [sick('app1', { agentActive: true, proxyState: 'ready' }), sick('app2')] }), state: 'no-candidate' },
+      { obs: obs(1000, { nodes: [sick('app1', { agentActive: true, proxyStates: ['ready'] }), sick('app2')] }), state: 'suspect' },
+      { obs: obs(3000, { nodes: [sick('app1', { agentActive: true, proxyStates: ['ready'] }), sick('app2')] }), state: 'no-candidate' },
       { obs: obs(4000), state: 'healthy', actions: [], reason: /app1 passes its checks again after failing for 3000 ms/ },
     ],
   },
@@ -233,12 +233,12 @@ const scenarios: Scenario[] = [
       { obs: obs(1000, { nodes: [dead('app1'), standby('app2')] }), state: 'suspect' },
       { obs: obs(3000, { nodes: [dead('app1'), standby('app2')] }), state: 'failing-over' },
       {
-        obs: obs(12_999, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' })] }),
+        obs: obs(12_999, { active: rec('app2', 5), nodes: [dead('app1', { proxyStates: ['maint'] }), sick('app2', { proxyStates: ['ready'] })] }),
         state: 'failing-over',
         actions: [],
       },
       {
-        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' })] }),
+        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyStates: ['maint'] }), sick('app2', { proxyStates: ['ready'] })] }),
         state: 'no-candidate',
         actions: ['event:failover'],
       },
@@ -251,7 +251,7 @@ const scenarios: Scenario[] = [
       { obs: obs(1000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'suspect' },
       { obs: obs(3000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'failing-over' },
       {
-        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), sick('app2', { proxyState: 'ready' }), standby('app3')] }),
+        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyStates: ['maint'] }), sick('app2', { proxyStates: ['ready'] }), standby('app3')] }),
         state: 'failing-over',
         actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'],
         reason: /^failover: app2 has failed its checks for 10 s \(deep check fails, agent reachable, not confirmed in etcd within its lease\); app3 is ready/,
@@ -267,12 +267,12 @@ const scenarios: Scenario[] = [
     memory: steady,
     steps: [
       {
-        obs: obs(1000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyState: 'ready' })] }),
+        obs: obs(1000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyStates: ['ready'] })] }),
         state: 'maintenance',
         actions: ['event:maintenance-on'],
         reason: /maintenance flag/,
       },
-      { obs: obs(60_000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyState: 'ready' })] }), state: 'maintenance', actions: [] },
+      { obs: obs(60_000, { maintenance: true, nodes: [dead('app1'), standby('app2', { proxyStates: ['ready'] })] }), state: 'maintenance', actions: [] },
       {
         obs: obs(61_000, { maintenance: true, request: failover('app2'), nodes: [dead('app1'), standby('app2')] }),
         state: 'maintenance',
@@ -280,13 +280,13 @@ const scenarios: Scenario[] = [
       },
       // app1 has been dead for a minute, but the failure timer starts when maintenance ends.
       {
-        obs: obs(62_000, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }),
+        obs: obs(62_000, { nodes: [dead('app1', { proxyStates: ['maint'] }), standby('app2')] }),
         state: 'suspect',
         actions: ['unfence', 'event:maintenance-off'],
       },
-      { obs: obs(63_999, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }), state: 'suspect', actions: ['unfence'] },
+      { obs: obs(63_999, { nodes: [dead('app1', { proxyStates: ['maint'] }), standby('app2')] }), state: 'suspect', actions: ['unfence'] },
       {
-        obs: obs(64_000, { nodes: [dead('app1', { proxyState: 'maint' }), standby('app2')] }),
+        obs: obs(64_000, { nodes: [dead('app1', { proxyStates: ['maint'] }), standby('app2')] }),
         state: 'failing-over',
         actions: ['activate', 'unfence', 'event:node-lost', 'event:failover'],
       },
@@ -320,12 +320,12 @@ const scenarios: Scenario[] = [
     memory: pairSteady,
     steps: [
       {
-        obs: obs(1000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }),
+        obs: obs(1000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyStates: ['ready'] }), standby('app2')] }),
         state: 'suspect',
         actions: [],
       },
       {
-        obs: obs(3000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')] }),
+        obs: obs(3000, { followDb: true, nodes: [sick('app1', { dbPrimary: true, agentActive: true, proxyStates: ['ready'] }), standby('app2')] }),
         state: 'failing-over',
         actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'],
         reason:
@@ -497,8 +497,8 @@ describe('decide: epochs and fencing', () => {
   it('failover: CAS on the current epoch, epoch + 1, every fence carries the new epoch', () => {
     const [, d] = run(
       [
-        obs(1000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }),
-        obs(3000, { nodes: [dead('app1', { proxyState: 'ready' }), standby('app2')] }),
+        obs(1000, { nodes: [dead('app1', { proxyStates: ['ready'] }), standby('app2')] }),
+        obs(3000, { nodes: [dead('app1', { proxyStates: ['ready'] }), standby('app2')] }),
       ],
       steady(),
     );
@@ -519,7 +519,7 @@ describe('decide: epochs and fencing', () => {
   it('bootstrap: no record to compare against, epoch above every epoch an agent still knows', () => {
     const d = decide(
       initialMemory(),
-      obs(0, { active: null, nodes: [standby('app1', { agentEpoch: 7, proxyState: 'down' }), standby('app2', { agentEpoch: null, proxyState: 'down' })] }),
+      obs(0, { active: null, nodes: [standby('app1', { agentEpoch: 7, proxyStates: ['down'] }), standby('app2', { agentEpoch: null, proxyStates: ['down'] })] }),
       cfgOf(),
     );
     assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /^bootstrap: app1 is ready \(agent reachable, confirmed in etcd\)$/);
@@ -560,10 +560,10 @@ describe('decide: epochs and fencing', () => {
       steady(),
       obs(1000, {
         nodes: [
-          serving('app1', 4, { proxyState: 'maint' }),
-          standby('app2', { proxyState: 'ready' }),
+          serving('app1', 4, { proxyStates: ['maint'] }),
+          standby('app2', { proxyStates: ['ready'] }),
           standby('app3', { agentActive: true, agentEpoch: 3 }),
-          standby('app4', { proxyState: 'unknown' }),
+          standby('app4', { proxyStates: ['unknown'] }),
         ],
       }),
       cfgOf(),
@@ -576,7 +576,7 @@ describe('decide: epochs and fencing', () => {
   });
 
   it('a hung agent on the active node: the deep check passes, but HAProxy (which routes on the agent) marks it down, so it fails over', () => {
-    const hung = serving('app1', 4, { agentReachable: false, agentActive: false, agentEpoch: null, appHealthy: false, proxyState: 'down' });
+    const hung = serving('app1', 4, { agentReachable: false, agentActive: false, agentEpoch: null, appHealthy: false, proxyStates: ['down'] });
     const [first, d] = run([obs(1000, { nodes: [hung, standby('app2')] }), obs(3000, { nodes: [hung, standby('app2')] })], steady());
     assert.equal(first!.memory.state, 'suspect');
     assert.match(first!.transitions[0]!.reason, /agent unreachable and HAProxy marks it down/);
@@ -586,15 +586,27 @@ describe('decide: epochs and fencing', () => {
     );
     // Without the proxy's view (no HAProxy on the observer's machine) or with HAProxy still routing to it, the deep check stands.
     for (const proxyState of ['unknown', 'ready'] as const) {
-      const nodes = [{ ...hung, proxyState }, standby('app2')];
+      const nodes = [{ ...hung, proxyStates: [proxyState] }, standby('app2')];
       const [, e] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
       assert.deepEqual(ofKind(e as Decision, 'activate'), [], `proxy ${proxyState}`);
       assert.equal((e as Decision).memory.state, 'healthy');
     }
     // An agent that answers and reports the app healthy is not overruled by HAProxy: moving would not mend HAProxy's check.
-    const checkBroken = serving('app1', 4, { proxyState: 'down' });
+    const checkBroken = serving('app1', 4, { proxyStates: ['down'] });
     const [, f] = run([obs(1000, { nodes: [checkBroken, standby('app2')] }), obs(3000, { nodes: [checkBroken, standby('app2')] })], steady());
     assert.deepEqual(ofKind(f as Decision, 'activate'), []);
+  });
+
+  it('several proxies: a machine is fenced while any proxy routes to it, and readied where any has it in MAINT; an unreadable proxy alone asks nothing', () => {
+    const fences = (nodes: NodeObservation[]) => ofKind(last(run([obs(1000, { nodes })], steady())), 'fence').map((a) => a.node);
+    const unfences = (nodes: NodeObservation[]) => ofKind(last(run([obs(1000, { nodes })], steady())), 'unfence').map((a) => a.node);
+    const active = serving('app1', 4, { proxyStates: ['ready', 'ready'] });
+    assert.deepEqual(fences([active, standby('app2', { proxyStates: ['maint', 'ready'] })]), ['app2'], 'the second proxy still has app2 READY');
+    assert.deepEqual(fences([active, standby('app2', { proxyStates: ['maint', 'down'] })]), ['app2'], 'DOWN but not MAINT: a check could bring it back');
+    assert.deepEqual(fences([active, standby('app2', { proxyStates: ['maint', 'unknown'] })]), [], 'nothing to send the unreadable proxy now');
+    assert.deepEqual(fences([active, standby('app2', { proxyStates: ['maint', 'maint'] })]), []);
+    assert.deepEqual(unfences([serving('app1', 4, { proxyStates: ['ready', 'maint'] }), standby('app2', { proxyStates: ['maint', 'maint'] })]), ['app1']);
+    assert.deepEqual(unfences([active, standby('app2', { proxyStates: ['maint', 'maint'] })]), []);
   });
 
   it('a healthy standby that is unreachable directly counts when its agent reports the app healthy', () => {
@@ -679,10 +691,10 @@ describe('decide: epochs and fencing', () => {
 
 describe('decide: idempotent and resumable', () => {
   // Mid-failover: the record already names app2 at epoch 5; app1 is not yet in MAINT, app2 still is.
-  const mid = obs(3500, { active: rec('app2', 5, 'failover: app1 has failed'), nodes: [dead('app1', { proxyState: 'down' }), standby('app2')] });
+  const mid = obs(3500, { active: rec('app2', 5, 'failover: app1 has failed'), nodes: [dead('app1', { proxyStates: ['down'] }), standby('app2')] });
 
   it('fresh memory mid-failover issues the same fence and unfence, and no second epoch bump', () => {
-    const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const failing = [dead('app1', { proxyStates: ['ready'] }), standby('app2')];
     const before = run([obs(1000, { nodes: failing }), obs(3000, { nodes: failing })], steady());
     const warm = decide(last(before).memory, mid, cfgOf());
     const fresh = decide(initialMemory(), mid, cfgOf());
@@ -703,7 +715,7 @@ describe('decide: idempotent and resumable', () => {
   });
 
   it('an activate whose CAS never happened (record still app1 at 4) is decided again from scratch', () => {
-    const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const failing = [dead('app1', { proxyStates: ['ready'] }), standby('app2')];
     const ds = run([obs(5000, { nodes: failing }), obs(7000, { nodes: failing })]);
     assert.deepEqual(
       ds.map((d) => d.memory.state),
@@ -716,9 +728,9 @@ describe('decide: idempotent and resumable', () => {
   });
 
   it('a record changed by another writer restarts the timers from the observation', () => {
-    const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const failing = [dead('app1', { proxyStates: ['ready'] }), standby('app2')];
     const [, d] = run(
-      [obs(1000, { nodes: failing }), obs(2500, { active: rec('app2', 5), nodes: [dead('app1', { proxyState: 'maint' }), serving('app2', 5)] })],
+      [obs(1000, { nodes: failing }), obs(2500, { active: rec('app2', 5), nodes: [dead('app1', { proxyStates: ['maint'] }), serving('app2', 5)] })],
       steady(),
     );
     assert.equal(d?.memory.state, 'healthy');
@@ -726,7 +738,7 @@ describe('decide: idempotent and resumable', () => {
   });
 
   it('a new leader that finds the active node confirmed at its epoch but failing starts the failure timer', () => {
-    const nodes = [sick('app1', { agentActive: true, agentEpoch: 4, proxyState: 'ready' }), standby('app2')];
+    const nodes = [sick('app1', { agentActive: true, agentEpoch: 4, proxyStates: ['ready'] }), standby('app2')];
     const ds = run([obs(1000, { nodes }), obs(3000, { nodes })]);
     assert.deepEqual(
       ds.map((d) => d.memory.state),
@@ -905,11 +917,11 @@ describe('decide: node-lost and node-back', () => {
     const at = (t: number, app2: NodeObservation) => obs(t, { nodes: [serving('app1', 4), app2] });
     const ds = run(
       [
-        at(1000, dead('app2', { proxyState: 'maint' })),
+        at(1000, dead('app2', { proxyStates: ['maint'] })),
         at(1500, standby('app2')),
-        at(2000, dead('app2', { proxyState: 'maint' })),
-        at(3999, dead('app2', { proxyState: 'maint' })),
-        at(4000, dead('app2', { proxyState: 'maint' })),
+        at(2000, dead('app2', { proxyStates: ['maint'] })),
+        at(3999, dead('app2', { proxyStates: ['maint'] })),
+        at(4000, dead('app2', { proxyStates: ['maint'] })),
         at(5000, standby('app2')),
         at(7000, standby('app2')),
       ],
@@ -922,8 +934,8 @@ describe('decide: node-lost and node-back', () => {
   it('a fresh leader that first sees a machine down records no node-back when it comes up (start-up)', () => {
     const at = (t: number, app2: NodeObservation) => obs(t, { nodes: [serving('app1', 4), app2] });
     const ds = run([
-      at(0, dead('app2', { proxyState: 'maint' })),
-      at(1000, dead('app2', { proxyState: 'maint' })),
+      at(0, dead('app2', { proxyStates: ['maint'] })),
+      at(1000, dead('app2', { proxyStates: ['maint'] })),
       ...[2000, 3000, 5000, 60_000].map((t) => at(t, standby('app2'))),
     ]);
     assert.deepEqual(
@@ -932,7 +944,7 @@ describe('decide: node-lost and node-back', () => {
     );
     // A real loss afterwards is reported, and so is the return, with its message.
     const later = run(
-      [6e4 + 1000, 6e4 + 3000, 6e4 + 4000, 6e4 + 6000].map((t, i) => at(t, i < 2 ? dead('app2', { proxyState: 'maint' }) : standby('app2'))),
+      [6e4 + 1000, 6e4 + 3000, 6e4 + 4000, 6e4 + 6000].map((t, i) => at(t, i < 2 ? dead('app2', { proxyStates: ['maint'] }) : standby('app2'))),
       last(ds).memory,
     );
     assert.deepEqual(
@@ -961,7 +973,7 @@ describe('decide: node-lost and node-back', () => {
 describe('decide: pair, only the app fails over, never fail back', () => {
   const pair = (nowMs: number, over: Partial<Observation> = {}): Observation => obs(nowMs, { followDb: true, ...over });
   /** The app process on app1 has died; its machine, agent and Patroni (still primary) are fine. */
-  const appDiedOnApp1 = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')];
+  const appDiedOnApp1 = [sick('app1', { dbPrimary: true, agentActive: true, proxyStates: ['ready'] }), standby('app2')];
   /** Ticks every 500 ms from `from` to `to` (exclusive). */
   const ticks = (from: number, to: number): number[] => Array.from({ length: Math.ceil((to - from) / 500) }, (_, i) => from + i * 500);
   /** The failover tick's decision and the memory after it. */
@@ -1063,7 +1075,7 @@ describe('decide: pair, only the app fails over, never fail back', () => {
 
   it('the app then fails on app2: an ordinary failover to app1, where the primary is, and the tiers are together', () => {
     const failing = (t: number) =>
-      pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), sick('app2', { agentActive: true, agentEpoch: 5, proxyState: 'ready' })] });
+      pair(t, { active, nodes: [standby('app1', { dbPrimary: true }), sick('app2', { agentActive: true, agentEpoch: 5, proxyStates: ['ready'] })] });
     const ds = run([failing(100_000), failing(102_000)], settled());
     assert.deepEqual(
       ofKind(last(ds), 'activate').map((a) => a.node),
@@ -1108,7 +1120,7 @@ describe('decide: pair, only the app fails over, never fail back', () => {
   });
 
   it('the failover happened while no primary was seen (app1 cut off); app1 comes back with its primary: nothing moves', () => {
-    const gone = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const gone = [dead('app1', { proxyStates: ['ready'] }), standby('app2')];
     const failed = run([pair(1000, { nodes: gone }), pair(3000, { nodes: gone })], pairSteady());
     assert.deepEqual(
       ofKind(last(failed), 'activate').map((a) => a.node),
@@ -1129,7 +1141,7 @@ describe('decide: pair, only the app fails over, never fail back', () => {
   });
 
   it('two machines claiming the primary: the failover goes to the first candidate and asks Patroni for nothing', () => {
-    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2', { dbPrimary: true })];
+    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyStates: ['ready'] }), standby('app2', { dbPrimary: true })];
     const ds = run([pair(1000, { nodes }), pair(3000, { nodes })], pairSteady());
     assert.deepEqual(
       ofKind(last(ds), 'activate').map((a) => a.node),
@@ -1159,7 +1171,7 @@ describe('decide: pair, only the app fails over, never fail back', () => {
   });
 
   it('no db-switchover outside pair', () => {
-    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyState: 'ready' }), standby('app2')];
+    const nodes = [sick('app1', { dbPrimary: true, agentActive: true, proxyStates: ['ready'] }), standby('app2')];
     const plain = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
     assert.deepEqual(
       ofKind(last(plain), 'activate').map((a) => a.node),
@@ -1187,7 +1199,7 @@ describe('decide: reason and event texts', () => {
 
   it('fractional clock readings (performance.now()) give rounded texts everywhere', () => {
     const t0 = 12_345.678_901_234;
-    const failing = [dead('app1', { proxyState: 'ready' }), standby('app2')];
+    const failing = [dead('app1', { proxyStates: ['ready'] }), standby('app2')];
     const ds = run(
       [
         obs(t0, { nodes: failing }),
@@ -1210,7 +1222,7 @@ describe('decide: reason and event texts', () => {
   });
 
   it('standbys: "ready (agent reachable, confirmed in etcd)", never "deep check fails"', () => {
-    const nodes = [dead('app1'), sick('app2'), dead('app3', { proxyState: 'maint' })];
+    const nodes = [dead('app1'), sick('app2'), dead('app3', { proxyStates: ['maint'] })];
     const [, d] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());
     const [ev] = ofKind(d as Decision, 'event').filter((e) => e.event.type === 'failover');
     assert.equal(ev?.event.details?.outcome, 'no-candidate');

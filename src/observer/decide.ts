@@ -42,7 +42,8 @@ export interface NodeObservation {
   highestEpoch?: number;
   /** Activated, its agent waits for these machines to stop serving and drop their claims (the handover). */
   waitingFor?: string[];
-  proxyState: ProxyState;
+  /** Its server in each proxy's app backend, one entry per proxy machine ('unknown': that proxy could not be read). */
+  proxyStates: ProxyState[];
 }
 
 export interface Observation {
@@ -218,7 +219,7 @@ export const initialMemory = (): Memory => ({
  * machine out of the proxy, a total outage the deep check alone would not see).
  */
 export const isHealthy = (n: NodeObservation | undefined): boolean =>
-  n !== undefined && ((n.deepOk && (n.agentReachable || n.proxyState !== 'down')) || (n.agentReachable && n.appHealthy));
+  n !== undefined && ((n.deepOk && (n.agentReachable || !n.proxyStates.includes('down'))) || (n.agentReachable && n.appHealthy));
 
 /**
  * A machine whose agent answers but does not serve: it runs neither nginx nor the app, so its
@@ -233,7 +234,7 @@ const servesAt = (n: NodeObservation | undefined, epoch: number): boolean =>
 
 /** A machine that is not the active one may still run services or take traffic. */
 const needsFence = (n: NodeObservation): boolean =>
-  (n.agentReachable && n.agentActive) || n.proxyState === 'ready' || n.proxyState === 'drain' || n.proxyState === 'down';
+  (n.agentReachable && n.agentActive) || n.proxyStates.some((s) => s === 'ready' || s === 'drain' || s === 'down');
 
 /**
  * What the checks say of a machine. A failing deep check is named only for the active node: a
@@ -244,7 +245,7 @@ const why = (n: NodeObservation | undefined, active = false): string => {
   const parts: string[] = [];
   if (n.deepOk) parts.push('deep check passes');
   else if (active) parts.push('deep check fails');
-  if (!n.agentReachable) parts.push(n.deepOk && n.proxyState === 'down' ? 'agent unreachable and HAProxy marks it down' : 'agent unreachable');
+  if (!n.agentReachable) parts.push(n.deepOk && n.proxyStates.includes('down') ? 'agent unreachable and HAProxy marks it down' : 'agent unreachable');
   else if (n.agentActive) parts.push(n.appHealthy ? 'agent reports the app healthy' : 'agent reports the app unhealthy');
   else if (n.waitingFor?.length) parts.push(`agent waits for ${n.waitingFor.join(', ')} to stop serving`);
   else parts.push(n.appHealthy ? 'agent reachable, confirmed in etcd' : 'agent reachable, not confirmed in etcd within its lease');
@@ -553,7 +554,7 @@ function fencing(t: Tick): void {
   if (!rec) return;
   for (const n of t.obs.nodes) {
     if (n.name === rec.node) {
-      if (n.proxyState === 'maint') t.actions.push({ kind: 'unfence', node: n.name, epoch: rec.epoch });
+      if (n.proxyStates.includes('maint')) t.actions.push({ kind: 'unfence', node: n.name, epoch: rec.epoch });
       continue;
     }
     if (!needsFence(n)) continue;

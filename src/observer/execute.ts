@@ -20,8 +20,8 @@ export interface Effects {
   activate(a: Extract<Action, { kind: 'activate' }>): Promise<boolean>;
   /** Stops the machine's services through its agent and puts it in MAINT. Never throws. */
   fence(node: string, epoch: number): Promise<void>;
-  /** Puts the active machine's server back to READY. Never throws. */
-  unfence(node: string): Promise<void>;
+  /** Puts the active machine's server back to READY at `epoch`. Never throws. */
+  unfence(node: string, epoch: number): Promise<void>;
   /** Starts Patroni's switchover without waiting for it. */
   dbSwitchover(from: string, to: string): void;
   /** Stores the event and alerts it. Never throws. */
@@ -66,7 +66,7 @@ export async function execute(fx: Effects, seenEpoch: number | null, actions: Ac
           break;
         }
         if (a.kind === 'fence') await fx.fence(a.node, a.epoch);
-        else await fx.unfence(a.node);
+        else await fx.unfence(a.node, a.epoch);
         break;
       }
       case 'db-switchover':

@@ -2,7 +2,7 @@
  * What the observer sees each tick, gathered in parallel with short deadlines: the records in
  * etcd, and for every app machine the observer's own deep check (an HTTP request through nginx
  * and the app to the database), its agent's status, whether it holds the Patroni primary, and
- * its server's state in HAProxy.
+ * its server's state in every proxy's HAProxy (./proxies.ts).
  */
 import type { Cluster } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
@@ -10,11 +10,11 @@ import { agentOf } from '../agent/client.ts';
 import type { VigilStore, Versioned } from '../etcd/store.ts';
 import { type ActiveRecord, type AgentStatus } from '../model/ha.ts';
 import type { LoadedPki } from '../pki/ca.ts';
-import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
-import { APP_BACKEND } from '../layout/network.ts';
+import type { ServerState } from '../proxy/runtime.ts';
 import { patroniOf } from '../patroni/client.ts';
 import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
+import type { ProxyHandle } from './proxies.ts';
 
 /** Deadline of each check: a hung application counts as failing after this long. */
 export const CHECK_TIMEOUT_MS = 600;
@@ -24,13 +24,15 @@ export interface Observed {
   /** The active record with its revision, for the compare-and-swap of an activation. */
   active: Versioned<ActiveRecord> | null;
   agents: Map<string, AgentStatus>;
+  /** Each proxy's app backend as read this tick; undefined: that proxy could not be read. */
+  proxies: Map<string, ServerState[] | undefined>;
 }
 
 export interface ObserveDeps {
   cluster: Cluster;
   store: VigilStore;
   pki: LoadedPki;
-  runtime?: HaproxyRuntime;
+  proxies: ProxyHandle[];
   isLeader(): boolean;
 }
 
@@ -48,7 +50,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
     store.getActive(),
     store.getMaintenance(),
     store.getRequest(),
-    d.runtime?.servers(APP_BACKEND).catch(() => undefined),
+    Promise.all(d.proxies.map((p) => p.servers(CHECK_TIMEOUT_MS).catch(() => undefined))),
   ]);
   const agents = new Map<string, AgentStatus>();
   const nodes = await Promise.all(
@@ -77,7 +79,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
         dbPrimary,
         ...(status?.waitingFor?.length ? { waitingFor: status.waitingFor } : {}),
         ...(status?.highestEpoch !== undefined ? { highestEpoch: status.highestEpoch } : {}),
-        proxyState: proxyState(servers, m.name),
+        proxyStates: servers.map((s) => proxyState(s, m.name)),
       };
     }),
   );
@@ -86,5 +88,6 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
     obs: { nowMs, isLeader: d.isLeader(), maintenance: maintenance !== null, active: active?.record ?? null, request, followDb, nodes },
     active,
     agents,
+    proxies: new Map(d.proxies.map((p, i) => [p.name, servers[i]])),
   };
 }

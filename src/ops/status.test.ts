@@ -9,11 +9,12 @@ const base: ClusterStatus = {
   observerLeader: { id: 'observer-1', host: 'observer', since: '2026-11-25T00:00:00Z' },
   observerState: { state: 'failing-over', reason: 'failover: app2 has failed its checks for 2.2 s', since: '2026-11-25T00:00:01Z', epoch: 3, by: 'observer-1' },
   machines: [
-    { name: 'observer', address: '10.0.0.10', roles: ['etcd', 'proxy', 'observer'], agent: null },
+    { name: 'observer', address: '10.0.0.10', roles: ['etcd', 'proxy', 'observer'], hasAgent: false, agent: null },
     {
       name: 'app1',
       address: '10.0.0.11',
       roles: ['app', 'db'],
+      hasAgent: true,
       agent: {
         node: 'app1',
         active: true,
@@ -26,7 +27,7 @@ const base: ClusterStatus = {
         disk: [{ path: '/var/lib/vigil', freeBytes: 5 * 2 ** 30, totalBytes: 10 * 2 ** 30 }],
       },
     },
-    { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], agent: null },
+    { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], hasAgent: true, agent: null },
   ],
   events: [{ seq: 7, at: '2026-11-25T00:00:01Z', type: 'failover', message: 'failover: app2 -> app1', node: 'app1', epoch: 3 }],
 };
@@ -77,6 +78,7 @@ test('status shows file sync: backlog, lag and errors per standby, and any quara
         name: 'app2',
         address: '10.0.0.12',
         roles: ['app', 'db'],
+        hasAgent: true,
         agent: {
           ...app1.agent!,
           node: 'app2',

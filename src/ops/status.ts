@@ -5,6 +5,7 @@
 import type { StoredEvent } from '../etcd/store.ts';
 import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader, ObserverState } from '../model/ha.ts';
 import { agentOf } from '../agent/client.ts';
+import { agentMachines, runsAgent } from '../config/schema.ts';
 import type { OpsContext } from './context.ts';
 
 export interface ClusterStatus {
@@ -14,14 +15,15 @@ export interface ClusterStatus {
   observerLeader: ObserverLeader | null;
   /** What the leader is doing (healthy, suspect, failing-over, ...), as it last wrote it. */
   observerState: ObserverState | null;
-  machines: { name: string; address: string; roles: string[]; agent: AgentStatus | null }[];
+  /** `hasAgent`: an agent runs there (config/schema.ts runsAgent); `agent`: its status, null when it did not answer. */
+  machines: { name: string; address: string; roles: string[]; hasAgent: boolean; agent: AgentStatus | null }[];
   events: StoredEvent[];
 }
 
 export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<ClusterStatus> {
   const { cluster, store } = ctx;
   const pki = await ctx.admin();
-  const withAgents = cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db'));
+  const withAgents = agentMachines(cluster);
   const [active, maintenance, observerLeader, observerState, events, agents] = await Promise.all([
     store.getActive(),
     store.getMaintenance(),
@@ -44,7 +46,7 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
     maintenance,
     observerLeader,
     observerState,
-    machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, agent: byName.get(m.name) ?? null })),
+    machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, hasAgent: runsAgent(cluster, m), agent: byName.get(m.name) ?? null })),
     events,
   };
 }
@@ -69,7 +71,6 @@ export function formatStatus(s: ClusterStatus): string {
   lines.push('machine     address         roles                 app           database                   disk free');
   for (const m of s.machines) {
     const a = m.agent;
-    const hasAgent = m.roles.includes('app') || m.roles.includes('db');
     let app = '-';
     if (m.roles.includes('app'))
       app = !a
@@ -86,7 +87,7 @@ export function formatStatus(s: ClusterStatus): string {
     let db = '-';
     if (m.roles.includes('db'))
       db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
-    const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : hasAgent ? '?' : '-';
+    const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : m.hasAgent ? '?' : '-';
     lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
   }
   const fences = s.machines

@@ -106,3 +106,65 @@ test('parses admin state bits', () => {
     ['a:up:ready:enabled', 'b:down:maint:disabled', 'c:up:drain:none'],
   );
 });
+
+test('a server the configuration starts disabled (0x04) is not in MAINT once readied; 0x20 and 0x10 are MAINT and DRAIN', () => {
+  const text =
+    '1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_check_state\n3 app 1 a 1.2.3.4 2 4 6\n3 app 2 b 1.2.3.5 0 5 6\n3 app 3 c 1.2.3.6 0 32 6\n3 app 4 d 1.2.3.7 2 16 6\n';
+  assert.deepEqual(
+    parseServersState(text).map((s) => `${s.server}:${s.admin}`),
+    ['a:ready', 'b:maint', 'c:maint', 'd:drain'],
+  );
+});
+
+test('servers the configuration starts `disabled`: MAINT on a cold start, and a new process started from the saved state keeps the one readied', async (t) => {
+  const d = await mkdtemp(join(tmpdir(), 'vigil-rt-disabled-'));
+  const sock = join(d, 'haproxy.sock');
+  const state = join(d, 'haproxy.state');
+  const [front, a, b] = [await freePort(), await freePort(), await freePort()];
+  await writeFile(
+    join(d, 'haproxy.cfg'),
+    [
+      'global',
+      `    stats socket ${sock} mode 600 level admin`,
+      `    server-state-file ${state}`,
+      'defaults',
+      '    mode http',
+      '    load-server-state-from-file global',
+      '    timeout connect 1s',
+      '    timeout client 5s',
+      '    timeout server 5s',
+      'frontend f',
+      `    bind 127.0.0.1:${front}`,
+      '    default_backend app',
+      'backend app',
+      `    server d1 127.0.0.1:${a} disabled`,
+      `    server d2 127.0.0.1:${b} disabled`,
+      '',
+    ].join('\n'),
+  );
+  const running: ChildProcess[] = [];
+  t.after(async () => {
+    for (const p of running) if (p.exitCode === null) p.kill('SIGKILL');
+    await rm(d, { recursive: true, force: true });
+  });
+  const local = new HaproxyRuntime(sock);
+  const admin = async () => Object.fromEntries((await local.servers('app')).map((x) => [x.server, x.admin]));
+  /** A HAProxy started from the state file as it is (what the generated unit's reload leads to). */
+  const start = async () => {
+    const p = spawn('haproxy', ['-db', '-f', join(d, 'haproxy.cfg')], { stdio: 'ignore' });
+    running.push(p);
+    await waitFor('the runtime API', async () => ((await local.servers('app').catch(() => [])).length === 2 ? true : undefined), 10_000, 100);
+    return p;
+  };
+  const stop = (p: ChildProcess) => new Promise<void>((resolve) => (p.exitCode !== null ? resolve() : (p.once('exit', () => resolve()), p.kill('SIGTERM'))));
+
+  await writeFile(state, '1\n');
+  const first = await start();
+  assert.deepEqual(await admin(), { d1: 'maint', d2: 'maint' }, 'a cold start: every server in MAINT');
+  await local.ready('app', 'd1');
+  assert.deepEqual(await admin(), { d1: 'ready', d2: 'maint' });
+  await writeFile(state, await local.command('show servers state'));
+  await stop(first);
+  await start();
+  assert.deepEqual(await admin(), { d1: 'ready', d2: 'maint' }, 'started again from the saved state');
+});

@@ -119,9 +119,14 @@ export class HaproxyRuntime {
 /**
  * `show servers state` answers a version line, a header line starting with '#', then one line per
  * server. srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping; srv_admin_state is a bit
- * field where 0x01/0x02/0x04 are the MAINT flags and 0x08 is DRAIN (HAProxy's server.h);
+ * field (HAProxy's server-t.h): MAINT when forced (0x01), inherited (0x02) or for a failed
+ * resolution (0x20); 0x04 only says the configuration starts the server `disabled` (a server
+ * readied since then keeps it and is not in MAINT); DRAIN when forced (0x08) or inherited (0x10).
  * srv_check_state is a bit field where 0x02 is "configured" and 0x04 "enabled" (check.h).
  */
+const ADMIN_MAINT = 0x01 | 0x02 | 0x20;
+const ADMIN_DRAIN = 0x08 | 0x10;
+
 export function parseServersState(text: string): ServerState[] {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
   const header = lines.find((l) => l.startsWith('#'));
@@ -143,7 +148,7 @@ export function parseServersState(text: string): ServerState[] {
       return {
         backend: f[be]!,
         server: f[sv]!,
-        admin: adminBits & 0x07 ? 'maint' : adminBits & 0x08 ? 'drain' : 'ready',
+        admin: adminBits & ADMIN_MAINT ? 'maint' : adminBits & ADMIN_DRAIN ? 'drain' : 'ready',
         op: (['down', 'starting', 'up', 'stopping'] as const)[opCode] ?? 'down',
         checks: !(checkBits & 0x02) ? 'none' : checkBits & 0x04 ? 'enabled' : 'disabled',
       };

@@ -134,9 +134,15 @@ export function haproxyConfig(cluster: Cluster): string {
       `http-check send meth ${check.method} uri ${check.path} ver HTTP/1.1 hdr Host vigil-check`,
       'http-check expect status 200',
       defaultServer,
+      // `disabled`: a HAProxy that starts without saved state (first start, a restart after a
+      // crash: systemd's ExecStartPre empties the state file) has every app server in MAINT, not
+      // UP before its first check (seen by `vigil lab chaos`: both machines UP for 50 to 100 ms).
+      // The observer readies the active machine's server (decide's fencing). A reload keeps the
+      // runtime state: the state file then carries the config's MAINT flag (CMAINT) beside the
+      // runtime one (FMAINT), and HAProxy restores a readied server as ready.
       ...withRole(cluster, 'app').map(
         (m) =>
-          `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile}`,
+          `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile} disabled`,
       ),
     ]),
     section(`listen ${POSTGRES_BACKEND}`, [

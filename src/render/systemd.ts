@@ -23,7 +23,7 @@
  * installs on the app machines that run it.
  */
 import { BINARIES, UNITS, VIGIL_INSTALL, WATCHDOG_DEVICE } from '../layout/units.ts';
-import type { Cluster, Machine } from '../config/schema.ts';
+import { runsAgent, type Cluster, type Machine } from '../config/schema.ts';
 import { dirname } from 'node:path';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { HEADER, type RenderedFile } from './file.ts';
@@ -341,7 +341,7 @@ export function renderUnits(cluster: Cluster, machine: Machine): RenderedFile[] 
   if (machine.roles.includes('proxy')) add(UNITS.haproxy, haproxyUnit());
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
   if (runsRefapp(cluster, machine)) add(UNITS.refapp, refappUnit());
-  if (machine.roles.includes('app') || machine.roles.includes('db')) add(UNITS.agent, agentUnit(machine));
+  if (runsAgent(cluster, machine)) add(UNITS.agent, agentUnit(machine));
   if (machine.roles.includes('app')) {
     add(UNITS.deadman, deadmanUnit(cluster));
     out.push({ machine: machine.name, path: PATHS.deadmanScript, mode: 0o755, owner: 'root:root', content: deadmanScript() });

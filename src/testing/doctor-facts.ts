@@ -4,7 +4,7 @@
  * fact and sees exactly the finding it causes.
  */
 import { createPublicKey } from 'node:crypto';
-import { withRole, type Cluster, type Secrets } from '../config/schema.ts';
+import { agentMachines, withRole, type Cluster, type Secrets } from '../config/schema.ts';
 import { createClusterCa, issueCertificate, type CertKeyPair } from '../pki/ca.ts';
 import { renderMachine } from '../render/index.ts';
 import type { RenderedFile } from '../render/file.ts';
@@ -149,8 +149,7 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
         ]),
       })),
       adminPki: got({ caPem: pki.ca.certPem }),
-      agents: cluster.machines
-        .filter((m) => m.roles.includes('app') || m.roles.includes('db'))
+      agents: agentMachines(cluster)
         .map((m) => {
           const isApp = m.roles.includes('app');
           const isActive = m.name === active;

@@ -6,12 +6,16 @@
  * :80 (and rows through :5000). After each fault: another machine serves; in no sample round were
  * two app machines UP and READY in a proxy, two agents active, two /role 200 or two primaries; the
  * old machine acknowledges no write once the new one has (also once it is resumed, reconnected or
- * revived); every acknowledged write is there; and exactly one machine is active in every view.
+ * revived); every acknowledged write is there; exactly one machine is active in every view; and
+ * every proxy has every other app machine in MAINT (the observer fences each proxy, its own
+ * through the runtime socket and the others through their agents).
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Checker } from '../../src/lab/checker.ts';
-import { labCut, labHeal, labKill, labRevive, labRun, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import { labCut, labHeal, labKill, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import { withRole } from '../../src/config/schema.ts';
+import { APP_BACKEND } from '../../src/layout/network.ts';
 import { UNITS } from '../../src/layout/units.ts';
 import { readMachineLog } from '../../src/lab/logs.ts';
 import { labSettled } from '../../src/lab/settle.ts';
@@ -112,6 +116,21 @@ export function failoverTests(label: string, env: () => { lab: LabHandle; checke
       assert.deepEqual(report.servedAfterTakeover, [], report.text);
       const missing = await checker.missingWrites();
       assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
+      await everyProxyFences(lab, first.node);
     });
+  }
+}
+
+/** In every proxy, the active machine's server is out of MAINT and every other app machine's in it (the observer fences within a tick or two). */
+async function everyProxyFences(lab: LabHandle, active: string): Promise<void> {
+  const want = (server: string) => (server === active ? 'ready' : 'maint');
+  for (const p of withRole(lab.cluster, 'proxy')) {
+    const seen = async () => (await labRuntime(p.name).servers(APP_BACKEND)).map((s) => `${s.server}:${s.admin}`).sort();
+    const expected = withRole(lab.cluster, 'app')
+      .map((m) => `${m.name}:${want(m.name)}`)
+      .sort();
+    await waitFor(`${p.name} to have ${expected.join(', ')}`, async () => (JSON.stringify(await seen()) === JSON.stringify(expected) ? true : undefined), 5000, 100).catch(
+      async () => assert.deepEqual(await seen(), expected, `the app backend of ${p.name}`),
+    );
   }
 }

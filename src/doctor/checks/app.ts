@@ -4,7 +4,7 @@
  * machine, every agent answering and ready, file sync healthy with nothing quarantined, and
  * Vigil's records in etcd (an active machine, an observer leading, maintenance off).
  */
-import { withRole } from '../../config/schema.ts';
+import { agentMachines, withRole } from '../../config/schema.ts';
 import { AGENT_PORT } from '../../layout/network.ts';
 import { UNITS } from '../../layout/units.ts';
 import type { Results } from '../results.ts';
@@ -142,7 +142,7 @@ export function checkAppVersion(ctx: EvalContext, r: Results): void {
 
 export function checkAgents(ctx: EvalContext, r: Results): void {
   const pki = ctx.facts.cluster.adminPki;
-  const withAgent = ctx.cluster.machines.filter((m) => m.roles.includes('app') || m.roles.includes('db'));
+  const withAgent = agentMachines(ctx.cluster);
   if (!pki.ok) {
     r.fail(
       'agent',
