@@ -17,12 +17,15 @@ import {
   labAgents,
   labCut,
   labDropOutput,
+  labFill,
   labHeal,
   labKill,
+  labLoss,
   labRevive,
   labSignal,
   labStart,
   labUnblock,
+  labUnfill,
   type LabHandle,
   type Progress,
 } from './lab.ts';
@@ -30,7 +33,9 @@ import { readMachineLog } from './logs.ts';
 import { labSettled } from './settle.ts';
 import {
   CHAOS_PROCS,
+  LOSS_PERCENT,
   backAfter,
+  between,
   formatReport,
   formatResult,
   mulberry32,
@@ -94,6 +99,9 @@ async function resolveTarget(cluster: Cluster, role: TargetRole, rng: Rng, avoid
     case 'etcd-member':
       candidates = names('etcd');
       break;
+    case 'proxy':
+      candidates = names('proxy');
+      break;
   }
   if (!candidates.length) throw new Error(`no machine is the ${role} now`);
   const others = candidates.filter((n) => n !== avoid);
@@ -124,6 +132,24 @@ async function inject(cluster: Cluster, f: SingleStep, host: string): Promise<In
     if (!etcd.length) throw new Error(`${host} is the only etcd machine: no etcd to cut it from`);
     for (const e of etcd) await labDropOutput(host, e.name, { port: ETCD_CLIENT_PORT });
     return { host, recover: () => labUnblock(host) };
+  }
+  if (kind === 'proxy-cut-app') {
+    const active = [...(await labAgents())].find(([, s]) => s?.active)?.[0];
+    if (!active) throw new Error('no app machine is active to cut the proxy from');
+    await labCut(host, [active], false);
+    return { host: `${host}↮${active}`, recover: () => labUnblock(host) };
+  }
+  if (kind === 'packet-loss') {
+    // From the step (its hold time), so a seed replays the same share.
+    const percent = between(mulberry32(f.holdMs), LOSS_PERCENT[0], LOSS_PERCENT[1]);
+    await labLoss(host, percent);
+    return { host: `${host} ${percent}%`, recover: () => labUnblock(host) };
+  }
+  if (kind === 'disk-full') {
+    const dir = cluster.application.syncDirs[0];
+    if (!dir) throw new Error('the cluster syncs no directory to fill');
+    await labFill(host, dir);
+    return { host: `${host}:${dir}`, recover: () => labUnfill(host, dir) };
   }
   if (kind === 'observer-mid-failover') {
     // As test/lab/failover-scenarios.ts: the app killed on the active machine, the observer

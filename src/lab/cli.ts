@@ -222,6 +222,16 @@ export function registerLab(program: Command): void {
       say(`${h}: cut off${o.from ? ` from ${o.from.join(', ')}` : ''}${o.oneWay ? ' (one way)' : ''}`);
     });
   cmd
+    .command('loss')
+    .description("drop a share of a machine's packets, both ways, at random (undone by heal)")
+    .argument('<host>')
+    .argument('<percent>', 'of the packets, 1 to 100', int)
+    .action(async (h: string, percent: number) => {
+      if (percent < 1 || percent > 100) throw new InvalidArgumentError('percent must be 1 to 100');
+      await (await labModule()).labLoss(h, percent);
+      say(`${h}: ${percent}% of its packets dropped each way (\`vigil lab heal\` ends it)`);
+    });
+  cmd
     .command('block')
     .description('close one TCP port of a machine to the other machines, as a firewall would (undone by heal)')
     .argument('<host>')

@@ -340,6 +340,12 @@ export async function labDropOutput(host: string, peer: string, match: { port?: 
   await net.dropOutput(host, to.address, { ...(match.port === undefined ? {} : { port: match.port }), ...(uid === undefined ? {} : { uid }) });
 }
 
+/** Drops `percent` of the packets the machine sends and receives (net.loseRandom); `labUnblock(host)` or `labHeal()` ends it. */
+export async function labLoss(host: string, percent: number): Promise<void> {
+  machineOf(await requireState(), host);
+  await net.loseRandom(host, percent);
+}
+
 /** Removes every cut and blocked port of one machine. */
 export async function labUnblock(host: string): Promise<void> {
   machineOf(await requireState(), host);

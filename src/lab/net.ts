@@ -139,6 +139,24 @@ export async function dropOutput(host: string, peer: string, match: { port?: num
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
 }
 
+/**
+ * Packet loss on the machine's link: each packet it receives or sends on eth0 is dropped with
+ * probability `percent` (nftables' random number, so no qdisc is needed: this kernel has no
+ * sch_netem, and `tc netem` fails with "Specified qdisc kind is unknown"). Same table as cutOff.
+ */
+export async function loseRandom(host: string, percent: number): Promise<void> {
+  if (!Number.isInteger(percent) || percent < 1 || percent > 100) throw new RangeError(`loseRandom: ${percent} is not a percentage from 1 to 100`);
+  const lines = [
+    'table inet vigil_lab {',
+    '  chain input { type filter hook input priority 0; policy accept; }',
+    '  chain output { type filter hook output priority 0; policy accept; }',
+    '}',
+    `add rule inet vigil_lab input iifname "eth0" numgen random mod 100 < ${percent} drop`,
+    `add rule inet vigil_lab output oifname "eth0" numgen random mod 100 < ${percent} drop`,
+  ];
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+}
+
 export async function healAll(host: string): Promise<void> {
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', 'delete', 'table', 'inet', 'vigil_lab'], { allowFail: true });
 }
