@@ -33,7 +33,8 @@ before(async () => {
       writers: new Set(['observer', 'admin']),
       // The proxy machine's HAProxy, as the daemon wires it (the record: app1 at epoch 3).
       proxy: {
-        servers: async () => Object.entries(proxyAdmin).map(([server, admin]) => ({ backend: 'app', server, admin, op: 'up' as const, checks: 'enabled' as const })),
+        servers: async () =>
+          Object.entries(proxyAdmin).map(([server, admin]) => ({ backend: 'app', server, admin, op: 'up' as const, checks: 'enabled' as const })),
         maint: async (s) => void (proxyAdmin[s] = 'maint'),
         ready: async (s, e) => {
           if (s !== 'app1' || e !== 3) throw new ReadyRefused(`the active record is app1 at epoch 3, not ${s} at epoch ${e}`);

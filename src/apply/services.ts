@@ -274,13 +274,7 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   // Before the agents: it acts only on a lease an agent wrote, and keeps its promise across their restarts.
   await converge(run, sh, withRole(cluster, 'app'), UNITS.deadman);
   await pausedChecks(run, sh);
-  await converge(
-    run,
-    sh,
-    agentMachines(cluster),
-    UNITS.agent,
-    agentRolling(run, sh, waitMs),
-  );
+  await converge(run, sh, agentMachines(cluster), UNITS.agent, agentRolling(run, sh, waitMs));
   await converge(run, sh, withRole(cluster, 'observer'), UNITS.observer);
 }
 

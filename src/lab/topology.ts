@@ -78,7 +78,8 @@ export function labMachines(shape: LabShape): LabMachine[] {
   if (![1, 3, 5, 7].includes(etcd))
     throw new VigilError('USAGE', [problem(where, `--etcd ${etcd}: etcd needs an odd member count for a majority`, 'use 1, 3, 5 or 7')]);
   const proxies = shape.proxies ?? 0;
-  if (proxies < 0 || proxies > 9) throw new VigilError('USAGE', [problem(where, `--proxies ${proxies} is out of range`, 'use 0 (HAProxy on the observer machine) to 9')]);
+  if (proxies < 0 || proxies > 9)
+    throw new VigilError('USAGE', [problem(where, `--proxies ${proxies} is out of range`, 'use 0 (HAProxy on the observer machine) to 9')]);
 
   const machines: LabMachine[] = [{ name: 'observer', address: `${LAB_SUBNET}.10`, roles: proxies ? ['etcd', 'observer'] : ['etcd', 'proxy', 'observer'] }];
   for (let i = 1; i <= appNodes; i++)

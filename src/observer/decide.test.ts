@@ -251,7 +251,10 @@ const scenarios: Scenario[] = [
       { obs: obs(1000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'suspect' },
       { obs: obs(3000, { nodes: [dead('app1'), standby('app2'), standby('app3')] }), state: 'failing-over' },
       {
-        obs: obs(13_000, { active: rec('app2', 5), nodes: [dead('app1', { proxyStates: ['maint'] }), sick('app2', { proxyStates: ['ready'] }), standby('app3')] }),
+        obs: obs(13_000, {
+          active: rec('app2', 5),
+          nodes: [dead('app1', { proxyStates: ['maint'] }), sick('app2', { proxyStates: ['ready'] }), standby('app3')],
+        }),
         state: 'failing-over',
         actions: ['activate', 'fence', 'unfence', 'event:failover', 'event:fence'],
         reason: /^failover: app2 has failed its checks for 10 s \(deep check fails, agent reachable, not confirmed in etcd within its lease\); app3 is ready/,
@@ -519,7 +522,10 @@ describe('decide: epochs and fencing', () => {
   it('bootstrap: no record to compare against, epoch above every epoch an agent still knows', () => {
     const d = decide(
       initialMemory(),
-      obs(0, { active: null, nodes: [standby('app1', { agentEpoch: 7, proxyStates: ['down'] }), standby('app2', { agentEpoch: null, proxyStates: ['down'] })] }),
+      obs(0, {
+        active: null,
+        nodes: [standby('app1', { agentEpoch: 7, proxyStates: ['down'] }), standby('app2', { agentEpoch: null, proxyStates: ['down'] })],
+      }),
       cfgOf(),
     );
     assert.match(ofKind(d, 'activate')[0]?.reason ?? '', /^bootstrap: app1 is ready \(agent reachable, confirmed in etcd\)$/);

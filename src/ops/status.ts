@@ -46,7 +46,13 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
     maintenance,
     observerLeader,
     observerState,
-    machines: cluster.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, hasAgent: runsAgent(cluster, m), agent: byName.get(m.name) ?? null })),
+    machines: cluster.machines.map((m) => ({
+      name: m.name,
+      address: m.address,
+      roles: m.roles,
+      hasAgent: runsAgent(cluster, m),
+      agent: byName.get(m.name) ?? null,
+    })),
     events,
   };
 }

@@ -104,15 +104,15 @@ test('files created, changed, renamed and deleted on the active side appear so o
   const p = pusher(r, 3);
   await p.start();
   try {
-    await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 10_000, 50);
+    await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
     await writeFile(join(r.src, 'a.txt'), 'one');
     await mkdir(join(r.src, 'sub', 'deep'), { recursive: true });
     await writeFile(join(r.src, 'sub', 'deep', 'b.txt'), 'two');
-    await waitFor('created files', async () => ((await tree(r.dst))['sub/deep/b.txt'] === 'two' ? true : undefined), 10_000, 50);
+    await waitFor('created files', async () => ((await tree(r.dst))['sub/deep/b.txt'] === 'two' ? true : undefined), 30_000, 50);
     await writeFile(join(r.src, 'a.txt'), 'one, changed');
     await rename(join(r.src, 'sub'), join(r.src, 'moved'));
     await rm(join(r.src, 'before.txt'));
-    await waitFor('changes, a renamed directory and a deletion', async () => ((await same(r.src, r.dst)) ? true : undefined), 10_000, 50);
+    await waitFor('changes, a renamed directory and a deletion', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
     assert.deepEqual(await tree(r.dst), { 'a.txt': 'one, changed', 'moved/deep/b.txt': 'two' });
     const s = p.status();
     assert.equal(s.peers[0]!.error, null);
@@ -133,7 +133,7 @@ test('a push at a stale epoch is refused and nothing changes on the standby', as
   const p = pusher(r, 4, events);
   await p.start();
   try {
-    const err = await waitFor('the refusal', async () => p.status().peers[0]!.error ?? undefined, 10_000, 50);
+    const err = await waitFor('the refusal', async () => p.status().peers[0]!.error ?? undefined, 30_000, 50);
     assert.equal(err.kind, 'refused');
     assert.match(err.message, /stale push from app1 at epoch 4: the active machine is app1 at epoch 5/);
   } finally {
@@ -153,7 +153,7 @@ test('what only the standby holds is moved to quarantine by the first reconcilia
   const p = pusher(r, 7);
   await p.start();
   try {
-    await waitFor('the reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 10_000, 50);
+    await waitFor('the reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
     const sessions = await readdir(r.quarantine);
     assert.equal(sessions.length, 1, 'one quarantine session');
     assert.match(sessions[0]!, /-epoch-7-from-app1-/);
@@ -173,7 +173,7 @@ test('what only the standby holds is moved to quarantine by the first reconcilia
     assert.deepEqual({ node: sources[r.dst]!.node, epoch: sources[r.dst]!.epoch }, { node: 'app1', epoch: 7 });
     // From now on a deletion is the active machine's own and is carried as such.
     await rm(join(r.src, 'shared.txt'));
-    await waitFor('the deletion', async () => ((await tree(r.dst))['shared.txt'] === undefined ? true : undefined), 10_000, 50);
+    await waitFor('the deletion', async () => ((await tree(r.dst))['shared.txt'] === undefined ? true : undefined), 30_000, 50);
     assert.equal((await readdir(r.quarantine)).length, 1, 'no new quarantine session');
   } finally {
     await p.stop();
@@ -187,7 +187,7 @@ test('an empty directory on the active machine never empties a standby', async (
   const p = pusher(r, 9);
   await p.start();
   try {
-    const err = await waitFor('the refusal to empty the standby', async () => p.status().peers[0]!.error ?? undefined, 10_000, 50);
+    const err = await waitFor('the refusal to empty the standby', async () => p.status().peers[0]!.error ?? undefined, 30_000, 50);
     assert.equal(err.kind, 'failed');
     assert.match(err.message, /is empty on this machine while app2 holds files there: not emptying app2/);
   } finally {

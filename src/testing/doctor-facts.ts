@@ -149,40 +149,39 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
         ]),
       })),
       adminPki: got({ caPem: pki.ca.certPem }),
-      agents: agentMachines(cluster)
-        .map((m) => {
-          const isApp = m.roles.includes('app');
-          const isActive = m.name === active;
-          return {
-            machine: m.name,
-            status: {
-              node: m.name,
-              active: isActive,
-              epoch: 3,
-              confirmedAgoMs: 100,
-              appHealthy: isActive,
-              ready: true,
-              services: isApp ? cluster.application.services.map((s) => ({ name: s.name, running: isActive })) : [],
-              disk: [],
-              ...(isApp
-                ? {
-                    sync: {
-                      role: isActive ? ('pushing' as const) : ('receiving' as const),
-                      dirs: cluster.application.syncDirs,
-                      watch: isActive ? { dirs: 1, degraded: null } : null,
-                      peers: isActive
-                        ? withRole(cluster, 'app')
-                            .filter((o) => o.name !== m.name)
-                            .map((o) => ({ node: o.name, backlog: 0, lagMs: 0, reconciling: false, lastSyncAt: now, lastReconcileAt: now, error: null }))
-                        : [],
-                      recentLagMs: null,
-                      quarantine: { path: '/var/lib/vigil/sync/quarantine', files: 0, bytes: 0, sessions: [] },
-                    },
-                  }
-                : {}),
-            },
-          };
-        }),
+      agents: agentMachines(cluster).map((m) => {
+        const isApp = m.roles.includes('app');
+        const isActive = m.name === active;
+        return {
+          machine: m.name,
+          status: {
+            node: m.name,
+            active: isActive,
+            epoch: 3,
+            confirmedAgoMs: 100,
+            appHealthy: isActive,
+            ready: true,
+            services: isApp ? cluster.application.services.map((s) => ({ name: s.name, running: isActive })) : [],
+            disk: [],
+            ...(isApp
+              ? {
+                  sync: {
+                    role: isActive ? ('pushing' as const) : ('receiving' as const),
+                    dirs: cluster.application.syncDirs,
+                    watch: isActive ? { dirs: 1, degraded: null } : null,
+                    peers: isActive
+                      ? withRole(cluster, 'app')
+                          .filter((o) => o.name !== m.name)
+                          .map((o) => ({ node: o.name, backlog: 0, lagMs: 0, reconciling: false, lastSyncAt: now, lastReconcileAt: now, error: null }))
+                      : [],
+                    recentLagMs: null,
+                    quarantine: { path: '/var/lib/vigil/sync/quarantine', files: 0, bytes: 0, sessions: [] },
+                  },
+                }
+              : {}),
+          },
+        };
+      }),
       adminPorts: reqs.filter((r) => r.from.includes(null)).map((r) => ({ from: null, to: r.to, port: r.port, outcome: 'open' as const })),
     },
   };

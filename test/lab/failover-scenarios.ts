@@ -129,8 +129,11 @@ async function everyProxyFences(lab: LabHandle, active: string): Promise<void> {
     const expected = withRole(lab.cluster, 'app')
       .map((m) => `${m.name}:${want(m.name)}`)
       .sort();
-    await waitFor(`${p.name} to have ${expected.join(', ')}`, async () => (JSON.stringify(await seen()) === JSON.stringify(expected) ? true : undefined), 5000, 100).catch(
-      async () => assert.deepEqual(await seen(), expected, `the app backend of ${p.name}`),
-    );
+    await waitFor(
+      `${p.name} to have ${expected.join(', ')}`,
+      async () => (JSON.stringify(await seen()) === JSON.stringify(expected) ? true : undefined),
+      5000,
+      100,
+    ).catch(async () => assert.deepEqual(await seen(), expected, `the app backend of ${p.name}`));
   }
 }
