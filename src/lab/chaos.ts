@@ -134,8 +134,13 @@ async function inject(cluster: Cluster, f: SingleStep, host: string): Promise<In
     return { host, recover: () => labUnblock(host) };
   }
   if (kind === 'proxy-cut-app') {
-    const active = [...(await labAgents())].find(([, s]) => s?.active)?.[0];
-    if (!active) throw new Error('no app machine is active to cut the proxy from');
+    // The active machine now (a failover may be under way, a loaded agent slow to answer).
+    const active = await waitFor(
+      'an active app machine to cut the proxy from',
+      async () => [...(await labAgents())].find(([, st]) => st?.active)?.[0],
+      30_000,
+      250,
+    );
     await labCut(host, [active], false);
     return { host: `${host}↮${active}`, recover: () => labUnblock(host) };
   }
