@@ -68,7 +68,8 @@ describe('checker invariants', () => {
 
   it("two agents active, two roles 200, two primaries, proven by a yes inside the other machine's span of yes: each flagged", () => {
     const both = { active: ['app1', 'app2'], role: ['app1', 'app2'], primary: ['db1', 'db2'] };
-    const v = evaluate([round(3, {}), round(4, both), round(5, {})]);
+    const routed = [app('app1', 'ready', 'up'), app('app2', 'maint', 'down'), pg('db1', 'up'), pg('db2', 'up')];
+    const v = evaluate([round(3, {}), round(4, both, { servers: routed }), round(5, {})]);
     assert.deepEqual(
       v.map((x) => [x.rule, x.machines.join(','), x.firstRound, x.maxSkewMs]),
       [
@@ -76,6 +77,21 @@ describe('checker invariants', () => {
         ['two-roles-200', 'app1,app2', 4, 4],
         ['two-primaries', 'db1,db2', 4, 4],
       ],
+    );
+  });
+
+  it('two primaries count only where a proxy routes :5000 to each: one DOWN in every proxy is no violation; no proxy read, nothing is excused', () => {
+    const both = { primary: ['db1', 'db2'] };
+    const db2Down = [app('app1', 'ready', 'up'), app('app2', 'maint', 'down'), pg('db1', 'up'), pg('db2', 'down')];
+    assert.deepEqual(evaluate([round(3, both, { servers: db2Down }), round(4, both, { servers: db2Down }), round(5, both, { servers: db2Down })]), []);
+    const unread = (n: number) => {
+      const r = round(n, both);
+      for (const x of r.samples) if (x.kind === 'proxy') Object.assign(x, { error: 'timeout', servers: undefined });
+      return r;
+    };
+    assert.deepEqual(
+      evaluate([unread(3), unread(4), unread(5)]).map((x) => x.rule),
+      ['two-primaries'],
     );
   });
 
@@ -150,7 +166,8 @@ describe('checker invariants', () => {
   });
 
   it('a long violation shows the rounds around its start and its end, and how many between', () => {
-    const rounds = Array.from({ length: 30 }, (_, i) => round(i + 1, i >= 9 && i <= 19 ? { primary: ['db1', 'db2'] } : {}));
+    const routed = [app('app1', 'ready', 'up'), app('app2', 'maint', 'down'), pg('db1', 'up'), pg('db2', 'up')];
+    const rounds = Array.from({ length: 30 }, (_, i) => round(i + 1, i >= 9 && i <= 19 ? { primary: ['db1', 'db2'] } : {}, { servers: routed }));
     const [v] = evaluate(rounds);
     const text = formatViolation(v!, rounds, 0, 1);
     assert.match(text, /rounds 10\.\.20 \(11 rounds/);

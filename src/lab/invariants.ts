@@ -52,7 +52,7 @@ export const RULE_TEXT: Record<Rule, string> = {
   'proxy-two-up': "two app machines UP and READY at once in one proxy's app backend",
   'two-agents-active': 'two agents reporting active at once',
   'two-roles-200': "two app machines' /role answering 200 at once",
-  'two-primaries': "two db machines answering Patroni's /primary 200 at once",
+  'two-primaries': "two db machines answering Patroni's /primary 200 at once, each where a proxy routes :5000 to it",
 };
 
 /** One round that breaks a rule. */
@@ -80,6 +80,7 @@ export interface Violation {
 }
 
 export const APP_BACKEND = 'app';
+const POSTGRES_BACKEND = 'postgres';
 
 const serving = (s: ServerSample) => s.admin === 'ready' && s.op === 'up';
 
@@ -93,10 +94,23 @@ export function breachesOf(round: Round): Breach[] {
   return out;
 }
 
-const MACHINE_RULES: [Rule, SampleKind, (s: Sample) => boolean][] = [
+/**
+ * The db machines some proxy of the round routes :5000 to (UP and READY in its snapshot); every
+ * machine when no proxy of the round could be read (nothing is known, so nothing is excused).
+ * A primary no proxy routes to takes no client's write: Patroni's /primary 200 of a primary cut
+ * off from every proxy (it demotes itself after retry_timeout) is not two primaries for clients.
+ */
+function routedDb(round: Round): (db: string) => boolean {
+  const read = round.samples.filter((s) => s.kind === 'proxy' && !s.error);
+  if (!read.length) return () => true;
+  const up = new Set(read.flatMap((p) => (p.servers ?? []).filter((s) => s.backend === POSTGRES_BACKEND && serving(s)).map((s) => s.server)));
+  return (db) => up.has(db);
+}
+
+const MACHINE_RULES: [Rule, SampleKind, (s: Sample, round: Round) => boolean][] = [
   ['two-agents-active', 'status', (s) => s.active === true],
   ['two-roles-200', 'role', (s) => s.ok === true],
-  ['two-primaries', 'primary', (s) => s.ok === true],
+  ['two-primaries', 'primary', (s, round) => s.ok === true && routedDb(round)(s.target)],
 ];
 
 /**
@@ -110,7 +124,7 @@ const MACHINE_RULES: [Rule, SampleKind, (s: Sample) => boolean][] = [
  */
 export function provenOverlaps(rounds: Round[]): Breach[] {
   const out: Breach[] = [];
-  const all = rounds.flatMap((r) => r.samples.map((s) => ({ s, round: r.n })));
+  const all = rounds.flatMap((r) => r.samples.map((s) => ({ s, round: r.n, r })));
   for (const [rule, kind, holds] of MACHINE_RULES) {
     const ofKind = all.filter((x) => x.s.kind === kind).sort((a, b) => a.s.sentMs - b.s.sentMs);
     const machines = [...new Set(ofKind.map((x) => x.s.target))];
@@ -118,8 +132,8 @@ export function provenOverlaps(rounds: Round[]): Breach[] {
       // y's spans of yes: [first answer, last send] of each run of consecutive yes samples.
       const spans: { from: number; to: number }[] = [];
       let run: { from: number; to: number } | null = null;
-      for (const { s } of ofKind.filter((x) => x.s.target === y)) {
-        if (!s.error && holds(s)) {
+      for (const { s, r } of ofKind.filter((x) => x.s.target === y)) {
+        if (!s.error && holds(s, r)) {
           if (run) run.to = s.sentMs;
           else run = { from: s.answeredMs, to: s.sentMs };
         } else if (run) {
@@ -128,7 +142,7 @@ export function provenOverlaps(rounds: Round[]): Breach[] {
         }
       }
       if (run) spans.push(run);
-      for (const { s, round } of ofKind.filter((x) => x.s.target !== y && !x.s.error && holds(x.s))) {
+      for (const { s, round } of ofKind.filter((x) => x.s.target !== y && !x.s.error && holds(x.s, x.r))) {
         if (spans.some((p) => s.sentMs >= p.from && s.answeredMs <= p.to))
           out.push({ rule, round, machines: [s.target, y].sort(), skewMs: Math.round(s.answeredMs - s.sentMs) });
       }
