@@ -71,7 +71,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     affects: [{ unit: UNITS.haproxy, action: 'reload' }],
   };
   // Your CA for the app machines' certificates, read before any machine is touched.
-  const caFile = await backendCaFile(cluster, (await loadCa(o.pkiDir)).certPem);
+  const caFile = await backendCaFile(cluster, async () => (await loadCa(o.pkiDir)).certPem);
   const workDir = await mkdtemp(join(tmpdir(), 'vigil-apply-'));
   try {
     o.progress(`connect: ${cluster.machines.length} machines ${o.transport ?? 'over SSH, host keys checked against the pinned ones'}`);

@@ -99,21 +99,21 @@ describe("backendCaFile: your CA for the app machines' certificates", () => {
   });
 
   it('none with the cluster CA; yours checked and written with the cluster CA appended', async () => {
-    assert.equal(await backendCaFile(clusterFixture('pair', { application: { backendTls: {} } }), clusterCa.certPem), undefined);
+    assert.equal(await backendCaFile(clusterFixture('pair', { application: { backendTls: {} } }), async () => clusterCa.certPem), undefined);
     const ours = await createClusterCa({ clusterName: 'ours' });
     await writeFile(join(dir, 'our-ca.pem'), ours.certPem);
-    const f = await backendCaFile(withCa('our-ca.pem'), clusterCa.certPem);
+    const f = await backendCaFile(withCa('our-ca.pem'), async () => clusterCa.certPem);
     assert.equal(f?.path, '/etc/vigil/tls/backend-ca.pem');
     assert.equal(f?.mode, 0o644);
     assert.ok(typeof f?.content === 'string' && f.content.startsWith(ours.certPem.trim()) && f.content.includes(clusterCa.certPem.trim()));
   });
 
   it('refuses a missing file and a server certificate given as the CA, naming the file and the field', async () => {
-    const missing = await rejectionOf(backendCaFile(withCa('nope.pem'), clusterCa.certPem));
+    const missing = await rejectionOf(backendCaFile(withCa('nope.pem'), async () => clusterCa.certPem));
     assert.match(String(missing), /nope\.pem \(application\.backendTls\.ca in .*vigil\.yaml\): the CA file cannot be read/);
     const leaf = await issueCertificate(clusterCa, { commonName: 'app1', ipAddresses: ['10.0.0.11'], usage: 'server' });
     await writeFile(join(dir, 'leaf.pem'), leaf.certPem);
-    const notCa = await rejectionOf(backendCaFile(withCa('leaf.pem'), clusterCa.certPem));
+    const notCa = await rejectionOf(backendCaFile(withCa('leaf.pem'), async () => clusterCa.certPem));
     assert.match(String(notCa), /CN=app1.* is not a CA certificate/);
   });
 });

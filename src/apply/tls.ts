@@ -152,7 +152,7 @@ export async function siteBundleState(shell: RemoteShell, cluster: Cluster, ca: 
  * file), as one file for every machine that verifies. Undefined with the cluster CA. Throws
  * TLS_BUNDLE naming the file and the fix.
  */
-export async function backendCaFile(cluster: Cluster, clusterCaPem: string): Promise<DesiredFile | undefined> {
+export async function backendCaFile(cluster: Cluster, clusterCa: () => Promise<string>): Promise<DesiredFile | undefined> {
   const t = cluster.application.backendTls;
   if (!t || t.ca === 'cluster') return undefined;
   const path = besideClusterFile(cluster, t.ca);
@@ -188,6 +188,7 @@ export async function backendCaFile(cluster: Cluster, clusterCaPem: string): Pro
         "give the certificate of the CA that issued the app machines' certificates, not a server certificate",
       ),
     ]);
+  const clusterCaPem = await clusterCa();
   const content = `${pems.join('\n')}\n${clusterCaPem.endsWith('\n') ? clusterCaPem : `${clusterCaPem}\n`}`;
   return { path: PATHS.backendCa, content, sha256: sha256(content), mode: 0o644, owner: 'root:root', secret: false, affects: [] };
 }

@@ -71,6 +71,8 @@ after(async () => {
 });
 
 test('a request passes TLS on both hops; a machine with a certificate of another CA is refused, the service fails over, doctor names it', async () => {
+  const started = performance.now();
+  const phase = (what: string) => console.log(`# ${what} at ${((performance.now() - started) / 1000).toFixed(1)} s`);
   const first = await activeApp();
   assert.ok(first, 'an active app machine');
   const other = withRole(lab.cluster, 'app').find((m) => m.name !== first)!;
@@ -86,6 +88,7 @@ test('a request passes TLS on both hops; a machine with a certificate of another
   const listens = (await labRun(first, ['ss', '-Hltn', 'sport = :80'])).stdout.trim();
   assert.equal(listens, '', `nothing serves plain HTTP on :80 of ${first}`);
 
+  phase('both hops checked');
   // A certificate from another CA, naming the machine correctly, put in place of nginx's own.
   const foreignCa = await createClusterCa({ clusterName: 'not-this-cluster' });
   const foreign = await issueCertificate(foreignCa, { commonName: first, ipAddresses: [firstAddress, '127.0.0.1'], dnsNames: [first], usage: 'server' });
@@ -104,6 +107,7 @@ test('a request passes TLS on both hops; a machine with a certificate of another
     60_000,
     250,
   );
+  phase(`${first} DOWN, ${other.name} active and serving`);
   const afterwards = await Promise.all([1, 2, 3].map(() => servedBy()));
   assert.deepEqual(afterwards, [other.name, other.name, other.name], `requests through :443 are served by ${other.name}`);
 
@@ -114,6 +118,7 @@ test('a request passes TLS on both hops; a machine with a certificate of another
     ),
   );
   const report = JSON.parse(stdout) as DoctorReport;
+  phase('doctor done');
   const mine = report.findings.filter((f) => f.check === 'backend-tls');
   for (const f of mine) console.log(`# ${f.severity} ${f.machine} ${f.check}: ${f.what} | fix: ${f.fix}`);
   const f = mine.find((x) => x.machine === first && /is not issued by the CA in/.test(x.what));
