@@ -16,10 +16,11 @@
  * ms), and an answer after it counts as no answer, never as true. A round is complete once all its
  * samples are in; a machine that hangs delays only its own sample, not the next round.
  */
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent } from 'node:https';
 import { join } from 'node:path';
 import { withRole, type Machine } from '../config/schema.ts';
 import { appHealthTarget } from '../layout/backend.ts';
+import { httpsText } from '../util/net.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { patroniOf } from '../patroni/client.ts';
@@ -354,17 +355,7 @@ export class Checker {
 
   /** GET over the checker's pool, which trusts the cluster CA; `servername`: the name the certificate must carry (else the address). */
   private tlsGet(url: string, signal: AbortSignal, servername?: string): Promise<{ status: number; text: string }> {
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(url, { agent: this.tls, signal, ...(servername ? { servername } : {}) }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    return httpsText(url, { agent: this.tls, signal, ...(servername ? { servername } : {}) });
   }
 
   private sampleApp(m: Machine): Promise<Sample> {

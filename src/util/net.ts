@@ -1,6 +1,6 @@
 /** Small network helpers shared by the daemons, the lab, tests and benchmarks. */
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
+import { request, type RequestOptions } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 
 /** How an HTTPS URL's certificate is checked: against the CA in `caFile`, for the DNS name `servername`. */
@@ -35,22 +35,25 @@ async function httpsOk(url: string, timeoutMs: number, method: string, tls: TlsC
       return false;
     }
   }
-  return new Promise((resolve) => {
-    const req = request(url, {
-      method,
-      servername: tls.servername,
-      rejectUnauthorized: tls.verify,
-      ...(ca ? { ca } : {}),
-      signal: AbortSignal.timeout(timeoutMs),
-      // A fresh connection each time: a certificate replaced on the server is seen at once.
-      agent: false,
+  // A fresh connection each time (agent: false): a certificate replaced on the server is seen at once.
+  const options = { method, servername: tls.servername, rejectUnauthorized: tls.verify, ...(ca ? { ca } : {}), agent: false as const };
+  return httpsText(url, { ...options, signal: AbortSignal.timeout(timeoutMs) }).then(
+    (r) => r.status >= 200 && r.status < 300,
+    () => false,
+  );
+}
+
+/** An HTTPS request with node:https's options (CA, agent, server name, signal): the status and the body as text. */
+export function httpsText(url: string, options: RequestOptions): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, options, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
     });
-    req.on('response', (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300));
-      res.on('error', () => resolve(false));
-    });
-    req.on('error', () => resolve(false));
+    req.on('error', reject);
     req.end();
   });
 }

@@ -13,7 +13,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { withRole } from '../../src/config/schema.ts';
 import type { DoctorReport } from '../../src/doctor/types.ts';
@@ -26,6 +25,7 @@ import { labSettled } from '../../src/lab/settle.ts';
 import { LabShell } from '../../src/lab/shell.ts';
 import { createClusterCa, issueCertificate } from '../../src/pki/ca.ts';
 import { waitFor } from '../../src/util/exec.ts';
+import { httpsText } from '../../src/util/net.ts';
 
 let lab: LabHandle;
 let proxy: { name: string; address: string };
@@ -33,17 +33,8 @@ let proxy: { name: string; address: string };
 /** GET over HTTPS, the certificate checked against the lab's cluster CA (for an IP address: its IP SAN). */
 async function httpsGet(url: string): Promise<{ status: number; body: string }> {
   const ca = await readFile(join(LAB_DIR, 'pki', 'ca.pem'));
-  return new Promise((resolve, reject) => {
-    const req = request(url, { ca, agent: false, signal: AbortSignal.timeout(5000) }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  const r = await httpsText(url, { ca, agent: false, signal: AbortSignal.timeout(5000) });
+  return { status: r.status, body: r.text };
 }
 
 /** The app machine that answered a request through the proxy's :443 (the reference app's /health names it). */
