@@ -8,7 +8,11 @@
  * and every round is checked: no two machines serving at once, no acknowledged write lost. It adds
  * load to this host and the machines: the published figures are taken without it.
  *
- *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair] [--checker]
+ * With `--backend-tls` each topology runs twice in this process, plain and then with HTTPS from
+ * the proxy to the app machines, verified (`application.backendTls`, certificates from the
+ * cluster CA): the figures of both stand side by side.
+ *
+ *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair] [--checker] [--backend-tls]
  */
 import { parseArgs } from 'node:util';
 import { withRole } from '../src/config/schema.ts';
@@ -24,8 +28,15 @@ import { sendRequest } from '../src/ops/requests.ts';
 import { waitFor } from '../src/util/exec.ts';
 
 const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '3' }, topology: { type: 'string', multiple: true }, checker: { type: 'boolean', default: false } },
+  options: {
+    rounds: { type: 'string', default: '3' },
+    topology: { type: 'string', multiple: true },
+    checker: { type: 'boolean', default: false },
+    'backend-tls': { type: 'boolean', default: false },
+  },
 });
+/** Plain HTTP to the app machines, and with --backend-tls also verified HTTPS (the same lab shape otherwise). */
+const variants = values['backend-tls'] ? [false, true] : [false];
 const rounds = Number(values.rounds);
 const topologies = (values.topology ?? ['distributed', 'pair']) as LabTopology[];
 
@@ -143,13 +154,16 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
 
 const all: Row[] = [];
 for (const topology of topologies) {
-  await labDown();
-  console.log(`--- ${topology}: lab up`);
-  const lab = await labUp({ topology });
-  try {
-    all.push(...(await measure(lab, topology)));
-  } finally {
+  for (const tls of variants) {
+    const label = tls ? `${topology}, backend TLS` : topology;
     await labDown();
+    console.log(`--- ${label}: lab up`);
+    const lab = await labUp({ topology, ...(tls ? { backendTls: { verify: true } } : {}) });
+    try {
+      all.push(...(await measure(lab, label)));
+    } finally {
+      await labDown();
+    }
   }
 }
 console.log(`\nApplication failover, ${rounds} rounds each (seconds; median | worst | rounds)`);

@@ -17,6 +17,8 @@ import { AGENT_PORT } from '../layout/network.ts';
 import { createMtlsServer } from '../mtls/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
 import { etcdEndpoints } from '../layout/network.ts';
+import { appHealthTarget } from '../layout/backend.ts';
+import { httpOk } from '../util/net.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
 import { Agent, type AgentMemory } from './agent.ts';
@@ -46,7 +48,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   const pki = await loadPki(PATHS.pkiDir, o.node);
   const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
   const services = machine.roles.includes('app') ? new SystemdServices(cluster.application.services) : undefined;
-  const healthUrl = `http://127.0.0.1:${cluster.application.port}${cluster.application.healthPath}`;
+  // Through nginx, as HAProxy's traffic goes: over TLS with the certificate checked when application.backendTls says so.
+  const health = appHealthTarget(cluster, o.node, '127.0.0.1');
   const events = new EventLog(store.events, { file: `${ROOTS.log}/events.jsonl` });
   const sync = machine.roles.includes('app') ? await startFileSync(cluster, o.node, events) : undefined;
   // The claim's lease outlives the agent's own count of its confirmation (src/etcd/serving.ts).
@@ -72,7 +75,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
           }
         : {}),
       services,
-      appHealth: async () => (await fetch(healthUrl, { signal: AbortSignal.timeout(1000) })).ok,
+      appHealth: () => httpOk(health.url, 1000, 'GET', health.tls),
       beforeStart: async () => {
         await sync?.update(agentView(agent));
         await sync?.beforeActivate();

@@ -36,14 +36,14 @@ import { authorizedKeyLine } from '../sync/keys.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { buildArtifact, type Artifact } from './artifact.ts';
-import { daemonUnits, desiredDirs, desiredFiles, sha256, type DesiredFile } from './desired.ts';
+import { daemonUnits, desiredDirs, desiredFiles, sha256, usesBackendCa, type DesiredFile } from './desired.ts';
 import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
 import { withPassword } from './passwords.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
 import { dirStates, fileStates, systemctl, unitStates } from './remote.ts';
 import { Run, eachMachine, step, type ApplyOptions, type ApplyReport, type ApplyStep } from './run.ts';
 import { services, verify } from './services.ts';
-import { RENEW_BEFORE_MS, issueSiteBundle, issuedByCa, ownBundle, remoteKeyMatches, siteBundleState, siteNames } from './tls.ts';
+import { RENEW_BEFORE_MS, backendCaFile, issueSiteBundle, issuedByCa, ownBundle, remoteKeyMatches, siteBundleState, siteNames } from './tls.ts';
 
 export type { ApplyOptions, ApplyReport, ApplyStep, Change } from './run.ts';
 
@@ -70,6 +70,8 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     secret: true,
     affects: [{ unit: UNITS.haproxy, action: 'reload' }],
   };
+  // Your CA for the app machines' certificates, read before any machine is touched.
+  const caFile = await backendCaFile(cluster, async () => (await loadCa(o.pkiDir)).certPem);
   const workDir = await mkdtemp(join(tmpdir(), 'vigil-apply-'));
   try {
     o.progress(`connect: ${cluster.machines.length} machines ${o.transport ?? 'over SSH, host keys checked against the pinned ones'}`);
@@ -113,7 +115,14 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
       const wanted = desiredFiles(input, m);
       await step(m.name, 'files', () => files(run, shell, m, wanted));
       await step(m.name, 'certificates', () => certificates(run, shell, m, ca));
-      if (runsRefapp(cluster, m) && refappTlsEndpoint(cluster)) await step(m.name, 'certificates', () => refappCertificate(run, shell, m, ca));
+      if (runsRefapp(cluster, m) && refappTlsEndpoint(cluster))
+        await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, refappServerCert()));
+      if (m.roles.includes('app') && cluster.application.backendTls?.ca === 'cluster')
+        await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, nginxServerCert(m)));
+      if (caFile && usesBackendCa(m)) {
+        const file = { ...caFile, affects: m.roles.includes('proxy') ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : [] };
+        await step(m.name, 'tls', () => files(run, shell, m, [file], 'tls'));
+      }
       if (m.roles.includes('proxy') && cluster.proxy.tlsBundle)
         await step(m.name, 'tls', () => (ownFile ? files(run, shell, m, [ownFile], 'tls') : siteBundle(run, shell, m, ca)));
       if (m.roles.includes('app')) {
@@ -310,13 +319,38 @@ async function certificates(run: Run, shell: RemoteShell, m: Machine, ca: Cluste
 }
 
 /**
- * The reference application's HTTPS certificate (PATHS.refappTlsCert and its key), where the
- * cluster file gives it an HTTPS endpoint: issued by the cluster CA for the machine's name and
- * address, kept while it is the CA's, names the machine, matches its key and has a month left.
+ * A server certificate the cluster CA issues for one machine: the reference application's HTTPS
+ * port (`application.tlsEndpoints`) and nginx's HTTPS for the proxy (`application.backendTls`).
+ * Kept while it is the CA's, names the machine, matches its key and has a month left.
  */
-async function refappCertificate(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa): Promise<void> {
-  const cert = PATHS.refappTlsCert;
-  const key = PATHS.refappTlsKey;
+interface ServerCert {
+  cert: string;
+  key: string;
+  /** For the change line: "the reference application's HTTPS port". */
+  what: string;
+  unit: string;
+  /** DNS names beside the machine's address: HAProxy's `verifyhost` checks a DNS name. */
+  dnsNames: string[];
+}
+
+const refappServerCert = (): ServerCert => ({
+  cert: PATHS.refappTlsCert,
+  key: PATHS.refappTlsKey,
+  what: "the reference application's HTTPS port",
+  unit: UNITS.refapp,
+  dnsNames: [],
+});
+
+const nginxServerCert = (m: Machine): ServerCert => ({
+  cert: PATHS.nginxTlsCert,
+  key: PATHS.nginxTlsKey,
+  what: "nginx's HTTPS for the proxy (application.backendTls)",
+  unit: UNITS.nginx,
+  dnsNames: [m.name],
+});
+
+async function serverCertificate(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa, c: ServerCert): Promise<void> {
+  const { cert, key } = c;
   const states = await fileStates(shell, [cert, key]);
   const [certState, keyState] = [...states.values()];
   let reason: string | undefined;
@@ -332,16 +366,17 @@ async function refappCertificate(run: Run, shell: RemoteShell, m: Machine, ca: C
     if (x) {
       const info = certificateInfo(x.toString());
       if (!issuedByCa(x, ca)) reason = "not issued by this cluster's CA";
-      else if (info.commonName !== m.name || !info.ipAddresses.includes(m.address)) reason = `it names ${info.commonName} ${info.ipAddresses.join(',')}`;
+      else if (info.commonName !== m.name || !info.ipAddresses.includes(m.address) || c.dnsNames.some((d) => !info.dnsNames.includes(d)))
+        reason = `it names ${[info.commonName, ...info.dnsNames, ...info.ipAddresses].join(',')}`;
       else if (info.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) reason = `it expires on ${info.notAfter.toISOString().slice(0, 10)}`;
       else if (!(await remoteKeyMatches(shell, key, x))) reason = 'the key does not match the certificate';
     }
   }
   if (!reason) return;
-  run.change(m.name, 'certificates', `issue ${cert} and its key for the reference application's HTTPS port (${reason})`);
-  run.ask(m.name, [{ unit: UNITS.refapp, action: 'try-restart' }]);
+  run.change(m.name, 'certificates', `issue ${cert} and its key for ${c.what} (${reason})`);
+  run.ask(m.name, [{ unit: c.unit, action: 'try-restart' }]);
   if (run.o.dryRun) return;
-  const issued = await issueCertificate(ca, { commonName: m.name, ipAddresses: [m.address, '127.0.0.1'], usage: 'server' });
+  const issued = await issueCertificate(ca, { commonName: m.name, ipAddresses: [m.address, '127.0.0.1'], dnsNames: c.dnsNames, usage: 'server' });
   const dir = await shell.exec(['mkdir', '-p', '--', dirname(cert)]);
   if (dir.code !== 0) throw new Error(`cannot create ${dirname(cert)}: ${dir.stderr.trim()}`);
   // Key first, certificate last: a reader never pairs the new certificate with the old key.

@@ -120,6 +120,9 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
   return out;
 }
 
+/** Machines that verify the app machines' certificates: HAProxy, the observer's deep check, the agent's health check. */
+export const usesBackendCa = (m: Machine): boolean => m.roles.some((r) => r === 'proxy' || r === 'observer' || r === 'app');
+
 export function desiredDirs(cluster: Cluster, m: Machine): DesiredDir[] {
   const out: DesiredDir[] = [
     { path: ROOTS.etc, mode: 0o755, owner: 'root:root' },
@@ -127,6 +130,8 @@ export function desiredDirs(cluster: Cluster, m: Machine): DesiredDir[] {
     { path: PATHS.pkiDir, mode: 0o755, owner: 'root:root' },
   ];
   if (m.roles.includes('db')) out.push({ path: dirname(PATHS.pgData), mode: 0o700, owner: 'postgres:postgres' });
+  // nginx's certificate (app) and your CA for the app machines' certificates (app, proxy, observer): application.backendTls.
+  if (cluster.application.backendTls && usesBackendCa(m)) out.push({ path: dirname(PATHS.backendCa), mode: 0o755, owner: 'root:root' });
   if (m.roles.includes('app')) {
     out.push({ path: dirname(SYNC_PATHS.key), mode: 0o700, owner: 'root:root' }, { path: dirname(SYNC_PATHS.authorizedKeys), mode: 0o700, owner: 'root:root' });
     for (const d of cluster.application.syncDirs) out.push({ path: d, mode: 0o755, owner: 'root:root' });

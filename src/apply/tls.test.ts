@@ -8,7 +8,7 @@ import { createClusterCa, issueCertificate, pemBundle, type ClusterCa } from '..
 import { clusterFixture } from '../testing/clusters.ts';
 import { createSelfSignedBundle } from '../render/tls.ts';
 import { LocalShell, rejectionOf } from '../testing/helpers.ts';
-import { issueSiteBundle, ownBundle, siteBundleState } from './tls.ts';
+import { backendCaFile, issueSiteBundle, ownBundle, siteBundleState } from './tls.ts';
 
 describe('the certificate bundle for :443', () => {
   let dir: string;
@@ -82,5 +82,38 @@ describe('the certificate bundle for :443', () => {
     assert.match(bad.message, /remove it so apply issues one from the cluster CA, or give your certificate and key as proxy\.tlsCertificate and proxy\.tlsKey/);
     await writeFile(path, 'not a certificate\n', { mode: 0o600 });
     assert.match((await rejectionOf(siteBundleState(shell, cluster, ca))).message, /holds no certificate openssl can read/);
+  });
+});
+
+describe("backendCaFile: your CA for the app machines' certificates", () => {
+  let dir: string;
+  let clusterCa: ClusterCa;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vigil-backend-ca-'));
+    clusterCa = await createClusterCa({ clusterName: 'test' });
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+  const withCa = (ca: string): Cluster => ({
+    ...clusterFixture('pair', { application: { backendTls: { ca, certificate: '/etc/ssl/a.pem', key: '/etc/ssl/a.key' } } }),
+    source: join(dir, 'vigil.yaml'),
+  });
+
+  it('none with the cluster CA; yours checked and written with the cluster CA appended', async () => {
+    assert.equal(await backendCaFile(clusterFixture('pair', { application: { backendTls: {} } }), async () => clusterCa.certPem), undefined);
+    const ours = await createClusterCa({ clusterName: 'ours' });
+    await writeFile(join(dir, 'our-ca.pem'), ours.certPem);
+    const f = await backendCaFile(withCa('our-ca.pem'), async () => clusterCa.certPem);
+    assert.equal(f?.path, '/etc/vigil/tls/backend-ca.pem');
+    assert.equal(f?.mode, 0o644);
+    assert.ok(typeof f?.content === 'string' && f.content.startsWith(ours.certPem.trim()) && f.content.includes(clusterCa.certPem.trim()));
+  });
+
+  it('refuses a missing file and a server certificate given as the CA, naming the file and the field', async () => {
+    const missing = await rejectionOf(backendCaFile(withCa('nope.pem'), async () => clusterCa.certPem));
+    assert.match(String(missing), /nope\.pem \(application\.backendTls\.ca in .*vigil\.yaml\): the CA file cannot be read/);
+    const leaf = await issueCertificate(clusterCa, { commonName: 'app1', ipAddresses: ['10.0.0.11'], usage: 'server' });
+    await writeFile(join(dir, 'leaf.pem'), leaf.certPem);
+    const notCa = await rejectionOf(backendCaFile(withCa('leaf.pem'), async () => clusterCa.certPem));
+    assert.match(String(notCa), /CN=app1.* is not a CA certificate/);
   });
 });

@@ -22,6 +22,8 @@ import type { RemoteShell } from '../remote/types.ts';
 import { checkTlsBundleText } from '../render/tls.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { fileStates } from './remote.ts';
+import { sha256, type DesiredFile } from './desired.ts';
+import { PATHS } from '../layout/paths.ts';
 
 /** A certificate is reissued when it has less than this left. */
 export const RENEW_BEFORE_MS = 30 * 86_400_000;
@@ -142,4 +144,51 @@ export async function siteBundleState(shell: RemoteShell, cluster: Cluster, ca: 
     return { kind: 'reissue', reason: `it expires on ${info.notAfter.toISOString().slice(0, 10)}` };
   if (!(await remoteKeyMatches(shell, path, x))) return { kind: 'reissue', reason: 'its key does not match the certificate' };
   return { kind: 'current' };
+}
+
+/**
+ * `application.backendTls.ca` given as a file: your CA's certificates, with the cluster CA's
+ * appended (HAProxy verifies the agents' role check and the traffic of a server with one CA
+ * file), as one file for every machine that verifies. Undefined with the cluster CA. Throws
+ * TLS_BUNDLE naming the file and the fix.
+ */
+export async function backendCaFile(cluster: Cluster, clusterCa: () => Promise<string>): Promise<DesiredFile | undefined> {
+  const t = cluster.application.backendTls;
+  if (!t || t.ca === 'cluster') return undefined;
+  const path = besideClusterFile(cluster, t.ca);
+  const where = `${path} (application.backendTls.ca in ${cluster.source})`;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new VigilError(
+      'TLS_BUNDLE',
+      [problem(where, 'the CA file cannot be read', `put your CA's certificate (PEM) there, or write \`ca: cluster\` to use the cluster CA`)],
+      { cause: err },
+    );
+  }
+  const pems = [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((x) => x[0]);
+  const certs = pems.flatMap((pem) => {
+    try {
+      return [new X509Certificate(pem)];
+    } catch {
+      return [];
+    }
+  });
+  if (certs.length === 0 || certs.length !== pems.length)
+    throw new VigilError('TLS_BUNDLE', [
+      problem(where, 'the file holds no certificate that can be read (PEM, BEGIN CERTIFICATE)', "put your CA's certificate there in PEM form"),
+    ]);
+  const notCa = certs.find((x) => !x.ca);
+  if (notCa)
+    throw new VigilError('TLS_BUNDLE', [
+      problem(
+        where,
+        `${notCa.subject.replaceAll('\n', ', ')} is not a CA certificate (basicConstraints CA:FALSE)`,
+        "give the certificate of the CA that issued the app machines' certificates, not a server certificate",
+      ),
+    ]);
+  const clusterCaPem = await clusterCa();
+  const content = `${pems.join('\n')}\n${clusterCaPem.endsWith('\n') ? clusterCaPem : `${clusterCaPem}\n`}`;
+  return { path: PATHS.backendCa, content, sha256: sha256(content), mode: 0o644, owner: 'root:root', secret: false, affects: [] };
 }

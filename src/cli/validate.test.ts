@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,4 +69,22 @@ test('validate throws the VigilError for a bad secrets file mode', async () => {
     },
     0o644,
   );
+});
+
+test('validate warns on stderr, with file and line, when backend TLS verification is off; the summary still prints', async () => {
+  await withCluster('pair.yaml', async (file) => {
+    await appendFile(file, 'application:\n  backendTls:\n    verify: false\n');
+    let err = '';
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+    let out: string;
+    try {
+      out = await run(file);
+    } finally {
+      process.stderr.write = write;
+    }
+    assert.match(out, /is valid/);
+    assert.match(err, /^warning: .*vigil\.yaml:\d+ application\.backendTls\.verify: .*verify none/);
+    assert.match(err, /fix: remove `verify: false`/);
+  });
 });

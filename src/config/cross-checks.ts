@@ -74,8 +74,9 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   'No two machines have the same address.',
   'At least one machine has each of the roles etcd, proxy, observer and db, and at least two have the role app.',
   "`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni's rule: a primary retrying etcd must still renew its leader lock in time).",
-  'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`), db (`database.port`, `database.patroniPort`).',
+  'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`, or `application.backendTls.port` when set), db (`database.port`, `database.patroniPort`).',
   "Every `application.tlsEndpoints[].service` is the `name` of one of `application.services`; its `port` counts among the app machines' ports above.",
+  '`application.backendTls.certificate` and `application.backendTls.key` are given exactly when `application.backendTls.ca` is your CA file rather than `cluster`.',
   '`proxy.tlsCertificate` and `proxy.tlsKey` go together; they and `proxy.tlsDnsNames` need `proxy.tlsBundle`; `proxy.tlsDnsNames` is for the certificate issued by the cluster CA, so not with `proxy.tlsCertificate`.',
 ];
 
@@ -89,6 +90,45 @@ export function checkCluster(c: Cluster, file: ClusterFile, loc: Locator): Probl
     ...checkPorts(c, loc),
     ...checkTls(c, loc),
     ...checkTlsEndpoints(c, loc),
+    ...checkBackendTls(c, loc),
+  ];
+}
+
+/** Who provides nginx's certificate follows from `ca`: apply with the cluster CA, the operator with their own. */
+function checkBackendTls(c: Cluster, loc: Locator): Problem[] {
+  const t = c.application.backendTls;
+  if (!t) return [];
+  const at = (field: string) => loc.at(['application', 'backendTls', field]);
+  const given = (['certificate', 'key'] as const).filter((f) => t[f] !== undefined);
+  if (t.ca === 'cluster')
+    return given.map((f) =>
+      problem(
+        at(f),
+        `application.backendTls.${f} is set while ca is \`cluster\`: apply issues nginx's certificate and key from the cluster CA itself`,
+        `remove ${f}, or set ca to your CA's certificate file (relative to ${c.source}) to use your own certificates`,
+      ),
+    );
+  return (['certificate', 'key'] as const)
+    .filter((f) => t[f] === undefined)
+    .map((f) =>
+      problem(
+        at('ca'),
+        `application.backendTls.ca is your CA (${t.ca}) but application.backendTls.${f} is not set: nginx has no ${f === 'key' ? 'private key' : 'certificate'} to serve`,
+        `add \`${f}: /etc/ssl/servicedesk/app.${f === 'key' ? 'key' : 'pem'}\` (the same path on every app machine, where you put the ${f === 'key' ? 'key' : 'certificate your CA issued naming the machine'}), or write \`ca: cluster\` to have apply issue them`,
+      ),
+    );
+}
+
+/** Settings that work but weaken the cluster: `vigil validate` and `vigil doctor` say so. */
+export function clusterWarnings(c: Cluster, loc?: Locator): Problem[] {
+  const t = c.application.backendTls;
+  if (!t || t.verify) return [];
+  return [
+    problem(
+      loc?.at(['application', 'backendTls', 'verify']) ?? `${c.source} application.backendTls.verify`,
+      "application.backendTls.verify is false (HAProxy's `verify none`): the proxy, the agents and the observer accept any certificate from the app machines, so whoever answers on an app machine's address gets the users' traffic and passes the health checks",
+      'remove `verify: false` (the cluster CA is used by default) or give your CA as application.backendTls.ca',
+    ),
   ];
 }
 
@@ -261,7 +301,9 @@ function portsOf(c: Cluster, m: Machine): PortUse[] {
     if (p.tlsBundle !== undefined) uses.push(f(p.httpsPort, 'proxy', 'httpsPort')); // :443 is served only with a bundle
   }
   if (m.roles.includes('app')) {
-    uses.push(f(c.application.port, 'application', 'port'));
+    // nginx serves either plain HTTP on application.port or HTTPS on backendTls.port (src/render/nginx.ts).
+    const bt = c.application.backendTls;
+    uses.push(bt ? f(bt.port, 'application', 'backendTls', 'port') : f(c.application.port, 'application', 'port'));
     c.application.tlsEndpoints.forEach((e, i) => uses.push(f(e.port, 'application', 'tlsEndpoints', i, 'port')));
   }
   if (m.roles.includes('db')) uses.push(f(c.database.port, 'database', 'port'), f(c.database.patroniPort, 'database', 'patroniPort'));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VigilError } from '../util/errors.ts';
 import { rejectionOf } from '../testing/helpers.ts';
-import { loadCluster, loadSecrets, parseCluster, parseSecrets } from './load.ts';
+import { clusterFileWarnings, loadCluster, loadSecrets, parseCluster, parseSecrets } from './load.ts';
 import type { Cluster } from './schema.ts';
 
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
@@ -216,6 +216,39 @@ test('tls: a certificate without its key, names without a bundle, names beside y
   assertProblem(badName, 'CONFIG_INVALID', 'vigil.yaml:11 proxy.tlsDnsNames[0]', 'must be a DNS name such as servicedesk.example.com', '');
   const ok = parseCluster(file(...PAIR, 'proxy:', '  tlsBundle: /etc/vigil/tls/proxy.pem', '  tlsDnsNames: [servicedesk.example.com]'), 'vigil.yaml');
   assert.deepEqual(ok.proxy.tlsDnsNames, ['servicedesk.example.com']);
+});
+
+test('application.backendTls: who provides the certificate follows from ca; verify false is valid with a located warning', () => {
+  const ok = parseCluster(file(...PAIR, 'application:', '  backendTls: {}'), 'vigil.yaml');
+  assert.deepEqual(ok.application.backendTls, { port: 443, ca: 'cluster', verify: true });
+  assert.deepEqual(clusterFileWarnings(file(...PAIR, 'application:', '  backendTls: {}'), 'vigil.yaml'), []);
+  const withCert = errorOf(() => parseCluster(file(...PAIR, 'application:', '  backendTls:', '    certificate: /etc/ssl/a.pem'), 'vigil.yaml'));
+  assertProblem(
+    withCert,
+    'CONFIG_INVALID',
+    'vigil.yaml:11 application.backendTls.certificate',
+    "application.backendTls.certificate is set while ca is `cluster`: apply issues nginx's certificate and key from the cluster CA itself",
+    'remove certificate',
+  );
+  const noKey = errorOf(() =>
+    parseCluster(file(...PAIR, 'application:', '  backendTls:', '    ca: tls/our-ca.pem', '    certificate: /etc/ssl/a.pem'), 'vigil.yaml'),
+  );
+  assertProblem(
+    noKey,
+    'CONFIG_INVALID',
+    'vigil.yaml:11 application.backendTls.ca',
+    'application.backendTls.ca is your CA (tls/our-ca.pem) but application.backendTls.key is not set',
+    'add `key: /etc/ssl/servicedesk/app.key`',
+  );
+  const clash = errorOf(() => parseCluster(file(...PAIR, 'application:', '  backendTls:', '    port: 8008'), 'vigil.yaml'));
+  assertProblem(clash, 'CONFIG_INVALID', 'vigil.yaml:11 application.backendTls.port', 'application.backendTls.port and database.patroniPort are both 8008', '');
+  const none = file(...PAIR, 'application:', '  backendTls:', '    verify: false');
+  assert.equal(parseCluster(none, 'vigil.yaml').application.backendTls?.verify, false);
+  const [w, ...more] = clusterFileWarnings(none, 'vigil.yaml');
+  assert.equal(more.length, 0);
+  assert.equal(w?.where, 'vigil.yaml:11 application.backendTls.verify');
+  assert.match(w!.message, /verify none/);
+  assert.match(w!.fix, /remove `verify: false`/);
 });
 
 test('presets: pair and distributed resolve with the right roles', async () => {

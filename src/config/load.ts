@@ -9,7 +9,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import { z } from 'zod';
 import { VigilError, problem, type ErrorCode, type Problem } from '../util/errors.ts';
 import { clusterFileSchema, ROLES, secretsSchema, type Cluster, type ClusterFile, type Secrets } from './schema.ts';
-import { checkCluster, closest, dotted, resolveCluster, type Locator } from './cross-checks.ts';
+import { checkCluster, closest, clusterWarnings, dotted, resolveCluster, type Locator } from './cross-checks.ts';
 
 export { CROSS_FIELD_RULES, type Locator } from './cross-checks.ts';
 
@@ -269,6 +269,11 @@ function validate<T>(schema: z.ZodType<T>, parsed: Parsed, secret: boolean, code
 }
 
 // ---------------------------------------------------------------- the cluster file
+
+/** What works but weakens the cluster in a cluster file that parses (cross-checks.ts clusterWarnings), located by line. Pure. */
+export function clusterFileWarnings(text: string, source: string): Problem[] {
+  return clusterWarnings(parseCluster(text, source), parseYaml(text, source, false).loc);
+}
 
 /** Parses and checks a cluster file; throws one VigilError listing every problem. Pure. */
 export function parseCluster(text: string, source: string): Cluster {

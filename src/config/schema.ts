@@ -90,6 +90,39 @@ export const tlsEndpointSchema = z
   })
   .describe("An HTTPS endpoint of the application itself, with its own certificate: where the application's settings name the certificate and key files.");
 
+export const backendTlsSchema = z
+  .strictObject({
+    port: port('Port nginx serves HTTPS on, on each app machine; HAProxy connects there with TLS', 443),
+    ca: z
+      .string()
+      .min(1)
+      .default('cluster')
+      .describe(
+        "What the app machines' certificates are checked against: `cluster` (default), the cluster CA, from which `vigil apply` issues each app machine a certificate naming the machine (its name here and its address); or your CA's certificate (PEM), a file on the admin's machine relative to the cluster file, which apply copies to the proxy, observer and app machines: then `certificate` and `key` name your certificates on the app machines.",
+      ),
+    verify: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Whether HAProxy, the agents and the observer verify the app machines' certificates (chain to `ca`, the machine's name, validity); default true. `false` is HAProxy's `verify none`, the seed's line: anyone who can answer on the machine's address gets the users' traffic; `vigil validate` and `vigil doctor` warn about it.",
+      ),
+    certificate: z
+      .string()
+      .startsWith('/', { message: 'must be an absolute path on the app machines, e.g. /etc/ssl/servicedesk/app.pem' })
+      .optional()
+      .describe(
+        'With your own `ca`: the certificate nginx serves (PEM, then any intermediates), the same path on every app machine; it must name the machine (its name in this file) as a DNS name. You put it there; apply does not issue it.',
+      ),
+    key: z
+      .string()
+      .startsWith('/', { message: 'must be an absolute path on the app machines, e.g. /etc/ssl/servicedesk/app.key' })
+      .optional()
+      .describe('With your own `ca`: the private key of `certificate` (PEM, no passphrase), the same path on every app machine, readable by root only.'),
+  })
+  .describe(
+    "HTTPS from the proxy to the application machines (the seed's \"Configure Backend for HTTPS\"), verified: nginx on each app machine serves HTTPS on `port` and HAProxy, the agents' role check and the observer's deep check connect with TLS and check the certificate.",
+  );
+
 export const serviceSchema = z
   .strictObject({
     name: z.string().regex(NAME_RE, { message: 'must be lower case letters, digits and dashes' }).describe('Short name.'),
@@ -269,6 +302,7 @@ export const clusterFileSchema = z
           .describe(
             "The application's own HTTPS endpoints (besides HAProxy's :443): `vigil doctor` checks on every app machine that the settings name a certificate and key that exist, are readable by the service's user, match and are not expiring, and on the active machine that the port listens.",
           ),
+        backendTls: backendTlsSchema.optional(),
       })
       .prefault({})
       .describe('The application Vigil keeps available.'),

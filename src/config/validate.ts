@@ -2,9 +2,10 @@
  * `vigil validate [FILE]`: checks the cluster file and its secrets file without touching any
  * machine, so an operator can fix the configuration before an install changes anything.
  */
-import { loadCluster, loadSecrets, secretsPath } from './load.ts';
+import { readFile } from 'node:fs/promises';
+import { clusterFileWarnings, loadCluster, loadSecrets, secretsPath } from './load.ts';
 import { alertProblems } from './alerts.ts';
-import { VigilError } from '../util/errors.ts';
+import { VigilError, formatProblem } from '../util/errors.ts';
 import { withRole, type Cluster } from './schema.ts';
 
 /** Failures a cluster of n etcd members survives: it needs a majority to keep working. */
@@ -35,5 +36,7 @@ export async function validate(file: string, opts: { json?: boolean }): Promise<
   const secrets = await loadSecrets(cluster);
   const alertIssues = alertProblems(cluster.alerts, secrets, cluster.source, secretsPath(cluster));
   if (alertIssues.length) throw new VigilError('CONFIG_INVALID', alertIssues);
+  // Valid, but weaker than it could be: said on stderr so --json stays machine-readable.
+  for (const w of clusterFileWarnings(await readFile(file, 'utf8'), cluster.source)) process.stderr.write(`warning: ${formatProblem(w)}\n`);
   process.stdout.write(opts.json ? `${JSON.stringify(cluster, null, 2)}\n` : `${summarize(cluster)}\n`);
 }

@@ -9,6 +9,7 @@ import { checkEtcd, checkPatroni, checkReplication, checkStalePrimary } from './
 import { checkClock, checkDisk, checkOwnership } from './checks/host.ts';
 import { checkPorts, checkReachable } from './checks/network.ts';
 import { checkHaproxy } from './checks/proxy.ts';
+import { checkBackendTls } from './checks/backend-tls.ts';
 import { checkCertificates, checkPasswords } from './checks/security.ts';
 import { Results } from './results.ts';
 import type { DoctorReport, Finding } from './types.ts';
@@ -31,6 +32,7 @@ const CHECKS: ((ctx: EvalContext, r: Results) => void)[] = [
   checkFileSync,
   checkPasswords,
   checkAppTls,
+  checkBackendTls,
   checkCertificates,
   checkOwnership,
   checkClock,

@@ -6,6 +6,7 @@
  * digests. Nothing here decides what is wrong; evaluate.ts does.
  */
 import { ROOTS, PATHS } from '../layout/paths.ts';
+import { appPort } from '../layout/backend.ts';
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import type { RenderedFile } from '../render/file.ts';
 import type { RemoteShell } from '../remote/types.ts';
@@ -14,7 +15,7 @@ import { portRequirements, pathRules } from './expect.ts';
 import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf, STAT_FORMAT, unitOfCgroup } from '../facts/parse.ts';
 import { comparePasswordFile } from '../facts/password-files.ts';
 import { clock, connect, errorText, firstLine, runOn } from '../facts/probe.ts';
-import { gatherTlsEndpoints } from './gather-tls.ts';
+import { gatherBackendTls, gatherNginxCert, gatherTlsEndpoints } from './gather-tls.ts';
 import {
   failed,
   got,
@@ -191,7 +192,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   const targets = new Map(cluster.machines.map((x) => [x.name, x]));
   const outgoing = portRequirements(cluster).filter((r) => r.from.includes(m.name));
 
-  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd, dbSafety, tls] = await Promise.all([
+  const [clockP, listeners, paths, disk, ports, haproxyConfig, pkiP, pw, version, systemd, dbSafety, tls, backend, nginxCert] = await Promise.all([
     clock(shell, t),
     guard(async () => {
       const r = await runOn(shell, ['ss', '-Hltnp'], t);
@@ -225,6 +226,8 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
     systemdFacts(shell, cluster, m, t),
     has('db') ? dbSafetyFacts(shell, t) : undefined,
     has('app') && cluster.application.tlsEndpoints.length > 0 ? gatherTlsEndpoints(shell, cluster, t) : undefined,
+    has('proxy') ? gatherBackendTls(shell, cluster, t) : undefined,
+    has('app') ? gatherNginxCert(shell, cluster) : undefined,
   ]);
 
   const facts: MachineFacts = { ...base, reachable: got(true), clock: clockP, listeners, paths, disk, ports, pki: pkiP };
@@ -234,9 +237,11 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (systemd) facts.systemd = systemd;
   if (dbSafety) facts.dbSafety = dbSafety;
   if (tls) facts.tlsEndpoints = tls;
+  if (backend) facts.backendTls = backend;
+  if (nginxCert) facts.nginxCert = nginxCert;
   // Which unit runs what listens on the application port: the fix for a stray nginx depends on it.
   if (has('app') && listeners.ok) {
-    const pids = listeners.value.filter((l) => l.port === cluster.application.port).flatMap((l) => l.processes.map((p) => p.pid));
+    const pids = listeners.value.filter((l) => l.port === appPort(cluster)).flatMap((l) => l.processes.map((p) => p.pid));
     facts.processUnits = {};
     for (const pid of new Set(pids))
       facts.processUnits[pid] = unitOfCgroup((await shell.readFile(`/proc/${pid}/cgroup`).catch(() => null))?.toString('utf8') ?? '');

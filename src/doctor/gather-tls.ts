@@ -17,7 +17,10 @@ import {
   type TlsEndpointFact,
   type TlsPathFact,
 } from '../facts/app-settings.ts';
-import { errorText, failed, got, runOn, type Probe } from '../facts/probe.ts';
+import { errorText, failed, firstLine, got, runOn, type Probe } from '../facts/probe.ts';
+import { withRole } from '../config/schema.ts';
+import { appPort, backendTls, nginxCertPaths } from '../layout/backend.ts';
+import type { BackendTlsFacts, BackendTlsServerFact } from './types.ts';
 
 async function readable(shell: RemoteShell, creds: Probe<ServiceCredentials>, path: string, timeoutMs: number): Promise<Probe<boolean>> {
   if (!creds.ok) return creds;
@@ -86,4 +89,46 @@ export async function gatherTlsEndpoints(shell: RemoteShell, cluster: Cluster, t
       return { ...base, credentials, settingsReadable, settings: { status: 'ok' }, paths };
     }),
   );
+}
+
+/**
+ * From a proxy machine, each app machine's HTTPS for the proxy (`application.backendTls`): the
+ * certificates its nginx presents (openssl s_client, as HAProxy connects: from this machine, to
+ * the address and port of its server line, with the machine's name as SNI) and the CA file
+ * HAProxy verifies them with. Judged in checks/backend-tls.ts.
+ */
+export async function gatherBackendTls(shell: RemoteShell, cluster: Cluster, timeoutMs: number): Promise<BackendTlsFacts | undefined> {
+  const tls = backendTls(cluster);
+  if (!tls) return undefined;
+  const caPem = await runOn(shell, ['cat', '--', tls.caFile], timeoutMs, [0, 1]).then((r): Probe<string | null> =>
+    r.ok ? got(r.value.code === 0 ? r.value.stdout : null) : r,
+  );
+  const servers = await Promise.all(
+    withRole(cluster, 'app').map(async (m): Promise<BackendTlsServerFact> => {
+      const target = `${m.address}:${appPort(cluster)}`;
+      const r = await runOn(
+        shell,
+        ['sh', '-c', 'openssl s_client -connect "$1" -servername "$2" -showcerts </dev/null 2>&1', 'vigil-doctor', target, m.name],
+        timeoutMs,
+        [0, 1],
+      );
+      if (!r.ok) return { machine: m.name, target, chain: r };
+      const pems = [...r.value.stdout.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((x) => x[0]);
+      if (pems.length > 0) return { machine: m.name, target, chain: got(pems) };
+      const why = r.value.stdout.split('\n').find((l) => /errno|refused|error|unable/i.test(l)) ?? firstLine(r.value.stdout);
+      return { machine: m.name, target, chain: failed(`no TLS handshake with ${target}: ${why.trim() || 'no certificate presented'}`) };
+    }),
+  );
+  return { caFile: tls.caFile, caPem, servers };
+}
+
+/** On an app machine with `application.backendTls`: the certificate file nginx serves (public; the key is never read). */
+export async function gatherNginxCert(shell: RemoteShell, cluster: Cluster): Promise<Probe<{ path: string; pem: string | null }> | undefined> {
+  const paths = nginxCertPaths(cluster);
+  if (!paths) return undefined;
+  try {
+    return got({ path: paths.cert, pem: (await shell.readFile(paths.cert))?.toString('utf8') ?? null });
+  } catch (err) {
+    return failed(errorText(err));
+  }
 }

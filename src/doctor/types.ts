@@ -36,6 +36,7 @@ export const CHECKS = [
   'cluster-state',
   'stale-primary',
   'app-tls',
+  'backend-tls',
 ] as const;
 export type CheckId = (typeof CHECKS)[number];
 
@@ -130,6 +131,25 @@ export interface MachineFacts {
   dbSafety?: DbSafetyFacts;
   /** The application's own HTTPS endpoints (app machines, when the cluster file lists any). */
   tlsEndpoints?: TlsEndpointFact[];
+  /** App machines with `application.backendTls`: the certificate file nginx serves (a standby's nginx does not run). */
+  nginxCert?: Probe<{ path: string; pem: string | null }>;
+  /** Proxy machines with `application.backendTls`: what each app machine's nginx presents to this proxy. */
+  backendTls?: BackendTlsFacts;
+}
+
+export interface BackendTlsServerFact {
+  machine: string;
+  /** ADDRESS:PORT, as in HAProxy's server line. */
+  target: string;
+  /** The certificates presented (PEM, the server's first), or why there was no handshake. */
+  chain: Probe<string[]>;
+}
+
+export interface BackendTlsFacts {
+  /** The CA file HAProxy verifies the app machines' certificates with, and its content (null: missing). */
+  caFile: string;
+  caPem: Probe<string | null>;
+  servers: BackendTlsServerFact[];
 }
 
 export interface EtcdMemberFacts {

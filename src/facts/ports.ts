@@ -4,6 +4,7 @@
  */
 import { runsAgent, withRole, type Cluster, type Role } from '../config/schema.ts';
 import { AGENT_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT } from '../layout/network.ts';
+import { appPort } from '../layout/backend.ts';
 
 /** The component that listens on a port: what to start when nothing does. */
 export type Component = 'etcd' | 'patroni' | 'haproxy' | 'agent' | 'nginx' | 'sshd';
@@ -68,7 +69,7 @@ export function portRequirements(cluster: Cluster): PortRequirement[] {
   }
   for (const m of app) {
     add(m, AGENT_PORT, 'agent API', 'agent', [...proxy, ...observer, null]);
-    add(m, cluster.application.port, 'the application (nginx)', 'nginx', [...proxy, ...observer], true);
+    add(m, appPort(cluster), `the application (nginx${cluster.application.backendTls ? ', HTTPS' : ''})`, 'nginx', [...proxy, ...observer], true);
     add(m, cluster.fileSync.sshPort, 'SSH for file sync', 'sshd', app);
   }
   return out;

@@ -16,9 +16,11 @@
  * ms), and an answer after it counts as no answer, never as true. A round is complete once all its
  * samples are in; a machine that hangs delays only its own sample, not the next round.
  */
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent } from 'node:https';
 import { join } from 'node:path';
 import { withRole, type Machine } from '../config/schema.ts';
+import { appHealthTarget } from '../layout/backend.ts';
+import { httpsText } from '../util/net.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { patroniOf } from '../patroni/client.ts';
@@ -348,23 +350,23 @@ export class Checker {
    * holds one identity only.
    */
   private agentGet(m: Machine, path: string, signal: AbortSignal): Promise<{ status: number; text: string }> {
-    return new Promise((resolve, reject) => {
-      const req = httpsRequest(`https://${m.address}:${AGENT_PORT}${path}`, { agent: this.tls, signal }, (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
+    return this.tlsGet(`https://${m.address}:${AGENT_PORT}${path}`, signal);
+  }
+
+  /** GET over the checker's pool, which trusts the cluster CA; `servername`: the name the certificate must carry (else the address). */
+  private tlsGet(url: string, signal: AbortSignal, servername?: string): Promise<{ status: number; text: string }> {
+    return httpsText(url, { agent: this.tls, signal, ...(servername ? { servername } : {}) });
   }
 
   private sampleApp(m: Machine): Promise<Sample> {
-    const { application } = this.lab.cluster;
+    // As the observer's deep check asks: over HTTPS, verified, with application.backendTls.
+    const target = appHealthTarget(this.lab.cluster, m.name, m.address);
     return this.timed('app', m.name, async (signal) => {
-      const res = await fetch(`http://${m.address}:${application.port}${application.healthPath}`, { signal });
+      if (target.tls) {
+        const r = await this.tlsGet(target.url, signal, target.tls.servername);
+        return { ok: r.status === 200, status: r.status };
+      }
+      const res = await fetch(target.url, { signal });
       await res.body?.cancel();
       return { ok: res.status === 200, status: res.status };
     });

@@ -47,6 +47,12 @@ export function registerLab(program: Command): void {
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
     .addOption(
       new Option(
+        '--backend-tls <verify>',
+        'HTTPS from the proxy to nginx on the app machines on :443 (application.backendTls, certificates from the cluster CA): `verify`, or `no-verify` for verify none',
+      ).choices(['verify', 'no-verify']),
+    )
+    .addOption(
+      new Option(
         '--release <name>',
         "what the machines run: a Debian release's root filesystem, booted with systemd (trixie: PostgreSQL 17, Patroni 4; bookworm: PostgreSQL 15, Patroni 3.0)",
       )
@@ -67,6 +73,7 @@ export function registerLab(program: Command): void {
         bare?: boolean;
         sshUser?: string;
         release?: Release;
+        backendTls?: 'verify' | 'no-verify';
       }) => {
         const started = performance.now();
         const shape: LabShape = {
@@ -77,6 +84,7 @@ export function registerLab(program: Command): void {
           ...(o.proxies !== undefined ? { proxies: o.proxies } : {}),
           replication: o.replication,
           ...(o.release ? { release: o.release } : {}),
+          ...(o.backendTls ? { backendTls: { verify: o.backendTls === 'verify' } } : {}),
         };
         if (o.bare) {
           const { labUpBare } = await import('./bare.ts');

@@ -48,6 +48,8 @@ export interface LabShape {
   release?: Release;
   /** Patroni's upstream version on the machines, when known: 3.2 and later need ttl 20 or more. */
   patroniVersion?: string;
+  /** HTTPS from the proxy to nginx on the app machines (cluster file `application.backendTls`), certificates from the cluster CA. */
+  backendTls?: { verify: boolean };
 }
 
 export function needsTtl20(patroniVersion: string | undefined): boolean {
@@ -115,6 +117,7 @@ export function labClusterYaml(shape: LabShape): string {
     // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.
     proxy: { tlsBundle: PATHS.tlsBundle },
     application: {
+      ...(shape.backendTls ? { backendTls: { port: 443, ca: 'cluster', verify: shape.backendTls.verify } } : {}),
       passwordFiles: [{ path: PATHS.refappConfig, format: 'properties', key: 'spring.datasource.password' }],
       // The reference application's own HTTPS port, configured as the seed's application is (its
       // appsettings.json names the certificate and key): doctor's app-tls check looks at it.

@@ -35,6 +35,11 @@ export const PATHS = {
   refappSettings: `${ROOTS.etc}/refapp/appsettings.json`,
   refappTlsCert: `${ROOTS.etc}/refapp/tls/refapp.pem`,
   refappTlsKey: `${ROOTS.etc}/refapp/tls/refapp.key`,
+  /** App machines, `application.backendTls` with the cluster CA: nginx's certificate and key, issued by apply. */
+  nginxTlsCert: `${ROOTS.etc}/tls/nginx.pem`,
+  nginxTlsKey: `${ROOTS.etc}/tls/nginx.key`,
+  /** `application.backendTls.ca` given as a file: your CA, copied where HAProxy, the agents and the observer read it. */
+  backendCa: `${ROOTS.etc}/tls/backend-ca.pem`,
   systemdDir: '/etc/systemd/system',
   /** App machines: the dead-man switch's script (src/render/deadman.ts). */
   deadmanScript: `${ROOTS.etc}/deadman.sh`,

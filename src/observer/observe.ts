@@ -4,7 +4,7 @@
  * and the app to the database), its agent's status, whether it holds the Patroni primary, and
  * its server's state in every proxy's HAProxy (./proxies.ts).
  */
-import type { Cluster } from '../config/schema.ts';
+import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
 import { agentOf } from '../agent/client.ts';
 import type { VigilStore, Versioned } from '../etcd/store.ts';
@@ -12,6 +12,7 @@ import { type ActiveRecord, type AgentStatus } from '../model/ha.ts';
 import type { LoadedPki } from '../pki/ca.ts';
 import type { ServerState } from '../proxy/runtime.ts';
 import { patroniOf } from '../patroni/client.ts';
+import { appHealthTarget } from '../layout/backend.ts';
 import { httpOk } from '../util/net.ts';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 import type { ProxyHandle } from './proxies.ts';
@@ -43,6 +44,12 @@ function proxyState(servers: ServerState[] | undefined, name: string): ProxyStat
   return s.op === 'up' ? 'ready' : 'down';
 }
 
+/** The observer's deep check: the health URL through nginx and the app, over HTTPS with the certificate verified where `application.backendTls` says so. */
+function deepCheck(cluster: Cluster, m: Machine, timeoutMs: number): Promise<boolean> {
+  const t = appHealthTarget(cluster, m.name, m.address);
+  return httpOk(t.url, timeoutMs, 'GET', t.tls);
+}
+
 export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> {
   const { cluster, store } = d;
   const apps = withRole(cluster, 'app');
@@ -56,7 +63,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
   const nodes = await Promise.all(
     apps.map(async (m): Promise<NodeObservation> => {
       const [deepOk, status, dbPrimary] = await Promise.all([
-        httpOk(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`, CHECK_TIMEOUT_MS),
+        deepCheck(cluster, m, CHECK_TIMEOUT_MS),
         // An agent or a Patroni that does not answer counts as unreachable and as not primary.
         agentOf(d.pki, m)
           .status({ timeoutMs: CHECK_TIMEOUT_MS })

@@ -10,6 +10,7 @@ import { REFAPP_KEYS } from '../layout/refapp.ts';
 import { formatProperties, parseProperties } from '../util/properties.ts';
 import { renderRefapp, renderRefappSettings } from './refapp.ts';
 import { PATHS } from '../layout/paths.ts';
+import { createClusterCa, issueCertificate } from '../pki/ca.ts';
 
 const valuesOf = (text: string) => Object.fromEntries([...parseProperties(text, 'f')].map(([k, e]) => [k, e.value]));
 
@@ -42,6 +43,39 @@ describe('nginx.conf', () => {
       const r = await runTool('nginx', ['-t', '-c', file, '-e', errLog, '-g', 'daemon off;']);
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stderr, /test is successful/);
+      assert.doesNotMatch(r.stderr, /\[(warn|emerg|alert)\]/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('nginx.conf with application.backendTls', () => {
+  it('serves only HTTPS on the backend port with the certificate apply issues, or yours', () => {
+    const cfg = nginxConfig(clusterFixture('distributed', { application: { backendTls: { port: 8443 } } }));
+    assert.match(cfg, /listen 8443 ssl;/);
+    assert.match(cfg, /ssl_certificate \/etc\/vigil\/tls\/nginx\.pem;/);
+    assert.match(cfg, /ssl_certificate_key \/etc\/vigil\/tls\/nginx\.key;/);
+    assert.doesNotMatch(cfg, /listen 80;/, 'nothing in clear');
+    const own = nginxConfig(
+      clusterFixture('distributed', { application: { backendTls: { ca: 'ca.pem', certificate: '/etc/ssl/app.pem', key: '/etc/ssl/app.key' } } }),
+    );
+    assert.match(own, /listen 443 ssl;\n\s+ssl_certificate \/etc\/ssl\/app\.pem;\n\s+ssl_certificate_key \/etc\/ssl\/app\.key;/);
+  });
+
+  it('passes nginx -t with a certificate of the cluster CA', { timeout: 30_000 }, async () => {
+    const dir = await tempDir('vigil-nginx-');
+    try {
+      for (const d of Object.values(NGINX_DIRS)) await mkdir(join(dir, d), { recursive: true });
+      const ca = await createClusterCa({ clusterName: 'test' });
+      const issued = await issueCertificate(ca, { commonName: 'app1', ipAddresses: ['10.0.0.11'], dnsNames: ['app1'], usage: 'server' });
+      await mkdir(join(dir, 'etc/vigil/tls'), { recursive: true });
+      await writeFile(join(dir, PATHS.nginxTlsCert), issued.certPem);
+      await writeFile(join(dir, PATHS.nginxTlsKey), issued.keyPem, { mode: 0o600 });
+      const file = join(dir, 'nginx.conf');
+      await writeFile(file, relocate(nginxConfig(clusterFixture('distributed', { application: { backendTls: { port: 18443 } } })), dir));
+      const r = await runTool('nginx', ['-t', '-c', file, '-e', join(dir, NGINX_DIRS.log, 'startup.log'), '-g', 'daemon off;']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.doesNotMatch(r.stderr, /\[(warn|emerg|alert)\]/);
     } finally {
       await rm(dir, { recursive: true, force: true });

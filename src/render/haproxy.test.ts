@@ -34,6 +34,28 @@ describe('haproxy.cfg', () => {
     });
   }
 
+  it('with application.backendTls: TLS to the app machines, verified against the CA file for the machine name; verify none only when written', () => {
+    const verified = sectionOf(haproxyConfig(clusterFixture('pair', { application: { backendTls: {} } })), 'backend app');
+    assert.ok(
+      verified.includes(
+        'server app1 10.0.0.11:443 ssl verify required ca-file /etc/vigil/pki/ca.pem verifyhost app1 crt /etc/vigil/pki/haproxy-check.pem check port 7710 check-ssl disabled',
+      ),
+      verified.join('\n'),
+    );
+    const own = sectionOf(
+      haproxyConfig(
+        clusterFixture('pair', { application: { backendTls: { port: 8443, ca: 'ca.pem', certificate: '/etc/ssl/a.pem', key: '/etc/ssl/a.key' } } }),
+      ),
+      'backend app',
+    );
+    assert.ok(own.some((l) => l.startsWith('server app2 10.0.0.12:8443 ssl verify required ca-file /etc/vigil/tls/backend-ca.pem verifyhost app2 ')));
+    const none = sectionOf(haproxyConfig(clusterFixture('pair', { application: { backendTls: { verify: false } } })), 'backend app');
+    assert.ok(
+      none.includes('server app1 10.0.0.11:443 ssl verify none crt /etc/vigil/pki/haproxy-check.pem check port 7710 check-ssl disabled'),
+      none.join('\n'),
+    );
+  });
+
   it("sends app traffic to one server only, checked at the agent's role endpoint", () => {
     const c = clusterFixture('distributed', { application: { healthPath: '/api/health' } });
     const app = sectionOf(haproxyConfig(c), 'backend app');
@@ -106,6 +128,15 @@ describe('haproxy -c (HAProxy 2.6)', () => {
     try {
       await check(clusterFixture('pair'), dir);
       await check(clusterFixture('distributed'), dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('accepts the config with TLS to the app machines', async () => {
+    const dir = await tempDir('vigil-haproxy-');
+    try {
+      await check(clusterFixture('pair', { application: { backendTls: {} } }), dir);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

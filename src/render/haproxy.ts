@@ -18,6 +18,7 @@ import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
 import { AGENT_PORT } from '../layout/network.ts';
+import { appPort, backendTls } from '../layout/backend.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 import { PG_MAX_CONNECTIONS } from './patroni.ts';
 
@@ -43,6 +44,24 @@ export const PROXY_PG_MAXCONN = Math.floor(PG_MAX_CONNECTIONS * 0.75);
  */
 export function appCheck(_cluster: Cluster): { method: string; path: string; port: number; caFile: string; crtFile: string } {
   return { method: 'GET', path: '/role', port: AGENT_PORT, caFile: `${PATHS.pkiDir}/ca.pem`, crtFile: PATHS.haproxyCheckBundle };
+}
+
+/**
+ * One app server line. The TLS settings of a server line serve both its traffic and its check, so
+ * with `application.backendTls` one CA file verifies both the agent's certificate (role check)
+ * and nginx's (traffic): the cluster CA, or the operator's CA with the cluster CA appended (apply
+ * writes it so). `verifyhost` compares the machine's name with the certificate's DNS names (or
+ * its CN): HAProxy never matches an IP address, so the name, not the address, is what is checked.
+ */
+function appServer(cluster: Cluster, m: Machine): string {
+  const check = appCheck(cluster);
+  const tls = backendTls(cluster);
+  const head = `server ${m.name} ${m.address}:${appPort(cluster)}`;
+  const checkPart = `check port ${check.port} check-ssl`;
+  if (!tls) return `${head} ${checkPart} verify required ca-file ${check.caFile} crt ${check.crtFile}`;
+  // verify none (written by the operator): the agent's certificate goes unchecked too.
+  if (!tls.verify) return `${head} ssl verify none crt ${check.crtFile} ${checkPart}`;
+  return `${head} ssl verify required ca-file ${tls.caFile} verifyhost ${m.name} crt ${check.crtFile} ${checkPart}`;
 }
 
 const indent = (lines: string[]) => lines.map((l) => (l === '' || l.startsWith('#') ? l : `    ${l}`));
@@ -140,10 +159,7 @@ export function haproxyConfig(cluster: Cluster): string {
       // The observer readies the active machine's server (decide's fencing). A reload keeps the
       // runtime state: the state file then carries the config's MAINT flag (CMAINT) beside the
       // runtime one (FMAINT), and HAProxy restores a readied server as ready.
-      ...withRole(cluster, 'app').map(
-        (m) =>
-          `server ${m.name} ${m.address}:${cluster.application.port} check port ${check.port} check-ssl verify required ca-file ${check.caFile} crt ${check.crtFile} disabled`,
-      ),
+      ...withRole(cluster, 'app').map((m) => `${appServer(cluster, m)} disabled`),
     ]),
     section(`listen ${POSTGRES_BACKEND}`, [
       `bind *:${p.postgresPort}`,

@@ -10,6 +10,7 @@
 import type { Cluster, Machine } from '../config/schema.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { REFAPP_PORT } from '../layout/network.ts';
+import { appPort, nginxCertPaths } from '../layout/backend.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 
 /** Directories nginx writes to; they must exist before it starts (systemd or the lab creates them). */
@@ -26,6 +27,24 @@ export const NGINX_ACCESS_LOG = `${NGINX_DIRS.log}/nginx-access.log`;
 export const NGINX_PID = `${NGINX_DIRS.run}/nginx.pid`;
 /** Largest request body (ticket attachments) nginx accepts. */
 export const MAX_BODY = '100m';
+
+/**
+ * The server's listen lines: plain HTTP on `application.port`, or only HTTPS on
+ * `application.backendTls.port` with the machine's certificate (then nothing answers in clear).
+ */
+function listen(cluster: Cluster): string {
+  const paths = nginxCertPaths(cluster);
+  if (!paths) return `        listen ${cluster.application.port};`;
+  return [
+    `        listen ${appPort(cluster)} ssl;`,
+    `        ssl_certificate ${paths.cert};`,
+    `        ssl_certificate_key ${paths.key};`,
+    '        ssl_protocols TLSv1.2 TLSv1.3;',
+    // HAProxy keeps connections open (keep-alive) and reuses them; resumption saves the handshake of new ones.
+    '        ssl_session_cache shared:vigil_tls:1m;',
+    '        ssl_session_timeout 10m;',
+  ].join('\n');
+}
 
 export function nginxConfig(cluster: Cluster): string {
   const s = NGINX_DIRS.state;
@@ -62,7 +81,7 @@ http {
     }
 
     server {
-        listen ${cluster.application.port};
+${listen(cluster)}
 
         location / {
             proxy_pass http://refapp;

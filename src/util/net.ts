@@ -1,8 +1,22 @@
 /** Small network helpers shared by the daemons, the lab, tests and benchmarks. */
+import { readFile } from 'node:fs/promises';
+import { request, type RequestOptions } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 
-/** True when `url` answers 2xx within `timeoutMs`; false on any error or other status. */
-export async function httpOk(url: string, timeoutMs = 1000, method = 'GET'): Promise<boolean> {
+/** How an HTTPS URL's certificate is checked: against the CA in `caFile`, for the DNS name `servername`. */
+export interface TlsCheck {
+  caFile: string;
+  servername: string;
+  /** false: any certificate is accepted (only where the operator wrote it). */
+  verify: boolean;
+}
+
+/**
+ * True when `url` answers 2xx within `timeoutMs`; false on any error or other status. With `tls`,
+ * an https URL whose certificate does not chain to the CA or does not name `servername` fails.
+ */
+export async function httpOk(url: string, timeoutMs = 1000, method = 'GET', tls?: TlsCheck): Promise<boolean> {
+  if (tls) return httpsOk(url, timeoutMs, method, tls);
   try {
     const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
     await res.arrayBuffer();
@@ -10,6 +24,38 @@ export async function httpOk(url: string, timeoutMs = 1000, method = 'GET'): Pro
   } catch {
     return false;
   }
+}
+
+async function httpsOk(url: string, timeoutMs: number, method: string, tls: TlsCheck): Promise<boolean> {
+  let ca: Buffer | undefined;
+  if (tls.verify) {
+    try {
+      ca = await readFile(tls.caFile);
+    } catch {
+      return false;
+    }
+  }
+  // A fresh connection each time (agent: false): a certificate replaced on the server is seen at once.
+  const options = { method, servername: tls.servername, rejectUnauthorized: tls.verify, ...(ca ? { ca } : {}), agent: false as const };
+  return httpsText(url, { ...options, signal: AbortSignal.timeout(timeoutMs) }).then(
+    (r) => r.status >= 200 && r.status < 300,
+    () => false,
+  );
+}
+
+/** An HTTPS request with node:https's options (CA, agent, server name, signal): the status and the body as text. */
+export function httpsText(url: string, options: RequestOptions): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, options, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** A TCP port free right now on `host` (the kernel picks it; it may be taken again before use). */

@@ -173,13 +173,26 @@ function checkPair(w: Where, cert: TlsPathFact, key: TlsPathFact): void {
       edit(w, `set ${key.key} to the certificate's own key (or put a certificate issued for this key at ${certPath})`),
     );
   const renew = `put a renewed certificate at ${certPath}; ${restart(w)}`;
+  const v = validity(x, ctx.now);
+  const named = `${certPath} (${cert.key} in ${w.e.file}) on ${m}`;
+  if (v.state === 'expired') r.fail('app-tls', m, `${named} expired on ${v.notAfter.toISOString()}`, w.why, renew);
+  else if (v.state === 'expiring') r.warn('app-tls', m, `${named} expires in ${v.days} day(s), on ${v.notAfter.toISOString()}`, w.why, renew);
+  else if (v.state === 'not-yet') r.fail('app-tls', m, `${named} is not valid before ${v.notBefore.toISOString()}`, w.why, renew);
+}
+
+/**
+ * A certificate's validity now: expired, not yet valid, expiring within the warning threshold, or
+ * fine. Shared by the application's own HTTPS (here) and the proxy's HTTPS to the app machines
+ * (backend-tls.ts).
+ */
+export function validity(x: X509Certificate, now: Date): { state: 'expired' | 'not-yet' | 'expiring' | 'ok'; notAfter: Date; notBefore: Date; days: number } {
   const notAfter = new Date(x.validTo);
-  const days = (notAfter.getTime() - ctx.now.getTime()) / DAY_MS;
-  if (days <= 0) r.fail('app-tls', m, `${certPath} (${cert.key} in ${w.e.file}) on ${m} expired on ${notAfter.toISOString()}`, w.why, renew);
-  else if (days < THRESHOLDS.certWarnDays)
-    r.warn('app-tls', m, `${certPath} (${cert.key} in ${w.e.file}) on ${m} expires in ${Math.floor(days)} day(s), on ${notAfter.toISOString()}`, w.why, renew);
-  if (new Date(x.validFrom) > ctx.now)
-    r.fail('app-tls', m, `${certPath} (${cert.key} in ${w.e.file}) on ${m} is not valid before ${new Date(x.validFrom).toISOString()}`, w.why, renew);
+  const notBefore = new Date(x.validFrom);
+  const left = (notAfter.getTime() - now.getTime()) / DAY_MS;
+  const days = Math.floor(left);
+  if (left <= 0) return { state: 'expired', notAfter, notBefore, days };
+  if (notBefore > now) return { state: 'not-yet', notAfter, notBefore, days };
+  return { state: left < THRESHOLDS.certWarnDays ? 'expiring' : 'ok', notAfter, notBefore, days };
 }
 
 function checkListening(w: Where, f: MachineFacts, before: number): void {

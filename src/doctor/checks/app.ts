@@ -6,6 +6,7 @@
  */
 import { agentMachines, withRole } from '../../config/schema.ts';
 import { AGENT_PORT } from '../../layout/network.ts';
+import { appPort } from '../../layout/backend.ts';
 import { UNITS } from '../../layout/units.ts';
 import type { Results } from '../results.ts';
 import { activeNode, fmtBytes, reachable, type EvalContext } from './context.ts';
@@ -15,7 +16,7 @@ const TWO_MASTERS = 'only the active machine may serve: anything answering on a 
 export function checkServices(ctx: EvalContext, r: Results): void {
   const active = activeNode(ctx);
   const up = reachable(ctx);
-  const port = ctx.cluster.application.port;
+  const port = appPort(ctx.cluster);
   for (const m of withRole(ctx.cluster, 'app')) {
     const f = up.get(m.name);
     if (!f) continue;
