@@ -19,7 +19,7 @@ import { loadPki } from '../pki/ca.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
-import { Agent, type AgentMemory } from './agent.ts';
+import { Agent, type ActivationHook, type AgentMemory } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler } from './api.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
@@ -70,6 +70,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
           }
         : {}),
       services,
+      ...(services && cluster.application.activation ? { activation: activationHook(cluster.application.activation) } : {}),
       appHealth: async () => (await fetch(healthUrl, { signal: AbortSignal.timeout(1000) })).ok,
       beforeStart: async () => {
         await sync?.update(agentView(agent));
@@ -146,6 +147,27 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
+}
+
+/**
+ * The application's activation endpoint (docs/application-contract.md): a POST with a deadline;
+ * anything but a 2xx answer within it is a failure (for a deactivation: a fence).
+ */
+export function activationHook(o: { url: string; timeoutMs: number }): ActivationHook {
+  const post = async (body: Record<string, unknown>) => {
+    const res = await fetch(o.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(o.timeoutMs),
+    });
+    const text = (await res.text()).slice(0, 200);
+    if (res.status < 200 || res.status > 299) throw new Error(`${o.url} answered ${res.status}: ${text}`);
+  };
+  return {
+    activate: (epoch, validForMs) => post({ active: true, epoch, validForMs }),
+    deactivate: () => post({ active: false }),
+  };
 }
 
 /** Where the agent keeps its memory (AgentMemory) across restarts. */
