@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { Checker } from '../../src/lab/checker.ts';
 import type { LabTopology } from '../../src/lab/topology.ts';
+import pg from 'pg';
+import { waitFor } from '../../src/util/exec.ts';
 import { failoverTests } from './failover-scenarios.ts';
 
 for (const topology of ['distributed', 'pair'] as LabTopology[]) {
@@ -33,5 +35,41 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
     });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
+
+    it("the checker reports a double run of the background job planted in the database (the old machine's epoch, inside the active machine's span)", async () => {
+      const before = await checker!.checkJob();
+      const last = before.runs.at(-1)!;
+      const other = lab.cluster.machines.find((m) => m.roles.includes('app') && m.name !== last.node)!.name;
+      const db = new pg.Client({
+        host: lab.cluster.machines.find((m) => m.roles.includes('proxy'))!.address,
+        port: lab.cluster.proxy.postgresPort,
+        user: lab.cluster.database.appUser,
+        password: lab.secrets.appDbPassword,
+        database: lab.cluster.database.appDatabase,
+      });
+      await db.connect();
+      let plantedId: string | undefined;
+      try {
+        // Written past the fence, as a machine that ignored it would: at an older epoch, now.
+        const planted = await db.query<{ id: string }>('INSERT INTO sla_runs (node, epoch, ran_at) VALUES ($1, $2, clock_timestamp()) RETURNING id', [
+          other,
+          last.epoch - 1,
+        ]);
+        plantedId = planted.rows[0]!.id;
+        const job = await waitFor(
+          'the active machine to run the job after the planted run',
+          async () => {
+            const j = await checker!.checkJob();
+            return j.overlaps.length > 0 ? j : undefined;
+          },
+          15_000,
+          500,
+        );
+        assert.match(job.text, new RegExp(`VIOLATION: the background job ran on two machines at once: .*${other}`));
+      } finally {
+        if (plantedId) await db.query('DELETE FROM sla_runs WHERE id = $1', [plantedId]).catch(() => undefined);
+        await db.end();
+      }
+    });
   });
 }

@@ -6,7 +6,9 @@
  * :80 (and rows through :5000). After each fault: another machine serves; in no sample round were
  * two app machines UP and READY in a proxy, two agents active, two /role 200 or two primaries; the
  * old machine acknowledges no write once the new one has (also once it is resumed, reconnected or
- * revived); every acknowledged write is there; and exactly one machine is active in every view.
+ * revived); every acknowledged write is there; exactly one machine is active in every view; and
+ * the application's background job (the reference application's SLA timer) moved to the new
+ * machine at a newer epoch and never ran on two machines at once (on the database's clock).
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -112,6 +114,32 @@ export function failoverTests(label: string, env: () => { lab: LabHandle; checke
       assert.deepEqual(report.servedAfterTakeover, [], report.text);
       const missing = await checker.missingWrites();
       assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
+      const job = await jobMoved(checker, first.node, old);
+      console.log(`# ${label}, ${fault.name}: ${job.text.split('\n')[0]}`);
+      assert.deepEqual(job.overlaps, [], job.text);
     });
+  }
+}
+
+/**
+ * Until the background job has run on `to` at an epoch above every epoch `from` ran it at (an
+ * empty table would prove nothing); then its runs since the checker started, with the overlaps.
+ */
+export async function jobMoved(checker: Checker, to: string, from: string): ReturnType<Checker['checkJob']> {
+  let last = '';
+  try {
+    return await waitFor(
+      `the background job to run on ${to} at a newer epoch than on ${from}`,
+      async () => {
+        const job = await checker.checkJob();
+        last = job.text;
+        const oldTop = Math.max(0, ...job.runs.filter((r) => r.node === from).map((r) => r.epoch));
+        return job.runs.some((r) => r.node === to && r.epoch > oldTop) ? job : undefined;
+      },
+      30_000,
+      500,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; ${last}`, { cause: err });
   }
 }
