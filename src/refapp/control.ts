@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { REFAPP_ACTIVATION_PATH } from '../layout/refapp.ts';
 import type { Background } from './background.ts';
-import { HttpError, readJson, sendJson, type Logger } from './http.ts';
+import { HttpError, listen, readJson, sendJson, type Logger } from './http.ts';
 
 const MAX_BODY_BYTES = 4096;
 /** A grant longer than this is refused: it would outlive any lease the agent can hold. */
@@ -64,13 +64,7 @@ export async function startControl(o: {
       if (!res.headersSent) sendJson(res, e.status, { error: e.message, node: o.node }, e.headers);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;
   return {
     port,

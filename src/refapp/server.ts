@@ -24,7 +24,7 @@ import type pg from 'pg';
 import { VigilError, problem } from '../util/errors.ts';
 import { checkAttachmentName, openAttachment, storeAttachment } from './attachments.ts';
 import * as db from './db.ts';
-import { HttpError, logRequest, readJson, sendJson, stdoutLogger, type Logger } from './http.ts';
+import { HttpError, listen, logRequest, readJson, sendJson, stdoutLogger, type Logger } from './http.ts';
 import type { RefappConfig } from './properties.ts';
 import { listenHttps, planHttps } from './https.ts';
 import { Background, slaRun } from './background.ts';
@@ -173,16 +173,6 @@ async function prepareAttachmentsDir(dir: string): Promise<void> {
       { cause: err },
     );
   }
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }
 
 function once(fn: () => Promise<void>): () => Promise<void> {
