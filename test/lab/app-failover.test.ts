@@ -1,5 +1,5 @@
 /**
- * Application failover with fencing, on `pair` and `distributed` labs (the scenarios are in
+ * Application failover with fencing, on `pair` (warm standby) and `distributed` (cold) labs (the scenarios are in
  * failover-scenarios.ts; test/lab/apply.test.ts runs them on a cluster installed by `vigil apply`).
  */
 import { after, before, describe, it } from 'node:test';
@@ -11,14 +11,20 @@ import pg from 'pg';
 import { waitFor } from '../../src/util/exec.ts';
 import { failoverTests } from './failover-scenarios.ts';
 
-for (const topology of ['distributed', 'pair'] as LabTopology[]) {
-  describe(`application failover on ${topology}`, () => {
+// `distributed` runs the application cold on the standby (started on activation), `pair` warm (its
+// service on every app machine, only activated): every scenario is checked in both modes, with no
+// lab brought up for it alone.
+for (const [topology, warm] of [
+  ['distributed', false],
+  ['pair', true],
+] as [LabTopology, boolean][]) {
+  describe(`application failover on ${topology}${warm ? ', warm standby' : ''}`, () => {
     let lab: LabHandle;
     let checker: Checker | undefined;
 
     before(async () => {
       await labDown();
-      lab = await labUp({ topology }, (l) => console.log(`# lab: ${l}`));
+      lab = await labUp({ topology, application: { warm } }, (l) => console.log(`# lab: ${l}`));
       checker = new Checker(lab, { dbWriter: true });
       await checker.start();
     });
@@ -32,6 +38,12 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
       const machines = await labStatus();
       assert.ok(machines.find((m) => m.name === 'observer')!.processes.observer, 'observer runs on the observer machine');
       for (const m of machines.filter((x) => x.roles.includes('app') || x.roles.includes('db'))) assert.ok(m.processes.agent, `agent runs on ${m.name}`);
+      // Warm: the application runs on every app machine, the standby's too (its agent starts it); cold: on one.
+      const want = warm ? 2 : 1;
+      const appMachines = async () => (await labStatus()).filter((m) => m.roles.includes('app') && m.processes.app).map((m) => m.name);
+      await waitFor(`the application on ${want} app machine(s)`, async () => ((await appMachines()).length === want ? true : undefined), 30_000, 500).catch(
+        async (err: Error) => assert.fail(`${err.message}: it runs on ${(await appMachines()).join(', ') || 'no machine'}`),
+      );
     });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
