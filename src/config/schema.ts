@@ -206,6 +206,14 @@ export const clusterFileSchema = z
           .describe(
             "How long the active app machine must fail the observer's deep check (through the app to the database) before it fails over; default 2000.",
           ),
+        appStartTimeoutMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(10_000)
+          .describe(
+            "How long a newly activated app machine may take to serve (pass the observer's deep check) before it counts as failing and the observer moves on; default 10000. On a cold standby it must cover the application's start-up time (a Java application server: a minute or more), or the observer fails over away from a machine that is still starting, again and again; a warm standby (`runsOn: every`) needs only seconds.",
+          ),
         dbFailAfterMs: z
           .number()
           .int()

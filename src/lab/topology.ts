@@ -129,7 +129,7 @@ export function labClusterYaml(shape: LabShape): string {
 }
 
 /** The reference application's placement, activation hook and start-up time (docs/application-contract.md). */
-function labApplication(shape: LabShape): Record<string, unknown> {
+export function labApplication(shape: Pick<LabShape, 'application'>): Record<string, unknown> {
   const warm = shape.application?.warm ?? false;
   return {
     services: [
