@@ -8,11 +8,21 @@
  * and every round is checked: no two machines serving at once, no acknowledged write lost. It adds
  * load to this host and the machines: the published figures are taken without it.
  *
+ * With `--startup S` the reference application takes S seconds to start (its health check answers
+ * 503 until then, as a Java application server would), and `--mode cold --mode warm` measures, in
+ * the same run, one lab per mode: `cold` starts the application on the standby only at failover
+ * (its service `runsOn: active`, as before), `warm` keeps it running on every app machine
+ * (`runsOn: every`) and failover only activates it. `--fault` picks faults by name (`machine`,
+ * `process`); `--skip-switchover` leaves the switchover out.
+ *
  *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair] [--checker]
+ *     [--startup 30 --mode cold --mode warm] [--fault process] [--skip-switchover]
  */
 import { parseArgs } from 'node:util';
 import { withRole } from '../src/config/schema.ts';
-import { labDown, labKill, labRevive, labSignal, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { labDown, labKill, labRevive, labRun, labSignal, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { REFAPP_PORT } from '../src/layout/network.ts';
+import { VIGIL_INSTALL } from '../src/layout/units.ts';
 import { Checker } from '../src/lab/checker.ts';
 import { HttpProbe } from '../src/lab/probe.ts';
 import { labSettled } from '../src/lab/settle.ts';
@@ -24,10 +34,23 @@ import { sendRequest } from '../src/ops/requests.ts';
 import { waitFor } from '../src/util/exec.ts';
 
 const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '3' }, topology: { type: 'string', multiple: true }, checker: { type: 'boolean', default: false } },
+  options: {
+    rounds: { type: 'string', default: '3' },
+    topology: { type: 'string', multiple: true },
+    checker: { type: 'boolean', default: false },
+    startup: { type: 'string' },
+    mode: { type: 'string', multiple: true },
+    fault: { type: 'string', multiple: true },
+    'skip-switchover': { type: 'boolean', default: false },
+  },
 });
 const rounds = Number(values.rounds);
 const topologies = (values.topology ?? ['distributed', 'pair']) as LabTopology[];
+const modes = values.mode ?? ['cold'];
+for (const m of modes) if (m !== 'cold' && m !== 'warm') throw new Error(`--mode ${m}: use cold or warm`);
+const startupSeconds = values.startup === undefined ? undefined : Number(values.startup);
+if (startupSeconds !== undefined && !(Number.isInteger(startupSeconds) && startupSeconds >= 0))
+  throw new Error(`--startup ${values.startup}: a whole number of seconds`);
 
 interface Fault {
   name: string;
@@ -36,10 +59,11 @@ interface Fault {
   inject(node: string): Promise<unknown>;
   recover(node: string): Promise<unknown>;
 }
-const FAULTS: Fault[] = [
+const ALL_FAULTS: Fault[] = [
   { name: 'machine killed', killsMachine: true, inject: (n) => labKill(n), recover: (n) => labRevive(n) },
   { name: 'app process killed', killsMachine: false, inject: (n) => labSignal(n, 'app', 'SIGKILL'), recover: async () => {} },
 ];
+const FAULTS = ALL_FAULTS.filter((f) => !values.fault || values.fault.some((word) => f.name.includes(word)));
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -53,6 +77,24 @@ interface Row {
   what: string;
   http: number[];
   write: number[];
+}
+
+/**
+ * With a warm standby, until the application answers its own health check on every app machine:
+ * the one a fault killed is started again by its agent and takes its start-up time, and a round
+ * begun before it is up would measure a cold start. Asked on each machine's loopback (the app's
+ * port is not reachable from outside).
+ */
+async function warmEverywhere(lab: LabHandle): Promise<void> {
+  if (!lab.cluster.application.services.some((s) => s.runsOn === 'every')) return;
+  const check = `fetch('http://127.0.0.1:${REFAPP_PORT}/health').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))`;
+  for (const m of withRole(lab.cluster, 'app'))
+    await waitFor(
+      `the warm application on ${m.name} to answer its health check`,
+      async () => ((await labRun(m.name, [VIGIL_INSTALL.node, '-e', check])).code === 0 ? true : undefined),
+      180_000,
+      1000,
+    );
 }
 
 async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
@@ -79,6 +121,7 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       const row: Row = { topology, what: fault.name, http: [], write: [] };
       for (let r = 1; r <= rounds; r++) {
         await labSettled(lab);
+        await warmEverywhere(lab);
         const old = await waitFor('a machine serving', async () => probe.current() ?? undefined, 30_000, 50);
         const t0 = performance.now();
         await fault.inject(old);
@@ -105,8 +148,9 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       rows.push(row);
     }
     const pause: Row = { topology, what: 'switchover: longest gap between acknowledged writes', http: [], write: [] };
-    for (let r = 1; r <= rounds; r++) {
+    for (let r = 1; r <= (values['skip-switchover'] ? 0 : rounds); r++) {
       await labSettled(lab);
+      await warmEverywhere(lab);
       const t0 = performance.now();
       const active = await withOps(LAB_OPS, (ctx) => sendRequest(ctx, { kind: 'switchover' }, () => {}));
       // The pause ends when the new machine answers through :80 and writes flow again, plus a margin.
@@ -128,7 +172,7 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       pause.http.push(httpGap / 1000);
       console.log(`${topology} switchover round ${r}: longest write gap ${(gap / 1000).toFixed(2)} s, longest :80 gap ${(httpGap / 1000).toFixed(2)} s`);
     }
-    rows.push(pause);
+    if (pause.http.length) rows.push(pause);
   } finally {
     await probe.stop();
     await writer.stop();
@@ -142,17 +186,26 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
 }
 
 const all: Row[] = [];
-for (const topology of topologies) {
-  await labDown();
-  console.log(`--- ${topology}: lab up`);
-  const lab = await labUp({ topology });
-  try {
-    all.push(...(await measure(lab, topology)));
-  } finally {
+for (const topology of topologies)
+  for (const mode of modes) {
     await labDown();
+    const label = modes.length > 1 || startupSeconds !== undefined ? `${topology} ${mode}` : topology;
+    console.log(`--- ${label}: lab up${startupSeconds === undefined ? '' : ` (the application starts in ${startupSeconds} s)`}`);
+    const lab = await labUp({
+      topology,
+      application: { warm: mode === 'warm', ...(startupSeconds === undefined ? {} : { refappStartupSeconds: startupSeconds }) },
+      // A cold standby's activation must be given the start-up time, or the observer moves on from a machine still starting.
+      ...(startupSeconds === undefined ? {} : { timers: { appStartTimeoutMs: (startupSeconds + 15) * 1000 } }),
+    });
+    try {
+      all.push(...(await measure(lab, label)));
+    } finally {
+      await labDown();
+    }
   }
-}
-console.log(`\nApplication failover, ${rounds} rounds each (seconds; median | worst | rounds)`);
+console.log(
+  `\nApplication failover, ${rounds} rounds each${startupSeconds === undefined ? '' : `, application start-up ${startupSeconds} s`} (seconds; median | worst | rounds)`,
+);
 console.log('| topology | fault | :80 answered by another machine | first write through :5000 |');
 console.log('|---|---|---|---|');
 for (const r of all) console.log(`| ${r.topology} | ${r.what} | ${fmt(r.http)} | ${fmt(r.write)} |`);
