@@ -12,11 +12,21 @@
  * the proxy to the app machines, verified (`application.backendTls`, certificates from the
  * cluster CA): the figures of both stand side by side.
  *
+ * With `--startup S` the reference application takes S seconds to start (its health check answers
+ * 503 until then, as a Java application server would), and `--mode cold --mode warm` measures, in
+ * the same run, one lab per mode: `cold` starts the application on the standby only at failover
+ * (its service `runsOn: active`, as before), `warm` keeps it running on every app machine
+ * (`runsOn: every`) and failover only activates it. `--fault` picks faults by name (`machine`,
+ * `process`); `--skip-switchover` leaves the switchover out.
+ *
  *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair] [--checker] [--backend-tls]
+ *     [--startup 30 --mode cold --mode warm] [--fault process] [--skip-switchover]
  */
 import { parseArgs } from 'node:util';
 import { withRole } from '../src/config/schema.ts';
-import { labDown, labKill, labRevive, labSignal, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { labDown, labKill, labRevive, labRun, labSignal, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { REFAPP_PORT } from '../src/layout/network.ts';
+import { VIGIL_INSTALL } from '../src/layout/units.ts';
 import { Checker } from '../src/lab/checker.ts';
 import { HttpProbe } from '../src/lab/probe.ts';
 import { labSettled } from '../src/lab/settle.ts';
@@ -33,12 +43,21 @@ const { values } = parseArgs({
     topology: { type: 'string', multiple: true },
     checker: { type: 'boolean', default: false },
     'backend-tls': { type: 'boolean', default: false },
+    startup: { type: 'string' },
+    mode: { type: 'string', multiple: true },
+    fault: { type: 'string', multiple: true },
+    'skip-switchover': { type: 'boolean', default: false },
   },
 });
 /** Plain HTTP to the app machines, and with --backend-tls also verified HTTPS (the same lab shape otherwise). */
 const variants = values['backend-tls'] ? [false, true] : [false];
 const rounds = Number(values.rounds);
 const topologies = (values.topology ?? ['distributed', 'pair']) as LabTopology[];
+const modes = values.mode ?? ['cold'];
+for (const m of modes) if (m !== 'cold' && m !== 'warm') throw new Error(`--mode ${m}: use cold or warm`);
+const startupSeconds = values.startup === undefined ? undefined : Number(values.startup);
+if (startupSeconds !== undefined && !(Number.isInteger(startupSeconds) && startupSeconds >= 0))
+  throw new Error(`--startup ${values.startup}: a whole number of seconds`);
 
 interface Fault {
   name: string;
@@ -47,10 +66,11 @@ interface Fault {
   inject(node: string): Promise<unknown>;
   recover(node: string): Promise<unknown>;
 }
-const FAULTS: Fault[] = [
+const ALL_FAULTS: Fault[] = [
   { name: 'machine killed', killsMachine: true, inject: (n) => labKill(n), recover: (n) => labRevive(n) },
   { name: 'app process killed', killsMachine: false, inject: (n) => labSignal(n, 'app', 'SIGKILL'), recover: async () => {} },
 ];
+const FAULTS = ALL_FAULTS.filter((f) => !values.fault || values.fault.some((word) => f.name.includes(word)));
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -64,6 +84,24 @@ interface Row {
   what: string;
   http: number[];
   write: number[];
+}
+
+/**
+ * With a warm standby, until the application answers its own health check on every app machine:
+ * the one a fault killed is started again by its agent and takes its start-up time, and a round
+ * begun before it is up would measure a cold start. Asked on each machine's loopback (the app's
+ * port is not reachable from outside).
+ */
+async function warmEverywhere(lab: LabHandle): Promise<void> {
+  if (!lab.cluster.application.services.some((s) => s.runsOn === 'every')) return;
+  const check = `fetch('http://127.0.0.1:${REFAPP_PORT}/health').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))`;
+  for (const m of withRole(lab.cluster, 'app'))
+    await waitFor(
+      `the warm application on ${m.name} to answer its health check`,
+      async () => ((await labRun(m.name, [VIGIL_INSTALL.node, '-e', check])).code === 0 ? true : undefined),
+      180_000,
+      1000,
+    );
 }
 
 async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
@@ -90,6 +128,7 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       const row: Row = { topology, what: fault.name, http: [], write: [] };
       for (let r = 1; r <= rounds; r++) {
         await labSettled(lab);
+        await warmEverywhere(lab);
         const old = await waitFor('a machine serving', async () => probe.current() ?? undefined, 30_000, 50);
         const t0 = performance.now();
         await fault.inject(old);
@@ -116,8 +155,9 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       rows.push(row);
     }
     const pause: Row = { topology, what: 'switchover: longest gap between acknowledged writes', http: [], write: [] };
-    for (let r = 1; r <= rounds; r++) {
+    for (let r = 1; r <= (values['skip-switchover'] ? 0 : rounds); r++) {
       await labSettled(lab);
+      await warmEverywhere(lab);
       const t0 = performance.now();
       const active = await withOps(LAB_OPS, (ctx) => sendRequest(ctx, { kind: 'switchover' }, () => {}));
       // The pause ends when the new machine answers through :80 and writes flow again, plus a margin.
@@ -139,7 +179,7 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       pause.http.push(httpGap / 1000);
       console.log(`${topology} switchover round ${r}: longest write gap ${(gap / 1000).toFixed(2)} s, longest :80 gap ${(httpGap / 1000).toFixed(2)} s`);
     }
-    rows.push(pause);
+    if (pause.http.length) rows.push(pause);
   } finally {
     await probe.stop();
     await writer.stop();
@@ -153,20 +193,29 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
 }
 
 const all: Row[] = [];
-for (const topology of topologies) {
-  for (const tls of variants) {
-    const label = tls ? `${topology}, backend TLS` : topology;
-    await labDown();
-    console.log(`--- ${label}: lab up`);
-    const lab = await labUp({ topology, ...(tls ? { backendTls: { verify: true } } : {}) });
-    try {
-      all.push(...(await measure(lab, label)));
-    } finally {
+for (const topology of topologies)
+  for (const mode of modes)
+    for (const tls of variants) {
       await labDown();
+      const base = modes.length > 1 || startupSeconds !== undefined ? `${topology} ${mode}` : topology;
+      const label = tls ? `${base}, backend TLS` : base;
+      console.log(`--- ${label}: lab up${startupSeconds === undefined ? '' : ` (the application starts in ${startupSeconds} s)`}`);
+      const lab = await labUp({
+        topology,
+        application: { warm: mode === 'warm', ...(startupSeconds === undefined ? {} : { refappStartupSeconds: startupSeconds }) },
+        ...(tls ? { backendTls: { verify: true } } : {}),
+        // A cold standby's activation must be given the start-up time, or the observer moves on from a machine still starting.
+        ...(startupSeconds === undefined ? {} : { timers: { appStartTimeoutMs: (startupSeconds + 15) * 1000 } }),
+      });
+      try {
+        all.push(...(await measure(lab, label)));
+      } finally {
+        await labDown();
+      }
     }
-  }
-}
-console.log(`\nApplication failover, ${rounds} rounds each (seconds; median | worst | rounds)`);
+console.log(
+  `\nApplication failover, ${rounds} rounds each${startupSeconds === undefined ? '' : `, application start-up ${startupSeconds} s`} (seconds; median | worst | rounds)`,
+);
 console.log('| topology | fault | :80 answered by another machine | first write through :5000 |');
 console.log('|---|---|---|---|');
 for (const r of all) console.log(`| ${r.topology} | ${r.what} | ${fmt(r.http)} | ${fmt(r.write)} |`);

@@ -346,3 +346,123 @@ test('a fence for an epoch more than one above the newest seen is refused and ch
   await again.tick();
   assert.equal(running, true, 'a record at or above the fence starts it again');
 });
+
+/** An app machine with a warm `app` (every machine) and `nginx` (active only), and the application's activation hook. */
+function warmHarness(node = 'app1') {
+  let now = 0;
+  let record: ActiveRecord | null = null;
+  const run = { app: false, nginx: false };
+  /** What the application believes: active at an epoch until a time, or not. */
+  let app: { epoch: number; untilMs: number } | null = null;
+  let hookFails = false;
+  const calls: string[] = [];
+  const log: string[] = [];
+  const services: ServiceRunner = {
+    start: async (scope = 'all') => {
+      run.app = true;
+      if (scope === 'all') run.nginx = true;
+    },
+    stop: async (scope = 'all') => {
+      run.nginx = false;
+      if (scope === 'all') {
+        run.app = false;
+        app = null; // a stopped process runs nothing
+      }
+    },
+    states: async () => [
+      { name: 'nginx', running: run.nginx, runsOn: 'active' },
+      { name: 'app', running: run.app, runsOn: 'every' },
+    ],
+  };
+  const agent = new Agent(
+    {
+      node,
+      confirm: async () => ({ record, sentAtMs: now }),
+      services,
+      activation: {
+        activate: async (epoch, validForMs) => {
+          calls.push(`activate ${epoch} ${validForMs}`);
+          if (hookFails) throw new Error('connect ECONNREFUSED');
+          app = { epoch, untilMs: now + validForMs };
+        },
+        deactivate: async () => {
+          calls.push('deactivate');
+          if (hookFails) throw new Error('timeout');
+          app = null;
+        },
+      },
+      appHealth: async () => run.app && run.nginx,
+      now: () => now,
+      log: (e) => log.push(e),
+    },
+    { leaseMs: 3000 },
+  );
+  return {
+    agent,
+    run,
+    calls,
+    log,
+    appActive: () => (app !== null && now < app.untilMs ? app.epoch : null),
+    set: (n: string, epoch: number) => void (record = { node: n, epoch, since: '', reason: 'test' }),
+    advance: (ms: number) => void (now += ms),
+    hookFails: (v: boolean) => void (hookFails = v),
+  };
+}
+
+test('warm standby: a standby keeps its `every` services running, inactive, and its role check says no', async () => {
+  const h = warmHarness('app2');
+  h.set('app1', 1);
+  await h.agent.tick();
+  assert.deepEqual(h.run, { app: true, nginx: false });
+  assert.equal(h.appActive(), null);
+  assert.equal(await h.agent.roleCheck(), false);
+  await h.agent.tick();
+  assert.ok(!h.calls.some((c) => c.startsWith('activate')), 'never activated on a standby');
+});
+
+test('warm standby: activation starts the `active` services and activates the application, renewed every cycle with the lease left', async () => {
+  const h = warmHarness();
+  h.set('app2', 1);
+  await h.agent.tick();
+  h.set('app1', 2);
+  await h.agent.tick();
+  assert.deepEqual(h.run, { app: true, nginx: true });
+  assert.equal(h.appActive(), 2);
+  assert.equal(h.agent.roleOk(), true);
+  h.advance(1000);
+  await h.agent.tick();
+  assert.deepEqual(
+    h.calls.filter((c) => c.startsWith('activate')),
+    ['activate 2 3000', 'activate 2 3000'],
+  );
+});
+
+test('warm standby: standing down deactivates the application and keeps it running; a failed deactivation stops everything (fence)', async () => {
+  const h = warmHarness();
+  h.set('app1', 1);
+  await h.agent.tick();
+  h.set('app2', 2);
+  await h.agent.tick();
+  assert.deepEqual([h.run, h.appActive()], [{ app: true, nginx: false }, null]);
+  assert.ok(h.calls.includes('deactivate'));
+
+  h.set('app1', 3);
+  await h.agent.tick();
+  assert.equal(h.appActive(), 3);
+  h.hookFails(true);
+  h.set('app2', 4);
+  await h.agent.tick();
+  assert.deepEqual(h.run, { app: false, nginx: false }, 'everything stopped: the application did not confirm');
+  assert.ok(h.log.includes('deactivate-failed'));
+});
+
+test("warm standby: an application activated before the agent's lease ran out stops by itself with it; the agent stands it down too", async () => {
+  const h = warmHarness();
+  h.set('app1', 1);
+  await h.agent.tick();
+  h.advance(3000);
+  assert.equal(h.appActive(), null, 'the grant ran out with the lease');
+  await h.agent.leaseEnded();
+  assert.deepEqual(h.run, { app: true, nginx: false });
+  assert.equal(h.calls.at(-1), 'deactivate');
+});

@@ -8,9 +8,23 @@
  * machine it replaces drops its claim after its services have stopped; one that cannot (dead,
  * paused, cut off from etcd) loses it when its lease expires, which is after it has stopped
  * believing it may serve. So a proxy that still reaches the old machine never sees two serve.
+ *
+ * Warm standby (docs/application-contract.md): services placed on `every` app machine keep running
+ * on a standby; activation then starts only the `active` ones and calls the application's
+ * activation hook, renewed every cycle with the lease left. Standing down calls the hook's
+ * deactivation and stops the `active` services; when the application cannot confirm it stood down
+ * (no answer in time, an error), every service is stopped, as without a warm standby.
  */
 import type { ActiveRecord, ServingClaim } from '../model/ha.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
+
+/** The application's activation hook (cluster file `application.activation`). */
+export interface ActivationHook {
+  /** This machine is active at `epoch` for `validForMs` from now, unless renewed. */
+  activate(epoch: number, validForMs: number): Promise<void>;
+  /** This machine is no longer active; resolves once the application confirmed its background work stopped. */
+  deactivate(): Promise<void>;
+}
 
 export interface AgentDeps {
   node: string;
@@ -26,6 +40,8 @@ export interface AgentDeps {
   hold?: { readonly claimed: number | null; claim(epoch: number): Promise<void>; release(): Promise<void> };
   /** Present on app machines. */
   services?: ServiceRunner;
+  /** The application's activation hook, when the cluster file names one. */
+  activation?: ActivationHook;
   /** The application's own health check on this machine (through nginx and the app to the database). */
   appHealth(): Promise<boolean>;
   /** Runs before the services start for a new epoch (file sync stops the receivers of older pushes). */
@@ -73,6 +89,16 @@ export class Agent {
   /** The epoch the services were last started for: they are started once per activation. */
   private startedEpoch: number | null = null;
   private reportedDeath = false;
+  /**
+   * The application may believe this machine active: told so and not told otherwise since (or,
+   * at the agent's start, not known). A warm service that may believe so is stood down before
+   * this machine's claim is dropped.
+   */
+  private toldActive: boolean;
+  /** The epoch the hook last confirmed an activation for, and its last failure (logged once). */
+  private activatedEpoch: number | null = null;
+  private activationError: string | null = null;
+  private warmStartLogged = false;
   /** The memory on disk is up to date. */
   private stored = true;
   private busy: Promise<void> = Promise.resolve();
@@ -86,6 +112,7 @@ export class Agent {
   ) {
     this.highestEpoch = memory.highestEpoch;
     this.fencedBelow = memory.fencedBelow;
+    this.toldActive = deps.activation !== undefined;
   }
 
   /** Active at the current epoch, with a confirmation younger than the lease and, on app machines, the handover done. */
@@ -117,11 +144,58 @@ export class Agent {
   async leaseEnded(): Promise<void> {
     const d = this.deps;
     if (this.isActive() || !d.services) return;
-    if (!(await d.services.states()).some((s) => s.running) || this.isActive()) return;
+    const states = await d.services.states();
+    if (!this.mayServe(states) || this.isActive()) return;
     d.log('self-fence', { reason: `no confirmation of the active record within the lease (${this.timers.leaseMs} ms)` });
     this.startedEpoch = null;
-    await d.services.stop();
+    this.services = states;
+    await this.standDown();
     this.services = await d.services.states();
+  }
+
+  /** Something runs that may act as the active machine: an `active` service, or a warm one the application may still believe active. */
+  private mayServe(states: ServiceState[]): boolean {
+    return states.some((s) => s.running && ((s.runsOn ?? 'active') === 'active' || this.toldActive));
+  }
+
+  /**
+   * No longer active: the warm services are told so (and keep running) and the `active` ones
+   * stop; without the application's confirmation, everything stops (a fence, as without warm services).
+   */
+  private async standDown(): Promise<void> {
+    const d = this.deps;
+    const warm = this.services.some((s) => s.running && s.runsOn === 'every');
+    if (d.activation && warm) {
+      try {
+        await d.activation.deactivate();
+        this.toldActive = false;
+        this.activatedEpoch = null;
+        await d.services!.stop('active');
+        return;
+      } catch (err) {
+        d.log('deactivate-failed', { error: String(err), action: 'stopping every service: the application did not confirm its background work stopped' });
+      }
+    }
+    await d.services!.stop('all');
+    this.toldActive = false;
+    this.activatedEpoch = null;
+  }
+
+  /** Active with every service running: (re)tells the application, with the lease left. A failure is logged once; the next cycle tries again. */
+  private async activate(epoch: number): Promise<void> {
+    const d = this.deps;
+    if (!d.activation) return;
+    this.toldActive = true;
+    try {
+      await d.activation.activate(epoch, Math.max(1, Math.floor(this.leaseLeftMs())));
+      if (this.activatedEpoch !== epoch) d.log('application-activated', { epoch });
+      this.activatedEpoch = epoch;
+      this.activationError = null;
+    } catch (err) {
+      const error = String(err);
+      if (error !== this.activationError) d.log('activate-failed', { epoch, error });
+      this.activationError = error;
+    }
   }
 
   /** What the proxy's check asks, from the last cycle: serve traffic here? */
@@ -231,9 +305,9 @@ export class Agent {
     if (d.services) {
       const want = this.isActive();
       this.services = await d.services.states();
-      const running = this.services.some((s) => s.running);
       const complete = this.services.every((s) => s.running);
       const epoch = this.record?.epoch ?? null;
+      let changed = true;
       if (want && !complete && this.startedEpoch !== epoch) {
         d.log('start-services', { epoch });
         this.startedEpoch = epoch;
@@ -246,14 +320,22 @@ export class Agent {
         // hide a crash loop from the observer and flap between serving and failing.
         if (this.services.some((s) => s.running) || !this.reportedDeath) d.log('service-died', { epoch, services: this.services });
         this.reportedDeath = true;
-      } else if (!want && running) {
+        changed = false;
+      } else if (!want && this.mayServe(this.services)) {
         this.startedEpoch = null; // stopped on purpose (fenced, moved, lease lost): may start again when active
         d.log('stop-services', { epoch: this.record?.epoch ?? null, active: this.record?.node ?? null });
-        await d.services.stop();
-      }
-      if ((want && !complete) || (!want && running)) this.services = await d.services.states();
-      // Replaced (or fenced) and stopped: the machine activated after this one may start now.
-      if (d.hold && !this.named() && !this.services.some((s) => s.running))
+        await this.standDown();
+      } else if (!want && this.services.some((s) => !s.running && s.runsOn === 'every')) {
+        // A standby keeps its warm services running (started by the agent, not routed to).
+        if (!this.warmStartLogged) d.log('start-warm-services', { services: this.services.filter((s) => s.runsOn === 'every').map((s) => s.name) });
+        this.warmStartLogged = true;
+        await d.services.start('every');
+      } else changed = false;
+      if (changed) this.services = await d.services.states();
+      if (this.services.every((s) => s.running || s.runsOn !== 'every')) this.warmStartLogged = false;
+      if (want && epoch !== null && this.services.every((s) => s.running)) await this.activate(epoch);
+      // Replaced (or fenced) and stood down: the machine activated after this one may start now.
+      if (d.hold && !this.named() && !this.mayServe(this.services))
         await d.hold.release().catch((err: unknown) => d.log('release-claim-failed', { error: String(err) }));
     }
     this.appHealthy = this.services.length > 0 && this.services.every((s) => s.running) ? await d.appHealth().catch(() => false) : false;

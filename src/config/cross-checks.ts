@@ -77,6 +77,7 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`, or `application.backendTls.port` when set), db (`database.port`, `database.patroniPort`).',
   "Every `application.tlsEndpoints[].service` is the `name` of one of `application.services`; its `port` counts among the app machines' ports above.",
   '`application.backendTls.certificate` and `application.backendTls.key` are given exactly when `application.backendTls.ca` is your CA file rather than `cluster`.',
+  'A service with `runsOn: every` needs `application.activation`: a warm service must learn which machine is active; service names are unique.',
   '`proxy.tlsCertificate` and `proxy.tlsKey` go together; they and `proxy.tlsDnsNames` need `proxy.tlsBundle`; `proxy.tlsDnsNames` is for the certificate issued by the cluster CA, so not with `proxy.tlsCertificate`.',
 ];
 
@@ -91,6 +92,7 @@ export function checkCluster(c: Cluster, file: ClusterFile, loc: Locator): Probl
     ...checkTls(c, loc),
     ...checkTlsEndpoints(c, loc),
     ...checkBackendTls(c, loc),
+    ...checkPlacement(c, loc),
   ];
 }
 
@@ -130,6 +132,28 @@ export function clusterWarnings(c: Cluster, loc?: Locator): Problem[] {
       'remove `verify: false` (the cluster CA is used by default) or give your CA as application.backendTls.ca',
     ),
   ];
+}
+
+/** Warm services need the activation hook; names are unique (status and doctor report by name). */
+function checkPlacement(c: Cluster, loc: Locator): Problem[] {
+  const out: Problem[] = [];
+  const seen = new Set<string>();
+  c.application.services.forEach((s, i) => {
+    if (seen.has(s.name))
+      out.push(
+        problem(loc.at(['application', 'services', i, 'name']), `\`${s.name}\` names two services`, 'give each service of application.services its own name'),
+      );
+    seen.add(s.name);
+    if (s.runsOn === 'every' && !c.application.activation)
+      out.push(
+        problem(
+          loc.at(['application', 'services', i, 'runsOn']),
+          `\`${s.name}\` runs on every app machine, but application.activation is not set: it could not tell the active machine from a standby`,
+          'add application.activation with the url of its activation endpoint (docs/application-contract.md), or set runsOn: active',
+        ),
+      );
+  });
+  return out;
 }
 
 /** An application HTTPS endpoint belongs to one of the application's services. */

@@ -419,3 +419,42 @@ test('application.tlsEndpoints: defaults, a service that is not one of applicati
   const clash = errorOf(() => parseCluster(endpoint('    - service: app', '      port: 80', '      settingsFile: /opt/app/appsettings.json'), 'c.yaml'));
   assert.match(clash.message, /application\.port and application\.tlsEndpoints\[0\]\.port are both 80/);
 });
+
+test('application.services[].runsOn and application.activation: defaults, a warm service without the hook, a hook off loopback', () => {
+  const app = (...lines: string[]) => file(...PAIR, 'application:', ...lines); // application's first line is 10
+  const plain = parseCluster(file(...PAIR), 'c.yaml');
+  assert.deepEqual(
+    plain.application.services.map((s) => s.runsOn),
+    ['active', 'active'],
+  );
+  assert.equal(plain.application.activation, undefined);
+  assert.equal(plain.application.refappStartupSeconds, 60);
+  const services = [
+    '  services:',
+    '    - name: nginx',
+    '      unit: vigil-nginx.service',
+    '    - name: app',
+    '      unit: vigil-refapp.service',
+    '      runsOn: every',
+  ];
+  const warm = parseCluster(app(...services, '  activation:', '    url: http://127.0.0.1:8081/vigil/activation'), 'c.yaml');
+  assert.deepEqual(warm.application.activation, { url: 'http://127.0.0.1:8081/vigil/activation', timeoutMs: 3000 });
+  assert.deepEqual(
+    warm.application.services.map((s) => s.runsOn),
+    ['active', 'every'],
+  );
+  const noHook = errorOf(() => parseCluster(app(...services), 'c.yaml'));
+  assertProblem(
+    noHook,
+    'CONFIG_INVALID',
+    'c.yaml:15 application.services[1].runsOn',
+    '`app` runs on every app machine, but application.activation is not set',
+    'add application.activation',
+  );
+  const remote = errorOf(() => parseCluster(app(...services, '  activation:', '    url: http://10.0.0.11:8081/x'), 'c.yaml'));
+  assert.match(remote.message, /c\.yaml:17 application\.activation\.url: `url` must be an http:\/\/ URL on loopback/);
+  const twice = errorOf(() =>
+    parseCluster(app('  services:', '    - name: app', '      unit: a.service', '    - name: app', '      unit: b.service'), 'c.yaml'),
+  );
+  assertProblem(twice, 'CONFIG_INVALID', 'c.yaml:13 application.services[1].name', '`app` names two services', 'its own name');
+});

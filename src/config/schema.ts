@@ -127,8 +127,34 @@ export const serviceSchema = z
   .strictObject({
     name: z.string().regex(NAME_RE, { message: 'must be lower case letters, digits and dashes' }).describe('Short name.'),
     unit: z.string().min(1).describe('systemd unit that runs it on a real machine, e.g. nginx.service.'),
+    runsOn: z
+      .enum(['active', 'every'])
+      .default('active')
+      .describe(
+        'Where it runs: `active` (default) only on the active app machine, started on activation; `every` on every app machine, kept running on the standbys (warm standby: started and connected, never routed to unless active), told of activation through `application.activation`, which it then needs.',
+      ),
   })
-  .describe('A service of the application that runs only on the active app machine.');
+  .describe('A service of the application.');
+
+export const activationSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}\/\S*$/, {
+        message: 'must be an http:// URL on loopback with a port, e.g. http://127.0.0.1:8081/vigil/activation',
+      })
+      .describe(
+        'The application\'s activation endpoint on each app machine (loopback): the agent POSTs `{"active": true, "epoch": N, "validForMs": M}` every cycle while its machine is active and `{"active": false}` when it stops being active (docs/application-contract.md).',
+      ),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(30_000)
+      .default(3000)
+      .describe('Deadline of each call; a deactivation not answered 2xx within it stops every service of the machine (a fence). Default 3000.'),
+  })
+  .describe('How the agent tells the application that its machine became active or stopped being active.');
 
 export const clusterFileSchema = z
   .strictObject({
@@ -213,6 +239,14 @@ export const clusterFileSchema = z
           .describe(
             "How long the active app machine must fail the observer's deep check (through the app to the database) before it fails over; default 2000.",
           ),
+        appStartTimeoutMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(10_000)
+          .describe(
+            "How long a newly activated app machine may take to serve (pass the observer's deep check) before it counts as failing and the observer moves on; default 10000. On a cold standby it must cover the application's start-up time (a Java application server: a minute or more), or the observer fails over away from a machine that is still starting, again and again; a warm standby (`runsOn: every`) needs only seconds.",
+          ),
         dbFailAfterMs: z
           .number()
           .int()
@@ -278,10 +312,26 @@ export const clusterFileSchema = z
         services: z
           .array(serviceSchema)
           .default([
-            { name: 'nginx', unit: 'vigil-nginx.service' },
-            { name: 'app', unit: 'vigil-refapp.service' },
+            { name: 'nginx', unit: 'vigil-nginx.service', runsOn: 'active' },
+            { name: 'app', unit: 'vigil-refapp.service', runsOn: 'active' },
           ])
-          .describe('Services that run only on the active app machine.'),
+          .describe(
+            'Services of the application, in start order (stopped in reverse); each runs on the active machine only, or on every app machine (`runsOn`).',
+          ),
+        activation: activationSchema
+          .optional()
+          .describe(
+            'How the agent tells the application that its machine became active or stopped being active (docs/application-contract.md); required by services that run on `every` machine. Left out: the application learns it only by being started and stopped.',
+          ),
+        refappStartupSeconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(3600)
+          .default(60)
+          .describe(
+            'The reference application only: seconds after it starts before its health check answers 200, standing in for a slow application server (default 60; the lab uses 1).',
+          ),
         syncDirs: z
           .array(
             z

@@ -23,7 +23,7 @@ import { claimLabDir, labDown, waitBooted } from './lab.ts';
 import { mirrorSources, startMirror } from './mirror.ts';
 import { LAB_DIR, machineRoot } from './paths.ts';
 import { DEFAULT_RELEASE, RELEASE_INFO, requireRootfs, rootfsVersions, upstreamVersion, type Release } from './rootfs.ts';
-import { needsTtl20 } from './topology.ts';
+import { labApplication, needsTtl20 } from './topology.ts';
 import { writeState, type LabState } from './state.ts';
 import { labMachines, type LabShape } from './topology.ts';
 
@@ -97,6 +97,8 @@ export async function labUpBare(shape: LabShape, progress: (line: string) => voi
       proxy: { tlsBundle: PATHS.tlsBundle },
       // What the release's mirror offers: its PostgreSQL, and Patroni 3.2+'s shortest ttl.
       database: { postgresVersion: RELEASE_INFO[release].postgres },
+      // The reference application as in the lab's own cluster file: its activation hook, a short start-up.
+      application: labApplication({}),
       ...(needsTtl20(upstreamVersion(packages.patroni)) ? { timers: { ttlSeconds: 20 } } : {}),
     };
     const file = answersPath();

@@ -9,7 +9,9 @@
  * - Patroni's `/primary` on every db machine;
  *
  * and several writers create tickets through the proxy's :80 (optionally one writes rows through
- * :5000), each remembering every acknowledged write. The invariants and the timeline printed
+ * :5000), each remembering every acknowledged write. `checkJob()` reads the runs the application's
+ * background job recorded in the database (the reference application's SLA timer) and proves it
+ * never ran on two machines at once (invariants.ts, jobOverlaps). The invariants and the timeline printed
  * around a violation are the pure half, invariants.ts.
  *
  * A round starts every 50 ms, its samples sent together; each sample has a short deadline (400
@@ -26,6 +28,7 @@ import type { AgentStatus } from '../model/ha.ts';
 import { patroniOf } from '../patroni/client.ts';
 import { loadPki } from '../pki/ca.ts';
 import { parseServersState } from '../proxy/runtime.ts';
+import pg from 'pg';
 import { sleep, waitFor } from '../util/exec.ts';
 import { labRuntime, type LabHandle } from './lab.ts';
 import { LAB_DIR } from './paths.ts';
@@ -33,11 +36,15 @@ import { AckWriter } from './writer.ts';
 import {
   APP_BACKEND,
   evaluate,
+  formatJobOverlap,
   formatRound,
+  jobOverlaps,
   formatViolation,
   roundSkew,
   servedAfterTakeover,
   type AckedWrite,
+  type JobOverlap,
+  type JobRun,
   type Round,
   type Sample,
   type ServerSample,
@@ -88,6 +95,8 @@ export class Checker {
   private loops: Promise<void>[] = [];
   private roundNo = 0;
   private verifiedUpTo = 0;
+  /** The database's clock when the checker started: the job's runs it judges are those since. */
+  private dbStartMs: number | null = null;
 
   constructor(
     private readonly lab: LabHandle,
@@ -120,6 +129,7 @@ export class Checker {
     this.tls = new HttpsAgent({ keepAlive: true, maxSockets: 16, ca: [pki.ca], cert: pki.cert, key: pki.key, minVersion: 'TLSv1.2' });
     await this.dbWriter?.prepare();
     this.dbWriter?.start();
+    this.dbStartMs = (await this.queryDb<{ t: Date }>('SELECT now() AS t'))[0]!.t.getTime();
     this.loops.push(this.sampleLoop());
     for (let i = 1; i <= this.o.httpWriters; i++) this.loops.push(this.writeLoop(`w${i}`, this.baseUrls[(i - 1) % this.baseUrls.length]!));
   }
@@ -169,6 +179,54 @@ export class Checker {
           .join(', ')}`,
       );
     return { violations, servedAfterTakeover: late, rounds: rounds.length, skew, text: lines.join('\n') };
+  }
+
+  /**
+   * The background job's runs since the checker started, from the database through the proxy's
+   * :5000: the proven overlaps (two machines running it at once), and the runs per machine and
+   * epoch, so a test can also see that it ran where it should (an empty table proves nothing).
+   */
+  async checkJob(): Promise<{ overlaps: JobOverlap[]; runs: JobRun[]; text: string }> {
+    const rows = await this.queryDb<{ node: string; epoch: string; t: Date }>('SELECT node, epoch, ran_at AS t FROM sla_runs WHERE ran_at >= $1 ORDER BY id', [
+      new Date(this.dbStartMs ?? 0),
+    ]);
+    const runs = rows.map((r) => ({ node: r.node, epoch: Number(r.epoch), atMs: r.t.getTime() }));
+    const overlaps = jobOverlaps(runs);
+    const per = new Map<string, number>();
+    for (const r of runs) per.set(`${r.node}@${r.epoch}`, (per.get(`${r.node}@${r.epoch}`) ?? 0) + 1);
+    const lines = [
+      `background job: ${runs.length} run(s) since the checker started (${[...per].map(([k, n]) => `${k}: ${n}`).join(', ') || 'none'}), ${overlaps.length} overlap(s)`,
+      ...overlaps.slice(0, 5).map(formatJobOverlap),
+    ];
+    return { overlaps, runs, text: lines.join('\n') };
+  }
+
+  /** One query through the proxy's :5000 as the application's user, asked again while the database fails over. */
+  private async queryDb<R extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<R[]> {
+    const { cluster, secrets } = this.lab;
+    const entry = this.proxies[0]!;
+    let last: unknown;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const c = new pg.Client({
+        host: entry.address,
+        port: cluster.proxy.postgresPort,
+        user: cluster.database.appUser,
+        password: secrets.appDbPassword,
+        database: cluster.database.appDatabase,
+        connectionTimeoutMillis: 2000,
+        query_timeout: 5000,
+      });
+      try {
+        await c.connect();
+        return (await c.query<R>(text, params)).rows;
+      } catch (err) {
+        last = err;
+        await sleep(500);
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }
+    throw new Error(`the checker could not query the database through ${entry.address}:${cluster.proxy.postgresPort}: ${shortError(last)}`, { cause: last });
   }
 
   /** The last `n` rounds as readable lines (for a failure message). */

@@ -3,11 +3,14 @@ import { describe, it } from 'node:test';
 import {
   breachesOf,
   evaluate,
+  formatJobOverlap,
   formatRound,
+  jobOverlaps,
   formatViolation,
   roundSkew,
   servedAfterTakeover,
   type AckedWrite,
+  type JobRun,
   type Round,
   type Sample,
   type ServerSample,
@@ -220,5 +223,35 @@ describe('writes served after a takeover', () => {
     );
     assert.deepEqual(servedAfterTakeover(writes.slice(0, 3), 150, 'app2'), []);
     assert.deepEqual(servedAfterTakeover(writes, 150, 'app3'), [], 'the new machine has not served yet');
+  });
+});
+
+describe('the background job invariant', () => {
+  const run = (node: string, epoch: number, atS: number): JobRun => ({ node, epoch, atMs: 1_800_000_000_000 + atS * 1000 });
+
+  it('a handover (app1 until 10 s, app2 from 13 s at a newer epoch) is no overlap, nor is one machine active again', () => {
+    const runs = [1, 2, 3, 10].map((t) => run('app1', 3, t));
+    runs.push(...[13, 14, 15].map((t) => run('app2', 4, t)), run('app1', 5, 20), run('app1', 6, 21));
+    assert.deepEqual(jobOverlaps(runs), []);
+  });
+
+  it('a planted double run (app1 still running at epoch 3 after app2 started at epoch 4) is flagged, on the database clock', () => {
+    const runs = [...[1, 2, 3, 4, 5].map((t) => run('app1', 3, t)), ...[4.5, 5.5].map((t) => run('app2', 4, t))];
+    const o = jobOverlaps(runs);
+    assert.deepEqual(
+      o.map((x) => [x.machines, x.epochs]),
+      [
+        [
+          ['app1', 'app2'],
+          [3, 4],
+        ],
+      ],
+    );
+    assert.match(formatJobOverlap(o[0]!), /^VIOLATION: the background job ran on two machines at once: app1 \(epoch 3, runs .*\) and app2 \(epoch 4/);
+  });
+
+  it("a single stale run inside the other machine's span is flagged too", () => {
+    const runs = [...[10, 11, 12].map((t) => run('app2', 4, t)), run('app1', 3, 11.5)];
+    assert.equal(jobOverlaps(runs).length, 1);
   });
 });

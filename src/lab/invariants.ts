@@ -285,3 +285,60 @@ export function servedAfterTakeover(writes: AckedWrite[], sinceMs: number, to: s
   // it was still served while the new one served: counted too.
   return later.filter((w) => w.node !== to && w.ackMs > first.ackMs);
 }
+
+/** One run of the application's background job (the reference application's SLA timer, `sla_runs`). */
+export interface JobRun {
+  node: string;
+  /** The activation epoch the machine ran it at. */
+  epoch: number;
+  /** When it ran, on the database's clock (ms since 1970): every run is on that one clock. */
+  atMs: number;
+}
+
+/** The job ran on two machines at overlapping times. */
+export interface JobOverlap {
+  machines: [string, string];
+  epochs: [number, number];
+  /** The two machines' spans of runs that overlap, on the database's clock. */
+  spans: [{ fromMs: number; toMs: number }, { fromMs: number; toMs: number }];
+}
+
+/**
+ * Proven overlaps of the background job. A machine runs it once a second for as long as it is
+ * active at one epoch, so its runs at that epoch span a stretch of time in which it ran the job
+ * throughout; and a machine is active at most once per epoch (another machine needs a newer one).
+ * Two machines' spans that share an instant on the database's clock are two machines running the
+ * job at once; spans of one machine (a machine active again at a newer epoch) are not.
+ */
+export function jobOverlaps(runs: JobRun[]): JobOverlap[] {
+  const spans = new Map<string, { node: string; epoch: number; fromMs: number; toMs: number }>();
+  for (const r of runs) {
+    const key = `${r.node}|${r.epoch}`;
+    const s = spans.get(key);
+    if (!s) spans.set(key, { node: r.node, epoch: r.epoch, fromMs: r.atMs, toMs: r.atMs });
+    else Object.assign(s, { fromMs: Math.min(s.fromMs, r.atMs), toMs: Math.max(s.toMs, r.atMs) });
+  }
+  const list = [...spans.values()].sort((a, b) => a.fromMs - b.fromMs || a.node.localeCompare(b.node));
+  const out: JobOverlap[] = [];
+  for (let i = 0; i < list.length; i++)
+    for (let j = i + 1; j < list.length; j++) {
+      const [a, b] = [list[i]!, list[j]!];
+      if (a.node !== b.node && b.fromMs <= a.toMs && a.fromMs <= b.toMs)
+        out.push({
+          machines: [a.node, b.node],
+          epochs: [a.epoch, b.epoch],
+          spans: [
+            { fromMs: a.fromMs, toMs: a.toMs },
+            { fromMs: b.fromMs, toMs: b.toMs },
+          ],
+        });
+    }
+  return out;
+}
+
+/** An overlap as one line, times on the database's clock (UTC). */
+export function formatJobOverlap(o: JobOverlap): string {
+  const t = (ms: number) => new Date(ms).toISOString().slice(11, 23);
+  const [a, b] = o.spans;
+  return `VIOLATION: the background job ran on two machines at once: ${o.machines[0]} (epoch ${o.epochs[0]}, runs ${t(a.fromMs)}..${t(a.toMs)}) and ${o.machines[1]} (epoch ${o.epochs[1]}, runs ${t(b.fromMs)}..${t(b.toMs)}), database clock UTC`;
+}

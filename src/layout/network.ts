@@ -28,5 +28,11 @@ export const AGENT_PORT = 7710;
 /** Port the reference application listens on behind nginx, on loopback of each app machine. */
 export const REFAPP_PORT = 8080;
 
+/**
+ * Port of the reference application's activation endpoint (docs/application-contract.md), on
+ * loopback and apart from REFAPP_PORT: nginx does not proxy it, so no user can reach it.
+ */
+export const REFAPP_CONTROL_PORT = 8081;
+
 /** Port of the reference application's own HTTPS endpoint in the lab (application.tlsEndpoints), on loopback like REFAPP_PORT. */
 export const REFAPP_HTTPS_PORT = 8443;

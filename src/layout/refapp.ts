@@ -18,7 +18,17 @@ export const REFAPP_KEYS = {
   attachmentsDir: 'attachments.dir',
   /** Where its HTTPS settings are (a JSON file with REFAPP_HTTPS_KEYS); left out: no HTTPS port. */
   httpsSettings: 'https.settings',
+  /** Seconds after start before /health answers 200 (a slow application server); default 60. */
+  startupSeconds: 'startup.seconds',
+  /** Loopback port of its activation endpoint (REFAPP_CONTROL_PORT by default). */
+  controlPort: 'control.port',
 } as const;
+
+/** The start-up time of the reference application when its properties file names none. */
+export const REFAPP_DEFAULT_STARTUP_SECONDS = 60;
+
+/** Its activation endpoint's path, on the control port. */
+export const REFAPP_ACTIVATION_PATH = '/vigil/activation';
 
 /**
  * The keys of the reference application's HTTPS settings file (PATHS.refappSettings), JSON as

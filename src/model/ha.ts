@@ -151,7 +151,8 @@ export interface AgentStatus {
    * lease, so it can see the cluster and would learn of its activation at once.
    */
   ready: boolean;
-  services: { name: string; running: boolean }[];
+  /** The application's services: running or not, and where they run (`every`: kept warm on a standby too; absent: `active`). */
+  services: { name: string; running: boolean; runsOn?: 'active' | 'every' }[];
   /**
    * App machines: the machines whose claim to run the application this one, activated, waits to
    * see gone (they stop their services and drop the claim, or their agent's etcd lease expires).

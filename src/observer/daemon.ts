@@ -121,11 +121,11 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
 /**
  * The cluster file's timers in decide's terms. A new node may wait up to the old node's agent
  * lease before it starts (the handover, src/agent/agent.ts), so its activation is given that
- * lease on top of the default time to start.
+ * lease on top of the time to start (`timers.appStartTimeoutMs`).
  */
 export function decideConfig(cluster: Cluster): DecideConfig {
   const handover = Math.max(0, cluster.timers.agentLeaseMs - 3000);
-  return { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs, activateTimeoutMs: DEFAULT_DECIDE_CONFIG.activateTimeoutMs + handover };
+  return { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs, activateTimeoutMs: cluster.timers.appStartTimeoutMs + handover };
 }
 
 async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory> {

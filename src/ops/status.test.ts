@@ -42,6 +42,19 @@ test("status names the active node, the leader and each machine's state", () => 
   assert.match(out, /failover +failover: app2 -> app1/);
 });
 
+test("status shows each app machine's services: where they run and whether they run", () => {
+  const app1 = base.machines[1]!;
+  const agent = {
+    ...app1.agent!,
+    services: [
+      { name: 'nginx', running: true, runsOn: 'active' as const },
+      { name: 'app', running: true, runsOn: 'every' as const },
+    ],
+  };
+  const out = formatStatus({ ...base, machines: [base.machines[0]!, { ...app1, agent }, base.machines[2]!] });
+  assert.match(out, /application services \(runs on: active machine only, or every app machine\)\n {2}app1 +nginx \(active\) running, app \(every\) running/);
+});
+
 test('status says loudly when nobody acts or maintenance is on', () => {
   const out = formatStatus({ ...base, observerLeader: null, maintenance: { since: 'x', by: 'root@vm', reason: 'upgrade' } });
   assert.match(out, /observer leader: NONE/);

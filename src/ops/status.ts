@@ -96,6 +96,8 @@ export function formatStatus(s: ClusterStatus): string {
     const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : m.hasAgent ? '?' : '-';
     lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
   }
+  const services = formatServices(s);
+  if (services.length) lines.push('', 'application services (runs on: active machine only, or every app machine)', ...services);
   const fences = s.machines
     .filter((m) => m.agent?.dbFence)
     .map((m) => {
@@ -112,6 +114,15 @@ export function formatStatus(s: ClusterStatus): string {
     for (const e of s.events) lines.push(`  ${e.at}  ${e.type.padEnd(15)} ${e.message}`);
   }
   return lines.join('\n');
+}
+
+/** Per app machine, each service: where it runs and whether it runs, e.g. `app1  nginx (active) running, app (every) running`. */
+function formatServices(s: ClusterStatus): string[] {
+  return s.machines
+    .filter((m) => m.roles.includes('app') && m.agent && m.agent.services.length > 0)
+    .map(
+      (m) => `  ${m.name.padEnd(10)} ${m.agent!.services.map((x) => `${x.name} (${x.runsOn ?? 'active'}) ${x.running ? 'running' : 'stopped'}`).join(', ')}`,
+    );
 }
 
 const ago = (iso: string | null) => (iso ? `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))} s ago` : 'never');

@@ -87,6 +87,19 @@ const SCHEMA = `
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (ticket_id, name)
   );
+  -- The SLA timer's runs (src/refapp/background.ts): which machine, at which activation epoch,
+  -- on the database's clock; the fence row holds the newest epoch that ran.
+  CREATE TABLE IF NOT EXISTS sla_runs (
+    id bigserial PRIMARY KEY,
+    node text NOT NULL,
+    epoch bigint NOT NULL,
+    ran_at timestamptz NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS sla_fence (
+    id int PRIMARY KEY CHECK (id = 1),
+    epoch bigint NOT NULL
+  );
+  INSERT INTO sla_fence (id, epoch) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
   COMMIT;`;
 
 /**

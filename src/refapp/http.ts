@@ -2,7 +2,7 @@
  * Small HTTP helpers for the reference app: JSON answers, bounded JSON bodies, errors that carry
  * their status, and the one-line-per-request JSON log.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 export type Logger = (entry: Record<string, unknown>) => void;
 
@@ -69,5 +69,16 @@ export function logRequest(req: IncomingMessage, res: ServerResponse, node: stri
     };
     if (!res.writableFinished) entry['aborted'] = true;
     log(entry);
+  });
+}
+
+/** Listens, or rejects with the listen error (a port in use, no permission). */
+export function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
 }

@@ -75,7 +75,17 @@ describe('refappConfigFrom', () => {
       db: { host: '10.0.0.10', port: 5000, name: 'servicedesk', user: 'servicedesk', password: 's3cret pass' },
       http: { host: '127.0.0.1', port: 8080 },
       attachmentsDir: '/var/lib/vigil/app/attachments',
+      startupMs: 60_000,
+      controlPort: 8081,
     });
+  });
+
+  it('takes the start-up time and the control port, and names a bad start-up time', () => {
+    const cfg = refappConfigFrom(parseProperties(`${FULL}\nstartup.seconds=3\ncontrol.port=9001\n`, 'f'), 'f');
+    assert.deepEqual([cfg.startupMs, cfg.controlPort], [3000, 9001]);
+    const problems = problemsOf(() => refappConfigFrom(parseProperties(`${FULL}\nstartup.seconds=-1\n`, 'a.properties'), 'a.properties'));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^a\.properties:\d+ startup\.seconds: not a whole number of seconds$/);
   });
 
   it('defaults http and attachments settings', () => {

@@ -8,8 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_PORT } from '../layout/network.ts';
-import { REFAPP_KEYS } from '../layout/refapp.ts'; // the keys its generator writes (src/render/refapp.ts)
+import { REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
+import { REFAPP_DEFAULT_STARTUP_SECONDS, REFAPP_KEYS } from '../layout/refapp.ts'; // the keys its generator writes (src/render/refapp.ts)
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import { parseProperties, type Properties } from '../util/properties.ts';
 
@@ -20,6 +20,10 @@ export interface RefappConfig {
   /** `port: 0` picks a free port (tests); the properties file must name a real one. */
   http: { host: string; port: number };
   attachmentsDir: string;
+  /** Milliseconds after start before /health answers 200 and the background work may run. */
+  startupMs: number;
+  /** Loopback port of the activation endpoint (`port: 0` picks a free one in tests). */
+  controlPort: number;
   /** Its HTTPS settings file (src/refapp/https.ts); absent: no HTTPS port. */
   httpsSettings?: string;
 }
@@ -61,6 +65,12 @@ export function refappConfigFrom(props: Properties, file: string): RefappConfig 
     if (props.has(k)) report(k, 'not a port number', `write a number from 1 to 65535, e.g. ${k}=${dflt}`);
     return dflt;
   };
+  const seconds = (k: string, dflt: number) => {
+    const raw = text(k, String(dflt));
+    if (/^\d{1,5}$/.test(raw)) return Number(raw);
+    report(k, 'not a whole number of seconds', `write a number from 0 to 99999, e.g. ${k}=${dflt}`);
+    return dflt;
+  };
   const password = props.get(REFAPP_KEYS.dbPassword)?.value ?? '';
   if (props.has(REFAPP_KEYS.dbPassword) && password === '') {
     report(REFAPP_KEYS.dbPassword, 'must not be empty', 'set the database password the cluster secrets file holds');
@@ -80,6 +90,8 @@ export function refappConfigFrom(props: Properties, file: string): RefappConfig 
     },
     http: { host: nonEmpty(REFAPP_KEYS.httpHost) || '127.0.0.1', port: port(REFAPP_KEYS.httpPort, REFAPP_PORT) },
     attachmentsDir,
+    startupMs: seconds(REFAPP_KEYS.startupSeconds, REFAPP_DEFAULT_STARTUP_SECONDS) * 1000,
+    controlPort: port(REFAPP_KEYS.controlPort, REFAPP_CONTROL_PORT),
   };
   const https = text(REFAPP_KEYS.httpsSettings);
   if (https) {

@@ -12,12 +12,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pgLib from 'pg';
 import type { RefappConfig } from './properties.ts';
 import { formatProperties } from '../util/properties.ts';
 import { startRefapp, type RefappServer } from './server.ts';
 import { findPgBinDir, startTestPostgres, type TestPostgres } from '../testing/postgres.ts';
 import { freePort } from '../util/net.ts';
 
+const PgClient = pgLib.Client;
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DB_PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
 
@@ -67,6 +69,10 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: n
   assert.fail(`${what}: not within ${timeoutMs} ms`);
 }
 
+async function post(port: number, body: unknown): Promise<Reply> {
+  return call(`http://127.0.0.1:${port}`, 'POST', '/vigil/activation', JSON.stringify(body));
+}
+
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 const pgBin = findPgBinDir();
@@ -90,6 +96,8 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
       db: { host: pg.host, port: pg.port, name: 'refapp', user: 'refapp', password: DB_PASSWORD },
       http: { host: '127.0.0.1', port: 0 },
       attachmentsDir: join(workDir, 'attachments'),
+      startupMs: 0,
+      controlPort: 0,
     };
     app = await startRefapp(config, { log: (e) => logs.push(e) });
     base = `http://127.0.0.1:${app.port}`;
@@ -231,6 +239,67 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
     assert.deepEqual([created.status, created.json['node']], [201, 'app2']);
   });
 
+  it('answers 503 "starting" until its start-up time is over', async () => {
+    const slow = await startRefapp({ ...config, node: 'slow', startupMs: 600_000 }, { log: () => undefined });
+    try {
+      const r = await call(`http://127.0.0.1:${slow.port}`, 'GET', '/health');
+      assert.deepEqual([r.status, r.json['status']], [503, 'starting']);
+      assert.match(String(r.json['error']), /^starting: up in \d+ s$/);
+      // The activation endpoint answers during start-up; the job waits for the end of it.
+      const a = await post(slow.controlPort, { active: true, epoch: 1, validForMs: 30_000 });
+      assert.deepEqual([a.status, a.json['active']], [200, true]);
+      await slow.background.tick();
+      assert.equal(slow.background.runs, 0);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('runs the SLA job only while activated, records it, and is fenced by a newer epoch', async () => {
+    const runs = async (node: string, epoch: number) => {
+      const client = new PgClient(pg.superuser('refapp'));
+      await client.connect();
+      try {
+        const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM sla_runs WHERE node = $1 AND epoch = $2', [node, epoch]);
+        return Number(rows[0]!.n);
+      } finally {
+        await client.end();
+      }
+    };
+    assert.equal(app!.background.state().active, false, 'a started process is inactive');
+    assert.equal((await post(app!.controlPort, { active: true, epoch: 5, validForMs: 30_000 })).status, 200);
+    await waitFor('app1 to run the job at epoch 5', async () => (await runs('app1', 5)) >= 2, 15_000);
+    const off = await post(app!.controlPort, { active: false });
+    assert.deepEqual([off.status, off.json['active']], [200, false]);
+    const after = await runs('app1', 5);
+    await app!.background.tick();
+    assert.equal(await runs('app1', 5), after, 'no run once deactivated');
+    // A second process activated at an older epoch is fenced by the database.
+    const other = await startRefapp({ ...config, node: 'app9', startupMs: 0 }, { log: (e) => logs.push(e) });
+    try {
+      await waitFor('app9 healthy', async () => (await call(`http://127.0.0.1:${other.port}`, 'GET', '/health')).status === 200, 10_000);
+      await post(other.controlPort, { active: true, epoch: 4, validForMs: 30_000 });
+      await other.background.tick();
+      assert.equal(await runs('app9', 4), 0, 'an older epoch never writes');
+      assert.equal(other.background.state().active, false, 'fenced: inactive until a newer activation');
+      assert.ok(logs.some((l) => l['event'] === 'sla-fenced' && l['node'] === 'app9'));
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('refuses a bad activation with 400 naming the field', async () => {
+    for (const [body, field] of [
+      [{ active: 'yes' }, 'active'],
+      [{ active: true, validForMs: 1000 }, 'epoch'],
+      [{ active: true, epoch: 1, validForMs: 0 }, 'validForMs'],
+    ] as const) {
+      const r = await post(app!.controlPort, body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.match(String(r.json['error']), new RegExp(`"${field}"`));
+    }
+  });
+
   it('shuts down promptly and stops listening', async () => {
     const started = Date.now();
     await app!.close();
@@ -252,6 +321,8 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
       'http.host': '127.0.0.1',
       'http.port': String(port),
       'attachments.dir': join(workDir, 'attachments3'),
+      'startup.seconds': '0',
+      'control.port': String(await freePort()),
     };
     await writeFile(file, `# test\n${formatProperties(props)}`, { mode: 0o600 });
     // main.ts wires the sub-command in; here a bare program keeps the test to this module.

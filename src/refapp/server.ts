@@ -3,8 +3,12 @@
  * Tickets live in PostgreSQL (through HAProxy's :5000 in the cluster), attachments on disk, and
  * `/health` goes through the database so the observer's deep check sees what a user would see.
  *
+ * It behaves as a slow application server: for `config.startupMs` after it starts, /health answers
+ * 503 ("starting"), and only then may its background work (an SLA timer, src/refapp/background.ts)
+ * run, and only while Vigil's agent has activated it (its activation endpoint, src/refapp/control.ts).
+ *
  * Routes:
- *   GET  /health                              200 {status:"ok",node} | 503 {status:"down",node,error}
+ *   GET  /health                              200 {status:"ok",node} | 503 {status:"down"|"starting",node,error}
  *   POST /api/tickets            {"title"}    201 {id,node}
  *   GET  /api/tickets/:id                     200 {id,title,node,createdAt,attachments}
  *   PUT  /api/tickets/:id/attachments/:name   201 {ticketId,name,size,sha256}   (raw body)
@@ -20,9 +24,11 @@ import type pg from 'pg';
 import { VigilError, problem } from '../util/errors.ts';
 import { checkAttachmentName, openAttachment, storeAttachment } from './attachments.ts';
 import * as db from './db.ts';
-import { HttpError, logRequest, readJson, sendJson, stdoutLogger, type Logger } from './http.ts';
+import { HttpError, listen, logRequest, readJson, sendJson, stdoutLogger, type Logger } from './http.ts';
 import type { RefappConfig } from './properties.ts';
 import { listenHttps, planHttps } from './https.ts';
+import { Background, slaRun } from './background.ts';
+import { startControl } from './control.ts';
 
 export interface RefappOptions {
   log?: Logger;
@@ -36,6 +42,10 @@ export interface RefappOptions {
 
 export interface RefappServer {
   port: number;
+  /** The activation endpoint's port (src/refapp/control.ts). */
+  controlPort: number;
+  /** The background work (the SLA timer). */
+  background: Background;
   /** The HTTPS port while it listens (config.httpsSettings), else null. */
   httpsPort(): number | null;
   /** Reads the HTTPS settings again and reopens the HTTPS port (SIGHUP). */
@@ -50,6 +60,8 @@ interface Ctx {
   log: Logger;
   healthTimeoutMs: number;
   maxAttachmentBytes: number;
+  /** performance.now() at which the start-up time is over. */
+  upAtMs: number;
 }
 
 const MAX_JSON_BYTES = 64 * 1024;
@@ -67,6 +79,7 @@ export async function startRefapp(config: RefappConfig, options: RefappOptions =
     log,
     healthTimeoutMs: options.healthTimeoutMs ?? 1000,
     maxAttachmentBytes: options.maxAttachmentBytes ?? 100 * 1024 * 1024,
+    upAtMs: performance.now() + config.startupMs,
   };
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     logRequest(req, res, config.node, log);
@@ -87,13 +100,33 @@ export async function startRefapp(config: RefappConfig, options: RefappOptions =
   schema.start();
   const port = (server.address() as AddressInfo).port;
   log({ event: 'listening', node: config.node, host: config.http.host, port, db: `${config.db.host}:${config.db.port}/${config.db.name}` });
+  const background = new Background({ node: config.node, run: slaRun(pool), log });
+  let control: Awaited<ReturnType<typeof startControl>>;
+  try {
+    control = await startControl({ host: '127.0.0.1', port: config.controlPort, node: config.node, background, log });
+  } catch (err) {
+    await shutdown(ctx, server, 0);
+    throw new VigilError(
+      'USAGE',
+      [problem(`127.0.0.1:${config.controlPort}`, `cannot listen: ${(err as Error).message}`, 'choose a free control.port, or stop what holds it')],
+      { cause: err },
+    );
+  }
+  // The background work may run once the start-up time is over (and the agent activated it).
+  const upTimer = setTimeout(() => {
+    background.start();
+    log({ event: 'started', node: config.node, startupMs: config.startupMs });
+  }, config.startupMs);
   const https = httpsSide(config, onRequest, log);
   await https.reload();
   const close = once(async () => {
+    clearTimeout(upTimer);
+    await control.close();
+    await background.stop();
     await https.close();
     await shutdown(ctx, server, options.shutdownGraceMs ?? 5000);
   });
-  return { port, httpsPort: https.port, reloadHttps: https.reload, close };
+  return { port, controlPort: control.port, background, httpsPort: https.port, reloadHttps: https.reload, close };
 }
 
 /**
@@ -140,16 +173,6 @@ async function prepareAttachmentsDir(dir: string): Promise<void> {
       { cause: err },
     );
   }
-}
-
-function listen(server: Server, host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
 }
 
 function once(fn: () => Promise<void>): () => Promise<void> {
@@ -229,6 +252,11 @@ function answerError(ctx: Ctx, res: ServerResponse, err: unknown): void {
 async function health(ctx: Ctx, res: ServerResponse): Promise<void> {
   const node = ctx.config.node;
   try {
+    const leftMs = ctx.upAtMs - performance.now();
+    if (leftMs > 0) {
+      sendJson(res, 503, { status: 'starting', node, error: `starting: up in ${Math.ceil(leftMs / 1000)} s` }, { 'retry-after': '1' });
+      return;
+    }
     requireSchema(ctx);
     await withDeadline(db.checkDatabase(ctx.pool), ctx.healthTimeoutMs);
     sendJson(res, 200, { status: 'ok', node });

@@ -104,6 +104,8 @@ describe('reference app properties', () => {
       'http.host': '127.0.0.1',
       'http.port': String(REFAPP_PORT),
       'attachments.dir': '/var/lib/vigil/app/attachments',
+      'startup.seconds': '60',
+      'control.port': '8081',
     });
     assert.deepEqual(
       Object.values(REFAPP_KEYS)

@@ -12,7 +12,7 @@
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_PORT } from '../layout/network.ts';
+import { REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { REFAPP_HTTPS_KEYS, REFAPP_KEYS } from '../layout/refapp.ts';
 import { UNITS } from '../layout/units.ts';
@@ -61,6 +61,8 @@ export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Ma
     [REFAPP_KEYS.httpHost]: '127.0.0.1',
     [REFAPP_KEYS.httpPort]: String(REFAPP_PORT),
     [REFAPP_KEYS.attachmentsDir]: PATHS.refappAttachments,
+    [REFAPP_KEYS.startupSeconds]: String(cluster.application.refappStartupSeconds),
+    [REFAPP_KEYS.controlPort]: String(REFAPP_CONTROL_PORT),
     ...(refappTlsEndpoint(cluster) ? { [REFAPP_KEYS.httpsSettings]: PATHS.refappSettings } : {}),
   };
 }

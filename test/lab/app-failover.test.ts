@@ -1,5 +1,5 @@
 /**
- * Application failover with fencing, on `pair` and `distributed` labs (the scenarios are in
+ * Application failover with fencing, on `pair` (warm standby) and `distributed` (cold) labs (the scenarios are in
  * failover-scenarios.ts; test/lab/apply.test.ts runs them on a cluster installed by `vigil apply`).
  * `pair` has HAProxy on the observer machine, as the seed does; `distributed` has two proxy
  * machines of their own, which the observer reads and fences through their agents: the checker
@@ -11,16 +11,24 @@ import { labDown, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { Checker } from '../../src/lab/checker.ts';
 import type { LabShape, LabTopology } from '../../src/lab/topology.ts';
 import { agentMachines } from '../../src/config/schema.ts';
+import pg from 'pg';
+import { waitFor } from '../../src/util/exec.ts';
 import { failoverTests } from './failover-scenarios.ts';
 
-for (const topology of ['distributed', 'pair'] as LabTopology[]) {
-  describe(`application failover on ${topology}`, () => {
+// `distributed` runs the application cold on the standby (started on activation), `pair` warm (its
+// service on every app machine, only activated): every scenario is checked in both modes, with no
+// lab brought up for it alone.
+for (const [topology, warm] of [
+  ['distributed', false],
+  ['pair', true],
+] as [LabTopology, boolean][]) {
+  describe(`application failover on ${topology}${warm ? ', warm standby' : ''}`, () => {
     let lab: LabHandle;
     let checker: Checker | undefined;
 
     before(async () => {
       await labDown();
-      const shape: LabShape = topology === 'distributed' ? { topology, proxies: 2 } : { topology };
+      const shape: LabShape = topology === 'distributed' ? { topology, proxies: 2, application: { warm } } : { topology, application: { warm } };
       lab = await labUp(shape, (l) => console.log(`# lab: ${l}`));
       checker = new Checker(lab, { dbWriter: true });
       await checker.start();
@@ -37,8 +45,50 @@ for (const topology of ['distributed', 'pair'] as LabTopology[]) {
       const withAgent = agentMachines(lab.cluster).map((m) => m.name);
       if (topology === 'distributed') assert.ok(withAgent.includes('proxy1') && withAgent.includes('proxy2'), 'an agent on each proxy machine');
       for (const m of machines) assert.equal(Boolean(m.processes.agent), withAgent.includes(m.name), `agent on ${m.name}`);
+      // Warm: the application runs on every app machine, the standby's too (its agent starts it); cold: on one.
+      const want = warm ? 2 : 1;
+      const appMachines = async () => (await labStatus()).filter((m) => m.roles.includes('app') && m.processes.app).map((m) => m.name);
+      await waitFor(`the application on ${want} app machine(s)`, async () => ((await appMachines()).length === want ? true : undefined), 30_000, 500).catch(
+        async (err: Error) => assert.fail(`${err.message}: it runs on ${(await appMachines()).join(', ') || 'no machine'}`),
+      );
     });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
+
+    it("the checker reports a double run of the background job planted in the database (the old machine's epoch, inside the active machine's span)", async () => {
+      const before = await checker!.checkJob();
+      const last = before.runs.at(-1)!;
+      const other = lab.cluster.machines.find((m) => m.roles.includes('app') && m.name !== last.node)!.name;
+      const db = new pg.Client({
+        host: lab.cluster.machines.find((m) => m.roles.includes('proxy'))!.address,
+        port: lab.cluster.proxy.postgresPort,
+        user: lab.cluster.database.appUser,
+        password: lab.secrets.appDbPassword,
+        database: lab.cluster.database.appDatabase,
+      });
+      await db.connect();
+      let plantedId: string | undefined;
+      try {
+        // Written past the fence, as a machine that ignored it would: at an older epoch, now.
+        const planted = await db.query<{ id: string }>('INSERT INTO sla_runs (node, epoch, ran_at) VALUES ($1, $2, clock_timestamp()) RETURNING id', [
+          other,
+          last.epoch - 1,
+        ]);
+        plantedId = planted.rows[0]!.id;
+        const job = await waitFor(
+          'the active machine to run the job after the planted run',
+          async () => {
+            const j = await checker!.checkJob();
+            return j.overlaps.length > 0 ? j : undefined;
+          },
+          15_000,
+          500,
+        );
+        assert.match(job.text, new RegExp(`VIOLATION: the background job ran on two machines at once: .*${other}`));
+      } finally {
+        if (plantedId) await db.query('DELETE FROM sla_runs WHERE id = $1', [plantedId]).catch(() => undefined);
+        await db.end();
+      }
+    });
   });
 }

@@ -75,6 +75,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const answersFile = await labUpBare({ topology: 'distributed' }, (l) => console.log(`# lab: ${l}`));
     const answers = parse(await readFile(answersFile, 'utf8')) as Record<string, unknown>;
     answers.application = {
+      ...(answers.application as object),
       passwordFiles: [
         { path: PATHS.refappConfig, format: 'properties', key: 'spring.datasource.password' },
         { path: APP_ENV, format: 'shell', key: 'DB_PASSWORD' },

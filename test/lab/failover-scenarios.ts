@@ -8,7 +8,9 @@
  * old machine acknowledges no write once the new one has (also once it is resumed, reconnected or
  * revived); every acknowledged write is there; exactly one machine is active in every view; and
  * every proxy has every other app machine in MAINT (the observer fences each proxy, its own
- * through the runtime socket and the others through their agents).
+ * through the runtime socket and the others through their agents); and the application's
+ * background job (the reference application's SLA timer) moved to the new machine at a newer
+ * epoch and never ran on two machines at once (on the database's clock).
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -117,6 +119,9 @@ export function failoverTests(label: string, env: () => { lab: LabHandle; checke
       const missing = await checker.missingWrites();
       assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
       await everyProxyFences(lab, first.node);
+      const job = await jobMoved(checker, first.node, old);
+      console.log(`# ${label}, ${fault.name}: ${job.text.split('\n')[0]}`);
+      assert.deepEqual(job.overlaps, [], job.text);
     });
   }
 }
@@ -135,5 +140,28 @@ async function everyProxyFences(lab: LabHandle, active: string): Promise<void> {
       5000,
       100,
     ).catch(async () => assert.deepEqual(await seen(), expected, `the app backend of ${p.name}`));
+  }
+}
+
+/**
+ * Until the background job has run on `to` at an epoch above every epoch `from` ran it at (an
+ * empty table would prove nothing); then its runs since the checker started, with the overlaps.
+ */
+export async function jobMoved(checker: Checker, to: string, from: string): ReturnType<Checker['checkJob']> {
+  let last = '';
+  try {
+    return await waitFor(
+      `the background job to run on ${to} at a newer epoch than on ${from}`,
+      async () => {
+        const job = await checker.checkJob();
+        last = job.text;
+        const oldTop = Math.max(0, ...job.runs.filter((r) => r.node === from).map((r) => r.epoch));
+        return job.runs.some((r) => r.node === to && r.epoch > oldTop) ? job : undefined;
+      },
+      30_000,
+      500,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; ${last}`, { cause: err });
   }
 }

@@ -63,9 +63,21 @@ export function checkServices(ctx: EvalContext, r: Results): void {
           fix,
         );
       }
-      for (const s of agent?.services.filter((x) => x.running) ?? []) {
-        const svc = ctx.cluster.application.services.find((x) => x.name === s.name) ?? { name: s.name, unit: s.name };
-        if (procs.has(s.name)) continue; // already reported through its socket
+      for (const s of agent?.services ?? []) {
+        const svc = ctx.cluster.application.services.find((x) => x.name === s.name) ?? { name: s.name, unit: s.name, runsOn: 'active' as const };
+        if (svc.runsOn === 'every') {
+          // A warm service belongs on a standby; one that is down makes the failover a cold start.
+          if (!s.running)
+            r.warn(
+              'services',
+              m.name,
+              `the application's warm service ${s.name} (runsOn: every) is not running on ${m.name}, a standby`,
+              'a failover to this machine has to start it first: it takes its start-up time instead of seconds (the agent starts it again by itself)',
+              ctx.fixes.on(m.name, ['systemctl', 'status', svc.unit]),
+            );
+          continue;
+        }
+        if (!s.running || procs.has(s.name)) continue; // already reported through its socket
         r.fail('services', m.name, `the application's service ${s.name} runs on ${m.name}, a standby`, TWO_MASTERS, ctx.fixes.stopService(m.name, svc));
       }
     } else if (agent) {
