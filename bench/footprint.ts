@@ -14,8 +14,9 @@
  *   `--failover-ms` later (the observer detects it, fails over, the new machine starts);
  * - the observer from the sources through tsx (how the lab ran the daemons before it ran the
  *   artifact): the checkout is copied into the observer machine, its vigil-observer.service is
- *   stopped and `node bin/vigil.js observer` runs as a transient unit in its place, idle, then the
- *   unit is stopped and the service started again. `--no-tsx` leaves this out.
+ *   stopped and its command line, with `bin/vigil.js` in place of the bundle (same node, same
+ *   flags), runs as a transient unit, idle, then the unit is stopped and the service started
+ *   again. `--no-tsx` leaves this out.
  *
  *   npx tsx bench/footprint.ts [--topology distributed] [--settle-ms 20000] [--window-ms 30000] [--failover-ms 15000] [--no-tsx]
  */
@@ -29,7 +30,7 @@ import { labSettled } from '../src/lab/settle.ts';
 import { LabShell } from '../src/lab/shell.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
 import { VIGIL_INSTALL } from '../src/layout/units.ts';
-import { PATHS } from '../src/layout/paths.ts';
+import { daemonCommand } from '../src/render/systemd.ts';
 import { run, sleep } from '../src/util/exec.ts';
 
 const { values } = parseArgs({
@@ -134,17 +135,12 @@ async function observerFromSources(lab: LabHandle): Promise<Row[]> {
   try {
     await sh.exec(['systemctl', 'stop', 'vigil-observer.service'], { timeoutMs: 30_000 });
     const started = await sh.exec(
+      // The service's own command line (same node, same flags), the sources' entry in place of the bundle.
       [
         'systemd-run',
         `--unit=${unit}`,
         '--setenv=NODE_ENV=production',
-        VIGIL_INSTALL.node,
-        `${src}/bin/vigil.js`,
-        'observer',
-        '--node',
-        host,
-        '--cluster',
-        PATHS.clusterFile,
+        ...daemonCommand('observer', host).map((a) => (a === VIGIL_INSTALL.entry ? `${src}/bin/vigil.js` : a)),
       ],
       { timeoutMs: 30_000 },
     );
