@@ -6,33 +6,26 @@ const UNITS = [
   { name: 'web', unit: 'nginx.service' },
   { name: 'app', unit: 'vigil-refapp.service' },
 ];
+/** Whether each of UNITS runs, by systemctl's answer. */
+const running = (stdout: string) => activeStates(UNITS, stdout).map((s) => s.running);
 
 describe('activeStates (one systemctl is-active for every unit)', () => {
-  it('reads one state a line, in the order asked', () => {
+  it("reads one state a line, in the order asked, each under its unit's name", () => {
     assert.deepEqual(activeStates(UNITS, 'active\ninactive\n'), [
       { name: 'web', running: true },
       { name: 'app', running: false },
     ]);
-    assert.deepEqual(activeStates(UNITS, 'failed\nactive\n'), [
-      { name: 'web', running: false },
-      { name: 'app', running: true },
-    ]);
+    assert.deepEqual(running('failed\nactive\n'), [false, true]);
   });
 
   it('counts as running what `is-active --quiet` counts as success, and nothing else', () => {
-    for (const state of ['active', 'reloading', 'refreshing']) assert.equal(activeStates(UNITS, `${state}\n${state}\n`)[0]!.running, true, state);
+    for (const state of ['active', 'reloading', 'refreshing']) assert.deepEqual(running(`${state}\n${state}\n`), [true, true], state);
     for (const state of ['inactive', 'activating', 'deactivating', 'failed', 'maintenance', 'unknown', ''])
-      assert.equal(activeStates(UNITS, `${state}\nactive\n`)[0]!.running, false, state);
+      assert.deepEqual(running(`${state}\nactive\n`), [false, true], state);
   });
 
   it('a missing answer (systemctl failed, or said less) is not running', () => {
-    assert.deepEqual(activeStates(UNITS, ''), [
-      { name: 'web', running: false },
-      { name: 'app', running: false },
-    ]);
-    assert.deepEqual(activeStates(UNITS, 'active\n'), [
-      { name: 'web', running: true },
-      { name: 'app', running: false },
-    ]);
+    assert.deepEqual(running(''), [false, false]);
+    assert.deepEqual(running('active\n'), [true, false]);
   });
 });
