@@ -199,7 +199,9 @@ describe('mutual TLS', () => {
     counted.server.on('secureConnection', (s: Socket) => connections.push(s));
     const at = `https://${HOST}:${counted.port}/`;
     const id = { ca: ca.certPem, cert: observer.certPem, key: observer.keyPem };
-    const pool = keepAlivePool(id, 300);
+    // Idle long enough that no step below, however slow the machine, finds its connection closed.
+    const pool = keepAlivePool(id, 60_000);
+    const shortIdle = keepAlivePool(id, 300);
     try {
       const warnings: Error[] = [];
       const onWarning = (w: Error) => warnings.push(w);
@@ -227,11 +229,14 @@ describe('mutual TLS', () => {
       assert.equal((await mtlsFetch(at, { ...as(observer), pool })).status, 200);
       assert.equal(connections.length, 4);
       // Idle longer than the pool's idle time: the pool closed it, the next request connects again.
-      await new Promise((r) => setTimeout(r, 800));
-      assert.equal((await mtlsFetch(at, { ...as(observer), pool })).status, 200);
+      assert.equal((await mtlsFetch(at, { ...as(observer), pool: shortIdle })).status, 200);
       assert.equal(connections.length, 5);
+      await new Promise((r) => setTimeout(r, 800));
+      assert.equal((await mtlsFetch(at, { ...as(observer), pool: shortIdle })).status, 200);
+      assert.equal(connections.length, 6);
     } finally {
       pool.destroy();
+      shortIdle.destroy();
       await counted.close();
     }
   });
