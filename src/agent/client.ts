@@ -12,7 +12,6 @@ import type { Machine } from '../config/schema.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import { UNITS } from '../layout/units.ts';
 import type { AgentStatus } from '../model/ha.ts';
-import type { Agent as HttpsAgent } from 'node:https';
 import { mtlsFetch, NetError, type MtlsIdentity, type MtlsResponse } from '../mtls/mtls.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
@@ -45,11 +44,7 @@ export class AgentError extends VigilError {
 const START_AGENT = (machine: string) =>
   `check that the agent runs on ${machine} (\`systemctl status ${UNITS.agent}\`) and that this machine reaches its port ${AGENT_PORT}`;
 
-/**
- * One machine's agent API, asked with `identity` (a machine's or the admin's certificate). Holds
- * no connection of its own; with `pool` (src/mtls/mtls.ts keepAlivePool, made with the same
- * identity) its requests reuse the pool's kept-alive connection to the machine.
- */
+/** One machine's agent API, asked with `identity` (a machine's or the admin's certificate). Holds no connection. */
 export class AgentClient {
   readonly baseUrl: string;
 
@@ -57,7 +52,6 @@ export class AgentClient {
     private readonly identity: MtlsIdentity,
     private readonly machine: Pick<Machine, 'name' | 'address'>,
     port = AGENT_PORT,
-    private readonly pool?: HttpsAgent,
   ) {
     this.baseUrl = `https://${machine.address}:${port}`;
   }
@@ -96,7 +90,6 @@ export class AgentClient {
         timeoutMs: o.timeoutMs,
         ...(o.signal ? { signal: o.signal } : {}),
         maxBytes: 1024 * 1024,
-        ...(this.pool ? { pool: this.pool } : {}),
       });
     } catch (err) {
       throw this.transportError(url, o.timeoutMs, err);
@@ -158,7 +151,7 @@ export class AgentClient {
   }
 }
 
-/** The agent of `machine`, asked with a loaded PKI (src/pki/ca.ts loadPki), through `pool` if given (made from the same PKI). */
-export function agentOf(pki: MtlsIdentity, machine: Pick<Machine, 'name' | 'address'>, pool?: HttpsAgent): AgentClient {
-  return new AgentClient({ ca: pki.ca, cert: pki.cert, key: pki.key }, machine, AGENT_PORT, pool);
+/** The agent of `machine`, asked with a loaded PKI (src/pki/ca.ts loadPki). */
+export function agentOf(pki: MtlsIdentity, machine: Pick<Machine, 'name' | 'address'>): AgentClient {
+  return new AgentClient({ ca: pki.ca, cert: pki.cert, key: pki.key }, machine);
 }

@@ -15,7 +15,6 @@ import {
   TimeoutError,
   TlsError,
   createMtlsServer,
-  keepAlivePool,
   mtlsFetch,
   type MtlsServer,
   type PeerInfo,
@@ -182,62 +181,6 @@ describe('mutual TLS', () => {
       await assert.rejects(mtlsFetch(`https://${HOST}:${hanging.port}/`, { ...as(observer), timeoutMs: 300 }), TimeoutError);
     } finally {
       await hanging.close();
-    }
-  });
-
-  it('a keep-alive pool carries many requests on one connection, and connects anew after a timeout or once idle', async () => {
-    const connections: Socket[] = [];
-    let hang = false;
-    const counted = await createMtlsServer({
-      ca: ca.certPem,
-      cert: serverCert.certPem,
-      key: serverCert.keyPem,
-      host: HOST,
-      port: 0,
-      handler: (req, res, peer) => (hang ? new Promise(() => {}) : void res.end(JSON.stringify({ peer: peer.commonName }))),
-    });
-    counted.server.on('secureConnection', (s: Socket) => connections.push(s));
-    const at = `https://${HOST}:${counted.port}/`;
-    const id = { ca: ca.certPem, cert: observer.certPem, key: observer.keyPem };
-    // Idle long enough that no step below, however slow the machine, finds its connection closed.
-    const pool = keepAlivePool(id, 60_000);
-    const shortIdle = keepAlivePool(id, 300);
-    try {
-      const warnings: Error[] = [];
-      const onWarning = (w: Error) => warnings.push(w);
-      process.on('warning', onWarning);
-      try {
-        for (let i = 0; i < 12; i++) assert.equal((await mtlsFetch(at, { ...as(observer), pool })).json<{ peer: string }>().peer, 'observer1');
-        await new Promise((r) => setImmediate(r));
-      } finally {
-        process.off('warning', onWarning);
-      }
-      assert.equal(connections.length, 1, 'twelve requests, one TLS handshake');
-      // Nothing piles up on the kept connection, request after request (node warns past 10 listeners).
-      assert.deepEqual(
-        warnings.map((w) => w.name),
-        [],
-      );
-      // Without a pool, each request has its own connection (the witness that the count sees them).
-      await mtlsFetch(at, as(observer));
-      await mtlsFetch(at, as(observer));
-      assert.equal(connections.length, 3);
-      // A request that times out destroys its connection: the next one connects anew and succeeds.
-      hang = true;
-      await assert.rejects(mtlsFetch(at, { ...as(observer), timeoutMs: 200, pool }), TimeoutError);
-      hang = false;
-      assert.equal((await mtlsFetch(at, { ...as(observer), pool })).status, 200);
-      assert.equal(connections.length, 4);
-      // Idle longer than the pool's idle time: the pool closed it, the next request connects again.
-      assert.equal((await mtlsFetch(at, { ...as(observer), pool: shortIdle })).status, 200);
-      assert.equal(connections.length, 5);
-      await new Promise((r) => setTimeout(r, 800));
-      assert.equal((await mtlsFetch(at, { ...as(observer), pool: shortIdle })).status, 200);
-      assert.equal(connections.length, 6);
-    } finally {
-      pool.destroy();
-      shortIdle.destroy();
-      await counted.close();
     }
   });
 

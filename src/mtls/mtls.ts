@@ -9,7 +9,7 @@
  * be used as a client, and a client-only one cannot serve).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { Agent, createServer, request, type Server } from 'node:https';
+import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { CodedError, ErrorCode } from '../util/errors.ts';
@@ -251,29 +251,6 @@ export interface MtlsFetchOptions extends MtlsIdentity {
   signal?: AbortSignal;
   /** Larger responses are cut off with a 'network' NetError; the API's answers are small. */
   maxBytes?: number;
-  /**
-   * Kept-alive connections for a caller that asks the same servers again and again with one
-   * identity (the observer, four times a second per agent): see keepAlivePool. Without it each
-   * request has a connection and a TLS handshake of its own. The pool's identity is used; this
-   * request's own PEM fields must be the same.
-   */
-  pool?: Agent;
-}
-
-/**
- * A pool of kept-alive connections for one identity, for a caller that asks the same servers again
- * and again: a request reuses the connection the last one to that server left idle, so it costs a
- * request, not a TCP and TLS handshake (a new secure context, the certificates parsed, a key
- * exchange: most of the idle observer's CPU, docs/benchmarks.md). Requests at the same time to
- * one server each get a connection (none waits behind another); one idle connection per server
- * is kept, and closed after `idleMs`, before the server's own keep-alive timeout
- * (createMtlsServer: 5 s), so a request is never sent on a connection the server is closing. A
- * kept connection does not hide a dead server: mtlsFetch's deadline covers the whole exchange on
- * it, and a request that fails or times out destroys its connection, so the next one connects
- * anew. The owner calls destroy() when it stops (idle connections do not keep node running).
- */
-export function keepAlivePool(id: MtlsIdentity, idleMs = 4_000): Agent {
-  return new Agent({ ...tlsBase(id), keepAlive: true, maxFreeSockets: 1, timeout: idleMs, scheduling: 'lifo' });
 }
 
 export interface MtlsResponse {
@@ -319,17 +296,14 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
       ...tlsBase(opts),
       method: opts.method ?? (payload === undefined ? 'GET' : 'POST'),
       headers,
-      // A private connection per request unless the caller brings its own pool (one identity):
-      // node's global agent would pool sockets and TLS sessions across callers that may hold
-      // different identities.
-      agent: opts.pool ?? false,
+      // A private connection per request: the shared agent would pool sockets and TLS sessions
+      // across callers that may hold different identities.
+      agent: false,
       rejectUnauthorized: true,
     });
     let handshakeDone = false;
     let answered = false;
-    // A kept-alive connection (a pool) was handshaken for an earlier request: nothing to wait for,
-    // and a listener added to it would never fire and pile up.
-    req.on('socket', (socket) => (req.reusedSocket ? undefined : socket.once('secureConnect', () => (handshakeDone = true))));
+    req.on('socket', (socket) => socket.once('secureConnect', () => (handshakeDone = true)));
     req.on('error', (err) => finish(classify(err, url, handshakeDone && !answered)));
     req.on('response', (res) => {
       answered = true;

@@ -14,25 +14,10 @@ import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
 import { APP_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
 import { httpOk } from '../util/net.ts';
-import { keepAlivePool } from '../mtls/mtls.ts';
-import type { Agent as HttpsAgent } from 'node:https';
 import type { NodeObservation, Observation, ProxyState } from './decide.ts';
 
 /** Deadline of each check: a hung application counts as failing after this long. */
 export const CHECK_TIMEOUT_MS = 600;
-
-/**
- * The agents' checks, four a second per agent, go over kept-alive connections: one pool per
- * identity (the observer's PKI, loaded once), so a check costs a request and not a TLS handshake
- * (docs/benchmarks.md, the daemons' footprint). A check's deadline still covers the whole
- * exchange, and one that fails drops its connection (src/mtls/mtls.ts keepAlivePool).
- */
-const pools = new WeakMap<LoadedPki, HttpsAgent>();
-function agentPool(pki: LoadedPki): HttpsAgent {
-  let pool = pools.get(pki);
-  if (!pool) pools.set(pki, (pool = keepAlivePool(pki)));
-  return pool;
-}
 
 export interface Observed {
   obs: Observation;
@@ -71,7 +56,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
       const [deepOk, status, dbPrimary] = await Promise.all([
         httpOk(`http://${m.address}:${cluster.application.port}${cluster.application.healthPath}`, CHECK_TIMEOUT_MS),
         // An agent or a Patroni that does not answer counts as unreachable and as not primary.
-        agentOf(d.pki, m, agentPool(d.pki))
+        agentOf(d.pki, m)
           .status({ timeoutMs: CHECK_TIMEOUT_MS })
           .catch(() => undefined),
         m.roles.includes('db')
