@@ -1,20 +1,36 @@
 /**
- * What Vigil's daemons cost while nothing happens, on what ships: every lab machine boots systemd
- * and runs the artifact `vigil apply` installed (`/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs`),
- * so the observer and the agents measured here are the processes a customer's machines run. After
- * the lab has settled, each daemon's CPU time (utime + stime from /proc/PID/stat) is read at the
- * start and the end of a window, and its resident memory (VmRSS) at the end. The baseline, in the
- * same lab and window: Patroni's own process on the db machines, a peer that also polls etcd and
+ * What Vigil's daemons cost, on what ships: every lab machine boots systemd and runs the artifact
+ * `vigil apply` installed (`/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs`, each daemon's command
+ * line is printed), so the observer and the agents measured here are the processes a customer's
+ * machines run. Each daemon's CPU time is read from /proc/PID/stat at the start and the end of a
+ * window, its own (utime + stime) and that of the children it waited for (cutime + cstime: the
+ * `systemctl` calls of an agent), and its resident memory (VmRSS) at the end. The baseline, in the
+ * same lab and windows: Patroni's own process on the db machines, a peer that also polls etcd and
  * its PostgreSQL in a loop.
  *
- *   npx tsx bench/footprint.ts [--topology distributed] [--settle-ms 20000] [--window-ms 30000]
+ * Three windows, in one run:
+ * - idle: after the lab has settled;
+ * - during a failover: from killing the active machine's application process (SIGKILL) until
+ *   `--failover-ms` later (the observer detects it, fails over, the new machine starts);
+ * - the observer from the sources through tsx (how the lab ran the daemons before it ran the
+ *   artifact): the checkout is copied into the observer machine, its vigil-observer.service is
+ *   stopped and its command line, with `bin/vigil.js` in place of the bundle (same node, same
+ *   flags), runs as a transient unit, idle, then the unit is stopped and the service started
+ *   again. `--no-tsx` leaves this out.
+ *
+ *   npx tsx bench/footprint.ts [--topology distributed] [--settle-ms 20000] [--window-ms 30000] [--failover-ms 15000] [--no-tsx]
  */
-import { readFile } from 'node:fs/promises';
+import { cp, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { labDown, labUp } from '../src/lab/lab.ts';
+import { labDown, labSignal, labUp, type LabHandle } from '../src/lab/lab.ts';
+import { machineRoot } from '../src/lab/paths.ts';
 import { listProcesses } from '../src/lab/procs.ts';
 import { labSettled } from '../src/lab/settle.ts';
+import { LabShell } from '../src/lab/shell.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
+import { VIGIL_INSTALL } from '../src/layout/units.ts';
+import { daemonCommand } from '../src/render/systemd.ts';
 import { run, sleep } from '../src/util/exec.ts';
 
 const { values } = parseArgs({
@@ -22,54 +38,157 @@ const { values } = parseArgs({
     topology: { type: 'string', default: 'distributed' },
     'settle-ms': { type: 'string', default: '20000' },
     'window-ms': { type: 'string', default: '30000' },
+    'failover-ms': { type: 'string', default: '15000' },
+    'no-tsx': { type: 'boolean', default: false },
   },
 });
 const settleMs = Number(values['settle-ms']);
 const windowMs = Number(values['window-ms']);
+const failoverMs = Number(values['failover-ms']);
 const DAEMONS = ['observer', 'agent', 'patroni'] as const;
+type Daemon = (typeof DAEMONS)[number];
 
-/** CPU seconds used so far (utime + stime) and resident memory in MiB, or undefined once the process is gone. */
-async function usage(pid: number, ticks: number): Promise<{ cpuS: number; rssMiB: number } | undefined> {
+interface Found {
+  machine: string;
+  daemon: Daemon;
+  pid: number;
+  cmdline: string;
+}
+interface Usage {
+  cpuS: number;
+  childCpuS: number;
+  rssMiB: number;
+}
+interface Row extends Found {
+  rssMiB?: number;
+  cpuPct?: number;
+  childPct?: number;
+}
+
+const ticks = Number((await run('getconf', ['CLK_TCK'])).stdout.trim());
+
+/** CPU seconds so far, its own and its waited-for children's, and resident memory in MiB; undefined once the process is gone. */
+async function usage(pid: number): Promise<Usage | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const status = await readFile(`/proc/${pid}/status`, 'utf8');
     const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-    return { cpuS: (Number(f[11]) + Number(f[12])) / ticks, rssMiB: rssKiB / 1024 };
+    return { cpuS: (Number(f[11]) + Number(f[12])) / ticks, childCpuS: (Number(f[13]) + Number(f[14])) / ticks, rssMiB: rssKiB / 1024 };
   } catch {
     return undefined;
   }
 }
 
-const ticks = Number((await run('getconf', ['CLK_TCK'])).stdout.trim());
+async function daemons(lab: LabHandle, only?: { machine: string; daemon: Daemon }): Promise<Found[]> {
+  const found: Found[] = [];
+  for (const m of lab.cluster.machines) {
+    if (only && m.name !== only.machine) continue;
+    for (const p of await listProcesses(m.name)) {
+      if (!(DAEMONS as readonly string[]).includes(p.name) || (only && p.name !== only.daemon)) continue;
+      const cmdline = (await readFile(`/proc/${p.pid}/cmdline`, 'utf8').catch(() => '')).split('\0').filter(Boolean).join(' ');
+      found.push({ machine: m.name, daemon: p.name as Daemon, pid: p.pid, cmdline });
+    }
+  }
+  return found;
+}
+
+/** Every daemon's share of a core over a window of `ms` that `during` (if given) starts at once. */
+async function measure(found: Found[], ms: number, during?: () => Promise<unknown>): Promise<{ rows: Row[]; seconds: number }> {
+  const before = await Promise.all(found.map((f) => usage(f.pid)));
+  const t0 = performance.now();
+  await during?.();
+  await sleep(Math.max(0, ms - (performance.now() - t0)));
+  const after = await Promise.all(found.map((f) => usage(f.pid)));
+  const seconds = (performance.now() - t0) / 1000;
+  const rows = found.map((f, i): Row => {
+    const a = before[i];
+    const b = after[i];
+    if (!a || !b) return f;
+    return { ...f, rssMiB: b.rssMiB, cpuPct: ((b.cpuS - a.cpuS) / seconds) * 100, childPct: ((b.childCpuS - a.childCpuS) / seconds) * 100 };
+  });
+  return { rows, seconds };
+}
+
+function print(title: string, rows: Row[]): void {
+  console.log(`\n${title}`);
+  console.log("| daemon | machine | RSS (MiB) | CPU, % of a core | its children's CPU, % |\n|---|---|---|---|---|");
+  const order = (d: Daemon) => DAEMONS.indexOf(d);
+  for (const r of [...rows].sort((x, y) => order(x.daemon) - order(y.daemon) || x.machine.localeCompare(y.machine))) {
+    const label = r.daemon === 'patroni' ? 'Patroni (baseline)' : `vigil ${r.daemon}`;
+    if (r.cpuPct === undefined) console.log(`| ${label} | ${r.machine} | (exited during the window) | | |`);
+    else console.log(`| ${label} | ${r.machine} | ${r.rssMiB!.toFixed(0)} | ${r.cpuPct.toFixed(2)} | ${r.childPct!.toFixed(2)} |`);
+  }
+}
+
+/** The observer from the sources through tsx, in place of its service, measured idle; the service is back afterwards. */
+async function observerFromSources(lab: LabHandle): Promise<Row[]> {
+  const host = lab.cluster.machines.find((m) => m.roles.includes('observer'))!.name;
+  const sh = new LabShell(host);
+  const src = '/opt/vigil-src';
+  const root = join(machineRoot(host), src);
+  const checkout = join(import.meta.dirname, '..');
+  for (const part of ['bin', 'src', 'package.json', 'tsconfig.json']) await cp(join(checkout, part), join(root, part), { recursive: true });
+  // node_modules may be a symlink (a worktree's): copied as what it points to.
+  await cp(join(checkout, 'node_modules'), join(root, 'node_modules'), { recursive: true, dereference: true });
+  const unit = 'vigil-observer-tsx';
+  try {
+    await sh.exec(['systemctl', 'stop', 'vigil-observer.service'], { timeoutMs: 30_000 });
+    const started = await sh.exec(
+      // The service's own command line (same node, same flags), the sources' entry in place of the bundle.
+      [
+        'systemd-run',
+        `--unit=${unit}`,
+        '--setenv=NODE_ENV=production',
+        ...daemonCommand('observer', host).map((a) => (a === VIGIL_INSTALL.entry ? `${src}/bin/vigil.js` : a)),
+      ],
+      { timeoutMs: 30_000 },
+    );
+    if (started.code !== 0) throw new Error(`systemd-run: ${started.stderr}`);
+    await labSettled(lab);
+    await sleep(settleMs);
+    const found = await daemons(lab, { machine: host, daemon: 'observer' });
+    if (found.length !== 1 || !found[0]!.cmdline.includes('bin/vigil.js'))
+      throw new Error(`the observer from the sources is not what runs: ${found.map((f) => f.cmdline).join('; ')}`);
+    return (await measure(found, windowMs)).rows;
+  } finally {
+    await sh.exec(['systemctl', 'stop', unit], { timeoutMs: 30_000 });
+    await sh.exec(['systemctl', 'start', 'vigil-observer.service'], { timeoutMs: 30_000 });
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 await labDown();
 const lab = await labUp({ topology: values.topology as LabTopology });
-await labSettled(lab);
-await sleep(settleMs);
+try {
+  await labSettled(lab);
+  await sleep(settleMs);
+  const started = new Date().toISOString().slice(0, 10);
+  const found = await daemons(lab);
+  console.log(`\nWhat runs (${values.topology} lab, ${started}):`);
+  for (const [d, c] of new Map(found.map((f) => [f.daemon, f.cmdline]))) console.log(`  ${d}: ${c}`);
 
-const found: { machine: string; daemon: (typeof DAEMONS)[number]; pid: number }[] = [];
-for (const m of lab.cluster.machines)
-  for (const p of await listProcesses(m.name))
-    if ((DAEMONS as readonly string[]).includes(p.name)) found.push({ machine: m.name, daemon: p.name as (typeof DAEMONS)[number], pid: p.pid });
-const before = await Promise.all(found.map((f) => usage(f.pid, ticks)));
-const t0 = performance.now();
-await sleep(windowMs);
-const after = await Promise.all(found.map((f) => usage(f.pid, ticks)));
-const seconds = (performance.now() - t0) / 1000;
-await labDown();
+  const idle = await measure(found, windowMs);
+  print(`Idle (${(settleMs / 1000).toFixed(0)} s settled, ${idle.seconds.toFixed(1)} s window; the artifact under systemd):`, idle.rows);
 
-const started = new Date().toISOString().slice(0, 10);
-console.log(
-  `\nIdle footprint on a ${values.topology} lab (${started}; ${(settleMs / 1000).toFixed(0)} s settled, ${seconds.toFixed(1)} s window; the artifact under systemd):`,
-);
-console.log('| daemon | machine | RSS (MiB) | CPU, % of a core |\n|---|---|---|---|');
-const order = (d: string) => DAEMONS.indexOf(d as (typeof DAEMONS)[number]);
-const rows = found.map((f, i) => ({ ...f, a: before[i], b: after[i] })).sort((x, y) => order(x.daemon) - order(y.daemon) || x.machine.localeCompare(y.machine));
-for (const r of rows) {
-  if (!r.a || !r.b) {
-    console.log(`| ${r.daemon} | ${r.machine} | (exited during the window) | |`);
-    continue;
+  const serving = (
+    await Promise.all(
+      found.filter((f) => f.daemon === 'agent').map(async (f) => ((await listProcesses(f.machine)).some((p) => p.name === 'app') ? f.machine : undefined)),
+    )
+  ).find(Boolean);
+  if (!serving) throw new Error('no app machine runs the application');
+  const failover = await measure(found, failoverMs, () => labSignal(serving, 'app', 'SIGKILL'));
+  print(`During a failover (the application process on ${serving} killed at the window's start, ${failover.seconds.toFixed(1)} s window):`, failover.rows);
+
+  if (!values['no-tsx']) {
+    await labSettled(lab);
+    const tsx = await observerFromSources(lab);
+    const artifact = idle.rows.find((r) => r.daemon === 'observer')!;
+    print(
+      'The observer from the sources through tsx, idle (same settling and window), beside the artifact above:',
+      [...tsx, artifact].map((r, i) => ({ ...r, machine: `${r.machine} (${i === 0 ? 'tsx' : 'artifact'})` })),
+    );
   }
-  const label = r.daemon === 'patroni' ? 'Patroni (baseline)' : `vigil ${r.daemon}`;
-  console.log(`| ${label} | ${r.machine} | ${r.b.rssMiB.toFixed(0)} | ${(((r.b.cpuS - r.a.cpuS) / seconds) * 100).toFixed(2)} |`);
+} finally {
+  await labDown();
 }

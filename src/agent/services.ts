@@ -35,13 +35,25 @@ export class SystemdServices implements ServiceRunner {
       if (scope === 'all' || (u.runsOn ?? 'active') === 'active') await run('systemctl', ['stop', u.unit], { timeoutMs: 60_000 });
   }
 
+  /**
+   * One `systemctl is-active` for every unit, not one each: the agent asks twice a second, and a
+   * child process is most of an idle agent's CPU (docs/benchmarks.md, the daemons' footprint).
+   */
   async states(): Promise<ServiceState[]> {
-    return Promise.all(
-      this.units.map(async (u) => ({
-        name: u.name,
-        running: (await run('systemctl', ['is-active', '--quiet', u.unit], { allowFail: true })).code === 0,
-        runsOn: u.runsOn ?? 'active',
-      })),
-    );
+    const r = await run('systemctl', ['is-active', ...this.units.map((u) => u.unit)], { allowFail: true });
+    return activeStates(this.units, r.stdout);
   }
 }
+
+/**
+ * The units' states from `systemctl is-active U1 U2 ...`, which prints one state a line in the
+ * order asked (its exit status only says whether any is active). Running is what `systemctl
+ * is-active --quiet U` counts as success: active, reloading, refreshing. A missing line (systemctl
+ * failed) counts as not running.
+ */
+export function activeStates(units: readonly { name: string; runsOn?: Placement }[], stdout: string): ServiceState[] {
+  const lines = stdout.split('\n');
+  return units.map((u, i) => ({ name: u.name, running: RUNNING.has(lines[i]?.trim() ?? ''), runsOn: u.runsOn ?? 'active' }));
+}
+
+const RUNNING = new Set(['active', 'reloading', 'refreshing']);

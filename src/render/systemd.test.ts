@@ -75,15 +75,20 @@ describe('systemd units', () => {
         const execs = unitOf(topology, m, UNITS.agent)
           .split('\n')
           .filter((l) => l.startsWith('ExecStart'));
-        assert.deepEqual(execs, [`ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs agent --node ${m} --cluster /etc/vigil/vigil.yaml`]);
+        assert.deepEqual(execs, [
+          `ExecStart=/opt/vigil/bin/node --max-semi-space-size=1 /opt/vigil/lib/vigil.mjs agent --node ${m} --cluster /etc/vigil/vigil.yaml`,
+        ]);
       }
       const execs = unitOf(topology, 'observer', UNITS.observer)
         .split('\n')
         .filter((l) => l.startsWith('ExecStart'));
-      assert.deepEqual(execs, ['ExecStart=/opt/vigil/bin/node /opt/vigil/lib/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml']);
+      assert.deepEqual(execs, [
+        'ExecStart=/opt/vigil/bin/node --max-semi-space-size=1 /opt/vigil/lib/vigil.mjs observer --node observer --cluster /etc/vigil/vigil.yaml',
+      ]);
     }
     assert.deepEqual(daemonCommand('agent', 'db2'), [
       '/opt/vigil/bin/node',
+      '--max-semi-space-size=1',
       '/opt/vigil/lib/vigil.mjs',
       'agent',
       '--node',
@@ -107,9 +112,8 @@ describe('systemd units', () => {
       const cmd = program.commands.find((c) => c.name() === daemon);
       assert.ok(cmd, daemon);
       const known = cmd.options.map((o) => o.long);
-      const passed = daemonCommand(daemon, 'app1')
-        .slice(3)
-        .filter((a) => a.startsWith('--'));
+      const argv = daemonCommand(daemon, 'app1');
+      const passed = argv.slice(argv.indexOf(daemon) + 1).filter((a) => a.startsWith('--'));
       assert.deepEqual(passed, ['--node', '--cluster']);
       for (const opt of passed) assert.ok(known.includes(opt), `${daemon} ${opt}`);
     }
