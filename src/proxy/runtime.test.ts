@@ -9,32 +9,35 @@ import { freePort } from '../util/net.ts';
 import { HaproxyRuntime, parseServersState } from './runtime.ts';
 
 let dir: string;
+/** A haproxy.cfg with the runtime API on `sock`, a frontend on a free port and backend `app` of `servers`; `state`: a server state file loaded at start. */
+async function configText(o: { sock: string; servers: string[]; state?: string }): Promise<string> {
+  return [
+    'global',
+    `    stats socket ${o.sock} mode 600 level admin`,
+    ...(o.state ? [`    server-state-file ${o.state}`] : []),
+    'defaults',
+    '    mode http',
+    ...(o.state ? ['    load-server-state-from-file global'] : []),
+    '    timeout connect 1s',
+    '    timeout client 5s',
+    '    timeout server 5s',
+    'frontend f',
+    `    bind 127.0.0.1:${await freePort()}`,
+    '    default_backend app',
+    'backend app',
+    ...o.servers.map((l) => `    ${l}`),
+    '',
+  ].join('\n');
+}
+
 let haproxy: ChildProcess;
 let rt: HaproxyRuntime;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'vigil-rt-'));
   const sock = join(dir, 'haproxy.sock');
-  const [front, a, b] = [await freePort(), await freePort(), await freePort()];
-  await writeFile(
-    join(dir, 'haproxy.cfg'),
-    [
-      'global',
-      `    stats socket ${sock} mode 600 level admin`,
-      'defaults',
-      '    mode http',
-      '    timeout connect 1s',
-      '    timeout client 5s',
-      '    timeout server 5s',
-      'frontend f',
-      `    bind 127.0.0.1:${front}`,
-      '    default_backend app',
-      'backend app',
-      `    server app1 127.0.0.1:${a}`,
-      `    server app2 127.0.0.1:${b} check inter 5s`,
-      '',
-    ].join('\n'),
-  );
+  const [a, b] = [await freePort(), await freePort()];
+  await writeFile(join(dir, 'haproxy.cfg'), await configText({ sock, servers: [`server app1 127.0.0.1:${a}`, `server app2 127.0.0.1:${b} check inter 5s`] }));
   haproxy = spawn('haproxy', ['-W', '-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
   rt = new HaproxyRuntime(sock);
   await waitFor('the runtime API', async () => ((await rt.servers('app')).length === 2 ? true : undefined), 10_000, 100);
@@ -120,27 +123,10 @@ test('servers the configuration starts `disabled`: MAINT on a cold start, and a 
   const d = await mkdtemp(join(tmpdir(), 'vigil-rt-disabled-'));
   const sock = join(d, 'haproxy.sock');
   const state = join(d, 'haproxy.state');
-  const [front, a, b] = [await freePort(), await freePort(), await freePort()];
+  const [a, b] = [await freePort(), await freePort()];
   await writeFile(
     join(d, 'haproxy.cfg'),
-    [
-      'global',
-      `    stats socket ${sock} mode 600 level admin`,
-      `    server-state-file ${state}`,
-      'defaults',
-      '    mode http',
-      '    load-server-state-from-file global',
-      '    timeout connect 1s',
-      '    timeout client 5s',
-      '    timeout server 5s',
-      'frontend f',
-      `    bind 127.0.0.1:${front}`,
-      '    default_backend app',
-      'backend app',
-      `    server d1 127.0.0.1:${a} disabled`,
-      `    server d2 127.0.0.1:${b} disabled`,
-      '',
-    ].join('\n'),
+    await configText({ sock, state, servers: [`server d1 127.0.0.1:${a} disabled`, `server d2 127.0.0.1:${b} disabled`] }),
   );
   const running: ChildProcess[] = [];
   t.after(async () => {
