@@ -12,6 +12,7 @@ const ids: Record<string, CertKeyPair> = {};
 let active = true;
 const fenced: number[] = [];
 const proxyAdmin: Record<string, 'ready' | 'maint'> = { app1: 'maint', app2: 'ready' };
+const dbAdmin: Record<string, 'ready' | 'maint'> = { db1: 'ready', db2: 'ready' };
 
 before(async () => {
   ca = await createClusterCa({ clusterName: 'test' });
@@ -39,6 +40,12 @@ before(async () => {
         ready: async (s, e) => {
           if (s !== 'app1' || e !== 3) throw new ReadyRefused(`the active record is app1 at epoch 3, not ${s} at epoch ${e}`);
           proxyAdmin[s] = 'ready';
+        },
+        db: {
+          servers: async () =>
+            Object.entries(dbAdmin).map(([server, admin]) => ({ backend: 'postgres', server, admin, op: 'up' as const, checks: 'enabled' as const })),
+          maint: async (s) => void (dbAdmin[s] = 'maint'),
+          ready: async (s) => void (dbAdmin[s] = 'ready'),
         },
       },
     }),
@@ -105,4 +112,18 @@ test('the proxy endpoints: only observers and the admin read and fence; READY on
   assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'app1; shutdown', epoch: 3 })).status, 400);
   assert.equal((await call('observer', '/proxy/ready', 'POST', { server: 'app1' })).status, 400);
   assert.equal((await call('observer', '/proxy/drain', 'POST', { server: 'app1', epoch: 3 })).status, 404);
+});
+
+test('the proxy endpoints for :5000 (the database release): backend postgres, no epoch; observers only', async () => {
+  assert.equal((await call('app2', '/proxy/maint', 'POST', { server: 'db1', backend: 'postgres' })).status, 403);
+  assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'db1', backend: 'postgres' })).status, 200);
+  const read = await call('observer', '/proxy?backend=postgres');
+  assert.deepEqual(
+    read.json<{ servers: { server: string; admin: string }[] }>().servers.map((s) => `${s.server}:${s.admin}`),
+    ['db1:maint', 'db2:ready'],
+  );
+  assert.equal((await call('observer', '/proxy/ready', 'POST', { server: 'db1', backend: 'postgres' })).status, 200);
+  assert.deepEqual(dbAdmin, { db1: 'ready', db2: 'ready' });
+  assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'db1', backend: 'mysql' })).status, 400);
+  assert.equal((await call('observer', '/proxy')).status, 200, 'the app backend without the parameter');
 });

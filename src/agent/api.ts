@@ -13,6 +13,9 @@
  *   POST /proxy/ready  {"server": S, "epoch": N}: S back to READY, only while etcd's active record
  *                      names S at epoch N (409 otherwise): a late or replayed call cannot put a
  *                      machine back in the rotation after another was activated.
+ * and the :5000 backend for the observer's database release, with "backend": "postgres" (no
+ * epoch): `GET /proxy?backend=postgres`, MAINT before a release, and READY (down until its
+ * check of Patroni's /primary passes) once the old leader has rejoined.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AgentStatus } from '../model/ha.ts';
@@ -26,6 +29,8 @@ export interface ProxyControl {
   maint(server: string): Promise<void>;
   /** Throws ReadyRefused when the active record does not name `server` at `epoch`. */
   ready(server: string, epoch: number): Promise<void>;
+  /** The :5000 backend (the database release). */
+  db: { servers(): Promise<ServerState[]>; maint(server: string): Promise<void>; ready(server: string): Promise<void> };
 }
 
 export class ReadyRefused extends Error {
@@ -94,17 +99,23 @@ export function agentHandler(d: AgentApiDeps): MtlsHandler {
 async function proxyCall(d: AgentApiDeps, req: IncomingMessage, res: ServerResponse, peer: PeerInfo, path: string): Promise<void> {
   if (!d.proxy) return send(res, 404, { error: 'no HAProxy on this machine for Vigil to control' });
   if (!d.writers.has(peer.commonName)) return send(res, 403, { error: `${peer.commonName} may not use the proxy; only observer machines and the admin may` });
-  if (req.method === 'GET' && path === '/proxy') return send(res, 200, { servers: await d.proxy.servers() });
+  const db = new URL(req.url ?? '/', 'https://agent').searchParams.get('backend') === 'postgres';
+  if (req.method === 'GET' && path === '/proxy') return send(res, 200, { servers: await (db ? d.proxy.db.servers() : d.proxy.servers()) });
   const action = req.method === 'POST' ? ({ '/proxy/maint': 'maint', '/proxy/ready': 'ready' } as const)[path] : undefined;
   if (!action) return send(res, 404, { error: `no ${req.method} ${path}` });
-  let body: { server?: unknown; epoch?: unknown };
+  let body: { server?: unknown; epoch?: unknown; backend?: unknown };
   try {
     body = (await readJson(req)) as typeof body;
   } catch {
-    return send(res, 400, { error: 'body must be JSON {"server": "name", "epoch": N}' });
+    return send(res, 400, { error: 'body must be JSON {"server": "name", "epoch": N} (or {"server": "name", "backend": "postgres"})' });
   }
-  const { server, epoch } = body;
+  const { server, epoch, backend } = body;
   if (typeof server !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(server)) return send(res, 400, { error: 'server must be a machine name' });
+  if (backend !== undefined && backend !== 'app' && backend !== 'postgres') return send(res, 400, { error: 'backend must be "app" or "postgres"' });
+  if (backend === 'postgres') {
+    await (action === 'maint' ? d.proxy.db.maint(server) : d.proxy.db.ready(server));
+    return send(res, 200, { server, state: action, backend });
+  }
   if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1) return send(res, 400, { error: 'epoch must be a positive integer' });
   try {
     if (action === 'maint') await d.proxy.maint(server);

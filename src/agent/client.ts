@@ -80,9 +80,9 @@ export class AgentClient {
     await this.call('POST', '/fence', o, { epoch });
   }
 
-  /** GET /proxy: the app backend's servers in the HAProxy of the agent's machine (a proxy machine). */
-  async proxyServers(o: AgentCallOptions): Promise<ServerState[]> {
-    const res = await this.call('GET', '/proxy', o);
+  /** GET /proxy: the app backend's servers in the HAProxy of the agent's machine (a proxy machine); `postgres`: the :5000 backend's. */
+  async proxyServers(o: AgentCallOptions, backend: 'app' | 'postgres' = 'app'): Promise<ServerState[]> {
+    const res = await this.call('GET', backend === 'app' ? '/proxy' : '/proxy?backend=postgres', o);
     const servers = (this.json(res, '/proxy') as { servers?: unknown }).servers;
     if (!Array.isArray(servers)) throw this.badAnswer('/proxy', res, 'it lacks `servers`');
     return servers as ServerState[];
@@ -96,6 +96,11 @@ export class AgentClient {
   /** POST /proxy/ready: `server` back to READY there; refused (409, AGENT_HTTP) unless etcd's active record names it at `epoch`. */
   async proxyReady(server: string, epoch: number, o: AgentCallOptions): Promise<void> {
     await this.call('POST', '/proxy/ready', o, { server, epoch });
+  }
+
+  /** The :5000 backend there: `server` to MAINT, or out of it as down until its check passes. */
+  async proxyDb(action: 'maint' | 'ready', server: string, o: AgentCallOptions): Promise<void> {
+    await this.call('POST', `/proxy/${action}`, o, { server, backend: 'postgres' });
   }
 
   private async call(method: 'GET' | 'POST', path: string, o: AgentCallOptions, json?: unknown, accept: number[] = [200]): Promise<MtlsResponse> {

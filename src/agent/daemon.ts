@@ -25,7 +25,7 @@ import { Agent, type ActivationHook, type AgentMemory } from './agent.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler, ReadyRefused, type ProxyControl } from './api.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
-import { APP_BACKEND } from '../layout/network.ts';
+import { APP_BACKEND, POSTGRES_BACKEND } from '../layout/network.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { SystemdServices } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
@@ -322,6 +322,11 @@ function proxyControl(store: VigilStore): ProxyControl {
   return {
     servers: () => runtime.servers(APP_BACKEND),
     maint: (server) => runtime.maint(APP_BACKEND, server),
+    db: {
+      servers: () => runtime.servers(POSTGRES_BACKEND),
+      maint: (server) => runtime.maint(POSTGRES_BACKEND, server),
+      ready: (server) => runtime.readyWhenChecked(POSTGRES_BACKEND, server),
+    },
     ready: async (server, epoch) => {
       const rec = (await store.getActive({ timeoutMs: 1000 }))?.record;
       if (!rec || rec.node !== server || rec.epoch !== epoch)

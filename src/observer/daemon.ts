@@ -90,8 +90,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
 
   const release = runReleaseLoop({
     cluster,
-    machine: o.node,
-    ...(ctx.runtime ? { runtime: ctx.runtime } : {}),
+    proxies: ctx.proxies,
     store,
     leadership,
     events,

@@ -9,7 +9,7 @@ import { withRole } from '../config/schema.ts';
 import { parseStatsCsv } from '../facts/parse.ts';
 import type { Leadership, VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
-import type { HaproxyRuntime } from '../proxy/runtime.ts';
+import type { ProxyHandle } from './proxies.ts';
 import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
 import { initialReleaseMemory, releaseVerdict, remember, serversToReady, type MemberView, type ProxyView, type ReleaseMemory } from './db-release.ts';
@@ -22,10 +22,13 @@ const READ_TIMEOUT_MS = 500;
 
 export interface ReleaseLoopDeps {
   cluster: Cluster;
-  /** This machine's HAProxy (a proxy machine): the old leader's :5000 server goes to MAINT there before the release. */
-  runtime?: HaproxyRuntime;
-  /** This machine's name (the proxy that `runtime` is). */
-  machine: string;
+  /**
+   * Every proxy (./proxies.ts). The old leader's :5000 server goes to MAINT on each before the
+   * release: on this machine's own HAProxy it must (the verdict does not wait for that proxy's
+   * checks), on the others it is tried (the verdict waits until each has the leader down anyway);
+   * the MAINT keeps a leader that comes back still answering /primary out until it has rejoined.
+   */
+  proxies: ProxyHandle[];
   store: VigilStore;
   leadership: Leadership;
   events: EventLog;
@@ -64,7 +67,7 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
     d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null),
     Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address))),
   ]);
-  const ownProxy = d.runtime ? d.machine : undefined;
+  const ownProxy = d.proxies.find((p) => p.local)?.name;
   const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
   const next = remember(memory, input);
   await readyAgain(d, members, patroni?.leader ?? null);
@@ -85,15 +88,17 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   }
   // Leadership again right before acting: a deposed observer must not act on its last view.
   if (!d.leadership.isLeader()) return next;
-  // Fence first: the old leader out of this proxy's rotation, whatever its checks say later. The
-  // verdict counted on it for this proxy: without it, no release this round.
-  if (d.runtime) {
-    const fenced = await d.runtime.maint(POSTGRES_BACKEND, v.leader).then(
-      () => true,
-      (err: Error) => (d.log('db-maint-failed', { node: v.leader, error: err.message }), false),
-    );
-    if (!fenced) return next;
-  }
+  // Fence first: the old leader out of every proxy's rotation, whatever its checks say later. The
+  // verdict counted on it for this machine's own proxy: without that one, no release this round.
+  const fenced = await Promise.all(
+    d.proxies.map((p) =>
+      p.db.maint(v.leader).then(
+        () => true,
+        (err: Error) => (d.log('db-maint-failed', { node: v.leader, proxy: p.name, error: err.message }), false),
+      ),
+    ),
+  );
+  if (d.proxies.some((p, i) => p.local && !fenced[i])) return next;
   const revoked = await d.store.revokeLease(v.lease, 2000);
   d.log('db-leader-released', { leader: v.leader, lease: v.lease, standby: v.standby, revoked, reason: v.reason });
   const stored = await d.events
@@ -106,16 +111,19 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   return { ...next, released: [...next.released.slice(-20), v.lease] };
 }
 
-/** Takes :5000 servers out of MAINT once their member is a healthy replica (or the primary holding the key again). */
+/** On every proxy, takes :5000 servers out of MAINT once their member is a healthy replica (or the primary holding the key again). */
 async function readyAgain(d: ReleaseLoopDeps, members: MemberView[], leader: string | null): Promise<void> {
-  if (!d.runtime) return;
-  const maint = (await d.runtime.servers(POSTGRES_BACKEND).catch(() => [])).filter((s) => s.admin === 'maint').map((s) => s.server);
-  for (const server of serversToReady(maint, members, leader)) {
-    await d.runtime
-      .readyWhenChecked(POSTGRES_BACKEND, server)
-      .then(() => d.log('db-ready', { node: server, why: 'it answers as a healthy member again' }))
-      .catch((err: Error) => d.log('db-ready-failed', { node: server, error: err.message }));
-  }
+  await Promise.all(
+    d.proxies.map(async (p) => {
+      const maint = (await p.db.servers(READ_TIMEOUT_MS).catch(() => [])).filter((s) => s.admin === 'maint').map((s) => s.server);
+      for (const server of serversToReady(maint, members, leader)) {
+        await p.db
+          .ready(server)
+          .then(() => d.log('db-ready', { node: server, proxy: p.name, why: 'it answers as a healthy member again' }))
+          .catch((err: Error) => d.log('db-ready-failed', { node: server, proxy: p.name, error: err.message }));
+      }
+    }),
+  );
 }
 
 async function memberView(cluster: Cluster, name: string, address: string): Promise<MemberView> {

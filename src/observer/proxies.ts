@@ -10,14 +10,18 @@ import type { Cluster, Machine } from '../config/schema.ts';
 import { withRole } from '../config/schema.ts';
 import { agentOf } from '../agent/client.ts';
 import type { MtlsIdentity } from '../mtls/mtls.ts';
-import { APP_BACKEND } from '../layout/network.ts';
+import { APP_BACKEND, POSTGRES_BACKEND } from '../layout/network.ts';
 import type { HaproxyRuntime, ServerState } from '../proxy/runtime.ts';
 
 export interface ProxyHandle {
   name: string;
+  /** This observer's own machine (its runtime socket). */
+  local: boolean;
   servers(timeoutMs: number): Promise<ServerState[]>;
   maint(server: string, epoch: number): Promise<void>;
   ready(server: string, epoch: number): Promise<void>;
+  /** The :5000 backend, for the database release: read, MAINT, and out of MAINT as down until checked. */
+  db: { servers(timeoutMs: number): Promise<ServerState[]>; maint(server: string): Promise<void>; ready(server: string): Promise<void> };
 }
 
 /** Deadline of a MAINT or READY sent to another machine's agent. */
@@ -30,9 +34,15 @@ export function proxyHandles(cluster: Cluster, self: string, pki: MtlsIdentity, 
 function local(m: Machine, runtime: HaproxyRuntime): ProxyHandle {
   return {
     name: m.name,
+    local: true,
     servers: () => runtime.servers(APP_BACKEND),
     maint: (server) => runtime.maint(APP_BACKEND, server),
     ready: (server) => runtime.ready(APP_BACKEND, server),
+    db: {
+      servers: () => runtime.servers(POSTGRES_BACKEND),
+      maint: (server) => runtime.maint(POSTGRES_BACKEND, server),
+      ready: (server) => runtime.readyWhenChecked(POSTGRES_BACKEND, server),
+    },
   };
 }
 
@@ -40,8 +50,14 @@ function remote(m: Machine, pki: MtlsIdentity): ProxyHandle {
   const agent = agentOf(pki, m);
   return {
     name: m.name,
+    local: false,
     servers: (timeoutMs) => agent.proxyServers({ timeoutMs }),
     maint: (server, epoch) => agent.proxyMaint(server, epoch, { timeoutMs: WRITE_TIMEOUT_MS }),
     ready: (server, epoch) => agent.proxyReady(server, epoch, { timeoutMs: WRITE_TIMEOUT_MS }),
+    db: {
+      servers: (timeoutMs) => agent.proxyServers({ timeoutMs }, 'postgres'),
+      maint: (server) => agent.proxyDb('maint', server, { timeoutMs: WRITE_TIMEOUT_MS }),
+      ready: (server) => agent.proxyDb('ready', server, { timeoutMs: WRITE_TIMEOUT_MS }),
+    },
   };
 }
