@@ -46,8 +46,6 @@ interface Ctx {
   secrets: Secrets;
   store: VigilStore;
   pki: LoadedPki;
-  /** This machine's HAProxy (a proxy machine), for the database release. */
-  runtime?: HaproxyRuntime;
   /** Every proxy's HAProxy, this machine's and the others' (./proxies.ts). */
   proxies: ProxyHandle[];
   events: EventLog;
@@ -71,14 +69,12 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
-  const runtime = machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined;
   const ctx: Ctx = {
     cluster,
     secrets,
     store,
     pki,
-    runtime,
-    proxies: proxyHandles(cluster, o.node, pki, runtime),
+    proxies: proxyHandles(cluster, o.node, pki, machine.roles.includes('proxy') ? new HaproxyRuntime() : undefined),
     events,
     alerter,
     leadership,
