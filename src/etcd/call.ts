@@ -2,7 +2,8 @@
  * Deadlines, cancellation and error mapping for every etcd call. Retry policy lives here and in
  * the callers' loops, not in etcd3: its default policies retry three times and open a 5 s
  * circuit breaker per endpoint, which would both hide an outage from the caller's deadline and
- * refuse the first calls after etcd is back (see `passThroughPolicy`).
+ * refuse the first calls after etcd is back (see `passThroughPolicy`). In their place, a member
+ * that just failed a call is passed over while another has not (`MemberHealth`).
  */
 import {
   ClientClosedError,
@@ -11,6 +12,8 @@ import {
   EtcdPermissionDeniedError,
   GRPCDeadlineExceededError,
   GRPCUnauthenticatedError,
+  RecoverableError,
+  castGrpcError,
   isRecoverableError,
   type IOptions,
 } from 'etcd3';
@@ -85,7 +88,11 @@ export class Caller {
   /**
    * Calls `fn` until it succeeds, fails for good, or the deadline passes. `fn` receives the gRPC
    * deadline so the call itself is cancelled on the wire, not just abandoned. With `once`,
-   * recoverable errors are not retried: for writes whose outcome would be unknown.
+   * recoverable errors are not retried (for writes whose outcome would be unknown), except a
+   * call gRPC never sent for want of a connection (`neverSent`): after a member restarts, gRPC
+   * keeps its channel to it failing fast until its reconnect backoff ends, and etcd3 picks a
+   * member at random for each call, so without this one restarted member can fail every `once`
+   * call that lands on it for seconds while the other members answer.
    */
   async run<T>(op: string, opts: CallOptions | undefined, fn: (grpc: { deadline: Date }) => Promise<T>, mode: 'retry' | 'once' = 'retry'): Promise<T> {
     if (this.closed) throw toStoreError(op, this.endpoints, new ClientClosedError(op));
@@ -108,7 +115,9 @@ export class Caller {
         if (!mapped.retryable) throw mapped;
         // A failure right at the end: report it as the timeout it is.
         if (performance.now() >= end) throw this.timeout(op, timeoutMs, err);
-        if (mode === 'once') throw mapped;
+        // A call that never left this process (gRPC had no connection to the member it picked)
+        // had no outcome: trying it again, likely on another member, cannot apply it twice.
+        if (mode === 'once' && !neverSent(err)) throw mapped;
         last = err;
       }
       const pause = Math.min(50 * 2 ** attempt, 1000, Math.max(0, end - performance.now()));
@@ -132,6 +141,14 @@ export class Caller {
       retryable: false,
     });
   }
+}
+
+/**
+ * gRPC failed the call before sending it: its picker had no connection to the member
+ * (grpc-js's "No connection established", status UNAVAILABLE). Nothing reached etcd.
+ */
+export function neverSent(err: unknown): boolean {
+  return err instanceof Error && /\bUNAVAILABLE\b.*No connection established/.test(err.message);
 }
 
 const TIMED_OUT = Symbol('timed out');
@@ -164,13 +181,80 @@ function bounded<T>(p: Promise<T>, ms: number, signal: AbortSignal | undefined):
 
 type FaultHandling = NonNullable<IOptions['faultHandling']>;
 type Policy = NonNullable<FaultHandling['global']>;
+type PolicyFn<T> = (ctx: { signal: AbortSignal }) => PromiseLike<T> | T;
 
-/** A cockatiel policy that calls straight through (without importing cockatiel, a transitive dependency). */
-const passThroughPolicy = {
-  execute: <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })),
-  onSuccess: () => ({ dispose: () => undefined }),
-  onFailure: () => ({ dispose: () => undefined }),
-} as unknown as Policy;
+/** A cockatiel policy (the shape etcd3 calls; cockatiel is only a transitive dependency). */
+function policy(execute: <T>(fn: PolicyFn<T>) => Promise<T>): Policy {
+  return { execute, onSuccess: () => ({ dispose: () => undefined }), onFailure: () => ({ dispose: () => undefined }) } as unknown as Policy;
+}
+
+/** Calls straight through: retries are the Caller's. */
+const passThroughPolicy = policy((fn) => Promise.resolve().then(() => fn({ signal: new AbortController().signal })));
+
+/** How long a member whose call just failed is passed over, while another member has not failed. */
+export const MEMBER_COOLDOWN_MS = 2000;
+
+/** A member passed over for now: etcd3 goes on to the next member, and the Caller may retry. */
+class MemberPassedOver extends Error {
+  readonly [RecoverableError] = true;
+  constructor(host: string) {
+    super(`14 UNAVAILABLE: etcd member ${host} failed a call less than ${MEMBER_COOLDOWN_MS} ms ago`);
+  }
+}
+
+/**
+ * Which members of one store's client failed a call lately. etcd3 picks a member at random for
+ * each call and, with the pass-through policies, sticks to it; a member that restarts or hangs
+ * then fails a share of all calls (with two calls per agent cycle, most cycles) although the other
+ * members answer. A member that failed in the last MEMBER_COOLDOWN_MS is passed over while
+ * another has not failed: never all of them, so a one-member cluster, or every member failing,
+ * changes nothing, and a member that is back is tried again once its cooldown ends.
+ */
+export class MemberHealth {
+  private readonly hosts: string[] = [];
+  private readonly failedAt = new Map<string, number>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  add(host: string): void {
+    if (!this.hosts.includes(host)) this.hosts.push(host);
+  }
+
+  failed(host: string): void {
+    this.failedAt.set(host, this.now());
+  }
+
+  succeeded(host: string): void {
+    this.failedAt.delete(host);
+  }
+
+  private cooling(host: string): boolean {
+    const at = this.failedAt.get(host);
+    return at !== undefined && this.now() - at < MEMBER_COOLDOWN_MS;
+  }
+
+  /** `host` failed lately and some other member has not. */
+  passOver(host: string): boolean {
+    return this.cooling(host) && this.hosts.some((h) => h !== host && !this.cooling(h));
+  }
+
+  /** etcd3's per-member policy: passes the member over, or calls through and records the outcome. */
+  policyFor(host: string): Policy {
+    this.add(host);
+    return policy(async (fn) => {
+      if (this.passOver(host)) throw new MemberPassedOver(host);
+      try {
+        const result = await fn({ signal: new AbortController().signal });
+        this.succeeded(host);
+        return result;
+      } catch (err) {
+        // Network and server trouble (unavailable, deadline), not an answer such as a failed compare.
+        if (err instanceof Error && isRecoverableError(castGrpcError(err))) this.failed(host);
+        throw err;
+      }
+    });
+  }
+}
 
 /**
  * Watch streams reconnect after 100 ms, doubling up to 2 s: etcd3's default grows to 30 s, so an
@@ -180,8 +264,11 @@ function watchBackoff(delayMs = 100): { duration: number; next(): ReturnType<typ
   return { duration: delayMs, next: () => watchBackoff(Math.min(delayMs * 2, 2000)) };
 }
 
-export const faultHandling: FaultHandling = {
-  host: () => passThroughPolicy,
-  global: passThroughPolicy,
-  watchBackoff: { next: () => watchBackoff() } as unknown as FaultHandling['watchBackoff'],
-};
+/** etcd3's fault handling for one client: no retries of its own, members that just failed passed over. */
+export function faultHandling(health = new MemberHealth()): FaultHandling {
+  return {
+    host: (host: string) => health.policyFor(host),
+    global: passThroughPolicy,
+    watchBackoff: { next: () => watchBackoff() } as unknown as FaultHandling['watchBackoff'],
+  };
+}

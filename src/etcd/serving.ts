@@ -54,7 +54,8 @@ export class Hold implements ServingHold {
     const id = this.leaseId;
     if (id !== null) {
       try {
-        const res = await caller.run('renewClaim', { timeoutMs }, (grpc) => keepaliveOnce(client, id, grpc), 'once');
+        // A keepalive may be sent twice: it only renews. The renewal counts from before the first.
+        const res = await caller.run('renewClaim', { timeoutMs }, (grpc) => keepaliveOnce(client, id, grpc));
         if (Number(res.TTL) > 0) return;
       } catch (err) {
         if (!(err instanceof EtcdLeaseInvalidError || (err as { cause?: unknown }).cause instanceof EtcdLeaseInvalidError)) throw err;

@@ -247,6 +247,21 @@ describe('VigilStore against a real etcd', () => {
     assert.ok(performance.now() - started < 10_000); // the 800 ms dial deadline, not the 5 s call default retried
   });
 
+  it('one member that refuses connections fails no call: a call gRPC never sent is tried again, `once` calls and claim renewals included', async () => {
+    // etcd3 picks a member at random for each call; port 1 refuses, as a member restarting does.
+    // Without the retry of calls never sent, about half of these would fail.
+    const s = await openStore({ endpoints: [etcd.endpoint, 'http://127.0.0.1:1'], cluster: `t${++n}`, callTimeoutMs: 3000 });
+    stores.push(s);
+    assert.equal(await s.casActive(rec('app1', 1), null), true);
+    const hold = s.servingHold('app1', 5);
+    const failures: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      await s.confirmActive(3000).catch((err: Error) => failures.push(`confirmActive: ${err.message}`));
+      await hold.renew(3000).catch((err: Error) => failures.push(`renew: ${err.message}`));
+    }
+    assert.deepEqual(failures, []);
+  });
+
   describe('leadership', () => {
     it('of two campaigners one leads; the other takes over when it resigns', async () => {
       const a = await open();

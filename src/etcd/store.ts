@@ -180,7 +180,7 @@ export async function openStore(opts: StoreOptions): Promise<VigilStore> {
           },
         }
       : {}),
-    faultHandling,
+    faultHandling: faultHandling(),
     // Notice a dead connection (a hung member) on idle watch streams too; etcd's minimum ping
     // interval is 5 s (--grpc-keepalive-min-time), pinging faster gets the connection closed.
     grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
@@ -278,12 +278,10 @@ class Store implements VigilStore {
 
   async confirmActive(timeoutMs: number, opts?: { signal?: AbortSignal }): Promise<ActiveConfirmation> {
     const sentAtMs = performance.now();
-    // 'once': a retry would start later than sentAtMs claims; the agent asks again on its own tick.
-    const [res, claims] = await this.caller.run(
-      'confirmActive',
-      { timeoutMs, ...opts },
-      (grpc) => Promise.all([this.ns.get(KEYS.active).options(grpc).exec(), readClaims(this.ns, keyPrefix(this.cluster), grpc)]),
-      'once',
+    // Retried within the deadline (on another member, when one fails): the confirmation counts
+    // from sentAtMs, before the first try, so a read that a retry made later only shortens it.
+    const [res, claims] = await this.caller.run('confirmActive', { timeoutMs, ...opts }, (grpc) =>
+      Promise.all([this.ns.get(KEYS.active).options(grpc).exec(), readClaims(this.ns, keyPrefix(this.cluster), grpc)]),
     );
     const kv = res.kvs[0];
     return { record: kv ? decode(schemas.active, 'confirmActive', this.full(KEYS.active), kv.value) : null, claims, sentAtMs };
