@@ -74,38 +74,45 @@ export interface ChaosReport {
   ok: boolean;
 }
 
-/** Resolves a target role to a machine now; `avoid` is left out when another machine fits. */
+/** How long the choice of a target waits for a machine to fit (a failover under way, a loaded agent slow to answer). */
+const TARGET_WAIT_MS = 30_000;
+
+/**
+ * Resolves a target role to a machine; `avoid` is left out when another machine fits. Waits up to
+ * TARGET_WAIT_MS for one to fit: for the application's roles, until exactly one agent answers
+ * active (mid-failover there is none, or two claims); for the database's, until there is a primary.
+ */
 async function resolveTarget(cluster: Cluster, role: TargetRole, rng: Rng, avoid?: string): Promise<string> {
   const names = (r: Parameters<typeof withRole>[1]) => withRole(cluster, r).map((m) => m.name);
-  let candidates: string[];
-  switch (role) {
-    case 'active-app':
-    case 'standby-app': {
-      const agents = await labAgents();
-      const apps = names('app');
-      const active = apps.filter((n) => agents.get(n)?.active);
-      candidates = role === 'active-app' ? active : apps.filter((n) => !active.includes(n));
-      break;
+  const candidates = async (): Promise<string[] | undefined> => {
+    switch (role) {
+      case 'active-app':
+      case 'standby-app': {
+        const agents = await labAgents();
+        const apps = names('app');
+        const active = apps.filter((n) => agents.get(n)?.active);
+        if (active.length !== 1) return undefined;
+        const fit = role === 'active-app' ? active : apps.filter((n) => !active.includes(n));
+        return fit.length ? fit : undefined;
+      }
+      case 'db-primary':
+      case 'db-standby': {
+        const primary = (await findPrimary(cluster))?.name;
+        if (primary === undefined) return undefined;
+        const fit = role === 'db-primary' ? [primary] : names('db').filter((n) => n !== primary);
+        return fit.length ? fit : undefined;
+      }
+      case 'observer':
+        return names('observer');
+      case 'etcd-member':
+        return names('etcd');
+      case 'proxy':
+        return names('proxy');
     }
-    case 'db-primary':
-    case 'db-standby': {
-      const primary = (await waitFor('a db primary', () => findPrimary(cluster), 30_000, 500)).name;
-      candidates = role === 'db-primary' ? [primary] : names('db').filter((n) => n !== primary);
-      break;
-    }
-    case 'observer':
-      candidates = names('observer');
-      break;
-    case 'etcd-member':
-      candidates = names('etcd');
-      break;
-    case 'proxy':
-      candidates = names('proxy');
-      break;
-  }
-  if (!candidates.length) throw new Error(`no machine is the ${role} now`);
-  const others = candidates.filter((n) => n !== avoid);
-  return pick(rng, others.length ? others : candidates);
+  };
+  const fit = await waitFor(`a machine that is the ${role} now`, candidates, TARGET_WAIT_MS, 500);
+  const others = fit.filter((n) => n !== avoid);
+  return pick(rng, others.length ? others : fit);
 }
 
 /** The unit that brings a killed process back (PostgreSQL is Patroni's to start). */
