@@ -78,6 +78,13 @@ export interface DbFaultReport {
   fences: number;
   /** The observers' `db-leader-released` log lines written during the run: leader leases the observer revoked. */
   releases: number;
+  /**
+   * The proxies whose :5000 server of the old primary was seen in MAINT while the fault lasted
+   * (the observer's database release fences every proxy), out of `proxies`.
+   */
+  oldInMaint: string[];
+  /** Every proxy machine sampled. */
+  proxies: string[];
   /** HAProxy's log lines about the :5000 servers during the run (up, down, why), to explain a failure. */
   proxyLog: string[];
   /** Why the cluster did not become whole again (a primary with its synchronous standby, Patroni on every machine), if it did not. */
@@ -100,8 +107,9 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   const { cluster, secrets } = lab;
   const say = o.say ?? (() => {});
   const holdMs = o.holdMs ?? 30_000;
-  const proxy = withRole(cluster, 'proxy')[0]!;
-  const runtime = labRuntime(proxy.name);
+  const proxies = withRole(cluster, 'proxy');
+  const proxy = proxies[0]!;
+  const runtimes = proxies.map((p) => labRuntime(p.name));
   const old = await waitFor('a primary', () => findPrimary(cluster), 60_000, 250);
   await waitFor('a synchronous standby', () => hasSyncStandby(cluster, old), 120_000, 250);
   const fencesBefore = await fenceLines(lab);
@@ -112,12 +120,17 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   let mostPrimariesUp = 0;
   let samples = 0;
   let sampling = true;
+  // Set once the fault is injected, cleared when it ends: when the old primary's MAINT counts.
+  let faultOn = false;
+  const oldInMaint = new Set<string>();
   const dbs = new Map(withRole(cluster, 'db').map((m) => [m.name, m]));
   const sampler = (async () => {
     while (sampling) {
-      const servers = await runtime.servers(POSTGRES_BACKEND).catch(() => undefined);
-      if (servers) {
+      const views = await Promise.all(runtimes.map((r) => r.servers(POSTGRES_BACKEND).catch(() => undefined)));
+      for (const [i, servers] of views.entries()) {
+        if (!servers) continue;
         samples++;
+        if (faultOn && servers.some((s) => s.server === old.name && s.admin === 'maint')) oldInMaint.add(proxies[i]!.name);
         const up = servers.filter((s) => s.op === 'up' && s.admin === 'ready');
         mostUp = Math.max(mostUp, up.length);
         // Looked at only when it matters (more than one up): a file and the machine's PIDs each.
@@ -149,8 +162,10 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     t0 = performance.now();
     say(`${fault}: on ${old.name}, for ${holdMs / 1000} s`);
     await inject(lab, old, fault, 'start');
+    faultOn = true;
     await sleep(holdMs);
     staleAtEnd = await runsAsPrimary(old);
+    faultOn = false;
     await inject(lab, old, fault, 'end');
     say(`${fault}: ended on ${old.name}`);
     try {
@@ -194,6 +209,8 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     staleAtEnd,
     fences: (await fenceLines(lab)) - fencesBefore,
     releases: (await releaseLines(lab)) - releasesBefore,
+    oldInMaint: [...oldInMaint].sort(),
+    proxies: proxies.map((p) => p.name),
     proxyLog: (await readMachineLog(proxy.name, 'haproxy'))
       .split('\n')
       .slice(proxyLogFrom)

@@ -7,7 +7,8 @@
  * leadership was ended early (by the observer's release, or by Patroni itself when its own
  * PostgreSQL crashed). And in every case: no acknowledged write lost, never two primaries behind
  * :5000, nothing acknowledged by the old primary once the new one has, and the cluster whole
- * again afterwards. The figures are bench/db-failover.ts's.
+ * again afterwards. The lab has two proxy machines of their own, and the release fences the old
+ * primary's :5000 server (MAINT) on both. The figures are bench/db-failover.ts's.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,8 @@ const HOLD_MS = 12_000;
 
 before(async () => {
   await labDown();
-  lab = await labUp({ topology: 'distributed', release: 'trixie' }, (l) => console.log(`# lab: ${l}`));
+  // Two proxies of their own: the release must fence both (MAINT on each), through their agents.
+  lab = await labUp({ topology: 'distributed', release: 'trixie', proxies: 2 }, (l) => console.log(`# lab: ${l}`));
 });
 after(async () => labDown());
 
@@ -55,6 +57,13 @@ for (const fault of DB_RELEASE_FAULTS) {
     assert.deepEqual(r.missing, [], `every acknowledged write is in the database (${r.missing.length} of ${r.acked} missing)`);
     assert.equal(r.notHealed, null, 'the database tier is whole again: a primary with its synchronous standby');
     // A killed PostgreSQL under a live Patroni: Patroni handles it (primary_start_timeout 0 in synchronous mode); the observer may release or not.
-    if (fault !== 'postgres-kill') assert.ok(r.releases >= 1, `the observer released the dead leader's lease (${r.releases} db-leader-released lines)`);
+    if (fault !== 'postgres-kill') {
+      assert.ok(r.releases >= 1, `the observer released the dead leader's lease (${r.releases} db-leader-released lines)`);
+      assert.deepEqual(
+        r.oldInMaint,
+        r.proxies,
+        `the old primary's :5000 server went to MAINT on every proxy before the release (seen on: ${r.oldInMaint.join(', ') || 'none'})`,
+      );
+    }
   });
 }
