@@ -30,7 +30,7 @@ import {
   type Progress,
 } from './lab.ts';
 import { readMachineLog } from './logs.ts';
-import { labSettled } from './settle.ts';
+import { WAIT_ANSWER_MS, labSettled } from './settle.ts';
 import {
   CHAOS_PROCS,
   LOSS_PERCENT,
@@ -88,7 +88,7 @@ async function resolveTarget(cluster: Cluster, role: TargetRole, rng: Rng, avoid
     switch (role) {
       case 'active-app':
       case 'standby-app': {
-        const agents = await labAgents();
+        const agents = await labAgents(WAIT_ANSWER_MS);
         const apps = names('app');
         const active = apps.filter((n) => agents.get(n)?.active);
         if (active.length !== 1) return undefined;
@@ -144,7 +144,7 @@ async function inject(cluster: Cluster, f: SingleStep, host: string): Promise<In
     // The active machine now (a failover may be under way, a loaded agent slow to answer).
     const active = await waitFor(
       'an active app machine to cut the proxy from',
-      async () => [...(await labAgents())].find(([, st]) => st?.active)?.[0],
+      async () => [...(await labAgents(WAIT_ANSWER_MS))].find(([, st]) => st?.active)?.[0],
       30_000,
       250,
     );

@@ -278,15 +278,19 @@ export async function labStopUnit(host: string, proc: LabUnit): Promise<void> {
 
 /** Every agent's status (config/schema.ts runsAgent), asked with the lab admin's certificate. */
 
-export async function labAgents(): Promise<Map<string, AgentStatus | undefined>> {
+/**
+ * Every agent's status; undefined where it did not answer within `timeoutMs` (default: the
+ * observer's deadline for the same question, CHECK_TIMEOUT_MS). Waiting for a state (a settled
+ * cluster, a fault's target) may allow more on a loaded machine.
+ */
+export async function labAgents(timeoutMs = 600): Promise<Map<string, AgentStatus | undefined>> {
   const { cluster } = await openLab();
   const pki = await loadPki(join(LAB_DIR, 'pki'), 'admin');
   const machines = agentMachines(cluster);
-  // The observer's deadline for the same question (CHECK_TIMEOUT_MS); undefined: no answer.
   const statuses = await Promise.all(
     machines.map((m) =>
       agentOf(pki, m)
-        .status({ timeoutMs: 600 })
+        .status({ timeoutMs })
         .catch(() => undefined),
     ),
   );

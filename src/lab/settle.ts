@@ -11,13 +11,16 @@ import { findPrimary, hasSyncStandby, labAgents, type LabHandle } from './lab.ts
  * new node to serve would be a second fault, not the one being measured), and (synchronous mode)
  * a synchronous standby. The observer is not waited for while maintenance is on: it does not act then.
  */
+/** How long a wait gives each agent to answer: waiting, not checking, so a loaded machine's slow answer counts. */
+export const WAIT_ANSWER_MS = 2000;
+
 export async function labSettled(lab: LabHandle, timeoutMs = 120_000): Promise<void> {
   const { cluster } = lab;
   const apps = withRole(cluster, 'app').map((m) => m.name);
   await waitFor(
     'every app machine ready, one active',
     async () => {
-      const agents = await labAgents();
+      const agents = await labAgents(WAIT_ANSWER_MS);
       const ready = apps.every((n) => agents.get(n)?.ready || agents.get(n)?.active);
       return ready && apps.filter((n) => agents.get(n)?.active).length === 1 ? true : undefined;
     },
