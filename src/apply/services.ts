@@ -10,6 +10,7 @@ import { agentMachines, withRole } from '../config/schema.ts';
 import { appDbDifferences, ensureAppDb, readAppDbState } from './appdb.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { APP_BACKEND } from '../layout/network.ts';
+import { PATHS, ROOTS } from '../layout/paths.ts';
 import { UNITS } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
@@ -30,6 +31,8 @@ function probeMachine(cluster: Cluster): Machine {
 interface Rolling {
   order?: (machines: Machine[]) => Promise<Machine[]>;
   restart: (m: Machine) => Promise<void>;
+  /** Runs the restarts (when there are some to make), e.g. with something held for their duration. */
+  around?: (restarts: () => Promise<void>) => Promise<void>;
 }
 
 /**
@@ -65,7 +68,11 @@ async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Mac
     }),
   );
   const ordered = rolling?.order && restarts.length > 1 && !run.o.dryRun ? await rolling.order(restarts) : restarts;
-  for (const m of ordered) await step(m.name, 'services', () => restart(m, '; one machine at a time'));
+  const restartAll = async () => {
+    for (const m of ordered) await step(m.name, 'services', () => restart(m, '; one machine at a time'));
+  };
+  if (rolling?.around && ordered.length > 0 && !run.o.dryRun) await rolling.around(restartAll);
+  else await restartAll();
 }
 
 /**
@@ -79,6 +86,7 @@ function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShe
   // etcd's own gauge on its client port: 1 on the member that leads, 0 on the others.
   const leads = async (m: Machine) => /^etcd_server_is_leader 1$/m.test((await remoteGet(probe, `http://${m.address}:2379/metrics`)).body);
   return {
+    around: (restarts) => withPatroniPaused(run, sh, probe, restarts),
     order: async (ms) => {
       const leader = await Promise.all(ms.map(leads));
       return [...ms].sort((a, b) => Number(leader[ms.indexOf(a)]) - Number(leader[ms.indexOf(b)]));
@@ -90,6 +98,74 @@ function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShe
       );
     },
   };
+}
+
+/** On the db machine where apply paused Patroni: its pause, to be undone by this or the next apply. */
+const APPLY_PAUSE_MARK = `${ROOTS.data}/apply-paused-patroni`;
+
+/** `patronictl pause|resume --wait` on `m`, as root with Patroni's own configuration. */
+async function patronictl(sh: (m: Machine) => RemoteShell, m: Machine, verb: 'pause' | 'resume'): Promise<void> {
+  const r = await sh(m).exec(['patronictl', '-c', PATHS.patroniConfig, verb, '--wait'], { timeoutMs: 60_000 });
+  if (r.code !== 0)
+    throw new VigilError('REMOTE_COMMAND', [
+      problem(
+        `${m.name} Patroni`,
+        `\`patronictl ${verb}\` failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(0, 400)}`,
+        verb === 'resume'
+          ? `run \`patronictl -c ${PATHS.patroniConfig} resume\` on ${m.name}: Patroni fails nothing over while it is paused`
+          : `read \`patronictl -c ${PATHS.patroniConfig} list\` on ${m.name}, fix the cause and run \`vigil apply\` again`,
+      ),
+    ]);
+}
+
+/**
+ * Patroni paused while etcd members restart. A primary whose leader-key update fails (its etcd
+ * member stopping in the middle of the request: "error reading from server: EOF") demotes itself
+ * at once, unless Patroni is paused (Patroni's ha.py: "continue to run as primary after failing to
+ * update leader lock in DCS"): seen in the lab, one rolling restart in about ten bounced the
+ * primary, and the application with it. Paused, Patroni fails nothing over either, for the
+ * seconds the restarts take. A pause that was there before (the operator's) is left alone. Apply's
+ * own is marked on the machine, so that an apply interrupted before resuming is undone by the next
+ * (`resumeInterruptedPause`).
+ */
+async function withPatroniPaused(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShell, restarts: () => Promise<void>): Promise<void> {
+  const { cluster } = run.o;
+  let on: Machine | undefined;
+  for (const m of withRole(cluster, 'db')) {
+    const view = await unlessSilent(patroniOf(cluster, m, { transport: remotePatroni(probe) }).cluster({ timeoutMs: 3000 }), undefined);
+    if (!view) continue;
+    if (view.paused) {
+      run.note(m.name, 'services', 'Patroni is paused already (not by apply): left so while the etcd members restart');
+      return restarts();
+    }
+    on = m;
+    break;
+  }
+  if (!on) return restarts(); // no Patroni answers: no primary to keep
+  const m = on;
+  run.note(m.name, 'services', 'Patroni paused while etcd members restart (a primary that cannot renew its leader key demotes itself unless paused)');
+  await sh(m).writeFile(APPLY_PAUSE_MARK, `${new Date().toISOString()}\n`, { mode: 0o600 });
+  await patronictl(sh, m, 'pause');
+  try {
+    await restarts();
+  } finally {
+    await patronictl(sh, m, 'resume');
+    await sh(m).exec(['rm', '-f', APPLY_PAUSE_MARK]);
+    run.note(m.name, 'services', 'Patroni resumed');
+  }
+}
+
+/** A pause of Patroni that an interrupted apply left behind (its mark on a db machine) is undone. */
+async function resumeInterruptedPause(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
+  await eachMachine(withRole(run.o.cluster, 'db'), async (m) =>
+    step(m.name, 'services', async () => {
+      if ((await sh(m).readFile(APPLY_PAUSE_MARK)) === null) return;
+      run.change(m.name, 'services', 'resume Patroni (an interrupted apply left it paused)');
+      if (run.o.dryRun) return;
+      await patronictl(sh, m, 'resume');
+      await sh(m).exec(['rm', '-f', APPLY_PAUSE_MARK]);
+    }),
+  );
 }
 
 /**
@@ -227,6 +303,7 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   // HTTP checks run on a machine that has Vigil's artifact (its node); preflight showed the ports reachable between machines.
   const probe = sh(probeMachine(cluster));
 
+  await resumeInterruptedPause(run, sh);
   await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probe, waitMs));
   if (!dryRun)
     for (const m of etcd)

@@ -8,11 +8,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile } from 'node:fs/promises';
-import { PATHS } from '../../src/layout/paths.ts';
+import { appendFile, writeFile } from 'node:fs/promises';
+import { PATHS, ROOTS } from '../../src/layout/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
-import { labDown, openLab } from '../../src/lab/lab.ts';
+import { labDown, labRun, openLab } from '../../src/lab/lab.ts';
+import { patroniOf } from '../../src/patroni/client.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { UNITS } from '../../src/layout/units.ts';
@@ -131,6 +132,9 @@ describe('vigil apply restarts etcd members one at a time', () => {
       assert.deepEqual(overlapping, [], 'never two members down at once: each restart began after the one before answered again');
       const answers = probe.answers.filter((a) => a.atMs > t0);
       assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request');
+      assert.match(r.out, /Patroni paused while etcd members restart/, 'Patroni paused for the restarts');
+      assert.match(r.out, /Patroni resumed/);
+      assert.equal(await patroniPaused(), false, 'Patroni is not left paused');
     } finally {
       await watch.stop();
       await probe.stop();
@@ -139,4 +143,23 @@ describe('vigil apply restarts etcd members one at a time', () => {
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /apply: no change/);
   });
+
+  it('a pause of Patroni that an interrupted apply left (its mark on the machine) is undone by the next apply', async () => {
+    const lab = await openLab();
+    const db1 = withRole(lab.cluster, 'db')[0]!;
+    const pause = await labRun(db1.name, ['patronictl', '-c', PATHS.patroniConfig, 'pause', '--wait']);
+    assert.equal(pause.code, 0, pause.stderr);
+    await writeFile(hostPathOf(db1.name, `${ROOTS.data}/apply-paused-patroni`), 'interrupted\n');
+    assert.equal(await patroniPaused(), true);
+    const r = await vigil(['apply', '-c', clusterFilePath()]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, new RegExp(`${db1.name} +services: resume Patroni \\(an interrupted apply left it paused\\)`));
+    assert.equal(await patroniPaused(), false);
+  });
 });
+
+/** Whether Patroni's cluster is paused, as the first db machine's REST API says. */
+async function patroniPaused(): Promise<boolean> {
+  const lab = await openLab();
+  return (await patroniOf(lab.cluster, withRole(lab.cluster, 'db')[0]!).cluster({ timeoutMs: 3000 })).paused;
+}
