@@ -251,8 +251,12 @@ export async function labRevive(host: string): Promise<void> {
   await waitBooted(host);
 }
 
-/** Until the machine's systemd has finished booting (`systemctl is-system-running --wait`: running, or degraded). */
-export async function waitBooted(host: string, timeoutMs = 120_000): Promise<void> {
+/**
+ * Until the machine's systemd has finished booting (`systemctl is-system-running --wait`: running,
+ * or degraded). Five minutes: seven machines booting at once beside other labs on a loaded 2-core
+ * machine took more than two (a lab up that timed out at 120 s, load average 15).
+ */
+export async function waitBooted(host: string, timeoutMs = 300_000): Promise<void> {
   await waitFor(
     `${host} to boot`,
     async () => {
