@@ -74,6 +74,8 @@ export interface CheckReport {
   text: string;
 }
 
+/** How long a write's read-back may be asked again while the proxy does not answer it. */
+const READ_BACK_MS = 60_000;
 /** The rounds kept: the last 10 minutes at 50 ms, enough for any one fault. */
 const MAX_ROUNDS = 12_000;
 
@@ -310,8 +312,14 @@ export class Checker {
     return { http: missing, db: this.dbWriter ? await this.dbWriter.missing() : [] };
   }
 
+  /**
+   * Whether the ticket is there with its title. Asked again for up to READ_BACK_MS while the
+   * proxy gives no answer or an error status (a database failover the fault started may still be
+   * under way); only a 404 or another title is a missing write.
+   */
   private async readBack(w: AckedWrite): Promise<boolean> {
-    for (let attempt = 0; attempt < 5; attempt++) {
+    const deadline = performance.now() + READ_BACK_MS;
+    while (performance.now() < deadline) {
       try {
         const res = await fetch(`${this.baseUrls[0]}/api/tickets/${w.id}`, { signal: AbortSignal.timeout(5000) });
         if (res.status === 404) return false;
@@ -325,7 +333,7 @@ export class Checker {
       }
       await sleep(500);
     }
-    throw new Error(`ticket ${w.id} could not be read back through ${this.baseUrls[0]} (no answer or an error status)`);
+    throw new Error(`ticket ${w.id} could not be read back through ${this.baseUrls[0]} in ${READ_BACK_MS / 1000} s (no answer or an error status)`);
   }
 
   /**
