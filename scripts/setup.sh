@@ -16,8 +16,9 @@ if ! node_ok; then
 fi
 
 # mmdebstrap and dpkg-dev: the lab machines' root filesystems and package mirror (src/lab/rootfs.ts);
-# systemd-container: systemd-nspawn boots the bare lab machines (src/lab/boot.ts).
-packages=(postgresql patroni etcd-server etcd-client haproxy socat rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl lsyncd sudo mmdebstrap dpkg-dev systemd-container)
+# systemd-container: systemd-nspawn boots the bare lab machines (src/lab/boot.ts); keepalived: the
+# render tests run `keepalived --config-test` (src/render/keepalived.test.ts).
+packages=(postgresql patroni etcd-server etcd-client haproxy socat keepalived rsync openssh-server openssh-client nginx iproute2 nftables util-linux openssl lsyncd sudo mmdebstrap dpkg-dev systemd-container)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

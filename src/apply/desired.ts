@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { runsAgent, type Cluster, type Machine, type Secrets } from '../config/schema.ts';
-import { renderMachine } from '../render/index.ts';
+import { VRRP_AUTH_LENGTH, renderMachine } from '../render/index.ts';
 import { UNITS } from '../layout/units.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
 import type { Artifact } from './artifact.ts';
@@ -57,6 +57,10 @@ function affectsOf(cluster: Cluster, path: string, m: Machine): UnitAction[] {
       return [{ unit: UNITS.patroni, action: 'reload' }]; // SIGHUP: Patroni re-reads it without stopping PostgreSQL
     case PATHS.haproxyConfig:
       return [{ unit: UNITS.haproxy, action: 'reload' }];
+    // SIGHUP: keepalived re-reads it and keeps the address where it is when the instance is unchanged.
+    case PATHS.keepalivedConfig:
+    case PATHS.keepalivedCheck:
+      return [{ unit: UNITS.keepalived, action: 'reload' }];
     case PATHS.nginxConfig:
       return [{ unit: UNITS.nginx, action: 'try-reload' }];
     case PATHS.refappConfig:
@@ -74,6 +78,12 @@ function affectsOf(cluster: Cluster, path: string, m: Machine): UnitAction[] {
   return daemonUnits(cluster, m).map((unit) => ({ unit, action: 'restart' as const }));
 }
 
+/** What of the secrets a rendered file may hold: every value, and the part of the VRRP password keepalived.conf carries. */
+function secretFragments(secrets: Secrets): string[] {
+  const values = Object.values(secrets).filter((v): v is string => typeof v === 'string' && v.length > 0);
+  return secrets.vrrpPassword ? [...values, secrets.vrrpPassword.slice(0, VRRP_AUTH_LENGTH)] : values;
+}
+
 export interface DesiredInput {
   cluster: Cluster;
   secrets: Secrets;
@@ -87,7 +97,7 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
   const out: DesiredFile[] = [];
   const add = (path: string, content: string, mode: number, owner: string, secret = false) =>
     out.push({ path, content, mode, owner, secret, sha256: sha256(content), affects: affectsOf(input.cluster, path, m) });
-  const secretValues = Object.values(input.secrets).filter((v): v is string => typeof v === 'string' && v.length > 0);
+  const secretValues = secretFragments(input.secrets);
   for (const f of renderMachine(input.cluster, input.secrets, m.name))
     add(
       f.path,

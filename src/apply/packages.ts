@@ -9,6 +9,7 @@
  */
 import type { Cluster, Machine } from '../config/schema.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import { runsKeepalived } from '../render/keepalived.ts';
 
 export type PackageManager = 'apt' | 'dnf';
 
@@ -34,12 +35,16 @@ export function packagesFor(cluster: Cluster, m: Pick<Machine, 'roles'>, pm: Pac
   const names = packagesByRole(cluster.database.postgresVersion);
   const out = new Set(names.base[pm]);
   for (const role of ['etcd', 'db', 'proxy', 'app'] as const) if (m.roles.includes(role)) for (const p of names[role][pm]) out.add(p);
+  if (runsKeepalived(cluster, m)) for (const p of KEEPALIVED[pm]) out.add(p);
   return [...out].sort();
 }
 
+/** Proxy machines of a cluster with a floating entry address (`proxy.virtualAddress`). */
+const KEEPALIVED: Record<PackageManager, string[]> = { apt: ['keepalived'], dnf: ['keepalived'] };
+
 /** Every package apply may install with `pm`, whatever the roles (the lab's mirror holds them). */
 export function allPackages(pm: PackageManager, pg: number): string[] {
-  return [...new Set(Object.values(packagesByRole(pg)).flatMap((r) => r[pm]))].sort();
+  return [...new Set([...Object.values(packagesByRole(pg)).flatMap((r) => r[pm]), ...KEEPALIVED[pm]])].sort();
 }
 
 /**
@@ -152,11 +157,12 @@ export function versionAtLeast(a: number[], b: number[]): boolean {
 
 /**
  * Services the packages install and (on Debian) start at once: Debian's etcd-server runs a
- * member on 2379, postgresql a "main" cluster on 5432, haproxy and nginx their default sites.
+ * member on 2379, postgresql a "main" cluster on 5432, haproxy and nginx their default sites
+ * (keepalived's starts only once /etc/keepalived/keepalived.conf exists, but is enabled).
  * Vigil runs its own units instead (vigil-etcd, vigil-patroni, ...), so these are disabled and
  * stopped wherever they are enabled or running. Their configuration and data are left alone.
  */
-export const DISTRO_SERVICES = ['etcd.service', 'postgresql.service', 'patroni.service', 'haproxy.service', 'nginx.service'] as const;
+export const DISTRO_SERVICES = ['etcd.service', 'postgresql.service', 'patroni.service', 'haproxy.service', 'nginx.service', 'keepalived.service'] as const;
 
 /** The packages of `wanted` that are not installed. */
 export async function missingPackages(shell: RemoteShell, pm: PackageManager, wanted: string[]): Promise<string[]> {

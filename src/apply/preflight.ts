@@ -14,6 +14,8 @@ import { portRequirements } from '../facts/ports.ts';
 import { parseSs } from '../facts/parse.ts';
 import type { PortProbe, Probe } from '../facts/probe.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import { runsKeepalived } from '../render/keepalived.ts';
+import { parseIpAddr, vrrpInterfaceFindings, type InterfaceAddress } from './preflight-vrrp.ts';
 import { UNITS, WATCHDOG_DEVICE } from '../layout/units.ts';
 import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
 import { distroPostgres, packageVersions, upstreamVersion, versionAtLeast, versionNeedsFor, type PackageVersion } from './packages.ts';
@@ -46,6 +48,8 @@ export interface PreflightFacts {
   versions?: PackageVersion[];
   /** db machines: whether a watchdog device (/dev/watchdog) exists, for database.watchdog. */
   watchdogDevice?: boolean;
+  /** Proxy machines with `proxy.virtualAddress`: the machine's IPv4 addresses by interface (null: `ip` failed). */
+  interfaces?: InterfaceAddress[] | null;
 }
 
 export interface PreflightFinding {
@@ -85,6 +89,7 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     Promise.all(outgoing.map((r) => connect(shell, m.name, byName.get(r.to)!, r.port, 3000))),
     m.roles.includes('db') ? shell.exec(['test', '-e', WATCHDOG_DEVICE], { timeoutMs: 10_000 }).then((r) => r.code === 0) : undefined,
   ]);
+  const ipAddr = runsKeepalived(cluster, m) ? await text(shell, ['ip', '-4', '-o', 'addr', 'show']) : undefined;
   const packageManager = apt ? 'apt' : dnf ? 'dnf' : null;
   const versions = packageManager
     ? await packageVersions(
@@ -115,6 +120,7 @@ export async function gatherPreflight(shell: RemoteShell, m: Machine, cluster: C
     clock: clk,
     freeBytes: df === null ? null : Number(df.trim().split('\n').pop()),
     ...(watchdog === undefined ? {} : { watchdogDevice: watchdog }),
+    ...(ipAddr === undefined ? {} : { interfaces: ipAddr === null ? null : parseIpAddr(ipAddr) }),
   };
 }
 
@@ -244,6 +250,8 @@ export function evaluatePreflight(facts: PreflightFacts[], cluster: Cluster): Pr
         why: 'Patroni refuses to become primary where it cannot open the watchdog: this machine could never take over',
         fix: `on ${m}: \`modprobe softdog && echo softdog > /etc/modules-load.d/softdog.conf\` (or give the virtual machine a watchdog device); or set database.watchdog: off`,
       });
+    const machine = cluster.machines.find((x) => x.name === m);
+    if (machine && f.interfaces) for (const v of vrrpInterfaceFindings(cluster, machine, f.interfaces)) add({ ...v, machine: m, check: 'vrrp' });
     if (f.watchdogDevice === true && cluster.database.watchdog === 'off')
       add({
         severity: 'warn',

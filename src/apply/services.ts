@@ -6,7 +6,8 @@
  * go one machine at a time.
  */
 import type { Cluster, Machine } from '../config/schema.ts';
-import { agentMachines, withRole } from '../config/schema.ts';
+import { agentMachines, entryAddress, withRole } from '../config/schema.ts';
+import { runsKeepalived } from '../render/keepalived.ts';
 import { appDbDifferences, ensureAppDb, readAppDbState } from './appdb.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { APP_BACKEND } from '../layout/network.ts';
@@ -335,6 +336,13 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
     if (primary && !dryRun) run.note(primary.name, 'services', 'PostgreSQL primary');
   }
   await converge(run, sh, proxies, UNITS.haproxy);
+  // After HAProxy: keepalived's check asks it, and a machine whose HAProxy does not answer yet stays out of the election.
+  await converge(
+    run,
+    sh,
+    proxies.filter((m) => runsKeepalived(cluster, m)),
+    UNITS.keepalived,
+  );
   await database(run, sh, primary, waitMs);
   if (!dryRun && primary && cluster.database.replication === 'synchronous' && db.length > 1)
     await waitUntil(
@@ -394,7 +402,8 @@ export async function verify(run: Run, sh: (m: Machine) => RemoteShell): Promise
   const { cluster } = run.o;
   const proxy = withRole(cluster, 'proxy')[0];
   if (run.o.dryRun || !proxy || !withRole(cluster, 'app').length) return false;
-  const url = `http://${proxy.address}:${cluster.proxy.httpPort}${cluster.application.healthPath}`;
+  // Through the entry point clients use: the floating address once keepalived holds it somewhere.
+  const url = `http://${entryAddress(cluster)!}:${cluster.proxy.httpPort}${cluster.application.healthPath}`;
   await step(proxy.name, 'verify', () =>
     waitUntil(
       `the application answering ${url}`,

@@ -71,7 +71,7 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   `A preset topology must list every machine it names (${presetList}); those machines may leave \`roles\` out.`,
   'Every machine a preset does not name needs `roles`.',
   'There are 1, 3, 5 or 7 machines with the role etcd: an even count survives no more failures than one member fewer, and more than 7 slows every write.',
-  'No two machines have the same address.',
+  'No two machines have the same address, and `proxy.virtualAddress` is none of theirs.',
   'At least one machine has each of the roles etcd, proxy, observer and db, and at least two have the role app.',
   "`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni's rule: a primary retrying etcd must still renew its leader lock in time).",
   'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`, or `application.backendTls.port` when set), db (`database.port`, `database.patroniPort`).',
@@ -268,6 +268,16 @@ function checkAddresses(c: Cluster, loc: Locator): Problem[] {
         ),
       );
   }
+  const vip = c.proxy.virtualAddress;
+  const owner = vip === undefined ? undefined : byAddress.get(vip);
+  if (owner !== undefined)
+    out.push(
+      problem(
+        loc.at(['proxy', 'virtualAddress']),
+        `proxy.virtualAddress ${vip} is the address of machine \`${owner}\`: keepalived would take it from that machine and give it to another`,
+        "choose a free address on the proxy machines' subnet, one no machine or router uses",
+      ),
+    );
   return out;
 }
 

@@ -302,6 +302,43 @@ export const clusterFileSchema = z
           .describe(
             "DNS names users reach the application by (e.g. servicedesk.example.com): put, beside the proxy machines' addresses, in the certificate `vigil apply` issues from the cluster CA. Not used with `tlsCertificate`.",
           ),
+        virtualAddress: z
+          .string()
+          .regex(IPV4_RE, { message: 'must be an IPv4 address such as 10.0.0.100' })
+          .optional()
+          .describe(
+            "The floating entry address (IPv4, on the proxy machines' subnet, used by no machine): keepalived on every proxy machine holds it on exactly one of them, the one whose HAProxy answers, and moves it to another within seconds when that HAProxy dies or hangs or its machine goes down. Clients and the application then use this address instead of a proxy machine's own. Needs `vrrpPassword` in the secrets file and VRRP between the proxy machines (IP protocol 112, unicast; docs/failure-semantics.md says where it cannot work). Left out: no keepalived, and the first proxy machine's address is the entry point.",
+          ),
+        vrrp: z
+          .strictObject({
+            interface: z
+              .string()
+              .regex(/^[A-Za-z0-9_.:-]{1,15}$/, { message: 'must be a network interface name such as eth0 or ens18' })
+              .default('eth0')
+              .describe(
+                "The network interface, on every proxy machine, that holds the machine's own address (its name in `ip -4 addr`); keepalived adds the virtual address there and sends VRRP from it. The same name on every proxy machine; default eth0.",
+              ),
+            routerId: z
+              .number()
+              .int()
+              .min(1)
+              .max(255)
+              .default(51)
+              .describe(
+                'VRRP virtual router id, 1 to 255: unique among the VRRP groups on that network (another cluster or router using the same id on the same segment would be taken for a peer); default 51.',
+              ),
+            advertIntervalSeconds: z
+              .number()
+              .int()
+              .min(1)
+              .max(10)
+              .default(1)
+              .describe(
+                "Seconds between the holder's VRRP advertisements; another proxy takes the address over after three missed ones (about 3.5 s after a machine dies; at once when the holder's HAProxy fails its check, which releases it). Default 1.",
+              ),
+          })
+          .prefault({})
+          .describe('keepalived (VRRP) settings for `virtualAddress`.'),
       })
       .prefault({})
       .describe('The HAProxy entry point.'),
@@ -397,6 +434,13 @@ export const secretsSchema = z
     replicationPassword: z.string().min(8).describe('Password of the replication user.'),
     appDbPassword: z.string().min(8).describe('Password of the application database user.'),
     patroniRestPassword: z.string().min(8).describe('Password for Patroni REST API write actions (user vigil).'),
+    vrrpPassword: z
+      .string()
+      .regex(/^[A-Za-z0-9_.@%+=:,/-]{8,}$/, { message: 'must be 8 or more letters, digits or _ . @ % + = : , / -' })
+      .optional()
+      .describe(
+        "Password of VRRP's authentication between the proxy machines' keepalived (`proxy.virtualAddress`; `vigil init` generates it). VRRP carries only its first 8 characters, in clear on the wire: it keeps a misconfigured neighbour out, not an attacker on that network.",
+      ),
     ...alertSecretsShape,
   })
   .describe('vigil.secrets.yaml: every secret of the cluster; mode 600.');
@@ -419,6 +463,12 @@ export interface Cluster extends Omit<ClusterFile, 'machines'> {
 }
 
 export const withRole = (c: Cluster, role: Role): Machine[] => c.machines.filter((m) => m.roles.includes(role));
+
+/**
+ * Where clients and the application reach the cluster: the floating address keepalived holds on
+ * one proxy machine (`proxy.virtualAddress`), else the first proxy machine's own address.
+ */
+export const entryAddress = (c: Cluster): string | undefined => c.proxy.virtualAddress ?? withRole(c, 'proxy')[0]?.address;
 
 /**
  * Machines that run Vigil's agent: every app and database machine, and every proxy machine an

@@ -9,6 +9,7 @@ import { checkEtcd, checkPatroni, checkReplication, checkStalePrimary } from './
 import { checkClock, checkDisk, checkOwnership } from './checks/host.ts';
 import { checkPorts, checkReachable } from './checks/network.ts';
 import { checkHaproxy } from './checks/proxy.ts';
+import { checkEntryPoint, entryHolders } from './checks/entry.ts';
 import { checkBackendTls } from './checks/backend-tls.ts';
 import { checkCertificates, checkPasswords } from './checks/security.ts';
 import { Results } from './results.ts';
@@ -26,6 +27,7 @@ const CHECKS: ((ctx: EvalContext, r: Results) => void)[] = [
   checkReplication,
   checkStalePrimary,
   checkHaproxy,
+  checkEntryPoint,
   checkAgents,
   checkServices,
   checkAppVersion,
@@ -65,6 +67,7 @@ export function buildReport(ctx: EvalContext, r: Results, meta: { startedAt: Dat
     durationMs: Math.round(meta.durationMs),
     machines: ctx.facts.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, reachable: m.reachable.ok, checks: r.statuses(m.name) })),
     clusterChecks: r.statuses(null),
+    ...(ctx.cluster.proxy.virtualAddress !== undefined ? { entryPoint: { address: ctx.cluster.proxy.virtualAddress, holders: entryHolders(ctx) ?? [] } } : {}),
     findings,
     summary: { failures: findings.filter((f) => f.severity === 'fail').length, warnings: findings.filter((f) => f.severity === 'warn').length },
     exitStatus: exitStatus(findings, meta.strict),

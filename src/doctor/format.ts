@@ -26,6 +26,10 @@ export function formatReport(report: DoctorReport): string {
   lines.push(
     `vigil doctor: cluster ${report.cluster.name} (${report.platform === 'lab' ? 'the lab' : report.cluster.source}), ${n} machine${n === 1 ? '' : 's'}, checked in ${(report.durationMs / 1000).toFixed(1)} s`,
   );
+  if (report.entryPoint) {
+    const { address, holders } = report.entryPoint;
+    lines.push(`entry address ${address}: ${holders.length ? `held by ${holders.join(' and ')}` : 'held by no reachable proxy machine'}`);
+  }
   lines.push('');
   for (const m of report.machines) {
     group(

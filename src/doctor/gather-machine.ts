@@ -16,10 +16,13 @@ import { parseDf, parseExecStart, parseSha256sum, parseSs, parseStat, programOf,
 import { comparePasswordFile } from '../facts/password-files.ts';
 import { clock, connect, errorText, firstLine, runOn } from '../facts/probe.ts';
 import { gatherBackendTls, gatherNginxCert, gatherTlsEndpoints } from './gather-tls.ts';
+import { summarizeKeepalived } from '../facts/keepalived.ts';
+import { VRRP_AUTH_LENGTH, runsKeepalived } from '../render/keepalived.ts';
 import {
   failed,
   got,
   type DbSafetyFacts,
+  type EntryPointFacts,
   type Identity,
   type MachineFacts,
   type PasswordFileFact,
@@ -149,6 +152,40 @@ async function dbSafetyFacts(shell: RemoteShell, timeoutMs: number): Promise<DbS
   };
 }
 
+/** keepalived and the floating address on a proxy machine (`proxy.virtualAddress`). */
+async function entryPointFacts(shell: RemoteShell, cluster: Cluster, secrets: Secrets, rendered: RenderedFile[], timeoutMs: number): Promise<EntryPointFacts> {
+  const vip = cluster.proxy.virtualAddress!;
+  // The password's part keepalived.conf holds: never carried out of this function in any output.
+  const auth = secrets.vrrpPassword?.slice(0, VRRP_AUTH_LENGTH);
+  const redact = (text: string) => (auth ? text.split(auth).join('<vrrpPassword>') : text);
+  const [addrs, unit, test, file] = await Promise.all([
+    runOn(shell, ['ip', '-4', '-o', 'addr', 'show'], timeoutMs),
+    runOn(shell, ['systemctl', 'is-active', UNITS.keepalived], timeoutMs, [0, 1, 3, 4]),
+    runOn(shell, [BINARIES.keepalived, '--config-test', '--use-file', PATHS.keepalivedConfig], timeoutMs, [0, 1, 2, 3, 4, 5, 6, 7]),
+    guard(async () => {
+      const content = await shell.readFile(PATHS.keepalivedConfig);
+      if (content === null) return got(null);
+      const want = rendered.find((f) => f.path === PATHS.keepalivedConfig)?.content;
+      return got({ asRendered: want !== undefined && content.toString('utf8') === want, summary: summarizeKeepalived(content.toString('utf8')) });
+    }),
+  ]);
+  return {
+    holds: addrs.ok ? got(new RegExp(`\\binet ${vip.replaceAll('.', '\\.')}/`).test(addrs.value.stdout)) : addrs,
+    unit: unit.ok ? got(unit.value.stdout.trim() || 'unknown') : unit,
+    config: test.ok
+      ? got({
+          valid: test.value.code === 0,
+          output: redact(`${test.value.stdout}\n${test.value.stderr}`)
+            .split('\n')
+            .filter((l) => l.trim())
+            .slice(0, 5)
+            .join('\n'),
+        })
+      : test,
+    file,
+  };
+}
+
 /**
  * Every probe only reads, so one that failed in transport (an error marked retryable: the
  * connection dropped under the command) is run once more before it counts as failed.
@@ -229,6 +266,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
     has('proxy') ? gatherBackendTls(shell, cluster, t) : undefined,
     has('app') ? gatherNginxCert(shell, cluster) : undefined,
   ]);
+  const entry = runsKeepalived(cluster, m) ? await entryPointFacts(shell, cluster, o.secrets, o.rendered, t) : undefined;
 
   const facts: MachineFacts = { ...base, reachable: got(true), clock: clockP, listeners, paths, disk, ports, pki: pkiP };
   if (haproxyConfig) facts.haproxyConfig = haproxyConfig;
@@ -239,6 +277,7 @@ export async function gatherMachine(remote: RemoteShell, m: Machine, o: MachineG
   if (tls) facts.tlsEndpoints = tls;
   if (backend) facts.backendTls = backend;
   if (nginxCert) facts.nginxCert = nginxCert;
+  if (entry) facts.entryPoint = entry;
   // Which unit runs what listens on the application port: the fix for a stray nginx depends on it.
   if (has('app') && listeners.ok) {
     const pids = listeners.value.filter((l) => l.port === appPort(cluster)).flatMap((l) => l.processes.map((p) => p.pid));

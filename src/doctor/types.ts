@@ -9,6 +9,7 @@ import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../
 import type { ServerState } from '../proxy/runtime.ts';
 import type { ClockProbe, DiskUsage, Listener, PasswordFileFact, PathStat, PortProbe, Probe } from '../facts/probe.ts';
 import type { TlsEndpointFact } from '../facts/app-settings.ts';
+import type { KeepalivedSummary } from '../facts/keepalived.ts';
 
 export { failed, got } from '../facts/probe.ts';
 export type { KeyLookup, ServiceCredentials, TlsEndpointFact, TlsPathFact } from '../facts/app-settings.ts';
@@ -37,6 +38,7 @@ export const CHECKS = [
   'stale-primary',
   'app-tls',
   'backend-tls',
+  'entry-point',
 ] as const;
 export type CheckId = (typeof CHECKS)[number];
 
@@ -109,6 +111,18 @@ export interface DbSafetyFacts {
   watchdogDevice: Probe<boolean>;
 }
 
+/** Proxy machines of a cluster with `proxy.virtualAddress`: keepalived and the floating address there. */
+export interface EntryPointFacts {
+  /** Whether an interface of the machine holds the floating address (`ip -4 addr`). */
+  holds: Probe<boolean>;
+  /** `systemctl is-active vigil-keepalived.service`. */
+  unit: Probe<string>;
+  /** `keepalived --config-test`, with its error lines (the VRRP password redacted). */
+  config: Probe<{ valid: boolean; output: string }>;
+  /** The file as read (null: missing): whether it is what `vigil render` gives this machine, and its settings (the password as a digest). */
+  file: Probe<{ asRendered: boolean; summary: KeepalivedSummary } | null>;
+}
+
 export interface MachineFacts {
   name: string;
   address: string;
@@ -135,6 +149,7 @@ export interface MachineFacts {
   nginxCert?: Probe<{ path: string; pem: string | null }>;
   /** Proxy machines with `application.backendTls`: what each app machine's nginx presents to this proxy. */
   backendTls?: BackendTlsFacts;
+  entryPoint?: EntryPointFacts;
 }
 
 export interface BackendTlsServerFact {
@@ -208,6 +223,8 @@ export interface DoctorReport {
   machines: { name: string; address: string; roles: Role[]; reachable: boolean; checks: CheckResult[] }[];
   /** Checks about the cluster as a whole (etcd quorum, Patroni leader, the active record ...). */
   clusterChecks: CheckResult[];
+  /** With `proxy.virtualAddress`: the floating entry address and the reachable proxy machines holding it (one when all is well). */
+  entryPoint?: { address: string; holders: string[] };
   findings: Finding[];
   summary: { failures: number; warnings: number };
   /** 0: no failure (warnings allowed unless strict); 1: at least one failure. */

@@ -86,6 +86,29 @@ describe('init answers → files', () => {
     for (const v of values) assert.match(v, /^[A-Za-z0-9_-]{32}$/);
     assert.equal(r.cluster.cluster.name, 'vigil');
     assert.equal(r.cluster.machines.length, 5);
+    assert.equal(s.vrrpPassword, undefined, 'no keepalived without a floating address, so no VRRP password');
+  });
+
+  it('with proxy.virtualAddress: a VRRP password for keepalived, generated unless given', () => {
+    const text =
+      'topology: custom\nproxy: { virtualAddress: 10.1.0.100 }\nmachines:\n' +
+      [
+        ['observer', 'etcd, observer', 10],
+        ['app1', 'app', 11],
+        ['app2', 'app', 12],
+        ['db1', 'db', 21],
+        ['proxy1', 'proxy', 41],
+        ['proxy2', 'proxy', 42],
+      ]
+        .map(([n, roles, a]) => `  ${n}: { address: 10.1.0.${a}, roles: [${roles}] }`)
+        .join('\n');
+    const r = renderInit(parseAnswers(text, 'a.yaml'));
+    const s = parseSecrets(r.secretsYaml, 's');
+    assert.match(s.vrrpPassword ?? '', /^[A-Za-z0-9_-]{32}$/);
+    assert.ok(r.generated.includes('vrrp'));
+    const given = renderInit(parseAnswers(`${text}\npasswords: { vrrp: Given-vrrp-1 }`, 'a.yaml'));
+    assert.equal(parseSecrets(given.secretsYaml, 's').vrrpPassword, 'Given-vrrp-1');
+    assert.ok(!given.generated.includes('vrrp'));
   });
 
   it('reports every problem at once, with line, field and fix, quoting no password', async () => {

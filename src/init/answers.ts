@@ -32,7 +32,7 @@ export interface MachineAnswer {
   sshPassword?: string;
 }
 
-export const PASSWORD_KEYS = ['postgres', 'replication', 'appDb', 'patroniRest', 'smtp', 'webhookToken'] as const;
+export const PASSWORD_KEYS = ['postgres', 'replication', 'appDb', 'patroniRest', 'vrrp', 'smtp', 'webhookToken'] as const;
 export type PasswordKey = (typeof PASSWORD_KEYS)[number];
 
 /** Sections of vigil.yaml taken over as written; the cluster schema checks them. */
@@ -87,6 +87,8 @@ export const answersSchema = z.strictObject({
       replication: dbPassword,
       appDb: dbPassword,
       patroniRest: dbPassword,
+      // keepalived's VRRP password, with proxy.virtualAddress; generated when left out.
+      vrrp: dbPassword,
       smtp: optionalText,
       webhookToken: optionalText,
     })

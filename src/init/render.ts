@@ -145,6 +145,8 @@ export function renderInit(a: InitAnswers, opts: RenderOptions = {}): RenderedIn
     replicationPassword: pick('replication'),
     appDbPassword: pick('appDb'),
     patroniRestPassword: pick('patroniRest'),
+    // Only a cluster with a floating entry address runs keepalived, which needs it.
+    ...(cluster.proxy.virtualAddress !== undefined || a.passwords.vrrp !== undefined ? { vrrpPassword: pick('vrrp') } : {}),
     ...(a.passwords.smtp !== undefined ? { smtpPassword: a.passwords.smtp } : {}),
     ...(a.passwords.webhookToken !== undefined ? { webhookToken: a.passwords.webhookToken } : {}),
   };

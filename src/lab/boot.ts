@@ -56,6 +56,7 @@ export const LAB_UNITS = {
   etcd: UNITS.etcd,
   patroni: UNITS.patroni,
   haproxy: UNITS.haproxy,
+  keepalived: UNITS.keepalived,
   nginx: UNITS.nginx,
   app: UNITS.refapp,
   agent: UNITS.agent,

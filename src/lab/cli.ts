@@ -32,6 +32,18 @@ function labUnit(v: string): LabUnit {
   return v as LabUnit;
 }
 
+/** `entry: 10.213.0.40 (floating, keepalived) held by proxy1`, or what is wrong with it. */
+export function entryLine(e: { entryPoint: string; floating: boolean; holders: string[] }): string {
+  if (!e.floating) return `entry: ${e.entryPoint} (the first proxy machine's own address)`;
+  const held =
+    e.holders.length === 1
+      ? `held by ${e.holders[0]}`
+      : e.holders.length === 0
+        ? 'held by no machine: clients reach nothing'
+        : `held by ${e.holders.join(' and ')} at once: clients reach either`;
+  return `entry: ${e.entryPoint} (floating, keepalived) ${held}`;
+}
+
 export function registerLab(program: Command): void {
   const cmd = program.command('lab').description('a cluster on this machine in network namespaces, for demos and tests (needs root)');
 
@@ -118,11 +130,20 @@ export function registerLab(program: Command): void {
       const lab = await labModule();
       const machines = await lab.labStatus();
       const platform = await lab.labPlatform();
+      const entry = await lab.labEntry();
       if (o.json) {
-        say(JSON.stringify({ ...platform, machines: machines.map(({ pids: _p, ...m }) => m) }, null, 2));
+        const entryJson = entry && {
+          entryPoint: entry.entryPoint,
+          entryFloating: entry.floating,
+          // The one machine holding it; null when none or several do (entryHolders lists them).
+          entryHolder: entry.holders.length === 1 ? entry.holders[0] : null,
+          entryHolders: entry.holders,
+        };
+        say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m) }, null, 2));
         return;
       }
       say(platform.summary);
+      if (entry) say(entryLine(entry));
       for (const m of machines) {
         const procs = Object.entries(m.processes)
           .filter(([n]) => n !== 'other')

@@ -1,12 +1,11 @@
 /** `vigil lab demo`: a user's request end to end: a ticket written through the proxy and read back. */
-import { withRole } from '../config/schema.ts';
+import { entryAddress, withRole } from '../config/schema.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { findPrimary, openLab, type Progress } from './lab.ts';
 
 export async function labDemo(say: Progress): Promise<void> {
   const { cluster } = await openLab();
-  const proxy = withRole(cluster, 'proxy')[0]!;
-  const base = `http://${proxy.address}:${cluster.proxy.httpPort}`;
+  const base = `http://${entryAddress(cluster)!}:${cluster.proxy.httpPort}`;
   const title = `Printer on floor 3 is on fire (${new Date().toISOString()})`;
   say(`POST ${base}/api/tickets {"title": "${title}"}`);
   const created = await fetch(`${base}/api/tickets`, {
@@ -33,5 +32,5 @@ export async function labDemo(say: Progress): Promise<void> {
     ]);
   say(`GET ${base}/api/tickets/${body.id}\n  -> ${read.status}: ${JSON.stringify(ticket)}`);
   const primary = await findPrimary(cluster);
-  say(`database primary: ${primary?.name ?? 'none'}; HAProxy stats: http://${proxy.address}:${cluster.proxy.statsPort}/`);
+  say(`database primary: ${primary?.name ?? 'none'}; HAProxy stats: http://${withRole(cluster, 'proxy')[0]!.address}:${cluster.proxy.statsPort}/`);
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { applyCluster } from '../apply/apply.ts';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
-import { agentMachines, withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
+import { agentMachines, entryAddress, withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { agentOf } from '../agent/client.ts';
@@ -112,8 +112,8 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
       progress('patroni: waiting for a synchronous standby');
       await waitFor('a synchronous standby', () => hasSyncStandby(cluster, primary), 90_000, 500);
     }
-    const proxy = withRole(cluster, 'proxy')[0]!;
-    progress(`ready: http://${proxy.address}:${cluster.proxy.httpPort}/ and postgresql://${proxy.address}:${cluster.proxy.postgresPort}`);
+    const entry = entryAddress(cluster)!;
+    progress(`ready: http://${entry}:${cluster.proxy.httpPort}/ and postgresql://${entry}:${cluster.proxy.postgresPort}`);
     return { cluster, secrets, state };
   } catch (err) {
     const logs = await journalTails(cluster.machines.map((m) => m.name));
@@ -200,8 +200,11 @@ export async function labDown(progress: Progress = quiet): Promise<void> {
   progress('lab down');
 }
 
-/** A power cut: every process of the machine at once (boot.ts powerOff). */
-const killAll = (host: string): Promise<void> => powerOff(host);
+/** A power cut: every process of the machine at once (boot.ts powerOff), and with them any floating address it held. */
+async function killAll(host: string, own?: string): Promise<void> {
+  await powerOff(host);
+  if (own) await net.dropFloatingAddresses(host, own);
+}
 
 export interface MachineStatus {
   name: string;
@@ -223,6 +226,25 @@ export async function labStatus(): Promise<MachineStatus[]> {
   );
 }
 
+export interface LabEntry {
+  /** The address clients use: the floating one (`proxy.virtualAddress`), else the first proxy machine's. */
+  entryPoint: string;
+  /** Whether keepalived moves it between the proxy machines. */
+  floating: boolean;
+  /** The machines whose eth0 holds it now (one, when all is well). */
+  holders: string[];
+}
+
+/** The entry point and which machine holds it, read from each proxy machine's interface (from this host, so a hung machine answers too). */
+export async function labEntry(): Promise<LabEntry | undefined> {
+  const { cluster } = await openLab();
+  const entryPoint = entryAddress(cluster);
+  if (!entryPoint) return undefined;
+  const proxies = withRole(cluster, 'proxy');
+  const held = await Promise.all(proxies.map(async (m) => (await net.machineAddresses(m.name)).includes(entryPoint)));
+  return { entryPoint, floating: cluster.proxy.virtualAddress !== undefined, holders: proxies.filter((_, i) => held[i]).map((m) => m.name) };
+}
+
 /** What the lab's machines run on, for `vigil lab status`. */
 export async function labPlatform(): Promise<{ release: string; packages?: RootfsPackages; summary: string }> {
   const state = await requireState();
@@ -239,14 +261,14 @@ export async function labPlatform(): Promise<{ release: string; packages?: Rootf
 }
 
 export async function labKill(host: string): Promise<void> {
-  machineOf(await requireState(), host);
-  await killAll(host);
+  const m = machineOf(await requireState(), host);
+  await killAll(host, m.address);
 }
 
 /** Starts a killed machine again, as a machine that returns after a crash. */
 export async function labRevive(host: string): Promise<void> {
-  machineOf(await requireState(), host);
-  await killAll(host); // a revive is a reboot: nothing of the old life survives
+  const m = machineOf(await requireState(), host);
+  await killAll(host, m.address); // a revive is a reboot: nothing of the old life survives
   await bootMachine(host); // systemd starts the enabled units, as a boot does
   await waitBooted(host);
 }

@@ -32,6 +32,24 @@ export async function createMachineNet(host: string, address: string): Promise<v
   await inNetns(host, 'ip', ['link', 'set', 'eth0', 'up']);
 }
 
+/** The IPv4 addresses on a machine's eth0 (its own and any floating one keepalived added), read from this host. */
+export async function machineAddresses(host: string): Promise<string[]> {
+  const r = await run('ip', ['-n', netnsName(host), '-4', '-o', 'addr', 'show', 'dev', 'eth0'], { allowFail: true });
+  if (r.code !== 0) return [];
+  return [...r.stdout.matchAll(/\binet (\d+\.\d+\.\d+\.\d+)\//g)].map((m) => m[1]!);
+}
+
+/**
+ * Removes every address from a machine's eth0 but its own. A powered-off machine's namespace
+ * outlives its processes (a revive boots it on the same link), and a floating address keepalived
+ * had added would stay on it, still answering ARP beside the machine that took it over; a real
+ * machine loses it with its power.
+ */
+export async function dropFloatingAddresses(host: string, own: string): Promise<void> {
+  for (const a of await machineAddresses(host))
+    if (a !== own) await run('ip', ['-n', netnsName(host), 'addr', 'del', `${a}/32`, 'dev', 'eth0'], { allowFail: true });
+}
+
 /**
  * The machine's root: an overlay of the release's root filesystem (shared, read-only) and an
  * upper layer of its own. It is mounted on this host too, so the lab reads and writes the

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { netnsPids } from './net.ts';
 
-export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'nginx', 'app', 'agent', 'observer', 'sshd'] as const;
+export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'keepalived', 'nginx', 'app', 'agent', 'observer', 'sshd'] as const;
 export type ProcessName = (typeof PROCESS_NAMES)[number];
 
 export interface LabProcess {
@@ -14,7 +14,7 @@ export interface LabProcess {
 }
 
 export function classify(comm: string, cmdline: string[]): ProcessName | 'other' {
-  if (comm === 'etcd' || comm === 'haproxy' || comm === 'postgres' || comm === 'nginx' || comm === 'sshd') return comm;
+  if (comm === 'etcd' || comm === 'haproxy' || comm === 'keepalived' || comm === 'postgres' || comm === 'nginx' || comm === 'sshd') return comm;
   if (comm === 'patroni' || cmdline.some((a) => a.endsWith('/patroni'))) return 'patroni';
   // The reference application: its own bundle on a machine (VIGIL_INSTALL.refapp), `vigil refapp` from a checkout.
   if (cmdline.some((a) => a.endsWith('/vigil-refapp.mjs'))) return 'app';

@@ -55,6 +55,7 @@ export function rootfsPackages(release: Release): string[] {
     'etcd-client',
     'haproxy',
     'socat',
+    'keepalived',
     'nginx',
     'rsync',
     'openssh-server',

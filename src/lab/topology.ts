@@ -20,6 +20,8 @@ import { VigilError, problem } from '../util/errors.ts';
 export const LAB_SUBNET = `10.213.${LAB_ID}`;
 export const LAB_PREFIX_LEN = 24;
 export const BRIDGE_ADDRESS = `${LAB_SUBNET}.1`;
+/** The floating entry address of a lab with two or more proxy machines (keepalived holds it on one; proxies are .41 and up). */
+export const LAB_ENTRY_ADDRESS = `${LAB_SUBNET}.40`;
 
 export type LabTopology = 'pair' | 'distributed';
 
@@ -33,7 +35,8 @@ export interface LabShape {
   etcd?: number;
   /**
    * HAProxy on machines of their own, `proxy1` and up (default 0: on the observer machine, the
-   * seed's layout). Clients of the lab use the first one.
+   * seed's layout). With two or more they share the floating entry address LAB_ENTRY_ADDRESS
+   * (keepalived), which the lab's clients and the application use; with one, clients use it.
    */
   proxies?: number;
   replication?: 'synchronous' | 'asynchronous';
@@ -118,7 +121,8 @@ export function labClusterYaml(shape: LabShape): string {
     ...(labTimers(shape) ? { timers: labTimers(shape) } : {}),
     ...(shape.alerts ? { alerts: shape.alerts } : {}),
     // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.
-    proxy: { tlsBundle: PATHS.tlsBundle },
+    // Two or more proxy machines share the floating entry address (keepalived, on the lab's eth0).
+    proxy: { tlsBundle: PATHS.tlsBundle, ...((shape.proxies ?? 0) >= 2 ? { virtualAddress: LAB_ENTRY_ADDRESS, vrrp: { interface: 'eth0' } } : {}) },
     application: {
       ...(shape.backendTls ? { backendTls: { port: 443, ca: 'cluster', verify: shape.backendTls.verify } } : {}),
       ...labApplication(shape),
@@ -156,5 +160,5 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
 /** A secrets file with fresh random passwords. */
 export function labSecretsYaml(): string {
   const pw = () => randomBytes(18).toString('base64url');
-  return stringify({ postgresPassword: pw(), replicationPassword: pw(), appDbPassword: pw(), patroniRestPassword: pw() });
+  return stringify({ postgresPassword: pw(), replicationPassword: pw(), appDbPassword: pw(), patroniRestPassword: pw(), vrrpPassword: pw() });
 }

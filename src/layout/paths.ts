@@ -22,6 +22,11 @@ export const PATHS = {
   /** Every server's state (UP/DOWN, MAINT), saved before a reload for the new worker to start from. */
   haproxyState: `${ROOTS.run}/haproxy.state`,
   tlsBundle: `${ROOTS.etc}/tls/proxy.pem`,
+  /** Proxy machines with a floating entry address: keepalived's configuration (holds the VRRP password) and its HAProxy check. */
+  keepalivedConfig: `${ROOTS.etc}/keepalived.conf`,
+  keepalivedCheck: `${ROOTS.etc}/keepalived-check.sh`,
+  keepalivedPid: `${ROOTS.run}/keepalived.pid`,
+  keepalivedVrrpPid: `${ROOTS.run}/keepalived-vrrp.pid`,
   /** Cluster CA certificate and each machine's own certificate and key (src/pki). */
   pkiDir: `${ROOTS.etc}/pki`,
   /** The proxy machine's certificate and key in one file: HAProxy's client identity for agent checks. */

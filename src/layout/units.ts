@@ -8,6 +8,7 @@ export const BINARIES = {
   etcd: '/usr/bin/etcd',
   patroni: '/usr/bin/patroni',
   haproxy: '/usr/sbin/haproxy',
+  keepalived: '/usr/sbin/keepalived',
   nginx: '/usr/sbin/nginx',
   kill: '/bin/kill',
   chown: '/bin/chown',
@@ -44,6 +45,8 @@ export const UNITS = {
   etcd: 'vigil-etcd.service',
   patroni: 'vigil-patroni.service',
   haproxy: 'vigil-haproxy.service',
+  /** Proxy machines with `proxy.virtualAddress`: holds the floating entry address on one of them. */
+  keepalived: 'vigil-keepalived.service',
   nginx: 'vigil-nginx.service',
   refapp: 'vigil-refapp.service',
   agent: 'vigil-agent.service',

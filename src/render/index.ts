@@ -5,7 +5,8 @@
  * What each role gets:
  *   etcd      /etc/vigil/etcd.yml, vigil-etcd.service
  *   db        /etc/vigil/patroni.yml, vigil-patroni.service, vigil-agent.service
- *   proxy     /etc/vigil/haproxy.cfg, vigil-haproxy.service
+ *   proxy     /etc/vigil/haproxy.cfg, vigil-haproxy.service; with proxy.virtualAddress also
+ *             /etc/vigil/keepalived.conf, keepalived-check.sh, vigil-keepalived.service
  *   app       /etc/vigil/nginx.conf, the reference app's properties, vigil-nginx.service, vigil-agent.service
  *   observer  vigil-observer.service
  * (A machine with both app and db gets one vigil-agent.service; units: src/render/systemd.ts.)
@@ -15,6 +16,7 @@ import { withRole } from '../config/schema.ts';
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import { renderEtcd } from './etcd.ts';
 import { renderHaproxy } from './haproxy.ts';
+import { renderKeepalived, runsKeepalived } from './keepalived.ts';
 import { renderNginx } from './nginx.ts';
 import { PATRONI_DEFAULT_VERSION, renderPatroni, timerProblems } from './patroni.ts';
 import { renderRefapp, renderRefappSettings, runsRefapp } from './refapp.ts';
@@ -27,6 +29,7 @@ export { checkTlsBundle, createSelfSignedBundle } from './tls.ts';
 export { appCheck, haproxyConfig } from './haproxy.ts';
 export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems } from './patroni.ts';
 export { etcdConfig } from './etcd.ts';
+export { keepalivedConfig, runsKeepalived, VRRP_INSTANCE, VRRP_AUTH_LENGTH } from './keepalived.ts';
 export { renderRefapp, refappProperties, refappTlsEndpoint, renderRefappSettings, runsRefapp } from './refapp.ts';
 export { COMMANDS } from './systemd.ts';
 
@@ -69,6 +72,7 @@ function renderChecked(cluster: Cluster, secrets: Secrets, machineName: string):
   if (machine.roles.includes('etcd')) files.push(renderEtcd(cluster, machine));
   if (machine.roles.includes('db')) files.push(renderPatroni(cluster, secrets, machine));
   if (machine.roles.includes('proxy')) files.push(renderHaproxy(cluster, machine));
+  if (runsKeepalived(cluster, machine)) files.push(...renderKeepalived(cluster, secrets, machine));
   if (machine.roles.includes('app')) files.push(renderNginx(cluster, machine));
   if (runsRefapp(cluster, machine)) {
     files.push(renderRefapp(cluster, secrets, machine));

@@ -10,7 +10,7 @@
  * a Java app could read it as is (src/util/properties.ts).
  */
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
-import { withRole } from '../config/schema.ts';
+import { entryAddress } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
 import { REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
@@ -39,9 +39,9 @@ export function refappTlsEndpoint(cluster: Cluster): Cluster['application']['tls
 export type RefappKey = (typeof REFAPP_KEYS)[keyof typeof REFAPP_KEYS];
 
 export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Machine): Partial<Record<RefappKey, string>> {
-  // The first proxy machine; with two observers sharing a floating IP this becomes that IP.
-  const proxy = withRole(cluster, 'proxy')[0];
-  if (!proxy) {
+  // The entry point: the floating address keepalived holds (proxy.virtualAddress), else the first proxy machine.
+  const entry = entryAddress(cluster);
+  if (!entry) {
     throw new VigilError('RENDER', [
       problem(
         `${cluster.source} machines`,
@@ -52,7 +52,7 @@ export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Ma
   }
   return {
     [REFAPP_KEYS.node]: machine.name,
-    [REFAPP_KEYS.dbHost]: proxy.address,
+    [REFAPP_KEYS.dbHost]: entry,
     [REFAPP_KEYS.dbPort]: String(cluster.proxy.postgresPort),
     [REFAPP_KEYS.dbName]: cluster.database.appDatabase,
     [REFAPP_KEYS.dbUser]: cluster.database.appUser,

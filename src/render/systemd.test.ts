@@ -224,11 +224,16 @@ describe('systemd units', () => {
       // verify checks that each ExecStart binary exists. Keep the real node path when this
       // machine has it; otherwise point the daemons at the node running this test.
       const node = existsSync(VIGIL_INSTALL.node) ? VIGIL_INSTALL.node : process.execPath;
-      // Each machine's units together (the agent unit differs by machine), in both presets.
+      // Each machine's units together (the agent unit differs by machine), in both presets;
+      // `distributed` with a floating entry address, so keepalived's unit is verified too.
       const seen = new Set<string>();
+      const withVip = () =>
+        renderAll(clusterFixture('distributed', { proxy: { virtualAddress: '10.0.0.100' } }), { ...secretsFixture(), vrrpPassword: 'vrrp-pass-1' }).filter(
+          (f) => f.path.startsWith('/etc/systemd/system/'),
+        );
       for (const topology of ['pair', 'distributed'] as const) {
         const byMachine = new Map<string, Map<string, string>>();
-        for (const f of unitsOf(topology)) {
+        for (const f of topology === 'pair' ? unitsOf(topology) : withVip()) {
           const units = byMachine.get(f.machine) ?? new Map<string, string>();
           units.set(basename(f.path), f.content.replaceAll(`ExecStart=${VIGIL_INSTALL.node} `, `ExecStart=${node} `));
           byMachine.set(f.machine, units);

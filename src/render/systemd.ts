@@ -6,6 +6,7 @@
  *   vigil-etcd.service      etcd       etcd member; started at boot
  *   vigil-patroni.service   db         Patroni, which runs PostgreSQL; started at boot
  *   vigil-haproxy.service   proxy      HAProxy, the entry point; started at boot
+ *   vigil-keepalived.service proxy     keepalived, the floating entry address (proxy.virtualAddress); at boot
  *   vigil-nginx.service     app        nginx in front of the application; NOT started at boot,
  *                                      the agent starts it on the active machine only
  *   vigil-refapp.service    app        the reference application (its own bundle), likewise
@@ -28,6 +29,7 @@ import { dirname } from 'node:path';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { HEADER, type RenderedFile } from './file.ts';
 import { EMPTY_SERVER_STATE } from './haproxy.ts';
+import { runsKeepalived } from './keepalived.ts';
 import { NGINX_DIRS, NGINX_ERROR_LOG } from './nginx.ts';
 import { runsRefapp } from './refapp.ts';
 import { deadmanCommand, deadmanScript } from './deadman.ts';
@@ -38,6 +40,21 @@ export const COMMANDS = {
   patroni: [BINARIES.patroni, PATHS.patroniConfig],
   /** -Ws: master-worker mode with sd_notify. */
   haproxy: [BINARIES.haproxy, '-Ws', '-f', PATHS.haproxyConfig],
+  /** --vrrp: the VRRP process only (no LVS health checker); logs on stderr (the journal), not syslog. */
+  keepalived: [
+    BINARIES.keepalived,
+    '--dont-fork',
+    '--vrrp',
+    '--log-console',
+    '--no-syslog',
+    '--log-detail',
+    '--use-file',
+    PATHS.keepalivedConfig,
+    '--pid',
+    PATHS.keepalivedPid,
+    '--vrrp_pid',
+    PATHS.keepalivedVrrpPid,
+  ],
   /** -e: nginx opens its error log before reading the config; keep that one under Vigil's logs too. */
   nginx: [BINARIES.nginx, '-c', PATHS.nginxConfig, '-e', NGINX_ERROR_LOG, '-g', 'daemon off;'],
 } as const;
@@ -181,6 +198,30 @@ export function haproxyUnit(): string {
       // haproxy exits 143 after SIGTERM.
       'SuccessExitStatus=143',
       'LimitNOFILE=65536',
+    ],
+    true,
+  );
+}
+
+/** Proxy machines with a floating entry address: keepalived's VRRP alone (no LVS), checked before every start and reload. */
+export function keepalivedUnit(): string {
+  const check = execLine([BINARIES.keepalived, '--config-test', '--use-file', PATHS.keepalivedConfig]);
+  return unit(
+    'Vigil keepalived (holds the floating entry address on one proxy machine whose HAProxy answers)',
+    // Ordering only: keepalived must run while HAProxy is down, to give the address away.
+    [`After=${UNITS.haproxy}`],
+    [
+      'Type=notify', // with --dont-fork keepalived notifies systemd once its children run
+      // Its pid files live beside HAProxy's socket; preserved, as in the HAProxy unit.
+      `RuntimeDirectory=${below(ROOTS.run, '/run')}`,
+      'RuntimeDirectoryPreserve=yes',
+      `ExecStartPre=${check}`,
+      `ExecStart=${execLine(COMMANDS.keepalived)}`,
+      // A broken config is refused before the running one is replaced; SIGHUP re-reads it.
+      `ExecReload=${check}`,
+      `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
+      'Restart=always',
+      'RestartSec=1s',
     ],
     true,
   );
@@ -347,6 +388,7 @@ export function renderUnits(cluster: Cluster, machine: Machine): RenderedFile[] 
   if (machine.roles.includes('etcd')) add(UNITS.etcd, etcdUnit());
   if (machine.roles.includes('db')) add(UNITS.patroni, patroniUnit(cluster.database.watchdog));
   if (machine.roles.includes('proxy')) add(UNITS.haproxy, haproxyUnit());
+  if (runsKeepalived(cluster, machine)) add(UNITS.keepalived, keepalivedUnit());
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
   if (runsRefapp(cluster, machine)) add(UNITS.refapp, refappUnit());
   if (runsAgent(cluster, machine)) add(UNITS.agent, agentUnit(machine));

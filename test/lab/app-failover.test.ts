@@ -14,6 +14,7 @@ import { agentMachines } from '../../src/config/schema.ts';
 import pg from 'pg';
 import { waitFor } from '../../src/util/exec.ts';
 import { failoverTests } from './failover-scenarios.ts';
+import { entryPointTests } from './entry-scenarios.ts';
 
 // `distributed` runs the application cold on the standby (started on activation), `pair` warm (its
 // service on every app machine, only activated): every scenario is checked in both modes, with no
@@ -54,6 +55,9 @@ for (const [topology, warm] of [
     });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
+
+    // Two proxy machines share the floating entry address (keepalived): it moves when its holder fails.
+    if (topology === 'distributed') entryPointTests(() => ({ lab }));
 
     it("the checker reports a double run of the background job planted in the database (the old machine's epoch, inside the active machine's span)", async () => {
       const before = await checker!.checkJob();
