@@ -140,6 +140,7 @@ async function observerFromSources(lab: LabHandle): Promise<Row[]> {
         'systemd-run',
         `--unit=${unit}`,
         '--setenv=NODE_ENV=production',
+        '--setenv=MALLOC_ARENA_MAX=2',
         ...daemonCommand('observer', host).map((a) => (a === VIGIL_INSTALL.entry ? `${src}/bin/vigil.js` : a)),
       ],
       { timeoutMs: 30_000 },

@@ -144,7 +144,7 @@ export class Agent {
   async leaseEnded(): Promise<void> {
     const d = this.deps;
     if (this.isActive() || !d.services) return;
-    const states = await d.services.states();
+    const states = await d.services.states({ fresh: true });
     if (!this.mayServe(states) || this.isActive()) return;
     d.log('self-fence', { reason: `no confirmation of the active record within the lease (${this.timers.leaseMs} ms)` });
     this.startedEpoch = null;

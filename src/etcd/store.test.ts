@@ -175,6 +175,19 @@ describe('VigilStore against a real etcd', () => {
     assert.equal(await s.getMaintenance(), null);
   });
 
+  it('readObserved reads the active record (with its revision), maintenance and the request in one go, absent or present', async () => {
+    const s = await open();
+    assert.deepEqual(await s.readObserved(), { active: null, maintenance: null, request: null });
+    assert.equal(await s.casActive(rec('app1', 1), null), true);
+    const m = { since: new Date().toISOString(), by: 'admin', reason: 'patching' };
+    await s.setMaintenance(m);
+    const r = { kind: 'switchover', id: 'r1', at: new Date().toISOString() } as const;
+    await s.putRequest(r);
+    const seen = await s.readObserved();
+    assert.deepEqual(seen, { active: await s.getActive(), maintenance: m, request: r });
+    assert.equal(await s.casActive(rec('app2', 2), { revision: seen.active!.revision }), true, 'its revision is the one a compare-and-swap needs');
+  });
+
   it('operator request: refused while one is pending; cleared only by its id', async () => {
     const s = await open();
     const r1 = { kind: 'switchover', id: 'r1', at: new Date().toISOString() } as const;

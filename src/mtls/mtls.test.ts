@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { Agent, request } from 'node:https';
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -86,6 +87,36 @@ describe('mutual TLS', () => {
     assert.match(calls.peers.at(-1)?.fingerprint256 ?? '', /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
     const post = await mtlsFetch(`${url}/v1/fence`, { ...as(observer), json: { epoch: 3 } });
     assert.equal(post.json<{ method: string }>().method, 'POST');
+  });
+
+  it('resumes the TLS session on each new connection: the handler still sees the client; a new server at that address gets a full handshake and is checked', async () => {
+    const reused: boolean[] = [];
+    const peers: string[] = [];
+    const opts = (cert: CertKeyPair) => ({ ca: ca.certPem, cert: cert.certPem, key: cert.keyPem, host: HOST });
+    const first = await createMtlsServer({
+      ...opts(serverCert),
+      port: 0,
+      handler: (req, res, peer) => {
+        reused.push((req.socket as TLSSocket).isSessionReused());
+        peers.push(peer.commonName);
+        res.end('ok');
+      },
+    });
+    const at = `https://${HOST}:${first.port}/`;
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await mtlsFetch(at, as(observer))).text, 'ok');
+    } finally {
+      await first.close();
+    }
+    assert.deepEqual(reused, [false, true, true]);
+    assert.deepEqual(peers, ['observer1', 'observer1', 'observer1']);
+    // The same address, a server of another CA: its ticket keys differ, so no resumption, and its certificate is refused.
+    const rogue = await createMtlsServer({ ...opts(otherServer), ca: otherCa.certPem, port: first.port, handler: (_q, res) => void res.end('rogue') });
+    try {
+      await assert.rejects(mtlsFetch(at, as(observer)), (e: unknown) => e instanceof TlsError);
+    } finally {
+      await rogue.close();
+    }
   });
 
   it('refuses a client without a certificate', async () => {

@@ -9,9 +9,9 @@
  * be used as a client, and a client-only one cannot serve).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { createServer, request, type Server } from 'node:https';
+import { createServer, request, type RequestOptions, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import { createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import type { CodedError, ErrorCode } from '../util/errors.ts';
 
 /** PEM strings: the cluster CA certificate, this side's certificate and its private key. */
@@ -292,18 +292,26 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
     const onAbort = () => finish(new NetError('aborted', url, `${url}: request aborted`, { cause: opts.signal?.reason }));
     const timer = setTimeout(() => finish(new TimeoutError(url, opts.timeoutMs)), opts.timeoutMs);
 
-    const req = request(u, {
-      ...tlsBase(opts),
+    const tls = clientTls(opts, u);
+    // secureContext and session reach tls.connect through node's https agent; its types omit them.
+    const options: RequestOptions & Pick<ConnectionOptions, 'secureContext' | 'session'> = {
+      secureContext: tls.context,
+      minVersion: 'TLSv1.2',
+      ...(tls.session ? { session: tls.session } : {}),
       method: opts.method ?? (payload === undefined ? 'GET' : 'POST'),
       headers,
-      // A private connection per request: the shared agent would pool sockets and TLS sessions
-      // across callers that may hold different identities.
+      // A private connection per request, never a kept one (see clientTls): the shared agent
+      // would pool sockets and TLS sessions across callers that may hold different identities.
       agent: false,
       rejectUnauthorized: true,
-    });
+    };
+    const req = request(u, options);
     let handshakeDone = false;
     let answered = false;
-    req.on('socket', (socket) => socket.once('secureConnect', () => (handshakeDone = true)));
+    req.on('socket', (socket) => {
+      socket.once('secureConnect', () => (handshakeDone = true));
+      socket.on('session', (session: Buffer) => tls.keep(session));
+    });
     req.on('error', (err) => finish(classify(err, url, handshakeDone && !answered)));
     req.on('response', (res) => {
       answered = true;
@@ -330,3 +338,41 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
     req.end(payload);
   });
 }
+
+/**
+ * This side's TLS for one request: a secure context made once per identity (making one parses
+ * the CA, the certificate and the key, which was most of the idle observer's CPU when done per
+ * request: docs/benchmarks.md, the daemons' footprint), and the last TLS session ticket the same
+ * server gave this identity, to resume. Each request still opens its own connection (kept-alive
+ * connections were tried and reverted, see there): resuming only skips the certificates'
+ * signatures and checks, proved when the session was made. A server that restarted does not
+ * know its old tickets and makes a full handshake, as does any server after
+ * SESSION_TTL_MS; the server checks the client's certificate's verification from the session.
+ */
+function clientTls(id: MtlsIdentity, u: URL): { context: SecureContext; session: Buffer | undefined; keep(session: Buffer): void } {
+  const idKey = `${id.ca}\0${id.cert}\0${id.key}`;
+  let context = contexts.get(idKey);
+  if (!context) {
+    if (contexts.size >= MAX_CACHED) contexts.clear();
+    context = createSecureContext(tlsBase(id));
+    contexts.set(idKey, context);
+  }
+  const sessionKey = `${u.host}\0${idKey}`;
+  const kept = sessions.get(sessionKey);
+  const fresh = kept && performance.now() - kept.atMs < SESSION_TTL_MS ? kept.session : undefined;
+  return {
+    context,
+    session: fresh,
+    keep: (session) => {
+      if (!sessions.has(sessionKey) && sessions.size >= MAX_CACHED) sessions.clear();
+      sessions.set(sessionKey, { session, atMs: performance.now() });
+    },
+  };
+}
+
+/** Few identities (a daemon has one) and servers (the cluster's machines); bounded anyway. */
+const MAX_CACHED = 256;
+/** Below node's server default ticket lifetime (300 s); afterwards a full handshake renews the proof. */
+const SESSION_TTL_MS = 120_000;
+const contexts = new Map<string, SecureContext>();
+const sessions = new Map<string, { session: Buffer; atMs: number }>();

@@ -53,10 +53,8 @@ function deepCheck(cluster: Cluster, m: Machine, timeoutMs: number): Promise<boo
 export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> {
   const { cluster, store } = d;
   const apps = withRole(cluster, 'app');
-  const [active, maintenance, request, servers] = await Promise.all([
-    store.getActive(),
-    store.getMaintenance(),
-    store.getRequest(),
+  const [{ active, maintenance, request }, servers] = await Promise.all([
+    store.readObserved(),
     Promise.all(d.proxies.map((p) => p.servers(CHECK_TIMEOUT_MS).catch(() => undefined))),
   ]);
   const agents = new Map<string, AgentStatus>();

@@ -148,6 +148,7 @@ describe('systemd units', () => {
         'StandardOutput=journal',
         'TimeoutStopSec=10',
         'Environment=NODE_ENV=production',
+        'Environment=MALLOC_ARENA_MAX=2',
         'WantedBy=multi-user.target',
       ]) {
         assert.ok(u.split('\n').includes(line), `${line} in\n${u}`);

@@ -302,6 +302,11 @@ function daemonService(daemon: VigilDaemon, machine: Machine): string[] {
     // reporting success and then a restart loop (a missing bundle is node's error in the journal).
     'Type=exec',
     'Environment=NODE_ENV=production',
+    // glibc gives each thread that allocates (node's main thread, V8's platform and libuv's pool
+    // threads) an arena of its own, up to 8 per core, and returns little of them: with two the idle
+    // lab observer held 115 MiB instead of 197 in a run by hand, 142 instead of 176 in
+    // bench/footprint.ts (docs/benchmarks.md, the daemons' footprint).
+    'Environment=MALLOC_ARENA_MAX=2',
     `ExecStart=${execLine(daemonCommand(daemon, machine.name))}`,
     // Compatible with both daemons: root does not need setuid binaries, and systemctl talks to
     // PID 1 over its socket. Children (systemctl, processes the agent starts) inherit it.

@@ -1,5 +1,6 @@
 /** Small network helpers shared by the daemons, the lab, tests and benchmarks. */
 import { readFile } from 'node:fs/promises';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { request, type RequestOptions } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 
@@ -17,6 +18,7 @@ export interface TlsCheck {
  */
 export async function httpOk(url: string, timeoutMs = 1000, method = 'GET', tls?: TlsCheck): Promise<boolean> {
   if (tls) return httpsOk(url, timeoutMs, method, tls);
+  if (url.startsWith('http:')) return plainOk(url, timeoutMs, method);
   try {
     const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
     await res.arrayBuffer();
@@ -24,6 +26,33 @@ export async function httpOk(url: string, timeoutMs = 1000, method = 'GET', tls?
   } catch {
     return false;
   }
+}
+
+/**
+ * Plain HTTP checks on kept-alive connections (the observer's deep check four times a second, the
+ * agent's twice): node's own client, not fetch, whose streams and objects per request were a
+ * visible share of the idle observer's CPU and garbage (docs/benchmarks.md, the daemons'
+ * footprint). A redirect is not followed: the health URL itself must answer 2xx.
+ */
+const keptAlive = new HttpAgent({ keepAlive: true });
+
+function plainOk(url: string, timeoutMs: number, method: string): Promise<boolean> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const attempt = (agent: HttpAgent | false): Promise<boolean | 'again'> =>
+    new Promise((resolve) => {
+      const req = httpRequest(url, { method, agent, signal }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300));
+        res.on('close', () => resolve(false)); // cut off before its end (resolves nothing after 'end')
+      });
+      // A kept connection the server closed as this request went out fails before any answer:
+      // that says nothing of the server, so once more on a new connection.
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        resolve(req.reusedSocket && !signal.aborted && (err.code === 'ECONNRESET' || err.code === 'EPIPE') ? 'again' : false),
+      );
+      req.end();
+    });
+  return attempt(keptAlive).then((r) => (r === 'again' ? attempt(false).then((again) => again === true) : r));
 }
 
 async function httpsOk(url: string, timeoutMs: number, method: string, tls: TlsCheck): Promise<boolean> {
