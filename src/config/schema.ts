@@ -345,7 +345,11 @@ export const clusterFileSchema = z
     application: z
       .strictObject({
         port: port('Port the application web server (nginx) listens on, on each app machine', 80),
-        healthPath: z.string().startsWith('/').default('/health').describe('Health URL path, answered through the app and its database with a 2xx status (a redirect counts as a failure; default /health).'),
+        healthPath: z
+          .string()
+          .startsWith('/')
+          .default('/health')
+          .describe('Health URL path, answered through the app and its database with a 2xx status (a redirect counts as a failure; default /health).'),
         services: z
           .array(serviceSchema)
           .default([
