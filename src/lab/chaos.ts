@@ -30,6 +30,8 @@ import {
   type Progress,
 } from './lab.ts';
 import { readMachineLog } from './logs.ts';
+import { failStarts } from './db-faults.ts';
+import { UNITS } from '../layout/units.ts';
 import { WAIT_ANSWER_MS, labSettled } from './settle.ts';
 import {
   CHAOS_PROCS,
@@ -166,22 +168,30 @@ async function inject(cluster: Cluster, f: SingleStep, host: string): Promise<In
   if (kind === 'observer-mid-failover') {
     // As test/lab/failover-scenarios.ts: the app killed on the active machine, the observer
     // killed as soon as it has begun the failover, started again a second later.
+    // The application's restarts fail meanwhile: systemd would otherwise bring it back within
+    // the observer's appFailAfterMs on a quiet machine, and there would be no failover to cut.
     const observer = withRole(cluster, 'observer')[0]!.name;
     const before = (await readMachineLog(observer, 'observer')).length;
-    await labSignal(host, 'app', 'SIGKILL');
+    await failStarts(host, UNITS.refapp, true);
     try {
-      await waitFor(
-        'the observer to start the failover',
-        async () => ((await readMachineLog(observer, 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined),
-        30_000,
-        200,
-      );
-      await labSignal(observer, 'observer', 'SIGKILL');
-      await sleep(1000);
-    } finally {
-      await labStart(observer, 'observer');
+      await labSignal(host, 'app', 'SIGKILL');
+      try {
+        await waitFor(
+          'the observer to start the failover',
+          async () => ((await readMachineLog(observer, 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined),
+          30_000,
+          200,
+        );
+        await labSignal(observer, 'observer', 'SIGKILL');
+        await sleep(1000);
+      } finally {
+        await labStart(observer, 'observer');
+      }
+    } catch (err) {
+      await failStarts(host, UNITS.refapp, false);
+      throw err;
     }
-    return { host, recover: async () => {} };
+    return { host, recover: () => failStarts(host, UNITS.refapp, false) };
   }
   const proc = kind.slice(5) as ChaosProc;
   if (kind.startsWith('kill-')) {

@@ -284,7 +284,8 @@ async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start'
 }
 
 /** A runtime drop-in (gone at the next boot) whose ExecStartPre fails, so every start of the unit fails; removed again with `on` false. */
-async function failStarts(host: string, unit: string, on: boolean): Promise<void> {
+/** Makes `unit`'s starts on `host` fail (a runtime drop-in with `ExecStartPre=/bin/false`), or work again. */
+export async function failStarts(host: string, unit: string, on: boolean): Promise<void> {
   const dropIn = `/run/systemd/system/${unit}.d/vigil-lab-fault.conf`;
   const script = on
     ? `mkdir -p "$(dirname "$1")" && printf '[Service]\\nExecStartPre=/bin/false\\n' > "$1" && systemctl daemon-reload`
