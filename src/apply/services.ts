@@ -156,15 +156,23 @@ async function withPatroniPaused(run: Run, sh: (m: Machine) => RemoteShell, prob
   }
 }
 
-/** A pause of Patroni that an interrupted apply left behind (its mark on a db machine) is undone. */
-async function resumeInterruptedPause(run: Run, sh: (m: Machine) => RemoteShell): Promise<void> {
-  await eachMachine(withRole(run.o.cluster, 'db'), async (m) =>
+/**
+ * A pause of Patroni that an interrupted apply left behind (its mark on a db machine) is undone.
+ * A mark without a pause (the pause itself failed, or an operator resumed) is only removed:
+ * `patronictl resume` refuses a cluster that is not paused.
+ */
+async function resumeInterruptedPause(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShell): Promise<void> {
+  const { cluster } = run.o;
+  await eachMachine(withRole(cluster, 'db'), async (m) =>
     step(m.name, 'services', async () => {
       if ((await sh(m).readFile(APPLY_PAUSE_MARK)) === null) return;
-      run.change(m.name, 'services', 'resume Patroni (an interrupted apply left it paused)');
-      if (run.o.dryRun) return;
-      await patronictl(sh, m, 'resume');
-      await sh(m).exec(['rm', '-f', APPLY_PAUSE_MARK]);
+      const view = await unlessSilent(patroniOf(cluster, m, { transport: remotePatroni(probe) }).cluster({ timeoutMs: 3000 }), undefined);
+      if (view?.paused) {
+        run.change(m.name, 'services', 'resume Patroni (an interrupted apply left it paused)');
+        if (run.o.dryRun) return;
+        await patronictl(sh, m, 'resume');
+      }
+      if (!run.o.dryRun) await sh(m).exec(['rm', '-f', APPLY_PAUSE_MARK]);
     }),
   );
 }
@@ -304,7 +312,7 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   // HTTP checks run on a machine that has Vigil's artifact (its node); preflight showed the ports reachable between machines.
   const probe = sh(probeMachine(cluster));
 
-  await resumeInterruptedPause(run, sh);
+  await resumeInterruptedPause(run, sh, probe);
   await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probe, waitMs));
   if (!dryRun)
     for (const m of etcd)
