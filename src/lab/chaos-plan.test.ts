@@ -66,10 +66,11 @@ describe('chaos plan', () => {
     for (const k of SINGLE_KINDS) assert.ok(targetsOf(k).length > 0, k);
   });
 
-  it('HAProxy faults and a cut from one app machine hit a proxy machine; a full disk a standby; packet loss any machine that serves', () => {
+  it('HAProxy faults and a cut from one app machine hit a proxy machine; a full disk a standby; packet loss and latency any machine that serves', () => {
     for (const k of ['kill-haproxy', 'stop-haproxy', 'proxy-cut-app'] as const) assert.deepEqual(targetsOf(k), ['proxy'], k);
     assert.deepEqual(targetsOf('disk-full'), ['standby-app']);
     assert.deepEqual(new Set(targetsOf('packet-loss')), new Set(['active-app', 'standby-app', 'db-primary', 'db-standby', 'proxy']));
+    assert.deepEqual(new Set(targetsOf('latency')), new Set(['active-app', 'standby-app', 'db-primary', 'db-standby', 'proxy']));
     assert.deepEqual(targetsOf('kill-observer'), ['observer']);
   });
 

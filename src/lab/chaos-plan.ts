@@ -38,6 +38,7 @@ export const SINGLE_KINDS = [
   'etcd-cut',
   'proxy-cut-app',
   'packet-loss',
+  'latency',
   'disk-full',
   'observer-mid-failover',
 ] as const;
@@ -45,15 +46,18 @@ export type SingleKind = (typeof SINGLE_KINDS)[number];
 export const FAULT_KINDS = [...SINGLE_KINDS, 'two-at-once'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
-/**
- * Not done (named in the docs and the usage): latency needs a qdisc (`tc netem`), and the kernel
- * the lab runs on here has none ("Specified qdisc kind is unknown"); packet loss is done with
- * nftables instead (`packet-loss`).
- */
-export const NOT_DONE = ['latency (tc netem: this kernel has no sch_netem)'];
-
-/** packet-loss: the share of packets dropped each way, in percent. */
+/** packet-loss: the share of packets dropped each way, in percent (nftables' random numbers). */
 export const LOSS_PERCENT: [number, number] = [5, 30];
+
+/**
+ * latency: the delay each way, in ms, so a round trip to the machine is twice as much longer.
+ * The kernel the lab runs on has no sch_netem; the packets are held by a queue program instead
+ * (net.ts addLatency). Up to 400 ms each way: about the observer's check timeout as a round trip,
+ * so a run sees both a slow machine that still answers and one whose answers come too late.
+ */
+export const LATENCY_MS: [number, number] = [50, 400];
+/** The largest delay `vigil lab latency` takes, each way (ms). */
+export const MAX_LATENCY_MS = 10_000;
 
 /** What a target is to the cluster, resolved to a machine when the fault comes. */
 export type TargetRole = 'active-app' | 'standby-app' | 'db-primary' | 'db-standby' | 'observer' | 'etcd-member' | 'proxy';
@@ -68,6 +72,7 @@ export function targetsOf(kind: SingleKind): TargetRole[] {
     case 'etcd-cut':
       return ['active-app', 'standby-app', 'db-primary'];
     case 'packet-loss':
+    case 'latency':
       return ['active-app', 'standby-app', 'db-primary', 'db-standby', 'proxy'];
     case 'proxy-cut-app':
       // A proxy cut from the active app machine alone (both ways): the others still reach it.

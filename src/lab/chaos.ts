@@ -20,6 +20,7 @@ import {
   labFill,
   labHeal,
   labKill,
+  labLatency,
   labLoss,
   labRevive,
   labSignal,
@@ -35,6 +36,7 @@ import { UNITS } from '../layout/units.ts';
 import { WAIT_ANSWER_MS, labSettled } from './settle.ts';
 import {
   CHAOS_PROCS,
+  LATENCY_MS,
   LOSS_PERCENT,
   backAfter,
   between,
@@ -158,6 +160,12 @@ async function inject(cluster: Cluster, f: SingleStep, host: string): Promise<In
     const percent = between(mulberry32(f.holdMs), LOSS_PERCENT[0], LOSS_PERCENT[1]);
     await labLoss(host, percent);
     return { host: `${host} ${percent}%`, recover: () => labUnblock(host) };
+  }
+  if (kind === 'latency') {
+    // From the step (its hold time), so a seed replays the same delay.
+    const ms = between(mulberry32(f.holdMs), LATENCY_MS[0], LATENCY_MS[1]);
+    await labLatency(host, ms);
+    return { host: `${host} +${ms} ms`, recover: () => labUnblock(host) };
   }
   if (kind === 'disk-full') {
     const dir = cluster.application.syncDirs[0];

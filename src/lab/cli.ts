@@ -6,6 +6,7 @@
 import { dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { LAB_UNITS, type LabUnit } from './boot.ts';
+import { MAX_LATENCY_MS } from './chaos-plan.ts';
 import { PROCESS_NAMES, type ProcessName } from './procs.ts';
 import type { LabShape } from './topology.ts';
 import type { Release } from './rootfs.ts';
@@ -261,6 +262,16 @@ export function registerLab(program: Command): void {
       say(`${h}: ${percent}% of its packets dropped each way (\`vigil lab heal\` ends it)`);
     });
   cmd
+    .command('latency')
+    .description('delay every packet a machine sends and receives, both ways (undone by heal)')
+    .argument('<host>')
+    .argument('<ms>', `milliseconds each way, 1 to ${MAX_LATENCY_MS}`, int)
+    .action(async (h: string, ms: number) => {
+      if (ms < 1 || ms > MAX_LATENCY_MS) throw new InvalidArgumentError(`ms must be 1 to ${MAX_LATENCY_MS}`);
+      await (await labModule()).labLatency(h, ms);
+      say(`${h}: its packets held ${ms} ms each way, a round trip ${2 * ms} ms longer (\`vigil lab heal\` ends it)`);
+    });
+  cmd
     .command('block')
     .description('close one TCP port of a machine to the other machines, as a firewall would (undone by heal)')
     .argument('<host>')
@@ -293,7 +304,7 @@ export function registerLab(program: Command): void {
     .action(async (o: { minutes: number; seed?: number; faults?: string; except?: string }) => {
       const plan = await import('./chaos-plan.ts');
       if (o.faults === 'list') {
-        say(`fault kinds: ${plan.FAULT_KINDS.join(', ')}\nnot done yet: ${plan.NOT_DONE.join('; ')}`);
+        say(`fault kinds: ${plan.FAULT_KINDS.join(', ')}`);
         return;
       }
       let kinds;

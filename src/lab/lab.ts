@@ -376,7 +376,13 @@ export async function labLoss(host: string, percent: number): Promise<void> {
   await net.loseRandom(host, percent);
 }
 
-/** Removes every cut and blocked port of one machine. */
+/** Holds every packet the machine sends and receives for `ms` (net.addLatency); `labUnblock(host)` or `labHeal()` ends it. */
+export async function labLatency(host: string, ms: number): Promise<void> {
+  machineOf(await requireState(), host);
+  await net.addLatency(host, ms);
+}
+
+/** Removes every cut, blocked port, packet loss and latency of one machine. */
 export async function labUnblock(host: string): Promise<void> {
   machineOf(await requireState(), host);
   await net.healAll(host);

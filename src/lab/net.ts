@@ -4,9 +4,12 @@
  * stays as it is: the machines have no default route), and each machine's root, an overlay of
  * its release's root filesystem, mounted on this host for systemd-nspawn to boot (boot.ts).
  */
-import { mkdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { run } from '../util/exec.ts';
+import { fileURLToPath } from 'node:url';
+import { run, waitFor } from '../util/exec.ts';
+import { MAX_LATENCY_MS } from './chaos-plan.ts';
 import { BRIDGE, NETNS_PREFIX, hostRoot, machineRoot, netnsName, vethName } from './paths.ts';
 import { BRIDGE_ADDRESS, LAB_PREFIX_LEN } from './topology.ts';
 
@@ -175,6 +178,88 @@ export async function loseRandom(host: string, percent: number): Promise<void> {
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
 }
 
+/** The program that holds queued packets (latency): it speaks nfnetlink_queue, see its header. */
+const NFQ_DELAY = fileURLToPath(new URL('./nfq-delay.py', import.meta.url));
+/** The iptables chain the latency fault adds in the machine's namespace (iptables-legacy: nftables here has no queue). */
+const LATENCY_CHAIN = 'VIGIL_LAB_LATENCY';
+export const latencyPidFile = (host: string): string => join(hostRoot(host), 'latency.pid');
+export const latencyLogFile = (host: string): string => join(hostRoot(host), 'latency.log');
+
+/**
+ * Latency on the machine's link: every packet it sends or receives on eth0 is held `ms` before
+ * it goes on, so a round trip to any other machine takes 2 × `ms` longer. This kernel has no
+ * sch_netem (`tc netem` fails with "Specified qdisc kind is unknown"), and its nftables has no
+ * `queue`; so iptables' NFQUEUE target (through iptables-legacy) hands the packets to
+ * nfq-delay.py, run in the machine's network namespace, which gives each its verdict after the
+ * delay. `--queue-bypass`: if that program is gone (the machine was killed), packets pass
+ * undelayed rather than being dropped. `healAll` ends it. A second call replaces the first.
+ */
+export async function addLatency(host: string, ms: number): Promise<void> {
+  if (!Number.isInteger(ms) || ms < 1 || ms > MAX_LATENCY_MS) throw new RangeError(`addLatency: ${ms} is not a delay from 1 to ${MAX_LATENCY_MS} ms`);
+  await removeLatency(host);
+  const log = await open(latencyLogFile(host), 'a');
+  const child = spawn('ip', ['netns', 'exec', netnsName(host), 'python3', NFQ_DELAY, '0', String(ms)], {
+    detached: true,
+    stdio: ['ignore', 'pipe', log.fd],
+  });
+  await log.close();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`nfq-delay.py on ${host} exited (${code}) before it was ready; see ${latencyLogFile(host)}`)));
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready\n')) resolve();
+      });
+    });
+  } catch (err) {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw err;
+  }
+  child.removeAllListeners('exit');
+  child.stdout!.destroy();
+  child.unref();
+  await writeFile(latencyPidFile(host), `${child.pid}\n`);
+  const ipt = (...args: string[]) => inNetns(host, 'iptables-legacy', ['-w', ...args]);
+  await ipt('-N', LATENCY_CHAIN);
+  await ipt('-A', LATENCY_CHAIN, '-j', 'NFQUEUE', '--queue-num', '0', '--queue-bypass');
+  await ipt('-I', 'INPUT', '-i', 'eth0', '-j', LATENCY_CHAIN);
+  await ipt('-I', 'OUTPUT', '-o', 'eth0', '-j', LATENCY_CHAIN);
+}
+
+/**
+ * Ends a latency fault: the rules go first, then the program lets go of the packets it holds
+ * (SIGTERM: it accepts them all) and exits. Only its own pid is signalled, and only while that pid
+ * is still nfq-delay.py in this machine's namespace. Returns the program's last words (how many
+ * packets it delayed), or undefined when there was no fault.
+ */
+export async function removeLatency(host: string): Promise<string | undefined> {
+  const ipt = (...args: string[]) => inNetns(host, 'iptables-legacy', ['-w', ...args]).catch(() => undefined);
+  const chains = await run('ip', ['netns', 'exec', netnsName(host), 'iptables-legacy', '-w', '-S'], { allowFail: true });
+  if (chains.code === 0 && chains.stdout.includes(`-N ${LATENCY_CHAIN}`)) {
+    await ipt('-D', 'INPUT', '-i', 'eth0', '-j', LATENCY_CHAIN);
+    await ipt('-D', 'OUTPUT', '-o', 'eth0', '-j', LATENCY_CHAIN);
+    await ipt('-F', LATENCY_CHAIN);
+    await ipt('-X', LATENCY_CHAIN);
+  }
+  const pid = Number((await readFile(latencyPidFile(host), 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const ours = async () => {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    return cmdline.includes('nfq-delay.py') && (await netnsPids(host)).includes(pid);
+  };
+  if (await ours()) {
+    process.kill(pid, 'SIGTERM');
+    const gone = await waitFor('nfq-delay.py to let its packets go and exit', async () => ((await ours()) ? undefined : true), 10_000, 50).catch(() => false);
+    if (!gone && (await ours())) process.kill(pid, 'SIGKILL');
+  }
+  await rm(latencyPidFile(host), { force: true });
+  const words = (await readFile(latencyLogFile(host), 'utf8').catch(() => '')).trim().split('\n').pop();
+  return words || undefined;
+}
+
 export async function healAll(host: string): Promise<void> {
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', 'delete', 'table', 'inet', 'vigil_lab'], { allowFail: true });
+  await removeLatency(host);
 }

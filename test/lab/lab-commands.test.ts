@@ -10,9 +10,11 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { connect } from 'node:net';
+import { existsSync } from 'node:fs';
 import { withRole } from '../../src/config/schema.ts';
-import { labCut, labDown, labHeal, labKill, labRevive, labSignal, labStatus, labUp, type LabHandle } from '../../src/lab/lab.ts';
-import { listLabNetns } from '../../src/lab/net.ts';
+import { labCut, labDown, labHeal, labKill, labLatency, labRevive, labSignal, labStatus, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { latencyLogFile, latencyPidFile, listLabNetns } from '../../src/lab/net.ts';
 import { BRIDGE, LAB_DIR, hostPathOf, netnsName, statePath } from '../../src/lab/paths.ts';
 import { listProcesses } from '../../src/lab/procs.ts';
 import { run, waitFor } from '../../src/util/exec.ts';
@@ -132,6 +134,42 @@ test('cut isolates a machine from chosen peers until heal', async () => {
   assert.ok(await reach('app2', app1.address, 8008), 'app2 still reaches app1');
   await labHeal();
   assert.ok(await reach('app1', observer.address, 2379), 'healed');
+});
+
+/** One TCP connect from this host to `to`:`port`, in ms (SYN out, SYN-ACK back: one round trip). */
+const connectMs = (to: string, port: number) =>
+  new Promise<number>((resolve, reject) => {
+    const t = performance.now();
+    const s = connect(port, to, () => {
+      s.destroy();
+      resolve(performance.now() - t);
+    });
+    s.setTimeout(10_000, () => s.destroy(new Error(`connect to ${to}:${port} timed out`)));
+    s.on('error', reject);
+  });
+
+test('latency holds every packet of a machine, both ways, until heal', async () => {
+  // A lower bound only: load can make a round trip slower, never faster than the held packets.
+  const app1 = lab.cluster.machines.find((m) => m.name === 'app1')!;
+  const ms = 150;
+  await labLatency('app1', ms);
+  const pid = Number((await readFile(latencyPidFile('app1'), 'utf8')).trim());
+  try {
+    const rtts = [await connectMs(app1.address, 22), await connectMs(app1.address, 22), await connectMs(app1.address, 22)];
+    for (const r of rtts) assert.ok(r >= 2 * ms, `a round trip to app1 took ${r.toFixed(0)} ms with ${ms} ms each way`);
+    assert.ok(await reach('app2', app1.address, 8008), 'app2 still reaches app1: delayed, not dropped');
+  } finally {
+    await labHeal();
+  }
+  // The program that held the packets is gone, its rules too, and it says what it did.
+  assert.equal(existsSync(latencyPidFile('app1')), false, 'its pid file removed');
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  assert.doesNotMatch(cmdline, /nfq-delay/, `nfq-delay.py (pid ${pid}) exited`);
+  const log = await readFile(latencyLogFile('app1'), 'utf8');
+  const delayed = Number(/delayed (\d+) packets by 150 ms/.exec(log)?.[1]);
+  assert.ok(delayed > 0, `nfq-delay.py delayed packets: ${log}`);
+  const rules = await run('ip', ['netns', 'exec', netnsName('app1'), 'iptables-legacy', '-w', '-S']);
+  assert.doesNotMatch(rules.stdout, /VIGIL_LAB_LATENCY|NFQUEUE/);
 });
 
 const states = async (host: string, name: string) =>
