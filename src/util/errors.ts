@@ -64,7 +64,7 @@ export const ERROR_CODES = {
   AIRGAP_INCOMPLETE: 'a part of a bundle is missing; nothing was imported',
   AIRGAP_FOREIGN_PART: 'a part file belongs to another bundle or stands at the wrong place; nothing was imported',
   AIRGAP_UNSAFE_PATH: 'a bundle holds a symlink, an absolute or `..` path, a reserved or duplicate path; nothing was imported',
-  AIRGAP_IMPORT: 'a verified bundle could not be placed into the target directory; the old set stays and a re-run resumes',
+  AIRGAP_IMPORT: 'a verified bundle could not be placed into the target directory; a re-run resumes',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
