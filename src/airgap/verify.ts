@@ -351,6 +351,12 @@ async function streamPayload(bundle: string, manifest: Manifest, headers: number
     if (got !== p.sha256)
       problems.push(problem(join(bundle, p.name), `SHA-256 is ${got}; the signed manifest says ${p.sha256}`, 'do not import this copy; carry the part again'));
   }
+  if (fileIndex < manifest.files.length) {
+    // Only if a part shrank after its size was checked (a stick still being written to).
+    problems.push(
+      problem(bundle, `the parts ended inside ${manifest.files[fileIndex]!.path}`, 'copy the bundle again and leave the medium alone while verifying'),
+    );
+  }
   await finishFile();
   progress.done();
   if (problems.length > 0) throw new VigilError('AIRGAP_TAMPERED', problems);
