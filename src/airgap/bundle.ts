@@ -57,7 +57,10 @@ export async function listFiles(root: string): Promise<{ path: string; size: num
     if (err instanceof VigilError) throw err;
     throw bundleError(root, 'does not exist', 'give the directory `vigil airgap fetch --out` filled');
   }
-  await walk('');
+  await walk('').catch((err: NodeJS.ErrnoException) => {
+    if (err instanceof VigilError || typeof err.code !== 'string') throw err;
+    throw bundleError(err.path ?? root, `cannot be read (${err.code})`, 'check the permissions, and run again');
+  });
   return found.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
@@ -239,6 +242,12 @@ export async function createBundle(o: BundleOptions): Promise<BundleResult> {
     return { out: o.out, manifest, keyId };
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
-    throw err;
+    const e = err as NodeJS.ErrnoException;
+    if (err instanceof VigilError || typeof e.code !== 'string') throw err;
+    throw bundleError(
+      e.path ?? o.out,
+      `cannot be read or written (${e.code}); no bundle was written`,
+      'check the permissions and the free space, and run again',
+    );
   }
 }

@@ -239,6 +239,20 @@ export async function fetchSources(o: FetchOptions): Promise<FetchedFile[]> {
   const sources = parseSources(text, o.sourcesPath);
   await mkdir(o.out, { recursive: true });
   const done: FetchedFile[] = [];
-  for (const s of sources) done.push(await fetchOne(s, o));
+  for (const s of sources) {
+    try {
+      done.push(await fetchOne(s, o));
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (err instanceof VigilError || typeof e.code !== 'string') throw err;
+      throw fetchError(
+        e.path ?? o.out,
+        `cannot be written (${e.code})`,
+        'check the permissions and the free space, and run fetch again: it resumes',
+        false,
+        err,
+      );
+    }
+  }
   return done;
 }

@@ -164,15 +164,23 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
     try {
       const sink: FileSink = {
         async open(path) {
+          // A write error here (a full disk) is the target's, not the bundle's.
           const full = join(p.staging, path);
-          await mkdir(dirname(full), { recursive: true });
-          const fh = await open(full, 'wx', 0o644);
+          const fail = (err: unknown) => importError(p.staging, `cannot write ${path} (${(err as Error).message})`, err);
+          const fh = await mkdir(dirname(full), { recursive: true })
+            .then(() => open(full, 'wx', 0o644))
+            .catch((err: unknown) => Promise.reject(fail(err)));
           return {
-            write: async (b) => void (await fh.write(b)),
-            close: async () => {
-              await fh.sync();
-              await fh.close();
-            },
+            write: (b) =>
+              fh.write(b).then(
+                () => undefined,
+                (err: unknown) => Promise.reject(fail(err)),
+              ),
+            close: () =>
+              fh
+                .sync()
+                .then(() => fh.close())
+                .catch((err: unknown) => Promise.reject(fail(err))),
           };
         },
       };

@@ -103,6 +103,20 @@ async function signingKeys(bundle: string, o: VerifyOptions): Promise<{ keys: Tr
 }
 
 export async function verifyBundle(bundle: string, o: VerifyOptions): Promise<Verified> {
+  try {
+    return await verifyUnsafe(bundle, o);
+  } catch (err) {
+    if (err instanceof VigilError) throw err;
+    // A read error of the medium (EIO, EACCES): the bundle cannot be checked, so it is refused.
+    const e = err as NodeJS.ErrnoException;
+    if (typeof e.code !== 'string' || typeof e.path !== 'string') throw err;
+    throw new VigilError('AIRGAP_INCOMPLETE', [problem(e.path, `cannot be read (${e.code})`, 'copy the bundle again to a local disk and verify that copy')], {
+      cause: err,
+    });
+  }
+}
+
+async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified> {
   const now = o.now ?? new Date();
   try {
     if (!(await lstat(bundle)).isDirectory()) throw invalid(bundle, 'is not a directory');

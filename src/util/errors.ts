@@ -61,7 +61,7 @@ export const ERROR_CODES = {
   AIRGAP_TAMPERED: "a bundle's part or file differs from its signed manifest; nothing was imported",
   AIRGAP_EXPIRED: 'a bundle is past its expiry; nothing was imported',
   AIRGAP_OLDER: 'a bundle is older than (or another bundle with) the last imported sequence; nothing was imported',
-  AIRGAP_INCOMPLETE: 'a part of a bundle is missing; nothing was imported',
+  AIRGAP_INCOMPLETE: 'a part of a bundle is missing or cannot be read; nothing was imported',
   AIRGAP_FOREIGN_PART: 'a part file belongs to another bundle or stands at the wrong place; nothing was imported',
   AIRGAP_UNSAFE_PATH: 'a bundle holds a symlink, an absolute or `..` path, a reserved or duplicate path; nothing was imported',
   AIRGAP_IMPORT: 'a verified bundle could not be placed into the target directory; a re-run resumes',
