@@ -158,7 +158,9 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
   return withLock(p.lock, async () => {
     const resumed = await recover(o.target);
     const current = await readState(o.target);
-    const last: LastImport | undefined = current ? { sequence: current.sequence, manifestSha256: current.manifestSha256 } : undefined;
+    const last: LastImport | undefined = current
+      ? { sequence: current.sequence, manifestSha256: current.manifestSha256, importedAt: current.importedAt }
+      : undefined;
     await mkdir(p.staging);
     let verified: Verified;
     try {

@@ -172,6 +172,16 @@ test('refused: expired', async () => {
   await refused(k, b2, 'AIRGAP_EXPIRED', /expired at .*this machine's clock says/, new Date(Date.now() + 2 * 86_400_000));
 });
 
+test('refused: expired, with the clock set back after the last import', async () => {
+  const k = await kit();
+  const { chain } = await readTrust(k.trust);
+  const later = new Date(Date.now() + 10 * 86_400_000);
+  await importBundle({ bundle: await k.bundle('b1', 1), target: k.target, trust: chain, trustPath: k.trust, now: later });
+  const b2 = await k.bundle('b2', 2, undefined, { expiresInDays: 5 });
+  // Now is before the expiry, but the last import happened (by this clock then) after it.
+  await refused(k, b2, 'AIRGAP_EXPIRED', /but the last import was at .*: the clock went back/, new Date());
+});
+
 test('refused: another bundle with the sequence already imported', async () => {
   const k = await withFirstImport();
   // `bundle` refuses a sequence the key used already: make another sequence-1 bundle by a signed edit

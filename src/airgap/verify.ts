@@ -38,6 +38,11 @@ export interface LastImport {
   sequence: number;
   /** With it, a bundle of the same sequence is told apart from the same bundle. */
   manifestSha256?: string;
+  /**
+   * When it was imported, by this machine's clock then. Expiry is judged against the later of it
+   * and the clock now, so a clock set back cannot revive an expired bundle.
+   */
+  importedAt?: string;
 }
 
 /** Where an import puts a verified file's bytes (nothing is kept until every check passed). */
@@ -232,11 +237,14 @@ async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified>
       `carry a bundle with a sequence above ${o.last.sequence}`,
     );
   }
-  if (now.getTime() >= Date.parse(manifest.expiresAt)) {
+  const floor = Date.parse(o.last?.importedAt ?? '') || 0;
+  if (Math.max(now.getTime(), floor) >= Date.parse(manifest.expiresAt)) {
     throw refuse(
       'AIRGAP_EXPIRED',
       bundle,
-      `expired at ${manifest.expiresAt} (this machine's clock says ${now.toISOString()})`,
+      `expired at ${manifest.expiresAt} (this machine's clock says ${now.toISOString()}${
+        floor > now.getTime() ? `, but the last import was at ${o.last!.importedAt}: the clock went back` : ''
+      })`,
       'build a fresh bundle on the outside machine (`vigil airgap bundle`); if this clock is wrong, fix the clock',
     );
   }
