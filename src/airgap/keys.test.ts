@@ -90,3 +90,16 @@ test('an edited link body is refused', async () => {
   chain.links[0]!.body = chain.links[0]!.body.replace('"version":1', '"version":1 ');
   assert.throws(() => verifyChain(chain, 'trust.json'), /links\[0\]: lacks a valid signature/);
 });
+
+test('a missing or non-JSON trust file is named with the fix', async () => {
+  const d = await tmp();
+  await rejectsWith(
+    readTrust(join(d, 'none.json')),
+    'AIRGAP_KEY',
+    /none\.json: trust file not found\n {2}fix: give the trust file written by `vigil airgap keys init`/,
+  );
+  await writeFile(join(d, 'bad.json'), '{');
+  await rejectsWith(readTrust(join(d, 'bad.json')), 'AIRGAP_KEY', /bad\.json: is not JSON/);
+  await writeFile(join(d, 'empty.json'), JSON.stringify({ format: 'vigil-airgap-trust/1', links: [] }));
+  await rejectsWith(readTrust(join(d, 'empty.json')), 'AIRGAP_KEY', /empty\.json links: holds no key/);
+});

@@ -53,6 +53,10 @@ test('keys, bundle, verify and import from the command line; each refusal exits 
   assert.equal(imported.status, 0, imported.stderr);
   assert.equal(await readFile(join(d, 'patches', 'catalog.xml'), 'utf8'), '<catalog/>');
 
+  const again = await vigil(d, 'airgap', 'verify', 'b1', '--trust', 'trust.json', '--target', 'patches');
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /is the last imported: nothing to do/);
+
   const part = await readFile(join(d, 'b1', 'part-0002'));
   part[part.length - 1] = part[part.length - 1]! ^ 1;
   await writeFile(join(d, 'b1', 'part-0002'), part);

@@ -96,12 +96,19 @@ export function registerAirgap(program: Command): void {
     .description('check a bundle against the trust file; writes nothing; one exit status per refusal (docs/airgap.md)')
     .argument('<bundle>', 'the bundle directory')
     .requiredOption('--trust <file>', "the cluster's trust file")
-    .option('--last-sequence <n>', 'the last sequence imported: an older bundle is refused, the same one is a no-op', positiveInt)
-    .action(async (bundle: string, o: { trust: string; lastSequence?: number }) => {
+    .option('--last-sequence <n>', 'the last sequence imported: an older bundle is refused, the same sequence is a no-op', positiveInt)
+    .option('--target <dir>', 'judge against the last import into DIR (its sequence, manifest and time) instead')
+    .action(async (bundle: string, o: { trust: string; lastSequence?: number; target?: string }) => {
       const { readTrust } = await import('../airgap/keys.ts');
       const { verifyBundle } = await import('../airgap/verify.ts');
+      const { readState } = await import('../airgap/import.ts');
       const { chain } = await readTrust(o.trust);
-      const last = o.lastSequence === undefined ? undefined : { sequence: o.lastSequence };
+      const state = o.target === undefined ? null : await readState(o.target);
+      const last = state
+        ? { sequence: state.sequence, manifestSha256: state.manifestSha256, importedAt: state.importedAt }
+        : o.lastSequence === undefined
+          ? undefined
+          : { sequence: o.lastSequence };
       const v = await verifyBundle(bundle, { trust: chain, trustSource: o.trust, last, progress: toStderr });
       const m = v.manifest;
       if (v.status === 'already-imported') {
