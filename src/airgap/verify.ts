@@ -25,6 +25,7 @@ import {
   invalid,
   manifestSchema,
   partHeader,
+  parsePartHeader,
   partName,
   signatureSchema,
   throttle,
@@ -122,7 +123,18 @@ export async function verifyBundle(bundle: string, o: VerifyOptions): Promise<Ve
 }
 
 async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified> {
-  const now = o.now ?? new Date();
+  const names = await bundleNames(bundle);
+  const signed = await checkSignature(bundle, o);
+  const manifest = parseManifest(bundle, signed.manifestText);
+  const v: Verified = { status: 'verified', manifest, ...signed };
+  if (isLastImport(bundle, manifest, signed.manifestSha256, o)) return { ...v, status: 'already-imported' };
+  const headers = await checkParts(bundle, names, manifest);
+  await streamPayload(bundle, manifest, headers, o);
+  return v;
+}
+
+/** The bundle directory's entries: regular files only; manifest and signature present. */
+async function bundleNames(bundle: string): Promise<string[]> {
   try {
     if (!(await lstat(bundle)).isDirectory()) throw invalid(bundle, 'is not a directory');
   } catch (err) {
@@ -142,8 +154,11 @@ async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified>
       'sign it: build it with `vigil airgap bundle --key KEY`',
     );
   }
+  return names;
+}
 
-  // 1. The signature, over the raw bytes, before anything in the manifest is believed.
+/** 1. The signature, over the raw bytes, before anything in the manifest is believed. */
+async function checkSignature(bundle: string, o: VerifyOptions): Promise<Omit<Verified, 'status' | 'manifest'>> {
   if ((await lstat(join(bundle, MANIFEST))).size > MAX_MANIFEST_BYTES) throw invalid(join(bundle, MANIFEST), 'is larger than any manifest Vigil writes');
   const manifestBytes = await readFile(join(bundle, MANIFEST));
   const signatureText = await readFile(join(bundle, SIGNATURE), 'utf8');
@@ -172,34 +187,31 @@ async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified>
       'do not import this copy; build and carry the bundle again',
     );
   }
-  const manifestSha256 = createHash('sha256').update(manifestBytes).digest('hex');
-  const manifestText = manifestBytes.toString('utf8');
+  return {
+    manifestText: manifestBytes.toString('utf8'),
+    signatureText,
+    manifestSha256: createHash('sha256').update(manifestBytes).digest('hex'),
+    keyId: sig.keyId,
+    newTrust,
+  };
+}
 
-  // 2. The manifest, now known to be the signer's.
+/** 2. The manifest, now known to be the signer's: its schema, safe and unique paths, sizes that add up. */
+function parseManifest(bundle: string, manifestText: string): Manifest {
+  const where = join(bundle, MANIFEST);
   let manifest: Manifest;
   try {
     manifest = manifestSchema.parse(JSON.parse(manifestText));
   } catch (err) {
-    throw invalid(join(bundle, MANIFEST), `is signed but not a manifest this Vigil reads (${(err as Error).message.split('\n')[0]})`);
+    throw invalid(where, `is signed but not a manifest this Vigil reads (${(err as Error).message.split('\n')[0]})`);
   }
+  const unsafe = (path: string, why: string) =>
+    refuse('AIRGAP_UNSAFE_PATH', `${where} files ${JSON.stringify(path)}`, why, 'do not import this bundle; rebuild it from regular files');
   const seen = new Set<string>();
   for (const f of manifest.files) {
     const why = f.type !== 'file' ? `is a ${f.type}, not a regular file` : unsafePath(f.path);
-    if (why)
-      throw refuse(
-        'AIRGAP_UNSAFE_PATH',
-        `${join(bundle, MANIFEST)} files ${JSON.stringify(f.path)}`,
-        why,
-        'do not import this bundle; rebuild it from regular files',
-      );
-    if (seen.has(f.path)) {
-      throw refuse(
-        'AIRGAP_UNSAFE_PATH',
-        `${join(bundle, MANIFEST)} files ${JSON.stringify(f.path)}`,
-        'is listed twice',
-        'do not import this bundle; rebuild it',
-      );
-    }
+    if (why) throw unsafe(f.path, why);
+    if (seen.has(f.path)) throw unsafe(f.path, 'is listed twice');
     seen.add(f.path);
   }
   // A file may not also be a directory of another (a/b and a/b/c): the second write would fail half-way.
@@ -207,49 +219,49 @@ async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified>
     const segs = p.split('/');
     for (let i = 1; i < segs.length; i++) {
       const dir = segs.slice(0, i).join('/');
-      if (seen.has(dir))
-        throw refuse(
-          'AIRGAP_UNSAFE_PATH',
-          `${join(bundle, MANIFEST)} files ${JSON.stringify(dir)}`,
-          `is a file and the directory of ${JSON.stringify(p)}`,
-          'rebuild the bundle',
-        );
+      if (seen.has(dir)) throw unsafe(dir, `is a file and the directory of ${JSON.stringify(p)}`);
     }
   }
   const count = manifest.parts.length;
   manifest.parts.forEach((p, i) => {
-    if (p.name !== partName(i + 1)) throw invalid(`${join(bundle, MANIFEST)} parts[${i}]`, `is named ${p.name}, not ${partName(i + 1)}`);
+    if (p.name !== partName(i + 1)) throw invalid(`${where} parts[${i}]`, `is named ${p.name}, not ${partName(i + 1)}`);
   });
   const payload = manifest.parts.reduce((s, p, i) => s + p.size - partHeader(manifest.bundleId, i + 1, count).length, 0);
-  if (payload !== manifest.files.reduce((s, f) => s + f.size, 0)) throw invalid(join(bundle, MANIFEST), 'its parts and files do not add up to the same size');
+  if (payload !== manifest.files.reduce((s, f) => s + f.size, 0)) throw invalid(where, 'its parts and files do not add up to the same size');
+  return manifest;
+}
 
-  // 3. Which bundle this is, against the last import.
-  if (o.last && manifest.sequence === o.last.sequence && (o.last.manifestSha256 === undefined || o.last.manifestSha256 === manifestSha256)) {
-    return { status: 'already-imported', manifest, manifestText, signatureText, manifestSha256, keyId: sig.keyId, newTrust };
-  }
-  if (o.last && manifest.sequence <= o.last.sequence) {
+/** 3. Which bundle this is against the last import: true if the same one; throws if older or expired. */
+function isLastImport(bundle: string, manifest: Manifest, manifestSha256: string, o: VerifyOptions): boolean {
+  const last = o.last;
+  if (last && manifest.sequence === last.sequence && (last.manifestSha256 === undefined || last.manifestSha256 === manifestSha256)) return true;
+  if (last && manifest.sequence <= last.sequence) {
     throw refuse(
       'AIRGAP_OLDER',
       bundle,
-      manifest.sequence === o.last.sequence
+      manifest.sequence === last.sequence
         ? `has sequence ${manifest.sequence}, which was already imported from another bundle`
-        : `has sequence ${manifest.sequence}, older than the last imported (${o.last.sequence}): an old stick?`,
-      `carry a bundle with a sequence above ${o.last.sequence}`,
+        : `has sequence ${manifest.sequence}, older than the last imported (${last.sequence}): an old stick?`,
+      `carry a bundle with a sequence above ${last.sequence}`,
     );
   }
-  const floor = Date.parse(o.last?.importedAt ?? '') || 0;
-  if (Math.max(now.getTime(), floor) >= Date.parse(manifest.expiresAt)) {
+  const now = (o.now ?? new Date()).getTime();
+  const floor = Date.parse(last?.importedAt ?? '') || 0;
+  if (Math.max(now, floor) >= Date.parse(manifest.expiresAt)) {
+    const back = floor > now ? `, but the last import was at ${last!.importedAt}: the clock went back` : '';
     throw refuse(
       'AIRGAP_EXPIRED',
       bundle,
-      `expired at ${manifest.expiresAt} (this machine's clock says ${now.toISOString()}${
-        floor > now.getTime() ? `, but the last import was at ${o.last!.importedAt}: the clock went back` : ''
-      })`,
+      `expired at ${manifest.expiresAt} (this machine's clock says ${new Date(now).toISOString()}${back})`,
       'build a fresh bundle on the outside machine (`vigil airgap bundle`); if this clock is wrong, fix the clock',
     );
   }
+  return false;
+}
 
-  // 4. Every part present, of this bundle, at its place; then one streaming pass over the payload.
+/** 4. Every part present, of this bundle, at its place and of its size; returns each header's length. */
+async function checkParts(bundle: string, names: string[], manifest: Manifest): Promise<number[]> {
+  const count = manifest.parts.length;
   for (const n of names) {
     const m = PART_NAME.exec(n);
     if (m && Number(m[1]) > count) {
@@ -276,43 +288,40 @@ async function verifyUnsafe(bundle: string, o: VerifyOptions): Promise<Verified>
   }
   const headers: number[] = [];
   for (const [i, p] of manifest.parts.entries()) {
-    const fh = await open(join(bundle, p.name), 'r');
-    let head: Buffer;
-    try {
-      const buf = Buffer.alloc(MAX_HEADER_BYTES);
-      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-      head = buf.subarray(0, bytesRead);
-    } finally {
-      await fh.close();
-    }
+    const file = join(bundle, p.name);
     const expected = partHeader(manifest.bundleId, i + 1, count);
+    const head = await readHead(file);
     if (!head.subarray(0, expected.length).equals(expected)) {
-      const nl = head.indexOf(0x0a);
-      const m = /^VIGIL-AIRGAP-PART 1 ([0-9a-f]{32}) (\d+) (\d+)$/.exec(head.subarray(0, nl < 0 ? 0 : nl).toString('latin1'));
-      if (m && m[1] !== manifest.bundleId) {
+      const h = parsePartHeader(head);
+      if (h && h.bundleId !== manifest.bundleId) {
         throw refuse(
           'AIRGAP_FOREIGN_PART',
-          join(bundle, p.name),
-          `belongs to bundle ${m[1]}, not to this one (${manifest.bundleId})`,
+          file,
+          `belongs to bundle ${h.bundleId}, not to this one (${manifest.bundleId})`,
           `copy ${p.name} of this bundle instead`,
         );
       }
-      if (m) throw refuse('AIRGAP_FOREIGN_PART', join(bundle, p.name), `is part ${m[2]} of this bundle, not part ${i + 1}`, 'put each part under its own name');
-      throw refuse('AIRGAP_TAMPERED', join(bundle, p.name), 'does not start with its part header', 'copy the part again');
+      if (h) throw refuse('AIRGAP_FOREIGN_PART', file, `is part ${h.index} of this bundle, not part ${i + 1}`, 'put each part under its own name');
+      throw refuse('AIRGAP_TAMPERED', file, 'does not start with its part header', 'copy the part again');
     }
     headers.push(expected.length);
-    const size = (await lstat(join(bundle, p.name))).size;
+    const size = (await lstat(file)).size;
     if (size !== p.size) {
-      throw refuse(
-        'AIRGAP_TAMPERED',
-        join(bundle, p.name),
-        `is ${size} bytes; the signed manifest says ${p.size}`,
-        'copy the part again (a truncated or altered copy)',
-      );
+      throw refuse('AIRGAP_TAMPERED', file, `is ${size} bytes; the signed manifest says ${p.size}`, 'copy the part again (a truncated or altered copy)');
     }
   }
-  await streamPayload(bundle, manifest, headers, o);
-  return { status: 'verified', manifest, manifestText, signatureText, manifestSha256, keyId: sig.keyId, newTrust };
+  return headers;
+}
+
+async function readHead(file: string): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_HEADER_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Hashes every part and cuts the payload into the manifest's files, each hashed too. */
