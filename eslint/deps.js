@@ -7,7 +7,7 @@
  *
  * Layers, bottom up (docs/architecture.md draws them):
  *   vocabulary   util, model, config, layout
- *   adapters     pki, mtls, etcd, patroni, proxy, remote, events, alerts
+ *   adapters     pki, mtls, etcd, patroni, proxy, remote, events, alerts, airgap
  *   shared work  render, facts, sync
  *   programs     agent, observer, ops, doctor, apply, init, and cli, which wires them
  *   outside production (never imported by the above; not in the artifact)
@@ -27,6 +27,7 @@ export const ALLOWED = {
   remote: ['config', 'layout', 'util'],
   events: ['etcd', 'model', 'util'],
   alerts: ['config', 'model', 'util'],
+  airgap: ['util'],
 
   render: ['config', 'layout', 'model', 'patroni', 'util'],
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],
@@ -38,7 +39,7 @@ export const ALLOWED = {
   doctor: ['agent/client.ts', 'config', 'etcd', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'util'],
   apply: ['agent/client.ts', 'config', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'sync', 'util'],
   init: ['alerts', 'config', 'layout', 'pki', 'remote', 'util'],
-  cli: ['agent', 'apply', 'config', 'doctor', 'init', 'layout', 'model', 'observer', 'ops', 'remote', 'render', 'sync', 'util'],
+  cli: ['agent', 'airgap', 'apply', 'config', 'doctor', 'init', 'layout', 'model', 'observer', 'ops', 'remote', 'render', 'sync', 'util'],
 
   refapp: ['cli/run.ts', 'config', 'facts', 'layout', 'render', 'util'],
   lab: [

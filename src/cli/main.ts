@@ -15,6 +15,7 @@ import { registerInit } from './init.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerPreflight } from './preflight.ts';
 import { registerApply } from './apply.ts';
+import { registerAirgap } from './airgap.ts';
 
 export function buildProgram(extras?: CheckoutExtras): Command {
   const program = new Command('vigil')
@@ -30,6 +31,7 @@ export function buildProgram(extras?: CheckoutExtras): Command {
   registerPreflight(program, extras?.lab);
   registerApply(program);
   registerDoctor(program, extras?.lab);
+  registerAirgap(program);
   registerDaemons(program);
   return program;
 }

@@ -4,7 +4,7 @@
  * (src/cli/main.ts) and by the reference application's bundle (src/refapp/entry.ts).
  */
 import { CommanderError, type Command } from 'commander';
-import { isCodedError } from '../util/errors.ts';
+import { EXIT_STATUS, isCodedError } from '../util/errors.ts';
 
 /** Parses `argv` (node's, program name included) with `program` and returns the exit status. */
 export async function runProgram(program: Command, argv: string[]): Promise<number> {
@@ -19,10 +19,10 @@ export async function runProgram(program: Command, argv: string[]): Promise<numb
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
     // Every error with a code of the registry (docs/errors.md) is the user's to act on: printed
-    // once, with its fix, exit 1. Anything else is a bug: exit 70 with the stack.
+    // once, with its fix, exit 1 (or the code's own status, EXIT_STATUS). Anything else is a bug: exit 70 with the stack.
     if (isCodedError(err)) {
       process.stderr.write(`error [${err.code}]\n${err.message}\n`);
-      return 1;
+      return EXIT_STATUS[err.code] ?? 1;
     }
     process.stderr.write(`unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 70;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { NetError, TlsError } from '../mtls/mtls.ts';
 import { RuntimeApiError } from '../proxy/runtime.ts';
-import { ERROR_CODES, VigilError, isCodedError, problem } from './errors.ts';
+import { ERROR_CODES, EXIT_STATUS, VigilError, isCodedError, problem } from './errors.ts';
 import { ExecError } from './exec.ts';
 
 test('docs/errors.md lists exactly the registry: every code, each once, with its meaning, and nothing else', async () => {
@@ -46,4 +46,16 @@ test('an error lists every problem with its place and fix', () => {
   const e = new VigilError('USAGE', [problem('a.yaml:3 x', 'is wrong', 'write y'), problem('b', 'also wrong', 'do z')]);
   assert.equal(e.message, 'a.yaml:3 x: is wrong\n  fix: write y\nb: also wrong\n  fix: do z');
   assert.equal(e.retryable, false);
+});
+
+test('docs/airgap.md lists every exit status of a refused bundle, each status used once', async () => {
+  const doc = await readFile(new URL('../../docs/airgap.md', import.meta.url), 'utf8');
+  const rows = Object.fromEntries([...doc.matchAll(/^\| .+ \| `([A-Z_]+)` \| (\d+) \|$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  assert.deepEqual(rows, EXIT_STATUS);
+  const statuses = Object.values(EXIT_STATUS);
+  assert.equal(new Set(statuses).size, statuses.length, 'two codes share an exit status');
+  assert.ok(
+    statuses.every((n) => n > 1 && n < 64),
+    'statuses stay clear of 0, 1 (any coded error) and 70 (a bug)',
+  );
 });

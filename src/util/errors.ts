@@ -50,9 +50,42 @@ export const ERROR_CODES = {
   AGENT_HTTP: 'the agent answered with an error status (e.g. 403: this certificate may not fence)',
   AGENT_ANSWER: "the agent's answer was not what its API sends",
   AGENT_CANCELLED: 'a call to an agent was cancelled by its caller',
+  AIRGAP_KEY: 'an air-gap signing key or trust file is missing, malformed, too open, or not the one the trust file names',
+  AIRGAP_SOURCES: 'the air-gap sources file has a wrong line or field',
+  AIRGAP_FETCH: 'a download failed or its content differs from its published SHA-256; nothing is left under its final name',
+  AIRGAP_BUNDLE: 'a bundle could not be written from the directory given (a symlink, an unreadable file, a file that changed)',
+  AIRGAP_INVALID: 'a bundle is malformed: its manifest or signature file is not what `vigil airgap bundle` writes',
+  AIRGAP_UNSIGNED: 'a bundle carries no signature; nothing was imported',
+  AIRGAP_UNTRUSTED_KEY: 'a bundle is signed by a key the trust file does not trust; nothing was imported',
+  AIRGAP_BAD_SIGNATURE: 'a bundle manifest does not match its signature (tampered); nothing was imported',
+  AIRGAP_TAMPERED: "a bundle's part or file differs from its signed manifest; nothing was imported",
+  AIRGAP_EXPIRED: 'a bundle is past its expiry; nothing was imported',
+  AIRGAP_OLDER: 'a bundle is older than (or another bundle with) the last imported sequence; nothing was imported',
+  AIRGAP_INCOMPLETE: 'a part of a bundle is missing or cannot be read; nothing was imported',
+  AIRGAP_FOREIGN_PART: 'a part file belongs to another bundle or stands at the wrong place; nothing was imported',
+  AIRGAP_UNSAFE_PATH: 'a bundle holds a symlink, an absolute or `..` path, a reserved or duplicate path; nothing was imported',
+  AIRGAP_IMPORT: 'a verified bundle could not be placed into the target directory; a re-run resumes',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * Exit statuses other than 1, one per reason an air-gap bundle is refused, so a script (or the
+ * cluster import later) can tell an old stick from a tampered one without parsing text
+ * (Foundries' aklite-offline does the same). docs/airgap.md lists them.
+ */
+export const EXIT_STATUS: Partial<Record<ErrorCode, number>> = {
+  AIRGAP_INVALID: 20,
+  AIRGAP_UNSIGNED: 21,
+  AIRGAP_UNTRUSTED_KEY: 22,
+  AIRGAP_BAD_SIGNATURE: 23,
+  AIRGAP_TAMPERED: 24,
+  AIRGAP_EXPIRED: 25,
+  AIRGAP_OLDER: 26,
+  AIRGAP_INCOMPLETE: 27,
+  AIRGAP_FOREIGN_PART: 28,
+  AIRGAP_UNSAFE_PATH: 29,
+};
 
 export interface Problem {
   /** Where: "vigil.yaml:12 machines.app1.address" or a machine name. */

@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createBundle } from './bundle.ts';
+import { importBundle, readState, type ImportStep } from './import.ts';
+import { initKeys, readTrust } from './keys.ts';
+
+async function setup() {
+  const d = await mkdtemp(join(tmpdir(), 'vigil-airgap-import-'));
+  const key = join(d, 'k.pem');
+  const trust = join(d, 'trust.json');
+  await initKeys(key, trust);
+  const make = async (name: string, files: Record<string, string>) => {
+    const src = join(d, `src-${name}`);
+    for (const [p, t] of Object.entries(files)) {
+      await mkdir(join(src, p, '..'), { recursive: true });
+      await writeFile(join(src, p), t);
+    }
+    await createBundle({ dir: src, keyPath: key, out: join(d, name), maxPartBytes: 4096 });
+    return join(d, name);
+  };
+  const target = join(d, 'cluster', 'patches');
+  const run = async (bundle: string, crashAfter?: ImportStep) =>
+    importBundle({ bundle, target, trust: (await readTrust(trust)).chain, trustPath: trust, crashAfter });
+  const set = async () => {
+    const out: Record<string, string> = {};
+    for (const e of await readdir(target, { recursive: true, withFileTypes: true })) {
+      const p = join(e.parentPath, e.name).slice(target.length + 1);
+      if (e.isFile() && !p.startsWith('.vigil-airgap')) out[p] = await readFile(join(target, p), 'utf8');
+    }
+    return out;
+  };
+  return { d, target, make, run, set };
+}
+
+const OLD = { 'catalog.xml': 'v1', 'a.msu': 'a'.repeat(9000) };
+const NEW = { 'catalog.xml': 'v2', 'b.msu': 'b'.repeat(9000), 'sub/c.msu': 'c' };
+
+test('an existing patch directory not made by an import is replaced whole and kept as the previous set', async () => {
+  const t = await setup();
+  await mkdir(t.target, { recursive: true });
+  await writeFile(join(t.target, 'hand-copied.msu'), 'by hand');
+  const b = await t.make('b1', OLD);
+  await t.run(b);
+  assert.deepEqual(await t.set(), OLD);
+  assert.equal(await readFile(join(t.d, 'cluster', '.patches.airgap-previous', 'hand-copied.msu'), 'utf8'), 'by hand');
+  assert.equal((await readState(t.target))?.sequence, 1);
+});
+
+for (const step of ['staged', 'journal', 'moved-old'] as const) {
+  test(`a crash after "${step}" leaves the old set or nothing under the target, never a mix, and the next import finishes`, async () => {
+    const t = await setup();
+    await t.run(await t.make('b1', OLD));
+    const b2 = await t.make('b2', NEW);
+    await assert.rejects(t.run(b2, step), new RegExp(`crash after ${step}`));
+    // What a reader sees right after the crash: the old set, whole, or (between the renames) no directory.
+    const seen = await t.set().catch((err: NodeJS.ErrnoException) => err.code);
+    if (step === 'moved-old') assert.equal(seen, 'ENOENT');
+    else assert.deepEqual(seen, OLD);
+    const r = await t.run(b2);
+    assert.deepEqual(await t.set(), NEW);
+    assert.equal((await readState(t.target))?.sequence, 2);
+    // After "staged" there was no journal yet: the staging directory is dropped and the import done again.
+    assert.equal(r.resumed, step !== 'staged');
+    assert.equal(r.status, step === 'staged' ? 'imported' : 'already-imported');
+    assert.deepEqual((await readdir(join(t.d, 'cluster'))).sort(), ['.patches.airgap-previous', 'patches']);
+  });
+}
+
+test('a refused bundle after an interrupted import still finishes the interrupted one first', async () => {
+  const t = await setup();
+  await t.run(await t.make('b1', OLD));
+  const b2 = await t.make('b2', NEW);
+  await assert.rejects(t.run(b2, 'journal'));
+  await assert.rejects(t.run(join(t.d, 'b1')), /AIRGAP_OLDER|older|already imported/);
+  assert.deepEqual(await t.set(), NEW);
+});
+
+test('a second import while one holds the lock is refused; a lock left by a dead process is taken over', async () => {
+  const t = await setup();
+  await mkdir(join(t.d, 'cluster'), { recursive: true });
+  await writeFile(join(t.d, 'cluster', '.patches.airgap-lock'), String(process.pid));
+  const b = await t.make('b1', OLD);
+  await assert.rejects(t.run(b), /is held by process \d+: another import runs/);
+  await writeFile(join(t.d, 'cluster', '.patches.airgap-lock'), '999999999');
+  await t.run(b);
+  assert.deepEqual(await t.set(), OLD);
+});

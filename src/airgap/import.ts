@@ -1,0 +1,230 @@
+/**
+ * The local half of `vigil airgap import`: a verified bundle becomes the content of a target
+ * directory (the application's patch directory), old set or new set, never a mix.
+ *
+ *   1. verify while copying into a staging directory beside the target (same filesystem), the
+ *      bytes written being the bytes hashed; the state (sequence, bundle id, manifest and its
+ *      signature) goes into the staging directory's .vigil-airgap/
+ *   2. write a journal naming the staged bundle
+ *   3. rename the target to .NAME.airgap-previous (the one set kept for a manual roll-back)
+ *   4. rename the staging directory to the target
+ *   5. remove the journal
+ *
+ * A refusal at 1 removes the staging directory: nothing changed. A crash after 2 is finished by
+ * the next import, which first reads the journal: between 3 and 4 the target is absent (never
+ * half-filled) until that run. Two imports at once are kept apart by a lock file.
+ */
+import { lstat, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { VigilError, problem } from '../util/errors.ts';
+import { MANIFEST, SIGNATURE, STATE_DIR } from './format.ts';
+import { writeTrust, type TrustChain } from './keys.ts';
+import { verifyBundle, type FileSink, type LastImport, type Verified } from './verify.ts';
+
+export interface ImportState {
+  sequence: number;
+  bundleId: string;
+  manifestSha256: string;
+  keyId: string;
+  importedAt: string;
+}
+
+export type ImportStep = 'staged' | 'journal' | 'moved-old';
+
+export interface ImportOptions {
+  bundle: string;
+  target: string;
+  trust: TrustChain;
+  trustPath: string;
+  now?: Date;
+  progress?: (line: string) => void;
+  /** Tests only: stop with an error right after this step, as a crash would. */
+  crashAfter?: ImportStep;
+}
+
+export interface ImportResult {
+  status: 'imported' | 'already-imported';
+  state: ImportState;
+  /** The import finished an earlier, interrupted one first. */
+  resumed: boolean;
+}
+
+const paths = (target: string) => {
+  const dir = dirname(target);
+  const name = basename(target);
+  return {
+    staging: join(dir, `.${name}.airgap-staging`),
+    previous: join(dir, `.${name}.airgap-previous`),
+    journal: join(dir, `.${name}.airgap-journal.json`),
+    lock: join(dir, `.${name}.airgap-lock`),
+  };
+};
+
+const exists = async (p: string) =>
+  lstat(p).then(
+    () => true,
+    () => false,
+  );
+
+/** The state an import left in a directory, or null. */
+export async function readState(dir: string): Promise<ImportState | null> {
+  try {
+    return JSON.parse(await readFile(join(dir, STATE_DIR, 'state.json'), 'utf8')) as ImportState;
+  } catch {
+    return null;
+  }
+}
+
+async function writeDurable(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'w', 0o644);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+const importError = (where: string, message: string, err?: unknown) =>
+  new VigilError('AIRGAP_IMPORT', [problem(where, message, 'fix the cause and run the import again: it resumes')], { cause: err });
+
+async function withLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fh = await open(lock, 'wx', 0o644);
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0)
+        throw importError(lock, `is held: another import runs (${(err as Error).message})`, err);
+      const pid = Number(await readFile(lock, 'utf8').catch(() => ''));
+      let alive = false;
+      try {
+        process.kill(pid, 0);
+        alive = Number.isInteger(pid) && pid > 0;
+      } catch {
+        alive = false;
+      }
+      if (alive) throw importError(lock, `is held by process ${pid}: another import runs`);
+      await rm(lock, { force: true }); // left by a process that died
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
+
+/** Finishes an import a crash interrupted after its journal was written; removes a stale staging directory. */
+async function recover(target: string): Promise<boolean> {
+  const p = paths(target);
+  let journal: ImportState | null = null;
+  try {
+    journal = JSON.parse(await readFile(p.journal, 'utf8')) as ImportState;
+  } catch {
+    journal = null;
+  }
+  if (!journal) {
+    await rm(p.staging, { recursive: true, force: true }); // never complete: the old set stands
+    return false;
+  }
+  const staged = await readState(p.staging);
+  if (staged?.bundleId === journal.bundleId) {
+    if (await exists(target)) {
+      await rm(p.previous, { recursive: true, force: true });
+      await rename(target, p.previous);
+    }
+    await rename(p.staging, target);
+    await syncDir(dirname(target));
+  }
+  await rm(p.journal, { force: true });
+  return true;
+}
+
+export async function importBundle(o: ImportOptions): Promise<ImportResult> {
+  const p = paths(o.target);
+  await mkdir(dirname(o.target), { recursive: true });
+  return withLock(p.lock, async () => {
+    const resumed = await recover(o.target);
+    const current = await readState(o.target);
+    const last: LastImport | undefined = current
+      ? { sequence: current.sequence, manifestSha256: current.manifestSha256, importedAt: current.importedAt }
+      : undefined;
+    await mkdir(p.staging);
+    let verified: Verified;
+    try {
+      const sink: FileSink = {
+        async open(path) {
+          // A write error here (a full disk) is the target's, not the bundle's.
+          const full = join(p.staging, path);
+          const fail = (err: unknown) => importError(p.staging, `cannot write ${path} (${(err as Error).message})`, err);
+          const fh = await mkdir(dirname(full), { recursive: true })
+            .then(() => open(full, 'wx', 0o644))
+            .catch((err: unknown) => Promise.reject(fail(err)));
+          return {
+            write: (b) =>
+              fh.write(b).then(
+                () => undefined,
+                (err: unknown) => Promise.reject(fail(err)),
+              ),
+            close: () =>
+              fh
+                .sync()
+                .then(() => fh.close())
+                .catch((err: unknown) => Promise.reject(fail(err))),
+          };
+        },
+      };
+      verified = await verifyBundle(o.bundle, { trust: o.trust, trustSource: o.trustPath, last, now: o.now, sink, progress: o.progress });
+    } catch (err) {
+      await rm(p.staging, { recursive: true, force: true });
+      throw err;
+    }
+    if (verified.status === 'already-imported') {
+      await rm(p.staging, { recursive: true, force: true });
+      return { status: 'already-imported', state: current!, resumed };
+    }
+    const state: ImportState = {
+      sequence: verified.manifest.sequence,
+      bundleId: verified.manifest.bundleId,
+      manifestSha256: verified.manifestSha256,
+      keyId: verified.keyId,
+      importedAt: (o.now ?? new Date()).toISOString(),
+    };
+    try {
+      await mkdir(join(p.staging, STATE_DIR));
+      await writeDurable(join(p.staging, STATE_DIR, MANIFEST), verified.manifestText);
+      await writeDurable(join(p.staging, STATE_DIR, SIGNATURE), verified.signatureText);
+      await writeDurable(join(p.staging, STATE_DIR, 'state.json'), `${JSON.stringify(state, null, 2)}\n`);
+      await syncDir(p.staging);
+      if (o.crashAfter === 'staged') throw new Error('crash after staged (test)');
+      await writeDurable(`${p.journal}.tmp`, JSON.stringify(state));
+      await rename(`${p.journal}.tmp`, p.journal);
+      await syncDir(dirname(o.target));
+      if (o.crashAfter === 'journal') throw new Error('crash after journal (test)');
+      await rm(p.previous, { recursive: true, force: true });
+      if (await exists(o.target)) await rename(o.target, p.previous);
+      if (o.crashAfter === 'moved-old') throw new Error('crash after moved-old (test)');
+      await rename(p.staging, o.target);
+      await syncDir(dirname(o.target));
+      await unlink(p.journal);
+    } catch (err) {
+      if (o.crashAfter) throw err; // a simulated crash leaves everything as a real one would
+      throw importError(o.target, `could not be replaced by the verified set (${(err as Error).message})`, err);
+    }
+    // The trust moves only once the bundle its new key signed is in place.
+    if (verified.newTrust) await writeTrust(o.trustPath, verified.newTrust);
+    return { status: 'imported', state, resumed };
+  });
+}
