@@ -21,7 +21,8 @@ import { appHealthTarget } from '../layout/backend.ts';
 import { httpOk } from '../util/net.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
-import { Agent, type ActivationHook, type AgentMemory } from './agent.ts';
+import { Agent, type AgentMemory } from './agent.ts';
+import { activationConfig, activationHook } from './activation.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler, ReadyRefused, type ProxyControl } from './api.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
@@ -75,7 +76,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
           }
         : {}),
       services,
-      ...(services && cluster.application.activation ? { activation: activationHook(cluster.application.activation) } : {}),
+      ...(services && cluster.application.activation ? { activation: activationHook(activationConfig(cluster.application.activation)) } : {}),
       appHealth: () => httpOk(health.url, 1000, 'GET', health.tls),
       beforeStart: async () => {
         await sync?.update(agentView(agent));
@@ -153,27 +154,6 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
-}
-
-/**
- * The application's activation endpoint (docs/application-contract.md): a POST with a deadline;
- * anything but a 2xx answer within it is a failure (for a deactivation: a fence).
- */
-export function activationHook(o: { url: string; timeoutMs: number }): ActivationHook {
-  const post = async (body: Record<string, unknown>) => {
-    const res = await fetch(o.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(o.timeoutMs),
-    });
-    const text = (await res.text()).slice(0, 200);
-    if (res.status < 200 || res.status > 299) throw new Error(`${o.url} answered ${res.status}: ${text}`);
-  };
-  return {
-    activate: (epoch, validForMs) => post({ active: true, epoch, validForMs }),
-    deactivate: () => post({ active: false }),
-  };
 }
 
 /** Where the agent keeps its memory (AgentMemory) across restarts. */

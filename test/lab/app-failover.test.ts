@@ -29,7 +29,10 @@ for (const [topology, warm] of [
 
     before(async () => {
       await labDown();
-      const shape: LabShape = topology === 'distributed' ? { topology, proxies: 2, application: { warm } } : { topology, application: { warm } };
+      // pair's warm application is told of its activation through the hook's `command` form (its
+      // own program forwarding to its endpoint), distributed's cold one through the `url` form.
+      const shape: LabShape =
+        topology === 'distributed' ? { topology, proxies: 2, application: { warm } } : { topology, application: { warm, activation: 'command' } };
       lab = await labUp(shape, (l) => console.log(`# lab: ${l}`));
       checker = new Checker(lab, { dbWriter: true });
       await checker.start();
@@ -53,6 +56,23 @@ for (const [topology, warm] of [
         async (err: Error) => assert.fail(`${err.message}: it runs on ${(await appMachines()).join(', ') || 'no machine'}`),
       );
     });
+
+    if (warm)
+      it("the activation hook's command form: the background job runs, told by `vigil-refapp --forward-activation`", async () => {
+        const hook = lab.cluster.application.activation;
+        assert.ok(hook?.command?.includes('--forward-activation'), `the lab's hook is the command form: ${JSON.stringify(hook)}`);
+        const job = await waitFor(
+          'a run of the background job at the active epoch',
+          async () => {
+            const j = await checker!.checkJob();
+            const last = j.runs.at(-1);
+            return last && Date.now() - last.atMs < 10_000 ? j : undefined;
+          },
+          30_000,
+          500,
+        );
+        assert.deepEqual(job.overlaps, [], job.text);
+      });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
 
