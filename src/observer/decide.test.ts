@@ -380,78 +380,12 @@ const scenarios: Scenario[] = [
         actions: ['db-switchover'],
         reason: /asking Patroni to move the database primary from app1 first/,
       },
-      // Patroni's switchover was so quick that no tick saw the primary away: the app follows it.
+      { obs: obs(2000, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2')] }), state: 'switching-db', actions: [] },
       {
         obs: obs(3000, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2', { dbPrimary: true })] }),
         state: 'failing-over',
         actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence', 'complete-request'],
         reason: /switchover to app2 requested by the operator \(request r1\)/,
-      },
-    ],
-  },
-  {
-    name: 'switching-db (pair): while Patroni demotes the old primary (none answers as primary) the app moves; the request is answered once the primary is there',
-    memory: steady,
-    steps: [
-      {
-        obs: obs(1000, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
-        state: 'switching-db',
-        actions: ['db-switchover'],
-      },
-      {
-        obs: obs(1250, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2')] }),
-        state: 'failing-over',
-        actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'],
-        reason: /Patroni is demoting app1, the app moves meanwhile/,
-      },
-      // The record now names app2 and the request; app2's agent starts while the database is away.
-      {
-        obs: obs(1500, {
-          followDb: true,
-          active: { ...rec('app2', 5), requestId: 'r1' },
-          request: switchover(),
-          nodes: [standby('app1', { agentEpoch: 5, proxyStates: ['maint'] }), standby('app2', { agentEpoch: 5, proxyStates: ['ready'] })],
-        }),
-        state: 'failing-over',
-        actions: [],
-      },
-      {
-        obs: obs(2500, {
-          followDb: true,
-          active: { ...rec('app2', 5), requestId: 'r1' },
-          request: switchover(),
-          nodes: [standby('app1', { agentEpoch: 5 }), serving('app2', 5, { dbPrimary: true })],
-        }),
-        state: 'healthy',
-        actions: ['event:activate', 'complete-request'],
-      },
-    ],
-  },
-  {
-    name: 'switching-db (pair): the app moved but the primary never arrives: refused after the switchover timeout, the app stays',
-    memory: steady,
-    steps: [
-      { obs: obs(1000, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db' },
-      { obs: obs(1250, { followDb: true, request: switchover(), nodes: [serving('app1', 4), standby('app2')] }), state: 'failing-over' },
-      {
-        obs: obs(30_999, {
-          followDb: true,
-          active: { ...rec('app2', 5), requestId: 'r1' },
-          request: switchover(),
-          nodes: [standby('app1', { agentEpoch: 5, dbPrimary: true }), serving('app2', 5)],
-        }),
-        state: 'healthy',
-        actions: ['event:activate'],
-      },
-      {
-        obs: obs(31_000, {
-          followDb: true,
-          active: { ...rec('app2', 5), requestId: 'r1' },
-          request: switchover(),
-          nodes: [standby('app1', { agentEpoch: 5, dbPrimary: true }), serving('app2', 5)],
-        }),
-        state: 'healthy',
-        actions: ['event:request-failed', 'complete-request'],
       },
     ],
   },

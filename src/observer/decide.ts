@@ -580,37 +580,11 @@ function refuse(t: Tick, req: OperatorRequest, message: string): false {
 
 /** Carry out a request; true when it owns this tick (it moved the app or waits for the database). */
 function request(t: Tick, req: OperatorRequest, active: ActiveRecord | null): boolean {
-  // The record names the request that wrote it: a request read again after a crash is done
-  // (pair: once the database primary has followed the app, see switchoverRequest).
+  // The record names the request that wrote it: a request read again after a crash is done.
   if (active?.requestId === req.id) {
-    if (req.kind === 'switchover' && t.obs.followDb) return dbArrives(t, req, active);
     return complete(t, req, `already carried out: ${active.node} is active at epoch ${active.epoch}`);
   }
   return req.kind === 'failover' ? failoverRequest(t, req, active) : switchoverRequest(t, req, active);
-}
-
-/**
- * pair: the app moved during Patroni's switchover (switchoverRequest). Answered once the active
- * machine holds the database primary; refused when it does not within dbSwitchoverTimeoutMs of the
- * request (counted from now after a crash: the memory is gone). Never owns the tick, so the new
- * machine's activation is followed meanwhile.
- */
-function dbArrives(t: Tick, req: OperatorRequest, active: ActiveRecord): false {
-  const { mem, obs, cfg } = t;
-  if (nodeOf(obs, active.node)?.dbPrimary) {
-    mem.switchover = null;
-    return complete(t, req, `${active.node} is active at epoch ${active.epoch} and holds the database primary`);
-  }
-  const sw = mem.switchover?.requestId === req.id ? mem.switchover : { requestId: req.id, from: mem.db.primary ?? '?', to: active.node, sinceMs: obs.nowMs };
-  mem.switchover = sw;
-  if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return false;
-  mem.switchover = null;
-  const p = dbPrimaryOf(obs);
-  return refuse(
-    t,
-    req,
-    `${active.node} is active at epoch ${active.epoch}, but the database primary did not move there within ${duration(cfg.dbSwitchoverTimeoutMs)}${p ? ` (it is on ${p.name})` : ''}`,
-  );
 }
 
 const appMachines = (obs: Observation): string => obs.nodes.map((n) => n.name).join(', ');
@@ -657,20 +631,6 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
       'switching-db',
       `switchover to ${to.name} requested by the operator (request ${req.id}): asking Patroni to move the database primary from ${from} first`,
     );
-    return true;
-  }
-  // Patroni has begun to demote the old primary (none answers as primary): the app moves now, so
-  // its handover overlaps the database's pause instead of following it. The request is answered
-  // once the primary has arrived on the new machine (dbArrives).
-  if (!obs.nodes.some((n) => n.dbPrimary) && isHealthy(to)) {
-    move(
-      t,
-      to.name,
-      'switchover',
-      `switchover to ${to.name} requested by the operator (request ${req.id}): Patroni is demoting ${sw.from}, the app moves meanwhile`,
-      req.id,
-    );
-    mem.switchover = sw;
     return true;
   }
   if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return true;
