@@ -311,7 +311,7 @@ function proxyControl(store: VigilStore): ProxyControl {
       const rec = (await store.getActive({ timeoutMs: 1000 }))?.record;
       if (!rec || rec.node !== server || rec.epoch !== epoch)
         throw new ReadyRefused(`the active record is ${rec ? `${rec.node} at epoch ${rec.epoch}` : 'absent'}, not ${server} at epoch ${epoch}`);
-      await runtime.ready(APP_BACKEND, server);
+      await runtime.readyWhenChecked(APP_BACKEND, server); // down until its role check passes (src/observer/proxies.ts)
     },
   };
 }
