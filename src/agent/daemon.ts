@@ -78,6 +78,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       services,
       ...(services && cluster.application.activation ? { activation: activationHook(activationConfig(cluster.application.activation)) } : {}),
       appHealth: () => httpOk(health.url, 1000, 'GET', health.tls),
+      serviceReady: async (name) => {
+        const url = cluster.application.services.find((s) => s.name === name)?.healthUrl;
+        return url === undefined ? undefined : httpOk(url, 1000);
+      },
       beforeStart: async () => {
         await sync?.update(agentView(agent));
         await sync?.beforeActivate();

@@ -133,6 +133,15 @@ export const serviceSchema = z
       .describe(
         'Where it runs: `active` (default) only on the active app machine, started on activation; `every` on every app machine, kept running on the standbys (warm standby: started and connected, never routed to unless active), told of activation through `application.activation`, which it then needs.',
       ),
+    healthUrl: z
+      .string()
+      .regex(/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}\/\S*$/, {
+        message: 'must be an http:// URL on loopback with a port, e.g. http://127.0.0.1:8080/health',
+      })
+      .optional()
+      .describe(
+        'A service that runs on `every` machine: its own health check on each app machine (loopback, not through nginx), answering 2xx once it has started. The agent asks it every cycle, so `vigil status` and `vigil doctor` tell a warm standby that is still starting (a failover to it now would wait for it) from one that is ready. Left out: running is all they show.',
+      ),
   })
   .describe('A service of the application.');
 

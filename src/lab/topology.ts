@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { AlertsInput } from '../config/alerts.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT } from '../layout/network.ts';
+import { REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { REFAPP_ACTIVATION_PATH, REFAPP_HTTPS_KEYS } from '../layout/refapp.ts';
 import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
 import { LAB_ID } from './paths.ts';
@@ -154,7 +154,10 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
   return {
     services: [
       { name: 'nginx', unit: UNITS.nginx, runsOn: 'active' },
-      { name: 'app', unit: UNITS.refapp, runsOn: warm ? 'every' : 'active' },
+      // Warm: its own health check, so status and doctor tell a standby still starting from a ready one.
+      warm
+        ? { name: 'app', unit: UNITS.refapp, runsOn: 'every', healthUrl: `http://127.0.0.1:${REFAPP_PORT}/health` }
+        : { name: 'app', unit: UNITS.refapp, runsOn: 'active' },
     ],
     activation:
       shape.application?.activation === 'command'
