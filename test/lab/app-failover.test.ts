@@ -58,7 +58,7 @@ for (const [topology, warm] of [
     });
 
     if (warm)
-      it("the activation hook's command form: the background job runs, told by `vigil-refapp --forward-activation`", async () => {
+      it("the activation hook's command form: the background job runs, told by `vigil-refapp --forward-activation`; the standby's warm application reports ready", async () => {
         const hook = lab.cluster.application.activation;
         assert.ok(hook?.command?.includes('--forward-activation'), `the lab's hook is the command form: ${JSON.stringify(hook)}`);
         const job = await waitFor(
@@ -72,6 +72,17 @@ for (const [topology, warm] of [
           500,
         );
         assert.deepEqual(job.overlaps, [], job.text);
+        // The standby's warm application answers its own health check (healthUrl): its agent reports it ready, not only running.
+        const { labAgents } = await import('../../src/lab/lab.ts');
+        await waitFor(
+          "the standby's agent to report its warm application ready",
+          async () => {
+            const standby = [...(await labAgents(2000)).values()].find((a) => a && !a.active && a.services.some((x) => x.runsOn === 'every'));
+            return standby?.services.find((x) => x.name === 'app')?.ready === true ? true : undefined;
+          },
+          30_000,
+          500,
+        );
       });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
