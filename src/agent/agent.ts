@@ -347,7 +347,8 @@ export class Agent {
         await d.services.start('every');
       } else changed = false;
       if (changed) this.services = await d.services.states();
-      this.services = await this.readiness(this.services);
+      // A standby's only: on the active machine appHealth below already asks the application.
+      if (!want) this.services = await this.readiness(this.services);
       if (this.services.every((s) => s.running || s.runsOn !== 'every')) this.warmStartLogged = false;
       if (want && epoch !== null && this.services.every((s) => s.running)) await this.activate(epoch);
       // Replaced (or fenced) and stood down: the machine activated after this one may start now.

@@ -80,7 +80,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       appHealth: () => httpOk(health.url, 1000, 'GET', health.tls),
       serviceReady: async (name) => {
         const url = cluster.application.services.find((s) => s.name === name)?.healthUrl;
-        return url === undefined ? undefined : httpOk(url, 1000);
+        return url === undefined ? undefined : httpOk(url, 500);
       },
       beforeStart: async () => {
         await sync?.update(agentView(agent));
