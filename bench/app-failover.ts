@@ -17,10 +17,15 @@
  * the same run, one lab per mode: `cold` starts the application on the standby only at failover
  * (its service `runsOn: active`, as before), `warm` keeps it running on every app machine
  * (`runsOn: every`) and failover only activates it. `--fault` picks faults by name (`machine`,
- * `process`); `--skip-switchover` leaves the switchover out.
+ * `process`; `--fault none`: only the switchover); `--skip-switchover` leaves the switchover out.
+ *
+ * With `--phases` each switchover round also prints where its time went: the lab machines'
+ * journals (the observer's decisions, Patroni and PostgreSQL, HAProxy marking servers up and down,
+ * the agents and the application) merged with the clients' marks, in milliseconds from the
+ * request (src/lab/timeline.ts).
  *
  *   npx tsx bench/app-failover.ts [--rounds 3] [--topology distributed --topology pair] [--checker] [--backend-tls]
- *     [--startup 30 --mode cold --mode warm] [--fault process] [--skip-switchover]
+ *     [--startup 30 --mode cold --mode warm] [--fault process] [--skip-switchover] [--phases]
  */
 import { parseArgs } from 'node:util';
 import { withRole } from '../src/config/schema.ts';
@@ -36,6 +41,7 @@ import { withOps } from '../src/ops/context.ts';
 import { LAB_OPS } from '../src/lab/target.ts';
 import { sendRequest } from '../src/ops/requests.ts';
 import { waitFor } from '../src/util/exec.ts';
+import { formatTimeline, labTimeline, wallOf, type TimelineLine } from '../src/lab/timeline.ts';
 
 const { values } = parseArgs({
   options: {
@@ -47,6 +53,7 @@ const { values } = parseArgs({
     mode: { type: 'string', multiple: true },
     fault: { type: 'string', multiple: true },
     'skip-switchover': { type: 'boolean', default: false },
+    phases: { type: 'boolean', default: false },
   },
 });
 /** Plain HTTP to the app machines, and with --backend-tls also verified HTTPS (the same lab shape otherwise). */
@@ -78,6 +85,17 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 const fmt = (xs: number[]) => `${median(xs).toFixed(2)} | ${Math.max(...xs).toFixed(2)} | ${xs.map((x) => x.toFixed(1)).join(', ')}`;
+
+/** The longest gap between successive moments (from `startMs`), and where it lies. */
+function longestGap(atMs: number[], startMs: number): { ms: number; fromMs: number; toMs: number } {
+  let best = { ms: 0, fromMs: startMs, toMs: startMs };
+  let last = startMs;
+  for (const at of atMs) {
+    if (at - last > best.ms) best = { ms: at - last, fromMs: last, toMs: at };
+    last = at;
+  }
+  return best;
+}
 
 interface Row {
   topology: string;
@@ -160,24 +178,34 @@ async function measure(lab: LabHandle, topology: string): Promise<Row[]> {
       await warmEverywhere(lab);
       const t0 = performance.now();
       const active = await withOps(LAB_OPS, (ctx) => sendRequest(ctx, { kind: 'switchover' }, () => {}));
+      const tAnswered = performance.now();
       // The pause ends when the new machine answers through :80 and writes flow again, plus a margin.
       const servedBy = await waitFor('the new machine to serve', async () => probe.answers.find((a) => a.atMs > t0 && a.node === active.node), 60_000, 50);
       const t1 = servedBy.atMs + 1000;
       await waitFor('writes after the switchover', async () => writer.firstAfter(t1), 60_000, 50);
       const acks = writer.acked.filter((a) => a.atMs >= t0 - 100 && a.atMs <= t1).map((a) => a.atMs);
-      let gap = 0;
-      for (let i = 1; i < acks.length; i++) gap = Math.max(gap, acks[i]! - acks[i - 1]!);
-      const served = probe.answers.filter((a) => a.atMs >= t0 && a.atMs <= t1);
-      let httpGap = 0;
-      let lastOk = t0;
-      for (const a of served) {
-        if (!a.node) continue;
-        httpGap = Math.max(httpGap, a.atMs - lastOk);
-        lastOk = a.atMs;
+      const writeGap = longestGap(acks, acks[0] ?? t0);
+      const httpGap = longestGap(
+        probe.answers.filter((a) => a.atMs >= t0 && a.atMs <= t1 && a.node).map((a) => a.atMs),
+        t0,
+      );
+      pause.write.push(writeGap.ms / 1000);
+      pause.http.push(httpGap.ms / 1000);
+      console.log(
+        `${topology} switchover round ${r}: longest write gap ${(writeGap.ms / 1000).toFixed(2)} s, longest :80 gap ${(httpGap.ms / 1000).toFixed(2)} s`,
+      );
+      if (values.phases) {
+        const marks: TimelineLine[] = [
+          { atMs: wallOf(t0), source: 'client', message: 'switchover requested' },
+          { atMs: wallOf(tAnswered), source: 'client', message: `request answered: ${active.node} active` },
+          { atMs: wallOf(writeGap.fromMs), source: 'client', message: ':5000 last write acknowledged before the longest gap' },
+          { atMs: wallOf(writeGap.toMs), source: 'client', message: `:5000 first write acknowledged after it (${writeGap.ms.toFixed(0)} ms)` },
+          { atMs: wallOf(httpGap.fromMs), source: 'client', message: ':80 last answer before the longest gap' },
+          { atMs: wallOf(httpGap.toMs), source: 'client', message: `:80 first answer after it (${httpGap.ms.toFixed(0)} ms)` },
+        ];
+        const lines = await labTimeline(cluster, wallOf(t0) - 500, wallOf(t1), marks);
+        console.log(`${topology} switchover round ${r}, where the time went (ms from the request):\n${formatTimeline(lines, wallOf(t0))}`);
       }
-      pause.write.push(gap / 1000);
-      pause.http.push(httpGap / 1000);
-      console.log(`${topology} switchover round ${r}: longest write gap ${(gap / 1000).toFixed(2)} s, longest :80 gap ${(httpGap / 1000).toFixed(2)} s`);
     }
     if (pause.http.length) rows.push(pause);
   } finally {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ActiveRecord } from '../model/ha.ts';
-import { Agent, FenceRefused } from './agent.ts';
+import { Agent, FenceRefused, type AgentDeps } from './agent.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
 
 /** In-memory services and etcd: the agent's own logic, not the components' behaviour. */
@@ -348,7 +348,7 @@ test('a fence for an epoch more than one above the newest seen is refused and ch
 });
 
 /** An app machine with a warm `app` (every machine) and `nginx` (active only), and the application's activation hook. */
-function warmHarness(node = 'app1') {
+function warmHarness(node = 'app1', extra: Partial<AgentDeps> = {}) {
   let now = 0;
   let record: ActiveRecord | null = null;
   const run = { app: false, nginx: false };
@@ -394,6 +394,7 @@ function warmHarness(node = 'app1') {
       appHealth: async () => run.app && run.nginx,
       now: () => now,
       log: (e) => log.push(e),
+      ...extra,
     },
     { leaseMs: 3000 },
   );
@@ -418,6 +419,25 @@ test('warm standby: a standby keeps its `every` services running, inactive, and 
   assert.equal(await h.agent.roleCheck(), false);
   await h.agent.tick();
   assert.ok(!h.calls.some((c) => c.startsWith('activate')), 'never activated on a standby');
+});
+
+test('warm standby: a warm service with a health check of its own is marked starting, then ready; one without is only running', async () => {
+  let started = false;
+  const h = warmHarness('app2', { serviceReady: async (name) => (name === 'app' ? started : undefined) });
+  h.set('app1', 1);
+  await h.agent.tick();
+  assert.deepEqual(
+    h.agent.services.find((s) => s.name === 'app'),
+    { name: 'app', running: true, runsOn: 'every', ready: false },
+  );
+  started = true;
+  await h.agent.tick();
+  assert.equal(h.agent.services.find((s) => s.name === 'app')?.ready, true);
+  assert.equal(h.agent.services.find((s) => s.name === 'nginx')?.ready, undefined, 'a stopped service is not asked');
+  const plain = warmHarness('app2');
+  plain.set('app1', 1);
+  await plain.agent.tick();
+  assert.equal(plain.agent.services.find((s) => s.name === 'app')?.ready, undefined);
 });
 
 test('warm standby: activation starts the `active` services and activates the application, renewed every cycle with the lease left', async () => {

@@ -44,6 +44,8 @@ export interface AgentDeps {
   activation?: ActivationHook;
   /** The application's own health check on this machine (through nginx and the app to the database). */
   appHealth(): Promise<boolean>;
+  /** A warm (`every`) service's own health check (its `healthUrl`), or undefined when it has none: started, or still starting. */
+  serviceReady?(name: string): Promise<boolean | undefined>;
   /** Runs before the services start for a new epoch (file sync stops the receivers of older pushes). */
   beforeStart?(epoch: number | null): Promise<void>;
   /** Stores the agent's memory when it changed (see AgentMemory). */
@@ -198,6 +200,19 @@ export class Agent {
     }
   }
 
+  /** Each running warm service that has a health check of its own, marked ready or not (status and doctor show a standby still starting). */
+  private async readiness(states: ServiceState[]): Promise<ServiceState[]> {
+    const ask = this.deps.serviceReady;
+    if (!ask) return states;
+    return Promise.all(
+      states.map(async (s) => {
+        if (!s.running || s.runsOn !== 'every') return s;
+        const ready = await ask(s.name).catch(() => false);
+        return ready === undefined ? s : { ...s, ready };
+      }),
+    );
+  }
+
   /** What the proxy's check asks, from the last cycle: serve traffic here? */
   roleOk(): boolean {
     return this.isActive() && this.appHealthy;
@@ -332,6 +347,8 @@ export class Agent {
         await d.services.start('every');
       } else changed = false;
       if (changed) this.services = await d.services.states();
+      // A standby's only: on the active machine appHealth below already asks the application.
+      if (!want) this.services = await this.readiness(this.services);
       if (this.services.every((s) => s.running || s.runsOn !== 'every')) this.warmStartLogged = false;
       if (want && epoch !== null && this.services.every((s) => s.running)) await this.activate(epoch);
       // Replaced (or fenced) and stood down: the machine activated after this one may start now.

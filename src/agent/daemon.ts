@@ -21,7 +21,8 @@ import { appHealthTarget } from '../layout/backend.ts';
 import { httpOk } from '../util/net.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
-import { Agent, type ActivationHook, type AgentMemory } from './agent.ts';
+import { Agent, type AgentMemory } from './agent.ts';
+import { activationConfig, activationHook } from './activation.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler, ReadyRefused, type ProxyControl } from './api.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
@@ -75,8 +76,12 @@ export async function runAgent(o: AgentOptions): Promise<void> {
           }
         : {}),
       services,
-      ...(services && cluster.application.activation ? { activation: activationHook(cluster.application.activation) } : {}),
+      ...(services && cluster.application.activation ? { activation: activationHook(activationConfig(cluster.application.activation)) } : {}),
       appHealth: () => httpOk(health.url, 1000, 'GET', health.tls),
+      serviceReady: async (name) => {
+        const url = cluster.application.services.find((s) => s.name === name)?.healthUrl;
+        return url === undefined ? undefined : httpOk(url, 500);
+      },
       beforeStart: async () => {
         await sync?.update(agentView(agent));
         await sync?.beforeActivate();
@@ -153,27 +158,6 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['etcd', () => store.close()],
   ]);
   log('agent-stopped', { node: o.node, ms: Math.round(performance.now() - stopping), ...(unfinished.length ? { unfinished } : {}) });
-}
-
-/**
- * The application's activation endpoint (docs/application-contract.md): a POST with a deadline;
- * anything but a 2xx answer within it is a failure (for a deactivation: a fence).
- */
-export function activationHook(o: { url: string; timeoutMs: number }): ActivationHook {
-  const post = async (body: Record<string, unknown>) => {
-    const res = await fetch(o.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(o.timeoutMs),
-    });
-    const text = (await res.text()).slice(0, 200);
-    if (res.status < 200 || res.status > 299) throw new Error(`${o.url} answered ${res.status}: ${text}`);
-  };
-  return {
-    activate: (epoch, validForMs) => post({ active: true, epoch, validForMs }),
-    deactivate: () => post({ active: false }),
-  };
 }
 
 /** Where the agent keeps its memory (AgentMemory) across restarts. */
@@ -331,7 +315,7 @@ function proxyControl(store: VigilStore): ProxyControl {
       const rec = (await store.getActive({ timeoutMs: 1000 }))?.record;
       if (!rec || rec.node !== server || rec.epoch !== epoch)
         throw new ReadyRefused(`the active record is ${rec ? `${rec.node} at epoch ${rec.epoch}` : 'absent'}, not ${server} at epoch ${epoch}`);
-      await runtime.ready(APP_BACKEND, server);
+      await runtime.readyWhenChecked(APP_BACKEND, server); // down until its role check passes (src/observer/proxies.ts)
     },
   };
 }

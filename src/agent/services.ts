@@ -13,6 +13,8 @@ export interface ServiceState {
   running: boolean;
   /** Absent: `active`. */
   runsOn?: Placement;
+  /** A running `every` service with a `healthUrl`: it answered its own health check this cycle (false: still starting, or failing). Absent: not asked. */
+  ready?: boolean;
 }
 
 export interface ServiceRunner {

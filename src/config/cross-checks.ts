@@ -149,7 +149,7 @@ function checkPlacement(c: Cluster, loc: Locator): Problem[] {
         problem(
           loc.at(['application', 'services', i, 'runsOn']),
           `\`${s.name}\` runs on every app machine, but application.activation is not set: it could not tell the active machine from a standby`,
-          'add application.activation with the url of its activation endpoint (docs/application-contract.md), or set runsOn: active',
+          'add application.activation with the url, command or file of its activation hook (docs/application-contract.md), or set runsOn: active',
         ),
       );
   });

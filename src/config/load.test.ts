@@ -453,6 +453,16 @@ test('application.services[].runsOn and application.activation: defaults, a warm
   );
   const remote = errorOf(() => parseCluster(app(...services, '  activation:', '    url: http://10.0.0.11:8081/x'), 'c.yaml'));
   assert.match(remote.message, /c\.yaml:17 application\.activation\.url: `url` must be an http:\/\/ URL on loopback/);
+  const command = parseCluster(app(...services, '  activation:', '    command: [/opt/app/bin/activate, --quiet]', '    timeoutMs: 5000'), 'c.yaml');
+  assert.deepEqual(command.application.activation, { command: ['/opt/app/bin/activate', '--quiet'], timeoutMs: 5000 });
+  const inFile = parseCluster(app(...services, '  activation:', '    file: /run/app/vigil-activation.json'), 'c.yaml');
+  assert.deepEqual(inFile.application.activation, { file: '/run/app/vigil-activation.json', timeoutMs: 3000 });
+  const relativeCommand = errorOf(() => parseCluster(app(...services, '  activation:', '    command: [activate]'), 'c.yaml'));
+  assert.match(relativeCommand.message, /c\.yaml:17 application\.activation\.command: .*first element must be the absolute path of the program/);
+  const two = errorOf(() => parseCluster(app(...services, '  activation:', '    file: /run/a.json', '    command: [/bin/a]'), 'c.yaml'));
+  assert.match(two.message, /application\.activation: .*has command and file: give only one of url, command or file/);
+  const none = errorOf(() => parseCluster(app(...services, '  activation:', '    timeoutMs: 1000'), 'c.yaml'));
+  assert.match(none.message, /application\.activation: .*needs one of url, command or file/);
   const twice = errorOf(() =>
     parseCluster(app('  services:', '    - name: app', '      unit: a.service', '    - name: app', '      unit: b.service'), 'c.yaml'),
   );

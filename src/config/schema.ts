@@ -133,6 +133,15 @@ export const serviceSchema = z
       .describe(
         'Where it runs: `active` (default) only on the active app machine, started on activation; `every` on every app machine, kept running on the standbys (warm standby: started and connected, never routed to unless active), told of activation through `application.activation`, which it then needs.',
       ),
+    healthUrl: z
+      .string()
+      .regex(/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}\/\S*$/, {
+        message: 'must be an http:// URL on loopback with a port, e.g. http://127.0.0.1:8080/health',
+      })
+      .optional()
+      .describe(
+        'A service that runs on `every` machine: its own health check on each app machine (loopback, not through nginx), answering 2xx once it has started. The agent asks it every cycle, so `vigil status` and `vigil doctor` tell a warm standby that is still starting (a failover to it now would wait for it) from one that is ready. Left out: running is all they show.',
+      ),
   })
   .describe('A service of the application.');
 
@@ -143,8 +152,25 @@ export const activationSchema = z
       .regex(/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}\/\S*$/, {
         message: 'must be an http:// URL on loopback with a port, e.g. http://127.0.0.1:8081/vigil/activation',
       })
+      .optional()
       .describe(
-        'The application\'s activation endpoint on each app machine (loopback): the agent POSTs `{"active": true, "epoch": N, "validForMs": M}` every cycle while its machine is active and `{"active": false}` when it stops being active (docs/application-contract.md).',
+        'The application\'s activation endpoint on each app machine (loopback): the agent POSTs `{"active": true, "epoch": N, "validForMs": M}` every cycle while its machine is active and `{"active": false}` when it stops being active; a 2xx answer confirms (docs/application-contract.md). One of url, command, file.',
+      ),
+    command: z
+      .array(z.string().min(1, { message: 'must not be empty' }))
+      .min(1, { message: 'must name a program: [/absolute/path, args...]' })
+      .refine((a) => a[0]!.startsWith('/'), { message: 'its first element must be the absolute path of the program, e.g. /opt/app/bin/activate' })
+      .optional()
+      .describe(
+        'A program the agent runs on each app machine (argv, no shell) at the same moments as the url, with the same JSON on its standard input and in VIGIL_ACTIVE (1 or 0), VIGIL_EPOCH and VIGIL_VALID_FOR_MS; exit status 0 confirms. One of url, command, file.',
+      ),
+    file: z
+      .string()
+      .startsWith('/', { message: 'must be an absolute path, e.g. /run/app/vigil-activation.json' })
+      .regex(/^\/[A-Za-z0-9._/-]+$/, { message: 'must be an absolute path of letters, digits and . _ / -' })
+      .optional()
+      .describe(
+        'A file the agent writes on each app machine (atomically) at the same moments as the url: `{"active": true, "epoch": N, "validUntilMs": T, "seq": K}` (T on the machine\'s wall clock) or `{"active": false, "seq": K}`; the application confirms a deactivation by writing `{"seq": K}` to the same path with `.ack` appended. One of url, command, file.',
       ),
     timeoutMs: z
       .number()
@@ -152,9 +178,20 @@ export const activationSchema = z
       .min(100)
       .max(30_000)
       .default(3000)
-      .describe('Deadline of each call; a deactivation not answered 2xx within it stops every service of the machine (a fence). Default 3000.'),
+      .describe('Deadline of each call; a deactivation not confirmed within it stops every service of the machine (a fence). Default 3000.'),
   })
-  .describe('How the agent tells the application that its machine became active or stopped being active.');
+  .superRefine((a, ctx) => {
+    const forms = (['url', 'command', 'file'] as const).filter((k) => a[k] !== undefined);
+    if (forms.length !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          forms.length === 0
+            ? 'needs one of url, command or file (docs/application-contract.md)'
+            : `has ${forms.join(' and ')}: give only one of url, command or file`,
+      });
+  })
+  .describe('How the agent tells the application that its machine became active or stopped being active: one of url, command, file, with a deadline.');
 
 export const clusterFileSchema = z
   .strictObject({

@@ -99,6 +99,36 @@ describe('the faults of the seed and the issue', () => {
     assert.equal(list.find((x) => x.severity === 'warn')!.fix, 'on app2: systemctl disable nginx.service');
   });
 
+  test('a warm service on a standby: stopped, still starting (its own health check fails), ready', () => {
+    const warm = clusterFixture('distributed', {
+      application: {
+        services: [
+          { name: 'nginx', unit: 'vigil-nginx.service', runsOn: 'active' },
+          { name: 'app', unit: 'vigil-refapp.service', runsOn: 'every', healthUrl: 'http://127.0.0.1:8080/health' },
+        ],
+        activation: { url: 'http://127.0.0.1:8081/vigil/activation' },
+      },
+    });
+    const warmFindings = (app: { running: boolean; ready?: boolean }) => {
+      const f = facts(warm, pki);
+      f.cluster.agents.find((a) => a.machine === 'app2')!.status!.services = [
+        { name: 'nginx', running: false, runsOn: 'active' },
+        { name: 'app', runsOn: 'every', ...app },
+      ];
+      return findings(f, warm).filter((x) => x.check === 'services');
+    };
+    assert.match(only(warmFindings({ running: false }), 'services').what, /warm service app \(runsOn: every\) is not running on app2/);
+    const starting = only(warmFindings({ running: true, ready: false }), 'services');
+    assert.equal(starting.severity, 'warn');
+    assert.match(
+      starting.what,
+      /warm service app \(runsOn: every\) runs on app2, a standby, but does not pass its own health check \(http:\/\/127\.0\.0\.1:8080\/health\): still starting/,
+    );
+    assert.match(starting.fix, /journalctl -u vigil-refapp\.service/);
+    assert.deepEqual(warmFindings({ running: true, ready: true }), []);
+    assert.deepEqual(warmFindings({ running: true }), [], 'without a health check of its own, running is all that is known');
+  });
+
   test('a dead-man switch that does not run on an app machine is a failure with its fix', () => {
     const f = facts(cluster, pki);
     machine(f, 'app1').systemd = { ntpSynchronized: got(true), firewall: got('none'), enabledUnits: got([]), deadman: got('inactive') };

@@ -8,9 +8,9 @@ import { stringify } from 'yaml';
 import type { AlertsInput } from '../config/alerts.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT } from '../layout/network.ts';
+import { REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { REFAPP_ACTIVATION_PATH, REFAPP_HTTPS_KEYS } from '../layout/refapp.ts';
-import { UNITS } from '../layout/units.ts';
+import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
 import { LAB_ID } from './paths.ts';
 import type { Release } from './rootfs.ts';
 import { hasTimerFloors } from '../render/patroni.ts';
@@ -54,8 +54,12 @@ export interface LabShape {
   patroniVersion?: string;
   /** HTTPS from the proxy to nginx on the app machines (cluster file `application.backendTls`), certificates from the cluster CA. */
   backendTls?: { verify: boolean };
-  /** The reference application: warm standby (its service on every app machine) and its start-up time (default 1 s). */
-  application?: { warm?: boolean; refappStartupSeconds?: number };
+  /**
+   * The reference application: warm standby (its service on every app machine), its start-up time
+   * (default 1 s), and the form of its activation hook: its endpoint (`url`, default) or its own
+   * program forwarding to it (`command`: `vigil-refapp --forward-activation`).
+   */
+  application?: { warm?: boolean; refappStartupSeconds?: number; activation?: 'url' | 'command' };
 }
 
 export function needsTtl20(patroniVersion: string | undefined): boolean {
@@ -150,9 +154,15 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
   return {
     services: [
       { name: 'nginx', unit: UNITS.nginx, runsOn: 'active' },
-      { name: 'app', unit: UNITS.refapp, runsOn: warm ? 'every' : 'active' },
+      // Warm: its own health check, so status and doctor tell a standby still starting from a ready one.
+      warm
+        ? { name: 'app', unit: UNITS.refapp, runsOn: 'every', healthUrl: `http://127.0.0.1:${REFAPP_PORT}/health` }
+        : { name: 'app', unit: UNITS.refapp, runsOn: 'active' },
     ],
-    activation: { url: `http://127.0.0.1:${REFAPP_CONTROL_PORT}${REFAPP_ACTIVATION_PATH}` },
+    activation:
+      shape.application?.activation === 'command'
+        ? { command: [VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig, '--forward-activation'] }
+        : { url: `http://127.0.0.1:${REFAPP_CONTROL_PORT}${REFAPP_ACTIVATION_PATH}` },
     refappStartupSeconds: shape.application?.refappStartupSeconds ?? 1,
   };
 }

@@ -152,7 +152,7 @@ export interface AgentStatus {
    */
   ready: boolean;
   /** The application's services: running or not, and where they run (`every`: kept warm on a standby too; absent: `active`). */
-  services: { name: string; running: boolean; runsOn?: 'active' | 'every' }[];
+  services: { name: string; running: boolean; runsOn?: 'active' | 'every'; ready?: boolean }[];
   /**
    * App machines: the machines whose claim to run the application this one, activated, waits to
    * see gone (they stop their services and drop the claim, or their agent's etcd lease expires).

@@ -12,7 +12,16 @@ import type { EventLog } from '../events/log.ts';
 import type { ProxyHandle } from './proxies.ts';
 import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
-import { initialReleaseMemory, releaseVerdict, remember, serversToReady, type MemberView, type ProxyView, type ReleaseMemory } from './db-release.ts';
+import {
+  initialReleaseMemory,
+  releaseVerdict,
+  remember,
+  serversToReady,
+  stoppingLeader,
+  type MemberView,
+  type ProxyView,
+  type ReleaseMemory,
+} from './db-release.ts';
 
 type Log = (event: string, fields?: Record<string, unknown>) => void;
 
@@ -71,6 +80,8 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
   const next = remember(memory, input);
   await readyAgain(d, members, patroni?.leader ?? null);
+  const stopping = stoppingLeader(input);
+  if (stopping) await outWhileStopping(d, stopping);
   let v = releaseVerdict(next, input, failAfterMs);
   if (v.kind === 'needs-proxies')
     v = releaseVerdict(
@@ -122,6 +133,20 @@ async function readyAgain(d: ReleaseLoopDeps, members: MemberView[], leader: str
           .then(() => d.log('db-ready', { node: server, proxy: p.name, why: 'it answers as a healthy member again' }))
           .catch((err: Error) => d.log('db-ready-failed', { node: server, proxy: p.name, error: err.message }));
       }
+    }),
+  );
+}
+
+/** MAINT for the stopping leader's :5000 server on every proxy that still has it out of MAINT (see stoppingLeader). */
+async function outWhileStopping(d: ReleaseLoopDeps, leader: string): Promise<void> {
+  await Promise.all(
+    d.proxies.map(async (p) => {
+      const server = (await p.db.servers(READ_TIMEOUT_MS).catch(() => [])).find((s) => s.server === leader);
+      if (!server || server.admin === 'maint') return;
+      await p.db
+        .maint(leader)
+        .then(() => d.log('db-maint-stopping', { node: leader, proxy: p.name, why: 'its Patroni is stopping PostgreSQL (role primary, state stopping)' }))
+        .catch((err: Error) => d.log('db-maint-failed', { node: leader, proxy: p.name, error: err.message }));
     }),
   );
 }

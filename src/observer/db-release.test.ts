@@ -6,6 +6,7 @@ import {
   releaseVerdict,
   remember,
   serversToReady,
+  stoppingLeader,
   type MemberView,
   type ProxyView,
   type ReleaseInput,
@@ -208,5 +209,17 @@ describe('the database leader release (pure decision)', () => {
     assert.deepEqual(serversToReady(['db1'], [{ ...replica, name: 'db1' }, replica], 'db2'), ['db1'], 'a rejoined replica comes back');
     assert.deepEqual(serversToReady(['db1'], [primary, replica], 'db2'), [], 'a running primary without the key stays out');
     assert.deepEqual(serversToReady(['db1'], [primary, replica], 'db1'), ['db1'], 'the primary that holds the key serves');
+  });
+
+  it('a leader whose Patroni is stopping PostgreSQL (role primary, state stopping) is named for MAINT; not when paused, restarting, running or another member', () => {
+    const stopping: MemberView = { ...primary, state: 'stopping' };
+    assert.equal(stoppingLeader({ patroni: keys(), members: [stopping, replica] }), 'db1');
+    assert.equal(stoppingLeader({ patroni: keys({ paused: true }), members: [stopping, replica] }), undefined, 'paused: Patroni acts on nothing');
+    assert.equal(stoppingLeader({ patroni: keys(), members: [{ ...primary, state: 'restarting' }, replica] }), undefined, 'a restart comes back as primary');
+    assert.equal(stoppingLeader({ patroni: keys(), members: [primary, replica] }), undefined);
+    assert.equal(stoppingLeader({ patroni: keys({ leader: 'db2' }), members: [stopping, replica] }), undefined, 'only the key holder');
+    assert.equal(stoppingLeader({ patroni: null, members: [stopping, replica] }), undefined, 'etcd unread');
+    // Once stopped it is a replica (or the primary with the key again): serversToReady brings it back.
+    assert.deepEqual(serversToReady(['db1'], [stopping, replica], 'db1'), [], 'stays out while stopping');
   });
 });

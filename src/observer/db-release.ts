@@ -177,6 +177,24 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
 }
 
 /**
+ * The leader whose Patroni is stopping its PostgreSQL (a switchover's graceful demote, Patroni
+ * shutting down): its role still primary, its state `stopping`, which Patroni sets once the
+ * demote's checkpoint is done, right before the fast shutdown. Its sessions end with that stop;
+ * but Patroni answers /primary 200 until the stop is over, so HAProxy keeps the server UP for 1 to
+ * 2 s more and sends new connections to a PostgreSQL that refuses them, each retried only after a
+ * second (measured in `pair` switchovers: a write pause of 3.3 s instead of 1.5 to 2.3 s,
+ * docs/benchmarks.md). Its :5000 server goes to MAINT then; serversToReady brings it back once it
+ * answers as a running replica, or as the running primary holding the key again. Not while Patroni
+ * is paused, not for a restart (Patroni's state is then `restarting`).
+ */
+export function stoppingLeader(input: Pick<ReleaseInput, 'patroni' | 'members'>): string | undefined {
+  const p = input.patroni;
+  if (!p || p.paused || !p.leader) return undefined;
+  const m = input.members.find((x) => x.name === p.leader);
+  return m?.reached === true && isPrimaryRole(m.role) && m.state === 'stopping' ? p.leader : undefined;
+}
+
+/**
  * The :5000 servers in MAINT that may serve again: their member answers as a running replica, or
  * as the running primary that holds the leader key. The observer owns MAINT of :5000 servers (it
  * sets it only on a release), so it finds them again after a restart without remembering them.

@@ -55,6 +55,23 @@ test("status shows each app machine's services: where they run and whether they 
   assert.match(out, /application services \(runs on: active machine only, or every app machine\)\n {2}app1 +nginx \(active\) running, app \(every\) running/);
 });
 
+test('status tells a warm service still starting from a ready one', () => {
+  const app2 = base.machines[2]!;
+  const agent = {
+    ...base.machines[1]!.agent!,
+    node: 'app2',
+    active: false,
+    services: [
+      { name: 'nginx', running: false, runsOn: 'active' as const },
+      { name: 'app', running: true, runsOn: 'every' as const, ready: false },
+    ],
+  };
+  const out = formatStatus({ ...base, machines: [base.machines[0]!, base.machines[1]!, { ...app2, agent }] });
+  assert.match(out, /app2 +nginx \(active\) stopped, app \(every\) running, starting/);
+  agent.services[1]!.ready = true;
+  assert.match(formatStatus({ ...base, machines: [base.machines[0]!, base.machines[1]!, { ...app2, agent }] }), /app \(every\) running, ready/);
+});
+
 test('status says loudly when nobody acts or maintenance is on', () => {
   const out = formatStatus({ ...base, observerLeader: null, maintenance: { since: 'x', by: 'root@vm', reason: 'upgrade' } });
   assert.match(out, /observer leader: NONE/);

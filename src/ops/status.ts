@@ -120,9 +120,13 @@ export function formatStatus(s: ClusterStatus): string {
 function formatServices(s: ClusterStatus): string[] {
   return s.machines
     .filter((m) => m.roles.includes('app') && m.agent && m.agent.services.length > 0)
-    .map(
-      (m) => `  ${m.name.padEnd(10)} ${m.agent!.services.map((x) => `${x.name} (${x.runsOn ?? 'active'}) ${x.running ? 'running' : 'stopped'}`).join(', ')}`,
-    );
+    .map((m) => `  ${m.name.padEnd(10)} ${m.agent!.services.map((x) => `${x.name} (${x.runsOn ?? 'active'}) ${serviceState(x)}`).join(', ')}`);
+}
+
+/** `stopped`, `running`, or for a warm service with a health check of its own `running, starting` / `running, ready`. */
+function serviceState(x: { running: boolean; ready?: boolean }): string {
+  if (!x.running) return 'stopped';
+  return x.ready === undefined ? 'running' : x.ready ? 'running, ready' : 'running, starting';
 }
 
 const ago = (iso: string | null) => (iso ? `${Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000))} s ago` : 'never');

@@ -8,6 +8,7 @@
 import { stat } from 'node:fs/promises';
 import { Command } from 'commander';
 import { PATHS } from '../layout/paths.ts';
+import { REFAPP_ACTIVATION_PATH } from '../layout/refapp.ts';
 import { stdoutLogger, type Logger } from './http.ts';
 import { loadRefappConfig } from './properties.ts';
 import { startRefapp, type RefappOptions } from './server.ts';
@@ -19,7 +20,12 @@ export function refappCommand(name: string): Command {
   return new Command(name)
     .description(DESCRIPTION)
     .option('--config <file>', 'application properties file', PATHS.refappConfig)
-    .action(async (opts: { config: string }) => {
+    .option(
+      '--forward-activation',
+      "read one activation call (JSON) on standard input and hand it to the running application's activation endpoint: the `command` form of Vigil's activation hook (docs/application-contract.md); exit 0 once it was answered 2xx",
+    )
+    .action(async (opts: { config: string; forwardActivation?: boolean }) => {
+      if (opts.forwardActivation) return forwardActivation(opts.config);
       const stopper = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
         stdoutLogger({ event: 'signal', signal });
@@ -62,6 +68,25 @@ export async function runRefapp(configFile: string, opts: RefappOptions & { sign
   }
   opts.reloads?.removeEventListener('reload', reload);
   await app.close();
+}
+
+/**
+ * The `command` form of the activation hook for the reference application: what the agent writes
+ * on standard input goes to the application's own endpoint on its control port, so the process
+ * that runs the background work is the one told. Any failure (not running, a 4xx, no answer
+ * within 10 s) is a non-zero exit with the reason on standard error, which the agent logs.
+ */
+async function forwardActivation(configFile: string): Promise<void> {
+  const config = await loadRefappConfig(configFile);
+  let body = '';
+  for await (const chunk of process.stdin) body += String(chunk);
+  const url = `http://127.0.0.1:${config.controlPort}${REFAPP_ACTIVATION_PATH}`;
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  if (res.status < 200 || res.status > 299) {
+    process.stderr.write(`${url} answered ${res.status}: ${text.slice(0, 200)}\n`);
+    process.exitCode = 1;
+  }
 }
 
 /** The file holds the database password; say so (without the password) when others can read it. */

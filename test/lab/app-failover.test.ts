@@ -54,6 +54,20 @@ for (const [topology, warm] of [
       );
     });
 
+    if (warm)
+      it("the standby's agent reports its warm application ready (its own health check, healthUrl)", async () => {
+        const { labAgents } = await import('../../src/lab/lab.ts');
+        await waitFor(
+          "the standby's agent to report its warm application ready",
+          async () => {
+            const standby = [...(await labAgents(2000)).values()].find((a) => a && !a.active && a.services.some((x) => x.runsOn === 'every'));
+            return standby?.services.find((x) => x.name === 'app')?.ready === true ? true : undefined;
+          },
+          30_000,
+          500,
+        );
+      });
+
     failoverTests(topology, () => ({ lab, checker: checker! }));
 
     // Two proxy machines share the floating entry address (keepalived): it moves when its holder fails.

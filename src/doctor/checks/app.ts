@@ -75,6 +75,14 @@ export function checkServices(ctx: EvalContext, r: Results): void {
               'a failover to this machine has to start it first: it takes its start-up time instead of seconds (the agent starts it again by itself)',
               ctx.fixes.on(m.name, ['systemctl', 'status', svc.unit]),
             );
+          else if (s.ready === false)
+            r.warn(
+              'services',
+              m.name,
+              `the application's warm service ${s.name} (runsOn: every) runs on ${m.name}, a standby, but does not pass its own health check (${svc.healthUrl ?? 'healthUrl'}): still starting, or failing`,
+              'a failover to this machine now would wait for it to finish starting (its start-up time) instead of taking seconds',
+              `wait for its start-up, then run \`vigil doctor\` again; if it stays so: ${ctx.fixes.on(m.name, ['journalctl', '-u', svc.unit, '-n', '50'])}`,
+            );
           continue;
         }
         if (!s.running || procs.has(s.name)) continue; // already reported through its socket
