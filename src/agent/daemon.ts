@@ -6,7 +6,7 @@
  * application running beside the machine activated in its place. A restart takes well under the
  * lease; apply pauses the proxy's role check of the active machine meanwhile.
  */
-import { mkdir, readFile, rename, statfs, writeFile } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
@@ -21,6 +21,7 @@ import { appHealthTarget } from '../layout/backend.ts';
 import { httpOk } from '../util/net.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
+import { serialFile } from '../util/serial-file.ts';
 import { Agent, type AgentMemory } from './agent.ts';
 import { activationConfig, activationHook } from './activation.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
@@ -163,11 +164,9 @@ export async function runAgent(o: AgentOptions): Promise<void> {
 /** Where the agent keeps its memory (AgentMemory) across restarts. */
 const MEMORY_FILE = `${ROOTS.data}/agent-memory.json`;
 
-async function remember(m: AgentMemory): Promise<void> {
-  await mkdir(ROOTS.data, { recursive: true });
-  await writeFile(`${MEMORY_FILE}.tmp`, `${JSON.stringify(m)}\n`);
-  await rename(`${MEMORY_FILE}.tmp`, MEMORY_FILE);
-}
+/** Stores the memory; a fence and a cycle may store it at once (util/serial-file.ts). */
+const writeMemory = serialFile(MEMORY_FILE);
+const remember = (m: AgentMemory): Promise<void> => writeMemory(`${JSON.stringify(m)}\n`);
 
 /** The memory a previous run stored; none (a new machine) or an unreadable file starts from zero, logged. */
 async function recall(): Promise<AgentMemory> {
@@ -184,6 +183,9 @@ async function recall(): Promise<AgentMemory> {
   }
 }
 
+/** The cycle and the lease's end both stamp; one write at a time (util/serial-file.ts). */
+const writeServeUntil = serialFile(PATHS.serveUntil);
+
 /**
  * Tells the dead-man switch (src/render/deadman.ts) until when this machine may serve: the boot
  * clock (centiseconds of /proc/uptime) at which the lease runs out, or 0 when it does not serve.
@@ -192,10 +194,7 @@ async function recall(): Promise<AgentMemory> {
 async function stampLease(agent: Agent): Promise<void> {
   const uptime = await readFile('/proc/uptime', 'utf8');
   const until = agent.isActive() ? bootClockCs(uptime) + Math.floor(agent.leaseLeftMs() / 10) : 0;
-  await mkdir(ROOTS.run, { recursive: true });
-  const tmp = `${PATHS.serveUntil}.tmp`;
-  await writeFile(tmp, `${until}\n`);
-  await rename(tmp, PATHS.serveUntil);
+  await writeServeUntil(`${until}\n`);
 }
 
 /** How often an activated agent looks whether the machine it replaces has dropped its claim. */
