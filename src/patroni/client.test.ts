@@ -99,7 +99,9 @@ describe('PatroniClient', () => {
         ? json(res, 200, { state: 'running', role: 'replica', patroni: { version: '3.0.2', scope: 'x' } })
         : json(res, 200, { ttl: 30, synchronous_mode: true });
     assert.deepEqual(await client().status({ timeoutMs: 2000 }), { role: 'replica', state: 'running', version: '3.0.2' });
-    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: true });
+    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: true, failsafeMode: false });
+    route = (_req, res) => json(res, 200, { synchronous_mode: false, failsafe_mode: true });
+    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: false, failsafeMode: true });
     route = (_req, res) => json(res, 200, { state: 'starting' });
     assert.deepEqual(await client().status({ timeoutMs: 2000 }), { state: 'starting' });
   });

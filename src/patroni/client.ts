@@ -143,6 +143,8 @@ export interface PatroniMemberStatus {
 /** GET /config: the dynamic configuration Patroni keeps in etcd (only what Vigil reads). */
 export interface PatroniDynamicConfig {
   synchronousMode: boolean;
+  /** DCS failsafe mode (src/render/patroni.ts): the primary rides out an etcd outage. */
+  failsafeMode: boolean;
 }
 
 export interface PatroniClientOptions {
@@ -204,7 +206,8 @@ export class PatroniClient {
   /** GET /config. */
   async config(o: PatroniCallOptions): Promise<PatroniDynamicConfig> {
     const { body } = await this.json('/config', o);
-    return { synchronousMode: (body as { synchronous_mode?: unknown }).synchronous_mode === true };
+    const b = body as { synchronous_mode?: unknown; failsafe_mode?: unknown };
+    return { synchronousMode: b.synchronous_mode === true, failsafeMode: b.failsafe_mode === true };
   }
 
   /**
