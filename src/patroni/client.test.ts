@@ -117,6 +117,19 @@ describe('PatroniClient', () => {
     assert.deepEqual(JSON.parse(seen[0]!.body), { leader: 'db1', candidate: 'db2' });
   });
 
+  it('setFailsafeMode(): PATCH /config with basic auth and failsafe_mode; a refusal rejects', async () => {
+    seen.length = 0;
+    route = (_req, res) => json(res, 200, { failsafe_mode: false });
+    await client(PASSWORD).setFailsafeMode(false, { timeoutMs: 2000 });
+    assert.equal(seen[0]!.method, 'PATCH');
+    assert.equal(seen[0]!.url, '/config');
+    assert.equal(seen[0]!.authorization, `Basic ${Buffer.from(`vigil:${PASSWORD}`).toString('base64')}`);
+    assert.deepEqual(JSON.parse(seen[0]!.body), { failsafe_mode: false });
+    route = (_req, res) => void res.writeHead(503).end('DCS is not accessible');
+    await rejectsWith(client(PASSWORD).setFailsafeMode(true, { timeoutMs: 2000 }), 'PATRONI_HTTP');
+    await assert.rejects(client().setFailsafeMode(true, { timeoutMs: 2000 }), /needs the REST password/);
+  });
+
   it('a refused switchover is PATRONI_HTTP with its status and answer, and never shows the password', async () => {
     route = (_req, res) => void res.writeHead(412).end('candidate name does not match with sync_standby');
     const e = await rejectsWith(client(PASSWORD).switchover({ leader: 'db1', candidate: 'db3' }, { timeoutMs: 2000 }), 'PATRONI_HTTP');
