@@ -87,7 +87,7 @@ export async function remoteGet(
  */
 export function remotePatroni(shell: RemoteShell): PatroniTransport {
   return async (req) => {
-    if (req.method === 'POST' || Object.keys(req.headers).length)
+    if (req.method === 'POST' || req.method === 'PATCH' || Object.keys(req.headers).length)
       throw new Error(`remotePatroni carries reads only, not ${req.method} ${req.url} with headers`);
     const r = await remoteGet(shell, req.url, req.timeoutMs, req.method);
     if (r.status !== 0) return { status: r.status, body: r.body };

@@ -232,6 +232,19 @@ describe('database, proxy and application state', () => {
     assert.ok(list.some((x) => /runs asynchronous/.test(x.what) && /edit-config --set synchronous_mode=true --force/.test(x.fix)));
   });
 
+  test("Patroni's failsafe mode off: a warning with the edit-config fix; unread: nothing", () => {
+    const f = facts();
+    const p = f.cluster.patroni as { value: { failsafeMode: boolean | null } };
+    assert.ok(!findings(f).some((x) => /failsafe/.test(x.what)));
+    p.value.failsafeMode = false;
+    const hit = findings(f).filter((x) => /failsafe mode is off/.test(x.what));
+    assert.equal(hit.length, 1);
+    assert.equal(hit[0]!.severity, 'warn');
+    assert.match(hit[0]!.fix, /patronictl -c \/etc\/vigil\/patroni\.yml edit-config --set failsafe_mode=true --force/);
+    p.value.failsafeMode = null;
+    assert.ok(!findings(f).some((x) => /failsafe/.test(x.what)));
+  });
+
   test('no primary, and a db machine missing from Patroni', () => {
     const f = facts();
     const p = f.cluster.patroni as { value: { members: { name: string; role: string }[] } };

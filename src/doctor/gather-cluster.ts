@@ -130,7 +130,16 @@ async function patroni(cluster: Cluster, timeoutMs: number): Promise<{ facts: Pr
     lagBytes: typeof x.lag === 'number' ? x.lag : null,
     ...(typeof x.lag === 'string' ? { lagUnknown: true } : {}),
   }));
-  return { facts: got({ from: from.name, members, paused: body.paused, synchronousMode: config.ok ? config.value.synchronousMode : null }), answered };
+  return {
+    facts: got({
+      from: from.name,
+      members,
+      paused: body.paused,
+      synchronousMode: config.ok ? config.value.synchronousMode : null,
+      failsafeMode: config.ok ? config.value.failsafeMode : null,
+    }),
+    answered,
+  };
 }
 
 async function haproxyServers(cluster: Cluster, m: Machine, timeoutMs: number): Promise<ClusterFacts['haproxy'][number]> {

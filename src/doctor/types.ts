@@ -190,6 +190,8 @@ export interface PatroniFacts {
   paused: boolean;
   /** From Patroni's dynamic configuration (GET /config); null if it could not be read. */
   synchronousMode: boolean | null;
+  /** DCS failsafe mode, from the same; null if it could not be read. */
+  failsafeMode: boolean | null;
 }
 
 export interface ClusterFacts {

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { inRecoveryByFiles } from '../agent/db-processes.ts';
-import { POSTGRES_BACKEND } from '../layout/network.ts';
+import { ETCD_CLIENT_PORT, POSTGRES_BACKEND } from '../layout/network.ts';
 import { UNITS } from '../layout/units.ts';
 import { LabShell } from './shell.ts';
 import { sleep, waitFor } from '../util/exec.ts';
-import { findPrimary, hasSyncStandby, labKill, labRevive, labRuntime, labStart, type LabHandle } from './lab.ts';
+import { findPrimary, hasSyncStandby, labDropOutput, labKill, labRevive, labRuntime, labStart, labUnblock, type LabHandle } from './lab.ts';
 import { cutOff, healAll, inNetns, netnsPids } from './net.ts';
 import { hostPathOf } from './paths.ts';
 import { listProcesses, signalProcesses } from './procs.ts';
@@ -37,7 +37,16 @@ export const DB_QUIET_FAULTS = ['etcd-pause', 'agent-pause', 'patroni-restart'] 
  * and the primary cut off from etcd (both ways; healed after the hold).
  */
 export const DB_RELEASE_FAULTS = ['machine-kill', 'postgres-kill', 'machine-silent', 'etcd-cut'] as const;
-export type DbFault = (typeof DB_FAULTS)[number] | (typeof DB_QUIET_FAULTS)[number] | (typeof DB_RELEASE_FAULTS)[number];
+/**
+ * etcd out of service for the primary while every db machine is healthy (issue 14 §3), what
+ * Patroni's failsafe mode rides out: every member paused (SIGSTOP: no answer at all); every member
+ * but one paused, so the one left answers but has no quorum (needs three members or more); the
+ * primary's packets to etcd's client port dropped, on every member including its own (it still
+ * reaches the other db machines, and HAProxy reaches it). Patroni's leader key cannot be renewed
+ * by the primary while it lasts; in the first two no member can take it either.
+ */
+export const DB_ETCD_OUTAGES = ['etcd-pause', 'etcd-no-quorum', 'etcd-port-cut'] as const;
+export type DbFault = (typeof DB_FAULTS)[number] | (typeof DB_QUIET_FAULTS)[number] | (typeof DB_RELEASE_FAULTS)[number] | (typeof DB_ETCD_OUTAGES)[number];
 
 export interface DbFaultReport {
   fault: DbFault;
@@ -55,7 +64,13 @@ export interface DbFaultReport {
   resumedAfterMs: number | null;
   /** How long the fault lasted (the pause, or Patroni dead). */
   heldMs: number;
+  /** performance.now() when the fault began, and when it ended: for a second probe beside this one. */
+  window: { fromMs: number; toMs: number };
   acked: number;
+  /** Writes acknowledged, and writes that failed, while the fault lasted (one write at a time, every 50 ms). */
+  inHold: { acked: number; failed: number };
+  /** The longest time without an acknowledged write while the fault lasted (from its start to its end). */
+  longestGapInHoldMs: number;
   /** Sequence numbers acknowledged but absent at the end: lost writes. */
   missing: number[];
   /** The most servers HAProxy had up behind :5000 in one sample. */
@@ -154,6 +169,7 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   await writer.prepare();
   writer.start();
   let t0 = 0;
+  let t1 = 0;
   let notHealed: string | null = null;
   let staleAtEnd = false;
   try {
@@ -164,6 +180,7 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     await inject(lab, old, fault, 'start');
     faultOn = true;
     await sleep(holdMs);
+    t1 = performance.now();
     staleAtEnd = await runsAsPrimary(old);
     faultOn = false;
     await inject(lab, old, fault, 'end');
@@ -193,6 +210,8 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   const firstNew = writer.firstAfter(t0, old.address);
   const resumed = writer.resumedAfter(t0);
   const primaryAfter = (await findPrimary(cluster))?.name ?? null;
+  const ackedInHold = writer.acked.filter((s) => s.atMs >= t0 && s.atMs <= t1).map((s) => s.atMs);
+  const edges = [t0, ...ackedInHold, t1];
   return {
     fault,
     old: old.name,
@@ -200,7 +219,10 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     backAfterMs: firstNew ? Math.round(firstNew.atMs - t0) : null,
     resumedAfterMs: resumed === null ? 0 : resumed ? Math.round(resumed.atMs - t0) : null,
     heldMs: holdMs,
+    window: { fromMs: t0, toMs: t1 },
     acked: writer.acked.length,
+    inHold: { acked: ackedInHold.length, failed: writer.failedAtMs.filter((t) => t >= t0 && t <= t1).length },
+    longestGapInHoldMs: Math.round(Math.max(0, ...edges.slice(1).map((t, i) => t - edges[i]!))),
     missing: await writer.missing(),
     mostUp,
     mostPrimariesUp,
@@ -224,6 +246,17 @@ async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start'
   switch (fault) {
     case 'etcd-pause':
       for (const e of withRole(lab.cluster, 'etcd')) await signalProcesses(e.name, signal, 'etcd');
+      return;
+    case 'etcd-no-quorum': {
+      // Every member but the last paused: the one left answers, but cannot commit or serve a linearizable read.
+      const members = withRole(lab.cluster, 'etcd');
+      if (members.length < 3) throw new Error(`etcd-no-quorum needs three etcd members or more; the lab has ${members.length}`);
+      for (const e of members.slice(0, -1)) await signalProcesses(e.name, signal, 'etcd');
+      return;
+    }
+    case 'etcd-port-cut':
+      if (phase === 'start') for (const e of withRole(lab.cluster, 'etcd')) await labDropOutput(m.name, e.name, { port: ETCD_CLIENT_PORT });
+      else await labUnblock(m.name);
       return;
     case 'agent-pause':
       await signalProcesses(m.name, signal, 'agent');

@@ -89,6 +89,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     proxies: ctx.proxies,
     store,
     leadership,
+    patroniPassword: secrets.patroniRestPassword,
     events,
     onEvent: (e) => void alerter.alert(e),
     log,

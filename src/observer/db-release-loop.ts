@@ -13,6 +13,7 @@ import type { ProxyHandle } from './proxies.ts';
 import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
 import {
+  failsafeHolder,
   initialReleaseMemory,
   releaseVerdict,
   remember,
@@ -40,6 +41,8 @@ export interface ReleaseLoopDeps {
   proxies: ProxyHandle[];
   store: VigilStore;
   leadership: Leadership;
+  /** `secrets.patroniRestPassword`: turning Patroni's failsafe mode off and on (PATCH /config). */
+  patroniPassword: string;
   events: EventLog;
   /** Called with each stored event, e.g. to send an alert. */
   onEvent?: (e: Awaited<ReturnType<EventLog['append']>>) => void;
@@ -78,8 +81,10 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   ]);
   const ownProxy = d.proxies.find((p) => p.local)?.name;
   const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
-  const next = remember(memory, input);
+  let next = remember(memory, input);
   await readyAgain(d, members, patroni?.leader ?? null);
+  const holder = next.failsafeToRestore ? failsafeHolder(next, input) : null;
+  if (holder) next = { ...next, failsafeToRestore: !(await restoreFailsafe(d, holder)) };
   const stopping = stoppingLeader(input);
   if (stopping) await outWhileStopping(d, stopping);
   let v = releaseVerdict(next, input, failAfterMs);
@@ -110,8 +115,21 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
     ),
   );
   if (d.proxies.some((p, i) => p.local && !fenced[i])) return next;
-  const revoked = await d.store.revokeLease(v.lease, 2000);
-  d.log('db-leader-released', { leader: v.leader, lease: v.lease, standby: v.standby, revoked, reason: v.reason });
+  // Failsafe mode off through the standby (it reaches etcd), beside the revoke: an old primary cut
+  // off from etcd and the proxies but not from its standby then demotes instead of staying primary
+  // where no client reaches it. Turned on again once a primary holds a fresh key.
+  const standby = withRole(cluster, 'db').find((m) => m.name === v.standby)!;
+  const [revoked, failsafeOff] = await Promise.all([
+    d.store.revokeLease(v.lease, 2000),
+    patroniOf(cluster, standby, { password: d.patroniPassword })
+      .setFailsafeMode(false, { timeoutMs: 2000 })
+      .then(
+        () => true,
+        (err: Error) => (d.log('db-failsafe-off-failed', { via: v.standby, error: err.message }), false),
+      ),
+  ]);
+  next = { ...next, failsafeToRestore: true };
+  d.log('db-leader-released', { leader: v.leader, lease: v.lease, standby: v.standby, revoked, failsafeOff, reason: v.reason });
   const stored = await d.events
     .append({ type: 'db-leader-released', node: v.leader, message: v.reason, details: { lease: v.lease, standby: v.standby, revoked } }, { timeoutMs: 2000 })
     .catch((err: Error) => {
@@ -120,6 +138,22 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
     });
   if (stored) d.onEvent?.(stored);
   return { ...next, released: [...next.released.slice(-20), v.lease] };
+}
+
+/** Turns failsafe mode on through `holder` if it is off; true once it is on (or was). A failure is logged and tried again next round. */
+async function restoreFailsafe(d: ReleaseLoopDeps, holder: string): Promise<boolean> {
+  const m = withRole(d.cluster, 'db').find((x) => x.name === holder);
+  if (!m) return false;
+  const patroni = patroniOf(d.cluster, m, { password: d.patroniPassword });
+  try {
+    if ((await patroni.config({ timeoutMs: READ_TIMEOUT_MS })).failsafeMode) return true;
+    await patroni.setFailsafeMode(true, { timeoutMs: 2000 });
+    d.log('db-failsafe-on', { via: holder, why: 'a primary holds a fresh leader key' });
+    return true;
+  } catch (err) {
+    d.log('db-failsafe-on-failed', { via: holder, error: (err as Error).message });
+    return false;
+  }
 }
 
 /** On every proxy, takes :5000 servers out of MAINT once their member is a healthy replica (or the primary holding the key again). */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PatroniLeaderView } from '../etcd/store.ts';
 import {
+  failsafeHolder,
   initialReleaseMemory,
   releaseVerdict,
   remember,
@@ -221,5 +222,30 @@ describe('the database leader release (pure decision)', () => {
     assert.equal(stoppingLeader({ patroni: null, members: [stopping, replica] }), undefined, 'etcd unread');
     // Once stopped it is a replica (or the primary with the key again): serversToReady brings it back.
     assert.deepEqual(serversToReady(['db1'], [stopping, replica], 'db1'), [], 'stays out while stopping');
+  });
+});
+
+describe("turning Patroni's failsafe mode on again (failsafeHolder)", () => {
+  const input = (over: Partial<ReleaseInput> = {}): ReleaseInput => ({ nowMs: 0, patroni: keys(), members: [primary, replica], synchronous: true, ...over });
+  const memory = initialReleaseMemory();
+
+  it('starts wanting it checked, and names the holder of a key not released that answers as a running primary', () => {
+    assert.equal(memory.failsafeToRestore, true);
+    assert.equal(failsafeHolder(memory, input()), 'db1');
+  });
+
+  it('never while the released key is still there, nor without a key, a readable etcd, or a serving holder', () => {
+    assert.equal(failsafeHolder({ ...memory, released: ['77'] }, input()), null, 'the release is under way: the standby has no key of its own yet');
+    assert.equal(failsafeHolder(memory, input({ patroni: keys({ leader: null, lease: null }) })), null, 'no key: the standby may still be racing');
+    assert.equal(failsafeHolder(memory, input({ patroni: null })), null);
+    assert.equal(failsafeHolder(memory, input({ patroni: keys({ paused: true }) })), null);
+    assert.equal(failsafeHolder(memory, input({ members: [dead, replica] })), null);
+    assert.equal(failsafeHolder(memory, input({ members: [{ ...primary, state: 'starting' }, replica] })), null);
+  });
+
+  it('after the release: once the standby holds a key of its own and serves', () => {
+    const promoted: MemberView = { name: 'db2', reached: true, role: 'primary', state: 'running', version: '4.0.7' };
+    const after = input({ patroni: keys({ leader: 'db2', lease: '88', sync: { leader: 'db2', standbys: [] } }), members: [dead, promoted] });
+    assert.equal(failsafeHolder({ ...memory, released: ['77'] }, after), 'db2');
   });
 });

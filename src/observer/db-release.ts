@@ -30,6 +30,12 @@
  *   /primary while PostgreSQL waits, in shutdown, for a standby it cannot reach): without MAINT
  *   HAProxy takes it back as soon as its link returns, next to the new primary.
  *
+ * - Patroni's failsafe mode is turned off (through the standby, which reaches etcd) together with
+ *   the release: a primary cut off from etcd and from the proxies but not from its standby would
+ *   otherwise stay primary (its standby accepts its `POST /failsafe` and follows it), where no
+ *   client reaches it. Off, the standby refuses it, it demotes, and the standby takes over. It is
+ *   turned on again once a primary holds a fresh key (failsafeHolder).
+ *
  * This file is the pure decision; db-release-loop.ts reads the inputs and carries it out.
  */
 import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
@@ -73,9 +79,15 @@ export interface ReleaseMemory {
   versions: Record<string, string>;
   /** Leases already revoked: never twice. */
   released: string[];
+  /**
+   * Patroni's failsafe mode may be off and is to be turned on again once a primary holds a fresh
+   * key (failsafeHolder): after this observer turned it off for a release, and once at its start
+   * (an observer that stopped in between, or a cluster made before Vigil set it).
+   */
+  failsafeToRestore: boolean;
 }
 
-export const initialReleaseMemory = (): ReleaseMemory => ({ since: {}, versions: {}, released: [] });
+export const initialReleaseMemory = (): ReleaseMemory => ({ since: {}, versions: {}, released: [], failsafeToRestore: true });
 
 export type ReleaseVerdict =
   | { kind: 'healthy' }
@@ -192,6 +204,19 @@ export function stoppingLeader(input: Pick<ReleaseInput, 'patroni' | 'members'>)
   if (!p || p.paused || !p.leader) return undefined;
   const m = input.members.find((x) => x.name === p.leader);
   return m?.reached === true && isPrimaryRole(m.role) && m.state === 'stopping' ? p.leader : undefined;
+}
+
+/**
+ * The member through which failsafe mode may be turned on again: the holder of a leader key this
+ * observer has not released, answering as a running primary. Never while a release is under way:
+ * until the standby holds a key of its own, failsafe mode on again would let it follow the old
+ * primary it is to replace (see failure-semantics.md, "etcd out of service: failsafe mode").
+ */
+export function failsafeHolder(memory: ReleaseMemory, input: ReleaseInput): string | null {
+  const p = input.patroni;
+  if (!p || p.paused || !p.leader || !p.lease || memory.released.includes(p.lease)) return null;
+  const leader = p.leader;
+  return servesAsPrimary(input.members.find((m) => m.name === leader)) ? leader : null;
 }
 
 /**

@@ -99,7 +99,9 @@ describe('PatroniClient', () => {
         ? json(res, 200, { state: 'running', role: 'replica', patroni: { version: '3.0.2', scope: 'x' } })
         : json(res, 200, { ttl: 30, synchronous_mode: true });
     assert.deepEqual(await client().status({ timeoutMs: 2000 }), { role: 'replica', state: 'running', version: '3.0.2' });
-    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: true });
+    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: true, failsafeMode: false });
+    route = (_req, res) => json(res, 200, { synchronous_mode: false, failsafe_mode: true });
+    assert.deepEqual(await client().config({ timeoutMs: 2000 }), { synchronousMode: false, failsafeMode: true });
     route = (_req, res) => json(res, 200, { state: 'starting' });
     assert.deepEqual(await client().status({ timeoutMs: 2000 }), { state: 'starting' });
   });
@@ -113,6 +115,19 @@ describe('PatroniClient', () => {
     assert.equal(seen[0]!.url, '/switchover');
     assert.equal(seen[0]!.authorization, `Basic ${Buffer.from(`vigil:${PASSWORD}`).toString('base64')}`);
     assert.deepEqual(JSON.parse(seen[0]!.body), { leader: 'db1', candidate: 'db2' });
+  });
+
+  it('setFailsafeMode(): PATCH /config with basic auth and failsafe_mode; a refusal rejects', async () => {
+    seen.length = 0;
+    route = (_req, res) => json(res, 200, { failsafe_mode: false });
+    await client(PASSWORD).setFailsafeMode(false, { timeoutMs: 2000 });
+    assert.equal(seen[0]!.method, 'PATCH');
+    assert.equal(seen[0]!.url, '/config');
+    assert.equal(seen[0]!.authorization, `Basic ${Buffer.from(`vigil:${PASSWORD}`).toString('base64')}`);
+    assert.deepEqual(JSON.parse(seen[0]!.body), { failsafe_mode: false });
+    route = (_req, res) => void res.writeHead(503).end('DCS is not accessible');
+    await rejectsWith(client(PASSWORD).setFailsafeMode(true, { timeoutMs: 2000 }), 'PATRONI_HTTP');
+    await assert.rejects(client().setFailsafeMode(true, { timeoutMs: 2000 }), /needs the REST password/);
   });
 
   it('a refused switchover is PATRONI_HTTP with its status and answer, and never shows the password', async () => {

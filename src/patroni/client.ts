@@ -46,7 +46,7 @@ export class PatroniError extends VigilError {
 
 /** One HTTP exchange with a member's REST API. */
 export interface PatroniRequest {
-  method: 'GET' | 'OPTIONS' | 'POST';
+  method: 'GET' | 'OPTIONS' | 'POST' | 'PATCH';
   url: string;
   headers: Record<string, string>;
   body?: string;
@@ -143,6 +143,8 @@ export interface PatroniMemberStatus {
 /** GET /config: the dynamic configuration Patroni keeps in etcd (only what Vigil reads). */
 export interface PatroniDynamicConfig {
   synchronousMode: boolean;
+  /** DCS failsafe mode (src/render/patroni.ts): the primary rides out an etcd outage. */
+  failsafeMode: boolean;
 }
 
 export interface PatroniClientOptions {
@@ -204,7 +206,8 @@ export class PatroniClient {
   /** GET /config. */
   async config(o: PatroniCallOptions): Promise<PatroniDynamicConfig> {
     const { body } = await this.json('/config', o);
-    return { synchronousMode: (body as { synchronous_mode?: unknown }).synchronous_mode === true };
+    const b = body as { synchronous_mode?: unknown; failsafe_mode?: unknown };
+    return { synchronousMode: b.synchronous_mode === true, failsafeMode: b.failsafe_mode === true };
   }
 
   /**
@@ -222,6 +225,20 @@ export class PatroniClient {
       body: JSON.stringify(to),
     });
     return { status: r.status, answer: r.body };
+  }
+
+  /**
+   * PATCH /config: turns DCS failsafe mode on or off in the dynamic configuration Patroni keeps in
+   * etcd (the member writes it there, so it must reach etcd). Every member reads it in its next
+   * loop. Rejects unless Patroni answers 2xx.
+   */
+  async setFailsafeMode(on: boolean, o: PatroniCallOptions): Promise<void> {
+    if (this.password === undefined) throw new Error('PatroniClient.setFailsafeMode needs the REST password (secrets.patroniRestPassword)');
+    const auth = Buffer.from(`${PATRONI_REST_USER}:${this.password}`).toString('base64');
+    await this.call('PATCH', '/config', o, {
+      headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ failsafe_mode: on }),
+    });
   }
 
   /** One exchange; a status other than 2xx rejects unless `anyStatus`. */

@@ -67,6 +67,12 @@ describe('patroni.yml', () => {
     assert.equal(d.primary_start_timeout, 0);
   });
 
+  it('turns on DCS failsafe mode in the dynamic configuration, not at the top level', () => {
+    const d = doc(clusterFixture('distributed'));
+    assert.equal(dcs(d).failsafe_mode, true);
+    assert.equal((d as Record<string, unknown>).failsafe_mode, undefined);
+  });
+
   it('turns synchronous mode off for asynchronous replication and keeps the lag bound', () => {
     const c = clusterFixture('distributed', { database: { replication: 'asynchronous', maximumLagOnFailoverBytes: 4096 } });
     const d = dcs(doc(c));

@@ -13,6 +13,9 @@
  *   for 3.2 or later, so the failover time we promise is the one Patroni runs with.
  * - The REST API `authentication` protects only the write endpoints (switchover, restart,
  *   PATCH /config); GET/OPTIONS /primary stay open, which HAProxy's check needs.
+ * - `failsafe_mode` is dynamic configuration only (Patroni reads it from etcd's /config, never
+ *   from this file's top level): a cluster made before Vigil set it gets it through
+ *   `patronictl edit-config`, which `vigil doctor` names.
  * - `bootstrap.users` still exists in 3.0.2 (deprecated in 3.2, removed in 4.0) and only creates
  *   roles, not databases; the app's role and database are created by appDatabaseSql() instead.
  */
@@ -174,6 +177,15 @@ export function patroniConfig(cluster: Cluster, secrets: Secrets, machine: Machi
         // promoted automatically. The price is availability: while the replica is catching up
         // the primary has no failover candidate (the status shows this).
         synchronous_mode_strict: false,
+        // DCS failsafe mode (Patroni 3.0.0 and later): when the leader cannot update its key
+        // because etcd is down, hung or without quorum, the primary stays primary as long as every
+        // member named in Patroni's /failsafe key accepts its POST /failsafe within the loop, and
+        // demotes the moment one does not. A replica that accepted one takes no part in a leader
+        // race for a ttl. So an etcd outage no longer takes the database down while every db
+        // machine is healthy, and no member can be promoted while it lasts (that needs etcd). A
+        // primary cut off from a replica as well as from etcd still demotes, as without it
+        // (docs/failure-semantics.md, "etcd down, hung or without quorum").
+        failsafe_mode: true,
         postgresql: {
           use_pg_rewind: true,
           // Slots keep the WAL a replica still needs, so a briefly absent replica resumes

@@ -127,6 +127,7 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
         })),
         paused: false,
         synchronousMode: cluster.database.replication === 'synchronous',
+        failsafeMode: true,
       }),
       patroniAnswered: Object.fromEntries(withRole(cluster, 'db').map((m) => [m.name, true])),
       haproxy: withRole(cluster, 'proxy').map((p) => ({

@@ -2,11 +2,18 @@
  * The database tier fails over behind HAProxy: the primary's machine is killed while a client
  * writes through :5000; writes resume on the other database machine, no acknowledged write is
  * lost (synchronous mode), and the returning machine rejoins as a replica.
+ *
+ * And, in this layout (etcd, HAProxy and the observer on one machine), the primary cut off from
+ * that machine but not from its standby: Patroni's failsafe mode would keep it primary where
+ * HAProxy cannot reach it; the observer's release turns failsafe mode off, so the standby takes
+ * over while the cut lasts, and turns it on again afterwards.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withRole } from '../../src/config/schema.ts';
+import { runDbFault } from '../../src/lab/db-faults.ts';
 import { findPrimary, hasSyncStandby, labDown, labKill, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { labSettled } from '../../src/lab/settle.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
 import { patroniOf } from '../../src/patroni/client.ts';
 import { waitFor } from '../../src/util/exec.ts';
@@ -65,4 +72,30 @@ test('killing the primary machine moves writes to the other database machine wit
   }
   const missing = await writer.missing();
   assert.deepEqual(missing, [], 'every acknowledged write is in the database');
+});
+
+test('the primary cut off from the etcd and proxy machine, not from its standby: the standby takes over while the cut lasts, failsafe mode on again after', async () => {
+  await labSettled(lab);
+  const holdMs = 12_000;
+  assert.ok(holdMs < lab.cluster.timers.ttlSeconds * 1000, "the cut holds less than the leader's lease would live");
+  const r = await runDbFault(lab, 'etcd-cut', { holdMs, say: (l) => console.log(`# ${l}`) });
+  console.log(`# etcd-cut: ${JSON.stringify({ ...r, missing: r.missing.length, proxyLog: undefined })}`);
+  for (const l of r.proxyLog) console.log(`#   haproxy: ${l}`);
+  assert.ok(r.releases >= 1, `the observer released the cut-off leader (${r.releases} db-leader-released lines)`);
+  assert.ok(
+    r.backAfterMs !== null && r.backAfterMs < r.heldMs,
+    `writes came back on the other machine while the cut lasted (after ${r.backAfterMs} ms of ${r.heldMs})`,
+  );
+  assert.ok(r.mostPrimariesUp <= 1, `at most one running primary up behind :5000 at any sample (saw ${r.mostPrimariesUp})`);
+  assert.equal(r.oldAcksAfterNew, 0, 'the old primary acknowledged nothing after the new one had');
+  assert.deepEqual(r.missing, [], `every acknowledged write is in the database (${r.missing.length} of ${r.acked} missing)`);
+  assert.equal(r.notHealed, null, 'the database tier is whole again');
+  const primary = await findPrimary(lab.cluster);
+  assert.ok(primary, 'a primary');
+  await waitFor(
+    "Patroni's failsafe mode on again",
+    async () => ((await patroniOf(lab.cluster, primary).config({ timeoutMs: 1000 })).failsafeMode ? true : undefined),
+    30_000,
+    500,
+  );
 });

@@ -128,7 +128,7 @@ export function checkPatroni(ctx: EvalContext, r: Results): void {
     return;
   }
   r.ran('patroni', null);
-  const { members, paused, synchronousMode } = p.value;
+  const { members, paused, synchronousMode, failsafeMode } = p.value;
   const leaders = members.filter((m) => m.role === 'leader' || m.role === 'master' || m.role === 'primary');
   const diagnose = ctx.fixes.on(p.value.from, ['patronictl', '-c', cfg, 'list']);
   if (leaders.length === 0) {
@@ -198,6 +198,14 @@ export function checkPatroni(ctx: EvalContext, r: Results): void {
         fix,
       );
   }
+  if (failsafeMode === false)
+    r.warn(
+      'patroni',
+      null,
+      "Patroni's DCS failsafe mode is off",
+      'while etcd is down, hung or without quorum, the primary demotes itself and writes stop although every db machine is healthy (Vigil sets failsafe_mode at bootstrap; a cluster made before that, or edited since, lacks it)',
+      ctx.fixes.on(p.value.from, ['patronictl', '-c', cfg, 'edit-config', '--set', 'failsafe_mode=true', '--force']),
+    );
   if (
     wantSync &&
     synchronousMode !== false &&
