@@ -243,6 +243,10 @@ describe('database, proxy and application state', () => {
     assert.match(hit[0]!.fix, /patronictl -c \/etc\/vigil\/patroni\.yml edit-config --set failsafe_mode=true --force/);
     p.value.failsafeMode = null;
     assert.ok(!findings(f).some((x) => /failsafe/.test(x.what)));
+    // Off on purpose where a member runs Patroni 3.0.0 to 3.0.2 (the observer keeps it so).
+    p.value.failsafeMode = false;
+    machine(f, 'db1').dbSafety = { patroniVersion: got('patroni 3.0.2'), watchdogDevice: got(true) };
+    assert.ok(!findings(f).some((x) => /failsafe mode is off/.test(x.what)));
   });
 
   test('no primary, and a db machine missing from Patroni', () => {

@@ -14,6 +14,7 @@ import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
 import {
   failsafeHolder,
+  failsafeWanted,
   initialReleaseMemory,
   releaseVerdict,
   remember,
@@ -83,8 +84,9 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
   let next = remember(memory, input);
   await readyAgain(d, members, patroni?.leader ?? null);
-  const holder = next.failsafeToRestore ? failsafeHolder(next, input) : null;
-  if (holder) next = { ...next, failsafeToRestore: !(await restoreFailsafe(d, holder)) };
+  const want = next.failsafeToRestore ? failsafeWanted(next, members) : undefined;
+  const holder = want === undefined ? null : failsafeHolder(next, input);
+  if (holder) next = { ...next, failsafeToRestore: !(await setFailsafe(d, holder, want!)) };
   const stopping = stoppingLeader(input);
   if (stopping) await outWhileStopping(d, stopping);
   let v = releaseVerdict(next, input, failAfterMs);
@@ -140,18 +142,21 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   return { ...next, released: [...next.released.slice(-20), v.lease] };
 }
 
-/** Turns failsafe mode on through `holder` if it is off; true once it is on (or was). A failure is logged and tried again next round. */
-async function restoreFailsafe(d: ReleaseLoopDeps, holder: string): Promise<boolean> {
+/** Sets failsafe mode as `want` says through `holder` if it is not; true once it is so (or was). A failure is logged and tried again next round. */
+async function setFailsafe(d: ReleaseLoopDeps, holder: string, want: boolean): Promise<boolean> {
   const m = withRole(d.cluster, 'db').find((x) => x.name === holder);
   if (!m) return false;
   const patroni = patroniOf(d.cluster, m, { password: d.patroniPassword });
   try {
-    if ((await patroni.config({ timeoutMs: READ_TIMEOUT_MS })).failsafeMode) return true;
-    await patroni.setFailsafeMode(true, { timeoutMs: 2000 });
-    d.log('db-failsafe-on', { via: holder, why: 'a primary holds a fresh leader key' });
+    if ((await patroni.config({ timeoutMs: READ_TIMEOUT_MS })).failsafeMode === want) return true;
+    await patroni.setFailsafeMode(want, { timeoutMs: 2000 });
+    d.log(want ? 'db-failsafe-on' : 'db-failsafe-off', {
+      via: holder,
+      why: want ? 'a primary holds a fresh leader key' : "a member runs Patroni 3.0.0 to 3.0.2 (behind the agent's gate)",
+    });
     return true;
   } catch (err) {
-    d.log('db-failsafe-on-failed', { via: holder, error: (err as Error).message });
+    d.log('db-failsafe-set-failed', { via: holder, want, error: (err as Error).message });
     return false;
   }
 }

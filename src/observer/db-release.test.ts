@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { PatroniLeaderView } from '../etcd/store.ts';
 import {
   failsafeHolder,
+  failsafeWanted,
   initialReleaseMemory,
   releaseVerdict,
   remember,
@@ -241,6 +242,15 @@ describe("turning Patroni's failsafe mode on again (failsafeHolder)", () => {
     assert.equal(failsafeHolder(memory, input({ patroni: keys({ paused: true }) })), null);
     assert.equal(failsafeHolder(memory, input({ members: [dead, replica] })), null);
     assert.equal(failsafeHolder(memory, input({ members: [{ ...primary, state: 'starting' }, replica] })), null);
+  });
+
+  it('wants it on where every member runs Patroni 3.0.3 or later, off where one runs 3.0.0 to 3.0.2, nothing until every version is known', () => {
+    const v = (versions: Record<string, string>) => ({ ...memory, versions });
+    assert.equal(failsafeWanted(v({ db1: '4.0.7', db2: '3.0.3' }), [primary, replica]), true);
+    assert.equal(failsafeWanted(v({ db1: '3.0.2', db2: '3.0.2' }), [primary, replica]), false, "the agent's gate and fence: failsafe cannot ride it out there");
+    assert.equal(failsafeWanted(v({ db1: '4.0.7', db2: '3.0.1' }), [primary, replica]), false, 'one older member is enough');
+    assert.equal(failsafeWanted(v({ db1: '4.0.7' }), [primary, replica]), undefined, "db2's version unknown");
+    assert.equal(failsafeWanted(v({}), []), undefined);
   });
 
   it('after the release: once the standby holds a key of its own and serves', () => {

@@ -80,9 +80,10 @@ export interface ReleaseMemory {
   /** Leases already revoked: never twice. */
   released: string[];
   /**
-   * Patroni's failsafe mode may be off and is to be turned on again once a primary holds a fresh
-   * key (failsafeHolder): after this observer turned it off for a release, and once at its start
-   * (an observer that stopped in between, or a cluster made before Vigil set it).
+   * Patroni's failsafe mode may not be as it should (failsafeWanted) and is to be set once a
+   * primary holds a fresh key (failsafeHolder): after this observer turned it off for a release,
+   * and once at its start (an observer that stopped in between, a cluster made before Vigil set
+   * it, or one on Patroni 3.0.0 to 3.0.2 that bootstrapped with it on).
    */
   failsafeToRestore: boolean;
 }
@@ -204,6 +205,21 @@ export function stoppingLeader(input: Pick<ReleaseInput, 'patroni' | 'members'>)
   if (!p || p.paused || !p.leader) return undefined;
   const m = input.members.find((x) => x.name === p.leader);
   return m?.reached === true && isPrimaryRole(m.role) && m.state === 'stopping' ? p.leader : undefined;
+}
+
+/**
+ * Whether Patroni's failsafe mode belongs on: not while a member runs Patroni 3.0.0 to 3.0.2, and
+ * undefined until every member's version is known. There the agent's Patroni gate closes
+ * Patroni's REST port once etcd stops answering, so failsafe cannot ride an outage out (the
+ * standby's `POST /failsafe` is refused), and a primary kept up by it meanwhile is one the agent's
+ * stale-primary fence then ends when etcd is back with its key expired (seen in
+ * test/lab/db-fence.test.ts, `etcd-pause` and `agent-pause` on bookworm). Without failsafe mode
+ * that Patroni demotes itself instead, as it did before failsafe mode was set.
+ */
+export function failsafeWanted(memory: ReleaseMemory, members: MemberView[]): boolean | undefined {
+  const versions = members.map((m) => memory.versions[m.name]);
+  if (versions.length === 0 || versions.some((v) => v === undefined)) return undefined;
+  return !versions.some((v) => overwritesLeaderKey(parsePatroniVersion(`patroni ${v}`)));
 }
 
 /**

@@ -198,7 +198,11 @@ export function checkPatroni(ctx: EvalContext, r: Results): void {
         fix,
       );
   }
-  if (failsafeMode === false)
+  // Patroni 3.0.0 to 3.0.2: failsafe mode is kept off there (observer/db-release.ts failsafeWanted).
+  const olderPatroni = ctx.facts.machines.some(
+    (f) => f.dbSafety?.patroniVersion.ok && overwritesLeaderKey(parsePatroniVersion(f.dbSafety.patroniVersion.value)),
+  );
+  if (failsafeMode === false && !olderPatroni)
     r.warn(
       'patroni',
       null,
