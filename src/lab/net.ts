@@ -222,10 +222,15 @@ export async function addLatency(host: string, ms: number): Promise<void> {
   child.unref();
   await writeFile(latencyPidFile(host), `${child.pid}\n`);
   const ipt = (...args: string[]) => inNetns(host, 'iptables-legacy', ['-w', ...args]);
-  await ipt('-N', LATENCY_CHAIN);
-  await ipt('-A', LATENCY_CHAIN, '-j', 'NFQUEUE', '--queue-num', '0', '--queue-bypass');
-  await ipt('-I', 'INPUT', '-i', 'eth0', '-j', LATENCY_CHAIN);
-  await ipt('-I', 'OUTPUT', '-o', 'eth0', '-j', LATENCY_CHAIN);
+  try {
+    await ipt('-N', LATENCY_CHAIN);
+    await ipt('-A', LATENCY_CHAIN, '-j', 'NFQUEUE', '--queue-num', '0', '--queue-bypass');
+    await ipt('-I', 'INPUT', '-i', 'eth0', '-j', LATENCY_CHAIN);
+    await ipt('-I', 'OUTPUT', '-o', 'eth0', '-j', LATENCY_CHAIN);
+  } catch (err) {
+    await removeLatency(host); // nothing half-done: no rule and no program left
+    throw err;
+  }
 }
 
 /**
