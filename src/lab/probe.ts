@@ -7,8 +7,20 @@
 export interface Answer {
   /** performance.now() when the answer arrived. */
   atMs: number;
+  /** Date.now() when the answer arrived, to find it in the machines' journals. */
+  wallMs: number;
   /** The machine that answered 200, or null for an error or any other status. */
   node: string | null;
+  /** Why a request failed: the status and the body's `error`, or the client's error. */
+  why?: string;
+}
+
+/** Failed answers as lines a failure message can carry: wall-clock time and why (at most `max`). */
+export function describeFailures(answers: Answer[], max = 10): string {
+  const failed = answers.filter((a) => a.node === null);
+  const lines = failed.slice(0, max).map((a) => `${new Date(a.wallMs).toISOString()} ${a.why ?? 'failed'}`);
+  if (failed.length > max) lines.push(`… and ${failed.length - max} more`);
+  return lines.join('; ');
 }
 
 export class HttpProbe {
@@ -43,14 +55,23 @@ export class HttpProbe {
   private async run(): Promise<void> {
     while (!this.stopped) {
       let node: string | null = null;
+      let why: string | undefined;
       try {
         const res = await fetch(this.url, { signal: AbortSignal.timeout(2000) });
-        const body = (await res.json()) as { node?: string };
+        const text = await res.text();
+        let body: { node?: unknown; error?: unknown } = {};
+        try {
+          body = JSON.parse(text) as typeof body;
+        } catch {
+          why = `HTTP ${res.status}, not JSON: ${text.slice(0, 80)}`;
+        }
         if (res.status === 200 && typeof body.node === 'string') node = body.node;
-      } catch {
-        node = null;
+        else why ??= `HTTP ${res.status}${typeof body.node === 'string' ? ` from ${body.node}` : ''}${typeof body.error === 'string' ? `: ${body.error}` : ''}`;
+      } catch (err) {
+        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+        why = `${err instanceof Error ? err.message : String(err)}${cause}`;
       }
-      this.answers.push({ atMs: performance.now(), node });
+      this.answers.push({ atMs: performance.now(), wallMs: Date.now(), node, ...(why === undefined ? {} : { why }) });
       await new Promise((r) => setTimeout(r, this.intervalMs));
     }
   }

@@ -15,10 +15,11 @@ import { labUpBare } from '../../src/lab/bare.ts';
 import { labDown, labRun, openLab } from '../../src/lab/lab.ts';
 import { patroniOf } from '../../src/patroni/client.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
-import { HttpProbe } from '../../src/lab/probe.ts';
+import { HttpProbe, describeFailures, type Answer } from '../../src/lab/probe.ts';
+import type { Cluster } from '../../src/config/schema.ts';
 import { UNITS } from '../../src/layout/units.ts';
 import { vigil } from './run-vigil.ts';
-import { unitJournal } from './journal.ts';
+import { printJournals, unitJournal } from './journal.ts';
 
 /** When each member answers HTTP at all (any status), polled every 20 ms: each poll's send time (wall clock) and who answered it. */
 class MemberWatch {
@@ -84,6 +85,24 @@ async function startedAt(address: string): Promise<string> {
   return line[1]!;
 }
 
+/**
+ * When requests failed, what the machines' units said from 3 s before the first failure to 1 s
+ * after the last: the test's failure message says when, and CI's output then says why.
+ */
+async function printJournalsAround(cluster: Cluster, answers: Answer[]): Promise<void> {
+  const failed = answers.filter((a) => a.node === null);
+  if (failed.length === 0) return;
+  const from = failed[0]!.wallMs - 3000;
+  const to = failed.at(-1)!.wallMs + 1000;
+  const units: [string, string][] = [
+    ...withRole(cluster, 'app').flatMap((m) => [UNITS.agent, UNITS.refapp].map((u): [string, string] => [m.name, u])),
+    ...withRole(cluster, 'db').map((m): [string, string] => [m.name, UNITS.patroni]),
+    ...withRole(cluster, 'proxy').map((m): [string, string] => [m.name, UNITS.haproxy]),
+    ...withRole(cluster, 'observer').map((m): [string, string] => [m.name, UNITS.observer]),
+  ];
+  await printJournals(units, from, to);
+}
+
 describe('vigil apply restarts etcd members one at a time', () => {
   before(async () => {
     await labDown();
@@ -131,7 +150,8 @@ describe('vigil apply restarts etcd members one at a time', () => {
       const overlapping = down.filter((d, i) => i > 0 && d.from < down[i - 1]!.to);
       assert.deepEqual(overlapping, [], 'never two members down at once: each restart began after the one before answered again');
       const answers = probe.answers.filter((a) => a.atMs > t0);
-      assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request');
+      await printJournalsAround(lab.cluster, answers);
+      assert.deepEqual(answers.filter((a) => a.node === null).length, 0, `no failed request (${describeFailures(answers)})`);
       assert.match(r.out, /Patroni paused while etcd members restart/, 'Patroni paused for the restarts');
       assert.match(r.out, /Patroni resumed/);
       assert.equal(await patroniPaused(), false, 'Patroni is not left paused');

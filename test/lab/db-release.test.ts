@@ -28,6 +28,9 @@ import assert from 'node:assert/strict';
 import { DB_ETCD_OUTAGES, DB_RELEASE_FAULTS, runDbFault } from '../../src/lab/db-faults.ts';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { labSettled } from '../../src/lab/settle.ts';
+import { withRole } from '../../src/config/schema.ts';
+import { UNITS } from '../../src/layout/units.ts';
+import { printJournals } from './journal.ts';
 
 let lab: LabHandle;
 const HOLD_MS = 12_000;
@@ -39,6 +42,14 @@ before(async () => {
   lab = await labUp({ topology: 'distributed', release: 'trixie', proxies: 2, etcd: 3 }, (l) => console.log(`# lab: ${l}`));
 });
 after(async () => labDown());
+
+/** Patroni on the db machines and the observer: what they said explains writes that stopped. */
+function journalUnits(): [string, string][] {
+  return [
+    ...withRole(lab.cluster, 'db').map((m): [string, string] => [m.name, UNITS.patroni]),
+    ...withRole(lab.cluster, 'observer').map((m): [string, string] => [m.name, UNITS.observer]),
+  ];
+}
 
 test("the lab runs the seed's versions: PostgreSQL 17, Patroni 4, ttl 20 (Patroni 3.2+ floor)", () => {
   assert.equal(lab.cluster.database.postgresVersion, 17);
@@ -86,6 +97,7 @@ for (const fault of DB_ETCD_OUTAGES) {
   test(`${fault} for 30 s: writes through :5000 go on with the same primary, nothing moves, no acknowledged write lost`, async () => {
     await labSettled(lab);
     assert.ok(OUTAGE_MS > lab.cluster.timers.ttlSeconds * 1000, "the outage outlasts Patroni's leader lease");
+    const wall0 = Date.now();
     const r = await runDbFault(lab, fault, { holdMs: OUTAGE_MS, say: (l) => console.log(`# ${l}`) });
     console.log(`# ${fault}: ${JSON.stringify({ ...r, missing: r.missing.length, proxyLog: undefined })}`);
     for (const l of r.proxyLog) console.log(`#   haproxy: ${l}`);
@@ -96,6 +108,7 @@ for (const fault of DB_ETCD_OUTAGES) {
     // A share of the writes tried, not a speed: without failsafe mode the primary demotes itself
     // once its leader lock cannot be renewed, and writes stop until etcd is back.
     const tried = r.inHold.acked + r.inHold.failed;
+    if (r.inHold.acked < 0.9 * tried) await printJournals(journalUnits(), wall0, Date.now());
     assert.ok(
       r.inHold.acked >= 0.9 * tried,
       `writes through :5000 went on while etcd was out (${r.inHold.acked} of ${tried} acknowledged, longest gap ${r.longestGapInHoldMs} ms)`,

@@ -20,3 +20,13 @@ export async function unitJournal(machine: string, unit: string, sinceMs = 0): P
     .map((e) => ({ atMs: Number(e.__REALTIME_TIMESTAMP) / 1000, message: typeof e.MESSAGE === 'string' ? e.MESSAGE : '' }))
     .filter((e) => e.atMs >= sinceMs);
 }
+
+/** Prints what units said between two wall-clock times, as `# machine unit time message` lines: to explain a failure in CI's output. */
+export async function printJournals(units: [machine: string, unit: string][], fromMs: number, toMs: number): Promise<void> {
+  for (const [machine, unit] of units) {
+    const lines = (await unitJournal(machine, unit, fromMs).catch((err: Error) => [{ atMs: fromMs, message: `(journal unreadable: ${err.message})` }])).filter(
+      (l) => l.atMs <= toMs,
+    );
+    for (const l of lines) console.log(`# ${machine} ${unit} ${new Date(l.atMs).toISOString()} ${l.message.slice(0, 300)}`);
+  }
+}
