@@ -4,8 +4,9 @@
  * Vigil configures) and off (what Patroni does without it: the primary demotes itself once its
  * leader lock cannot be renewed), in the same process on the same lab. Beside it, the share of
  * requests through :80 answered 200 in the same window (the application's health path, which
- * reaches the database): the application tier's own ride-out is not built yet, so its agents
- * still self-fence after their lease.
+ * reaches the database). The agents ride the outage out on their own (src/agent/ride-out.ts: the
+ * active agent serves on while the other app agent confirms), whether failsafe mode is on or not;
+ * with it off, :80 fails because the application's database does.
  *
  * And what failsafe mode costs in this layout (the seed's: etcd, HAProxy and the observer on one
  * machine): the primary cut off from etcd (`etcd-cut`, both ways) is then cut off from HAProxy

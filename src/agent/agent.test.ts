@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ActiveRecord } from '../model/ha.ts';
-import { Agent, FenceRefused, type AgentDeps } from './agent.ts';
+import { Agent, FenceRefused, type AgentDeps, type AgentMemory } from './agent.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
+import type { PeerAnswer } from './ride-out.ts';
 
 /** In-memory services and etcd: the agent's own logic, not the components' behaviour. */
 function harness(node = 'app1') {
@@ -141,17 +142,20 @@ test("the proxy's role check asks the application afresh", async () => {
  * handover logic. That etcd deletes a claim when its lease expires is tested against the real
  * etcd in src/etcd/store.test.ts; here `expire` stands for it.
  */
-function cluster(nodes: string[]) {
+function cluster(nodes: string[], opts: { rideOut?: boolean } = {}) {
   let now = 0;
   let record: ActiveRecord | null = null;
   const claims = new Map<string, { node: string; epoch: number; since: string }>();
   const cut = new Set<string>();
+  /** Agents that cannot reach each other (both ways). */
+  const apart = new Set<string>();
+  const memories = new Map<string, AgentMemory>();
   const running = new Map(nodes.map((n) => [n, false]));
   let failClaims = false;
-  const agents = new Map(
-    nodes.map((node) => {
+  const agents: Map<string, Agent> = new Map(
+    nodes.map((node): [string, Agent] => {
       let claimed: number | null = null;
-      const agent = new Agent(
+      const agent: Agent = new Agent(
         {
           node,
           confirm: async () => {
@@ -179,12 +183,30 @@ function cluster(nodes: string[]) {
             states: async () => [{ name: 'app', running: running.get(node)! }],
           },
           appHealth: async () => running.get(node)!,
+          ...(opts.rideOut
+            ? {
+                rideOut: {
+                  peers: nodes.filter((n) => n !== node),
+                  ask: (epoch: number): Promise<PeerAnswer[]> =>
+                    Promise.all(
+                      nodes
+                        .filter((n) => n !== node)
+                        .map(async (peer): Promise<PeerAnswer> =>
+                          apart.has(peer) || apart.has(node)
+                            ? { peer, granted: false, reason: 'unreachable' }
+                            : { peer, ...(await agents.get(peer)!.grantRideOut({ node, epoch })) },
+                        ),
+                    ),
+                },
+              }
+            : {}),
+          remember: async (m) => void memories.set(node, m),
           now: () => now,
           log: () => {},
         },
         { leaseMs: 3000 },
       );
-      return [node, agent] as const;
+      return [node, agent];
     }),
   );
   const serving = () => nodes.filter((n) => running.get(n) || agents.get(n)!.isActive());
@@ -192,6 +214,10 @@ function cluster(nodes: string[]) {
     agent: (n: string) => agents.get(n)!,
     set: (node: string, epoch: number) => void (record = { node, epoch, since: '', reason: 'test' }),
     cut: (n: string) => void cut.add(n),
+    apart: (n: string) => void apart.add(n),
+    memory: (n: string) => memories.get(n),
+    now: () => now,
+    running: (n: string) => running.get(n)!,
     heal: (n: string) => void cut.delete(n),
     expire: (n: string) => void claims.delete(n),
     claims,
@@ -485,4 +511,116 @@ test("warm standby: an application activated before the agent's lease ran out st
   await h.agent.leaseEnded();
   assert.deepEqual(h.run, { app: true, nginx: false });
   assert.equal(h.calls.at(-1), 'deactivate');
+});
+
+/** Ride-out (./ride-out.ts): the agents' own logic over the in-memory etcd; the lab test is test/lab/db-release.test.ts and handover.test.ts. */
+test('ride-out: etcd out for every machine, the active one serves on while its peer confirms; nothing moves; back, it confirms again', async () => {
+  const c = cluster(['app1', 'app2'], { rideOut: true });
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  await c.agent('app2').tick();
+  c.cut('app1');
+  c.cut('app2');
+  for (let ms = 0; ms < 30_000; ms += 500) {
+    await c.agent('app1').tick();
+    await c.agent('app2').tick();
+    assert.deepEqual(c.serving(), ['app1'], `at ${ms} ms`);
+    assert.equal(c.agent('app1').roleOk(), true, `role check at ${ms} ms`);
+    c.advance(500);
+  }
+  assert.ok((c.memory('app2')?.promisedUntilMs ?? 0) > c.now(), 'the peer stored its promise');
+  c.heal('app1');
+  c.heal('app2');
+  await c.agent('app1').tick();
+  assert.equal(c.agent('app1').rideOutUntil, null, 'confirmed in etcd again: the ride-out ends');
+  assert.deepEqual(c.serving(), ['app1']);
+});
+
+test('ride-out: a peer that does not answer, or refuses, leaves the lease to run out: a self-fence, as without it', async () => {
+  const c = cluster(['app1', 'app2', 'app3'], { rideOut: true });
+  c.set('app1', 1);
+  for (const n of ['app1', 'app2', 'app3']) await c.agent(n).tick();
+  c.cut('app1');
+  c.apart('app3');
+  for (let ms = 0; ms <= 3000; ms += 500) {
+    await c.agent('app1').tick();
+    c.advance(500);
+  }
+  assert.equal(c.agent('app1').isActive(), false);
+  await c.agent('app1').leaseEnded();
+  assert.equal(c.running('app1'), false, 'one of two peers unreachable: stopped at the end of the lease');
+});
+
+test('ride-out: cut from etcd while its peer and the observer see it; the failover is held until both the claim and the promise ended, never two serving', async () => {
+  const c = cluster(['app1', 'app2'], { rideOut: true });
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  await c.agent('app2').tick();
+  c.cut('app1');
+  let movedAt: number | null = null;
+  for (let ms = 0; ms < 15_000; ms += 250) {
+    if (ms === 1500) {
+      c.set('app2', 2); // the observer fails over; etcd expires app1's claim a lease after its last renewal
+      movedAt = c.now();
+    }
+    if (ms === 3500) c.expire('app1');
+    await c.agent('app2').tick();
+    await c.agent('app1').tick();
+    if (c.agent('app1').isActive() && !c.running('app1')) await c.agent('app1').tick();
+    if (!c.agent('app1').isActive()) await c.agent('app1').leaseEnded();
+    assert.ok(c.serving().length <= 1, `one machine at most at ${ms} ms: ${c.serving().join(', ')}`);
+    c.advance(250);
+  }
+  assert.deepEqual(c.serving(), ['app2'], 'app2 serves once its promise has ended');
+  assert.ok(movedAt !== null && (c.memory('app2')?.promisedUntilMs ?? 0) > movedAt, 'app2 had promised app1 a lease from before the failover');
+});
+
+test('ride-out: a promise holds the peer back even when etcd names it and no claim is left, and across its restart', async () => {
+  const c = cluster(['app1', 'app2'], { rideOut: true });
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  await c.agent('app2').tick();
+  assert.deepEqual(await c.agent('app2').grantRideOut({ node: 'app1', epoch: 1 }), { granted: true });
+  const promised = c.memory('app2')!.promisedUntilMs!;
+  assert.equal(promised, c.now() + 3000, 'one lease from when the request came');
+  // The observer moves the application to app2 and app1's claim is gone: app2 still keeps its word.
+  c.set('app2', 2);
+  c.expire('app1');
+  c.advance(2900);
+  await c.agent('app2').tick();
+  assert.equal(c.running('app2'), false);
+  assert.equal(c.agent('app2').isActive(), false);
+  assert.equal(c.agent('app2').roleOk(), false);
+  // Restarted with its memory (the daemon keeps the promise on the boot clock): still held.
+  const restarted = new Agent(
+    {
+      node: 'app2',
+      confirm: async () => ({ record: { node: 'app2', epoch: 2, since: '', reason: 'test' }, sentAtMs: c.now() }),
+      appHealth: async () => true,
+      now: () => c.now(),
+      log: () => {},
+    },
+    { leaseMs: 3000 },
+    c.memory('app2'),
+  );
+  await restarted.tick();
+  assert.equal(restarted.isActive(), false, 'the restarted agent keeps the promise');
+  c.advance(100);
+  await restarted.tick();
+  assert.equal(restarted.isActive(), true, 'and is active once it has run out');
+  await c.agent('app1').tick();
+  await c.agent('app2').tick();
+  assert.deepEqual(c.serving(), ['app2']);
+});
+
+test('ride-out: an active machine, or one that learned of a newer epoch, refuses; a refusal stores no promise', async () => {
+  const c = cluster(['app1', 'app2'], { rideOut: true });
+  c.set('app1', 1);
+  await c.agent('app1').tick();
+  await c.agent('app2').tick();
+  assert.equal((await c.agent('app1').grantRideOut({ node: 'app2', epoch: 1 })).granted, false, 'app1 is active');
+  c.set('app2', 2);
+  await c.agent('app2').tick(); // waits for app1's claim, but knows of epoch 2
+  assert.equal((await c.agent('app2').grantRideOut({ node: 'app1', epoch: 1 })).granted, false);
+  assert.equal(c.memory('app2')?.promisedUntilMs, undefined);
 });

@@ -17,6 +17,7 @@
  */
 import type { ActiveRecord, ServingClaim } from '../model/ha.ts';
 import type { ServiceRunner, ServiceState } from './services.ts';
+import { rideOutAnswer, rideOutUntil, type PeerAnswer, type RideOutAnswer, type RideOutRequest } from './ride-out.ts';
 
 /** The application's activation hook (cluster file `application.activation`). */
 export interface ActivationHook {
@@ -50,6 +51,12 @@ export interface AgentDeps {
   beforeStart?(epoch: number | null): Promise<void>;
   /** Stores the agent's memory when it changed (see AgentMemory). */
   remember?(m: AgentMemory): Promise<void>;
+  /**
+   * App machines: the other app machines of the cluster, and a way to ask each one's agent whether
+   * this machine may go on serving at `epoch` while etcd does not answer (./ride-out.ts). Resolves
+   * with one answer per peer (a peer that cannot be reached: not granted, with the reason).
+   */
+  rideOut?: { peers: string[]; ask(epoch: number): Promise<PeerAnswer[]> };
   /** Runs at the end of every cycle, whatever started it (timer, watch hint, fence): file sync follows the agent's state here. */
   afterCycle?(): Promise<void>;
   /** Monotonic milliseconds. */
@@ -65,6 +72,11 @@ export interface AgentDeps {
 export interface AgentMemory {
   highestEpoch: number;
   fencedBelow: number;
+  /**
+   * Until when (on the `now()` clock) this machine promised a peer riding out an etcd outage not to
+   * become active (./ride-out.ts); absent or 0: no promise. Stored before the promise is given.
+   */
+  promisedUntilMs?: number;
 }
 
 /** A fence for an epoch no record this agent has seen could lead to: refused (409). */
@@ -103,6 +115,14 @@ export class Agent {
   private warmStartLogged = false;
   /** The memory on disk is up to date. */
   private stored = true;
+  /** Until when this machine may not become active: it promised a peer riding out an etcd outage (now() clock). */
+  private promisedUntil: number;
+  /** Until when the peers' answers let this machine serve while etcd does not answer (now() clock); null: none. */
+  rideOutUntil: number | null = null;
+  /** The last ride-out round's refusals, logged when they change. */
+  private rideOutRefusal: string | null = null;
+  /** A cycle is starting the services (a peer's ride-out is refused meanwhile). */
+  private starting = false;
   private busy: Promise<void> = Promise.resolve();
   /** The cycle waiting for the one under way, if any. */
   private queued: Promise<void> | null = null;
@@ -114,16 +134,21 @@ export class Agent {
   ) {
     this.highestEpoch = memory.highestEpoch;
     this.fencedBelow = memory.fencedBelow;
+    this.promisedUntil = memory.promisedUntilMs ?? 0;
     this.toldActive = deps.activation !== undefined;
   }
 
-  /** Active at the current epoch, with a confirmation younger than the lease and, on app machines, the handover done. */
+  /**
+   * Active at the current epoch, with a confirmation younger than the lease (or, while etcd does
+   * not answer, a ride-out every peer granted), on app machines the handover done, and no promise
+   * to a peer riding out an outage in force.
+   */
   isActive(): boolean {
     const d = this.deps;
     return (
       this.named() &&
-      this.confirmedAt !== null &&
-      d.now() - this.confirmedAt < this.timers.leaseMs &&
+      this.leaseLeftMs() > 0 &&
+      d.now() >= this.promisedUntil &&
       (d.hold === undefined || (d.hold.claimed === this.record!.epoch && this.clearedEpoch === this.record!.epoch))
     );
   }
@@ -133,9 +158,73 @@ export class Agent {
     return this.record !== null && this.record.node === this.deps.node && this.record.epoch >= this.fencedBelow;
   }
 
-  /** Milliseconds until the last confirmation runs out (0 when it has, or there is none). */
+  /** Milliseconds until the last confirmation, or the ride-out the peers granted since, runs out (0 when it has, or there is none). */
   leaseLeftMs(): number {
-    return this.confirmedAt === null ? 0 : Math.max(0, this.confirmedAt + this.timers.leaseMs - this.deps.now());
+    if (this.confirmedAt === null) return 0;
+    const until = Math.max(this.confirmedAt + this.timers.leaseMs, this.rideOutUntil ?? -Infinity);
+    return Math.max(0, until - this.deps.now());
+  }
+
+  /**
+   * A peer riding out an etcd outage asks (POST /ride-out): the rule is ./ride-out.ts. A yes is a
+   * promise not to become active for one lease from now, stored before it is given; a promise
+   * that cannot be stored is not given.
+   */
+  async grantRideOut(req: RideOutRequest): Promise<RideOutAnswer> {
+    const d = this.deps;
+    const receivedAt = d.now();
+    const services = d.services ? await d.services.states({ fresh: true }) : [];
+    const view = { node: d.node, active: this.isActive(), services, toldActive: this.toldActive, record: this.record, highestEpoch: this.highestEpoch };
+    const answer = rideOutAnswer(view, req);
+    if (!answer.granted) return answer;
+    // A start under way began before this request: refused. From here to the promise nothing waits,
+    // and a cycle checks isActive() (which counts the promise) right before it starts anything.
+    if (this.starting) return { granted: false, reason: `${d.node} is starting its services` };
+    this.promisedUntil = Math.max(this.promisedUntil, receivedAt + this.timers.leaseMs);
+    this.stored = false;
+    try {
+      await d.remember?.(this.memory());
+      this.stored = true;
+    } catch (err) {
+      d.log('remember-failed', { error: String(err) });
+      return { granted: false, reason: `${d.node} could not store its promise: ${String(err)}` };
+    }
+    return answer;
+  }
+
+  private memory(): AgentMemory {
+    return { highestEpoch: this.highestEpoch, fencedBelow: this.fencedBelow, ...(this.promisedUntil > 0 ? { promisedUntilMs: this.promisedUntil } : {}) };
+  }
+
+  /**
+   * etcd did not answer: while this machine is active, ask every peer whether it may go on
+   * serving (./ride-out.ts). Every yes extends the window to the send time plus a lease, less the
+   * margin; anything else leaves the lease to run out, as without the ride-out.
+   */
+  private async rideOut(): Promise<void> {
+    const d = this.deps;
+    if (!d.rideOut || !this.isActive()) return;
+    const epoch = this.record!.epoch;
+    const sentAt = d.now();
+    const answers = await d.rideOut
+      .ask(epoch)
+      .catch((err: unknown): PeerAnswer[] => d.rideOut!.peers.map((peer) => ({ peer, granted: false, reason: String(err) })));
+    const until = rideOutUntil(d.rideOut.peers, answers, sentAt, this.timers.leaseMs);
+    if (until !== null) {
+      if (this.rideOutUntil === null) d.log('ride-out', { epoch, peers: d.rideOut.peers, windowMs: Math.round(until - sentAt) });
+      this.rideOutUntil = Math.max(this.rideOutUntil ?? -Infinity, until);
+      this.rideOutRefusal = null;
+      return;
+    }
+    const refusal = d.rideOut.peers.length
+      ? answers
+          .filter((a) => !a.granted)
+          .map((a) => `${a.peer}: ${a.reason ?? 'no answer'}`)
+          .join('; ')
+      : 'no other app machine to ask';
+    if (refusal !== this.rideOutRefusal)
+      d.log('ride-out-refused', { epoch, refusal, action: `self-fence when the lease ends, in ${Math.round(this.leaseLeftMs())} ms` });
+    this.rideOutRefusal = refusal;
   }
 
   /**
@@ -277,7 +366,7 @@ export class Agent {
     this.highestEpoch = Math.max(this.highestEpoch, epoch);
     this.stored = false;
     try {
-      await this.deps.remember?.({ highestEpoch: this.highestEpoch, fencedBelow: this.fencedBelow });
+      await this.deps.remember?.(this.memory());
       this.stored = true;
     } catch (err) {
       this.deps.log('remember-failed', { error: String(err) });
@@ -309,17 +398,23 @@ export class Agent {
     try {
       const { record: r, sentAtMs, claims } = await d.confirm();
       this.confirmedAt = sentAtMs;
+      if (this.rideOutUntil !== null) d.log('ride-out-ended', { reason: 'etcd answers again' });
+      this.rideOutUntil = null;
+      this.rideOutRefusal = null;
       if (r?.epoch !== this.record?.epoch || r?.node !== this.record?.node) d.log('active-record', { node: r?.node ?? null, epoch: r?.epoch ?? null });
       this.record = r;
       if (r) await this.saw(r.epoch);
       await this.handover(claims ?? []);
     } catch (err) {
-      if (this.confirmedAt !== null && d.now() - this.confirmedAt >= this.timers.leaseMs && this.services.some((s) => s.running))
-        d.log('self-fence', { reason: `could not confirm the active record for ${d.now() - this.confirmedAt} ms`, error: String(err) });
+      await this.rideOut();
+      if (this.confirmedAt !== null && this.leaseLeftMs() === 0 && this.services.some((s) => s.running))
+        d.log('self-fence', { reason: `could not confirm the active record for ${Math.round(d.now() - this.confirmedAt)} ms`, error: String(err) });
     }
     if (d.services) {
-      const want = this.isActive();
+      const wanted = this.isActive();
       this.services = await d.services.states();
+      // Asked again after the wait: the lease may have run out, or a promise to a peer been given, meanwhile.
+      const want = wanted && this.isActive();
       const complete = this.services.every((s) => s.running);
       const epoch = this.record?.epoch ?? null;
       let changed = true;
@@ -327,8 +422,14 @@ export class Agent {
         d.log('start-services', { epoch });
         this.startedEpoch = epoch;
         this.reportedDeath = false;
-        await d.beforeStart?.(epoch);
-        await d.services.start();
+        this.starting = true;
+        try {
+          await d.beforeStart?.(epoch);
+          if (this.isActive()) await d.services.start();
+          else this.startedEpoch = null; // the lease ran out, or a promise was given, during beforeStart: not started
+        } finally {
+          this.starting = false;
+        }
       } else if (want && !complete) {
         // Not restarted in place: a service that died while active makes this machine fail its
         // checks, and the observer moves the application to a standby. Restarting here would

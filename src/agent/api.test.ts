@@ -32,6 +32,12 @@ before(async () => {
         fenced.push(e);
       },
       writers: new Set(['observer', 'admin']),
+      // A peer's ride-out (the server is app1's agent; app2 is the other app machine).
+      rideOut: {
+        grant: async (r) =>
+          r.epoch === 3 ? { granted: true } : { granted: false, reason: `app1's record names app2 at epoch 3, not ${r.node} at ${r.epoch}` },
+        askers: new Set(['app2']),
+      },
       // The proxy machine's HAProxy, as the daemon wires it (the record: app1 at epoch 3).
       proxy: {
         servers: async () =>
@@ -126,4 +132,16 @@ test('the proxy endpoints for :5000 (the database release): backend postgres, no
   assert.deepEqual(dbAdmin, { db1: 'ready', db2: 'ready' });
   assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'db1', backend: 'mysql' })).status, 400);
   assert.equal((await call('observer', '/proxy')).status, 200, 'the app backend without the parameter');
+});
+
+test('ride-out: an app machine asks for itself; a yes is 200, a refusal 409 with its reason; anyone else 403', async () => {
+  const yes = await call('app2', '/ride-out', 'POST', { node: 'app2', epoch: 3 });
+  assert.equal(yes.status, 200);
+  assert.deepEqual(yes.json(), { granted: true });
+  const no = await call('app2', '/ride-out', 'POST', { node: 'app2', epoch: 2 });
+  assert.equal(no.status, 409);
+  assert.match((no.json() as { reason: string }).reason, /not app2 at 2/);
+  assert.equal((await call('app2', '/ride-out', 'POST', { node: 'observer', epoch: 3 })).status, 403, 'only for itself');
+  assert.equal((await call('observer', '/ride-out', 'POST', { node: 'observer', epoch: 3 })).status, 403, 'only an app machine');
+  assert.equal((await call('app2', '/ride-out', 'POST', { node: 'app2', epoch: 0 })).status, 400);
 });

@@ -6,6 +6,11 @@
  *   POST /fence   {"epoch": N}: stop the services now and never serve below epoch N. Only observer
  *                 machines and the admin may call it, and only for an epoch at most one above the
  *                 newest this agent has seen (409 otherwise: a fence that no failover could send).
+ *   POST /ride-out {"node": A, "epoch": E}: app machine A, active at epoch E, cannot reach etcd
+ *                 and asks whether it may go on serving (src/agent/ride-out.ts). Only A itself may
+ *                 ask (its certificate's name), and only an app machine of the cluster. 200
+ *                 {"granted": true}: this machine promises not to become active for one lease from
+ *                 now; 409 {"granted": false, "reason": ...} otherwise.
  * On a proxy machine the acting observer does not run on (config/schema.ts runsAgent), the same
  * writers read and fence its HAProxy (the app backend) through the agent:
  *   GET  /proxy        {"servers": ServerState[]}: the app backend's servers, from the runtime API.
@@ -22,6 +27,7 @@ import type { AgentStatus } from '../model/ha.ts';
 import type { MtlsHandler, PeerInfo } from '../mtls/mtls.ts';
 import type { ServerState } from '../proxy/runtime.ts';
 import { FenceRefused } from './agent.ts';
+import type { RideOutAnswer, RideOutRequest } from './ride-out.ts';
 
 /** This machine's HAProxy, as the agent offers it to the observers. */
 export interface ProxyControl {
@@ -48,6 +54,8 @@ export interface AgentApiDeps {
   writers: Set<string>;
   /** Only on a proxy machine (see above). */
   proxy?: ProxyControl;
+  /** Only on an app machine: a peer's ride-out request (see above), and the app machines that may ask. */
+  rideOut?: { grant(req: RideOutRequest): Promise<RideOutAnswer>; askers: Set<string> };
 }
 
 const send = (res: ServerResponse, status: number, body: unknown) => {
@@ -91,6 +99,7 @@ export function agentHandler(d: AgentApiDeps): MtlsHandler {
       }
       return send(res, 200, { fenced: true, epoch });
     }
+    if (req.method === 'POST' && path === '/ride-out') return rideOutCall(d, req, res, peer);
     if (path === '/proxy' || path?.startsWith('/proxy/')) return proxyCall(d, req, res, peer, path);
     send(res, 404, { error: `no ${req.method} ${path}` });
   };
@@ -125,4 +134,21 @@ async function proxyCall(d: AgentApiDeps, req: IncomingMessage, res: ServerRespo
     throw err;
   }
   send(res, 200, { server, state: action, epoch });
+}
+
+async function rideOutCall(d: AgentApiDeps, req: IncomingMessage, res: ServerResponse, peer: PeerInfo): Promise<void> {
+  if (!d.rideOut) return send(res, 404, { error: 'no application on this machine: only app machines answer a ride-out' });
+  let body: { node?: unknown; epoch?: unknown };
+  try {
+    body = (await readJson(req)) as typeof body;
+  } catch {
+    return send(res, 400, { error: 'body must be JSON {"node": "name", "epoch": N}' });
+  }
+  const { node, epoch } = body;
+  if (typeof node !== 'string' || typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1)
+    return send(res, 400, { error: 'body must be JSON {"node": "name", "epoch": N} with a positive integer epoch' });
+  if (peer.commonName !== node || !d.rideOut.askers.has(node))
+    return send(res, 403, { error: `${peer.commonName} may not ask for ${node}: only an app machine of this cluster, for itself` });
+  const answer = await d.rideOut.grant({ node, epoch });
+  send(res, answer.granted ? 200 : 409, answer);
 }

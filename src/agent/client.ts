@@ -1,6 +1,6 @@
 /**
  * The client of the agent's HTTPS API (the server is ./api.ts), for the observer, `vigil status`,
- * doctor and the lab: GET /status, GET /role and POST /fence, over mutual TLS under the cluster CA
+ * doctor and the lab: GET /status, GET /role and POST /fence (and, between app machines, POST /ride-out), over mutual TLS under the cluster CA
  * (src/mtls/mtls.ts) with the caller's own certificate. This module owns the URLs and what the
  * answers mean; deadlines are the caller's, and so is what to do when an agent does not answer.
  *
@@ -13,6 +13,7 @@ import { AGENT_PORT } from '../layout/network.ts';
 import { UNITS } from '../layout/units.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import type { ServerState } from '../proxy/runtime.ts';
+import type { RideOutAnswer } from './ride-out.ts';
 import { mtlsFetch, NetError, type MtlsIdentity, type MtlsResponse } from '../mtls/mtls.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
@@ -78,6 +79,18 @@ export class AgentClient {
    */
   async fence(epoch: number, o: AgentCallOptions): Promise<void> {
     await this.call('POST', '/fence', o, { epoch });
+  }
+
+  /**
+   * POST /ride-out: this (app) machine, active at `epoch`, cannot reach etcd and asks the agent
+   * whether it may go on serving (src/agent/ride-out.ts). A refusal (409) is an answer, not an error.
+   */
+  async rideOut(node: string, epoch: number, o: AgentCallOptions): Promise<RideOutAnswer> {
+    const res = await this.call('POST', '/ride-out', o, { node, epoch }, [200, 409]);
+    const body = this.json(res, '/ride-out') as { granted?: unknown; reason?: unknown };
+    if (res.status === 200 && body.granted === true) return { granted: true };
+    if (res.status === 409 && body.granted === false) return { granted: false, reason: typeof body.reason === 'string' ? body.reason : 'refused' };
+    throw this.badAnswer('/ride-out', res, 'it lacks `granted`, or it does not match the status');
   }
 
   /** GET /proxy: the app backend's servers in the HAProxy of the agent's machine (a proxy machine); `postgres`: the :5000 backend's. */

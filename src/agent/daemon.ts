@@ -6,6 +6,7 @@
  * application running beside the machine activated in its place. A restart takes well under the
  * lease; apply pauses the proxy's role check of the active machine meanwhile.
  */
+import { readFileSync } from 'node:fs';
 import { readFile, statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
@@ -23,6 +24,8 @@ import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
 import { serialFile } from '../util/serial-file.ts';
 import { Agent, type AgentMemory } from './agent.ts';
+import { agentOf } from './client.ts';
+import type { PeerAnswer } from './ride-out.ts';
 import { activationConfig, activationHook } from './activation.ts';
 import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup.ts';
 import { agentHandler, ReadyRefused, type ProxyControl } from './api.ts';
@@ -57,6 +60,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // The claim's lease outlives the agent's own count of its confirmation (src/etcd/serving.ts).
   let leaseTimer: NodeJS.Timeout | undefined;
   const hold = services ? store.servingHold(o.node, Math.ceil(cluster.timers.agentLeaseMs / 1000)) : undefined;
+  // The other app machines: asked when etcd does not answer (ride-out.ts).
+  const peers = services ? withRole(cluster, 'app').filter((m) => m.name !== o.node) : [];
   const agent: Agent = new Agent(
     {
       node: o.node,
@@ -105,6 +110,24 @@ export async function runAgent(o: AgentOptions): Promise<void> {
         // Waiting for the machine it replaces to stop: look again soon, not at the next tick.
         if (agent.waitingFor.length > 0 && !o.signal.aborted) setTimeout(() => void agent.tick(), HANDOVER_POLL_MS).unref();
       },
+      ...(services
+        ? {
+            rideOut: {
+              peers: peers.map((m) => m.name),
+              ask: (epoch: number) =>
+                Promise.all(
+                  peers.map((m) =>
+                    agentOf(pki, m)
+                      .rideOut(o.node, epoch, { timeoutMs: RIDE_OUT_ASK_MS })
+                      .then(
+                        (a): PeerAnswer => ({ peer: m.name, ...a }),
+                        (err: unknown): PeerAnswer => ({ peer: m.name, granted: false, reason: err instanceof Error ? err.message : String(err) }),
+                      ),
+                  ),
+                ),
+            },
+          }
+        : {}),
       now: () => performance.now(),
       log,
       remember,
@@ -126,6 +149,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
       roleOk: () => agent.roleCheck(),
       fence: (e) => agent.fence(e),
       writers: observers,
+      ...(services ? { rideOut: { grant: (req) => agent.grantRideOut(req), askers: new Set(peers.map((m) => m.name)) } } : {}),
       ...(machine.roles.includes('proxy') ? { proxy: proxyControl(store) } : {}),
     }),
     onHandlerError: (err) => log('api-error', { error: String(err) }),
@@ -166,7 +190,19 @@ const MEMORY_FILE = `${ROOTS.data}/agent-memory.json`;
 
 /** Stores the memory; a fence and a cycle may store it at once (util/serial-file.ts). */
 const writeMemory = serialFile(MEMORY_FILE);
-const remember = (m: AgentMemory): Promise<void> => writeMemory(`${JSON.stringify(m)}\n`);
+/** The promise's end goes to disk on the boot clock (performance.now() restarts with the process; the boot clock only with the machine). */
+const remember = (m: AgentMemory): Promise<void> => {
+  const { promisedUntilMs, ...rest } = m;
+  const promise =
+    promisedUntilMs === undefined ? {} : { promisedUntilBootMs: Math.ceil(bootClockMs() + (promisedUntilMs - performance.now())), bootId: bootId() };
+  return writeMemory(`${JSON.stringify({ ...rest, ...promise })}\n`);
+};
+
+/** This boot of the machine (the kernel's random boot id): a boot clock reading means nothing under another. */
+const bootId = (): string => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+
+/** How long an active agent waits for each peer's answer to a ride-out request; well inside the lease. */
+const RIDE_OUT_ASK_MS = 1000;
 
 /** The memory a previous run stored; none (a new machine) or an unreadable file starts from zero, logged. */
 async function recall(): Promise<AgentMemory> {
@@ -174,9 +210,12 @@ async function recall(): Promise<AgentMemory> {
   const text = await readFile(MEMORY_FILE, 'utf8').catch(() => null);
   if (text === null) return none;
   try {
-    const m = JSON.parse(text) as Partial<AgentMemory>;
+    const m = JSON.parse(text) as Partial<AgentMemory> & { promisedUntilBootMs?: unknown; bootId?: unknown };
     const n = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : 0);
-    return { highestEpoch: n(m.highestEpoch), fencedBelow: n(m.fencedBelow) };
+    // A promise given to a peer riding out an etcd outage holds across an agent restart; not
+    // across a reboot (the boot clock starts again, and a reboot outlasts a lease).
+    const left = m.bootId === bootId() ? n(m.promisedUntilBootMs) - bootClockMs() : 0;
+    return { highestEpoch: n(m.highestEpoch), fencedBelow: n(m.fencedBelow), ...(left > 0 ? { promisedUntilMs: performance.now() + left } : {}) };
   } catch (err) {
     log('memory-unreadable', { file: MEMORY_FILE, error: String(err) });
     return none;

@@ -298,7 +298,7 @@ export const clusterFileSchema = z
           .min(1000)
           .default(3000)
           .describe(
-            "An agent that cannot confirm in etcd that its machine is active for this long stops the application by itself (self-fencing); default 3000. Also the TTL (rounded up to whole seconds) of each app machine's claim in etcd: a newly activated machine waits until the old machine dropped its claim or it expired, so a failover away from a dead machine takes at least this long after its last renewal.",
+            "An agent that cannot confirm in etcd that its machine is active for this long stops the application by itself (self-fencing), unless every other app machine's agent confirms it may go on (the ride-out of an etcd outage; each such confirmation holds for this long, less a tenth); default 3000. Also the TTL (rounded up to whole seconds) of each app machine's claim in etcd: a newly activated machine waits until the old machine dropped its claim or it expired, so a failover away from a dead machine takes at least this long after its last renewal.",
           ),
       })
       .prefault({})

@@ -3,6 +3,7 @@
  * which writes the database acknowledged: the probe for failover tests and benchmarks.
  */
 import pg from 'pg';
+import { sleep } from '../util/exec.ts';
 
 export interface WriteSample {
   /** performance.now() when the write was acknowledged. */
@@ -34,7 +35,14 @@ export class AckWriter {
   constructor(private readonly o: WriterOptions) {}
 
   async prepare(): Promise<void> {
-    const c = await this.connect();
+    // Before any fault: a connection that a loaded host did not make within the write's 1 s deadline is tried again.
+    let c: pg.Client | undefined;
+    for (let attempt = 1; !c; attempt++)
+      c = await this.connect().catch(async (err: unknown) => {
+        if (attempt >= 10) throw err;
+        await sleep(500);
+        return undefined;
+      });
     await c.query('CREATE TABLE IF NOT EXISTS vigil_acks (seq bigint PRIMARY KEY, at timestamptz DEFAULT now())');
     // A writer after an earlier one on the same table goes on from its last number.
     const { rows } = await c.query<{ last: string }>('SELECT coalesce(max(seq), 0) AS last FROM vigil_acks');

@@ -16,7 +16,9 @@
  * primary's packets to etcd's client port dropped, each for 30 s, longer than Patroni's ttl, while
  * every db machine is healthy. Patroni's failsafe mode keeps the primary (it reaches every
  * member's REST API): writes through :5000 go on, nothing moves, and the same primary holds the
- * leader key again afterwards, with no operator.
+ * leader key again afterwards, with no operator. The application tier beside it, with the
+ * checker writing through :80: the active agent rides the outage out (its peers confirm it is the
+ * only one that may serve), so at least 90% of those writes succeed, and never two app machines serve.
  *
  * Not here: the primary cut off (by address, both ways) from every etcd member, which in this lab
  * cuts it off from its standby too (`etcd-cut`). Held 12 s, writes failed until about 4 s after
@@ -31,6 +33,8 @@ import { labSettled } from '../../src/lab/settle.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { UNITS } from '../../src/layout/units.ts';
 import { printJournals } from './journal.ts';
+import { Checker } from '../../src/lab/checker.ts';
+import { waitFor } from '../../src/util/exec.ts';
 
 let lab: LabHandle;
 const HOLD_MS = 12_000;
@@ -43,10 +47,11 @@ before(async () => {
 });
 after(async () => labDown());
 
-/** Patroni on the db machines and the observer: what they said explains writes that stopped. */
+/** Patroni on the db machines, the app machines' agents and the observer: what they said explains writes that stopped. */
 function journalUnits(): [string, string][] {
   return [
     ...withRole(lab.cluster, 'db').map((m): [string, string] => [m.name, UNITS.patroni]),
+    ...withRole(lab.cluster, 'app').map((m): [string, string] => [m.name, UNITS.agent]),
     ...withRole(lab.cluster, 'observer').map((m): [string, string] => [m.name, UNITS.observer]),
   ];
 }
@@ -94,11 +99,38 @@ for (const fault of DB_RELEASE_FAULTS.filter((f) => f !== 'etcd-cut')) {
 }
 
 for (const fault of DB_ETCD_OUTAGES) {
-  test(`${fault} for 30 s: writes through :5000 go on with the same primary, nothing moves, no acknowledged write lost`, async () => {
+  test(`${fault} for 30 s: writes through :5000 and :80 go on with the same primary and active machine, nothing moves, no acknowledged write lost`, async () => {
     await labSettled(lab);
     assert.ok(OUTAGE_MS > lab.cluster.timers.ttlSeconds * 1000, "the outage outlasts Patroni's leader lease");
     const wall0 = Date.now();
-    const r = await runDbFault(lab, fault, { holdMs: OUTAGE_MS, say: (l) => console.log(`# ${l}`) });
+    // The application tier beside it (the agents' ride-out, src/agent/ride-out.ts): the checker writes through :80 and samples.
+    const checker = new Checker(lab);
+    await checker.start();
+    const checkFrom = performance.now();
+    await waitFor('steady writes through :80', async () => (checker.writes.length >= 20 ? true : undefined), 60_000, 100);
+    let r: Awaited<ReturnType<typeof runDbFault>>;
+    try {
+      r = await runDbFault(lab, fault, { holdMs: OUTAGE_MS, say: (l) => console.log(`# ${l}`) });
+      const end = r.window.toMs;
+      await waitFor(
+        'writes through :80 after the outage',
+        async () => (checker.writes.filter((w) => w.ackMs > end).length >= 20 ? true : undefined),
+        60_000,
+        100,
+      );
+    } finally {
+      await checker.stop();
+    }
+    const app = checker.check({ sinceMs: checkFrom });
+    const within = (t: number) => t >= r.window.fromMs && t <= r.window.toMs;
+    const http = { acked: checker.writes.filter((w) => within(w.ackMs)).length, failed: checker.failedWritesAtMs.filter(within).length };
+    console.log(`# ${fault}: :80 ${http.acked} of ${http.acked + http.failed} writes acknowledged while etcd was out; ${app.text.split('\n')[0]}`);
+    if (app.violations.length > 0 || http.acked < 0.9 * (http.acked + http.failed)) await printJournals(journalUnits(), wall0, Date.now());
+    assert.deepEqual(app.violations, [], app.text);
+    assert.ok(
+      http.acked >= 0.9 * (http.acked + http.failed),
+      `writes through :80 went on while etcd was out (${http.acked} of ${http.acked + http.failed} acknowledged)`,
+    );
     console.log(`# ${fault}: ${JSON.stringify({ ...r, missing: r.missing.length, proxyLog: undefined })}`);
     for (const l of r.proxyLog) console.log(`#   haproxy: ${l}`);
     assert.ok(r.samples > 30, `HAProxy's servers were sampled (${r.samples} samples)`);

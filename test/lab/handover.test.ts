@@ -15,6 +15,13 @@
  * every sample of the other said yes (src/lab/invariants.ts, provenOverlaps), so sampling skew
  * cannot make one up. With the handover taken out (isActive() without the claim), this test
  * fails: the old agent answers active and /role 200 for about 3.5 s after the new one is active.
+ *
+ * It is also the dangerous case of the agents' ride-out of an etcd outage (src/agent/ride-out.ts):
+ * the old machine cannot reach etcd but reaches the other app machine, and asks it whether it may
+ * go on serving. That machine says yes while its record names the old one, and refuses once it
+ * has learned of the failover; each yes is a promise not to become active for one lease, which
+ * holds it back even after etcd named it and the old claim expired. With that promise taken out
+ * (isActive() without it), this test fails (see docs/failure-semantics.md).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,7 +81,9 @@ describe('handover: a new app machine never serves while the old one may', () =>
     const wall = Date.now() - (performance.now() - faultAt);
     for (const machine of [old.name, first.target]) {
       const lines = await unitJournal(machine, 'vigil-agent.service', wall - 1000).catch(() => []);
-      for (const l of lines.filter((x) => /"event":"(self-fence|stop-services|start-services|handover-wait|handover-done|active-record)"/.test(x.message)))
+      for (const l of lines.filter((x) =>
+        /"event":"(self-fence|stop-services|start-services|handover-wait|handover-done|active-record|ride-out|ride-out-refused)"/.test(x.message),
+      ))
         console.log(`#   ${at(performance.now() - (Date.now() - l.atMs))} ${machine} ${l.message.slice(0, 200)}`);
     }
     const oldAfter = statuses().filter((x) => x.target === old.name && x.sentMs >= first.answeredMs);
