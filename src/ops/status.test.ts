@@ -30,6 +30,7 @@ const base: ClusterStatus = {
     { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], hasAgent: true, agent: null },
   ],
   events: [{ seq: 7, at: '2026-11-25T00:00:01Z', type: 'failover', message: 'failover: app2 -> app1', node: 'app1', epoch: 3 }],
+  airgap: null,
 };
 
 test("status names the active node, the leader and each machine's state", () => {
