@@ -256,8 +256,8 @@ function agentView(agent: Agent): AgentView {
   return { record: agent.record, confirmedAtBootMs, active: agent.isActive() };
 }
 
-/** The air-gap set this app machine holds (src/airgap/check.ts), checked at most every 2 s. */
-async function patchDirCheck(dir: string): Promise<() => Promise<PatchDirState>> {
+/** The air-gap set this app machine holds (src/airgap/check.ts), checked in the background at most every 2 s. */
+async function patchDirCheck(dir: string): Promise<() => PatchDirState | undefined> {
   const { PatchDirChecker, throttledCheck } = await import('../airgap/check.ts');
   const { PARTIAL_DIR } = await import('../sync/protocol.ts');
   return throttledCheck(new PatchDirChecker(dir, [PARTIAL_DIR]));
@@ -269,7 +269,7 @@ async function status(
   machine: Machine,
   sync?: FileSync,
   fence?: DbFenceParts,
-  patches?: () => Promise<PatchDirState>,
+  patches?: () => PatchDirState | undefined,
 ): Promise<AgentStatus> {
   const s: AgentStatus = {
     node: machine.name,
@@ -287,7 +287,8 @@ async function status(
   if (fence)
     s.dbFence = { patroniVersion: fence.patroniVersion, patroniGate: fence.gate !== undefined, fences: fence.fence.fences, lastReason: fence.fence.lastReason };
   if (sync) s.sync = sync.status(agentView(agent));
-  if (patches) s.airgap = await patches();
+  const airgap = patches?.();
+  if (airgap) s.airgap = airgap;
   for (const path of [ROOTS.data]) {
     const fs = await statfs(path).catch(() => undefined);
     if (fs) s.disk.push({ path, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize });

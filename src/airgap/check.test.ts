@@ -4,7 +4,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBundle } from './bundle.ts';
-import { PatchDirChecker, describePatchDir } from './check.ts';
+import { PatchDirChecker, describePatchDir, throttledCheck } from './check.ts';
+import type { PatchDirState } from '../model/ha.ts';
 import { importBundle } from './import.ts';
 import { initKeys, readTrust } from './keys.ts';
 
@@ -53,4 +54,23 @@ test('a directory with no import, and one whose record was edited, never count a
   const edited = await new PatchDirChecker(dir).check();
   assert.equal(edited.matches, false);
   assert.match(edited.error ?? '', /does not hold the manifest its state\.json names/);
+});
+
+test("the agent's view never waits for a check: the last result, a new check in the background once it is old", async () => {
+  let calls = 0;
+  let finish: (s: PatchDirState) => void = () => undefined;
+  const checker = {
+    check: () => {
+      calls++;
+      return new Promise<PatchDirState>((resolve) => (finish = resolve));
+    },
+  } as unknown as PatchDirChecker;
+  const view = throttledCheck(checker, 0);
+  assert.equal(view(), undefined, 'nothing yet, and no waiting for the check under way');
+  assert.equal(view(), undefined);
+  assert.equal(calls, 1, 'one check at a time');
+  finish({ sequence: 3 } as PatchDirState);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(view()?.sequence, 3);
+  assert.equal(calls, 2, 'a result older than maxAgeMs starts the next check');
 });

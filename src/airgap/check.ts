@@ -168,23 +168,27 @@ export function describePatchDir(s: PatchDirState): string {
 }
 
 /**
- * For the agent's GET /status, asked every observer cycle: the last result while it is younger
- * than `maxAgeMs`, and one check at a time however many ask.
+ * For the agent's GET /status, asked every observer cycle with a short deadline: never waits for
+ * a check (hashing a large new set takes seconds). It answers the last result (undefined before
+ * the first one is done) and starts a new check in the background once that result is older
+ * than `maxAgeMs`; one check at a time.
  */
-export function throttledCheck(checker: PatchDirChecker, maxAgeMs = 2000): () => Promise<PatchDirState> {
+export function throttledCheck(checker: PatchDirChecker, maxAgeMs = 2000): () => PatchDirState | undefined {
   let last: { at: number; state: PatchDirState } | null = null;
-  let running: Promise<PatchDirState> | null = null;
+  let running = false;
   return () => {
-    if (last && performance.now() - last.at < maxAgeMs) return Promise.resolve(last.state);
-    running ??= checker
-      .check()
-      .then((state) => {
-        last = { at: performance.now(), state };
-        return state;
-      })
-      .finally(() => {
-        running = null;
-      });
-    return running;
+    if (!running && (!last || performance.now() - last.at >= maxAgeMs)) {
+      running = true;
+      void checker
+        .check()
+        .then((state) => {
+          last = { at: performance.now(), state };
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          running = false;
+        });
+    }
+    return last?.state;
   };
 }
