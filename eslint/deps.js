@@ -27,15 +27,15 @@ export const ALLOWED = {
   remote: ['config', 'layout', 'util'],
   events: ['etcd', 'model', 'util'],
   alerts: ['config', 'model', 'util'],
-  airgap: ['util'],
+  airgap: ['model', 'util'],
 
   render: ['config', 'layout', 'model', 'patroni', 'util'],
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],
   sync: ['config', 'events', 'layout', 'model', 'remote', 'util'],
 
-  agent: ['config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'sync', 'util'],
+  agent: ['airgap', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'sync', 'util'],
   observer: ['agent/client.ts', 'alerts', 'config', 'etcd', 'events', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'util'],
-  ops: ['agent/client.ts', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'util'],
+  ops: ['agent/client.ts', 'airgap', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'remote', 'render', 'util'],
   doctor: ['agent/client.ts', 'config', 'etcd', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'util'],
   apply: ['agent/client.ts', 'config', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'sync', 'util'],
   init: ['alerts', 'config', 'layout', 'pki', 'remote', 'util'],

@@ -13,7 +13,7 @@ import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
 import { openStore, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
-import { type AgentStatus } from '../model/ha.ts';
+import { type AgentStatus, type PatchDirState } from '../model/ha.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import { createMtlsServer } from '../mtls/mtls.ts';
 import { loadPki } from '../pki/ca.ts';
@@ -135,6 +135,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     { leaseMs: cluster.timers.agentLeaseMs },
     await recall(),
   );
+  const patches = machine.roles.includes('app') && cluster.application.patchDir ? await patchDirCheck(cluster.application.patchDir) : undefined;
   const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, log }) : undefined;
   const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
@@ -145,7 +146,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     host: machine.address,
     port: AGENT_PORT,
     handler: agentHandler({
-      status: () => status(agent, cluster, machine, sync, fence),
+      status: () => status(agent, cluster, machine, sync, fence, patches),
       roleOk: () => agent.roleCheck(),
       fence: (e) => agent.fence(e),
       writers: observers,
@@ -294,7 +295,21 @@ function agentView(agent: Agent): AgentView {
   return { record: agent.record, confirmedAtBootMs, active: agent.isActive() };
 }
 
-async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync, fence?: DbFenceParts): Promise<AgentStatus> {
+/** The air-gap set this app machine holds (src/airgap/check.ts), checked in the background at most every 2 s. */
+async function patchDirCheck(dir: string): Promise<() => PatchDirState | undefined> {
+  const { PatchDirChecker, throttledCheck } = await import('../airgap/check.ts');
+  const { PARTIAL_DIR } = await import('../sync/protocol.ts');
+  return throttledCheck(new PatchDirChecker(dir, [PARTIAL_DIR]));
+}
+
+async function status(
+  agent: Agent,
+  cluster: Cluster,
+  machine: Machine,
+  sync?: FileSync,
+  fence?: DbFenceParts,
+  patches?: () => PatchDirState | undefined,
+): Promise<AgentStatus> {
   const s: AgentStatus = {
     node: machine.name,
     active: agent.isActive(),
@@ -311,6 +326,8 @@ async function status(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
   if (fence)
     s.dbFence = { patroniVersion: fence.patroniVersion, patroniGate: fence.gate !== undefined, fences: fence.fence.fences, lastReason: fence.fence.lastReason };
   if (sync) s.sync = sync.status(agentView(agent));
+  const airgap = patches?.();
+  if (airgap) s.airgap = airgap;
   for (const path of [ROOTS.data]) {
     const fs = await statfs(path).catch(() => undefined);
     if (fs) s.disk.push({ path, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize });

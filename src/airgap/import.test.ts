@@ -88,3 +88,27 @@ test('a second import while one holds the lock is refused; a lock left by a dead
   await t.run(b);
   assert.deepEqual(await t.set(), OLD);
 });
+
+test("a directory behind the cluster's record (floor) refuses what the cluster refused and takes the cluster's own bundle", async () => {
+  const t = await setup();
+  const b1 = await t.make('b1', OLD);
+  const b2 = await t.make('b2', NEW);
+  const trust = (await readTrust(join(t.d, 'trust.json'))).chain;
+  const m2 = JSON.parse(await readFile(join(b2, 'manifest.json'), 'utf8')) as { sequence: number };
+  const { createHash } = await import('node:crypto');
+  const floor = {
+    sequence: m2.sequence,
+    manifestSha256: createHash('sha256')
+      .update(await readFile(join(b2, 'manifest.json')))
+      .digest('hex'),
+  };
+  const run = (bundle: string) => importBundle({ bundle, target: t.target, trust, trustPath: join(t.d, 'trust.json'), floor });
+  // The directory holds nothing: without the floor bundle 1 would be imported.
+  await assert.rejects(run(b1), (err: Error & { code?: string }) => err.code === 'AIRGAP_OLDER');
+  assert.equal(await readState(t.target), null);
+  // The cluster's own bundle is imported here, not taken as already imported.
+  const r = await run(b2);
+  assert.equal(r.status, 'imported');
+  assert.deepEqual(await t.set(), NEW);
+  assert.equal((await run(b2)).status, 'already-imported');
+});

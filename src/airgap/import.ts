@@ -38,6 +38,12 @@ export interface ImportOptions {
   trustPath: string;
   now?: Date;
   progress?: (line: string) => void;
+  /**
+   * The cluster's record (etcd, src/airgap/cluster.ts), which outranks the directory's own: a
+   * machine whose directory missed an import (down, rebuilt, restored) still refuses what the
+   * cluster refused. A bundle with the record's sequence is taken only if it is that same bundle.
+   */
+  floor?: LastImport;
   /** Tests only: stop with an error right after this step, as a crash would. */
   crashAfter?: ImportStep;
 }
@@ -158,9 +164,12 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
   return withLock(p.lock, async () => {
     const resumed = await recover(o.target);
     const current = await readState(o.target);
-    const last: LastImport | undefined = current
+    const own: LastImport | undefined = current
       ? { sequence: current.sequence, manifestSha256: current.manifestSha256, importedAt: current.importedAt }
       : undefined;
+    // Behind the cluster: judged against the cluster's record; its own bundle is then imported here, not skipped.
+    const behind = o.floor !== undefined && (own === undefined || own.sequence < o.floor.sequence);
+    const last: LastImport | undefined = behind ? o.floor : own;
     await mkdir(p.staging);
     let verified: Verified;
     try {
@@ -186,7 +195,10 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
           };
         },
       };
-      verified = await verifyBundle(o.bundle, { trust: o.trust, trustSource: o.trustPath, last, now: o.now, sink, progress: o.progress });
+      const verify = (l: LastImport | undefined) =>
+        verifyBundle(o.bundle, { trust: o.trust, trustSource: o.trustPath, last: l, now: o.now, sink, progress: o.progress });
+      verified = await verify(last);
+      if (behind && verified.status === 'already-imported') verified = await verify({ sequence: o.floor!.sequence - 1, importedAt: o.floor!.importedAt });
     } catch (err) {
       await rm(p.staging, { recursive: true, force: true });
       throw err;

@@ -2,7 +2,9 @@
  * `vigil airgap ...`: keys, fetch and bundle on the outside machine; verify and the local import
  * inside. The work is in src/airgap, loaded on use. Progress goes to stderr, results to stdout.
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { Machine } from '../config/schema.ts';
+import { labOption, requireLab, type LabTarget } from './checkout.ts';
 
 const toStderr = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -12,7 +14,7 @@ const positiveInt = (v: string): number => {
   return n;
 };
 
-export function registerAirgap(program: Command): void {
+export function registerAirgap(program: Command, lab?: LabTarget): void {
   const airgap = program.command('airgap').description('carry patches into an isolated network: fetch, bundle and sign outside; verify and import inside');
 
   const keys = airgap.command('keys').description('the ed25519 signing key and the root of trust the cluster holds');
@@ -121,22 +123,88 @@ export function registerAirgap(program: Command): void {
       );
     });
 
-  airgap
-    .command('import')
-    .description('verify a bundle and place its files into a directory on this machine, atomically (the cluster-wide import is not built yet)')
-    .argument('<bundle>', 'the bundle directory')
-    .requiredOption('--trust <file>', "the cluster's trust file (rewritten if the bundle carries a rotation)")
-    .requiredOption('--target <dir>', 'the directory that receives the set (e.g. the application patch directory)')
-    .action(async (bundle: string, o: { trust: string; target: string }) => {
-      const { readTrust } = await import('../airgap/keys.ts');
-      const { importBundle } = await import('../airgap/import.ts');
-      const { chain } = await readTrust(o.trust);
-      const r = await importBundle({ bundle, target: o.target, trust: chain, trustPath: o.trust, progress: toStderr });
-      if (r.resumed) process.stdout.write('finished an interrupted import first\n');
-      process.stdout.write(
-        r.status === 'already-imported'
-          ? `bundle sequence ${r.state.sequence} is already in ${o.target}: nothing to do\n`
-          : `imported bundle ${r.state.bundleId} sequence ${r.state.sequence} into ${o.target}\n`,
-      );
-    });
+  labOption(
+    airgap
+      .command('import')
+      .description(
+        'import a bundle into the cluster: verify it, back up the database, copy it to the active app machine and import it there into application.patchDir (file sync carries it to the standbys); with --target, into a directory of this machine',
+      )
+      .argument('<bundle>', 'the bundle directory')
+      .requiredOption('--trust <file>', "the cluster's trust file (rewritten if the bundle carries a rotation)")
+      .option('-c, --config <file>', 'cluster file (its pki/ directory holds the admin certificate; SSH trust files beside it)', 'vigil.yaml')
+      .option('--target <dir>', 'import into this directory of this machine instead of the cluster (what the cluster import runs on the active machine)')
+      .addOption(new Option('--floor <sequence:sha256>', "with --target: the cluster's last import, which outranks the directory's own").hideHelp()),
+    lab,
+  ).action(async (bundle: string, o: { trust: string; config: string; lab?: boolean; target?: string; floor?: string }) => {
+    if (o.target === undefined) return importIntoCluster(bundle, o, lab);
+    const { readTrust } = await import('../airgap/keys.ts');
+    const { importBundle } = await import('../airgap/import.ts');
+    const { chain } = await readTrust(o.trust);
+    const floor = o.floor === undefined ? undefined : parseFloor(o.floor);
+    const r = await importBundle({ bundle, target: o.target, trust: chain, trustPath: o.trust, floor, progress: toStderr });
+    if (r.resumed) process.stdout.write('finished an interrupted import first\n');
+    process.stdout.write(
+      r.status === 'already-imported'
+        ? `bundle sequence ${r.state.sequence} is already in ${o.target}: nothing to do\n`
+        : `imported bundle ${r.state.bundleId} sequence ${r.state.sequence} into ${o.target}\n`,
+    );
+  });
+
+  labOption(
+    airgap
+      .command('status')
+      .description("which bundle every app machine holds, and whether its patch directory matches the bundle's manifest")
+      .option('-c, --config <file>', 'cluster file (its pki/ directory holds the admin certificate)', 'vigil.yaml')
+      .option('--json', 'machine-readable output'),
+    lab,
+  ).action(async (o: { config: string; lab?: boolean; json?: boolean }) => {
+    const { withOps } = await import('../ops/context.ts');
+    const { clusterStatus } = await import('../ops/status.ts');
+    const { formatAirgapStatus } = await import('../ops/airgap-status.ts');
+    const s = await withOps(o.lab ? requireLab(lab).ops : { config: o.config }, (ctx) => clusterStatus(ctx, 0));
+    if (!s.airgap) {
+      const { VigilError, problem } = await import('../util/errors.ts');
+      throw new VigilError('AIRGAP_CLUSTER', [
+        problem(
+          'application.patchDir',
+          'is not set in the cluster file',
+          "set it to the application's patch directory (one of application.syncDirs) and run `vigil apply`",
+        ),
+      ]);
+    }
+    process.stdout.write(`${o.json ? JSON.stringify(s.airgap, null, 2) : formatAirgapStatus(s.airgap)}\n`);
+    if (!s.airgap.converged && s.airgap.last) process.exitCode = 3;
+  });
+}
+
+/** `--floor 7:<sha256>`: the cluster's record as the machine's import takes it. */
+function parseFloor(v: string): { sequence: number; manifestSha256: string } {
+  const m = /^(\d+):([0-9a-f]{64})$/.exec(v);
+  if (!m) throw new InvalidArgumentError('must be SEQUENCE:SHA256');
+  return { sequence: Number(m[1]), manifestSha256: m[2]! };
+}
+
+/** The cluster import (src/airgap/cluster.ts) with the cluster file's (or the lab's) etcd and machines. */
+async function importIntoCluster(bundle: string, o: { trust: string; config: string; lab?: boolean }, lab?: LabTarget): Promise<void> {
+  const { openOps } = await import('../ops/context.ts');
+  const { importToCluster } = await import('../ops/airgap-import.ts');
+  const ctx = await openOps(o.lab ? requireLab(lab).ops : { config: o.config });
+  try {
+    const openShell = o.lab
+      ? (await requireLab(lab).doctor()).openShell
+      : await import('../remote/ssh.ts').then(
+          ({ openClusterSsh }) =>
+            (m: Machine) =>
+              openClusterSsh(o.config, m),
+        );
+    const r = await importToCluster({ cluster: ctx.cluster, store: ctx.store, events: ctx.events, openShell, bundle, trustPath: o.trust, progress: toStderr });
+    process.stdout.write(
+      r.status === 'already-imported'
+        ? `bundle sequence ${r.record.sequence} is the cluster's last import and ${r.record.node} holds it: nothing to do\n`
+        : `imported bundle ${r.record.bundleId} sequence ${r.record.sequence} on ${r.record.node}; recorded in etcd${r.backup ? `; database backup ${r.backup.machine}:${r.backup.path}` : ''}\n` +
+            'file sync carries it to the standbys: `vigil airgap status` shows when every app machine holds it\n',
+    );
+  } finally {
+    await ctx.close();
+  }
 }

@@ -31,7 +31,7 @@ export function buildProgram(extras?: CheckoutExtras): Command {
   registerPreflight(program, extras?.lab);
   registerApply(program);
   registerDoctor(program, extras?.lab);
-  registerAirgap(program);
+  registerAirgap(program, extras?.lab);
   registerDaemons(program);
   return program;
 }

@@ -420,6 +420,13 @@ export const clusterFileSchema = z
           )
           .default(['/var/lib/vigil/app/attachments'])
           .describe('Directories file sync carries from the active app machine to the standbys.'),
+        patchDir: z
+          .string()
+          .startsWith('/', { message: 'must be an absolute path' })
+          .optional()
+          .describe(
+            "The application's patch directory: `vigil airgap import` places a bundle's files there on the active machine, and every app machine's agent checks it against the bundle's manifest (docs/airgap.md). Must be one of `syncDirs`, so file sync carries it to the standbys.",
+          ),
         passwordFiles: z
           .array(passwordFileSchema)
           .default([])
@@ -431,6 +438,14 @@ export const clusterFileSchema = z
             "The application's own HTTPS endpoints (besides HAProxy's :443): `vigil doctor` checks on every app machine that the settings name a certificate and key that exist, are readable by the service's user, match and are not expiring, and on the active machine that the port listens.",
           ),
         backendTls: backendTlsSchema.optional(),
+      })
+      .superRefine((a, ctx) => {
+        if (a.patchDir !== undefined && !a.syncDirs.includes(a.patchDir))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['patchDir'],
+            message: `${a.patchDir} is not one of application.syncDirs (${a.syncDirs.join(', ')}): file sync would not carry an import to the standbys; add it to syncDirs`,
+          });
       })
       .prefault({})
       .describe('The application Vigil keeps available.'),

@@ -363,6 +363,58 @@ describe('database, proxy and application state', () => {
     assert.match(x.fix, /ls -lR \/var\/lib\/vigil\/sync\/quarantine.*on app1/);
   });
 
+  test("air gap: a standby behind the cluster's record, and an active machine whose files differ, each fail with what to do", () => {
+    const c = clusterFixture('distributed', {
+      application: { syncDirs: ['/var/lib/vigil/app/attachments', '/var/lib/vigil/app/patches'], patchDir: '/var/lib/vigil/app/patches' },
+    });
+    const f = structuredClone(healthyFacts(c, renderedOf(c, secrets), pki));
+    const sha = 'a'.repeat(64);
+    const held = (sequence: number, over: object = {}) => ({
+      dir: '/var/lib/vigil/app/patches',
+      sequence,
+      bundleId: 'b'.repeat(32),
+      manifestSha256: sha,
+      files: 2,
+      missing: [],
+      extra: [],
+      different: [],
+      counts: { missing: 0, extra: 0, different: 0 },
+      matches: true,
+      error: null,
+      checkedAt: '2026-12-07T12:00:00Z',
+      ...over,
+    });
+    const st = f.cluster.state as { ok: true; value: { airgap?: unknown } };
+    st.value.airgap = { sequence: 2, bundleId: 'b'.repeat(32), manifestSha256: sha, node: 'app1', importedAt: '2026-12-07T12:00:00Z', backup: null };
+    f.cluster.agents.find((a) => a.machine === 'app1')!.status!.airgap = held(2);
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.airgap = held(1);
+    let x = findings(f, c).filter((y) => y.check === 'airgap');
+    assert.deepEqual(
+      x.map((y) => `${y.machine} ${y.severity}`),
+      ['app2 fail'],
+    );
+    assert.match(x[0]!.what, /app2 holds bundle sequence 1 in \/var\/lib\/vigil\/app\/patches; the cluster imported sequence 2 on app1/);
+    assert.match(x[0]!.fix, /file sync carries it from the active machine/);
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.airgap = held(2);
+    f.cluster.agents.find((a) => a.machine === 'app1')!.status!.airgap = held(2, {
+      matches: false,
+      different: ['kb.msu'],
+      counts: { missing: 0, extra: 0, different: 1 },
+    });
+    x = findings(f, c).filter((y) => y.check === 'airgap');
+    assert.deepEqual(
+      x.map((y) => `${y.machine} ${y.severity}`),
+      ['app1 fail'],
+    );
+    assert.match(x[0]!.what, /differs from the manifest of bundle sequence 2: 1 different \(kb\.msu\)/);
+    assert.match(x[0]!.why, /patches nobody signed/);
+    // Without application.patchDir there is nothing to check.
+    assert.deepEqual(
+      findings(facts()).filter((y) => y.check === 'airgap'),
+      [],
+    );
+  });
+
   test('stale primary: Patroni 3.0.2 and a missing watchdog device warn; required without a device fails; an unused device warns', () => {
     const f = facts();
     machine(f, 'db1').dbSafety = { patroniVersion: got('patroni 3.0.2'), watchdogDevice: got(false) };

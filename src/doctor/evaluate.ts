@@ -3,7 +3,7 @@
  * then the per-machine statuses, the summary and the exit status.
  */
 import { checkAppTls } from './checks/app-tls.ts';
-import { checkAgents, checkAppVersion, checkClusterState, checkFileSync, checkServices } from './checks/app.ts';
+import { checkAgents, checkAirgap, checkAppVersion, checkClusterState, checkFileSync, checkServices } from './checks/app.ts';
 import type { EvalContext } from './checks/context.ts';
 import { checkEtcd, checkPatroni, checkReplication, checkStalePrimary } from './checks/database.ts';
 import { checkClock, checkDisk, checkOwnership } from './checks/host.ts';
@@ -32,6 +32,7 @@ const CHECKS: ((ctx: EvalContext, r: Results) => void)[] = [
   checkServices,
   checkAppVersion,
   checkFileSync,
+  checkAirgap,
   checkPasswords,
   checkAppTls,
   checkBackendTls,

@@ -92,8 +92,13 @@ async function vigilState(cluster: Cluster, timeoutMs: number): Promise<ClusterF
     return failed(`etcd does not answer: ${errorText(err)}`);
   }
   try {
-    const [active, observerLeader, maintenance] = await Promise.all([store.getActive(), store.currentLeader(), store.getMaintenance()]);
-    return got({ active: active?.record ?? null, observerLeader, maintenance });
+    const [active, observerLeader, maintenance, airgap] = await Promise.all([
+      store.getActive(),
+      store.currentLeader(),
+      store.getMaintenance(),
+      cluster.application.patchDir ? store.getAirgap() : null,
+    ]);
+    return got({ active: active?.record ?? null, observerLeader, maintenance, airgap: airgap?.record ?? null });
   } catch (err) {
     return failed(errorText(err));
   } finally {

@@ -5,7 +5,7 @@
  * secret: a password file is reduced to "same / differs / missing" where it is read.
  */
 import type { Role } from '../config/schema.ts';
-import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader } from '../model/ha.ts';
+import type { ActiveRecord, AgentStatus, AirgapRecord, Maintenance, ObserverLeader } from '../model/ha.ts';
 import type { ServerState } from '../proxy/runtime.ts';
 import type { ClockProbe, DiskUsage, Listener, PasswordFileFact, PathStat, PortProbe, Probe } from '../facts/probe.ts';
 import type { TlsEndpointFact } from '../facts/app-settings.ts';
@@ -34,6 +34,7 @@ export const CHECKS = [
   'app-version',
   'agent',
   'file-sync',
+  'airgap',
   'cluster-state',
   'stale-primary',
   'app-tls',
@@ -199,7 +200,7 @@ export interface ClusterFacts {
   /** Member names etcd lists (POST /v3/cluster/member/list). */
   etcdMembers: Probe<string[]>;
   /** Vigil's records in etcd. */
-  state: Probe<{ active: ActiveRecord | null; observerLeader: ObserverLeader | null; maintenance: Maintenance | null }>;
+  state: Probe<{ active: ActiveRecord | null; observerLeader: ObserverLeader | null; maintenance: Maintenance | null; airgap?: AirgapRecord | null }>;
   patroni: Probe<PatroniFacts>;
   /** Which db machines' Patroni REST API answered /cluster. */
   patroniAnswered: Record<string, boolean>;

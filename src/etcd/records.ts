@@ -7,6 +7,7 @@ import {
   EVENT_TYPES,
   STATES,
   type ActiveRecord,
+  type AirgapRecord,
   type Maintenance,
   type ObserverLeader,
   type ObserverState,
@@ -56,7 +57,17 @@ const eventSchema = z.object({
   details: z.record(z.string(), z.unknown()).optional(),
 });
 
+const airgapSchema = z.object({
+  sequence: z.number().int().nonnegative(),
+  bundleId: z.string().min(1),
+  manifestSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  node: z.string().min(1),
+  importedAt: z.string(),
+  backup: z.object({ machine: z.string().min(1), path: z.string().min(1) }).nullable(),
+});
+
 export const schemas = {
+  airgap: airgapSchema as z.ZodType<AirgapRecord>,
   active: activeSchema as z.ZodType<ActiveRecord>,
   claim: claimSchema as z.ZodType<ServingClaim>,
   maintenance: maintenanceSchema as z.ZodType<Maintenance>,

@@ -20,6 +20,7 @@ import {
   KEYS,
   keyPrefix,
   type ActiveRecord,
+  type AirgapRecord,
   type Maintenance,
   type ObserverLeader,
   type ObserverState,
@@ -92,6 +93,10 @@ export interface VigilStore {
   servingHold(node: string, ttlSeconds: number): ServingHold;
 
   getMaintenance(opts?: CallOptions): Promise<Maintenance | null>;
+  /** The last air-gap bundle the cluster accepted, with its revision for casAirgap. */
+  getAirgap(opts?: CallOptions): Promise<Versioned<AirgapRecord> | null>;
+  /** Writes the record only if the key is still at `expect.revision` (absent, for null); false when it moved. */
+  casAirgap(next: AirgapRecord, expect: { revision: string } | null, opts?: CallOptions): Promise<boolean>;
   /**
    * The active record, the maintenance flag and the pending request in one round trip, at one
    * revision: what the observer reads every tick (three reads were three gRPC calls).
@@ -294,6 +299,21 @@ class Store implements VigilStore {
 
   servingHold(node: string, ttlSeconds: number): ServingHold {
     return new Hold({ client: this.client, ns: this.ns, caller: this.caller, prefix: keyPrefix(this.cluster) }, node, ttlSeconds);
+  }
+
+  async getAirgap(opts?: CallOptions): Promise<Versioned<AirgapRecord> | null> {
+    const res = await this.caller.run('getAirgap', opts, (grpc) => this.ns.get(KEYS.airgap).options(grpc).exec());
+    const kv = res.kvs[0];
+    return kv ? { record: decode(schemas.airgap, 'getAirgap', this.full(KEYS.airgap), kv.value), revision: kv.mod_revision } : null;
+  }
+
+  async casAirgap(next: AirgapRecord, expect: { revision: string } | null, opts?: CallOptions): Promise<boolean> {
+    const value = encode(schemas.airgap, 'casAirgap', this.full(KEYS.airgap), next);
+    const txn = await this.caller.run('casAirgap', opts, (grpc) => {
+      const t = expect ? this.ns.if(KEYS.airgap, 'Mod', '==', expect.revision) : this.ns.if(KEYS.airgap, 'Create', '==', 0);
+      return t.then(this.ns.put(KEYS.airgap).value(value)).else(this.ns.get(KEYS.airgap)).options(grpc).commit();
+    });
+    return txn.succeeded || txn.responses[0]?.response_range?.kvs[0]?.value.toString() === value;
   }
 
   async getMaintenance(opts?: CallOptions): Promise<Maintenance | null> {

@@ -164,6 +164,9 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
         ? { command: [VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig, '--forward-activation'] }
         : { url: `http://127.0.0.1:${REFAPP_CONTROL_PORT}${REFAPP_ACTIVATION_PATH}` },
     refappStartupSeconds: shape.application?.refappStartupSeconds ?? 1,
+    // A second synced directory for air-gap imports (docs/airgap.md).
+    syncDirs: [PATHS.refappAttachments, PATHS.refappPatches],
+    patchDir: PATHS.refappPatches,
   };
 }
 

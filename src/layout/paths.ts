@@ -36,6 +36,8 @@ export const PATHS = {
   nginxConfig: `${ROOTS.etc}/nginx.conf`,
   refappConfig: `${ROOTS.etc}/refapp/application.properties`,
   refappAttachments: `${ROOTS.data}/app/attachments`,
+  /** The reference application's patch directory: where the lab's air-gap imports go (application.patchDir). */
+  refappPatches: `${ROOTS.data}/app/patches`,
   /** The reference application's HTTPS settings (appsettings.json style) and the certificate and key they name. */
   refappSettings: `${ROOTS.etc}/refapp/appsettings.json`,
   refappTlsCert: `${ROOTS.etc}/refapp/tls/refapp.pem`,

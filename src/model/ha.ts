@@ -29,6 +29,8 @@ export const KEYS = {
    * machine's claim is left (src/agent/agent.ts, "Handover").
    */
   holdersPrefix: 'holders/',
+  /** AirgapRecord: the last air-gap bundle the cluster accepted; an older one is refused cluster-wide. */
+  airgap: 'airgap/last',
 } as const;
 
 export const keyPrefix = (cluster: string): string => `/vigil/${cluster}/`;
@@ -93,6 +95,41 @@ export interface RequestAnswer {
   at: string;
 }
 
+/** The last air-gap bundle imported into the cluster (src/airgap/cluster.ts), kept in etcd. */
+export interface AirgapRecord {
+  sequence: number;
+  bundleId: string;
+  /** SHA-256 of the manifest's exact bytes: the same sequence with another manifest is another bundle. */
+  manifestSha256: string;
+  /** The active app machine it was imported on. */
+  node: string;
+  importedAt: string;
+  /** The database backup taken before it: machine and file. */
+  backup: { machine: string; path: string } | null;
+}
+
+/** An app machine's patch directory checked against the manifest of the bundle it holds (src/airgap/check.ts). */
+export interface PatchDirState {
+  dir: string;
+  /** From the directory's .vigil-airgap/state.json; null when nothing was imported there. */
+  sequence: number | null;
+  bundleId: string | null;
+  manifestSha256: string | null;
+  /** Files the manifest lists. */
+  files: number;
+  /** Listed but absent; present but not listed; present with another size or SHA-256 (at most 20 of each named). */
+  missing: string[];
+  extra: string[];
+  different: string[];
+  /** Counts, when the lists were cut. */
+  counts: { missing: number; extra: number; different: number };
+  /** Nothing missing, extra or different, and the recorded manifest is intact. */
+  matches: boolean;
+  /** Why the directory could not be checked (unreadable manifest, a state that does not match it). */
+  error: string | null;
+  checkedAt: string;
+}
+
 export const EVENT_TYPES = [
   'bootstrap', // first active node chosen
   'failover', // active node replaced after a failure
@@ -110,6 +147,8 @@ export const EVENT_TYPES = [
   'sync-recovered', // it works again
   'primary-fenced', // a db machine's agent ended a stale PostgreSQL primary and its Patroni
   'db-leader-released', // the observer revoked a dead primary's Patroni leader lease: the standby takes over
+  'airgap-import', // an air-gap bundle was imported into the cluster
+  'airgap-refused', // an air-gap bundle was refused (older, tampered, unsigned, expired ...) or its import failed
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
@@ -164,6 +203,8 @@ export interface AgentStatus {
   disk: { path: string; freeBytes: number; totalBytes: number }[];
   /** File sync between app machines (app machines only). */
   sync?: SyncStatus;
+  /** App machines with `application.patchDir`: the air-gap set this machine holds, checked. */
+  airgap?: PatchDirState;
 }
 
 /** Why pushes to a standby fail, as file sync classifies rsync's and ssh's errors. */

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { airgapStatus } from './airgap-status.ts';
 import { formatStatus, type ClusterStatus } from './status.ts';
 
 const base: ClusterStatus = {
@@ -30,6 +31,7 @@ const base: ClusterStatus = {
     { name: 'app2', address: '10.0.0.12', roles: ['app', 'db'], hasAgent: true, agent: null },
   ],
   events: [{ seq: 7, at: '2026-11-25T00:00:01Z', type: 'failover', message: 'failover: app2 -> app1', node: 'app1', epoch: 3 }],
+  airgap: null,
 };
 
 test("status names the active node, the leader and each machine's state", () => {
@@ -144,4 +146,59 @@ test('status says when an activated machine waits for the old one to stop (the h
   const waiting = { ...app1.agent!, active: false, waitingFor: ['app2'] };
   const out = formatStatus({ ...base, machines: [base.machines[0]!, { ...app1, agent: waiting }, base.machines[2]!] });
   assert.match(out, /app1 .* STARTING, waits for app2 to stop/);
+});
+
+test("status shows the air gap: the cluster's last import and what each app machine holds", () => {
+  const sha = 'a'.repeat(64);
+  const held = (sequence: number, over: object = {}) => ({
+    dir: '/var/lib/vigil/app/patches',
+    sequence,
+    bundleId: 'b'.repeat(32),
+    manifestSha256: sha,
+    files: 2,
+    missing: [],
+    extra: [],
+    different: [],
+    counts: { missing: 0, extra: 0, different: 0 },
+    matches: true,
+    error: null,
+    checkedAt: '2026-12-07T12:00:00Z',
+    ...over,
+  });
+  const last = {
+    sequence: 2,
+    bundleId: 'b'.repeat(32),
+    manifestSha256: sha,
+    node: 'app1',
+    importedAt: '2026-12-07T12:00:00Z',
+    backup: { machine: 'db1', path: '/var/backups/vigil/airgap/x.dump' },
+  };
+  const agents = new Map([
+    ['app1', { airgap: held(2) } as never],
+    ['app2', { airgap: held(1, { matches: false, different: ['kb.msu'], counts: { missing: 0, extra: 0, different: 1 } }) } as never],
+  ]);
+  const cluster = {
+    application: { patchDir: '/var/lib/vigil/app/patches' },
+    machines: [
+      { name: 'app1', roles: ['app'] },
+      { name: 'app2', roles: ['app'] },
+    ],
+  } as never;
+  const airgap = airgapStatus(cluster, last, agents);
+  assert.equal(airgap.converged, false);
+  assert.deepEqual(
+    airgap.machines.map((m) => [m.name, m.current]),
+    [
+      ['app1', true],
+      ['app2', false],
+    ],
+  );
+  const out = formatStatus({ ...base, airgap });
+  assert.match(
+    out,
+    /air gap\n {2}patch directory \/var\/lib\/vigil\/app\/patches; the cluster's last import: sequence 2 .* backup db1:\/var\/backups\/vigil\/airgap\/x\.dump/,
+  );
+  assert.match(out, / {4}app1 +sequence 2, 2 file\(s\), matches its manifest\n/);
+  assert.match(out, / {4}app2 +sequence 1, DIFFERS from its manifest: 1 different \(kb\.msu\) BEHIND: the cluster is at 2/);
+  assert.match(out, /NOT every app machine holds the last bundle/);
 });

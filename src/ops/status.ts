@@ -7,6 +7,7 @@ import type { ActiveRecord, AgentStatus, Maintenance, ObserverLeader, ObserverSt
 import { agentOf } from '../agent/client.ts';
 import { agentMachines, runsAgent } from '../config/schema.ts';
 import type { OpsContext } from './context.ts';
+import { airgapStatus, formatAirgapStatus, type AirgapStatus } from './airgap-status.ts';
 
 export interface ClusterStatus {
   cluster: string;
@@ -18,13 +19,15 @@ export interface ClusterStatus {
   /** `hasAgent`: an agent runs there (config/schema.ts runsAgent); `agent`: its status, null when it did not answer. */
   machines: { name: string; address: string; roles: string[]; hasAgent: boolean; agent: AgentStatus | null }[];
   events: StoredEvent[];
+  /** The air gap (docs/airgap.md): the cluster's last bundle and what every app machine holds; null without application.patchDir. */
+  airgap: AirgapStatus | null;
 }
 
 export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<ClusterStatus> {
   const { cluster, store } = ctx;
   const pki = await ctx.admin();
   const withAgents = agentMachines(cluster);
-  const [active, maintenance, observerLeader, observerState, events, agents] = await Promise.all([
+  const [active, maintenance, observerLeader, observerState, events, agents, airgap] = await Promise.all([
     store.getActive(),
     store.getMaintenance(),
     store.currentLeader(),
@@ -38,6 +41,7 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
           .catch(() => undefined),
       ),
     ),
+    cluster.application.patchDir ? store.getAirgap() : null,
   ]);
   const byName = new Map(withAgents.map((m, i) => [m.name, agents[i] ?? null]));
   return {
@@ -54,6 +58,7 @@ export async function clusterStatus(ctx: OpsContext, eventCount = 5): Promise<Cl
       agent: byName.get(m.name) ?? null,
     })),
     events,
+    airgap: cluster.application.patchDir ? airgapStatus(cluster, airgap?.record ?? null, byName) : null,
   };
 }
 
@@ -108,6 +113,14 @@ export function formatStatus(s: ClusterStatus): string {
   if (fences.length) lines.push('', 'stale-primary fence', ...fences);
   const sync = formatSync(s);
   if (sync.length) lines.push('', 'file sync', ...sync);
+  if (s.airgap)
+    lines.push(
+      '',
+      'air gap',
+      ...formatAirgapStatus(s.airgap)
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
   if (s.events.length) {
     lines.push('');
     lines.push('last events');

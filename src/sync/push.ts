@@ -64,6 +64,11 @@ export class Pusher {
         root,
         onChange: (rel) => this.changed(i, rel),
         onDegraded: (reason) => this.o.log('sync-watch-degraded', { dir: root, reason }),
+        // A replaced root (an air-gap import): a full reconciliation carries the new set and removes what it no longer holds.
+        onReplaced: () => {
+          this.o.log('sync-root-replaced', { dir: root });
+          this.reconcileNow();
+        },
       });
       this.watchers.push(w);
     }

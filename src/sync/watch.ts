@@ -4,10 +4,15 @@
  * sends whatever the path holds when it runs, and the periodic full reconciliation catches what
  * a watch missed (a full inotify queue, the watch limit, a restart). When a watch cannot be added
  * the watcher says so (`degraded`) and keeps the others.
+ *
+ * The root itself can be replaced by a rename (an air-gap import swaps the patch directory for
+ * its verified copy, src/airgap/import.ts): its watches would then follow the old directory
+ * under its new name. So the root's parent is watched too, for the root's own name only; when the
+ * name points to another directory, every watch is made again on it and `onReplaced` is called.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { basename, dirname, join, sep } from 'node:path';
 import { PARTIAL_DIR } from './protocol.ts';
 
 export interface TreeWatcherOptions {
@@ -16,11 +21,17 @@ export interface TreeWatcherOptions {
   onChange(rel: string): void;
   /** Watching became incomplete: changes under some directories are found only by reconciliation. */
   onDegraded(reason: string): void;
+  /** The root was replaced by another directory under its name: the whole of it must be carried again. */
+  onReplaced?(): void;
 }
 
 export class TreeWatcher {
   private readonly watchers = new Map<string, FSWatcher>();
   private closed = false;
+  private parent: FSWatcher | null = null;
+  /** The inode the watches are on; null while the root does not exist. */
+  private rootIno: number | null = null;
+  private rewatching: Promise<void> = Promise.resolve();
   degraded: string | null = null;
 
   constructor(private readonly o: TreeWatcherOptions) {}
@@ -31,13 +42,39 @@ export class TreeWatcher {
 
   /** Watches the root and every directory below it. Resolves once the initial walk is done. */
   async start(): Promise<void> {
+    try {
+      const name = basename(this.o.root);
+      this.parent = watch(dirname(this.o.root), { persistent: false }, (_type, n) => {
+        if (n !== null && n.toString() === name) this.rootRenamed();
+      });
+      this.parent.on('error', () => undefined);
+    } catch {
+      this.parent = null; // no parent watch: a replaced root is found by the periodic reconciliation
+    }
+    this.rootIno = (await stat(this.o.root).catch(() => null))?.ino ?? null;
     await this.addTree('');
   }
 
   close(): void {
     this.closed = true;
+    this.parent?.close();
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
+  }
+
+  /** The root's name changed in its parent: when another directory stands there now, watch it instead. */
+  private rootRenamed(): void {
+    this.rewatching = this.rewatching.then(async () => {
+      if (this.closed) return;
+      const ino = (await stat(this.o.root).catch(() => null))?.ino ?? null;
+      if (ino === this.rootIno) return;
+      this.rootIno = ino;
+      for (const w of this.watchers.values()) w.close();
+      this.watchers.clear();
+      if (ino === null) return; // gone: its return is another event of the parent
+      await this.addTree('');
+      this.o.onReplaced?.();
+    });
   }
 
   private async addTree(rel: string): Promise<void> {

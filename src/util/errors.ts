@@ -65,6 +65,8 @@ export const ERROR_CODES = {
   AIRGAP_FOREIGN_PART: 'a part file belongs to another bundle or stands at the wrong place; nothing was imported',
   AIRGAP_UNSAFE_PATH: 'a bundle holds a symlink, an absolute or `..` path, a reserved or duplicate path; nothing was imported',
   AIRGAP_IMPORT: 'a verified bundle could not be placed into the target directory; a re-run resumes',
+  AIRGAP_BACKUP: 'the database backup before an air-gap import failed; nothing was imported',
+  AIRGAP_CLUSTER: 'the cluster cannot take an air-gap import now (no patch directory configured, no active app machine, no primary, a copy failed)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

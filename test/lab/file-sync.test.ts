@@ -7,8 +7,20 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { createBundle } from '../../src/airgap/bundle.ts';
+import { fetchSources } from '../../src/airgap/fetch.ts';
+import { initKeys } from '../../src/airgap/keys.ts';
+import { runDoctor } from '../../src/doctor/doctor.ts';
+import { LAB_OPS, labDoctorTarget } from '../../src/lab/target.ts';
+import type { AirgapStatus } from '../../src/ops/airgap-status.ts';
+import { clusterStatus } from '../../src/ops/status.ts';
+import { vigil } from './run-vigil.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { PATHS } from '../../src/layout/paths.ts';
 import type { SyncStatus } from '../../src/model/ha.ts';
@@ -16,7 +28,6 @@ import { labAgents, labDown, labFill, labKill, labRevive, labRun, labSignal, lab
 import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { withOps } from '../../src/ops/context.ts';
-import { LAB_OPS } from '../../src/lab/target.ts';
 import { PARTIAL_DIR, SYNC_PATHS } from '../../src/sync/protocol.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 
@@ -239,6 +250,160 @@ describe('file sync on distributed', () => {
       15_000,
       50,
     );
+  });
+
+  it('air gap: a vendor catalog fetched, bundled, carried and imported reaches both app machines; backup first; older refused cluster-wide; a standby down converges', async () => {
+    await labSettled(lab);
+    const started = performance.now();
+    const a = await activeNode();
+    const s = a === 'app1' ? 'app2' : 'app1';
+    const PATCHES = lab.cluster.application.patchDir!;
+    const patchesOn = (node: string, ...rel: string[]) => join(hostPathOf(node, PATCHES), ...rel);
+    // Outside: a vendor on loopback publishes a catalog and binaries (with their checksums) twice.
+    const work = await mkdtemp(join(tmpdir(), 'vigil-lab-airgap-'));
+    let files: Record<string, Buffer> = { '/catalog.xml': Buffer.from('<catalog version="1"/>'), '/kb1.msu': randomBytes(300_000) };
+    const server = http.createServer((req, res) => {
+      const body = files[req.url ?? ''];
+      if (body) res.writeHead(200, { 'content-length': body.length }).end(body);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const vendorBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const key = join(work, 'airgap.key');
+    const trust = join(work, 'airgap-trust.json');
+    await initKeys(key, trust);
+    const publish = async (name: string) => {
+      const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+      const sources = join(work, `${name}.sources`);
+      await writeFile(
+        sources,
+        `${vendorBase}/catalog.xml path=catalog/latest.xml\n${Object.keys(files)
+          .filter((u) => u.endsWith('.msu'))
+          .map((u) => `${vendorBase}${u} sha256=${sha(files[u]!)} path=patches${u}`)
+          .join('\n')}\n`,
+      );
+      await fetchSources({ sourcesPath: sources, out: join(work, `${name}-fetched`) });
+      await createBundle({ dir: join(work, `${name}-fetched`), keyPath: key, out: join(work, name), maxPartBytes: 128 * 1024 });
+      // The carry: a copy to another directory (the stick), imported from there.
+      await cp(join(work, name), join(work, 'stick', name), { recursive: true });
+      return join(work, 'stick', name);
+    };
+    const b1 = await publish('bundle-1');
+    files = { ...files, '/catalog.xml': Buffer.from('<catalog version="2"/>'), '/kb2.msu': randomBytes(200_000) };
+    const b2 = await publish('bundle-2');
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const airgap = () => withOps(LAB_OPS, async (ctx) => (await clusterStatus(ctx, 0)).airgap!);
+    const holds = (st: AirgapStatus, node: string, seq: number) => {
+      const m = st.machines.find((x) => x.name === node)!;
+      return m.state?.sequence === seq && m.current;
+    };
+    const setOf = async (node: string) => [...(await tree(patchesOn(node))).keys()].filter((p) => !p.startsWith('.vigil-airgap')).sort();
+
+    // A ticket written before the import: the backup must hold it.
+    const ticket = await fetch(`${base}/api/tickets`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'written before the air-gap import' }),
+    });
+    assert.equal(ticket.status, 201);
+
+    // Inside: the import from the admin's shell, to the active machine.
+    const i1 = await vigil(['airgap', 'import', b1, '--trust', trust, '--lab']);
+    assert.equal(i1.code, 0, i1.out);
+    assert.match(i1.out, /backing up database servicedesk on db\d \(the primary\) with pg_dump/);
+    assert.match(
+      i1.out,
+      new RegExp(
+        `imported bundle [0-9a-f]{32} sequence 1 on ${a}; recorded in etcd; database backup (db\\d):(/var/backups/vigil/airgap/before-seq0001-\\S+\\.dump)`,
+      ),
+    );
+    const [, backupHost, backupPath] = /database backup (db\d):(\S+\.dump)/.exec(i1.out)!;
+    let seen: AirgapStatus | undefined;
+    const st1 = await waitFor(
+      'both app machines to hold bundle 1',
+      async () => {
+        seen = await airgap();
+        return holds(seen, a, 1) && holds(seen, s, 1) ? seen : undefined;
+      },
+      30_000,
+      250,
+    ).catch((err: Error) => assert.fail(`${err.message}; last seen: ${JSON.stringify(seen)}`));
+    assert.equal(st1.converged, true);
+    assert.deepEqual(await setOf(s), ['catalog/latest.xml', 'patches/kb1.msu']);
+    assert.equal(st1.last?.sequence, 1);
+    assert.equal(st1.last?.backup?.path, backupPath);
+
+    // The backup restores into a scratch database and holds the ticket.
+    const bin = `/usr/lib/postgresql/${lab.cluster.database.postgresVersion}/bin`;
+    const pg = ['-h', PATHS.pgSocketDir, '-p', String(lab.cluster.database.port), '-U', 'postgres'];
+    const restore = await labRun(backupHost!, [
+      'sh',
+      '-c',
+      `set -e; ${bin}/createdb ${pg.join(' ')} airgap_scratch; ${bin}/pg_restore ${pg.join(' ')} --no-owner -d airgap_scratch ${backupPath}; ${bin}/psql ${pg.join(' ')} -d airgap_scratch -Atc "select count(*) from tickets where title = 'written before the air-gap import'"; ${bin}/dropdb ${pg.join(' ')} airgap_scratch`,
+    ]);
+    assert.equal(restore.code, 0, restore.stderr);
+    assert.equal(restore.stdout.trim(), '1', 'the ticket is in the restored backup');
+
+    // The standby is down during the import of bundle 2; once back, file sync brings it the set.
+    await labKill(s);
+    try {
+      const i2 = await vigil(['airgap', 'import', b2, '--trust', trust, '--lab']);
+      assert.equal(i2.code, 0, i2.out);
+      const down = await airgap();
+      assert.equal(down.converged, false, 'not converged while the standby is down');
+      assert.equal(down.machines.find((m) => m.name === s)!.state, null, 'the standby shows as unknown, not as holding the set');
+    } finally {
+      await labRevive(s);
+    }
+    await waitFor('the returned standby to hold bundle 2', async () => (holds(await airgap(), s, 2) ? true : undefined), 90_000, 500);
+    assert.deepEqual(await setOf(s), ['catalog/latest.xml', 'patches/kb1.msu', 'patches/kb2.msu']);
+    assert.equal(await readFile(patchesOn(s, 'catalog', 'latest.xml'), 'utf8'), '<catalog version="2"/>');
+
+    // Older refused cluster-wide: the active machine's directory lost its own record (restored,
+    // rebuilt), so only etcd's record knows bundle 2 came last.
+    await rm(patchesOn(a, '.vigil-airgap'), { recursive: true });
+    const old = await vigil(['airgap', 'import', b1, '--trust', trust, '--lab']);
+    assert.equal(old.code, 26, old.out);
+    assert.match(old.out, /AIRGAP_OLDER[\s\S]*sequence 1, older than the last imported \(2\)/);
+    assert.equal(await readFile(patchesOn(a, 'catalog', 'latest.xml'), 'utf8'), '<catalog version="2"/>', 'the patch directory is unchanged');
+    // The cluster's own bundle puts the record back.
+    const back = await vigil(['airgap', 'import', b2, '--trust', trust, '--lab']);
+    assert.equal(back.code, 0, back.out);
+    await waitFor('both machines at bundle 2 again', async () => ((await airgap()).converged ? true : undefined), 30_000, 250);
+
+    // The same bundle again: nothing to do, no second backup.
+    const again = await vigil(['airgap', 'import', b2, '--trust', trust, '--lab']);
+    assert.equal(again.code, 0, again.out);
+    assert.match(again.out, /is the cluster's last import and \S+ holds it: nothing to do/);
+
+    // A file changed on the standby: status and doctor name it.
+    await writeFile(patchesOn(s, 'patches', 'kb2.msu'), 'changed by hand');
+    const changed = await waitFor(
+      'the change to show',
+      async () => {
+        const m = (await airgap()).machines.find((x) => x.name === s)!;
+        return m.state?.different.includes('patches/kb2.msu') ? m : undefined;
+      },
+      15_000,
+      250,
+    );
+    assert.equal(changed.current, false);
+    const report = await runDoctor({ ...(await labDoctorTarget()), probeTimeoutMs: 5000 });
+    const findings = report.findings.filter((f) => f.check === 'airgap');
+    assert.deepEqual(
+      findings.map((f) => [f.machine, f.severity]),
+      [[s, 'fail']],
+      JSON.stringify(findings),
+    );
+    assert.match(findings[0]!.what, /differs from the manifest of bundle sequence 2: 1 different \(patches\/kb2\.msu\)/);
+    const ran = report.machines.filter((m) => m.checks.some((c) => c.check === 'airgap' && c.status !== 'skipped')).map((m) => m.name);
+    assert.deepEqual(ran.sort(), ['app1', 'app2']);
+
+    const events = await withOps(LAB_OPS, (ctx) => ctx.events.list(50));
+    assert.ok(events.some((e) => e.type === 'airgap-import' && /sequence 2/.test(e.message)));
+    assert.ok(events.some((e) => e.type === 'airgap-refused' && /AIRGAP_OLDER/.test(e.message)));
+    await rm(work, { recursive: true, force: true });
+    console.log(`# air gap part: ${Math.round((performance.now() - started) / 1000)} s`);
   });
 
   it('a full disk on the standby is reported, not a crash, and sync resumes once there is space', async () => {

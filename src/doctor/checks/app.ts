@@ -278,6 +278,71 @@ export function checkFileSync(ctx: EvalContext, r: Results): void {
   }
 }
 
+/**
+ * The air gap (docs/airgap.md): every app machine holds the cluster's last bundle, and its patch
+ * directory is exactly that bundle's manifest (the seed's "Patch Management > Health Check").
+ */
+export function checkAirgap(ctx: EvalContext, r: Results): void {
+  const dir = ctx.cluster.application.patchDir;
+  if (!dir) return;
+  const s = ctx.facts.cluster.state;
+  const last = s.ok ? (s.value.airgap ?? null) : null;
+  const active = activeNode(ctx);
+  const activeName = 'node' in active && active.node ? active.node : null;
+  for (const m of withRole(ctx.cluster, 'app')) {
+    const status = ctx.facts.cluster.agents.find((a) => a.machine === m.name)?.status;
+    if (!status) continue; // reported by the agent check
+    const a = status.airgap;
+    if (!a) {
+      r.skip('airgap', m.name, 'the agent reports no patch directory (an agent older than application.patchDir?)');
+      continue;
+    }
+    r.ran('airgap', m.name);
+    const isActive = m.name === activeName;
+    const reimport = 'import the bundle again from the admin machine: `vigil airgap import BUNDLE --trust TRUST`';
+    if (a.error) {
+      r.fail(
+        'airgap',
+        m.name,
+        `the patch directory ${dir} on ${m.name} cannot be checked: ${a.error}`,
+        'nobody can tell which patches this machine serves',
+        reimport,
+      );
+      continue;
+    }
+    if (last && a.sequence !== last.sequence) {
+      r.fail(
+        'airgap',
+        m.name,
+        `${m.name} holds ${a.sequence === null ? 'no air-gap bundle' : `bundle sequence ${a.sequence}`} in ${dir}; the cluster imported sequence ${last.sequence} on ${last.node} at ${last.importedAt}`,
+        isActive
+          ? 'the application serves another set of patches than the one imported'
+          : `after a failover to ${m.name} the application serves an older set of patches`,
+        isActive ? reimport : `file sync carries it from the active machine: see the file-sync findings; ${reimport} if it does not arrive`,
+      );
+      continue;
+    }
+    if (a.sequence !== null && !a.matches) {
+      const parts = [
+        a.counts.missing ? `${a.counts.missing} missing (${a.missing.join(', ')})` : '',
+        a.counts.different ? `${a.counts.different} different (${a.different.join(', ')})` : '',
+        a.counts.extra ? `${a.counts.extra} not in the manifest (${a.extra.join(', ')})` : '',
+      ].filter(Boolean);
+      r.fail(
+        'airgap',
+        m.name,
+        `the patch directory ${dir} on ${m.name} differs from the manifest of bundle sequence ${a.sequence}: ${parts.join('; ')}`,
+        isActive
+          ? 'the files were changed after the import: the application serves patches nobody signed'
+          : `after a failover to ${m.name} the application serves patches that differ from the signed set`,
+        isActive
+          ? `compare with ${dir}'s manifest (${dir}/.vigil-airgap/manifest.json) and carry a new bundle (a higher sequence) with the right files`
+          : `file sync's next full reconciliation (fileSync.reconcileIntervalSeconds, by content) restores it from the active machine; if it stays, check the file-sync findings`,
+      );
+    }
+  }
+}
+
 export function checkClusterState(ctx: EvalContext, r: Results): void {
   const s = ctx.facts.cluster.state;
   if (!s.ok) {
