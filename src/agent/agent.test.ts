@@ -466,6 +466,31 @@ test('warm standby: a warm service with a health check of its own is marked star
   assert.equal(plain.agent.services.find((s) => s.name === 'app')?.ready, undefined);
 });
 
+test('the active machine: an `active` service with a health check of its own (an analytics service) is marked ready or not, and that alone does not take the machine out', async () => {
+  let answers = false;
+  const asked: string[] = [];
+  const h = warmHarness('app1', {
+    serviceReady: async (name) => {
+      asked.push(name);
+      return name === 'nginx' ? answers : undefined;
+    },
+  });
+  h.set('app1', 1);
+  await h.agent.tick();
+  assert.equal(h.agent.services.find((s) => s.name === 'nginx')?.ready, false);
+  assert.deepEqual([...new Set(asked)], ['nginx'], 'on the active machine a warm service is not asked (appHealth asks the application)');
+  assert.equal(h.agent.roleOk(), true, 'its own health check is shown, the role check is the application health');
+  answers = true;
+  await h.agent.tick();
+  assert.equal(h.agent.services.find((s) => s.name === 'nginx')?.ready, true);
+  // Replaced: on the standby its `active` services are stopped and not asked (its warm one is).
+  asked.length = 0;
+  h.set('app2', 2);
+  await h.agent.tick();
+  assert.ok(!asked.includes('nginx'), asked.join());
+  assert.equal(h.agent.services.find((s) => s.name === 'nginx')?.ready, undefined);
+});
+
 test('warm standby: activation starts the `active` services and activates the application, renewed every cycle with the lease left', async () => {
   const h = warmHarness();
   h.set('app2', 1);

@@ -16,7 +16,7 @@
  * (no answer in time, an error), every service is stopped, as without a warm standby.
  */
 import type { ActiveRecord, ServingClaim } from '../model/ha.ts';
-import type { ServiceRunner, ServiceState } from './services.ts';
+import type { Placement, ServiceRunner, ServiceState } from './services.ts';
 import { rideOutAnswer, rideOutUntil, type PeerAnswer, type RideOutAnswer, type RideOutRequest } from './ride-out.ts';
 
 /** The application's activation hook (cluster file `application.activation`). */
@@ -45,7 +45,7 @@ export interface AgentDeps {
   activation?: ActivationHook;
   /** The application's own health check on this machine (through nginx and the app to the database). */
   appHealth(): Promise<boolean>;
-  /** A warm (`every`) service's own health check (its `healthUrl`), or undefined when it has none: started, or still starting. */
+  /** A service's own health check (its `healthUrl`), or undefined when it has none: asked of a standby's warm (`every`) services and the active machine's `active` ones. */
   serviceReady?(name: string): Promise<boolean | undefined>;
   /** Runs before the services start for a new epoch (file sync stops the receivers of older pushes). */
   beforeStart?(epoch: number | null): Promise<void>;
@@ -289,13 +289,17 @@ export class Agent {
     }
   }
 
-  /** Each running warm service that has a health check of its own, marked ready or not (status and doctor show a standby still starting). */
-  private async readiness(states: ServiceState[]): Promise<ServiceState[]> {
+  /**
+   * Each running service of `placement` that has a health check of its own, marked ready or not:
+   * on a standby its warm (`every`) ones (status and doctor show a standby still starting), on the
+   * active machine its `active` ones (an analytics service that runs but does not answer).
+   */
+  private async readiness(states: ServiceState[], placement: Placement): Promise<ServiceState[]> {
     const ask = this.deps.serviceReady;
     if (!ask) return states;
     return Promise.all(
       states.map(async (s) => {
-        if (!s.running || s.runsOn !== 'every') return s;
+        if (!s.running || (s.runsOn ?? 'active') !== placement) return s;
         const ready = await ask(s.name).catch(() => false);
         return ready === undefined ? s : { ...s, ready };
       }),
@@ -448,15 +452,18 @@ export class Agent {
         await d.services.start('every');
       } else changed = false;
       if (changed) this.services = await d.services.states();
-      // A standby's only: on the active machine appHealth below already asks the application.
-      if (!want) this.services = await this.readiness(this.services);
+      // A standby's warm services: on the active machine appHealth below already asks the application.
+      if (!want) this.services = await this.readiness(this.services, 'every');
       if (this.services.every((s) => s.running || s.runsOn !== 'every')) this.warmStartLogged = false;
       if (want && epoch !== null && this.services.every((s) => s.running)) await this.activate(epoch);
       // Replaced (or fenced) and stood down: the machine activated after this one may start now.
       if (d.hold && !this.named() && !this.mayServe(this.services))
         await d.hold.release().catch((err: unknown) => d.log('release-claim-failed', { error: String(err) }));
     }
-    this.appHealthy = this.services.length > 0 && this.services.every((s) => s.running) ? await d.appHealth().catch(() => false) : false;
+    const healthy = this.services.length > 0 && this.services.every((s) => s.running) ? d.appHealth().catch(() => false) : Promise.resolve(false);
+    // The active machine's own `active` services with a health check (none: nothing asked), beside appHealth rather than after it.
+    if (d.services && this.isActive()) this.services = await this.readiness(this.services, 'active');
+    this.appHealthy = await healthy;
     await d.afterCycle?.();
   }
 }

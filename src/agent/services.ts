@@ -13,7 +13,7 @@ export interface ServiceState {
   running: boolean;
   /** Absent: `active`. */
   runsOn?: Placement;
-  /** A running `every` service with a `healthUrl`: it answered its own health check this cycle (false: still starting, or failing). Absent: not asked. */
+  /** A running service with a `healthUrl` (a standby's `every` one, the active machine's `active` one): it answered its own health check this cycle (false: still starting, or failing). Absent: not asked. */
   ready?: boolean;
 }
 

@@ -78,6 +78,32 @@ describe('what apply puts on each machine', () => {
     );
   });
 
+  it("the reference application's analytics service, where listed: its unit (with --analytics), restarted only where it runs, with the application's bundle and properties", () => {
+    const withAnalytics = clusterFixture('distributed', {
+      application: {
+        services: [
+          { name: 'nginx', unit: UNITS.nginx },
+          { name: 'app', unit: UNITS.refapp },
+          { name: 'analytics', unit: UNITS.refappAnalytics, healthUrl: 'http://127.0.0.1:8082/health' },
+        ],
+      },
+    });
+    const app1 = withAnalytics.machines.find((m) => m.name === 'app1')!;
+    const files = desiredFiles({ ...input, cluster: withAnalytics }, app1);
+    const unit = files.find((f) => f.path.endsWith(`/${UNITS.refappAnalytics}`))!;
+    assert.match(String(unit.content), /^ExecStart=\/opt\/vigil\/bin\/node \/opt\/vigil\/lib\/vigil-refapp\.mjs --config \S+ --analytics$/m);
+    assert.deepEqual(unit.affects, [{ unit: UNITS.refappAnalytics, action: 'try-restart' }], 'the agent starts it: apply never does');
+    const both = [
+      { unit: UNITS.refapp, action: 'try-restart' },
+      { unit: UNITS.refappAnalytics, action: 'try-restart' },
+    ];
+    assert.deepEqual(files.find((f) => f.path === VIGIL_INSTALL.refapp)!.affects, both);
+    assert.deepEqual(files.find((f) => f.path === PATHS.refappConfig)!.affects, both);
+    // Not listed (the default): no unit.
+    assert.ok(!of('app1').some((f) => f.path.endsWith(`/${UNITS.refappAnalytics}`)));
+    assert.ok(!of('db1').some((f) => f.path.endsWith(`/${UNITS.refappAnalytics}`)));
+  });
+
   it('creates the PostgreSQL state directory for postgres and the synced directories on app machines', () => {
     const db = desiredDirs(
       cluster,

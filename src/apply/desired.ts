@@ -13,7 +13,7 @@ import { VRRP_AUTH_LENGTH, renderMachine } from '../render/index.ts';
 import { UNITS } from '../layout/units.ts';
 import { SYNC_PATHS } from '../sync/protocol.ts';
 import type { Artifact } from './artifact.ts';
-import { runsRefapp } from '../render/refapp.ts';
+import { runsRefapp, runsRefappAnalytics } from '../render/refapp.ts';
 
 /** What a changed file asks of a service: restart it, reload it, or restart it only when it runs (the agent decides whether it runs). */
 export type UnitAction = { unit: string; action: 'restart' | 'reload' | 'try-restart' | 'try-reload' };
@@ -48,6 +48,11 @@ export function daemonUnits(cluster: Cluster, m: Pick<Machine, 'name' | 'roles'>
   return out;
 }
 
+/** The reference application's units on `m`: its own, and its analytics service's where the cluster lists it; both read its properties file and bundle. */
+function refappUnits(cluster: Cluster, m: Machine): string[] {
+  return runsRefappAnalytics(cluster, m) ? [UNITS.refapp, UNITS.refappAnalytics] : [UNITS.refapp];
+}
+
 /** Which service a rendered file belongs to. */
 function affectsOf(cluster: Cluster, path: string, m: Machine): UnitAction[] {
   switch (path) {
@@ -64,6 +69,7 @@ function affectsOf(cluster: Cluster, path: string, m: Machine): UnitAction[] {
     case PATHS.nginxConfig:
       return [{ unit: UNITS.nginx, action: 'try-reload' }];
     case PATHS.refappConfig:
+      return refappUnits(cluster, m).map((unit) => ({ unit, action: 'try-restart' as const }));
     case PATHS.refappSettings:
       return [{ unit: UNITS.refapp, action: 'try-restart' }];
     case PATHS.deadmanScript:
@@ -72,7 +78,7 @@ function affectsOf(cluster: Cluster, path: string, m: Machine): UnitAction[] {
   if (path.startsWith(`${PATHS.systemdDir}/`)) {
     const unit = basename(path);
     // The application's units run only where the agent started them.
-    const agentRuns = unit === UNITS.nginx || unit === UNITS.refapp;
+    const agentRuns = unit === UNITS.nginx || unit === UNITS.refapp || cluster.application.services.some((s) => s.unit === unit);
     return [{ unit, action: agentRuns ? 'try-restart' : 'restart' }];
   }
   return daemonUnits(cluster, m).map((unit) => ({ unit, action: 'restart' as const }));
@@ -113,8 +119,11 @@ export function desiredFiles(input: DesiredInput, m: Machine): DesiredFile[] {
   if (daemons.length) {
     for (const f of input.artifact.files) {
       if (f.set === 'refapp' && !refapp) continue;
-      // The agent runs the reference application where it is active: its new bundle restarts it there only.
-      const affects: UnitAction[] = f.set === 'refapp' ? [{ unit: UNITS.refapp, action: 'try-restart' }] : daemons.map((unit) => ({ unit, action: 'restart' }));
+      // The agent runs the reference application where it is active: its new bundle restarts it (and its analytics service) there only.
+      const affects: UnitAction[] =
+        f.set === 'refapp'
+          ? refappUnits(input.cluster, m).map((unit) => ({ unit, action: 'try-restart' }))
+          : daemons.map((unit) => ({ unit, action: 'restart' }));
       out.push({
         path: f.target,
         content: { source: f.source, size: f.size },

@@ -140,7 +140,7 @@ export const serviceSchema = z
       })
       .optional()
       .describe(
-        'A service that runs on `every` machine: its own health check on each app machine (loopback, not through nginx), answering 2xx once it has started. The agent asks it every cycle, so `vigil status` and `vigil doctor` tell a warm standby that is still starting (a failover to it now would wait for it) from one that is ready. Left out: running is all they show.',
+        "The service's own health check on each app machine (loopback, not through nginx), answering 2xx once it has started. The agent asks it every cycle where the service runs by its placement: a warm (`every`) service on the standbys, so `vigil status` and `vigil doctor` tell a warm standby that is still starting (a failover to it now would wait for it) from one that is ready; an `active` one (an analytics service) on the active machine, where doctor warns when it runs but does not pass it. It only informs: routing follows the application's health check (`healthPath`). Left out: running is all they show.",
       ),
   })
   .describe('A service of the application.');

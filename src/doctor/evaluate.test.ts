@@ -129,6 +129,36 @@ describe('the faults of the seed and the issue', () => {
     assert.deepEqual(warmFindings({ running: true }), [], 'without a health check of its own, running is all that is known');
   });
 
+  test('an `active` service with a health check of its own (analytics) on the active machine: a warning when it does not pass it', () => {
+    const withAnalytics = clusterFixture('distributed', {
+      application: {
+        services: [
+          { name: 'nginx', unit: 'vigil-nginx.service', runsOn: 'active' },
+          { name: 'app', unit: 'vigil-refapp.service', runsOn: 'active' },
+          { name: 'analytics', unit: 'vigil-refapp-analytics.service', runsOn: 'active', healthUrl: 'http://127.0.0.1:8082/health' },
+        ],
+      },
+    });
+    const activeFindings = (analytics: { running: boolean; ready?: boolean }) => {
+      const f = facts(withAnalytics, pki);
+      f.cluster.agents.find((a) => a.machine === 'app1')!.status!.services = [
+        { name: 'nginx', running: true, runsOn: 'active' },
+        { name: 'app', running: true, runsOn: 'active' },
+        { name: 'analytics', runsOn: 'active', ...analytics },
+      ];
+      return findings(f, withAnalytics).filter((x) => x.check === 'services');
+    };
+    const failing = only(activeFindings({ running: true, ready: false }), 'services');
+    assert.equal(failing.severity, 'warn');
+    assert.match(
+      failing.what,
+      /service analytics runs on app1, the active machine, but does not pass its own health check \(http:\/\/127\.0\.0\.1:8082\/health\)/,
+    );
+    assert.match(failing.fix, /journalctl -u vigil-refapp-analytics\.service/);
+    assert.deepEqual(activeFindings({ running: true, ready: true }), []);
+    assert.equal(only(activeFindings({ running: false }), 'services').severity, 'fail', 'not running on the active machine');
+  });
+
   test('a dead-man switch that does not run on an app machine is a failure with its fix', () => {
     const f = facts(cluster, pki);
     machine(f, 'app1').systemd = { ntpSynchronized: got(true), firewall: got('none'), enabledUnits: got([]), deadman: got('inactive') };

@@ -59,6 +59,7 @@ export const LAB_UNITS = {
   keepalived: UNITS.keepalived,
   nginx: UNITS.nginx,
   app: UNITS.refapp,
+  analytics: UNITS.refappAnalytics,
   agent: UNITS.agent,
   observer: UNITS.observer,
 } as const;

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { netnsPids } from './net.ts';
 
-export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'keepalived', 'nginx', 'app', 'agent', 'observer', 'sshd'] as const;
+export const PROCESS_NAMES = ['etcd', 'patroni', 'postgres', 'haproxy', 'keepalived', 'nginx', 'app', 'analytics', 'agent', 'observer', 'sshd'] as const;
 export type ProcessName = (typeof PROCESS_NAMES)[number];
 
 export interface LabProcess {
@@ -16,10 +16,11 @@ export interface LabProcess {
 export function classify(comm: string, cmdline: string[]): ProcessName | 'other' {
   if (comm === 'etcd' || comm === 'haproxy' || comm === 'keepalived' || comm === 'postgres' || comm === 'nginx' || comm === 'sshd') return comm;
   if (comm === 'patroni' || cmdline.some((a) => a.endsWith('/patroni'))) return 'patroni';
-  // The reference application: its own bundle on a machine (VIGIL_INSTALL.refapp), `vigil refapp` from a checkout.
-  if (cmdline.some((a) => a.endsWith('/vigil-refapp.mjs'))) return 'app';
+  // The reference application: its own bundle on a machine (VIGIL_INSTALL.refapp), `vigil refapp` from a checkout;
+  // with --analytics, its second service.
+  const refapp = cmdline.some((a) => a.endsWith('/vigil-refapp.mjs'));
   const vigilCmd = cmdline.find((a) => a === 'refapp' || a === 'agent' || a === 'observer');
-  if (vigilCmd === 'refapp') return 'app';
+  if (refapp || vigilCmd === 'refapp') return cmdline.includes('--analytics') ? 'analytics' : 'app';
   if (vigilCmd === 'agent' || vigilCmd === 'observer') return vigilCmd;
   return 'other';
 }

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { AlertsInput } from '../config/alerts.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT, REFAPP_PORT } from '../layout/network.ts';
+import { REFAPP_ANALYTICS_PORT, REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { REFAPP_ACTIVATION_PATH, REFAPP_HTTPS_KEYS } from '../layout/refapp.ts';
 import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
 import { LAB_ID } from './paths.ts';
@@ -57,9 +57,11 @@ export interface LabShape {
   /**
    * The reference application: warm standby (its service on every app machine), its start-up time
    * (default 1 s), and the form of its activation hook: its endpoint (`url`, default) or its own
-   * program forwarding to it (`command`: `vigil-refapp --forward-activation`).
+   * program forwarding to it (`command`: `vigil-refapp --forward-activation`); `analytics`: its
+   * second service too (`vigil-refapp --analytics`, standing for the seed's cm-analytics), on the
+   * active machine only, with its own health check.
    */
-  application?: { warm?: boolean; refappStartupSeconds?: number; activation?: 'url' | 'command' };
+  application?: { warm?: boolean; refappStartupSeconds?: number; activation?: 'url' | 'command'; analytics?: boolean };
 }
 
 export function needsTtl20(patroniVersion: string | undefined): boolean {
@@ -158,6 +160,9 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
       warm
         ? { name: 'app', unit: UNITS.refapp, runsOn: 'every', healthUrl: `http://127.0.0.1:${REFAPP_PORT}/health` }
         : { name: 'app', unit: UNITS.refapp, runsOn: 'active' },
+      ...(shape.application?.analytics
+        ? [{ name: 'analytics', unit: UNITS.refappAnalytics, runsOn: 'active', healthUrl: `http://127.0.0.1:${REFAPP_ANALYTICS_PORT}/health` }]
+        : []),
     ],
     activation:
       shape.application?.activation === 'command'

@@ -34,5 +34,11 @@ export const REFAPP_PORT = 8080;
  */
 export const REFAPP_CONTROL_PORT = 8081;
 
+/**
+ * Port of the reference application's analytics service (its second service, standing for the
+ * seed's `cm-analytics`: `vigil-refapp --analytics`), on loopback: its health check and report.
+ */
+export const REFAPP_ANALYTICS_PORT = 8082;
+
 /** Port of the reference application's own HTTPS endpoint in the lab (application.tlsEndpoints), on loopback like REFAPP_PORT. */
 export const REFAPP_HTTPS_PORT = 8443;

@@ -22,6 +22,8 @@ export const REFAPP_KEYS = {
   startupSeconds: 'startup.seconds',
   /** Loopback port of its activation endpoint (REFAPP_CONTROL_PORT by default). */
   controlPort: 'control.port',
+  /** Loopback port of its analytics service (REFAPP_ANALYTICS_PORT by default). */
+  analyticsPort: 'analytics.port',
 } as const;
 
 /** The start-up time of the reference application when its properties file names none. */

@@ -49,6 +49,8 @@ export const UNITS = {
   keepalived: 'vigil-keepalived.service',
   nginx: 'vigil-nginx.service',
   refapp: 'vigil-refapp.service',
+  /** The reference application's second service, standing for the seed's cm-analytics (`vigil-refapp --analytics`). */
+  refappAnalytics: 'vigil-refapp-analytics.service',
   agent: 'vigil-agent.service',
   /** App machines: stops the application's units when the agent's lease has run out (src/render/deadman.ts). */
   deadman: 'vigil-deadman.service',

@@ -390,6 +390,80 @@ const scenarios: Scenario[] = [
     ],
   },
   {
+    name: "switching-db (pair): the app moves when the old primary's Patroni is stopping, and the request is answered once the primary is on the new machine",
+    memory: pairSteady,
+    steps: [
+      {
+        obs: obs(1000, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }),
+        state: 'switching-db',
+        actions: ['db-switchover'],
+      },
+      // Patroni's demote: checkpoint done, fast shutdown under way; its /primary still answers 200.
+      {
+        obs: obs(1500, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true, dbStopping: true }), standby('app2')] }),
+        state: 'failing-over',
+        actions: ['activate', 'fence', 'unfence', 'event:switchover', 'event:fence'],
+        reason: /the database primary on app1 is stopping for it, so the app moves now/,
+      },
+      // The app serves on app2 while app1's /primary still answers: no move back (follow-db), no answer yet.
+      {
+        obs: obs(2000, {
+          followDb: true,
+          request: switchover(),
+          active: rec('app2', 5),
+          nodes: [standby('app1', { dbPrimary: true, dbStopping: true, agentEpoch: 5 }), serving('app2', 5)],
+        }),
+        state: 'healthy',
+        actions: ['event:activate'],
+      },
+      {
+        obs: obs(2500, { followDb: true, request: switchover(), active: rec('app2', 5), nodes: [standby('app1', { agentEpoch: 5 }), serving('app2', 5)] }),
+        state: 'healthy',
+        actions: [],
+      },
+      {
+        obs: obs(3000, {
+          followDb: true,
+          request: switchover(),
+          active: rec('app2', 5),
+          nodes: [standby('app1', { agentEpoch: 5 }), serving('app2', 5, { dbPrimary: true })],
+        }),
+        state: 'healthy',
+        actions: ['complete-request'],
+      },
+    ],
+  },
+  {
+    name: "switching-db (pair): the app moved at the old primary's stop, but the primary does not follow in time: the request is refused, the app stays",
+    memory: pairSteady,
+    steps: [
+      { obs: obs(1000, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true }), standby('app2')] }), state: 'switching-db' },
+      {
+        obs: obs(1500, { followDb: true, request: switchover(), nodes: [serving('app1', 4, { dbPrimary: true, dbStopping: true }), standby('app2')] }),
+        state: 'failing-over',
+      },
+      {
+        obs: obs(2000, {
+          followDb: true,
+          request: switchover(),
+          active: rec('app2', 5),
+          nodes: [standby('app1', { dbPrimary: true, agentEpoch: 5 }), serving('app2', 5)],
+        }),
+        state: 'healthy',
+      },
+      {
+        obs: obs(31_000, {
+          followDb: true,
+          request: switchover(),
+          active: rec('app2', 5),
+          nodes: [standby('app1', { dbPrimary: true, agentEpoch: 5 }), serving('app2', 5)],
+        }),
+        state: 'healthy',
+        actions: ['event:request-failed', 'complete-request'],
+      },
+    ],
+  },
+  {
     name: 'switching-db -> healthy: Patroni does not move the primary in time',
     memory: steady,
     steps: [

@@ -38,6 +38,12 @@ export interface NodeObservation {
   appHealthy: boolean;
   /** The Patroni primary runs on this machine (pair topology). */
   dbPrimary: boolean;
+  /**
+   * pair, read only while a switchover request is pending: its Patroni is the primary stopping
+   * PostgreSQL (role primary, state `stopping`: a switchover's demote, past its checkpoint, in the
+   * fast shutdown). Its /primary still answers 200 until Patroni's stop loop ends, about a second later.
+   */
+  dbStopping?: boolean;
   /** The highest epoch its agent has seen, kept across restarts (a new record starts above it). */
   highestEpoch?: number;
   /** Activated, its agent waits for these machines to stop serving and drop their claims (the handover). */
@@ -83,8 +89,11 @@ export interface Memory {
   failingSinceMs: number | null;
   /** The activation failing-over waits for. */
   activation: { node: string; epoch: number; sinceMs: number } | null;
-  /** A planned switchover waiting for Patroni to move the primary (switching-db). */
-  switchover: { requestId: string; from: string; to: string; sinceMs: number } | null;
+  /**
+   * A planned switchover waiting for Patroni to move the primary (switching-db); `appMoved`: the
+   * app already moved to `to` when the old primary stopped, and the request waits for the primary there.
+   */
+  switchover: { requestId: string; from: string; to: string; sinceMs: number; appMoved?: boolean } | null;
   /** `pair`: the database tier as this leader follows it. */
   db: DbMemory;
   nodes: Record<string, NodeMemory>;
@@ -613,7 +622,20 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
   if (!name) return refuse(t, req, `no standby is healthy${stays}`);
   const to = nodeOf(obs, name);
   if (!to) return refuse(t, req, `no app machine is named ${name} (app machines: ${appMachines(obs)})`);
-  if (to.name === active.node) return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
+  if (to.name === active.node) {
+    if (sw?.appMoved && obs.followDb && !to.dbPrimary) {
+      // The app moved at the old primary's stop: answered once Patroni's new primary is there too.
+      if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return false;
+      mem.switchover = null;
+      return refuse(
+        t,
+        req,
+        `${to.name} is active at epoch ${active.epoch} but the database primary did not move from ${sw.from} within ${duration(cfg.dbSwitchoverTimeoutMs)}`,
+      );
+    }
+    if (sw) mem.switchover = null;
+    return complete(t, req, `${to.name} is already active at epoch ${active.epoch}`);
+  }
   const dbThere = !obs.followDb || to.dbPrimary;
   if (dbThere && isHealthy(to)) {
     move(t, to.name, 'switchover', `switchover to ${to.name} requested by the operator (request ${req.id})`, req.id);
@@ -631,6 +653,21 @@ function switchoverRequest(t: Tick, req: Extract<OperatorRequest, { kind: 'switc
       'switching-db',
       `switchover to ${to.name} requested by the operator (request ${req.id}): asking Patroni to move the database primary from ${from} first`,
     );
+    return true;
+  }
+  if (obs.followDb && nodeOf(obs, sw.from)?.dbStopping && isHealthy(to)) {
+    // The old primary is past its demote's checkpoint and stopping: from here its PostgreSQL takes
+    // no write, so the app's own handover (old machine stood down, new one started and activated)
+    // runs beside Patroni's stop loop and promotion instead of after them. The primary stays the
+    // accepted one (move), so follow-db does not send the app back while the old /primary still
+    // answers; the request is answered once the new primary is on `to` (above).
+    move(
+      t,
+      to.name,
+      'switchover',
+      `switchover to ${to.name} requested by the operator (request ${req.id}): the database primary on ${sw.from} is stopping for it, so the app moves now, beside Patroni's promotion of ${to.name}`,
+    );
+    mem.switchover = { ...sw, appMoved: true };
     return true;
   }
   if (obs.nowMs - sw.sinceMs < cfg.dbSwitchoverTimeoutMs) return true;

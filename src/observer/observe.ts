@@ -50,6 +50,14 @@ function deepCheck(cluster: Cluster, m: Machine, timeoutMs: number): Promise<boo
   return httpOk(t.url, timeoutMs, 'GET', t.tls);
 }
 
+/** Its Patroni answers role primary, state `stopping` (a demote's fast shutdown); false when it answers otherwise or not at all. */
+async function patroniStopping(cluster: Cluster, m: Machine): Promise<boolean> {
+  const s = await patroniOf(cluster, m)
+    .status({ timeoutMs: CHECK_TIMEOUT_MS })
+    .catch(() => undefined);
+  return (s?.role === 'primary' || s?.role === 'master') && s.state === 'stopping';
+}
+
 export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> {
   const { cluster, store } = d;
   const apps = withRole(cluster, 'app');
@@ -58,9 +66,11 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
     Promise.all(d.proxies.map((p) => p.servers(CHECK_TIMEOUT_MS).catch(() => undefined))),
   ]);
   const agents = new Map<string, AgentStatus>();
+  // pair, while a switchover is asked for: each primary's Patroni state, to see the old one stopping (decide.ts, switchoverRequest).
+  const switching = request?.kind === 'switchover';
   const nodes = await Promise.all(
     apps.map(async (m): Promise<NodeObservation> => {
-      const [deepOk, status, dbPrimary] = await Promise.all([
+      const [deepOk, status, dbPrimary, dbStopping] = await Promise.all([
         deepCheck(cluster, m, CHECK_TIMEOUT_MS),
         // An agent or a Patroni that does not answer counts as unreachable and as not primary.
         agentOf(d.pki, m)
@@ -71,6 +81,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
               .check('primary', { timeoutMs: CHECK_TIMEOUT_MS })
               .catch(() => false)
           : Promise.resolve(false),
+        switching && m.roles.includes('db') ? patroniStopping(cluster, m) : Promise.resolve(undefined),
       ]);
       if (status) agents.set(m.name, status);
       return {
@@ -82,6 +93,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
         // A standby runs no application to check: its agent's readiness stands for its health.
         appHealthy: status ? (status.active ? status.appHealthy : status.ready) : false,
         dbPrimary,
+        ...(dbStopping ? { dbStopping } : {}),
         ...(status?.waitingFor?.length ? { waitingFor: status.waitingFor } : {}),
         ...(status?.highestEpoch !== undefined ? { highestEpoch: status.highestEpoch } : {}),
         proxyStates: servers.map((s) => proxyState(s, m.name)),

@@ -12,6 +12,7 @@ import { REFAPP_ACTIVATION_PATH } from '../layout/refapp.ts';
 import { stdoutLogger, type Logger } from './http.ts';
 import { loadRefappConfig } from './properties.ts';
 import { startRefapp, type RefappOptions } from './server.ts';
+import { startAnalytics } from './analytics.ts';
 
 const DESCRIPTION = 'run the reference ticket application (lab stand-in for ServiceOps)';
 
@@ -24,7 +25,11 @@ export function refappCommand(name: string): Command {
       '--forward-activation',
       "read one activation call (JSON) on standard input and hand it to the running application's activation endpoint: the `command` form of Vigil's activation hook (docs/application-contract.md); exit 0 once it was answered 2xx",
     )
-    .action(async (opts: { config: string; forwardActivation?: boolean }) => {
+    .option(
+      '--analytics',
+      "run the application's analytics service instead (its second service, standing for the seed's cm-analytics: vigil-refapp-analytics.service): it reports from the database on a timer and answers /health and /report on 127.0.0.1, analytics.port",
+    )
+    .action(async (opts: { config: string; forwardActivation?: boolean; analytics?: boolean }) => {
       if (opts.forwardActivation) return forwardActivation(opts.config);
       const stopper = new AbortController();
       const onSignal = (signal: NodeJS.Signals) => {
@@ -40,7 +45,8 @@ export function refappCommand(name: string): Command {
       process.once('SIGINT', onSignal);
       process.on('SIGHUP', onHup);
       try {
-        await runRefapp(opts.config, { signal: stopper.signal, reloads });
+        if (opts.analytics) await runAnalytics(opts.config, stopper.signal);
+        else await runRefapp(opts.config, { signal: stopper.signal, reloads });
       } finally {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
@@ -68,6 +74,15 @@ export async function runRefapp(configFile: string, opts: RefappOptions & { sign
   }
   opts.reloads?.removeEventListener('reload', reload);
   await app.close();
+}
+
+/** `--analytics`: the analytics service until `signal` aborts. */
+async function runAnalytics(configFile: string, signal: AbortSignal): Promise<void> {
+  const config = await loadRefappConfig(configFile);
+  await warnIfReadableByOthers(configFile, stdoutLogger);
+  const service = await startAnalytics(config);
+  if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  await service.close();
 }
 
 /**

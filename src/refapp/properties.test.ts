@@ -77,6 +77,7 @@ describe('refappConfigFrom', () => {
       attachmentsDir: '/var/lib/vigil/app/attachments',
       startupMs: 60_000,
       controlPort: 8081,
+      analyticsPort: 8082,
     });
   });
 

@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
+import { REFAPP_ANALYTICS_PORT, REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { REFAPP_DEFAULT_STARTUP_SECONDS, REFAPP_KEYS } from '../layout/refapp.ts'; // the keys its generator writes (src/render/refapp.ts)
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import { parseProperties, type Properties } from '../util/properties.ts';
@@ -24,6 +24,8 @@ export interface RefappConfig {
   startupMs: number;
   /** Loopback port of the activation endpoint (`port: 0` picks a free one in tests). */
   controlPort: number;
+  /** Loopback port of the analytics service (`vigil-refapp --analytics`; `port: 0` picks a free one in tests). */
+  analyticsPort: number;
   /** Its HTTPS settings file (src/refapp/https.ts); absent: no HTTPS port. */
   httpsSettings?: string;
 }
@@ -92,6 +94,7 @@ export function refappConfigFrom(props: Properties, file: string): RefappConfig 
     attachmentsDir,
     startupMs: seconds(REFAPP_KEYS.startupSeconds, REFAPP_DEFAULT_STARTUP_SECONDS) * 1000,
     controlPort: port(REFAPP_KEYS.controlPort, REFAPP_CONTROL_PORT),
+    analyticsPort: port(REFAPP_KEYS.analyticsPort, REFAPP_ANALYTICS_PORT),
   };
   const https = text(REFAPP_KEYS.httpsSettings);
   if (https) {

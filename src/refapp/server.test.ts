@@ -16,6 +16,7 @@ import pgLib from 'pg';
 import type { RefappConfig } from './properties.ts';
 import { formatProperties } from '../util/properties.ts';
 import { startRefapp, type RefappServer } from './server.ts';
+import { startAnalytics, type AnalyticsReport } from './analytics.ts';
 import { findPgBinDir, startTestPostgres, type TestPostgres } from '../testing/postgres.ts';
 import { freePort } from '../util/net.ts';
 
@@ -98,6 +99,7 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
       attachmentsDir: join(workDir, 'attachments'),
       startupMs: 0,
       controlPort: 0,
+      analyticsPort: 0,
     };
     app = await startRefapp(config, { log: (e) => logs.push(e) });
     base = `http://127.0.0.1:${app.port}`;
@@ -297,6 +299,38 @@ describe('refapp against a real PostgreSQL', { skip: pgBin ? false : 'no Postgre
       const r = await post(app!.controlPort, body);
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.match(String(r.json['error']), new RegExp(`"${field}"`));
+    }
+  });
+
+  it('analytics service: 503 starting until it reached the database, then 200 with the report; a new ticket shows at the next report', async () => {
+    await pg.createDatabase({ database: 'refapp_empty', user: 'refapp', password: DB_PASSWORD });
+    // No tickets table yet (the application never ran there): the report fails, the service is not ready.
+    const empty = await startAnalytics({ ...config, db: { ...config.db, name: 'refapp_empty' } }, { log: (e) => logs.push(e), intervalMs: 60_000 });
+    try {
+      await empty.refresh();
+      const r = await call(`http://127.0.0.1:${empty.port}`, 'GET', '/health');
+      assert.equal(r.status, 503);
+      assert.equal(r.json['status'], 'starting');
+      assert.match(String(r.json['lastError']), /tickets/);
+    } finally {
+      await empty.close();
+    }
+    const analytics = await startAnalytics(config, { log: (e) => logs.push(e), intervalMs: 60_000 });
+    try {
+      const url = `http://127.0.0.1:${analytics.port}`;
+      await analytics.refresh();
+      const first = await call(url, 'GET', '/health');
+      assert.deepEqual([first.status, first.json['status'], first.json['node'], first.json['lastError']], [200, 'ok', 'app1', null]);
+      const before = (first.json['report'] as { tickets: number }).tickets;
+      const created = await call(base, 'POST', '/api/tickets', JSON.stringify({ title: 'counted' }));
+      await analytics.refresh();
+      const report = await call(url, 'GET', '/report');
+      assert.deepEqual([report.status, (report.json['report'] as AnalyticsReport).tickets], [200, before + 1]);
+      assert.equal((report.json['report'] as AnalyticsReport).newestTicketId, created.json['id']);
+      assert.equal((await call(url, 'GET', '/nothing')).status, 404);
+      assert.equal((await call(url, 'POST', '/health')).status, 405);
+    } finally {
+      await analytics.close();
     }
   });
 

@@ -106,6 +106,7 @@ describe('reference app properties', () => {
       'attachments.dir': '/var/lib/vigil/app/attachments',
       'startup.seconds': '60',
       'control.port': '8081',
+      'analytics.port': '8082',
     });
     assert.deepEqual(
       Object.values(REFAPP_KEYS)

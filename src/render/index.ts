@@ -30,7 +30,7 @@ export { appCheck, haproxyConfig } from './haproxy.ts';
 export { patroniConfig, patroniKeyPrefix, patroniNamespace, pgHba, timerProblems } from './patroni.ts';
 export { etcdConfig } from './etcd.ts';
 export { keepalivedConfig, runsKeepalived, VRRP_INSTANCE, VRRP_AUTH_LENGTH } from './keepalived.ts';
-export { renderRefapp, refappProperties, refappTlsEndpoint, renderRefappSettings, runsRefapp } from './refapp.ts';
+export { renderRefapp, refappProperties, refappTlsEndpoint, renderRefappSettings, runsRefapp, runsRefappAnalytics } from './refapp.ts';
 export { COMMANDS } from './systemd.ts';
 
 export interface RenderOptions {

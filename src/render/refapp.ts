@@ -12,7 +12,7 @@
 import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import { entryAddress } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
-import { REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
+import { REFAPP_ANALYTICS_PORT, REFAPP_CONTROL_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { REFAPP_HTTPS_KEYS, REFAPP_KEYS } from '../layout/refapp.ts';
 import { UNITS } from '../layout/units.ts';
@@ -21,10 +21,16 @@ import { HEADER, type RenderedFile } from './file.ts';
 
 /**
  * An app machine whose cluster runs the reference application: `application.services` names its
- * unit, as the default does. Only there do its unit, its properties file and its bundle go.
+ * unit (as the default does) or its analytics service's. Only there do its units, its properties
+ * file and its bundle go.
  */
 export function runsRefapp(cluster: Cluster, m: Pick<Machine, 'roles'>): boolean {
-  return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refapp);
+  return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refapp || s.unit === UNITS.refappAnalytics);
+}
+
+/** An app machine whose cluster lists the reference application's analytics service (its second one, `vigil-refapp --analytics`). */
+export function runsRefappAnalytics(cluster: Cluster, m: Pick<Machine, 'roles'>): boolean {
+  return m.roles.includes('app') && cluster.application.services.some((s) => s.unit === UNITS.refappAnalytics);
 }
 
 /**
@@ -63,6 +69,7 @@ export function refappProperties(cluster: Cluster, secrets: Secrets, machine: Ma
     [REFAPP_KEYS.attachmentsDir]: PATHS.refappAttachments,
     [REFAPP_KEYS.startupSeconds]: String(cluster.application.refappStartupSeconds),
     [REFAPP_KEYS.controlPort]: String(REFAPP_CONTROL_PORT),
+    [REFAPP_KEYS.analyticsPort]: String(REFAPP_ANALYTICS_PORT),
     ...(refappTlsEndpoint(cluster) ? { [REFAPP_KEYS.httpsSettings]: PATHS.refappSettings } : {}),
   };
 }

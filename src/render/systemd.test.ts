@@ -232,9 +232,23 @@ describe('systemd units', () => {
         renderAll(clusterFixture('distributed', { proxy: { virtualAddress: '10.0.0.100' } }), { ...secretsFixture(), vrrpPassword: 'vrrp-pass-1' }).filter(
           (f) => f.path.startsWith('/etc/systemd/system/'),
         );
+      // `pair` with the reference application's analytics service, so its unit is verified too.
+      const withAnalytics = () =>
+        renderAll(
+          clusterFixture('pair', {
+            application: {
+              services: [
+                { name: 'nginx', unit: UNITS.nginx },
+                { name: 'app', unit: UNITS.refapp },
+                { name: 'analytics', unit: UNITS.refappAnalytics },
+              ],
+            },
+          }),
+          secretsFixture(),
+        ).filter((f) => f.path.startsWith('/etc/systemd/system/'));
       for (const topology of ['pair', 'distributed'] as const) {
         const byMachine = new Map<string, Map<string, string>>();
-        for (const f of topology === 'pair' ? unitsOf(topology) : withVip()) {
+        for (const f of topology === 'pair' ? withAnalytics() : withVip()) {
           const units = byMachine.get(f.machine) ?? new Map<string, string>();
           units.set(basename(f.path), f.content.replaceAll(`ExecStart=${VIGIL_INSTALL.node} `, `ExecStart=${node} `));
           byMachine.set(f.machine, units);

@@ -10,6 +10,7 @@
  *   vigil-nginx.service     app        nginx in front of the application; NOT started at boot,
  *                                      the agent starts it on the active machine only
  *   vigil-refapp.service    app        the reference application (its own bundle), likewise
+ *   vigil-refapp-analytics.service app its analytics service (same bundle, --analytics), where listed; likewise
  *   vigil-agent.service     app, db    `vigil agent --node NAME`; started at boot
  *   vigil-observer.service  observer   `vigil observer --node NAME`; started at boot
  *
@@ -31,7 +32,7 @@ import { HEADER, type RenderedFile } from './file.ts';
 import { EMPTY_SERVER_STATE } from './haproxy.ts';
 import { runsKeepalived } from './keepalived.ts';
 import { NGINX_DIRS, NGINX_ERROR_LOG } from './nginx.ts';
-import { runsRefapp } from './refapp.ts';
+import { runsRefapp, runsRefappAnalytics } from './refapp.ts';
 import { deadmanCommand, deadmanScript } from './deadman.ts';
 
 /** Command lines (argv) of the foreground processes, shared by the units and the lab. */
@@ -278,6 +279,24 @@ export function refappUnit(): string {
   );
 }
 
+/** The reference application's analytics service (its second one, standing for the seed's cm-analytics), where the cluster file lists it. */
+export function refappAnalyticsUnit(): string {
+  return unit(
+    'Vigil reference application, analytics service (the agent runs it where its placement says)',
+    [],
+    [
+      'Type=exec',
+      `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig, '--analytics'])}`,
+      'CapabilityBoundingSet=~CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH',
+      'Environment=NODE_ENV=production',
+      'KillSignal=SIGTERM',
+      'TimeoutStopSec=5s',
+      'Restart=no', // see nginxUnit
+    ],
+    false,
+  );
+}
+
 /**
  * Settings the agent and observer units share.
  *
@@ -396,6 +415,7 @@ export function renderUnits(cluster: Cluster, machine: Machine): RenderedFile[] 
   if (runsKeepalived(cluster, machine)) add(UNITS.keepalived, keepalivedUnit());
   if (machine.roles.includes('app')) add(UNITS.nginx, nginxUnit());
   if (runsRefapp(cluster, machine)) add(UNITS.refapp, refappUnit());
+  if (runsRefappAnalytics(cluster, machine)) add(UNITS.refappAnalytics, refappAnalyticsUnit());
   if (runsAgent(cluster, machine)) add(UNITS.agent, agentUnit(machine));
   if (machine.roles.includes('app')) {
     add(UNITS.deadman, deadmanUnit(cluster));

@@ -29,7 +29,9 @@ for (const [topology, warm] of [
 
     before(async () => {
       await labDown();
-      const shape: LabShape = topology === 'distributed' ? { topology, proxies: 2, application: { warm } } : { topology, application: { warm } };
+      // With the reference application's analytics service (runsOn: active): each scenario checks it runs where its placement says.
+      const application = { warm, analytics: true };
+      const shape: LabShape = topology === 'distributed' ? { topology, proxies: 2, application } : { topology, application };
       lab = await labUp(shape, (l) => console.log(`# lab: ${l}`));
       checker = new Checker(lab, { dbWriter: true });
       await checker.start();

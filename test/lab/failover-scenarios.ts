@@ -15,7 +15,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Checker } from '../../src/lab/checker.ts';
-import { labCut, labHeal, labKill, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import { labAgents, labCut, labHeal, labKill, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { APP_BACKEND } from '../../src/layout/network.ts';
 import { UNITS } from '../../src/layout/units.ts';
@@ -122,8 +122,36 @@ export function failoverTests(label: string, env: () => { lab: LabHandle; checke
       const job = await jobMoved(checker, first.node, old);
       console.log(`# ${label}, ${fault.name}: ${job.text.split('\n')[0]}`);
       assert.deepEqual(job.overlaps, [], job.text);
+      await analyticsWherePlaced(lab, first.node);
     });
   }
+}
+
+/**
+ * Where the cluster file lists the reference application's analytics service (its second
+ * service, `vigil-refapp --analytics`): it runs as its placement says, asked of systemd on each
+ * app machine (`active`: on the active machine alone; `every`: on each), and on the active machine
+ * its agent reports it passing its own health check (`healthUrl`: it reached the database).
+ */
+async function analyticsWherePlaced(lab: LabHandle, active: string): Promise<void> {
+  const svc = lab.cluster.application.services.find((s) => s.unit === UNITS.refappAnalytics);
+  if (!svc) return;
+  const apps = withRole(lab.cluster, 'app').map((m) => m.name);
+  let seen = '';
+  const startedAt = performance.now();
+  await waitFor(
+    `the analytics service (runsOn: ${svc.runsOn}) to run on ${svc.runsOn === 'every' ? 'every app machine' : `${active} alone`} and pass its health check there`,
+    async () => {
+      const states = await Promise.all(apps.map(async (m) => [m, (await labRun(m, ['systemctl', 'is-active', svc.unit])).stdout.trim()] as const));
+      const ready = (await labAgents(2000)).get(active)?.services.find((x) => x.name === svc.name)?.ready;
+      seen = `${states.map(([m, st]) => `${m} ${st}`).join(', ')}; ${active}'s agent reports it ready: ${String(ready)}`;
+      const placed = states.every(([m, st]) => (st === 'active') === (svc.runsOn === 'every' || m === active));
+      return placed && ready === true ? true : undefined;
+    },
+    15_000,
+    250,
+  ).catch((err: Error) => assert.fail(`${err.message}: ${seen}`));
+  console.log(`# analytics service: ${seen} (checked in ${((performance.now() - startedAt) / 1000).toFixed(1)} s)`);
 }
 
 /** In every proxy, the active machine's server is out of MAINT and every other app machine's in it (the observer fences within a tick or two). */

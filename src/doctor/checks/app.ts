@@ -98,6 +98,18 @@ export function checkServices(ctx: EvalContext, r: Results): void {
           ctx.fixes.start(m.name, 'nginx'),
         );
       }
+      // A service with a health check of its own (an analytics service) that runs but does not answer it: the role check
+      // is the application's health, so nothing moves; only this says it.
+      for (const s of agent.services.filter((x) => x.running && x.ready === false)) {
+        const svc = ctx.cluster.application.services.find((x) => x.name === s.name);
+        r.warn(
+          'services',
+          m.name,
+          `the application's service ${s.name} runs on ${m.name}, the active machine, but does not pass its own health check (${svc?.healthUrl ?? 'healthUrl'}): still starting, or failing`,
+          'what it does for users (reports, background work) may be missing; the proxy keeps routing to this machine, whose application answers',
+          `read its log: ${ctx.fixes.on(m.name, ['journalctl', '-u', svc?.unit ?? s.name, '-n', '50'])}`,
+        );
+      }
     }
   }
 }
