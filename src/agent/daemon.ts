@@ -47,7 +47,11 @@ let countLog: ((event: string, fields: Record<string, unknown>) => void) | undef
 
 const log = (event: string, fields: Record<string, unknown> = {}) => {
   process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event, ...fields })}\n`);
-  countLog?.(event, fields);
+  try {
+    countLog?.(event, fields);
+  } catch {
+    // metrics never stop the agent: a count lost is all a failure here costs
+  }
 };
 
 export async function runAgent(o: AgentOptions): Promise<void> {

@@ -116,7 +116,11 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     } catch (err) {
       log('tick-failed', { error: (err as Error).message });
     }
-    ctx.metrics?.loopDone(done?.obs ?? null, done?.d ?? null, (performance.now() - started) / 1000, leadership.isLeader());
+    try {
+      ctx.metrics?.loopDone(done?.obs ?? null, done?.d ?? null, (performance.now() - started) / 1000, leadership.isLeader());
+    } catch (err) {
+      log('metrics-failed', { error: (err as Error).message }); // metrics never stop the loop
+    }
     const wait = Math.max(0, (o.tickMs ?? TICK_MS) - (performance.now() - started));
     await new Promise((r) => setTimeout(r, wait));
   }

@@ -163,6 +163,7 @@ async function metricsMoved(old: { node: string; epoch: number }, now: { node: s
   assert.ok(baseline, 'the metrics test ran first');
   const o0 = baseline.get('observer/observer')!;
   const counted = { kind: 'failover', result: 'success' };
+  const started = performance.now();
   const after = await waitFor(
     'vigil_failovers_total{kind="failover",result="success"} to count the failover',
     async () => {
@@ -180,6 +181,7 @@ async function metricsMoved(old: { node: string; epoch: number }, now: { node: s
         .join('; ')}`,
     );
   });
+  console.log(`# metrics: the failover counted ${Math.round(performance.now() - started)} ms after the test looked`);
   const o1 = after.get('observer/observer')!;
   const moved = (name: string, labels: Record<string, string>) => (sampleValue(o1, name, labels) ?? 0) - (sampleValue(o0, name, labels) ?? 0);
   assert.equal(moved('vigil_failover_duration_seconds_count', { kind: 'failover' }), 1, 'one failover in the duration histogram');
