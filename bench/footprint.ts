@@ -17,8 +17,13 @@
  *   stopped and its command line, with `bin/vigil.js` in place of the bundle (same node, same
  *   flags), runs as a transient unit, idle, then the unit is stopped and the service started
  *   again. `--no-tsx` leaves this out.
+ * - the observer without its Prometheus metrics: `metrics: { enabled: false }` appended to the
+ *   observer machine's copy of the cluster file and its service restarted, idle, then the file
+ *   restored and the service restarted. The idle window above scrapes every Vigil daemon's
+ *   /metrics every 5 s (Prometheus's default is 15 s), so it includes what scrapes cost.
+ *   `--no-metrics-off` leaves this out.
  *
- *   npx tsx bench/footprint.ts [--topology distributed] [--settle-ms 20000] [--window-ms 30000] [--failover-ms 15000] [--no-tsx]
+ *   npx tsx bench/footprint.ts [--topology distributed] [--settle-ms 20000] [--window-ms 30000] [--failover-ms 15000] [--no-tsx] [--no-metrics-off]
  */
 import { cp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,6 +36,9 @@ import { LabShell } from '../src/lab/shell.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
 import { VIGIL_INSTALL } from '../src/layout/units.ts';
 import { daemonCommand } from '../src/render/systemd.ts';
+import { PATHS } from '../src/layout/paths.ts';
+import { metricsUrl } from '../src/layout/network.ts';
+import { runsAgent } from '../src/config/schema.ts';
 import { run, sleep } from '../src/util/exec.ts';
 
 const { values } = parseArgs({
@@ -40,6 +48,7 @@ const { values } = parseArgs({
     'window-ms': { type: 'string', default: '30000' },
     'failover-ms': { type: 'string', default: '15000' },
     'no-tsx': { type: 'boolean', default: false },
+    'no-metrics-off': { type: 'boolean', default: false },
   },
 });
 const settleMs = Number(values['settle-ms']);
@@ -159,6 +168,69 @@ async function observerFromSources(lab: LabHandle): Promise<Row[]> {
   }
 }
 
+/** Scrapes every Vigil daemon's /metrics every `everyMs` until stopped; returns how many scrapes answered 200. */
+function scraping(lab: LabHandle, everyMs: number): () => Promise<{ ok: number; failed: number }> {
+  const urls = lab.cluster.machines.flatMap((m) => [
+    ...(runsAgent(lab.cluster, m) ? [metricsUrl(lab.cluster, m, 'agent')] : []),
+    ...(m.roles.includes('observer') ? [metricsUrl(lab.cluster, m, 'observer')] : []),
+  ]);
+  const counts = { ok: 0, failed: 0 };
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) {
+      await Promise.all(
+        urls.map(async (u) => {
+          const r = await fetch(u, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+          await r?.arrayBuffer();
+          if (r?.status === 200) counts.ok++;
+          else counts.failed++;
+        }),
+      );
+      await sleep(everyMs);
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    return counts;
+  };
+}
+
+/** The observer with `metrics.enabled: false` in its machine's cluster file, idle; the file and the service are restored afterwards. */
+async function observerWithoutMetrics(lab: LabHandle): Promise<Row[]> {
+  const host = lab.cluster.machines.find((m) => m.roles.includes('observer'))!.name;
+  const sh = new LabShell(host);
+  const file = PATHS.clusterFile;
+  const restart = async () => {
+    const r = await sh.exec(['systemctl', 'restart', 'vigil-observer.service'], { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new Error(`systemctl restart vigil-observer: ${r.stderr}`);
+  };
+  const edit = await sh.exec(['sh', '-c', `cp -p ${file} ${file}.bench && printf '\nmetrics:\n  enabled: false\n' >> ${file}`], { timeoutMs: 10_000 });
+  if (edit.code !== 0) throw new Error(`editing ${file} on ${host}: ${edit.stderr}`);
+  try {
+    await restart();
+    await labSettled(lab);
+    await sleep(settleMs);
+    const found = await daemons(lab, { machine: host, daemon: 'observer' });
+    const listening = await fetch(
+      metricsUrl(
+        lab.cluster,
+        lab.cluster.machines.find((m) => m.name === host)!,
+        'observer',
+      ),
+      { signal: AbortSignal.timeout(2000) },
+    ).then(
+      () => true,
+      () => false,
+    );
+    if (listening) throw new Error('the observer still serves /metrics with metrics.enabled: false');
+    return (await measure(found, windowMs)).rows;
+  } finally {
+    await sh.exec(['sh', '-c', `mv ${file}.bench ${file}`], { timeoutMs: 10_000 });
+    await restart();
+  }
+}
+
 await labDown();
 const lab = await labUp({ topology: values.topology as LabTopology });
 try {
@@ -169,8 +241,13 @@ try {
   console.log(`\nWhat runs (${values.topology} lab, ${started}):`);
   for (const [d, c] of new Map(found.map((f) => [f.daemon, f.cmdline]))) console.log(`  ${d}: ${c}`);
 
+  const stopScraping = scraping(lab, 5000);
   const idle = await measure(found, windowMs);
-  print(`Idle (${(settleMs / 1000).toFixed(0)} s settled, ${idle.seconds.toFixed(1)} s window; the artifact under systemd):`, idle.rows);
+  const scrapes = await stopScraping();
+  print(
+    `Idle (${(settleMs / 1000).toFixed(0)} s settled, ${idle.seconds.toFixed(1)} s window; the artifact under systemd; every daemon's /metrics scraped every 5 s: ${scrapes.ok} scrapes answered, ${scrapes.failed} failed):`,
+    idle.rows,
+  );
 
   const serving = (
     await Promise.all(
@@ -180,6 +257,16 @@ try {
   if (!serving) throw new Error('no app machine runs the application');
   const failover = await measure(found, failoverMs, () => labSignal(serving, 'app', 'SIGKILL'));
   print(`During a failover (the application process on ${serving} killed at the window's start, ${failover.seconds.toFixed(1)} s window):`, failover.rows);
+
+  if (!values['no-metrics-off']) {
+    await labSettled(lab);
+    const off = await observerWithoutMetrics(lab);
+    const on = idle.rows.find((r) => r.daemon === 'observer')!;
+    print(
+      'The observer without metrics (metrics.enabled: false), idle, beside the idle window above (metrics on, scraped every 5 s):',
+      [...off, on].map((r, i) => ({ ...r, machine: `${r.machine} (${i === 0 ? 'metrics off' : 'metrics on'})` })),
+    );
+  }
 
   if (!values['no-tsx']) {
     await labSettled(lab);

@@ -7,7 +7,7 @@
  *
  * Layers, bottom up (docs/architecture.md draws them):
  *   vocabulary   util, model, config, layout
- *   adapters     pki, mtls, etcd, patroni, proxy, remote, events, alerts, airgap
+ *   adapters     pki, mtls, etcd, patroni, proxy, remote, events, alerts, airgap, metrics
  *   shared work  render, facts, sync
  *   programs     agent, observer, ops, doctor, apply, init, and cli, which wires them
  *   outside production (never imported by the above; not in the artifact)
@@ -28,13 +28,14 @@ export const ALLOWED = {
   events: ['etcd', 'model', 'util'],
   alerts: ['config', 'model', 'util'],
   airgap: ['model', 'util'],
+  metrics: ['config', 'layout', 'mtls', 'util'],
 
   render: ['config', 'layout', 'model', 'patroni', 'util'],
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],
   sync: ['config', 'events', 'layout', 'model', 'remote', 'util'],
 
-  agent: ['airgap', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'sync', 'util'],
-  observer: ['agent/client.ts', 'alerts', 'config', 'etcd', 'events', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'util'],
+  agent: ['airgap', 'config', 'etcd', 'events', 'layout', 'metrics', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'sync', 'util'],
+  observer: ['agent/client.ts', 'alerts', 'config', 'etcd', 'events', 'facts', 'layout', 'metrics', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'util'],
   ops: ['agent/client.ts', 'airgap', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'remote', 'render', 'util'],
   doctor: ['agent/client.ts', 'config', 'etcd', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'util'],
   apply: ['agent/client.ts', 'config', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'sync', 'util'],

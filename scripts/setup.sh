@@ -18,8 +18,9 @@ fi
 # mmdebstrap and dpkg-dev: the lab machines' root filesystems and package mirror (src/lab/rootfs.ts);
 # systemd-container: systemd-nspawn boots the bare lab machines (src/lab/boot.ts); keepalived: the
 # render tests run `keepalived --config-test` (src/render/keepalived.test.ts); iptables and python3:
-# the lab's latency fault (iptables-legacy's NFQUEUE target and src/lab/nfq-delay.py; src/lab/net.ts).
-packages=(postgresql patroni etcd-server etcd-client haproxy socat keepalived rsync openssh-server openssh-client nginx iproute2 nftables iptables python3 util-linux openssl lsyncd sudo mmdebstrap dpkg-dev systemd-container)
+# the lab's latency fault (iptables-legacy's NFQUEUE target and src/lab/nfq-delay.py; src/lab/net.ts);
+# prometheus: its `promtool` checks the alert rules and the daemons' /metrics in the tests (docs/metrics.md).
+packages=(postgresql patroni etcd-server etcd-client haproxy socat keepalived rsync openssh-server openssh-client nginx iproute2 nftables iptables python3 util-linux openssl lsyncd sudo mmdebstrap dpkg-dev systemd-container prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -34,6 +34,9 @@ import { APP_BACKEND, POSTGRES_BACKEND } from '../layout/network.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { SystemdServices } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
+import { serveMetrics } from '../metrics/serve.ts';
+import { certificateExpiry, watchedCertificates } from '../metrics/registry.ts';
+import { AgentMetrics } from './metrics.ts';
 
 export interface AgentOptions {
   clusterFile: string;
@@ -42,8 +45,17 @@ export interface AgentOptions {
   signal: AbortSignal;
 }
 
-const log = (event: string, fields: Record<string, unknown> = {}) =>
+/** The agent's metrics count its log events (src/agent/metrics.ts); set once metrics are made. */
+let countLog: ((event: string, fields: Record<string, unknown>) => void) | undefined;
+
+const log = (event: string, fields: Record<string, unknown> = {}) => {
   process.stdout.write(`${JSON.stringify({ ts: new Date().toISOString(), event, ...fields })}\n`);
+  try {
+    countLog?.(event, fields);
+  } catch {
+    // metrics never stop the agent: a count lost is all a failure here costs
+  }
+};
 
 export async function runAgent(o: AgentOptions): Promise<void> {
   const cluster = await loadCluster(o.clusterFile);
@@ -137,6 +149,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   );
   const patches = machine.roles.includes('app') && cluster.application.patchDir ? await patchDirCheck(cluster.application.patchDir) : undefined;
   const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, log }) : undefined;
+  const metrics = cluster.metrics.enabled ? agentMetrics(agent, cluster, machine, sync) : undefined;
+  countLog = metrics && ((event, fields) => metrics.fromLog(event, fields));
+  if (metrics) certificateExpiry(metrics.m, watchedCertificates(cluster, machine, pki));
+  const metricsServer = metrics ? await serveMetrics({ cluster, machine, port: cluster.metrics.agentPort, registry: metrics.m.registry, pki, log }) : null;
   const watch = await store.watchActive((r) => agent.hint(r), { onError: (err) => log('watch-error', { error: err.message }) });
   const observers = new Set([...withRole(cluster, 'observer').map((m) => m.name), 'admin']);
   const server = await createMtlsServer({
@@ -175,6 +191,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   // cycle under way is the last one. The services keep running whatever happens here.
   const unfinished = await stopSteps([
     ['api', () => server.close()],
+    ['metrics', async () => metricsServer?.close()],
     ['watch', () => watch.close()],
     ['cycle', () => agent.settled()],
     ['db-fence', async () => fence?.fence.settled()],
@@ -333,6 +350,35 @@ async function status(
     if (fs) s.disk.push({ path, freeBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize });
   }
   return s;
+}
+
+/** The agent's metrics, read from its memory when scraped (src/agent/metrics.ts). */
+function agentMetrics(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync): AgentMetrics {
+  const wallMs = (monotonicMs: number) => Date.now() - (performance.now() - monotonicMs);
+  return new AgentMetrics({
+    ...(machine.roles.includes('app') ? { role: () => (agent.isActive() ? 'active' : agent.record?.node === machine.name ? 'starting' : 'standby') } : {}),
+    epoch: () => agent.record?.epoch ?? null,
+    leaseExpiryMs: () => (agent.isActive() ? Date.now() + agent.leaseLeftMs() : null),
+    lastConfirmMs: () => (agent.confirmedAt === null ? null : wallMs(agent.confirmedAt)),
+    ...(sync ? { sync: () => sync.status(agentView(agent)) } : {}),
+    ...(machine.roles.includes('db') ? { replication: () => replicationLag(cluster, machine) } : {}),
+  });
+}
+
+/**
+ * This standby's lag behind the primary: bytes from Patroni's /cluster; seconds since the commit
+ * of the last transaction it replayed, 0 when no byte is missing (an idle primary commits
+ * nothing, so the age alone would grow without any lag). Null on the primary.
+ */
+async function replicationLag(cluster: Cluster, machine: Machine): Promise<{ member: string; lagBytes: number | null; lagSeconds: number | null } | null> {
+  const patroni = patroniOf(cluster, machine);
+  const me = (await patroni.cluster({ timeoutMs: 1000 })).members.find((m) => m.name === machine.name);
+  if (!me || ['leader', 'master', 'primary', 'standby_leader'].includes(me.role)) return null;
+  const lagBytes = typeof me.lag === 'number' ? me.lag : null;
+  if (lagBytes === 0) return { member: me.name, lagBytes, lagSeconds: 0 };
+  const replayedAt = (await patroni.status({ timeoutMs: 1000 })).replayedAt;
+  const lagSeconds = replayedAt === undefined ? null : Math.max(0, (Date.now() - Date.parse(replayedAt)) / 1000);
+  return { member: me.name, lagBytes, lagSeconds: Number.isFinite(lagSeconds) ? lagSeconds : null };
 }
 
 /** This machine's member in Patroni's view of the cluster: role, state and replication lag. */

@@ -468,3 +468,39 @@ test('application.services[].runsOn and application.activation: defaults, a warm
   );
   assertProblem(twice, 'CONFIG_INVALID', 'c.yaml:13 application.services[1].name', '`app` names two services', 'its own name');
 });
+
+test('metrics: defaults; a bad listen value lists the allowed ones; a port of the agent or observer that collides is named with a free one', () => {
+  const c = parseCluster(file(...PAIR), 'vigil.yaml');
+  assert.deepEqual(c.metrics, { enabled: true, listen: 'machine', agentPort: 9710, observerPort: 9711, auth: 'none' });
+  const bad = errorOf(() => parseCluster(file(...PAIR, 'metrics:', '  listen: everywhere'), 'vigil.yaml'));
+  assertProblem(
+    bad,
+    'CONFIG_INVALID',
+    'vigil.yaml:10 metrics.listen',
+    'must be machine, loopback, any or an IPv4 address (found "everywhere")',
+    '`loopback`, `any`, or one IPv4 address',
+  );
+  const auth = errorOf(() => parseCluster(file(...PAIR, 'metrics:', '  auth: basic'), 'vigil.yaml'));
+  assertProblem(auth, 'CONFIG_INVALID', 'vigil.yaml:10 metrics.auth', '(found "basic")', 'none, mtls');
+  // pair: app1 runs an agent and Patroni; the observer machine the observer and HAProxy.
+  const agent = errorOf(() => parseCluster(file(...PAIR, 'metrics:', '  agentPort: 8008'), 'vigil.yaml'));
+  assertProblem(
+    agent,
+    'CONFIG_INVALID',
+    'vigil.yaml:10 metrics.agentPort',
+    'database.patroniPort and metrics.agentPort are both 8008',
+    'change metrics.agentPort to a free port, e.g. 8009',
+  );
+  const observer = errorOf(() => parseCluster(file(...PAIR, 'metrics:', '  observerPort: 7000'), 'vigil.yaml'));
+  assertProblem(
+    observer,
+    'CONFIG_INVALID',
+    'vigil.yaml:10 metrics.observerPort',
+    'proxy.statsPort and metrics.observerPort are both 7000',
+    'change metrics.observerPort',
+  );
+  const api = errorOf(() => parseCluster(file(...PAIR, 'metrics:', '  agentPort: 7710'), 'vigil.yaml'));
+  assertProblem(api, 'CONFIG_INVALID', 'vigil.yaml:10 metrics.agentPort', 'metrics.agentPort and agent API port are both 7710', 'change metrics.agentPort');
+  // Off: its ports are not in use, so nothing collides.
+  assert.equal(parseCluster(file(...PAIR, 'metrics:', '  enabled: false', '  agentPort: 8008'), 'vigil.yaml').metrics.enabled, false);
+});

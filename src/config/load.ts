@@ -203,6 +203,7 @@ function formatProblem(issue: Issue<'invalid_format'>, ctx: IssueContext): Probl
   if (issue.format === 'email') [message, fix] = ['must be an e-mail address', 'write an address such as ops@example.com'];
   else if (issue.format === 'starts_with') [message, fix] = [`must start with "${prefix}"`, `start it with "${prefix}"`];
   else if (last(issue.path) === 'address') fix = 'write the IPv4 address the other machines reach it on, e.g. `address: 10.0.0.11`';
+  else if (last(issue.path) === 'listen') fix = 'write `listen: machine` (the default), `loopback`, `any`, or one IPv4 address such as 10.0.0.5';
   else if (issue.format === 'regex') fix = 'use lower case letters, digits and dashes, starting with a letter, e.g. app1';
   return problem(ctx.loc.at(issue.path), `${named(issue.path)} ${message}${shown(ctx, issue.path)}`, fix);
 }

@@ -478,6 +478,31 @@ export const clusterFileSchema = z
       })
       .prefault({})
       .describe('File sync between app machines: the active machine pushes `application.syncDirs` to the standbys with rsync over SSH.'),
+    metrics: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe('Whether every agent and observer serves Prometheus metrics on `/metrics` (docs/metrics.md); default true.'),
+        listen: z
+          .union([z.enum(['machine', 'loopback', 'any']), z.string().regex(IPV4_RE, { message: 'must be machine, loopback, any or an IPv4 address' })])
+          .default('machine')
+          .describe(
+            "Where `/metrics` listens on each machine: `machine` (default), the machine's own address from `machines`; `loopback`, 127.0.0.1 only (a Prometheus or agent on the same machine); `any`, every address (0.0.0.0); or one IPv4 address, the same on every machine (e.g. a management network's, when each machine has one).",
+          ),
+        agentPort: port("Port of the agent's `/metrics` on every machine that runs an agent", 9710),
+        observerPort: port("Port of the observer's `/metrics` on the observer machines", 9711),
+        auth: z
+          .enum(['none', 'mtls'])
+          .default('none')
+          .describe(
+            "`none` (default): plain HTTP, readable by anyone who reaches the port (the metrics hold no secret: states, epochs, counts, durations); restrict it with `listen` or a firewall. `mtls`: HTTPS with the machine's certificate, and only a client certificate issued by the cluster CA is let in (give Prometheus one, e.g. the admin certificate from `vigil init`, as `tls_config` `cert_file`/`key_file` with `ca_file` the cluster CA).",
+          ),
+      })
+      .prefault({})
+      .describe(
+        "Prometheus metrics of Vigil's own daemons. HAProxy's exporter (on `proxy.statsPort`, `/metrics`) and Patroni's (`database.patroniPort`, `/metrics`) are always on.",
+      ),
     alerts: alertsSchema,
   })
   .describe('vigil.yaml: the whole cluster.');

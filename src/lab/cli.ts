@@ -140,7 +140,8 @@ export function registerLab(program: Command): void {
           entryHolder: entry.holders.length === 1 ? entry.holders[0] : null,
           entryHolders: entry.holders,
         };
-        say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m) }, null, 2));
+        const metrics = await lab.labMetrics();
+        say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m), metrics }, null, 2));
         return;
       }
       say(platform.summary);

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { applyCluster } from '../apply/apply.ts';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
-import { agentMachines, entryAddress, withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
+import { metricsUrl } from '../layout/network.ts';
+import { agentMachines, entryAddress, runsAgent, withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
 import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { agentOf } from '../agent/client.ts';
@@ -224,6 +225,27 @@ export async function labStatus(): Promise<MachineStatus[]> {
       return { ...m, processes, pids };
     }),
   );
+}
+
+export interface MetricsTarget {
+  machine: string;
+  /** Vigil's own daemons, and HAProxy's and Patroni's exporters (docs/metrics.md). */
+  daemon: 'agent' | 'observer' | 'haproxy' | 'patroni';
+  url: string;
+}
+
+/** Every daemon's `/metrics` URL in the lab (none before `vigil apply` wrote the cluster file of a bare lab). */
+export async function labMetrics(): Promise<MetricsTarget[]> {
+  const cluster = await loadCluster(clusterFilePath()).catch(() => null);
+  if (!cluster) return [];
+  const out: MetricsTarget[] = [];
+  for (const m of cluster.machines) {
+    if (cluster.metrics.enabled && runsAgent(cluster, m)) out.push({ machine: m.name, daemon: 'agent', url: metricsUrl(cluster, m, 'agent') });
+    if (cluster.metrics.enabled && m.roles.includes('observer')) out.push({ machine: m.name, daemon: 'observer', url: metricsUrl(cluster, m, 'observer') });
+    if (m.roles.includes('proxy')) out.push({ machine: m.name, daemon: 'haproxy', url: `http://${m.address}:${cluster.proxy.statsPort}/metrics` });
+    if (m.roles.includes('db')) out.push({ machine: m.name, daemon: 'patroni', url: `http://${m.address}:${cluster.database.patroniPort}/metrics` });
+  }
+  return out;
 }
 
 export interface LabEntry {

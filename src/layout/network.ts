@@ -42,3 +42,17 @@ export const REFAPP_ANALYTICS_PORT = 8082;
 
 /** Port of the reference application's own HTTPS endpoint in the lab (application.tlsEndpoints), on loopback like REFAPP_PORT. */
 export const REFAPP_HTTPS_PORT = 8443;
+
+/** The address a daemon's `/metrics` listens on, as `metrics.listen` says (src/config/schema.ts). */
+export function metricsHost(cluster: Cluster, machine: { address: string }): string {
+  const l = cluster.metrics.listen;
+  return l === 'machine' ? machine.address : l === 'loopback' ? '127.0.0.1' : l === 'any' ? '0.0.0.0' : l;
+}
+
+/** Where Prometheus scrapes a daemon's metrics, reached from another machine (`any`: the machine's own address). */
+export function metricsUrl(cluster: Cluster, machine: { address: string }, daemon: 'agent' | 'observer'): string {
+  const host = metricsHost(cluster, machine);
+  const reach = host === '0.0.0.0' ? machine.address : host;
+  const port = daemon === 'agent' ? cluster.metrics.agentPort : cluster.metrics.observerPort;
+  return `${cluster.metrics.auth === 'mtls' ? 'https' : 'http'}://${reach}:${port}/metrics`;
+}

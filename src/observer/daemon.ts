@@ -24,6 +24,9 @@ import { observe, type Observed } from './observe.ts';
 import { execute, type Effects } from './execute.ts';
 import { runReleaseLoop } from './db-release-loop.ts';
 import { proxyHandles, type ProxyHandle } from './proxies.ts';
+import { ObserverMetrics } from './metrics.ts';
+import { serveMetrics } from '../metrics/serve.ts';
+import { certificateExpiry, watchedCertificates } from '../metrics/registry.ts';
 
 export interface ObserverOptions {
   clusterFile: string;
@@ -54,6 +57,8 @@ interface Ctx {
   published: Published | null;
   /** A Patroni switchover is under way (see execute's db-switchover). */
   switchoverInFlight: boolean;
+  /** Prometheus metrics (docs/metrics.md); absent with `metrics.enabled: false`. */
+  metrics?: ObserverMetrics;
 }
 
 export async function runObserver(o: ObserverOptions): Promise<void> {
@@ -80,7 +85,12 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     leadership,
     published: null,
     switchoverInFlight: false,
+    ...(cluster.metrics.enabled ? { metrics: new ObserverMetrics() } : {}),
   };
+  if (ctx.metrics) certificateExpiry(ctx.metrics.m, watchedCertificates(cluster, machine, pki));
+  const metricsServer = ctx.metrics
+    ? await serveMetrics({ cluster, machine, port: cluster.metrics.observerPort, registry: ctx.metrics.m.registry, pki, log })
+    : null;
   const cfg = decideConfig(cluster);
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
@@ -99,15 +109,23 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   let memory: Memory = initialMemory();
   while (!o.signal.aborted) {
     const started = performance.now();
+    let done: Ticked | null = null;
     try {
-      memory = await tick(ctx, memory, cfg);
+      done = await tick(ctx, memory, cfg);
+      memory = done.d.memory;
     } catch (err) {
       log('tick-failed', { error: (err as Error).message });
+    }
+    try {
+      ctx.metrics?.loopDone(done?.obs ?? null, done?.d ?? null, (performance.now() - started) / 1000, leadership.isLeader());
+    } catch (err) {
+      log('metrics-failed', { error: (err as Error).message }); // metrics never stop the loop
     }
     const wait = Math.max(0, (o.tickMs ?? TICK_MS) - (performance.now() - started));
     await new Promise((r) => setTimeout(r, wait));
   }
   await release;
+  await metricsServer?.close();
   await alerter.close();
   await leadership.resign().catch(() => {});
   await store.close();
@@ -124,14 +142,49 @@ export function decideConfig(cluster: Cluster): DecideConfig {
   return { ...DEFAULT_DECIDE_CONFIG, failAfterMs: cluster.timers.appFailAfterMs, activateTimeoutMs: cluster.timers.appStartTimeoutMs + handover };
 }
 
-async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Memory> {
+interface Ticked {
+  obs: Observed['obs'];
+  d: Decision;
+}
+
+async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Ticked> {
   const seen = await observe({ ...ctx, isLeader: () => ctx.leadership.isLeader() }, performance.now());
   const d = decide(memory, seen.obs, cfg);
   for (const t of d.transitions) log('transition', { ...t });
   // Leadership is checked again right before acting: a deposed observer must not act on a stale view.
-  if (d.actions.length && ctx.leadership.isLeader()) await execute(effects(ctx, seen), seen.active?.record.epoch ?? null, d.actions);
+  if (d.actions.length && ctx.leadership.isLeader()) {
+    const fx = effects(ctx, seen);
+    const move = ctx.metrics && movedBy(d);
+    if (!move) await execute(fx, seen.active?.record.epoch ?? null, d.actions);
+    else {
+      // Timed for vigil_failover_phase_duration_seconds: did the record get written, how long the fence took.
+      let written = false;
+      let fenceMs = 0;
+      const timed: Effects = {
+        ...fx,
+        activate: async (a) => (written = await fx.activate(a)),
+        fence: async (node, epoch) => {
+          const t0 = performance.now();
+          await fx.fence(node, epoch);
+          fenceMs += performance.now() - t0;
+        },
+      };
+      await execute(timed, seen.active?.record.epoch ?? null, d.actions);
+      if (written) ctx.metrics!.moved(move.kind, move.node, move.epoch, memory, seen.obs.nowMs, fenceMs);
+    }
+  }
   await publishState(ctx, d);
-  return d.memory;
+  return { obs: seen.obs, d };
+}
+
+/** The failover or switchover a decision moves the app for, if it does (a bootstrap is neither). */
+function movedBy(d: Decision): { kind: 'failover' | 'switchover'; node: string; epoch: number } | null {
+  const activate = d.actions.find((a) => a.kind === 'activate');
+  if (!activate) return null;
+  for (const a of d.actions)
+    if (a.kind === 'event' && (a.event.type === 'failover' || a.event.type === 'switchover'))
+      return { kind: a.event.type, node: activate.node, epoch: activate.epoch };
+  return null;
 }
 
 /** What was last written to `observer/state`, and under which lead (a new lead writes it again). */

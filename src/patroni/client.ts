@@ -138,6 +138,8 @@ export interface PatroniMemberStatus {
   state?: string;
   /** Patroni's own version, e.g. "3.0.2". */
   version?: string;
+  /** A replica: commit time (ISO) of the last transaction it replayed (`xlog.replayed_timestamp`). */
+  replayedAt?: string;
 }
 
 /** GET /config: the dynamic configuration Patroni keeps in etcd (only what Vigil reads). */
@@ -195,11 +197,12 @@ export class PatroniClient {
   /** GET /patroni. */
   async status(o: PatroniCallOptions): Promise<PatroniMemberStatus> {
     const { body } = await this.json('/patroni', o);
-    const b = body as { role?: unknown; state?: unknown; patroni?: { version?: unknown } };
+    const b = body as { role?: unknown; state?: unknown; patroni?: { version?: unknown }; xlog?: { replayed_timestamp?: unknown } };
     return {
       ...(typeof b.role === 'string' ? { role: b.role } : {}),
       ...(typeof b.state === 'string' ? { state: b.state } : {}),
       ...(typeof b.patroni?.version === 'string' ? { version: b.patroni.version } : {}),
+      ...(typeof b.xlog?.replayed_timestamp === 'string' ? { replayedAt: b.xlog.replayed_timestamp } : {}),
     };
   }
 

@@ -81,12 +81,13 @@ describe('haproxy.cfg', () => {
     assert.ok(pg.includes('default-server inter 500ms fastinter 125ms downinter 125ms fall 3 rise 2 on-marked-down shutdown-sessions'));
   });
 
-  it('has the admin socket, the stats page and no daemon flag', () => {
+  it("has the admin socket, the stats page with HAProxy's Prometheus exporter on /metrics, and no daemon flag", () => {
     const cfg = haproxyConfig(clusterFixture('pair', { proxy: { statsPort: 7100 } }));
     const global = sectionOf(cfg, 'global');
     assert.ok(global.includes('stats socket /run/vigil/haproxy.sock mode 600 level admin expose-fd listeners'));
     assert.ok(!global.includes('daemon'));
     assert.ok(sectionOf(cfg, 'listen stats').includes('bind *:7100'));
+    assert.ok(sectionOf(cfg, 'listen stats').includes('http-request use-service prometheus-exporter if { path /metrics }'));
   });
 
   it('serves :443 only with a bundle', () => {

@@ -115,7 +115,16 @@ export function haproxyConfig(cluster: Cluster): string {
       // A check that does not answer within one interval counts as failed.
       `timeout check ${t.proxyCheckIntervalMs}ms`,
     ]),
-    section(`listen stats`, ['mode http', `bind *:${p.statsPort}`, 'stats enable', 'stats uri /', 'stats refresh 5s', 'stats show-legends']),
+    // HAProxy's own Prometheus exporter (built in since 2.4, USE_PROMEX) on the stats port's /metrics (docs/metrics.md).
+    section(`listen stats`, [
+      'mode http',
+      `bind *:${p.statsPort}`,
+      'http-request use-service prometheus-exporter if { path /metrics }',
+      'stats enable',
+      'stats uri /',
+      'stats refresh 5s',
+      'stats show-legends',
+    ]),
     section('frontend http_front', [
       `bind *:${p.httpPort}`,
       'mode http',

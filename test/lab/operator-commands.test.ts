@@ -1,7 +1,8 @@
 /**
  * The operator's commands against a `pair` lab: status, maintenance (the observer holds still),
  * a planned switchover of both tiers with no lost write, a manual failover, the event history, and
- * the e-mail alerts the observer sends to an SMTP server on the lab's bridge address.
+ * the e-mail alerts the observer sends to an SMTP server on the lab's bridge address, and the
+ * Prometheus metrics of every daemon before and after a failover.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import { BRIDGE_ADDRESS } from '../../src/lab/topology.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 import { freePort } from '../../src/util/net.ts';
+import { parseExposition, promtoolCheckMetrics, sampleValue, type Sample } from '../../src/testing/metrics.ts';
 
 const vigil = async (...args: string[]) => (await promisify(execFile)(process.execPath, ['bin/vigil.js', ...args, '--lab'], { timeout: 120_000 })).stdout;
 
@@ -82,6 +84,51 @@ test('status shows one active machine, the ready standby and the observer leader
   assert.match(text, new RegExp(`active app node: ${s.active.node} at epoch ${s.active.epoch}`));
 });
 
+interface MetricsTarget {
+  machine: string;
+  daemon: 'agent' | 'observer' | 'haproxy' | 'patroni';
+  url: string;
+}
+let targets: MetricsTarget[] = [];
+/** Every Vigil daemon's samples, by `machine/daemon`, as scraped before the failover below. */
+let baseline: Map<string, Sample[]> | undefined;
+
+const scrape = async (url: string): Promise<string> => {
+  const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  assert.equal(r.status, 200, url);
+  return r.text();
+};
+const scrapeVigil = async (): Promise<Map<string, Sample[]>> =>
+  new Map(
+    await Promise.all(
+      targets
+        .filter((t) => t.daemon === 'agent' || t.daemon === 'observer')
+        .map(async (t) => [`${t.machine}/${t.daemon}`, parseExposition(await scrape(t.url))] as const),
+    ),
+  );
+
+test('every daemon serves /metrics: lab status --json lists the URLs, promtool checks them; HAProxy and Patroni export theirs', async () => {
+  const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigil.js', 'lab', 'status', '--json'], { timeout: 60_000 });
+  targets = (JSON.parse(stdout) as { metrics: MetricsTarget[] }).metrics;
+  // pair: the observer machine runs the observer and HAProxy (no agent); app1 and app2 an agent and Patroni.
+  assert.deepEqual(targets.map((t) => `${t.machine}/${t.daemon}`).sort(), [
+    'app1/agent',
+    'app1/patroni',
+    'app2/agent',
+    'app2/patroni',
+    'observer/haproxy',
+    'observer/observer',
+  ]);
+  for (const t of targets) {
+    const text = await scrape(t.url);
+    if (t.daemon === 'haproxy') assert.match(text, /^haproxy_server_status\{proxy="app",server="app1",state="MAINT"\} [01]$/m, t.url);
+    else if (t.daemon === 'patroni') assert.match(text, /^patroni_postgres_running\{[^}]*\} 1$/m, t.url);
+    else assert.deepEqual(await promtoolCheckMetrics(text), [], `promtool check metrics on ${t.url}`);
+  }
+  baseline = await scrapeVigil();
+  assert.equal(sampleValue(baseline.get('observer/observer')!, 'vigil_observer_is_leader'), 1);
+});
+
 test('in maintenance the observer takes no action; off again, it fails over', async () => {
   const before = (await status()).active!;
   await vigil('maintenance', 'on', '--reason', 'upgrade');
@@ -108,7 +155,48 @@ test('in maintenance the observer takes no action; off again, it fails over', as
     30_000,
     500,
   );
+  await metricsMoved(before, (await status()).active!);
 });
+
+/** After the failover: the observer counted and timed it, its epoch and every agent's went up, the new node's agent says active. */
+async function metricsMoved(old: { node: string; epoch: number }, now: { node: string; epoch: number }): Promise<void> {
+  assert.ok(baseline, 'the metrics test ran first');
+  const o0 = baseline.get('observer/observer')!;
+  const counted = { kind: 'failover', result: 'success' };
+  const started = performance.now();
+  const after = await waitFor(
+    'vigil_failovers_total{kind="failover",result="success"} to count the failover',
+    async () => {
+      const m = await scrapeVigil();
+      return sampleValue(m.get('observer/observer')!, 'vigil_failovers_total', counted)! > sampleValue(o0, 'vigil_failovers_total', counted)! ? m : undefined;
+    },
+    20_000,
+    500,
+  ).catch(async (err: Error) => {
+    const o = (await scrapeVigil()).get('observer/observer')!;
+    return assert.fail(
+      `${err.message}: ${o
+        .filter((x) => x.name === 'vigil_failovers_total')
+        .map((x) => `${JSON.stringify(x.labels)} ${x.value}`)
+        .join('; ')}`,
+    );
+  });
+  console.log(`# metrics: the failover counted ${Math.round(performance.now() - started)} ms after the test looked`);
+  const o1 = after.get('observer/observer')!;
+  const moved = (name: string, labels: Record<string, string>) => (sampleValue(o1, name, labels) ?? 0) - (sampleValue(o0, name, labels) ?? 0);
+  assert.equal(moved('vigil_failover_duration_seconds_count', { kind: 'failover' }), 1, 'one failover in the duration histogram');
+  assert.ok(moved('vigil_failover_duration_seconds_sum', { kind: 'failover' }) > 0);
+  for (const phase of ['detect', 'fence', 'app_start', 'proxy_switch'])
+    assert.equal(moved('vigil_failover_phase_duration_seconds_count', { kind: 'failover', phase }), 1, `phase ${phase} observed`);
+  assert.ok(sampleValue(o1, 'vigil_cluster_epoch')! > sampleValue(o0, 'vigil_cluster_epoch')!, 'the epoch gauge went up');
+  assert.equal(sampleValue(o1, 'vigil_cluster_epoch'), now.epoch);
+  assert.equal(sampleValue(o1, 'vigil_node_role', { node: now.node, state: 'active' }), 1);
+  assert.ok(sampleValue(o1, 'vigil_last_failover_timestamp_seconds', { kind: 'failover' })! > 0);
+  const agent = after.get(`${now.node}/agent`)!;
+  assert.equal(sampleValue(agent, 'vigil_agent_role', { state: 'active' }), 1, `${now.node}'s agent says active`);
+  assert.equal(sampleValue(agent, 'vigil_agent_epoch'), now.epoch);
+  assert.equal(sampleValue(after.get(`${old.node}/agent`)!, 'vigil_agent_role', { state: 'active' }), 0, `${old.node}'s agent no longer active`);
+}
 
 test('a switchover moves both tiers with no lost write', async () => {
   await labSettled(lab);
