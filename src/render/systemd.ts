@@ -256,6 +256,19 @@ export function nginxUnit(): string {
   );
 }
 
+/**
+ * What both services of the reference application share. Root, but bound by file modes like any
+ * other user: a key file root may not read (mode 000, another owner's 600) is unreadable to it,
+ * as it would be to a real application's user. Not restarted in place (see nginxUnit).
+ */
+const REFAPP_SERVICE_LIMITS = [
+  'CapabilityBoundingSet=~CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH',
+  'Environment=NODE_ENV=production',
+  'KillSignal=SIGTERM',
+  'TimeoutStopSec=5s',
+  'Restart=no',
+];
+
 /** The reference application, as the agent runs it on the active machine of a demo cluster. */
 export function refappUnit(): string {
   return unit(
@@ -267,13 +280,7 @@ export function refappUnit(): string {
       `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig])}`,
       // SIGHUP: the HTTPS settings read again and the HTTPS port reopened; HTTP keeps serving.
       `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
-      // Root, but bound by file modes like any other user: a key file root may not read (mode
-      // 000, another owner's 600) is unreadable to it, as it would be to a real application's user.
-      'CapabilityBoundingSet=~CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH',
-      'Environment=NODE_ENV=production',
-      'KillSignal=SIGTERM',
-      'TimeoutStopSec=5s',
-      'Restart=no', // see nginxUnit
+      ...REFAPP_SERVICE_LIMITS,
     ],
     false,
   );
@@ -284,15 +291,7 @@ export function refappAnalyticsUnit(): string {
   return unit(
     'Vigil reference application, analytics service (the agent runs it where its placement says)',
     [],
-    [
-      'Type=exec',
-      `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig, '--analytics'])}`,
-      'CapabilityBoundingSet=~CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH',
-      'Environment=NODE_ENV=production',
-      'KillSignal=SIGTERM',
-      'TimeoutStopSec=5s',
-      'Restart=no', // see nginxUnit
-    ],
+    ['Type=exec', `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig, '--analytics'])}`, ...REFAPP_SERVICE_LIMITS],
     false,
   );
 }
