@@ -4,6 +4,7 @@
  * apply` as real machines are; and the faults tests and benchmarks inject into it.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyCluster } from '../apply/apply.ts';
@@ -21,7 +22,7 @@ import { LabShell, labEnter } from './shell.ts';
 import type { ExecResult } from '../remote/types.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
-import { SSH_HOST_KEY_PUB, bootMachine, powerOff, prepareMachineIdentity, removeLabCgroups, systemctlUnit, type LabUnit } from './boot.ts';
+import { SSH_HOST_KEY_PUB, bootMachine, consoleLog, powerOff, prepareMachineIdentity, removeLabCgroups, systemctlUnit, type LabUnit } from './boot.ts';
 import { stopMirror } from './mirror.ts';
 import * as net from './net.ts';
 import { LAB_DIR, bootedLeaderPid, clusterFilePath, hostPathOf, machineRoot } from './paths.ts';
@@ -301,15 +302,41 @@ export async function labRevive(host: string): Promise<void> {
  * machine took more than two (a lab up that timed out at 120 s, load average 15).
  */
 export async function waitBooted(host: string, timeoutMs = 300_000): Promise<void> {
-  await waitFor(
-    `${host} to boot`,
-    async () => {
-      const r = await new LabShell(host).exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: 30_000 }).catch(() => undefined);
-      return r && /^(running|degraded)/.test(r.stdout.trim()) ? true : undefined;
-    },
-    timeoutMs,
-    250,
-  );
+  try {
+    await waitFor(
+      `${host} to boot`,
+      async () => {
+        const r = await new LabShell(host).exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: 30_000 }).catch(() => undefined);
+        return r && /^(running|degraded)/.test(r.stdout.trim()) ? true : undefined;
+      },
+      timeoutMs,
+      250,
+    );
+  } catch (err) {
+    throw bootFailure(host, (err as Error).message, await readFile(consoleLog(host), 'utf8').catch(() => ''), { cause: err });
+  }
+}
+
+/**
+ * A machine that did not boot, with the last lines its systemd wrote to the console (the journal
+ * of a machine that never booted cannot be read). systemd that cannot create its cgroup inotify
+ * watch has run into the host's `fs.inotify.max_user_instances`, shared by every lab's machines.
+ */
+export function bootFailure(host: string, message: string, consoleText: string, opts?: { cause?: unknown }): VigilError {
+  const tail = consoleText.trimEnd().split('\n').slice(-15).join('\n');
+  const inotify = /inotify.*Too many open files|Too many open files.*inotify/i.test(consoleText);
+  const fix = inotify
+    ? `the host ran out of inotify instances (fs.inotify.max_user_instances, ${readInotifyLimit()} here), which every lab machine's systemd uses: stop other labs, or raise it (\`sysctl -w fs.inotify.max_user_instances=1024\`), then run \`vigil lab up\` again`
+    : `read ${host}'s console output above (${consoleLog(host)} while the lab is kept with --keep-on-failure), fix the cause and run \`vigil lab up\` again`;
+  return new VigilError('LAB', [problem(`vigil lab up: ${host}`, `${message}${tail ? `; its console's last lines:\n${tail}` : ''}`, fix)], opts);
+}
+
+function readInotifyLimit(): string {
+  try {
+    return readFileSync('/proc/sys/fs/inotify/max_user_instances', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Starts one component of a machine again (e.g. an observer killed in the middle of a failover): `systemctl start` of its unit. */
