@@ -33,6 +33,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Every lab machine's systemd, journald and agent take inotify instances from root's share
+# (about 7 to 10 a machine); the suite runs two labs of up to 7 machines at once, near Debian's
+# default of 128. Raised for this host, now and at boot (docs/lab.md, "Several labs at once").
+want_inotify=1024
+if [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt "$want_inotify" ]; then
+  if sysctl -q -w fs.inotify.max_user_instances="$want_inotify"; then
+    echo "fs.inotify.max_user_instances = $want_inotify" >/etc/sysctl.d/60-vigil-lab.conf
+    echo "setup: fs.inotify.max_user_instances raised to $want_inotify for the lab's machines"
+  else
+    echo "setup: warning: could not raise fs.inotify.max_user_instances (now $(cat /proc/sys/fs/inotify/max_user_instances)); lab machines may fail to boot when several labs run" >&2
+  fi
+fi
+
 if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.vigil-lock; then
   echo "setup: installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
