@@ -334,10 +334,10 @@ async function run(lab: LabHandle): Promise<string[]> {
     const row = (p: Phase, s: string) =>
       console.log(`| ${p.name} | ${s} | ${p.polls} | ${describeSeen(p)} | ${p.mostActive} | ${p.splitBrainSeen ? '**seen**' : 'silent'} |`);
     row(idle, idleS.toFixed(0));
-    row(failover, `${tSeen.toFixed(1)} (kill to ${FAILOVER} firing)`);
-    row(tail, `${(back + tailS).toFixed(0)} (revive ${back.toFixed(0)} + ${tailS.toFixed(0)})`);
+    row(failover, failover.endedBy ? `${tSeen.toFixed(1)} (kill to ${FAILOVER} firing)` : `${tSeen.toFixed(1)} (${FAILOVER} never fired)`);
+    if (failover.endedBy) row(tail, `${(back + tailS).toFixed(0)} (revive ${back.toFixed(0)} + ${tailS.toFixed(0)})`);
     console.log(
-      `\n${old} killed -> ${newActive} active; ${FAILOVER} firing seen ${tSeen.toFixed(1)} s after the kill` +
+      `\n${old} killed -> ${newActive} active; ${failover.endedBy ? `${FAILOVER} firing seen ${tSeen.toFixed(1)} s after the kill` : `${FAILOVER} not firing ${tSeen.toFixed(1)} s after the kill`}` +
         (activeAtS === undefined ? '' : ` (its activeAt: ${activeAtS.toFixed(1)} s)`) +
         `; vigil_failovers_total{kind="failover",result="success"} = ${count}; ${SPLIT_BRAIN} silent at ${polls} polls: ${failures.some((f) => f.includes(SPLIT_BRAIN)) ? 'NO' : 'yes'}`,
     );
