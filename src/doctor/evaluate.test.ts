@@ -1,5 +1,6 @@
 import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { patchDirHeld } from '../testing/airgap.ts';
 import { clusterFixture, secretsFixture } from '../testing/clusters.ts';
 import type { Cluster, Secrets } from '../config/schema.ts';
 import { issueCertificate } from '../pki/ca.ts';
@@ -399,25 +400,10 @@ describe('database, proxy and application state', () => {
     });
     const f = structuredClone(healthyFacts(c, renderedOf(c, secrets), pki));
     const sha = 'a'.repeat(64);
-    const held = (sequence: number, over: object = {}) => ({
-      dir: '/var/lib/vigil/app/patches',
-      sequence,
-      bundleId: 'b'.repeat(32),
-      manifestSha256: sha,
-      files: 2,
-      missing: [],
-      extra: [],
-      different: [],
-      counts: { missing: 0, extra: 0, different: 0 },
-      matches: true,
-      error: null,
-      checkedAt: '2026-12-07T12:00:00Z',
-      ...over,
-    });
     const st = f.cluster.state as { ok: true; value: { airgap?: unknown } };
     st.value.airgap = { sequence: 2, bundleId: 'b'.repeat(32), manifestSha256: sha, node: 'app1', importedAt: '2026-12-07T12:00:00Z', backup: null };
-    f.cluster.agents.find((a) => a.machine === 'app1')!.status!.airgap = held(2);
-    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.airgap = held(1);
+    f.cluster.agents.find((a) => a.machine === 'app1')!.status!.airgap = patchDirHeld(2);
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.airgap = patchDirHeld(1);
     let x = findings(f, c).filter((y) => y.check === 'airgap');
     assert.deepEqual(
       x.map((y) => `${y.machine} ${y.severity}`),
@@ -425,8 +411,8 @@ describe('database, proxy and application state', () => {
     );
     assert.match(x[0]!.what, /app2 holds bundle sequence 1 in \/var\/lib\/vigil\/app\/patches; the cluster imported sequence 2 on app1/);
     assert.match(x[0]!.fix, /file sync carries it from the active machine/);
-    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.airgap = held(2);
-    f.cluster.agents.find((a) => a.machine === 'app1')!.status!.airgap = held(2, {
+    f.cluster.agents.find((a) => a.machine === 'app2')!.status!.airgap = patchDirHeld(2);
+    f.cluster.agents.find((a) => a.machine === 'app1')!.status!.airgap = patchDirHeld(2, {
       matches: false,
       different: ['kb.msu'],
       counts: { missing: 0, extra: 0, different: 1 },

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { patchDirHeld } from '../testing/airgap.ts';
 import { airgapStatus } from './airgap-status.ts';
 import { formatStatus, type ClusterStatus } from './status.ts';
 
@@ -150,21 +151,6 @@ test('status says when an activated machine waits for the old one to stop (the h
 
 test("status shows the air gap: the cluster's last import and what each app machine holds", () => {
   const sha = 'a'.repeat(64);
-  const held = (sequence: number, over: object = {}) => ({
-    dir: '/var/lib/vigil/app/patches',
-    sequence,
-    bundleId: 'b'.repeat(32),
-    manifestSha256: sha,
-    files: 2,
-    missing: [],
-    extra: [],
-    different: [],
-    counts: { missing: 0, extra: 0, different: 0 },
-    matches: true,
-    error: null,
-    checkedAt: '2026-12-07T12:00:00Z',
-    ...over,
-  });
   const last = {
     sequence: 2,
     bundleId: 'b'.repeat(32),
@@ -174,8 +160,8 @@ test("status shows the air gap: the cluster's last import and what each app mach
     backup: { machine: 'db1', path: '/var/backups/vigil/airgap/x.dump' },
   };
   const agents = new Map([
-    ['app1', { airgap: held(2) } as never],
-    ['app2', { airgap: held(1, { matches: false, different: ['kb.msu'], counts: { missing: 0, extra: 0, different: 1 } }) } as never],
+    ['app1', { airgap: patchDirHeld(2) } as never],
+    ['app2', { airgap: patchDirHeld(1, { matches: false, different: ['kb.msu'], counts: { missing: 0, extra: 0, different: 1 } }) } as never],
   ]);
   const cluster = {
     application: { patchDir: '/var/lib/vigil/app/patches' },
