@@ -337,6 +337,7 @@ async function status(
     ready: agent.confirmedAt !== null && performance.now() - agent.confirmedAt < cluster.timers.agentLeaseMs,
     services: agent.services,
     ...(machine.roles.includes('app') ? { waitingFor: agent.waitingFor } : {}),
+    ...(machine.roles.includes('app') && !agent.isActive() ? { inactiveReason: agent.whyNotActive() ?? undefined } : {}),
     disk: [],
   };
   if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);
