@@ -208,6 +208,11 @@ function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number)
           await remoteRuntime(sh(p)).disableHealth(APP_BACKEND, m.name);
           paused.push(p);
         }
+        // The agent stopping sees the restart is planned and keeps the application up across it (src/agent/restart-grace.ts).
+        if (active) {
+          await sh(m).exec(['mkdir', '-p', ROOTS.run]);
+          await sh(m).writeFile(PATHS.agentRestartMark, `${new Date().toISOString()}\n`, { mode: 0o644 });
+        }
         await systemctl(sh(m), ['restart', UNITS.agent]);
         const want = active ? 'confirming it is the active machine (/role 200)' : 'answering';
         await waitUntil(
@@ -223,6 +228,7 @@ function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number)
           active ? () => agentWhyNotServing(sh(m), m) : undefined,
         );
       } finally {
+        if (active) await sh(m).exec(['rm', '-f', PATHS.agentRestartMark]);
         for (const p of paused) await resumeChecks(p, m.name, sh);
       }
     },

@@ -28,7 +28,7 @@ import { parse, parseDocument, stringify } from 'yaml';
 import { withRole } from '../../src/config/schema.ts';
 import { comparePasswordFile } from '../../src/facts/password-files.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
-import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
+import { labAgents, labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { Checker } from '../../src/lab/checker.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
@@ -100,7 +100,8 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const r = await vigil(['apply', '-c', cfg, ...extra], opts);
     if (r.code !== 0) {
       const agents = ['app1', 'app2', 'db1', 'db2', 'observer'].map((m): [string, string] => [m, UNITS.agent]);
-      await printJournals([...agents, ['db1', UNITS.patroni], ['db2', UNITS.patroni], ['observer', UNITS.observer]], from, Date.now());
+      const deadman = ['app1', 'app2'].map((m): [string, string] => [m, UNITS.deadman]);
+      await printJournals([...agents, ...deadman, ['db1', UNITS.patroni], ['db2', UNITS.patroni], ['observer', UNITS.observer]], from, Date.now());
     }
     assert.equal(r.code, 0, r.out);
     return r;
@@ -297,6 +298,41 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.ok(answers.length > 50, `the probe kept asking (${answers.length} answers)`);
     assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request while the agents restarted');
     assert.deepEqual([...new Set(answers.map((a) => a.node))], [served], 'one machine served throughout');
+  });
+
+  it("the active agent's restart outlasts its lease (a slow start): the application keeps serving, no failover", async () => {
+    // Without the restart grace the dead-man switch stops the application one lease (3 s) after the
+    // old agent stopped, and the observer moves it: what a loaded machine did to apply in CI.
+    const served = probe!.current()!;
+    const shell = new LabShell(served);
+    const dropIn = `/etc/systemd/system/${UNITS.agent}.d/slow-start.conf`;
+    const epochOf = async () => (await labAgents(3000)).get(served)?.epoch ?? null;
+    const epoch = await epochOf();
+    assert.ok(epoch !== null, `${served}'s agent answers with its epoch`);
+    await shell.exec(['mkdir', '-p', `/etc/systemd/system/${UNITS.agent}.d`]);
+    await shell.writeFile(dropIn, '[Service]\n# test/lab/apply.test.ts: a start slower than a lease\nExecStartPre=/bin/sleep 8\n');
+    await shell.exec(['systemctl', 'daemon-reload']);
+    try {
+      await writeFile(cfg, `${await readFile(cfg, 'utf8')}# another change: the agents restart, the active one slowly\n`);
+      const t0 = performance.now();
+      const from = Date.now();
+      const r = await applyOk();
+      assert.match(r.out, new RegExp(`${served} +services: restart ${UNITS.agent.replaceAll('.', '\\.')}`));
+      await new Promise((res) => setTimeout(res, 3000)); // HAProxy checks the active agent again
+      const answers = probe!.answers.filter((a) => a.atMs > t0);
+      assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request across the slow restart');
+      assert.deepEqual([...new Set(answers.map((a) => a.node))], [served], 'one machine served throughout');
+      assert.equal(await epochOf(), epoch, 'no failover: the epoch did not move');
+      const said = (await unitJournal(served, UNITS.agent, from)).map((l) => l.message);
+      assert.ok(
+        said.some((m) => m.includes('"restart-grace"')),
+        `the old agent gave the grace:\n${said.slice(-20).join('\n')}`,
+      );
+      assert.equal((await shell.exec(['test', '-e', PATHS.agentRestartMark])).code, 1, 'apply removed its mark');
+    } finally {
+      await shell.exec(['rm', '-f', dropIn]);
+      await shell.exec(['systemctl', 'daemon-reload']);
+    }
   });
 
   it('HAProxy reloads keep the fencing (MAINT) and lose no request', async () => {
