@@ -310,7 +310,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const epoch = await epochOf();
     assert.ok(epoch !== null, `${served}'s agent answers with its epoch`);
     await shell.exec(['mkdir', '-p', `/etc/systemd/system/${UNITS.agent}.d`]);
-    await shell.writeFile(dropIn, '[Service]\n# test/lab/apply.test.ts: a start slower than a lease\nExecStartPre=/bin/sleep 8\n');
+    await shell.writeFile(dropIn, '[Service]\n# test/lab/apply.test.ts: a start slower than a lease\nExecStartPre=/bin/sleep 5\n');
     await shell.exec(['systemctl', 'daemon-reload']);
     try {
       await writeFile(cfg, `${await readFile(cfg, 'utf8')}# another change: the agents restart, the active one slowly\n`);
