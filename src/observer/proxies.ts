@@ -50,7 +50,8 @@ function local(m: Machine, runtime: HaproxyRuntime): ProxyHandle {
 }
 
 function remote(m: Machine, pki: MtlsIdentity): ProxyHandle {
-  const agent = agentOf(pki, m);
+  // Read four times a second by the tick and by the release loop: kept connections (writes get their own).
+  const agent = agentOf(pki, m, { keepAlive: true });
   return {
     name: m.name,
     local: false,
