@@ -46,16 +46,7 @@ export class AgentError extends VigilError {
 const START_AGENT = (machine: string) =>
   `check that the agent runs on ${machine} (\`systemctl status ${UNITS.agent}\`) and that this machine reaches its port ${AGENT_PORT}`;
 
-export interface AgentClientOptions {
-  /**
-   * Reads (GET) on connections kept open between calls, one pool per identity (src/mtls/mtls.ts
-   * `keepAlive`): for a caller that asks every few hundred milliseconds, the observer. Writes
-   * (fences, MAINT, ride-out) always open a connection of their own.
-   */
-  keepAlive?: boolean;
-}
-
-/** One machine's agent API, asked with `identity` (a machine's or the admin's certificate). Holds no connection of its own. */
+/** One machine's agent API, asked with `identity` (a machine's or the admin's certificate). Holds no connection. */
 export class AgentClient {
   readonly baseUrl: string;
 
@@ -63,7 +54,6 @@ export class AgentClient {
     private readonly identity: MtlsIdentity,
     private readonly machine: Pick<Machine, 'name' | 'address'>,
     port = AGENT_PORT,
-    private readonly options: AgentClientOptions = {},
   ) {
     this.baseUrl = `https://${machine.address}:${port}`;
   }
@@ -137,7 +127,6 @@ export class AgentClient {
         timeoutMs: o.timeoutMs,
         ...(o.signal ? { signal: o.signal } : {}),
         maxBytes: 1024 * 1024,
-        ...(this.options.keepAlive && method === 'GET' ? { keepAlive: true } : {}),
       });
     } catch (err) {
       throw this.transportError(url, o.timeoutMs, err);
@@ -200,6 +189,6 @@ export class AgentClient {
 }
 
 /** The agent of `machine`, asked with a loaded PKI (src/pki/ca.ts loadPki). */
-export function agentOf(pki: MtlsIdentity, machine: Pick<Machine, 'name' | 'address'>, options: AgentClientOptions = {}): AgentClient {
-  return new AgentClient({ ca: pki.ca, cert: pki.cert, key: pki.key }, machine, AGENT_PORT, options);
+export function agentOf(pki: MtlsIdentity, machine: Pick<Machine, 'name' | 'address'>): AgentClient {
+  return new AgentClient({ ca: pki.ca, cert: pki.cert, key: pki.key }, machine);
 }

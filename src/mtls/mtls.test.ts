@@ -119,51 +119,6 @@ describe('mutual TLS', () => {
     }
   });
 
-  it('keepAlive: one connection for many requests, the handler sees the client on each; a kept connection the server drops is tried once more on a new one', async () => {
-    let connections = 0;
-    let requests = 0;
-    let dropAt = 0; // the request number whose connection the server drops before answering
-    const peers: string[] = [];
-    const srv = await createMtlsServer({
-      ca: ca.certPem,
-      cert: serverCert.certPem,
-      key: serverCert.keyPem,
-      host: HOST,
-      port: 0,
-      handler: (req, res, peer) => {
-        if (++requests === dropAt) return void req.socket.destroy();
-        peers.push(peer.commonName);
-        res.end(String(requests));
-      },
-    });
-    srv.server.on('secureConnection', () => connections++);
-    const at = `https://${HOST}:${srv.port}/`;
-    const kept = { ...as(observer), keepAlive: true };
-    try {
-      for (let i = 1; i <= 5; i++) assert.equal((await mtlsFetch(at, kept)).text, String(i));
-      assert.equal(connections, 1, 'five requests on one kept connection');
-      assert.deepEqual(peers, Array(5).fill('observer1'));
-      dropAt = 6;
-      assert.equal((await mtlsFetch(at, kept)).text, '7', 'the dropped kept connection was tried again on a new one');
-      assert.equal(connections, 2);
-      assert.equal((await mtlsFetch(at, kept)).text, '8');
-      assert.equal(connections, 3, 'the retry had a connection of its own; the pool opened a kept one again');
-      assert.equal((await mtlsFetch(at, kept)).text, '9');
-      assert.equal(connections, 3);
-      // Without keepAlive, a connection per request as before.
-      await mtlsFetch(at, as(observer));
-      assert.equal(connections, 4);
-      // A fresh connection that the server drops is not retried: that is the server's answer.
-      dropAt = requests + 1;
-      await assert.rejects(mtlsFetch(at, as(observer)), (e: unknown) => e instanceof NetError);
-      assert.equal(requests, dropAt, 'sent once');
-    } finally {
-      await srv.close();
-    }
-    // The server gone: the pool's idle connection closed with it, the next request is refused.
-    await refused(mtlsFetch(at, kept), ConnectionRefusedError);
-  });
-
   it('refuses a client without a certificate', async () => {
     const errorsBefore = calls.tlsErrors.length;
     await refused(

@@ -8,8 +8,8 @@
  * The extended key usage is enforced by OpenSSL on both sides (a server-only certificate cannot
  * be used as a client, and a client-only one cannot serve).
  */
-import type { ClientRequest, IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, createServer, request, type RequestOptions, type Server } from 'node:https';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, request, type RequestOptions, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext, type ConnectionOptions, type SecureContext, type TLSSocket } from 'node:tls';
 import type { CodedError, ErrorCode } from '../util/errors.ts';
@@ -140,9 +140,8 @@ async function serve(opts: MtlsServerOptions, req: IncomingMessage, res: ServerR
  * Node's TLS server checks a client certificate in JavaScript after the handshake completes and
  * then just destroys the socket, without a TLS alert (only a missing certificate gets one, from
  * OpenSSL). So the client sees its handshake succeed and then a reset or a close before any
- * response: on a fresh connection that is the signature of a refused certificate, and is reported
- * as such rather than as a flaky network. (On a kept connection the handshake was proved long ago:
- * a reset there is the server closing it, see `keepAlive`.)
+ * response: on a fresh connection (we never reuse one) that is the signature of a refused
+ * certificate, and is reported as such rather than as a flaky network.
  */
 export const PEER_CLOSED_AFTER_HANDSHAKE = 'PEER_CLOSED_AFTER_HANDSHAKE';
 
@@ -252,16 +251,6 @@ export interface MtlsFetchOptions extends MtlsIdentity {
   signal?: AbortSignal;
   /** Larger responses are cut off with a 'network' NetError; the API's answers are small. */
   maxBytes?: number;
-  /**
-   * On a connection kept open between requests (one pool per identity, see keptPool) instead of
-   * one per request: the observer's checks of each agent four times a second, whose TLS handshakes
-   * were the largest share of the idle observer's CPU (docs/benchmarks.md, the daemons'
-   * footprint). A kept connection that fails before any answer (ECONNRESET, EPIPE: the server
-   * closed it, or restarted, as the request went out) says nothing of the server: the request is
-   * sent once more on a connection of its own, within the same deadline. Meant for requests that
-   * may be sent twice (reads, and writes that are idempotent).
-   */
-  keepAlive?: boolean;
 }
 
 export interface MtlsResponse {
@@ -290,14 +279,13 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
 
   return new Promise<MtlsResponse>((resolve, reject) => {
     let settled = false;
-    let req: ClientRequest | undefined;
     const finish = (err: NetError | undefined, res?: MtlsResponse) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       if (err) {
-        req?.destroy();
+        req.destroy();
         reject(err);
       } else resolve(res!);
     };
@@ -305,90 +293,64 @@ export function mtlsFetch(url: string, opts: MtlsFetchOptions): Promise<MtlsResp
     const timer = setTimeout(() => finish(new TimeoutError(url, opts.timeoutMs)), opts.timeoutMs);
 
     const tls = clientTls(opts, u);
-    const send = (pool: HttpsAgent | undefined) => {
-      // secureContext and session reach tls.connect through node's https agent; its types omit them.
-      const options: RequestOptions & Pick<ConnectionOptions, 'secureContext' | 'session'> = {
-        secureContext: tls.context,
-        minVersion: 'TLSv1.2',
-        ...(tls.session ? { session: tls.session } : {}),
-        method: opts.method ?? (payload === undefined ? 'GET' : 'POST'),
-        headers,
-        // Without keepAlive a private connection per request: node's shared global agent would
-        // pool sockets and TLS sessions across callers that may hold different identities.
-        agent: pool ?? false,
-        rejectUnauthorized: true,
-      };
-      const r = request(u, options);
-      req = r;
-      let handshakeDone = false;
-      let answered = false;
-      r.on('socket', (socket) => {
-        // A kept socket's handshake is long done: listeners added to it on every request would pile up.
-        if (r.reusedSocket) return;
-        socket.once('secureConnect', () => (handshakeDone = true));
-        socket.on('session', (session: Buffer) => tls.keep(session));
-      });
-      r.on('error', (err: NodeJS.ErrnoException) => {
-        if (settled) return;
-        if (r.reusedSocket && !answered && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) return send(undefined);
-        finish(classify(err, url, handshakeDone && !answered));
-      });
-      r.on('response', (res) => {
-        answered = true;
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > maxBytes) finish(new NetError('network', url, `${url}: response larger than ${maxBytes} bytes`));
-          else chunks.push(chunk);
-        });
-        res.on('error', (err) => finish(classify(err, url)));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          finish(undefined, {
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            text,
-            json: <T>() => JSON.parse(text) as T,
-          });
-        });
-      });
-      r.end(payload);
+    // secureContext and session reach tls.connect through node's https agent; its types omit them.
+    const options: RequestOptions & Pick<ConnectionOptions, 'secureContext' | 'session'> = {
+      secureContext: tls.context,
+      minVersion: 'TLSv1.2',
+      ...(tls.session ? { session: tls.session } : {}),
+      method: opts.method ?? (payload === undefined ? 'GET' : 'POST'),
+      headers,
+      // A private connection per request, never a kept one (see clientTls): the shared agent
+      // would pool sockets and TLS sessions across callers that may hold different identities.
+      agent: false,
+      rejectUnauthorized: true,
     };
+    const req = request(u, options);
+    let handshakeDone = false;
+    let answered = false;
+    req.on('socket', (socket) => {
+      socket.once('secureConnect', () => (handshakeDone = true));
+      socket.on('session', (session: Buffer) => tls.keep(session));
+    });
+    req.on('error', (err) => finish(classify(err, url, handshakeDone && !answered)));
+    req.on('response', (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) finish(new NetError('network', url, `${url}: response larger than ${maxBytes} bytes`));
+        else chunks.push(chunk);
+      });
+      res.on('error', (err) => finish(classify(err, url)));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        finish(undefined, {
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text,
+          json: <T>() => JSON.parse(text) as T,
+        });
+      });
+    });
     if (opts.signal?.aborted) return onAbort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
-    send(opts.keepAlive ? keptPool(opts) : undefined);
+    req.end(payload);
   });
-}
-
-/**
- * The kept-alive connections of one identity: a socket per request under way to a server (no
- * request waits behind a slow one), kept while idle until a little before the server's
- * keep-alive timeout (node reads the server's `Keep-Alive: timeout=N`, 5 s on the agent's API).
- */
-function keptPool(id: MtlsIdentity): HttpsAgent {
-  const idKey = identityKey(id);
-  let pool = pools.get(idKey);
-  if (!pool) {
-    if (pools.size >= MAX_CACHED) pools.clear();
-    pool = new HttpsAgent({ keepAlive: true, scheduling: 'lifo' });
-    pools.set(idKey, pool);
-  }
-  return pool;
 }
 
 /**
  * This side's TLS for one request: a secure context made once per identity (making one parses
  * the CA, the certificate and the key, which was most of the idle observer's CPU when done per
  * request: docs/benchmarks.md, the daemons' footprint), and the last TLS session ticket the same
- * server gave this identity, to resume, for requests that open their own connection (without
- * `keepAlive`, and a kept pool's new connections): resuming only skips the certificates'
+ * server gave this identity, to resume. Each request still opens its own connection (kept-alive
+ * connections were tried and reverted, see there): resuming only skips the certificates'
  * signatures and checks, proved when the session was made. A server that restarted does not
  * know its old tickets and makes a full handshake, as does any server after
  * SESSION_TTL_MS; the server checks the client's certificate's verification from the session.
  */
 function clientTls(id: MtlsIdentity, u: URL): { context: SecureContext; session: Buffer | undefined; keep(session: Buffer): void } {
-  const idKey = identityKey(id);
+  const idKey = `${id.ca}\0${id.cert}\0${id.key}`;
   let context = contexts.get(idKey);
   if (!context) {
     if (contexts.size >= MAX_CACHED) contexts.clear();
@@ -413,6 +375,4 @@ const MAX_CACHED = 256;
 /** Below node's server default ticket lifetime (300 s); afterwards a full handshake renews the proof. */
 const SESSION_TTL_MS = 120_000;
 const contexts = new Map<string, SecureContext>();
-const pools = new Map<string, HttpsAgent>();
-const identityKey = (id: MtlsIdentity) => `${id.ca}\0${id.cert}\0${id.key}`;
 const sessions = new Map<string, { session: Buffer; atMs: number }>();

@@ -73,7 +73,7 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
       const [deepOk, status, dbPrimary, dbStopping] = await Promise.all([
         deepCheck(cluster, m, CHECK_TIMEOUT_MS),
         // An agent or a Patroni that does not answer counts as unreachable and as not primary.
-        agentOf(d.pki, m, { keepAlive: true })
+        agentOf(d.pki, m)
           .status({ timeoutMs: CHECK_TIMEOUT_MS })
           .catch(() => undefined),
         m.roles.includes('db')

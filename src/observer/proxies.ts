@@ -50,8 +50,7 @@ function local(m: Machine, runtime: HaproxyRuntime): ProxyHandle {
 }
 
 function remote(m: Machine, pki: MtlsIdentity): ProxyHandle {
-  // Read four times a second by the tick and by the release loop: kept connections (writes get their own).
-  const agent = agentOf(pki, m, { keepAlive: true });
+  const agent = agentOf(pki, m);
   return {
     name: m.name,
     local: false,
