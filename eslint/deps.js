@@ -9,7 +9,8 @@
  *   vocabulary   util, model, config, layout
  *   adapters     pki, mtls, etcd, patroni, proxy, remote, events, alerts, airgap, metrics
  *   shared work  render, facts, sync
- *   programs     agent, observer, ops, doctor, apply, init, and cli, which wires them
+ *   programs     agent, observer, ops, doctor, apply, init, and cli, which wires them; dashboard
+ *                (served by the observer, reads through ops/status.ts)
  *   outside production (never imported by the above; not in the artifact)
  *                refapp, lab, testing
  */
@@ -29,17 +30,34 @@ export const ALLOWED = {
   alerts: ['config', 'model', 'util'],
   airgap: ['model', 'util'],
   metrics: ['config', 'layout', 'mtls', 'util'],
+  dashboard: ['config', 'etcd', 'events', 'layout', 'model', 'ops/status.ts', 'ops/context.ts', 'pki', 'util'],
 
   render: ['config', 'layout', 'model', 'patroni', 'util'],
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],
   sync: ['config', 'events', 'layout', 'model', 'remote', 'util'],
 
   agent: ['airgap', 'config', 'etcd', 'events', 'layout', 'metrics', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'sync', 'util'],
-  observer: ['agent/client.ts', 'alerts', 'config', 'etcd', 'events', 'facts', 'layout', 'metrics', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'util'],
+  observer: [
+    'agent/client.ts',
+    'alerts',
+    'config',
+    'dashboard',
+    'etcd',
+    'events',
+    'facts',
+    'layout',
+    'metrics',
+    'model',
+    'mtls',
+    'patroni',
+    'pki',
+    'proxy',
+    'util',
+  ],
   ops: ['agent/client.ts', 'airgap', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'remote', 'render', 'util'],
   doctor: ['agent/client.ts', 'config', 'etcd', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'util'],
   apply: ['agent/client.ts', 'config', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'sync', 'util'],
-  init: ['alerts', 'config', 'layout', 'pki', 'remote', 'util'],
+  init: ['alerts', 'config', 'dashboard/users.ts', 'layout', 'pki', 'remote', 'util'],
   cli: ['agent', 'airgap', 'apply', 'config', 'doctor', 'init', 'layout', 'model', 'observer', 'ops', 'remote', 'render', 'sync', 'util'],
 
   refapp: ['cli/run.ts', 'config', 'facts', 'layout', 'render', 'util'],
@@ -48,6 +66,7 @@ export const ALLOWED = {
     'apply',
     'cli',
     'config',
+    'dashboard',
     'doctor',
     'etcd',
     'events',

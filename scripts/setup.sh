@@ -19,8 +19,9 @@ fi
 # systemd-container: systemd-nspawn boots the bare lab machines (src/lab/boot.ts); keepalived: the
 # render tests run `keepalived --config-test` (src/render/keepalived.test.ts); iptables and python3:
 # the lab's latency fault (iptables-legacy's NFQUEUE target and src/lab/nfq-delay.py; src/lab/net.ts);
-# prometheus: its `promtool` checks the alert rules and the daemons' /metrics in the tests (docs/metrics.md).
-packages=(postgresql patroni etcd-server etcd-client haproxy socat keepalived rsync openssh-server openssh-client nginx iproute2 nftables iptables python3 util-linux openssl lsyncd sudo mmdebstrap dpkg-dev systemd-container prometheus)
+# prometheus: its `promtool` checks the alert rules and the daemons' /metrics in the tests (docs/metrics.md);
+# chromium: the dashboard's browser test drives it with playwright-core (docs/dashboard.md; never a downloaded browser).
+packages=(postgresql patroni etcd-server etcd-client haproxy socat keepalived rsync openssh-server openssh-client nginx iproute2 nftables iptables python3 util-linux openssl lsyncd sudo mmdebstrap dpkg-dev systemd-container prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -74,7 +74,7 @@ export const CROSS_FIELD_RULES: readonly string[] = [
   'No two machines have the same address, and `proxy.virtualAddress` is none of theirs.',
   'At least one machine has each of the roles etcd, proxy, observer and db, and at least two have the role app.',
   "`timers.loopWaitSeconds + 2 × timers.retryTimeoutSeconds` must not exceed `timers.ttlSeconds` (Patroni's rule: a primary retrying etcd must still renew its leader lock in time).",
-  'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`, or `application.backendTls.port` when set), db (`database.port`, `database.patroniPort`), and with `metrics.enabled` the agent (`metrics.agentPort`, beside the agent API on 7710) and the observer (`metrics.observerPort`).',
+  'Ports must not collide on a machine that runs several roles: SSH (`sshPort`), etcd (2379, 2380), proxy (`proxy.httpPort`, `proxy.httpsPort` when `proxy.tlsBundle` is set, `proxy.postgresPort`, `proxy.statsPort`), app (`application.port`, or `application.backendTls.port` when set), db (`database.port`, `database.patroniPort`), and with `metrics.enabled` the agent (`metrics.agentPort`, beside the agent API on 7710) and the observer (`metrics.observerPort`), and with `dashboard.enabled` the dashboard (`dashboard.port`) on the observer machines.',
   "Every `application.tlsEndpoints[].service` is the `name` of one of `application.services`; its `port` counts among the app machines' ports above.",
   '`application.backendTls.certificate` and `application.backendTls.key` are given exactly when `application.backendTls.ca` is your CA file rather than `cluster`.',
   'A service with `runsOn: every` needs `application.activation`: a warm service must learn which machine is active; service names are unique.',
@@ -345,6 +345,7 @@ function portsOf(c: Cluster, m: Machine): PortUse[] {
     if (runsAgent(c, m)) uses.push(f(c.metrics.agentPort, 'metrics', 'agentPort'), { port: 7710, field: [], label: 'agent API port' });
     if (m.roles.includes('observer')) uses.push(f(c.metrics.observerPort, 'metrics', 'observerPort'));
   }
+  if (c.dashboard.enabled && m.roles.includes('observer')) uses.push(f(c.dashboard.port, 'dashboard', 'port'));
   return uses;
 }
 

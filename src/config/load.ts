@@ -326,7 +326,7 @@ export function parseSecrets(text: string, source: string): Secrets {
     throw err;
   }
   const placeholders = Object.entries(secrets)
-    .filter(([, v]) => PLACEHOLDER.test(v))
+    .filter(([, v]) => typeof v === 'string' && PLACEHOLDER.test(v))
     .map(([k]) =>
       problem(
         parsed.loc.at([k]),

@@ -6,6 +6,12 @@
 import { z } from 'zod';
 import { alertSecretsShape, alertsSchema } from './alerts.ts';
 
+/** The dashboard's roles, least to most rights (docs/dashboard.md). */
+export const DASHBOARD_ROLES = ['viewer', 'operator', 'admin'] as const;
+export type DashboardRole = (typeof DASHBOARD_ROLES)[number];
+/** `scrypt$N$r$p$salt$hash`, salt and hash in base64url (src/dashboard/users.ts). */
+export const SCRYPT_HASH_RE = /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{32,}$/;
+
 export const ROLES = ['etcd', 'proxy', 'observer', 'app', 'db'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -503,6 +509,20 @@ export const clusterFileSchema = z
       .describe(
         "Prometheus metrics of Vigil's own daemons. HAProxy's exporter (on `proxy.statsPort`, `/metrics`) and Patroni's (`database.patroniPort`, `/metrics`) are always on.",
       ),
+    dashboard: z
+      .strictObject({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe(
+            'Whether every observer serves the web dashboard (docs/dashboard.md) over HTTPS on its own address; default true. It is served only when the secrets file names at least one user (`dashboardUsers`).',
+          ),
+        port: port("Port of the dashboard's HTTPS listener on the observer machines", 7720),
+      })
+      .prefault({})
+      .describe(
+        "The web dashboard: the cluster's state, live, in a browser (docs/dashboard.md). HTTPS with the observer machine's certificate from the cluster CA; users and roles in the secrets file.",
+      ),
     alerts: alertsSchema,
   })
   .describe('vigil.yaml: the whole cluster.');
@@ -521,6 +541,27 @@ export const secretsSchema = z
       .optional()
       .describe(
         "Password of VRRP's authentication between the proxy machines' keepalived (`proxy.virtualAddress`; `vigil init` generates it). VRRP carries only its first 8 characters, in clear on the wire: it keeps a misconfigured neighbour out, not an attacker on that network.",
+      ),
+    dashboardUsers: z
+      .array(
+        z.strictObject({
+          name: z
+            .string()
+            .regex(/^[A-Za-z0-9_.@-]{1,64}$/, { message: 'must be 1 to 64 letters, digits or _ . @ -' })
+            .describe('Login name.'),
+          role: z
+            .enum(DASHBOARD_ROLES)
+            .describe('`viewer` sees the pages; `operator` may also act (switchover, maintenance: not built yet); `admin` may also manage users.'),
+          passwordHash: z
+            .string()
+            .regex(SCRYPT_HASH_RE, { message: 'must be scrypt$N$r$p$salt$hash as `vigil init` writes it (the password itself is never stored)' })
+            .describe('The password, hashed with scrypt: `scrypt$N$r$p$<salt>$<hash>` (base64url), as `vigil init` and `vigil lab up` write it.'),
+        }),
+      )
+      .optional()
+      .refine((us) => !us || new Set(us.map((u) => u.name)).size === us.length, { message: 'two users have the same name' })
+      .describe(
+        'Who may log in to the dashboard (docs/dashboard.md). `vigil init` writes one `admin` user with a generated password (given once in dashboard-admin.password). Without users the dashboard is not served.',
       ),
     ...alertSecretsShape,
   })

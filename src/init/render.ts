@@ -5,7 +5,7 @@
  * that `vigil validate` would refuse; problems found that way are pointed back at the answers.
  */
 import { randomBytes } from 'node:crypto';
-import { Document, isMap, type Pair, type Scalar } from 'yaml';
+import { Document, isMap, parseDocument, type Pair, type Scalar } from 'yaml';
 import { alertProblems } from '../config/alerts.ts';
 import type { Locator } from '../config/cross-checks.ts';
 import { parseCluster, parseSecrets } from '../config/load.ts';
@@ -107,6 +107,13 @@ export function secretsYaml(s: Secrets, generated: PasswordKey[]): string {
     ' and out of version control; back it up with the cluster CA (pki/ca.key).',
     generated.length ? ` Generated at random: ${generated.join(', ')}.` : ' Every password here was given in the answers.',
   ].join('\n');
+  return doc.toString({ lineWidth: 0 });
+}
+
+/** The secrets file with the dashboard's first user, `admin`, whose password has the scrypt hash `passwordHash` (src/dashboard/users.ts). */
+export function withDashboardAdmin(secretsText: string, passwordHash: string): string {
+  const doc = parseDocument(secretsText);
+  doc.set('dashboardUsers', doc.createNode([{ name: 'admin', role: 'admin', passwordHash }]));
   return doc.toString({ lineWidth: 0 });
 }
 

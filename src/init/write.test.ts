@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { loadPki } from '../pki/ca.ts';
+import { verifyPassword } from '../dashboard/users.ts';
 import { fingerprint } from '../remote/known-hosts.ts';
 import { openClusterSsh } from '../remote/ssh.ts';
 import { sshdUnavailable, startTestSshd, type TestSshd } from '../testing/sshd.ts';
@@ -40,8 +41,10 @@ describe('init writes its files all or nothing', () => {
     const out = join(dir, 'new', 'cluster'); // created, parents too
     const answers = pairAnswers();
     const r = await writeInit(renderInit(answers), answers, { dir: out, ssh: 'skip' });
-    assert.deepEqual(r.written.sort(), ['pki', 'ssh', 'vigil.secrets.yaml', 'vigil.yaml']);
-    assert.deepEqual((await readdir(out)).sort(), ['pki', 'ssh', 'vigil.secrets.yaml', 'vigil.yaml'], 'no staging directory left');
+    const all = ['dashboard-admin.password', 'pki', 'ssh', 'vigil.secrets.yaml', 'vigil.yaml'];
+    assert.deepEqual(r.written.sort(), all);
+    assert.deepEqual((await readdir(out)).sort(), all, 'no staging directory left');
+    assert.equal(await modeOf(join(out, 'dashboard-admin.password')), '600');
     assert.equal(await modeOf(join(out, 'vigil.yaml')), '644');
     assert.equal(await modeOf(join(out, 'vigil.secrets.yaml')), '600');
     assert.equal(await modeOf(join(out, 'pki', 'ca.key')), '600');
@@ -51,7 +54,15 @@ describe('init writes its files all or nothing', () => {
     assert.equal(await modeOf(join(out, 'ssh', 'id_ed25519')), '600');
     assert.equal(await modeOf(join(out, 'ssh', 'id_ed25519.pub')), '644');
     const cluster = await loadCluster(join(out, 'vigil.yaml'));
-    await loadSecrets(cluster);
+    const secrets = await loadSecrets(cluster);
+    // The dashboard's admin: the secrets file has the hash of the password in dashboard-admin.password, never the password.
+    const dashboardPassword = (await readFile(join(out, 'dashboard-admin.password'), 'utf8')).trim();
+    assert.deepEqual(
+      secrets.dashboardUsers?.map((u) => [u.name, u.role]),
+      [['admin', 'admin']],
+    );
+    assert.equal(await verifyPassword(secrets.dashboardUsers![0]!.passwordHash, dashboardPassword), true);
+    assert.ok(!(await readFile(join(out, 'vigil.secrets.yaml'), 'utf8')).includes(dashboardPassword));
     const admin = await loadPki(join(out, 'pki'), 'admin');
     assert.match(admin.cert, /BEGIN CERTIFICATE/);
     // OpenSSH reads the key and derives the same public key.
@@ -74,7 +85,7 @@ describe('init writes its files all or nothing', () => {
     const before = await readFile(join(out, 'pki', 'ca.key'), 'utf8');
     const err = await rejectionOf(writeInit(renderInit(answers), answers, { dir: out, ssh: 'skip' }));
     assert.equal(err.code, 'INIT');
-    assert.match(err.message, /vigil\.secrets\.yaml, pki, ssh, vigil\.yaml already exist/);
+    assert.match(err.message, /vigil\.secrets\.yaml, dashboard-admin\.password, pki, ssh, vigil\.yaml already exist/);
     assert.match(err.message, /--force/);
     assert.equal(await readFile(join(out, 'pki', 'ca.key'), 'utf8'), before, 'untouched');
 

@@ -8,7 +8,7 @@
  * nothing half-written is left. Files replaced under --force are kept in a backup directory.
  *
  * What is written (modes are set explicitly, whatever the umask):
- *   vigil.yaml 644, vigil.secrets.yaml 600, vigil.known_hosts 644,
+ *   vigil.yaml 644, vigil.secrets.yaml 600, dashboard-admin.password 600, vigil.known_hosts 644,
  *   pki/ (755): ca.pem 644, ca.key 600, admin.pem 644, admin.key 600,
  *   ssh/ (700): id_ed25519 600, id_ed25519.pub 644.
  */
@@ -31,12 +31,15 @@ import {
 } from '../remote/ssh.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import type { InitAnswers } from './answers.ts';
-import { CLUSTER_FILE, SECRETS_FILE, type RenderedInit } from './render.ts';
+import { hashPassword, newDashboardPassword } from '../dashboard/users.ts';
+import { CLUSTER_FILE, SECRETS_FILE, withDashboardAdmin, type RenderedInit } from './render.ts';
 
 export const PKI_DIR_NAME = 'pki';
 export const SSH_DIR_NAME = 'ssh';
 /** Everything init writes into the target directory, in the order it is renamed into place. */
-export const INIT_ENTRIES = [SECRETS_FILE, PKI_DIR_NAME, SSH_DIR_NAME, KNOWN_HOSTS_FILE, CLUSTER_FILE] as const;
+/** The dashboard admin's generated password, for the admin to read once (docs/dashboard.md); the secrets file holds its hash. */
+export const DASHBOARD_PASSWORD_FILE = 'dashboard-admin.password';
+export const INIT_ENTRIES = [SECRETS_FILE, DASHBOARD_PASSWORD_FILE, PKI_DIR_NAME, SSH_DIR_NAME, KNOWN_HOSTS_FILE, CLUSTER_FILE] as const;
 
 export type Progress = (line: string) => void;
 
@@ -118,10 +121,14 @@ export async function writeInit(r: RenderedInit, answers: InitAnswers, opts: Wri
   try {
     // 1. The cluster and secrets files, read back through the loaders every command uses.
     await writeNew(join(stage, CLUSTER_FILE), r.clusterYaml, 0o644);
-    await writeNew(join(stage, SECRETS_FILE), r.secretsYaml, 0o600);
+    // The dashboard's first user: admin, with a generated password given in a file of its own (the secrets file holds the hash).
+    const dashboardPassword = newDashboardPassword();
+    await writeNew(join(stage, SECRETS_FILE), withDashboardAdmin(r.secretsYaml, await hashPassword(dashboardPassword)), 0o600);
+    await writeNew(join(stage, DASHBOARD_PASSWORD_FILE), `${dashboardPassword}\n`, 0o600);
     const cluster = await loadCluster(join(stage, CLUSTER_FILE));
     await loadSecrets(cluster);
     say(`files: ${CLUSTER_FILE} and ${SECRETS_FILE} (passwords generated: ${r.generated.join(', ') || 'none'})`);
+    say(`dashboard: user admin; its password is in ${DASHBOARD_PASSWORD_FILE} (read it, then delete the file)`);
 
     // 2. The cluster CA and the admin's client certificate (src/ops/context.ts reads pki/ beside the cluster file).
     const ca = await createClusterCa({ clusterName: cluster.cluster.name });

@@ -141,11 +141,16 @@ export function registerLab(program: Command): void {
           entryHolders: entry.holders,
         };
         const metrics = await lab.labMetrics();
-        say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m), metrics }, null, 2));
+        // The dashboard's URL, and who logs in with which password file (docs/dashboard.md).
+        const d = await lab.labDashboard();
+        const dashboard = { dashboard: d?.url ?? null, dashboardLogin: d && { user: d.user, passwordFile: d.passwordFile } };
+        say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m), metrics, ...dashboard }, null, 2));
         return;
       }
       say(platform.summary);
       if (entry) say(entryLine(entry));
+      const d = await lab.labDashboard();
+      if (d) say(`dashboard: ${d.url} (user ${d.user}, password in ${d.passwordFile})`);
       for (const m of machines) {
         const procs = Object.entries(m.processes)
           .filter(([n]) => n !== 'other')

@@ -4,7 +4,7 @@
  * apply` as real machines are; and the faults tests and benchmarks inject into it.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { applyCluster } from '../apply/apply.ts';
@@ -29,7 +29,9 @@ import { LAB_DIR, bootedLeaderPid, clusterFilePath, hostPathOf, machineRoot } fr
 import { DEFAULT_RELEASE, RELEASE_INFO, describePackages, requireRootfs, rootfsVersions, upstreamVersion, type RootfsPackages } from './rootfs.ts';
 import { listProcesses, signalProcesses, type LabProcess, type ProcessName } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
-import { BRIDGE_ADDRESS, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
+import { BRIDGE_ADDRESS, LAB_DASHBOARD_USER, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
+import { newDashboardPassword } from '../dashboard/users.ts';
+import { dashboardUrl } from '../dashboard/serve.ts';
 
 export type Progress = (line: string) => void;
 const quiet: Progress = () => {};
@@ -73,7 +75,10 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
     patroniVersion: shape.patroniVersion ?? upstreamVersion(packages.patroni),
   };
   await writeFile(clusterFilePath(), labClusterYaml(shape));
-  await writeFile(secretsFilePath(), labSecretsYaml(), { mode: 0o600 });
+  // The dashboard's admin password, given to the lab's user in a file of their own (docs/lab.md); the secrets file holds only its hash.
+  const dashboardPassword = newDashboardPassword();
+  await writeFile(dashboardPasswordPath(), `${dashboardPassword}\n`, { mode: 0o600 });
+  await writeFile(secretsFilePath(), await labSecretsYaml(dashboardPassword), { mode: 0o600 });
   const cluster = await loadCluster(clusterFilePath());
   const secrets = await loadSecrets(cluster);
   const state: LabState = {
@@ -144,6 +149,8 @@ async function createLabPki(cluster: Cluster): Promise<ClusterCa> {
 
 const labPkiDir = () => join(LAB_DIR, 'pki');
 const secretsFilePath = () => join(LAB_DIR, 'vigil.secrets.yaml');
+/** The dashboard admin's password (`vigil lab status --json`: dashboardLogin). */
+export const dashboardPasswordPath = (): string => join(LAB_DIR, 'dashboard-admin.password');
 /** The machines' SSH host keys, as `vigil init` pins them: file sync's known_hosts are made from them. */
 const knownHostsPath = () => join(LAB_DIR, 'known_hosts');
 
@@ -247,6 +254,22 @@ export async function labMetrics(): Promise<MetricsTarget[]> {
     if (m.roles.includes('db')) out.push({ machine: m.name, daemon: 'patroni', url: `http://${m.address}:${cluster.database.patroniPort}/metrics` });
   }
   return out;
+}
+
+export interface LabDashboard {
+  /** The first observer machine's dashboard (every observer serves one). */
+  url: string;
+  user: string;
+  /** The file holding the user's password (mode 600). */
+  passwordFile: string;
+}
+
+/** Where the lab's dashboard is and how to log in; null when it is off or before a bare lab's `vigil apply`. */
+export async function labDashboard(): Promise<LabDashboard | null> {
+  const cluster = await loadCluster(clusterFilePath()).catch(() => null);
+  const observer = cluster?.machines.find((m) => m.roles.includes('observer'));
+  if (!cluster?.dashboard.enabled || !observer || !existsSync(dashboardPasswordPath())) return null;
+  return { url: dashboardUrl(cluster, observer), user: LAB_DASHBOARD_USER, passwordFile: dashboardPasswordPath() };
 }
 
 export interface LabEntry {

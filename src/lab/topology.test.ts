@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { parse } from 'yaml';
 import { LAB_ID } from './paths.ts';
 import { labClusterYaml, labMachines, labSecretsYaml } from './topology.ts';
+import { parseSecrets } from '../config/load.ts';
+import { verifyPassword } from '../dashboard/users.ts';
 
 const names = (shape: Parameters<typeof labMachines>[0]) => labMachines(shape).map((m) => `${m.name}:${m.roles.join('+')}`);
 
@@ -44,6 +46,12 @@ test('the lab cluster file carries timers and the reference app password file', 
   assert.equal(doc.application.passwordFiles[0].key, 'spring.datasource.password');
 });
 
-test('every lab gets fresh passwords', () => {
-  assert.notEqual(labSecretsYaml(), labSecretsYaml());
+test('every lab gets fresh passwords; the dashboard admin only as a hash that verifies', async () => {
+  const a = await labSecretsYaml('dash-pass-1');
+  assert.notEqual(a, await labSecretsYaml('dash-pass-1'));
+  assert.ok(!a.includes('dash-pass-1'));
+  const user = parseSecrets(a, 'vigil.secrets.yaml').dashboardUsers![0]!;
+  assert.equal(user.name, 'admin');
+  assert.equal(user.role, 'admin');
+  assert.equal(await verifyPassword(user.passwordHash, 'dash-pass-1'), true);
 });

@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import type { AlertsInput } from '../config/alerts.ts';
 import type { ClusterFile, Role } from '../config/schema.ts';
 import { PATHS } from '../layout/paths.ts';
+import { hashPassword } from '../dashboard/users.ts';
 import { REFAPP_ANALYTICS_PORT, REFAPP_CONTROL_PORT, REFAPP_HTTPS_PORT, REFAPP_PORT } from '../layout/network.ts';
 import { REFAPP_ACTIVATION_PATH, REFAPP_HTTPS_KEYS } from '../layout/refapp.ts';
 import { UNITS, VIGIL_INSTALL } from '../layout/units.ts';
@@ -175,8 +176,18 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
   };
 }
 
-/** A secrets file with fresh random passwords. */
-export function labSecretsYaml(): string {
+/** The lab dashboard's one user (docs/lab.md); its password is in dashboard-admin.password in the lab's directory. */
+export const LAB_DASHBOARD_USER = 'admin';
+
+/** A secrets file with fresh random passwords, and the dashboard's admin user with `dashboardPassword` (only its hash). */
+export async function labSecretsYaml(dashboardPassword: string): Promise<string> {
   const pw = () => randomBytes(18).toString('base64url');
-  return stringify({ postgresPassword: pw(), replicationPassword: pw(), appDbPassword: pw(), patroniRestPassword: pw(), vrrpPassword: pw() });
+  return stringify({
+    postgresPassword: pw(),
+    replicationPassword: pw(),
+    appDbPassword: pw(),
+    patroniRestPassword: pw(),
+    vrrpPassword: pw(),
+    dashboardUsers: [{ name: LAB_DASHBOARD_USER, role: 'admin', passwordHash: await hashPassword(dashboardPassword) }],
+  });
 }

@@ -149,6 +149,7 @@ export const EVENT_TYPES = [
   'db-leader-released', // the observer revoked a dead primary's Patroni leader lease: the standby takes over
   'airgap-import', // an air-gap bundle was imported into the cluster
   'airgap-refused', // an air-gap bundle was refused (older, tampered, unsigned, expired ...) or its import failed
+  'login-failed', // a dashboard login was refused (wrong name or password, or too many tries)
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

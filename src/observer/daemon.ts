@@ -27,6 +27,7 @@ import { proxyHandles, type ProxyHandle } from './proxies.ts';
 import { ObserverMetrics } from './metrics.ts';
 import { serveMetrics } from '../metrics/serve.ts';
 import { certificateExpiry, watchedCertificates } from '../metrics/registry.ts';
+import { serveDashboard } from '../dashboard/serve.ts';
 
 export interface ObserverOptions {
   clusterFile: string;
@@ -91,6 +92,8 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const metricsServer = ctx.metrics
     ? await serveMetrics({ cluster, machine, port: cluster.metrics.observerPort, registry: ctx.metrics.m.registry, pki, log })
     : null;
+  // The web dashboard (docs/dashboard.md): reads only while a page is open; never stops the observer.
+  const dashboard = await serveDashboard({ cluster, machine, secrets, pki, store, events, log });
   const cfg = decideConfig(cluster);
   log('observer-started', { node: o.node, leader: leadership.isLeader() });
 
@@ -126,6 +129,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   }
   await release;
   await metricsServer?.close();
+  await dashboard?.close();
   await alerter.close();
   await leadership.resign().catch(() => {});
   await store.close();

@@ -81,25 +81,8 @@ export function formatStatus(s: ClusterStatus): string {
   lines.push('');
   lines.push('machine     address         roles                 app           database                   disk free');
   for (const m of s.machines) {
-    const a = m.agent;
-    let app = '-';
-    if (m.roles.includes('app'))
-      app = !a
-        ? 'UNREACHABLE'
-        : a.active
-          ? a.appHealthy
-            ? 'ACTIVE'
-            : 'ACTIVE, UNHEALTHY'
-          : a.waitingFor?.length
-            ? `STARTING, waits for ${a.waitingFor.join(',')} to stop`
-            : a.ready
-              ? 'standby'
-              : 'standby, NOT READY';
-    let db = '-';
-    if (m.roles.includes('db'))
-      db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
-    const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : m.hasAgent ? '?' : '-';
-    lines.push(`${m.name.padEnd(11)} ${m.address.padEnd(15)} ${m.roles.join(',').padEnd(21)} ${app.padEnd(13)} ${db.padEnd(26)} ${disk}`);
+    const c = machineColumns(m);
+    lines.push(`${c.machine.padEnd(11)} ${c.address.padEnd(15)} ${c.roles.padEnd(21)} ${c.app.padEnd(13)} ${c.database.padEnd(26)} ${c.diskFree}`);
   }
   const services = formatServices(s);
   if (services.length) lines.push('', 'application services (runs on: active machine only, or every app machine)', ...services);
@@ -127,6 +110,39 @@ export function formatStatus(s: ClusterStatus): string {
     for (const e of s.events) lines.push(`  ${e.at}  ${e.type.padEnd(15)} ${e.message}`);
   }
   return lines.join('\n');
+}
+
+/** One machine's row of the status table, as words: the CLI's table and the dashboard's (src/dashboard/view.ts) show the same. */
+export interface MachineColumns {
+  machine: string;
+  address: string;
+  roles: string;
+  /** `ACTIVE`, `ACTIVE, UNHEALTHY`, `STARTING, waits for …`, `standby`, `standby, NOT READY`, `UNREACHABLE`, or `-` (no app role). */
+  app: string;
+  /** Patroni's role and state (`leader running, lag 0 B`), `unknown`, or `-`. */
+  database: string;
+  diskFree: string;
+}
+
+export function machineColumns(m: ClusterStatus['machines'][number]): MachineColumns {
+  const a = m.agent;
+  let app = '-';
+  if (m.roles.includes('app'))
+    app = !a
+      ? 'UNREACHABLE'
+      : a.active
+        ? a.appHealthy
+          ? 'ACTIVE'
+          : 'ACTIVE, UNHEALTHY'
+        : a.waitingFor?.length
+          ? `STARTING, waits for ${a.waitingFor.join(',')} to stop`
+          : a.ready
+            ? 'standby'
+            : 'standby, NOT READY';
+  let db = '-';
+  if (m.roles.includes('db')) db = !a?.patroni ? 'unknown' : `${a.patroni.role} ${a.patroni.state}${a.patroni.lagBytes ? `, lag ${a.patroni.lagBytes} B` : ''}`;
+  const disk = a?.disk[0] ? fmtBytes(a.disk[0].freeBytes) : m.hasAgent ? '?' : '-';
+  return { machine: m.name, address: m.address, roles: m.roles.join(','), app, database: db, diskFree: disk };
 }
 
 /** Per app machine, each service: where it runs and whether it runs, e.g. `app1  nginx (active) running, app (every) running`. */

@@ -30,7 +30,7 @@ describe('nginx.conf', () => {
   it('holds no secret', () => {
     const c = clusterFixture('pair');
     const f = renderNginx(c, c.machines[1]!);
-    for (const s of Object.values(secrets)) assert.ok(!f.content.includes(s));
+    for (const s of Object.values(secrets).filter((v) => typeof v === 'string')) assert.ok(!f.content.includes(s));
   });
 
   it('passes nginx -t', { timeout: 30_000 }, async () => {

@@ -100,7 +100,7 @@ describe('keepalived.conf', () => {
         assert.ok(err instanceof VigilError && err.code === 'SECRETS_INVALID');
         const text = err.message + JSON.stringify(err.problems);
         assert.match(text, /vrrpPassword/);
-        for (const s of Object.values(secretsFixture())) assert.ok(!text.includes(s));
+        for (const s of Object.values(secretsFixture()).filter((v) => typeof v === 'string')) assert.ok(!text.includes(s));
         return true;
       },
     );

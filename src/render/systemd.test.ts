@@ -187,7 +187,7 @@ describe('systemd units', () => {
     const all = [...unitsOf('pair'), ...unitsOf('distributed')];
     assert.equal(all.filter((f) => f.path.endsWith(UNITS.agent) || f.path.endsWith(UNITS.observer)).length, 2 + 1 + 4 + 1);
     for (const f of all) {
-      for (const s of Object.values(secretsFixture())) assert.ok(!f.content.includes(s), f.path);
+      for (const s of Object.values(secretsFixture()).filter((v) => typeof v === 'string')) assert.ok(!f.content.includes(s), f.path);
     }
   });
 

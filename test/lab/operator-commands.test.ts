@@ -1,8 +1,9 @@
 /**
  * The operator's commands against a `pair` lab: status, maintenance (the observer holds still),
  * a planned switchover of both tiers with no lost write, a manual failover, the event history, and
- * the e-mail alerts the observer sends to an SMTP server on the lab's bridge address, and the
- * Prometheus metrics of every daemon before and after a failover.
+ * the e-mail alerts the observer sends to an SMTP server on the lab's bridge address, the
+ * Prometheus metrics of every daemon before and after a failover, and last the dashboard in a real
+ * browser while the active machine is killed (it leaves that machine dead: it runs last).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +12,13 @@ import { promisify } from 'node:util';
 import { SMTPServer } from 'smtp-server';
 import { simpleParser } from 'mailparser';
 import { withRole } from '../../src/config/schema.ts';
-import { findPrimary, labDown, labSignal, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { findPrimary, labDown, labKill, labSignal, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { LAB_DIR } from '../../src/lab/paths.ts';
+import { UNITS } from '../../src/layout/units.ts';
+import { openDashboard } from './dashboard-browser.ts';
+import { printJournals } from './journal.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { BRIDGE_ADDRESS } from '../../src/lab/topology.ts';
@@ -272,4 +279,75 @@ test('events tell the story, oldest first', async () => {
   const out = await vigil('events', '-n', '100');
   for (const type of ['bootstrap', 'maintenance-on', 'maintenance-off', 'failover', 'switchover', 'fence'])
     assert.match(out, new RegExp(`\\s${type}\\s`), type);
+});
+
+test('the dashboard in a browser: log in, see the active machine, kill it, the page shows the new one without a reload; no console error or CSP violation; reconnecting while the observer is away', async () => {
+  await labSettled(lab);
+  const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigil.js', 'lab', 'status', '--json'], { timeout: 60_000 });
+  const j = JSON.parse(stdout) as { dashboard: string; dashboardLogin: { user: string; passwordFile: string } };
+  const observer = withRole(lab.cluster, 'observer')[0]!;
+  assert.equal(j.dashboard, `https://${observer.address}:${lab.cluster.dashboard.port}/`);
+  const password = (await readFile(j.dashboardLogin.passwordFile, 'utf8')).trim();
+  const ca = await readFile(join(LAB_DIR, 'pki', 'ca.pem'), 'utf8');
+  const wall0 = Date.now();
+  const d = await openDashboard(j.dashboard, ca, j.dashboardLogin.user, password);
+  const tile = d.page.locator('[data-tile="active"] .value');
+  const appCell = (node: string) => d.page.locator(`tr[data-machine="${node}"] td`).nth(3);
+  try {
+    const before = (await status()).active!;
+    const other = before.node === 'app1' ? 'app2' : 'app1';
+    await tile.filter({ hasText: `${before.node} at epoch ${before.epoch}` }).waitFor({ timeout: 30_000 });
+    await appCell(before.node)
+      .filter({ hasText: /^ACTIVE$/ })
+      .waitFor({ timeout: 30_000 });
+    // A mark in the page's own window: still there afterwards means the page was never reloaded.
+    await d.page.evaluate(() => Object.assign(window, { vigilTestMark: 'before the kill' }));
+    await labKill(before.node);
+    console.log(`# dashboard: killed ${before.node} (active at epoch ${before.epoch}); waiting for the page to show ${other}`);
+    await tile.filter({ hasText: new RegExp(`^${other} at epoch \\d+$`) }).waitFor({ timeout: 120_000 });
+    await appCell(other)
+      .filter({ hasText: /^ACTIVE$/ })
+      .waitFor({ timeout: 60_000 });
+    await appCell(before.node).filter({ hasText: 'UNREACHABLE' }).waitFor({ timeout: 60_000 });
+    assert.equal(await d.page.evaluate(() => (window as unknown as { vigilTestMark?: string }).vigilTestMark), 'before the kill', 'no reload');
+    const now = (await status()).active!;
+    assert.equal(now.node, other);
+    assert.equal(await tile.innerText(), `${other} at epoch ${now.epoch}`);
+    assert.equal(await d.page.locator('#conn').innerText(), 'live');
+    assert.deepEqual(d.problems, [], 'no console error, no CSP violation, no page error');
+
+    // The observer goes away: the page says it is reconnecting; back, the session (kept in the observer's memory) is over: to the login page.
+    await labStopUnit(observer.name, 'observer');
+    await d.page.locator('#conn.reconnecting').waitFor({ timeout: 60_000 });
+    assert.equal(await d.page.locator('#conn').innerText(), 'reconnecting…');
+    await labStart(observer.name, 'observer');
+    await d.page.waitForURL(/\/login$/, { timeout: 120_000 });
+    // The stream cut when it stopped, the browser could not connect while it was away, then got 401: those and nothing else.
+    const other_ = d.problems.filter((p) => !/ERR_INCOMPLETE_CHUNKED_ENCODING|ERR_CONNECTION_REFUSED|status of 401/.test(p));
+    assert.deepEqual(other_, [], 'only the failed reconnects while the observer was away');
+  } catch (err) {
+    console.log(
+      `# dashboard page: ${await d.page
+        .locator('header')
+        .innerText()
+        .catch(() => '?')} | ${await d.page
+        .locator('#tiles')
+        .innerText()
+        .catch(() => '?')}`,
+    );
+    console.log(`# browser problems: ${d.problems.join(' | ') || 'none'}`);
+    console.log(`# vigil status: ${await vigil('status', '--json').catch((e: Error) => e.message)}`);
+    await printJournals(
+      [
+        [observer.name, UNITS.observer],
+        ['app1', UNITS.agent],
+        ['app2', UNITS.agent],
+      ],
+      wall0,
+      Date.now(),
+    );
+    throw err;
+  } finally {
+    await d.close();
+  }
 });

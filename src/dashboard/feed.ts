@@ -1,0 +1,82 @@
+/**
+ * The live feed behind the page's server-sent events: while at least one page is open it reads
+ * the cluster's status every `intervalMs` (the same reading as `vigil status --json`), and tells
+ * every subscriber the view when it changed, or only that it is still fresh. With no page open
+ * nothing is read: the dashboard costs the observer nothing then.
+ */
+import type { NowView } from './view.ts';
+
+export interface FeedUpdate {
+  /** The view, when it differs from the last one sent (always on the first update); else null. */
+  view: NowView | null;
+  /** Wall-clock milliseconds of the reading. */
+  at: number;
+  /** Set when the reading failed: the last view stands, and it gets older. */
+  error?: string;
+}
+
+export type Subscriber = (u: FeedUpdate) => void;
+
+export class Feed {
+  private readonly subs = new Set<Subscriber>();
+  private last: { view: NowView; json: string; at: number } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private running = false;
+  /** Bumped by stop(): a reading still under way from before must not start a second loop. */
+  private gen = 0;
+  /** Readings made since the feed started, for tests: none while nobody watches. */
+  readings = 0;
+
+  constructor(
+    private readonly read: () => Promise<NowView>,
+    private readonly intervalMs = 1000,
+  ) {}
+
+  /** Adds a subscriber; it gets the last view at once if there is one. Returns the unsubscribe. */
+  subscribe(s: Subscriber): () => void {
+    this.subs.add(s);
+    if (this.last) s({ view: this.last.view, at: this.last.at });
+    if (!this.running) {
+      this.running = true;
+      void this.loop(this.gen);
+    }
+    return () => {
+      this.subs.delete(s);
+      if (this.subs.size === 0) this.stop();
+    };
+  }
+
+  get subscribers(): number {
+    return this.subs.size;
+  }
+
+  stop(): void {
+    this.running = false;
+    this.gen++;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    // The last view is dropped too: a page opened later must not be shown a stale one as new.
+    this.last = null;
+  }
+
+  private async loop(gen: number): Promise<void> {
+    const current = () => this.running && gen === this.gen;
+    if (!current()) return;
+    const at = Date.now();
+    let update: FeedUpdate;
+    try {
+      this.readings++;
+      const view = await this.read();
+      const json = JSON.stringify(view);
+      const changed = this.last?.json !== json;
+      if (!current()) return;
+      this.last = { view, json, at };
+      update = { view: changed ? view : null, at };
+    } catch (err) {
+      update = { view: null, at: this.last?.at ?? 0, error: (err as Error).message };
+    }
+    if (!current()) return;
+    for (const s of this.subs) s(update);
+    this.timer = setTimeout(() => void this.loop(gen), this.intervalMs);
+  }
+}

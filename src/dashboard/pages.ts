@@ -1,0 +1,88 @@
+/**
+ * The dashboard's HTML and CSS. The HTML holds no data (the script fills it from the event
+ * stream) and no inline script or style, as the Content-Security-Policy demands.
+ */
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+const head = (title: string) =>
+  `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(title)}</title>
+<link rel="stylesheet" href="/app.css">
+</head>`;
+
+/** The login form; `error` is one of the server's fixed sentences, never the user's input. */
+export function loginPage(error?: string): string {
+  return `${head('Vigil: log in')}
+<body class="login">
+<main>
+<h1>Vigil</h1>
+${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
+<form method="post" action="/login">
+<label>Name <input name="name" autocomplete="username" required autofocus></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Log in</button>
+</form>
+</main>
+</body>
+</html>
+`;
+}
+
+/** The "Now" page: tiles and the machine table, drawn by /app.js from `/events`. */
+export function nowPage(): string {
+  return `${head('Vigil: now')}
+<body>
+<header>
+<h1>Vigil <span id="cluster"></span></h1>
+<nav><a href="/" aria-current="page">Now</a></nav>
+<p id="conn" class="conn connecting" role="status">connecting…</p>
+<p id="age" class="age"></p>
+<form method="post" action="/logout"><span id="user"></span> <button type="submit">Log out</button></form>
+</header>
+<main>
+<section id="tiles" class="tiles" aria-label="status"></section>
+<table id="machines">
+<caption>Machines (as <code>vigil status</code>)</caption>
+<thead><tr><th>machine</th><th>address</th><th>roles</th><th>app</th><th>database</th><th>disk free</th></tr></thead>
+<tbody></tbody>
+</table>
+</main>
+<script type="module" src="/app.js"></script>
+</body>
+</html>
+`;
+}
+
+export const STYLE_CSS = `:root { color-scheme: light dark; font-family: system-ui, sans-serif; --ok: #1a7f37; --warn: #b08800; --bad: #cf222e; }
+body { margin: 0; padding: 1rem 2rem; }
+header { display: flex; gap: 1.5rem; align-items: baseline; flex-wrap: wrap; }
+header h1 { margin: 0; font-size: 1.4rem; }
+header form { margin-left: auto; }
+nav a { font-weight: 600; }
+.conn { padding: 0.1rem 0.6rem; border-radius: 0.3rem; }
+.conn.live { background: var(--ok); color: #fff; }
+.conn.connecting, .conn.reconnecting { background: var(--warn); color: #000; }
+.age.stale { color: var(--bad); font-weight: 600; }
+.tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(15rem, 1fr)); gap: 1rem; margin: 1rem 0; }
+.tile { border: 1px solid #8884; border-left: 0.5rem solid; border-radius: 0.4rem; padding: 0.6rem 0.9rem; }
+.tile.ok { border-left-color: var(--ok); }
+.tile.warn { border-left-color: var(--warn); }
+.tile.bad { border-left-color: var(--bad); }
+.tile h2 { margin: 0; font-size: 0.85rem; font-weight: 500; opacity: 0.8; }
+.tile .value { margin: 0.2rem 0; font-size: 1.3rem; font-weight: 700; }
+.tile .detail { margin: 0; font-size: 0.8rem; opacity: 0.85; overflow-wrap: anywhere; }
+table { border-collapse: collapse; width: 100%; }
+caption { text-align: left; font-weight: 600; padding: 0.4rem 0; }
+th, td { text-align: left; padding: 0.3rem 0.8rem 0.3rem 0; border-bottom: 1px solid #8883; }
+td.bad { color: var(--bad); font-weight: 600; }
+td.active { color: var(--ok); font-weight: 700; }
+.login main { max-width: 20rem; margin: 4rem auto; }
+.login form { display: grid; gap: 0.8rem; }
+.login label { display: grid; gap: 0.2rem; }
+.error { color: var(--bad); font-weight: 600; }
+`;

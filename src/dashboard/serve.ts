@@ -1,0 +1,65 @@
+/**
+ * The observer's hook (src/observer/daemon.ts): starts the dashboard's server on the observer
+ * machine's address when the cluster file enables it and the secrets file names users. A port
+ * that cannot be taken is logged with the fix and left out: the dashboard must never stop an
+ * observer.
+ */
+import type { Cluster, Secrets } from '../config/schema.ts';
+import type { VigilStore } from '../etcd/store.ts';
+import type { EventLog } from '../events/log.ts';
+import type { LoadedPki } from '../pki/ca.ts';
+import type { OpsContext } from '../ops/context.ts';
+import { clusterStatus } from '../ops/status.ts';
+import { startDashboardServer, type DashboardServer } from './server.ts';
+import { nowView } from './view.ts';
+
+export interface ServeDashboardOptions {
+  cluster: Cluster;
+  machine: { name: string; address: string };
+  secrets: Secrets;
+  /** The observer machine's identity: its certificate serves HTTPS and reads the agents' status. */
+  pki: LoadedPki;
+  store: VigilStore;
+  events: EventLog;
+  log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+/** The dashboard's URL on a machine (`vigil lab status --json`, docs/dashboard.md). */
+export const dashboardUrl = (cluster: Cluster, machine: { address: string }): string => `https://${machine.address}:${cluster.dashboard.port}/`;
+
+/** Starts the server; null when the dashboard is off, has no users, or could not listen (logged). */
+export async function serveDashboard(o: ServeDashboardOptions): Promise<DashboardServer | null> {
+  const d = o.cluster.dashboard;
+  if (!d.enabled) return null;
+  const users = o.secrets.dashboardUsers ?? [];
+  if (users.length === 0) {
+    o.log('dashboard-not-served', {
+      reason: 'the secrets file names no dashboard user',
+      fix: 'add dashboardUsers to the secrets file (docs/dashboard.md, "Users and roles"), or set dashboard.enabled: false',
+    });
+    return null;
+  }
+  // clusterStatus's context, on the observer's own etcd connection and certificate.
+  const ops: OpsContext = { cluster: o.cluster, store: o.store, events: o.events, pkiDir: '', admin: async () => o.pki, close: async () => {} };
+  try {
+    const server = await startDashboardServer({
+      cert: o.pki.cert,
+      key: o.pki.key,
+      host: o.machine.address,
+      port: d.port,
+      users,
+      read: async () => nowView(await clusterStatus(ops, 1)),
+      audit: async (e) => void (await o.events.append(e)),
+      log: o.log,
+    });
+    o.log('dashboard-listening', { url: dashboardUrl(o.cluster, o.machine), users: users.length });
+    return server;
+  } catch (err) {
+    o.log('dashboard-not-served', {
+      port: d.port,
+      error: (err as Error).message,
+      fix: `free port ${d.port} on ${o.machine.name} or change dashboard.port in the cluster file`,
+    });
+    return null;
+  }
+}

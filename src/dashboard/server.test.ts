@@ -1,0 +1,231 @@
+/**
+ * The dashboard's server, really listening over HTTPS with a certificate of a real cluster CA,
+ * driven by plain HTTPS requests: headers, login, cookies, the rate limit, the audit, the event
+ * stream. The browser test against a lab is in test/lab/operator-commands.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { after, before, describe, it } from 'node:test';
+import type { NewEvent } from '../events/log.ts';
+import { createClusterCa, issueCertificate, type ClusterCa } from '../pki/ca.ts';
+import { LoginLimiter } from './auth.ts';
+import { CSP, startDashboardServer, type DashboardServer } from './server.ts';
+import { hashPassword } from './users.ts';
+import type { NowView } from './view.ts';
+
+const HOST = '127.0.0.1';
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+const view = (epoch: number): NowView => ({
+  cluster: 'lab',
+  tiles: [{ id: 'active', label: 'Active app machine', value: `app1 at epoch ${epoch}`, detail: '', level: 'ok' }],
+  machines: [{ machine: 'app1', address: '10.0.0.11', roles: 'app,db', app: 'ACTIVE', database: 'leader running', diskFree: '5.0 GiB' }],
+});
+
+describe('the dashboard server', () => {
+  let ca: ClusterCa;
+  let server: DashboardServer;
+  const audited: NewEvent[] = [];
+  let epoch = 3;
+  let readFails = false;
+
+  const call = (method: string, path: string, o: { cookie?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}) =>
+    new Promise<Answer>((resolve, reject) => {
+      const body = o.form ? new URLSearchParams(o.form).toString() : undefined;
+      const req = request(
+        {
+          host: HOST,
+          port: server.port,
+          path,
+          method,
+          ca: ca.certPem, // the cluster CA and nothing else: the server's certificate must chain to it
+          headers: {
+            ...(o.cookie ? { cookie: o.cookie } : {}),
+            ...(body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+            ...o.headers,
+          },
+          timeout: 10_000,
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  const loginAs = async (name: string, password: string) => call('POST', '/login', { form: { name, password } });
+  const cookieOf = (a: Answer) => String(a.headers['set-cookie']).split(';')[0]!;
+
+  /** Opens /events and collects its events until `until` says stop (or 10 s pass). */
+  const stream = (cookie: string, until: (events: { event: string; data: unknown }[]) => boolean) =>
+    new Promise<{ status: number; events: { event: string; data: unknown }[] }>((resolve, reject) => {
+      const events: { event: string; data: unknown }[] = [];
+      const req = request({ host: HOST, port: server.port, path: '/events', ca: ca.certPem, headers: { cookie } }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          return resolve({ status: res.statusCode!, events });
+        }
+        let buf = '';
+        res.setEncoding('utf8');
+        const deadline = setTimeout(() => req.destroy(new Error(`no end after 10 s; events: ${JSON.stringify(events)}`)), 10_000);
+        res.on('data', (c: string) => {
+          buf += c;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const ev = /^event: (.*)$/m.exec(block)?.[1];
+            const data = /^data: (.*)$/m.exec(block)?.[1];
+            if (ev && data) events.push({ event: ev, data: JSON.parse(data) });
+          }
+          if (until(events)) {
+            clearTimeout(deadline);
+            req.destroy();
+            resolve({ status: 200, events });
+          }
+        });
+      });
+      req.on('error', (err) => (err.message.startsWith('no end') ? reject(err) : undefined));
+      req.end();
+    });
+
+  before(async () => {
+    ca = await createClusterCa({ clusterName: 'lab' });
+    const id = await issueCertificate(ca, { commonName: 'observer', ipAddresses: [HOST], usage: 'both' });
+    server = await startDashboardServer({
+      cert: id.certPem,
+      key: id.keyPem,
+      host: HOST,
+      port: 0,
+      users: [
+        { name: 'ann', role: 'viewer', passwordHash: await hashPassword('ann-secret-1') },
+        { name: 'root', role: 'admin', passwordHash: await hashPassword('root-secret-1') },
+      ],
+      read: async () => {
+        if (readFails) throw new Error('etcd does not answer');
+        return view(epoch);
+      },
+      audit: async (e) => void audited.push(e),
+      log: () => {},
+      intervalMs: 50,
+      limiter: new LoginLimiter({ perClient: 5, overall: 100, windowMs: 60_000 }),
+    });
+  });
+  after(async () => server?.close());
+
+  it('every answer carries the strict CSP and the other security headers; the pages hold no inline script or style', async () => {
+    assert.doesNotMatch(CSP, /unsafe-inline|unsafe-eval|\*/);
+    for (const [method, path] of [
+      ['GET', '/login'],
+      ['GET', '/'],
+      ['GET', '/app.js'],
+      ['GET', '/app.css'],
+      ['GET', '/events'],
+      ['GET', '/nothing'],
+    ] as const) {
+      const a = await call(method, path);
+      assert.equal(a.headers['content-security-policy'], CSP, `${method} ${path}`);
+      assert.equal(a.headers['x-content-type-options'], 'nosniff');
+      assert.equal(a.headers['x-frame-options'], 'DENY');
+      assert.match(String(a.headers['strict-transport-security']), /max-age=\d+/);
+      assert.equal(a.headers['cache-control'], 'no-store');
+      if (path === '/login') {
+        assert.doesNotMatch(a.body, /<script(?![^>]*\ssrc=)|<style|\sstyle=|\son[a-z]+=/i, 'no inline script, style or handler');
+      }
+    }
+  });
+
+  it('without a session: the page sends to /login, the event stream is 401', async () => {
+    const page = await call('GET', '/');
+    assert.equal(page.status, 303);
+    assert.equal(page.headers.location, '/login');
+    assert.equal((await call('GET', '/events')).status, 401);
+    assert.equal((await call('GET', '/', { cookie: '__Host-vigil-session=guessed' })).status, 303);
+  });
+
+  it('a right login gets a session cookie (HttpOnly, Secure, SameSite=Strict) that opens the page; logout ends it', async () => {
+    const a = await loginAs('ann', 'ann-secret-1');
+    assert.equal(a.status, 303);
+    assert.equal(a.headers.location, '/');
+    const setCookie = String(a.headers['set-cookie']);
+    assert.match(setCookie, /^__Host-vigil-session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; Secure; SameSite=Strict$/);
+    const cookie = cookieOf(a);
+    const page = await call('GET', '/', { cookie });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<script type="module" src="\/app\.js"><\/script>/);
+    assert.doesNotMatch(page.body, /<script(?![^>]*\ssrc=)|<style|\sstyle=|\son[a-z]+=/i, 'no inline script, style or handler');
+    const out = await call('POST', '/logout', { cookie });
+    assert.equal(out.status, 303);
+    assert.match(String(out.headers['set-cookie']), /Max-Age=0/);
+    assert.equal((await call('GET', '/', { cookie })).status, 303, 'the session is over');
+  });
+
+  it('a wrong password or an unknown name is refused and audited as a login-failed event, without the password', async () => {
+    audited.length = 0;
+    const wrong = await loginAs('ann', 'not-her-password');
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.headers['set-cookie'], undefined);
+    assert.match(wrong.body, /Wrong name or password/);
+    assert.equal((await loginAs('<script>', 'x')).status, 401);
+    assert.equal(audited.length, 2);
+    assert.equal(audited[0]!.type, 'login-failed');
+    assert.match(audited[0]!.message, /^dashboard login refused for "ann" from 127\.0\.0\.1: wrong password/);
+    assert.match(audited[1]!.message, /refused for an invalid name from .*: no such user/);
+    assert.ok(!JSON.stringify(audited).includes('not-her-password'), 'the password is in no event');
+    assert.ok(!wrong.body.includes('ann'), 'the page does not echo the name');
+  });
+
+  it('a POST from another site is refused', async () => {
+    const a = await call('POST', '/login', { form: { name: 'ann', password: 'ann-secret-1' }, headers: { origin: 'https://evil.example' } });
+    assert.equal(a.status, 403);
+    assert.equal(a.headers['set-cookie'], undefined);
+  });
+
+  it('the event stream: a snapshot at once, then a new one when the view changes, else "fresh"; no reading while nobody watches', async () => {
+    const cookie = cookieOf(await loginAs('root', 'root-secret-1'));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(server.feed.readings, 0, 'no page open: no reading');
+    epoch = 3;
+    const first = await stream(cookie, (evs) => evs.filter((e) => e.event === 'fresh').length >= 2);
+    assert.equal(first.events[0]!.event, 'snapshot');
+    const snap = first.events[0]!.data as { at: number; view: NowView; user: string; role: string };
+    assert.deepEqual(snap.view, view(3));
+    assert.equal(snap.user, 'root');
+    assert.equal(snap.role, 'admin');
+    assert.ok(Math.abs(snap.at - Date.now()) < 60_000);
+    const changed = await stream(cookie, (evs) => {
+      if (evs.length === 1) epoch = 4; // after the first snapshot, the cluster moves
+      return evs.filter((e) => e.event === 'snapshot').length >= 2;
+    });
+    const views = changed.events.filter((e) => e.event === 'snapshot').map((e) => (e.data as { view: NowView }).view.tiles[0]!.value);
+    assert.deepEqual(views, ['app1 at epoch 3', 'app1 at epoch 4']);
+    readFails = true;
+    const failing = await stream(cookie, (evs) => evs.some((e) => (e.data as { error?: string }).error));
+    readFails = false;
+    assert.match(JSON.stringify(failing.events.at(-1)), /"event":"fresh".*"error":"etcd does not answer"/);
+    // Closed: the feed stops reading.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(server.feed.subscribers, 0);
+    const n = server.feed.readings;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(server.feed.readings, n, 'no reading once every page is closed');
+  });
+
+  it('login is rate-limited per client: after 5 failures even the right password waits (429, Retry-After)', async () => {
+    for (let i = 0; i < 5; i++) assert.notEqual((await loginAs('ann', `wrong-${i}`)).status, 303);
+    const a = await loginAs('ann', 'ann-secret-1');
+    assert.equal(a.status, 429);
+    assert.ok(Number(a.headers['retry-after']) > 0);
+    assert.equal(a.headers['set-cookie'], undefined);
+    assert.match(a.body, /Too many failed logins/);
+  });
+});

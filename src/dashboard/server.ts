@@ -1,0 +1,209 @@
+/**
+ * The dashboard's HTTPS server (docs/dashboard.md), run by every observer: the login page, the
+ * "Now" page and its script and style, and `/events`, the page's server-sent events. node:https
+ * with the observer machine's certificate from the cluster CA; no framework (one page, a handful
+ * of routes). Every answer carries a strict Content-Security-Policy: no inline script or style.
+ */
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { NewEvent } from '../events/log.ts';
+import { APP_JS } from './assets.generated.ts';
+import { clearedCookie, LoginLimiter, sessionCookie, Sessions, tokenOf, type Session } from './auth.ts';
+import { Feed, type FeedUpdate } from './feed.ts';
+import { loginPage, nowPage, STYLE_CSS } from './pages.ts';
+import { decoyHash, verifyPassword, type DashboardUser } from './users.ts';
+import type { NowView } from './view.ts';
+
+export const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/** Sent with every answer. */
+export const SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy': CSP,
+  'strict-transport-security': 'max-age=31536000',
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  // Not no-referrer: with it Chromium sends `Origin: null` on the login form's POST, which the origin check refuses.
+  'referrer-policy': 'same-origin',
+  'cache-control': 'no-store',
+};
+
+/** A comment line on the event stream this often, so no proxy or browser takes it for dead. */
+const HEARTBEAT_MS = 15_000;
+
+export interface DashboardServerOptions {
+  /** PEM: the machine's certificate (and chain) and key, from the cluster CA. */
+  cert: string;
+  key: string;
+  host: string;
+  port: number;
+  users: DashboardUser[];
+  /** The cluster's status as the page shows it (src/dashboard/view.ts over src/ops/status.ts). */
+  read: () => Promise<NowView>;
+  /** Records a refused login in the cluster's event history. */
+  audit: (e: NewEvent) => Promise<void>;
+  log: (event: string, fields?: Record<string, unknown>) => void;
+  /** How often the status is read while a page is open; default 1000. */
+  intervalMs?: number;
+  limiter?: LoginLimiter;
+}
+
+export interface DashboardServer {
+  port: number;
+  feed: Feed;
+  close(): Promise<void>;
+}
+
+export async function startDashboardServer(o: DashboardServerOptions): Promise<DashboardServer> {
+  const sessions = new Sessions();
+  const limiter = o.limiter ?? new LoginLimiter();
+  const feed = new Feed(o.read, o.intervalMs ?? 1000);
+  const ctx: Ctx = { o, sessions, limiter, feed };
+  const server: Server = createServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2', requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    handle(ctx, req, res).catch((err: unknown) => {
+      o.log('dashboard-error', { path: pathOf(req), error: (err as Error).message });
+      if (!res.headersSent) send(res, 500, 'text/plain', 'internal error; the observer log says why\n');
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 5_000;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    feed,
+    close: () =>
+      new Promise<void>((resolve) => {
+        feed.stop();
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy(); // open event streams never end by themselves
+      }),
+  };
+}
+
+interface Ctx {
+  o: DashboardServerOptions;
+  sessions: Sessions;
+  limiter: LoginLimiter;
+  feed: Feed;
+}
+
+const pathOf = (req: IncomingMessage) => (req.url ?? '/').split('?')[0]!;
+
+function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string | string[]> = {}): void {
+  res.writeHead(status, { ...SECURITY_HEADERS, 'content-type': `${type}; charset=utf-8`, ...extra }).end(body);
+}
+
+async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const path = pathOf(req);
+  const method = req.method ?? 'GET';
+  if (method === 'GET' && path === '/app.js') return send(res, 200, 'text/javascript', APP_JS);
+  if (method === 'GET' && path === '/app.css') return send(res, 200, 'text/css', STYLE_CSS);
+  if (method === 'GET' && path === '/login') return send(res, 200, 'text/html', loginPage());
+  // Browsers ask for it unprompted; a 404 would be a console error on every page.
+  if (method === 'GET' && path === '/favicon.ico') return void res.writeHead(204, SECURITY_HEADERS).end();
+  if (method === 'POST' && (path === '/login' || path === '/logout')) {
+    if (!sameOrigin(req)) return send(res, 403, 'text/plain', 'refused: the request comes from another site\n');
+    return path === '/login' ? login(ctx, req, res) : logout(ctx, req, res);
+  }
+  const session = ctx.sessions.get(tokenOf(req.headers.cookie));
+  if (method === 'GET' && path === '/') {
+    if (!session) return send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
+    return send(res, 200, 'text/html', nowPage());
+  }
+  if (method === 'GET' && path === '/events') {
+    if (!session) return send(res, 401, 'text/plain', 'log in first\n');
+    return events(ctx, req, res, session);
+  }
+  return send(res, 404, 'text/plain', 'not found\n');
+}
+
+/**
+ * A POST from a browser names its page's origin; one from another site is refused (with
+ * SameSite=Strict cookies it would carry no session anyway). Clients that send no Origin (curl,
+ * scripts) carry no browser cookies either.
+ */
+function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  return origin === undefined || origin === `https://${req.headers.host ?? ''}`;
+}
+
+async function readForm(req: IncomingMessage, limit = 4096): Promise<URLSearchParams | null> {
+  if (!/^application\/x-www-form-urlencoded\b/.test(req.headers['content-type'] ?? '')) return null;
+  let body = '';
+  for await (const chunk of req) {
+    body += String(chunk);
+    if (body.length > limit) return null;
+  }
+  return new URLSearchParams(body);
+}
+
+/** A login name as it may appear in an event: the characters a name may have, at most 64 of them. */
+const shownName = (name: string) => (/^[A-Za-z0-9_.@-]{1,64}$/.test(name) ? `"${name}"` : 'an invalid name');
+
+async function login(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const client = req.socket.remoteAddress ?? 'unknown';
+  const waitMs = ctx.limiter.retryAfterMs(client);
+  if (waitMs > 0) {
+    const seconds = Math.ceil(waitMs / 1000);
+    return send(res, 429, 'text/html', loginPage(`Too many failed logins: try again in ${seconds} s.`), { 'retry-after': String(seconds) });
+  }
+  const form = await readForm(req);
+  if (!form) return send(res, 400, 'text/html', loginPage('The login form was not understood.'));
+  const name = form.get('name') ?? '';
+  const password = form.get('password') ?? '';
+  const user = ctx.o.users.find((u) => u.name === name);
+  // An unknown name costs the same scrypt as a wrong password: the answer's time does not tell which.
+  const ok = (await verifyPassword(user?.passwordHash ?? (await decoyHash()), password)) && user !== undefined;
+  if (!ok) {
+    ctx.limiter.failed(client);
+    const limited = ctx.limiter.retryAfterMs(client) > 0;
+    ctx.o.log('dashboard-login-failed', { user: shownName(name), client });
+    await ctx.o
+      .audit({
+        type: 'login-failed',
+        message: `dashboard login refused for ${shownName(name)} from ${client}: ${user ? 'wrong password' : 'no such user'}${limited ? '; further logins from there wait' : ''}`,
+        details: { client, user: user?.name ?? null },
+      })
+      .catch((err: Error) => ctx.o.log('dashboard-audit-failed', { error: err.message }));
+    return send(res, 401, 'text/html', loginPage('Wrong name or password.'));
+  }
+  const token = ctx.sessions.create(user.name, user.role);
+  ctx.o.log('dashboard-login', { user: user.name, role: user.role, client });
+  send(res, 303, 'text/plain', 'logged in\n', { location: '/', 'set-cookie': sessionCookie(token) });
+}
+
+function logout(ctx: Ctx, req: IncomingMessage, res: ServerResponse): void {
+  ctx.sessions.end(tokenOf(req.headers.cookie));
+  send(res, 303, 'text/plain', 'logged out\n', { location: '/login', 'set-cookie': clearedCookie() });
+}
+
+/** `text/event-stream`: `snapshot` with the view when it changed, `fresh` when it did not (the page shows the data's age). */
+function events(ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): void {
+  res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+  res.write(`retry: 2000\n: user ${session.user} (${session.role})\n\n`);
+  const token = tokenOf(req.headers.cookie);
+  const unsubscribe = ctx.feed.subscribe((u: FeedUpdate) => {
+    // A session ended elsewhere (logout) ends the stream; the page's reconnect then gets 401.
+    if (!ctx.sessions.get(token)) return res.end();
+    const at = u.at;
+    if (u.view) res.write(`event: snapshot\ndata: ${JSON.stringify({ at, view: u.view, user: session.user, role: session.role })}\n\n`);
+    else res.write(`event: fresh\ndata: ${JSON.stringify({ at, ...(u.error ? { error: u.error } : {}) })}\n\n`);
+  });
+  const beat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
+  res.once('close', () => {
+    clearInterval(beat);
+    unsubscribe();
+  });
+}

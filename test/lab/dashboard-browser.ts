@@ -1,0 +1,68 @@
+/**
+ * The dashboard in a real browser: Debian's chromium (scripts/setup.sh) driven by playwright-core,
+ * never a downloaded browser. Chromium does not know the cluster CA, so the test checks the
+ * observer's certificate against the cluster CA with node:tls first and then tells chromium to
+ * accept exactly that certificate's key (`--ignore-certificate-errors-spki-list`), nothing else.
+ */
+import { createHash } from 'node:crypto';
+import { connect } from 'node:tls';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM = process.env.VIGIL_CHROMIUM ?? '/usr/bin/chromium';
+
+/** The base64 SHA-256 of the server certificate's public key, once its chain to `ca` and its address are verified. */
+export function verifiedSpki(url: string, ca: string): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: u.hostname, port: Number(u.port), ca: [ca], servername: undefined, timeout: 10_000 }, () => {
+      const cert = s.getPeerX509Certificate();
+      s.end();
+      if (!cert) return reject(new Error(`${url}: no certificate`));
+      resolve(
+        createHash('sha256')
+          .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+          .digest('base64'),
+      );
+    });
+    s.once('error', reject); // a certificate not from the cluster CA, or not for this address, fails here
+    s.once('timeout', () => s.destroy(new Error(`${url}: no TLS handshake within 10 s`)));
+  });
+}
+
+export interface DashboardPage {
+  browser: Browser;
+  page: Page;
+  /** Console errors (CSP violations among them) and uncaught page errors, as they came. */
+  problems: string[];
+  close(): Promise<void>;
+}
+
+/** Launches chromium, logs in through the form, and waits for the "Now" page to be live. */
+export async function openDashboard(url: string, ca: string, user: string, password: string): Promise<DashboardPage> {
+  const spki = await verifiedSpki(url, ca);
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--disable-background-networking', '--disable-component-update', '--no-first-run', `--ignore-certificate-errors-spki-list=${spki}`],
+  });
+  console.log(`# browser: chromium ${browser.version()} (playwright-core drives ${CHROMIUM})`);
+  const problems: string[] = [];
+  try {
+    const page = await browser.newPage();
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+    });
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.setDefaultTimeout(60_000);
+    await page.goto(url);
+    await page.waitForURL(/\/login$/);
+    await page.getByLabel('Name').fill(user);
+    await page.getByLabel('Password').fill(password);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#conn.live').waitFor();
+    await page.locator('[data-tile="active"] .value').waitFor();
+    return { browser, page, problems, close: () => browser.close() };
+  } catch (err) {
+    await browser.close();
+    throw new Error(`${(err as Error).message}\n  browser problems: ${problems.join(' | ') || 'none'}`, { cause: err });
+  }
+}
