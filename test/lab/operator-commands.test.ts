@@ -25,7 +25,6 @@ import { BRIDGE_ADDRESS } from '../../src/lab/topology.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 import { freePort } from '../../src/util/net.ts';
-import { printJournals } from './journal.ts';
 import { parseExposition, promtoolCheckMetrics, sampleValue, type Sample } from '../../src/testing/metrics.ts';
 
 const vigil = async (...args: string[]) => (await promisify(execFile)(process.execPath, ['bin/vigil.js', ...args, '--lab'], { timeout: 120_000 })).stdout;
