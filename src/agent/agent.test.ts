@@ -52,6 +52,26 @@ test('starts the services when its machine is active and serves once healthy', a
   assert.equal(h.agent.roleOk(), true);
 });
 
+test('says why it is not active: not confirmed yet, another machine named, fenced, lease run out', async () => {
+  const h = harness();
+  assert.equal(h.agent.whyNotActive(), 'has not yet confirmed the active record in etcd');
+  await h.agent.tick();
+  assert.equal(h.agent.whyNotActive(), 'the active record in etcd names no machine');
+  h.set(h.rec('app2', 1));
+  await h.agent.tick();
+  assert.equal(h.agent.whyNotActive(), 'the active record names app2 at epoch 1');
+  h.set(h.rec('app1', 2));
+  await h.agent.tick();
+  assert.equal(h.agent.whyNotActive(), null);
+  h.etcd(false);
+  h.advance(3500);
+  await h.agent.tick();
+  assert.equal(h.agent.whyNotActive(), 'no confirmation of the active record for 3500 ms (lease 3000 ms)');
+  h.etcd(true);
+  await h.agent.fence(3);
+  assert.equal(h.agent.whyNotActive(), 'fenced below epoch 3; the record is at epoch 2');
+});
+
 test('a standby keeps its services stopped and answers no to the role check', async () => {
   const h = harness('app2');
   h.set(h.rec('app1', 1));
@@ -238,6 +258,7 @@ test('handover: the new machine starts only once the old one has stopped and dro
   assert.deepEqual(c.serving(), ['app1'], 'app2 waits while app1 still claims');
   assert.deepEqual(c.agent('app2').waitingFor, ['app1']);
   assert.equal(c.agent('app2').roleOk(), false);
+  assert.equal(c.agent('app2').whyNotActive(), 'waits for app1 to stop serving (handover)');
   await c.agent('app1').tick(); // stops, then drops its claim
   assert.deepEqual(c.serving(), []);
   assert.equal(c.claims.has('app1'), false);
@@ -630,9 +651,11 @@ test('ride-out: a promise holds the peer back even when etcd names it and no cla
   );
   await restarted.tick();
   assert.equal(restarted.isActive(), false, 'the restarted agent keeps the promise');
+  assert.match(restarted.whyNotActive() ?? '', /^promised a peer riding out an etcd outage not to become active for 100 ms more$/);
   c.advance(100);
   await restarted.tick();
   assert.equal(restarted.isActive(), true, 'and is active once it has run out');
+  assert.equal(restarted.whyNotActive(), null);
   await c.agent('app1').tick();
   await c.agent('app2').tick();
   assert.deepEqual(c.serving(), ['app2']);

@@ -153,6 +153,27 @@ export class Agent {
     );
   }
 
+  /**
+   * Why this machine is not active, in words (null when it is): what status, doctor and apply show
+   * when a machine expected to serve does not.
+   */
+  whyNotActive(): string | null {
+    if (this.isActive()) return null;
+    const d = this.deps;
+    const r = this.record;
+    if (this.confirmedAt === null) return 'has not yet confirmed the active record in etcd';
+    if (r === null) return 'the active record in etcd names no machine';
+    if (r.node !== d.node) return `the active record names ${r.node} at epoch ${r.epoch}`;
+    if (r.epoch < this.fencedBelow) return `fenced below epoch ${this.fencedBelow}; the record is at epoch ${r.epoch}`;
+    if (this.leaseLeftMs() === 0)
+      return `no confirmation of the active record for ${Math.round(d.now() - this.confirmedAt)} ms (lease ${this.timers.leaseMs} ms)`;
+    if (d.now() < this.promisedUntil)
+      return `promised a peer riding out an etcd outage not to become active for ${Math.ceil(this.promisedUntil - d.now())} ms more`;
+    if (d.hold && d.hold.claimed !== r.epoch) return `its claim to serve at epoch ${r.epoch} is not written in etcd yet`;
+    if (this.waitingFor.length) return `waits for ${this.waitingFor.join(', ')} to stop serving (handover)`;
+    return `the handover at epoch ${r.epoch} is not done yet`;
+  }
+
   /** The record names this machine at an epoch no fence has closed. */
   private named(): boolean {
     return this.record !== null && this.record.node === this.deps.node && this.record.epoch >= this.fencedBelow;

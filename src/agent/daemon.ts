@@ -7,7 +7,7 @@
  * lease; apply pauses the proxy's role check of the active machine meanwhile.
  */
 import { readFileSync } from 'node:fs';
-import { readFile, statfs } from 'node:fs/promises';
+import { readFile, stat, statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
@@ -24,6 +24,8 @@ import { VigilError, problem } from '../util/errors.ts';
 import { bootClockCs, bootClockMs } from '../util/boot-clock.ts';
 import { serialFile } from '../util/serial-file.ts';
 import { Agent, type AgentMemory } from './agent.ts';
+import { restartGrace, type GraceDeps } from './restart-grace.ts';
+import type { ServingHold } from '../etcd/serving.ts';
 import { agentOf } from './client.ts';
 import type { PeerAnswer } from './ride-out.ts';
 import { activationConfig, activationHook } from './activation.ts';
@@ -195,6 +197,8 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     ['watch', () => watch.close()],
     ['cycle', () => agent.settled()],
     ['db-fence', async () => fence?.fence.settled()],
+    // Apply restarts this agent on purpose: the application stays up until the new one confirms (./restart-grace.ts).
+    ['restart-grace', async () => hold && (await restartGrace(graceDeps(agent, hold)))],
     // A clean stop frees Patroni's ways: no lease is left to run out behind the agent.
     ['patroni-gate', async () => fence?.gate?.remove()],
     ['sync', async () => sync?.close()],
@@ -252,6 +256,20 @@ async function stampLease(agent: Agent): Promise<void> {
   const uptime = await readFile('/proc/uptime', 'utf8');
   const until = agent.isActive() ? bootClockCs(uptime) + Math.floor(agent.leaseLeftMs() / 10) : 0;
   await writeServeUntil(`${until}\n`);
+}
+
+function graceDeps(agent: Agent, hold: ServingHold): GraceDeps {
+  return {
+    markAgeMs: async () => {
+      const mark = await stat(PATHS.agentRestartMark).catch(() => null);
+      return mark && Date.now() - mark.mtimeMs;
+    },
+    active: () => agent.isActive(),
+    bootClockCs: async () => bootClockCs(await readFile('/proc/uptime', 'utf8')),
+    extendClaim: (ttlSeconds) => hold.extend(ttlSeconds, 1000),
+    stamp: (untilCs) => writeServeUntil(`${untilCs}\n`),
+    log,
+  };
 }
 
 /** How often an activated agent looks whether the machine it replaces has dropped its claim. */
@@ -337,6 +355,7 @@ async function status(
     ready: agent.confirmedAt !== null && performance.now() - agent.confirmedAt < cluster.timers.agentLeaseMs,
     services: agent.services,
     ...(machine.roles.includes('app') ? { waitingFor: agent.waitingFor } : {}),
+    ...(machine.roles.includes('app') && !agent.isActive() ? { inactiveReason: agent.whyNotActive() ?? undefined } : {}),
     disk: [],
   };
   if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);

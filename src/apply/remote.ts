@@ -5,6 +5,7 @@
  */
 import { PATHS } from '../layout/paths.ts';
 import type { Machine } from '../config/schema.ts';
+import type { AgentStatus } from '../model/ha.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import { PatroniError, type PatroniTransport } from '../patroni/client.ts';
 import { pkiPaths } from '../pki/ca.ts';
@@ -154,18 +155,39 @@ export function remoteRuntime(shell: RemoteShell): HaproxyRuntime {
   });
 }
 
-const ROLE_SCRIPT =
-  "const https=require('https'),fs=require('fs');const [u,ca,cert,key]=process.argv.slice(1);const q=https.get(u,{ca:fs.readFileSync(ca),cert:fs.readFileSync(cert),key:fs.readFileSync(key),timeout:3000},r=>{r.resume();process.stdout.write(String(r.statusCode))});q.on('timeout',()=>q.destroy(new Error('timeout')));q.on('error',()=>process.stdout.write('0'))";
+/** GET from the machine's agent with the machine's own certificate: prints the HTTP status, a newline, then the body; `0` when it does not answer. */
+const AGENT_GET_SCRIPT =
+  "const https=require('https'),fs=require('fs');const [u,ca,cert,key]=process.argv.slice(1);const q=https.get(u,{ca:fs.readFileSync(ca),cert:fs.readFileSync(cert),key:fs.readFileSync(key),timeout:3000},r=>{let b='';r.setEncoding('utf8');r.on('data',c=>b+=c);r.on('end',()=>process.stdout.write(r.statusCode+'\\n'+b))});q.on('timeout',()=>q.destroy(new Error('timeout')));q.on('error',()=>process.stdout.write('0'))";
 
 /**
- * What the machine's agent answers on /role (200: active, 503: not), asked on the machine with its
- * own certificate; 0 when it does not answer. A script rather than src/agent/client.ts: the
+ * A GET from the machine's agent, asked on the machine with its own certificate: the HTTP status
+ * (0 when it does not answer) and the body. A script rather than src/agent/client.ts: the
  * machine's private key never leaves it, and the admin's shell needs no route to the agent's port.
  */
-export async function agentRole(shell: RemoteShell, m: Machine): Promise<number> {
+async function agentGet(shell: RemoteShell, m: Machine, path: string): Promise<{ status: number; body: string }> {
   const pki = pkiPaths(m.name, PATHS.pkiDir);
-  const r = await shell.exec([VIGIL_INSTALL.node, '-e', ROLE_SCRIPT, `https://${m.address}:${AGENT_PORT}/role`, pki.ca, pki.cert, pki.key], {
+  const r = await shell.exec([VIGIL_INSTALL.node, '-e', AGENT_GET_SCRIPT, `https://${m.address}:${AGENT_PORT}${path}`, pki.ca, pki.cert, pki.key], {
     timeoutMs: 15_000,
   });
-  return Number(r.stdout.trim()) || 0;
+  const nl = r.stdout.indexOf('\n');
+  return { status: Number(nl < 0 ? r.stdout.trim() : r.stdout.slice(0, nl)) || 0, body: nl < 0 ? '' : r.stdout.slice(nl + 1) };
+}
+
+/** What the machine's agent answers on /role (200: active, 503: not); 0 when it does not answer. */
+export async function agentRole(shell: RemoteShell, m: Machine): Promise<number> {
+  return (await agentGet(shell, m, '/role')).status;
+}
+
+/** Why the machine's agent does not serve, from its /status, in words (for apply's errors); a sentence also when it cannot be asked. */
+export async function agentWhyNotServing(shell: RemoteShell, m: Machine): Promise<string> {
+  const r = await agentGet(shell, m, '/status').catch((err: Error) => ({ status: 0, body: err.message }));
+  if (r.status !== 200) return r.status === 0 ? 'its agent does not answer on /status' : `its agent answers ${r.status} on /status`;
+  try {
+    const s = JSON.parse(r.body) as AgentStatus;
+    if (!s.active) return `its agent says it is not active: ${s.inactiveReason ?? 'no reason given'}`;
+    if (!s.appHealthy) return "its agent is active, but the application's health check on the machine fails";
+    return 'its agent now says it is active and the application healthy';
+  } catch {
+    return 'its agent answered /status with something other than JSON';
+  }
 }

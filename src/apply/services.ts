@@ -16,7 +16,7 @@ import { UNITS } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
 import { daemonUnits } from './desired.ts';
-import { agentRole, remoteGet, remotePatroni, remoteRuntime, systemctl, unitStates } from './remote.ts';
+import { agentRole, agentWhyNotServing, remoteGet, remotePatroni, remoteRuntime, systemctl, unitStates } from './remote.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { eachMachine, step, type ApplyStep, type Run } from './run.ts';
 
@@ -208,13 +208,27 @@ function agentRolling(run: Run, sh: (m: Machine) => RemoteShell, waitMs: number)
           await remoteRuntime(sh(p)).disableHealth(APP_BACKEND, m.name);
           paused.push(p);
         }
+        // The agent stopping sees the restart is planned and keeps the application up across it (src/agent/restart-grace.ts).
+        if (active) {
+          await sh(m).exec(['mkdir', '-p', ROOTS.run]);
+          await sh(m).writeFile(PATHS.agentRestartMark, `${new Date().toISOString()}\n`, { mode: 0o644 });
+        }
         await systemctl(sh(m), ['restart', UNITS.agent]);
         const want = active ? 'confirming it is the active machine (/role 200)' : 'answering';
-        await waitUntil(`${m.name}'s agent ${want}`, m.name, waitMs, `read ${m.name}'s agent log (\`journalctl -u ${UNITS.agent}\`)`, async () => {
-          const status = await roleOf(m);
-          return (active ? status === 200 : status !== 0 || !m.roles.includes('app')) ? true : undefined;
-        });
+        await waitUntil(
+          `${m.name}'s agent ${want}`,
+          m.name,
+          waitMs,
+          `read ${m.name}'s agent log (\`journalctl -u ${UNITS.agent}\`)`,
+          async () => {
+            const status = await roleOf(m);
+            return (active ? status === 200 : status !== 0 || !m.roles.includes('app')) ? true : undefined;
+          },
+          'services',
+          active ? () => agentWhyNotServing(sh(m), m) : undefined,
+        );
       } finally {
+        if (active) await sh(m).exec(['rm', '-f', PATHS.agentRestartMark]);
         for (const p of paused) await resumeChecks(p, m.name, sh);
       }
     },
@@ -289,11 +303,14 @@ async function waitUntil<T>(
   fix: string,
   probe: () => Promise<T | undefined>,
   stepName: ApplyStep = 'services',
+  /** Asked once the wait timed out: what the machine itself says (added to the error). */
+  explain?: () => Promise<string>,
 ): Promise<T> {
   try {
     return await waitFor(what, probe, waitMs, 500);
   } catch (err) {
-    throw new VigilError('APPLY', [problem(`${machine}, step ${stepName}`, (err as Error).message, fix)], { cause: err });
+    const why = explain ? await explain().catch((e: Error) => `(could not ask: ${e.message})`) : undefined;
+    throw new VigilError('APPLY', [problem(`${machine}, step ${stepName}`, `${(err as Error).message}${why ? `; ${why}` : ''}`, fix)], { cause: err });
   }
 }
 

@@ -29,6 +29,12 @@ export interface ServingHold {
   claim(epoch: number, timeoutMs: number): Promise<void>;
   /** Deletes this machine's claim (nothing to do without one). Only once its services have stopped. */
   release(timeoutMs: number): Promise<void>;
+  /**
+   * A planned restart of the agent: puts the claim under a new lease of `ttlSeconds` that nobody
+   * keeps alive, so it outlives this process by that long (and no longer). Throws when there is
+   * no claim or etcd does not answer; the claim then stays under its old lease.
+   */
+  extend(ttlSeconds: number, timeoutMs: number): Promise<void>;
 }
 
 export function claimKey(node: string): string {
@@ -76,6 +82,16 @@ export class Hold implements ServingHold {
     await this.deps.caller.run('claim', { timeoutMs }, (grpc) => this.deps.ns.put(key).value(value).lease(lease).options(grpc).exec());
     this.mayHoldKey = true;
     if (this.leaseId === lease) this.claimed = epoch;
+  }
+
+  async extend(ttlSeconds: number, timeoutMs: number): Promise<void> {
+    const epoch = this.claimed;
+    if (epoch === null) throw new Error('servingHold.extend: no claim to extend');
+    const { caller, client } = this.deps;
+    const grant = await caller.run('extendClaim', { timeoutMs }, (grpc) => client.leaseClient.leaseGrant({ TTL: ttlSeconds }, grpc), 'once');
+    // The old lease is left to run out; the key now lives by the new one.
+    Object.assign(this, { leaseId: grant.ID, claimed: null });
+    await this.claim(epoch, timeoutMs);
   }
 
   async release(timeoutMs: number): Promise<void> {

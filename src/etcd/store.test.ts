@@ -110,6 +110,35 @@ describe('VigilStore against a real etcd', () => {
     );
   });
 
+  it('serving claims: extended for a planned restart, the claim lives by a new lease of the given TTL', async () => {
+    const s = await open();
+    const etcdctl = (...args: string[]) => run('etcdctl', ['--endpoints', etcd.endpoint, ...args], { env: { ETCDCTL_API: '3', PATH: process.env['PATH'] } });
+    const leaseOfClaim = async (): Promise<{ lease: string; ttl: number }> => {
+      // A lease id is a 64-bit integer: read from the text, not through JSON.parse's doubles.
+      const got = /"lease":(\d+)/.exec((await etcdctl('get', `/vigil/${s.cluster}/holders/app3`, '-w', 'json')).stdout);
+      assert.ok(got, 'the claim has a lease');
+      const hex = BigInt(got[1]!).toString(16);
+      const live = JSON.parse((await etcdctl('lease', 'timetolive', hex, '-w', 'json')).stdout) as { 'granted-ttl': number };
+      return { lease: hex, ttl: live['granted-ttl'] };
+    };
+    const hold = s.servingHold('app3', 3);
+    await assert.rejects(hold.extend(30, 2000), /no claim to extend/);
+    await hold.renew(2000);
+    await hold.claim(7, 2000);
+    const before = await leaseOfClaim();
+    assert.equal(before.ttl, 3);
+    await hold.extend(30, 2000);
+    const after = await leaseOfClaim();
+    assert.notEqual(after.lease, before.lease, 'a new lease');
+    assert.equal(after.ttl, 30);
+    assert.equal(hold.claimed, 7);
+    assert.deepEqual(
+      (await s.confirmActive(2000)).claims.map((c) => [c.node, c.epoch]),
+      [['app3', 7]],
+    );
+    await hold.release(2000);
+  });
+
   it('serving claims: a lease kept alive keeps the claim past its TTL', async () => {
     const s = await open();
     const hold = s.servingHold('app2', 2);

@@ -47,7 +47,9 @@ export async function prepareMachineIdentity(host: string): Promise<void> {
   const root = machineRoot(host);
   await writeFile(join(root, 'etc', 'hostname'), `${host}\n`);
   await appendFile(join(root, 'etc', 'hosts'), `127.0.1.1\t${host}\n`);
-  await run('ssh-keygen', ['-A', '-f', root]);
+  // RSA's primes take a second on a quiet machine and over 30 s at a load of 30 (a test run beside
+  // other labs failed so): a deadline for a hang, not for a slow machine.
+  await run('ssh-keygen', ['-A', '-f', root], { timeoutMs: 300_000 });
 }
 
 /** The unit of each component `vigil lab start|stop` names, as `vigil apply` installs it. */

@@ -52,4 +52,10 @@ export const PATHS = {
   deadmanScript: `${ROOTS.etc}/deadman.sh`,
   /** App machines: the boot-clock time (centiseconds of /proc/uptime) until which the agent's lease holds; 0 when it does not serve. */
   serveUntil: `${ROOTS.run}/serve-until`,
+  /**
+   * App machines: written by `vigil apply` just before it restarts the active machine's agent, so
+   * the agent stopping knows the restart is planned and keeps the application up across it
+   * (src/agent/restart-grace.ts). Removed once the new agent confirms.
+   */
+  agentRestartMark: `${ROOTS.run}/agent-restart`,
 } as const;

@@ -197,6 +197,8 @@ export interface AgentStatus {
    * see gone (they stop their services and drop the claim, or their agent's etcd lease expires).
    */
   waitingFor?: string[];
+  /** App machines not active: why, in words (the agent's own account: record, lease, fence, promise, handover). */
+  inactiveReason?: string;
   patroni?: { role: string; state: string; lagBytes: number | null };
   /** db machines: the agent's fence of a stale primary (failure-semantics.md, "A stale primary"). */
   dbFence?: { patroniVersion: string | null; patroniGate: boolean; fences: number; lastReason: string | null };

@@ -12,6 +12,7 @@ import type { EventLog } from '../events/log.ts';
 import type { ProxyHandle } from './proxies.ts';
 import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
+import { tcpRefused } from '../util/net.ts';
 import {
   failsafeHolder,
   failsafeWanted,
@@ -76,10 +77,19 @@ export async function runReleaseLoop(d: ReleaseLoopDeps): Promise<void> {
 async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: number, waiting: (reason: string) => void): Promise<ReleaseMemory> {
   const { cluster } = d;
   if (!d.leadership.isLeader()) return memory; // only the acting observer watches: it alone may act
-  const [patroni, members] = await Promise.all([
+  const [patroni, viewed] = await Promise.all([
     d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null),
     Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address))),
   ]);
+  // A leader that is stopping: has its postmaster exited yet (db-release.ts, stoppedPrimary)?
+  const stoppingNow = stoppingLeader({ patroni, members: viewed });
+  const members = await Promise.all(
+    viewed.map(async (m) => {
+      if (m.name !== stoppingNow) return m;
+      const address = withRole(cluster, 'db').find((x) => x.name === m.name)!.address;
+      return { ...m, postgresRefused: await tcpRefused(address, cluster.database.port, READ_TIMEOUT_MS) };
+    }),
+  );
   const ownProxy = d.proxies.find((p) => p.local)?.name;
   const input = { nowMs: performance.now(), patroni, members, synchronous: cluster.database.replication === 'synchronous', ...(ownProxy ? { ownProxy } : {}) };
   let next = remember(memory, input);

@@ -100,6 +100,36 @@ describe('the database leader release (pure decision)', () => {
     }
   });
 
+  it('releases a leader whose Patroni is stopping PostgreSQL once its postmaster has exited (its port refuses connections), at once', () => {
+    const stopping: MemberView = { ...primary, state: 'stopping' };
+    const stopped: MemberView = { ...stopping, postgresRefused: true };
+    const base = { atMs: 0, members: [primary, replica] };
+    assert.deepEqual(run([base, { atMs: 250, members: [stopping, replica], proxies: proxyDown }]).verdict, { kind: 'healthy' }, 'still shutting down');
+    assert.deepEqual(
+      run([base, { atMs: 250, members: [stopped, replica] }]).verdict,
+      { kind: 'needs-proxies', leader: 'db1' },
+      'no wait of SAID_NOT_PRIMARY_MS',
+    );
+    const v = run([base, { atMs: 250, members: [stopped, replica], proxies: proxyDown }]).verdict;
+    assert.equal(v.kind, 'release');
+    assert.match(v.kind === 'release' ? v.reason : '', /answers as primary \(stopping\) and its PostgreSQL port refuses connections/);
+    // The other conditions still hold it: a proxy routing to it, no healthy synchronous standby, Patroni paused.
+    const routed = run([base, { atMs: 250, members: [stopped, replica], proxies: [{ name: 'lb', read: true, routed: ['db1'] }] }]).verdict;
+    assert.equal(routed.kind, 'wait');
+    assert.equal(run([base, { atMs: 250, members: [stopped, { ...replica, state: 'stopped' }], proxies: proxyDown }]).verdict.kind, 'wait');
+    assert.equal(run([base, { atMs: 250, members: [stopped, replica], proxies: proxyDown, patroni: keys({ paused: true }) }]).verdict.kind, 'wait');
+  });
+
+  it('a refused PostgreSQL port counts only while Patroni says stopping: a running, starting or restarting primary is left to Patroni', () => {
+    for (const state of ['running', 'starting', 'restarting', 'crashed']) {
+      const v = run([
+        { atMs: 0, members: [primary, replica] },
+        { atMs: 9000, members: [{ ...primary, state, postgresRefused: true }, replica], proxies: proxyDown },
+      ]).verdict;
+      assert.deepEqual(v, { kind: 'healthy' }, state);
+    }
+  });
+
   it("does not wait for the observer's own proxy, which it fences with MAINT right before the release", () => {
     const routing: ProxyView[] = [{ name: 'observer', read: true, routed: ['db1'] }];
     const rounds = [

@@ -49,6 +49,11 @@ export interface MemberView {
   role?: string;
   state?: string;
   version?: string;
+  /**
+   * Read only for a leader whose Patroni answers that it is stopping (stoppingLeader): a TCP
+   * connection to its PostgreSQL port was refused this round, so its postmaster has exited.
+   */
+  postgresRefused?: boolean;
 }
 
 /** One proxy's :5000 backend: which servers it routes to, or that it could not be read. */
@@ -105,6 +110,17 @@ const servesAsPrimary = (m: MemberView | undefined) => m?.reached === true && is
  * PostgreSQL, `primary_start_timeout: 0` in synchronous mode). Not the observer's to end.
  */
 const patroniLeads = (m: MemberView | undefined) => m?.reached === true && isPrimaryRole(m.role);
+/**
+ * A leader whose Patroni is stopping its PostgreSQL (a graceful demote, or Patroni shutting down)
+ * and whose postmaster has exited: the fast shutdown is over (a PostgreSQL that is shutting down
+ * still accepts a connection, to refuse it with "the database system is shutting down"; its
+ * postmaster exits only once its walsenders have sent the shutdown checkpoint to every connected
+ * standby). Patroni polls for that once a second (STOP_POLLING_INTERVAL = 1 in Patroni 4.0) and
+ * only then drops its key, 0.8 to 1 s after the end: in a `pair` switchover the largest part of the
+ * write pause (docs/benchmarks.md). Patroni would drop the key next, whatever its state: the
+ * release only does it sooner.
+ */
+const stoppedPrimary = (m: MemberView | undefined) => patroniLeads(m) && m?.state === 'stopping' && m.postgresRefused === true;
 
 /**
  * How long a leader whose Patroni answers that it is no longer primary (demoted, replica), while
@@ -139,7 +155,7 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
   if (!p.leader || !p.lease) return { kind: 'healthy' }; // no leader key: Patroni elects by itself
   const leader = p.leader;
   const view = input.members.find((m) => m.name === leader);
-  if (patroniLeads(view)) return { kind: 'healthy' };
+  if (patroniLeads(view) && !stoppedPrimary(view)) return { kind: 'healthy' };
   if (memory.released.includes(p.lease)) return { kind: 'wait', reason: `the leader lease of ${leader} was released; waiting for Patroni to promote` };
 
   for (const m of input.members) {
@@ -151,8 +167,9 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
   }
   const since = memory.since[leader];
   const failingMs = since && !since.good ? input.nowMs - since.atMs : 0;
-  // No answer: it may be slow, not dead, so failAfterMs; Patroni saying it is not primary: at once, nearly.
-  if (view?.reached) failAfterMs = Math.min(failAfterMs, SAID_NOT_PRIMARY_MS);
+  // No answer: it may be slow, not dead, so failAfterMs; Patroni saying it is not primary: at once,
+  // nearly; stopped for good (Patroni stopping, its postmaster gone): nothing left to wait for.
+  if (view?.reached) failAfterMs = Math.min(failAfterMs, stoppedPrimary(view) ? 0 : SAID_NOT_PRIMARY_MS);
   if (failingMs < failAfterMs)
     return {
       kind: 'wait',
@@ -179,7 +196,11 @@ export function releaseVerdict(memory: ReleaseMemory, input: ReleaseInput, failA
     if (!px.read) return { kind: 'wait', reason: `proxy ${px.name} could not be read (${px.error ?? 'no answer'}): it might still route to ${leader}` };
     if (px.routed.includes(leader)) return { kind: 'wait', reason: `proxy ${px.name} still routes :5000 to ${leader}` };
   }
-  const what = !view?.reached ? 'does not answer on its REST API' : `answers as ${view.role ?? '?'} (${view.state ?? '?'})`;
+  const what = !view?.reached
+    ? 'does not answer on its REST API'
+    : stoppedPrimary(view)
+      ? `answers as ${view.role ?? '?'} (stopping) and its PostgreSQL port refuses connections (its postmaster has exited)`
+      : `answers as ${view.role ?? '?'} (${view.state ?? '?'})`;
   return {
     kind: 'release',
     leader,

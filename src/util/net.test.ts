@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createClusterCa, issueCertificate } from '../pki/ca.ts';
-import { httpOk } from './net.ts';
+import { freePort, httpOk, tcpRefused } from './net.ts';
 
 test('httpOk over HTTPS: the certificate must chain to the CA file and name the server name, unless verify is off', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'vigil-net-'));
@@ -76,4 +76,17 @@ test('httpOk over plain HTTP: 2xx only, on a kept connection; a kept connection 
     for (const s of sockets) s.destroy();
     await new Promise((r) => server.close(r));
   }
+});
+
+test('tcpRefused: true only when nothing listens on the port; an open port is not refused', async () => {
+  const server = createTcpServer((sock: Socket) => sock.end());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  try {
+    assert.equal(await tcpRefused('127.0.0.1', port, 2000), false, 'a listening port');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+  assert.equal(await tcpRefused('127.0.0.1', port, 2000), true, 'the same port once closed');
+  assert.equal(await tcpRefused('127.0.0.1', await freePort(), 2000), true, 'a free port');
 });

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { request, type RequestOptions } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect as tcpConnect, createServer, type AddressInfo } from 'node:net';
 
 /** How an HTTPS URL's certificate is checked: against the CA in `caFile`, for the DNS name `servername`. */
 export interface TlsCheck {
@@ -96,5 +96,24 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       const { port } = s.address() as AddressInfo;
       s.close(() => resolve(port));
     });
+  });
+}
+
+/**
+ * True only when a TCP connection to `host:port` is refused (ECONNREFUSED: nothing listens there);
+ * false when it opens, times out or fails otherwise, so a slow or unreachable machine never reads
+ * as a stopped one.
+ */
+export function tcpRefused(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = tcpConnect({ host, port });
+    const done = (refused: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(refused);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once('connect', () => done(false));
+    sock.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
   });
 }

@@ -28,7 +28,7 @@ import { parse, parseDocument, stringify } from 'yaml';
 import { withRole } from '../../src/config/schema.ts';
 import { comparePasswordFile } from '../../src/facts/password-files.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
-import { labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
+import { labAgents, labBlock, labDown, labKill, labRevive, labUnblock, openLab, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { Checker } from '../../src/lab/checker.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
@@ -42,7 +42,7 @@ import { runDbFault } from '../../src/lab/db-faults.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { failoverTests } from './failover-scenarios.ts';
 import { vigil } from './run-vigil.ts';
-import { unitJournal } from './journal.ts';
+import { printJournals, unitJournal } from './journal.ts';
 
 /** An application config file of the kind the seed edits by hand, planted on the app machines with a wrong password. */
 const APP_ENV = '/etc/vigil/app/db.env';
@@ -93,6 +93,19 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     await probe?.stop();
     await labDown();
   });
+
+  /** `vigil apply` that must succeed; when it does not, what the daemons logged meanwhile is printed first, so CI's output says why. */
+  async function applyOk(extra: string[] = [], opts: { stdout?: boolean } = {}): Promise<{ code: number; out: string; stdout: string }> {
+    const from = Date.now();
+    const r = await vigil(['apply', '-c', cfg, ...extra], opts);
+    if (r.code !== 0) {
+      const agents = ['app1', 'app2', 'db1', 'db2', 'observer'].map((m): [string, string] => [m, UNITS.agent]);
+      const deadman = ['app1', 'app2'].map((m): [string, string] => [m, UNITS.deadman]);
+      await printJournals([...agents, ...deadman, ['db1', UNITS.patroni], ['db2', UNITS.patroni], ['observer', UNITS.observer]], from, Date.now());
+    }
+    assert.equal(r.code, 0, r.out);
+    return r;
+  }
 
   async function plant(machine: string, text: string): Promise<void> {
     const path = hostPathOf(machine, APP_ENV);
@@ -186,8 +199,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
   });
 
   it('a second apply, and a plan, report no change', async () => {
-    const again = await vigil(['apply', '-c', cfg, '--json']);
-    assert.equal(again.code, 0, again.out);
+    const again = await applyOk(['--json']);
     assert.deepEqual((JSON.parse(again.stdout) as { changes: unknown[] }).changes, [], again.out);
     assert.match(again.out, /apply: no change; every machine is as the cluster file describes/);
     const plan = await vigil(['plan', '-c', cfg]);
@@ -226,8 +238,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     } finally {
       await writeFile(authorized, keys);
     }
-    const back = await vigil(['apply', '-c', cfg]);
-    assert.equal(back.code, 0, back.out);
+    const back = await applyOk();
     assert.match(back.out, /apply: no change/);
   });
 
@@ -238,8 +249,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.match(down.out, /db2, step connect/);
     assert.match(down.out, /db2 \(root@10\.213\.\d+\.22:22\)/);
     await labRevive('db2'); // a reboot: the service manager starts the enabled units
-    const back = await vigil(['apply', '-c', cfg]);
-    assert.equal(back.code, 0, back.out);
+    const back = await applyOk();
     assert.match(back.out, /apply: no change/, 'a rebooted machine comes back as apply left it');
   });
 
@@ -267,8 +277,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const doctor = await vigil(['doctor', '-c', cfg]);
     assert.equal(doctor.code, 1, doctor.out);
     assert.match(doctor.out, new RegExp(`HAProxy's health check of ${active} is paused on observer`));
-    const r = await vigil(['apply', '-c', cfg]);
-    assert.equal(r.code, 0, r.out);
+    const r = await applyOk();
     assert.match(r.out, new RegExp(`observer +services: resume HAProxy's health check of ${active}`));
     assert.equal((await runtime.servers('app')).find((x) => x.server === active)?.checks, 'enabled');
   });
@@ -277,8 +286,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     const served = probe!.current()!;
     await writeFile(cfg, `${await readFile(cfg, 'utf8')}# a comment: the cluster file changed, so every agent restarts\n`);
     const t0 = performance.now();
-    const r = await vigil(['apply', '-c', cfg]);
-    assert.equal(r.code, 0, r.out);
+    const r = await applyOk();
     assert.equal(
       (r.out.match(new RegExp(`restart ${UNITS.agent.replaceAll('.', '\\.')} \\(its files changed; one machine at a time\\)`, 'g')) ?? []).length,
       4,
@@ -290,6 +298,41 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.ok(answers.length > 50, `the probe kept asking (${answers.length} answers)`);
     assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request while the agents restarted');
     assert.deepEqual([...new Set(answers.map((a) => a.node))], [served], 'one machine served throughout');
+  });
+
+  it("the active agent's restart outlasts its lease (a slow start): the application keeps serving, no failover", async () => {
+    // Without the restart grace the dead-man switch stops the application one lease (3 s) after the
+    // old agent stopped, and the observer moves it: what a loaded machine did to apply in CI.
+    const served = probe!.current()!;
+    const shell = new LabShell(served);
+    const dropIn = `/etc/systemd/system/${UNITS.agent}.d/slow-start.conf`;
+    const epochOf = async () => (await labAgents(3000)).get(served)?.epoch ?? null;
+    const epoch = await epochOf();
+    assert.ok(epoch !== null, `${served}'s agent answers with its epoch`);
+    await shell.exec(['mkdir', '-p', `/etc/systemd/system/${UNITS.agent}.d`]);
+    await shell.writeFile(dropIn, '[Service]\n# test/lab/apply.test.ts: a start slower than a lease\nExecStartPre=/bin/sleep 5\n');
+    await shell.exec(['systemctl', 'daemon-reload']);
+    try {
+      await writeFile(cfg, `${await readFile(cfg, 'utf8')}# another change: the agents restart, the active one slowly\n`);
+      const t0 = performance.now();
+      const from = Date.now();
+      const r = await applyOk();
+      assert.match(r.out, new RegExp(`${served} +services: restart ${UNITS.agent.replaceAll('.', '\\.')}`));
+      await new Promise((res) => setTimeout(res, 3000)); // HAProxy checks the active agent again
+      const answers = probe!.answers.filter((a) => a.atMs > t0);
+      assert.deepEqual(answers.filter((a) => a.node === null).length, 0, 'no failed request across the slow restart');
+      assert.deepEqual([...new Set(answers.map((a) => a.node))], [served], 'one machine served throughout');
+      assert.equal(await epochOf(), epoch, 'no failover: the epoch did not move');
+      const said = (await unitJournal(served, UNITS.agent, from)).map((l) => l.message);
+      assert.ok(
+        said.some((m) => m.includes('"restart-grace"')),
+        `the old agent gave the grace:\n${said.slice(-20).join('\n')}`,
+      );
+      assert.equal((await shell.exec(['test', '-e', PATHS.agentRestartMark])).code, 1, 'apply removed its mark');
+    } finally {
+      await shell.exec(['rm', '-f', dropIn]);
+      await shell.exec(['systemctl', 'daemon-reload']);
+    }
   });
 
   it('HAProxy reloads keep the fencing (MAINT) and lose no request', async () => {
@@ -330,14 +373,12 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     doc.deleteIn(['proxy', 'tlsDnsNames']);
     await writeFile(cfg, doc.toString());
 
-    const r = await vigil(['apply', '-c', cfg]);
-    assert.equal(r.code, 0, r.out);
+    const r = await applyOk();
     assert.match(r.out, new RegExp(`observer +tls: write ${PATHS.tlsBundle} \\(content differs\\)`));
     assert.match(r.out, new RegExp(`observer +services: reload ${UNITS.haproxy.replaceAll('.', '\\.')}`));
     assert.doesNotMatch(r.out, /BEGIN|PRIVATE KEY/);
     await waitForHttps(`https://${proxy.address}:${lab.cluster.proxy.httpsPort}${lab.cluster.application.healthPath}`, corporate.certPem);
-    const again = await vigil(['apply', '-c', cfg]);
-    assert.equal(again.code, 0, again.out);
+    const again = await applyOk();
     assert.match(again.out, /apply: no change/);
   });
 
