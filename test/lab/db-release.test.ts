@@ -110,19 +110,32 @@ for (const fault of DB_RELEASE_FAULTS.filter((f) => f !== 'etcd-cut')) {
  * While one etcd member is down: every 2 s, a key written through the cluster's endpoints (etcdctl
  * on the observer machine, 5 s to commit). Each write that commits proves a quorum at that time.
  */
-async function quorumProbe(holdMs: number): Promise<{ ok: number; failed: string[] }> {
-  const out = { ok: 0, failed: [] as string[] };
-  const until = performance.now() + holdMs - 2000;
+/**
+ * Killing the raft leader leaves etcd without one until the others elect one (about a second on a
+ * quiet host, more under load): a write sent meanwhile may time out ("possibly due to previous
+ * leader failure", seen once in the lab). Writes sent after this long must all commit.
+ */
+const ELECTION_MS = 10_000;
+
+async function quorumProbe(holdMs: number): Promise<{ ok: number; failed: string[]; failedAfterElection: string[] }> {
+  const out = { ok: 0, failed: [] as string[], failedAfterElection: [] as string[] };
+  const started = performance.now();
+  const until = started + holdMs - 2000;
   const members = withRole(lab.cluster, 'etcd');
   // Every member's endpoint: etcdctl's client moves past the dead one, as Patroni's and Vigil's do.
   const endpoints = members.map((m) => `http://${m.address}:${ETCD_CLIENT_PORT}`).join(',');
   await sleep(1000);
   for (let i = 0; performance.now() < until; i++) {
+    const sentAfter = Math.round(performance.now() - started);
     const r = await new LabShell(withRole(lab.cluster, 'observer')[0]!.name)
       .exec(['etcdctl', `--endpoints=${endpoints}`, '--command-timeout=5s', 'put', '/vigil-lab/quorum-probe', String(i)], { timeoutMs: 20_000 })
       .catch((err: Error) => ({ code: -1, stdout: '', stderr: err.message }));
     if (r.code === 0) out.ok++;
-    else out.failed.push(`write ${i}: ${r.stderr.trim().split('\n').pop() ?? `exit ${r.code}`}`);
+    else {
+      const why = `write ${i} (sent ${sentAfter} ms into the fault): ${r.stderr.trim().split('\n').pop() ?? `exit ${r.code}`}`;
+      out.failed.push(why);
+      if (sentAfter > ELECTION_MS) out.failedAfterElection.push(why);
+    }
     await sleep(2000);
   }
   return out;
@@ -170,7 +183,7 @@ for (const fault of [...DB_ETCD_OUTAGES, ...DB_ETCD_MEMBER_FAULTS] as DbFault[])
     const checkFrom = performance.now();
     await waitFor('steady writes through :80', async () => (checker.writes.length >= 20 ? true : undefined), 60_000, 100);
     let r: Awaited<ReturnType<typeof runDbFault>>;
-    let quorum: { ok: number; failed: string[] } | undefined;
+    let quorum: Awaited<ReturnType<typeof quorumProbe>> | undefined;
     try {
       r = await runDbFault(lab, fault, {
         holdMs: OUTAGE_MS,
@@ -202,7 +215,11 @@ for (const fault of [...DB_ETCD_OUTAGES, ...DB_ETCD_MEMBER_FAULTS] as DbFault[])
     if (memberLost) {
       console.log(`# ${fault}: killed ${r.etcdKilled.join(', ')}; writes through the members left: ${quorum?.ok} committed, ${quorum?.failed.length} failed`);
       assert.ok(quorum && quorum.ok >= 5, `writes through the members left were tried and committed (${quorum?.ok})`);
-      assert.deepEqual(quorum.failed, [], 'every write through the members left committed: they kept the quorum');
+      assert.deepEqual(
+        quorum.failedAfterElection,
+        [],
+        `every write through the members left committed once they had elected a leader: they kept the quorum (${quorum.failed.join('; ') || 'none failed'})`,
+      );
       // Killing the raft leader leaves etcd without one until the others elect one (about a
       // second): an agent's renewal may fail meanwhile and it rides out, but etcd answers again
       // while the member is still down, so every ride-out ends before the fault does.
