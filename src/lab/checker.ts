@@ -143,6 +143,23 @@ export class Checker {
     await this.dbWriter?.stop();
   }
 
+  /**
+   * One more writer, through `baseUrl` (e.g. the floating entry address's :80), beside the
+   * proxies' own: its writes join `writes` and `failedWritesAtMs` under the name `writer`, and
+   * are read back and judged like the others. `stop()` ends it (and `stop()` of the checker too).
+   */
+  startWriter(writer: string, baseUrl: string): { stop(): Promise<void> } {
+    let done = false;
+    const loop = this.writeLoop(writer, baseUrl, () => done);
+    this.loops.push(loop);
+    return {
+      stop: async () => {
+        done = true;
+        await loop;
+      },
+    };
+  }
+
   /** The machine that acknowledged the last write through :80, if the last write succeeded. */
   serving(): string | undefined {
     const last = this.writes.at(-1);
@@ -445,9 +462,9 @@ export class Checker {
     });
   }
 
-  private async writeLoop(writer: string, baseUrl: string): Promise<void> {
+  private async writeLoop(writer: string, baseUrl: string, ended: () => boolean = () => false): Promise<void> {
     let seq = 0;
-    while (!this.stopped) {
+    while (!this.stopped && !ended()) {
       seq++;
       const sentMs = performance.now();
       try {

@@ -253,7 +253,14 @@ export function registerLab(program: Command): void {
     .argument('<host>')
     .option('--from <hosts...>', 'only from these machines')
     .option('--one-way', 'drop only what the peers send to the machine; its own packets still leave')
-    .action(async (h: string, o: { from?: string[]; oneWay?: boolean }) => {
+    .option('--network', 'from the whole network: every machine, this host (the clients) and ARP, both ways')
+    .action(async (h: string, o: { from?: string[]; oneWay?: boolean; network?: boolean }) => {
+      if (o.network && (o.from || o.oneWay)) throw new InvalidArgumentError('--network cuts every packet both ways: without --from or --one-way');
+      if (o.network) {
+        await (await labModule()).labIsolate(h);
+        say(`${h}: cut off from the network (every machine, this host, ARP)`);
+        return;
+      }
       await (await labModule()).labCut(h, o.from ?? [], Boolean(o.oneWay));
       say(`${h}: cut off${o.from ? ` from ${o.from.join(', ')}` : ''}${o.oneWay ? ' (one way)' : ''}`);
     });

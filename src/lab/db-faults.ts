@@ -46,7 +46,18 @@ export const DB_RELEASE_FAULTS = ['machine-kill', 'postgres-kill', 'machine-sile
  * by the primary while it lasts; in the first two no member can take it either.
  */
 export const DB_ETCD_OUTAGES = ['etcd-pause', 'etcd-no-quorum', 'etcd-port-cut'] as const;
-export type DbFault = (typeof DB_FAULTS)[number] | (typeof DB_QUIET_FAULTS)[number] | (typeof DB_RELEASE_FAULTS)[number] | (typeof DB_ETCD_OUTAGES)[number];
+/**
+ * One etcd member lost while the others keep their quorum (issue 14 §2): the member etcd's raft
+ * leader runs on is killed (SIGKILL), its restarts failing for the hold (as a crashed member that
+ * does not come back), then started again. Needs three members or more.
+ */
+export const DB_ETCD_MEMBER_FAULTS = ['etcd-member-kill'] as const;
+export type DbFault =
+  | (typeof DB_FAULTS)[number]
+  | (typeof DB_QUIET_FAULTS)[number]
+  | (typeof DB_RELEASE_FAULTS)[number]
+  | (typeof DB_ETCD_OUTAGES)[number]
+  | (typeof DB_ETCD_MEMBER_FAULTS)[number];
 
 export interface DbFaultReport {
   fault: DbFault;
@@ -104,6 +115,8 @@ export interface DbFaultReport {
   proxyLog: string[];
   /** Why the cluster did not become whole again (a primary with its synchronous standby, Patroni on every machine), if it did not. */
   notHealed: string | null;
+  /** The etcd members the fault killed (`etcd-member-kill`); empty for the other faults. */
+  etcdKilled: string[];
 }
 
 export interface DbFaultOptions {
@@ -111,6 +124,8 @@ export interface DbFaultOptions {
   holdMs?: number;
   /** Called with progress lines. */
   say?: (line: string) => void;
+  /** Runs while the fault holds (started once it is injected); awaited before the fault ends. */
+  during?: () => Promise<void>;
 }
 
 /**
@@ -166,7 +181,14 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     database: cluster.database.appDatabase,
     intervalMs: 50,
   });
-  await writer.prepare();
+  try {
+    await writer.prepare();
+  } catch (err) {
+    // The sampler would otherwise sample on forever and keep the process alive after the failure.
+    sampling = false;
+    await sampler;
+    throw err;
+  }
   writer.start();
   let t0 = 0;
   let t1 = 0;
@@ -179,7 +201,7 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
     say(`${fault}: on ${old.name}, for ${holdMs / 1000} s`);
     await inject(lab, old, fault, 'start');
     faultOn = true;
-    await sleep(holdMs);
+    await Promise.all([sleep(holdMs), o.during?.()]);
     t1 = performance.now();
     staleAtEnd = await runsAsPrimary(old);
     faultOn = false;
@@ -238,7 +260,45 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
       .slice(proxyLogFrom)
       .filter((l) => l.includes(`Server ${POSTGRES_BACKEND}/`)),
     notHealed,
+    etcdKilled: fault === 'etcd-member-kill' ? etcdKilled.map((m) => m.name) : [],
   };
+}
+
+/** The members `etcd-member-kill` killed, from its start to its end. */
+let etcdKilled: Machine[] = [];
+
+/** The machine etcd's raft leader runs on, as the members report it (`etcdctl endpoint status`, asked on each member's machine). */
+export async function etcdLeader(lab: LabHandle): Promise<Machine | undefined> {
+  const members = withRole(lab.cluster, 'etcd');
+  for (const m of members) {
+    const r = await new LabShell(m.name)
+      .exec(['etcdctl', `--endpoints=http://${m.address}:${ETCD_CLIENT_PORT}`, '--command-timeout=3s', 'endpoint', 'status', '-w', 'json'], {
+        timeoutMs: 15_000,
+      })
+      .catch(() => undefined);
+    if (r?.code !== 0) continue;
+    const [st] = JSON.parse(r.stdout) as { Status: { header: { member_id: number | string }; leader: number | string } }[];
+    if (st && String(st.Status.header.member_id) === String(st.Status.leader)) return m;
+    // This member follows: its leader is the member whose own status names itself; ask the others.
+  }
+  return undefined;
+}
+
+/** Until every etcd member answers `endpoint health` (a member that returned has caught up). */
+async function etcdHealthy(lab: LabHandle): Promise<void> {
+  const members = withRole(lab.cluster, 'etcd');
+  const endpoints = members.map((m) => `http://${m.address}:${ETCD_CLIENT_PORT}`).join(',');
+  await waitFor(
+    'every etcd member healthy',
+    async () => {
+      const r = await new LabShell(members[0]!.name)
+        .exec(['etcdctl', `--endpoints=${endpoints}`, '--command-timeout=3s', 'endpoint', 'health'], { timeoutMs: 20_000 })
+        .catch(() => undefined);
+      return r?.code === 0 ? true : undefined;
+    },
+    120_000,
+    1000,
+  );
 }
 
 async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start' | 'end'): Promise<void> {
@@ -252,6 +312,25 @@ async function inject(lab: LabHandle, m: Machine, fault: DbFault, phase: 'start'
       const members = withRole(lab.cluster, 'etcd');
       if (members.length < 3) throw new Error(`etcd-no-quorum needs three etcd members or more; the lab has ${members.length}`);
       for (const e of members.slice(0, -1)) await signalProcesses(e.name, signal, 'etcd');
+      return;
+    }
+    case 'etcd-member-kill': {
+      const members = withRole(lab.cluster, 'etcd');
+      if (members.length < 3) throw new Error(`etcd-member-kill needs three etcd members or more; the lab has ${members.length}`);
+      if (phase === 'start') {
+        const leader = (await etcdLeader(lab)) ?? members[0]!;
+        etcdKilled = [leader, ...members.filter((e) => e.name !== leader.name)].slice(0, 1);
+        for (const e of etcdKilled) {
+          await failStarts(e.name, UNITS.etcd, true);
+          if ((await signalProcesses(e.name, 'SIGKILL', 'etcd')) === 0) throw new Error(`etcd-member-kill: no etcd process on ${e.name}`);
+        }
+      } else {
+        for (const e of etcdKilled) {
+          await failStarts(e.name, UNITS.etcd, false);
+          await labStart(e.name, 'etcd');
+        }
+        await etcdHealthy(lab);
+      }
       return;
     }
     case 'etcd-port-cut':

@@ -418,6 +418,16 @@ export async function labCut(host: string, from: string[], oneWay: boolean): Pro
   );
 }
 
+/**
+ * Cuts a machine off from the network altogether (net.isolate): every machine, this host (the
+ * lab's clients) and ARP, both ways, while everything on it runs on. `labUnblock(host)` or
+ * `labHeal()` undoes it.
+ */
+export async function labIsolate(host: string): Promise<void> {
+  machineOf(await requireState(), host);
+  await net.isolate(host);
+}
+
 /** Closes one TCP port of a machine to the others, as a firewall would (net.blockPort). */
 export async function labBlock(host: string, port: number): Promise<void> {
   machineOf(await requireState(), host);

@@ -118,6 +118,28 @@ export async function cutOff(host: string, peers: string[], oneWay: boolean): Pr
 }
 
 /**
+ * The machine cut off from the network altogether, as when its switch port or uplink fails while
+ * it runs on: nothing in or out of eth0 (IP and ARP both, so it neither answers nor claims an
+ * address on the link, its floating one included), its own loopback untouched. Every process
+ * keeps running and believes what it last knew. healAll removes it.
+ */
+export async function isolate(host: string): Promise<void> {
+  const lines = [
+    'table inet vigil_lab {',
+    '  chain input { type filter hook input priority 0; policy accept; }',
+    '  chain output { type filter hook output priority 0; policy accept; }',
+    '}',
+    'add rule inet vigil_lab input iifname "eth0" drop',
+    'add rule inet vigil_lab output oifname "eth0" drop',
+    'table arp vigil_lab {',
+    '  chain input { type filter hook input priority 0; policy drop; }',
+    '  chain output { type filter hook output priority 0; policy drop; }',
+    '}',
+  ];
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', '-f', '-'], { input: lines.join('\n') + '\n' });
+}
+
+/**
  * A closed port, as a firewall closes it: TCP connections from other machines to `port` on the
  * machine are dropped (a connect times out); its own loopback traffic still passes, as with
  * ufw or firewalld. Same table as cutOff, so healAll removes it too.
@@ -266,5 +288,6 @@ export async function removeLatency(host: string): Promise<string | undefined> {
 
 export async function healAll(host: string): Promise<void> {
   await run('ip', ['netns', 'exec', netnsName(host), 'nft', 'delete', 'table', 'inet', 'vigil_lab'], { allowFail: true });
+  await run('ip', ['netns', 'exec', netnsName(host), 'nft', 'delete', 'table', 'arp', 'vigil_lab'], { allowFail: true });
   await removeLatency(host);
 }

@@ -73,7 +73,7 @@ for (const [topology, warm] of [
     failoverTests(topology, () => ({ lab, checker: checker! }));
 
     // Two proxy machines share the floating entry address (keepalived): it moves when its holder fails.
-    if (topology === 'distributed') entryPointTests(() => ({ lab }));
+    if (topology === 'distributed') entryPointTests(() => ({ lab, checker: checker! }));
 
     it("the checker reports a double run of the background job planted in the database (the old machine's epoch, inside the active machine's span)", async () => {
       const before = await checker!.checkJob();
