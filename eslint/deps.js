@@ -30,7 +30,7 @@ export const ALLOWED = {
   alerts: ['config', 'model', 'util'],
   airgap: ['model', 'util'],
   metrics: ['config', 'layout', 'mtls', 'util'],
-  dashboard: ['config', 'etcd', 'events', 'layout', 'model', 'ops/status.ts', 'ops/context.ts', 'pki', 'util'],
+  dashboard: ['config', 'etcd', 'events', 'layout', 'model', 'ops/status.ts', 'patroni', 'ops/context.ts', 'pki', 'util'],
 
   render: ['config', 'layout', 'model', 'patroni', 'util'],
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],

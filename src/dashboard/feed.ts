@@ -1,25 +1,24 @@
 /**
- * The live feed behind the page's server-sent events: while at least one page is open it reads
- * the cluster's status every `intervalMs` (the same reading as `vigil status --json`), and tells
+ * The live feed behind a page's server-sent events: while at least one page is open it reads
+ * what the page shows every `intervalMs` (the "Now" page: the same reading as `vigil status
+ * --json`; the Timeline: the events and the database's history), and tells
  * every subscriber the view when it changed, or only that it is still fresh. With no page open
  * nothing is read: the dashboard costs the observer nothing then.
  */
-import type { NowView } from './view.ts';
-
-export interface FeedUpdate {
+export interface FeedUpdate<T> {
   /** The view, when it differs from the last one sent (always on the first update); else null. */
-  view: NowView | null;
+  view: T | null;
   /** Wall-clock milliseconds of the reading. */
   at: number;
   /** Set when the reading failed: the last view stands, and it gets older. */
   error?: string;
 }
 
-export type Subscriber = (u: FeedUpdate) => void;
+export type Subscriber<T> = (u: FeedUpdate<T>) => void;
 
-export class Feed {
-  private readonly subs = new Set<Subscriber>();
-  private last: { view: NowView; json: string; at: number } | null = null;
+export class Feed<T> {
+  private readonly subs = new Set<Subscriber<T>>();
+  private last: { view: T; json: string; at: number } | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   /** Bumped by stop(): a reading still under way from before must not start a second loop. */
@@ -28,12 +27,12 @@ export class Feed {
   readings = 0;
 
   constructor(
-    private readonly read: () => Promise<NowView>,
+    private readonly read: () => Promise<T>,
     private readonly intervalMs = 1000,
   ) {}
 
   /** Adds a subscriber; it gets the last view at once if there is one. Returns the unsubscribe. */
-  subscribe(s: Subscriber): () => void {
+  subscribe(s: Subscriber<T>): () => void {
     this.subs.add(s);
     if (this.last) s({ view: this.last.view, at: this.last.at });
     if (!this.running) {
@@ -63,7 +62,7 @@ export class Feed {
     const current = () => this.running && gen === this.gen;
     if (!current()) return;
     const at = Date.now();
-    let update: FeedUpdate;
+    let update: FeedUpdate<T>;
     try {
       this.readings++;
       const view = await this.read();

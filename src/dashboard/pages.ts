@@ -33,17 +33,23 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 `;
 }
 
-/** The "Now" page: tiles and the machine table, drawn by /app.js from `/events`. */
-export function nowPage(): string {
-  return `${head('Vigil: now')}
-<body>
-<header>
+/** The header every page shares: the cluster's name, the pages, the stream's state and the data's age, the user. */
+const header = (current: 'now' | 'timeline') => {
+  const link = (page: 'now' | 'timeline', href: string, label: string) => `<a href="${href}"${page === current ? ' aria-current="page"' : ''}>${label}</a>`;
+  return `<header>
 <h1>Vigil <span id="cluster"></span></h1>
-<nav><a href="/" aria-current="page">Now</a></nav>
+<nav>${link('now', '/', 'Now')} ${link('timeline', '/timeline', 'Timeline')}</nav>
 <p id="conn" class="conn connecting" role="status">connecting…</p>
 <p id="age" class="age"></p>
 <form method="post" action="/logout"><span id="user"></span> <button type="submit">Log out</button></form>
-</header>
+</header>`;
+};
+
+/** The "Now" page: tiles and the machine table, drawn by /app.js from `/events`. */
+export function nowPage(): string {
+  return `${head('Vigil: now')}
+<body data-page="now">
+${header('now')}
 <main>
 <section id="tiles" class="tiles" aria-label="status"></section>
 <table id="machines">
@@ -51,6 +57,21 @@ export function nowPage(): string {
 <thead><tr><th>machine</th><th>address</th><th>roles</th><th>app</th><th>database</th><th>disk free</th></tr></thead>
 <tbody></tbody>
 </table>
+</main>
+<script type="module" src="/app.js"></script>
+</body>
+</html>
+`;
+}
+
+/** The Timeline: incidents, newest first, drawn by /app.js from `/timeline/events`. */
+export function timelinePage(): string {
+  return `${head('Vigil: timeline')}
+<body data-page="timeline">
+${header('timeline')}
+<main>
+<p id="db-history" class="note"></p>
+<section id="incidents" aria-label="incidents"></section>
 </main>
 <script type="module" src="/app.js"></script>
 </body>
@@ -85,4 +106,19 @@ td.active { color: var(--ok); font-weight: 700; }
 .login form { display: grid; gap: 0.8rem; }
 .login label { display: grid; gap: 0.2rem; }
 .error { color: var(--bad); font-weight: 600; }
+.note { opacity: 0.8; font-size: 0.9rem; }
+.incident { border: 1px solid #8884; border-left: 0.5rem solid; border-radius: 0.4rem; padding: 0.5rem 0.9rem; margin: 0.8rem 0; }
+.incident.ok { border-left-color: var(--ok); }
+.incident.warn { border-left-color: var(--warn); }
+.incident.bad { border-left-color: var(--bad); }
+.incident h2 { margin: 0; font-size: 1.05rem; }
+.incident .when { margin: 0.1rem 0; font-size: 0.8rem; opacity: 0.8; }
+.incident .phases { display: flex; flex-wrap: wrap; gap: 0.4rem; margin: 0.4rem 0; padding: 0; list-style: none; }
+.incident .phases li { background: #8882; border-radius: 0.3rem; padding: 0.1rem 0.5rem; font-size: 0.85rem; }
+.incident details { margin: 0.3rem 0; }
+.incident table { font-size: 0.85rem; }
+.incident .acks { margin: 0.3rem 0; padding-left: 1.2rem; font-size: 0.9rem; }
+.incident form { display: flex; gap: 0.5rem; margin: 0.4rem 0; }
+.incident form input[name=comment] { flex: 1; }
+td.database { font-style: italic; }
 `;

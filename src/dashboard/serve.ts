@@ -4,13 +4,15 @@
  * that cannot be taken is logged with the fix and left out: the dashboard must never stop an
  * observer.
  */
-import type { Cluster, Secrets } from '../config/schema.ts';
+import { withRole, type Cluster, type Secrets } from '../config/schema.ts';
 import type { VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
 import type { LoadedPki } from '../pki/ca.ts';
 import type { OpsContext } from '../ops/context.ts';
 import { clusterStatus } from '../ops/status.ts';
+import { patroniOf, type PatroniHistoryEntry } from '../patroni/client.ts';
 import { startDashboardServer, type DashboardServer } from './server.ts';
+import { buildTimeline, type TimelineView } from './timeline.ts';
 import { nowView } from './view.ts';
 
 export interface ServeDashboardOptions {
@@ -49,6 +51,7 @@ export async function serveDashboard(o: ServeDashboardOptions): Promise<Dashboar
       port: d.port,
       users,
       read: async () => nowView(await clusterStatus(ops, 1)),
+      readTimeline: () => readTimeline(o),
       audit: async (e) => void (await o.events.append(e)),
       log: o.log,
     });
@@ -62,4 +65,24 @@ export async function serveDashboard(o: ServeDashboardOptions): Promise<Dashboar
     });
     return null;
   }
+}
+
+/** Every event etcd keeps, and the database's timeline switches from the first db machine whose Patroni answers. */
+async function readTimeline(o: ServeDashboardOptions): Promise<TimelineView> {
+  const [events, db] = await Promise.all([o.events.list(o.events.keep, { timeoutMs: 3000 }), databaseHistory(o.cluster)]);
+  return buildTimeline(events, db.history, { cluster: o.cluster.cluster.name, ...(db.error ? { databaseError: db.error } : {}) });
+}
+
+async function databaseHistory(cluster: Cluster): Promise<{ history: PatroniHistoryEntry[]; error?: string }> {
+  const members = withRole(cluster, 'db');
+  if (members.length === 0) return { history: [] };
+  const errors: string[] = [];
+  for (const m of members) {
+    try {
+      return { history: await patroniOf(cluster, m).history({ timeoutMs: 1000 }) };
+    } catch (err) {
+      errors.push(`${m.name}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  return { history: [], error: `no Patroni answered GET /history (${errors.join('; ')})` };
 }

@@ -12,6 +12,8 @@ import { LoginLimiter } from './auth.ts';
 import { CSP, startDashboardServer, type DashboardServer } from './server.ts';
 import { hashPassword } from './users.ts';
 import type { NowView } from './view.ts';
+import type { StoredEvent } from '../etcd/store.ts';
+import { buildTimeline, type TimelineView } from './timeline.ts';
 
 const HOST = '127.0.0.1';
 
@@ -66,10 +68,10 @@ describe('the dashboard server', () => {
   const cookieOf = (a: Answer) => String(a.headers['set-cookie']).split(';')[0]!;
 
   /** Opens /events and collects its events until `until` says stop (or 10 s pass). */
-  const stream = (cookie: string, until: (events: { event: string; data: unknown }[]) => boolean) =>
+  const stream = (cookie: string, until: (events: { event: string; data: unknown }[]) => boolean, path = '/events') =>
     new Promise<{ status: number; events: { event: string; data: unknown }[] }>((resolve, reject) => {
       const events: { event: string; data: unknown }[] = [];
-      const req = request({ host: HOST, port: server.port, path: '/events', ca: ca.certPem, headers: { cookie } }, (res) => {
+      const req = request({ host: HOST, port: server.port, path, ca: ca.certPem, headers: { cookie } }, (res) => {
         if (res.statusCode !== 200) {
           res.resume();
           return resolve({ status: res.statusCode!, events });
@@ -115,8 +117,16 @@ describe('the dashboard server', () => {
         return view(epoch);
       },
       audit: async (e) => void audited.push(e),
+      // The timeline of what was audited, as the observer builds it from etcd's events (serve.ts).
+      readTimeline: async () =>
+        buildTimeline(
+          audited.map((e, i) => ({ ...e, seq: i + 1, at: e.at ?? new Date().toISOString() }) as StoredEvent),
+          [],
+          { cluster: 'lab' },
+        ),
       log: () => {},
       intervalMs: 50,
+      timelineIntervalMs: 50,
       limiter: new LoginLimiter({ perClient: 5, overall: 100, windowMs: 60_000 }),
     });
   });
@@ -130,6 +140,9 @@ describe('the dashboard server', () => {
       ['GET', '/app.js'],
       ['GET', '/app.css'],
       ['GET', '/events'],
+      ['GET', '/timeline'],
+      ['GET', '/timeline/events'],
+      ['POST', '/timeline/ack'],
       ['GET', '/nothing'],
     ] as const) {
       const a = await call(method, path);
@@ -218,6 +231,52 @@ describe('the dashboard server', () => {
     const n = server.feed.readings;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(server.feed.readings, n, 'no reading once every page is closed');
+  });
+
+  it('the Timeline: its page and stream need a session; a viewer may not acknowledge (403, audited), an admin may, with a comment', async () => {
+    assert.equal((await call('GET', '/timeline')).status, 303);
+    assert.equal((await call('GET', '/timeline/events')).status, 401);
+    assert.equal((await call('POST', '/timeline/ack', { form: { incident: 'e1', comment: 'x' } })).status, 401);
+    audited.length = 0;
+    audited.push({ type: 'node-lost', node: 'app1', message: 'app1 stopped answering' });
+    const viewer = cookieOf(await loginAs('ann', 'ann-secret-1'));
+    const admin = cookieOf(await loginAs('root', 'root-secret-1'));
+    const page = await call('GET', '/timeline', { cookie: viewer });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<body data-page="timeline">/);
+    assert.doesNotMatch(page.body, /<script(?![^>]*\ssrc=)|<style|\sstyle=|\son[a-z]+=/i, 'no inline script, style or handler');
+
+    const refused = await call('POST', '/timeline/ack', { cookie: viewer, form: { incident: 'e1', comment: 'seen' } });
+    assert.equal(refused.status, 403);
+    assert.match(refused.body, /the viewer role may not acknowledge/);
+    assert.equal(audited.at(-1)!.type, 'action-refused');
+    assert.match(audited.at(-1)!.message, /ann \(viewer\) may not acknowledge/);
+    assert.ok(!audited.some((e) => e.type === 'incident-acknowledged'));
+
+    const n = audited.length;
+    assert.equal((await call('POST', '/timeline/ack', { cookie: admin, form: { incident: '../x', comment: 'seen' } })).status, 400);
+    assert.equal((await call('POST', '/timeline/ack', { cookie: admin, form: { incident: 'e1', comment: '  ' } })).status, 400);
+    assert.equal((await call('POST', '/timeline/ack', { cookie: admin, form: { incident: 'e1', comment: 'x'.repeat(501) } })).status, 400);
+    const evil = await call('POST', '/timeline/ack', { cookie: admin, form: { incident: 'e1', comment: 'seen' }, headers: { origin: 'https://evil.example' } });
+    assert.equal(evil.status, 403);
+    assert.equal(audited.length, n, 'nothing stored for a refused form');
+
+    const ok = await call('POST', '/timeline/ack', { cookie: admin, form: { incident: 'e1', comment: 'disk\nreplaced ' } });
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.location, '/timeline#e1');
+    assert.deepEqual(audited.at(-1)!.details, { incident: 'e1', by: 'root', comment: 'disk replaced' });
+
+    const live = await stream(admin, (evs) => evs.some((e) => e.event === 'snapshot'), '/timeline/events');
+    const snap = live.events.find((e) => e.event === 'snapshot')!.data as { view: TimelineView; role: string };
+    assert.equal(snap.role, 'admin');
+    const acked = snap.view.incidents.find((i) => i.id === 'e1');
+    assert.equal(acked?.title, 'app1 lost');
+    assert.deepEqual(
+      acked?.acks.map((a) => [a.by, a.comment]),
+      [['root', 'disk replaced']],
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(server.timeline.subscribers, 0, 'the timeline is read only while a page is open');
   });
 
   it('login is rate-limited per client: after 5 failures even the right password waits (429, Retry-After)', async () => {

@@ -1,6 +1,7 @@
 /**
  * The dashboard's HTTPS server (docs/dashboard.md), run by every observer: the login page, the
- * "Now" page and its script and style, and `/events`, the page's server-sent events. node:https
+ * "Now" page and the Timeline with their script and style, each page's server-sent events
+ * (`/events`, `/timeline/events`), and the Timeline's acknowledgement form. node:https
  * with the observer machine's certificate from the cluster CA; no framework (one page, a handful
  * of routes). Every answer carries a strict Content-Security-Policy: no inline script or style.
  */
@@ -11,9 +12,11 @@ import type { NewEvent } from '../events/log.ts';
 import { APP_JS } from './assets.generated.ts';
 import { clearedCookie, LoginLimiter, sessionCookie, Sessions, tokenOf, type Session } from './auth.ts';
 import { Feed, type FeedUpdate } from './feed.ts';
-import { loginPage, nowPage, STYLE_CSS } from './pages.ts';
+import { loginPage, nowPage, STYLE_CSS, timelinePage } from './pages.ts';
+import type { TimelineView } from './timeline.ts';
 import { decoyHash, verifyPassword, type DashboardUser } from './users.ts';
 import type { NowView } from './view.ts';
+import type { DashboardRole } from '../config/schema.ts';
 
 export const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -41,17 +44,22 @@ export interface DashboardServerOptions {
   users: DashboardUser[];
   /** The cluster's status as the page shows it (src/dashboard/view.ts over src/ops/status.ts). */
   read: () => Promise<NowView>;
-  /** Records a refused login in the cluster's event history. */
+  /** The Timeline's incidents (src/dashboard/timeline.ts over the events and Patroni's history). */
+  readTimeline: () => Promise<TimelineView>;
+  /** Stores an event in the cluster's event history: refused logins and actions, acknowledgements. */
   audit: (e: NewEvent) => Promise<void>;
   log: (event: string, fields?: Record<string, unknown>) => void;
-  /** How often the status is read while a page is open; default 1000. */
+  /** How often the status is read while a "Now" page is open; default 1000. */
   intervalMs?: number;
+  /** How often the timeline is read while a Timeline page is open; default 2000. */
+  timelineIntervalMs?: number;
   limiter?: LoginLimiter;
 }
 
 export interface DashboardServer {
   port: number;
-  feed: Feed;
+  feed: Feed<NowView>;
+  timeline: Feed<TimelineView>;
   close(): Promise<void>;
 }
 
@@ -59,7 +67,8 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
   const sessions = new Sessions();
   const limiter = o.limiter ?? new LoginLimiter();
   const feed = new Feed(o.read, o.intervalMs ?? 1000);
-  const ctx: Ctx = { o, sessions, limiter, feed };
+  const timeline = new Feed(o.readTimeline, o.timelineIntervalMs ?? 2000);
+  const ctx: Ctx = { o, sessions, limiter, feed, timeline };
   const server: Server = createServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2', requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
     handle(ctx, req, res).catch((err: unknown) => {
       o.log('dashboard-error', { path: pathOf(req), error: (err as Error).message });
@@ -83,9 +92,11 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
   return {
     port: (server.address() as AddressInfo).port,
     feed,
+    timeline,
     close: () =>
       new Promise<void>((resolve) => {
         feed.stop();
+        timeline.stop();
         server.close(() => resolve());
         for (const s of sockets) s.destroy(); // open event streams never end by themselves
       }),
@@ -96,7 +107,8 @@ interface Ctx {
   o: DashboardServerOptions;
   sessions: Sessions;
   limiter: LoginLimiter;
-  feed: Feed;
+  feed: Feed<NowView>;
+  timeline: Feed<TimelineView>;
 }
 
 const pathOf = (req: IncomingMessage) => (req.url ?? '/').split('?')[0]!;
@@ -118,13 +130,18 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     return path === '/login' ? login(ctx, req, res) : logout(ctx, req, res);
   }
   const session = ctx.sessions.get(tokenOf(req.headers.cookie));
-  if (method === 'GET' && path === '/') {
+  if (method === 'GET' && (path === '/' || path === '/timeline')) {
     if (!session) return send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
-    return send(res, 200, 'text/html', nowPage());
+    return send(res, 200, 'text/html', path === '/' ? nowPage() : timelinePage());
   }
-  if (method === 'GET' && path === '/events') {
+  if (method === 'GET' && (path === '/events' || path === '/timeline/events')) {
     if (!session) return send(res, 401, 'text/plain', 'log in first\n');
-    return events(ctx, req, res, session);
+    return path === '/events' ? events(ctx.feed, ctx, req, res, session) : events(ctx.timeline, ctx, req, res, session);
+  }
+  if (method === 'POST' && path === '/timeline/ack') {
+    if (!sameOrigin(req)) return send(res, 403, 'text/plain', 'refused: the request comes from another site\n');
+    if (!session) return send(res, 401, 'text/plain', 'log in first\n');
+    return acknowledge(ctx, req, res, session);
   }
   return send(res, 404, 'text/plain', 'not found\n');
 }
@@ -189,12 +206,56 @@ function logout(ctx: Ctx, req: IncomingMessage, res: ServerResponse): void {
   send(res, 303, 'text/plain', 'logged out\n', { location: '/login', 'set-cookie': clearedCookie() });
 }
 
+/** Roles that may act from the dashboard (acknowledge; later switchover and maintenance). */
+export const ACTING_ROLES: readonly DashboardRole[] = ['operator', 'admin'];
+/** What an acknowledgement names: an item of the timeline (src/dashboard/timeline.ts ids). */
+const INCIDENT_ID = /^(e\d{1,15}|db\d{1,9})$/;
+export const MAX_COMMENT = 500;
+
+/**
+ * POST /timeline/ack (form: incident, comment): stores an `incident-acknowledged` event naming
+ * the user, the incident and the comment; the timeline shows it on its next reading. A viewer is
+ * refused (403), and the refusal is an `action-refused` event.
+ */
+async function acknowledge(ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): Promise<void> {
+  const client = req.socket.remoteAddress ?? 'unknown';
+  if (!ACTING_ROLES.includes(session.role)) {
+    ctx.o.log('dashboard-action-refused', { user: session.user, role: session.role, action: 'acknowledge', client });
+    await ctx.o
+      .audit({
+        type: 'action-refused',
+        message: `dashboard: ${session.user} (${session.role}) may not acknowledge incidents; refused from ${client}`,
+        details: { user: session.user, role: session.role, action: 'acknowledge', client },
+      })
+      .catch((err: Error) => ctx.o.log('dashboard-audit-failed', { error: err.message }));
+    return send(res, 403, 'text/plain', `refused: the ${session.role} role may not acknowledge incidents; an operator or admin may\n`);
+  }
+  const form = await readForm(req);
+  const incident = form?.get('incident') ?? '';
+  // Control characters out (a comment is one line of text), spaces trimmed.
+  const comment = [...(form?.get('comment') ?? '')]
+    .map((c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? ' ' : c))
+    .join('')
+    .replace(/ {2,}/g, ' ')
+    .trim();
+  if (!form || !INCIDENT_ID.test(incident)) return send(res, 400, 'text/plain', 'refused: the form names no incident of the timeline (field `incident`)\n');
+  if (comment.length === 0 || comment.length > MAX_COMMENT)
+    return send(res, 400, 'text/plain', `refused: the comment (field \`comment\`) must have 1 to ${MAX_COMMENT} characters\n`);
+  await ctx.o.audit({
+    type: 'incident-acknowledged',
+    message: `${session.user} acknowledged incident ${incident}: ${comment}`,
+    details: { incident, by: session.user, comment },
+  });
+  ctx.o.log('dashboard-acknowledged', { user: session.user, incident });
+  send(res, 303, 'text/plain', 'acknowledged\n', { location: `/timeline#${incident}` });
+}
+
 /** `text/event-stream`: `snapshot` with the view when it changed, `fresh` when it did not (the page shows the data's age). */
-function events(ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): void {
+function events<T>(feed: Feed<T>, ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): void {
   res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write(`retry: 2000\n: user ${session.user} (${session.role})\n\n`);
   const token = tokenOf(req.headers.cookie);
-  const unsubscribe = ctx.feed.subscribe((u: FeedUpdate) => {
+  const unsubscribe = feed.subscribe((u: FeedUpdate<T>) => {
     // A session ended elsewhere (logout) ends the stream; the page's reconnect then gets 401.
     if (!ctx.sessions.get(token)) return res.end();
     const at = u.at;

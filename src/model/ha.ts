@@ -150,6 +150,9 @@ export const EVENT_TYPES = [
   'airgap-import', // an air-gap bundle was imported into the cluster
   'airgap-refused', // an air-gap bundle was refused (older, tampered, unsigned, expired ...) or its import failed
   'login-failed', // a dashboard login was refused (wrong name or password, or too many tries)
+  'failover-done', // a failover or switchover this observer carried out ended: how, and each phase's duration
+  'incident-acknowledged', // someone acknowledged an incident on the dashboard's timeline, with a comment
+  'action-refused', // the dashboard refused an action (the user's role does not allow it, or the request was stale)
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

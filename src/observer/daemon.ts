@@ -11,7 +11,7 @@ import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import type { Cluster, Secrets } from '../config/schema.ts';
 import { openStore, type Leadership, type VigilStore } from '../etcd/store.ts';
-import { EventLog } from '../events/log.ts';
+import { EventLog, type NewEvent } from '../events/log.ts';
 import { AgentError, agentOf } from '../agent/client.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
@@ -24,7 +24,7 @@ import { observe, type Observed } from './observe.ts';
 import { execute, type Effects } from './execute.ts';
 import { runReleaseLoop } from './db-release-loop.ts';
 import { proxyHandles, type ProxyHandle } from './proxies.ts';
-import { ObserverMetrics } from './metrics.ts';
+import { failoverDoneEvent, FailoverClock, ObserverMetrics, type FinishedFailover } from './metrics.ts';
 import { serveMetrics } from '../metrics/serve.ts';
 import { certificateExpiry, watchedCertificates } from '../metrics/registry.ts';
 import { serveDashboard } from '../dashboard/serve.ts';
@@ -60,6 +60,8 @@ interface Ctx {
   switchoverInFlight: boolean;
   /** Prometheus metrics (docs/metrics.md); absent with `metrics.enabled: false`. */
   metrics?: ObserverMetrics;
+  /** Times each failover this observer carries out, for its failover-done event and the metrics. */
+  clock: FailoverClock;
 }
 
 export async function runObserver(o: ObserverOptions): Promise<void> {
@@ -87,6 +89,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     published: null,
     switchoverInFlight: false,
     ...(cluster.metrics.enabled ? { metrics: new ObserverMetrics() } : {}),
+    clock: new FailoverClock(),
   };
   if (ctx.metrics) certificateExpiry(ctx.metrics.m, watchedCertificates(cluster, machine, pki));
   const metricsServer = ctx.metrics
@@ -124,6 +127,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     } catch (err) {
       log('metrics-failed', { error: (err as Error).message }); // metrics never stop the loop
     }
+    if (done) finished(ctx, ctx.clock.tick(done.d, done.obs));
     const wait = Math.max(0, (o.tickMs ?? TICK_MS) - (performance.now() - started));
     await new Promise((r) => setTimeout(r, wait));
   }
@@ -158,10 +162,10 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Ticked
   // Leadership is checked again right before acting: a deposed observer must not act on a stale view.
   if (d.actions.length && ctx.leadership.isLeader()) {
     const fx = effects(ctx, seen);
-    const move = ctx.metrics && movedBy(d);
+    const move = movedBy(d);
     if (!move) await execute(fx, seen.active?.record.epoch ?? null, d.actions);
     else {
-      // Timed for vigil_failover_phase_duration_seconds: did the record get written, how long the fence took.
+      // Timed for the failover's phases (its failover-done event, vigil_failover_phase_duration_seconds): did the record get written, how long the fence took.
       let written = false;
       let fenceMs = 0;
       const timed: Effects = {
@@ -174,11 +178,26 @@ async function tick(ctx: Ctx, memory: Memory, cfg: DecideConfig): Promise<Ticked
         },
       };
       await execute(timed, seen.active?.record.epoch ?? null, d.actions);
-      if (written) ctx.metrics!.moved(move.kind, move.node, move.epoch, memory, seen.obs.nowMs, fenceMs);
+      if (written) {
+        ctx.metrics?.moved(move.kind);
+        finished(ctx, ctx.clock.moved(move.kind, move.node, move.epoch, memory, seen.obs.nowMs, fenceMs));
+      }
     }
   }
   await publishState(ctx, d);
   return { obs: seen.obs, d };
+}
+
+/** Failovers that ended: counted in the metrics and told as a `failover-done` event (not awaited: never holds up the loop). */
+function finished(ctx: Ctx, done: FinishedFailover[]): void {
+  for (const f of done) {
+    try {
+      ctx.metrics?.record(f);
+    } catch (err) {
+      log('metrics-failed', { error: (err as Error).message });
+    }
+    void storeEvent(ctx, failoverDoneEvent(f));
+  }
 }
 
 /** The failover or switchover a decision moves the app for, if it does (a bootstrap is neither). */
@@ -259,17 +278,20 @@ function effects(ctx: Ctx, seen: Observed): Effects {
       ctx.switchoverInFlight = true;
       void patroniSwitchover(ctx, from, to).finally(() => (ctx.switchoverInFlight = false));
     },
-    event: async (event) => {
-      const stored = await ctx.events.append(event).catch((err: Error) => {
-        log('event-store-failed', { error: err.message });
-        return { ...event, at: new Date().toISOString() };
-      });
-      void ctx.alerter.alert(stored); // never holds up the failover
-    },
+    event: (event) => storeEvent(ctx, event),
     // The answer replaces the request in one write, so the operator's command reads it there.
     answer: async (a) => void (await ctx.store.answerRequest({ id: a.id, ok: a.ok, message: a.message, at: new Date().toISOString() })),
     log,
   };
+}
+
+/** Stores the event and alerts it (the alert is not awaited: it never holds up a failover). Never throws. */
+async function storeEvent(ctx: Ctx, event: NewEvent): Promise<void> {
+  const stored = await ctx.events.append(event).catch((err: Error) => {
+    log('event-store-failed', { error: err.message });
+    return { ...event, at: new Date().toISOString() };
+  });
+  void ctx.alerter.alert(stored);
 }
 
 /** Best effort: the agent may be dead or cut off; MAINT in HAProxy and its own lease fence it anyway. */

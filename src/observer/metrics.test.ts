@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseExposition, promtoolCheckMetrics, sampleValue } from '../testing/metrics.ts';
 import { initialMemory, type Decision, type Memory, type NodeObservation, type Observation, type Transition } from './decide.ts';
-import { FailoverClock, ObserverMetrics, PROXY_WAIT_MS } from './metrics.ts';
+import { failoverDoneEvent, FailoverClock, ObserverMetrics, PROXY_WAIT_MS } from './metrics.ts';
 import type { State } from '../model/ha.ts';
 
 const node = (name: string, proxyStates: NodeObservation['proxyStates'] = ['ready']): NodeObservation => ({
@@ -115,9 +115,16 @@ test("the observer's registry: counters from zero, the failover counted and time
 
   const o = obs(4000, { node: 'app2', epoch: 8 }, [node('app1', ['maint']), node('app2')]);
   o.nodes[0]!.agentReachable = false;
-  m.moved('failover', 'app2', 8, failingSince(1000), 3000, 100);
-  m.loopDone(obs(3000, { node: 'app1', epoch: 7 }, [node('app1'), node('app2', ['maint'])]), decision('failing-over', ['suspect', 'failing-over']), 0.02, true);
-  m.loopDone(o, decision('healthy', ['failing-over', 'healthy']), 0.02, true);
+  // As the daemon does: the clock times the failover, the registry records its end.
+  const clock = new FailoverClock();
+  m.moved('failover');
+  clock.moved('failover', 'app2', 8, failingSince(1000), 3000, 100).forEach((f) => m.record(f));
+  const loop = (ob: Observation, d: Decision) => {
+    m.loopDone(ob, d, 0.02, true);
+    clock.tick(d, ob).forEach((f) => m.record(f));
+  };
+  loop(obs(3000, { node: 'app1', epoch: 7 }, [node('app1'), node('app2', ['maint'])]), decision('failing-over', ['suspect', 'failing-over']));
+  loop(o, decision('healthy', ['failing-over', 'healthy']));
   const text = await m.m.registry.metrics();
   const s = parseExposition(text);
   assert.equal(sampleValue(s, 'vigil_failovers_total', { kind: 'failover', result: 'success' }), 1);
@@ -133,4 +140,34 @@ test("the observer's registry: counters from zero, the failover counted and time
   assert.equal(sampleValue(s, 'vigil_node_role', { node: 'app1', state: 'standby' }), 0);
   assert.equal(sampleValue(s, 'vigil_observer_loop_duration_seconds_count'), 2);
   assert.deepEqual(await promtoolCheckMetrics(text), []);
+});
+
+test('failover-done: one sentence with the result and each phase, the figures in details', () => {
+  const ok = failoverDoneEvent({
+    kind: 'failover',
+    result: 'success',
+    node: 'app2',
+    epoch: 8,
+    totalMs: 4210.4,
+    phasesMs: { detect: 2000, fence: 150.6, app_start: 1500, proxy_switch: 560 },
+  });
+  assert.equal(ok.type, 'failover-done');
+  assert.equal(ok.message, 'failover to app2 at epoch 8 done in 4.2 s (detect 2.0 s, fence 0.2 s, app start 1.5 s, proxy switch 0.6 s)');
+  assert.deepEqual(ok.details, {
+    kind: 'failover',
+    result: 'success',
+    totalMs: 4210,
+    phasesMs: { detect: 2000, fence: 151, app_start: 1500, proxy_switch: 560 },
+  });
+  const failed = failoverDoneEvent({
+    kind: 'switchover',
+    result: 'failed',
+    node: 'app1',
+    epoch: 3,
+    totalMs: 61000,
+    phasesMs: { db_switchover: 1000, app_start: 60000 },
+  });
+  assert.equal(failed.message, 'switchover to app1 at epoch 3 failed after 61.0 s: app1 did not serve in time (database switchover 1.0 s, app start 60.0 s)');
+  const aborted = failoverDoneEvent({ kind: 'failover', result: 'aborted', node: 'app2', epoch: 8, totalMs: 900, phasesMs: {} });
+  assert.equal(aborted.message, 'failover to app2 at epoch 8 abandoned after 0.9 s: a newer active record replaced it');
 });

@@ -1,8 +1,10 @@
 /**
  * The observer's Prometheus metrics (docs/metrics.md). `FailoverClock` times each app failover
  * and switchover from what the ticks saw, without a clock of its own (times are the ticks'
- * monotonic `nowMs`) and without I/O, so it is tested like decide.ts. `ObserverMetrics` puts the
- * clock's results and each tick's observation into one prom-client registry.
+ * monotonic `nowMs`) and without I/O, so it is tested like decide.ts. The observer's daemon owns
+ * the clock: each finished failover becomes a `failover-done` event (`failoverDoneEvent`, for the
+ * dashboard's timeline and `vigil events`) and, with metrics on, `ObserverMetrics.record`.
+ * `ObserverMetrics` puts those results and each tick's observation into one prom-client registry.
  *
  * A failover's phases, each measured where the observer sees it:
  * - detect: the active node failing its checks until the new record is written (automatic only);
@@ -108,11 +110,49 @@ export class FailoverClock {
   }
 }
 
+const PHASE_WORDS: Record<Phase, string> = {
+  detect: 'detect',
+  db_switchover: 'database switchover',
+  fence: 'fence',
+  app_start: 'app start',
+  proxy_switch: 'proxy switch',
+};
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** The `failover-done` event of a finished failover: one sentence, and the figures in `details`. */
+export function failoverDoneEvent(f: FinishedFailover): {
+  type: 'failover-done';
+  node: string;
+  epoch: number;
+  message: string;
+  details: Record<string, unknown>;
+} {
+  const phases = PHASES.filter((p) => f.phasesMs[p] !== undefined).map((p) => `${PHASE_WORDS[p]} ${seconds(f.phasesMs[p]!)}`);
+  const how =
+    f.result === 'success'
+      ? `done in ${seconds(f.totalMs)}`
+      : f.result === 'failed'
+        ? `failed after ${seconds(f.totalMs)}: ${f.node} did not serve in time`
+        : `abandoned after ${seconds(f.totalMs)}: a newer active record replaced it`;
+  return {
+    type: 'failover-done',
+    node: f.node,
+    epoch: f.epoch,
+    message: `${f.kind} to ${f.node} at epoch ${f.epoch} ${how}${phases.length ? ` (${phases.join(', ')})` : ''}`,
+    details: {
+      kind: f.kind,
+      result: f.result,
+      totalMs: Math.round(f.totalMs),
+      phasesMs: Object.fromEntries(Object.entries(f.phasesMs).map(([k, v]) => [k, Math.round(v)])),
+    },
+  };
+}
+
 const NODE_ROLES = ['active', 'standby', 'unreachable'] as const;
 
 export class ObserverMetrics {
   readonly m: DaemonMetrics;
-  readonly clock = new FailoverClock();
   private readonly failovers: Counter;
   private readonly duration: Histogram;
   private readonly phase: Histogram;
@@ -211,17 +251,15 @@ export class ObserverMetrics {
       this.nodeCheck.set({ node: n.name, check: 'agent' }, n.agentReachable ? 1 : 0);
       this.nodeCheck.set({ node: n.name, check: 'app' }, n.appHealthy ? 1 : 0);
     }
-    for (const f of this.clock.tick(d, obs)) this.record(f);
   }
 
   /** A failover or switchover's record was written by this observer. */
-  moved(kind: FailoverKind, node: string, epoch: number, before: Memory, nowMs: number, fenceMs: number): void {
+  moved(kind: FailoverKind): void {
     this.lastFailover.set({ kind }, Date.now() / 1000);
-    for (const f of this.clock.moved(kind, node, epoch, before, nowMs, fenceMs)) this.record(f);
   }
 
-  /** Every end counts; only a success's durations go into the histograms (a failed one's would read as a fast failover). */
-  private record(f: FinishedFailover): void {
+  /** A failover's end (from the FailoverClock). Every end counts; only a success's durations go into the histograms (a failed one's would read as a fast failover). */
+  record(f: FinishedFailover): void {
     this.failovers.inc({ kind: f.kind, result: f.result });
     if (f.result !== 'success') return;
     this.duration.observe({ kind: f.kind }, f.totalMs / 1000);

@@ -106,6 +106,23 @@ describe('PatroniClient', () => {
     assert.deepEqual(await client().status({ timeoutMs: 2000 }), { state: 'starting' });
   });
 
+  it('history(): GET /history, the timeline switches; entries without a time or a new leader keep their place', async () => {
+    // The shape Patroni answers (docs: "GET /history"): [timeline, lsn, reason, timestamp, new leader].
+    route = (_req, res) =>
+      json(res, 200, [
+        [1, 25623960, 'no recovery target specified'],
+        [2, 25624344, 'no recovery target specified', '2026-12-07T18:01:02.123456+00:00', 'db2'],
+      ]);
+    assert.deepEqual(await client().history({ timeoutMs: 2000 }), [
+      { timeline: 1, lsn: 25623960, reason: 'no recovery target specified', at: null, newLeader: null },
+      { timeline: 2, lsn: 25624344, reason: 'no recovery target specified', at: '2026-12-07T18:01:02.123456+00:00', newLeader: 'db2' },
+    ]);
+    route = (_req, res) => json(res, 200, { not: 'a list' });
+    await rejectsWith(client().history({ timeoutMs: 2000 }), 'PATRONI_ANSWER');
+    route = (_req, res) => json(res, 200, [['x']]);
+    await rejectsWith(client().history({ timeoutMs: 2000 }), 'PATRONI_ANSWER');
+  });
+
   it('switchover(): POST /switchover with basic auth as the vigil user and the leader and candidate', async () => {
     seen.length = 0;
     route = (_req, res) => void res.writeHead(200).end('Successfully switched over to "db2"');

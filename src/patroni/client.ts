@@ -206,6 +206,34 @@ export class PatroniClient {
     };
   }
 
+  /**
+   * GET /history: the cluster's timeline switches, oldest first. Each entry Patroni keeps is
+   * `[timeline, lsn, reason, timestamp, new leader]`; the last two are absent in entries older
+   * than Patroni 1.6 or written by PostgreSQL alone.
+   */
+  async history(o: PatroniCallOptions): Promise<PatroniHistoryEntry[]> {
+    const r = await this.call('GET', '/history', o);
+    let body: unknown;
+    try {
+      body = JSON.parse(r.body);
+    } catch (err) {
+      throw this.badAnswer(r.url, 'the answer is not JSON', r.body, err, r.status);
+    }
+    if (!Array.isArray(body)) throw this.badAnswer(r.url, 'the answer is not a list', r.body, undefined, r.status);
+    const out: PatroniHistoryEntry[] = [];
+    for (const e of body as unknown[]) {
+      if (!Array.isArray(e) || typeof e[0] !== 'number') throw this.badAnswer(r.url, 'an entry is not [timeline, lsn, reason, ...]', JSON.stringify(e));
+      out.push({
+        timeline: e[0],
+        lsn: typeof e[1] === 'number' ? e[1] : null,
+        reason: typeof e[2] === 'string' ? e[2] : '',
+        at: typeof e[3] === 'string' ? e[3] : null,
+        newLeader: typeof e[4] === 'string' ? e[4] : null,
+      });
+    }
+    return out;
+  }
+
   /** GET /config. */
   async config(o: PatroniCallOptions): Promise<PatroniDynamicConfig> {
     const { body } = await this.json('/config', o);
@@ -292,6 +320,16 @@ export class PatroniClient {
       { cause, answer, ...(status !== undefined ? { status } : {}) },
     );
   }
+}
+
+/** One timeline switch of the database (GET /history): the timeline that ended, where, why, when, and who led after it. */
+export interface PatroniHistoryEntry {
+  timeline: number;
+  lsn: number | null;
+  reason: string;
+  /** ISO time of the switch, as Patroni wrote it; null when Patroni did not. */
+  at: string | null;
+  newLeader: string | null;
 }
 
 /** The client for `machine`'s member, on the cluster's Patroni port. */

@@ -280,7 +280,7 @@ test('events tell the story, oldest first', async () => {
     assert.match(out, new RegExp(`\\s${type}\\s`), type);
 });
 
-test('the dashboard in a browser: log in, see the active machine, kill it, the page shows the new one without a reload; no console error or CSP violation; reconnecting while the observer is away', async () => {
+test('the dashboard in a browser: log in, see the active machine, kill it, the page shows the new one without a reload, the Timeline shows the failover with its phases and takes an acknowledgement; no console error or CSP violation; reconnecting while the observer is away', async () => {
   await labSettled(lab);
   const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigil.js', 'lab', 'status', '--json'], { timeout: 60_000 });
   const j = JSON.parse(stdout) as { dashboard: string; dashboardLogin: { user: string; passwordFile: string } };
@@ -314,6 +314,34 @@ test('the dashboard in a browser: log in, see the active machine, kill it, the p
     assert.equal(await tile.innerText(), `${other} at epoch ${now.epoch}`);
     assert.equal(await d.page.locator('#conn').innerText(), 'live');
     assert.deepEqual(d.problems, [], 'no console error, no CSP violation, no page error');
+
+    // The Timeline, through the header's link: the failover is one incident with its phases (once
+    // the observer's failover-done event is in), the database's promotion merged in (pair: the
+    // killed machine held the primary too), and an admin acknowledges it. Then back to "Now".
+    const tl = d.page;
+    {
+      await tl.getByRole('link', { name: 'Timeline' }).click();
+      await tl.waitForURL(/\/timeline$/);
+      const incident = tl.locator('article.incident', { hasText: new RegExp(`^Failover ${before.node} → ${other} \\(epoch ${now.epoch}, \\d+\\.\\d s\\)`) });
+      await incident.first().waitFor({ timeout: 120_000 });
+      const card = incident.first();
+      console.log(`# timeline: ${(await card.innerText()).replace(/\s+/g, ' ').slice(0, 400)}`);
+      for (const phase of ['detect', 'fence', 'app_start']) await card.locator(`.phases li[data-phase="${phase}"]`).waitFor({ timeout: 10_000 });
+      await card.locator('summary').click();
+      for (const type of ['failover', 'fence', 'activate', 'failover-done'])
+        assert.ok((await card.locator(`tr[data-type="${type}"]`).count()) >= 1, `the incident lists its ${type} event`);
+      await card.locator('tr[data-type="db-promoted"]').first().waitFor({ timeout: 60_000 });
+      await card.locator('input[name="comment"]').fill('seen in the lab test');
+      await card.getByRole('button', { name: 'Acknowledge' }).click();
+      await tl
+        .locator('article.incident .acks li', { hasText: `acknowledged by ${j.dashboardLogin.user}` })
+        .filter({ hasText: 'seen in the lab test' })
+        .waitFor({ timeout: 60_000 });
+      assert.match(await vigil('events', '-n', '20'), /incident-acknowledged/);
+      await tl.getByRole('link', { name: 'Now' }).click();
+      await tl.locator('#conn.live').waitFor({ timeout: 60_000 });
+    }
+    assert.deepEqual(d.problems, [], 'no console error, no CSP violation, no page error on the Timeline');
 
     // The observer goes away: the page says it is reconnecting; back, the session (kept in the observer's memory) is over: to the login page.
     await labStopUnit(observer.name, 'observer');
