@@ -34,11 +34,13 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 }
 
 /** The header every page shares: the cluster's name, the pages, the stream's state and the data's age, the user. */
-const header = (current: 'now' | 'timeline') => {
-  const link = (page: 'now' | 'timeline', href: string, label: string) => `<a href="${href}"${page === current ? ' aria-current="page"' : ''}>${label}</a>`;
+type Page = 'now' | 'timeline' | 'actions';
+
+const header = (current: Page) => {
+  const link = (page: Page, href: string, label: string) => `<a href="${href}"${page === current ? ' aria-current="page"' : ''}>${label}</a>`;
   return `<header>
 <h1>Vigil <span id="cluster"></span></h1>
-<nav>${link('now', '/', 'Now')} ${link('timeline', '/timeline', 'Timeline')}</nav>
+<nav>${link('now', '/', 'Now')} ${link('timeline', '/timeline', 'Timeline')} ${link('actions', '/actions', 'Actions')}</nav>
 <p id="conn" class="conn connecting" role="status">connecting…</p>
 <p id="age" class="age"></p>
 <form method="post" action="/logout"><span id="user"></span> <button type="submit">Log out</button></form>
@@ -74,6 +76,44 @@ ${header('timeline')}
 <section id="incidents" aria-label="incidents"></section>
 </main>
 <script type="module" src="/app.js"></script>
+</body>
+</html>
+`;
+}
+
+/**
+ * The Actions page: the pre-flight panel and the forms (switchover, failover, maintenance), drawn
+ * by /app.js from `/events`. The forms are drawn once, with the epoch the page showed then; a
+ * later move of the cluster only raises a banner, so a decision is never silently re-aimed.
+ */
+export function actionsPage(): string {
+  return `${head('Vigil: actions')}
+<body data-page="actions">
+${header('actions')}
+<main>
+<p id="moved" class="error" role="alert" hidden></p>
+<table id="preflight">
+<caption>Before you act: the app machines now</caption>
+<thead><tr><th>machine</th><th>standing</th><th>database</th><th>file sync to it</th></tr></thead>
+<tbody></tbody>
+</table>
+<section id="forms" aria-label="actions"></section>
+</main>
+<script type="module" src="/app.js"></script>
+</body>
+</html>
+`;
+}
+
+/** An action that was not carried out: the server's own sentence (never the user's raw input), and a way back. */
+export function refusedPage(message: string): string {
+  return `${head('Vigil: refused')}
+<body>
+<main>
+<h1>Not done</h1>
+<p class="error" role="alert" id="refusal">${esc(message)}</p>
+<p><a href="/actions">Back to Actions</a> · <a href="/timeline">Timeline</a></p>
+</main>
 </body>
 </html>
 `;
@@ -121,4 +161,10 @@ td.active { color: var(--ok); font-weight: 700; }
 .incident form { display: flex; gap: 0.5rem; margin: 0.4rem 0; }
 .incident form input[name=comment] { flex: 1; }
 td.database { font-style: italic; }
+#forms { display: grid; grid-template-columns: repeat(auto-fit, minmax(20rem, 1fr)); gap: 1rem; margin: 1rem 0; }
+.action { border: 1px solid #8884; border-radius: 0.4rem; padding: 0.6rem 0.9rem; display: grid; gap: 0.5rem; align-content: start; }
+.action h2 { margin: 0; font-size: 1.05rem; }
+.action label { display: grid; gap: 0.2rem; }
+.action .fence, .action .command { font-size: 0.85rem; margin: 0; }
+.action .command code { overflow-wrap: anywhere; }
 `;

@@ -13,6 +13,7 @@ import { clusterStatus } from '../ops/status.ts';
 import { patroniOf, type PatroniHistoryEntry } from '../patroni/client.ts';
 import { startDashboardServer, type DashboardServer } from './server.ts';
 import { buildTimeline, type TimelineView } from './timeline.ts';
+import { carryOut, parseAction } from './actions.ts';
 import { nowView } from './view.ts';
 
 export interface ServeDashboardOptions {
@@ -52,6 +53,8 @@ export async function serveDashboard(o: ServeDashboardOptions): Promise<Dashboar
       users,
       read: async () => nowView(await clusterStatus(ops, 1)),
       readTimeline: () => readTimeline(o),
+      parseAction: (form) => parseAction(form, o.cluster),
+      act: (a, user) => carryOut(o.store, a, user),
       audit: async (e) => void (await o.events.append(e)),
       log: o.log,
     });

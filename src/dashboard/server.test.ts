@@ -14,6 +14,8 @@ import { hashPassword } from './users.ts';
 import type { NowView } from './view.ts';
 import type { StoredEvent } from '../etcd/store.ts';
 import { buildTimeline, type TimelineView } from './timeline.ts';
+import { parseAction, type ActionForm } from './actions.ts';
+import { clusterFixture } from '../testing/clusters.ts';
 
 const HOST = '127.0.0.1';
 
@@ -27,12 +29,14 @@ const view = (epoch: number): NowView => ({
   cluster: 'lab',
   tiles: [{ id: 'active', label: 'Active app machine', value: `app1 at epoch ${epoch}`, detail: '', level: 'ok' }],
   machines: [{ machine: 'app1', address: '10.0.0.11', roles: 'app,db', app: 'ACTIVE', database: 'leader running', diskFree: '5.0 GiB' }],
+  actions: { epoch, active: 'app1', maintenance: null, observerLeads: true, machines: [] },
 });
 
 describe('the dashboard server', () => {
   let ca: ClusterCa;
   let server: DashboardServer;
   const audited: NewEvent[] = [];
+  const acted: (ActionForm & { user: string })[] = [];
   let epoch = 3;
   let readFails = false;
 
@@ -124,6 +128,13 @@ describe('the dashboard server', () => {
           [],
           { cluster: 'lab' },
         ),
+      // The real form check; carrying out stands in for etcd (actions.test.ts runs carryOut on a real one).
+      parseAction: (f) => parseAction(f, clusterFixture('pair')),
+      act: async (a, user) => {
+        if (a.epoch !== epoch) return { ok: false, status: 409, message: `decided at epoch ${a.epoch}; now ${epoch}` };
+        acted.push({ ...a, user });
+        return { ok: true, message: `${a.kind} request r1 is with the observer` };
+      },
       log: () => {},
       intervalMs: 50,
       timelineIntervalMs: 50,
@@ -143,6 +154,8 @@ describe('the dashboard server', () => {
       ['GET', '/timeline'],
       ['GET', '/timeline/events'],
       ['POST', '/timeline/ack'],
+      ['GET', '/actions'],
+      ['POST', '/actions'],
       ['GET', '/nothing'],
     ] as const) {
       const a = await call(method, path);
@@ -250,7 +263,7 @@ describe('the dashboard server', () => {
     assert.equal(refused.status, 403);
     assert.match(refused.body, /the viewer role may not acknowledge/);
     assert.equal(audited.at(-1)!.type, 'action-refused');
-    assert.match(audited.at(-1)!.message, /ann \(viewer\) may not acknowledge/);
+    assert.match(audited.at(-1)!.message, /acknowledge by ann \(viewer\) from .* refused: the viewer role may not acknowledge incidents/);
     assert.ok(!audited.some((e) => e.type === 'incident-acknowledged'));
 
     const n = audited.length;
@@ -277,6 +290,53 @@ describe('the dashboard server', () => {
     );
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(server.timeline.subscribers, 0, 'the timeline is read only while a page is open');
+  });
+
+  it('Actions: a viewer is refused (403, audited); a form without the typed confirmation does nothing; a stale epoch is refused and audited; a right one is carried out and audited', async () => {
+    assert.equal((await call('POST', '/actions', { form: { kind: 'switchover' } })).status, 401);
+    const viewer = cookieOf(await loginAs('ann', 'ann-secret-1'));
+    const admin = cookieOf(await loginAs('root', 'root-secret-1'));
+    const page = await call('GET', '/actions', { cookie: viewer });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<body data-page="actions">/);
+    assert.doesNotMatch(page.body, /<script(?![^>]*\ssrc=)|<style|\sstyle=|\son[a-z]+=/i, 'no inline script, style or handler');
+    epoch = 7;
+    const good = { kind: 'switchover', to: 'app2', epoch: '7', confirm: 'app2', reason: 'kernel update' };
+    audited.length = 0;
+    acted.length = 0;
+
+    const v = await call('POST', '/actions', { cookie: viewer, form: good });
+    assert.equal(v.status, 403);
+    assert.match(v.body, /The viewer role may not act/);
+    assert.equal(audited.at(-1)?.type, 'action-refused');
+    assert.match(audited.at(-1)!.message, /switchover by ann \(viewer\) from .* refused: the viewer role may not act/);
+
+    const unconfirmed = await call('POST', '/actions', { cookie: admin, form: { ...good, confirm: 'app1' } });
+    assert.equal(unconfirmed.status, 400);
+    assert.match(unconfirmed.body, /Nothing was done: type `app2` in the confirmation field/);
+    assert.equal(audited.length, 1, 'a form that does not confirm is not an action');
+
+    const stale = await call('POST', '/actions', { cookie: admin, form: { ...good, epoch: '6' } });
+    assert.equal(stale.status, 409);
+    assert.match(stale.body, /Refused: decided at epoch 6; now 7/);
+    assert.equal(audited.at(-1)?.type, 'action-refused');
+    assert.equal(acted.length, 0, 'nothing carried out');
+
+    const evil = await call('POST', '/actions', { cookie: admin, form: good, headers: { origin: 'https://evil.example' } });
+    assert.equal(evil.status, 403);
+
+    const ok = await call('POST', '/actions', { cookie: admin, form: good });
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.location, '/timeline');
+    assert.deepEqual(acted, [{ kind: 'switchover', to: 'app2', epoch: 7, reason: 'kernel update', user: 'root' }]);
+    const e = audited.at(-1)!;
+    assert.equal(e.type, 'action-requested');
+    assert.match(
+      e.message,
+      /^root asked for switchover to app2 from the dashboard \(decided at epoch 7\): kernel update; switchover request r1 is with the observer$/,
+    );
+    assert.equal(e.details?.command, 'vigil switchover --to app2');
+    epoch = 3;
   });
 
   it('login is rate-limited per client: after 5 failures even the right password waits (429, Retry-After)', async () => {

@@ -12,7 +12,8 @@ import type { NewEvent } from '../events/log.ts';
 import { APP_JS } from './assets.generated.ts';
 import { clearedCookie, LoginLimiter, sessionCookie, Sessions, tokenOf, type Session } from './auth.ts';
 import { Feed, type FeedUpdate } from './feed.ts';
-import { loginPage, nowPage, STYLE_CSS, timelinePage } from './pages.ts';
+import { actionsPage, loginPage, nowPage, refusedPage, STYLE_CSS, timelinePage } from './pages.ts';
+import { equivalentCommand, type ActionForm, type ActResult } from './actions.ts';
 import type { TimelineView } from './timeline.ts';
 import { decoyHash, verifyPassword, type DashboardUser } from './users.ts';
 import type { NowView } from './view.ts';
@@ -46,6 +47,10 @@ export interface DashboardServerOptions {
   read: () => Promise<NowView>;
   /** The Timeline's incidents (src/dashboard/timeline.ts over the events and Patroni's history). */
   readTimeline: () => Promise<TimelineView>;
+  /** Carries out a checked action (src/dashboard/actions.ts carryOut); refuses a stale one. */
+  act: (a: ActionForm, user: string) => Promise<ActResult>;
+  /** Checks a posted action form against the cluster (actions.ts parseAction). */
+  parseAction: (form: URLSearchParams) => ActionForm | { error: string };
   /** Stores an event in the cluster's event history: refused logins and actions, acknowledgements. */
   audit: (e: NewEvent) => Promise<void>;
   log: (event: string, fields?: Record<string, unknown>) => void;
@@ -130,13 +135,18 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     return path === '/login' ? login(ctx, req, res) : logout(ctx, req, res);
   }
   const session = ctx.sessions.get(tokenOf(req.headers.cookie));
-  if (method === 'GET' && (path === '/' || path === '/timeline')) {
+  if (method === 'GET' && (path === '/' || path === '/timeline' || path === '/actions')) {
     if (!session) return send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
-    return send(res, 200, 'text/html', path === '/' ? nowPage() : timelinePage());
+    return send(res, 200, 'text/html', path === '/' ? nowPage() : path === '/timeline' ? timelinePage() : actionsPage());
   }
   if (method === 'GET' && (path === '/events' || path === '/timeline/events')) {
     if (!session) return send(res, 401, 'text/plain', 'log in first\n');
     return path === '/events' ? events(ctx.feed, ctx, req, res, session) : events(ctx.timeline, ctx, req, res, session);
+  }
+  if (method === 'POST' && path === '/actions') {
+    if (!sameOrigin(req)) return send(res, 403, 'text/plain', 'refused: the request comes from another site\n');
+    if (!session) return send(res, 401, 'text/plain', 'log in first\n');
+    return action(ctx, req, res, session);
   }
   if (method === 'POST' && path === '/timeline/ack') {
     if (!sameOrigin(req)) return send(res, 403, 'text/plain', 'refused: the request comes from another site\n');
@@ -220,14 +230,7 @@ export const MAX_COMMENT = 500;
 async function acknowledge(ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): Promise<void> {
   const client = req.socket.remoteAddress ?? 'unknown';
   if (!ACTING_ROLES.includes(session.role)) {
-    ctx.o.log('dashboard-action-refused', { user: session.user, role: session.role, action: 'acknowledge', client });
-    await ctx.o
-      .audit({
-        type: 'action-refused',
-        message: `dashboard: ${session.user} (${session.role}) may not acknowledge incidents; refused from ${client}`,
-        details: { user: session.user, role: session.role, action: 'acknowledge', client },
-      })
-      .catch((err: Error) => ctx.o.log('dashboard-audit-failed', { error: err.message }));
+    await refused(ctx, session, client, 'acknowledge', `the ${session.role} role may not acknowledge incidents`);
     return send(res, 403, 'text/plain', `refused: the ${session.role} role may not acknowledge incidents; an operator or admin may\n`);
   }
   const form = await readForm(req);
@@ -248,6 +251,51 @@ async function acknowledge(ctx: Ctx, req: IncomingMessage, res: ServerResponse, 
   });
   ctx.o.log('dashboard-acknowledged', { user: session.user, incident });
   send(res, 303, 'text/plain', 'acknowledged\n', { location: `/timeline#${incident}` });
+}
+
+/** An action refused: stored as an `action-refused` event, logged, never thrown. */
+async function refused(ctx: Ctx, session: Session, client: string, action: string, why: string): Promise<void> {
+  ctx.o.log('dashboard-action-refused', { user: session.user, role: session.role, action, client, why });
+  await ctx.o
+    .audit({
+      type: 'action-refused',
+      message: `dashboard: ${action} by ${session.user} (${session.role}) from ${client} refused: ${why}`,
+      details: { user: session.user, role: session.role, action, client, why },
+    })
+    .catch((err: Error) => ctx.o.log('dashboard-audit-failed', { error: err.message }));
+}
+
+/**
+ * POST /actions (form: kind, to, epoch, confirm, reason): a switchover, manual failover or
+ * maintenance change, after the role, the form and the typed confirmation are checked and the
+ * epoch the page showed is still the record's. Done: an `action-requested` event and on to the
+ * Timeline, where its progress shows. Refused: a page that says why, and an `action-refused`
+ * event for a role or an epoch that did not hold.
+ */
+async function action(ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): Promise<void> {
+  const client = req.socket.remoteAddress ?? 'unknown';
+  const form = await readForm(req);
+  const kind = form?.get('kind') ?? 'an action';
+  if (!ACTING_ROLES.includes(session.role)) {
+    await refused(ctx, session, client, kind, `the ${session.role} role may not act`);
+    return send(res, 403, 'text/html', refusedPage(`The ${session.role} role may not act; an operator or admin may.`));
+  }
+  const a = form ? ctx.o.parseAction(form) : { error: 'the form was not understood' };
+  if ('error' in a) return send(res, 400, 'text/html', refusedPage(`Nothing was done: ${a.error}.`));
+  const r = await ctx.o.act(a, session.user);
+  if (!r.ok) {
+    await refused(ctx, session, client, a.kind, r.message);
+    return send(res, r.status, 'text/html', refusedPage(`Refused: ${r.message}.`));
+  }
+  await ctx.o
+    .audit({
+      type: 'action-requested',
+      message: `${session.user} asked for ${a.kind}${a.to ? ` to ${a.to}` : ''} from the dashboard (decided at epoch ${a.epoch ?? 'none'}): ${a.reason || 'no reason given'}; ${r.message}`,
+      details: { action: a.kind, to: a.to ?? null, epoch: a.epoch, by: session.user, reason: a.reason, command: equivalentCommand(a) },
+    })
+    .catch((err: Error) => ctx.o.log('dashboard-audit-failed', { error: err.message }));
+  ctx.o.log('dashboard-action', { user: session.user, action: a.kind, to: a.to, epoch: a.epoch });
+  send(res, 303, 'text/plain', `${r.message}\n`, { location: '/timeline' });
 }
 
 /** `text/event-stream`: `snapshot` with the view when it changed, `fresh` when it did not (the page shows the data's age). */

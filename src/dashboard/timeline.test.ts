@@ -143,6 +143,27 @@ describe('the timeline', () => {
     );
   });
 
+  it("an action asked for from the dashboard: a switchover's joins its move (a new incident after an earlier move), maintenance's joins the maintenance window", () => {
+    seq = 0;
+    const first = failover(0, 'app1', 'app2', 2);
+    const events = [
+      ...first,
+      ev(30, { type: 'action-requested', message: 'ann asked for switchover', details: { action: 'switchover', to: 'app1' } }),
+      ev(32, { type: 'switchover', node: 'app1', epoch: 3, message: 'switchover', details: { from: 'app2' } }),
+      ev(100, { type: 'action-requested', message: 'ann asked for maintenance-on', details: { action: 'maintenance-on' } }),
+      ev(100, { type: 'maintenance-on', message: 'maintenance started' }),
+    ];
+    const t = buildTimeline(events, []);
+    assert.deepEqual(
+      t.incidents.map((i) => [i.category, i.title, i.items.map((x) => x.type).join(' ')]),
+      [
+        ['maintenance', 'Maintenance on', 'action-requested maintenance-on'],
+        ['failover', 'Switchover app2 → app1 (epoch 3, under way)', 'action-requested switchover'],
+        ['failover', 'Failover app1 → app2 (epoch 2, 4.2 s)', 'node-lost failover fence activate failover-done'],
+      ],
+    );
+  });
+
   it("says when the database's history could not be read", () => {
     assert.deepEqual(buildTimeline([], [], { databaseError: 'no db machine answered' }).database, { read: false, error: 'no db machine answered' });
   });

@@ -99,6 +99,7 @@ const CATEGORY: Record<EventType, Category | null> = {
   'airgap-refused': 'air-gap',
   'login-failed': 'access',
   'action-refused': 'access',
+  'action-requested': 'failover', // maintenance ones: categoryOf
   'incident-acknowledged': null,
 };
 
@@ -116,6 +117,11 @@ const WARN: ReadonlySet<EventType> = new Set([
 
 const rank: Record<Level, number> = { ok: 0, warn: 1, bad: 2 };
 const worst = (levels: Level[]): Level => levels.reduce<Level>((a, b) => (rank[b] > rank[a] ? b : a), 'ok');
+
+function categoryOf(e: StoredEvent): Category | null {
+  if (e.type === 'action-requested' && String(e.details?.action ?? '').startsWith('maintenance')) return 'maintenance';
+  return CATEGORY[e.type];
+}
 
 function eventLevel(e: StoredEvent): Level {
   if (e.type === 'failover' && e.details?.outcome === 'no-candidate') return 'bad';
@@ -162,7 +168,7 @@ export function buildTimeline(
   const items: { item: TimelineItem; category: Category; event?: StoredEvent }[] = [];
   const acks: StoredEvent[] = [];
   for (const e of events) {
-    const category = CATEGORY[e.type];
+    const category = categoryOf(e);
     if (category === null) acks.push(e);
     else items.push({ item: eventItem(e), category, event: e });
   }
@@ -203,7 +209,8 @@ function opensAnother(inc: { items: TimelineItem[]; events: StoredEvent[] }, ite
   if (event && isMove(event)) return move !== undefined;
   if (item.type === 'db-promoted')
     return inc.items.some((i) => i.type === 'db-promoted') || (move !== undefined && ms(item.at) - ms(move.at) > PROMOTION_WINDOW_MS);
-  return item.type === 'node-lost' && move !== undefined;
+  // A machine lost, or an operator asking for a move, once the app has moved: the next story.
+  return (item.type === 'node-lost' || item.type === 'action-requested') && move !== undefined;
 }
 
 function seqOf(i: TimelineItem): number {
@@ -228,7 +235,7 @@ function finish(inc: Incident, events: StoredEvent[]): Incident {
   // the node lost and the fence were the way there, not a standing problem.
   const levels = inc.items.map((i) => i.level);
   inc.level = done && inc.outcome?.result === 'success' && !inc.items.some((i) => i.level === 'bad') ? 'ok' : worst(levels);
-  if (inc.category === 'maintenance' && inc.items.at(-1)?.type === 'maintenance-off') inc.level = 'ok';
+  if (inc.category === 'maintenance' && inc.items.filter((i) => i.type !== 'action-requested').at(-1)?.type === 'maintenance-off') inc.level = 'ok';
   if (inc.category === 'file-sync' && inc.items.at(-1)?.type === 'sync-recovered') inc.level = 'ok';
   inc.title = titleOf(inc, events);
   return inc;
@@ -257,10 +264,14 @@ function titleOf(inc: Incident, events: StoredEvent[]): string {
       if (promoted) return `Database failover: ${promoted.node ?? 'a new primary'} promoted`;
       const lost = inc.items.find((i) => i.type === 'node-lost');
       if (lost) return `${lost.node ?? 'A machine'} lost${count('node-back') ? ', then back' : ''}`;
+      const asked = events.find((e) => e.type === 'action-requested');
+      if (asked) return `${String(asked.details?.action ?? 'an action')} asked for from the dashboard`;
       return n === 1 ? inc.items[0]!.message : `${n} cluster events`;
     }
-    case 'maintenance':
-      return inc.items.at(-1)?.type === 'maintenance-off' ? 'Maintenance window (ended)' : 'Maintenance on';
+    case 'maintenance': {
+      const last = inc.items.filter((i) => i.type !== 'action-requested').at(-1);
+      return !last ? 'Maintenance asked for' : last.type === 'maintenance-off' ? 'Maintenance window (ended)' : 'Maintenance on';
+    }
     case 'file-sync':
       return inc.items.at(-1)?.type === 'sync-recovered'
         ? 'File sync trouble (recovered)'

@@ -1,8 +1,10 @@
 /**
  * What the "Now" page shows, from `vigil status --json`'s ClusterStatus (src/ops/status.ts): named
- * status tiles and the machine table with the CLI's columns. Pure; the browser only draws it.
+ * status tiles and the machine table with the CLI's columns, and the Actions page's pre-flight
+ * data (src/dashboard/actions.ts). Pure; the browser only draws it.
  */
 import { machineColumns, type ClusterStatus, type MachineColumns } from '../ops/status.ts';
+import { actionsView, type ActionsView } from './actions.ts';
 
 export type Level = 'ok' | 'warn' | 'bad';
 
@@ -19,6 +21,8 @@ export interface NowView {
   cluster: string;
   tiles: Tile[];
   machines: MachineColumns[];
+  /** What the Actions page shows and its forms carry (the epoch). */
+  actions: ActionsView;
 }
 
 export function nowView(s: ClusterStatus): NowView {
@@ -26,6 +30,7 @@ export function nowView(s: ClusterStatus): NowView {
     cluster: s.cluster,
     tiles: [activeTile(s), databaseTile(s), observerTile(s), maintenanceTile(s), fileSyncTile(s)],
     machines: s.machines.map(machineColumns),
+    actions: actionsView(s),
   };
 }
 

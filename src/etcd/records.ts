@@ -40,9 +40,16 @@ const observerStateSchema = z.object({
   by: z.string().min(1),
 });
 
+const requestStamp = {
+  id: z.string().min(1),
+  at: z.string(),
+  epoch: z.number().int().nonnegative().optional(),
+  by: z.string().min(1).max(200).optional(),
+};
+
 const requestSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('switchover'), to: z.string().min(1).optional(), id: z.string().min(1), at: z.string() }),
-  z.object({ kind: z.literal('failover'), to: z.string().min(1), id: z.string().min(1), at: z.string() }),
+  z.object({ kind: z.literal('switchover'), to: z.string().min(1).optional(), ...requestStamp }),
+  z.object({ kind: z.literal('failover'), to: z.string().min(1), ...requestStamp }),
 ]);
 
 const answerSchema = z.object({ id: z.string().min(1), ok: z.boolean(), message: z.string(), at: z.string() });

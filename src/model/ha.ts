@@ -82,7 +82,19 @@ export interface ObserverState {
   by: string;
 }
 
-export type OperatorRequest = { kind: 'switchover'; to?: string; id: string; at: string } | { kind: 'failover'; to: string; id: string; at: string };
+/**
+ * What every request carries besides its kind: `epoch` is the active record's epoch the operator
+ * decided on (the dashboard sends it): the observer refuses the request if the record has moved
+ * since. `by` names who asked, for the events.
+ */
+interface RequestStamp {
+  id: string;
+  at: string;
+  epoch?: number;
+  by?: string;
+}
+
+export type OperatorRequest = ({ kind: 'switchover'; to?: string } & RequestStamp) | ({ kind: 'failover'; to: string } & RequestStamp);
 
 /** How the observer answered a request: written as it removes the request, read by the operator's command. */
 export interface RequestAnswer {
@@ -153,6 +165,7 @@ export const EVENT_TYPES = [
   'failover-done', // a failover or switchover this observer carried out ended: how, and each phase's duration
   'incident-acknowledged', // someone acknowledged an incident on the dashboard's timeline, with a comment
   'action-refused', // the dashboard refused an action (the user's role does not allow it, or the request was stale)
+  'action-requested', // someone asked for a switchover, failover or maintenance from the dashboard, with a reason
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -856,6 +856,26 @@ describe('decide: operator requests', () => {
       message: /^app2 is not ready \(agent reachable, not confirmed in etcd within its lease\); app1 stays active$/,
     },
     {
+      name: 'failover decided at the current epoch (the dashboard) is carried out',
+      o: obs(1, { request: { ...failover('app2'), epoch: 4, by: 'ann (dashboard)' } }),
+      ok: true,
+      message: /app2 is active at epoch 5/,
+      moved: ['app2'],
+    },
+    {
+      name: 'failover decided at an older epoch is refused: the cluster moved',
+      o: obs(1, { request: { ...failover('app2'), epoch: 3 } }),
+      ok: false,
+      message: /^it was decided at epoch 3 and the cluster has moved since: app1 is active at epoch 4; look again and decide anew$/,
+    },
+    {
+      name: 'switchover decided at an epoch, with no active record any more, is refused',
+      o: obs(1, { active: null, request: { ...switchover('app2'), epoch: 4 } }),
+      ok: false,
+      message: /decided at epoch 4 .*there is no active record/,
+      moved: ['app1'], // the bootstrap goes on as without a request
+    },
+    {
       name: 'failover --to an unknown node',
       o: obs(1, { request: failover('app9') }),
       ok: false,

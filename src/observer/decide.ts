@@ -593,6 +593,11 @@ function request(t: Tick, req: OperatorRequest, active: ActiveRecord | null): bo
   if (active?.requestId === req.id) {
     return complete(t, req, `already carried out: ${active.node} is active at epoch ${active.epoch}`);
   }
+  // Decided on a record that has moved since (the dashboard's requests carry the epoch they were decided on).
+  if (req.epoch !== undefined && req.epoch !== (active?.epoch ?? null)) {
+    const now = active ? `${active.node} is active at epoch ${active.epoch}` : 'there is no active record';
+    return refuse(t, req, `it was decided at epoch ${req.epoch} and the cluster has moved since: ${now}; look again and decide anew`);
+  }
   return req.kind === 'failover' ? failoverRequest(t, req, active) : switchoverRequest(t, req, active);
 }
 

@@ -6,6 +6,8 @@
  * what it shows. Nothing but text reaches the document (no innerHTML), so a machine's name, an
  * error message or a comment cannot inject markup.
  */
+import { equivalentCommand, expectedConfirmation, type ActionKind } from '../action-words.ts';
+import type { ActionsView } from '../actions.ts';
 import type { Incident, TimelineView } from '../timeline.ts';
 import type { NowView } from '../view.ts';
 
@@ -146,7 +148,126 @@ document.addEventListener('focusout', () => {
   setTimeout(() => drawTimeline(p.view, p.role), 0);
 });
 
-const PAGE = document.body.dataset.page === 'timeline' ? 'timeline' : 'now';
+/** The epoch the Actions page's forms were drawn with: what they carry back, whatever comes later. */
+let decidedEpoch: number | null | undefined;
+
+function field(label: string, input: HTMLInputElement | HTMLSelectElement): HTMLLabelElement {
+  const l = el('label', null, label);
+  l.append(input);
+  return l;
+}
+
+function hidden(name: string, value: string): HTMLInputElement {
+  const i = el('input', null);
+  i.type = 'hidden';
+  i.name = name;
+  i.value = value;
+  return i;
+}
+
+function textInput(name: string, required: boolean, max: number): HTMLInputElement {
+  const i = el('input', null);
+  i.name = name;
+  i.required = required;
+  i.maxLength = max;
+  i.autocomplete = 'off';
+  return i;
+}
+
+/** One action's form: the target (for moves), what gets fenced, the shell equivalent, the typed confirmation, the reason. */
+function actionForm(kind: ActionKind, title: string, button: string, a: ActionsView, acting: boolean): HTMLFormElement {
+  const f = el('form', 'action');
+  f.method = 'post';
+  f.action = '/actions';
+  f.dataset.action = kind;
+  f.append(el('h2', null, title), hidden('kind', kind), hidden('epoch', a.epoch === null ? 'none' : String(a.epoch)));
+  const maintenance = kind.startsWith('maintenance');
+  const standbys = a.machines.filter((m) => !m.active);
+  let to: HTMLSelectElement | null = null;
+  if (!maintenance) {
+    to = el('select', null);
+    to.name = 'to';
+    for (const m of standbys) {
+      const o = el('option', null, `${m.name} (${m.ready ? 'ready' : 'not ready'})`);
+      o.value = m.name;
+      to.append(o);
+    }
+    f.append(field('Make active', to));
+    f.append(
+      el('p', 'fence', a.active ? `${a.active} will be fenced: its agent stops the application and every proxy puts it in MAINT.` : 'No machine is active.'),
+    );
+  } else {
+    f.append(
+      el(
+        'p',
+        'fence',
+        kind === 'maintenance-on'
+          ? 'While maintenance is on the observer takes no action at all: no failover.'
+          : `Maintenance is on since ${a.maintenance?.since ?? '?'} by ${a.maintenance?.by ?? '?'}: ${a.maintenance?.reason ?? ''}. Off, the observer acts again.`,
+      ),
+    );
+  }
+  const command = el('p', 'command');
+  const confirm = textInput('confirm', true, 64);
+  const confirmLabel = el('label', null);
+  const reason = textInput('reason', kind !== 'maintenance-off', 200);
+  const update = () => {
+    const target = to?.value ?? '';
+    const word = expectedConfirmation({ kind, ...(target ? { to: target } : {}) });
+    confirmLabel.replaceChildren(document.createTextNode(`Type ${word} to confirm`), confirm);
+    const cmd = equivalentCommand({ kind, ...(target ? { to: target } : {}), reason: reason.value.trim() || 'REASON' });
+    const code = el('code', null, cmd);
+    command.replaceChildren(document.createTextNode('From a shell: '), code);
+  };
+  to?.addEventListener('change', update);
+  reason.addEventListener('input', update);
+  update();
+  f.append(confirmLabel, field('Reason', reason), command);
+  const b = el('button', null, button);
+  b.type = 'submit';
+  if (!acting || (!maintenance && standbys.length === 0)) {
+    for (const e of [to, confirm, reason, b]) if (e) e.disabled = true;
+    f.append(el('p', 'note', acting ? 'No other app machine to move to.' : 'Your role may not act; an operator or admin may.'));
+  }
+  f.append(b);
+  return f;
+}
+
+function drawActions(view: NowView, role: string): void {
+  const a = view.actions;
+  $('cluster').textContent = view.cluster;
+  const rows = a.machines.map((m) => {
+    const tr = el('tr', null);
+    tr.dataset.machine = m.name;
+    const sync = m.syncError ? `FAILING: ${m.syncError}` : m.syncBacklog === null ? (m.active ? 'pushes' : 'not reported') : `backlog ${m.syncBacklog}`;
+    tr.append(
+      el('td', null, m.name),
+      el('td', m.active ? 'active' : m.ready ? null : 'bad', m.standing),
+      el('td', null, m.database || '—'),
+      el('td', null, sync),
+    );
+    return tr;
+  });
+  $<HTMLTableElement>('preflight').tBodies[0]!.replaceChildren(...rows);
+  if (decidedEpoch === undefined) {
+    decidedEpoch = a.epoch;
+    const acting = ACTING_ROLES.includes(role);
+    $('forms').replaceChildren(
+      actionForm('switchover', 'Switchover (both tiers, planned)', 'Switch over', a, acting),
+      actionForm('failover', 'Manual failover (the app only)', 'Fail over', a, acting),
+      a.maintenance
+        ? actionForm('maintenance-off', 'Maintenance', 'Turn maintenance off', a, acting)
+        : actionForm('maintenance-on', 'Maintenance', 'Turn maintenance on', a, acting),
+    );
+  }
+  const moved = $('moved');
+  moved.hidden = a.epoch === decidedEpoch;
+  moved.textContent = moved.hidden
+    ? ''
+    : `The cluster has moved since this page was drawn (epoch ${decidedEpoch ?? 'none'}, now ${a.epoch ?? 'none'}): these forms would be refused. Reload the page to decide again.`;
+}
+
+const PAGE = document.body.dataset.page === 'timeline' ? 'timeline' : document.body.dataset.page === 'actions' ? 'actions' : 'now';
 
 function start(): void {
   const es = new EventSource(PAGE === 'timeline' ? '/timeline/events' : '/events');
@@ -157,6 +278,7 @@ function start(): void {
     lastError = undefined;
     $('user').textContent = `${d.user} (${d.role})`;
     if (PAGE === 'timeline') drawTimeline(d.view as TimelineView, d.role);
+    else if (PAGE === 'actions') drawActions(d.view as NowView, d.role);
     else drawNow(d.view as NowView);
     connection('live');
     showAge();
