@@ -377,8 +377,9 @@ const patroniEtcdCert = (): ServerCert => ({
   key: PATHS.patroniEtcdKey,
   what: "Patroni's client identity for etcd",
   unit: UNITS.patroni,
-  // Not a restart (that would restart PostgreSQL on every db machine at once): Patroni's client
-  // reads the files again for each new connection to etcd.
+  // Not a restart (that would restart PostgreSQL on every db machine at once), a reload. Not yet
+  // verified: that Patroni's etcd client uses a renewed certificate without a restart (its open
+  // connections keep the old one; only a new TLS connection reads the files).
   action: 'try-reload',
   dnsNames: [],
   owner: 'postgres:postgres',
