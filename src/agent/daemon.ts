@@ -11,7 +11,7 @@ import { readFile, stat, statfs } from 'node:fs/promises';
 import { loadCluster } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { withRole, type Cluster, type Machine } from '../config/schema.ts';
-import { openStore, type VigilStore } from '../etcd/store.ts';
+import { openStore, storeTls, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
 import { type AgentStatus, type PatchDirState } from '../model/ha.ts';
 import { AGENT_PORT } from '../layout/network.ts';
@@ -65,7 +65,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
   if (!machine)
     throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
   const pki = await loadPki(PATHS.pkiDir, o.node);
-  const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
+  const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000, tls: storeTls(pki) });
   const services = machine.roles.includes('app') ? new SystemdServices(cluster.application.services) : undefined;
   // Through nginx, as HAProxy's traffic goes: over TLS with the certificate checked when application.backendTls says so.
   const health = appHealthTarget(cluster, o.node, '127.0.0.1');

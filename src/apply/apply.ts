@@ -26,7 +26,7 @@ import { dirname, join } from 'node:path';
 import { secretsPath } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
-import { CA_CERT_FILE, certificateInfo, issueCertificate, loadCa, machinePkiFiles, pemBundle, type ClusterCa } from '../pki/ca.ts';
+import { CA_CERT_FILE, certificateInfo, issueCertificate, loadCa, machinePkiFiles, pemBundle, type CertUsage, type ClusterCa } from '../pki/ca.ts';
 import { refappTlsEndpoint, runsRefapp } from '../render/refapp.ts';
 import { hostPattern, parseKnownHosts } from '../remote/known-hosts.ts';
 import type { RemoteShell } from '../remote/types.ts';
@@ -119,6 +119,8 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
         await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, refappServerCert()));
       if (m.roles.includes('app') && cluster.application.backendTls?.ca === 'cluster')
         await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, nginxServerCert(m)));
+      if (m.roles.includes('etcd')) await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, etcdServerCert()));
+      if (m.roles.includes('db')) await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, patroniEtcdCert()));
       if (caFile && usesBackendCa(m)) {
         const file = { ...caFile, affects: m.roles.includes('proxy') ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : [] };
         await step(m.name, 'tls', () => files(run, shell, m, [file], 'tls'));
@@ -329,8 +331,16 @@ interface ServerCert {
   /** For the change line: "the reference application's HTTPS port". */
   what: string;
   unit: string;
+  /** What the unit needs when the certificate changes: a restart if it reads the files only at start. */
+  action?: 'restart' | 'try-restart' | 'try-reload';
   /** DNS names beside the machine's address: HAProxy's `verifyhost` checks a DNS name. */
   dnsNames: string[];
+  /** The key's owner (the user the component runs as); root:root by default. */
+  owner?: string;
+  /** Server by default; etcd's members also connect to each other with theirs, Patroni only connects. */
+  usage?: CertUsage;
+  /** Without the machine's address and 127.0.0.1 in the SAN (a client-only certificate). */
+  clientOnly?: boolean;
 }
 
 const refappServerCert = (): ServerCert => ({
@@ -349,13 +359,43 @@ const nginxServerCert = (m: Machine): ServerCert => ({
   dnsNames: [m.name],
 });
 
+/** etcd members: the member's certificate for its client and peer ports (src/render/etcd.ts), read by the etcd user. */
+const etcdServerCert = (): ServerCert => ({
+  cert: PATHS.etcdTlsCert,
+  key: PATHS.etcdTlsKey,
+  what: "etcd's client and peer ports",
+  unit: UNITS.etcd,
+  action: 'restart',
+  dnsNames: [],
+  owner: 'etcd:etcd',
+  usage: 'both',
+});
+
+/** db machines: Patroni's client certificate for etcd (src/render/patroni.ts), read by the postgres user only. */
+const patroniEtcdCert = (): ServerCert => ({
+  cert: PATHS.patroniEtcdCert,
+  key: PATHS.patroniEtcdKey,
+  what: "Patroni's client identity for etcd",
+  unit: UNITS.patroni,
+  // Not a restart (that would restart PostgreSQL on every db machine at once), a reload. Not yet
+  // verified: that Patroni's etcd client uses a renewed certificate without a restart (its open
+  // connections keep the old one; only a new TLS connection reads the files).
+  action: 'try-reload',
+  dnsNames: [],
+  owner: 'postgres:postgres',
+  usage: 'client',
+  clientOnly: true,
+});
+
 async function serverCertificate(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa, c: ServerCert): Promise<void> {
   const { cert, key } = c;
+  const owner = c.owner ?? 'root:root';
   const states = await fileStates(shell, [cert, key]);
   const [certState, keyState] = [...states.values()];
   let reason: string | undefined;
   if (!certState || !keyState) reason = 'none yet';
-  else if (keyState.mode !== '600' || keyState.owner !== 'root:root') reason = `the key is ${keyState.owner} ${keyState.mode}`;
+  else if (keyState.mode !== '600' || keyState.owner !== owner || certState.owner !== owner)
+    reason = `the key is ${keyState.owner} ${keyState.mode}, the certificate ${certState.owner}`;
   else {
     let x: X509Certificate | undefined;
     try {
@@ -366,7 +406,11 @@ async function serverCertificate(run: Run, shell: RemoteShell, m: Machine, ca: C
     if (x) {
       const info = certificateInfo(x.toString());
       if (!issuedByCa(x, ca)) reason = "not issued by this cluster's CA";
-      else if (info.commonName !== m.name || !info.ipAddresses.includes(m.address) || c.dnsNames.some((d) => !info.dnsNames.includes(d)))
+      else if (
+        info.commonName !== m.name ||
+        (!c.clientOnly && !['127.0.0.1', m.address].every((a) => info.ipAddresses.includes(a))) ||
+        c.dnsNames.some((d) => !info.dnsNames.includes(d))
+      )
         reason = `it names ${[info.commonName, ...info.dnsNames, ...info.ipAddresses].join(',')}`;
       else if (info.notAfter.getTime() - Date.now() < RENEW_BEFORE_MS) reason = `it expires on ${info.notAfter.toISOString().slice(0, 10)}`;
       else if (!(await remoteKeyMatches(shell, key, x))) reason = 'the key does not match the certificate';
@@ -374,14 +418,19 @@ async function serverCertificate(run: Run, shell: RemoteShell, m: Machine, ca: C
   }
   if (!reason) return;
   run.change(m.name, 'certificates', `issue ${cert} and its key for ${c.what} (${reason})`);
-  run.ask(m.name, [{ unit: c.unit, action: 'try-restart' }]);
+  run.ask(m.name, [{ unit: c.unit, action: c.action ?? 'try-restart' }]);
   if (run.o.dryRun) return;
-  const issued = await issueCertificate(ca, { commonName: m.name, ipAddresses: [m.address, '127.0.0.1'], dnsNames: c.dnsNames, usage: 'server' });
+  const issued = await issueCertificate(ca, {
+    commonName: m.name,
+    ipAddresses: c.clientOnly ? [] : [m.address, '127.0.0.1'],
+    dnsNames: c.dnsNames,
+    usage: c.usage ?? 'server',
+  });
   const dir = await shell.exec(['mkdir', '-p', '--', dirname(cert)]);
   if (dir.code !== 0) throw new Error(`cannot create ${dirname(cert)}: ${dir.stderr.trim()}`);
   // Key first, certificate last: a reader never pairs the new certificate with the old key.
-  await shell.writeFile(key, issued.keyPem, { mode: 0o600, owner: 'root:root' });
-  await shell.writeFile(cert, issued.certPem, { mode: 0o644, owner: 'root:root' });
+  await shell.writeFile(key, issued.keyPem, { mode: 0o600, owner });
+  await shell.writeFile(cert, issued.certPem, { mode: 0o644, owner });
 }
 
 async function certificateProblem(

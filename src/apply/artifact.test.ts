@@ -16,6 +16,7 @@ import { VIGIL_INSTALL } from '../layout/units.ts';
 import { rejectionOf } from '../testing/helpers.ts';
 import { createKeyPair, knownHostLine } from '../sync/keys.ts';
 import { REFUSED_EXIT, REFUSED_PREFIX } from '../sync/protocol.ts';
+import { createClusterCa, issueCertificate, writePki } from '../pki/ca.ts';
 import { MANIFEST_TARGET, artifactArch, buildArtifact, type Artifact } from './artifact.ts';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -232,11 +233,15 @@ test('vigil validate and render work on the example', async () => {
 test('vigil status loads etcd3 (its proto files from the artifact) and dials etcd over gRPC', async (t) => {
   if (!(await refused(`${NET}.10`, 2379))) return t.skip(`something answers on ${NET}.10:2379`);
   const file = await clusterDir('loopback', (s) => s.replaceAll('10.0.1.', `${NET}.`));
+  // etcd asks for the admin's certificate: status loads it from pki/ beside the cluster file first.
+  const ca = await createClusterCa({ clusterName: 'loopback' });
+  const admin = await issueCertificate(ca, { commonName: 'admin', ipAddresses: [], usage: 'client' });
+  await writePki(join(dirname(file), 'pki'), { 'ca.pem': ca.certPem, 'admin.pem': admin.certPem, 'admin.key': admin.keyPem });
   // grpc-js's own trace shows the dial; the final message may name the last retry's deadline instead.
   const r = await run(VIGIL_INSTALL.entry, ['status', '-c', file], { GRPC_TRACE: 'subchannel', GRPC_VERBOSITY: 'DEBUG' });
   assert.equal(r.code, 1, r.stderr);
   assert.doesNotMatch(r.stderr, /unexpected error|Cannot find module|ENOENT|\.proto|is not defined|is not supported/);
-  assert.match(r.stderr, /error \[CLUSTER_UNREACHABLE\]\nhttp:\/\/127\.87\.0\.10:2379: etcd does not answer/);
+  assert.match(r.stderr, /error \[CLUSTER_UNREACHABLE\]\nhttps:\/\/127\.87\.0\.10:2379: etcd does not answer/);
   assert.match(r.stderr, /CONNECTING -> TRANSIENT_FAILURE with error "Error: connect ECONNREFUSED 127\.87\.0\.10:2379"/);
 });
 

@@ -165,8 +165,17 @@ const AGENT_GET_SCRIPT =
  * machine's private key never leaves it, and the admin's shell needs no route to the agent's port.
  */
 async function agentGet(shell: RemoteShell, m: Machine, path: string): Promise<{ status: number; body: string }> {
+  return machineGet(shell, m, `https://${m.address}:${AGENT_PORT}${path}`);
+}
+
+/**
+ * An HTTPS GET made on machine `m` (behind `shell`) with `m`'s own certificate, trusting the
+ * cluster CA only: an agent's API, or etcd's /health and /metrics (etcd asks every client for a
+ * certificate). The status is 0 when nothing answered (or the TLS handshake failed).
+ */
+export async function machineGet(shell: RemoteShell, m: Machine, url: string): Promise<{ status: number; body: string }> {
   const pki = pkiPaths(m.name, PATHS.pkiDir);
-  const r = await shell.exec([VIGIL_INSTALL.node, '-e', AGENT_GET_SCRIPT, `https://${m.address}:${AGENT_PORT}${path}`, pki.ca, pki.cert, pki.key], {
+  const r = await shell.exec([VIGIL_INSTALL.node, '-e', AGENT_GET_SCRIPT, url, pki.ca, pki.cert, pki.key], {
     timeoutMs: 15_000,
   });
   const nl = r.stdout.indexOf('\n');

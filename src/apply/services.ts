@@ -10,13 +10,13 @@ import { agentMachines, entryAddress, withRole } from '../config/schema.ts';
 import { runsKeepalived } from '../render/keepalived.ts';
 import { appDbDifferences, ensureAppDb, readAppDbState } from './appdb.ts';
 import type { RemoteShell } from '../remote/types.ts';
-import { APP_BACKEND } from '../layout/network.ts';
+import { APP_BACKEND, ETCD_CLIENT_PORT } from '../layout/network.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import { UNITS } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { waitFor } from '../util/exec.ts';
 import { daemonUnits } from './desired.ts';
-import { agentRole, agentWhyNotServing, remoteGet, remotePatroni, remoteRuntime, systemctl, unitStates } from './remote.ts';
+import { agentRole, agentWhyNotServing, machineGet, remoteGet, remotePatroni, remoteRuntime, systemctl, unitStates } from './remote.ts';
 import { PatroniError, patroniOf } from '../patroni/client.ts';
 import { eachMachine, step, type ApplyStep, type Run } from './run.ts';
 
@@ -24,6 +24,15 @@ import { eachMachine, step, type ApplyStep, type Run } from './run.ts';
 function probeMachine(cluster: Cluster): Machine {
   return withRole(cluster, 'observer')[0] ?? cluster.machines.find((m) => daemonUnits(cluster, m).length > 0) ?? cluster.machines[0]!;
 }
+
+/** The probe machine and its shell: HTTP checks with its own certificate (etcd asks for one). */
+interface Probe {
+  machine: Machine;
+  shell: RemoteShell;
+}
+
+/** GET `path` from etcd member `m`'s client port, asked on the probe machine with its certificate. */
+const etcdGet = (probe: Probe, m: Machine, path: string) => machineGet(probe.shell, probe.machine, `https://${m.address}:${ETCD_CLIENT_PORT}${path}`);
 
 /**
  * A restart that must not take a whole tier down at once: one machine at a time, in `order`,
@@ -83,9 +92,10 @@ async function converge(run: Run, sh: (m: Machine) => RemoteShell, machines: Mac
  * elections in a row can add up past what Patroni (retry_timeout) and the agents (their lease)
  * ride out, and the application stops answering while they last.
  */
-function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShell, waitMs: number): Rolling {
+function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probeAt: Probe, waitMs: number): Rolling {
+  const probe = probeAt.shell;
   // etcd's own gauge on its client port: 1 on the member that leads, 0 on the others.
-  const leads = async (m: Machine) => /^etcd_server_is_leader 1$/m.test((await remoteGet(probe, `http://${m.address}:2379/metrics`)).body);
+  const leads = async (m: Machine) => /^etcd_server_is_leader 1$/m.test((await etcdGet(probeAt, m, '/metrics')).body);
   return {
     around: (restarts) => withPatroniPaused(run, sh, probe, restarts),
     order: async (ms) => {
@@ -95,7 +105,7 @@ function etcdRolling(run: Run, sh: (m: Machine) => RemoteShell, probe: RemoteShe
     restart: async (m) => {
       await systemctl(sh(m), ['restart', UNITS.etcd]);
       await waitUntil(`${m.name}'s etcd member healthy again`, m.name, waitMs, `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`)`, async () =>
-        (await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined,
+        (await etcdGet(probeAt, m, '/health')).status === 200 ? true : undefined,
       );
     },
   };
@@ -327,10 +337,11 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
   const db = withRole(cluster, 'db');
   const proxies = withRole(cluster, 'proxy');
   // HTTP checks run on a machine that has Vigil's artifact (its node); preflight showed the ports reachable between machines.
-  const probe = sh(probeMachine(cluster));
+  const probeAt: Probe = { machine: probeMachine(cluster), shell: sh(probeMachine(cluster)) };
+  const probe = probeAt.shell;
 
   await resumeInterruptedPause(run, sh, probe);
-  await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probe, waitMs));
+  await converge(run, sh, etcd, UNITS.etcd, etcdRolling(run, sh, probeAt, waitMs));
   if (!dryRun)
     for (const m of etcd)
       await waitUntil(
@@ -338,7 +349,7 @@ export async function services(run: Run, sh: (m: Machine) => RemoteShell): Promi
         m.name,
         waitMs,
         `read ${m.name}'s etcd log (\`journalctl -u ${UNITS.etcd}\`); every etcd member must reach the others on port 2380`,
-        async () => ((await remoteGet(probe, `http://${m.address}:2379/health`)).status === 200 ? true : undefined),
+        async () => ((await etcdGet(probeAt, m, '/health')).status === 200 ? true : undefined),
       );
   await converge(run, sh, db, UNITS.patroni);
   // Patroni asked from the probe machine, each call with remoteGet's deadline.

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { openStore, type VigilStore } from '../etcd/store.ts';
+import { openStore, storeTls, type VigilStore } from '../etcd/store.ts';
+import { createClusterCa, issueCertificate, writePki } from '../pki/ca.ts';
 import { closeAll, startTestEtcd, type TestEtcd } from '../testing/etcd.ts';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
@@ -24,8 +25,20 @@ let dir: string;
 let store: VigilStore;
 
 before(async () => {
-  etcd = await startTestEtcd({ host: ETCD_HOST, clientPort: 2379 });
   dir = await mkdtemp(join(tmpdir(), 'vigil-ops-'));
+  // As a cluster's etcd: TLS, a client certificate from the cluster CA required; the command
+  // presents the admin's from pki/ beside the cluster file.
+  const ca = await createClusterCa({ clusterName: 'opstest' });
+  const member = await issueCertificate(ca, { commonName: 'observer', ipAddresses: [ETCD_HOST], usage: 'both' });
+  const admin = await issueCertificate(ca, { commonName: 'admin', ipAddresses: [], usage: 'client' });
+  await writePki(join(dir, 'pki'), { 'ca.pem': ca.certPem, 'admin.pem': admin.certPem, 'admin.key': admin.keyPem });
+  await writePki(join(dir, 'etcd'), { 'etcd.pem': member.certPem, 'etcd.key': member.keyPem });
+  const identity = { ca: ca.certPem, cert: admin.certPem, key: admin.keyPem };
+  etcd = await startTestEtcd({
+    host: ETCD_HOST,
+    clientPort: 2379,
+    tls: { certFile: join(dir, 'etcd', 'etcd.pem'), keyFile: join(dir, 'etcd', 'etcd.key'), caFile: join(dir, 'pki', 'ca.pem'), client: identity },
+  });
   await writeFile(
     join(dir, 'vigil.yaml'),
     [
@@ -41,7 +54,7 @@ before(async () => {
   );
   const keys = ['postgresPassword', 'replicationPassword', 'appDbPassword', 'patroniRestPassword'];
   await writeFile(join(dir, 'vigil.secrets.yaml'), keys.map((k) => `${k}: ${PASSWORD}-${k}\n`).join(''), { mode: 0o600 });
-  store = await openStore({ endpoints: [etcd.endpoint], cluster: 'opstest' });
+  store = await openStore({ endpoints: [etcd.endpoint], cluster: 'opstest', tls: storeTls(identity) });
 });
 
 after(async () => {

@@ -1,12 +1,13 @@
 /**
  * What the admin's shell sees of the cluster, as `vigil status` does: etcd's health, members and
- * leader over its HTTP API, Vigil's records in etcd, Patroni's view of the database cluster,
+ * leader over its HTTP API (TLS, with the admin's certificate), Vigil's records in etcd, Patroni's view of the database cluster,
  * HAProxy's server states from its stats page, and every agent's status with the admin's
  * certificate. Each request has a short deadline: a dead machine makes a finding, not a hang.
  */
 import { connect as tcpConnect } from 'node:net';
 import { agentMachines, withRole, type Cluster, type Machine } from '../config/schema.ts';
-import { openStore } from '../etcd/store.ts';
+import { openStore, storeTls } from '../etcd/store.ts';
+import { mtlsFetch } from '../mtls/mtls.ts';
 import { agentOf } from '../agent/client.ts';
 import { patroniOf, type PatroniCluster } from '../patroni/client.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
@@ -43,26 +44,24 @@ const errorText = (err: unknown): string => {
   return err.name === 'TimeoutError' ? 'no answer in time' : `${err.message}${cause}`.split('\n')[0]!.replace(/ \(last error: .*$/, '');
 };
 
-async function getJson<T>(url: string, timeoutMs: number, init: RequestInit = {}): Promise<Probe<T>> {
+/** A request to etcd's HTTP side (over TLS, with the admin's certificate: etcd asks every client for one). */
+async function etcdJson<T>(url: string, admin: Probe<LoadedPki>, timeoutMs: number, post = false): Promise<Probe<T>> {
+  if (!admin.ok) return failed(`the admin's certificate (etcd asks for one): ${admin.error}`);
   try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-    const text = await res.text();
-    if (!res.ok) return failed(`${url} answered ${res.status}: ${text.slice(0, 200)}`);
-    return got(JSON.parse(text) as T);
+    const res = await mtlsFetch(url, { ...admin.value, timeoutMs, ...(post ? { json: {} } : {}) });
+    if (res.status < 200 || res.status > 299) return failed(`${url} answered ${res.status}: ${res.text.slice(0, 200)}`);
+    return got(res.json<T>());
   } catch (err) {
     return failed(errorText(err));
   }
 }
 
-const postJson = <T>(url: string, timeoutMs: number) =>
-  getJson<T>(url, timeoutMs, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
-
 /** etcd's v3 JSON gateway (enabled in the generated etcd.yml for Patroni) and its /health. */
-async function etcdMember(m: Machine, timeoutMs: number): Promise<EtcdMemberFacts> {
-  const endpoint = `http://${m.address}:${ETCD_CLIENT_PORT}`;
+async function etcdMember(m: Machine, admin: Probe<LoadedPki>, timeoutMs: number): Promise<EtcdMemberFacts> {
+  const endpoint = `https://${m.address}:${ETCD_CLIENT_PORT}`;
   const [health, status] = await Promise.all([
-    getJson<{ health?: string; reason?: string }>(`${endpoint}/health`, timeoutMs),
-    postJson<{ header?: { member_id?: string }; leader?: string; dbSize?: string }>(`${endpoint}/v3/maintenance/status`, timeoutMs),
+    etcdJson<{ health?: string; reason?: string }>(`${endpoint}/health`, admin, timeoutMs),
+    etcdJson<{ header?: { member_id?: string }; leader?: string; dbSize?: string }>(`${endpoint}/v3/maintenance/status`, admin, timeoutMs, true),
   ]);
   return {
     machine: m.name,
@@ -74,20 +73,27 @@ async function etcdMember(m: Machine, timeoutMs: number): Promise<EtcdMemberFact
   };
 }
 
-async function etcdMembers(cluster: Cluster, timeoutMs: number): Promise<Probe<string[]>> {
+async function etcdMembers(cluster: Cluster, admin: Probe<LoadedPki>, timeoutMs: number): Promise<Probe<string[]>> {
   let last: Probe<string[]> = failed('no etcd member');
   for (const m of withRole(cluster, 'etcd')) {
-    const r = await postJson<{ members?: { name?: string }[] }>(`http://${m.address}:${ETCD_CLIENT_PORT}/v3/cluster/member/list`, timeoutMs);
+    const r = await etcdJson<{ members?: { name?: string }[] }>(`https://${m.address}:${ETCD_CLIENT_PORT}/v3/cluster/member/list`, admin, timeoutMs, true);
     if (r.ok) return got((r.value.members ?? []).map((x) => x.name ?? ''));
     last = failed(`${m.name}: ${r.error}`);
   }
   return last;
 }
 
-async function vigilState(cluster: Cluster, timeoutMs: number): Promise<ClusterFacts['state']> {
+async function vigilState(cluster: Cluster, admin: Probe<LoadedPki>, timeoutMs: number): Promise<ClusterFacts['state']> {
+  if (!admin.ok) return failed(`the admin's certificate (etcd asks for one): ${admin.error}`);
   let store;
   try {
-    store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: timeoutMs, callTimeoutMs: timeoutMs });
+    store = await openStore({
+      endpoints: etcdEndpoints(cluster),
+      cluster: cluster.cluster.name,
+      dialTimeoutMs: timeoutMs,
+      callTimeoutMs: timeoutMs,
+      tls: storeTls(admin.value),
+    });
   } catch (err) {
     return failed(`etcd does not answer: ${errorText(err)}`);
   }
@@ -190,9 +196,9 @@ export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFac
   const withAgent = agentMachines(cluster);
   const adminPki: Probe<LoadedPki> = await loadPki(o.pkiDir, 'admin').then(got, (err: unknown) => failed(errorText(err)));
   const [etcd, members, state, db, haproxy, agents, ports] = await Promise.all([
-    Promise.all(withRole(cluster, 'etcd').map((m) => etcdMember(m, timeoutMs))),
-    etcdMembers(cluster, timeoutMs),
-    vigilState(cluster, timeoutMs),
+    Promise.all(withRole(cluster, 'etcd').map((m) => etcdMember(m, adminPki, timeoutMs))),
+    etcdMembers(cluster, adminPki, timeoutMs),
+    vigilState(cluster, adminPki, timeoutMs),
     patroni(cluster, timeoutMs),
     Promise.all(withRole(cluster, 'proxy').map((m) => haproxyServers(cluster, m, timeoutMs))),
     adminPki.ok

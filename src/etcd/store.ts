@@ -10,7 +10,7 @@
  * retry never reports "someone else wrote first" about our own write.
  *
  * ```ts
- * const store = await openStore({ endpoints: ['http://10.0.0.10:2379'], cluster: 'prod' });
+ * const store = await openStore({ endpoints: ['https://10.0.0.10:2379'], cluster: 'prod', tls: storeTls(await loadPki()) });
  * const cur = await store.getActive();
  * const ok = await store.casActive({ node: 'app2', epoch: (cur?.record.epoch ?? 0) + 1, since, reason: 'failover' }, cur, { leader });
  * ```
@@ -42,7 +42,7 @@ export type { ServingHold } from './serving.ts';
 export { EVENTS_SEQ_KEY, eventKey, type EventRecords, type StoredEvent } from './events.ts';
 
 export interface StoreOptions {
-  /** Client URLs, e.g. `http://10.0.0.10:2379` (all http or all https). */
+  /** Client URLs, e.g. `https://10.0.0.10:2379` (all http or all https; clusters' etcd is https only). */
   endpoints: string[];
   cluster: string;
   /** How long openStore waits for a first answer from etcd. Default 5000. */
@@ -174,9 +174,41 @@ export interface PatroniLeaderView extends PatroniView {
   versions: Record<string, string>;
 }
 
+/**
+ * A client's TLS for etcd from an identity loaded with src/pki `loadPki` (a machine's own, or
+ * the admin's): the cluster CA to verify the member, and the certificate etcd asks for
+ * (`client-cert-auth`, src/render/etcd.ts).
+ */
+export function storeTls(pki: { ca: string; cert: string; key: string }): NonNullable<StoreOptions['tls']> {
+  return { ca: Buffer.from(pki.ca), cert: Buffer.from(pki.cert), key: Buffer.from(pki.key) };
+}
+
+let ipServernameQuiet = false;
+/**
+ * grpc-js puts the endpoint's host in the TLS handshake's server name even when it is an IP
+ * address, and node warns about that once per process (DEP0123) on stderr: in every command's
+ * output, for nothing the operator can act on (the member's certificate is still checked against
+ * the address in its SAN). Drops that one warning, and only it.
+ */
+function quietIpServername(): void {
+  if (ipServernameQuiet) return;
+  ipServernameQuiet = true;
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const [, typeOrOptions, code] = args;
+    const c = typeof typeOrOptions === 'object' && typeOrOptions !== null ? (typeOrOptions as { code?: unknown }).code : code;
+    if (c === 'DEP0123') return;
+    emit(...args);
+  }) as typeof process.emitWarning;
+}
+
 /** Connects and checks that etcd answers within `dialTimeoutMs` (throws a retryable StoreError if not). */
 export async function openStore(opts: StoreOptions): Promise<VigilStore> {
   if (opts.endpoints.length === 0) throw new RangeError('openStore: no etcd endpoints');
+  // Without credentials the client would speak plain gRPC to a TLS port and only time out.
+  if (opts.endpoints.some((e) => e.startsWith('https:')) && !opts.tls?.cert)
+    throw new RangeError('openStore: https endpoints need tls (the cluster CA, and a client certificate and key: storeTls)');
+  if (opts.tls) quietIpServername();
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(opts.cluster)) throw new RangeError(`openStore: invalid cluster name ${JSON.stringify(opts.cluster)}`);
   const client = new Etcd3({
     hosts: opts.endpoints,

@@ -12,6 +12,7 @@ import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
 import { inRecoveryByFiles } from '../agent/db-processes.ts';
 import { ETCD_CLIENT_PORT, POSTGRES_BACKEND } from '../layout/network.ts';
+import { etcdctlTlsFlags } from '../render/etcd.ts';
 import { UNITS } from '../layout/units.ts';
 import { LabShell } from './shell.ts';
 import { sleep, waitFor } from '../util/exec.ts';
@@ -272,9 +273,21 @@ export async function etcdLeader(lab: LabHandle): Promise<Machine | undefined> {
   const members = withRole(lab.cluster, 'etcd');
   for (const m of members) {
     const r = await new LabShell(m.name)
-      .exec(['etcdctl', `--endpoints=http://${m.address}:${ETCD_CLIENT_PORT}`, '--command-timeout=3s', 'endpoint', 'status', '-w', 'json'], {
-        timeoutMs: 15_000,
-      })
+      .exec(
+        [
+          'etcdctl',
+          ...etcdctlTlsFlags(m.name),
+          `--endpoints=https://${m.address}:${ETCD_CLIENT_PORT}`,
+          '--command-timeout=3s',
+          'endpoint',
+          'status',
+          '-w',
+          'json',
+        ],
+        {
+          timeoutMs: 15_000,
+        },
+      )
       .catch(() => undefined);
     if (r?.code !== 0) continue;
     const [st] = JSON.parse(r.stdout) as { Status: { header: { member_id: number | string }; leader: number | string } }[];
@@ -287,12 +300,14 @@ export async function etcdLeader(lab: LabHandle): Promise<Machine | undefined> {
 /** Until every etcd member answers `endpoint health` (a member that returned has caught up). */
 async function etcdHealthy(lab: LabHandle): Promise<void> {
   const members = withRole(lab.cluster, 'etcd');
-  const endpoints = members.map((m) => `http://${m.address}:${ETCD_CLIENT_PORT}`).join(',');
+  const endpoints = members.map((m) => `https://${m.address}:${ETCD_CLIENT_PORT}`).join(',');
   await waitFor(
     'every etcd member healthy',
     async () => {
       const r = await new LabShell(members[0]!.name)
-        .exec(['etcdctl', `--endpoints=${endpoints}`, '--command-timeout=3s', 'endpoint', 'health'], { timeoutMs: 20_000 })
+        .exec(['etcdctl', ...etcdctlTlsFlags(members[0]!.name), `--endpoints=${endpoints}`, '--command-timeout=3s', 'endpoint', 'health'], {
+          timeoutMs: 20_000,
+        })
         .catch(() => undefined);
       return r?.code === 0 ? true : undefined;
     },

@@ -12,7 +12,7 @@ import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
 import { metricsUrl } from '../layout/network.ts';
 import { agentMachines, entryAddress, runsAgent, withRole, type Cluster, type Machine, type Role, type Secrets } from '../config/schema.ts';
-import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa } from '../pki/ca.ts';
+import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa, type LoadedPki } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { agentOf } from '../agent/client.ts';
 import { patroniOf } from '../patroni/client.ts';
@@ -148,6 +148,9 @@ async function createLabPki(cluster: Cluster): Promise<ClusterCa> {
 }
 
 const labPkiDir = () => join(LAB_DIR, 'pki');
+
+/** The admin's identity of the running lab (ca.pem, admin.pem, admin.key): what the host side presents to etcd and the agents. */
+export const labAdminPki = (): Promise<LoadedPki> => loadPki(labPkiDir(), 'admin');
 const secretsFilePath = () => join(LAB_DIR, 'vigil.secrets.yaml');
 /** The dashboard admin's password (`vigil lab status --json`: dashboardLogin). */
 export const dashboardPasswordPath = (): string => join(LAB_DIR, 'dashboard-admin.password');

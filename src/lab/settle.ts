@@ -1,9 +1,9 @@
 /** Waiting for a lab cluster to be whole again between faults: for tests and benchmarks. */
 import { withRole } from '../config/schema.ts';
-import { openStore } from '../etcd/store.ts';
+import { openStore, storeTls } from '../etcd/store.ts';
 import { etcdEndpoints } from '../layout/network.ts';
 import { waitFor } from '../util/exec.ts';
-import { findPrimary, hasSyncStandby, labAgents, type LabHandle } from './lab.ts';
+import { findPrimary, hasSyncStandby, labAdminPki, labAgents, type LabHandle } from './lab.ts';
 
 /**
  * One app machine active, every other one ready to take over, the acting observer done with its
@@ -28,7 +28,12 @@ export async function labSettled(lab: LabHandle, timeoutMs = 120_000): Promise<v
     500,
   );
   if (withRole(cluster, 'observer').length) {
-    const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 10_000 });
+    const store = await openStore({
+      endpoints: etcdEndpoints(cluster),
+      cluster: cluster.cluster.name,
+      dialTimeoutMs: 10_000,
+      tls: storeTls(await labAdminPki()),
+    });
     try {
       await waitFor(
         'the observer healthy at the active epoch',

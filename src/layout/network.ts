@@ -8,9 +8,12 @@ export const ETCD_CLIENT_PORT = 2379;
 
 export const ETCD_PEER_PORT = 2380;
 
-/** Client endpoints of every etcd member (`http://ADDR:2379`), for Patroni, Vigil and etcdctl. */
+/**
+ * Client endpoints of every etcd member (`https://ADDR:2379`), for Patroni, Vigil and etcdctl.
+ * etcd accepts TLS only, with a client certificate from the cluster CA (src/render/etcd.ts).
+ */
 export function etcdEndpoints(cluster: Cluster, clientPort = ETCD_CLIENT_PORT): string[] {
-  return withRole(cluster, 'etcd').map((m) => `http://${m.address}:${clientPort}`);
+  return withRole(cluster, 'etcd').map((m) => `https://${m.address}:${clientPort}`);
 }
 
 /** The backend of the application's servers, one per app machine, named as the machine (the runtime API addresses them as `app/<machine>`). */

@@ -14,6 +14,15 @@ export const PATHS = {
   etcdConfig: `${ROOTS.etc}/etcd.yml`,
   etcdData: `${ROOTS.data}/etcd`,
   patroniConfig: `${ROOTS.etc}/patroni.yml`,
+  /**
+   * etcd machines: the member's certificate (client and peer ports, server and client usage: a
+   * peer presents it to the others) and its key, owned by the etcd user (etcd reads them itself).
+   */
+  etcdTlsCert: `${ROOTS.etc}/tls/etcd.pem`,
+  etcdTlsKey: `${ROOTS.etc}/tls/etcd.key`,
+  /** db machines: Patroni's client certificate for etcd and its key, owned by the postgres user. */
+  patroniEtcdCert: `${ROOTS.etc}/tls/patroni-etcd.pem`,
+  patroniEtcdKey: `${ROOTS.etc}/tls/patroni-etcd.key`,
   pgData: `${ROOTS.data}/postgresql/data`,
   pgSocketDir: `${ROOTS.run}/postgresql`,
   pgPass: `${ROOTS.data}/postgresql/pgpass`,
@@ -29,6 +38,8 @@ export const PATHS = {
   keepalivedVrrpPid: `${ROOTS.run}/keepalived-vrrp.pid`,
   /** Cluster CA certificate and each machine's own certificate and key (src/pki). */
   pkiDir: `${ROOTS.etc}/pki`,
+  /** The cluster CA's certificate in pkiDir (src/pki CA_CERT_FILE), on every machine. */
+  clusterCaCert: `${ROOTS.etc}/pki/ca.pem`,
   /** The proxy machine's certificate and key in one file: HAProxy's client identity for agent checks. */
   haproxyCheckBundle: `${ROOTS.etc}/pki/haproxy-check.pem`,
   /** A copy of the cluster file on every machine, read by the agent and the observer. */

@@ -10,7 +10,7 @@ import { createAlerter, type Alerter } from '../alerts/send.ts';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import type { Cluster, Secrets } from '../config/schema.ts';
-import { openStore, type Leadership, type VigilStore } from '../etcd/store.ts';
+import { openStore, storeTls, type Leadership, type VigilStore } from '../etcd/store.ts';
 import { EventLog, type NewEvent } from '../events/log.ts';
 import { AgentError, agentOf } from '../agent/client.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
@@ -71,7 +71,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     throw new VigilError('USAGE', [problem(o.clusterFile, `no machine named ${o.node}`, `use one of ${cluster.machines.map((m) => m.name).join(', ')}`)]);
   const secrets = await loadSecrets(cluster);
   const pki = await loadPki(PATHS.pkiDir, o.node);
-  const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000 });
+  const store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 60_000, tls: storeTls(pki) });
   const events = new EventLog(store.events, { file: join(ROOTS.log, 'events.jsonl') });
   const alerter = createAlerter(cluster.alerts, secrets, { clusterName: cluster.cluster.name, log: (entry) => log('alert', entry) });
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);

@@ -1,13 +1,13 @@
 /**
  * What an operator command needs to reach a cluster from the admin's shell: the cluster file,
- * etcd, and the admin's certificate for the agents' APIs (kept in `pki/` beside the cluster
+ * etcd, and the admin's certificate for etcd (which asks every client for one) and the agents' APIs (kept in `pki/` beside the cluster
  * file: ca.pem, admin.pem, admin.key), or another place's (`target`: the running lab's, which a
  * checkout's `vigil --lab` names through src/cli/checkout.ts).
  */
 import { dirname, join } from 'node:path';
 import { loadCluster } from '../config/load.ts';
 import type { Cluster } from '../config/schema.ts';
-import { openStore, type VigilStore } from '../etcd/store.ts';
+import { openStore, storeTls, type VigilStore } from '../etcd/store.ts';
 import { EventLog } from '../events/log.ts';
 import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { etcdEndpoints } from '../layout/network.ts';
@@ -25,7 +25,7 @@ export interface OpsContext {
   store: VigilStore;
   events: EventLog;
   pkiDir: string;
-  /** The admin's identity, loaded on first use (status needs it; maintenance does not). */
+  /** The admin's identity (loaded when the context opens: etcd needs it too). */
   admin(): Promise<LoadedPki>;
   close(): Promise<void>;
 }
@@ -34,9 +34,13 @@ export async function openOps(o: OpsOptions): Promise<OpsContext> {
   const file = o.target?.clusterFile ?? o.config ?? 'vigil.yaml';
   const cluster = await loadCluster(file);
   const pkiDir = o.target?.pkiDir ?? join(dirname(file), 'pki');
+  // etcd takes clients with a certificate from the cluster CA only: the admin's, checked first so
+  // a missing or unreadable file is named (TLS_BUNDLE with its path and fix), not a timeout.
+  const admin = loadPki(pkiDir, 'admin');
+  const tls = storeTls(await admin);
   let store: VigilStore;
   try {
-    store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 5000 });
+    store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 5000, tls });
   } catch (err) {
     throw new VigilError(
       'CLUSTER_UNREACHABLE',
@@ -50,13 +54,12 @@ export async function openOps(o: OpsOptions): Promise<OpsContext> {
       { cause: err, retryable: true },
     );
   }
-  let admin: Promise<LoadedPki> | undefined;
   return {
     cluster,
     store,
     events: new EventLog(store.events, { file: null }),
     pkiDir,
-    admin: () => (admin ??= loadPki(pkiDir, 'admin')),
+    admin: () => admin,
     close: () => store.close(),
   };
 }

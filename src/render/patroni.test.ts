@@ -90,6 +90,11 @@ describe('patroni.yml', () => {
     assert.equal(patroniKeyPrefix(c), '/vigil/prod/patroni/prod/');
     assert.equal(d.name as unknown, 'db2');
     assert.deepEqual(d.etcd3!.hosts, ['10.0.0.10:2379']);
+    // TLS with Patroni's own client certificate (etcd refuses any client without one).
+    assert.equal(d.etcd3!.protocol, 'https');
+    assert.equal(d.etcd3!.cacert, '/etc/vigil/pki/ca.pem');
+    assert.equal(d.etcd3!.cert, '/etc/vigil/tls/patroni-etcd.pem');
+    assert.equal(d.etcd3!.key, '/etc/vigil/tls/patroni-etcd.key');
     assert.equal(d.restapi!.listen, '10.0.0.22:8008');
     assert.deepEqual(d.restapi!.authentication, { username: 'vigil', password: secrets.patroniRestPassword });
     assert.equal(d.postgresql!.listen, '10.0.0.22,127.0.0.1:5432');

@@ -155,9 +155,14 @@ export function patroniConfig(cluster: Cluster, secrets: Secrets, machine: Machi
       connect_address: `${machine.address}:${db.patroniPort}`,
       authentication: { username: PATRONI_REST_USER, password: secrets.patroniRestPassword },
     },
+    // etcd accepts TLS with a client certificate from the cluster CA only (src/render/etcd.ts).
+    // Patroni's own certificate and key, readable by the postgres user only (issued by apply).
     etcd3: {
-      protocol: 'http',
+      protocol: 'https',
       hosts: withRole(cluster, 'etcd').map((m) => `${m.address}:${ETCD_CLIENT_PORT}`),
+      cacert: PATHS.clusterCaCert,
+      cert: PATHS.patroniEtcdCert,
+      key: PATHS.patroniEtcdKey,
     },
     bootstrap: {
       dcs: {

@@ -107,7 +107,7 @@ export function healthyFacts(cluster: Cluster, rendered: Map<string, RenderedFil
     cluster: {
       etcd: etcd.map((m, i) => ({
         machine: m.name,
-        endpoint: `http://${m.address}:2379`,
+        endpoint: `https://${m.address}:2379`,
         health: got({ healthy: true }),
         status: got({ leader: '42', memberId: String(i + 1), dbSizeBytes: 2 ** 20 }),
       })),

@@ -20,6 +20,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { request as httpsRequest } from 'node:https';
 
 export interface TestEtcd {
   /** Client URL, e.g. http://127.0.0.1:40123 */
@@ -39,14 +40,25 @@ export interface TestEtcd {
 /**
  * `host`/`clientPort`: where clients reach it (default 127.0.0.1 and a free port); a test of a
  * command that finds etcd from a cluster file gives a loopback address of its own and 2379.
+ * `tls`: as a cluster's etcd, https with a client certificate required (`certFile`/`keyFile` the
+ * member's, naming `host`; `caFile` the CA clients must be issued by); `client` is the identity
+ * this helper checks health with.
  */
-export async function startTestEtcd(opts: { binary?: string; startTimeoutMs?: number; host?: string; clientPort?: number } = {}): Promise<TestEtcd> {
+export async function startTestEtcd(
+  opts: {
+    binary?: string;
+    startTimeoutMs?: number;
+    host?: string;
+    clientPort?: number;
+    tls?: { certFile: string; keyFile: string; caFile: string; client: TlsIdentity };
+  } = {},
+): Promise<TestEtcd> {
   const binary = opts.binary ?? process.env['VIGIL_ETCD_BIN'] ?? '/usr/bin/etcd';
   const dir = await mkdtemp(join(tmpdir(), 'vigil-etcd-'));
   try {
     const [freeClient, peerPort] = await freePorts(2);
     const host = opts.host ?? '127.0.0.1';
-    const client = `http://${host}:${opts.clientPort ?? freeClient}`;
+    const client = `${opts.tls ? 'https' : 'http'}://${host}:${opts.clientPort ?? freeClient}`;
     const peer = `http://${host}:${peerPort}`;
     const args = [
       '--name=test',
@@ -62,11 +74,12 @@ export async function startTestEtcd(opts: { binary?: string; startTimeoutMs?: nu
       '--heartbeat-interval=50',
       '--election-timeout=250',
       '--log-outputs=stderr',
+      ...(opts.tls ? [`--cert-file=${opts.tls.certFile}`, `--key-file=${opts.tls.keyFile}`, '--client-cert-auth', `--trusted-ca-file=${opts.tls.caFile}`] : []),
     ];
     const log = openSync(join(dir, 'etcd.log'), 'a', 0o644);
     const child = spawn(binary, args, { cwd: dir, env: { PATH: '/usr/bin:/bin', LANG: 'C' }, stdio: ['ignore', log, log] });
     closeSync(log);
-    const server = new EtcdServer(child, dir, client);
+    const server = new EtcdServer(child, dir, client, opts.tls?.client);
     try {
       await server.waitHealthy(opts.startTimeoutMs ?? 20_000);
     } catch (err) {
@@ -78,6 +91,29 @@ export async function startTestEtcd(opts: { binary?: string; startTimeoutMs?: nu
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** A client's identity for a TLS etcd: PEM strings (the CA, the certificate, its key). */
+export interface TlsIdentity {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+/** A GET over https with a client certificate: `ok` and the body as JSON, like fetch's answer. */
+function httpsGet(url: string, id: TlsIdentity, timeoutMs: number): Promise<{ ok: boolean; json(): Promise<unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { ...id, timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ ok: res.statusCode === 200, json: async () => JSON.parse(body) as unknown }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end();
+  });
 }
 
 /** Closes stores for an after hook: never throws, never waits more than `timeoutMs`, so the hook goes on to stop etcd. */
@@ -98,6 +134,7 @@ class EtcdServer implements TestEtcd {
     private readonly child: ChildProcess,
     readonly dir: string,
     readonly endpoint: string,
+    private readonly identity?: TlsIdentity,
   ) {
     if (child.pid === undefined) throw new Error(`${endpoint}: etcd did not start`);
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -115,7 +152,9 @@ class EtcdServer implements TestEtcd {
     while (performance.now() < deadline) {
       if (!this.running) throw new Error(`etcd exited during start:\n${this.logTail()}`);
       try {
-        const res = await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+        const res = this.identity
+          ? await httpsGet(`${this.endpoint}/health`, this.identity, 1000)
+          : await fetch(`${this.endpoint}/health`, { signal: AbortSignal.timeout(1000) });
         const body = (await res.json()) as { health?: string };
         if (res.ok && body.health === 'true') return;
         last = JSON.stringify(body);

@@ -12,7 +12,8 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import { PATHS, ROOTS } from '../../src/layout/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
-import { labDown, labRun, openLab } from '../../src/lab/lab.ts';
+import { labAdminPki, labDown, labRun, openLab } from '../../src/lab/lab.ts';
+import { mtlsFetch } from '../../src/mtls/mtls.ts';
 import { patroniOf } from '../../src/patroni/client.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe, describeFailures, type Answer } from '../../src/lab/probe.ts';
@@ -29,11 +30,13 @@ class MemberWatch {
   constructor(private readonly members: { name: string; address: string }[]) {}
   start(): void {
     this.loop = (async () => {
+      // etcd asks every client for a certificate from the cluster CA: the lab admin's.
+      const admin = await labAdminPki();
       while (!this.stopped) {
         const sentAt = Date.now();
         const answers = await Promise.all(
           this.members.map((m) =>
-            fetch(`http://${m.address}:2379/health`, { signal: AbortSignal.timeout(1000) }).then(
+            mtlsFetch(`https://${m.address}:2379/health`, { ...admin, timeoutMs: 1000 }).then(
               () => true,
               () => false,
             ),
@@ -74,7 +77,7 @@ async function downIntervals(machine: string, sinceMs: number, watch: MemberWatc
 
 /** A member's Prometheus metrics (etcd's client port). */
 async function metrics(address: string): Promise<string> {
-  return (await fetch(`http://${address}:2379/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+  return (await mtlsFetch(`https://${address}:2379/metrics`, { ...(await labAdminPki()), timeoutMs: 3000 })).text;
 }
 
 /** When the member's etcd process started (its /metrics), to tell that it was restarted. */

@@ -31,6 +31,7 @@
  * the cut healed, with failsafe mode (the old primary served again) and without it (the standby
  * did): no failover while the cut held either way, a case of its own, not looked into yet.
  */
+import { etcdctlTlsFlags } from '../../src/render/etcd.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DB_ETCD_MEMBER_FAULTS, DB_ETCD_OUTAGES, DB_RELEASE_FAULTS, runDbFault, type DbFault } from '../../src/lab/db-faults.ts';
@@ -123,12 +124,15 @@ async function quorumProbe(holdMs: number): Promise<{ ok: number; failed: string
   const until = started + holdMs - 2000;
   const members = withRole(lab.cluster, 'etcd');
   // Every member's endpoint: etcdctl's client moves past the dead one, as Patroni's and Vigil's do.
-  const endpoints = members.map((m) => `http://${m.address}:${ETCD_CLIENT_PORT}`).join(',');
+  const endpoints = members.map((m) => `https://${m.address}:${ETCD_CLIENT_PORT}`).join(',');
+  const on = withRole(lab.cluster, 'observer')[0]!.name;
   await sleep(1000);
   for (let i = 0; performance.now() < until; i++) {
     const sentAfter = Math.round(performance.now() - started);
-    const r = await new LabShell(withRole(lab.cluster, 'observer')[0]!.name)
-      .exec(['etcdctl', `--endpoints=${endpoints}`, '--command-timeout=5s', 'put', '/vigil-lab/quorum-probe', String(i)], { timeoutMs: 20_000 })
+    const r = await new LabShell(on)
+      .exec(['etcdctl', ...etcdctlTlsFlags(on), `--endpoints=${endpoints}`, '--command-timeout=5s', 'put', '/vigil-lab/quorum-probe', String(i)], {
+        timeoutMs: 20_000,
+      })
       .catch((err: Error) => ({ code: -1, stdout: '', stderr: err.message }));
     if (r.code === 0) out.ok++;
     else {

@@ -20,12 +20,17 @@ import { connectFromHere } from '../../src/doctor/gather-cluster.ts';
 import type { DoctorReport, Finding } from '../../src/doctor/types.ts';
 import { overwritesLeaderKey, parsePatroniVersion } from '../../src/patroni/versions.ts';
 import { PATHS } from '../../src/layout/paths.ts';
-import { REFAPP_HTTPS_PORT } from '../../src/layout/network.ts';
+import { REFAPP_HTTPS_PORT, etcdEndpoints } from '../../src/layout/network.ts';
 import { UNITS } from '../../src/layout/units.ts';
-import { findPrimary, labAgents, labDown, labHeal, labRun, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { findPrimary, labAdminPki, labAgents, labDown, labHeal, labRun, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { run, waitFor } from '../../src/util/exec.ts';
+import { request as httpsRequest } from 'node:https';
+import { openStore, storeTls } from '../../src/etcd/store.ts';
+import { KEYS, keyPrefix } from '../../src/model/ha.ts';
+import { mtlsFetch } from '../../src/mtls/mtls.ts';
+import { createClusterCa, issueCertificate } from '../../src/pki/ca.ts';
 
 let lab: LabHandle;
 let standby: string;
@@ -145,6 +150,88 @@ async function withSettings(m: string, edit: (text: string) => string, check: (r
     if (m === active) await reloadApp(m, true);
   }
 }
+
+/** A JSON POST over https with this identity (or none): the status, or 0 and the error when the connection or the TLS handshake failed. */
+function httpsPost(url: string, body: string, id: { ca: string; cert?: string; key?: string }): Promise<{ status: number; error?: string }> {
+  return new Promise((resolve) => {
+    const req = httpsRequest(url, { method: 'POST', ...id, timeout: 5000, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0 });
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, error: err.code ?? err.message }));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.end(body);
+  });
+}
+
+test('etcd refuses an outsider: plain http, https without a client certificate, one from another CA (gateway, gRPC, etcdctl); nothing changes', async () => {
+  const admin = await labAdminPki();
+  const otherCa = await createClusterCa({ clusterName: lab.cluster.cluster.name });
+  const foreign = await issueCertificate(otherCa, { commonName: 'admin', ipAddresses: [], usage: 'client' });
+  const stranger = { ca: admin.ca, cert: foreign.certPem, key: foreign.keyPem };
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const prefix = keyPrefix(lab.cluster.cluster.name);
+  const activeKey = `${prefix}${KEYS.active}`;
+  const probeKey = `${prefix}outsider-probe`;
+  const members = withRole(lab.cluster, 'etcd');
+  // What the admin reads through the gateway (the positive control: the same port, with the CA's certificate).
+  const adminRange = async (key: string) => {
+    const r = await mtlsFetch(`https://${members[0]!.address}:2379/v3/kv/range`, { ...admin, json: { key: b64(key) }, timeoutMs: 10_000 });
+    assert.equal(r.status, 200, r.text);
+    return r.json<{ kvs?: { value?: string }[] }>().kvs ?? [];
+  };
+  const before = await adminRange(activeKey);
+  assert.equal(before.length, 1, 'the active record is there');
+  const writes = [
+    JSON.stringify({ key: b64(activeKey), value: b64('{"node":"intruder","epoch":999999}') }),
+    JSON.stringify({ key: b64(probeKey), value: b64('outsider') }),
+  ];
+  const read = JSON.stringify({ key: b64(activeKey) });
+  const seen: string[] = [];
+  for (const m of members) {
+    for (const body of [...writes, read]) {
+      const path = body === read ? '/v3/kv/range' : '/v3/kv/put';
+      const plain = await fetch(`http://${m.address}:2379${path}`, { method: 'POST', body, signal: AbortSignal.timeout(5000) }).then(
+        (r) => ({ status: r.status, error: undefined as string | undefined }),
+        (err: Error) => ({ status: 0, error: String((err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.name) }),
+      );
+      const noCert = await httpsPost(`https://${m.address}:2379${path}`, body, { ca: admin.ca });
+      const other = await httpsPost(`https://${m.address}:2379${path}`, body, stranger);
+      seen.push(
+        `${m.name} ${path}: http ${plain.status} ${plain.error ?? ''}; https without a certificate ${noCert.status} ${noCert.error ?? ''}; another CA's ${other.status} ${other.error ?? ''}`,
+      );
+      assert.notEqual(plain.status, 200, `plain http ${path} on ${m.name}`);
+      assert.equal(noCert.status, 0, `https without a client certificate, ${path} on ${m.name}: refused at the handshake`);
+      assert.equal(other.status, 0, `https with another CA's certificate, ${path} on ${m.name}: refused at the handshake`);
+    }
+    // etcdctl on a cluster machine (the member's own), without a certificate and over plain http.
+    for (const argv of [
+      [
+        'etcdctl',
+        `--cacert=${PATHS.pkiDir}/ca.pem`,
+        `--endpoints=https://${m.address}:2379`,
+        '--dial-timeout=3s',
+        '--command-timeout=5s',
+        'put',
+        probeKey,
+        'outsider',
+      ],
+      ['etcdctl', `--endpoints=http://${m.address}:2379`, '--dial-timeout=3s', '--command-timeout=5s', 'put', probeKey, 'outsider'],
+    ]) {
+      const r = await labRun(m.name, argv);
+      seen.push(`${m.name} ${argv[1]} put: exit ${r.code} ${r.stderr.trim().split('\n').pop() ?? ''}`);
+      assert.notEqual(r.code, 0, `${argv.join(' ')} on ${m.name}: ${r.stdout}`);
+    }
+  }
+  // gRPC, as Vigil's own client, with another CA's certificate.
+  await assert.rejects(
+    openStore({ endpoints: etcdEndpoints(lab.cluster), cluster: lab.cluster.cluster.name, dialTimeoutMs: 5000, callTimeoutMs: 5000, tls: storeTls(stranger) }),
+    'gRPC with a certificate from another CA',
+  );
+  for (const line of seen) console.log(`# refused: ${line}`);
+  assert.deepEqual(await adminRange(activeKey), before, 'the active record is unchanged');
+  assert.deepEqual(await adminRange(probeKey), [], 'no outsider key was written');
+});
 
 const notListening = (report: DoctorReport) =>
   finding(report, 'app-tls', active, new RegExp(`^nothing listens on TCP port ${REFAPP_HTTPS_PORT} on ${active}, the active machine`));

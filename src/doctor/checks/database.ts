@@ -5,6 +5,7 @@
  * will still promote.
  */
 import { timerProblems } from '../../render/patroni.ts';
+import { etcdctlTlsFlags } from '../../render/etcd.ts';
 import { PATHS } from '../../layout/paths.ts';
 import { leaderKeyFinding, overwritesLeaderKey, parsePatroniVersion } from '../../patroni/versions.ts';
 import { WATCHDOG_DEVICE } from '../../layout/units.ts';
@@ -12,6 +13,9 @@ import { withRole } from '../../config/schema.ts';
 import type { Results } from '../results.ts';
 import { THRESHOLDS } from '../thresholds.ts';
 import { fmtBytes, type EvalContext } from './context.ts';
+
+/** etcdctl as root on an etcd machine, with the TLS flags etcd needs (the machine's own certificate). */
+const etcdctl = (machine: string, endpoint: string): string[] => ['etcdctl', ...etcdctlTlsFlags(machine), `--endpoints=${endpoint}`];
 
 const ETCD_WHY =
   'etcd holds every leader lock and the active record: Patroni demotes a primary that cannot renew its key, and agents stop the application when they cannot confirm their role';
@@ -35,8 +39,12 @@ export function checkEtcd(ctx: EvalContext, r: Results): void {
     if (!e.health.value.healthy) {
       const reason = e.health.value.reason ?? '';
       const fix = /NOSPACE/i.test(reason)
-        ? ctx.fixes.on(e.machine, ['sh', '-c', `etcdctl --endpoints=${e.endpoint} defrag && etcdctl --endpoints=${e.endpoint} alarm disarm`])
-        : ctx.fixes.on(e.machine, ['etcdctl', `--endpoints=${e.endpoint}`, 'endpoint', 'status', '-w', 'table']);
+        ? ctx.fixes.on(e.machine, [
+            'sh',
+            '-c',
+            `${etcdctl(e.machine, e.endpoint).join(' ')} defrag && ${etcdctl(e.machine, e.endpoint).join(' ')} alarm disarm`,
+          ])
+        : ctx.fixes.on(e.machine, [...etcdctl(e.machine, e.endpoint), 'endpoint', 'status', '-w', 'table']);
       r.fail('etcd', e.machine, `etcd on ${e.machine} reports itself unhealthy${reason ? ` (${reason})` : ''}`, ETCD_WHY, fix);
       continue;
     }
@@ -48,7 +56,7 @@ export function checkEtcd(ctx: EvalContext, r: Results): void {
           e.machine,
           `etcd on ${e.machine} has no leader`,
           ETCD_WHY,
-          ctx.fixes.on(e.machine, ['etcdctl', `--endpoints=${e.endpoint}`, 'endpoint', 'status', '--cluster', '-w', 'table']),
+          ctx.fixes.on(e.machine, [...etcdctl(e.machine, e.endpoint), 'endpoint', 'status', '--cluster', '-w', 'table']),
         );
       }
       const used = e.status.value.dbSizeBytes / THRESHOLDS.etcdQuotaBytes;
@@ -58,7 +66,7 @@ export function checkEtcd(ctx: EvalContext, r: Results): void {
           e.machine,
           `etcd's database on ${e.machine} is ${fmtBytes(e.status.value.dbSizeBytes)}, ${Math.round(used * 100)} % of its ${fmtBytes(THRESHOLDS.etcdQuotaBytes)} quota`,
           'at the quota etcd raises a NOSPACE alarm and refuses every write',
-          ctx.fixes.on(e.machine, ['etcdctl', `--endpoints=${e.endpoint}`, 'defrag']),
+          ctx.fixes.on(e.machine, [...etcdctl(e.machine, e.endpoint), 'defrag']),
         );
       }
     }
@@ -95,7 +103,7 @@ export function checkEtcd(ctx: EvalContext, r: Results): void {
         null,
         `etcd lists member(s) the cluster file does not name: ${unknown.join(', ')}`,
         'a member that is gone still counts towards the quorum: one more failure may stop the cluster',
-        `etcdctl --endpoints=${ctx.facts.cluster.etcd[0]?.endpoint ?? '<endpoint>'} member list, then etcdctl member remove <ID> for each`,
+        `${ctx.facts.cluster.etcd[0] ? etcdctl(ctx.facts.cluster.etcd[0].machine, ctx.facts.cluster.etcd[0].endpoint).join(' ') : 'etcdctl'} member list, then etcdctl member remove <ID> for each (same flags)`,
       );
     }
   }
