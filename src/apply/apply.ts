@@ -23,6 +23,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { alertProblems } from '../config/alerts.ts';
 import { secretsPath } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
@@ -56,6 +57,9 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
   const started = performance.now();
   const run = new Run(o);
   const { cluster } = o;
+  // An alert secret that would cross the network in clear (M6) is refused before any machine is touched.
+  const alertIssues = alertProblems(cluster.alerts, o.secrets, cluster.source, 'the secrets file');
+  if (alertIssues.length > 0) throw new VigilError('CONFIG_INVALID', alertIssues);
   const shells = new Map<string, RemoteShell>();
   // Your certificate for :443 is checked before any machine is touched.
   const own = await ownBundle(cluster);
