@@ -208,7 +208,7 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
         /app1, step passwords: app1 \/etc\/vigil\/app\/db\.env: is a symbolic link \(to \/etc\/shadow\): apply runs as root and does not follow links/,
       );
       assert.match(r.out, /fix: replace the link with the real file/);
-      assert.doesNotMatch(r.out, /root:/, 'nothing of /etc/shadow in the output');
+      for (const line of shadowBefore.toString('utf8').split('\n').filter(Boolean)) assert.ok(!r.out.includes(line), 'nothing of /etc/shadow in the output');
       assert.deepEqual(await readFile(shadow), shadowBefore, '/etc/shadow unchanged');
       const after = await stat(shadow);
       assert.deepEqual([after.mode, after.uid, after.gid, after.ino], [shadowStat.mode, shadowStat.uid, shadowStat.gid, shadowStat.ino]);
