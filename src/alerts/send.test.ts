@@ -463,15 +463,70 @@ describe('alert wording and config', () => {
     assert.equal(alertsSchema.safeParse({ events: ['failover', 'nope'] }).success, false);
     assert.equal(alertsSchema.safeParse({ email: { to: [], from: 'v@example.com', smtp: { host: 'm' } } }).success, false);
 
-    const withLogin = config({ email: { to: 'a@example.com', from: 'v@example.com', smtp: { host: 'mail', user: 'u', starttls: 'off' } } });
+    // The schema refuses a login without verified TLS to a relay off this machine (M6); a cluster
+    // built in code (init) is checked again by alertProblems.
+    for (const starttls of ['off', 'opportunistic'] as const) {
+      const r = alertsSchema.safeParse({ email: { to: 'a@example.com', from: 'v@example.com', smtp: { host: 'mail', user: 'u', starttls } } });
+      assert.equal(r.success, false, starttls);
+      assert.deepEqual(r.error?.issues[0]?.path, ['email', 'smtp', 'starttls']);
+      assert.match(r.error?.issues[0]?.message ?? '', new RegExp(`\`${starttls}\` would send the SMTP password`));
+    }
+    const login = (smtp: Record<string, unknown>) => ({ email: { to: 'a@example.com', from: 'v@example.com', smtp: { host: 'mail', user: 'u', ...smtp } } });
+    assert.equal(alertsSchema.safeParse(login({ starttls: 'required' })).success, true);
+    assert.equal(alertsSchema.safeParse(login({ secure: true, port: 465 })).success, true);
+    assert.equal(alertsSchema.safeParse(login({ host: '127.0.0.1', starttls: 'off' })).success, true, 'a relay on loopback');
+    assert.equal(alertsSchema.safeParse(login({ host: 'localhost' })).success, true, 'a relay on loopback');
+
+    const unchecked = {
+      ...config({}),
+      email: {
+        to: ['a@example.com'],
+        from: 'v@example.com',
+        smtp: { host: 'mail', port: 25, secure: false, starttls: 'off' as const, timeoutMs: 1, user: 'u' },
+      },
+    };
     assert.deepEqual(
-      alertProblems(withLogin, {}).map((p) => p.where),
+      alertProblems(unchecked, {}).map((p) => p.where),
       ['vigil.yaml alerts.email.smtp.user', 'vigil.yaml alerts.email.smtp.starttls'],
     );
     assert.deepEqual(alertProblems(config({}), { smtpPassword: 'p', webhookToken: 't' }).length, 2);
     assert.deepEqual(
-      alertProblems(withLogin, { smtpPassword: 'p' }).map((p) => p.where),
+      alertProblems(unchecked, { smtpPassword: 'p' }).map((p) => p.where),
       ['vigil.yaml alerts.email.smtp.starttls'],
     );
+    assert.deepEqual(alertProblems(config(login({ starttls: 'required' })), { smtpPassword: 'p' }), []);
+  });
+
+  it('webhook (M6): a token never over http:// off this machine; no credential in the URL', async () => {
+    const plain = config({ webhook: { url: 'http://hooks.example.com/x' } });
+    const [p] = alertProblems(plain, { webhookToken: 'tok-123456' }, 'c.yaml', 's.yaml');
+    assert.equal(p?.where, 'c.yaml alerts.webhook.url');
+    assert.match(p?.message ?? '', /s\.yaml has webhookToken, which would be sent in clear over http:\/\//);
+    assert.match(p?.fix ?? '', /https:\/\//);
+    assert.ok(!JSON.stringify(p).includes('tok-123456'));
+    assert.deepEqual(alertProblems(plain, {}), [], 'http:// without a token is allowed');
+    assert.deepEqual(alertProblems(config({ webhook: { url: 'https://hooks.example.com/x' } }), { webhookToken: 't' }), []);
+    assert.deepEqual(alertProblems(config({ webhook: { url: 'http://127.0.0.1:9/x' } }), { webhookToken: 't' }), [], 'loopback');
+
+    // The channel itself refuses too (a vigil.yaml edited on the machine), before connecting.
+    const r = only(await createAlerter(plain, { webhookToken: 'tok-123456' }).alert(failover));
+    assert.equal(r.ok, false);
+    assert.match(r.error ?? '', /webhookToken is never sent over http:\/\//);
+    assert.ok(!(r.error ?? '').includes('tok-123456'));
+
+    for (const url of [
+      'https://user:pw@hooks.example.com/x',
+      'https://user@hooks.example.com/x',
+      'https://hooks.example.com/x?token=abc',
+      'https://hooks.example.com/x?api_key=abc',
+      'https://hooks.example.com/x?a=1&sig=abc',
+      'https://hooks.example.com/x?password=abc',
+    ]) {
+      const bad = alertsSchema.safeParse({ webhook: { url } });
+      assert.equal(bad.success, false, url);
+      assert.deepEqual(bad.error?.issues[0]?.path, ['webhook', 'url'], url);
+      assert.match(bad.error?.issues[0]?.message ?? '', /user name or password|looks like a credential/, url);
+    }
+    assert.equal(alertsSchema.safeParse({ webhook: { url: 'https://hooks.example.com/x?channel=ops&format=json' } }).success, true);
   });
 });

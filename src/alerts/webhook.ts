@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { VigilEvent } from '../model/ha.ts';
-import type { AlertsConfig } from '../config/alerts.ts';
+import { tokenInClear, type AlertsConfig } from '../config/alerts.ts';
 import type { Suppressed, WebhookPayload } from './format.ts';
 import { redactor } from './redact.ts';
 import type { Channel } from './send.ts';
@@ -41,6 +41,9 @@ export function webhookChannel(cfg: WebhookConfig, token: string | undefined, cl
   return {
     name: 'webhook',
     async send(event: VigilEvent, suppressed?: Suppressed) {
+      // `vigil validate` and apply refuse this; a hand-edited vigil.yaml on the machine must not leak the token either.
+      if (token !== undefined && tokenInClear(cfg.url))
+        throw Object.assign(new Error(`${where}: webhookToken is never sent over http://; make alerts.webhook.url https://`), { attempts: 0 });
       const payload: WebhookPayload = suppressed && suppressed.count > 0 ? { cluster, event, suppressed } : { cluster, event };
       const body = JSON.stringify(payload);
       let attempts = 0;

@@ -23,6 +23,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { alertProblems } from '../config/alerts.ts';
 import { secretsPath } from '../config/load.ts';
 import { PATHS } from '../layout/paths.ts';
 import { withRole, type Machine } from '../config/schema.ts';
@@ -38,7 +39,7 @@ import { VigilError, problem } from '../util/errors.ts';
 import { buildArtifact, type Artifact } from './artifact.ts';
 import { daemonUnits, desiredDirs, desiredFiles, sha256, usesBackendCa, type DesiredFile } from './desired.ts';
 import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
-import { withPassword } from './passwords.ts';
+import { setPasswordFile } from './password-file.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
 import { dirStates, fileStates, systemctl, unitStates } from './remote.ts';
 import { Run, eachMachine, step, type ApplyOptions, type ApplyReport, type ApplyStep } from './run.ts';
@@ -56,6 +57,9 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
   const started = performance.now();
   const run = new Run(o);
   const { cluster } = o;
+  // An alert secret that would cross the network in clear (M6) is refused before any machine is touched.
+  const alertIssues = alertProblems(cluster.alerts, o.secrets, cluster.source, 'the secrets file');
+  if (alertIssues.length > 0) throw new VigilError('CONFIG_INVALID', alertIssues);
   const shells = new Map<string, RemoteShell>();
   // Your certificate for :443 is checked before any machine is touched.
   const own = await ownBundle(cluster);
@@ -491,21 +495,8 @@ async function passwords(run: Run, shell: RemoteShell, m: Machine, rendered: Set
   for (const file of run.o.cluster.application.passwordFiles) {
     // A file Vigil renders itself (the reference application's) already carries the password.
     if (rendered.has(file.path)) continue;
-    const text = await shell.readFile(file.path);
-    if (text === null)
-      throw new VigilError('APPLY', [
-        problem(
-          `${m.name} ${file.path}`,
-          'the application config file is missing',
-          `install the application on ${m.name} first, or remove the file from application.passwordFiles in ${run.o.cluster.source}`,
-        ),
-      ]);
-    const { text: edited, changed } = withPassword(file, text.toString('utf8'), run.o.secrets.appDbPassword);
-    if (!changed) continue;
-    run.change(m.name, 'passwords', `set ${file.key} in ${file.path} to the cluster's database password`);
-    if (run.o.dryRun) continue;
-    const st = (await fileStates(shell, [file.path])).get(file.path);
-    await shell.writeFile(file.path, edited, { mode: st ? Number.parseInt(st.mode, 8) : 0o600, ...(st ? { owner: st.owner } : {}) });
+    const changes = await setPasswordFile(shell, file, run.o.secrets.appDbPassword, { dryRun: run.o.dryRun, source: run.o.cluster.source });
+    for (const what of changes) run.change(m.name, 'passwords', what);
   }
 }
 

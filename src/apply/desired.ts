@@ -153,7 +153,8 @@ export function desiredDirs(cluster: Cluster, m: Machine): DesiredDir[] {
   if (cluster.application.backendTls && usesBackendCa(m)) out.push({ path: dirname(PATHS.backendCa), mode: 0o755, owner: 'root:root' });
   if (m.roles.includes('app')) {
     out.push({ path: dirname(SYNC_PATHS.key), mode: 0o700, owner: 'root:root' }, { path: dirname(SYNC_PATHS.authorizedKeys), mode: 0o700, owner: 'root:root' });
-    for (const d of cluster.application.syncDirs) out.push({ path: d, mode: 0o755, owner: 'root:root' });
+    // 0750: what file sync's receiver gives the directories it carries (src/sync/protocol.ts RECEIVER_FORCED), so apply and sync agree.
+    for (const d of cluster.application.syncDirs) out.push({ path: d, mode: 0o750, owner: 'root:root' });
   }
   return out;
 }

@@ -37,10 +37,57 @@ export const smtpSchema = z
       .describe(
         'Without `secure`: `required` refuses to send unless the relay offers STARTTLS with a certificate valid for `host`; `opportunistic` (default) encrypts when the relay offers STARTTLS, without checking its certificate (stock relays often use a self-signed one), which guards against eavesdropping only; `off` never encrypts.',
       ),
-    user: z.string().min(1).optional().describe('SMTP login; its password is `smtpPassword` in the secrets file. Without it no login is attempted.'),
+    user: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "SMTP login; its password is `smtpPassword` in the secrets file. Without it no login is attempted. Needs `secure: true` or `starttls: required` (the relay's certificate verified), unless `host` is loopback: a password sent under opportunistic or no STARTTLS goes to whoever sits in the path.",
+      ),
     timeoutMs: z.number().int().min(100).default(10000).describe("Deadline of one e-mail, from connecting to the relay's last reply (default 10000)."),
   })
+  .superRefine((s, ctx) => {
+    if (s.user !== undefined && !s.secure && s.starttls !== 'required' && !loopbackHost(s.host))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['starttls'],
+        message: `with \`smtp.user\` set, \`${s.starttls}\` would send the SMTP password where an attacker in the path can strip STARTTLS or answer with any certificate`,
+        params: {
+          fix: 'write `starttls: required` (the relay must offer STARTTLS with a certificate valid for `host`), or `secure: true` with the SMTPS port (465), or remove `user` if the relay needs no login',
+        },
+      });
+  })
   .describe('The SMTP relay alerts are sent through.');
+
+/** A relay on this machine: a login to it never crosses the network. */
+export const loopbackHost = (host: string): boolean => /^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/i.test(host);
+
+/** Whether a bearer token sent to this URL would cross the network unencrypted: http:// to anything but loopback. */
+export function tokenInClear(raw: string): boolean {
+  try {
+    const url = new URL(raw);
+    return url.protocol === 'http:' && !loopbackHost(url.hostname);
+  } catch {
+    return false;
+  }
+}
+
+/** Query parameters whose name says they carry a credential (`?token=…`, `?api_key=…`, `?sig=…`). */
+const CREDENTIAL_PARAM_RE = /(token|secret|passw|pwd|key|auth|sig|credential|session)/i;
+
+/** Why a webhook URL must not be written in vigil.yaml (copied to every machine, mode 644), or undefined. */
+export function webhookUrlCredential(raw: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined; // the format check reports it
+  }
+  if (url.username !== '' || url.password !== '') return 'holds a user name or password (`user:password@`)';
+  const names = [...url.searchParams.keys()].filter((k) => CREDENTIAL_PARAM_RE.test(k));
+  if (names.length > 0) return `has a query parameter that looks like a credential (${names.join(', ')})`;
+  return undefined;
+}
 
 export const emailAlertSchema = z
   .strictObject({
@@ -59,6 +106,17 @@ export const webhookAlertSchema = z
       .string()
       .url({ message: 'must be an http:// or https:// URL' })
       .refine((u) => /^https?:\/\//i.test(u), { message: 'must be an http:// or https:// URL' })
+      .superRefine((u, ctx) => {
+        const why = webhookUrlCredential(u);
+        if (why)
+          ctx.addIssue({
+            code: 'custom',
+            message: `${why}: vigil.yaml is copied to every machine readable by all, and URLs end up in logs`,
+            params: {
+              fix: 'remove the credential from the URL and put it in the secrets file as `webhookToken` (sent as `Authorization: Bearer <webhookToken>`); a receiver that only takes a token in the URL needs a relay that adds it',
+            },
+          });
+      })
       .describe(
         'URL that receives each alert as a JSON POST `{ cluster, event, suppressed? }`; sent with `Authorization: Bearer <webhookToken>` when the secrets file has `webhookToken`.',
       ),
@@ -141,14 +199,23 @@ export function alertProblems(alerts: AlertsConfig, secrets: AlertSecrets, file 
       ),
     );
   }
-  // A login over a relay on this machine never crosses the network.
-  const local = smtp !== undefined && /^(localhost|127\.\d+\.\d+\.\d+|::1)$/.test(smtp.host);
-  if (smtp && smtp.user && !smtp.secure && smtp.starttls === 'off' && !local) {
+  // Also a schema rule (with its line); repeated here for clusters built in code (init, tests).
+  if (smtp && smtp.user && !smtp.secure && smtp.starttls !== 'required' && !loopbackHost(smtp.host)) {
     out.push(
       problem(
         `${file} alerts.email.smtp.starttls`,
-        'with `off` the SMTP password crosses the network in clear text',
-        'use `starttls: opportunistic` or `required`, or `secure: true`',
+        `with \`${smtp.starttls}\` the SMTP password can be read by an attacker in the path (STARTTLS stripped, or any certificate accepted)`,
+        'use `starttls: required` or `secure: true`, or remove alerts.email.smtp.user if the relay needs no login',
+      ),
+    );
+  }
+  const hook = alerts.webhook;
+  if (hook && secrets.webhookToken && tokenInClear(hook.url)) {
+    out.push(
+      problem(
+        `${file} alerts.webhook.url`,
+        `${secretsFile} has webhookToken, which would be sent in clear over http://`,
+        'use an https:// URL for the receiver, or remove webhookToken if it needs none',
       ),
     );
   }

@@ -181,8 +181,12 @@ function issueProblems(issue: z.core.$ZodIssue, ctx: IssueContext): Problem[] {
       return [sizeProblem(issue, ctx)];
     case 'invalid_format':
       return [formatProblem(issue, ctx)];
-    default:
+    default: {
+      // Our own rules (`strictText`, refinements) carry their fix in `params.fix`.
+      const fix = (issue as { params?: { fix?: unknown } }).params?.fix;
+      if (typeof fix === 'string') return [problem(where, `${named(issue.path)}: ${issue.message}${shown(ctx, issue.path)}`, fix)];
       return [problem(where, `${named(issue.path)}: ${issue.message}`, 'correct it: see docs/config-reference.md')];
+    }
   }
 }
 

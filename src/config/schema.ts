@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { alertSecretsShape, alertsSchema } from './alerts.ts';
+import { UNIT_RE, pgName, safePath, strictText, syncDir } from './patterns.ts';
 
 /** The dashboard's roles, least to most rights (docs/dashboard.md). */
 export const DASHBOARD_ROLES = ['viewer', 'operator', 'admin'] as const;
@@ -49,19 +50,36 @@ export const machineSchema = z
       .describe(
         `Roles of the machine: ${ROLES.join(', ')}. May be left out for machines a preset names (pair: observer, app1, app2; distributed: observer, app1, app2, db1, db2).`,
       ),
-    sshUser: z.string().default('root').describe('SSH user Vigil logs in as (default root).'),
+    sshUser: strictText(
+      /^[a-z_][a-z0-9_-]{0,31}$/,
+      'must be a user name of lower case letters, digits, _ and - (it is passed to ssh and sudo)',
+      'write e.g. `root` or `vigil`',
+    )
+      .default('root')
+      .describe('SSH user Vigil logs in as (default root).'),
     sshPort: port('SSH port', 22),
   })
   .describe('One machine of the cluster.');
 
 export const passwordFileSchema = z
   .strictObject({
-    path: z.string().startsWith('/', { message: 'must be an absolute path' }).describe('Absolute path of the application config file.'),
+    path: z
+      .string()
+      .startsWith('/', { message: 'must be an absolute path' })
+      .refine((p) => !/[\0\n\r]/.test(p) && !p.split('/').includes('..'), {
+        message: 'must not contain `..`, a newline or a NUL',
+        params: { fix: 'write the plain absolute path of the file, e.g. /opt/ServiceOps/conf/db.properties' },
+      })
+      .describe('Absolute path of the application config file.'),
     format: z
       .enum(['properties', 'env', 'shell'])
       .default('properties')
       .describe('How the file stores the password: `properties` (key=value), `env` (KEY=value), `shell` (export KEY="value").'),
-    key: z.string().min(1).describe('The key whose value is the database password.'),
+    key: strictText(
+      /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/,
+      'must be a key of letters, digits and _ . - (starting with a letter or _): it is written as `key=` into the file',
+      'write e.g. `db.password` or `DB_PASSWORD`',
+    ).describe('The key whose value is the database password.'),
   })
   .describe('An application config file that holds the database password.');
 
@@ -112,16 +130,12 @@ export const backendTlsSchema = z
       .describe(
         "Whether HAProxy, the agents and the observer verify the app machines' certificates (chain to `ca`, the machine's name, validity); default true. `false` is HAProxy's `verify none`, the seed's line: anyone who can answer on the machine's address gets the users' traffic; `vigil validate` and `vigil doctor` warn about it.",
       ),
-    certificate: z
-      .string()
-      .startsWith('/', { message: 'must be an absolute path on the app machines, e.g. /etc/ssl/servicedesk/app.pem' })
+    certificate: safePath('nginx.conf', '/etc/ssl/servicedesk/app.pem')
       .optional()
       .describe(
         'With your own `ca`: the certificate nginx serves (PEM, then any intermediates), the same path on every app machine; it must name the machine (its name in this file) as a DNS name. You put it there; apply does not issue it.',
       ),
-    key: z
-      .string()
-      .startsWith('/', { message: 'must be an absolute path on the app machines, e.g. /etc/ssl/servicedesk/app.key' })
+    key: safePath('nginx.conf', '/etc/ssl/servicedesk/app.key')
       .optional()
       .describe('With your own `ca`: the private key of `certificate` (PEM, no passphrase), the same path on every app machine, readable by root only.'),
   })
@@ -132,7 +146,11 @@ export const backendTlsSchema = z
 export const serviceSchema = z
   .strictObject({
     name: z.string().regex(NAME_RE, { message: 'must be lower case letters, digits and dashes' }).describe('Short name.'),
-    unit: z.string().min(1).describe('systemd unit that runs it on a real machine, e.g. nginx.service.'),
+    unit: strictText(
+      UNIT_RE,
+      'must be a systemd unit name ending in .service or .target, of letters, digits and : _ . @ - (not starting with -): the agent passes it to systemctl',
+      'write e.g. `servicedesk.service`',
+    ).describe('systemd unit that runs it on a real machine, e.g. nginx.service.'),
     runsOn: z
       .enum(['active', 'every'])
       .default('active')
@@ -243,10 +261,16 @@ export const clusterFileSchema = z
           ),
         port: port('PostgreSQL port', 5432),
         patroniPort: port('Patroni REST API port', 8008),
-        superuser: z.string().default('postgres').describe('Database superuser (default postgres).'),
-        replicationUser: z.string().default('replicator').describe('Replication user (default replicator).'),
-        appDatabase: z.string().default('servicedesk').describe('Database of the application (default servicedesk).'),
-        appUser: z.string().default('servicedesk').describe('Database user of the application (default servicedesk).'),
+        superuser: pgName('role', 'postgres').default('postgres').describe('Database superuser (default postgres). Lower case letters, digits and _.'),
+        replicationUser: pgName('role', 'replicator')
+          .default('replicator')
+          .describe('Replication user (default replicator). Lower case letters, digits and _.'),
+        appDatabase: pgName('database', 'servicedesk')
+          .default('servicedesk')
+          .describe('Database of the application (default servicedesk). Lower case letters, digits and _.'),
+        appUser: pgName('role', 'servicedesk')
+          .default('servicedesk')
+          .describe('Database user of the application (default servicedesk). Lower case letters, digits and _.'),
       })
       .prefault({})
       .describe('The PostgreSQL tier.'),
@@ -315,8 +339,7 @@ export const clusterFileSchema = z
         httpsPort: port('Application HTTPS port', 443),
         postgresPort: port('PostgreSQL primary port', 5000),
         statsPort: port('HAProxy stats page port', 7000),
-        tlsBundle: z
-          .string()
+        tlsBundle: safePath('haproxy.cfg', '/etc/vigil/tls/proxy.pem')
           .optional()
           .describe(
             'Where HAProxy reads the certificate bundle for :443 (certificate, chain, then key, PEM, mode 600) on the proxy machines, e.g. /etc/vigil/tls/proxy.pem. `vigil apply` puts it there: built from `tlsCertificate` and `tlsKey`, or issued by the cluster CA. Without it :443 is not served.',
@@ -388,9 +411,11 @@ export const clusterFileSchema = z
     application: z
       .strictObject({
         port: port('Port the application web server (nginx) listens on, on each app machine', 80),
-        healthPath: z
-          .string()
-          .startsWith('/')
+        healthPath: strictText(
+          /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$/,
+          'must be a URL path starting with / and without spaces or control characters',
+          'write e.g. `/health`',
+        )
           .default('/health')
           .describe('Health URL path, answered through the app and its database with a 2xx status (a redirect counts as a failure; default /health).'),
         services: z
@@ -417,15 +442,11 @@ export const clusterFileSchema = z
             'The reference application only: seconds after it starts before its health check answers 200, standing in for a slow application server (default 60; the lab uses 1).',
           ),
         syncDirs: z
-          .array(
-            z
-              .string()
-              .startsWith('/', { message: 'must be an absolute path' })
-              .regex(/^\/[A-Za-z0-9._/-]+$/, { message: 'must be an absolute path of letters, digits and . _ / - (no spaces: it travels in an SSH command)' })
-              .refine((p) => !p.split('/').includes('..'), { message: 'must not contain ..' }),
-          )
+          .array(syncDir())
           .default(['/var/lib/vigil/app/attachments'])
-          .describe('Directories file sync carries from the active app machine to the standbys.'),
+          .describe(
+            "Directories file sync carries from the active app machine to the standbys: absolute paths of letters, digits and . _ / -, without `..`; not `/`, `/var`, `/var/lib`, `/var/lib/vigil`, `/opt`, `/home`, `/srv`, `/tmp` and the like themselves, and not in `/etc`, `/root`, `/usr`, `/bin`, `/sbin`, `/lib*`, `/boot`, `/dev`, `/proc`, `/sys`, `/run` or the database's and etcd's data.",
+          ),
         patchDir: z
           .string()
           .startsWith('/', { message: 'must be an absolute path' })

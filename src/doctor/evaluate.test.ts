@@ -180,6 +180,29 @@ describe('the faults of the seed and the issue', () => {
     assert.ok(!JSON.stringify(x).includes(secrets.appDbPassword));
   });
 
+  test('a password file that is a symbolic link fails, one wider than 0640 warns (H3)', () => {
+    const f = facts();
+    const file = '/etc/servicedesk/db.properties';
+    machine(f, 'app1').passwords = [{ path: file, key: 'db.password', status: 'unreadable', detail: 'a symbolic link', symlinkTo: '/etc/shadow' }];
+    machine(f, 'app2').passwords = [{ path: file, key: 'db.password', status: 'same', mode: 0o644 }];
+    const list = findings(f).filter((x) => x.check === 'passwords');
+    assert.equal(list.length, 2, JSON.stringify(list, null, 1));
+    const link = list.find((x) => x.machine === 'app1')!;
+    assert.equal(link.severity, 'fail');
+    assert.match(link.what, /db\.properties on app1 is a symbolic link \(to \/etc\/shadow\): `vigil apply` refuses to write the password through it/);
+    assert.match(link.fix, /^on app1: find out who made the link \(ls -l \/etc\/servicedesk\/db\.properties\); put the application's own file in its place/);
+    const wide = list.find((x) => x.machine === 'app2')!;
+    assert.equal(wide.severity, 'warn');
+    assert.match(wide.what, /has mode 0644, wider than 0640: every account on the machine may read/);
+    assert.equal(wide.fix, `on app2: chmod 0640 ${file}`);
+    machine(f, 'app1').passwords = [{ path: file, key: 'db.password', status: 'same', mode: 0o640 }];
+    machine(f, 'app2').passwords = [{ path: file, key: 'db.password', status: 'same', mode: 0o600 }];
+    assert.deepEqual(
+      findings(f).filter((x) => x.check === 'passwords'),
+      [],
+    );
+  });
+
   test('wrong ownership of a directory gives the chown, a readable key the chmod', () => {
     const f = facts();
     const paths = (machine(f, 'db1').paths as { value: { path: string; user: string; group: string; mode: number }[] }).value;

@@ -77,12 +77,22 @@ async function pki(shell: RemoteShell, cluster: Cluster, m: Machine, timeoutMs: 
   });
 }
 
+/** "link|MODE|TARGET" for a symbolic link, "file|MODE" otherwise (stat does not follow a link without -L); exit 1 when absent. */
+const PASSWORD_LOOK_SCRIPT =
+  '[ -L "$1" ] && { printf "link|%s|%s" "$(stat -c %a -- "$1")" "$(readlink -- "$1")"; exit 0; }; [ -e "$1" ] || exit 1; printf "file|%s" "$(stat -c %a -- "$1")"';
+
 async function passwords(shell: RemoteShell, cluster: Cluster, secrets: Secrets): Promise<PasswordFileFact[]> {
   return Promise.all(
     cluster.application.passwordFiles.map(async (f): Promise<PasswordFileFact> => {
       try {
+        // Looked at without following a link: a password file that is one is reported, never read through (H3).
+        const look = await shell.exec(['sh', '-c', PASSWORD_LOOK_SCRIPT, 'vigil-look', f.path], { timeoutMs: 15_000 });
+        const [kind, mode, ...to] = look.stdout.trim().split('|');
+        if (look.code === 0 && kind === 'link') return { path: f.path, key: f.key, status: 'unreadable', detail: 'a symbolic link', symlinkTo: to.join('|') };
+        const bits = look.code === 0 && mode !== undefined && /^[0-7]+$/.test(mode) ? Number.parseInt(mode, 8) : undefined;
         const content = await shell.readFile(f.path);
-        return comparePasswordFile(f, content === null ? null : content.toString('utf8'), secrets.appDbPassword);
+        const fact = comparePasswordFile(f, content === null ? null : content.toString('utf8'), secrets.appDbPassword);
+        return bits === undefined ? fact : { ...fact, mode: bits };
       } catch (err) {
         return { path: f.path, key: f.key, status: 'unreadable', detail: errorText(err) };
       }

@@ -63,6 +63,10 @@ export interface PasswordFileFact {
   /** Line of the key, or of the parse problem. Never the value. */
   line?: number;
   detail?: string;
+  /** Where the path points when it is a symbolic link (then the content is not read). */
+  symlinkTo?: string;
+  /** Permission bits of the file itself (not a link's target), when known. */
+  mode?: number;
 }
 
 export const firstLine = (s: string) => s.trim().split('\n')[0]?.slice(0, 300) ?? '';

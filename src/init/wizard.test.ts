@@ -114,7 +114,7 @@ describe('init wizard (scripted answers)', () => {
     assert.deepEqual(r.cluster.alerts.email, {
       to: ['ops@example.com', 'boss@example.com'],
       from: 'vigil@example.com',
-      smtp: { host: 'smtp.example.com', port: 587, user: 'vigil', secure: false, starttls: 'opportunistic', timeoutMs: 10000 },
+      smtp: { host: 'smtp.example.com', port: 587, user: 'vigil', secure: false, starttls: 'required', timeoutMs: 10000 },
     });
     const s = parseSecrets(r.secretsYaml, 's');
     assert.equal(s.appDbPassword, 'app-db-password');

@@ -218,6 +218,9 @@ export async function runWizard(p: Prompter, opts: WizardOptions = {}): Promise<
     if (await p.confirm({ message: 'Does the relay need a login?', default: false })) {
       smtp.user = await p.input({ message: 'SMTP user', validate: (v) => v.length > 0 || 'the login name' });
       passwords.smtp = await newPassword(p, say, 'SMTP password', { optional: false, min: 1 });
+      // A password is only sent under verified TLS: SMTPS on 465, STARTTLS required elsewhere.
+      if (smtpPort === 465) smtp.secure = true;
+      else smtp.starttls = 'required';
     }
     sections.alerts = { email: { to: to.length === 1 ? to[0] : to, from, smtp } };
   }

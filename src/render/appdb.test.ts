@@ -42,10 +42,13 @@ describe('app database SQL', () => {
     assert.equal(scramMatches('md5a3556571e93b0d20722ba62be61e8c2d', 'pencil'), false, 'an md5 password is never taken as matching');
   });
 
-  it('quotes names as identifiers', () => {
-    const steps = appDatabaseSql(clusterFixture('distributed', { database: { appUser: 'o"dd', appDatabase: 'Desk DB' } }), secrets);
-    assert.match(steps[0]!.sql, /CREATE ROLE "o""dd" LOGIN/);
-    assert.match(steps[2]!.sql, /CREATE DATABASE "Desk DB" OWNER "o""dd"/);
+  it('quotes names as identifiers (a second guard: the schema admits only lower case, digits and _)', () => {
+    const c = clusterFixture('distributed');
+    const odd = { ...c, database: { ...c.database, appUser: 'o"dd$$', appDatabase: 'Desk DB' } };
+    const steps = appDatabaseSql(odd, secrets);
+    assert.match(steps[0]!.sql, /^DO \$vigil\$ .* END \$vigil\$$/, 'a $$ in a name cannot end the body');
+    assert.match(steps[0]!.sql, /CREATE ROLE "o""dd\$\$" LOGIN/);
+    assert.match(steps[2]!.sql, /CREATE DATABASE "Desk DB" OWNER "o""dd\$\$"/);
   });
 });
 

@@ -56,7 +56,8 @@ export function appDatabaseSql(cluster: Cluster, secrets: Secrets, salt?: Buffer
   return [
     {
       what: `create role ${appUser}`,
-      sql: `DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${quoteLiteral(appUser)}) THEN CREATE ROLE ${role} LOGIN; END IF; END $$`,
+      // A tag of our own rather than `$$`: nothing in a quoted name can end the body early.
+      sql: `DO $vigil$ BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = ${quoteLiteral(appUser)}) THEN CREATE ROLE ${role} LOGIN; END IF; END $vigil$`,
     },
     {
       what: `set the password of ${appUser}`,

@@ -16,7 +16,7 @@ import {
 const DIR = '/var/lib/vigil/app/attachments';
 const NOW = 1_000_000;
 const state: AcceptState = { node: 'app2', active: { node: 'app1', epoch: 7 }, confirmedAtBootMs: NOW - 500, leaseMs: 3000, dirs: [DIR] };
-const push = (epoch: number, opts = '-logDtprce.iLsfxCIvu --timeout=30 --delete --force --partial-dir .vigil-sync-partial --numeric-ids', dest = `${DIR}/`) =>
+const push = (epoch: number, opts = '-trce.iLsfxCIvu --timeout=30 --delete --force --partial-dir .vigil-sync-partial --numeric-ids', dest = `${DIR}/`) =>
   `vigil-sync-push ${epoch} rsync --server ${opts} . ${dest}`;
 
 test('a push from the active machine at the current epoch is accepted', () => {
@@ -26,10 +26,10 @@ test('a push from the active machine at the current epoch is accepted', () => {
     epoch: 7,
     dir: DIR,
     full: true,
-    options: ['-logDtprce.iLsfxCIvu', '--timeout=30', '--delete', '--force', '--partial-dir', '.vigil-sync-partial', '--numeric-ids'],
+    options: ['-trce.iLsfxCIvu', '--timeout=30', '--delete', '--force', '--partial-dir', '.vigil-sync-partial', '--numeric-ids'],
   });
   const inc = decidePush(
-    push(7, '-logDtprRe.iLsfxCIvu --timeout=30 --force --delete-missing-args --partial-dir .vigil-sync-partial --numeric-ids'),
+    push(7, '-trRe.iLsfxCIvu --timeout=30 --force --delete-missing-args --partial-dir .vigil-sync-partial --numeric-ids'),
     'app1',
     state,
     NOW,
@@ -61,15 +61,22 @@ test('stale epochs, other machines and an unconfirmed agent are refused', () => 
 test('anything but an rsync receive into a synced directory is refused', () => {
   assert.match(refused(undefined), /no command/);
   assert.match(refused('cat /etc/shadow'), /not a file-sync push/);
-  assert.match(refused('vigil-sync-push 7 rsync --server --sender -logDtpre.iLsfxCIvu . /var/lib/vigil/app/attachments/'), /pushes only/);
-  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu', '/etc/')), /\/etc\/ is not a synced directory/);
-  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu', `${DIR}/../../../../etc`)), /not a synced directory/);
-  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu --log-file=/tmp/x')), /rsync option --log-file=\/tmp\/x is not one file sync uses/);
-  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu --partial-dir /tmp')), /rsync option --partial-dir/);
-  assert.match(refused(push(7, '-slogDtpre.iLsfxCIvu')), /rsync option -slogDtpre/);
-  assert.match(refused(push(7, '-logDtpre.iLsfxCIvu;touch')), /unexpected characters/);
-  assert.match(refused(`vigil-sync-push 7 rsync --server -logDtpre.iLsfxCIvu "$(id)" . ${DIR}/`), /unexpected characters/);
-  assert.match(refused('vigil-sync-push 7 rsync --server -logDtpre.iLsfxCIvu'), /expected "\. <directory>"/);
+  assert.match(refused('vigil-sync-push 7 rsync --server --sender -tpre.iLsfxCIvu . /var/lib/vigil/app/attachments/'), /pushes only/);
+  assert.match(refused(push(7, '-tpre.iLsfxCIvu', '/etc/')), /\/etc\/ is not a synced directory/);
+  assert.match(refused(push(7, '-tpre.iLsfxCIvu', `${DIR}/../../../../etc`)), /not a synced directory/);
+  assert.match(refused(push(7, '-tpre.iLsfxCIvu --log-file=/tmp/x')), /rsync option --log-file=\/tmp\/x is not one file sync uses/);
+  assert.match(refused(push(7, '-tpre.iLsfxCIvu --partial-dir /tmp')), /rsync option --partial-dir/);
+  assert.match(refused(push(7, '-stpre.iLsfxCIvu')), /rsync option -stpre/);
+  // M4: symlinks, devices and specials, owner and group are never carried; an older pusher's `-a` is named.
+  assert.match(
+    refused(push(7, '-logDtpre.iLsfxCIvu')),
+    /rsync option -logDtpre\.iLsfxCIvu is not one file sync uses \(logD: symlinks, devices, owner and group are not carried; is the agent on app1 older/,
+  );
+  for (const f of ['-ltre.iLsfxCIvu', '-Dtre.iLsfxCIvu', '-otre.iLsfxCIvu', '-gtre.iLsfxCIvu', '-Ltre.iLsfxCIvu', '-Htre.iLsfxCIvu', '-xtre.iLsfxCIvu'])
+    assert.match(refused(push(7, f)), new RegExp(`rsync option ${f.replaceAll('.', '\\.')} is not one file sync uses`), f);
+  assert.match(refused(push(7, '-tpre.iLsfxCIvu;touch')), /unexpected characters/);
+  assert.match(refused(`vigil-sync-push 7 rsync --server -tpre.iLsfxCIvu "$(id)" . ${DIR}/`), /unexpected characters/);
+  assert.match(refused('vigil-sync-push 7 rsync --server -tpre.iLsfxCIvu'), /expected "\. <directory>"/);
 });
 
 test('the receiver stops when the record moves away from the pusher', () => {
@@ -86,23 +93,27 @@ test('quarantine until a full reconciliation from the same machine and epoch com
   assert.equal(needsQuarantine({ [DIR]: { node: 'app1', epoch: 7, at: 'x' } }, `${DIR}/`, 'app1', 7), false);
   const q = quarantineDir('/var/lib/vigil/sync/quarantine', `${DIR}/`, 'app1', 7, new Date('2026-11-25T01:02:03.456Z'), 42);
   assert.equal(q, '/var/lib/vigil/sync/quarantine/2026-11-25T01-02-03-456Z-epoch-7-from-app1-42/var/lib/vigil/app/attachments');
-  assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu', '--delete'], DIR, q), [
+  const forced = ['--no-links', '--no-devices', '--no-specials', '--no-owner', '--no-group', '--perms', '--chmod=D0750,F0640'];
+  assert.deepEqual(serverArgv(['-tpre.iLsfxCIvu', '--delete'], DIR, q), [
     'rsync',
     '--server',
-    '-logDtpre.iLsfxCIvu',
+    '-tpre.iLsfxCIvu',
     '--delete',
+    ...forced,
     '--backup',
     `--backup-dir=${q}`,
     '.',
     `${DIR}/`,
   ]);
-  assert.deepEqual(serverArgv(['-logDtpre.iLsfxCIvu'], DIR, null), ['rsync', '--server', '-logDtpre.iLsfxCIvu', '.', `${DIR}/`]);
+  assert.deepEqual(serverArgv(['-tpre.iLsfxCIvu'], DIR, null), ['rsync', '--server', '-tpre.iLsfxCIvu', ...forced, '.', `${DIR}/`]);
 });
 
 test('the pusher names the epoch, the directory and only options the receiver accepts', () => {
   const t = { address: '10.0.0.12', sshPort: 22, epoch: 7, sshCommand: 'ssh -x', timeoutSeconds: 30 };
   const inc = incrementalArgs(DIR, t);
   assert.ok(inc.includes('--rsync-path=vigil-sync-push 7 rsync'));
+  assert.equal(inc[0], '-rt', 'no -a: no symlinks, devices, owner or group');
+  assert.ok(!inc.some((a) => /^-[a-zA-Z]*[aloDg]/.test(a) && !a.startsWith('--')), inc.join(' '));
   assert.deepEqual(inc.slice(-2), [`${DIR}/`, `10.0.0.12:${DIR}/`]);
   assert.ok(inc.includes('--delete-missing-args') && inc.includes('--files-from=-') && !inc.includes('--delete'));
   const full = reconcileArgs(DIR, t, true, '/elsewhere');

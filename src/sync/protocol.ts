@@ -57,8 +57,22 @@ export type Sources = Record<string, { node: string; epoch: number; at: string }
 export type PushDecision = { ok: true; epoch: number; dir: string; full: boolean; options: string[] } | { ok: false; reason: string };
 
 const SAFE_TOKEN = /^[A-Za-z0-9._/=,:@+-]+$/;
-/** rsync's compact server flags: transfer options, then `e.` and the protocol capabilities. `s` (secluded args) is refused: it would move the paths out of sight. */
-const SHORT_FLAGS = /^-[logDtprRcz]+e\.[A-Za-z]+$/;
+/**
+ * rsync's compact server flags: transfer options, then `e.` and the protocol capabilities. Only
+ * what the pusher sends: `r` recursive, `t` times, `c` checksum (full reconciliation), `R`
+ * (implied by `--files-from`, incremental pushes), and `p` (perms; the receiver forces its own
+ * modes anyway). Refused: `l` (symlinks), `D` (devices, FIFOs, sockets), `o`/`g` (the pusher's
+ * owner and group), `s` (secluded args, which would move the paths out of sight), and anything
+ * else. An older pusher (`-a`: `-logDtpr`) is refused until its agent runs this version.
+ */
+const SHORT_FLAGS = /^-[tprcR]+e\.[A-Za-z]+$/;
+/**
+ * What the receiver adds after the pusher's options, whatever those were (rsync: the last one
+ * wins): no symlinks, no devices or special files, no owner or group from the pusher (files belong
+ * to the receiving account), and fixed modes (no setuid, nothing for others). A compromised
+ * active machine can then only put plain files and directories into the synced directories.
+ */
+export const RECEIVER_FORCED = ['--no-links', '--no-devices', '--no-specials', '--no-owner', '--no-group', '--perms', '--chmod=D0750,F0640'] as const;
 const LONG_OPTIONS = new Set(['--delete', '--force', '--delete-missing-args', '--numeric-ids', `--partial-dir=${PARTIAL_DIR}`, '--max-delete=-1']); // rsync passes --max-delete=0 on as -1
 const TIMEOUT_OPTION = /^--timeout=\d{1,5}$/;
 
@@ -88,6 +102,13 @@ export function decidePush(command: string | undefined, peer: string, state: Acc
     if (o === '--partial-dir' && options[i + 1] === PARTIAL_DIR) {
       i++; // rsync passes it on as two words
       continue;
+    }
+    if (/^-[A-Za-z]/.test(o) && !o.startsWith('--') && !SHORT_FLAGS.test(o)) {
+      const flags = o.slice(1).split('e.')[0] ?? '';
+      const extra = [...new Set(flags.replace(/[tprcR]/g, ''))].join('');
+      return refuse(
+        `rsync option ${o} is not one file sync uses${extra ? ` (${extra}: symlinks, devices, owner and group are not carried; is the agent on ${peer} older than this machine's? apply updates it)` : ''}`,
+      );
     }
     if (!SHORT_FLAGS.test(o) && !LONG_OPTIONS.has(o) && !TIMEOUT_OPTION.test(o)) return refuse(`rsync option ${o} is not one file sync uses`);
   }
@@ -132,9 +153,9 @@ export function quarantineDir(root: string, dir: string, peer: string, epoch: nu
   return `${root}/${stamp}-epoch-${epoch}-from-${peer}-${pid}${trimSlash(dir)}`;
 }
 
-/** The rsync process the receiver runs: the client's options, plus the backup into quarantine when needed. */
+/** The rsync process the receiver runs: the client's options, then the receiver's own (RECEIVER_FORCED), plus the backup into quarantine when needed. */
 export function serverArgv(options: string[], dir: string, quarantine: string | null): string[] {
-  return ['rsync', '--server', ...options, ...(quarantine ? ['--backup', `--backup-dir=${quarantine}`] : []), '.', `${trimSlash(dir)}/`];
+  return ['rsync', '--server', ...options, ...RECEIVER_FORCED, ...(quarantine ? ['--backup', `--backup-dir=${quarantine}`] : []), '.', `${trimSlash(dir)}/`];
 }
 
 export interface PushTarget {
@@ -170,8 +191,9 @@ export function sshCommand(o: { key: string; knownHosts: string; controlDir: str
   ].join(' ');
 }
 
+/** Recursive with times: no symlinks, devices, owner or group (the receiver refuses them), no modes (the receiver sets its own). */
 const baseArgs = (t: PushTarget) => [
-  '-a',
+  '-rt',
   '--numeric-ids',
   `--partial-dir=${PARTIAL_DIR}`,
   `--timeout=${t.timeoutSeconds}`,

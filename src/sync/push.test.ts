@@ -6,7 +6,8 @@
  */
 import { bootClockMs } from '../util/boot-clock.ts';
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -279,4 +280,67 @@ test("a process that keeps rsync's stderr open (ssh's ControlMaster, for a hung 
       }
     }
   }
+});
+
+/** lstat, or null when absent. */
+const look = (p: string) => lstat(p).catch(() => null);
+
+test('M4: symlinks, FIFOs and devices never reach the standby, a setuid file arrives 0640, directories 0750, owned by the receiver', async () => {
+  const r = await rig('hostile');
+  await r.setActive('app1', 3);
+  await writeFile(join(r.src, 'a.txt'), 'plain');
+  await symlink('/etc/shadow', join(r.src, 'link'));
+  execFileSync('mkfifo', [join(r.src, 'fifo')]);
+  const root = process.getuid?.() === 0;
+  if (root) execFileSync('mknod', [join(r.src, 'dev'), 'c', '1', '3']);
+  await writeFile(join(r.src, 'suid'), '#!/bin/sh\n');
+  await chmod(join(r.src, 'suid'), 0o4755);
+  await mkdir(join(r.src, 'open'));
+  await chmod(join(r.src, 'open'), 0o777);
+  await writeFile(join(r.src, 'open', 'b.txt'), 'in a 777 directory');
+  const p = pusher(r, 3);
+  await p.start();
+  try {
+    await waitFor(
+      'the initial reconciliation',
+      async () => ((await look(join(r.dst, 'open', 'b.txt'))) && (await look(join(r.dst, 'suid'))) ? true : undefined),
+      30_000,
+      50,
+    );
+    // An incremental push of the same kinds.
+    await symlink('/root', join(r.src, 'link2'));
+    await writeFile(join(r.src, 'later.txt'), 'after');
+    await waitFor('an incremental push', async () => ((await look(join(r.dst, 'later.txt'))) ? true : undefined), 30_000, 50);
+    for (const name of ['link', 'link2', 'fifo', 'dev']) assert.equal(await look(join(r.dst, name)), null, `${name} must not arrive`);
+    assert.equal(((await stat(join(r.dst, 'suid'))).mode & 0o7777).toString(8), '640', 'no setuid, no execute, nothing for others');
+    assert.equal(((await stat(join(r.dst, 'a.txt'))).mode & 0o7777).toString(8), '640');
+    assert.equal(((await stat(join(r.dst, 'open'))).mode & 0o7777).toString(8), '750');
+    assert.equal((await stat(join(r.dst, 'a.txt'))).uid, process.getuid?.());
+    assert.equal(p.status().peers[0]!.error, null, 'skipped links and FIFOs do not fail the push');
+  } finally {
+    await p.stop();
+  }
+});
+
+test('M4: a hostile pusher (rsync run by hand with the key) cannot carry links, devices or owners, nor a setuid mode', async () => {
+  const r = await rig('by-hand');
+  await r.setActive('app1', 3);
+  await writeFile(join(r.src, 'x'), 'x');
+  await symlink('/etc', join(r.src, 'etc'));
+  await writeFile(join(r.src, 'suid'), 'x');
+  await chmod(join(r.src, 'suid'), 0o4755);
+  const push = (...opts: string[]) =>
+    spawnSync('rsync', [...opts, '-e', r.rsh, '--rsync-path=vigil-sync-push 3 rsync', `${r.src}/`, `localhost:${r.dst}/`], { encoding: 'utf8' });
+  for (const flags of [['-a'], ['-rtl'], ['-rtD'], ['-rto'], ['-rtg']]) {
+    const res = push(...flags);
+    assert.notEqual(res.status, 0, `${flags.join(' ')} accepted`);
+    assert.match(res.stderr, /vigil-sync refused: rsync option -[A-Za-z]+e\.[A-Za-z]+ is not one file sync uses/, flags.join(' '));
+  }
+  assert.deepEqual(await readdir(r.dst), [], 'nothing arrived');
+  // Allowed flags, with the sender claiming mode 4755: the receiver's own modes win.
+  const ok = push('-rtp', '--chmod=F4755,D0777');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(((await stat(join(r.dst, 'suid'))).mode & 0o7777).toString(8), '640');
+  assert.equal(((await stat(r.dst)).mode & 0o7777).toString(8), '750');
+  assert.equal(await look(join(r.dst, 'etc')), null);
 });

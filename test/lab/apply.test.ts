@@ -7,6 +7,8 @@
  *     step and the fix, and the next apply resumes and finishes;
  *   - the cluster serves through the proxy, the database password is the same in every
  *     application config file, doctor finds nothing wrong;
+ *   - a password file replaced by a symlink to /etc/shadow is refused by apply (nothing read or
+ *     written through it) and reported by doctor;
  *   - :443 answers with a certificate the cluster CA issued for the proxy's address and name;
  *   - a second apply and a plan report no change;
  *   - a changed host key and a refused admin key stop apply at connect, before anything changes;
@@ -22,7 +24,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, parseDocument, stringify } from 'yaml';
 import { withRole } from '../../src/config/schema.ts';
@@ -187,6 +189,38 @@ describe('bare machines to a cluster: vigil init, plan and apply', () => {
     assert.equal(res.status, 201);
     const doctor = await vigil(['doctor', '-c', cfg]);
     assert.equal(doctor.code, 0, doctor.out);
+  });
+
+  it('a password file replaced by a symlink to /etc/shadow: apply refuses and names it, /etc/shadow and the link stay as they were, doctor reports it (H3)', async () => {
+    // The application's account owns its config files: it can put a link where one was.
+    const link = hostPathOf('app1', APP_ENV);
+    const shadow = hostPathOf('app1', '/etc/shadow');
+    const shadowBefore = await readFile(shadow);
+    const shadowStat = await stat(shadow);
+    const saved = await readFile(link);
+    await rm(link);
+    await symlink('/etc/shadow', link);
+    try {
+      const r = await vigil(['apply', '-c', cfg]);
+      assert.equal(r.code, 1, r.out);
+      assert.match(
+        r.out,
+        /app1, step passwords: app1 \/etc\/vigil\/app\/db\.env: is a symbolic link \(to \/etc\/shadow\): apply runs as root and does not follow links/,
+      );
+      assert.match(r.out, /fix: replace the link with the real file/);
+      for (const line of shadowBefore.toString('utf8').split('\n').filter(Boolean)) assert.ok(!r.out.includes(line), 'nothing of /etc/shadow in the output');
+      assert.deepEqual(await readFile(shadow), shadowBefore, '/etc/shadow unchanged');
+      const after = await stat(shadow);
+      assert.deepEqual([after.mode, after.uid, after.gid, after.ino], [shadowStat.mode, shadowStat.uid, shadowStat.gid, shadowStat.ino]);
+      assert.equal(await readlink(link), '/etc/shadow', 'the link unchanged');
+      assert.ok((await lstat(link)).isSymbolicLink());
+      const doctor = await vigil(['doctor', '-c', cfg]);
+      assert.notEqual(doctor.code, 0, doctor.out);
+      assert.match(doctor.out, /\/etc\/vigil\/app\/db\.env on app1 is a symbolic link \(to \/etc\/shadow\)/);
+    } finally {
+      await rm(link, { force: true });
+      await writeFile(link, saved, { mode: 0o640 });
+    }
   });
 
   it(':443 answers with the certificate apply issued from the cluster CA for the proxy address and name', async () => {

@@ -1,6 +1,7 @@
 /**
  * File sync between the app machines of a `distributed` lab, through each machine's own sshd:
- * changes on the active machine reach the standby; a push at a stale epoch is refused; a failover
+ * changes on the active machine reach the standby; symlinks, FIFOs, devices and setuid bits do not
+ * (the receiver's forced options); a push at a stale epoch is refused; a failover
  * in the middle of a stream of uploads loses no file (what the old active had synced is on the new
  * one, what it had not is quarantined on it when it returns); the direction reverses; a full disk
  * on a standby is reported and recovers.
@@ -8,7 +9,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -104,6 +106,55 @@ describe('file sync on distributed', () => {
     assert.equal((await syncOf(s)).role, 'receiving');
   });
 
+  it("a symlink, a FIFO and a device in the active machine's synced directory never reach the standby, a setuid file arrives 0640; a push by hand with -a is refused (M4)", async () => {
+    const a = await activeNode();
+    const s = a === 'app1' ? 'app2' : 'app1';
+    const look = (p: string) => lstat(p).catch(() => null);
+    const mode = async (p: string) => ((await stat(p)).mode & 0o7777).toString(8);
+    const hostile = onHost(a, 'hostile');
+    await mkdir(hostile, { recursive: true });
+    try {
+      // What root on the active machine could plant to take the standby (review M4).
+      await symlink('/etc/cron.d', join(hostile, 'link'));
+      execFileSync('mkfifo', [join(hostile, 'fifo')]);
+      execFileSync('mknod', [join(hostile, 'dev'), 'b', '8', '0']);
+      await writeFile(join(hostile, 'tool'), '#!/bin/sh\nid\n');
+      await chmod(join(hostile, 'tool'), 0o4755);
+      await chmod(hostile, 0o777);
+      await writeFile(join(hostile, 'marker.txt'), 'arrived');
+      await waitFor(
+        'the marker and the setuid file on the standby',
+        async () => ((await look(onHost(s, 'hostile', 'marker.txt'))) && (await look(onHost(s, 'hostile', 'tool'))) ? true : undefined),
+        60_000,
+        100,
+      ).catch(async (err: unknown) => {
+        console.log(`# ${a} sync: ${JSON.stringify(await syncOf(a).catch((e: unknown) => String(e)))}`);
+        throw err;
+      });
+      // A full reconciliation carries the same kinds again: still nothing but plain files.
+      for (const name of ['link', 'fifo', 'dev']) assert.equal(await look(onHost(s, 'hostile', name)), null, `${name} must not arrive on ${s}`);
+      assert.equal(await mode(onHost(s, 'hostile', 'tool')), '640', 'no setuid, no execute, nothing for others');
+      assert.equal(await mode(onHost(s, 'hostile', 'marker.txt')), '640');
+      assert.equal(await mode(onHost(s, 'hostile')), '750');
+      assert.equal((await stat(onHost(s, 'hostile', 'tool'))).uid, 0, "owned by the receiver's account, not the pusher's");
+      assert.equal((await syncOf(a)).peers[0]?.error, null, 'skipping them does not fail the push');
+
+      // Root on the active machine, with its sync key, pushing by hand what the pusher no longer sends.
+      const epoch = (await labAgents()).get(a)!.epoch!;
+      const sshCmd = `ssh -F /dev/null -i ${SYNC_PATHS.key} -l root -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${SYNC_PATHS.knownHosts}`;
+      const address = lab.cluster.machines.find((m) => m.name === s)!.address;
+      for (const flags of ['-a', '-rtl', '-rtD']) {
+        const r = await labRun(a, ['rsync', flags, '-e', sshCmd, `--rsync-path=vigil-sync-push ${epoch} rsync`, `${DIR}/`, `${address}:${DIR}/`]);
+        assert.notEqual(r.code, 0, `${flags}: ${r.stdout}`);
+        assert.match(r.stderr, /vigil-sync refused: rsync option -[A-Za-z]+e\.[A-Za-z]+ is not one file sync uses/, flags);
+      }
+      for (const name of ['link', 'fifo', 'dev']) assert.equal(await look(onHost(s, 'hostile', name)), null, `${name} after the pushes by hand`);
+    } finally {
+      await rm(hostile, { recursive: true, force: true });
+    }
+    await waitFor('the cleanup on the standby', async () => ((await look(onHost(s, 'hostile'))) ? undefined : true), 60_000, 100);
+  });
+
   it('a push at a stale epoch, or from a standby, is refused and changes nothing', async () => {
     const a = await activeNode();
     const s = a === 'app1' ? 'app2' : 'app1';
@@ -114,7 +165,7 @@ describe('file sync on distributed', () => {
     const push = (from: string, to: string, e: number) =>
       labRun(from, [
         'rsync',
-        '-a',
+        '-rt',
         '--delete',
         '-e',
         sshCmd,

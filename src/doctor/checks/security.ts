@@ -183,6 +183,26 @@ export function checkPasswords(ctx: EvalContext, r: Results): void {
     for (const p of f.passwords) {
       const at = p.line ? `${p.path}:${p.line}` : p.path;
       const fix = ctx.fixes.setPassword(m.name, p);
+      if (p.symlinkTo !== undefined) {
+        r.fail(
+          'passwords',
+          m.name,
+          `${p.path} on ${m.name} is a symbolic link (to ${p.symlinkTo}): \`vigil apply\` refuses to write the password through it`,
+          'whoever owns its directory could point it at /etc/shadow or a file root trusts; apply stops at it, so the password is not kept there',
+          `on ${m.name}: find out who made the link (ls -l ${p.path}); put the application's own file in its place (if the target is that file: cp --remove-destination ${p.symlinkTo} ${p.path}), or list the target in application.passwordFiles`,
+        );
+        continue;
+      }
+      if (p.mode !== undefined && (p.mode & ~0o640 & 0o7777) !== 0) {
+        const octal = p.mode.toString(8).padStart(4, '0');
+        r.warn(
+          'passwords',
+          m.name,
+          `${p.path} on ${m.name} has mode ${octal}, wider than 0640: ${(p.mode & 0o007) !== 0 ? 'every account on the machine' : 'more than its owner and group'} may read or change the database password`,
+          "the password in it is the application's database login; `vigil apply` tightens the mode (to at most 0640) when it writes the file",
+          ctx.fixes.on(m.name, ['chmod', (p.mode & 0o640).toString(8).padStart(4, '0'), p.path]),
+        );
+      }
       switch (p.status) {
         case 'same':
           break;
