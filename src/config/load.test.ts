@@ -9,22 +9,11 @@ import { VigilError } from '../util/errors.ts';
 import { rejectionOf } from '../testing/helpers.ts';
 import { clusterFileWarnings, loadCluster, loadSecrets, parseCluster, parseSecrets } from './load.ts';
 import type { Cluster } from './schema.ts';
+import { fileOf as file, PAIR_LINES as PAIR } from '../testing/clusters.ts';
 
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 
 /** Lines of a file; `file(...)` joins them so a test can count lines by eye. */
-const file = (...lines: string[]) => `${lines.join('\n')}\n`;
-
-const PAIR = [
-  'topology: pair', //                1
-  'machines:', //                     2
-  '  observer:', //                   3
-  '    address: 10.0.0.10', //        4
-  '  app1:', //                       5
-  '    address: 10.0.0.11', //        6
-  '  app2:', //                       7
-  '    address: 10.0.0.12', //        8
-];
 
 const SECRETS = file('postgresPassword: pg-Xk29fjq0', 'replicationPassword: rp-Lm83hdq1', 'appDbPassword: ap-Qw12zzx9', 'patroniRestPassword: pr-Vb55nmc7');
 

@@ -3,19 +3,7 @@ import assert from 'node:assert/strict';
 import { VigilError } from '../util/errors.ts';
 import { parseCluster } from './load.ts';
 import { syncDirProblem } from './patterns.ts';
-
-const file = (...lines: string[]) => `${lines.join('\n')}\n`;
-
-const PAIR = [
-  'topology: pair', //              1
-  'machines:', //                   2
-  '  observer:', //                 3
-  '    address: 10.0.0.10', //      4
-  '  app1:', //                     5
-  '    address: 10.0.0.11', //      6
-  '  app2:', //                     7
-  '    address: 10.0.0.12', //      8
-];
+import { fileOf as file, PAIR_LINES as PAIR } from '../testing/clusters.ts';
 
 function problemsOf(text: string) {
   try {

@@ -97,3 +97,18 @@ export async function tempDir(prefix = 'vigil-test-'): Promise<string> {
 export function relocate(content: string, root: string): string {
   return content.replace(/(\/etc\/vigil|\/var\/lib\/vigil|\/var\/log\/vigil|\/run\/vigil)(?=[/\s;]|$)/gm, (m) => `${root}${m}`);
 }
+
+/** A file's text from its lines (the cluster-file tests: errors name lines, so each line is explicit). */
+export const fileOf = (...lines: string[]): string => `${lines.join('\n')}\n`;
+
+/** The smallest `pair` cluster file, a line each; a test appends its own section from line 9. */
+export const PAIR_LINES: readonly string[] = [
+  'topology: pair', //                1
+  'machines:', //                     2
+  '  observer:', //                   3
+  '    address: 10.0.0.10', //        4
+  '  app1:', //                       5
+  '    address: 10.0.0.11', //        6
+  '  app2:', //                       7
+  '    address: 10.0.0.12', //        8
+];
