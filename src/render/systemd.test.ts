@@ -285,4 +285,8 @@ describe('the application services the agent manages', () => {
     }
     assert.match(refappUnit(), /ExecStart=\/opt\/vigil\/bin\/node \/opt\/vigil\/lib\/vigil-refapp\.mjs --config \/etc\/vigil\/refapp\/application\.properties/);
   });
+
+  it("the reference application's start keeps its attachments directory at 0750, the mode apply and file sync give it (systemd's default would put 0755 back)", () => {
+    assert.match(refappUnit(), /^StateDirectory=vigil\/app\/attachments\nStateDirectoryMode=0750$/m);
+  });
 });

@@ -277,6 +277,8 @@ export function refappUnit(): string {
     [
       'Type=exec',
       `StateDirectory=${below(PATHS.refappAttachments, '/var/lib')}`,
+      // The mode apply and file sync's receiver give the directory; without it systemd puts it back to 0755 at every start.
+      'StateDirectoryMode=0750',
       `ExecStart=${execLine([VIGIL_INSTALL.node, VIGIL_INSTALL.refapp, '--config', PATHS.refappConfig])}`,
       // SIGHUP: the HTTPS settings read again and the HTTPS port reopened; HTTP keeps serving.
       `ExecReload=${BINARIES.kill} -HUP $MAINPID`,
