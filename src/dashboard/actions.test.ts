@@ -24,6 +24,11 @@ describe('parseAction', () => {
       epoch: 7,
       reason: 'kernel update',
     });
+    assert.equal(
+      (parseAction(form({ kind: 'failover', to: 'app2', epoch: '7', confirm: 'app2', reason: ' kernel\n\t update ' }), cluster) as ActionForm).reason,
+      'kernel update',
+      'one line',
+    );
     assert.deepEqual(parseAction(form({ kind: 'maintenance-off', epoch: 'none', confirm: 'maintenance' }), cluster), {
       kind: 'maintenance-off',
       epoch: null,

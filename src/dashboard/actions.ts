@@ -93,6 +93,15 @@ export interface ActionForm {
 
 export const MAX_REASON = 200;
 
+/** A person's text from a form as one line: control characters become spaces, runs of spaces one, the ends trimmed. */
+export function oneLine(text: string): string {
+  return [...text]
+    .map((c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? ' ' : c))
+    .join('')
+    .replace(/ {2,}/g, ' ')
+    .trim();
+}
+
 /** Checks a posted form; the error names the field and what it must hold. */
 export function parseAction(form: URLSearchParams, cluster: Cluster): ActionForm | { error: string } {
   const kind = form.get('kind') ?? '';
@@ -101,10 +110,7 @@ export function parseAction(form: URLSearchParams, cluster: Cluster): ActionForm
   const epochText = form.get('epoch') ?? '';
   if (!/^(none|\d{1,15})$/.test(epochText)) return { error: 'the field `epoch` must be the epoch the page showed (a number, or `none`)' };
   const epoch = epochText === 'none' ? null : Number(epochText);
-  const reason = [...(form.get('reason') ?? '')]
-    .map((c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? ' ' : c))
-    .join('')
-    .trim();
+  const reason = oneLine(form.get('reason') ?? '');
   if (k !== 'maintenance-off' && (reason.length === 0 || reason.length > MAX_REASON))
     return { error: `the field \`reason\` must say why, in 1 to ${MAX_REASON} characters` };
   const toText = form.get('to') ?? '';

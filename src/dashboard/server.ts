@@ -13,7 +13,7 @@ import { APP_JS } from './assets.generated.ts';
 import { clearedCookie, LoginLimiter, sessionCookie, Sessions, tokenOf, type Session } from './auth.ts';
 import { Feed, type FeedUpdate } from './feed.ts';
 import { actionsPage, loginPage, nowPage, refusedPage, STYLE_CSS, timelinePage } from './pages.ts';
-import { equivalentCommand, type ActionForm, type ActResult } from './actions.ts';
+import { equivalentCommand, oneLine, type ActionForm, type ActResult } from './actions.ts';
 import type { TimelineView } from './timeline.ts';
 import { decoyHash, verifyPassword, type DashboardUser } from './users.ts';
 import type { NowView } from './view.ts';
@@ -235,12 +235,7 @@ async function acknowledge(ctx: Ctx, req: IncomingMessage, res: ServerResponse, 
   }
   const form = await readForm(req);
   const incident = form?.get('incident') ?? '';
-  // Control characters out (a comment is one line of text), spaces trimmed.
-  const comment = [...(form?.get('comment') ?? '')]
-    .map((c) => (c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f ? ' ' : c))
-    .join('')
-    .replace(/ {2,}/g, ' ')
-    .trim();
+  const comment = oneLine(form?.get('comment') ?? '');
   if (!form || !INCIDENT_ID.test(incident)) return send(res, 400, 'text/plain', 'refused: the form names no incident of the timeline (field `incident`)\n');
   if (comment.length === 0 || comment.length > MAX_COMMENT)
     return send(res, 400, 'text/plain', `refused: the comment (field \`comment\`) must have 1 to ${MAX_COMMENT} characters\n`);
