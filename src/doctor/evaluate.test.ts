@@ -225,6 +225,24 @@ describe('the faults of the seed and the issue', () => {
     assert.equal(mode.fix, 'on db1: chmod 0600 /etc/vigil/pki/db1.key');
   });
 
+  test("etcd's TLS key owned by root, and Patroni's etcd key readable by its group: the chown and the chmod (issue 16)", () => {
+    const f = facts();
+    const pathsOf = (name: string) => (machine(f, name).paths as { value: { path: string; user: string; group: string; mode: number }[] }).value;
+    Object.assign(
+      pathsOf('observer').find((p) => p.path === '/etc/vigil/tls/etcd.key')!,
+      { user: 'root', group: 'root' },
+    );
+    Object.assign(
+      pathsOf('db1').find((p) => p.path === '/etc/vigil/tls/patroni-etcd.key')!,
+      { mode: 0o640 },
+    );
+    const list = findings(f).filter((x) => x.check === 'ownership');
+    assert.deepEqual(list.map((x) => x.fix).sort(), [
+      'on db1: chmod 0600 /etc/vigil/tls/patroni-etcd.key',
+      'on observer: chown etcd:etcd /etc/vigil/tls/etcd.key',
+    ]);
+  });
+
   test('missing files are one finding per machine', () => {
     const f = facts();
     const p = machine(f, 'app1').paths as { value: { path: string }[] };

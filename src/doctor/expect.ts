@@ -121,6 +121,19 @@ export function pathRules(cluster: Cluster, machine: Machine, rendered: Rendered
       recursive: true,
       why: `etcd runs as ${users.etcd} and must own its data; it holds every leader lock and the active record`,
     });
+    // Issued by apply (etcd asks every client and peer for a cluster-CA certificate: docs/security.md).
+    rules.push(
+      { path: PATHS.etcdTlsCert, user: users.etcd, group: users.etcd, type: 'file', forbid: 0o022, required: false, why: CONFIG_WHY },
+      {
+        path: PATHS.etcdTlsKey,
+        user: users.etcd,
+        group: users.etcd,
+        type: 'file',
+        forbid: 0o077,
+        required: false,
+        why: `whoever reads it can pose as this etcd member to its peers and clients; etcd runs as ${users.etcd} and must read it`,
+      },
+    );
   }
   if (has('db')) {
     const parent = dirname(PATHS.pgData);
@@ -154,6 +167,16 @@ export function pathRules(cluster: Cluster, machine: Machine, rendered: Rendered
         forbid: 0o077,
         required: false,
         why: 'pg_hba.conf trusts superuser connections through this socket directory: only postgres and root may reach it',
+      },
+      { path: PATHS.patroniEtcdCert, user: pg, group: pg, type: 'file', forbid: 0o022, required: false, why: CONFIG_WHY },
+      {
+        path: PATHS.patroniEtcdKey,
+        user: pg,
+        group: pg,
+        type: 'file',
+        forbid: 0o077,
+        required: false,
+        why: "whoever reads it can write Patroni's keys in etcd (its leader lock among them); Patroni runs as postgres and must read it",
       },
     );
   }
