@@ -13,6 +13,7 @@ let active = true;
 const fenced: number[] = [];
 const proxyAdmin: Record<string, 'ready' | 'maint'> = { app1: 'maint', app2: 'ready' };
 const dbAdmin: Record<string, 'ready' | 'maint'> = { db1: 'ready', db2: 'ready' };
+const markedUp: string[] = [];
 
 before(async () => {
   ca = await createClusterCa({ clusterName: 'test' });
@@ -46,6 +47,10 @@ before(async () => {
         ready: async (s, e) => {
           if (s !== 'app1' || e !== 3) throw new ReadyRefused(`the active record is app1 at epoch 3, not ${s} at epoch ${e}`);
           proxyAdmin[s] = 'ready';
+        },
+        up: async (s, e) => {
+          if (s !== 'app1' || e !== 3) throw new ReadyRefused(`the active record is app1 at epoch 3, not ${s} at epoch ${e}`);
+          markedUp.push(s);
         },
         db: {
           servers: async () =>
@@ -118,6 +123,17 @@ test('the proxy endpoints: only observers and the admin read and fence; READY on
   assert.equal((await call('observer', '/proxy/maint', 'POST', { server: 'app1; shutdown', epoch: 3 })).status, 400);
   assert.equal((await call('observer', '/proxy/ready', 'POST', { server: 'app1' })).status, 400);
   assert.equal((await call('observer', '/proxy/drain', 'POST', { server: 'app1', epoch: 3 })).status, 404);
+});
+
+test('UP at once (/proxy/up): observers and the admin only, only for the record at its epoch, never on :5000', async () => {
+  assert.equal((await call('app1', '/proxy/up', 'POST', { server: 'app1', epoch: 3 })).status, 403);
+  const late = await call('observer', '/proxy/up', 'POST', { server: 'app2', epoch: 3 });
+  assert.equal(late.status, 409);
+  assert.match(late.json<{ error: string }>().error, /up refused: .*not app2 at epoch 3/);
+  assert.equal((await call('observer', '/proxy/up', 'POST', { server: 'app1' })).status, 400);
+  assert.equal((await call('observer', '/proxy/up', 'POST', { server: 'db1', backend: 'postgres' })).status, 400);
+  assert.equal((await call('observer', '/proxy/up', 'POST', { server: 'app1', epoch: 3 })).status, 200);
+  assert.deepEqual(markedUp, ['app1']);
 });
 
 test('the proxy endpoints for :5000 (the database release): backend postgres, no epoch; observers only', async () => {

@@ -18,6 +18,8 @@
  *   POST /proxy/ready  {"server": S, "epoch": N}: S back to READY, only while etcd's active record
  *                      names S at epoch N (409 otherwise): a late or replayed call cannot put a
  *                      machine back in the rotation after another was activated.
+ *   POST /proxy/up     {"server": S, "epoch": N}: S UP at once, not waiting for HAProxy's next check
+ *                      (the observer saw S serve at epoch N); the same condition as /proxy/ready.
  * and the :5000 backend for the observer's database release, with "backend": "postgres" (no
  * epoch): `GET /proxy?backend=postgres`, MAINT before a release, and READY (down until its
  * check of Patroni's /primary passes) once the old leader has rejoined.
@@ -35,6 +37,8 @@ export interface ProxyControl {
   maint(server: string): Promise<void>;
   /** Throws ReadyRefused when the active record does not name `server` at `epoch`. */
   ready(server: string, epoch: number): Promise<void>;
+  /** UP now (its next check is not waited for); throws ReadyRefused like ready. */
+  up(server: string, epoch: number): Promise<void>;
   /** The :5000 backend (the database release). */
   db: { servers(): Promise<ServerState[]>; maint(server: string): Promise<void>; ready(server: string): Promise<void> };
 }
@@ -110,7 +114,7 @@ async function proxyCall(d: AgentApiDeps, req: IncomingMessage, res: ServerRespo
   if (!d.writers.has(peer.commonName)) return send(res, 403, { error: `${peer.commonName} may not use the proxy; only observer machines and the admin may` });
   const db = new URL(req.url ?? '/', 'https://agent').searchParams.get('backend') === 'postgres';
   if (req.method === 'GET' && path === '/proxy') return send(res, 200, { servers: await (db ? d.proxy.db.servers() : d.proxy.servers()) });
-  const action = req.method === 'POST' ? ({ '/proxy/maint': 'maint', '/proxy/ready': 'ready' } as const)[path] : undefined;
+  const action = req.method === 'POST' ? ({ '/proxy/maint': 'maint', '/proxy/ready': 'ready', '/proxy/up': 'up' } as const)[path] : undefined;
   if (!action) return send(res, 404, { error: `no ${req.method} ${path}` });
   let body: { server?: unknown; epoch?: unknown; backend?: unknown };
   try {
@@ -122,15 +126,17 @@ async function proxyCall(d: AgentApiDeps, req: IncomingMessage, res: ServerRespo
   if (typeof server !== 'string' || !/^[A-Za-z0-9_.-]+$/.test(server)) return send(res, 400, { error: 'server must be a machine name' });
   if (backend !== undefined && backend !== 'app' && backend !== 'postgres') return send(res, 400, { error: 'backend must be "app" or "postgres"' });
   if (backend === 'postgres') {
+    if (action === 'up') return send(res, 400, { error: 'up is for the app backend only' });
     await (action === 'maint' ? d.proxy.db.maint(server) : d.proxy.db.ready(server));
     return send(res, 200, { server, state: action, backend });
   }
   if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1) return send(res, 400, { error: 'epoch must be a positive integer' });
   try {
     if (action === 'maint') await d.proxy.maint(server);
+    else if (action === 'up') await d.proxy.up(server, epoch);
     else await d.proxy.ready(server, epoch);
   } catch (err) {
-    if (err instanceof ReadyRefused) return send(res, 409, { error: `ready refused: ${err.message}` });
+    if (err instanceof ReadyRefused) return send(res, 409, { error: `${action} refused: ${err.message}` });
     throw err;
   }
   send(res, 200, { server, state: action, epoch });

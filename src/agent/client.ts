@@ -111,6 +111,11 @@ export class AgentClient {
     await this.call('POST', '/proxy/ready', o, { server, epoch });
   }
 
+  /** POST /proxy/up: `server` UP there at once (not waiting for its next check); refused (409, AGENT_HTTP) unless etcd's active record names it at `epoch`. */
+  async proxyUp(server: string, epoch: number, o: AgentCallOptions): Promise<void> {
+    await this.call('POST', '/proxy/up', o, { server, epoch });
+  }
+
   /** The :5000 backend there: `server` to MAINT, or out of it as down until its check passes. */
   async proxyDb(action: 'maint' | 'ready', server: string, o: AgentCallOptions): Promise<void> {
     await this.call('POST', `/proxy/${action}`, o, { server, backend: 'postgres' });

@@ -418,11 +418,16 @@ function patroniReason(err: unknown): string {
 }
 
 /**
- * This machine's HAProxy for the observers (src/agent/api.ts): MAINT whenever asked; READY only
- * for the machine etcd's active record names at the epoch given, read now from etcd.
+ * This machine's HAProxy for the observers (src/agent/api.ts): MAINT whenever asked; READY and UP
+ * only for the machine etcd's active record names at the epoch given, read now from etcd.
  */
 function proxyControl(store: VigilStore): ProxyControl {
   const runtime = new HaproxyRuntime();
+  const named = async (server: string, epoch: number): Promise<void> => {
+    const rec = (await store.getActive({ timeoutMs: 1000 }))?.record;
+    if (!rec || rec.node !== server || rec.epoch !== epoch)
+      throw new ReadyRefused(`the active record is ${rec ? `${rec.node} at epoch ${rec.epoch}` : 'absent'}, not ${server} at epoch ${epoch}`);
+  };
   return {
     servers: () => runtime.servers(APP_BACKEND),
     maint: (server) => runtime.maint(APP_BACKEND, server),
@@ -432,10 +437,12 @@ function proxyControl(store: VigilStore): ProxyControl {
       ready: (server) => runtime.readyWhenChecked(POSTGRES_BACKEND, server),
     },
     ready: async (server, epoch) => {
-      const rec = (await store.getActive({ timeoutMs: 1000 }))?.record;
-      if (!rec || rec.node !== server || rec.epoch !== epoch)
-        throw new ReadyRefused(`the active record is ${rec ? `${rec.node} at epoch ${rec.epoch}` : 'absent'}, not ${server} at epoch ${epoch}`);
+      await named(server, epoch);
       await runtime.readyWhenChecked(APP_BACKEND, server); // down until its role check passes (src/observer/proxies.ts)
+    },
+    up: async (server, epoch) => {
+      await named(server, epoch);
+      await runtime.healthUp(APP_BACKEND, server);
     },
   };
 }

@@ -271,6 +271,14 @@ function effects(ctx: Ctx, seen: Observed): Effects {
       const todo = ctx.proxies.filter((p) => seen.proxies.get(p.name)?.find((s) => s.server === node)?.admin === 'maint');
       await Promise.all(todo.map((p) => p.ready(node, epoch).catch((err: Error) => log('ready-failed', { node, proxy: p.name, error: err.message }))));
     },
+    // UP where it is ready but down (HAProxy's next check not yet come); execute re-read the record's epoch just before.
+    markUp: async (node, epoch) => {
+      const todo = ctx.proxies.filter((p) => {
+        const s = seen.proxies.get(p.name)?.find((x) => x.server === node);
+        return s?.admin === 'ready' && s.op !== 'up';
+      });
+      await Promise.all(todo.map((p) => p.up(node, epoch).catch((err: Error) => log('up-failed', { node, proxy: p.name, error: err.message }))));
+    },
     // Not awaited: Patroni answers only once the switchover is done (seconds), and the observer
     // must keep observing meanwhile. One at a time: a second request would be refused anyway.
     dbSwitchover: (from, to) => {

@@ -689,6 +689,52 @@ describe('decide: epochs and fencing', () => {
     assert.deepEqual(unfences([active, standby('app2', { proxyStates: ['maint', 'maint'] })]), []);
   });
 
+  it('the new active machine UP at once (mark-up) once seen serving at its epoch with every other machine fenced; once per epoch', () => {
+    // app2 activated at epoch 5; its server left MAINT as down until HAProxy's next check.
+    const moved = obs(1000, { active: rec('app2', 5, 'switchover'), nodes: [standby('app1'), serving('app2', 5, { proxyStates: ['down'] })] });
+    const d = decide(steady(), moved, cfgOf());
+    assert.deepEqual(ofKind(d, 'mark-up'), [{ kind: 'mark-up', node: 'app2', epoch: 5 }]);
+    assert.equal(d.memory.markedUp, 5);
+    // Once: HAProxy's own checks decide after it (a proxy that cannot reach the agent is not told UP every tick).
+    assert.deepEqual(ofKind(decide(d.memory, { ...moved, nowMs: 1250 }, cfgOf()), 'mark-up'), []);
+    // Already UP, or still in MAINT (then unfenced first): nothing to mark.
+    for (const proxyStates of [['ready'], ['maint']] as const) {
+      const e = decide(steady(), { ...moved, nodes: [standby('app1'), serving('app2', 5, { proxyStates: [...proxyStates] })] }, cfgOf());
+      assert.deepEqual(ofKind(e, 'mark-up'), [], proxyStates[0]);
+    }
+  });
+
+  it('no mark-up while another machine may still take traffic, or before the observer sees the new one serve at its epoch', () => {
+    const markUps = (nodes: NodeObservation[]) => ofKind(decide(steady(), obs(1000, { active: rec('app2', 5, 'switchover'), nodes }), cfgOf()), 'mark-up');
+    const up = serving('app2', 5, { proxyStates: ['down'] });
+    assert.deepEqual(markUps([standby('app1', { proxyStates: ['ready'] }), up]), [], 'app1 still READY in HAProxy: fenced first');
+    assert.deepEqual(markUps([standby('app1', { proxyStates: ['down'] }), up]), [], 'app1 down but not in MAINT: a check could bring it back');
+    assert.deepEqual(markUps([standby('app1', { agentActive: true, agentEpoch: 4 }), up]), [], "app1's agent still serves");
+    assert.deepEqual(markUps([standby('app1'), serving('app2', 5, { proxyStates: ['down'], deepOk: false })]), [], 'the deep check fails');
+    assert.deepEqual(
+      markUps([standby('app1'), serving('app2', 5, { proxyStates: ['down'], appHealthy: false })]),
+      [{ kind: 'mark-up', node: 'app2', epoch: 5 }],
+      "the agent's own health from its last cycle is not waited for: the deep check is fresher",
+    );
+    assert.deepEqual(markUps([standby('app1'), serving('app2', 4, { proxyStates: ['down'] })]), [], 'its agent serves at an older epoch');
+    assert.deepEqual(markUps([standby('app1'), serving('app2', 5, { proxyStates: ['down'], agentReachable: false })]), [], 'its agent does not answer');
+    assert.deepEqual(
+      markUps([standby('app1'), { ...standby('app2', { proxyStates: ['down'] }), waitingFor: ['app1'] }]),
+      [],
+      'activated, still in the handover',
+    );
+    assert.deepEqual(markUps([standby('app1', { proxyStates: ['maint', 'maint'] }), serving('app2', 5, { proxyStates: ['ready', 'down'] })]), [
+      { kind: 'mark-up', node: 'app2', epoch: 5 },
+    ]);
+    // The tick that moves the app: the new machine has not started yet.
+    const d = decide(steady(), obs(1000, { request: switchover('app2'), nodes: [serving('app1', 4), standby('app2', { proxyStates: ['down'] })] }), cfgOf());
+    assert.deepEqual(
+      ofKind(d, 'activate').map((a) => a.node),
+      ['app2'],
+    );
+    assert.deepEqual(ofKind(d, 'mark-up'), []);
+  });
+
   it('a healthy standby that is unreachable directly counts when its agent reports the app healthy', () => {
     const nodes = [dead('app1'), standby('app2', { deepOk: false, appHealthy: true })];
     const [, d] = run([obs(1000, { nodes }), obs(3000, { nodes })], steady());

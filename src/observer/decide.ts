@@ -94,6 +94,12 @@ export interface Memory {
    * app already moved to `to` when the old primary stopped, and the request waits for the primary there.
    */
   switchover: { requestId: string; from: string; to: string; sinceMs: number; appMoved?: boolean } | null;
+  /**
+   * The epoch at which this leader last set the active machine UP at once (a `mark-up`): once per
+   * activation, after which HAProxy's own checks alone decide (a proxy that cannot reach the
+   * machine's agent would otherwise be told UP again every tick).
+   */
+  markedUp?: number;
   /** `pair`: the database tier as this leader follows it. */
   db: DbMemory;
   nodes: Record<string, NodeMemory>;
@@ -146,6 +152,11 @@ export type Action =
   | { kind: 'fence'; node: string; epoch: number; reason: string }
   /** Set the active node's server back to READY in HAProxy (while the record is at `epoch`). */
   | { kind: 'unfence'; node: string; epoch: number }
+  /**
+   * Set the active node's server UP at once where HAProxy reads it ready but down (while the record
+   * is at `epoch`): the observer saw it serve, and every other app machine fenced, this tick.
+   */
+  | { kind: 'mark-up'; node: string; epoch: number }
   /** Ask Patroni to move the primary (pair: a planned switchover only; a failover never moves it). */
   | { kind: 'db-switchover'; from: string; to: string }
   | { kind: 'event'; event: EventAction }
@@ -299,9 +310,10 @@ const ORDER: Record<Action['kind'], number> = {
   activate: 0,
   fence: 1,
   unfence: 2,
-  event: 3,
-  'db-switchover': 4,
-  'complete-request': 5,
+  'mark-up': 3,
+  event: 4,
+  'db-switchover': 5,
+  'complete-request': 6,
 };
 
 /** Decide one tick. See the module comment and docs/observer-states.md. */
@@ -557,19 +569,41 @@ function move(t: Tick, to: string, type: 'bootstrap' | 'failover' | 'switchover'
   go(t, 'failing-over', reason, true);
 }
 
-/** Every app machine but the active one in MAINT with its services stopped; the active one not in MAINT. */
+/**
+ * Seen serving at `epoch` by both of the observer's own sources, as HAProxy's role check would
+ * find it: its agent answers and serves at that epoch, and the observer's deep check through
+ * nginx and the app to the database passes (the agent's own `appHealthy` is from its last cycle,
+ * often a tick behind, so it is not waited for).
+ */
+const seenServingAt = (n: NodeObservation, epoch: number): boolean => n.agentReachable && n.agentActive && n.agentEpoch === epoch && n.deepOk;
+
+/**
+ * Every app machine but the active one in MAINT with its services stopped; the active one not in
+ * MAINT. And the active one UP at once where a proxy has it ready but still down (HAProxy's next
+ * check of a server leaving MAINT can be up to a whole check interval away), once the observer
+ * sees it serve and no other machine needs fencing: never while another might still take traffic;
+ * once per epoch (Memory.markedUp).
+ */
 function fencing(t: Tick): void {
   const rec = t.record;
   if (!rec) return;
+  let markUp: string | null = null;
+  let fenced = false;
   for (const n of t.obs.nodes) {
     if (n.name === rec.node) {
       if (n.proxyStates.includes('maint')) t.actions.push({ kind: 'unfence', node: n.name, epoch: rec.epoch });
+      if (!t.moved && t.mem.markedUp !== rec.epoch && n.proxyStates.includes('down') && seenServingAt(n, rec.epoch)) markUp = n.name;
       continue;
     }
     if (!needsFence(n)) continue;
+    fenced = true;
     t.actions.push({ kind: 'fence', node: n.name, epoch: rec.epoch, reason: `${n.name} is not the active node (${rec.node} is, at epoch ${rec.epoch})` });
     if (t.moved)
       t.actions.push(event('fence', `${n.name} fenced at epoch ${rec.epoch}: services stopped, MAINT in HAProxy`, { node: n.name, epoch: rec.epoch }));
+  }
+  if (markUp && !fenced) {
+    t.actions.push({ kind: 'mark-up', node: markUp, epoch: rec.epoch });
+    t.mem.markedUp = rec.epoch;
   }
 }
 

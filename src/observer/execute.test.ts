@@ -17,6 +17,7 @@ function fake(o: { leadsFor?: number; epoch?: number | null | 'no answer'; casOk
     activate: async (a) => (done.push(`activate ${a.node}@${a.epoch}`), o.casOk ?? true),
     fence: async (node, epoch) => void done.push(`fence ${node}@${epoch}`),
     unfence: async (node) => void done.push(`unfence ${node}`),
+    markUp: async (node, epoch) => void done.push(`mark-up ${node}@${epoch}`),
     dbSwitchover: (from, to) => void done.push(`db-switchover ${from}->${to}`),
     event: async (e) => void done.push(`event ${e.type}`),
     answer: async (a) => void done.push(`answer ${a.id}`),
@@ -47,6 +48,15 @@ test('no fence, MAINT or READY once the record moved to another epoch (another o
   await execute(f.fx, 5, [fence('app1', 5), { kind: 'unfence', node: 'app2', epoch: 5 }, event]);
   assert.deepEqual(f.done, ['event node-lost'], 'the fencing is dropped; the event, a fact seen, still goes');
   assert.ok(f.logged.includes('fencing-dropped'));
+});
+
+test('UP at once (mark-up) only while the record is at its epoch, like READY', async () => {
+  const at = fake();
+  await execute(at.fx, 5, [{ kind: 'mark-up', node: 'app2', epoch: 5 }, event]);
+  assert.deepEqual(at.done, ['mark-up app2@5', 'event node-lost']);
+  const moved = fake({ epoch: 6 });
+  await execute(moved.fx, 5, [{ kind: 'mark-up', node: 'app2', epoch: 5 }, event]);
+  assert.deepEqual(moved.done, ['event node-lost'], 'the record moved: no UP for the machine it left');
 });
 
 test('no fencing when etcd cannot confirm the epoch; it is decided again next tick', async () => {

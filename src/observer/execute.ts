@@ -1,7 +1,7 @@
 /**
  * Carrying out one tick's actions, in decide's order, and only while this observer still has the
  * right to: leadership is checked again before every action (a fence can take a second or more,
- * so a list can outlast the leader's margin), and MAINT, READY and fences are sent only while
+ * so a list can outlast the leader's margin), and MAINT, READY, UP and fences are sent only while
  * the active record is still at the epoch they were decided for (read again from etcd, unless
  * this tick's own compare-and-swap just wrote it). So an observer that was paused or slow in the
  * middle of its list cannot fence the machine another observer activated meanwhile.
@@ -22,6 +22,8 @@ export interface Effects {
   fence(node: string, epoch: number): Promise<void>;
   /** Puts the active machine's server back to READY at `epoch`. Never throws. */
   unfence(node: string, epoch: number): Promise<void>;
+  /** Sets the active machine's server UP at `epoch` where HAProxy has it ready but down. Never throws. */
+  markUp(node: string, epoch: number): Promise<void>;
   /** Starts Patroni's switchover without waiting for it. */
   dbSwitchover(from: string, to: string): void;
   /** Stores the event and alerts it. Never throws. */
@@ -40,7 +42,8 @@ export async function execute(fx: Effects, seenEpoch: number | null, actions: Ac
       fx.log('actions-dropped', { reason: 'this observer no longer leads', dropped: actions.slice(i).map((x) => x.kind) });
       return;
     }
-    if ((a.kind === 'fence' || a.kind === 'unfence') && !fencing) continue;
+    const fencingKind = a.kind === 'fence' || a.kind === 'unfence' || a.kind === 'mark-up';
+    if (fencingKind && !fencing) continue;
     fx.log('action', { ...a });
     switch (a.kind) {
       case 'activate':
@@ -52,12 +55,13 @@ export async function execute(fx: Effects, seenEpoch: number | null, actions: Ac
         known = a.epoch;
         break;
       case 'fence':
-      case 'unfence': {
+      case 'unfence':
+      case 'mark-up': {
         if (known === undefined) known = await fx.currentEpoch().catch(() => undefined);
         if (known === undefined || known !== a.epoch) {
           // The rest of the fencing too; events and answers are facts seen this tick and still go.
           fencing = false;
-          const dropped = actions.slice(i).filter((x) => x.kind === 'fence' || x.kind === 'unfence');
+          const dropped = actions.slice(i).filter((x) => x.kind === 'fence' || x.kind === 'unfence' || x.kind === 'mark-up');
           fx.log('fencing-dropped', {
             reason: known === undefined ? 'etcd did not answer the re-read of the active record' : `the active record moved to epoch ${known}`,
             decidedAt: a.epoch,
@@ -66,7 +70,8 @@ export async function execute(fx: Effects, seenEpoch: number | null, actions: Ac
           break;
         }
         if (a.kind === 'fence') await fx.fence(a.node, a.epoch);
-        else await fx.unfence(a.node, a.epoch);
+        else if (a.kind === 'unfence') await fx.unfence(a.node, a.epoch);
+        else await fx.markUp(a.node, a.epoch);
         break;
       }
       case 'db-switchover':

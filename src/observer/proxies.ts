@@ -20,6 +20,8 @@ export interface ProxyHandle {
   servers(timeoutMs: number): Promise<ServerState[]>;
   maint(server: string, epoch: number): Promise<void>;
   ready(server: string, epoch: number): Promise<void>;
+  /** UP now, without waiting for HAProxy's next check: the active machine at `epoch`, seen serving by the observer. */
+  up(server: string, epoch: number): Promise<void>;
   /** The :5000 backend, for the database release: read, MAINT, and out of MAINT as down until checked. */
   db: { servers(timeoutMs: number): Promise<ServerState[]>; maint(server: string): Promise<void>; ready(server: string): Promise<void> };
 }
@@ -41,6 +43,7 @@ function local(m: Machine, runtime: HaproxyRuntime): ProxyHandle {
     // requests before its nginx listens, and HAProxy waits a second before it retries a refused
     // connection (seen in switchovers: 0.6 to 0.8 s of the application's pause, docs/benchmarks.md).
     ready: (server) => runtime.readyWhenChecked(APP_BACKEND, server),
+    up: (server) => runtime.healthUp(APP_BACKEND, server),
     db: {
       servers: () => runtime.servers(POSTGRES_BACKEND),
       maint: (server) => runtime.maint(POSTGRES_BACKEND, server),
@@ -57,6 +60,7 @@ function remote(m: Machine, pki: MtlsIdentity): ProxyHandle {
     servers: (timeoutMs) => agent.proxyServers({ timeoutMs }),
     maint: (server, epoch) => agent.proxyMaint(server, epoch, { timeoutMs: WRITE_TIMEOUT_MS }),
     ready: (server, epoch) => agent.proxyReady(server, epoch, { timeoutMs: WRITE_TIMEOUT_MS }),
+    up: (server, epoch) => agent.proxyUp(server, epoch, { timeoutMs: WRITE_TIMEOUT_MS }),
     db: {
       servers: (timeoutMs) => agent.proxyServers({ timeoutMs }, 'postgres'),
       maint: (server) => agent.proxyDb('maint', server, { timeoutMs: WRITE_TIMEOUT_MS }),

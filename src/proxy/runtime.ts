@@ -101,6 +101,16 @@ export class HaproxyRuntime {
     await this.expectEmpty(`set server ${backend}/${server} state ready`);
   }
 
+  /**
+   * UP now, without waiting for its next health check (`set server ... health up`; ignored while
+   * the server is in MAINT). Its checks go on: fall failed ones take it down again. HAProxy keeps
+   * the next check of a server that leaves MAINT where it was scheduled, up to a whole `inter`
+   * away, so a newly active machine may wait that long to be found (docs/benchmarks.md).
+   */
+  async healthUp(backend: string, server: string): Promise<void> {
+    await this.expectEmpty(`set server ${backend}/${server} health up`);
+  }
+
   /** Pauses the server's health checks: it keeps the state it has (UP stays UP) until they resume. */
   async disableHealth(backend: string, server: string): Promise<void> {
     await this.expectEmpty(`disable health ${backend}/${server}`);

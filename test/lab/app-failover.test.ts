@@ -3,7 +3,9 @@
  * failover-scenarios.ts; test/lab/apply.test.ts runs them on a cluster installed by `vigil apply`).
  * `pair` has HAProxy on the observer machine, as the seed does; `distributed` has two proxy
  * machines of their own, which the observer reads and fences through their agents: the checker
- * samples both and writes through both, so a machine left UP in either one is a violation.
+ * samples both and writes through both, so a machine left UP in either one is a violation. On
+ * both, two planned switchovers with the checker (switchoverTest): the old machine is UP until it is
+ * fenced, so a new one set UP before it is out would be seen.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ import type { LabShape, LabTopology } from '../../src/lab/topology.ts';
 import { agentMachines } from '../../src/config/schema.ts';
 import pg from 'pg';
 import { waitFor } from '../../src/util/exec.ts';
-import { failoverTests } from './failover-scenarios.ts';
+import { failoverTests, switchoverTest } from './failover-scenarios.ts';
 import { entryPointTests } from './entry-scenarios.ts';
 
 // `distributed` runs the application cold on the standby (started on activation), `pair` warm (its
@@ -71,6 +73,7 @@ for (const [topology, warm] of [
       });
 
     failoverTests(topology, () => ({ lab, checker: checker! }));
+    switchoverTest(topology, () => ({ lab, checker: checker! }));
 
     // Two proxy machines share the floating entry address (keepalived): it moves when its holder fails.
     if (topology === 'distributed') entryPointTests(() => ({ lab, checker: checker! }));

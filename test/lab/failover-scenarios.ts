@@ -22,6 +22,10 @@ import { UNITS } from '../../src/layout/units.ts';
 import { readMachineLog } from '../../src/lab/logs.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
+import { withOps } from '../../src/ops/context.ts';
+import { LAB_OPS } from '../../src/lab/target.ts';
+import { sendRequest } from '../../src/ops/requests.ts';
+import { printJournals } from './journal.ts';
 
 export interface Fault {
   name: string;
@@ -152,6 +156,45 @@ async function analyticsWherePlaced(lab: LabHandle, active: string): Promise<voi
     250,
   ).catch((err: Error) => assert.fail(`${err.message}: ${seen}`));
   console.log(`# analytics service: ${seen} (checked in ${((performance.now() - startedAt) / 1000).toFixed(1)} s)`);
+}
+
+/**
+ * Planned switchovers (`vigil switchover`), the old machine healthy and UP in every proxy until it is
+ * fenced: the checker's rules hold through each, in particular never two app machines UP and READY
+ * in one proxy. The observer sets the new machine UP at once when it sees it serve (its `mark-up`,
+ * docs/failure-semantics.md), only once every other machine is out: this is the test that fails when
+ * it does so before the old one is in MAINT (a failover does not show it: the failed machine is
+ * down in every proxy by then). Not in failoverTests: apply.test.ts does not run it.
+ */
+export function switchoverTest(label: string, env: () => { lab: LabHandle; checker: Checker }): void {
+  it('a planned switchover, twice: never two machines UP in a proxy or serving at once; then the new one alone out of MAINT in every proxy', async () => {
+    const { lab, checker } = env();
+    for (let round = 1; round <= 2; round++) {
+      await labSettled(lab);
+      const old = await waitFor('a machine serving', async () => checker.serving(), 30_000, 50);
+      const t0 = performance.now();
+      const wall0 = Date.now();
+      const active = await withOps(LAB_OPS, (ctx) => sendRequest(ctx, { kind: 'switchover' }, () => {}));
+      const first = await waitFor(`${active.node} to serve after the switchover`, async () => checker.firstOtherAfter(t0, old), 60_000, 50);
+      console.log(
+        `# ${label}, switchover ${round}: ${old} -> ${first.node}, a write acknowledged ${((first.ackMs - t0) / 1000).toFixed(1)} s after the request`,
+      );
+      await sleep(2000); // the rounds around the handover, sampled on both sides
+      const report = checker.check({ sinceMs: t0, takeover: first.node });
+      console.log(`# ${report.text.split('\n')[0]}`);
+      if (report.violations.length || report.servedAfterTakeover.length) {
+        const apps = withRole(lab.cluster, 'app').map((m): [string, string] => [m.name, UNITS.agent]);
+        const proxies = withRole(lab.cluster, 'proxy').map((m): [string, string] => [m.name, UNITS.haproxy]);
+        const observer = lab.cluster.machines.find((m) => m.roles.includes('observer'))!.name;
+        await printJournals([[observer, UNITS.observer], ...apps, ...proxies], wall0 - 500, Date.now());
+      }
+      assert.deepEqual(report.violations, [], report.text);
+      assert.deepEqual(report.servedAfterTakeover, [], report.text);
+      await checker.exactlyOneActive(first.node, CONVERGE_MS);
+      await everyProxyFences(lab, first.node);
+    }
+    assert.deepEqual(await checker.missingWrites(), { http: [], db: [] }, 'every acknowledged write is there');
+  });
 }
 
 /** In every proxy, the active machine's server is out of MAINT and every other app machine's in it (the observer fences within a tick or two). */
