@@ -161,8 +161,11 @@ async function loggedIn(login: Login, path = '/', viewport?: { width: number; he
   watchProblems(page);
   page.setDefaultTimeout(60_000);
   await logIn(page, login.url, login.user, login.password);
-  if (path !== '/') await page.goto(new URL(path, login.url).href);
-  await waitLive(page);
+  await waitLive(page); // the "Now" page the login leads to
+  if (path !== '/') {
+    await page.goto(new URL(path, login.url).href);
+    await waitLive(page);
+  }
   return { context, page };
 }
 

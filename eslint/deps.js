@@ -10,7 +10,7 @@
  *   adapters     pki, mtls, etcd, patroni, proxy, remote, events, alerts, airgap, metrics
  *   shared work  render, facts, sync
  *   programs     agent, observer, ops, doctor, apply, init, and cli, which wires them; dashboard
- *                (served by the observer, reads through ops/status.ts)
+ *                (served by the observer, reads through ops/status.ts; its Doctor page runs doctor)
  *   outside production (never imported by the above; not in the artifact)
  *                refapp, lab, testing
  */
@@ -30,7 +30,7 @@ export const ALLOWED = {
   alerts: ['config', 'model', 'util'],
   airgap: ['model', 'util'],
   metrics: ['config', 'layout', 'mtls', 'util'],
-  dashboard: ['config', 'etcd', 'events', 'layout', 'model', 'ops/status.ts', 'patroni', 'ops/context.ts', 'pki', 'util'],
+  dashboard: ['config', 'doctor', 'etcd', 'events', 'layout', 'model', 'ops/status.ts', 'patroni', 'ops/context.ts', 'pki', 'util'],
 
   render: ['config', 'layout', 'model', 'patroni', 'util'],
   facts: ['config', 'layout', 'proxy', 'remote', 'util'],

@@ -6,16 +6,11 @@ import { VigilError, problem } from '../util/errors.ts';
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
-async function readStdin(): Promise<string> {
+/** Standard input to its end (a password piped in); `flag` names the option in the error. */
+export async function readStdin(flag = '--ssh-password-stdin', otherwise = 'leave the flag out and answer the question'): Promise<string> {
   // On a terminal this would wait for an end of file nobody types: the password must be piped in.
   if (process.stdin.isTTY)
-    throw new VigilError('USAGE', [
-      problem(
-        '--ssh-password-stdin',
-        'stdin is a terminal',
-        'pipe the password in: `--ssh-password-stdin < password-file`, or leave the flag out and answer the question',
-      ),
-    ]);
+    throw new VigilError('USAGE', [problem(flag, 'stdin is a terminal', `pipe the password in: \`${flag} < password-file\`, or ${otherwise}`)]);
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
@@ -45,6 +40,6 @@ export function registerInit(program: Command): void {
     .option('--smtp-port <port>', 'SMTP port (default 25)')
     .action(async (o: InitOptions) => {
       const { runInit } = await import('../init/init.ts');
-      process.exitCode = await runInit(o, { say, interactive: process.stdin.isTTY === true && process.stdout.isTTY === true, readStdin });
+      process.exitCode = await runInit(o, { say, interactive: process.stdin.isTTY === true && process.stdout.isTTY === true, readStdin: () => readStdin() });
     });
 }

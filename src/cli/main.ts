@@ -16,6 +16,7 @@ import { registerDoctor } from './doctor.ts';
 import { registerPreflight } from './preflight.ts';
 import { registerApply } from './apply.ts';
 import { registerAirgap } from './airgap.ts';
+import { registerDashboard } from './dashboard.ts';
 
 export function buildProgram(extras?: CheckoutExtras): Command {
   const program = new Command('vigil')
@@ -32,6 +33,7 @@ export function buildProgram(extras?: CheckoutExtras): Command {
   registerApply(program);
   registerDoctor(program, extras?.lab);
   registerAirgap(program, extras?.lab);
+  registerDashboard(program);
   registerDaemons(program);
   return program;
 }

@@ -572,7 +572,9 @@ export const secretsSchema = z
             .describe('Login name.'),
           role: z
             .enum(DASHBOARD_ROLES)
-            .describe('`viewer` sees the pages; `operator` may also act (switchover, maintenance: not built yet); `admin` may also manage users.'),
+            .describe(
+              '`viewer` sees the pages; `operator` may also act (switchover, failover, maintenance, acknowledgements, running doctor); `admin` the same (users are managed with `vigil dashboard user`, not from the page).',
+            ),
           passwordHash: z
             .string()
             .regex(SCRYPT_HASH_RE, { message: 'must be scrypt$N$r$p$salt$hash as `vigil init` writes it (the password itself is never stored)' })

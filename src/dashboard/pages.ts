@@ -34,13 +34,13 @@ ${error ? `<p class="error" role="alert">${esc(error)}</p>` : ''}
 }
 
 /** The header every page shares: the cluster's name, the pages, the stream's state and the data's age, the user. */
-type Page = 'now' | 'timeline' | 'actions';
+type Page = 'now' | 'timeline' | 'actions' | 'doctor';
 
 const header = (current: Page) => {
   const link = (page: Page, href: string, label: string) => `<a href="${href}"${page === current ? ' aria-current="page"' : ''}>${label}</a>`;
   return `<header>
 <h1>Vigil <span id="cluster"></span></h1>
-<nav>${link('now', '/', 'Now')} ${link('timeline', '/timeline', 'Timeline')} ${link('actions', '/actions', 'Actions')}</nav>
+<nav>${link('now', '/', 'Now')} ${link('timeline', '/timeline', 'Timeline')} ${link('actions', '/actions', 'Actions')} ${link('doctor', '/doctor', 'Doctor')}</nav>
 <p id="conn" class="conn connecting" role="status">connecting…</p>
 <p id="age" class="age"></p>
 <form method="post" action="/logout"><span id="user"></span> <button type="submit">Log out</button></form>
@@ -105,14 +105,35 @@ ${header('actions')}
 `;
 }
 
+/**
+ * The Doctor page: the last report of `vigil doctor` and of the page's own run, per machine,
+ * drawn by /app.js from `/doctor/events`; the button runs doctor from the observer.
+ */
+export function doctorPage(): string {
+  return `${head('Vigil: doctor')}
+<body data-page="doctor">
+${header('doctor')}
+<main>
+<form id="run-doctor" method="post" action="/doctor/run" class="run">
+<button type="submit" disabled>Run doctor from the observer</button>
+<span id="doctor-state" class="note" role="status"></span>
+</form>
+<section id="reports" aria-label="doctor reports"></section>
+</main>
+<script type="module" src="/app.js"></script>
+</body>
+</html>
+`;
+}
+
 /** An action that was not carried out: the server's own sentence (never the user's raw input), and a way back. */
-export function refusedPage(message: string): string {
+export function refusedPage(message: string, back = '/actions'): string {
   return `${head('Vigil: refused')}
 <body>
 <main>
 <h1>Not done</h1>
 <p class="error" role="alert" id="refusal">${esc(message)}</p>
-<p><a href="/actions">Back to Actions</a> · <a href="/timeline">Timeline</a></p>
+<p><a href="${esc(back)}">Back</a> · <a href="/timeline">Timeline</a></p>
 </main>
 </body>
 </html>
@@ -167,4 +188,22 @@ td.database { font-style: italic; }
 .action label { display: grid; gap: 0.2rem; }
 .action .fence, .action .command { font-size: 0.85rem; margin: 0; }
 .action .command code { overflow-wrap: anywhere; }
+.run { display: flex; gap: 1rem; align-items: baseline; margin: 1rem 0; }
+.report { border: 1px solid #8884; border-left: 0.5rem solid; border-radius: 0.4rem; padding: 0.5rem 0.9rem; margin: 0.8rem 0; }
+.report.ok, .part.ok { border-left-color: var(--ok); }
+.report.warn, .part.warn { border-left-color: var(--warn); }
+.report.bad, .part.bad { border-left-color: var(--bad); }
+.report h2 { margin: 0; font-size: 1.1rem; }
+.report .when, .report .scope { margin: 0.1rem 0; font-size: 0.85rem; opacity: 0.85; }
+.part { border-left: 0.3rem solid; padding: 0.2rem 0.7rem; margin: 0.6rem 0; }
+.part h3 { margin: 0; font-size: 1rem; }
+.checks { display: flex; flex-wrap: wrap; gap: 0.3rem; margin: 0.3rem 0; padding: 0; list-style: none; }
+.checks li { border-radius: 0.3rem; padding: 0.05rem 0.45rem; font-size: 0.8rem; background: #8882; }
+.checks li.fail { background: var(--bad); color: #fff; }
+.checks li.warn { background: var(--warn); color: #000; }
+.checks li.ok { background: color-mix(in srgb, var(--ok) 25%, transparent); }
+.finding { margin: 0.3rem 0 0.5rem; font-size: 0.9rem; }
+.finding .what { font-weight: 600; }
+.finding.fail .what { color: var(--bad); }
+.finding .fix code { overflow-wrap: anywhere; }
 `;

@@ -15,6 +15,7 @@ import { startDashboardServer, type DashboardServer } from './server.ts';
 import { buildTimeline, type TimelineView } from './timeline.ts';
 import { carryOut, parseAction } from './actions.ts';
 import { nowView } from './view.ts';
+import { doctorRunMessage, doctorView, type DoctorView } from './doctor.ts';
 
 export interface ServeDashboardOptions {
   cluster: Cluster;
@@ -42,6 +43,7 @@ export async function serveDashboard(o: ServeDashboardOptions): Promise<Dashboar
     });
     return null;
   }
+  const doctor = doctorRunner(o);
   // clusterStatus's context, on the observer's own etcd connection and certificate.
   const ops: OpsContext = { cluster: o.cluster, store: o.store, events: o.events, pkiDir: '', admin: async () => o.pki, close: async () => {} };
   try {
@@ -53,6 +55,8 @@ export async function serveDashboard(o: ServeDashboardOptions): Promise<Dashboar
       users,
       read: async () => nowView(await clusterStatus(ops, 1)),
       readTimeline: () => readTimeline(o),
+      readDoctor: doctor.read,
+      runDoctor: doctor.run,
       parseAction: (form) => parseAction(form, o.cluster),
       act: (a, user) => carryOut(o.store, a, user),
       audit: async (e) => void (await o.events.append(e)),
@@ -68,6 +72,53 @@ export async function serveDashboard(o: ServeDashboardOptions): Promise<Dashboar
     });
     return null;
   }
+}
+
+/**
+ * The Doctor page's data and its one run at a time: doctor from this observer, with its own
+ * certificate and no shell on the machines (src/doctor/doctor.ts without `openShell`), kept in
+ * etcd as the dashboard's report and told as a `doctor-run` event. Doctor's code is loaded on the
+ * first run, not with the observer.
+ */
+function doctorRunner(o: ServeDashboardOptions): { read: () => Promise<DoctorView>; run: (user: string) => { started: boolean; message: string } } {
+  let running: { by: string; since: string } | null = null;
+  let lastError: string | null = null;
+  const once = async (user: string, by: string): Promise<void> => {
+    try {
+      const [{ runDoctor }, { systemdFixes }, { keepReport }] = await Promise.all([
+        import('../doctor/doctor.ts'),
+        import('../doctor/fixes.ts'),
+        import('../doctor/keep.ts'),
+      ]);
+      const report = await runDoctor({ cluster: o.cluster, secrets: o.secrets, platform: 'systemd', fixes: systemdFixes(o.cluster), identity: o.pki });
+      await keepReport(o.store, report, 'dashboard', by);
+      lastError = null;
+      o.log('dashboard-doctor-done', { user, failures: report.summary.failures, warnings: report.summary.warnings });
+      await o.events.append({
+        type: 'doctor-run',
+        message: doctorRunMessage(by, report.summary, report.durationMs),
+        details: { by: user, failures: report.summary.failures, warnings: report.summary.warnings, scope: report.scope ?? 'machines' },
+      });
+    } catch (err) {
+      lastError = (err as Error).message.split('\n')[0]!;
+      o.log('dashboard-doctor-failed', { user, error: lastError });
+      await o.events
+        .append({ type: 'doctor-run', message: `doctor run from the dashboard by ${by} failed: ${lastError}`, details: { by: user, error: lastError } })
+        .catch(() => {});
+    } finally {
+      running = null;
+    }
+  };
+  return {
+    read: async () => doctorView(o.cluster.cluster.name, await o.store.getDoctorRuns({ timeoutMs: 3000 }), { running, lastError }),
+    run: (user) => {
+      if (running) return { started: false, message: `doctor is already running (${running.by}, since ${running.since})` };
+      const by = `${user} (dashboard on ${o.machine.name})`;
+      running = { by, since: new Date().toISOString() };
+      void once(user, by);
+      return { started: true, message: 'doctor is running from the observer; its report appears on the Doctor page' };
+    },
+  };
 }
 
 /** Every event etcd keeps, and the database's timeline switches from the first db machine whose Patroni answers. */

@@ -16,6 +16,8 @@ import type { StoredEvent } from '../etcd/store.ts';
 import { buildTimeline, type TimelineView } from './timeline.ts';
 import { parseAction, type ActionForm } from './actions.ts';
 import { clusterFixture } from '../testing/clusters.ts';
+import { doctorView, type DoctorView } from './doctor.ts';
+import type { DoctorRun } from '../model/ha.ts';
 
 const HOST = '127.0.0.1';
 
@@ -39,6 +41,8 @@ describe('the dashboard server', () => {
   const acted: (ActionForm & { user: string })[] = [];
   let epoch = 3;
   let readFails = false;
+  const doctorRuns: DoctorRun[] = [];
+  let doctorRunning: { by: string; since: string } | null = null;
 
   const call = (method: string, path: string, o: { cookie?: string; form?: Record<string, string>; headers?: Record<string, string> } = {}) =>
     new Promise<Answer>((resolve, reject) => {
@@ -72,10 +76,15 @@ describe('the dashboard server', () => {
   const cookieOf = (a: Answer) => String(a.headers['set-cookie']).split(';')[0]!;
 
   /** Opens /events and collects its events until `until` says stop (or 10 s pass). */
-  const stream = (cookie: string, until: (events: { event: string; data: unknown }[]) => boolean, path = '/events') =>
-    new Promise<{ status: number; events: { event: string; data: unknown }[] }>((resolve, reject) => {
-      const events: { event: string; data: unknown }[] = [];
-      const req = request({ host: HOST, port: server.port, path, ca: ca.certPem, headers: { cookie } }, (res) => {
+  const stream = (
+    cookie: string,
+    until: (events: { event: string; data: unknown; id?: string }[]) => boolean,
+    path = '/events',
+    headers: Record<string, string> = {},
+  ) =>
+    new Promise<{ status: number; events: { event: string; data: unknown; id?: string }[] }>((resolve, reject) => {
+      const events: { event: string; data: unknown; id?: string }[] = [];
+      const req = request({ host: HOST, port: server.port, path, ca: ca.certPem, headers: { cookie, ...headers } }, (res) => {
         if (res.statusCode !== 200) {
           res.resume();
           return resolve({ status: res.statusCode!, events });
@@ -91,7 +100,8 @@ describe('the dashboard server', () => {
             buf = buf.slice(i + 2);
             const ev = /^event: (.*)$/m.exec(block)?.[1];
             const data = /^data: (.*)$/m.exec(block)?.[1];
-            if (ev && data) events.push({ event: ev, data: JSON.parse(data) });
+            const id = /^id: (.*)$/m.exec(block)?.[1];
+            if (ev && data) events.push({ event: ev, data: JSON.parse(data), ...(id ? { id } : {}) });
           }
           if (until(events)) {
             clearTimeout(deadline);
@@ -135,9 +145,16 @@ describe('the dashboard server', () => {
         acted.push({ ...a, user });
         return { ok: true, message: `${a.kind} request r1 is with the observer` };
       },
+      readDoctor: async () => doctorView('lab', doctorRuns, { running: doctorRunning }),
+      runDoctor: (user) => {
+        if (doctorRunning) return { started: false, message: `doctor is already running (${doctorRunning.by})` };
+        doctorRunning = { by: user, since: new Date().toISOString() };
+        return { started: true, message: 'doctor is running' };
+      },
       log: () => {},
       intervalMs: 50,
       timelineIntervalMs: 50,
+      doctorIntervalMs: 50,
       limiter: new LoginLimiter({ perClient: 5, overall: 100, windowMs: 60_000 }),
     });
   });
@@ -156,6 +173,9 @@ describe('the dashboard server', () => {
       ['POST', '/timeline/ack'],
       ['GET', '/actions'],
       ['POST', '/actions'],
+      ['GET', '/doctor'],
+      ['GET', '/doctor/events'],
+      ['POST', '/doctor/run'],
       ['GET', '/nothing'],
     ] as const) {
       const a = await call(method, path);
@@ -244,6 +264,77 @@ describe('the dashboard server', () => {
     const n = server.feed.readings;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(server.feed.readings, n, 'no reading once every page is closed');
+  });
+
+  it('a page that reconnects with the id of the view it holds (Last-Event-ID) gets "fresh", not the view again; with another id, the view as it is now', async () => {
+    const cookie = cookieOf(await loginAs('root', 'root-secret-1'));
+    epoch = 5;
+    const first = await stream(cookie, (evs) => evs.length >= 1);
+    const id = first.events[0]!.id;
+    assert.equal(first.events[0]!.event, 'snapshot');
+    assert.match(id ?? '', /^[0-9a-f]{16}$/);
+    const again = await stream(cookie, (evs) => evs.length >= 2, '/events', { 'last-event-id': id! });
+    assert.deepEqual(
+      again.events.map((e) => e.event),
+      ['fresh', 'fresh'],
+      'the view it holds is not sent again',
+    );
+    epoch = 6; // it missed a change while away
+    const missed = await stream(cookie, (evs) => evs.length >= 1, '/events', { 'last-event-id': id! });
+    assert.equal(missed.events[0]!.event, 'snapshot');
+    assert.equal((missed.events[0]!.data as { view: NowView }).view.tiles[0]!.value, 'app1 at epoch 6');
+    assert.notEqual(missed.events[0]!.id, id);
+  });
+
+  it('Doctor: the page and stream need a session; the stream shows the kept reports; a viewer may not run it (403, audited); an admin may, once at a time (409)', async () => {
+    assert.equal((await call('GET', '/doctor')).status, 303);
+    assert.equal((await call('GET', '/doctor/events')).status, 401);
+    doctorRuns.push({
+      source: 'cli',
+      by: 'root@admin',
+      at: new Date().toISOString(),
+      report: {
+        startedAt: new Date().toISOString(),
+        durationMs: 1200,
+        machines: [{ name: 'app1', roles: ['app'], reachable: true, checks: [{ check: 'disk', status: 'warn' }] }],
+        clusterChecks: [{ check: 'etcd', status: 'ok' }],
+        findings: [
+          { check: 'disk', severity: 'warn', machine: 'app1', what: '/var is 91% full', why: 'a full disk stops PostgreSQL', fix: 'free space on app1' },
+        ],
+        summary: { failures: 0, warnings: 1 },
+      },
+    });
+    const admin = cookieOf(await loginAs('root', 'root-secret-1'));
+    const page = await call('GET', '/doctor', { cookie: admin });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /data-page="doctor"/);
+    const s = await stream(admin, (evs) => evs.some((e) => e.event === 'snapshot'), '/doctor/events');
+    const v = (s.events.find((e) => e.event === 'snapshot')!.data as { view: DoctorView }).view;
+    assert.equal(v.reports[0]!.source, 'cli');
+    assert.equal(v.reports[0]!.level, 'warn');
+    assert.deepEqual(
+      v.reports[0]!.parts.map((p) => [p.name, p.level, p.findings.map((f) => f.what)]),
+      [
+        [null, 'ok', []],
+        ['app1', 'warn', ['/var is 91% full']],
+      ],
+    );
+    const viewer = cookieOf(await loginAs('ann', 'ann-secret-1'));
+    const before = audited.length;
+    const refused = await call('POST', '/doctor/run', { cookie: viewer, form: {} });
+    assert.equal(refused.status, 403);
+    assert.equal(doctorRunning, null, 'nothing started');
+    assert.match(JSON.stringify(audited.slice(before)), /action-refused.*run doctor.*viewer/);
+    assert.equal((await call('POST', '/doctor/run', { cookie: admin, form: {}, headers: { origin: 'https://evil.example' } })).status, 403);
+    assert.equal(doctorRunning, null);
+    const ran = await call('POST', '/doctor/run', { cookie: admin, form: {} });
+    assert.equal(ran.status, 303);
+    assert.equal(ran.headers.location, '/doctor');
+    assert.equal((doctorRunning as { by: string } | null)?.by, 'root', 'the run started, as root');
+    const twice = await call('POST', '/doctor/run', { cookie: admin, form: {} });
+    assert.equal(twice.status, 409);
+    assert.match(twice.body, /already running/);
+    doctorRunning = null;
   });
 
   it('the Timeline: its page and stream need a session; a viewer may not acknowledge (403, audited), an admin may, with a comment', async () => {

@@ -12,7 +12,8 @@ import type { NewEvent } from '../events/log.ts';
 import { APP_JS } from './assets.generated.ts';
 import { clearedCookie, LoginLimiter, sessionCookie, Sessions, tokenOf, type Session } from './auth.ts';
 import { Feed, type FeedUpdate } from './feed.ts';
-import { actionsPage, loginPage, nowPage, refusedPage, STYLE_CSS, timelinePage } from './pages.ts';
+import { actionsPage, doctorPage, loginPage, nowPage, refusedPage, STYLE_CSS, timelinePage } from './pages.ts';
+import type { DoctorView } from './doctor.ts';
 import { equivalentCommand, oneLine, type ActionForm, type ActResult } from './actions.ts';
 import type { TimelineView } from './timeline.ts';
 import { decoyHash, verifyPassword, type DashboardUser } from './users.ts';
@@ -49,6 +50,10 @@ export interface DashboardServerOptions {
   readTimeline: () => Promise<TimelineView>;
   /** Carries out a checked action (src/dashboard/actions.ts carryOut); refuses a stale one. */
   act: (a: ActionForm, user: string) => Promise<ActResult>;
+  /** The Doctor page: the last reports kept in etcd, and a run from the page under way (src/dashboard/doctor.ts). */
+  readDoctor: () => Promise<DoctorView>;
+  /** Starts doctor from the observer for `user`; false (with why) when a run is already under way. It audits its own end. */
+  runDoctor: (user: string) => { started: boolean; message: string };
   /** Checks a posted action form against the cluster (actions.ts parseAction). */
   parseAction: (form: URLSearchParams) => ActionForm | { error: string };
   /** Stores an event in the cluster's event history: refused logins and actions, acknowledgements. */
@@ -56,6 +61,8 @@ export interface DashboardServerOptions {
   log: (event: string, fields?: Record<string, unknown>) => void;
   /** How often the status is read while a "Now" page is open; default 1000. */
   intervalMs?: number;
+  /** How often the Doctor page's reports are read while one is open; default 2000. */
+  doctorIntervalMs?: number;
   /** How often the timeline is read while a Timeline page is open; default 2000. */
   timelineIntervalMs?: number;
   limiter?: LoginLimiter;
@@ -65,6 +72,7 @@ export interface DashboardServer {
   port: number;
   feed: Feed<NowView>;
   timeline: Feed<TimelineView>;
+  doctor: Feed<DoctorView>;
   close(): Promise<void>;
 }
 
@@ -73,7 +81,8 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
   const limiter = o.limiter ?? new LoginLimiter();
   const feed = new Feed(o.read, o.intervalMs ?? 1000);
   const timeline = new Feed(o.readTimeline, o.timelineIntervalMs ?? 2000);
-  const ctx: Ctx = { o, sessions, limiter, feed, timeline };
+  const doctor = new Feed(o.readDoctor, o.doctorIntervalMs ?? 2000);
+  const ctx: Ctx = { o, sessions, limiter, feed, timeline, doctor };
   const server: Server = createServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2', requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
     handle(ctx, req, res).catch((err: unknown) => {
       o.log('dashboard-error', { path: pathOf(req), error: (err as Error).message });
@@ -98,10 +107,12 @@ export async function startDashboardServer(o: DashboardServerOptions): Promise<D
     port: (server.address() as AddressInfo).port,
     feed,
     timeline,
+    doctor,
     close: () =>
       new Promise<void>((resolve) => {
         feed.stop();
         timeline.stop();
+        doctor.stop();
         server.close(() => resolve());
         for (const s of sockets) s.destroy(); // open event streams never end by themselves
       }),
@@ -114,6 +125,7 @@ interface Ctx {
   limiter: LoginLimiter;
   feed: Feed<NowView>;
   timeline: Feed<TimelineView>;
+  doctor: Feed<DoctorView>;
 }
 
 const pathOf = (req: IncomingMessage) => (req.url ?? '/').split('?')[0]!;
@@ -135,13 +147,20 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
     return path === '/login' ? login(ctx, req, res) : logout(ctx, req, res);
   }
   const session = ctx.sessions.get(tokenOf(req.headers.cookie));
-  if (method === 'GET' && (path === '/' || path === '/timeline' || path === '/actions')) {
+  const page = PAGES[path];
+  if (method === 'GET' && page) {
     if (!session) return send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
-    return send(res, 200, 'text/html', path === '/' ? nowPage() : path === '/timeline' ? timelinePage() : actionsPage());
+    return send(res, 200, 'text/html', page());
   }
-  if (method === 'GET' && (path === '/events' || path === '/timeline/events')) {
+  const stream = STREAMS[path];
+  if (method === 'GET' && stream) {
     if (!session) return send(res, 401, 'text/plain', 'log in first\n');
-    return path === '/events' ? events(ctx.feed, ctx, req, res, session) : events(ctx.timeline, ctx, req, res, session);
+    return events(stream(ctx) as Feed<unknown>, ctx, req, res, session);
+  }
+  if (method === 'POST' && path === '/doctor/run') {
+    if (!sameOrigin(req)) return send(res, 403, 'text/plain', 'refused: the request comes from another site\n');
+    if (!session) return send(res, 401, 'text/plain', 'log in first\n');
+    return doctorRun(ctx, req, res, session);
   }
   if (method === 'POST' && path === '/actions') {
     if (!sameOrigin(req)) return send(res, 403, 'text/plain', 'refused: the request comes from another site\n');
@@ -155,6 +174,13 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   }
   return send(res, 404, 'text/plain', 'not found\n');
 }
+
+const PAGES: Record<string, () => string> = { '/': nowPage, '/timeline': timelinePage, '/actions': actionsPage, '/doctor': doctorPage };
+const STREAMS: Record<string, (ctx: Ctx) => Feed<NowView> | Feed<TimelineView> | Feed<DoctorView>> = {
+  '/events': (ctx) => ctx.feed,
+  '/timeline/events': (ctx) => ctx.timeline,
+  '/doctor/events': (ctx) => ctx.doctor,
+};
 
 /**
  * A POST from a browser names its page's origin; one from another site is refused (with
@@ -293,17 +319,45 @@ async function action(ctx: Ctx, req: IncomingMessage, res: ServerResponse, sessi
   send(res, 303, 'text/plain', `${r.message}\n`, { location: '/timeline' });
 }
 
-/** `text/event-stream`: `snapshot` with the view when it changed, `fresh` when it did not (the page shows the data's age). */
+/**
+ * POST /doctor/run: doctor from this observer (what it sees of the cluster; src/dashboard/doctor.ts),
+ * for an operator or admin; the page follows the run on its stream. A viewer is refused (403,
+ * audited) and so is a second run while one is under way (409).
+ */
+async function doctorRun(ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): Promise<void> {
+  const client = req.socket.remoteAddress ?? 'unknown';
+  if (!ACTING_ROLES.includes(session.role)) {
+    await refused(ctx, session, client, 'run doctor', `the ${session.role} role may not run doctor`);
+    return send(res, 403, 'text/html', refusedPage(`The ${session.role} role may not run doctor; an operator or admin may.`, '/doctor'));
+  }
+  const r = ctx.o.runDoctor(session.user);
+  if (!r.started) return send(res, 409, 'text/html', refusedPage(`Not started: ${r.message}.`, '/doctor'));
+  ctx.o.log('dashboard-doctor-run', { user: session.user });
+  send(res, 303, 'text/plain', `${r.message}\n`, { location: '/doctor' });
+}
+
+/**
+ * `text/event-stream`: `snapshot` with the view when it changed, `fresh` when it did not (the page
+ * shows the data's age). Each snapshot has the view's id as its event id: a page that reconnects
+ * (the browser sends `Last-Event-ID`) and already holds the view being sent gets `fresh` instead of
+ * it again; one that missed changes gets the view as it is now, which holds every change it missed.
+ */
 function events<T>(feed: Feed<T>, ctx: Ctx, req: IncomingMessage, res: ServerResponse, session: Session): void {
   res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive', 'x-accel-buffering': 'no' });
   res.write(`retry: 2000\n: user ${session.user} (${session.role})\n\n`);
   const token = tokenOf(req.headers.cookie);
+  let held = typeof req.headers['last-event-id'] === 'string' ? req.headers['last-event-id'] : undefined;
   const unsubscribe = feed.subscribe((u: FeedUpdate<T>) => {
     // A session ended elsewhere (logout) ends the stream; the page's reconnect then gets 401.
     if (!ctx.sessions.get(token)) return res.end();
     const at = u.at;
-    if (u.view) res.write(`event: snapshot\ndata: ${JSON.stringify({ at, view: u.view, user: session.user, role: session.role })}\n\n`);
-    else res.write(`event: fresh\ndata: ${JSON.stringify({ at, ...(u.error ? { error: u.error } : {}) })}\n\n`);
+    const known = u.view !== null && u.id !== undefined && u.id === held;
+    held = undefined; // only the first view can be one the page holds
+    if (u.view && !known) res.write(`id: ${u.id}\nevent: snapshot\ndata: ${JSON.stringify({ at, view: u.view, user: session.user, role: session.role })}\n\n`);
+    else
+      res.write(
+        `event: fresh\ndata: ${JSON.stringify({ at, ...(u.error ? { error: u.error } : {}), ...(known ? { user: session.user, role: session.role } : {}) })}\n\n`,
+      );
   });
   const beat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
   res.once('close', () => {

@@ -167,4 +167,21 @@ describe('the timeline', () => {
   it("says when the database's history could not be read", () => {
     assert.deepEqual(buildTimeline([], [], { databaseError: 'no db machine answered' }).database, { read: false, error: 'no db machine answered' });
   });
+
+  it('doctor runs from the dashboard are their own incidents, coloured by what they found', () => {
+    const t = buildTimeline(
+      [
+        ev(0, { type: 'doctor-run', message: 'doctor run from the dashboard by ann: 0 failures, 0 warnings', details: { failures: 0, warnings: 0 } }),
+        ev(600, { type: 'doctor-run', message: 'doctor run from the dashboard by ann: 1 failure, 0 warnings', details: { failures: 1, warnings: 0 } }),
+      ],
+      [],
+    );
+    assert.deepEqual(
+      t.incidents.map((i) => [i.category, i.level, i.title]),
+      [
+        ['doctor', 'bad', 'doctor run from the dashboard by ann: 1 failure, 0 warnings'],
+        ['doctor', 'ok', 'doctor run from the dashboard by ann: 0 failures, 0 warnings'],
+      ],
+    );
+  });
 });

@@ -21,7 +21,7 @@ import type { PatroniHistoryEntry } from '../patroni/client.ts';
 
 export type Level = 'ok' | 'warn' | 'bad';
 
-export const CATEGORIES = ['failover', 'maintenance', 'file-sync', 'air-gap', 'access'] as const;
+export const CATEGORIES = ['failover', 'maintenance', 'file-sync', 'air-gap', 'access', 'doctor'] as const;
 export type Category = (typeof CATEGORIES)[number];
 
 export interface TimelineItem {
@@ -101,6 +101,7 @@ const CATEGORY: Record<EventType, Category | null> = {
   'action-refused': 'access',
   'action-requested': 'failover', // maintenance ones: categoryOf
   'incident-acknowledged': null,
+  'doctor-run': 'doctor',
 };
 
 const BAD: ReadonlySet<EventType> = new Set(['request-failed', 'sync-failed', 'airgap-refused', 'primary-fenced']);
@@ -126,6 +127,7 @@ function categoryOf(e: StoredEvent): Category | null {
 function eventLevel(e: StoredEvent): Level {
   if (e.type === 'failover' && e.details?.outcome === 'no-candidate') return 'bad';
   if (e.type === 'failover-done') return e.details?.result === 'success' ? 'ok' : 'bad';
+  if (e.type === 'doctor-run') return Number(e.details?.failures ?? 0) > 0 || e.details?.error ? 'bad' : Number(e.details?.warnings ?? 0) > 0 ? 'warn' : 'ok';
   return BAD.has(e.type) ? 'bad' : WARN.has(e.type) ? 'warn' : 'ok';
 }
 
@@ -280,6 +282,10 @@ function titleOf(inc: Incident, events: StoredEvent[]): string {
           : 'File sync failing';
     case 'air-gap':
       return count('airgap-refused') ? 'Air-gap bundle refused' : 'Air-gap bundle imported';
+    case 'doctor': {
+      const last = inc.items.at(-1)!;
+      return n === 1 ? last.message : `${n} doctor runs; the last: ${last.message}`;
+    }
     case 'access': {
       const plural = (k: number, word: string) => (k ? `${k} refused ${word}${k === 1 ? '' : 's'}` : '');
       return [plural(count('login-failed'), 'login'), plural(count('action-refused'), 'action')].filter(Boolean).join(', ');

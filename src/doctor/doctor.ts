@@ -7,6 +7,7 @@ import type { Cluster, Machine, Secrets } from '../config/schema.ts';
 import { renderMachine } from '../render/index.ts';
 import type { RenderedFile } from '../render/file.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import type { LoadedPki } from '../pki/ca.ts';
 import type { EvalContext } from './checks/context.ts';
 import { buildReport, evaluate } from './evaluate.ts';
 import type { Fixes } from './fixes.ts';
@@ -19,10 +20,16 @@ export interface DoctorOptions {
   secrets: Secrets;
   platform: PlatformKind;
   fixes: Fixes;
-  /** Opens a shell on a machine (the lab's namespaces, or SSH). */
-  openShell: (m: Machine) => Promise<RemoteShell>;
-  /** Directory with the admin's certificate (ca.pem, admin.pem, admin.key). */
-  pkiDir: string;
+  /**
+   * Opens a shell on a machine (the lab's namespaces, or SSH). Without one (an observer running
+   * doctor from the dashboard has no shell on the machines), only what is seen from here is
+   * checked: every machine's own checks are reported as not run, with `NO_SHELL`.
+   */
+  openShell?: (m: Machine) => Promise<RemoteShell>;
+  /** Directory with the admin's certificate (ca.pem, admin.pem, admin.key); or `identity`. */
+  pkiDir?: string;
+  /** A certificate of the cluster CA already loaded, in place of the admin's from `pkiDir`. */
+  identity?: LoadedPki;
   /** Deadline of each command and request (default 5 s). */
   probeTimeoutMs?: number;
   /** Deadline of each TCP connection attempt between machines (default 3 s). */
@@ -63,11 +70,17 @@ function rendered(cluster: Cluster, secrets: Secrets): Map<string, RenderedFile[
   return out;
 }
 
+/** Why a machine's own checks did not run when doctor has no shell on the machines. */
+export const NO_SHELL =
+  "not run from here: the machine's own checks (listening ports, files, certificates, password files, disk, clock) need a shell on it; run `vigil doctor` from the admin's machine";
+
 async function machineFacts(o: DoctorOptions, m: Machine, files: RenderedFile[], probeTimeoutMs: number, connectTimeoutMs: number): Promise<MachineFacts> {
   const base = { name: m.name, address: m.address, roles: m.roles };
+  if (!o.openShell) return { ...base, reachable: failed(NO_SHELL), gathered: false };
+  const openShell = o.openShell;
   const machineTimeoutMs = o.machineTimeoutMs ?? 30_000;
   const opened = within<RemoteShell | Error>(
-    o.openShell(m).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))),
+    openShell(m).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err)))),
     machineTimeoutMs,
     () => new Error(`no connection within ${machineTimeoutMs} ms`),
     (late) => void (late instanceof Error ? undefined : late.close().catch(() => {})),
@@ -95,7 +108,13 @@ export async function runDoctor(o: DoctorOptions): Promise<DoctorReport> {
   const connectTimeoutMs = o.connectTimeoutMs ?? 3000;
   const files = rendered(o.cluster, o.secrets);
   const [clusterFacts, ...machines] = await Promise.all([
-    gatherCluster({ cluster: o.cluster, pkiDir: o.pkiDir, timeoutMs: probeTimeoutMs, connectTimeoutMs }),
+    gatherCluster({
+      cluster: o.cluster,
+      ...(o.pkiDir !== undefined ? { pkiDir: o.pkiDir } : {}),
+      ...(o.identity ? { identity: o.identity } : {}),
+      timeoutMs: probeTimeoutMs,
+      connectTimeoutMs,
+    }),
     ...o.cluster.machines.map((m) => machineFacts(o, m, files.get(m.name) ?? [], probeTimeoutMs, connectTimeoutMs)),
   ]);
   const ctx: EvalContext = {

@@ -7,6 +7,7 @@ import { issueCertificate } from '../pki/ca.ts';
 import { buildReport, evaluate, exitStatus } from './evaluate.ts';
 import { fixtureContext, fixturePki, healthyFacts, renderedOf, type FixturePki } from '../testing/doctor-facts.ts';
 import { failed, got, type Facts, type Finding, type MachineFacts } from './types.ts';
+import { NO_SHELL } from './doctor.ts';
 
 let cluster: Cluster;
 let pair: Cluster;
@@ -525,5 +526,46 @@ describe('database, proxy and application state', () => {
     list = findings(f);
     assert.ok(list.some((x) => x.severity === 'fail' && /no observer holds the leadership/.test(x.what)));
     assert.equal(exitStatus(list), 1);
+  });
+});
+
+describe("without a shell on the machines (the dashboard's run on an observer)", () => {
+  const shellLess = (f: Facts): Facts => ({
+    ...f,
+    machines: f.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, reachable: failed(NO_SHELL), gathered: false as const })),
+  });
+
+  test("a healthy cluster: no finding; each machine's own checks are 'not run' with why, never 'ok' and never a failure; scope cluster", () => {
+    const ctx = fixtureContext(cluster, secrets, shellLess(facts()));
+    const report = buildReport(ctx, evaluate(ctx), { startedAt: new Date(), durationMs: 1 });
+    assert.deepEqual(report.findings, []);
+    assert.equal(report.scope, 'cluster');
+    for (const m of report.machines) {
+      const reach = m.checks.find((c) => c.check === 'reachable');
+      assert.deepEqual(reach, { check: 'reachable', status: 'skipped', note: NO_SHELL }, m.name);
+      for (const c of ['ports', 'ownership', 'certificates', 'clock', 'disk', 'passwords'])
+        assert.ok(!m.checks.some((x) => x.check === c && x.status === 'ok'), `${m.name}: ${c} is not reported ok`);
+    }
+    assert.deepEqual(report.clusterChecks.map((c) => [c.check, c.status]).sort(), [
+      ['cluster-state', 'ok'],
+      ['etcd', 'ok'],
+      ['patroni', 'ok'],
+    ]);
+    assert.equal(
+      buildReport(fixtureContext(cluster, secrets, facts()), evaluate(fixtureContext(cluster, secrets, facts())), { startedAt: new Date(), durationMs: 1 })
+        .scope,
+      'machines',
+    );
+  });
+
+  test('what it sees from there is still checked: an etcd member down fails', () => {
+    const f = shellLess(facts());
+    f.cluster.etcd[0]!.health = failed('connection refused');
+    const list = findings(f);
+    assert.ok(
+      list.some((x) => x.check === 'etcd' && x.severity === 'fail'),
+      JSON.stringify(list),
+    );
+    assert.ok(!list.some((x) => x.check === 'reachable'));
   });
 });

@@ -68,6 +68,7 @@ export function buildReport(ctx: EvalContext, r: Results, meta: { startedAt: Dat
     durationMs: Math.round(meta.durationMs),
     machines: ctx.facts.machines.map((m) => ({ name: m.name, address: m.address, roles: m.roles, reachable: m.reachable.ok, checks: r.statuses(m.name) })),
     clusterChecks: r.statuses(null),
+    scope: ctx.facts.machines.some((m) => m.gathered === false) ? 'cluster' : 'machines',
     ...(ctx.cluster.proxy.virtualAddress !== undefined ? { entryPoint: { address: ctx.cluster.proxy.virtualAddress, holders: entryHolders(ctx) ?? [] } } : {}),
     findings,
     summary: { failures: findings.filter((f) => f.severity === 'fail').length, warnings: findings.filter((f) => f.severity === 'warn').length },

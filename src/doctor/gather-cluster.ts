@@ -28,8 +28,12 @@ import {
 
 export interface ClusterGatherOptions {
   cluster: Cluster;
-  /** Directory holding ca.pem, admin.pem and admin.key. */
-  pkiDir: string;
+  /**
+   * Whose certificate asks etcd and the agents: the admin's (ca.pem, admin.pem and admin.key in
+   * `pkiDir`), or an identity already loaded (an observer running doctor from the dashboard).
+   */
+  pkiDir?: string;
+  identity?: LoadedPki;
   /** Deadline of each request. */
   timeoutMs: number;
   connectTimeoutMs: number;
@@ -194,7 +198,11 @@ async function adminPorts(cluster: Cluster, connectTimeoutMs: number): Promise<P
 export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFacts> {
   const { cluster, timeoutMs } = o;
   const withAgent = agentMachines(cluster);
-  const adminPki: Probe<LoadedPki> = await loadPki(o.pkiDir, 'admin').then(got, (err: unknown) => failed(errorText(err)));
+  const adminPki: Probe<LoadedPki> = o.identity
+    ? got(o.identity)
+    : o.pkiDir !== undefined
+      ? await loadPki(o.pkiDir, 'admin').then(got, (err: unknown) => failed(errorText(err)))
+      : failed('no certificate given (pkiDir or identity): this is a bug in the caller');
   const [etcd, members, state, db, haproxy, agents, ports] = await Promise.all([
     Promise.all(withRole(cluster, 'etcd').map((m) => etcdMember(m, adminPki, timeoutMs))),
     etcdMembers(cluster, adminPki, timeoutMs),

@@ -13,7 +13,7 @@ export interface TargetOptions {
   config?: string;
 }
 
-export type DoctorTarget = Pick<DoctorOptions, 'cluster' | 'secrets' | 'platform' | 'fixes' | 'openShell' | 'pkiDir'>;
+export type DoctorTarget = Pick<DoctorOptions, 'cluster' | 'secrets' | 'platform' | 'fixes'> & Required<Pick<DoctorOptions, 'openShell' | 'pkiDir'>>;
 
 export async function doctorTarget(o: TargetOptions): Promise<DoctorTarget> {
   const file = o.config ?? 'vigil.yaml';

@@ -130,6 +130,8 @@ export interface MachineFacts {
   roles: Role[];
   /** Whether commands run on the machine at all. Every other probe is absent when not. */
   reachable: Probe<true>;
+  /** false: doctor had no shell to try (run from the dashboard): the machine's own checks did not run, which is not a failure. */
+  gathered?: false;
   clock?: Probe<ClockProbe>;
   listeners?: Probe<Listener[]>;
   /** systemd unit (from /proc/PID/cgroup) of processes listening on the application port. */
@@ -224,6 +226,8 @@ export interface DoctorReport {
   startedAt: string;
   durationMs: number;
   machines: { name: string; address: string; roles: Role[]; reachable: boolean; checks: CheckResult[] }[];
+  /** `machines`: every machine's own checks ran (over its shell); `cluster`: only what is seen from where doctor ran (the dashboard's run on an observer). */
+  scope?: 'machines' | 'cluster';
   /** Checks about the cluster as a whole (etcd quorum, Patroni leader, the active record ...). */
   clusterChecks: CheckResult[];
   /** With `proxy.virtualAddress`: the floating entry address and the reachable proxy machines holding it (one when all is well). */

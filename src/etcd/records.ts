@@ -4,6 +4,8 @@
  */
 import { z } from 'zod';
 import {
+  DOCTOR_SOURCES,
+  type DoctorRun,
   EVENT_TYPES,
   STATES,
   type ActiveRecord,
@@ -73,7 +75,15 @@ const airgapSchema = z.object({
   backup: z.object({ machine: z.string().min(1), path: z.string().min(1) }).nullable(),
 });
 
+const doctorRunSchema = z.object({
+  source: z.enum(DOCTOR_SOURCES),
+  by: z.string().min(1).max(200),
+  at: z.string(),
+  report: z.record(z.string(), z.unknown()),
+});
+
 export const schemas = {
+  doctorRun: doctorRunSchema as z.ZodType<DoctorRun>,
   airgap: airgapSchema as z.ZodType<AirgapRecord>,
   active: activeSchema as z.ZodType<ActiveRecord>,
   claim: claimSchema as z.ZodType<ServingClaim>,

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { ActiveRecord, State } from '../model/ha.ts';
 import { run, sleep, waitFor } from '../util/exec.ts';
-import { openStore, StoreError, type Leadership, type VigilStore } from './store.ts';
+import { MAX_DOCTOR_RUN_BYTES, openStore, StoreError, type Leadership, type VigilStore } from './store.ts';
 import { closeAll, startTestEtcd, type TestEtcd } from '../testing/etcd.ts';
 
 const rec = (node: string, epoch: number): ActiveRecord => ({ node, epoch, since: new Date().toISOString(), reason: 'test' });
@@ -202,6 +202,19 @@ describe('VigilStore against a real etcd', () => {
     assert.equal(await s.clearMaintenance(), true);
     assert.equal(await s.clearMaintenance(), false);
     assert.equal(await s.getMaintenance(), null);
+  });
+
+  it('doctor runs: the last of each source is kept; a report over 1 MiB is refused and nothing changes', async () => {
+    const s = await open();
+    assert.deepEqual(await s.getDoctorRuns(), []);
+    const run = (source: 'cli' | 'dashboard', n: number) => ({ source, by: `u${n}`, at: new Date(n).toISOString(), report: { summary: { failures: n } } });
+    await s.putDoctorRun(run('cli', 1));
+    await s.putDoctorRun(run('cli', 2));
+    await s.putDoctorRun(run('dashboard', 3));
+    const byName = (rs: { source: string }[]) => [...rs].sort((a, b) => a.source.localeCompare(b.source));
+    assert.deepEqual(byName(await s.getDoctorRuns()), [run('cli', 2), run('dashboard', 3)]);
+    await assert.rejects(s.putDoctorRun({ ...run('cli', 4), report: { big: 'x'.repeat(MAX_DOCTOR_RUN_BYTES) } }), /over the 1048576 kept/);
+    assert.deepEqual(byName(await s.getDoctorRuns()), [run('cli', 2), run('dashboard', 3)]);
   });
 
   it('readObserved reads the active record (with its revision), maintenance and the request in one go, absent or present', async () => {

@@ -21,6 +21,7 @@ import {
   keyPrefix,
   type ActiveRecord,
   type AirgapRecord,
+  type DoctorRun,
   type Maintenance,
   type ObserverLeader,
   type ObserverState,
@@ -28,7 +29,7 @@ import {
   type RequestAnswer,
   type ServingClaim,
 } from '../model/ha.ts';
-import { Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
+import { badData, Caller, faultHandling, type CallOptions, type StoreError } from './call.ts';
 import { eventRecords, type EventRecords } from './events.ts';
 import { follow, type Subscription } from './follow.ts';
 import { Campaign, type Leadership } from './leadership.ts';
@@ -40,6 +41,9 @@ export type { Leadership } from './leadership.ts';
 export type { Subscription } from './follow.ts';
 export type { ServingHold } from './serving.ts';
 export { EVENTS_SEQ_KEY, eventKey, type EventRecords, type StoredEvent } from './events.ts';
+
+/** The largest doctor report kept (bytes of JSON); etcd refuses requests over 1.5 MiB. */
+export const MAX_DOCTOR_RUN_BYTES = 1024 * 1024;
 
 export interface StoreOptions {
   /** Client URLs, e.g. `https://10.0.0.10:2379` (all http or all https; clusters' etcd is https only). */
@@ -146,6 +150,11 @@ export interface VigilStore {
    * False when etcd no longer knows the lease (it expired or was revoked already).
    */
   revokeLease(leaseId: string, timeoutMs: number): Promise<boolean>;
+
+  /** Keeps `run` as the last doctor report of its source, replacing the one before; refuses one over 1 MiB (etcd's requests stop at 1.5). */
+  putDoctorRun(run: DoctorRun, opts?: CallOptions): Promise<void>;
+  /** The last doctor report of each source that stored one. */
+  getDoctorRuns(opts?: CallOptions): Promise<DoctorRun[]>;
 
   /** The `events/` keys; use EventLog (src/events/log.ts) rather than this directly. */
   readonly events: EventRecords;
@@ -361,6 +370,24 @@ class Store implements VigilStore {
   async clearMaintenance(opts?: CallOptions): Promise<boolean> {
     const res = await this.caller.run('clearMaintenance', opts, (grpc) => this.ns.delete().key(KEYS.maintenance).options(grpc).exec());
     return Number(res.deleted) > 0;
+  }
+
+  async putDoctorRun(run: DoctorRun, opts?: CallOptions): Promise<void> {
+    const key = `${KEYS.doctorPrefix}${run.source}`;
+    const value = encode(schemas.doctorRun, 'putDoctorRun', this.full(key), run);
+    if (Buffer.byteLength(value) > MAX_DOCTOR_RUN_BYTES)
+      throw badData(
+        'putDoctorRun',
+        this.full(key),
+        `the report is ${Buffer.byteLength(value)} bytes, over the ${MAX_DOCTOR_RUN_BYTES} kept`,
+        'nothing was stored; the report itself is complete (vigil doctor --json)',
+      );
+    await this.caller.run('putDoctorRun', opts, (grpc) => this.ns.put(key).value(value).options(grpc).exec());
+  }
+
+  async getDoctorRuns(opts?: CallOptions): Promise<DoctorRun[]> {
+    const res = await this.caller.run('getDoctorRuns', opts, (grpc) => this.ns.getAll().prefix(KEYS.doctorPrefix).options(grpc).exec());
+    return res.kvs.map((kv) => decode(schemas.doctorRun, 'getDoctorRuns', this.full(kv.key.toString()), kv.value));
   }
 
   async putRequest(r: OperatorRequest, opts?: CallOptions): Promise<boolean> {

@@ -31,6 +31,8 @@ export const KEYS = {
   holdersPrefix: 'holders/',
   /** AirgapRecord: the last air-gap bundle the cluster accepted; an older one is refused cluster-wide. */
   airgap: 'airgap/last',
+  /** DoctorRun, one key per source (`doctor/cli`, `doctor/dashboard`): the last report of each, for the dashboard's Doctor page. */
+  doctorPrefix: 'doctor/',
 } as const;
 
 export const keyPrefix = (cluster: string): string => `/vigil/${cluster}/`;
@@ -107,6 +109,21 @@ export interface RequestAnswer {
   at: string;
 }
 
+/** Where a doctor report came from: `vigil doctor` (every machine, over its shell) or the dashboard (an observer, no shell). */
+export const DOCTOR_SOURCES = ['cli', 'dashboard'] as const;
+export type DoctorSource = (typeof DOCTOR_SOURCES)[number];
+
+/** The last doctor report of one source, kept in etcd (KEYS.doctorPrefix + source). */
+export interface DoctorRun {
+  source: DoctorSource;
+  /** Who ran it: `user@host` for the CLI, the dashboard user and the observer machine for the page. */
+  by: string;
+  /** When it was stored (ISO). */
+  at: string;
+  /** The DoctorReport (src/doctor/types.ts) as JSON; the store checks only that it is an object, the page what it shows. */
+  report: Record<string, unknown>;
+}
+
 /** The last air-gap bundle imported into the cluster (src/airgap/cluster.ts), kept in etcd. */
 export interface AirgapRecord {
   sequence: number;
@@ -166,6 +183,7 @@ export const EVENT_TYPES = [
   'incident-acknowledged', // someone acknowledged an incident on the dashboard's timeline, with a comment
   'action-refused', // the dashboard refused an action (the user's role does not allow it, or the request was stale)
   'action-requested', // someone asked for a switchover, failover or maintenance from the dashboard, with a reason
+  'doctor-run', // doctor was run from the dashboard: who, and how many failures and warnings it found
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { findPrimary, labDown, labKill, labSignal, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR } from '../../src/lab/paths.ts';
 import { UNITS } from '../../src/layout/units.ts';
-import { openDashboard } from './dashboard-browser.ts';
+import { openDashboard, whenLive } from './dashboard-browser.ts';
 import { printJournals } from './journal.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { labSettled } from '../../src/lab/settle.ts';
@@ -280,7 +280,7 @@ test('events tell the story, oldest first', async () => {
     assert.match(out, new RegExp(`\\s${type}\\s`), type);
 });
 
-test('the dashboard in a browser: log in; a switchover from Actions, and a stale form refused; see the active machine, kill it, the page shows the new one without a reload, the Timeline shows the failover with its phases and takes an acknowledgement; no console error or CSP violation; reconnecting while the observer is away', async () => {
+test('the dashboard in a browser: log in; Doctor shows the kept report and runs from the page; a switchover from Actions, and a stale form refused; see the active machine, kill it, the page shows the new one without a reload, the Timeline shows the failover with its phases and takes an acknowledgement; no console error or CSP violation; reconnecting while the observer is away', async () => {
   await labSettled(lab);
   const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigil.js', 'lab', 'status', '--json'], { timeout: 60_000 });
   const j = JSON.parse(stdout) as { dashboard: string; dashboardLogin: { user: string; passwordFile: string } };
@@ -293,12 +293,36 @@ test('the dashboard in a browser: log in; a switchover from Actions, and a stale
   const tile = d.page.locator('[data-tile="active"] .value');
   const appCell = (node: string) => d.page.locator(`tr[data-machine="${node}"] td`).nth(3);
   try {
+    // Doctor: `vigil doctor` keeps its report, which the page shows machine by machine; then a run
+    // from the page (the observer's view of the cluster), followed to its report and its event.
+    const cli = await vigil('doctor').catch((err: { stdout?: string; message: string }) => err.stdout ?? err.message);
+    console.log(`# doctor (CLI): ${cli.trim().split('\n').at(-1)}`);
+    await d.page.getByRole('link', { name: 'Doctor' }).click();
+    await d.page.waitForURL(/\/doctor$/);
+    await whenLive(d);
+    const cliReport = d.page.locator('section.report[data-source="cli"]');
+    await cliReport.locator('h2', { hasText: /^Every machine \(vigil doctor\): \d+ failures?, \d+ warnings?$/ }).waitFor({ timeout: 60_000 });
+    for (const m of lab.cluster.machines) await cliReport.locator(`section.part[data-part="${m.name}"] .checks li`).first().waitFor({ timeout: 10_000 });
+    await d.page.getByRole('button', { name: 'Run doctor from the observer' }).click();
+    await d.page.waitForURL(/\/doctor$/);
+    await whenLive(d);
+    const pageReport = d.page.locator('section.report[data-source="dashboard"]');
+    await pageReport.locator('h2', { hasText: /^From the observer \(run from this page\): 0 failures, \d+ warnings?$/ }).waitFor({ timeout: 120_000 });
+    assert.match(await pageReport.locator('.when').innerText(), new RegExp(`run by ${j.dashboardLogin.user} \\(dashboard on ${observer.name}\\)`));
+    for (const check of ['etcd', 'patroni', 'cluster-state'])
+      await pageReport.locator('section.part[data-part="cluster"] .checks li.ok', { hasText: `${check}: ok` }).waitFor({ timeout: 10_000 });
+    await pageReport.locator('section.part[data-part="app1"] .checks li.skipped', { hasText: 'reachable: not run' }).waitFor({ timeout: 10_000 });
+    console.log(`# doctor (page): ${(await pageReport.locator('h2').innerText()).trim()}`);
+    assert.match(await vigil('events', '-n', '10'), /doctor-run .*doctor run from the dashboard by/);
+    assert.deepEqual(d.problems, [], 'no console error, no CSP violation, no page error on the Doctor page');
+
     // Actions: a switchover from the page, confirmed by typing the machine's name, seen through to
     // its end on the Timeline. Then a form drawn before the cluster moved is refused.
     const a0 = (await status()).active!;
     const target = a0.node === 'app1' ? 'app2' : 'app1';
     await d.page.getByRole('link', { name: 'Actions' }).click();
     await d.page.waitForURL(/\/actions$/);
+    await whenLive(d);
     const sw = d.page.locator('form[data-action="switchover"]');
     await sw.locator('select[name="to"]').selectOption(target);
     await sw.getByLabel(`Type ${target} to confirm`).fill(target);
@@ -306,6 +330,7 @@ test('the dashboard in a browser: log in; a switchover from Actions, and a stale
     assert.equal(await sw.locator('.command code').innerText(), `vigil switchover --to ${target}`);
     await sw.getByRole('button', { name: 'Switch over' }).click();
     await d.page.waitForURL(/\/timeline$/);
+    await whenLive(d);
     const swDone = new RegExp(`^Switchover ${a0.node} → ${target} \\(epoch ${a0.epoch + 1}, \\d+\\.\\d s\\)`);
     await d.page.locator('article.incident', { hasText: swDone }).first().waitFor({ timeout: 120_000 });
     assert.equal((await status()).active!.node, target);
@@ -313,6 +338,7 @@ test('the dashboard in a browser: log in; a switchover from Actions, and a stale
     await labSettled(lab);
     await d.page.getByRole('link', { name: 'Actions' }).click();
     await d.page.waitForURL(/\/actions$/);
+    await whenLive(d);
     const fo = d.page.locator('form[data-action="failover"]');
     await fo.locator('select[name="to"]').waitFor();
     await vigil('failover', '--to', a0.node); // the cluster moves behind the page's back
@@ -330,7 +356,7 @@ test('the dashboard in a browser: log in; a switchover from Actions, and a stale
     assert.equal((await status()).active!.epoch, a0.epoch + 2, 'the refused form moved nothing');
     await labSettled(lab);
     await d.page.goto(j.dashboard);
-    await d.page.locator('#conn.live').waitFor({ timeout: 60_000 });
+    await whenLive(d);
 
     const before = (await status()).active!;
     const other = before.node === 'app1' ? 'app2' : 'app1';
@@ -363,6 +389,7 @@ test('the dashboard in a browser: log in; a switchover from Actions, and a stale
     {
       await tl.getByRole('link', { name: 'Timeline' }).click();
       await tl.waitForURL(/\/timeline$/);
+      await whenLive(d);
       const incident = tl.locator('article.incident', { hasText: new RegExp(`^Failover ${before.node} → ${other} \\(epoch ${now.epoch}, \\d+\\.\\d s\\)`) });
       await incident.first().waitFor({ timeout: 120_000 });
       const card = incident.first();
@@ -381,7 +408,7 @@ test('the dashboard in a browser: log in; a switchover from Actions, and a stale
         .waitFor({ timeout: 60_000 });
       assert.match(await vigil('events', '-n', '20'), /incident-acknowledged/);
       await tl.getByRole('link', { name: 'Now' }).click();
-      await tl.locator('#conn.live').waitFor({ timeout: 60_000 });
+      await whenLive(d);
     }
     assert.deepEqual(d.problems, [], 'no console error, no CSP violation, no page error on the Timeline');
 

@@ -8,6 +8,7 @@
  */
 import { equivalentCommand, expectedConfirmation, type ActionKind } from '../action-words.ts';
 import type { ActionsView } from '../actions.ts';
+import type { DoctorPartView, DoctorReportView, DoctorView } from '../doctor.ts';
 import type { Incident, TimelineView } from '../timeline.ts';
 import type { NowView } from '../view.ts';
 
@@ -267,10 +268,72 @@ function drawActions(view: NowView, role: string): void {
     : `The cluster has moved since this page was drawn (epoch ${decidedEpoch ?? 'none'}, now ${a.epoch ?? 'none'}): these forms would be refused. Reload the page to decide again.`;
 }
 
-const PAGE = document.body.dataset.page === 'timeline' ? 'timeline' : document.body.dataset.page === 'actions' ? 'actions' : 'now';
+const CHECK_WORDS: Record<string, string> = { ok: 'ok', warn: 'warning', fail: 'FAILED', skipped: 'not run' };
+
+function partElement(p: DoctorPartView): HTMLElement {
+  const s = el('section', `part ${p.level}`);
+  s.dataset.part = p.name ?? 'cluster';
+  s.append(el('h3', null, p.name === null ? 'The cluster as a whole' : `${p.name}${p.roles ? ` (${p.roles})` : ''}`));
+  const checks = el('ul', 'checks');
+  for (const c of p.checks) {
+    const li = el('li', c.status, `${c.check}: ${CHECK_WORDS[c.status] ?? c.status}`);
+    if (c.note) li.title = c.note;
+    checks.append(li);
+  }
+  s.append(checks);
+  const skipped = p.checks.find((c) => c.status === 'skipped' && c.note);
+  if (skipped?.note && p.checks.every((c) => c.status === 'skipped')) s.append(el('p', 'note', skipped.note));
+  for (const f of p.findings) {
+    const d = el('div', `finding ${f.severity}`);
+    const fix = el('p', 'fix', 'fix: ');
+    fix.append(el('code', null, f.fix));
+    d.append(el('p', 'what', `${f.severity === 'fail' ? 'FAIL' : 'warn'} [${f.check}] ${f.what}`), el('p', 'why', `why: ${f.why}`), fix);
+    s.append(d);
+  }
+  return s;
+}
+
+function reportElement(r: DoctorReportView): HTMLElement {
+  const s = el('section', `report ${r.level}`);
+  s.dataset.source = r.source;
+  const n = (k: number, word: string) => `${k} ${word}${k === 1 ? '' : 's'}`;
+  s.append(el('h2', null, r.unreadable ? r.title : `${r.title}: ${n(r.summary.failures, 'failure')}, ${n(r.summary.warnings, 'warning')}`));
+  s.append(el('p', 'when', `run by ${r.by}, ${time(r.at)}${r.durationMs ? `, in ${secs(r.durationMs)}` : ''}`));
+  if (r.unreadable) {
+    s.append(el('p', 'error', r.unreadable));
+    return s;
+  }
+  s.append(el('p', 'scope', `Checked: ${r.scope}.`));
+  for (const p of r.parts) s.append(partElement(p));
+  return s;
+}
+
+function drawDoctor(view: DoctorView, role: string): void {
+  $('cluster').textContent = view.cluster;
+  const button = document.querySelector<HTMLButtonElement>('#run-doctor button')!;
+  const acting = ACTING_ROLES.includes(role);
+  button.disabled = !acting || view.running !== null;
+  const state = $('doctor-state');
+  state.classList.toggle('error', view.lastError !== null && view.running === null);
+  state.textContent = view.running
+    ? `running (${view.running.by}, since ${time(view.running.since)})…`
+    : view.lastError
+      ? `the last run from this page failed: ${view.lastError}`
+      : acting
+        ? ''
+        : `the ${role} role may not run doctor; an operator or admin may`;
+  const reports = view.reports.map(reportElement);
+  if (!view.reports.some((r) => r.source === 'cli'))
+    reports.unshift(el('p', 'note', `No report of every machine yet: run \`${view.command}\` from the admin's machine; it keeps its report here.`));
+  $('reports').replaceChildren(...reports);
+}
+
+const PAGES = ['now', 'timeline', 'actions', 'doctor'] as const;
+const PAGE = PAGES.find((p) => p === document.body.dataset.page) ?? 'now';
+const STREAM: Record<(typeof PAGES)[number], string> = { now: '/events', timeline: '/timeline/events', actions: '/events', doctor: '/doctor/events' };
 
 function start(): void {
-  const es = new EventSource(PAGE === 'timeline' ? '/timeline/events' : '/events');
+  const es = new EventSource(STREAM[PAGE]);
   es.addEventListener('open', () => connection('live'));
   es.addEventListener('snapshot', (e) => {
     const d = JSON.parse((e as MessageEvent<string>).data) as { at: number; view: unknown; user: string; role: string };
@@ -279,6 +342,7 @@ function start(): void {
     $('user').textContent = `${d.user} (${d.role})`;
     if (PAGE === 'timeline') drawTimeline(d.view as TimelineView, d.role);
     else if (PAGE === 'actions') drawActions(d.view as NowView, d.role);
+    else if (PAGE === 'doctor') drawDoctor(d.view as DoctorView, d.role);
     else drawNow(d.view as NowView);
     connection('live');
     showAge();

@@ -16,6 +16,10 @@ export function checkReachable(ctx: EvalContext, r: Results): void {
       r.ran('reachable', f.name);
       continue;
     }
+    if (f.gathered === false) {
+      r.skip('reachable', f.name, f.reachable.error);
+      continue;
+    }
     const m = machineNamed(ctx, f.name)!;
     r.fail(
       'reachable',
