@@ -39,7 +39,8 @@ import { daemonCommand } from '../src/render/systemd.ts';
 import { PATHS } from '../src/layout/paths.ts';
 import { metricsUrl } from '../src/layout/network.ts';
 import { runsAgent } from '../src/config/schema.ts';
-import { run, sleep } from '../src/util/exec.ts';
+import { sleep } from '../src/util/exec.ts';
+import { usage } from './proc-usage.ts';
 
 const { values } = parseArgs({
   options: {
@@ -63,30 +64,10 @@ interface Found {
   pid: number;
   cmdline: string;
 }
-interface Usage {
-  cpuS: number;
-  childCpuS: number;
-  rssMiB: number;
-}
 interface Row extends Found {
   rssMiB?: number;
   cpuPct?: number;
   childPct?: number;
-}
-
-const ticks = Number((await run('getconf', ['CLK_TCK'])).stdout.trim());
-
-/** CPU seconds so far, its own and its waited-for children's, and resident memory in MiB; undefined once the process is gone. */
-async function usage(pid: number): Promise<Usage | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-    return { cpuS: (Number(f[11]) + Number(f[12])) / ticks, childCpuS: (Number(f[13]) + Number(f[14])) / ticks, rssMiB: rssKiB / 1024 };
-  } catch {
-    return undefined;
-  }
 }
 
 async function daemons(lab: LabHandle, only?: { machine: string; daemon: Daemon }): Promise<Found[]> {

@@ -42,14 +42,29 @@ export interface DashboardPage {
   close(): Promise<void>;
 }
 
-/** Launches chromium, logs in through the form, and waits for the "Now" page to be live. */
-export async function openDashboard(url: string, ca: string, user: string, password: string): Promise<DashboardPage> {
+/** Debian's chromium, accepting exactly the observer's certificate key once its chain to `ca` is verified. */
+export async function launchChromium(url: string, ca: string): Promise<Browser> {
   const spki = await verifiedSpki(url, ca);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--disable-background-networking', '--disable-component-update', '--no-first-run', `--ignore-certificate-errors-spki-list=${spki}`],
   });
   console.log(`# browser: chromium ${browser.version()} (playwright-core drives ${CHROMIUM})`);
+  return browser;
+}
+
+/** Logs in through the form at `url`; the browser goes on to the "Now" page, which the caller waits to be live. */
+export async function logIn(page: Page, url: string, user: string, password: string): Promise<void> {
+  await page.goto(url);
+  await page.waitForURL(/\/login$/);
+  await page.getByLabel('Name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+}
+
+/** Launches chromium, logs in through the form, and waits for the "Now" page to be live. */
+export async function openDashboard(url: string, ca: string, user: string, password: string): Promise<DashboardPage> {
+  const browser = await launchChromium(url, ca);
   const problems: string[] = [];
   const networkChanged: string[] = [];
   try {
@@ -63,11 +78,7 @@ export async function openDashboard(url: string, ca: string, user: string, passw
     });
     page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
     page.setDefaultTimeout(60_000);
-    await page.goto(url);
-    await page.waitForURL(/\/login$/);
-    await page.getByLabel('Name').fill(user);
-    await page.getByLabel('Password').fill(password);
-    await page.getByRole('button', { name: 'Log in' }).click();
+    await logIn(page, url, user, password);
     const d = { browser, page, problems, networkChanged, close: () => browser.close() };
     await whenLive(d);
     await page.locator('[data-tile="active"] .value').waitFor();
