@@ -143,7 +143,11 @@ export function registerLab(program: Command): void {
         const metrics = await lab.labMetrics();
         // The dashboard's URL, and who logs in with which password file (docs/dashboard.md).
         const d = await lab.labDashboard();
-        const dashboard = { dashboard: d?.url ?? null, dashboardLogin: d && { user: d.user, passwordFile: d.passwordFile } };
+        const dashboard = {
+          dashboard: d?.url ?? null,
+          dashboardLogin: d && { user: d.user, passwordFile: d.passwordFile },
+          dashboardViewer: d?.viewer ?? null,
+        };
         say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m), metrics, ...dashboard }, null, 2));
         return;
       }

@@ -29,7 +29,7 @@ import { LAB_DIR, bootedLeaderPid, clusterFilePath, hostPathOf, machineRoot } fr
 import { DEFAULT_RELEASE, RELEASE_INFO, describePackages, requireRootfs, rootfsVersions, upstreamVersion, type RootfsPackages } from './rootfs.ts';
 import { listProcesses, signalProcesses, type LabProcess, type ProcessName } from './procs.ts';
 import { machineOf, readState, requireState, writeState, type LabState } from './state.ts';
-import { BRIDGE_ADDRESS, LAB_DASHBOARD_USER, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
+import { BRIDGE_ADDRESS, LAB_DASHBOARD_USER, LAB_DASHBOARD_VIEWER, labClusterYaml, labSecretsYaml, type LabShape } from './topology.ts';
 import { newDashboardPassword } from '../dashboard/users.ts';
 import { dashboardUrl } from '../dashboard/serve.ts';
 
@@ -77,8 +77,10 @@ export async function labUp(shape: LabShape, progress: Progress = quiet, opts: {
   await writeFile(clusterFilePath(), labClusterYaml(shape));
   // The dashboard's admin password, given to the lab's user in a file of their own (docs/lab.md); the secrets file holds only its hash.
   const dashboardPassword = newDashboardPassword();
+  const viewerPassword = newDashboardPassword();
   await writeFile(dashboardPasswordPath(), `${dashboardPassword}\n`, { mode: 0o600 });
-  await writeFile(secretsFilePath(), await labSecretsYaml(dashboardPassword), { mode: 0o600 });
+  await writeFile(viewerPasswordPath(), `${viewerPassword}\n`, { mode: 0o600 });
+  await writeFile(secretsFilePath(), await labSecretsYaml(dashboardPassword, viewerPassword), { mode: 0o600 });
   const cluster = await loadCluster(clusterFilePath());
   const secrets = await loadSecrets(cluster);
   const state: LabState = {
@@ -154,6 +156,8 @@ export const labAdminPki = (): Promise<LoadedPki> => loadPki(labPkiDir(), 'admin
 const secretsFilePath = () => join(LAB_DIR, 'vigil.secrets.yaml');
 /** The dashboard admin's password (`vigil lab status --json`: dashboardLogin). */
 export const dashboardPasswordPath = (): string => join(LAB_DIR, 'dashboard-admin.password');
+/** The dashboard viewer's password (`vigil lab status --json`: dashboardViewer). */
+export const viewerPasswordPath = (): string => join(LAB_DIR, 'dashboard-viewer.password');
 /** The machines' SSH host keys, as `vigil init` pins them: file sync's known_hosts are made from them. */
 const knownHostsPath = () => join(LAB_DIR, 'known_hosts');
 
@@ -265,6 +269,8 @@ export interface LabDashboard {
   user: string;
   /** The file holding the user's password (mode 600). */
   passwordFile: string;
+  /** A user with the viewer role (sees, may not act), and its password's file; null in a lab made before it. */
+  viewer: { user: string; passwordFile: string } | null;
 }
 
 /** Where the lab's dashboard is and how to log in; null when it is off or before a bare lab's `vigil apply`. */
@@ -272,7 +278,8 @@ export async function labDashboard(): Promise<LabDashboard | null> {
   const cluster = await loadCluster(clusterFilePath()).catch(() => null);
   const observer = cluster?.machines.find((m) => m.roles.includes('observer'));
   if (!cluster?.dashboard.enabled || !observer || !existsSync(dashboardPasswordPath())) return null;
-  return { url: dashboardUrl(cluster, observer), user: LAB_DASHBOARD_USER, passwordFile: dashboardPasswordPath() };
+  const viewer = existsSync(viewerPasswordPath()) ? { user: LAB_DASHBOARD_VIEWER, passwordFile: viewerPasswordPath() } : null;
+  return { url: dashboardUrl(cluster, observer), user: LAB_DASHBOARD_USER, passwordFile: dashboardPasswordPath(), viewer };
 }
 
 export interface LabEntry {

@@ -47,8 +47,8 @@ test('the lab cluster file carries timers and the reference app password file', 
 });
 
 test('every lab gets fresh passwords; the dashboard admin only as a hash that verifies', async () => {
-  const a = await labSecretsYaml('dash-pass-1');
-  assert.notEqual(a, await labSecretsYaml('dash-pass-1'));
+  const a = await labSecretsYaml('dash-pass-1', 'view-pass-1');
+  assert.notEqual(a, await labSecretsYaml('dash-pass-1', 'view-pass-1'));
   assert.ok(!a.includes('dash-pass-1'));
   const user = parseSecrets(a, 'vigil.secrets.yaml').dashboardUsers![0]!;
   assert.equal(user.name, 'admin');

@@ -176,11 +176,13 @@ export function labApplication(shape: Pick<LabShape, 'application'>): Record<str
   };
 }
 
-/** The lab dashboard's one user (docs/lab.md); its password is in dashboard-admin.password in the lab's directory. */
+/** The lab dashboard's admin (docs/lab.md); its password is in dashboard-admin.password in the lab's directory. */
 export const LAB_DASHBOARD_USER = 'admin';
+/** The lab dashboard's viewer, who may look and not act; its password is in dashboard-viewer.password. */
+export const LAB_DASHBOARD_VIEWER = 'viewer';
 
-/** A secrets file with fresh random passwords, and the dashboard's admin user with `dashboardPassword` (only its hash). */
-export async function labSecretsYaml(dashboardPassword: string): Promise<string> {
+/** A secrets file with fresh random passwords, and the dashboard's admin and viewer with those passwords (only their hashes). */
+export async function labSecretsYaml(dashboardPassword: string, viewerPassword: string): Promise<string> {
   const pw = () => randomBytes(18).toString('base64url');
   return stringify({
     postgresPassword: pw(),
@@ -188,6 +190,9 @@ export async function labSecretsYaml(dashboardPassword: string): Promise<string>
     appDbPassword: pw(),
     patroniRestPassword: pw(),
     vrrpPassword: pw(),
-    dashboardUsers: [{ name: LAB_DASHBOARD_USER, role: 'admin', passwordHash: await hashPassword(dashboardPassword) }],
+    dashboardUsers: [
+      { name: LAB_DASHBOARD_USER, role: 'admin', passwordHash: await hashPassword(dashboardPassword) },
+      { name: LAB_DASHBOARD_VIEWER, role: 'viewer', passwordHash: await hashPassword(viewerPassword) },
+    ],
   });
 }

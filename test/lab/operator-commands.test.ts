@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { findPrimary, labDown, labKill, labSignal, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { LAB_DIR } from '../../src/lab/paths.ts';
 import { UNITS } from '../../src/layout/units.ts';
-import { openDashboard, whenLive } from './dashboard-browser.ts';
+import { logIn, openDashboard, whenLive } from './dashboard-browser.ts';
 import { printJournals } from './journal.ts';
 import { HttpProbe } from '../../src/lab/probe.ts';
 import { labSettled } from '../../src/lab/settle.ts';
@@ -280,10 +280,14 @@ test('events tell the story, oldest first', async () => {
     assert.match(out, new RegExp(`\\s${type}\\s`), type);
 });
 
-test('the dashboard in a browser: log in; Doctor shows the kept report and runs from the page; a switchover from Actions, and a stale form refused; see the active machine, kill it, the page shows the new one without a reload, the Timeline shows the failover with its phases and takes an acknowledgement; no console error or CSP violation; reconnecting while the observer is away', async () => {
+test('the dashboard in a browser: log in; a viewer cannot act; Doctor shows the kept report and runs from the page; a switchover from Actions, and a stale form refused; see the active machine, kill it, the page shows the new one without a reload, the Timeline shows the failover with its phases and takes an acknowledgement; no console error or CSP violation; reconnecting while the observer is away', async () => {
   await labSettled(lab);
   const { stdout } = await promisify(execFile)(process.execPath, ['bin/vigil.js', 'lab', 'status', '--json'], { timeout: 60_000 });
-  const j = JSON.parse(stdout) as { dashboard: string; dashboardLogin: { user: string; passwordFile: string } };
+  const j = JSON.parse(stdout) as {
+    dashboard: string;
+    dashboardLogin: { user: string; passwordFile: string };
+    dashboardViewer: { user: string; passwordFile: string } | null;
+  };
   const observer = withRole(lab.cluster, 'observer')[0]!;
   assert.equal(j.dashboard, `https://${observer.address}:${lab.cluster.dashboard.port}/`);
   const password = (await readFile(j.dashboardLogin.passwordFile, 'utf8')).trim();
@@ -315,6 +319,45 @@ test('the dashboard in a browser: log in; Doctor shows the kept report and runs 
     console.log(`# doctor (page): ${(await pageReport.locator('h2').innerText()).trim()}`);
     assert.match(await vigil('events', '-n', '10'), /doctor-run .*doctor run from the dashboard by/);
     assert.deepEqual(d.problems, [], 'no console error, no CSP violation, no page error on the Doctor page');
+
+    // A viewer sees and may not act: its role in the header, the Actions forms and Doctor's button
+    // disabled, and a POST sent anyway refused (403) and audited, with nothing changed.
+    {
+      const v = j.dashboardViewer;
+      assert.ok(v, 'lab status --json names the viewer');
+      const vctx = await d.browser.newContext();
+      try {
+        const vp = await vctx.newPage();
+        vp.setDefaultTimeout(60_000);
+        await logIn(vp, j.dashboard, v.user, (await readFile(v.passwordFile, 'utf8')).trim());
+        await vp.locator('#user', { hasText: `${v.user} (viewer)` }).waitFor();
+        await vp.goto(new URL('/actions', j.dashboard).href);
+        await vp.locator('form[data-action="switchover"] .note', { hasText: 'Your role may not act' }).waitFor();
+        assert.equal(await vp.locator('form[data-action="switchover"] button').isDisabled(), true, "the viewer's switchover button is disabled");
+        await vp.goto(new URL('/doctor', j.dashboard).href);
+        await vp.locator('#doctor-state', { hasText: 'the viewer role may not run doctor' }).waitFor();
+        assert.equal(await vp.getByRole('button', { name: 'Run doctor from the observer' }).isDisabled(), true);
+        const before_ = (await status()).active;
+        const refused = await vp.evaluate(
+          async () =>
+            (
+              await fetch('/actions', {
+                method: 'POST',
+                headers: { 'content-type': 'application/x-www-form-urlencoded' },
+                body: 'kind=maintenance-on&confirm=maintenance&reason=a+viewer+tries',
+              })
+            ).status,
+        );
+        assert.equal(refused, 403);
+        assert.match(await vigil('events', '-n', '10'), /action-refused .*by viewer \(viewer\)/);
+        const after_ = await status();
+        assert.equal(after_.maintenance, null, "the viewer's maintenance did not happen");
+        assert.deepEqual(after_.active, before_);
+        console.log('# viewer: sees the pages, forms and doctor disabled, a forced POST refused (403) and audited');
+      } finally {
+        await vctx.close();
+      }
+    }
 
     // Actions: a switchover from the page, confirmed by typing the machine's name, seen through to
     // its end on the Timeline. Then a form drawn before the cluster moved is refused.
