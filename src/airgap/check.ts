@@ -37,8 +37,12 @@ const sha256File = (path: string): Promise<string> =>
       .on('end', () => resolve(h.digest('hex')));
   });
 
-/** Every regular file below `dir` by relative path ('/'-separated), leaving out the import's record and rsync's partial files. */
-async function walk(dir: string, skip: string[]): Promise<Map<string, { size: number; key: string }>> {
+/**
+ * Every regular file below `dir` by relative path ('/'-separated), leaving out `top` at the top
+ * (the import's record) and directories named in `anywhere` at any depth (rsync's partial
+ * directories: a cut-off whole-directory push leaves its files in one per subdirectory).
+ */
+async function walk(dir: string, top: string[], anywhere: string[]): Promise<Map<string, { size: number; key: string }>> {
   const out = new Map<string, { size: number; key: string }>();
   const pending = [dir];
   while (pending.length) {
@@ -52,7 +56,7 @@ async function walk(dir: string, skip: string[]): Promise<Map<string, { size: nu
     }
     for (const e of entries) {
       const p = join(d, e.name);
-      if (d === dir && skip.includes(e.name)) continue;
+      if ((d === dir && top.includes(e.name)) || (e.isDirectory() && anywhere.includes(e.name))) continue;
       if (e.isDirectory()) pending.push(p);
       else {
         const st = await stat(p).catch(() => null);
@@ -67,7 +71,7 @@ async function walk(dir: string, skip: string[]): Promise<Map<string, { size: nu
 export class PatchDirChecker {
   private readonly hashes = new Map<string, Cached>();
 
-  /** `skip`: names at the top of the directory that are no patch (file sync's partial-transfer directory). */
+  /** `skip`: names that are no patch, at the top or as a directory at any depth (file sync's partial-transfer directory). */
   constructor(
     readonly dir: string,
     private readonly skip: string[] = [],
@@ -90,7 +94,7 @@ export class PatchDirChecker {
     };
     let present: Map<string, { size: number; key: string }>;
     try {
-      present = await walk(this.dir, [STATE_DIR, ...this.skip]);
+      present = await walk(this.dir, [STATE_DIR, ...this.skip], this.skip);
     } catch (err) {
       return { ...base, error: `${this.dir} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
     }

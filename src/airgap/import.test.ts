@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBundle } from './bundle.ts';
@@ -111,4 +111,47 @@ test("a directory behind the cluster's record (floor) refuses what the cluster r
   assert.equal(r.status, 'imported');
   assert.deepEqual(await t.set(), NEW);
   assert.equal((await run(b2)).status, 'already-imported');
+});
+
+test('the same bundle again mends a directory that holds its record but not its whole set (a copy cut off by a failover); a whole one is a no-op', async () => {
+  const t = await setup();
+  const b1 = await t.make('b1', OLD);
+  const b2 = await t.make('b2', NEW);
+  await t.run(b1);
+  await t.run(b2);
+  assert.equal((await t.run(b2)).status, 'already-imported');
+  // What a standby held when the active machine died in the middle of its copy: the new record, some old files, some new.
+  await rm(join(t.target, 'sub'), { recursive: true });
+  await writeFile(join(t.target, 'a.msu'), OLD['a.msu']);
+  await writeFile(join(t.target, 'catalog.xml'), OLD['catalog.xml']);
+  // File sync's partial directories are not part of the set and do not count.
+  await mkdir(join(t.target, 'x', '.vigil-sync-partial'), { recursive: true });
+  await writeFile(join(t.target, 'x', '.vigil-sync-partial', 'c.msu'), 'half');
+  const lines: string[] = [];
+  const r = await importBundle({
+    bundle: b2,
+    target: t.target,
+    trust: (await readTrust(join(t.d, 'trust.json'))).chain,
+    trustPath: join(t.d, 'trust.json'),
+    skip: ['.vigil-sync-partial'],
+    progress: (l) => lines.push(l),
+  });
+  assert.equal(r.status, 'imported');
+  assert.equal(r.repaired, true);
+  assert.deepEqual(await t.set(), NEW);
+  assert.ok(
+    lines.some((l) => /holds the record of bundle sequence 2 but not its content .*importing it again/.test(l)),
+    lines.join('\n'),
+  );
+  // Only the partial directory beside a whole set: nothing to do.
+  await mkdir(join(t.target, 'sub', '.vigil-sync-partial'), { recursive: true });
+  await writeFile(join(t.target, 'sub', '.vigil-sync-partial', 'c.msu'), 'half');
+  const again = await importBundle({
+    bundle: b2,
+    target: t.target,
+    trust: (await readTrust(join(t.d, 'trust.json'))).chain,
+    trustPath: join(t.d, 'trust.json'),
+    skip: ['.vigil-sync-partial'],
+  });
+  assert.equal(again.status, 'already-imported');
 });

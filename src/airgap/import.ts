@@ -10,6 +10,9 @@
  *   4. rename the staging directory to the target
  *   5. remove the journal
  *
+ * The same bundle again is a no-op only if the target still holds its set (check.ts); otherwise
+ * it is imported again, so a directory that got the record without the whole set is mended.
+ *
  * A refusal at 1 removes the staging directory: nothing changed. A crash after 2 is finished by
  * the next import, which first reads the journal: between 3 and 4 the target is absent (never
  * half-filled) until that run. Two imports at once are kept apart by a lock file.
@@ -17,6 +20,7 @@
 import { lstat, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { VigilError, problem } from '../util/errors.ts';
+import { PatchDirChecker, describePatchDir } from './check.ts';
 import { MANIFEST, SIGNATURE, STATE_DIR } from './format.ts';
 import { writeTrust, type TrustChain } from './keys.ts';
 import { verifyBundle, type FileSink, type LastImport, type Verified } from './verify.ts';
@@ -44,6 +48,8 @@ export interface ImportOptions {
    * cluster refused. A bundle with the record's sequence is taken only if it is that same bundle.
    */
   floor?: LastImport;
+  /** Names that are not part of the set (file sync's partial-transfer directory): see check.ts. */
+  skip?: string[];
   /** Tests only: stop with an error right after this step, as a crash would. */
   crashAfter?: ImportStep;
 }
@@ -53,6 +59,8 @@ export interface ImportResult {
   state: ImportState;
   /** The import finished an earlier, interrupted one first. */
   resumed: boolean;
+  /** The directory held this bundle's record but not its set, which was put in place again. */
+  repaired?: boolean;
 }
 
 const paths = (target: string) => {
@@ -172,6 +180,7 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
     const last: LastImport | undefined = behind ? o.floor : own;
     await mkdir(p.staging);
     let verified: Verified;
+    let repaired = false;
     try {
       const sink: FileSink = {
         async open(path) {
@@ -199,6 +208,16 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
         verifyBundle(o.bundle, { trust: o.trust, trustSource: o.trustPath, last: l, now: o.now, sink, progress: o.progress });
       verified = await verify(last);
       if (behind && verified.status === 'already-imported') verified = await verify({ sequence: o.floor!.sequence - 1, importedAt: o.floor!.importedAt });
+      if (verified.status === 'already-imported') {
+        // The directory's record names this bundle, but is the content that set? A record can
+        // arrive without the set: a standby's copy cut off by a failover, a file changed by hand.
+        const held = await new PatchDirChecker(o.target, o.skip ?? []).check();
+        if (!held.matches) {
+          o.progress?.(`${o.target} holds the record of bundle sequence ${held.sequence} but not its content (${describePatchDir(held)}): importing it again`);
+          verified = await verify({ sequence: verified.manifest.sequence - 1, importedAt: last?.importedAt });
+          repaired = true;
+        }
+      }
     } catch (err) {
       await rm(p.staging, { recursive: true, force: true });
       throw err;
@@ -237,6 +256,6 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
     }
     // The trust moves only once the bundle its new key signed is in place.
     if (verified.newTrust) await writeTrust(o.trustPath, verified.newTrust);
-    return { status: 'imported', state, resumed };
+    return { status: 'imported', state, resumed, repaired };
   });
 }

@@ -39,11 +39,34 @@ function who(e: VigilEvent): string | undefined {
   return e.node;
 }
 
-/** `[vigil prod] failover: app1 -> app2 (epoch 4)`, plus `(+3 held back)` after a rate limit. */
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) ? v : undefined);
+
+/**
+ * What an air-gap event's alert names beside the machine: the bundle's sequence (marked when the
+ * bundle was refused before its signature held) and, for a refusal, the code.
+ */
+export function airgapFacts(e: VigilEvent): { sequence?: string; code?: string; from?: string } {
+  if (e.type !== 'airgap-import' && e.type !== 'airgap-refused') return {};
+  const seq = num(e.details?.sequence);
+  return {
+    ...(seq === undefined ? {} : { sequence: `${seq}${e.details?.sequenceVerified === false ? ' (unverified)' : ''}` }),
+    ...(e.type === 'airgap-refused' ? { code: str(e.details?.code) ?? 'unknown' } : {}),
+    ...(str(e.details?.from) ? { from: str(e.details?.from) } : {}),
+  };
+}
+
+/**
+ * `[vigil prod] failover: app1 -> app2 (epoch 4)`, plus `(+3 held back)` after a rate limit; an
+ * air-gap event: `[vigil prod] airgap-refused: sequence 7 on app1 [AIRGAP_OLDER]`.
+ */
 export function subjectOf(cluster: string, e: VigilEvent, suppressed?: Suppressed): string {
   const target = who(e);
   let s = `[vigil ${cluster}] ${e.type}`;
-  if (target) s += `: ${target}`;
+  const ag = airgapFacts(e);
+  if (e.type === 'airgap-import' || e.type === 'airgap-refused') {
+    const what = [ag.sequence ? `sequence ${ag.sequence}` : 'bundle', target ? `on ${target}` : ag.from ? `from ${ag.from}` : ''].filter(Boolean).join(' ');
+    s += `: ${what}${ag.code ? ` [${ag.code}]` : ''}`;
+  } else if (target) s += `: ${target}`;
   if (e.epoch !== undefined) s += ` (epoch ${e.epoch})`;
   if (suppressed && suppressed.count > 0) s += ` (+${suppressed.count} held back)`;
   return oneLine(s);
@@ -58,6 +81,9 @@ export function bodyOf(cluster: string, e: VigilEvent, suppressed?: Suppressed):
     ['Machine', who(e)],
     ['Epoch', e.epoch === undefined ? undefined : String(e.epoch)],
     ['Sequence', e.seq === undefined ? undefined : String(e.seq)],
+    ['Bundle', airgapFacts(e).sequence === undefined ? undefined : `sequence ${airgapFacts(e).sequence}`],
+    ['Refusal', airgapFacts(e).code],
+    ['From', airgapFacts(e).from],
   ];
   const lines = [e.message, ''];
   for (const [k, v] of rows) if (v !== undefined) lines.push(`${`${k}:`.padEnd(10)}${v}`);
@@ -82,6 +108,7 @@ export function bodyOf(cluster: string, e: VigilEvent, suppressed?: Suppressed):
     'To see more, run on a machine of the cluster:',
     '  vigil status     the state of every machine, and why',
     '  vigil events     the history of events, this one included',
+    ...(e.type === 'airgap-import' || e.type === 'airgap-refused' ? ['  vigil airgap status   which bundle every app machine holds'] : []),
     '',
     `-- sent by the Vigil observer of cluster ${cluster}`,
     '',

@@ -7,6 +7,7 @@ import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { VigilEvent } from '../model/ha.ts';
 import { alertProblems, alertsSchema, type AlertsInput } from '../config/alerts.ts';
+import { alertOnFollow } from './followed.ts';
 import { bodyOf, subjectOf } from './format.ts';
 import { createAlerter, type AlertResult, type Clock } from './send.ts';
 
@@ -429,6 +430,73 @@ describe('alert()', () => {
 
 // ---------------------------------------------------------------- wording and config
 
+const imported: VigilEvent = {
+  seq: 40,
+  at: '2026-12-07T12:33:48.000Z',
+  type: 'airgap-import',
+  node: 'app1',
+  message: 'air-gap bundle sequence 7 (12 files) imported on app1 into /var/lib/vigil/app/patches',
+  details: { sequence: 7, bundleId: '3f0c', backup: { machine: 'db1', path: '/var/backups/x.dump' }, from: 'admin-pc' },
+};
+const refusal = (details: Record<string, unknown>, node?: string): VigilEvent => ({
+  seq: 41,
+  at: '2026-12-07T12:40:00.000Z',
+  type: 'airgap-refused',
+  ...(node ? { node } : {}),
+  message: 'air-gap bundle sequence 1 at /media/usb/b refused [AIRGAP_OLDER]: the bundle is sequence 1, older than the last imported (2)',
+  details,
+});
+
+describe('air-gap alerts', () => {
+  it('every import and every refusal is sent, none held back by the rate limit; both alert by default', async () => {
+    const rx = await receiver();
+    cleanups.push(rx.close);
+    const clock = fakeClock();
+    const alerter = createAlerter(config({ webhook: { url: rx.url } }), {}, { clusterName: 'prod', clock });
+    for (let i = 0; i < 3; i++) assert.equal(only(await alerter.alert(refusal({ code: 'AIRGAP_OLDER', sequence: 1 }))).skipped, undefined);
+    assert.equal(only(await alerter.alert(imported)).skipped, undefined);
+    assert.equal(only(await alerter.alert(imported)).skipped, undefined);
+    assert.equal(rx.hits.length, 5);
+    // Other events keep their limit.
+    assert.equal(only(await alerter.alert(ev('node-lost', 'app1'))).skipped, undefined);
+    assert.equal(only(await alerter.alert(ev('node-lost', 'app1'))).skipped, 'rate-limited');
+    await alerter.close();
+    assert.ok(config({}).events.includes('airgap-import') && config({}).events.includes('airgap-refused'));
+  });
+
+  it("the alert names the bundle's sequence, the machine and, for a refusal, the code and the message", () => {
+    assert.equal(subjectOf('prod', imported), '[vigil prod] airgap-import: sequence 7 on app1');
+    const body = bodyOf('prod', imported);
+    assert.match(body, /^air-gap bundle sequence 7 \(12 files\) imported on app1/);
+    assert.match(body, /\nMachine: {2}app1\n/);
+    assert.match(body, /\nBundle: {3}sequence 7\n/);
+    assert.match(body, /\nFrom: {5}admin-pc\n/);
+    assert.match(body, /vigil airgap status/);
+    assert.ok(!/Refusal:/.test(body));
+    // Refused on the active machine, with a verified sequence.
+    const onNode = refusal({ code: 'AIRGAP_TAMPERED', sequence: 3, sequenceVerified: true, from: 'admin-pc' }, 'app2');
+    assert.equal(subjectOf('prod', onNode), '[vigil prod] airgap-refused: sequence 3 on app2 [AIRGAP_TAMPERED]');
+    assert.match(bodyOf('prod', onNode), /\nRefusal: {2}AIRGAP_TAMPERED\n/);
+    // Refused on the admin's machine before the signature held: the sequence is the manifest's claim.
+    const early = refusal({ code: 'AIRGAP_OLDER', sequence: 1, sequenceVerified: false, from: 'admin-pc' });
+    assert.equal(subjectOf('prod', early), '[vigil prod] airgap-refused: sequence 1 (unverified) from admin-pc [AIRGAP_OLDER]');
+    const eb = bodyOf('prod', early);
+    assert.match(eb, /refused \[AIRGAP_OLDER\]: the bundle is sequence 1, older than the last imported \(2\)/);
+    assert.match(eb, /\nBundle: {3}sequence 1 \(unverified\)\n/);
+    // No manifest to read: still a subject with the code.
+    assert.equal(subjectOf('prod', refusal({ code: 'AIRGAP_INCOMPLETE' })), '[vigil prod] airgap-refused: bundle [AIRGAP_INCOMPLETE]');
+  });
+
+  it('the leading observer alerts what the admin and the agents record, never its own events (sent when stored)', () => {
+    assert.equal(alertOnFollow(imported, true), true);
+    assert.equal(alertOnFollow(refusal({ code: 'X' }), true), true);
+    assert.equal(alertOnFollow(ev('files-quarantined', 'app1'), true), true);
+    assert.equal(alertOnFollow(imported, false), false, 'a follower observer does not');
+    for (const t of ['failover', 'switchover', 'fence', 'node-lost', 'maintenance-on', 'request-failed', 'db-leader-released', 'bootstrap'] as const)
+      assert.equal(alertOnFollow(ev(t, 'app1'), true), false, t);
+  });
+});
+
 describe('alert wording and config', () => {
   it('subjects name the machine and epoch when there are any, on one line', () => {
     assert.equal(subjectOf('c', { ...ev('maintenance-on'), message: 'x' }), '[vigil c] maintenance-on');
@@ -450,6 +518,8 @@ describe('alert wording and config', () => {
       'maintenance-off',
       'request-failed',
       'db-leader-released',
+      'airgap-import',
+      'airgap-refused',
     ]);
     assert.equal(d.rateLimitSeconds, 60);
     const e = config({ email: { to: 'a@example.com', from: 'v@example.com', smtp: { host: 'mail' } } }).email;

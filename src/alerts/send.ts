@@ -7,15 +7,19 @@
  * does not flood the mailbox. Events inside the window are held back; when the window ends the
  * latest of them is sent with the count, so the last alert always tells the current state
  * (node-lost and node-back are separate kinds: without this trailing alert a flap could end on a
- * held-back node-lost and leave a "node-back" as the last word).
+ * held-back node-lost and leave a "node-back" as the last word). Air-gap imports and refusals
+ * are not rate-limited: each is an operator's act, never a flap, and each must be told.
  */
-import type { VigilEvent } from '../model/ha.ts';
+import type { EventType, VigilEvent } from '../model/ha.ts';
 import type { AlertSecrets, AlertsConfig } from '../config/alerts.ts';
 import { emailChannel } from './email.ts';
 import type { Suppressed } from './format.ts';
 import { webhookChannel } from './webhook.ts';
 
 export type AlertChannel = 'email' | 'webhook';
+
+/** Events every one of which is alerted, whatever `rateLimitSeconds` says. */
+export const NOT_RATE_LIMITED: ReadonlySet<EventType> = new Set<EventType>(['airgap-import', 'airgap-refused']);
 
 export interface AlertResult {
   channel: AlertChannel;
@@ -139,6 +143,7 @@ export function createAlerter(config: AlertsConfig, secrets: AlertSecrets, opts:
       if (channels.length === 0) return [];
       if (closed) return channels.map((c) => ({ channel: c.name, ok: false, error: 'alerts are closed (the observer is stopping)', attempts: 0, ms: 0 }));
       if (!wanted.has(event.type)) return skipped('filtered');
+      if (NOT_RATE_LIMITED.has(event.type)) return dispatch(event);
       const key = `${event.type}\0${event.node ?? ''}`;
       const now = clock.now();
       const slot = slots.get(key);

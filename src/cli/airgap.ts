@@ -141,8 +141,10 @@ export function registerAirgap(program: Command, lab?: LabTarget): void {
     const { importBundle } = await import('../airgap/import.ts');
     const { chain } = await readTrust(o.trust);
     const floor = o.floor === undefined ? undefined : parseFloor(o.floor);
-    const r = await importBundle({ bundle, target: o.target, trust: chain, trustPath: o.trust, floor, progress: toStderr });
+    const { PARTIAL_DIR } = await import('../sync/protocol.ts');
+    const r = await importBundle({ bundle, target: o.target, trust: chain, trustPath: o.trust, floor, skip: [PARTIAL_DIR], progress: toStderr });
     if (r.resumed) process.stdout.write('finished an interrupted import first\n');
+    if (r.repaired) process.stdout.write(`${o.target} held the record of this bundle without its whole set: imported it again\n`);
     process.stdout.write(
       r.status === 'already-imported'
         ? `bundle sequence ${r.state.sequence} is already in ${o.target}: nothing to do\n`
@@ -200,8 +202,8 @@ async function importIntoCluster(bundle: string, o: { trust: string; config: str
     const r = await importToCluster({ cluster: ctx.cluster, store: ctx.store, events: ctx.events, openShell, bundle, trustPath: o.trust, progress: toStderr });
     process.stdout.write(
       r.status === 'already-imported'
-        ? `bundle sequence ${r.record.sequence} is the cluster's last import and ${r.record.node} holds it: nothing to do\n`
-        : `imported bundle ${r.record.bundleId} sequence ${r.record.sequence} on ${r.record.node}; recorded in etcd${r.backup ? `; database backup ${r.backup.machine}:${r.backup.path}` : ''}\n` +
+        ? `bundle sequence ${r.record.sequence} is the cluster's last import and ${r.node} holds it: nothing to do\n`
+        : `imported bundle ${r.record.bundleId} sequence ${r.record.sequence} on ${r.node}; ${r.recorded ? 'recorded in etcd' : `the cluster's record had it already (imported on ${r.record.node})`}${r.backup ? `; database backup ${r.backup.machine}:${r.backup.path}` : ''}\n` +
             'file sync carries it to the standbys: `vigil airgap status` shows when every app machine holds it\n',
     );
   } finally {

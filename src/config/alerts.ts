@@ -22,6 +22,8 @@ export const DEFAULT_ALERT_EVENTS: readonly EventType[] = [
   'maintenance-off',
   'request-failed',
   'db-leader-released',
+  'airgap-import',
+  'airgap-refused',
 ];
 
 const address = z.string().email({ message: 'must be an e-mail address such as ops@example.com' });
@@ -143,7 +145,7 @@ export const alertsSchema = z
       .min(0)
       .default(60)
       .describe(
-        'At most one alert per event type and machine in this many seconds (default 60; 0 sends every one). The latest held-back event is sent when the time is up, with the count of those held back.',
+        'At most one alert per event type and machine in this many seconds (default 60; 0 sends every one). The latest held-back event is sent when the time is up, with the count of those held back. Air-gap imports and refusals (`airgap-import`, `airgap-refused`) are never held back.',
       ),
   })
   .prefault({})

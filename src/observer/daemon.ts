@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { alertOnFollow } from '../alerts/followed.ts';
 import { createAlerter, type Alerter } from '../alerts/send.ts';
 import { loadCluster, loadSecrets } from '../config/load.ts';
 import { PATHS, ROOTS } from '../layout/paths.ts';
@@ -77,6 +78,15 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   const leadership = await store.campaign(`${o.node}-${randomUUID().slice(0, 8)}`, o.node, LEADER_TTL_SECONDS);
   leadership.onElected(() => log('leader-elected', { node: o.node }));
   leadership.onLost((reason) => log('leader-lost', { reason }));
+  // Events recorded where no alerter is (the admin's air-gap import, the agents): the leader alerts them (src/alerts/followed.ts).
+  const followed = await events
+    .watch((e) => void (alertOnFollow(e, leadership.isLeader()) && alerter.alert(e)), {
+      onError: (err) => log('event-follow-failed', { error: err.message }),
+    })
+    .catch((err: Error) => {
+      log('event-follow-failed', { error: err.message }); // alerts of the observer's own events still go out
+      return null;
+    });
   const ctx: Ctx = {
     cluster,
     secrets,
@@ -134,6 +144,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
   await release;
   await metricsServer?.close();
   await dashboard?.close();
+  await followed?.close();
   await alerter.close();
   await leadership.resign().catch(() => {});
   await store.close();

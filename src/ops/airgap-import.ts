@@ -19,6 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Cluster, Machine } from '../config/schema.ts';
 import type { VigilStore } from '../etcd/store.ts';
@@ -27,7 +28,7 @@ import { VIGIL_INSTALL } from '../layout/units.ts';
 import type { AirgapRecord } from '../model/ha.ts';
 import type { RemoteShell } from '../remote/types.ts';
 import { ERROR_CODES, VigilError, problem, type ErrorCode } from '../util/errors.ts';
-import { formatBytes } from '../airgap/format.ts';
+import { MANIFEST, formatBytes } from '../airgap/format.ts';
 import { readTrust, writeTrust } from '../airgap/keys.ts';
 import { verifyBundle, type Verified } from '../airgap/verify.ts';
 import { backupDatabase, backupName, type Backup } from './airgap-backup.ts';
@@ -49,6 +50,10 @@ export interface ClusterImportOptions {
 export interface ClusterImportResult {
   /** `already-imported`: the active machine held the bundle and the cluster's record named it. */
   status: 'imported' | 'already-imported';
+  /** The machine the bundle was imported on (or found on) now; the record may name an earlier one. */
+  node: string;
+  /** The record was written by this import (false: it named this bundle already). */
+  recorded: boolean;
   record: AirgapRecord;
   backup: Backup | null;
 }
@@ -74,10 +79,11 @@ export async function importToCluster(o: ClusterImportOptions): Promise<ClusterI
   try {
     v = await verifyBundle(o.bundle, { trust: chain, trustSource: o.trustPath, last, now: o.now, progress: o.progress });
   } catch (err) {
-    await refused(o, err, null);
+    await refused(o, err, null, await claimedSequence(o.bundle));
     throw err;
   }
   const m = v.manifest;
+  const seq = { sequence: m.sequence, sequenceVerified: true };
   const active = await o.store.getActive({ timeoutMs: 5000 });
   const node = active ? o.cluster.machines.find((x) => x.name === active.record.node) : undefined;
   if (!node)
@@ -118,7 +124,7 @@ export async function importToCluster(o: ClusterImportOptions): Promise<ClusterI
             );
       // A refusal of the copy: drop it. Any other failure keeps it for the next run.
       if (r.code >= 20 && r.code <= 29) await shell.exec(['rm', '-rf', '--', dir, `${dir}.trust.json`]);
-      await refused(o, err, node.name);
+      await refused(o, err, node.name, seq);
       throw err;
     }
     out = r.stdout;
@@ -143,7 +149,9 @@ export async function importToCluster(o: ClusterImportOptions): Promise<ClusterI
       );
     if (v.newTrust) await writeTrust(o.trustPath, v.newTrust);
   }
-  const resumed = /finished an interrupted import first/.test(out) ? ' (it first finished an interrupted import)' : '';
+  const resumed =
+    (/finished an interrupted import first/.test(out) ? ' (it first finished an interrupted import)' : '') +
+    (/without its whole set: imported it again/.test(out) ? ' (it held the record of the bundle without its whole set)' : '');
   const already = /nothing to do/.test(out);
   const status = v.status === 'already-imported' && already ? 'already-imported' : 'imported';
   await o.events
@@ -154,24 +162,38 @@ export async function importToCluster(o: ClusterImportOptions): Promise<ClusterI
         status === 'already-imported'
           ? `air-gap bundle sequence ${m.sequence} imported again: ${node.name} already held it`
           : `air-gap bundle sequence ${m.sequence} (${m.files.length} files) imported on ${node.name} into ${patchDir}${resumed}${backup ? `; database backup ${backup.machine}:${backup.path}` : ''}`,
-      details: { sequence: m.sequence, bundleId: m.bundleId, manifestSha256: v.manifestSha256, backup },
+      details: { sequence: m.sequence, bundleId: m.bundleId, manifestSha256: v.manifestSha256, backup, from: hostname() },
     })
     .catch((err: unknown) => o.progress(`warning: the event could not be recorded: ${(err as Error).message}`));
-  return { status, record: v.status === 'verified' ? record : rec!.record, backup };
+  return { status, node: node.name, recorded: v.status === 'verified', record: v.status === 'verified' ? record : rec!.record, backup };
 }
 
 /** The event of a refusal; a failure to record it is only said (the refusal is the error to show). */
-async function refused(o: ClusterImportOptions, err: unknown, node: string | null): Promise<void> {
+async function refused(o: ClusterImportOptions, err: unknown, node: string | null, seq: { sequence: number; sequenceVerified: boolean } | null): Promise<void> {
   const code = (err as { code?: string }).code ?? 'error';
   const first = (err as Error).message.split('\n')[0] ?? '';
+  const what = seq ? `air-gap bundle sequence ${seq.sequence}${seq.sequenceVerified ? '' : ' (unverified)'} at ${o.bundle}` : `air-gap bundle ${o.bundle}`;
   await o.events
     .append({
       type: 'airgap-refused',
       ...(node ? { node } : {}),
-      message: `air-gap bundle ${o.bundle} refused${node ? ` on ${node}` : ''} [${code}]: ${first}`.slice(0, 500),
-      details: { code, bundle: o.bundle },
+      message: `${what} refused${node ? ` on ${node}` : ''} [${code}]: ${first}`.slice(0, 500),
+      details: { code, bundle: o.bundle, ...(seq ?? {}), from: hostname(), error: (err as Error).message.slice(0, 1500) },
     })
     .catch((e: unknown) => o.progress(`warning: the refusal could not be recorded as an event: ${(e as Error).message}`));
+}
+
+/**
+ * The sequence a refused bundle's manifest claims, for the event and its alert only (it was not
+ * verified: the refusal may be of that very manifest); null when there is none to read.
+ */
+async function claimedSequence(bundle: string): Promise<{ sequence: number; sequenceVerified: false } | null> {
+  try {
+    const m = JSON.parse(await readFile(join(bundle, MANIFEST), 'utf8')) as { sequence?: unknown };
+    return typeof m.sequence === 'number' && Number.isSafeInteger(m.sequence) && m.sequence >= 0 ? { sequence: m.sequence, sequenceVerified: false } : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The PostgreSQL primary (the member holding Patroni's leader key in etcd), then its dump. */

@@ -36,6 +36,14 @@ test('a push from the active machine at the current epoch is accepted', () => {
   );
   assert.equal(inc.ok && inc.full, false);
   assert.equal(inc.ok, true);
+  // A whole-directory reconciliation (the air-gap patch directory), as rsync 3 passes it on.
+  const whole = decidePush(
+    push(7, '-trce.iLsfxCIvu --timeout=30 --delete-delay --force --partial-dir .vigil-sync-partial --delay-updates --numeric-ids'),
+    'app1',
+    state,
+    NOW,
+  );
+  assert.equal(whole.ok && whole.full, true);
 });
 
 const refused = (command: string | undefined, peer = 'app1', s: AcceptState | null = state, now = NOW) => {
@@ -119,6 +127,10 @@ test('the pusher names the epoch, the directory and only options the receiver ac
   const full = reconcileArgs(DIR, t, true, '/elsewhere');
   assert.ok(full.includes('--delete') && full.includes('--checksum'));
   assert.equal(full.at(-1), '10.0.0.12:/elsewhere/');
+  assert.ok(!full.includes('--delay-updates') && !full.includes('--delete-delay'));
+  // A directory held as one set: every change lands at the end, deletions included.
+  const whole = reconcileArgs(DIR, t, true, DIR, false, true);
+  assert.ok(whole.includes('--delay-updates') && whole.includes('--delete-delay') && !whole.includes('--delete'), whole.join(' '));
 });
 
 test("rsync's failures are told apart: refused, disk full, unreachable, other", () => {

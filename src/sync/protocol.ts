@@ -73,7 +73,17 @@ const SHORT_FLAGS = /^-[tprcR]+e\.[A-Za-z]+$/;
  * active machine can then only put plain files and directories into the synced directories.
  */
 export const RECEIVER_FORCED = ['--no-links', '--no-devices', '--no-specials', '--no-owner', '--no-group', '--perms', '--chmod=D0750,F0640'] as const;
-const LONG_OPTIONS = new Set(['--delete', '--force', '--delete-missing-args', '--numeric-ids', `--partial-dir=${PARTIAL_DIR}`, '--max-delete=-1']); // rsync passes --max-delete=0 on as -1
+// rsync passes --max-delete=0 on as -1; --delete-delay and --delay-updates: a whole-directory reconciliation (reconcileArgs)
+const LONG_OPTIONS = new Set([
+  '--delete',
+  '--delete-delay',
+  '--delay-updates',
+  '--force',
+  '--delete-missing-args',
+  '--numeric-ids',
+  `--partial-dir=${PARTIAL_DIR}`,
+  '--max-delete=-1',
+]);
 const TIMEOUT_OPTION = /^--timeout=\d{1,5}$/;
 
 const trimSlash = (p: string) => (p.length > 1 ? p.replace(/\/+$/, '') : p);
@@ -128,7 +138,7 @@ export function decidePush(command: string | undefined, peer: string, state: Acc
   if (!state.active) return refuse('no machine is active yet');
   if (state.active.node !== peer || state.active.epoch !== epoch)
     return refuse(`stale push from ${peer} at epoch ${epoch}: the active machine is ${state.active.node} at epoch ${state.active.epoch}`);
-  return { ok: true, epoch, dir, full: options.includes('--delete'), options };
+  return { ok: true, epoch, dir, full: options.includes('--delete') || options.includes('--delete-delay'), options };
 }
 
 /** Whether the receiver is still entitled to run a push it accepted (checked during the transfer). */
@@ -214,12 +224,15 @@ export function incrementalArgs(dir: string, t: PushTarget, remoteDir = dir): st
  * rsync arguments for a full reconciliation of one directory; `checksum` compares content, not
  * size and time. `sourceEmpty`: the directory here is empty, which is more often an unmounted
  * volume or a lost disk than an application that deleted everything; then nothing is deleted
- * there (rsync stops with exit 25 if it would have) and the operator is told.
+ * there (rsync stops with exit 25 if it would have) and the operator is told. `whole`: the
+ * directory is replaced as one set (the air-gap patch directory).
  */
-export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir, sourceEmpty = false): string[] {
+export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir, sourceEmpty = false, whole = false): string[] {
   return [
     ...baseArgs(t),
-    '--delete',
+    // `whole`: every change lands at the end (files renamed into place, then the deletions), so a
+    // push cut short (the active machine dies) leaves the standby's old content, not a mix.
+    ...(whole ? ['--delete-delay', '--delay-updates'] : ['--delete']),
     ...(sourceEmpty ? ['--max-delete=0'] : []),
     '--force',
     ...(checksum ? ['--checksum'] : []),

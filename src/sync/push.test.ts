@@ -67,10 +67,11 @@ async function rig(name: string): Promise<Rig> {
   return { src, dst, root, acceptFile, quarantine, sources, rsh, setActive };
 }
 
-function pusher(r: Rig, epoch: number, events: unknown[] = []): Pusher {
+function pusher(r: Rig, epoch: number, events: unknown[] = [], whole = false): Pusher {
   return new Pusher({
     epoch,
     dirs: [r.src],
+    ...(whole ? { wholeDirs: [r.src] } : {}),
     remoteDir: () => r.dst,
     peers: [{ node: 'app2', address: 'localhost', sshPort: 22 }],
     sshCommand: () => r.rsh,
@@ -125,32 +126,33 @@ test('files created, changed, renamed and deleted on the active side appear so o
   }
 });
 
-test('a root replaced by a rename (an air-gap import) is carried whole: new files there, old ones gone, later changes too', async () => {
-  const r = await rig('replaced');
-  await r.setActive('app1', 3);
-  await mkdir(join(r.src, 'old-sub'), { recursive: true });
-  await writeFile(join(r.src, 'old-sub', 'a.msu'), 'old set');
-  const events: { event: string }[] = [];
-  const p = pusher(r, 3, events);
-  await p.start();
-  try {
-    await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
-    // What src/airgap/import.ts does: the new set staged beside the root, then two renames.
-    const staging = join(r.root, '.src.staging');
-    await mkdir(join(staging, 'new-sub'), { recursive: true });
-    await writeFile(join(staging, 'new-sub', 'b.msu'), 'new set');
-    await rename(r.src, join(r.root, '.src.previous'));
-    await rename(staging, r.src);
-    await waitFor('the new set on the standby', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
-    assert.deepEqual(await tree(r.dst), { 'new-sub/b.msu': 'new set' });
-    // The new root is watched: a change in it travels as any change does.
-    await writeFile(join(r.src, 'new-sub', 'c.msu'), 'written after the import');
-    await waitFor('a change in the new root', async () => ((await tree(r.dst))['new-sub/c.msu'] ? true : undefined), 30_000, 50);
-    assert.ok(events.some((e) => e.event === 'sync-root-replaced'));
-  } finally {
-    await p.stop();
-  }
-});
+for (const whole of [false, true])
+  test(`a root replaced by a rename (an air-gap import) is carried whole: new files there, old ones gone, later changes too${whole ? '; held as one set (--delay-updates, through the receiver)' : ''}`, async () => {
+    const r = await rig(whole ? 'replaced-whole' : 'replaced');
+    await r.setActive('app1', 3);
+    await mkdir(join(r.src, 'old-sub'), { recursive: true });
+    await writeFile(join(r.src, 'old-sub', 'a.msu'), 'old set');
+    const events: { event: string }[] = [];
+    const p = pusher(r, 3, events, whole);
+    await p.start();
+    try {
+      await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
+      // What src/airgap/import.ts does: the new set staged beside the root, then two renames.
+      const staging = join(r.root, '.src.staging');
+      await mkdir(join(staging, 'new-sub'), { recursive: true });
+      await writeFile(join(staging, 'new-sub', 'b.msu'), 'new set');
+      await rename(r.src, join(r.root, '.src.previous'));
+      await rename(staging, r.src);
+      await waitFor('the new set on the standby', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
+      assert.deepEqual(await tree(r.dst), { 'new-sub/b.msu': 'new set' });
+      // The new root is watched: a change in it travels as any change does.
+      await writeFile(join(r.src, 'new-sub', 'c.msu'), 'written after the import');
+      await waitFor('a change in the new root', async () => ((await tree(r.dst))['new-sub/c.msu'] ? true : undefined), 30_000, 50);
+      assert.ok(events.some((e) => e.event === 'sync-root-replaced'));
+    } finally {
+      await p.stop();
+    }
+  });
 
 test('a push at a stale epoch is refused and nothing changes on the standby', async () => {
   const r = await rig('stale');

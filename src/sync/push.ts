@@ -37,6 +37,12 @@ export interface PusherOptions {
   remoteDir?(dir: string): string;
   /** The rsync binary (default rsync from PATH). */
   rsync?: string;
+  /**
+   * Directories held as one set (the air-gap patch directory): their full reconciliations land
+   * every change at the end (protocol.ts reconcileArgs `whole`), so a standby holds the old set or
+   * the new one even when the push is cut off by the active machine's death.
+   */
+  wholeDirs?: string[];
   now?: () => number;
 }
 
@@ -253,7 +259,8 @@ class Channel {
     try {
       for (const dir of this.o.dirs) {
         const empty = (await readdir(dir).catch(() => [])).filter((n) => n !== PARTIAL_DIR).length === 0;
-        const r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir), empty));
+        const whole = this.o.wholeDirs?.includes(dir) ?? false;
+        const r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir), empty, whole));
         if (!this.settle(r, dir)) {
           this.reconcileWanted = true;
           return false;

@@ -26,6 +26,9 @@ import {
   type Sources,
 } from './protocol.ts';
 
+/** How long rsync has to stop after SIGTERM before its process group is killed. */
+const KILL_AFTER_MS = 1000;
+
 export interface ReceiveOptions {
   peer: string;
   command: string | undefined;
@@ -83,12 +86,26 @@ export async function receive(o: ReceiveOptions): Promise<number> {
   const mark = join(receivers, String(process.pid));
   writeFileSync(mark, `${o.peer} ${decision.epoch} ${decision.dir}\n`);
   const argv = serverArgv(decision.options, decision.dir, quarantine);
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit' });
+  // Its own process group: rsync's receiving side is two processes (the generator, and the
+  // receiver it forks), and both must stop.
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', detached: true });
   let stopped: string | null = null;
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, sig);
+    } catch {
+      // already gone
+    }
+  };
   const stop = (why: string) => {
     if (stopped) return;
     stopped = why;
-    child.kill('SIGKILL');
+    // SIGTERM to both: the receiver moves the file it was writing into the partial directory and
+    // exits, where SIGKILL to the generator alone left the forked receiver writing on, or blocked
+    // on a pusher that died without closing its connection, its temporary file (`.NAME.XXXXXX`)
+    // lying in the synced directory until rsync's timeout. Neither puts anything more in place.
+    signal('SIGTERM');
+    setTimeout(() => signal('SIGKILL'), KILL_AFTER_MS).unref();
   };
   const onTerm = () => stop('the agent stopped this receiver: its machine is becoming active');
   process.on('SIGTERM', onTerm);

@@ -131,6 +131,7 @@ export class FileSync {
       batchDelayMs: c.fileSync.batchDelayMs,
       reconcileIntervalMs: c.fileSync.reconcileIntervalSeconds * 1000,
       checksum: c.fileSync.checksum,
+      wholeDirs: c.application.patchDir ? [c.application.patchDir] : [],
       log: this.o.log,
       onPeerError: (peer, error) => void this.peerError(peer, epoch, error),
     });

@@ -4,7 +4,10 @@
  * (the receiver's forced options); a push at a stale epoch is refused; a failover
  * in the middle of a stream of uploads loses no file (what the old active had synced is on the new
  * one, what it had not is quarantined on it when it returns); the direction reverses; a full disk
- * on a standby is reported and recovers.
+ * on a standby is reported and recovers. The air gap: fetch, bundle, carry, import, status and
+ * doctor; an alert for every import and refusal at a webhook on the lab's bridge; and the active
+ * machine killed as file sync starts carrying a new set to the standby (old set or new, never a
+ * mix; a kill after some files had landed is not covered: docs/airgap.md).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,8 +17,9 @@ import { chmod, cp, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { createBundle } from '../../src/airgap/bundle.ts';
+import { describePatchDir } from '../../src/airgap/check.ts';
 import { fetchSources } from '../../src/airgap/fetch.ts';
 import { initKeys } from '../../src/airgap/keys.ts';
 import { runDoctor } from '../../src/doctor/doctor.ts';
@@ -29,6 +33,11 @@ import type { SyncStatus } from '../../src/model/ha.ts';
 import { labAgents, labDown, labFill, labKill, labRevive, labRun, labSignal, labUnfill, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { hostPathOf } from '../../src/lab/paths.ts';
 import { labSettled } from '../../src/lab/settle.ts';
+import { BRIDGE_ADDRESS } from '../../src/lab/topology.ts';
+import { UNITS } from '../../src/layout/units.ts';
+import type { VigilEvent } from '../../src/model/ha.ts';
+import { freePort } from '../../src/util/net.ts';
+import { printJournals } from './journal.ts';
 import { withOps } from '../../src/ops/context.ts';
 import { PARTIAL_DIR, SYNC_PATHS } from '../../src/sync/protocol.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
@@ -68,14 +77,36 @@ async function activeNode(): Promise<string> {
 describe('file sync on distributed', () => {
   let lab: LabHandle;
   let base: string;
+  /** What the observers' webhook alerts brought (a receiver on the lab's bridge address). */
+  const alerts: { cluster: string; event: VigilEvent }[] = [];
+  let hook: http.Server | undefined;
 
   before(async () => {
     await labDown();
-    lab = await labUp({ topology: 'distributed' }, (l) => console.log(`# lab: ${l}`));
+    const hookPort = await freePort();
+    lab = await labUp({ topology: 'distributed', alerts: { webhook: { url: `http://${BRIDGE_ADDRESS}:${hookPort}/alerts` } } }, (l) =>
+      console.log(`# lab: ${l}`),
+    );
+    hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        try {
+          alerts.push(JSON.parse(body) as { cluster: string; event: VigilEvent });
+        } catch {
+          // not an alert
+        }
+        res.writeHead(200).end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => hook!.listen(hookPort, BRIDGE_ADDRESS, resolve));
     const proxy = withRole(lab.cluster, 'proxy')[0]!;
     base = `http://${proxy.address}:${lab.cluster.proxy.httpPort}`;
   });
-  after(() => labDown());
+  after(async () => {
+    await new Promise<void>((r) => (hook ? hook.close(() => r()) : r()));
+    await labDown();
+  });
 
   it('files created, changed, renamed and deleted on the active machine appear so on the standby', async () => {
     await labSettled(lab);
@@ -453,9 +484,212 @@ describe('file sync on distributed', () => {
     const events = await withOps(LAB_OPS, (ctx) => ctx.events.list(50));
     assert.ok(events.some((e) => e.type === 'airgap-import' && /sequence 2/.test(e.message)));
     assert.ok(events.some((e) => e.type === 'airgap-refused' && /AIRGAP_OLDER/.test(e.message)));
+
+    // An alert for every import and every refusal, through the observers' webhook: none held back
+    // by the rate limit (five imports and a refusal within a minute), each with the bundle's
+    // sequence, the machine and, for the refusal, the code and the message.
+    const airgapSeqs = (list: VigilEvent[]) =>
+      list
+        .filter((e) => e.type === 'airgap-import' || e.type === 'airgap-refused')
+        .map((e) => e.seq)
+        .sort((x, y) => x! - y!);
+    await waitFor(
+      'an alert for each air-gap event',
+      async () => (JSON.stringify(airgapSeqs(alerts.map((x) => x.event))) === JSON.stringify(airgapSeqs(events)) ? true : undefined),
+      30_000,
+      250,
+    ).catch((err: Error) => assert.fail(`${err.message}; events ${JSON.stringify(airgapSeqs(events))}, alerts: ${JSON.stringify(alerts.map((x) => x.event))}`));
+    const firstImport = alerts.find((x) => x.event.type === 'airgap-import')!.event;
+    assert.equal(firstImport.node, a);
+    assert.equal(firstImport.details?.sequence, 1);
+    const refusedAlert = alerts.find((x) => x.event.type === 'airgap-refused')!.event;
+    assert.equal(refusedAlert.details?.code, 'AIRGAP_OLDER');
+    assert.equal(refusedAlert.details?.sequence, 1);
+    assert.match(refusedAlert.message, /sequence 1, older than the last imported \(2\)/);
+
+    // The standby's changed file put back: both machines hold bundle 2 as imported.
+    await writeFile(patchesOn(s, 'patches', 'kb2.msu'), files['/kb2.msu']!);
+    await waitFor('both machines at bundle 2, unchanged', async () => ((seen = await airgap()).converged ? true : undefined), 30_000, 250).catch((err: Error) =>
+      assert.fail(`${err.message}; last seen: ${JSON.stringify(seen)}`),
+    );
+    await importDuringFailover({ b2, key, trust, work, patchesOn, airgap, holds, s, a });
     await rm(work, { recursive: true, force: true });
     console.log(`# air gap part: ${Math.round((performance.now() - started) / 1000)} s`);
   });
+
+  /**
+   * A failover in the middle of an import: the active machine dies as file sync starts carrying
+   * bundle 3 to the standby (its first file in flight). The new active machine holds the old set
+   * or the new one, never a mix, and status says which; the import run again completes there and
+   * reaches the old active machine once it is back. A kill later in that copy, once some files
+   * have landed, can leave a mix (docs/airgap.md): not covered here.
+   */
+  async function importDuringFailover(o: {
+    b2: string;
+    key: string;
+    trust: string;
+    work: string;
+    patchesOn: (node: string, ...rel: string[]) => string;
+    airgap: () => Promise<AirgapStatus>;
+    holds: (st: AirgapStatus, node: string, seq: number) => boolean;
+    a: string;
+    s: string;
+  }): Promise<void> {
+    const { a, s } = o;
+    const from = Date.now();
+    let seen: AirgapStatus | undefined;
+    const watch = async (what: string, fn: (st: AirgapStatus) => boolean, ms: number) =>
+      waitFor(
+        what,
+        async () => {
+          seen = await o.airgap();
+          return fn(seen) ? seen : undefined;
+        },
+        ms,
+        250,
+      );
+    // The set a machine's patch directory holds: every file and its SHA-256, file sync's partial directories left out.
+    const heldSet = async (node: string) => {
+      const out = new Map<string, string>();
+      const root = o.patchesOn(node);
+      const walk = async (d: string) => {
+        for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+          const p = join(d, e.name);
+          if (e.name === PARTIAL_DIR || (d === root && e.name === '.vigil-airgap')) continue;
+          if (e.isDirectory()) await walk(p);
+          else
+            out.set(
+              relative(root, p),
+              createHash('sha256')
+                .update(await readFile(p))
+                .digest('hex'),
+            );
+        }
+      };
+      await walk(root);
+      return out;
+    };
+    const setOfManifest = async (bundle: string) =>
+      new Map(
+        (JSON.parse(await readFile(join(bundle, 'manifest.json'), 'utf8')) as { files: { path: string; sha256: string }[] }).files.map((f) => [
+          f.path,
+          f.sha256,
+        ]),
+      );
+    const sameSet = (x: Map<string, string>, y: Map<string, string>) => x.size === y.size && [...x].every(([k, v]) => y.get(k) === v);
+    // The 192 MiB would not fit the next test's small filesystem (`lab fill`): removed whatever happens.
+    const cleanUp = async () => {
+      for (const node of [s, a]) {
+        await rm(o.patchesOn(node, 'patches'), { recursive: true, force: true });
+        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.airgap-previous`), { recursive: true, force: true });
+      }
+    };
+    try {
+      // Bundle 3: 48 files of 4 MiB, so that file sync's copy to the standby takes a while.
+      const dir = join(o.work, 'bundle-3-files');
+      await mkdir(join(dir, 'patches'), { recursive: true });
+      await mkdir(join(dir, 'catalog'), { recursive: true });
+      await writeFile(join(dir, 'catalog', 'latest.xml'), '<catalog version="3"/>');
+      for (let i = 1; i <= 48; i++) await writeFile(join(dir, 'patches', `big-${String(i).padStart(2, '0')}.msu`), randomBytes(4 << 20));
+      const b3 = join(o.work, 'stick', 'bundle-3');
+      await createBundle({ dir, keyPath: o.key, out: b3, maxPartBytes: 64 << 20 });
+      const oldSet = await setOfManifest(o.b2);
+      const newSet = await setOfManifest(b3);
+      await rm(dir, { recursive: true });
+
+      const run = vigil(['airgap', 'import', b3, '--trust', o.trust, '--lab']);
+      // The new set has landed on the active machine; the first of its bytes reach the standby: kill the active one.
+      await waitFor(
+        `bundle 3 to start reaching ${s}`,
+        async () => {
+          const names = await readdir(o.patchesOn(s), { recursive: true }).catch(() => [] as string[]);
+          return names.some((n) => n.includes('big-')) ? names : undefined;
+        },
+        180_000,
+        20,
+      );
+      await labKill(a);
+      const atKill = await heldSet(s);
+      const first = await run;
+      console.log(
+        `# import during failover: ${a} killed with ${[...atKill.keys()].filter((k) => newSet.has(k) && !oldSet.has(k)).length} new file(s) of ${newSet.size} in place on ${s}; the import ${first.code === 0 ? 'was recorded before the kill' : `failed (exit ${first.code}): ${first.out.trim().split('\n').slice(-2).join(' / ')}`}`,
+      );
+      await waitFor(`${s} to take over`, async () => ((await labAgents()).get(s)?.active ? true : undefined), 120_000, 250);
+
+      // Old set or new set on the new active machine, never a mix.
+      const held = await heldSet(s);
+      const heldSeq = sameSet(held, oldSet) ? 2 : sameSet(held, newSet) ? 3 : null;
+      if (heldSeq === null)
+        assert.fail(
+          `${s} holds a mix: ${[...held.keys()].filter((k) => newSet.get(k) === held.get(k) && oldSet.get(k) !== held.get(k)).length} file(s) of the new set, ${[...held.keys()].filter((k) => oldSet.get(k) === held.get(k) && newSet.get(k) !== held.get(k)).length} of the old one, ${held.size} in all; in neither: ${[
+            ...held.keys(),
+          ]
+            .filter((k) => newSet.get(k) !== held.get(k) && oldSet.get(k) !== held.get(k))
+            .slice(0, 5)
+            .join(', ')}`,
+        );
+      // Status tells the truth: the record, what the new active machine holds, and the dead one unknown.
+      const recorded = first.code === 0 ? 3 : 2;
+      const st = await watch(
+        `status to show ${s} holding bundle ${heldSeq}`,
+        (x) => {
+          const m = x.machines.find((y) => y.name === s)?.state;
+          return m?.sequence === heldSeq && m.matches;
+        },
+        30_000,
+      );
+      assert.equal(st.last?.sequence, recorded);
+      assert.equal(st.machines.find((m) => m.name === a)?.state, null, `${a} is down: unknown`);
+      assert.equal(st.converged, false);
+      const cli = await vigil(['airgap', 'status', '--lab']);
+      assert.equal(cli.code, 3, cli.out);
+      assert.match(cli.out, new RegExp(`${s} +sequence ${heldSeq}, \\d+ file\\(s\\), matches its manifest${heldSeq < recorded ? ' BEHIND' : ''}`));
+      assert.match(cli.out, new RegExp(`${a} +UNKNOWN`));
+
+      // The same import again completes on the new active machine.
+      const again = await vigil(['airgap', 'import', b3, '--trust', o.trust, '--lab']);
+      assert.equal(again.code, 0, again.out);
+      assert.match(
+        again.out,
+        new RegExp(`(imported bundle [0-9a-f]{32} sequence 3 on ${s}|sequence 3 is the cluster's last import and ${s} holds it: nothing to do)`),
+      );
+      await watch(`${s} to hold bundle 3`, (x) => o.holds(x, s, 3) && x.last?.sequence === 3, 60_000);
+      assert.ok(sameSet(await heldSet(s), newSet));
+    } catch (err) {
+      console.log(`# air gap during failover: last status seen: ${JSON.stringify(seen?.machines.map((m) => [m.name, m.state && describePatchDir(m.state)]))}`);
+      await printJournals(
+        [a, s]
+          .flatMap((m): [string, string][] => [[m, UNITS.agent]])
+          .concat(withRole(lab.cluster, 'observer').map((m): [string, string] => [m.name, UNITS.observer])),
+        from,
+        Date.now(),
+      );
+      await cleanUp();
+      throw err;
+    } finally {
+      await labRevive(a);
+    }
+    try {
+      // The old active machine, back as a standby, gets the set.
+      await watch(`${a}, back, to hold bundle 3 too`, (x) => x.converged, 120_000).catch((err: Error) =>
+        assert.fail(`${err.message}; last seen: ${JSON.stringify(seen?.machines.map((m) => [m.name, m.state && describePatchDir(m.state)]))}`),
+      );
+      assert.ok(sameSet(await heldSet(a), await setOfManifest(join(o.work, 'stick', 'bundle-3'))), `${a} holds bundle 3's set`);
+      // The next test starts with file sync from the new active machine working again (no error left from while the old one was down).
+      let peer: SyncStatus['peers'][number] | undefined;
+      await waitFor(
+        `file sync from ${s} to ${a} to work again`,
+        async () => {
+          peer = (await syncOf(s)).peers.find((p) => p.node === a);
+          return peer && peer.error === null && peer.backlog === 0 ? true : undefined;
+        },
+        120_000,
+        500,
+      ).catch((err: Error) => assert.fail(`${err.message}; last seen: ${JSON.stringify(peer)}`));
+    } finally {
+      await cleanUp();
+    }
+  }
 
   it('a full disk on the standby is reported, not a crash, and sync resumes once there is space', async () => {
     const a = await activeNode();
