@@ -20,6 +20,7 @@ import { withRole } from '../../src/config/schema.ts';
 import { APP_BACKEND } from '../../src/layout/network.ts';
 import { UNITS } from '../../src/layout/units.ts';
 import { readMachineLog } from '../../src/lab/logs.ts';
+import { signalProcesses } from '../../src/lab/procs.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { sleep, waitFor } from '../../src/util/exec.ts';
 import { withOps } from '../../src/ops/context.ts';
@@ -68,6 +69,15 @@ export const FAULTS: Fault[] = [
       assert.doesNotMatch(running.stdout, /^active$/m, `nothing of the application runs on ${a}: ${running.stdout.trim()}`);
       await labSignal(a, 'agent', 'SIGCONT');
     },
+  },
+  {
+    name: 'the whole machine hangs (every process SIGSTOP, SIGCONT after the failover)',
+    // Nothing on it runs, not its agent, its dead-man switch, its application or (in `pair`) its
+    // Patroni and PostgreSQL: the new machine starts once the hung agent's claim has expired.
+    // Resumed, the old machine finds a newer epoch everywhere: the checks below hold it to never
+    // serving again and its background job to never running beside the new machine's.
+    inject: async (a) => void (await signalProcesses(a, 'SIGSTOP')),
+    recover: async (a) => void (await signalProcesses(a, 'SIGCONT')),
   },
   {
     name: 'the machine is cut off from the observer machine',
