@@ -8,7 +8,7 @@
  * leaves the file as it was. The observers take the change at the next `vigil apply`.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, open, rename, rm } from 'node:fs/promises';
+import { chmod, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isMap, isSeq, parseDocument } from 'yaml';
 import { loadCluster, loadSecrets, parseSecrets, secretsPath } from '../config/load.ts';
@@ -81,7 +81,6 @@ export async function changeDashboardUser(
   const cluster = await loadCluster(clusterFile);
   await loadSecrets(cluster); // the file is there, mode 600, and valid before it is changed
   const file = secretsPath(cluster);
-  const { readFile } = await import('node:fs/promises');
   const text = await readFile(file, 'utf8');
   let change: UserChange;
   let generated: string | null = null;
