@@ -47,38 +47,41 @@ const header = (current: Page) => {
 </header>`;
 };
 
+/** A page drawn by /app.js from its event stream: the shared head and header, `main`, the script. */
+const livePage = (page: Page, title: string, main: string) => `${head(title)}
+<body data-page="${page}">
+${header(page)}
+<main>
+${main}</main>
+<script type="module" src="/app.js"></script>
+</body>
+</html>
+`;
+
 /** The "Now" page: tiles and the machine table, drawn by /app.js from `/events`. */
 export function nowPage(): string {
-  return `${head('Vigil: now')}
-<body data-page="now">
-${header('now')}
-<main>
-<section id="tiles" class="tiles" aria-label="status"></section>
+  return livePage(
+    'now',
+    'Vigil: now',
+    `<section id="tiles" class="tiles" aria-label="status"></section>
 <table id="machines">
 <caption>Machines (as <code>vigil status</code>)</caption>
 <thead><tr><th>machine</th><th>address</th><th>roles</th><th>app</th><th>database</th><th>disk free</th></tr></thead>
 <tbody></tbody>
 </table>
-</main>
-<script type="module" src="/app.js"></script>
-</body>
-</html>
-`;
+`,
+  );
 }
 
 /** The Timeline: incidents, newest first, drawn by /app.js from `/timeline/events`. */
 export function timelinePage(): string {
-  return `${head('Vigil: timeline')}
-<body data-page="timeline">
-${header('timeline')}
-<main>
-<p id="db-history" class="note"></p>
+  return livePage(
+    'timeline',
+    'Vigil: timeline',
+    `<p id="db-history" class="note"></p>
 <section id="incidents" aria-label="incidents"></section>
-</main>
-<script type="module" src="/app.js"></script>
-</body>
-</html>
-`;
+`,
+  );
 }
 
 /**
@@ -87,22 +90,18 @@ ${header('timeline')}
  * later move of the cluster only raises a banner, so a decision is never silently re-aimed.
  */
 export function actionsPage(): string {
-  return `${head('Vigil: actions')}
-<body data-page="actions">
-${header('actions')}
-<main>
-<p id="moved" class="error" role="alert" hidden></p>
+  return livePage(
+    'actions',
+    'Vigil: actions',
+    `<p id="moved" class="error" role="alert" hidden></p>
 <table id="preflight">
 <caption>Before you act: the app machines now</caption>
 <thead><tr><th>machine</th><th>standing</th><th>database</th><th>file sync to it</th></tr></thead>
 <tbody></tbody>
 </table>
 <section id="forms" aria-label="actions"></section>
-</main>
-<script type="module" src="/app.js"></script>
-</body>
-</html>
-`;
+`,
+  );
 }
 
 /**
@@ -110,20 +109,16 @@ ${header('actions')}
  * drawn by /app.js from `/doctor/events`; the button runs doctor from the observer.
  */
 export function doctorPage(): string {
-  return `${head('Vigil: doctor')}
-<body data-page="doctor">
-${header('doctor')}
-<main>
-<form id="run-doctor" method="post" action="/doctor/run" class="run">
+  return livePage(
+    'doctor',
+    'Vigil: doctor',
+    `<form id="run-doctor" method="post" action="/doctor/run" class="run">
 <button type="submit" disabled>Run doctor from the observer</button>
 <span id="doctor-state" class="note" role="status"></span>
 </form>
 <section id="reports" aria-label="doctor reports"></section>
-</main>
-<script type="module" src="/app.js"></script>
-</body>
-</html>
-`;
+`,
+  );
 }
 
 /** An action that was not carried out: the server's own sentence (never the user's raw input), and a way back. */
