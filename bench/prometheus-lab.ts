@@ -44,6 +44,7 @@ import { parseArgs, promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { labAgents, labDown, labKill, labMetrics, labRevive, labUp, openLab, type LabHandle, type MetricsTarget } from '../src/lab/lab.ts';
 import { labSettled, WAIT_ANSWER_MS } from '../src/lab/settle.ts';
+import { LAB_DIR } from '../src/lab/paths.ts';
 import type { LabTopology } from '../src/lab/topology.ts';
 import { sleep, waitFor } from '../src/util/exec.ts';
 
@@ -75,24 +76,29 @@ const RULES_FILE = resolve(import.meta.dirname, '../monitoring/vigil-alerts.yml'
 const SPLIT_BRAIN = 'VigilSplitBrain';
 const FAILOVER = 'VigilFailover';
 
-/** Prometheus's config: one job per kind of daemon, every target labelled `cluster` and `machine`. */
+/**
+ * Prometheus's config: one job per kind of daemon, every target labelled `cluster` and `machine`.
+ * A job on https (Patroni's REST API; the lab's own daemons keep `metrics.auth: none`) trusts the
+ * lab's cluster CA.
+ */
 function prometheusConfig(targets: MetricsTarget[], rulesFile: string, cluster: string): string {
   const jobs = [...new Set(targets.map((t) => t.daemon))];
   return stringify({
     global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
     rule_files: [rulesFile],
-    scrape_configs: jobs.map((daemon) => ({
-      job_name: daemon,
-      metrics_path: '/metrics',
-      static_configs: targets
-        .filter((t) => t.daemon === daemon)
-        .map((t) => {
-          const url = new URL(t.url);
-          if (url.protocol !== 'http:' || url.pathname !== '/metrics')
-            throw new Error(`${t.machine} ${t.daemon}: ${t.url} is not plain http://…/metrics; this script scrapes the lab's default (metrics.auth: none)`);
-          return { targets: [url.host], labels: { cluster, machine: t.machine } };
-        }),
-    })),
+    scrape_configs: jobs.map((daemon) => {
+      const mine = targets.filter((t) => t.daemon === daemon).map((t) => ({ t, url: new URL(t.url) }));
+      const scheme = mine[0]!.url.protocol.slice(0, -1);
+      for (const { t, url } of mine)
+        if (url.protocol !== `${scheme}:` || url.pathname !== '/metrics')
+          throw new Error(`${t.machine} ${t.daemon}: ${t.url} is not ${scheme}://…/metrics like the job's other targets`);
+      return {
+        job_name: daemon,
+        metrics_path: '/metrics',
+        ...(scheme === 'https' ? { scheme, tls_config: { ca_file: join(LAB_DIR, 'pki', 'ca.pem') } } : {}),
+        static_configs: mine.map(({ t, url }) => ({ targets: [url.host], labels: { cluster, machine: t.machine } })),
+      };
+    }),
   });
 }
 

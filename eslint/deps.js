@@ -23,7 +23,7 @@ export const ALLOWED = {
   pki: ['config', 'layout', 'util'],
   mtls: ['util'],
   etcd: ['model', 'util'],
-  patroni: ['config', 'layout', 'model', 'util'],
+  patroni: ['config', 'layout', 'model', 'mtls', 'util'],
   proxy: ['layout', 'util'],
   remote: ['config', 'layout', 'util'],
   events: ['etcd', 'model', 'util'],

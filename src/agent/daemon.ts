@@ -33,7 +33,7 @@ import { FENCE_TICK_MS, startDbFence, type DbFenceParts } from './db-fence-setup
 import { agentHandler, ReadyRefused, type ProxyControl } from './api.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { APP_BACKEND, POSTGRES_BACKEND } from '../layout/network.ts';
-import { PatroniError, patroniOf } from '../patroni/client.ts';
+import { PatroniError, patroniOf, type PatroniClient } from '../patroni/client.ts';
 import { SystemdServices } from './services.ts';
 import type { AgentView, FileSync } from '../sync/service.ts';
 import { serveMetrics } from '../metrics/serve.ts';
@@ -150,8 +150,10 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     await recall(),
   );
   const patches = machine.roles.includes('app') && cluster.application.patchDir ? await patchDirCheck(cluster.application.patchDir) : undefined;
-  const fence = machine.roles.includes('db') ? await startDbFence({ cluster, machine, store, events, log }) : undefined;
-  const metrics = cluster.metrics.enabled ? agentMetrics(agent, cluster, machine, sync) : undefined;
+  // Its own member's REST API, over TLS with this machine's certificate (src/render/patroni.ts).
+  const patroni = machine.roles.includes('db') ? patroniOf(cluster, machine, { identity: pki }) : undefined;
+  const fence = patroni ? await startDbFence({ cluster, machine, store, events, log, patroni }) : undefined;
+  const metrics = cluster.metrics.enabled ? agentMetrics(agent, cluster, machine, patroni, sync) : undefined;
   countLog = metrics && ((event, fields) => metrics.fromLog(event, fields));
   if (metrics) certificateExpiry(metrics.m, watchedCertificates(cluster, machine, pki));
   const metricsServer = metrics ? await serveMetrics({ cluster, machine, port: cluster.metrics.agentPort, registry: metrics.m.registry, pki, log }) : null;
@@ -164,7 +166,7 @@ export async function runAgent(o: AgentOptions): Promise<void> {
     host: machine.address,
     port: AGENT_PORT,
     handler: agentHandler({
-      status: () => status(agent, cluster, machine, sync, fence, patches),
+      status: () => status(agent, cluster, machine, patroni, sync, fence, patches),
       roleOk: () => agent.roleCheck(),
       fence: (e) => agent.fence(e),
       writers: observers,
@@ -341,6 +343,7 @@ async function status(
   agent: Agent,
   cluster: Cluster,
   machine: Machine,
+  patroni: PatroniClient | undefined,
   sync?: FileSync,
   fence?: DbFenceParts,
   patches?: () => PatchDirState | undefined,
@@ -358,7 +361,7 @@ async function status(
     ...(machine.roles.includes('app') && !agent.isActive() ? { inactiveReason: agent.whyNotActive() ?? undefined } : {}),
     disk: [],
   };
-  if (machine.roles.includes('db')) s.patroni = await patroniState(cluster, machine);
+  if (patroni) s.patroni = await patroniState(patroni, machine);
   if (fence)
     s.dbFence = { patroniVersion: fence.patroniVersion, patroniGate: fence.gate !== undefined, fences: fence.fence.fences, lastReason: fence.fence.lastReason };
   if (sync) s.sync = sync.status(agentView(agent));
@@ -372,7 +375,7 @@ async function status(
 }
 
 /** The agent's metrics, read from its memory when scraped (src/agent/metrics.ts). */
-function agentMetrics(agent: Agent, cluster: Cluster, machine: Machine, sync?: FileSync): AgentMetrics {
+function agentMetrics(agent: Agent, cluster: Cluster, machine: Machine, patroni: PatroniClient | undefined, sync?: FileSync): AgentMetrics {
   const wallMs = (monotonicMs: number) => Date.now() - (performance.now() - monotonicMs);
   return new AgentMetrics({
     ...(machine.roles.includes('app') ? { role: () => (agent.isActive() ? 'active' : agent.record?.node === machine.name ? 'starting' : 'standby') } : {}),
@@ -380,7 +383,7 @@ function agentMetrics(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
     leaseExpiryMs: () => (agent.isActive() ? Date.now() + agent.leaseLeftMs() : null),
     lastConfirmMs: () => (agent.confirmedAt === null ? null : wallMs(agent.confirmedAt)),
     ...(sync ? { sync: () => sync.status(agentView(agent)) } : {}),
-    ...(machine.roles.includes('db') ? { replication: () => replicationLag(cluster, machine) } : {}),
+    ...(patroni ? { replication: () => replicationLag(patroni, machine) } : {}),
   });
 }
 
@@ -389,8 +392,10 @@ function agentMetrics(agent: Agent, cluster: Cluster, machine: Machine, sync?: F
  * of the last transaction it replayed, 0 when no byte is missing (an idle primary commits
  * nothing, so the age alone would grow without any lag). Null on the primary.
  */
-async function replicationLag(cluster: Cluster, machine: Machine): Promise<{ member: string; lagBytes: number | null; lagSeconds: number | null } | null> {
-  const patroni = patroniOf(cluster, machine);
+async function replicationLag(
+  patroni: PatroniClient,
+  machine: Machine,
+): Promise<{ member: string; lagBytes: number | null; lagSeconds: number | null } | null> {
   const me = (await patroni.cluster({ timeoutMs: 1000 })).members.find((m) => m.name === machine.name);
   if (!me || ['leader', 'master', 'primary', 'standby_leader'].includes(me.role)) return null;
   const lagBytes = typeof me.lag === 'number' ? me.lag : null;
@@ -401,9 +406,9 @@ async function replicationLag(cluster: Cluster, machine: Machine): Promise<{ mem
 }
 
 /** This machine's member in Patroni's view of the cluster: role, state and replication lag. */
-async function patroniState(cluster: Cluster, machine: Machine): Promise<AgentStatus['patroni']> {
+async function patroniState(patroni: PatroniClient, machine: Machine): Promise<AgentStatus['patroni']> {
   try {
-    const view = await patroniOf(cluster, machine).cluster({ timeoutMs: 1000 });
+    const view = await patroni.cluster({ timeoutMs: 1000 });
     const me = view.members.find((m) => m.name === machine.name);
     if (!me) return { role: 'unknown', state: 'not a member', lagBytes: null };
     return { role: me.role, state: me.state, lagBytes: typeof me.lag === 'number' ? me.lag : null };

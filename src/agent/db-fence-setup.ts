@@ -8,7 +8,7 @@ import type { Cluster, Machine } from '../config/schema.ts';
 import type { VigilStore } from '../etcd/store.ts';
 import type { EventLog } from '../events/log.ts';
 import { PATRONI_LEADER_TXN, overwritesLeaderKey, parsePatroniVersion } from '../patroni/versions.ts';
-import { patroniOf } from '../patroni/client.ts';
+import type { PatroniClient } from '../patroni/client.ts';
 import { ETCD_CLIENT_PORT } from '../layout/network.ts';
 import { BINARIES } from '../layout/units.ts';
 import { run } from '../util/exec.ts';
@@ -34,12 +34,13 @@ export interface DbFenceSetup {
   store: VigilStore;
   events: EventLog;
   log: Log;
+  /** Its own member's REST API (over TLS with the machine's certificate). */
+  patroni: PatroniClient;
 }
 
 /** Reads the local Patroni's version, installs the gate where it is needed, and returns the fence (not yet ticking). */
-export async function startDbFence({ cluster, machine, store, events, log }: DbFenceSetup): Promise<DbFenceParts> {
+export async function startDbFence({ cluster, machine, store, events, log, patroni }: DbFenceSetup): Promise<DbFenceParts> {
   const processes = new SystemdDatabase();
-  const patroni = patroniOf(cluster, machine);
   const t = cluster.timers;
   const version = await patroniVersion(log);
   const gate = overwritesLeaderKey(version)

@@ -124,7 +124,10 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
       if (m.roles.includes('app') && cluster.application.backendTls?.ca === 'cluster')
         await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, nginxServerCert(m)));
       if (m.roles.includes('etcd')) await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, etcdServerCert()));
-      if (m.roles.includes('db')) await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, patroniEtcdCert()));
+      if (m.roles.includes('db')) {
+        await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, patroniEtcdCert()));
+        await step(m.name, 'certificates', () => serverCertificate(run, shell, m, ca, patroniRestCert(m)));
+      }
       if (caFile && usesBackendCa(m)) {
         const file = { ...caFile, affects: m.roles.includes('proxy') ? [{ unit: UNITS.haproxy, action: 'reload' as const }] : [] };
         await step(m.name, 'tls', () => files(run, shell, m, [file], 'tls'));
@@ -389,6 +392,24 @@ const patroniEtcdCert = (): ServerCert => ({
   owner: 'postgres:postgres',
   usage: 'client',
   clientOnly: true,
+});
+
+/**
+ * db machines: Patroni's REST API certificate (src/render/patroni.ts), read by the postgres user
+ * only. Server usage for the API; client usage for Patroni's calls to the other members, which
+ * present it. The machine's name as a DNS name too: HAProxy's :5000 check verifies it (`verifyhost`).
+ */
+const patroniRestCert = (m: Machine): ServerCert => ({
+  cert: PATHS.patroniRestCert,
+  key: PATHS.patroniRestKey,
+  what: "Patroni's REST API over TLS",
+  unit: UNITS.patroni,
+  // A reload: Patroni reads the REST API's certificate again on SIGHUP (a restart would restart
+  // PostgreSQL). Its own calls to other members take the new one on their next connection.
+  action: 'try-reload',
+  dnsNames: [m.name],
+  owner: 'postgres:postgres',
+  usage: 'both',
 });
 
 async function serverCertificate(run: Run, shell: RemoteShell, m: Machine, ca: ClusterCa, c: ServerCert): Promise<void> {

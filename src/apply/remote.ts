@@ -72,7 +72,10 @@ export async function remoteGet(
   method: 'GET' | 'OPTIONS' = 'GET',
 ): Promise<{ status: number; body: string; error?: string }> {
   const script = `fetch(process.argv[1],{method:process.argv[2],signal:AbortSignal.timeout(${timeoutMs})}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>process.stdout.write(JSON.stringify({status:0,body:'',error:String(e.cause?.code??e.name??e)})))`;
-  const r = await shell.exec([VIGIL_INSTALL.node, '-e', script, url, method], { timeoutMs: timeoutMs + 10_000 });
+  // The cluster CA beside the system's roots: Patroni's REST API (and etcd) answer with its certificates.
+  const r = await shell.exec(['env', `NODE_EXTRA_CA_CERTS=${PATHS.clusterCaCert}`, VIGIL_INSTALL.node, '-e', script, url, method], {
+    timeoutMs: timeoutMs + 10_000,
+  });
   try {
     return JSON.parse(r.stdout) as { status: number; body: string; error?: string };
   } catch {

@@ -123,17 +123,17 @@ function doctorRunner(o: ServeDashboardOptions): { read: () => Promise<DoctorVie
 
 /** Every event etcd keeps, and the database's timeline switches from the first db machine whose Patroni answers. */
 async function readTimeline(o: ServeDashboardOptions): Promise<TimelineView> {
-  const [events, db] = await Promise.all([o.events.list(o.events.keep, { timeoutMs: 3000 }), databaseHistory(o.cluster)]);
+  const [events, db] = await Promise.all([o.events.list(o.events.keep, { timeoutMs: 3000 }), databaseHistory(o.cluster, o.pki)]);
   return buildTimeline(events, db.history, { cluster: o.cluster.cluster.name, ...(db.error ? { databaseError: db.error } : {}) });
 }
 
-async function databaseHistory(cluster: Cluster): Promise<{ history: PatroniHistoryEntry[]; error?: string }> {
+async function databaseHistory(cluster: Cluster, pki: LoadedPki): Promise<{ history: PatroniHistoryEntry[]; error?: string }> {
   const members = withRole(cluster, 'db');
   if (members.length === 0) return { history: [] };
   const errors: string[] = [];
   for (const m of members) {
     try {
-      return { history: await patroniOf(cluster, m).history({ timeoutMs: 1000 }) };
+      return { history: await patroniOf(cluster, m, { identity: pki }).history({ timeoutMs: 1000 }) };
     } catch (err) {
       errors.push(`${m.name}: ${(err as Error).message.split('\n')[0]}`);
     }

@@ -178,6 +178,16 @@ export function pathRules(cluster: Cluster, machine: Machine, rendered: Rendered
         required: false,
         why: "whoever reads it can write Patroni's keys in etcd (its leader lock among them); Patroni runs as postgres and must read it",
       },
+      { path: PATHS.patroniRestCert, user: pg, group: pg, type: 'file', forbid: 0o022, required: false, why: CONFIG_WHY },
+      {
+        path: PATHS.patroniRestKey,
+        user: pg,
+        group: pg,
+        type: 'file',
+        forbid: 0o077,
+        required: false,
+        why: "whoever reads it can pose as this member's REST API, and with the REST password make Patroni switch over or change its configuration; Patroni runs as postgres and must read it",
+      },
     );
   }
   if (has('proxy')) {

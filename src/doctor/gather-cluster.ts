@@ -120,9 +120,16 @@ async function vigilState(cluster: Cluster, admin: Probe<LoadedPki>, timeoutMs: 
 const probe = <T>(p: Promise<T>): Promise<Probe<T>> => p.then(got, (err: unknown) => failed(errorText(err)));
 
 /** Patroni's view from the first db machine that answers, and which ones answered at all. */
-async function patroni(cluster: Cluster, timeoutMs: number): Promise<{ facts: Probe<PatroniFacts>; answered: Record<string, boolean> }> {
+async function patroni(
+  cluster: Cluster,
+  admin: Probe<LoadedPki>,
+  timeoutMs: number,
+): Promise<{ facts: Probe<PatroniFacts>; answered: Record<string, boolean> }> {
   const dbs = withRole(cluster, 'db');
-  const answers: Probe<PatroniCluster>[] = await Promise.all(dbs.map((m) => probe(patroniOf(cluster, m).cluster({ timeoutMs }))));
+  // Patroni's REST API is HTTPS under the cluster CA: without the admin certificate nothing can be asked.
+  if (!admin.ok) return { facts: failed(`Patroni's REST API not asked: ${admin.error}`), answered: Object.fromEntries(dbs.map((m) => [m.name, false])) };
+  const identity = admin.value;
+  const answers: Probe<PatroniCluster>[] = await Promise.all(dbs.map((m) => probe(patroniOf(cluster, m, { identity }).cluster({ timeoutMs }))));
   const answered = Object.fromEntries(dbs.map((m, i) => [m.name, answers[i]!.ok]));
   const i = answers.findIndex((a) => a.ok);
   const first = answers[i];
@@ -137,7 +144,7 @@ async function patroni(cluster: Cluster, timeoutMs: number): Promise<{ facts: Pr
   }
   const from = dbs[i]!;
   const body = first.value;
-  const config = await probe(patroniOf(cluster, from).config({ timeoutMs }));
+  const config = await probe(patroniOf(cluster, from, { identity }).config({ timeoutMs }));
   const members: PatroniMember[] = body.members.map((x) => ({
     name: x.name,
     role: x.role,
@@ -207,7 +214,7 @@ export async function gatherCluster(o: ClusterGatherOptions): Promise<ClusterFac
     Promise.all(withRole(cluster, 'etcd').map((m) => etcdMember(m, adminPki, timeoutMs))),
     etcdMembers(cluster, adminPki, timeoutMs),
     vigilState(cluster, adminPki, timeoutMs),
-    patroni(cluster, timeoutMs),
+    patroni(cluster, adminPki, timeoutMs),
     Promise.all(withRole(cluster, 'proxy').map((m) => haproxyServers(cluster, m, timeoutMs))),
     adminPki.ok
       ? Promise.all(

@@ -26,7 +26,7 @@ import { httpsText } from '../util/net.ts';
 import { AGENT_PORT } from '../layout/network.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { patroniOf } from '../patroni/client.ts';
-import { loadPki } from '../pki/ca.ts';
+import { loadPki, type LoadedPki } from '../pki/ca.ts';
 import { parseServersState } from '../proxy/runtime.ts';
 import pg from 'pg';
 import { sleep, waitFor } from '../util/exec.ts';
@@ -93,6 +93,8 @@ export class Checker {
   /** The :80 of every proxy machine: writer i writes through proxy i modulo their number; read-backs go through the first. */
   private readonly baseUrls: string[];
   private tls?: HttpsAgent;
+  /** The lab admin's identity: Patroni's REST API is HTTPS under the lab's cluster CA. */
+  private admin?: LoadedPki;
   private stopped = false;
   private loops: Promise<void>[] = [];
   private roundNo = 0;
@@ -128,6 +130,7 @@ export class Checker {
 
   async start(): Promise<void> {
     const pki = await loadPki(join(LAB_DIR, 'pki'), 'admin');
+    this.admin = pki;
     this.tls = new HttpsAgent({ keepAlive: true, maxSockets: 16, ca: [pki.ca], cert: pki.cert, key: pki.key, minVersion: 'TLSv1.2' });
     await this.dbWriter?.prepare();
     this.dbWriter?.start();
@@ -457,7 +460,7 @@ export class Checker {
 
   private samplePrimary(m: Machine): Promise<Sample> {
     return this.timed('primary', m.name, async (signal) => {
-      const ok = await patroniOf(this.lab.cluster, m).check('primary', { timeoutMs: this.o.deadlineMs, signal });
+      const ok = await patroniOf(this.lab.cluster, m, { identity: this.admin! }).check('primary', { timeoutMs: this.o.deadlineMs, signal });
       return { ok, status: ok ? 200 : 503 };
     });
   }

@@ -15,7 +15,7 @@ import { agentMachines, entryAddress, runsAgent, withRole, type Cluster, type Ma
 import { loadPki, caFiles, createClusterCa, issueCertificate, writePki, type ClusterCa, type LoadedPki } from '../pki/ca.ts';
 import type { AgentStatus } from '../model/ha.ts';
 import { agentOf } from '../agent/client.ts';
-import { patroniOf } from '../patroni/client.ts';
+import { patroniOf, type PatroniClient } from '../patroni/client.ts';
 import { HaproxyRuntime } from '../proxy/runtime.ts';
 import { hostPattern } from '../remote/known-hosts.ts';
 import { LabShell, labEnter } from './shell.ts';
@@ -170,20 +170,22 @@ async function writeKnownHosts(cluster: Cluster): Promise<void> {
   await writeFile(knownHostsPath(), `${lines.join('\n')}\n`);
 }
 
+/** A db machine's Patroni REST API as the lab's admin asks it (HTTPS under the lab's cluster CA). */
+export async function labPatroni(cluster: Cluster, m: Pick<Machine, 'address'>): Promise<PatroniClient> {
+  return patroniOf(cluster, m, { identity: await labAdminPki() });
+}
+
 export async function findPrimary(cluster: Cluster): Promise<Machine | undefined> {
-  for (const m of withRole(cluster, 'db'))
-    if (
-      await patroniOf(cluster, m)
-        .check('primary', { timeoutMs: 1000 })
-        .catch(() => false)
-    )
-      return m;
+  for (const m of withRole(cluster, 'db')) {
+    const patroni = await labPatroni(cluster, m);
+    if (await patroni.check('primary', { timeoutMs: 1000 }).catch(() => false)) return m;
+  }
   return undefined;
 }
 
 /** Whether the primary has a streaming synchronous standby: the only machine Patroni will promote in synchronous mode. */
 export async function hasSyncStandby(cluster: Cluster, primary: Machine): Promise<true | undefined> {
-  const view = await patroniOf(cluster, primary).cluster({ timeoutMs: 1000 });
+  const view = await (await labPatroni(cluster, primary)).cluster({ timeoutMs: 1000 });
   return view.members.some((x) => x.role === 'sync_standby' && ['running', 'streaming'].includes(x.state)) ? true : undefined;
 }
 
@@ -258,7 +260,7 @@ export async function labMetrics(): Promise<MetricsTarget[]> {
     if (cluster.metrics.enabled && runsAgent(cluster, m)) out.push({ machine: m.name, daemon: 'agent', url: metricsUrl(cluster, m, 'agent') });
     if (cluster.metrics.enabled && m.roles.includes('observer')) out.push({ machine: m.name, daemon: 'observer', url: metricsUrl(cluster, m, 'observer') });
     if (m.roles.includes('proxy')) out.push({ machine: m.name, daemon: 'haproxy', url: `http://${m.address}:${cluster.proxy.statsPort}/metrics` });
-    if (m.roles.includes('db')) out.push({ machine: m.name, daemon: 'patroni', url: `http://${m.address}:${cluster.database.patroniPort}/metrics` });
+    if (m.roles.includes('db')) out.push({ machine: m.name, daemon: 'patroni', url: `https://${m.address}:${cluster.database.patroniPort}/metrics` });
   }
   return out;
 }

@@ -23,6 +23,13 @@ export const PATHS = {
   /** db machines: Patroni's client certificate for etcd and its key, owned by the postgres user. */
   patroniEtcdCert: `${ROOTS.etc}/tls/patroni-etcd.pem`,
   patroniEtcdKey: `${ROOTS.etc}/tls/patroni-etcd.key`,
+  /**
+   * db machines: Patroni's REST API certificate and key, owned by the postgres user. It serves the
+   * API over TLS with it, and presents it as its client certificate when it asks another member
+   * (the leader race's probe, failsafe mode) and in `patronictl` (src/render/patroni.ts).
+   */
+  patroniRestCert: `${ROOTS.etc}/tls/patroni-rest.pem`,
+  patroniRestKey: `${ROOTS.etc}/tls/patroni-rest.key`,
   pgData: `${ROOTS.data}/postgresql/data`,
   pgSocketDir: `${ROOTS.run}/postgresql`,
   pgPass: `${ROOTS.data}/postgresql/pgpass`,

@@ -116,6 +116,7 @@ export async function runObserver(o: ObserverOptions): Promise<void> {
     store,
     leadership,
     patroniPassword: secrets.patroniRestPassword,
+    identity: pki,
     events,
     onEvent: (e) => void alerter.alert(e),
     log,
@@ -330,7 +331,10 @@ async function patroniSwitchover(ctx: Ctx, from: string, to: string): Promise<vo
   const m = ctx.cluster.machines.find((x) => x.name === from);
   if (!m) return;
   try {
-    const r = await patroniOf(ctx.cluster, m, { password: ctx.secrets.patroniRestPassword }).switchover({ leader: from, candidate: to }, { timeoutMs: 30_000 });
+    const r = await patroniOf(ctx.cluster, m, { identity: ctx.pki, password: ctx.secrets.patroniRestPassword }).switchover(
+      { leader: from, candidate: to },
+      { timeoutMs: 30_000 },
+    );
     log('db-switchover', { from, to, status: r.status, answer: r.answer.slice(0, 200) });
   } catch (err) {
     // Patroni refused (412, 503, ...): its answer says why, logged as before.

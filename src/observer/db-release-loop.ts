@@ -12,6 +12,7 @@ import type { EventLog } from '../events/log.ts';
 import type { ProxyHandle } from './proxies.ts';
 import { POSTGRES_BACKEND } from '../layout/network.ts';
 import { patroniOf } from '../patroni/client.ts';
+import type { MtlsIdentity } from '../mtls/mtls.ts';
 import { tcpRefused } from '../util/net.ts';
 import {
   failsafeHolder,
@@ -45,6 +46,8 @@ export interface ReleaseLoopDeps {
   leadership: Leadership;
   /** `secrets.patroniRestPassword`: turning Patroni's failsafe mode off and on (PATCH /config). */
   patroniPassword: string;
+  /** This observer machine's certificate: Patroni's REST API is HTTPS, and a write needs a client certificate. */
+  identity: MtlsIdentity;
   events: EventLog;
   /** Called with each stored event, e.g. to send an alert. */
   onEvent?: (e: Awaited<ReturnType<EventLog['append']>>) => void;
@@ -79,7 +82,7 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   if (!d.leadership.isLeader()) return memory; // only the acting observer watches: it alone may act
   const [patroni, viewed] = await Promise.all([
     d.store.readPatroniLeader(cluster.cluster.name, READ_TIMEOUT_MS).catch(() => null),
-    Promise.all(withRole(cluster, 'db').map((m) => memberView(cluster, m.name, m.address))),
+    Promise.all(withRole(cluster, 'db').map((m) => memberView(d, m.name, m.address))),
   ]);
   // A leader that is stopping: has its postmaster exited yet (db-release.ts, stoppedPrimary)?
   const stoppingNow = stoppingLeader({ patroni, members: viewed });
@@ -133,7 +136,7 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
   const standby = withRole(cluster, 'db').find((m) => m.name === v.standby)!;
   const [revoked, failsafeOff] = await Promise.all([
     d.store.revokeLease(v.lease, 2000),
-    patroniOf(cluster, standby, { password: d.patroniPassword })
+    patroniOf(cluster, standby, { identity: d.identity, password: d.patroniPassword })
       .setFailsafeMode(false, { timeoutMs: 2000 })
       .then(
         () => true,
@@ -156,7 +159,7 @@ async function round(d: ReleaseLoopDeps, memory: ReleaseMemory, failAfterMs: num
 async function setFailsafe(d: ReleaseLoopDeps, holder: string, want: boolean): Promise<boolean> {
   const m = withRole(d.cluster, 'db').find((x) => x.name === holder);
   if (!m) return false;
-  const patroni = patroniOf(d.cluster, m, { password: d.patroniPassword });
+  const patroni = patroniOf(d.cluster, m, { identity: d.identity, password: d.patroniPassword });
   try {
     if ((await patroni.config({ timeoutMs: READ_TIMEOUT_MS })).failsafeMode === want) return true;
     await patroni.setFailsafeMode(want, { timeoutMs: 2000 });
@@ -200,9 +203,9 @@ async function outWhileStopping(d: ReleaseLoopDeps, leader: string): Promise<voi
   );
 }
 
-async function memberView(cluster: Cluster, name: string, address: string): Promise<MemberView> {
+async function memberView(d: ReleaseLoopDeps, name: string, address: string): Promise<MemberView> {
   try {
-    const status = await patroniOf(cluster, { address }).status({ timeoutMs: READ_TIMEOUT_MS });
+    const status = await patroniOf(d.cluster, { address }, { identity: d.identity }).status({ timeoutMs: READ_TIMEOUT_MS });
     return { name, reached: true, ...status };
   } catch {
     return { name, reached: false };

@@ -51,8 +51,8 @@ function deepCheck(cluster: Cluster, m: Machine, timeoutMs: number): Promise<boo
 }
 
 /** Its Patroni answers role primary, state `stopping` (a demote's fast shutdown); false when it answers otherwise or not at all. */
-async function patroniStopping(cluster: Cluster, m: Machine): Promise<boolean> {
-  const s = await patroniOf(cluster, m)
+async function patroniStopping(cluster: Cluster, pki: LoadedPki, m: Machine): Promise<boolean> {
+  const s = await patroniOf(cluster, m, { identity: pki })
     .status({ timeoutMs: CHECK_TIMEOUT_MS })
     .catch(() => undefined);
   return (s?.role === 'primary' || s?.role === 'master') && s.state === 'stopping';
@@ -77,11 +77,11 @@ export async function observe(d: ObserveDeps, nowMs: number): Promise<Observed> 
           .status({ timeoutMs: CHECK_TIMEOUT_MS })
           .catch(() => undefined),
         m.roles.includes('db')
-          ? patroniOf(cluster, m)
+          ? patroniOf(cluster, m, { identity: d.pki })
               .check('primary', { timeoutMs: CHECK_TIMEOUT_MS })
               .catch(() => false)
           : Promise.resolve(false),
-        switching && m.roles.includes('db') ? patroniStopping(cluster, m) : Promise.resolve(undefined),
+        switching && m.roles.includes('db') ? patroniStopping(cluster, d.pki, m) : Promise.resolve(undefined),
       ]);
       if (status) agents.set(m.name, status);
       return {

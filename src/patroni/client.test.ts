@@ -1,28 +1,54 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { ERROR_CODES, VigilError } from '../util/errors.ts';
 import { freePort } from '../util/net.ts';
 import { remotePatroni } from '../apply/remote.ts';
 import type { RemoteShell } from '../remote/types.ts';
+import { createClusterCa, issueCertificate } from '../pki/ca.ts';
+import type { MtlsIdentity } from '../mtls/mtls.ts';
 import { PatroniClient, PatroniError, type PatroniErrorCode } from './client.ts';
 
 const PASSWORD = 'pr-Vb55nmc7-secret';
 
-/** A stand-in for one member's REST API: answers what `route` says, and records every request. */
+/**
+ * A stand-in for one member's REST API over TLS, as Patroni serves it (src/render/patroni.ts):
+ * a certificate from the cluster CA naming 127.0.0.1, a client certificate asked for but not
+ * required. It answers what `route` says, and records every request with the client's certificate.
+ */
 let server: Server;
 let port: number;
-const seen: { method: string; url: string; authorization?: string; body: string }[] = [];
+let identity: MtlsIdentity;
+/** Another cluster's CA and certificates: trusted by nobody here. */
+let foreign: MtlsIdentity;
+const seen: { method: string; url: string; authorization?: string; body: string; clientCn?: string }[] = [];
 let route: (req: IncomingMessage, res: ServerResponse, body: string) => void = (_req, res) => void res.writeHead(404).end();
 
 before(async () => {
-  server = createServer((req, res) => {
+  const ca = await createClusterCa({ clusterName: 'test' });
+  const own = await issueCertificate(ca, { commonName: 'observer', ipAddresses: ['127.0.0.1'], usage: 'both' });
+  identity = { ca: ca.certPem, cert: own.certPem, key: own.keyPem };
+  const other = await createClusterCa({ clusterName: 'other' });
+  const stranger = await issueCertificate(other, { commonName: 'db1', ipAddresses: ['127.0.0.1'], usage: 'both' });
+  foreign = { ca: other.certPem, cert: stranger.certPem, key: stranger.keyPem };
+  const member = await issueCertificate(ca, { commonName: 'db1', ipAddresses: ['127.0.0.1'], usage: 'both' });
+  server = createServer({ ca: ca.certPem, cert: member.certPem, key: member.keyPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      seen.push({ method: req.method ?? '', url: req.url ?? '', ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}), body });
+      const socket = req.socket as TLSSocket;
+      const clientCn = socket.authorized ? socket.getPeerCertificate().subject?.CN : undefined;
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        ...(req.headers.authorization ? { authorization: req.headers.authorization } : {}),
+        body,
+        ...(typeof clientCn === 'string' ? { clientCn } : {}),
+      });
       route(req, res, body);
     });
   });
@@ -34,7 +60,7 @@ after(async () => {
   await new Promise((r) => server.close(r));
 });
 
-const client = (password?: string) => new PatroniClient({ address: '127.0.0.1', port, ...(password ? { password } : {}) });
+const client = (password?: string) => new PatroniClient({ address: '127.0.0.1', port, identity, ...(password ? { password } : {}) });
 const json = (res: ServerResponse, status: number, body: unknown) =>
   void res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 
@@ -183,7 +209,7 @@ describe('PatroniClient', () => {
     const took = performance.now() - t0;
     assert.ok(took >= 190 && took < 1500, `gave up after ${took} ms`);
     assert.equal(e.retryable, true);
-    assert.match(e.message, new RegExp(`^Patroni http://127.0.0.1:${port}/cluster: no answer within 200 ms`));
+    assert.match(e.message, new RegExp(`^Patroni https://127.0.0.1:${port}/cluster: no answer within 200 ms`));
 
     route = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -212,10 +238,29 @@ describe('PatroniClient', () => {
 
   it('nothing listening is PATRONI_UNREACHABLE, with the reason', async () => {
     const closed = await freePort();
-    const e = await rejectsWith(new PatroniClient({ address: '127.0.0.1', port: closed }).cluster({ timeoutMs: 2000 }), 'PATRONI_UNREACHABLE');
-    assert.match(e.message, /ECONNREFUSED/);
+    const e = await rejectsWith(new PatroniClient({ address: '127.0.0.1', port: closed, identity }).cluster({ timeoutMs: 2000 }), 'PATRONI_UNREACHABLE');
+    assert.match(e.message, /refused|ECONNREFUSED/);
     assert.equal(e.retryable, true);
-    assert.equal(e.url, `http://127.0.0.1:${closed}/cluster`);
+    assert.equal(e.url, `https://127.0.0.1:${closed}/cluster`);
+  });
+
+  it('speaks TLS, presents its certificate, and trusts the cluster CA only', async () => {
+    seen.length = 0;
+    route = (_req, res) => json(res, 200, { role: 'primary', state: 'running' });
+    assert.equal((await client().status({ timeoutMs: 2000 })).role, 'primary');
+    assert.equal(seen[0]?.clientCn, 'observer', 'the write-capable certificate went with the request');
+    // A member whose certificate another CA issued (a machine that took its address) is not believed.
+    seen.length = 0;
+    const e = await rejectsWith(
+      new PatroniClient({ address: '127.0.0.1', port, identity: { ...identity, ca: foreign.ca } }).status({ timeoutMs: 2000 }),
+      'PATRONI_UNREACHABLE',
+    );
+    assert.match(e.problems.map((p) => p.fix).join(' '), /vigil apply/);
+    assert.equal(seen.length, 0, 'nothing was asked of it');
+  });
+
+  it('needs the cluster identity or a transport', () => {
+    assert.throws(() => new PatroniClient({ address: '127.0.0.1', port }), /identity/);
   });
 });
 
@@ -236,7 +281,7 @@ describe('remotePatroni (apply: asked from a machine of the cluster)', () => {
     const argvs: string[][] = [];
     const c = new PatroniClient({ address: '10.0.0.21', port: 8008, transport: remotePatroni(shell(JSON.stringify({ status: 200, body: '' }), argvs)) });
     assert.equal(await c.check('primary', { timeoutMs: 3000 }), true);
-    assert.deepEqual(argvs[0]!.slice(-2), ['http://10.0.0.21:8008/primary', 'OPTIONS']);
+    assert.deepEqual(argvs[0]!.slice(-2), ['https://10.0.0.21:8008/primary', 'OPTIONS']);
   });
 
   it('no answer on the machine is PATRONI_UNREACHABLE or PATRONI_TIMEOUT', async () => {

@@ -11,6 +11,7 @@
  */
 import type { Cluster, Machine } from '../config/schema.ts';
 import { PATRONI_REST_USER } from '../layout/network.ts';
+import { mtlsFetch, NetError, type MtlsIdentity } from '../mtls/mtls.ts';
 import { UNITS } from '../layout/units.ts';
 import { VigilError, problem } from '../util/errors.ts';
 
@@ -25,7 +26,7 @@ export type PatroniErrorCode = 'PATRONI_UNREACHABLE' | 'PATRONI_TIMEOUT' | 'PATR
 /** A Patroni call that got no usable answer: which member, which call, and (for PATRONI_HTTP) what Patroni said. */
 export class PatroniError extends VigilError {
   declare readonly code: PatroniErrorCode;
-  /** The URL asked, e.g. http://10.0.0.21:8008/cluster (never carries credentials). */
+  /** The URL asked, e.g. https://10.0.0.21:8008/cluster (never carries credentials). */
   readonly url: string;
   /** The HTTP status Patroni answered with (PATRONI_HTTP, PATRONI_ANSWER). */
   readonly status: number | undefined;
@@ -69,37 +70,37 @@ export type PatroniTransport = (req: PatroniRequest) => Promise<PatroniAnswer>;
 const CHECK_PATRONI = (url: string) =>
   `check that Patroni runs there and that this machine reaches ${new URL(url).host} (\`systemctl status ${UNITS.patroni}\` on the member)`;
 
-/** Node's fetch, under the call's deadline and the caller's signal. */
-export const fetchTransport: PatroniTransport = async (req) => {
-  const ctl = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ctl.abort();
-  }, req.timeoutMs);
-  const onAbort = () => ctl.abort();
-  if (req.signal?.aborted) ctl.abort();
-  req.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const res = await fetch(req.url, { method: req.method, headers: req.headers, ...(req.body !== undefined ? { body: req.body } : {}), signal: ctl.signal });
-    // The body is read under the same deadline: a member that sends headers and then stalls is a timeout.
-    return { status: res.status, body: await res.text() };
-  } catch (err) {
-    if (timedOut) throw new PatroniError('PATRONI_TIMEOUT', req.url, `no answer within ${req.timeoutMs} ms`, CHECK_PATRONI(req.url), { cause: err });
-    if (req.signal?.aborted) throw new PatroniError('PATRONI_CANCELLED', req.url, 'cancelled by the caller', 'none needed', { cause: err });
-    throw new PatroniError('PATRONI_UNREACHABLE', req.url, `no answer: ${transportReason(err)}`, CHECK_PATRONI(req.url), { cause: err });
-  } finally {
-    clearTimeout(timer);
-    req.signal?.removeEventListener('abort', onAbort);
-  }
-};
-
-/** fetch hides the reason (ECONNREFUSED, EHOSTUNREACH) in its cause. */
-function transportReason(err: unknown): string {
-  const cause = err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
-  if (typeof cause?.code === 'string') return cause.code;
-  if (typeof cause?.message === 'string') return cause.message;
-  return err instanceof Error ? err.message : String(err);
+/**
+ * HTTPS from this process, trusting the cluster CA only and presenting `identity` (Patroni's REST
+ * API speaks TLS, src/render/patroni.ts): a read needs the CA alone, a write the certificate too.
+ * The member's certificate must name the address asked. A TLS failure (another CA, a certificate
+ * that does not name the member) is PATRONI_UNREACHABLE with the reason, never a plain retry.
+ */
+export function tlsTransport(identity: MtlsIdentity): PatroniTransport {
+  return async (req) => {
+    try {
+      const r = await mtlsFetch(req.url, {
+        ...identity,
+        method: req.method,
+        headers: req.headers,
+        ...(req.body !== undefined ? { body: req.body } : {}),
+        timeoutMs: req.timeoutMs,
+        ...(req.signal ? { signal: req.signal } : {}),
+        maxBytes: 4 * 1024 * 1024,
+      });
+      return { status: r.status, body: r.text };
+    } catch (err) {
+      if (!(err instanceof NetError)) throw err;
+      if (err.kind === 'timeout')
+        throw new PatroniError('PATRONI_TIMEOUT', req.url, `no answer within ${req.timeoutMs} ms`, CHECK_PATRONI(req.url), { cause: err });
+      if (err.kind === 'aborted') throw new PatroniError('PATRONI_CANCELLED', req.url, 'cancelled by the caller', 'none needed', { cause: err });
+      const fix =
+        err.kind === 'tls'
+          ? `the member's REST API certificate is not one the cluster CA issued for ${new URL(req.url).hostname}, or this side has no certificate from it: run \`vigil apply\` (it issues /etc/vigil/tls/patroni-rest.pem)`
+          : CHECK_PATRONI(req.url);
+      throw new PatroniError('PATRONI_UNREACHABLE', req.url, `no answer: ${err.message}`, fix, { cause: err });
+    }
+  };
 }
 
 /**
@@ -155,6 +156,12 @@ export interface PatroniClientOptions {
   port: number;
   /** `secrets.patroniRestPassword`; only write actions need it. */
   password?: string;
+  /**
+   * The cluster CA and this side's certificate: the REST API is HTTPS (src/render/patroni.ts),
+   * verified against the CA; a write also needs the certificate. Either this or `transport`.
+   */
+  identity?: MtlsIdentity;
+  /** How each request travels when not from this process: apply asks from a machine of the cluster (src/apply/remote.ts). */
   transport?: PatroniTransport;
 }
 
@@ -165,9 +172,11 @@ export class PatroniClient {
   private readonly transport: PatroniTransport;
 
   constructor(o: PatroniClientOptions) {
-    this.baseUrl = `http://${o.address}:${o.port}`;
+    this.baseUrl = `https://${o.address}:${o.port}`;
     this.password = o.password;
-    this.transport = o.transport ?? fetchTransport;
+    const transport = o.transport ?? (o.identity ? tlsTransport(o.identity) : undefined);
+    if (!transport) throw new Error('PatroniClient needs the cluster identity (Patroni speaks TLS) or a transport');
+    this.transport = transport;
   }
 
   /** Whether `check` holds on this member (200); false for any other status. Rejects only when nothing answered. */
@@ -333,6 +342,10 @@ export interface PatroniHistoryEntry {
 }
 
 /** The client for `machine`'s member, on the cluster's Patroni port. */
-export function patroniOf(cluster: Cluster, machine: Pick<Machine, 'address'>, o: Omit<PatroniClientOptions, 'address' | 'port'> = {}): PatroniClient {
+export function patroniOf(
+  cluster: Cluster,
+  machine: Pick<Machine, 'address'>,
+  o: { password?: string } & ({ identity: MtlsIdentity } | { transport: PatroniTransport }),
+): PatroniClient {
   return new PatroniClient({ address: machine.address, port: cluster.database.patroniPort, ...o });
 }

@@ -27,7 +27,7 @@ describe('haproxy.cfg', () => {
       const pg = sectionOf(cfg, 'listen postgres');
       for (const m of c.machines) {
         const appLine = `server ${m.name} ${m.address}:80 check port 7710 check-ssl verify required ca-file /etc/vigil/pki/ca.pem crt /etc/vigil/pki/haproxy-check.pem disabled`;
-        const pgLine = `server ${m.name} ${m.address}:5432 maxconn 150 check port 8008`;
+        const pgLine = `server ${m.name} ${m.address}:5432 maxconn 150 check port 8008 check-ssl verify required ca-file /etc/vigil/pki/ca.pem check-sni ${m.name} verifyhost ${m.name}`;
         assert.equal(app.includes(appLine), m.roles.includes('app'), `${m.name} in app`);
         assert.equal(pg.includes(pgLine), m.roles.includes('db'), `${m.name} in postgres`);
       }

@@ -187,7 +187,14 @@ export function haproxyConfig(cluster: Cluster): string {
       'http-check expect status 200',
       'http-check expect rstring \\"role\\":\\ ?\\"(primary|master)\\"',
       defaultServer,
-      ...withRole(cluster, 'db').map((m: Machine) => `server ${m.name} ${m.address}:${db.port} maxconn ${PROXY_PG_MAXCONN} check port ${db.patroniPort}`),
+      // The check speaks TLS to Patroni's REST API (check-ssl: the check only; the database
+      // traffic itself stays TCP passed through), trusting the cluster CA only and requiring the
+      // member's own name in its certificate: a machine that took the member's address cannot
+      // answer 200 for it.
+      ...withRole(cluster, 'db').map(
+        (m: Machine) =>
+          `server ${m.name} ${m.address}:${db.port} maxconn ${PROXY_PG_MAXCONN} check port ${db.patroniPort} check-ssl verify required ca-file ${PATHS.clusterCaCert} check-sni ${m.name} verifyhost ${m.name}`,
+      ),
     ]),
   );
   return parts.join('\n\n') + '\n';

@@ -97,6 +97,13 @@ describe('patroni.yml', () => {
     assert.equal(d.etcd3!.key, '/etc/vigil/tls/patroni-etcd.key');
     assert.equal(d.restapi!.listen, '10.0.0.22:8008');
     assert.deepEqual(d.restapi!.authentication, { username: 'vigil', password: secrets.patroniRestPassword });
+    // The REST API over TLS; a write needs a client certificate from the cluster CA as well as the password.
+    assert.equal(d.restapi!.certfile, '/etc/vigil/tls/patroni-rest.pem');
+    assert.equal(d.restapi!.keyfile, '/etc/vigil/tls/patroni-rest.key');
+    assert.equal(d.restapi!.cafile, '/etc/vigil/pki/ca.pem');
+    assert.equal(d.restapi!.verify_client, 'optional');
+    // Patroni's own calls to other members (and patronictl) present that certificate and trust the cluster CA only.
+    assert.deepEqual(d.ctl, { certfile: '/etc/vigil/tls/patroni-rest.pem', keyfile: '/etc/vigil/tls/patroni-rest.key', cacert: '/etc/vigil/pki/ca.pem' });
     assert.equal(d.postgresql!.listen, '10.0.0.22,127.0.0.1:5432');
     assert.equal(d.postgresql!.bin_dir, '/usr/lib/postgresql/15/bin');
   });

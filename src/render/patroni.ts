@@ -150,10 +150,28 @@ export function patroniConfig(cluster: Cluster, secrets: Secrets, machine: Machi
     namespace: patroniNamespace(cluster),
     name: machine.name,
     log: { level: 'INFO' }, // stderr: journald on a real machine, the lab's log file otherwise
+    // The REST API over TLS with the machine's certificate from the cluster CA (issued by apply,
+    // naming the machine's address and name). Reads (health checks, status) need TLS only; a write
+    // (POST, PATCH, PUT, DELETE: switchover, restart, config) needs both a client certificate the
+    // cluster CA issued (`verify_client: optional`) and the REST password. A client without a
+    // certificate, or with another CA's, is refused a write with 403 before its password counts.
     restapi: {
       listen: `${machine.address}:${db.patroniPort}`,
       connect_address: `${machine.address}:${db.patroniPort}`,
+      certfile: PATHS.patroniRestCert,
+      keyfile: PATHS.patroniRestKey,
+      cafile: PATHS.clusterCaCert,
+      verify_client: 'optional',
       authentication: { username: PATRONI_REST_USER, password: secrets.patroniRestPassword },
+    },
+    // What Patroni presents and trusts when it asks another member's REST API (a replica's probe
+    // of the old leader before it promotes, the leader's POST /failsafe) and what `patronictl`
+    // uses: its own certificate, and the cluster CA only. Patroni reads its client certificate
+    // from here, not from `restapi`.
+    ctl: {
+      certfile: PATHS.patroniRestCert,
+      keyfile: PATHS.patroniRestKey,
+      cacert: PATHS.clusterCaCert,
     },
     // etcd accepts TLS with a client certificate from the cluster CA only (src/render/etcd.ts).
     // Patroni's own certificate and key, readable by the postgres user only (issued by apply).

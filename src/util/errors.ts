@@ -39,7 +39,8 @@ export const ERROR_CODES = {
   EXEC: 'an external program failed, timed out or could not be started',
   HAPROXY_RUNTIME: "HAProxy's runtime API did not answer or refused a command",
   EVENT_FILE: 'an event reached etcd but not the local JSON-lines file',
-  PATRONI_UNREACHABLE: "a member's Patroni REST API did not answer (Patroni down, machine down, or no route)",
+  PATRONI_UNREACHABLE:
+    "a member's Patroni REST API did not answer (Patroni down, machine down, or no route), or its TLS certificate is not one the cluster CA issued for it",
   PATRONI_TIMEOUT: "a member's Patroni REST API did not answer within the deadline",
   PATRONI_HTTP: 'Patroni answered with an error status (a switchover refused, a wrong REST password, ...); the message carries its answer',
   PATRONI_ANSWER: "Patroni's answer was not what its REST API sends (not JSON, or fields missing)",

@@ -12,9 +12,8 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import { PATHS, ROOTS } from '../../src/layout/paths.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { labUpBare } from '../../src/lab/bare.ts';
-import { labAdminPki, labDown, labRun, openLab } from '../../src/lab/lab.ts';
+import { labAdminPki, labDown, labPatroni, labRun, openLab } from '../../src/lab/lab.ts';
 import { mtlsFetch } from '../../src/mtls/mtls.ts';
-import { patroniOf } from '../../src/patroni/client.ts';
 import { LAB_DIR, clusterFilePath, hostPathOf } from '../../src/lab/paths.ts';
 import { HttpProbe, describeFailures, type Answer } from '../../src/lab/probe.ts';
 import type { Cluster } from '../../src/config/schema.ts';
@@ -184,5 +183,5 @@ describe('vigil apply restarts etcd members one at a time', () => {
 /** Whether Patroni's cluster is paused, as the first db machine's REST API says. */
 async function patroniPaused(): Promise<boolean> {
   const lab = await openLab();
-  return (await patroniOf(lab.cluster, withRole(lab.cluster, 'db')[0]!).cluster({ timeoutMs: 3000 })).paused;
+  return (await (await labPatroni(lab.cluster, withRole(lab.cluster, 'db')[0]!)).cluster({ timeoutMs: 3000 })).paused;
 }

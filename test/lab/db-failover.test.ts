@@ -12,10 +12,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { withRole } from '../../src/config/schema.ts';
 import { runDbFault } from '../../src/lab/db-faults.ts';
-import { findPrimary, hasSyncStandby, labDown, labKill, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { findPrimary, hasSyncStandby, labDown, labKill, labPatroni, labRevive, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { labSettled } from '../../src/lab/settle.ts';
 import { AckWriter } from '../../src/lab/writer.ts';
-import { patroniOf } from '../../src/patroni/client.ts';
 import { waitFor } from '../../src/util/exec.ts';
 
 let lab: LabHandle;
@@ -56,7 +55,7 @@ test('killing the primary machine moves writes to the other database machine wit
     );
 
     await labRevive(old.name);
-    const patroni = patroniOf(cluster, old);
+    const patroni = await labPatroni(cluster, old);
     await waitFor(
       `${old.name} to rejoin as a streaming replica`,
       async () => ((await patroni.check('replica', { timeoutMs: 1000 })) ? true : undefined),
@@ -94,7 +93,7 @@ test('the primary cut off from the etcd and proxy machine, not from its standby:
   assert.ok(primary, 'a primary');
   await waitFor(
     "Patroni's failsafe mode on again",
-    async () => ((await patroniOf(lab.cluster, primary).config({ timeoutMs: 1000 })).failsafeMode ? true : undefined),
+    async () => ((await (await labPatroni(lab.cluster, primary)).config({ timeoutMs: 1000 })).failsafeMode ? true : undefined),
     30_000,
     500,
   );

@@ -152,9 +152,15 @@ async function withSettings(m: string, edit: (text: string) => string, check: (r
 }
 
 /** A JSON POST over https with this identity (or none): the status, or 0 and the error when the connection or the TLS handshake failed. */
-function httpsPost(url: string, body: string, id: { ca: string; cert?: string; key?: string }): Promise<{ status: number; error?: string }> {
+function httpsPost(
+  url: string,
+  body: string,
+  id: { ca: string; cert?: string; key?: string },
+  o: { method?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; error?: string }> {
   return new Promise((resolve) => {
-    const req = httpsRequest(url, { method: 'POST', ...id, timeout: 5000, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+    const headers = { 'content-type': 'application/json', ...o.headers };
+    const req = httpsRequest(url, { method: o.method ?? 'POST', ...id, timeout: 5000, agent: false, headers }, (res) => {
       res.resume();
       resolve({ status: res.statusCode ?? 0 });
     });
@@ -231,6 +237,56 @@ test('etcd refuses an outsider: plain http, https without a client certificate, 
   for (const line of seen) console.log(`# refused: ${line}`);
   assert.deepEqual(await adminRange(activeKey), before, 'the active record is unchanged');
   assert.deepEqual(await adminRange(probeKey), [], 'no outsider key was written');
+});
+
+test("Patroni's REST API refuses an outsider: plain http, a write without a client certificate or with another CA's (password or not); reads stay open over TLS; nothing changes", async () => {
+  const admin = await labAdminPki();
+  const otherCa = await createClusterCa({ clusterName: lab.cluster.cluster.name });
+  const foreign = await issueCertificate(otherCa, { commonName: 'admin', ipAddresses: [], usage: 'client' });
+  const stranger = { ca: admin.ca, cert: foreign.certPem, key: foreign.keyPem };
+  // The REST password (restapi.authentication): an outsider who learnt it still may not write.
+  const basic = { authorization: `Basic ${Buffer.from(`vigil:${lab.secrets.patroniRestPassword}`).toString('base64')}` };
+  const port = lab.cluster.database.patroniPort;
+  const lag = async (m: { address: string }) => {
+    const r = await mtlsFetch(`https://${m.address}:${port}/config`, { ...admin, timeoutMs: 10_000 });
+    assert.equal(r.status, 200, r.text);
+    return r.json<{ maximum_lag_on_failover?: number }>().maximum_lag_on_failover;
+  };
+  const dbs = withRole(lab.cluster, 'db');
+  const before = await lag(dbs[0]!);
+  const change = JSON.stringify({ maximum_lag_on_failover: (before ?? 0) + 1 });
+  const seen: string[] = [];
+  for (const m of dbs) {
+    const url = (path: string) => `https://${m.address}:${port}${path}`;
+    const plain = await fetch(`http://${m.address}:${port}/patroni`, { signal: AbortSignal.timeout(5000) }).then(
+      (r) => ({ status: r.status, error: undefined as string | undefined }),
+      (err: Error) => ({ status: 0, error: String((err.cause as NodeJS.ErrnoException | undefined)?.code ?? err.name) }),
+    );
+    // A read over TLS with the CA alone: what HAProxy's :5000 check and a monitoring scrape do.
+    const read = await httpsPost(url('/patroni'), '', { ca: admin.ca }, { method: 'GET' });
+    const attempts = {
+      'reload, password, no certificate': await httpsPost(url('/reload'), '', { ca: admin.ca }, { headers: basic }),
+      'config, password, no certificate': await httpsPost(url('/config'), change, { ca: admin.ca }, { method: 'PATCH', headers: basic }),
+      "config, password, another CA's certificate": await httpsPost(url('/config'), change, stranger, { method: 'PATCH', headers: basic }),
+      'config, the cluster certificate, no password': await httpsPost(url('/config'), change, admin, { method: 'PATCH' }),
+    };
+    // The positive control: the admin's certificate and the password may write (a reload changes nothing).
+    const allowed = await httpsPost(url('/reload'), '', admin, { headers: basic });
+    seen.push(
+      `${m.name}: http ${plain.status} ${plain.error ?? ''}; read over TLS ${read.status}; ${Object.entries(attempts)
+        .map(([what, r]) => `${what} ${r.status} ${r.error ?? ''}`)
+        .join('; ')}; admin with password ${allowed.status}`,
+    );
+    assert.notEqual(plain.status, 200, `plain http on ${m.name}`);
+    assert.equal(read.status, 200, `a read over TLS on ${m.name}`);
+    assert.equal(attempts['reload, password, no certificate'].status, 403, `POST /reload with the password but no certificate on ${m.name}`);
+    assert.equal(attempts['config, password, no certificate'].status, 403, `PATCH /config with the password but no certificate on ${m.name}`);
+    assert.equal(attempts["config, password, another CA's certificate"].status, 0, `another CA's certificate on ${m.name}: refused at the handshake`);
+    assert.equal(attempts['config, the cluster certificate, no password'].status, 401, `PATCH /config without the password on ${m.name}`);
+    assert.equal(allowed.status, 202, `the admin with the password on ${m.name} (the control)`);
+  }
+  for (const line of seen) console.log(`# patroni: ${line}`);
+  for (const m of dbs) assert.equal(await lag(m), before, `maximum_lag_on_failover unchanged, as ${m.name} reads it`);
 });
 
 const notListening = (report: DoctorReport) =>

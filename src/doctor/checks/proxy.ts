@@ -99,13 +99,15 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
           ctx.fixes.on(other, [
             'curl',
             '-s',
+            '--cacert',
+            PATHS.clusterCaCert,
             '-o',
             '/dev/null',
             '-w',
             '%{http_code}\\n',
             '-X',
             'OPTIONS',
-            `http://${ctx.cluster.machines.find((m) => m.name === other)?.address ?? other}:${ctx.cluster.database.patroniPort}/primary`,
+            `https://${ctx.cluster.machines.find((m) => m.name === other)?.address ?? other}:${ctx.cluster.database.patroniPort}/primary`,
           ]) + ' must print 503; if it prints 200, Patroni there believes it is primary: stop it',
         );
       }
@@ -116,7 +118,7 @@ export function checkHaproxy(ctx: EvalContext, r: Results): void {
           proxy.name,
           `the Patroni primary ${primary} is ${state} behind HAProxy's :${ctx.cluster.proxy.postgresPort} on ${proxy.name}`,
           'the application cannot reach its database: every request that writes fails',
-          `HAProxy checks http://${primary}:${ctx.cluster.database.patroniPort}/primary: see the ports findings of ${primary}; ${ctx.fixes.on(proxy.name, ['curl', '-s', '-X', 'OPTIONS', '-o', '/dev/null', '-w', '%{http_code}\\n', `http://${ctx.cluster.machines.find((m) => m.name === primary)?.address ?? primary}:${ctx.cluster.database.patroniPort}/primary`])} must print 200`,
+          `HAProxy checks https://${primary}:${ctx.cluster.database.patroniPort}/primary (its certificate from the cluster CA, naming ${primary}): see the ports findings of ${primary}; ${ctx.fixes.on(proxy.name, ['curl', '-s', '--cacert', PATHS.clusterCaCert, '-X', 'OPTIONS', '-o', '/dev/null', '-w', '%{http_code}\\n', `https://${ctx.cluster.machines.find((m) => m.name === primary)?.address ?? primary}:${ctx.cluster.database.patroniPort}/primary`])} must print 200`,
         );
       }
     } else if (withRole(ctx.cluster, 'db').length > 0) {
