@@ -243,6 +243,48 @@ describe('the faults of the seed and the issue', () => {
     ]);
   });
 
+  test("Patroni's REST key, and nginx's and the reference application's HTTPS keys, readable by others: the chmod (issue 16)", () => {
+    const c = clusterFixture('distributed', {
+      application: {
+        backendTls: { ca: 'cluster' },
+        tlsEndpoints: [
+          {
+            service: 'app',
+            port: 8443,
+            settingsFile: '/etc/vigil/refapp/appsettings.json',
+            certificatePathKey: 'Https.CertificateFilePath',
+            keyPathKey: 'Https.KeyFilePath',
+          },
+        ],
+      },
+    });
+    const f = facts(c);
+    const pathsOf = (name: string) => (machine(f, name).paths as { value: { path: string; user: string; group: string; mode: number }[] }).value;
+    for (const [name, path] of [
+      ['db1', '/etc/vigil/tls/patroni-rest.key'],
+      ['app1', '/etc/vigil/tls/nginx.key'],
+      ['app2', '/etc/vigil/refapp/tls/refapp.key'],
+    ] as const) {
+      const p = pathsOf(name).find((x) => x.path === path);
+      assert.ok(p, `${path} is among ${name}'s expected paths`);
+      Object.assign(p, { mode: 0o644 });
+    }
+    assert.deepEqual(
+      findings(f, c)
+        .filter((x) => x.check === 'ownership')
+        .map((x) => x.fix)
+        .sort(),
+      [
+        'on app1: chmod 0600 /etc/vigil/tls/nginx.key',
+        'on app2: chmod 0600 /etc/vigil/refapp/tls/refapp.key',
+        'on db1: chmod 0600 /etc/vigil/tls/patroni-rest.key',
+      ],
+    );
+    // Without backendTls and an HTTPS endpoint, neither key is expected.
+    const plain = facts();
+    assert.ok(!(machine(plain, 'app1').paths as { value: { path: string }[] }).value.some((x) => /nginx\.key|refapp\.key/.test(x.path)));
+  });
+
   test('missing files are one finding per machine', () => {
     const f = facts();
     const p = machine(f, 'app1').paths as { value: { path: string }[] };

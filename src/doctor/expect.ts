@@ -7,6 +7,7 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { PATHS, ROOTS } from '../layout/paths.ts';
 import type { Cluster, Machine, Role } from '../config/schema.ts';
 import type { RenderedFile } from '../render/file.ts';
+import { refappTlsEndpoint, runsRefapp } from '../render/refapp.ts';
 
 export { portRequirements, type Component, type PortRequirement } from '../facts/ports.ts';
 
@@ -203,6 +204,26 @@ export function pathRules(cluster: Cluster, machine: Machine, rendered: Rendered
         why: 'the bundle holds the private key of the site users connect to',
       });
   }
+  // The HTTPS certificates apply issues on app machines (src/apply/apply.ts): nginx's towards the
+  // proxy (application.backendTls with the cluster CA) and the reference application's own port.
+  const appTls: { cert: string; key: string; what: string }[] = [];
+  if (has('app') && cluster.application.backendTls?.ca === 'cluster')
+    appTls.push({ cert: PATHS.nginxTlsCert, key: PATHS.nginxTlsKey, what: "nginx's HTTPS towards the proxy" });
+  if (runsRefapp(cluster, machine) && refappTlsEndpoint(cluster))
+    appTls.push({ cert: PATHS.refappTlsCert, key: PATHS.refappTlsKey, what: "the reference application's HTTPS port" });
+  for (const t of appTls)
+    rules.push(
+      { path: t.cert, user: 'root', group: 'root', type: 'file', forbid: 0o022, required: false, why: CONFIG_WHY },
+      {
+        path: t.key,
+        user: 'root',
+        group: 'root',
+        type: 'file',
+        forbid: 0o077,
+        required: false,
+        why: `whoever reads it can pose as ${t.what} to every client that trusts the cluster CA`,
+      },
+    );
   for (const f of rendered) {
     if (rules.some((r) => r.path === f.path)) continue;
     const [user = 'root', group = user] = f.owner.split(':');
