@@ -314,8 +314,13 @@ export interface LabObservers {
 
 /** The observer machines and which one acts, as etcd's leader key says (a linearizable read, 3 s deadline). */
 export async function labObservers(): Promise<LabObservers> {
-  const { cluster } = await openLab();
-  const machines = withRole(cluster, 'observer').map((m) => m.name);
+  // A bare lab before `vigil apply` has no cluster file: no observers to name.
+  const cluster = await openLab().then(
+    (l) => l.cluster,
+    () => undefined,
+  );
+  const machines = cluster ? withRole(cluster, 'observer').map((m) => m.name) : [];
+  if (!cluster || machines.length === 0) return { machines, acting: null, since: null };
   const { openStore, storeTls } = await import('../etcd/store.ts');
   const { etcdEndpoints } = await import('../layout/network.ts');
   let store: Awaited<ReturnType<typeof openStore>> | undefined;
