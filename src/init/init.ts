@@ -8,7 +8,7 @@ import { dotted, type Locator } from '../config/cross-checks.ts';
 import { KNOWN_HOSTS_FILE, type ScannedHostKey, type SshTarget } from '../remote/ssh.ts';
 import { VigilError, problem } from '../util/errors.ts';
 import { flagLocator, loadAnswersData, type InitAnswers } from './answers.ts';
-import { CLUSTER_FILE, SECRETS_FILE, checkAnswers, renderInit } from './render.ts';
+import { CLUSTER_FILE, SECRETS_FILE, checkAnswers, initEtcdPlacement, renderInit } from './render.ts';
 import { inquirerPrompter, runWizard, type Prompter } from './wizard.ts';
 import { pinOnly, writeInit, type HostKeyDecision, type InitResult } from './write.ts';
 
@@ -184,6 +184,8 @@ export async function runInit(o: InitOptions, io: InitIo): Promise<number> {
     const decide = o.ssh ? confirmKeys() : undefined;
     ({ answers, loc } = await nonInteractiveAnswers(o, io.readStdin));
     const rendered = renderInit(answers, { loc });
+    const etcd = initEtcdPlacement(answers);
+    if (etcd) say(etcd.why);
     const r = await writeInit(rendered, answers, {
       dir: o.dir,
       force: o.force ?? false,
@@ -205,6 +207,8 @@ export async function runInit(o: InitOptions, io: InitIo): Promise<number> {
   const p = prompter();
   answers = await runWizard(p, { say, noSsh: !o.ssh });
   const rendered = renderInit(answers);
+  const etcd = initEtcdPlacement(answers);
+  if (etcd) say(etcd.why);
   say(
     `cluster "${rendered.cluster.cluster.name}", ${rendered.cluster.topology}: ${rendered.cluster.machines.map((m) => `${m.name} ${m.address} [${m.roles.join(',')}]`).join('; ')}`,
   );

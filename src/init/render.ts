@@ -10,6 +10,7 @@ import { alertProblems } from '../config/alerts.ts';
 import type { Locator } from '../config/cross-checks.ts';
 import { parseCluster, parseSecrets } from '../config/load.ts';
 import { PRESET_ROLES, type Cluster, type Secrets } from '../config/schema.ts';
+import { defaultEtcdMembers, type EtcdPlacement } from './etcd-members.ts';
 import { VigilError, problem, type Problem } from '../util/errors.ts';
 import { byLine } from '../config/load.ts';
 import { answerProblems, readAnswersYaml, undotted, type InitAnswers, type PasswordKey } from './answers.ts';
@@ -51,9 +52,21 @@ function keyNode(doc: Document, path: string[]): Scalar | undefined {
 }
 
 /** The cluster file as a plain object, in the order the file shows it. */
+/**
+ * `topology: custom` with no machine given the `etcd` role: init places the members itself (1, or 3
+ * with two observer machines and a third machine: src/init/etcd-members.ts). Undefined when the
+ * answers place them, a preset does, or a machine lacks its roles (the cluster file's check says so).
+ */
+export function initEtcdPlacement(a: InitAnswers): EtcdPlacement | undefined {
+  if (a.topology !== 'custom' || a.machines.some((m) => m.roles === undefined)) return undefined;
+  return defaultEtcdMembers(a.machines.map((m) => ({ name: m.name, roles: m.roles! })));
+}
+
 export function clusterDocument(a: InitAnswers): Record<string, unknown> {
   const machines: Record<string, Record<string, unknown>> = {};
-  for (const m of a.machines) {
+  const etcd = initEtcdPlacement(a);
+  for (const m0 of a.machines) {
+    const m = etcd?.members.includes(m0.name) ? { ...m0, roles: [...m0.roles!, 'etcd' as const] } : m0;
     const user = m.sshUser ?? a.ssh.user;
     const port = m.sshPort ?? a.ssh.port;
     machines[m.name] = {
@@ -93,6 +106,12 @@ export function clusterYaml(a: InitAnswers, now: Date = new Date()): string {
     const addr = doc.getIn(['machines', m.name, 'address'], true) as Scalar | undefined;
     if (addr && roles && m.roles === undefined) addr.comment = ` roles from the preset: ${roles.join(', ')}`;
   }
+  const etcd = initEtcdPlacement(a);
+  if (etcd)
+    note(
+      ['machines'],
+      ` One entry per machine: the address the others reach it on, and its roles.\n ${etcd.why.replace('etcd: ', 'etcd placed by vigil init: ')}.`,
+    );
   if (a.sections.database !== undefined)
     note(['database'], ' synchronous: no acknowledged write is lost on failover; asynchronous: bounded by maximumLagOnFailoverBytes.');
   if (a.sections.alerts !== undefined)

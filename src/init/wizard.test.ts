@@ -193,6 +193,46 @@ describe('init wizard (scripted answers)', () => {
     assert.equal(r.cluster.proxy.tlsBundle, undefined, 'port 80 only');
     assert.deepEqual(r.generated, ['postgres', 'replication', 'appDb', 'patroniRest']);
   });
+
+  it('custom machines with etcd on none: two observer machines and a third get 3 members', async () => {
+    const p = scripted([
+      ['select', /Topology/, 'custom'],
+      ['input', /Cluster name/, ''],
+      ['input', /SSH user/, ''],
+      ['input', /SSH port/, ''],
+      ['input', /Name of machine 1/, 'lb1'],
+      ['input', /Address of lb1/, '10.0.0.41'],
+      ['checkbox', /Roles of lb1 \(leave etcd off every machine/, ['proxy', 'observer']],
+      ['input', /Name of machine 2/, 'lb2'],
+      ['input', /Address of lb2/, '10.0.0.42'],
+      ['checkbox', /Roles of lb2/, ['proxy', 'observer']],
+      ['input', /Name of machine 3/, 'web1'],
+      ['input', /Address of web1/, '10.0.0.11'],
+      ['checkbox', /Roles of web1/, ['app', 'db']],
+      ['confirm', /Add another machine/, true],
+      ['input', /Name of machine 4/, 'web2'],
+      ['input', /Address of web2/, '10.0.0.12'],
+      ['checkbox', /Roles of web2/, ['app', 'db']],
+      ['confirm', /Add another machine/, false],
+      ['select', /replication/, 'synchronous'],
+      ['input', /PostgreSQL/, ''],
+      ['password', /Application database password/, ''],
+      ['confirm', /e-mail/, false],
+      ['select', /HTTPS/, 'none'],
+    ]);
+    const answers = await runWizard(p, { noSsh: true });
+    assert.equal(p.left(), 0);
+    const r = renderInit({ ...answers, sections: { ...answers.sections, proxy: { virtualAddress: '10.0.0.40' } } });
+    assert.deepEqual(
+      r.cluster.machines.map((m) => [m.name, m.roles.join('+')]),
+      [
+        ['lb1', 'proxy+observer+etcd'],
+        ['lb2', 'proxy+observer+etcd'],
+        ['web1', 'app+db+etcd'],
+        ['web2', 'app+db'],
+      ],
+    );
+  });
 });
 
 /** Types into an inquirer prompt: waits until the output shows `prompt`, then writes the keys. */

@@ -156,7 +156,8 @@ async function customMachines(p: Prompter, taken: Set<string>): Promise<MachineA
     });
     const address = await p.input({ message: `Address of ${name}`, validate: checkAddress(taken) });
     const roles = await p.checkbox<Role>({
-      message: `Roles of ${name}`,
+      // etcd left off every machine: init places it (3 members with two observer machines and a third machine: src/init/etcd-members.ts).
+      message: `Roles of ${name} (leave etcd off every machine and Vigil places 1 or 3 members)`,
       choices: ROLES.map((r) => ({ value: r, name: r })),
       validate: (v) => v.length > 0 || 'pick at least one role',
     });

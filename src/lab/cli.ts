@@ -56,6 +56,11 @@ export function registerLab(program: Command): void {
     .option('--db-nodes <n>', 'database machines (distributed)', int)
     .option('--etcd <n>', 'etcd members: 1, 3, 5 or 7', int)
     .option('--proxies <n>', 'HAProxy on this many machines of their own (proxy1, proxy2, ...) instead of on the observer machine', int)
+    .option(
+      '--observers <n>',
+      'with 2 or more: an observer and an etcd member on each proxy machine (proxy1, proxy2, ...; --proxies defaults to this count, --etcd to 3) and no observer machine',
+      int,
+    )
     .addOption(new Option('--replication <mode>', 'synchronous or asynchronous').choices(['synchronous', 'asynchronous']))
     .option('--keep-on-failure', 'leave a lab that failed to come up as it is, for inspection')
     .addOption(
@@ -81,6 +86,7 @@ export function registerLab(program: Command): void {
         dbNodes?: number;
         etcd?: number;
         proxies?: number;
+        observers?: number;
         replication?: LabShape['replication'];
         keepOnFailure?: boolean;
         bare?: boolean;
@@ -95,6 +101,7 @@ export function registerLab(program: Command): void {
           dbNodes: o.dbNodes,
           etcd: o.etcd,
           ...(o.proxies !== undefined ? { proxies: o.proxies } : {}),
+          ...(o.observers !== undefined ? { observers: o.observers } : {}),
           replication: o.replication,
           ...(o.release ? { release: o.release } : {}),
           ...(o.backendTls ? { backendTls: { verify: o.backendTls === 'verify' } } : {}),
@@ -140,6 +147,9 @@ export function registerLab(program: Command): void {
           entryHolder: entry.holders.length === 1 ? entry.holders[0] : null,
           entryHolders: entry.holders,
         };
+        // The observer machines and the acting one (etcd's leader key), null when none acts or etcd does not answer.
+        const obs = await lab.labObservers();
+        const observers = { observers: obs.machines, actingObserver: obs.acting, ...(obs.error ? { actingObserverError: obs.error } : {}) };
         const metrics = await lab.labMetrics();
         // The dashboard's URL, and who logs in with which password file (docs/dashboard.md).
         const d = await lab.labDashboard();
@@ -148,11 +158,16 @@ export function registerLab(program: Command): void {
           dashboardLogin: d && { user: d.user, passwordFile: d.passwordFile },
           dashboardViewer: d?.viewer ?? null,
         };
-        say(JSON.stringify({ ...platform, ...entryJson, machines: machines.map(({ pids: _p, ...m }) => m), metrics, ...dashboard }, null, 2));
+        say(JSON.stringify({ ...platform, ...entryJson, ...observers, machines: machines.map(({ pids: _p, ...m }) => m), metrics, ...dashboard }, null, 2));
         return;
       }
       say(platform.summary);
       if (entry) say(entryLine(entry));
+      const obs = await lab.labObservers();
+      if (obs.machines.length)
+        say(
+          `observer: ${obs.acting ? `acting on ${obs.acting}` : `none acting${obs.error ? ` (etcd: ${obs.error})` : ''}`}${obs.machines.length > 1 ? ` (observers on ${obs.machines.join(', ')})` : ''}`,
+        );
       const d = await lab.labDashboard();
       if (d) say(`dashboard: ${d.url} (user ${d.user}, password in ${d.passwordFile})`);
       for (const m of machines) {

@@ -303,6 +303,40 @@ export async function labEntry(): Promise<LabEntry | undefined> {
   return { entryPoint, floating: cluster.proxy.virtualAddress !== undefined, holders: proxies.filter((_, i) => held[i]).map((m) => m.name) };
 }
 
+export interface LabObservers {
+  /** The machines with the `observer` role. */
+  machines: string[];
+  /** The machine whose observer holds the leadership in etcd (the acting one); null when none does, or etcd did not answer (`error`). */
+  acting: string | null;
+  /** Since when it holds it (etcd's record). */
+  since: string | null;
+  /** Why `acting` is not known: etcd's error (no majority, unreachable). */
+  error?: string;
+}
+
+/** The observer machines and which one acts, as etcd's leader key says (a linearizable read, 3 s deadline). */
+export async function labObservers(): Promise<LabObservers> {
+  // A bare lab before `vigil apply` has no cluster file: no observers to name.
+  const cluster = await openLab().then(
+    (l) => l.cluster,
+    () => undefined,
+  );
+  const machines = cluster ? withRole(cluster, 'observer').map((m) => m.name) : [];
+  if (!cluster || machines.length === 0) return { machines, acting: null, since: null };
+  const { openStore, storeTls } = await import('../etcd/store.ts');
+  const { etcdEndpoints } = await import('../layout/network.ts');
+  let store: Awaited<ReturnType<typeof openStore>> | undefined;
+  try {
+    store = await openStore({ endpoints: etcdEndpoints(cluster), cluster: cluster.cluster.name, dialTimeoutMs: 3000, tls: storeTls(await labAdminPki()) });
+    const leader = await store.currentLeader({ timeoutMs: 3000 });
+    return { machines, acting: leader?.host ?? null, since: leader?.since ?? null };
+  } catch (err) {
+    return { machines, acting: null, since: null, error: (err as Error).message };
+  } finally {
+    await store?.close().catch(() => undefined);
+  }
+}
+
 /** What the lab's machines run on, for `vigil lab status`. */
 export async function labPlatform(): Promise<{ release: string; packages?: RootfsPackages; summary: string }> {
   const state = await requireState();

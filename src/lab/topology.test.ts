@@ -26,6 +26,38 @@ test('extra etcd members go to database machines first, then app machines, then 
   );
 });
 
+test('--observers 2: an observer and an etcd member on each of two proxy machines, the third member on the first database machine, no observer machine', () => {
+  assert.deepEqual(names({ topology: 'distributed', observers: 2 }), [
+    'app1:app',
+    'app2:app',
+    'db1:db+etcd',
+    'db2:db',
+    'proxy1:proxy+observer+etcd',
+    'proxy2:proxy+observer+etcd',
+  ]);
+  // pair: the third member on the first app machine (it holds a database too).
+  assert.deepEqual(names({ topology: 'pair', observers: 2 }), ['app1:app+db+etcd', 'app2:app+db', 'proxy1:proxy+observer+etcd', 'proxy2:proxy+observer+etcd']);
+  // More proxies than observers: the third proxy is a proxy only.
+  assert.deepEqual(names({ topology: 'pair', observers: 2, proxies: 3 }).slice(2), [
+    'proxy1:proxy+observer+etcd',
+    'proxy2:proxy+observer+etcd',
+    'proxy3:proxy',
+  ]);
+  // Five members: the observers' two, then both database machines, then the first app machine.
+  assert.equal(labMachines({ topology: 'distributed', observers: 2, etcd: 5 }).filter((m) => m.roles.includes('etcd')).length, 5);
+  const doc = parse(labClusterYaml({ topology: 'distributed', observers: 2 }));
+  assert.ok(doc.proxy.virtualAddress, 'two proxy machines share the floating entry address');
+  assert.equal(doc.machines.observer, undefined);
+});
+
+test('--observers refuses a shape where the observers would not be on proxy machines, or one etcd member', () => {
+  assert.throws(() => labMachines({ topology: 'distributed', observers: 2, proxies: 1 }), /use --proxies 2 or more, or leave --proxies out/);
+  assert.throws(() => labMachines({ topology: 'distributed', observers: 2, etcd: 1 }), /use --etcd 3 or more/);
+  assert.throws(() => labMachines({ topology: 'distributed', observers: 0 }), /use 1 to 9 observers/);
+  // One observer is the seed's layout, whatever --proxies says.
+  assert.deepEqual(names({ topology: 'pair', observers: 1 }), names({ topology: 'pair' }));
+});
+
 test('addresses are unique and on the lab subnet', () => {
   const ms = labMachines({ topology: 'distributed', appNodes: 4, dbNodes: 3, etcd: 7 });
   const addrs = ms.map((m) => m.address);

@@ -40,6 +40,13 @@ export interface LabShape {
    * (keepalived), which the lab's clients and the application use; with one, clients use it.
    */
   proxies?: number;
+  /**
+   * Observers (default 1: on the `observer` machine, the seed's layout). With 2 or more the
+   * `observer` role goes on the proxy machines `proxy1` and up, each with an etcd member, and there
+   * is no `observer` machine: the layout of docs/topologies.md's "observers on the proxy machines".
+   * `proxies` defaults to this count (no fewer), and `etcd` to 3.
+   */
+  observers?: number;
   replication?: 'synchronous' | 'asynchronous';
   /** Failover timers (cluster file `timers:`), e.g. Patroni's defaults for a baseline. */
   timers?: Partial<ClusterFile['timers']>;
@@ -81,34 +88,63 @@ interface LabMachine {
   roles: Role[];
 }
 
-/** Machines of a lab shape, with addresses: observer .10, app .11+, db .21+, extra etcd .31+, proxies .41+. */
+/** Machines of a lab shape, with addresses: observer .10 (none with 2 or more observers: they are on the proxies), app .11+, db .21+, extra etcd .31+, proxies .41+. */
 export function labMachines(shape: LabShape): LabMachine[] {
   const appNodes = shape.appNodes ?? 2;
   const dbNodes = shape.topology === 'pair' ? 0 : (shape.dbNodes ?? 2);
-  const etcd = shape.etcd ?? 1;
+  const observers = shape.observers ?? 1;
   const where = 'vigil lab up';
+  if (observers < 1 || observers > 9) throw new VigilError('USAGE', [problem(where, `--observers ${observers} is out of range`, 'use 1 to 9 observers')]);
+  // Observers on the proxy machines: as many proxy machines as observers unless more are asked for.
+  const proxies = shape.proxies ?? (observers >= 2 ? observers : 0);
+  const etcd = shape.etcd ?? (observers >= 2 ? 3 : 1);
   if (appNodes < 2 || appNodes > 9) throw new VigilError('USAGE', [problem(where, `--app-nodes ${appNodes} is out of range`, 'use 2 to 9 app machines')]);
   if (shape.topology === 'distributed' && (dbNodes < 2 || dbNodes > 9))
     throw new VigilError('USAGE', [problem(where, `--db-nodes ${dbNodes} is out of range`, 'use 2 to 9 database machines')]);
   if (![1, 3, 5, 7].includes(etcd))
     throw new VigilError('USAGE', [problem(where, `--etcd ${etcd}: etcd needs an odd member count for a majority`, 'use 1, 3, 5 or 7')]);
-  const proxies = shape.proxies ?? 0;
   if (proxies < 0 || proxies > 9)
     throw new VigilError('USAGE', [problem(where, `--proxies ${proxies} is out of range`, 'use 0 (HAProxy on the observer machine) to 9')]);
+  if (observers >= 2 && proxies < observers)
+    throw new VigilError('USAGE', [
+      problem(
+        where,
+        `--observers ${observers} with --proxies ${proxies}: the observers go on the proxy machines`,
+        `use --proxies ${observers} or more, or leave --proxies out`,
+      ),
+    ]);
+  if (observers >= 2 && (etcd < 3 || etcd < observers))
+    throw new VigilError('USAGE', [
+      problem(
+        where,
+        `--observers ${observers} with --etcd ${etcd}: one etcd member would be the single point of failure the second observer is there to remove`,
+        `use --etcd ${Math.max(3, observers + ((observers + 1) % 2))} or more (3 is the default with --observers 2)`,
+      ),
+    ]);
 
-  const machines: LabMachine[] = [{ name: 'observer', address: `${LAB_SUBNET}.10`, roles: proxies ? ['etcd', 'observer'] : ['etcd', 'proxy', 'observer'] }];
+  const machines: LabMachine[] =
+    observers >= 2 ? [] : [{ name: 'observer', address: `${LAB_SUBNET}.10`, roles: proxies ? ['etcd', 'observer'] : ['etcd', 'proxy', 'observer'] }];
   for (let i = 1; i <= appNodes; i++)
     machines.push({ name: `app${i}`, address: `${LAB_SUBNET}.${10 + i}`, roles: shape.topology === 'pair' ? ['app', 'db'] : ['app'] });
   for (let i = 1; i <= dbNodes; i++) machines.push({ name: `db${i}`, address: `${LAB_SUBNET}.${20 + i}`, roles: ['db'] });
+  const proxyMachines: LabMachine[] = [];
+  for (let i = 1; i <= proxies; i++)
+    proxyMachines.push({
+      name: `proxy${i}`,
+      address: `${LAB_SUBNET}.${40 + i}`,
+      roles: i <= observers && observers >= 2 ? ['proxy', 'observer', 'etcd'] : ['proxy'],
+    });
 
-  // Extra etcd members go first on database machines, then app machines, then machines of their own.
+  // Extra etcd members (beyond the observer machines') go first on database machines, then app
+  // machines, then machines of their own: the order of docs/topologies.md.
+  const placed = observers >= 2 ? observers : 1;
   const candidates = [...machines.filter((m) => m.roles.includes('db') && !m.roles.includes('app')), ...machines.filter((m) => m.roles.includes('app'))];
-  for (let need = etcd - 1, i = 0; need > 0; need--, i++) {
+  for (let need = etcd - placed, i = 0; need > 0; need--, i++) {
     const m = candidates[i];
     if (m) m.roles.push('etcd');
     else machines.push({ name: `etcd${i + 1}`, address: `${LAB_SUBNET}.${31 + i}`, roles: ['etcd'] });
   }
-  for (let i = 1; i <= proxies; i++) machines.push({ name: `proxy${i}`, address: `${LAB_SUBNET}.${40 + i}`, roles: ['proxy'] });
+  machines.push(...proxyMachines);
   return machines;
 }
 
@@ -129,7 +165,10 @@ export function labClusterYaml(shape: LabShape): string {
     ...(shape.alerts ? { alerts: shape.alerts } : {}),
     // The lab makes a self-signed bundle there on each proxy machine (lab.ts), so :443 is served too.
     // Two or more proxy machines share the floating entry address (keepalived, on the lab's eth0).
-    proxy: { tlsBundle: PATHS.tlsBundle, ...((shape.proxies ?? 0) >= 2 ? { virtualAddress: LAB_ENTRY_ADDRESS, vrrp: { interface: 'eth0' } } : {}) },
+    proxy: {
+      tlsBundle: PATHS.tlsBundle,
+      ...(labMachines(shape).filter((m) => m.roles.includes('proxy')).length >= 2 ? { virtualAddress: LAB_ENTRY_ADDRESS, vrrp: { interface: 'eth0' } } : {}),
+    },
     application: {
       ...(shape.backendTls ? { backendTls: { port: 443, ca: 'cluster', verify: shape.backendTls.verify } } : {}),
       ...labApplication(shape),

@@ -2,7 +2,9 @@
  * Application failover with fencing, on `pair` (warm standby) and `distributed` (cold) labs (the scenarios are in
  * failover-scenarios.ts; test/lab/apply.test.ts runs them on a cluster installed by `vigil apply`).
  * `pair` has HAProxy on the observer machine, as the seed does; `distributed` has two proxy
- * machines of their own, which the observer reads and fences through their agents: the checker
+ * machines of their own, each with an observer and an etcd member (`--observers 2`; the third etcd
+ * member is on db1): the acting observer reads and fences its own HAProxy through the runtime
+ * socket and the other through that machine's agent: the checker
  * samples both and writes through both, so a machine left UP in either one is a violation. On
  * both, two planned switchovers with the checker (switchoverTest): the old machine is UP until it is
  * fenced, so a new one set UP before it is out would be seen.
@@ -12,11 +14,11 @@ import assert from 'node:assert/strict';
 import { labDown, labUp, type LabHandle } from '../../src/lab/lab.ts';
 import { Checker } from '../../src/lab/checker.ts';
 import type { LabShape, LabTopology } from '../../src/lab/topology.ts';
-import { agentMachines } from '../../src/config/schema.ts';
+import { agentMachines, withRole } from '../../src/config/schema.ts';
 import pg from 'pg';
 import { waitFor } from '../../src/util/exec.ts';
 import { failoverTests, switchoverTest } from './failover-scenarios.ts';
-import { entryPointTests } from './entry-scenarios.ts';
+import { entryPointTests, observerMovesTest } from './entry-scenarios.ts';
 
 // `distributed` runs the application cold on the standby (started on activation), `pair` warm (its
 // service on every app machine, only activated): every scenario is checked in both modes, with no
@@ -33,7 +35,8 @@ for (const [topology, warm] of [
       await labDown();
       // With the reference application's analytics service (runsOn: active): each scenario checks it runs where its placement says.
       const application = { warm, analytics: true };
-      const shape: LabShape = topology === 'distributed' ? { topology, proxies: 2, application } : { topology, application };
+      // distributed: an observer and an etcd member on each of two proxy machines, the third member on db1 (`--observers 2`).
+      const shape: LabShape = topology === 'distributed' ? { topology, observers: 2, application } : { topology, application };
       lab = await labUp(shape, (l) => console.log(`# lab: ${l}`));
       checker = new Checker(lab, { dbWriter: true });
       await checker.start();
@@ -43,10 +46,12 @@ for (const [topology, warm] of [
       await labDown();
     });
 
-    it('lab status lists the agents and the observer', async () => {
+    it('lab status lists the agents and the observers', async () => {
       const { labStatus } = await import('../../src/lab/lab.ts');
       const machines = await labStatus();
-      assert.ok(machines.find((m) => m.name === 'observer')!.processes.observer, 'observer runs on the observer machine');
+      const observers = withRole(lab.cluster, 'observer').map((m) => m.name);
+      assert.deepEqual(observers, topology === 'distributed' ? ['proxy1', 'proxy2'] : ['observer']);
+      for (const o of observers) assert.ok(machines.find((m) => m.name === o)!.processes.observer, `an observer runs on ${o}`);
       const withAgent = agentMachines(lab.cluster).map((m) => m.name);
       if (topology === 'distributed') assert.ok(withAgent.includes('proxy1') && withAgent.includes('proxy2'), 'an agent on each proxy machine');
       for (const m of machines) assert.equal(Boolean(m.processes.agent), withAgent.includes(m.name), `agent on ${m.name}`);
@@ -77,6 +82,8 @@ for (const [topology, warm] of [
 
     // Two proxy machines share the floating entry address (keepalived): it moves when its holder fails.
     if (topology === 'distributed') entryPointTests(() => ({ lab, checker: checker! }));
+    // An observer on each proxy machine: the acting one's machine lost, the other acts.
+    if (topology === 'distributed') observerMovesTest(() => ({ lab, checker: checker! }));
 
     it("the checker reports a double run of the background job planted in the database (the old machine's epoch, inside the active machine's span)", async () => {
       const before = await checker!.checkJob();

@@ -16,11 +16,25 @@ import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { withRole } from '../../src/config/schema.ts';
 import type { DoctorReport } from '../../src/doctor/types.ts';
-import { labEntry, labIsolate, labKill, labRevive, labRun, labSignal, labStart, labStopUnit, labUnblock, type LabHandle } from '../../src/lab/lab.ts';
+import {
+  labEntry,
+  labIsolate,
+  labKill,
+  labObservers,
+  labRevive,
+  labRun,
+  labSignal,
+  labStart,
+  labStopUnit,
+  labUnblock,
+  type LabHandle,
+} from '../../src/lab/lab.ts';
+import { labSettled } from '../../src/lab/settle.ts';
 import type { Checker } from '../../src/lab/checker.ts';
 import { UNITS } from '../../src/layout/units.ts';
-import { waitFor } from '../../src/util/exec.ts';
+import { sleep, waitFor } from '../../src/util/exec.ts';
 import { printJournals } from './journal.ts';
+import { CONVERGE_MS, actingObserver, everyProxyFences, jobMoved } from './failover-scenarios.ts';
 
 /** `vigil ARGS` from this checkout, as an operator runs it; exit code and output. */
 async function vigil(args: string[]): Promise<{ code: number; stdout: string }> {
@@ -236,4 +250,113 @@ export function entryPointTests(get: () => { lab: LabHandle; checker: Checker })
       const missing = await checker.missingWrites();
       assert.deepEqual(missing.http, [], `every write acknowledged through :80 can be read back (${missing.http.length} missing)`);
     });
+}
+
+/**
+ * Observers on the proxy machines (`--observers 2`): the acting observer's machine is killed (its
+ * HAProxy, keepalived and etcd member with it; when it held the entry address, that moves too), the
+ * other observer takes the leadership once the dead one's lease has ended, and then the active app
+ * machine is killed: the application fails over, decided by the observer that took over, and a
+ * writer through the entry address is served by the new machine; the checker finds nothing served
+ * twice, every acknowledged write is there, and both machines once revived leave one active machine
+ * fenced in every proxy.
+ */
+export function observerMovesTest(get: () => { lab: LabHandle; checker: Checker }): void {
+  it("the acting observer's machine is killed, then the active app machine: the other observer acts, the application fails over through the entry address, nothing served twice", async () => {
+    const { lab, checker } = get();
+    const observers = withRole(lab.cluster, 'observer').map((m) => m.name);
+    assert.ok(observers.length >= 2, `two observers: ${observers.join(', ')}`);
+    await labSettled(lab);
+    const acting = await actingObserver();
+    const other = observers.find((o) => o !== acting)!;
+    const entry = (await labEntry())!;
+    const base = `http://${entry.entryPoint}:${lab.cluster.proxy.httpPort}`;
+    const holderBefore = await soleHolder('one holder of the entry address before the fault');
+    const wall0 = Date.now();
+    const from = performance.now();
+    const acks = (since: number) => checker.writes.filter((w) => w.writer === 'entry-observer' && w.sentMs > since);
+    const writer = checker.startWriter('entry-observer', base);
+    let old = '';
+    let revived = false;
+    try {
+      await waitFor('writes through the entry address before the fault', async () => (acks(from).length >= 10 ? true : undefined), 60_000, 100);
+      const faultAt = performance.now();
+      await labKill(acting);
+      // The dead observer's lease ends (etcd keeps its majority: two members of three), the other takes the leadership.
+      let seen = '';
+      await waitFor(
+        `the observer on ${other} to act once ${acting} is dead`,
+        async () => {
+          const o = await labObservers();
+          seen = o.acting ?? o.error ?? 'none acting';
+          return o.acting === other ? true : undefined;
+        },
+        60_000,
+        250,
+      ).catch((err: Error) => assert.fail(`${err.message}; last seen: ${seen}`));
+      const tookOverS = (performance.now() - faultAt) / 1000;
+      // Its first view made (healthy at the active epoch), the active app machine is killed.
+      await labSettled(lab);
+      old = await waitFor('a machine serving', async () => checker.serving(), 30_000, 50);
+      const appAt = performance.now();
+      await labKill(old);
+      const first = await waitFor('another app machine to serve', async () => checker.firstOtherAfter(appAt, old), 90_000, 50);
+      await waitFor(
+        `writes through the entry address served by ${first.node}`,
+        async () => (acks(appAt).filter((w) => w.node === first.node).length >= 10 ? true : undefined),
+        60_000,
+        100,
+      );
+      const holderDuring = (await labEntry())!.holders.join(', ');
+      console.log(
+        `# killed ${acting} (acting observer; the entry address was on ${holderBefore}, now ${holderDuring}): ${other} acted ${tookOverS.toFixed(1)} s after; then killed ${old}: ${first.node} acknowledged a write ${((first.ackMs - appAt) / 1000).toFixed(1)} s after`,
+      );
+      await labRevive(old);
+      await labRevive(acting);
+      revived = true;
+      const healedAt = performance.now();
+      await sleep(6000); // long enough for a revived machine to try to serve again
+      await checker.exactlyOneActive(first.node, healedAt + CONVERGE_MS - performance.now());
+      const report = checker.check({ sinceMs: faultAt, takeover: first.node });
+      console.log(`# ${report.text.split('\n')[0]}`);
+      assert.deepEqual(report.violations, [], report.text);
+      assert.deepEqual(report.servedAfterTakeover, [], report.text);
+      const missing = await checker.missingWrites();
+      assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
+      // The revived proxy machine's HAProxy starts from its configuration: fenced once the acting observer reads it.
+      await labSettled(lab);
+      await waitFor(
+        'every proxy to have the new machine alone out of MAINT',
+        async () =>
+          (await everyProxyFences(lab, first.node)
+            .then(() => true)
+            .catch(() => undefined))
+            ? true
+            : undefined,
+        60_000,
+        1000,
+      ).catch(() => everyProxyFences(lab, first.node));
+      const job = await jobMoved(checker, first.node, old);
+      assert.deepEqual(job.overlaps, [], job.text);
+      await soleHolder('one holder of the entry address after the revivals', 60_000);
+    } catch (err) {
+      const apps = withRole(lab.cluster, 'app').map((m): [string, string] => [m.name, UNITS.agent]);
+      await printJournals(
+        [
+          ...observers.flatMap((o): [string, string][] => [
+            [o, UNITS.observer],
+            [o, UNITS.keepalived],
+          ]),
+          ...apps,
+        ],
+        wall0,
+        Date.now(),
+      );
+      throw err;
+    } finally {
+      await writer.stop();
+      // Leave the lab whole for the next test, whatever failed.
+      if (!revived) for (const m of [old, acting].filter(Boolean)) await labRevive(m).catch(() => undefined);
+    }
+  });
 }

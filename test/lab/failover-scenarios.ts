@@ -15,7 +15,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Checker } from '../../src/lab/checker.ts';
-import { labAgents, labCut, labHeal, labKill, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
+import { labAgents, labCut, labHeal, labKill, labObservers, labRevive, labRun, labRuntime, labSignal, labStart, type LabHandle } from '../../src/lab/lab.ts';
 import { withRole } from '../../src/config/schema.ts';
 import { APP_BACKEND } from '../../src/layout/network.ts';
 import { UNITS } from '../../src/layout/units.ts';
@@ -80,29 +80,46 @@ export const FAULTS: Fault[] = [
     recover: async (a) => void (await signalProcesses(a, 'SIGCONT')),
   },
   {
-    name: 'the machine is cut off from the observer machine',
-    inject: (a) => labCut(a, ['observer'], false),
+    // With observers on the proxy machines (`--observers 2`), the acting one's: also that proxy's HAProxy.
+    name: "the machine is cut off from the acting observer's machine",
+    inject: async (a) => labCut(a, [await actingObserver()], false),
     recover: () => labHeal(),
   },
   {
-    name: 'the observer restarts in the middle of the failover',
+    name: 'the acting observer restarts in the middle of the failover',
     inject: async (a) => {
-      const before = (await readMachineLog('observer', 'observer')).length;
+      const observer = await actingObserver();
+      const before = (await readMachineLog(observer, 'observer')).length;
       await labSignal(a, 'app', 'SIGKILL');
       // Kill the observer as soon as it has started the failover (epoch bumped, new node not yet serving).
       await waitFor(
-        'the observer to start the failover',
-        async () => ((await readMachineLog('observer', 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined),
+        `the observer on ${observer} to start the failover`,
+        async () => ((await readMachineLog(observer, 'observer')).slice(before).includes('"to":"failing-over"') ? true : undefined),
         30_000,
         50,
       );
-      await labSignal('observer', 'observer', 'SIGKILL');
+      await labSignal(observer, 'observer', 'SIGKILL');
       await sleep(1000);
-      await labStart('observer', 'observer');
+      await labStart(observer, 'observer');
     },
     recover: async () => {},
   },
 ];
+
+/** The machine whose observer acts (etcd's leader key), once one does. */
+export async function actingObserver(deadlineMs = 60_000): Promise<string> {
+  let last = '';
+  return waitFor(
+    'an acting observer',
+    async () => {
+      const o = await labObservers();
+      last = o.error ?? 'no observer holds the leadership';
+      return o.acting ?? undefined;
+    },
+    deadlineMs,
+    250,
+  ).catch((err: Error) => assert.fail(`${err.message}: ${last}`));
+}
 
 /** Within this long after the faults healed (the old machine resumed, reconnected or revived), exactly one machine is active in every view. */
 export const CONVERGE_MS = 30_000;
@@ -195,8 +212,8 @@ export function switchoverTest(label: string, env: () => { lab: LabHandle; check
       if (report.violations.length || report.servedAfterTakeover.length) {
         const apps = withRole(lab.cluster, 'app').map((m): [string, string] => [m.name, UNITS.agent]);
         const proxies = withRole(lab.cluster, 'proxy').map((m): [string, string] => [m.name, UNITS.haproxy]);
-        const observer = lab.cluster.machines.find((m) => m.roles.includes('observer'))!.name;
-        await printJournals([[observer, UNITS.observer], ...apps, ...proxies], wall0 - 500, Date.now());
+        const observers = withRole(lab.cluster, 'observer').map((m): [string, string] => [m.name, UNITS.observer]);
+        await printJournals([...observers, ...apps, ...proxies], wall0 - 500, Date.now());
       }
       assert.deepEqual(report.violations, [], report.text);
       assert.deepEqual(report.servedAfterTakeover, [], report.text);
@@ -208,7 +225,7 @@ export function switchoverTest(label: string, env: () => { lab: LabHandle; check
 }
 
 /** In every proxy, the active machine's server is out of MAINT and every other app machine's in it (the observer fences within a tick or two). */
-async function everyProxyFences(lab: LabHandle, active: string): Promise<void> {
+export async function everyProxyFences(lab: LabHandle, active: string): Promise<void> {
   const want = (server: string) => (server === active ? 'ready' : 'maint');
   for (const p of withRole(lab.cluster, 'proxy')) {
     const seen = async () => (await labRuntime(p.name).servers(APP_BACKEND)).map((s) => `${s.server}:${s.admin}`).sort();
