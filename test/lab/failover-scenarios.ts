@@ -143,12 +143,7 @@ export function failoverTests(label: string, env: () => { lab: LabHandle; checke
       console.log(
         `# ${label}, ${fault.name}: ${first.node} the only active machine in every view from ${((since - healedAt) / 1000).toFixed(1)} s after the recovery`,
       );
-      const report = checker.check({ sinceMs: faultAt, takeover: first.node });
-      console.log(`# ${report.text.split('\n')[0]}`);
-      assert.deepEqual(report.violations, [], report.text);
-      assert.deepEqual(report.servedAfterTakeover, [], report.text);
-      const missing = await checker.missingWrites();
-      assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
+      await nothingServedTwice(checker, faultAt, first.node);
       await everyProxyFences(lab, first.node);
       const job = await jobMoved(checker, first.node, old);
       console.log(`# ${label}, ${fault.name}: ${job.text.split('\n')[0]}`);
@@ -222,6 +217,16 @@ export function switchoverTest(label: string, env: () => { lab: LabHandle; check
     }
     assert.deepEqual(await checker.missingWrites(), { http: [], db: [] }, 'every acknowledged write is there');
   });
+}
+
+/** The checker's verdict since `sinceMs` with `takeover` the new machine: no violation, nothing served by another after it, no acknowledged write missing. */
+export async function nothingServedTwice(checker: Checker, sinceMs: number, takeover: string): Promise<void> {
+  const report = checker.check({ sinceMs, takeover });
+  console.log(`# ${report.text.split('\n')[0]}`);
+  assert.deepEqual(report.violations, [], report.text);
+  assert.deepEqual(report.servedAfterTakeover, [], report.text);
+  const missing = await checker.missingWrites();
+  assert.deepEqual(missing, { http: [], db: [] }, 'every acknowledged write is there');
 }
 
 /** In every proxy, the active machine's server is out of MAINT and every other app machine's in it (the observer fences within a tick or two). */
