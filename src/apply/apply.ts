@@ -39,7 +39,7 @@ import { VigilError, problem } from '../util/errors.ts';
 import { buildArtifact, type Artifact } from './artifact.ts';
 import { daemonUnits, desiredDirs, desiredFiles, sha256, usesBackendCa, type DesiredFile } from './desired.ts';
 import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
-import { installOffline, openOfflineBundle, type OfflineSource } from './offline.ts';
+import { installOffline, offlineProblem, openOfflineBundle, type OfflineSource } from './offline.ts';
 import { setPasswordFile } from './password-file.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
 import { dirStates, fileStates, systemctl, unitStates } from './remote.ts';
@@ -104,6 +104,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     if (o.offline) {
       o.progress(`offline: verifying ${o.offline.bundle} against ${o.offline.trustPath}; no package mirror is used`);
       offline = await openOfflineBundle(o.offline.bundle, o.offline.trustPath, workDir, o.progress);
+      await offlineCheck(o, offline, sh, pms, releases);
     }
 
     o.progress('artifact: bundling Vigil for the machines (Node.js, the CLI, the file-sync receiver, the reference application)');
@@ -182,6 +183,37 @@ async function preflight(o: ApplyOptions, run: Run, sh: (m: Machine) => RemoteSh
   return facts;
 }
 
+/**
+ * Before any machine installs anything: the bundle has what every machine misses (a set for its
+ * release with every missing package), and no machine uses dnf. Else apply stops here, naming
+ * every machine and package, with nothing installed anywhere.
+ */
+async function offlineCheck(
+  o: ApplyOptions,
+  src: OfflineSource,
+  sh: (m: Machine) => RemoteShell,
+  pms: Map<string, PackageManager>,
+  releases: Map<string, string>,
+): Promise<void> {
+  const problems = await Promise.all(
+    o.cluster.machines.map(async (m) => {
+      const pm = pms.get(m.name)!;
+      const missing = await missingPackages(sh(m), pm, packagesFor(o.cluster, m, pm));
+      if (!missing.length) return [];
+      if (pm !== 'apt')
+        return [
+          problem(
+            `${m.name}, step packages`,
+            'uses dnf; apply --offline installs Debian package sets only (RPM sets are not built)',
+            'install the packages from a local dnf repository, then run `vigil apply` without --offline',
+          ),
+        ];
+      return offlineProblem(src, m.name, releases.get(m.name)!, missing)?.problems ?? [];
+    }),
+  );
+  if (problems.flat().length) throw new VigilError('APPLY', problems.flat());
+}
+
 async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageManager, offline?: { src: OfflineSource; release: string }): Promise<void> {
   const wanted = packagesFor(run.o.cluster, m, pm);
   const missing = await missingPackages(shell, pm, wanted);
@@ -196,7 +228,7 @@ async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageMan
         ),
       ]);
     run.change(m.name, 'packages', `install ${missing.join(' ')} from ${offline.src.label} (offline)`);
-    if (!run.o.dryRun) await installOffline(shell, m, offline.src, offline.release, missing);
+    if (!run.o.dryRun) await installOffline(shell, m, offline.src, offline.release, missing, (l) => run.note(m.name, 'packages', l));
     return;
   }
   run.change(m.name, 'packages', `install ${missing.join(' ')}`);

@@ -10,7 +10,7 @@ import { partName } from '../airgap/format.ts';
 import { initKeys } from '../airgap/keys.ts';
 import { run } from '../util/exec.ts';
 import { VigilError } from '../util/errors.ts';
-import { notInRepo, offlineAptOptions, offlineInstallCommand, openOfflineBundle, repoFor } from './offline.ts';
+import { notInRepo, offlineAptOptions, offlineInstallCommand, offlineProblem, openOfflineBundle, repoFor } from './offline.ts';
 
 const info: RepoInfo = {
   format: 'vigil-airgap-debian/1',
@@ -61,6 +61,15 @@ test('the bundle is verified, and only its package sets are kept: what each offe
     () => repoFor(src, 'db1', 'debian/12'),
     /db1, step packages: runs debian\/12; the bundle \S+ sequence 1 at \S+ carries package sets for debian\/13 only/,
   );
+  assert.equal(offlineProblem(src, 'observer', 'debian/13', ['haproxy', 'mail-transport-agent']), null);
+  const lacks = offlineProblem(src, 'observer', 'debian/13', ['haproxy', 'socat'])!;
+  assert.equal(lacks.code, 'APPLY');
+  assert.match(
+    lacks.message,
+    /observer, step packages: the bundle [0-9a-f]+ sequence 1 at \S+ has no package socat for debian\/13 \(its set debian-13 has 2 packages\); nothing was installed/,
+  );
+  assert.match(lacks.message, /add socat to packages= of the sources file's deb line/);
+  assert.match(offlineProblem(src, 'db1', 'debian/12', ['postgresql-15'])!.message, /carries package sets for debian\/13 only/);
 });
 
 test('a tampered bundle is refused before anything is kept; one without a package set is named', async () => {

@@ -8,8 +8,9 @@
  * of the package sets are kept, in apply's temporary directory. On each machine that misses a
  * package, apply then:
  *
- *   1. checks that the set for the machine's release has every missing package (else it stops,
- *      naming the packages and the bundle, with nothing copied or installed);
+ *   1. checks that the set for the machine's release has every missing package; apply does this
+ *      for every machine before any machine installs anything (checkOffline), so a set that lacks
+ *      a package stops apply, naming the packages and the bundle, with nothing installed anywhere;
  *   2. copies the set into a root-owned staging directory (OFFLINE_DIR) and checks every file's
  *      SHA-256 there against the verified one;
  *   3. runs apt with options that name only that directory as a source (`file:` with
@@ -52,6 +53,8 @@ export interface OfflineSource {
   label: string;
   repos: OfflineRepo[];
 }
+
+const secs = (t0: number) => ((performance.now() - t0) / 1000).toFixed(1);
 
 const offlineError = (where: string, message: string, fix: string) => new VigilError('APPLY', [problem(where, message, fix)]);
 
@@ -171,17 +174,36 @@ export function notInRepo(repo: OfflineRepo, pkgs: string[]): string[] {
   return pkgs.filter((p) => !repo.offers.has(p));
 }
 
+/** Why the bundle cannot install `missing` on a machine of `release` (no set for the release, or packages the set lacks), or null. */
+export function offlineProblem(src: OfflineSource, machine: string, release: string, missing: string[]): VigilError | null {
+  let repo: OfflineRepo;
+  try {
+    repo = repoFor(src, machine, release);
+  } catch (err) {
+    return err as VigilError;
+  }
+  const lacking = notInRepo(repo, missing);
+  if (!lacking.length) return null;
+  return offlineError(
+    `${machine}, step packages`,
+    `the ${src.label} at ${src.bundle} has no package ${lacking.join(', ')} for ${release} (its set ${repo.path} has ${repo.info.count} packages); nothing was installed`,
+    `add ${lacking.join(',')} to packages= of the sources file's deb line, run \`vigil airgap fetch\` and \`vigil airgap bundle\` again, and apply the new bundle`,
+  );
+}
+
 /** Installs `missing` on one machine from the staged set; the staging directory is removed after. */
-export async function installOffline(shell: RemoteShell, m: Machine, src: OfflineSource, release: string, missing: string[]): Promise<void> {
+export async function installOffline(
+  shell: RemoteShell,
+  m: Machine,
+  src: OfflineSource,
+  release: string,
+  missing: string[],
+  note: (line: string) => void = () => {},
+): Promise<void> {
+  const problem = offlineProblem(src, m.name, release, missing);
+  if (problem) throw problem;
   const repo = repoFor(src, m.name, release);
   const where = `${m.name}, step packages`;
-  const lacking = notInRepo(repo, missing);
-  if (lacking.length)
-    throw offlineError(
-      where,
-      `the ${src.label} at ${src.bundle} has no package ${lacking.join(', ')} for ${release} (its set ${repo.path} has ${repo.info.count} packages); nothing was installed`,
-      `add ${lacking.join(',')} to packages= of the sources file's deb line, run \`vigil airgap fetch\` and \`vigil airgap bundle\` again, and apply the new bundle`,
-    );
   const arch = (await shell.exec(['dpkg', '--print-architecture'])).stdout.trim();
   if (arch !== repo.info.arch)
     throw offlineError(where, `is ${arch}; the bundle's set ${repo.path} is for ${repo.info.arch}`, `fetch the set with arch=${arch} and bundle again`);
@@ -197,8 +219,13 @@ export async function installOffline(shell: RemoteShell, m: Machine, src: Offlin
   };
   await sh(['sh', '-c', 'rm -rf -- "$1" && mkdir -p -m 0755 -- "$1" "$1/lists/partial"', 'vigil-offline', OFFLINE_DIR], `creating ${OFFLINE_DIR}`);
   try {
-    for (const f of repo.files)
-      await shell.writeFile(`${OFFLINE_DIR}/${f.name}`, await readFile(join(repo.local, f.name)), { mode: 0o644, owner: 'root:root' });
+    let t0 = performance.now();
+    let bytes = 0;
+    for (const f of repo.files) {
+      const content = await readFile(join(repo.local, f.name));
+      bytes += content.length;
+      await shell.writeFile(`${OFFLINE_DIR}/${f.name}`, content, { mode: 0o644, owner: 'root:root' });
+    }
     // The copy on the machine, checked against the verified bytes before apt reads it.
     const sums = await sh(
       ['sh', '-c', 'cd -- "$1" && shift && sha256sum -- "$@"', 'vigil-offline', OFFLINE_DIR, ...repo.files.map((f) => f.name)],
@@ -212,6 +239,8 @@ export async function installOffline(shell: RemoteShell, m: Machine, src: Offlin
         `the copy of ${bad.join(', ')} in ${OFFLINE_DIR} differs from the verified bundle`,
         "check the machine's disk, and run apply again",
       );
+    note(`${repo.files.length} files (${(bytes / 2 ** 20).toFixed(1)} MiB) of ${repo.path} copied to ${OFFLINE_DIR} and checked in ${secs(t0)} s`);
+    t0 = performance.now();
     await shell.writeFile(
       `${OFFLINE_DIR}/sources.list`,
       `# vigil apply --offline: the ${src.label}'s package set, for this install only (removed after).\ndeb [trusted=yes] file:${OFFLINE_DIR} ./\n`,
@@ -231,6 +260,8 @@ export async function installOffline(shell: RemoteShell, m: Machine, src: Offlin
         'the set lacks what apt names: add those packages to the deb line (or give base= the status file of a bare machine of this release), fetch and bundle again',
       );
     }
+    note(`apt-get update and a simulated install from ${OFFLINE_DIR} only: ${secs(t0)} s`);
+    t0 = performance.now();
     const r = await shell.exec(offlineInstallCommand(missing), { timeoutMs: 30 * 60_000 });
     if (r.code !== 0)
       throw offlineError(
@@ -238,6 +269,7 @@ export async function installOffline(shell: RemoteShell, m: Machine, src: Offlin
         `installing ${missing.join(' ')} from the ${src.label} failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`,
         `dpkg may have unpacked some of them: run \`dpkg --audit\` on ${m.name} to see which; then run \`vigil apply --offline ${src.bundle}\` again, which installs what is still missing`,
       );
+    note(`installed in ${secs(t0)} s`);
   } finally {
     await shell.exec(['rm', '-rf', '--', OFFLINE_DIR]).catch(() => {});
   }
