@@ -56,7 +56,7 @@ export const ALLOWED = {
   ],
   ops: ['agent/client.ts', 'airgap', 'config', 'etcd', 'events', 'layout', 'model', 'mtls', 'patroni', 'pki', 'remote', 'render', 'util'],
   doctor: ['agent/client.ts', 'config', 'etcd', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'util'],
-  apply: ['agent/client.ts', 'config', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'sync', 'util'],
+  apply: ['agent/client.ts', 'airgap', 'config', 'facts', 'layout', 'model', 'mtls', 'patroni', 'pki', 'proxy', 'remote', 'render', 'sync', 'util'],
   init: ['alerts', 'config', 'dashboard/users.ts', 'layout', 'pki', 'remote', 'util'],
   cli: ['agent', 'airgap', 'apply', 'config', 'doctor', 'init', 'layout', 'model', 'observer', 'ops', 'remote', 'render', 'sync', 'util'],
 

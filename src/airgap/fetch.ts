@@ -18,6 +18,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { dirname, join } from 'node:path';
 import { VigilError, problem, type Problem } from '../util/errors.ts';
+import { fetchDebian, parseDebLine, type DebSet, type PackageGroups } from './fetch-debian.ts';
 import { formatBytes, throttle, unsafePath } from './format.ts';
 
 export interface Source {
@@ -25,6 +26,8 @@ export interface Source {
   url: URL;
   sha256?: string;
   path: string;
+  /** A `deb` line: a Debian package set resolved from the apt repository at `url` into the directory `path` (fetch-debian.ts). */
+  deb?: DebSet;
 }
 
 const FIELDS = ['sha256', 'path'];
@@ -40,6 +43,18 @@ export function parseSources(text: string, file: string): Source[] {
     const content = raw.replace(/(^|\s)#.*$/, '').trim();
     if (content === '') return;
     const [first, ...rest] = content.split(/\s+/);
+    if (first === 'deb') {
+      const set = parseDebLine(rest, file, line, problems);
+      if (!set) return;
+      const earlier = byPath.get(set.path);
+      if (earlier !== undefined) {
+        problems.push(problem(where('path'), `${JSON.stringify(set.path)} is also the path of line ${earlier}`, 'give one of them another path='));
+        return;
+      }
+      byPath.set(set.path, line);
+      sources.push(set);
+      return;
+    }
     let url: URL;
     try {
       url = new URL(first!);
@@ -95,17 +110,19 @@ export interface FetchOptions {
   idleTimeoutMs?: number;
   signal?: AbortSignal;
   progress?: (line: string) => void;
+  /** Package groups a `deb` line may name (`@vigil`), from the caller. */
+  packageGroups?: PackageGroups;
 }
 
 export interface FetchedFile {
   path: string;
   bytes: number;
   sha256: string;
-  outcome: 'downloaded' | 'resumed' | 'present';
+  outcome: 'downloaded' | 'resumed' | 'present' | 'written';
   verified: boolean;
 }
 
-const fetchError = (where: string, message: string, fix: string, retryable = false, cause?: unknown) =>
+export const fetchError = (where: string, message: string, fix: string, retryable = false, cause?: unknown) =>
   new VigilError('AIRGAP_FETCH', [problem(where, message, fix)], { retryable, cause });
 
 async function sha256Of(path: string): Promise<{ sha256: string; bytes: number }> {
@@ -119,7 +136,7 @@ async function sha256Of(path: string): Promise<{ sha256: string; bytes: number }
 }
 
 /** One GET; follows up to 5 redirects to http(s) URLs. */
-function get(url: URL, headers: Record<string, string>, o: FetchOptions, hops = 0): Promise<{ res: http.IncomingMessage; url: URL }> {
+export function get(url: URL, headers: Record<string, string>, o: FetchOptions, hops = 0): Promise<{ res: http.IncomingMessage; url: URL }> {
   return new Promise((resolve, reject) => {
     const lib = url.protocol === 'https:' ? https : http;
     const req = lib.get(url, { headers, signal: o.signal, timeout: o.idleTimeoutMs ?? 30_000 }, (res) => {
@@ -141,7 +158,8 @@ function get(url: URL, headers: Record<string, string>, o: FetchOptions, hops = 
   });
 }
 
-async function fetchOne(s: Source, o: FetchOptions): Promise<FetchedFile> {
+/** Downloads one file to DIR/PATH (resuming DIR/PATH.partial), verified against its SHA-256 when given. */
+export async function fetchOne(s: Source, o: FetchOptions): Promise<FetchedFile> {
   const final = join(o.out, s.path);
   const partial = `${final}.partial`;
   const where = `${o.sourcesPath}:${s.line} ${s.url.href}`;
@@ -241,7 +259,8 @@ export async function fetchSources(o: FetchOptions): Promise<FetchedFile[]> {
   const done: FetchedFile[] = [];
   for (const s of sources) {
     try {
-      done.push(await fetchOne(s, o));
+      if (s.deb) done.push(...(await fetchDebian(s as Source & { deb: DebSet }, o)));
+      else done.push(await fetchOne(s, o));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       if (err instanceof VigilError || typeof e.code !== 'string') throw err;

@@ -39,6 +39,7 @@ import { VigilError, problem } from '../util/errors.ts';
 import { buildArtifact, type Artifact } from './artifact.ts';
 import { daemonUnits, desiredDirs, desiredFiles, sha256, usesBackendCa, type DesiredFile } from './desired.ts';
 import { DISTRO_SERVICES, installCommand, installFix, missingPackages, packagesFor, type PackageManager } from './packages.ts';
+import { installOffline, offlineProblem, openOfflineBundle, type OfflineSource } from './offline.ts';
 import { setPasswordFile } from './password-file.ts';
 import { evaluatePreflight, gatherPreflight, type PreflightFacts } from './preflight.ts';
 import { dirStates, fileStates, systemctl, unitStates } from './remote.ts';
@@ -98,6 +99,13 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
 
     const facts = await preflight(o, run, sh);
     const pms = new Map(facts.map((f) => [f.machine, f.packageManager as PackageManager]));
+    const releases = new Map(facts.map((f) => [f.machine, f.os ? `${f.os.id}/${f.os.versionId}` : 'an unknown release']));
+    let offline: OfflineSource | undefined;
+    if (o.offline) {
+      o.progress(`offline: verifying ${o.offline.bundle} against ${o.offline.trustPath}; no package mirror is used`);
+      offline = await openOfflineBundle(o.offline.bundle, o.offline.trustPath, workDir, o.progress);
+      await offlineCheck(o, offline, sh, pms, releases);
+    }
 
     o.progress('artifact: bundling Vigil for the machines (Node.js, the CLI, the file-sync receiver, the reference application)');
     const artifact = await buildArtifact(join(workDir, 'artifact'));
@@ -111,7 +119,7 @@ export async function applyCluster(o: ApplyOptions): Promise<ApplyReport> {
     const ca = await loadCa(o.pkiDir);
     await eachMachine(cluster.machines, async (m) => {
       const shell = sh(m);
-      await step(m.name, 'packages', () => packages(run, shell, m, pms.get(m.name)!));
+      await step(m.name, 'packages', () => packages(run, shell, m, pms.get(m.name)!, offline && { src: offline, release: releases.get(m.name)! }));
       if (m.roles.includes('db') && pms.get(m.name) === 'dnf') await step(m.name, 'packages', () => pgdgBinLink(run, shell, m));
       await step(m.name, 'distro-services', () => distroServices(run, shell, m));
       await step(m.name, 'files', () => archCheck(shell, artifact));
@@ -178,10 +186,54 @@ async function preflight(o: ApplyOptions, run: Run, sh: (m: Machine) => RemoteSh
   return facts;
 }
 
-async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageManager): Promise<void> {
+/**
+ * Before any machine installs anything: the bundle has what every machine misses (a set for its
+ * release with every missing package), and no machine uses dnf. Else apply stops here, naming
+ * every machine and package, with nothing installed anywhere.
+ */
+async function offlineCheck(
+  o: ApplyOptions,
+  src: OfflineSource,
+  sh: (m: Machine) => RemoteShell,
+  pms: Map<string, PackageManager>,
+  releases: Map<string, string>,
+): Promise<void> {
+  const problems = await Promise.all(
+    o.cluster.machines.map(async (m) => {
+      const pm = pms.get(m.name)!;
+      const missing = await missingPackages(sh(m), pm, packagesFor(o.cluster, m, pm));
+      if (!missing.length) return [];
+      if (pm !== 'apt')
+        return [
+          problem(
+            `${m.name}, step packages`,
+            'uses dnf; apply --offline installs Debian package sets only (RPM sets are not built)',
+            'install the packages from a local dnf repository, then run `vigil apply` without --offline',
+          ),
+        ];
+      return offlineProblem(src, m.name, releases.get(m.name)!, missing)?.problems ?? [];
+    }),
+  );
+  if (problems.flat().length) throw new VigilError('APPLY', problems.flat());
+}
+
+async function packages(run: Run, shell: RemoteShell, m: Machine, pm: PackageManager, offline?: { src: OfflineSource; release: string }): Promise<void> {
   const wanted = packagesFor(run.o.cluster, m, pm);
   const missing = await missingPackages(shell, pm, wanted);
   if (!missing.length) return;
+  if (offline) {
+    if (pm !== 'apt')
+      throw new VigilError('APPLY', [
+        problem(
+          `${m.name}, step packages`,
+          'uses dnf; apply --offline installs Debian package sets only (RPM sets are not built)',
+          'install the packages from a local dnf repository, then run `vigil apply` without --offline',
+        ),
+      ]);
+    run.change(m.name, 'packages', `install ${missing.join(' ')} from ${offline.src.label} (offline)`);
+    if (!run.o.dryRun) await installOffline(shell, m, offline.src, offline.release, missing, (l) => run.note(m.name, 'packages', l));
+    return;
+  }
   run.change(m.name, 'packages', `install ${missing.join(' ')}`);
   if (run.o.dryRun) return;
   let r = await shell.exec(installCommand(pm, missing), { timeoutMs: 30 * 60_000 });

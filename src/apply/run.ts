@@ -46,6 +46,8 @@ export interface ApplyOptions {
   /** `vigil plan`: look, report, change nothing. */
   dryRun: boolean;
   progress(line: string): void;
+  /** `--offline BUNDLE --trust FILE`: packages from the bundle's package sets only (src/apply/offline.ts). */
+  offline?: { bundle: string; trustPath: string };
   /** Give up waiting for a tier (etcd healthy, a primary, the application) after this long (default 180 s). */
   waitMs?: number;
 }
