@@ -577,11 +577,13 @@ describe('file sync on distributed', () => {
       );
     const sameSet = (x: Map<string, string>, y: Map<string, string>) => x.size === y.size && [...x].every(([k, v]) => y.get(k) === v);
     // The 192 MiB would not fit the next test's small filesystem (`lab fill`): removed whatever happens.
+    // File sync may be writing there meanwhile (a standby's staging copy): rm tries again on ENOTEMPTY.
+    const gone = { recursive: true, force: true, maxRetries: 20, retryDelay: 250 };
     const cleanUp = async () => {
       for (const node of [s, a]) {
-        await rm(o.patchesOn(node, 'patches'), { recursive: true, force: true });
-        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.airgap-previous`), { recursive: true, force: true });
-        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.sync-staging`), { recursive: true, force: true });
+        await rm(o.patchesOn(node, 'patches'), gone);
+        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.airgap-previous`), gone);
+        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.sync-staging`), gone);
       }
     };
     try {
@@ -709,6 +711,18 @@ describe('file sync on distributed', () => {
   it('a full disk on the standby is reported, not a crash, and sync resumes once there is space', async () => {
     const a = await activeNode();
     const s = a === 'app1' ? 'app2' : 'app1';
+    // Start from file sync at rest: the previous test's clean-up (its bundle removed from the patch
+    // directory) can cut a push of that directory, whose error stays until the next push succeeds.
+    let before: SyncStatus['peers'][number] | undefined;
+    await waitFor(
+      `file sync from ${a} to ${s} at rest`,
+      async () => {
+        before = (await syncOf(a)).peers.find((p) => p.node === s);
+        return before && before.error === null && before.backlog === 0 && !before.reconciling ? true : undefined;
+      },
+      120_000,
+      500,
+    ).catch((err: Error) => assert.fail(`${err.message}; last seen: ${JSON.stringify(before)}`));
     await labFill(s, '/var/lib/vigil/app');
     try {
       await writeFile(onHost(a, 'while-full.bin'), Buffer.alloc(256 * 1024, 7));
