@@ -6,20 +6,25 @@
  *      bytes written being the bytes hashed; the state (sequence, bundle id, manifest and its
  *      signature) goes into the staging directory's .vigil-airgap/
  *   2. write a journal naming the staged bundle
- *   3. rename the target to .NAME.airgap-previous (the one set kept for a manual roll-back)
- *   4. rename the staging directory to the target
+ *   3. exchange the staging directory and the target in one step (renameat2 RENAME_EXCHANGE,
+ *      src/util/exchange.ts): the target is the old set, then the new one, never absent, never a mix
+ *      (a first import, with no target yet, renames the staging directory to it)
+ *   4. rename the old set, now under the staging name, to .NAME.airgap-previous (the one set kept
+ *      for a manual roll-back)
  *   5. remove the journal
  *
  * The same bundle again is a no-op only if the target still holds its set (check.ts); otherwise
  * it is imported again, so a directory that got the record without the whole set is mended.
  *
  * A refusal at 1 removes the staging directory: nothing changed. A crash after 2 is finished by
- * the next import, which first reads the journal: between 3 and 4 the target is absent (never
- * half-filled) until that run. Two imports at once are kept apart by a lock file.
+ * the next import, which first reads the journal: the staging directory still holds the journal's
+ * bundle (no exchange yet: do it), or the target does (exchanged: only step 4 is left). Two
+ * imports at once are kept apart by a lock file.
  */
 import { lstat, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { VigilError, problem } from '../util/errors.ts';
+import { exchangeDirs } from '../util/exchange.ts';
 import { PatchDirChecker, describePatchDir } from './check.ts';
 import { MANIFEST, SIGNATURE, STATE_DIR } from './format.ts';
 import { writeTrust, type TrustChain } from './keys.ts';
@@ -33,7 +38,7 @@ export interface ImportState {
   importedAt: string;
 }
 
-export type ImportStep = 'staged' | 'journal' | 'moved-old';
+export type ImportStep = 'staged' | 'journal' | 'exchanged';
 
 export interface ImportOptions {
   bundle: string;
@@ -140,6 +145,28 @@ async function withLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Step 4: the old set, under the staging name after the exchange, becomes the one previous set kept. */
+async function keepPrevious(target: string): Promise<void> {
+  const p = paths(target);
+  await rm(p.previous, { recursive: true, force: true });
+  await rename(p.staging, p.previous);
+  await syncDir(dirname(target));
+}
+
+/** Step 3 (and 4): the staged set becomes the target in one step. */
+async function putInPlace(target: string, crashAfter?: ImportStep): Promise<void> {
+  const p = paths(target);
+  if (await exists(target)) {
+    exchangeDirs(p.staging, target);
+    await syncDir(dirname(target));
+    if (crashAfter === 'exchanged') throw new Error('crash after exchanged (test)');
+    await keepPrevious(target);
+  } else {
+    await rename(p.staging, target);
+    await syncDir(dirname(target));
+  }
+}
+
 /** Finishes an import a crash interrupted after its journal was written; removes a stale staging directory. */
 async function recover(target: string): Promise<boolean> {
   const p = paths(target);
@@ -154,14 +181,8 @@ async function recover(target: string): Promise<boolean> {
     return false;
   }
   const staged = await readState(p.staging);
-  if (staged?.bundleId === journal.bundleId) {
-    if (await exists(target)) {
-      await rm(p.previous, { recursive: true, force: true });
-      await rename(target, p.previous);
-    }
-    await rename(p.staging, target);
-    await syncDir(dirname(target));
-  }
+  if (staged?.bundleId === journal.bundleId) await putInPlace(target);
+  else if ((await readState(target))?.bundleId === journal.bundleId && (await exists(p.staging))) await keepPrevious(target);
   await rm(p.journal, { force: true });
   return true;
 }
@@ -244,11 +265,7 @@ export async function importBundle(o: ImportOptions): Promise<ImportResult> {
       await rename(`${p.journal}.tmp`, p.journal);
       await syncDir(dirname(o.target));
       if (o.crashAfter === 'journal') throw new Error('crash after journal (test)');
-      await rm(p.previous, { recursive: true, force: true });
-      if (await exists(o.target)) await rename(o.target, p.previous);
-      if (o.crashAfter === 'moved-old') throw new Error('crash after moved-old (test)');
-      await rename(p.staging, o.target);
-      await syncDir(dirname(o.target));
+      await putInPlace(o.target, o.crashAfter);
       await unlink(p.journal);
     } catch (err) {
       if (o.crashAfter) throw err; // a simulated crash leaves everything as a real one would

@@ -10,6 +10,8 @@ import {
   reconcileArgs,
   serverArgv,
   stillAccepted,
+  wholeServerArgv,
+  wholeStaging,
   type AcceptState,
 } from './protocol.ts';
 
@@ -26,6 +28,7 @@ test('a push from the active machine at the current epoch is accepted', () => {
     epoch: 7,
     dir: DIR,
     full: true,
+    whole: false,
     options: ['-trce.iLsfxCIvu', '--timeout=30', '--delete', '--force', '--partial-dir', '.vigil-sync-partial', '--numeric-ids'],
   });
   const inc = decidePush(
@@ -44,6 +47,16 @@ test('a push from the active machine at the current epoch is accepted', () => {
     NOW,
   );
   assert.equal(whole.ok && whole.full, true);
+  assert.equal(whole.ok && whole.whole, true);
+  // The whole set is built beside the directory, the live one as --link-dest, then exchanged (receive.ts).
+  assert.equal(wholeStaging(DIR), '/var/lib/vigil/app/.attachments.sync-staging');
+  const argv = wholeServerArgv(whole.ok ? whole.options : [], wholeStaging(DIR), DIR);
+  assert.deepEqual(argv.slice(-3), [`--link-dest=${DIR}`, '.', '/var/lib/vigil/app/.attachments.sync-staging/']);
+  assert.ok(!argv.some((a) => a.startsWith('--backup')));
+  assert.match(
+    refused(push(7, '-trce.iLsfxCIvu --timeout=30 --delete --force --partial-dir .vigil-sync-partial --delay-updates --numeric-ids')),
+    /--delay-updates \(a whole-set push\) comes with --delete-delay/,
+  );
 });
 
 const refused = (command: string | undefined, peer = 'app1', s: AcceptState | null = state, now = NOW) => {
@@ -129,8 +142,9 @@ test('the pusher names the epoch, the directory and only options the receiver ac
   assert.equal(full.at(-1), '10.0.0.12:/elsewhere/');
   assert.ok(!full.includes('--delay-updates') && !full.includes('--delete-delay'));
   // A directory held as one set: every change lands at the end, deletions included.
-  const whole = reconcileArgs(DIR, t, true, DIR, false, true);
+  const whole = reconcileArgs(DIR, t, true, DIR, false, true, '/proc/self/fd/3');
   assert.ok(whole.includes('--delay-updates') && whole.includes('--delete-delay') && !whole.includes('--delete'), whole.join(' '));
+  assert.deepEqual(whole.slice(-2), ['/proc/self/fd/3/', `10.0.0.12:${DIR}/`], 'read through the pinned handle');
 });
 
 test("rsync's failures are told apart: refused, disk full, unreachable, other", () => {
@@ -147,6 +161,11 @@ test("rsync's failures are told apart: refused, disk full, unreachable, other", 
     },
   );
   assert.equal(classifyFailure(11, 'rsync: [receiver] write failed on "/x": No space left on device (28)', 'app2', DIR).kind, 'disk-full');
+  // The receiver's own message when the staging directory of a whole set cannot be made (node's wording).
+  assert.equal(
+    classifyFailure(1, 'vigil-sync: cannot prepare /x/.p.sync-staging for /x/p: ENOSPC: no space left on device, mkdir', 'app2', DIR).kind,
+    'disk-full',
+  );
   assert.equal(classifyFailure(255, 'ssh: connect to host 10.0.0.12 port 22: Connection refused', 'app2', DIR).kind, 'unreachable');
   assert.equal(classifyFailure(255, 'Host key verification failed.', 'app2', DIR).kind, 'unreachable');
   const other = classifyFailure(23, 'rsync: some error\nrsync error: some files could not be transferred (code 23)', 'app2', DIR);

@@ -54,7 +54,12 @@ export interface AcceptState {
 /** Per synced directory: the machine and epoch of the last full reconciliation received. */
 export type Sources = Record<string, { node: string; epoch: number; at: string }>;
 
-export type PushDecision = { ok: true; epoch: number; dir: string; full: boolean; options: string[] } | { ok: false; reason: string };
+/**
+ * `full`: a reconciliation (the standby's directory becomes what the pusher holds). `whole`: a
+ * directory held as one set (the air-gap patch directory, marked by `--delay-updates`): the
+ * receiver builds the new set beside it and exchanges the two in one step (receive.ts).
+ */
+export type PushDecision = { ok: true; epoch: number; dir: string; full: boolean; whole: boolean; options: string[] } | { ok: false; reason: string };
 
 const SAFE_TOKEN = /^[A-Za-z0-9._/=,:@+-]+$/;
 /**
@@ -138,7 +143,9 @@ export function decidePush(command: string | undefined, peer: string, state: Acc
   if (!state.active) return refuse('no machine is active yet');
   if (state.active.node !== peer || state.active.epoch !== epoch)
     return refuse(`stale push from ${peer} at epoch ${epoch}: the active machine is ${state.active.node} at epoch ${state.active.epoch}`);
-  return { ok: true, epoch, dir, full: options.includes('--delete') || options.includes('--delete-delay'), options };
+  const whole = options.includes('--delay-updates');
+  if (whole && !options.includes('--delete-delay')) return refuse('--delay-updates (a whole-set push) comes with --delete-delay');
+  return { ok: true, epoch, dir, full: options.includes('--delete') || options.includes('--delete-delay'), whole, options };
 }
 
 /** Whether the receiver is still entitled to run a push it accepted (checked during the transfer). */
@@ -166,6 +173,22 @@ export function quarantineDir(root: string, dir: string, peer: string, epoch: nu
 /** The rsync process the receiver runs: the client's options, then the receiver's own (RECEIVER_FORCED), plus the backup into quarantine when needed. */
 export function serverArgv(options: string[], dir: string, quarantine: string | null): string[] {
   return ['rsync', '--server', ...options, ...RECEIVER_FORCED, ...(quarantine ? ['--backup', `--backup-dir=${quarantine}`] : []), '.', `${trimSlash(dir)}/`];
+}
+
+/** Where a whole-set push builds the new set: beside the directory (same filesystem), kept between pushes so a cut one resumes. */
+export function wholeStaging(dir: string): string {
+  const d = trimSlash(dir);
+  const slash = d.lastIndexOf('/');
+  return `${d.slice(0, slash + 1)}.${d.slice(slash + 1)}.sync-staging`;
+}
+
+/**
+ * The rsync process of a whole-set push: into the staging directory, with the live directory as
+ * `--link-dest` (files that did not change are hard links to the live ones, not sent again).
+ * No backup: the receiver quarantines what the exchange displaced itself (receive.ts).
+ */
+export function wholeServerArgv(options: string[], staging: string, linkDest: string | null): string[] {
+  return ['rsync', '--server', ...options, ...RECEIVER_FORCED, ...(linkDest ? [`--link-dest=${trimSlash(linkDest)}`] : []), '.', `${trimSlash(staging)}/`];
 }
 
 export interface PushTarget {
@@ -227,16 +250,18 @@ export function incrementalArgs(dir: string, t: PushTarget, remoteDir = dir): st
  * there (rsync stops with exit 25 if it would have) and the operator is told. `whole`: the
  * directory is replaced as one set (the air-gap patch directory).
  */
-export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir, sourceEmpty = false, whole = false): string[] {
+export function reconcileArgs(dir: string, t: PushTarget, checksum: boolean, remoteDir = dir, sourceEmpty = false, whole = false, source = dir): string[] {
   return [
     ...baseArgs(t),
-    // `whole`: every change lands at the end (files renamed into place, then the deletions), so a
-    // push cut short (the active machine dies) leaves the standby's old content, not a mix.
+    // `whole`: the receiver builds the set beside the directory and exchanges the two in one step
+    // at the end (receive.ts), so a push cut short (the active machine dies) leaves the standby's
+    // old set, not a mix. --delay-updates is what tells the receiver; it also keeps every file in
+    // the staging directory's holding place until the whole transfer has arrived.
     ...(whole ? ['--delete-delay', '--delay-updates'] : ['--delete']),
     ...(sourceEmpty ? ['--max-delete=0'] : []),
     '--force',
     ...(checksum ? ['--checksum'] : []),
-    `${trimSlash(dir)}/`,
+    `${trimSlash(source)}/`,
     `${t.address}:${trimSlash(remoteDir)}/`,
   ];
 }
@@ -251,7 +276,7 @@ export function classifyFailure(code: number, stderr: string, peer: string, dir:
       kind: 'failed',
       message: `${dir} is empty on this machine while ${peer} holds files there: not emptying ${peer}. If the directory's volume is not mounted, mount it; if the files were really all deleted, delete them on ${peer} too`,
     };
-  if (/No space left on device|Disk quota exceeded/.test(stderr))
+  if (/No space left on device|Disk quota exceeded/i.test(stderr))
     return { kind: 'disk-full', message: `${peer} has no space left for ${dir}: changes wait here until space is freed there (df -h ${dir} on ${peer})` };
   if (code === 255 || /Connection (refused|timed out|closed)|No route to host|Could not resolve|Host key verification failed|Permission denied/.test(stderr)) {
     const line = lastLine(stderr);

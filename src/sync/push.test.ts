@@ -6,14 +6,16 @@
  */
 import { bootClockMs } from '../util/boot-clock.ts';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { waitFor } from '../util/exec.ts';
 import { bundleReceiver } from './bundle.ts';
-import type { AcceptState } from './protocol.ts';
+import { reconcileArgs, wholeStaging, type AcceptState, type PushTarget } from './protocol.ts';
 import { Pusher } from './push.ts';
 
 let base: string;
@@ -153,6 +155,115 @@ for (const whole of [false, true])
       await p.stop();
     }
   });
+
+test('a directory held as one set is never carried path by path: after a replaced root and a later change, only whole reconciliations ran', async () => {
+  const r = await rig('whole-only');
+  await r.setActive('app1', 3);
+  await mkdir(join(r.src, 'patches'), { recursive: true });
+  await writeFile(join(r.src, 'patches', 'kb1.msu'), 'old set');
+  // rsync, each run's arguments written down first.
+  const runs = join(r.root, 'rsync-runs');
+  const wrapper = join(r.root, 'rsync');
+  await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${runs}\nexec rsync "$@"\n`);
+  await chmod(wrapper, 0o755);
+  const p = new Pusher({
+    epoch: 3,
+    dirs: [r.src],
+    wholeDirs: [r.src],
+    remoteDir: () => r.dst,
+    peers: [{ node: 'app2', address: 'localhost', sshPort: 22 }],
+    sshCommand: () => r.rsh,
+    timeoutSeconds: 10,
+    batchDelayMs: 10,
+    reconcileIntervalMs: 3_600_000,
+    checksum: true,
+    rsync: wrapper,
+    log: () => undefined,
+  });
+  await p.start();
+  try {
+    await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
+    // What src/airgap/import.ts does: the new set staged beside the root, then swapped in. The new
+    // root has a subdirectory of the old one's name, which the old root's watch names on the swap.
+    const staging = join(r.root, '.src.staging');
+    await mkdir(join(staging, 'patches'), { recursive: true });
+    for (let i = 1; i <= 5; i++) await writeFile(join(staging, 'patches', `big-${i}.msu`), `new set ${i}`);
+    await rename(r.src, join(r.root, '.src.previous'));
+    await rename(staging, r.src);
+    await waitFor('the new set on the standby', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
+    await writeFile(join(r.src, 'patches', 'by-hand.msu'), 'a change in the set');
+    await waitFor('the change on the standby', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
+    const lines = (await readFile(runs, 'utf8')).trim().split('\n');
+    assert.ok(lines.length >= 3, lines.join('\n'));
+    assert.deepEqual(
+      lines.filter((l) => !l.includes('--delay-updates') || l.includes('--files-from')),
+      [],
+      'every push of the set was a whole reconciliation',
+    );
+  } finally {
+    await p.stop();
+  }
+});
+
+test('a whole-set push cut off in the middle leaves the standby the old set; the next one exchanges the new set in, unchanged files linked, not sent', async () => {
+  const r = await rig('whole-cut');
+  await r.setActive('app1', 3);
+  const t = (rsh: string): PushTarget => ({ address: 'localhost', sshPort: 22, epoch: 3, sshCommand: rsh, timeoutSeconds: 10 });
+  const push = (rsh: string) => spawnSync('rsync', reconcileArgs(r.src, t(rsh), true, r.dst, false, true), { encoding: 'utf8' });
+  await writeFile(join(r.src, 'kept.msu'), 'in both sets');
+  await writeFile(join(r.src, 'old.msu'), 'old set only');
+  const first = push(r.rsh);
+  assert.equal(first.status, 0, first.stderr);
+  const oldSet = await tree(r.dst);
+  const keptIno = (await stat(join(r.dst, 'kept.msu'))).ino;
+  await rm(join(r.src, 'old.msu'));
+  for (let i = 1; i <= 12; i++) await writeFile(join(r.src, `big-${String(i).padStart(2, '0')}.msu`), randomBytes(512 << 10));
+  // A slow connection (about 1 MB/s), cut once two files of the new set have arrived whole on the
+  // standby: rsync on the active side is killed, as when its machine dies.
+  const slow = join(r.root, 'rsh-slow');
+  const throttle = `perl -e '$|=1; while (sysread(STDIN, $b, 65536)) { syswrite(STDOUT, $b); select(undef, undef, undef, 0.05) }'`;
+  await writeFile(slow, (await readFile(r.rsh, 'utf8')).replace(/^exec (.*)$/m, `${throttle} | $1`));
+  await chmod(slow, 0o755);
+  const staging = wholeStaging(r.dst);
+  const client = spawn('rsync', reconcileArgs(r.src, t(slow), true, r.dst, false, true), { stdio: 'ignore' });
+  const exited = new Promise((resolve) => client.on('exit', resolve));
+  const whole = async () =>
+    (await readdir(staging, { recursive: true }).catch(() => [] as string[])).filter(
+      (n) => /(^|\/)big-\d+\.msu$/.test(n) && statSync(join(staging, n), { throwIfNoEntry: false })?.size === 512 << 10,
+    );
+  const arrived = await waitFor('two files of the new set to arrive whole', async () => ((await whole()).length >= 2 ? whole() : undefined), 30_000, 10);
+  client.kill('SIGKILL');
+  await exited;
+  await waitFor('the receiver to end', async () => ((await readdir(join(r.root, 'receivers')).catch(() => [])).length === 0 ? true : undefined), 30_000, 50);
+  assert.ok(arrived.length < 12, `the cut came before the whole set had arrived: ${arrived.join(', ')}`);
+  assert.deepEqual(await tree(r.dst), oldSet, 'the standby holds the old set, whole');
+  // The next push completes: the new set, in one exchange; the unchanged file is the same file (linked).
+  const second = push(r.rsh);
+  assert.equal(second.status, 0, second.stderr);
+  assert.ok(await same(r.src, r.dst));
+  assert.equal((await stat(join(r.dst, 'kept.msu'))).ino, keptIno, 'an unchanged file is linked from the old set, not sent again');
+  assert.equal(await look(staging), null, 'the old set is removed after the exchange');
+  assert.deepEqual(await readdir(r.quarantine).catch(() => []), [], 'the same epoch: nothing to quarantine');
+});
+
+test('a whole set from a new epoch: what the old set held and the new one does not goes to quarantine', async () => {
+  const r = await rig('whole-quarantine');
+  await r.setActive('app1', 4);
+  await writeFile(join(r.dst, 'only-here.msu'), 'never reached the new active');
+  await writeFile(join(r.dst, 'same.msu'), 'in both');
+  await writeFile(join(r.src, 'same.msu'), 'in both');
+  await writeFile(join(r.src, 'new.msu'), 'new');
+  const t: PushTarget = { address: 'localhost', sshPort: 22, epoch: 4, sshCommand: r.rsh, timeoutSeconds: 10 };
+  const res = spawnSync('rsync', reconcileArgs(r.src, t, true, r.dst, false, true), { encoding: 'utf8' });
+  assert.equal(res.status, 0, res.stderr);
+  assert.deepEqual(await tree(r.dst), { 'new.msu': 'new', 'same.msu': 'in both' });
+  const sessions = await readdir(r.quarantine);
+  assert.equal(sessions.length, 1);
+  const kept = await tree(join(r.quarantine, sessions[0]!));
+  const prefix = r.dst.slice(1);
+  // same.msu came anew (another time), but with the same bytes: nothing of it is lost, it is not kept.
+  assert.deepEqual(kept, { [`${prefix}/only-here.msu`]: 'never reached the new active' });
+});
 
 test('a push at a stale epoch is refused and nothing changes on the standby', async () => {
   const r = await rig('stale');

@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { SyncErrorKind, SyncStatus } from '../model/ha.ts';
-import { readdir } from 'node:fs/promises';
+import { open, readdir } from 'node:fs/promises';
 import { PARTIAL_DIR, classifyFailure, incrementalArgs, isSuccess, percentile, reconcileArgs, type PushTarget } from './protocol.ts';
 import { TreeWatcher } from './watch.ts';
 
@@ -38,9 +38,11 @@ export interface PusherOptions {
   /** The rsync binary (default rsync from PATH). */
   rsync?: string;
   /**
-   * Directories held as one set (the air-gap patch directory): their full reconciliations land
-   * every change at the end (protocol.ts reconcileArgs `whole`), so a standby holds the old set or
-   * the new one even when the push is cut off by the active machine's death.
+   * Directories held as one set (the air-gap patch directory): never pushed path by path (any
+   * change asks for a reconciliation), read through a handle on the directory as it was when the
+   * push started, and exchanged in one step on the standby (protocol.ts reconcileArgs `whole`,
+   * receive.ts), so a standby holds the old set or the new one even when the push is cut off by
+   * the active machine's death.
    */
   wholeDirs?: string[];
   now?: () => number;
@@ -51,6 +53,8 @@ const LAG_SAMPLES = 2000;
 const MAX_BACKOFF_MS = 5000;
 /** How long rsync's stderr is still read after rsync exited (see Channel.rsync). */
 const STDERR_LINGER_MS = 500;
+/** A whole directory is read by rsync through its descriptor 3, the directory as opened before the push. */
+const PINNED_SOURCE = '/proc/self/fd/3';
 /** rsync's own status for "killed by a signal" (RERR_SIGNAL). */
 const RSYNC_SIGNALLED = 20;
 
@@ -106,6 +110,13 @@ export class Pusher {
   }
 
   private changed(dir: number, rel: string): void {
+    // A directory held as one set is never carried path by path: a batch would land the new set
+    // on the standby file by file (a mix if the push is cut), so any change there asks for a
+    // whole reconciliation instead, which lands the set in one step (receive.ts).
+    if (this.o.wholeDirs?.includes(this.o.dirs[dir]!)) {
+      this.reconcileNow();
+      return;
+    }
     for (const c of this.channels) c.mark(dir, rel);
   }
 
@@ -260,7 +271,22 @@ class Channel {
       for (const dir of this.o.dirs) {
         const empty = (await readdir(dir).catch(() => [])).filter((n) => n !== PARTIAL_DIR).length === 0;
         const whole = this.o.wholeDirs?.includes(dir) ?? false;
-        const r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir), empty, whole));
+        let r: { code: number; stderr: string };
+        if (whole) {
+          // rsync opens every directory by its full path again as it goes, so a root replaced
+          // meanwhile (an import) would be read half old, half new. Read through a handle on the
+          // directory as it was when the push started instead (/proc/self/fd/3 in rsync): one set.
+          const fh = await open(dir, 'r').catch(() => null);
+          try {
+            r = fh
+              ? await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir), empty, true, PINNED_SOURCE), undefined, fh.fd)
+              : { code: 23, stderr: `${dir} cannot be opened` };
+          } finally {
+            await fh?.close();
+          }
+          // Exit 24 (files vanished while read): the set was removed under the push; not a complete set.
+          if (r.code === 24) r = { code: 23, stderr: `${r.stderr}\n${dir}: files vanished during the push: not a complete set, pushed again` };
+        } else r = await this.rsync(reconcileArgs(dir, this.target(), this.o.checksum, this.o.remoteDir?.(dir), empty, false));
         if (!this.settle(r, dir)) {
           this.reconcileWanted = true;
           return false;
@@ -356,11 +382,11 @@ class Channel {
    * stuck disk). So stderr is read on only briefly after the exit, then let go: waiting for the
    * pipe to close could hold the channel (and stop(), and the agent's shutdown) indefinitely.
    */
-  private rsync(args: string[], input?: Buffer): Promise<{ code: number; stderr: string }> {
+  private rsync(args: string[], input?: Buffer, fd3?: number): Promise<{ code: number; stderr: string }> {
     // Stopped meanwhile (stop() found no child to kill): start nothing new.
     if (this.stopped) return Promise.resolve({ code: RSYNC_SIGNALLED, stderr: 'the pusher stopped' });
     return new Promise((resolve) => {
-      const child = spawn(this.o.rsync ?? 'rsync', args, { stdio: [input ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+      const child = spawn(this.o.rsync ?? 'rsync', args, { stdio: [input ? 'pipe' : 'ignore', 'ignore', 'pipe', ...(fd3 === undefined ? [] : [fd3])] });
       this.child = child;
       let linger: NodeJS.Timeout | undefined;
       child.on('exit', () => {

@@ -5,15 +5,37 @@
  * at once if the active record moves away from the pusher. Files the push would delete or
  * overwrite go to quarantine until a full reconciliation from the pusher's epoch has completed.
  *
+ * A whole-set push (the air-gap patch directory, `--delay-updates`) never writes into the
+ * directory: rsync builds the set in a staging directory beside it (the live one as --link-dest),
+ * and only after rsync succeeded, still accepted, are the two exchanged in one renameat2
+ * (src/util/exchange.ts). A push cut off at any point leaves the directory as it was.
+ *
  * Bundled into one small file (src/sync/bundle.ts) and run with plain node: it starts for every
  * batch of changes, so it imports nothing beyond node's own modules, protocol.ts and
  * util/boot-clock.ts.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { bootClockMs } from '../util/boot-clock.ts';
+import { exchangeDirs } from '../util/exchange.ts';
 import {
+  PARTIAL_DIR,
   REFUSED_EXIT,
   REFUSED_PREFIX,
   SYNC_PATHS,
@@ -22,6 +44,8 @@ import {
   quarantineDir,
   serverArgv,
   stillAccepted,
+  wholeServerArgv,
+  wholeStaging,
   type AcceptState,
   type Sources,
 } from './protocol.ts';
@@ -38,6 +62,56 @@ export interface ReceiveOptions {
   sourcesFile?: string;
   /** How often the accept file is read again during a transfer (default 100 ms). */
   recheckMs?: number;
+}
+
+/** Whether two files hold the same bytes (read in 1 MiB pieces). */
+function sameContent(a: string, b: string): boolean {
+  const [fa, fb] = [openSync(a, 'r'), openSync(b, 'r')];
+  try {
+    const [ba, bb] = [Buffer.alloc(1 << 20), Buffer.alloc(1 << 20)];
+    for (;;) {
+      const [na, nb] = [readSync(fa, ba), readSync(fb, bb)];
+      if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false;
+      if (na === 0) return true;
+    }
+  } finally {
+    closeSync(fa);
+    closeSync(fb);
+  }
+}
+
+/**
+ * After a whole-set exchange, `old` holds the set the directory held before. With quarantine on
+ * (the first reconciliation from this pusher's epoch), every file of it that the new set does not
+ * hold as the same file (a hard link from --link-dest, or the same bytes) is moved into the quarantine, as
+ * rsync's --backup does for the other pushes; then `old` is removed.
+ */
+function retire(old: string, live: string, quarantine: string | null): void {
+  if (quarantine) {
+    const walk = (rel: string) => {
+      for (const e of readdirSync(join(old, rel), { withFileTypes: true })) {
+        const r = rel ? join(rel, e.name) : e.name;
+        if (e.name === PARTIAL_DIR) continue; // partial transfers, not files of the set
+        if (e.isDirectory()) {
+          walk(r);
+          continue;
+        }
+        const kept = (() => {
+          try {
+            const [n, o] = [lstatSync(join(live, r)), lstatSync(join(old, r))];
+            return n.ino === o.ino || (n.isFile() && n.size === o.size && sameContent(join(live, r), join(old, r)));
+          } catch {
+            return false;
+          }
+        })();
+        if (kept) continue;
+        mkdirSync(dirname(join(quarantine, r)), { recursive: true });
+        renameSync(join(old, r), join(quarantine, r));
+      }
+    };
+    walk('');
+  }
+  rmSync(old, { recursive: true, force: true });
 }
 
 function readJson<T>(path: string): T | null {
@@ -85,7 +159,23 @@ export async function receive(o: ReceiveOptions): Promise<number> {
   mkdirSync(receivers, { recursive: true });
   const mark = join(receivers, String(process.pid));
   writeFileSync(mark, `${o.peer} ${decision.epoch} ${decision.dir}\n`);
-  const argv = serverArgv(decision.options, decision.dir, quarantine);
+  // A whole set (the air-gap patch directory): built beside the directory, then exchanged with it in one step.
+  const staging = decision.whole ? wholeStaging(decision.dir) : null;
+  const live = decision.dir.replace(/\/+$/, '');
+  if (staging) {
+    try {
+      mkdirSync(staging, { recursive: true, mode: 0o750 });
+      // The directory keeps its owner through the exchange (rsync sets its mode, not its owner: --no-owner).
+      const st = statSync(live, { throwIfNoEntry: false }); // none yet: the staging one becomes it, owned by this account
+      if (st) chownSync(staging, st.uid, st.gid);
+    } catch (err) {
+      // A full disk here says so as rsync would ("No space left on device"): the pusher reports it as such.
+      process.stderr.write(`vigil-sync: cannot prepare ${staging} for ${live}: ${(err as Error).message}\n`);
+      rmSync(mark, { force: true });
+      return 1;
+    }
+  }
+  const argv = staging ? wholeServerArgv(decision.options, staging, existsSync(live) ? live : null) : serverArgv(decision.options, decision.dir, quarantine);
   // Its own process group: rsync's receiving side is two processes (the generator, and the
   // receiver it forks), and both must stop.
   const child = spawn(argv[0]!, argv.slice(1), { stdio: 'inherit', detached: true });
@@ -121,8 +211,24 @@ export async function receive(o: ReceiveOptions): Promise<number> {
     child.on('close', (c) => resolve(c ?? 1));
   });
   clearInterval(recheck);
-  process.off('SIGTERM', onTerm);
   try {
+    // From here to the return nothing awaits: the SIGTERM listener (still on, so the signal cannot
+    // kill this process between two steps) runs only afterwards. A stopped receiver exchanges nothing.
+    if (!stopped && staging && code === 0) {
+      if (!stillAccepted(o.peer, decision.epoch, readJson<AcceptState>(acceptFile)))
+        stopped = `the active record moved away from ${o.peer} at epoch ${decision.epoch} during the transfer`;
+      else {
+        try {
+          if (existsSync(live)) {
+            exchangeDirs(staging, live);
+            retire(staging, live, quarantine);
+          } else renameSync(staging, live);
+        } catch (err) {
+          process.stderr.write(`vigil-sync: ${(err as Error).message}\n`);
+          return 1;
+        }
+      }
+    }
     if (stopped) {
       process.stderr.write(`${REFUSED_PREFIX} ${stopped}\n`);
       return REFUSED_EXIT;
@@ -137,6 +243,7 @@ export async function receive(o: ReceiveOptions): Promise<number> {
     }
     return code;
   } finally {
+    process.off('SIGTERM', onTerm);
     if (quarantine) pruneEmpty(quarantine, qroot);
     rmSync(mark, { force: true });
   }

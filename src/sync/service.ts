@@ -7,13 +7,13 @@
  *   an older epoch writes under the application;
  * - looks at the quarantine and reports new entries (an event, the status).
  */
-import { readFile, readdir, rename, stat, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, readdir, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Cluster } from '../config/schema.ts';
 import type { ActiveRecord, SyncErrorKind, SyncStatus } from '../model/ha.ts';
 import type { NewEvent } from '../events/log.ts';
 import { sleep } from '../util/exec.ts';
-import { SYNC_PATHS, sshCommand, type AcceptState } from './protocol.ts';
+import { SYNC_PATHS, sshCommand, wholeStaging, type AcceptState } from './protocol.ts';
 import { Pusher, type PeerSpec } from './push.ts';
 
 export interface FileSyncOptions {
@@ -95,9 +95,14 @@ export class FileSync {
         // exited meanwhile
       }
     }
-    if (!live.length) return;
-    this.o.log('sync-receivers-stopped', { pids: live });
-    for (let i = 0; i < 20 && live.some(alive); i++) await sleep(50);
+    if (live.length) {
+      this.o.log('sync-receivers-stopped', { pids: live });
+      for (let i = 0; i < 20 && live.some(alive); i++) await sleep(50);
+    }
+    // A whole-set push cut off here left its staging copy beside the patch directory: never used
+    // while this machine is active (a push to it starts again from its own set), so freed now.
+    const patchDir = this.o.cluster.application.patchDir;
+    if (patchDir && !live.some(alive)) await rm(wholeStaging(patchDir), { recursive: true, force: true }).catch(() => undefined);
   }
 
   status(view: AgentView): SyncStatus {

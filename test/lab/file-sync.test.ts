@@ -6,8 +6,8 @@
  * one, what it had not is quarantined on it when it returns); the direction reverses; a full disk
  * on a standby is reported and recovers. The air gap: fetch, bundle, carry, import, status and
  * doctor; an alert for every import and refusal at a webhook on the lab's bridge; and the active
- * machine killed as file sync starts carrying a new set to the standby (old set or new, never a
- * mix; a kill after some files had landed is not covered: docs/airgap.md).
+ * machine killed while file sync carries a new set to the standby, after several of its files
+ * have arrived there (old set or new on the new active machine, never a mix).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -518,11 +518,10 @@ describe('file sync on distributed', () => {
   });
 
   /**
-   * A failover in the middle of an import: the active machine dies as file sync starts carrying
-   * bundle 3 to the standby (its first file in flight). The new active machine holds the old set
-   * or the new one, never a mix, and status says which; the import run again completes there and
-   * reaches the old active machine once it is back. A kill later in that copy, once some files
-   * have landed, can leave a mix (docs/airgap.md): not covered here.
+   * A failover in the middle of an import: the active machine dies while file sync carries bundle
+   * 3 to the standby, once 8 of its 48 files have arrived there whole. The new active machine holds
+   * the old set or the new one, never a mix, and status says which; the import run again completes
+   * there and reaches the old active machine once it is back.
    */
   async function importDuringFailover(o: {
     b2: string;
@@ -578,10 +577,13 @@ describe('file sync on distributed', () => {
       );
     const sameSet = (x: Map<string, string>, y: Map<string, string>) => x.size === y.size && [...x].every(([k, v]) => y.get(k) === v);
     // The 192 MiB would not fit the next test's small filesystem (`lab fill`): removed whatever happens.
+    // File sync may be writing there meanwhile (a standby's staging copy): rm tries again on ENOTEMPTY.
+    const gone = { recursive: true, force: true, maxRetries: 20, retryDelay: 250 };
     const cleanUp = async () => {
       for (const node of [s, a]) {
-        await rm(o.patchesOn(node, 'patches'), { recursive: true, force: true });
-        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.airgap-previous`), { recursive: true, force: true });
+        await rm(o.patchesOn(node, 'patches'), gone);
+        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.airgap-previous`), gone);
+        await rm(join(o.patchesOn(node), '..', `.${basename(o.patchesOn(node))}.sync-staging`), gone);
       }
     };
     try {
@@ -598,12 +600,26 @@ describe('file sync on distributed', () => {
       await rm(dir, { recursive: true });
 
       const run = vigil(['airgap', 'import', b3, '--trust', o.trust, '--lab']);
-      // The new set has landed on the active machine; the first of its bytes reach the standby: kill the active one.
-      await waitFor(
-        `bundle 3 to start reaching ${s}`,
+      // The new set has landed on the active machine and file sync carries it to the standby: once
+      // several of its files have arrived there whole (wherever the receiver keeps them: in place, in
+      // rsync's holding directories, in the staging copy beside the directory), kill the active one.
+      const staging = join(o.patchesOn(s), '..', `.${basename(o.patchesOn(s))}.sync-staging`);
+      const arrivedOn = async () => {
+        const whole = new Set<string>();
+        for (const root of [o.patchesOn(s), staging])
+          for (const n of await readdir(root, { recursive: true }).catch(() => [] as string[])) {
+            const name = basename(n);
+            if (!/^big-\d+\.msu$/.test(name) || whole.has(name)) continue;
+            if ((await stat(join(root, n)).catch(() => null))?.size === 4 << 20) whole.add(name);
+          }
+        return whole;
+      };
+      const ARRIVED = 8;
+      const arrived = await waitFor(
+        `${ARRIVED} files of bundle 3 to have arrived whole on ${s}`,
         async () => {
-          const names = await readdir(o.patchesOn(s), { recursive: true }).catch(() => [] as string[]);
-          return names.some((n) => n.includes('big-')) ? names : undefined;
+          const w = await arrivedOn();
+          return w.size >= ARRIVED ? w : undefined;
         },
         180_000,
         20,
@@ -611,8 +627,9 @@ describe('file sync on distributed', () => {
       await labKill(a);
       const atKill = await heldSet(s);
       const first = await run;
+      const liveNewAtKill = sameSet(atKill, newSet);
       console.log(
-        `# import during failover: ${a} killed with ${[...atKill.keys()].filter((k) => newSet.has(k) && !oldSet.has(k)).length} new file(s) of ${newSet.size} in place on ${s}; the import ${first.code === 0 ? 'was recorded before the kill' : `failed (exit ${first.code}): ${first.out.trim().split('\n').slice(-2).join(' / ')}`}`,
+        `# import during failover: ${a} killed once ${arrived.size} file(s) of bundle 3's ${newSet.size} had arrived whole on ${s}; ${s}'s directory held ${liveNewAtKill ? 'the new set already (the kill came after the exchange: a weaker run)' : sameSet(atKill, oldSet) ? 'the old set' : 'a mix'} at the kill; the import ${first.code === 0 ? 'was recorded before the kill' : `failed (exit ${first.code}): ${first.out.trim().split('\n').slice(-2).join(' / ')}`}`,
       );
       await waitFor(`${s} to take over`, async () => ((await labAgents()).get(s)?.active ? true : undefined), 120_000, 250);
 
@@ -694,11 +711,23 @@ describe('file sync on distributed', () => {
   it('a full disk on the standby is reported, not a crash, and sync resumes once there is space', async () => {
     const a = await activeNode();
     const s = a === 'app1' ? 'app2' : 'app1';
+    // Start from file sync at rest: the previous test's clean-up (its bundle removed from the patch
+    // directory) can cut a push of that directory, whose error stays until the next push succeeds.
+    let before: SyncStatus['peers'][number] | undefined;
+    await waitFor(
+      `file sync from ${a} to ${s} at rest`,
+      async () => {
+        before = (await syncOf(a)).peers.find((p) => p.node === s);
+        return before && before.error === null && before.backlog === 0 && !before.reconciling ? true : undefined;
+      },
+      120_000,
+      500,
+    ).catch((err: Error) => assert.fail(`${err.message}; last seen: ${JSON.stringify(before)}`));
     await labFill(s, '/var/lib/vigil/app');
     try {
       await writeFile(onHost(a, 'while-full.bin'), Buffer.alloc(256 * 1024, 7));
       const err = await waitFor('the disk-full error', async () => (await syncOf(a)).peers.find((p) => p.node === s)?.error ?? undefined, 30_000, 250);
-      assert.equal(err.kind, 'disk-full');
+      assert.equal(err.kind, 'disk-full', err.message);
       assert.match(err.message, new RegExp(`${s} has no space left for ${DIR}`));
       assert.ok((await syncOf(a)).peers[0]!.backlog >= 1, 'the change waits in the backlog');
       const { formatStatus, clusterStatus } = await import('../../src/ops/status.ts');
