@@ -69,7 +69,7 @@ async function rig(name: string): Promise<Rig> {
   return { src, dst, root, acceptFile, quarantine, sources, rsh, setActive };
 }
 
-function pusher(r: Rig, epoch: number, events: unknown[] = [], whole = false): Pusher {
+function pusher(r: Rig, epoch: number, events: unknown[] = [], whole = false, rsync?: string): Pusher {
   return new Pusher({
     epoch,
     dirs: [r.src],
@@ -81,6 +81,7 @@ function pusher(r: Rig, epoch: number, events: unknown[] = [], whole = false): P
     batchDelayMs: 10,
     reconcileIntervalMs: 3_600_000,
     checksum: true,
+    ...(rsync ? { rsync } : {}),
     log: (event, fields) => events.push({ event, ...fields }),
   });
 }
@@ -166,20 +167,7 @@ test('a directory held as one set is never carried path by path: after a replace
   const wrapper = join(r.root, 'rsync');
   await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${runs}\nexec rsync "$@"\n`);
   await chmod(wrapper, 0o755);
-  const p = new Pusher({
-    epoch: 3,
-    dirs: [r.src],
-    wholeDirs: [r.src],
-    remoteDir: () => r.dst,
-    peers: [{ node: 'app2', address: 'localhost', sshPort: 22 }],
-    sshCommand: () => r.rsh,
-    timeoutSeconds: 10,
-    batchDelayMs: 10,
-    reconcileIntervalMs: 3_600_000,
-    checksum: true,
-    rsync: wrapper,
-    log: () => undefined,
-  });
+  const p = pusher(r, 3, [], true, wrapper);
   await p.start();
   try {
     await waitFor('the initial reconciliation', async () => ((await same(r.src, r.dst)) ? true : undefined), 30_000, 50);
