@@ -232,7 +232,9 @@ export async function runDbFault(lab: LabHandle, fault: DbFault, o: DbFaultOptio
   }
   const firstNew = writer.firstAfter(t0, old.address);
   const resumed = writer.resumedAfter(t0);
-  const primaryAfter = (await findPrimary(cluster))?.name ?? null;
+  // Which machine is primary once it is over: asked until one answers (a member whose REST API
+  // misses one deadline under load is not a different primary; no primary at all is `notHealed`'s).
+  const primaryAfter = (await waitFor('a primary after the fault', () => findPrimary(cluster), 20_000, 250).catch(() => undefined))?.name ?? null;
   const ackedInHold = writer.acked.filter((s) => s.atMs >= t0 && s.atMs <= t1).map((s) => s.atMs);
   const edges = [t0, ...ackedInHold, t1];
   return {
