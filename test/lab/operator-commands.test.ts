@@ -14,7 +14,8 @@ import { simpleParser } from 'mailparser';
 import { withRole } from '../../src/config/schema.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { findPrimary, labDown, labKill, labSignal, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { findPrimary, labAdminPki, labDown, labKill, labSignal, labStart, labStopUnit, labUp, type LabHandle } from '../../src/lab/lab.ts';
+import { mtlsFetch } from '../../src/mtls/mtls.ts';
 import { LAB_DIR } from '../../src/lab/paths.ts';
 import { UNITS } from '../../src/layout/units.ts';
 import { logIn, openDashboard, whenLive } from './dashboard-browser.ts';
@@ -100,7 +101,13 @@ let targets: MetricsTarget[] = [];
 /** Every Vigil daemon's samples, by `machine/daemon`, as scraped before the failover below. */
 let baseline: Map<string, Sample[]> | undefined;
 
+/** One scrape; an https URL (Patroni's REST API) is asked trusting the lab's cluster CA. */
 const scrape = async (url: string): Promise<string> => {
+  if (url.startsWith('https:')) {
+    const r = await mtlsFetch(url, { ...(await labAdminPki()), timeoutMs: 5000 });
+    assert.equal(r.status, 200, url);
+    return r.text;
+  }
   const r = await fetch(url, { signal: AbortSignal.timeout(5000) });
   assert.equal(r.status, 200, url);
   return r.text();
